@@ -1,0 +1,299 @@
+//! The JetStream stream contract.
+//!
+//! The stream is the ledger's source of truth, so its settings are part of the
+//! contract: file storage, no max age, discard **new** (never old) at limits,
+//! delete and purge denied, no rollup, no per-message TTL, an explicit duplicate
+//! window. [`ensure_stream`] creates the stream with exactly these settings or
+//! checks an existing one, and refuses (never silently changes) a weaker stream.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
+};
+
+use crate::subject::stream_subjects;
+
+/// Default stream name.
+pub const DEFAULT_STREAM_NAME: &str = "GOVLEDGER";
+/// Default duplicate window: a publish retried within it is stored once.
+pub const DEFAULT_DUPLICATE_WINDOW_MS: u64 = 120_000;
+
+/// What govledger requires of its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub duplicate_window: Duration,
+    /// Byte limit of the stream (`-1` = unlimited). At the limit, new events are refused.
+    pub max_bytes: i64,
+    /// Message limit of the stream (`-1` = unlimited).
+    pub max_messages: i64,
+}
+
+impl Default for StreamSpec {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_STREAM_NAME.to_owned(),
+            duplicate_window: Duration::from_millis(DEFAULT_DUPLICATE_WINDOW_MS),
+            max_bytes: -1,
+            max_messages: -1,
+        }
+    }
+}
+
+impl StreamSpec {
+    /// The config govledger creates its stream with.
+    pub fn config(&self) -> Config {
+        Config {
+            name: self.name.clone(),
+            description: Some("govledger: immutable identity governance events".to_owned()),
+            subjects: stream_subjects(),
+            storage: StorageType::File,
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::New,
+            max_age: Duration::ZERO,
+            max_bytes: self.max_bytes,
+            max_messages: self.max_messages,
+            max_messages_per_subject: -1,
+            duplicate_window: self.duplicate_window,
+            deny_delete: true,
+            deny_purge: true,
+            allow_rollup: false,
+            allow_message_ttl: false,
+            num_replicas: 1,
+            ..Default::default()
+        }
+    }
+}
+
+/// One way an existing stream is weaker than the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The stream setting, as `nats stream info` names it.
+    pub setting: &'static str,
+    pub found: String,
+    pub required: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is {} but govledger requires {}",
+            self.setting, self.found, self.required
+        )
+    }
+}
+
+/// Every way `found` is weaker than `spec` requires. Pure; empty means acceptable.
+pub fn check(spec: &StreamSpec, found: &Config) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let mut push = |setting, found: String, required: &str| {
+        v.push(Violation {
+            setting,
+            found,
+            required: required.to_owned(),
+        })
+    };
+    if !found.deny_delete {
+        push("deny_delete", "false".into(), "true (events are never deleted)");
+    }
+    if !found.deny_purge {
+        push("deny_purge", "false".into(), "true (the stream is never purged)");
+    }
+    if found.discard != DiscardPolicy::New {
+        push(
+            "discard",
+            format!("{:?}", found.discard),
+            "New (at a limit, refuse new events; never drop old ones)",
+        );
+    }
+    if !found.max_age.is_zero() {
+        push("max_age", format!("{:?}", found.max_age), "0 (no expiry)");
+    }
+    if found.storage != StorageType::File {
+        push("storage", format!("{:?}", found.storage), "File");
+    }
+    if found.retention != RetentionPolicy::Limits {
+        push("retention", format!("{:?}", found.retention), "Limits");
+    }
+    if found.allow_rollup {
+        push("allow_rollup", "true".into(), "false");
+    }
+    if found.allow_message_ttl {
+        push("allow_msg_ttl", "true".into(), "false");
+    }
+    if found.max_messages_per_subject != -1 {
+        push(
+            "max_msgs_per_subject",
+            found.max_messages_per_subject.to_string(),
+            "-1 (unlimited)",
+        );
+    }
+    if found.duplicate_window < spec.duplicate_window {
+        push(
+            "duplicate_window",
+            format!("{} ms", found.duplicate_window.as_millis()),
+            &format!(">= {} ms", spec.duplicate_window.as_millis()),
+        );
+    }
+    for s in stream_subjects() {
+        if !found.subjects.contains(&s) {
+            push(
+                "subjects",
+                format!("{:?}", found.subjects),
+                &format!("to include {s:?}"),
+            );
+        }
+    }
+    if found.sealed {
+        push("sealed", "true".into(), "false");
+    }
+    v
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(
+        "JetStream stream {name} exists with settings weaker than govledger requires: {}. \
+         govledger never changes an existing stream; fix it by hand (e.g. `nats stream edit {name}`) \
+         or point govledger at another stream name (config key nats.stream)",
+        .violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    Weaker {
+        name: String,
+        violations: Vec<Violation>,
+    },
+    #[error("could not read JetStream stream {name}: {source}")]
+    Get {
+        name: String,
+        #[source]
+        source: jetstream::context::GetStreamError,
+    },
+    #[error(
+        "could not create JetStream stream {name}: {source} (is JetStream enabled on the server? `nats-server -js`)"
+    )]
+    Create {
+        name: String,
+        #[source]
+        source: jetstream::context::CreateStreamError,
+    },
+}
+
+/// Creates the stream, or checks the existing one against the contract.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    spec: &StreamSpec,
+) -> Result<jetstream::stream::Info, StreamError> {
+    use jetstream::context::GetStreamErrorKind;
+    match js.get_stream(&spec.name).await {
+        Ok(mut stream) => {
+            let info = stream.info().await.map_err(|e| StreamError::Get {
+                name: spec.name.clone(),
+                source: jetstream::context::GetStreamError::with_source(
+                    GetStreamErrorKind::Request,
+                    e,
+                ),
+            })?;
+            let violations = check(spec, &info.config);
+            if violations.is_empty() {
+                Ok(info.clone())
+            } else {
+                Err(StreamError::Weaker {
+                    name: spec.name.clone(),
+                    violations,
+                })
+            }
+        }
+        Err(e) if is_not_found(&e) => {
+            let stream = js
+                .create_stream(spec.config())
+                .await
+                .map_err(|source| StreamError::Create {
+                    name: spec.name.clone(),
+                    source,
+                })?;
+            Ok(stream.cached_info().clone())
+        }
+        Err(source) => Err(StreamError::Get {
+            name: spec.name.clone(),
+            source,
+        }),
+    }
+}
+
+fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::context::GetStreamErrorKind;
+    match e.kind() {
+        GetStreamErrorKind::JetStream(js) => {
+            js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(v: &[Violation]) -> Vec<&'static str> {
+        v.iter().map(|v| v.setting).collect()
+    }
+
+    #[test]
+    fn own_config_passes() {
+        let spec = StreamSpec::default();
+        assert!(check(&spec, &spec.config()).is_empty());
+    }
+
+    #[test]
+    fn each_weakening_is_named() {
+        let spec = StreamSpec::default();
+        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+            ("deny_delete", Box::new(|c| c.deny_delete = false)),
+            ("deny_purge", Box::new(|c| c.deny_purge = false)),
+            ("discard", Box::new(|c| c.discard = DiscardPolicy::Old)),
+            ("max_age", Box::new(|c| c.max_age = Duration::from_secs(60))),
+            ("storage", Box::new(|c| c.storage = StorageType::Memory)),
+            ("retention", Box::new(|c| c.retention = RetentionPolicy::WorkQueue)),
+            ("allow_rollup", Box::new(|c| c.allow_rollup = true)),
+            ("allow_msg_ttl", Box::new(|c| c.allow_message_ttl = true)),
+            ("max_msgs_per_subject", Box::new(|c| c.max_messages_per_subject = 10)),
+            (
+                "duplicate_window",
+                Box::new(|c| c.duplicate_window = Duration::from_secs(1)),
+            ),
+            ("subjects", Box::new(|c| c.subjects = vec!["other.>".into()])),
+            ("sealed", Box::new(|c| c.sealed = true)),
+        ];
+        for (name, weaken) in cases {
+            let mut c = spec.config();
+            weaken(&mut c);
+            let v = check(&spec, &c);
+            assert!(settings(&v).contains(&name), "{name}: {v:?}");
+        }
+    }
+
+    #[test]
+    fn longer_duplicate_window_is_fine() {
+        let spec = StreamSpec::default();
+        let mut c = spec.config();
+        c.duplicate_window = spec.duplicate_window * 2;
+        assert!(check(&spec, &c).is_empty());
+    }
+
+    #[test]
+    fn error_message_names_setting_and_fix() {
+        let e = StreamError::Weaker {
+            name: "GOVLEDGER".into(),
+            violations: vec![Violation {
+                setting: "deny_delete",
+                found: "false".into(),
+                required: "true".into(),
+            }],
+        };
+        let s = e.to_string();
+        assert!(s.contains("deny_delete is false") && s.contains("nats.stream"), "{s}");
+    }
+}

@@ -1,0 +1,536 @@
+//! The fold: events in stream order → projection records. Pure and deterministic.
+//!
+//! Architecture Invariant: the fold does no I/O and reads no clock. Its inputs are
+//! the stream sequence, the stream's own timestamp and the message bytes; its
+//! state is a [`Working`] set that the caller preloaded with every key
+//! [`needs`] names (missing = absent). Folding the same messages into the same
+//! state always gives the same records, byte for byte.
+//!
+//! Idempotence: a sequence at or below `last_applied_seq` is ignored, and an
+//! event id that was already applied is counted as a duplicate and changes
+//! nothing else. Undecodable or unusable messages become [`PoisonEvent`]s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use govledger_proto::v1::{
+    ActionState, EntityType, Event, IdentityState, LedgerMeta, PageState, PoisonEvent,
+    RunState, SourceState, SyncMode, Verdict, event::Body,
+};
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    keys::{IdentityKey, Key, RunSeenKey},
+    verdict,
+};
+
+/// Page keys kept in `RunState.failed_page_keys` for reason texts.
+pub const FAILED_PAGES_KEPT_MAX: usize = 64;
+
+/// One stream message as the fold sees it.
+#[derive(Debug, Clone)]
+pub struct StreamMsg<'a> {
+    pub seq: u64,
+    pub subject: &'a str,
+    /// The stream's timestamp of the message, Unix microseconds.
+    pub stored_at_us: i64,
+    pub payload: &'a [u8],
+}
+
+/// A loaded slice of one kind of record, with change tracking.
+#[derive(Debug, Clone)]
+pub struct Table<K: Ord + Clone, V> {
+    map: BTreeMap<K, Option<V>>,
+    dirty: BTreeSet<K>,
+}
+
+impl<K: Ord + Clone, V> Default for Table<K, V> {
+    fn default() -> Self {
+        Self {
+            map: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
+    /// Records what the store holds for `k` (`None` = absent).
+    pub fn load(&mut self, k: K, v: Option<V>) {
+        self.map.entry(k).or_insert(v);
+    }
+    pub fn is_loaded(&self, k: &K) -> bool {
+        self.map.contains_key(k)
+    }
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k).and_then(Option::as_ref)
+    }
+    pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
+        let v = self.map.get_mut(k).and_then(Option::as_mut);
+        if v.is_some() {
+            self.dirty.insert(k.clone());
+        }
+        v
+    }
+    pub fn insert(&mut self, k: K, v: V) {
+        self.dirty.insert(k.clone());
+        self.map.insert(k, Some(v));
+    }
+    /// Changed entries, in key order.
+    pub fn changed(&self) -> impl Iterator<Item = (&K, Option<&V>)> {
+        self.dirty
+            .iter()
+            .map(|k| (k, self.map.get(k).and_then(Option::as_ref)))
+    }
+    /// Every present entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+    pub fn clear_dirty(&mut self) {
+        self.dirty.clear();
+    }
+    fn get_or_insert_with(&mut self, k: &K, f: impl FnOnce() -> V) -> &mut V {
+        self.dirty.insert(k.clone());
+        let slot = self.map.entry(k.clone()).or_insert(None);
+        slot.get_or_insert_with(f)
+    }
+}
+
+/// The part of the projection state a batch reads and writes.
+#[derive(Debug, Clone, Default)]
+pub struct Working {
+    pub meta: LedgerMeta,
+    pub meta_dirty: bool,
+    pub sources: Table<String, SourceState>,
+    pub runs: Table<String, RunState>,
+    pub source_runs: Table<(String, String), ()>,
+    pub pages: Table<(String, String), PageState>,
+    pub run_seen: Table<RunSeenKey, ()>,
+    pub identities: Table<IdentityKey, IdentityState>,
+    pub actions: Table<String, ActionState>,
+    pub event_ids: Table<String, u64>,
+    pub poison: Table<u64, PoisonEvent>,
+}
+
+impl Working {
+    /// Forgets change tracking (after a commit); loaded records stay as a cache.
+    pub fn clear_dirty(&mut self) {
+        self.meta_dirty = false;
+        self.sources.clear_dirty();
+        self.runs.clear_dirty();
+        self.source_runs.clear_dirty();
+        self.pages.clear_dirty();
+        self.run_seen.clear_dirty();
+        self.identities.clear_dirty();
+        self.actions.clear_dirty();
+        self.event_ids.clear_dirty();
+        self.poison.clear_dirty();
+    }
+
+    /// Every changed record as (encoded key, encoded value or `None` for delete),
+    /// in key order. The store writes exactly these plus nothing else.
+    pub fn changes(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        fn enc<M: prost::Message>(v: Option<&M>) -> Option<Vec<u8>> {
+            v.map(|m| m.encode_to_vec())
+        }
+        if self.meta_dirty {
+            out.push((Key::Meta.encode(), Some(self.meta.encode_to_vec())));
+        }
+        for (k, v) in self.sources.changed() {
+            out.push((Key::Source(k.clone()).encode(), enc(v)));
+        }
+        for (k, v) in self.runs.changed() {
+            out.push((Key::Run(k.clone()).encode(), enc(v)));
+        }
+        for (k, v) in self.source_runs.changed() {
+            out.push((
+                Key::SourceRun(k.0.clone(), k.1.clone()).encode(),
+                v.map(|_| Vec::new()),
+            ));
+        }
+        for (k, v) in self.pages.changed() {
+            out.push((Key::Page(k.0.clone(), k.1.clone()).encode(), enc(v)));
+        }
+        for (k, v) in self.run_seen.changed() {
+            out.push((Key::RunSeen(k.clone()).encode(), v.map(|_| Vec::new())));
+        }
+        for (k, v) in self.identities.changed() {
+            out.push((Key::Identity(k.clone()).encode(), enc(v)));
+        }
+        for (k, v) in self.actions.changed() {
+            out.push((Key::Action(k.clone()).encode(), enc(v)));
+        }
+        for (k, v) in self.event_ids.changed() {
+            out.push((
+                Key::EventId(k.clone()).encode(),
+                v.map(|s| s.to_be_bytes().to_vec()),
+            ));
+        }
+        for (k, v) in self.poison.changed() {
+            out.push((Key::Poison(*k).encode(), enc(v)));
+        }
+        out
+    }
+}
+
+/// A decoded message, or why it cannot be folded.
+pub fn decode(msg: &StreamMsg<'_>) -> Result<Event, String> {
+    let ev = Event::decode(msg.payload).map_err(|e| format!("not a govledger.v1.Event: {e}"))?;
+    if ev.schema_version > govledger_proto::SCHEMA_VERSION {
+        return Err(format!(
+            "schema_version {} is newer than this build understands ({}); upgrade govledger",
+            ev.schema_version,
+            govledger_proto::SCHEMA_VERSION
+        ));
+    }
+    if ev.event_id.is_empty() {
+        return Err("event without event_id".into());
+    }
+    let Some(body) = &ev.body else {
+        return Err("event without a body (unknown event kind?)".into());
+    };
+    if ev.source_id.is_empty() {
+        return Err("event without source_id".into());
+    }
+    let read_path = matches!(
+        body,
+        Body::SyncRunStarted(_)
+            | Body::PageFetched(_)
+            | Body::PageFailed(_)
+            | Body::RecordObserved(_)
+            | Body::RecordRejected(_)
+            | Body::SyncRunFinished(_)
+    );
+    if read_path && ev.run_id.is_empty() {
+        return Err("read-path event without run_id".into());
+    }
+    if !read_path && ev.action_id.is_empty() {
+        return Err("write-path event without action_id".into());
+    }
+    if let Body::RecordObserved(r) = body
+        && r.external_id.is_empty()
+    {
+        return Err("RecordObserved without external_id (should be RecordRejected)".into());
+    }
+    Ok(ev)
+}
+
+/// The keys folding `ev` may read, so the caller can preload them.
+pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
+    out.insert(Key::EventId(ev.event_id.clone()));
+    out.insert(Key::Source(ev.source_id.clone()));
+    let Some(body) = &ev.body else { return };
+    match body {
+        Body::SyncRunStarted(_) | Body::RecordRejected(_) | Body::SyncRunFinished(_) => {
+            out.insert(Key::Run(ev.run_id.clone()));
+        }
+        Body::PageFetched(p) => {
+            out.insert(Key::Run(ev.run_id.clone()));
+            out.insert(Key::Page(ev.run_id.clone(), p.page_key.clone()));
+        }
+        Body::PageFailed(p) => {
+            out.insert(Key::Run(ev.run_id.clone()));
+            out.insert(Key::Page(ev.run_id.clone(), p.page_key.clone()));
+        }
+        Body::RecordObserved(r) => {
+            out.insert(Key::Run(ev.run_id.clone()));
+            out.insert(Key::RunSeen((
+                ev.run_id.clone(),
+                r.entity_type,
+                r.external_id.clone(),
+            )));
+            out.insert(Key::Identity((
+                ev.source_id.clone(),
+                r.entity_type,
+                r.external_id.clone(),
+            )));
+        }
+        Body::ActionRequested(_)
+        | Body::ActionAttempted(_)
+        | Body::ActionVerified(_)
+        | Body::ActionConcluded(_) => {
+            out.insert(Key::Action(ev.action_id.clone()));
+        }
+    }
+}
+
+/// What folding one message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Event,
+    /// Sequence at or below the last applied one: ignored.
+    AlreadyApplied,
+    /// An event id seen before at another sequence: counted, nothing else changes.
+    DuplicateEventId,
+    Poison,
+}
+
+/// Folds one stream message. `decoded` is [`decode`]'s answer for it.
+pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, String>) -> Applied {
+    if msg.seq <= w.meta.last_applied_seq {
+        return Applied::AlreadyApplied;
+    }
+    w.meta.last_applied_seq = msg.seq;
+    w.meta_dirty = true;
+    let ev = match decoded {
+        Ok(ev) => ev,
+        Err(e) => {
+            w.meta.poison_events += 1;
+            w.poison.insert(
+                msg.seq,
+                PoisonEvent {
+                    seq: msg.seq,
+                    subject: msg.subject.to_owned(),
+                    error: e.clone(),
+                    payload_len: msg.payload.len() as u64,
+                    payload_sha256: hex(&Sha256::digest(msg.payload)),
+                    stored_at_us: msg.stored_at_us,
+                },
+            );
+            return Applied::Poison;
+        }
+    };
+    debug_assert!(w.event_ids.is_loaded(&ev.event_id), "needs() missed event id");
+    if w.event_ids.get(&ev.event_id).is_some() {
+        w.meta.duplicate_events += 1;
+        return Applied::DuplicateEventId;
+    }
+    w.event_ids.insert(ev.event_id.clone(), msg.seq);
+    w.meta.events_applied += 1;
+    fold_event(w, msg.seq, ev);
+    Applied::Event
+}
+
+fn fold_event(w: &mut Working, seq: u64, ev: &Event) {
+    let Some(body) = &ev.body else { return };
+    let at = ev.occurred_at_us;
+    {
+        let src = w.sources.get_or_insert_with(&ev.source_id, || SourceState {
+            source_id: ev.source_id.clone(),
+            first_seq: seq,
+            ..Default::default()
+        });
+        src.last_seq = seq;
+        src.last_event_at_us = src.last_event_at_us.max(at);
+        src.events_total += 1;
+    }
+    match body {
+        Body::SyncRunStarted(s) => {
+            let run = run_mut(w, ev, seq);
+            let first_start = !run.started;
+            run.started = true;
+            run.mode = s.mode;
+            run.started_at_us = at;
+            if run.declared_total_at_start.is_none() {
+                run.declared_total_at_start = s.declared_total;
+            }
+            if first_start {
+                w.source_runs
+                    .insert((ev.source_id.clone(), ev.run_id.clone()), ());
+                let src = source_mut(w, ev);
+                src.runs_total += 1;
+                src.last_run_id = ev.run_id.clone();
+                src.last_run_started_us = at;
+            }
+        }
+        Body::PageFetched(p) => {
+            let key = (ev.run_id.clone(), p.page_key.clone());
+            let page = w.pages.get_or_insert_with(&key, PageState::default);
+            let was_ok = page.ok;
+            let was_given_up = page.gave_up;
+            page.ok = true;
+            page.gave_up = false;
+            page.attempts += 1;
+            page.http_status = p.http_status;
+            let run = run_mut(w, ev, seq);
+            if !was_ok {
+                run.pages_fetched += 1;
+            }
+            if was_given_up {
+                run.pages_failed_final = run.pages_failed_final.saturating_sub(1);
+                run.failed_page_keys.retain(|k| k != &p.page_key);
+            }
+            if let Some(d) = p.declared_total {
+                if let Some(prev) = run.declared_total_last
+                    && prev != d
+                {
+                    run.declared_total_changed = true;
+                }
+                if let Some(start) = run.declared_total_at_start
+                    && start != d
+                {
+                    run.declared_total_changed = true;
+                }
+                run.declared_total_last = Some(d);
+            }
+        }
+        Body::PageFailed(p) => {
+            let key = (ev.run_id.clone(), p.page_key.clone());
+            let page = w.pages.get_or_insert_with(&key, PageState::default);
+            page.attempts += 1;
+            let newly_given_up = !page.ok && !p.will_retry && !page.gave_up;
+            if newly_given_up {
+                page.gave_up = true;
+                page.http_status = p.http_status;
+            }
+            let run = run_mut(w, ev, seq);
+            run.page_failures += 1;
+            if newly_given_up {
+                run.pages_failed_final += 1;
+                if run.failed_page_keys.len() < FAILED_PAGES_KEPT_MAX {
+                    run.failed_page_keys.push(p.page_key.clone());
+                }
+            }
+        }
+        Body::RecordObserved(r) => {
+            let seen_key = (ev.run_id.clone(), r.entity_type, r.external_id.clone());
+            let first_in_run = w.run_seen.get(&seen_key).is_none();
+            if first_in_run {
+                w.run_seen.insert(seen_key, ());
+            }
+            let run = run_mut(w, ev, seq);
+            run.records_observed += 1;
+            if first_in_run {
+                run.records_unique += 1;
+            } else {
+                run.duplicates += 1;
+            }
+            let ikey = (ev.source_id.clone(), r.entity_type, r.external_id.clone());
+            let ident = w.identities.get_or_insert_with(&ikey, || IdentityState {
+                source_id: ev.source_id.clone(),
+                entity_type: r.entity_type,
+                external_id: r.external_id.clone(),
+                first_seen_at_us: at,
+                ..Default::default()
+            });
+            ident.display_name = r.display_name.clone();
+            ident.active = r.active;
+            ident.attribute_digest = r.attribute_digest.clone();
+            ident.version = r.version.clone();
+            ident.memberships = r.memberships.clone();
+            ident.last_observed_at_us = at;
+            ident.last_observed_run_id = ev.run_id.clone();
+            ident.last_observed_seq = seq;
+            ident.observations += 1;
+        }
+        Body::RecordRejected(_) => {
+            run_mut(w, ev, seq).rejected += 1;
+        }
+        Body::SyncRunFinished(f) => {
+            let run = run_mut(w, ev, seq);
+            if run.finished {
+                // A second report for the same run changes nothing: the first decided it.
+                return;
+            }
+            run.finished = true;
+            run.finished_at_us = at;
+            run.engine_report = Some(f.clone());
+            if run.declared_total_last.is_none() && f.declared_total.is_some() {
+                run.declared_total_last = f.declared_total;
+            }
+            let (v, reasons) = verdict::decide_finished(run);
+            run.verdict = v as i32;
+            run.reasons = reasons;
+            let (full, first_seq) = (run.mode == SyncMode::Full as i32, run.first_seq);
+            let unique = run.records_unique;
+            let src = source_mut(w, ev);
+            src.last_finished_run_id = ev.run_id.clone();
+            src.last_finished_verdict = v as i32;
+            src.last_finished_at_us = at;
+            if v == Verdict::Complete {
+                src.last_complete_run_id = ev.run_id.clone();
+                src.last_complete_at_us = at;
+                src.last_complete_unique = unique;
+                src.consecutive_failures = 0;
+                if full {
+                    src.last_complete_full_run_id = ev.run_id.clone();
+                    src.last_complete_full_first_seq = first_seq;
+                }
+            } else {
+                src.consecutive_failures += 1;
+            }
+        }
+        Body::ActionRequested(r) => {
+            let first = w.actions.get(&ev.action_id).is_none();
+            let a = action_mut(w, ev, seq);
+            a.request = Some(r.clone());
+            a.requested_at_us = at;
+            if first {
+                source_mut(w, ev).actions_total += 1;
+            }
+        }
+        Body::ActionAttempted(t) => {
+            let first = w.actions.get(&ev.action_id).is_none();
+            let a = action_mut(w, ev, seq);
+            a.attempts += 1;
+            a.last_http_status = t.http_status;
+            a.last_error_class = t.error_class;
+            if first {
+                source_mut(w, ev).actions_total += 1;
+            }
+        }
+        Body::ActionVerified(v) => {
+            let a = action_mut(w, ev, seq);
+            a.verified = true;
+            a.in_effect = v.in_effect;
+            a.target_absent = v.target_absent;
+        }
+        Body::ActionConcluded(c) => {
+            let a = action_mut(w, ev, seq);
+            a.outcome = c.outcome;
+            a.outcome_detail = c.detail.clone();
+            a.concluded_at_us = at;
+        }
+    }
+}
+
+fn source_mut<'w>(w: &'w mut Working, ev: &Event) -> &'w mut SourceState {
+    // Inserted at the top of fold_event for every event.
+    w.sources.get_or_insert_with(&ev.source_id, || SourceState {
+        source_id: ev.source_id.clone(),
+        ..Default::default()
+    })
+}
+
+fn run_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut RunState {
+    let run = w.runs.get_or_insert_with(&ev.run_id, || RunState {
+        run_id: ev.run_id.clone(),
+        source_id: ev.source_id.clone(),
+        first_seq: seq,
+        ..Default::default()
+    });
+    run.last_seq = seq;
+    run.last_event_at_us = run.last_event_at_us.max(ev.occurred_at_us);
+    run
+}
+
+fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut ActionState {
+    let a = w.actions.get_or_insert_with(&ev.action_id, || ActionState {
+        action_id: ev.action_id.clone(),
+        source_id: ev.source_id.clone(),
+        first_seq: seq,
+        ..Default::default()
+    });
+    a.last_seq = seq;
+    a
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Entity type label, re-exported for callers that format identities.
+pub fn entity_type_name(t: i32) -> &'static str {
+    crate::keys::entity_label(t)
+}
+
+/// Whether an entity type value is one this build knows.
+pub fn known_entity_type(t: i32) -> bool {
+    EntityType::try_from(t).is_ok()
+}

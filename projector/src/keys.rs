@@ -1,0 +1,138 @@
+//! Key layout of the one sled tree that holds every projection.
+//!
+//! Every key starts with a one-byte tag; string components are length-prefixed
+//! (u32 big-endian) so no component can run into the next, and a prefix of
+//! components is a usable scan prefix. Sequences are big-endian so they sort.
+
+use govledger_proto::v1::EntityType;
+
+pub const TAG_META: u8 = b'm';
+pub const TAG_SOURCE: u8 = b's';
+pub const TAG_RUN: u8 = b'r';
+pub const TAG_SOURCE_RUN: u8 = b'q';
+pub const TAG_PAGE: u8 = b'p';
+pub const TAG_RUN_SEEN: u8 = b'u';
+pub const TAG_IDENTITY: u8 = b'i';
+pub const TAG_ACTION: u8 = b'a';
+pub const TAG_EVENT_ID: u8 = b'e';
+pub const TAG_POISON: u8 = b'x';
+
+/// (source, entity type, external id)
+pub type IdentityKey = (String, i32, String);
+/// (run, entity type, external id)
+pub type RunSeenKey = (String, i32, String);
+
+/// A typed projection key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    Meta,
+    Source(String),
+    Run(String),
+    /// Index: runs of a source, ordered by run id (UUID v7 sorts by time).
+    SourceRun(String, String),
+    /// (run, page key)
+    Page(String, String),
+    RunSeen(RunSeenKey),
+    Identity(IdentityKey),
+    Action(String),
+    EventId(String),
+    Poison(u64),
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Tag + length-prefixed components: the prefix of every key of that kind.
+pub fn prefix(tag: u8, parts: &[&str]) -> Vec<u8> {
+    let mut out = vec![tag];
+    for p in parts {
+        put_str(&mut out, p);
+    }
+    out
+}
+
+impl Key {
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Key::Meta => vec![TAG_META],
+            Key::Source(s) => prefix(TAG_SOURCE, &[s]),
+            Key::Run(r) => prefix(TAG_RUN, &[r]),
+            Key::SourceRun(s, r) => prefix(TAG_SOURCE_RUN, &[s, r]),
+            Key::Page(r, p) => prefix(TAG_PAGE, &[r, p]),
+            Key::RunSeen((r, t, id)) => {
+                let mut k = prefix(TAG_RUN_SEEN, &[r]);
+                k.extend_from_slice(&t.to_be_bytes());
+                put_str(&mut k, id);
+                k
+            }
+            Key::Identity((s, t, id)) => identity_key(s, *t, id),
+            Key::Action(a) => prefix(TAG_ACTION, &[a]),
+            Key::EventId(e) => prefix(TAG_EVENT_ID, &[e]),
+            Key::Poison(seq) => {
+                let mut k = vec![TAG_POISON];
+                k.extend_from_slice(&seq.to_be_bytes());
+                k
+            }
+        }
+    }
+}
+
+pub fn identity_key(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
+    let mut k = prefix(TAG_IDENTITY, &[source]);
+    k.extend_from_slice(&entity_type.to_be_bytes());
+    put_str(&mut k, external_id);
+    k
+}
+
+/// Reads the last length-prefixed string component of `key` starting at `at`.
+pub fn read_str(key: &[u8], at: usize) -> Option<(String, usize)> {
+    let len_bytes: [u8; 4] = key.get(at..at + 4)?.try_into().ok()?;
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    let s = key.get(at + 4..at + 4 + len)?;
+    Some((String::from_utf8(s.to_vec()).ok()?, at + 4 + len))
+}
+
+/// A short label for an entity type, for messages.
+pub fn entity_label(t: i32) -> &'static str {
+    match EntityType::try_from(t).unwrap_or(EntityType::Unspecified) {
+        EntityType::User => "user",
+        EntityType::Group => "group",
+        EntityType::Entitlement => "entitlement",
+        EntityType::Membership => "membership",
+        EntityType::Unspecified => "entity",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_cannot_run_into_each_other() {
+        let a = Key::SourceRun("ab".into(), "c".into()).encode();
+        let b = Key::SourceRun("a".into(), "bc".into()).encode();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn source_run_prefix_scans_one_source() {
+        let p = prefix(TAG_SOURCE_RUN, &["hr"]);
+        assert!(Key::SourceRun("hr".into(), "r1".into()).encode().starts_with(&p));
+        assert!(!Key::SourceRun("hr2".into(), "r1".into()).encode().starts_with(&p));
+    }
+
+    #[test]
+    fn poison_keys_sort_by_sequence() {
+        assert!(Key::Poison(2).encode() < Key::Poison(256).encode());
+    }
+
+    #[test]
+    fn read_back_a_component() {
+        let k = Key::SourceRun("hr".into(), "run-1".into()).encode();
+        let (s, at) = read_str(&k, 1).unwrap();
+        assert_eq!(s, "hr");
+        assert_eq!(read_str(&k, at).unwrap().0, "run-1");
+    }
+}

@@ -1,0 +1,250 @@
+//! The projector loop: a durable JetStream pull consumer, batches folded in
+//! stream order, committed with the last applied sequence, flushed, then acked.
+//!
+//! Architecture Invariant: ack only after commit. A message is acknowledged only
+//! after the batch that folded it was written atomically with its sequence and
+//! flushed. A crash at any point leaves either the old state (the batch comes
+//! back) or the new one (the redelivered batch is skipped by sequence).
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
+use futures::StreamExt as _;
+use govledger_ingest::backoff::Backoff;
+use govledger_proto::v1::LedgerMeta;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    OwnedMsg, process_batch,
+    store::{Store, StoreError},
+};
+
+pub const DEFAULT_DURABLE: &str = "govledger-projector";
+pub const DEFAULT_BATCH_EVENTS_MAX: usize = 1_000;
+pub const DEFAULT_IDLE_WAIT_MS: u64 = 100;
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub stream: String,
+    pub durable: String,
+    /// Messages folded and committed together (one sled batch, one flush, one ack).
+    pub batch_events_max: usize,
+    /// When caught up, how long one pull waits for new messages.
+    pub idle_wait: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            stream: govledger_ingest::stream::DEFAULT_STREAM_NAME.to_owned(),
+            durable: DEFAULT_DURABLE.to_owned(),
+            batch_events_max: DEFAULT_BATCH_EVENTS_MAX,
+            idle_wait: Duration::from_millis(DEFAULT_IDLE_WAIT_MS),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("JetStream stream {stream} not found; start `govledger serve` once to create it")]
+    NoStream { stream: String },
+}
+
+/// A failpoint for crash tests: when env `GOVLEDGER_FAILPOINT` equals `name`,
+/// the process aborts here (no unwinding, no cleanup), like a kill -9.
+fn failpoint(name: &str) {
+    static FP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let fp = FP.get_or_init(|| std::env::var("GOVLEDGER_FAILPOINT").ok());
+    if fp.as_deref() == Some(name) {
+        tracing::error!(failpoint = name, "failpoint hit: aborting");
+        std::process::abort();
+    }
+}
+
+/// Runs until `shutdown`. Publishes each committed `last_applied_seq` on `progress`.
+pub async fn run(
+    client: async_nats::Client,
+    store: Arc<Store>,
+    cfg: RunnerConfig,
+    progress: watch::Sender<u64>,
+    shutdown: CancellationToken,
+) -> Result<(), ProjectorError> {
+    let js = jetstream::new(client);
+    let backoff = Backoff::default();
+    let mut meta = store.meta()?;
+    progress.send_replace(meta.last_applied_seq);
+    let mut failures: u32 = 0;
+    'connect: loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let consumer = match open_consumer(&js, &cfg, meta.last_applied_seq).await {
+            Ok(c) => c,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, failures, "projector cannot open its consumer; retrying");
+                if sleep_or_shutdown(backoff.delay(failures - 1, &mut rand_rng()), &shutdown).await {
+                    return Ok(());
+                }
+                continue 'connect;
+            }
+        };
+        tracing::info!(from_seq = meta.last_applied_seq + 1, durable = %cfg.durable, "projector consuming");
+        let mut idle = false;
+        loop {
+            let batch = pull_batch(&consumer, &cfg, idle, &shutdown).await;
+            let msgs = match batch {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, failures, "projector pull failed; retrying");
+                    if sleep_or_shutdown(backoff.delay(failures.min(20) - 1, &mut rand_rng()), &shutdown).await {
+                        return Ok(());
+                    }
+                    continue 'connect;
+                }
+            };
+            failures = 0;
+            idle = msgs.is_empty();
+            if msgs.is_empty() {
+                continue;
+            }
+            let owned: Vec<OwnedMsg> = msgs.iter().filter_map(to_owned_msg).collect();
+            let outcome = process_batch(&store, &mut meta, &owned)?;
+            failpoint("projector-after-commit-before-flush");
+            store.flush().await?;
+            failpoint("projector-after-flush-before-ack");
+            if let Some(last) = msgs.last()
+                && let Err(e) = last.ack().await
+            {
+                // State is committed; the batch will be redelivered and skipped by sequence.
+                tracing::warn!(error = %e, "ack failed after commit; batch will be redelivered and skipped");
+            }
+            for p in &outcome.poison {
+                tracing::error!(seq = p.seq, subject = %p.subject, error = %p.error,
+                    "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
+            }
+            progress.send_replace(meta.last_applied_seq);
+        }
+    }
+}
+
+fn rand_rng() -> impl rand::Rng {
+    rand::rng()
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.cancelled() => true,
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// (Re)creates the durable consumer so that it delivers from `last_applied + 1`.
+///
+/// sled, not the consumer, is the authority on what was applied: the consumer is
+/// recreated on every start so a lost or restored sled folder never skips events
+/// and a crash never waits for an ack timeout.
+async fn open_consumer(
+    js: &jetstream::Context,
+    cfg: &RunnerConfig,
+    last_applied: u64,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, BoxError> {
+    let stream = js.get_stream(&cfg.stream).await.map_err(|e| -> BoxError {
+        if e.to_string().contains("not found") {
+            Box::new(ProjectorError::NoStream {
+                stream: cfg.stream.clone(),
+            })
+        } else {
+            Box::new(e)
+        }
+    })?;
+    match stream.delete_consumer(&cfg.durable).await {
+        Ok(_) => {}
+        Err(e) if e.to_string().contains("not found") => {}
+        Err(e) => return Err(Box::new(e)),
+    }
+    let deliver_policy = if last_applied == 0 {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: last_applied + 1,
+        }
+    };
+    let batch = cfg.batch_events_max.max(1) as i64;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(cfg.durable.clone()),
+            description: Some("govledger projector (recreated at each start from sled's last applied sequence)".into()),
+            deliver_policy,
+            ack_policy: AckPolicy::All,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: (batch * 4).max(10_000),
+            max_batch: batch,
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer)
+}
+
+/// One batch: `None` on shutdown, possibly empty when idle.
+async fn pull_batch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    cfg: &RunnerConfig,
+    idle: bool,
+    shutdown: &CancellationToken,
+) -> Result<Option<Vec<jetstream::Message>>, BoxError> {
+    let n = cfg.batch_events_max.max(1);
+    let fut = async {
+        let mut stream = if idle {
+            consumer
+                .batch()
+                .max_messages(n)
+                .expires(cfg.idle_wait)
+                .messages()
+                .await?
+        } else {
+            consumer.fetch().max_messages(n).messages().await?
+        };
+        let mut out = Vec::with_capacity(n);
+        while let Some(m) = stream.next().await {
+            out.push(m?);
+            if idle && out.len() == 1 {
+                // Something arrived: stop waiting and fetch the rest without delay.
+                break;
+            }
+        }
+        Ok::<_, BoxError>(out)
+    };
+    tokio::select! {
+        r = fut => r.map(Some),
+        _ = shutdown.cancelled() => Ok(None),
+    }
+}
+
+fn to_owned_msg(m: &jetstream::Message) -> Option<OwnedMsg> {
+    let info = m.info().ok()?;
+    Some(OwnedMsg {
+        seq: info.stream_sequence,
+        subject: m.subject.to_string(),
+        stored_at_us: (info.published.unix_timestamp_nanos() / 1_000) as i64,
+        payload: m.payload.clone(),
+    })
+}
+
+/// Snapshot of `meta` for status answers.
+pub fn describe(meta: &LedgerMeta) -> String {
+    format!(
+        "last applied seq {}, {} events, {} duplicates, {} poison",
+        meta.last_applied_seq, meta.events_applied, meta.duplicate_events, meta.poison_events
+    )
+}

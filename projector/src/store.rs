@@ -1,0 +1,312 @@
+//! The sled store: one tree holding every projection record.
+//!
+//! Architecture Invariant: sled holds nothing the stream cannot rebuild. Deleting
+//! the folder loses nothing; the projector refolds from stream sequence 1.
+//!
+//! Architecture Invariant: a batch's records and `last_applied_seq` are written by
+//! one atomic `apply_batch` and flushed to disk before any message of the batch
+//! is acknowledged.
+//!
+//! sled is beta software whose on-disk format may change; it is used only through
+//! this module, values are prost-encoded (versioned by field number), and the
+//! store records its own format version.
+
+use std::{collections::BTreeSet, path::Path};
+
+use govledger_proto::v1::{
+    ActionState, IdentityState, LedgerMeta, PageState, PoisonEvent, RunState, SourceState,
+};
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    fold::{Working, hex},
+    keys::{self, Key},
+};
+
+/// The layout version this build writes. Bump it when keys or values change
+/// incompatibly; an older store is then rebuilt from the stream.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+/// Default sled page cache, in bytes.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+const TREE: &str = "projections.v1";
+const FORMAT_KEY: &[u8] = b"govledger.format";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled store at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: sled::Error,
+    },
+    #[error(
+        "sled store at {path} has format version {found}, this build uses {STORE_FORMAT_VERSION}; \
+         delete the folder (nothing is lost: it is rebuilt from the stream)"
+    )]
+    Format { path: String, found: u32 },
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record at key {key:?}: {source}")]
+    Decode {
+        key: Vec<u8>,
+        #[source]
+        source: prost::DecodeError,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Store {
+    pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let found = match db.get(FORMAT_KEY)? {
+            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+            Some(_) => 0,
+            None => {
+                db.insert(FORMAT_KEY, &STORE_FORMAT_VERSION.to_be_bytes())?;
+                STORE_FORMAT_VERSION
+            }
+        };
+        if found != STORE_FORMAT_VERSION {
+            return Err(StoreError::Format {
+                path: path.display().to_string(),
+                found,
+            });
+        }
+        let tree = db.open_tree(TREE)?;
+        Ok(Self { db, tree })
+    }
+
+    pub fn meta(&self) -> Result<LedgerMeta> {
+        Ok(self.get(&Key::Meta.encode())?.unwrap_or_default())
+    }
+
+    fn get<M: prost::Message + Default>(&self, key: &[u8]) -> Result<Option<M>> {
+        match self.tree.get(key)? {
+            None => Ok(None),
+            Some(v) => M::decode(&*v).map(Some).map_err(|source| StoreError::Decode {
+                key: key.to_vec(),
+                source,
+            }),
+        }
+    }
+
+    /// Loads every key in `keys` that `w` does not hold yet (absent keys as `None`).
+    pub fn load_into(&self, w: &mut Working, keys: &BTreeSet<Key>) -> Result<()> {
+        for key in keys {
+            match key {
+                Key::Meta => {}
+                Key::Source(k) if !w.sources.is_loaded(k) => {
+                    let v = self.get::<SourceState>(&key.encode())?;
+                    w.sources.load(k.clone(), v);
+                }
+                Key::Run(k) if !w.runs.is_loaded(k) => {
+                    let v = self.get::<RunState>(&key.encode())?;
+                    w.runs.load(k.clone(), v);
+                }
+                Key::SourceRun(a, b) if !w.source_runs.is_loaded(&(a.clone(), b.clone())) => {
+                    let v = self.tree.get(key.encode())?.map(|_| ());
+                    w.source_runs.load((a.clone(), b.clone()), v);
+                }
+                Key::Page(a, b) if !w.pages.is_loaded(&(a.clone(), b.clone())) => {
+                    let v = self.get::<PageState>(&key.encode())?;
+                    w.pages.load((a.clone(), b.clone()), v);
+                }
+                Key::RunSeen(k) if !w.run_seen.is_loaded(k) => {
+                    let v = self.tree.get(key.encode())?.map(|_| ());
+                    w.run_seen.load(k.clone(), v);
+                }
+                Key::Identity(k) if !w.identities.is_loaded(k) => {
+                    let v = self.get::<IdentityState>(&key.encode())?;
+                    w.identities.load(k.clone(), v);
+                }
+                Key::Action(k) if !w.actions.is_loaded(k) => {
+                    let v = self.get::<ActionState>(&key.encode())?;
+                    w.actions.load(k.clone(), v);
+                }
+                Key::EventId(k) if !w.event_ids.is_loaded(k) => {
+                    let v = self.tree.get(key.encode())?.and_then(|b| {
+                        <[u8; 8]>::try_from(b.as_ref()).ok().map(u64::from_be_bytes)
+                    });
+                    w.event_ids.load(k.clone(), v);
+                }
+                Key::Poison(k) if !w.poison.is_loaded(k) => {
+                    let v = self.get::<PoisonEvent>(&key.encode())?;
+                    w.poison.load(*k, v);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every change in `w` (including `meta.last_applied_seq`) in one atomic batch.
+    pub fn commit(&self, w: &Working) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in w.changes() {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Makes everything committed so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// SHA-256 over every projection record in key order (length-prefixed key and
+    /// value). Two stores with the same digest hold the same projections.
+    pub fn digest(&self) -> Result<String> {
+        let mut h = Sha256::new();
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            digest_entry(&mut h, &k, &v);
+        }
+        Ok(hex(&h.finalize()))
+    }
+
+    pub fn source(&self, id: &str) -> Result<Option<SourceState>> {
+        self.get(&Key::Source(id.to_owned()).encode())
+    }
+
+    pub fn sources(&self) -> Result<Vec<SourceState>> {
+        self.scan(&[keys::TAG_SOURCE], usize::MAX)
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunState>> {
+        self.get(&Key::Run(id.to_owned()).encode())
+    }
+
+    /// Run ids of a source, newest first, at most `limit`.
+    pub fn run_ids_of(&self, source_id: &str, limit: usize) -> Result<Vec<String>> {
+        let p = keys::prefix(keys::TAG_SOURCE_RUN, &[source_id]);
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(&p).rev().take(limit) {
+            let (k, _) = kv?;
+            if let Some((run, _)) = keys::read_str(&k, p.len()) {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn identity(
+        &self,
+        source_id: &str,
+        entity_type: i32,
+        external_id: &str,
+    ) -> Result<Option<IdentityState>> {
+        self.get(&keys::identity_key(source_id, entity_type, external_id))
+    }
+
+    pub fn action(&self, id: &str) -> Result<Option<ActionState>> {
+        self.get(&Key::Action(id.to_owned()).encode())
+    }
+
+    /// Poison events with a sequence above `after_seq`, at most `limit`.
+    pub fn poison(&self, after_seq: u64, limit: usize) -> Result<Vec<PoisonEvent>> {
+        let from = Key::Poison(after_seq.saturating_add(1)).encode();
+        let mut out = Vec::new();
+        for kv in self.tree.range(from..).take(limit) {
+            let (k, v) = kv?;
+            if k.first() != Some(&keys::TAG_POISON) {
+                break;
+            }
+            out.push(PoisonEvent::decode(&*v).map_err(|source| StoreError::Decode {
+                key: k.to_vec(),
+                source,
+            })?);
+        }
+        Ok(out)
+    }
+
+    fn scan<M: prost::Message + Default>(&self, prefix: &[u8], limit: usize) -> Result<Vec<M>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefix).take(limit) {
+            let (k, v) = kv?;
+            out.push(M::decode(&*v).map_err(|source| StoreError::Decode {
+                key: k.to_vec(),
+                source,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Bytes on disk, as sled reports them.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+pub fn digest_entry(h: &mut Sha256, k: &[u8], v: &[u8]) {
+    h.update((k.len() as u64).to_be_bytes());
+    h.update(k);
+    h.update((v.len() as u64).to_be_bytes());
+    h.update(v);
+}
+
+/// The digest the store would have if it held exactly `w` (every record in `w`
+/// present). Used to check the batched sled path against an in-memory fold.
+pub fn digest_of_working(w: &Working) -> String {
+    let mut all: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
+    for (k, v) in full_changes(w) {
+        all.insert(k, v);
+    }
+    let mut h = Sha256::new();
+    for (k, v) in &all {
+        digest_entry(&mut h, k, v);
+    }
+    hex(&h.finalize())
+}
+
+fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = vec![(Key::Meta.encode(), w.meta.encode_to_vec())];
+    for (k, v) in w.sources.iter() {
+        out.push((Key::Source(k.clone()).encode(), v.encode_to_vec()));
+    }
+    for (k, v) in w.runs.iter() {
+        out.push((Key::Run(k.clone()).encode(), v.encode_to_vec()));
+    }
+    for (k, _) in w.source_runs.iter() {
+        out.push((Key::SourceRun(k.0.clone(), k.1.clone()).encode(), vec![]));
+    }
+    for (k, v) in w.pages.iter() {
+        out.push((Key::Page(k.0.clone(), k.1.clone()).encode(), v.encode_to_vec()));
+    }
+    for (k, _) in w.run_seen.iter() {
+        out.push((Key::RunSeen(k.clone()).encode(), vec![]));
+    }
+    for (k, v) in w.identities.iter() {
+        out.push((Key::Identity(k.clone()).encode(), v.encode_to_vec()));
+    }
+    for (k, v) in w.actions.iter() {
+        out.push((Key::Action(k.clone()).encode(), v.encode_to_vec()));
+    }
+    for (k, v) in w.event_ids.iter() {
+        out.push((Key::EventId(k.clone()).encode(), v.to_be_bytes().to_vec()));
+    }
+    for (k, v) in w.poison.iter() {
+        out.push((Key::Poison(*k).encode(), v.encode_to_vec()));
+    }
+    out
+}

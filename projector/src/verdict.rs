@@ -1,0 +1,423 @@
+//! Verdicts: pure functions from a run's folded counters to exactly one verdict
+//! with reasons. No I/O, no clock: "now" is an argument.
+//!
+//! Architecture Invariant: COMPLETE is only returned when nothing argues against
+//! it. Every rule that can fail adds a reason; any reason rules COMPLETE out.
+
+use govledger_proto::v1::{
+    EngineOutcome, IdentityState, PresenceStatus, Reason, ReasonCode, RunState, SourceState,
+    Verdict,
+};
+
+/// Default for how long an unfinished run may go without an event before it is ABANDONED.
+pub const DEFAULT_ABANDON_AFTER_US: i64 = 60 * 60 * 1_000_000;
+
+fn reason(code: ReasonCode, message: String) -> Reason {
+    Reason {
+        code: code as i32,
+        message,
+    }
+}
+
+/// `1234567` → `"1,234,567"`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
+/// The verdict of a finished run, decided once when its `SyncRunFinished` is folded.
+pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
+    let report = run.engine_report.clone().unwrap_or_default();
+    let outcome = EngineOutcome::try_from(report.engine_outcome).unwrap_or_default();
+    let mut reasons = Vec::new();
+
+    if outcome == EngineOutcome::Abandoned {
+        reasons.push(reason(
+            ReasonCode::Abandoned,
+            format!(
+                "the run was abandoned by its worker{}",
+                suffix(&report.message)
+            ),
+        ));
+        return (Verdict::Abandoned, reasons);
+    }
+    if outcome == EngineOutcome::Failed && run.pages_fetched == 0 {
+        reasons.push(reason(
+            ReasonCode::EngineFailed,
+            format!("the sync could not run{}", suffix(&report.message)),
+        ));
+        return (Verdict::Failed, reasons);
+    }
+    if outcome == EngineOutcome::Failed {
+        reasons.push(reason(
+            ReasonCode::EngineFailed,
+            format!(
+                "the sync stopped early after {}{}",
+                plural(run.pages_fetched, "page", "pages"),
+                suffix(&report.message)
+            ),
+        ));
+    }
+    if outcome == EngineOutcome::Unspecified {
+        reasons.push(reason(
+            ReasonCode::EngineFailed,
+            "the worker did not report how the sync ended".to_owned(),
+        ));
+    }
+    if run.pages_fetched == 0 && run.pages_failed_final == 0 {
+        reasons.push(reason(
+            ReasonCode::NoPages,
+            "no page was fetched, so nothing shows the source was read".to_owned(),
+        ));
+    }
+    if run.pages_failed_final > 0 {
+        let mut keys = run
+            .failed_page_keys
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if (run.failed_page_keys.len() as u64) < run.pages_failed_final {
+            keys.push_str(", …");
+        }
+        reasons.push(reason(
+            ReasonCode::PagesFailed,
+            format!(
+                "{} failed after retries (at {keys})",
+                plural(run.pages_failed_final, "page", "pages")
+            ),
+        ));
+    }
+    let declared = run.declared_total_last.or(run.declared_total_at_start);
+    if let Some(d) = declared {
+        let u = run.records_unique;
+        if u < d {
+            reasons.push(reason(
+                ReasonCode::CountShort,
+                format!(
+                    "{} of {} records missing: {} unique observed",
+                    thousands(d - u),
+                    thousands(d),
+                    thousands(u)
+                ),
+            ));
+        } else if u > d {
+            reasons.push(reason(
+                ReasonCode::CountOver,
+                format!(
+                    "{} unique records observed but the source declared {}",
+                    thousands(u),
+                    thousands(d)
+                ),
+            ));
+        }
+    }
+    if run.duplicates > 0 {
+        reasons.push(reason(
+            ReasonCode::Duplicates,
+            format!(
+                "{} observed more than once (paging shifted while reading?)",
+                plural(run.duplicates, "record was", "records were")
+            ),
+        ));
+    }
+    if run.rejected > 0 {
+        reasons.push(reason(
+            ReasonCode::RecordsRejected,
+            format!(
+                "{} rejected as malformed",
+                plural(run.rejected, "record was", "records were")
+            ),
+        ));
+    }
+    if !reasons.is_empty() {
+        if run.declared_total_changed {
+            reasons.push(declared_changed(run));
+        }
+        return (Verdict::Incomplete, reasons);
+    }
+    if run.declared_total_changed {
+        return (Verdict::Suspect, vec![declared_changed(run)]);
+    }
+    (Verdict::Complete, reasons)
+}
+
+fn declared_changed(run: &RunState) -> Reason {
+    reason(
+        ReasonCode::DeclaredTotalChanged,
+        format!(
+            "the declared total changed during the run (first {}, last {})",
+            run.declared_total_at_start
+                .map(thousands)
+                .unwrap_or_else(|| "unknown".into()),
+            run.declared_total_last
+                .map(thousands)
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+    )
+}
+
+fn suffix(msg: &str) -> String {
+    if msg.is_empty() {
+        String::new()
+    } else {
+        format!(": {msg}")
+    }
+}
+
+/// The verdict of a run as of `now_us`: the decided one for finished runs,
+/// RUNNING or ABANDONED (no event for `abandon_after_us`) for the others.
+pub fn current(run: &RunState, now_us: i64, abandon_after_us: i64) -> (Verdict, Vec<Reason>) {
+    if run.finished {
+        let v = Verdict::try_from(run.verdict).unwrap_or_default();
+        return (v, run.reasons.clone());
+    }
+    let idle_us = now_us.saturating_sub(run.last_event_at_us);
+    if idle_us > abandon_after_us {
+        return (
+            Verdict::Abandoned,
+            vec![reason(
+                ReasonCode::Abandoned,
+                format!(
+                    "no event for {} s (limit {} s): the worker stopped mid-run",
+                    idle_us / 1_000_000,
+                    abandon_after_us / 1_000_000
+                ),
+            )],
+        );
+    }
+    (
+        Verdict::Running,
+        vec![reason(
+            ReasonCode::NotFinished,
+            format!(
+                "running: {} fetched, {} observed so far",
+                plural(run.pages_fetched, "page", "pages"),
+                plural(run.records_unique, "record", "records")
+            ),
+        )],
+    )
+}
+
+/// Whether an identity is still present at its source. Absence is evidence only
+/// from a COMPLETE full run that started after the identity was last observed.
+pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStatus, String) {
+    if !source.last_complete_full_run_id.is_empty()
+        && identity.last_observed_run_id != source.last_complete_full_run_id
+        && source.last_complete_full_first_seq > identity.last_observed_seq
+    {
+        return (
+            PresenceStatus::RemovedAtSource,
+            format!(
+                "not observed by complete full run {}, which started after its last observation",
+                source.last_complete_full_run_id
+            ),
+        );
+    }
+    if !source.last_run_id.is_empty()
+        && identity.last_observed_run_id != source.last_run_id
+        && source.last_finished_run_id == source.last_run_id
+        && source.last_finished_run_id != source.last_complete_full_run_id
+    {
+        return (
+            PresenceStatus::Unknown,
+            format!(
+                "not observed by the latest run {}, which was not a complete full run: its absence is not evidence",
+                source.last_run_id
+            ),
+        );
+    }
+    (
+        PresenceStatus::Present,
+        format!("last observed in run {}", identity.last_observed_run_id),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use govledger_proto::v1::SyncRunFinished;
+
+    fn finished(f: impl FnOnce(&mut RunState)) -> RunState {
+        let mut r = RunState {
+            run_id: "r1".into(),
+            started: true,
+            finished: true,
+            pages_fetched: 3,
+            records_unique: 250,
+            records_observed: 250,
+            declared_total_at_start: Some(250),
+            declared_total_last: Some(250),
+            engine_report: Some(SyncRunFinished {
+                engine_outcome: EngineOutcome::Succeeded as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        f(&mut r);
+        r
+    }
+
+    fn check(run: RunState, verdict: Verdict, codes: &[ReasonCode]) {
+        let (v, reasons) = decide_finished(&run);
+        let got: Vec<ReasonCode> = reasons
+            .iter()
+            .map(|r| ReasonCode::try_from(r.code).unwrap())
+            .collect();
+        assert_eq!((v, got), (verdict, codes.to_vec()), "{reasons:?}");
+    }
+
+    #[test]
+    fn clean_run_is_complete() {
+        check(finished(|_| {}), Verdict::Complete, &[]);
+    }
+
+    #[test]
+    fn no_declared_total_and_clean_is_complete() {
+        check(
+            finished(|r| {
+                r.declared_total_at_start = None;
+                r.declared_total_last = None
+            }),
+            Verdict::Complete,
+            &[],
+        );
+    }
+
+    #[test]
+    fn failed_page_is_incomplete_and_named() {
+        let run = finished(|r| {
+            r.pages_failed_final = 1;
+            r.failed_page_keys = vec!["startIndex=101".into()];
+            r.records_unique = 150;
+        });
+        let (v, reasons) = decide_finished(&run);
+        assert_eq!(v, Verdict::Incomplete);
+        assert!(reasons[0].message.contains("1 page failed"), "{reasons:?}");
+        assert!(reasons[0].message.contains("startIndex=101"));
+        assert_eq!(
+            reasons[1].message,
+            "100 of 250 records missing: 150 unique observed"
+        );
+    }
+
+    #[test]
+    fn each_defect_gives_its_own_reason() {
+        check(
+            finished(|r| r.records_unique = 300),
+            Verdict::Incomplete,
+            &[ReasonCode::CountOver],
+        );
+        check(
+            finished(|r| r.duplicates = 2),
+            Verdict::Incomplete,
+            &[ReasonCode::Duplicates],
+        );
+        check(
+            finished(|r| r.rejected = 1),
+            Verdict::Incomplete,
+            &[ReasonCode::RecordsRejected],
+        );
+        check(
+            finished(|r| r.pages_fetched = 0),
+            Verdict::Incomplete,
+            &[ReasonCode::NoPages],
+        );
+        check(
+            finished(|r| r.engine_report = None),
+            Verdict::Incomplete,
+            &[ReasonCode::EngineFailed],
+        );
+    }
+
+    #[test]
+    fn declared_change_alone_is_suspect_and_joins_other_reasons() {
+        check(
+            finished(|r| {
+                r.declared_total_changed = true;
+                r.declared_total_at_start = Some(240);
+            }),
+            Verdict::Suspect,
+            &[ReasonCode::DeclaredTotalChanged],
+        );
+        check(
+            finished(|r| {
+                r.declared_total_changed = true;
+                r.duplicates = 1;
+            }),
+            Verdict::Incomplete,
+            &[ReasonCode::Duplicates, ReasonCode::DeclaredTotalChanged],
+        );
+    }
+
+    #[test]
+    fn engine_failure_without_pages_is_failed() {
+        check(
+            finished(|r| {
+                r.pages_fetched = 0;
+                r.records_unique = 0;
+                r.engine_report = Some(SyncRunFinished {
+                    engine_outcome: EngineOutcome::Failed as i32,
+                    message: "401 Unauthorized".into(),
+                    ..Default::default()
+                });
+            }),
+            Verdict::Failed,
+            &[ReasonCode::EngineFailed],
+        );
+    }
+
+    #[test]
+    fn unfinished_runs_are_running_then_abandoned() {
+        let mut r = finished(|r| r.finished = false);
+        r.last_event_at_us = 1_000_000;
+        assert_eq!(current(&r, 2_000_000, 10_000_000).0, Verdict::Running);
+        assert_eq!(current(&r, 20_000_000, 10_000_000).0, Verdict::Abandoned);
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn presence_rules() {
+        let ident = IdentityState {
+            last_observed_run_id: "r1".into(),
+            last_observed_seq: 10,
+            ..Default::default()
+        };
+        let mut src = SourceState {
+            last_run_id: "r1".into(),
+            last_finished_run_id: "r1".into(),
+            last_complete_full_run_id: "r1".into(),
+            last_complete_full_first_seq: 1,
+            ..Default::default()
+        };
+        assert_eq!(presence(&ident, &src).0, PresenceStatus::Present);
+        // A later complete full run did not see it.
+        src.last_run_id = "r2".into();
+        src.last_finished_run_id = "r2".into();
+        src.last_complete_full_run_id = "r2".into();
+        src.last_complete_full_first_seq = 20;
+        assert_eq!(presence(&ident, &src).0, PresenceStatus::RemovedAtSource);
+        // Only an incomplete run did not see it: unknown, not removed.
+        src.last_complete_full_run_id = "r1".into();
+        src.last_complete_full_first_seq = 1;
+        assert_eq!(presence(&ident, &src).0, PresenceStatus::Unknown);
+    }
+}

