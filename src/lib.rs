@@ -1,0 +1,17 @@
+//! govledger: an event-sourced governance ledger for identity security.
+//!
+//! Layout (this package is the binary's library; the other crates do one job each):
+//! - `govledger-proto` (`proto/`): the wire contract — events, projection records, gRPC API;
+//! - `govledger-ingest` (`ingest/`): the stream contract, the publisher, the retry engine;
+//! - `govledger-projector` (`projector/`): the pure fold, verdicts, the sled store, the consumer loop;
+//! - here: [`config`] (one TOML file), [`serve`] (wiring the roles, one shutdown path),
+//!   [`api`] (the tonic service), [`nats_embed`] (the embedded `nats-server` child),
+//!   [`simulate`] (synthetic runs for the demo and tests), [`cli`] (human output).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod nats_embed;
+pub mod serve;
+pub mod simulate;

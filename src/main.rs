@@ -1,1 +1,324 @@
-fn main(){}
+//! The `govledger` binary: a thin edge over the library. Parses flags, sets up
+//! logging, runs one command, maps errors to exit codes (2 = bad config or usage).
+#![forbid(unsafe_code)]
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use govledger::{
+    cli,
+    config::{Config, DEFAULT_GRPC_ADDR},
+    serve::{self, ServeError},
+    simulate,
+};
+use govledger_ingest::{Publisher, event::ProducerId};
+use govledger_proto::v1::{
+    EntityType, GetIdentityRequest, GetLedgerStatusRequest, GetRunRequest, ListPoisonEventsRequest,
+    ListRunsRequest, ListSourcesRequest, ledger_client::LedgerClient,
+};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "govledger",
+    version,
+    about = "Event-sourced governance ledger for identity security"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct ServerFlags {
+    /// TOML config file (every key optional; see README "Configuration").
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder (sled projections; the embedded NATS store). Default ./govledger-data
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address. Default 127.0.0.1:50051
+    #[arg(long)]
+    grpc_addr: Option<String>,
+    /// Use this NATS server instead of starting an embedded one.
+    #[arg(long)]
+    nats_url: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct ClientFlags {
+    /// Address of a running govledger.
+    #[arg(long, default_value = DEFAULT_GRPC_ADDR)]
+    grpc_addr: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run every role (projector, gRPC API) in one process; NATS embedded unless --nats-url.
+    Serve(ServerFlags),
+    /// Run only the projector (stream → sled).
+    Project(ServerFlags),
+    /// Publish synthetic sync runs (the demo source): one clean run and, with
+    /// --fail-page, one whose page fails on every attempt.
+    Simulate {
+        #[command(flatten)]
+        server: ServerFlags,
+        /// Source id of the simulated runs.
+        #[arg(long, default_value = "demo-hr")]
+        source: String,
+        /// Users the simulated source holds.
+        #[arg(long, default_value_t = 250)]
+        users: u64,
+        /// Records per page.
+        #[arg(long, default_value_t = 100)]
+        page_size: u64,
+        /// 0-based page index that fails on every attempt (repeatable).
+        #[arg(long)]
+        fail_page: Vec<u64>,
+    },
+    /// Sources with their last verdict (a freshness/completeness table).
+    Status(ClientFlags),
+    /// The runs of one source, newest first.
+    Runs {
+        source: String,
+        #[command(flatten)]
+        client: ClientFlags,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One run: verdict, reasons, counts.
+    Run {
+        run_id: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// One identity's last observation at a source.
+    Identity {
+        source: String,
+        external_id: String,
+        /// user, group, entitlement or membership
+        #[arg(long, default_value = "user")]
+        r#type: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Projection position, counters and (with --digest) the state digest.
+    Ledger {
+        #[command(flatten)]
+        client: ClientFlags,
+        #[arg(long)]
+        digest: bool,
+    },
+    /// Stream messages that could not be folded.
+    Poison {
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+}
+
+fn load_config(f: &ServerFlags) -> Result<Config, govledger::config::ConfigError> {
+    let mut cfg = match &f.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &f.data_dir {
+        cfg.data_dir = Some(d.clone());
+    }
+    if let Some(a) = &f.grpc_addr {
+        cfg.grpc.addr = Some(a.clone());
+    }
+    if let Some(u) = &f.nats_url {
+        cfg.nats.url = Some(u.clone());
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn,sled=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli.cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = e
+                .downcast_ref::<ServeError>()
+                .is_some_and(|s| matches!(s, ServeError::Config(_)))
+                || e.downcast_ref::<govledger::config::ConfigError>().is_some();
+            eprintln!("govledger: error: {e:#}");
+            if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn client(f: &ClientFlags) -> anyhow::Result<LedgerClient<tonic::transport::Channel>> {
+    let url = format!("http://{}", f.grpc_addr);
+    let ch = tonic::transport::Endpoint::from_shared(url.clone())?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| {
+            format!("cannot reach govledger at {url}; is `govledger serve` running?")
+        })?;
+    Ok(LedgerClient::new(ch))
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", s.code(), s.message())
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Serve(f) => {
+            let cfg = load_config(&f)?;
+            let shutdown = CancellationToken::new();
+            serve::cancel_on_signals(shutdown.clone());
+            serve::serve(cfg, shutdown).await?;
+        }
+        Cmd::Project(f) => {
+            let cfg = load_config(&f)?;
+            let shutdown = CancellationToken::new();
+            serve::cancel_on_signals(shutdown.clone());
+            serve::project(cfg, shutdown).await?;
+        }
+        Cmd::Simulate {
+            server,
+            source,
+            users,
+            page_size,
+            fail_page,
+        } => {
+            govledger_ingest::subject::validate_source_id(&source)
+                .context("--source is not a valid source id")?;
+            let mut cfg = load_config(&server)?;
+            if cfg.nats.url.is_none() {
+                let f = cfg.data_dir().join("nats.url");
+                let url = std::fs::read_to_string(&f).with_context(|| {
+                    format!(
+                        "no --nats-url given and {} not found; start `govledger serve` first",
+                        f.display()
+                    )
+                })?;
+                cfg.nats.url = Some(url.trim().to_owned());
+            }
+            let url = cfg.nats.url.clone().unwrap_or_default();
+            let nats = serve::connect(&cfg, &url).await?;
+            let shutdown = CancellationToken::new();
+            serve::cancel_on_signals(shutdown.clone());
+            let js = async_nats::jetstream::new(nats.clone());
+            govledger_ingest::ensure_stream(&js, &cfg.stream_spec()).await?;
+            let publisher = Publisher::new(nats, cfg.publisher_config(), shutdown);
+            let producer = ProducerId::new("simulate");
+            let mut sims = vec![simulate::SimRun::new(&source, users, page_size)];
+            if !fail_page.is_empty() {
+                let mut broken = simulate::SimRun::new(&source, users, page_size);
+                broken.failing_pages = fail_page;
+                sims.push(broken);
+            }
+            for sim in &sims {
+                let events = simulate::run_events(&producer, sim);
+                let receipts = simulate::publish_all(&publisher, &events).await?;
+                let last = receipts.last().map(|r| r.seq).unwrap_or(0);
+                println!(
+                    "published run {} of source {}: {} events (last stream seq {last})",
+                    sim.run_id,
+                    sim.source_id,
+                    events.len()
+                );
+            }
+        }
+        Cmd::Status(f) => {
+            let mut c = client(&f).await?;
+            let r = c
+                .list_sources(ListSourcesRequest {})
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::sources_table(&r.into_inner().sources));
+        }
+        Cmd::Runs {
+            source,
+            client: f,
+            limit,
+        } => {
+            let mut c = client(&f).await?;
+            let r = c
+                .list_runs(ListRunsRequest {
+                    source_id: source,
+                    limit,
+                })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::runs_table(&r.into_inner().runs));
+        }
+        Cmd::Run { run_id, client: f } => {
+            let mut c = client(&f).await?;
+            let r = c
+                .get_run(GetRunRequest { run_id })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::run_detail(&r.into_inner()));
+        }
+        Cmd::Identity {
+            source,
+            external_id,
+            r#type,
+            client: f,
+        } => {
+            let entity_type = match r#type.as_str() {
+                "user" => EntityType::User,
+                "group" => EntityType::Group,
+                "entitlement" => EntityType::Entitlement,
+                "membership" => EntityType::Membership,
+                other => anyhow::bail!(
+                    "--type {other:?} is not one of user, group, entitlement, membership"
+                ),
+            };
+            let mut c = client(&f).await?;
+            let r = c
+                .get_identity(GetIdentityRequest {
+                    source_id: source,
+                    entity_type: entity_type as i32,
+                    external_id,
+                })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::identity_detail(&r.into_inner()));
+        }
+        Cmd::Ledger { client: f, digest } => {
+            let mut c = client(&f).await?;
+            let r = c
+                .get_ledger_status(GetLedgerStatusRequest {
+                    with_digest: digest,
+                })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::ledger_status(&r.into_inner()));
+        }
+        Cmd::Poison { client: f } => {
+            let mut c = client(&f).await?;
+            let r = c
+                .list_poison_events(ListPoisonEventsRequest {
+                    after_seq: 0,
+                    limit: 100,
+                })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::poison_table(&r.into_inner().events));
+        }
+    }
+    Ok(())
+}

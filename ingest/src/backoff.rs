@@ -90,10 +90,7 @@ mod tests {
     #[test]
     fn rejects_bad_parameters() {
         let ms = Duration::from_millis;
-        assert_eq!(
-            Backoff::new(ms(0), ms(1), 0.1),
-            Err(BackoffError::MinZero)
-        );
+        assert_eq!(Backoff::new(ms(0), ms(1), 0.1), Err(BackoffError::MinZero));
         assert!(matches!(
             Backoff::new(ms(10), ms(5), 0.1),
             Err(BackoffError::MaxBelowMin { .. })

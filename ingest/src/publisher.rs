@@ -3,8 +3,11 @@
 //! - The `Nats-Msg-Id` header is the event id, so JetStream stores a retried
 //!   publish once (within the stream's duplicate window; the projector also
 //!   skips a repeated event id, so a retry after the window changes nothing).
+//! - Order is kept: events are stored in the order they were queued, also across
+//!   retries (one pipeline task sends them in order and resends the whole window,
+//!   in order, when the head's ack fails).
 //! - At most `inflight_max` publishes await their ack at once; [`Publisher::publish`]
-//!   waits for a free slot, which is the back-pressure callers see.
+//!   waits for room, which is the back-pressure callers see.
 //! - A publish whose ack does not arrive within `ack_timeout_ms` is sent again with
 //!   the same id: a timeout does not mean the message was not stored.
 //! - When NATS is unreachable the retries continue with jittered exponential backoff
@@ -23,7 +26,9 @@ use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 use govledger_proto::v1::Event;
 use prost::Message as _;
-use tokio::sync::{Semaphore, oneshot};
+use std::collections::VecDeque;
+
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::{backoff::Backoff, subject};
@@ -54,9 +59,7 @@ impl Default for PublisherConfig {
 pub enum PublishError {
     #[error("event rejected before publishing: {0}")]
     InvalidEvent(String),
-    #[error(
-        "event {event_id} is {len} bytes, over the server's max_payload; it cannot be stored"
-    )]
+    #[error("event {event_id} is {len} bytes, over the server's max_payload; it cannot be stored")]
     TooLarge { event_id: String, len: usize },
     #[error(
         "publisher shut down before event {event_id} was acknowledged after {attempts} attempt(s); it may or may not be stored (republishing it with the same id is safe)"
@@ -105,19 +108,27 @@ pub struct PublisherStats {
 
 #[derive(Clone)]
 pub struct Publisher {
-    inner: Arc<Inner>,
+    tx: mpsc::Sender<Command>,
+    stats: Arc<PublisherStats>,
+    shutdown: CancellationToken,
 }
 
-struct Inner {
-    js: jetstream::Context,
-    cfg: PublisherConfig,
-    window: Arc<Semaphore>,
-    shutdown: CancellationToken,
-    stats: PublisherStats,
+enum Command {
+    Publish(Outgoing),
+    /// Answered once everything sent before it is stored (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
+struct Outgoing {
+    subject: String,
+    event_id: String,
+    payload: Bytes,
+    reply: oneshot::Sender<Result<Receipt, PublishError>>,
 }
 
 impl Publisher {
-    /// A publisher on `client`. `shutdown` ends retry loops.
+    /// A publisher on `client`; spawns its pipeline task. `shutdown` ends retries:
+    /// call [`Publisher::flush`] first to let everything in flight be stored.
     pub fn new(
         client: async_nats::Client,
         cfg: PublisherConfig,
@@ -126,47 +137,59 @@ impl Publisher {
         let inflight_max = cfg.inflight_max.max(1);
         let js = jetstream::ContextBuilder::new()
             .timeout(cfg.ack_timeout)
-            .max_ack_inflight(inflight_max)
+            .ack_timeout(cfg.ack_timeout)
+            // Our own window bounds what is in flight; the context must never be
+            // the one to block (abandoned ack futures hold its permits for a while).
+            .max_ack_inflight(inflight_max.saturating_mul(8))
             .backpressure_on_inflight(true)
             .build(client);
+        let (tx, rx) = mpsc::channel(inflight_max);
+        let stats = Arc::new(PublisherStats::default());
+        let pipeline = Pipeline {
+            js,
+            cfg: PublisherConfig {
+                inflight_max,
+                ..cfg
+            },
+            stats: stats.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(pipeline.run(rx));
         Self {
-            inner: Arc::new(Inner {
-                js,
-                window: Arc::new(Semaphore::new(inflight_max)),
-                cfg: PublisherConfig {
-                    inflight_max,
-                    ..cfg
-                },
-                shutdown,
-                stats: PublisherStats::default(),
-            }),
+            tx,
+            stats,
+            shutdown,
         }
     }
 
     pub fn stats(&self) -> &PublisherStats {
-        &self.inner.stats
+        &self.stats
     }
 
-    /// Validates and encodes `event`, waits for a slot in the in-flight window and
-    /// starts publishing it. Await the returned [`Pending`] to know it is stored.
+    /// Validates and encodes `event` and queues it behind everything published
+    /// before it (waiting while the window is full: back-pressure). Await the
+    /// returned [`Pending`] to know it is stored.
     pub async fn publish(&self, event: &Event) -> Result<Pending, PublishError> {
         let (subject, payload) = encode(event)?;
-        let permit = tokio::select! {
-            p = self.inner.window.clone().acquire_owned() => p.map_err(|_| PublishError::ShuttingDown {
-                event_id: event.event_id.clone(), attempts: 0 })?,
-            _ = self.inner.shutdown.cancelled() => return Err(PublishError::ShuttingDown {
-                event_id: event.event_id.clone(), attempts: 0 }),
+        let (reply, rx) = oneshot::channel();
+        let shut = || PublishError::ShuttingDown {
+            event_id: event.event_id.clone(),
+            attempts: 0,
         };
-        let (tx, rx) = oneshot::channel();
-        let inner = self.inner.clone();
-        let event_id = event.event_id.clone();
-        let id = event_id.clone();
-        tokio::spawn(async move {
-            let result = inner.publish_until_stored(subject, id, payload).await;
-            drop(permit);
-            let _ = tx.send(result);
+        let cmd = Command::Publish(Outgoing {
+            subject,
+            event_id: event.event_id.clone(),
+            payload,
+            reply,
         });
-        Ok(Pending { rx, event_id })
+        tokio::select! {
+            r = self.tx.send(cmd) => r.map_err(|_| shut())?,
+            _ = self.shutdown.cancelled() => return Err(shut()),
+        }
+        Ok(Pending {
+            rx,
+            event_id: event.event_id.clone(),
+        })
     }
 
     /// Publishes and waits until it is stored.
@@ -174,11 +197,11 @@ impl Publisher {
         self.publish(event).await?.wait().await
     }
 
-    /// Waits until every publish started so far has ended (stored or failed).
+    /// Waits until every publish queued before this call has ended (stored or failed).
     pub async fn flush(&self) {
-        let n = self.inner.cfg.inflight_max as u32;
-        if let Ok(all) = self.inner.window.acquire_many(n).await {
-            drop(all);
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
         }
     }
 }
@@ -205,57 +228,175 @@ pub fn encode(event: &Event) -> Result<(String, Bytes), PublishError> {
     ))
 }
 
-impl Inner {
-    async fn publish_until_stored(
-        &self,
-        subject: String,
-        event_id: String,
-        payload: Bytes,
-    ) -> Result<Receipt, PublishError> {
-        let mut attempts: u32 = 0;
+type AckFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>,
+            > + Send,
+    >,
+>;
+
+/// One entry of the in-flight window.
+struct Inflight {
+    out: Option<Outgoing>,
+    flush: Option<oneshot::Sender<()>>,
+    /// The ack, as a future that stays here across `select!` iterations.
+    ack: Option<AckFuture>,
+    attempts: u32,
+}
+
+/// The single task that owns the connection's publish order.
+///
+/// Events are sent in the order they were queued and acknowledged head first.
+/// When the head's ack fails or times out, the whole window is sent again in
+/// order after a backoff: JetStream drops the copies it already stored (same
+/// `Nats-Msg-Id`), so the stream keeps the queue's order and stores each once.
+struct Pipeline {
+    js: jetstream::Context,
+    cfg: PublisherConfig,
+    stats: Arc<PublisherStats>,
+    shutdown: CancellationToken,
+}
+
+impl Pipeline {
+    async fn run(self, mut rx: mpsc::Receiver<Command>) {
+        let mut window: VecDeque<Inflight> = VecDeque::with_capacity(self.cfg.inflight_max);
+        let mut closed = false;
+        let mut failures: u32 = 0;
         loop {
-            attempts += 1;
-            let msg = jetstream::message::PublishMessage::build()
-                .payload(payload.clone())
-                .message_id(event_id.as_str());
-            let outcome = tokio::time::timeout(self.cfg.ack_timeout, async {
-                self.js.send_publish(subject.clone(), msg).await?.await
-            })
-            .await;
-            let why = match outcome {
-                Ok(Ok(ack)) => {
-                    self.stats.published.fetch_add(1, Ordering::Relaxed);
-                    if ack.duplicate {
-                        self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return Ok(Receipt {
-                        seq: ack.sequence,
-                        duplicate: ack.duplicate,
-                        attempts,
-                    });
-                }
-                Ok(Err(e)) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    return Err(PublishError::TooLarge {
-                        event_id,
-                        len: payload.len(),
-                    });
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no ack within {} ms", self.cfg.ack_timeout.as_millis()),
-            };
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            if attempts.is_power_of_two() && attempts >= 4 {
-                tracing::warn!(%event_id, attempts, %why, "publish not acknowledged yet; retrying with the same id");
-            } else {
-                tracing::debug!(%event_id, attempts, %why, "publish retry");
+            if closed && window.is_empty() {
+                return;
             }
-            let delay = self.cfg.backoff.delay(attempts - 1, &mut rand::rng());
+            let room = window.len() < self.cfg.inflight_max && !closed;
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                biased;
                 _ = self.shutdown.cancelled() => {
-                    return Err(PublishError::ShuttingDown { event_id, attempts });
+                    for mut e in window.drain(..) {
+                        if let Some(out) = e.out.take() {
+                            let _ = out.reply.send(Err(PublishError::ShuttingDown {
+                                event_id: out.event_id, attempts: e.attempts }));
+                        }
+                    }
+                    return;
+                }
+                done = head_ack(&mut window) => {
+                    let Some(mut head) = window.pop_front() else { continue };
+                    match done {
+                        HeadDone::Flush => {
+                            if let Some(f) = head.flush.take() { let _ = f.send(()); }
+                        }
+                        HeadDone::Stored(ack) => {
+                            failures = 0;
+                            self.stats.published.fetch_add(1, Ordering::Relaxed);
+                            if ack.duplicate {
+                                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some(out) = head.out.take() {
+                                let _ = out.reply.send(Ok(Receipt {
+                                    seq: ack.sequence, duplicate: ack.duplicate, attempts: head.attempts }));
+                            }
+                        }
+                        HeadDone::Failed(why) => {
+                            window.push_front(head);
+                            failures = failures.saturating_add(1);
+                            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                            if failures.is_power_of_two() {
+                                tracing::warn!(failures, in_flight = window.len(), %why,
+                                    "publish not acknowledged; resending the window in order with the same ids");
+                            } else {
+                                tracing::debug!(failures, %why, "publish retry");
+                            }
+                            let delay = self.cfg.backoff.delay(failures - 1, &mut rand::rng());
+                            tokio::select! {
+                                _ = tokio::time::sleep(delay) => {}
+                                _ = self.shutdown.cancelled() => continue,
+                            }
+                            for e in window.iter_mut() {
+                                e.ack = None;
+                            }
+                            let mut i = 0;
+                            while i < window.len() {
+                                if !self.send(&mut window, i).await { continue; }
+                                i += 1;
+                            }
+                        }
+                    }
+                }
+                cmd = rx.recv(), if room => {
+                    match cmd {
+                        None => closed = true,
+                        Some(Command::Flush(f)) => window.push_back(Inflight {
+                            out: None, flush: Some(f), ack: None, attempts: 0 }),
+                        Some(Command::Publish(out)) => {
+                            window.push_back(Inflight { out: Some(out), flush: None, ack: None, attempts: 0 });
+                            let last = window.len() - 1;
+                            self.send(&mut window, last).await;
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Sends entry `i`. Returns false when the entry was removed (it can never be
+    /// stored, e.g. too large); its caller got the error.
+    async fn send(&self, window: &mut VecDeque<Inflight>, i: usize) -> bool {
+        let e = &mut window[i];
+        let Some(out) = &e.out else { return true };
+        e.attempts += 1;
+        let msg = jetstream::message::PublishMessage::build()
+            .payload(out.payload.clone())
+            .message_id(out.event_id.as_str());
+        match self.js.send_publish(out.subject.clone(), msg).await {
+            Ok(ack) => {
+                e.ack = Some(std::future::IntoFuture::into_future(ack));
+                true
+            }
+            Err(err) if err.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                if let Some(mut gone) = window.remove(i)
+                    && let Some(out) = gone.out.take()
+                {
+                    let len = out.payload.len();
+                    let _ = out.reply.send(Err(PublishError::TooLarge {
+                        event_id: out.event_id,
+                        len,
+                    }));
+                }
+                false
+            }
+            // Not sent (e.g. disconnected and the client's buffer is full): the
+            // head's missing ack triggers a resend of the window.
+            Err(err) => {
+                tracing::debug!(error = %err, "publish not sent; will resend");
+                e.ack = None;
+                true
+            }
+        }
+    }
+}
+
+enum HeadDone {
+    Flush,
+    Stored(jetstream::publish::PublishAck),
+    Failed(String),
+}
+
+/// Resolves when the head of the window is decided; pending forever when empty.
+async fn head_ack(window: &mut VecDeque<Inflight>) -> HeadDone {
+    let Some(head) = window.front_mut() else {
+        return std::future::pending().await;
+    };
+    if head.flush.is_some() {
+        return HeadDone::Flush;
+    }
+    // Polled in place, so a `select!` that picks another branch loses nothing.
+    let Some(fut) = head.ack.as_mut() else {
+        return HeadDone::Failed("not sent".into());
+    };
+    let r = fut.await;
+    head.ack = None;
+    match r {
+        Ok(ack) => HeadDone::Stored(ack),
+        Err(e) => HeadDone::Failed(e.to_string()),
     }
 }

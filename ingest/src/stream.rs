@@ -97,10 +97,18 @@ pub fn check(spec: &StreamSpec, found: &Config) -> Vec<Violation> {
         })
     };
     if !found.deny_delete {
-        push("deny_delete", "false".into(), "true (events are never deleted)");
+        push(
+            "deny_delete",
+            "false".into(),
+            "true (events are never deleted)",
+        );
     }
     if !found.deny_purge {
-        push("deny_purge", "false".into(), "true (the stream is never purged)");
+        push(
+            "deny_purge",
+            "false".into(),
+            "true (the stream is never purged)",
+        );
     }
     if found.discard != DiscardPolicy::New {
         push(
@@ -207,13 +215,13 @@ pub async fn ensure_stream(
             }
         }
         Err(e) if is_not_found(&e) => {
-            let stream = js
-                .create_stream(spec.config())
-                .await
-                .map_err(|source| StreamError::Create {
-                    name: spec.name.clone(),
-                    source,
-                })?;
+            let stream =
+                js.create_stream(spec.config())
+                    .await
+                    .map_err(|source| StreamError::Create {
+                        name: spec.name.clone(),
+                        source,
+                    })?;
             Ok(stream.cached_info().clone())
         }
         Err(source) => Err(StreamError::Get {
@@ -256,15 +264,24 @@ mod tests {
             ("discard", Box::new(|c| c.discard = DiscardPolicy::Old)),
             ("max_age", Box::new(|c| c.max_age = Duration::from_secs(60))),
             ("storage", Box::new(|c| c.storage = StorageType::Memory)),
-            ("retention", Box::new(|c| c.retention = RetentionPolicy::WorkQueue)),
+            (
+                "retention",
+                Box::new(|c| c.retention = RetentionPolicy::WorkQueue),
+            ),
             ("allow_rollup", Box::new(|c| c.allow_rollup = true)),
             ("allow_msg_ttl", Box::new(|c| c.allow_message_ttl = true)),
-            ("max_msgs_per_subject", Box::new(|c| c.max_messages_per_subject = 10)),
+            (
+                "max_msgs_per_subject",
+                Box::new(|c| c.max_messages_per_subject = 10),
+            ),
             (
                 "duplicate_window",
                 Box::new(|c| c.duplicate_window = Duration::from_secs(1)),
             ),
-            ("subjects", Box::new(|c| c.subjects = vec!["other.>".into()])),
+            (
+                "subjects",
+                Box::new(|c| c.subjects = vec!["other.>".into()]),
+            ),
             ("sealed", Box::new(|c| c.sealed = true)),
         ];
         for (name, weaken) in cases {
@@ -294,6 +311,9 @@ mod tests {
             }],
         };
         let s = e.to_string();
-        assert!(s.contains("deny_delete is false") && s.contains("nats.stream"), "{s}");
+        assert!(
+            s.contains("deny_delete is false") && s.contains("nats.stream"),
+            "{s}"
+        );
     }
 }

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use govledger_proto::v1::{
-    ActionState, EntityType, Event, IdentityState, LedgerMeta, PageState, PoisonEvent,
-    RunState, SourceState, SyncMode, Verdict, event::Body,
+    ActionState, EntityType, Event, IdentityState, LedgerMeta, PageState, PoisonEvent, RunState,
+    SourceState, SyncMode, Verdict, event::Body,
 };
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -83,7 +83,9 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
     }
     /// Every present entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+        self.map
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
     }
     pub fn clear_dirty(&mut self) {
         self.dirty.clear();
@@ -290,7 +292,10 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, Strin
             return Applied::Poison;
         }
     };
-    debug_assert!(w.event_ids.is_loaded(&ev.event_id), "needs() missed event id");
+    debug_assert!(
+        w.event_ids.is_loaded(&ev.event_id),
+        "needs() missed event id"
+    );
     if w.event_ids.get(&ev.event_id).is_some() {
         w.meta.duplicate_events += 1;
         return Applied::DuplicateEventId;

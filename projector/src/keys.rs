@@ -119,8 +119,16 @@ mod tests {
     #[test]
     fn source_run_prefix_scans_one_source() {
         let p = prefix(TAG_SOURCE_RUN, &["hr"]);
-        assert!(Key::SourceRun("hr".into(), "r1".into()).encode().starts_with(&p));
-        assert!(!Key::SourceRun("hr2".into(), "r1".into()).encode().starts_with(&p));
+        assert!(
+            Key::SourceRun("hr".into(), "r1".into())
+                .encode()
+                .starts_with(&p)
+        );
+        assert!(
+            !Key::SourceRun("hr2".into(), "r1".into())
+                .encode()
+                .starts_with(&p)
+        );
     }
 
     #[test]

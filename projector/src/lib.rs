@@ -98,6 +98,23 @@ pub fn process_batch(
     Ok(out)
 }
 
+/// How many leading messages of `msgs` can be processed: those at or below
+/// `last_applied` (redeliveries, skipped) and those that continue the sequence
+/// without a gap. Processing stops at the first gap.
+pub fn contiguous_prefix(msgs: &[OwnedMsg], last_applied: u64) -> usize {
+    let mut next = last_applied + 1;
+    for (i, m) in msgs.iter().enumerate() {
+        if m.seq < next {
+            continue;
+        }
+        if m.seq != next {
+            return i;
+        }
+        next += 1;
+    }
+    msgs.len()
+}
+
 /// Folds `msgs` entirely in memory: the reference model the sled path is checked
 /// against. Every key a message needs that is not held yet is absent.
 pub fn fold_in_memory(w: &mut fold::Working, msgs: &[OwnedMsg]) {
@@ -128,5 +145,39 @@ fn load_absent(w: &mut fold::Working, needs: &BTreeSet<keys::Key>) {
             Key::EventId(e) => w.event_ids.load(e.clone(), None),
             Key::Poison(s) => w.poison.load(*s, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(seqs: &[u64]) -> Vec<OwnedMsg> {
+        seqs.iter()
+            .map(|&seq| OwnedMsg {
+                seq,
+                subject: String::new(),
+                stored_at_us: 0,
+                payload: Bytes::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn contiguous_prefix_stops_at_gaps() {
+        let check = |seqs: &[u64], last: u64, want: usize| {
+            assert_eq!(
+                contiguous_prefix(&msgs(seqs), last),
+                want,
+                "{seqs:?} after {last}"
+            );
+        };
+        check(&[], 0, 0);
+        check(&[1, 2, 3], 0, 3);
+        check(&[2, 3], 0, 0);
+        check(&[1, 2, 4, 5], 0, 2);
+        check(&[3, 4, 5, 6], 4, 4); // redelivered 3 and 4 are skipped, 5 and 6 follow
+        check(&[5, 7], 4, 1);
+        check(&[1, 1, 2], 0, 3); // a repeated delivery is below `next` the second time
     }
 }

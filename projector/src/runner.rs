@@ -89,7 +89,8 @@ pub async fn run(
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, failures, "projector cannot open its consumer; retrying");
-                if sleep_or_shutdown(backoff.delay(failures - 1, &mut rand_rng()), &shutdown).await {
+                let d = backoff.delay(failures - 1, &mut rand::rng());
+                if sleep_or_shutdown(d, &shutdown).await {
                     return Ok(());
                 }
                 continue 'connect;
@@ -105,7 +106,8 @@ pub async fn run(
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = %e, failures, "projector pull failed; retrying");
-                    if sleep_or_shutdown(backoff.delay(failures.min(20) - 1, &mut rand_rng()), &shutdown).await {
+                    let d = backoff.delay(failures.min(20) - 1, &mut rand::rng());
+                    if sleep_or_shutdown(d, &shutdown).await {
                         return Ok(());
                     }
                     continue 'connect;
@@ -116,13 +118,24 @@ pub async fn run(
             if msgs.is_empty() {
                 continue;
             }
-            let owned: Vec<OwnedMsg> = msgs.iter().filter_map(to_owned_msg).collect();
-            let outcome = process_batch(&store, &mut meta, &owned)?;
+            let owned: Result<Vec<OwnedMsg>, _> = msgs.iter().map(to_owned_msg).collect();
+            let owned = match owned {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(error = %e, "message without stream metadata; reopening the consumer");
+                    continue 'connect;
+                }
+            };
+            // Architecture Invariant: sequences are applied in order without gaps
+            // (the stream denies delete and purge, so it has none). Anything past a
+            // gap is neither folded nor acked; the consumer is reopened after it.
+            let usable = crate::contiguous_prefix(&owned, meta.last_applied_seq);
+            let outcome = process_batch(&store, &mut meta, &owned[..usable])?;
             failpoint("projector-after-commit-before-flush");
             store.flush().await?;
             failpoint("projector-after-flush-before-ack");
-            if let Some(last) = msgs.last()
-                && let Err(e) = last.ack().await
+            if usable > 0
+                && let Err(e) = msgs[usable - 1].ack().await
             {
                 // State is committed; the batch will be redelivered and skipped by sequence.
                 tracing::warn!(error = %e, "ack failed after commit; batch will be redelivered and skipped");
@@ -132,12 +145,16 @@ pub async fn run(
                     "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
             }
             progress.send_replace(meta.last_applied_seq);
+            if usable < owned.len() {
+                tracing::warn!(
+                    expected = meta.last_applied_seq + 1,
+                    got = owned[usable].seq,
+                    "sequence gap in delivery; reopening the consumer at the next expected sequence"
+                );
+                continue 'connect;
+            }
         }
     }
-}
-
-fn rand_rng() -> impl rand::Rng {
-    rand::rng()
 }
 
 async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
@@ -184,7 +201,10 @@ async fn open_consumer(
     let consumer = stream
         .create_consumer(pull::Config {
             durable_name: Some(cfg.durable.clone()),
-            description: Some("govledger projector (recreated at each start from sled's last applied sequence)".into()),
+            description: Some(
+                "govledger projector (recreated at each start from sled's last applied sequence)"
+                    .into(),
+            ),
             deliver_policy,
             ack_policy: AckPolicy::All,
             ack_wait: Duration::from_secs(60),
@@ -205,10 +225,13 @@ async fn pull_batch(
 ) -> Result<Option<Vec<jetstream::Message>>, BoxError> {
     let n = cfg.batch_events_max.max(1);
     let fut = async {
+        // Caught up: wait (up to idle_wait) for one message, then fetch the rest
+        // without waiting. A batch is always read to its end: messages of a
+        // request that were delivered but not read would otherwise be skipped.
         let mut stream = if idle {
             consumer
                 .batch()
-                .max_messages(n)
+                .max_messages(1)
                 .expires(cfg.idle_wait)
                 .messages()
                 .await?
@@ -218,10 +241,6 @@ async fn pull_batch(
         let mut out = Vec::with_capacity(n);
         while let Some(m) = stream.next().await {
             out.push(m?);
-            if idle && out.len() == 1 {
-                // Something arrived: stop waiting and fetch the rest without delay.
-                break;
-            }
         }
         Ok::<_, BoxError>(out)
     };
@@ -231,9 +250,9 @@ async fn pull_batch(
     }
 }
 
-fn to_owned_msg(m: &jetstream::Message) -> Option<OwnedMsg> {
-    let info = m.info().ok()?;
-    Some(OwnedMsg {
+fn to_owned_msg(m: &jetstream::Message) -> Result<OwnedMsg, BoxError> {
+    let info = m.info()?;
+    Ok(OwnedMsg {
         seq: info.stream_sequence,
         subject: m.subject.to_string(),
         stored_at_us: (info.published.unix_timestamp_nanos() / 1_000) as i64,

@@ -99,10 +99,12 @@ impl Store {
     fn get<M: prost::Message + Default>(&self, key: &[u8]) -> Result<Option<M>> {
         match self.tree.get(key)? {
             None => Ok(None),
-            Some(v) => M::decode(&*v).map(Some).map_err(|source| StoreError::Decode {
-                key: key.to_vec(),
-                source,
-            }),
+            Some(v) => M::decode(&*v)
+                .map(Some)
+                .map_err(|source| StoreError::Decode {
+                    key: key.to_vec(),
+                    source,
+                }),
         }
     }
 
@@ -140,9 +142,10 @@ impl Store {
                     w.actions.load(k.clone(), v);
                 }
                 Key::EventId(k) if !w.event_ids.is_loaded(k) => {
-                    let v = self.tree.get(key.encode())?.and_then(|b| {
-                        <[u8; 8]>::try_from(b.as_ref()).ok().map(u64::from_be_bytes)
-                    });
+                    let v = self
+                        .tree
+                        .get(key.encode())?
+                        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok().map(u64::from_be_bytes));
                     w.event_ids.load(k.clone(), v);
                 }
                 Key::Poison(k) if !w.poison.is_loaded(k) => {
@@ -232,10 +235,12 @@ impl Store {
             if k.first() != Some(&keys::TAG_POISON) {
                 break;
             }
-            out.push(PoisonEvent::decode(&*v).map_err(|source| StoreError::Decode {
-                key: k.to_vec(),
-                source,
-            })?);
+            out.push(
+                PoisonEvent::decode(&*v).map_err(|source| StoreError::Decode {
+                    key: k.to_vec(),
+                    source,
+                })?,
+            );
         }
         Ok(out)
     }
@@ -291,7 +296,10 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
         out.push((Key::SourceRun(k.0.clone(), k.1.clone()).encode(), vec![]));
     }
     for (k, v) in w.pages.iter() {
-        out.push((Key::Page(k.0.clone(), k.1.clone()).encode(), v.encode_to_vec()));
+        out.push((
+            Key::Page(k.0.clone(), k.1.clone()).encode(),
+            v.encode_to_vec(),
+        ));
     }
     for (k, _) in w.run_seen.iter() {
         out.push((Key::RunSeen(k.clone()).encode(), vec![]));

@@ -1,0 +1,226 @@
+//! Human-readable output of the client commands (`status`, `runs`, `run`,
+//! `identity`, `poison`). Formatting only: pure functions from API answers to text.
+
+use govledger_projector::verdict::thousands;
+use govledger_proto::v1::{
+    GetIdentityResponse, GetRunResponse, LedgerStatus, PoisonEvent, PresenceStatus, ReasonCode,
+    RunSummary, SourceState, Verdict,
+};
+
+pub fn verdict_name(v: i32) -> &'static str {
+    match Verdict::try_from(v).unwrap_or_default() {
+        Verdict::Unspecified => "-",
+        Verdict::Running => "RUNNING",
+        Verdict::Complete => "COMPLETE",
+        Verdict::Incomplete => "INCOMPLETE",
+        Verdict::Suspect => "SUSPECT",
+        Verdict::Failed => "FAILED",
+        Verdict::Abandoned => "ABANDONED",
+    }
+}
+
+pub fn time_us(us: i64) -> String {
+    if us == 0 {
+        return "-".into();
+    }
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| us.to_string())
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.clone()));
+        out.push('\n');
+    }
+    out
+}
+
+pub fn sources_table(sources: &[SourceState]) -> String {
+    if sources.is_empty() {
+        return "no sources yet: nothing has been recorded in the ledger\n".into();
+    }
+    let rows: Vec<Vec<String>> = sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.source_id.clone(),
+                s.runs_total.to_string(),
+                verdict_name(s.last_finished_verdict).into(),
+                time_us(s.last_finished_at_us),
+                time_us(s.last_complete_at_us),
+                s.consecutive_failures.to_string(),
+                thousands(s.events_total),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SOURCE",
+            "RUNS",
+            "LAST VERDICT",
+            "LAST FINISHED",
+            "LAST COMPLETE",
+            "FAILS IN A ROW",
+            "EVENTS",
+        ],
+        &rows,
+    )
+}
+
+pub fn runs_table(runs: &[RunSummary]) -> String {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                verdict_name(r.verdict).into(),
+                time_us(r.started_at_us),
+                thousands(r.records_unique),
+                r.declared_total
+                    .map(thousands)
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(&["RUN", "VERDICT", "STARTED", "UNIQUE", "DECLARED"], &rows)
+}
+
+pub fn run_detail(r: &GetRunResponse) -> String {
+    let Some(run) = &r.run else {
+        return "empty answer\n".into();
+    };
+    let mut out = format!(
+        "run {}  source {}\nverdict: {}\n",
+        run.run_id,
+        run.source_id,
+        verdict_name(r.verdict)
+    );
+    for reason in &r.reasons {
+        let code = ReasonCode::try_from(reason.code)
+            .map(|c| {
+                c.as_str_name()
+                    .trim_start_matches("REASON_CODE_")
+                    .to_owned()
+            })
+            .unwrap_or_else(|_| reason.code.to_string());
+        out.push_str(&format!("  - [{code}] {}\n", reason.message));
+    }
+    out.push_str(&format!(
+        "started {}, finished {}\npages fetched {}, pages failed {} ({} failed attempts)\n\
+         records: {} observed, {} unique, {} duplicates, {} rejected; declared {}\n",
+        time_us(run.started_at_us),
+        time_us(run.finished_at_us),
+        thousands(run.pages_fetched),
+        thousands(run.pages_failed_final),
+        thousands(run.page_failures),
+        thousands(run.records_observed),
+        thousands(run.records_unique),
+        thousands(run.duplicates),
+        thousands(run.rejected),
+        run.declared_total_last
+            .or(run.declared_total_at_start)
+            .map(thousands)
+            .unwrap_or_else(|| "nothing".into()),
+    ));
+    out
+}
+
+pub fn identity_detail(r: &GetIdentityResponse) -> String {
+    let Some(i) = &r.identity else {
+        return "empty answer\n".into();
+    };
+    let presence = PresenceStatus::try_from(r.presence)
+        .map(|p| {
+            p.as_str_name()
+                .trim_start_matches("PRESENCE_STATUS_")
+                .to_owned()
+        })
+        .unwrap_or_default();
+    format!(
+        "{} {} at {} ({})\npresence: {presence} — {}\nactive: {}\nlast observed {} in run {} (seq {}), {} observations\n",
+        govledger_projector::keys::entity_label(i.entity_type),
+        i.external_id,
+        i.source_id,
+        i.display_name,
+        r.presence_reason,
+        i.active
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        time_us(i.last_observed_at_us),
+        i.last_observed_run_id,
+        i.last_observed_seq,
+        i.observations,
+    )
+}
+
+pub fn ledger_status(s: &LedgerStatus) -> String {
+    let m = s.meta.clone().unwrap_or_default();
+    let mut out = format!(
+        "stream {}: {} messages, last seq {}\nprojection: last applied seq {}, {} events applied, {} duplicate ids skipped, {} poison\n",
+        s.stream_name,
+        thousands(s.stream_messages),
+        s.stream_last_seq,
+        m.last_applied_seq,
+        thousands(m.events_applied),
+        thousands(m.duplicate_events),
+        thousands(m.poison_events),
+    );
+    if !s.state_digest.is_empty() {
+        out.push_str(&format!("state digest: {}\n", s.state_digest));
+    }
+    out
+}
+
+pub fn poison_table(events: &[PoisonEvent]) -> String {
+    if events.is_empty() {
+        return "no poison events\n".into();
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|p| {
+            vec![
+                p.seq.to_string(),
+                p.subject.clone(),
+                p.payload_len.to_string(),
+                p.error.clone(),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "SUBJECT", "BYTES", "ERROR"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn zero_time_is_a_dash() {
+        assert_eq!(time_us(0), "-");
+        assert_eq!(time_us(1_000_000), "1970-01-01 00:00:01Z");
+    }
+}

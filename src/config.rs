@@ -1,0 +1,351 @@
+//! Configuration: one TOML file, validated before anything binds a port.
+//!
+//! Every key has a default, so an empty file (or none) is the embedded default.
+//! Unknown keys are errors. Errors name the key and say what to do. Secrets are
+//! never stored here in clear: they come from files or the environment and are
+//! never logged (see `Secret`).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = "./govledger-data";
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Folder for the sled projections and, when NATS is embedded, its store.
+    pub data_dir: Option<PathBuf>,
+    pub grpc: GrpcConfig,
+    pub nats: NatsConfig,
+    pub projector: ProjectorConfig,
+    pub publisher: PublisherConfig,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Listen address, `HOST:PORT` (port 0 picks a free port; the log says which).
+    pub addr: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// `nats://host:port` of an existing server. Absent: govledger starts its own
+    /// `nats-server -js` as a child process with its store in the data folder.
+    pub url: Option<String>,
+    /// JetStream stream name.
+    pub stream: String,
+    /// Duplicate window of the stream, in milliseconds.
+    pub duplicate_window_ms: u64,
+    /// Path of the `nats-server` binary for the embedded server. Default: the
+    /// project's `.tools/venv/bin/nats-server`, then `PATH`.
+    pub server_bin: Option<PathBuf>,
+    /// Port of the embedded server (0 = a free port).
+    pub embedded_port: u16,
+    /// A NATS credentials file (`.creds`). Its content is never logged.
+    pub credentials_file: Option<PathBuf>,
+    /// How long to wait for the first connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            stream: govledger_ingest::stream::DEFAULT_STREAM_NAME.to_owned(),
+            duplicate_window_ms: govledger_ingest::stream::DEFAULT_DUPLICATE_WINDOW_MS,
+            server_bin: None,
+            embedded_port: 0,
+            credentials_file: None,
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectorConfig {
+    /// Messages folded per sled commit (and per flush and ack).
+    pub batch_events_max: usize,
+    /// When caught up, how long one pull waits, in milliseconds.
+    pub idle_wait_ms: u64,
+    /// sled page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// Durable consumer name.
+    pub durable: String,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self {
+            batch_events_max: govledger_projector::runner::DEFAULT_BATCH_EVENTS_MAX,
+            idle_wait_ms: govledger_projector::runner::DEFAULT_IDLE_WAIT_MS,
+            cache_capacity_bytes: govledger_projector::store::DEFAULT_CACHE_CAPACITY_BYTES,
+            durable: govledger_projector::runner::DEFAULT_DURABLE.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublisherConfig {
+    /// Publishes awaiting their ack at once.
+    pub inflight_max: usize,
+    /// Ack wait per attempt, in milliseconds, before the publish is retried.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            inflight_max: govledger_ingest::publisher::DEFAULT_INFLIGHT_MAX,
+            ack_timeout_ms: govledger_ingest::publisher::DEFAULT_ACK_TIMEOUT_MS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// An unfinished run with no event for this long is ABANDONED, in milliseconds.
+    pub abandon_after_ms: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            abandon_after_ms: (govledger_projector::verdict::DEFAULT_ABANDON_AFTER_US / 1_000)
+                as u64,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Parses a TOML document; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
+    pub fn grpc_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let s = self.grpc.addr.as_deref().unwrap_or(DEFAULT_GRPC_ADDR);
+        s.parse().map_err(|_| {
+            invalid(
+                "grpc.addr",
+                format!("{s:?} is not HOST:PORT with an IP host (e.g. 127.0.0.1:50051)"),
+            )
+        })
+    }
+
+    /// Checks every value; the first problem is returned, naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.grpc_addr()?;
+        if let Some(url) = &self.nats.url {
+            let ok = ["nats://", "tls://", "ws://", "wss://"]
+                .iter()
+                .any(|p| url.starts_with(p))
+                || !url.contains("://");
+            if !ok || url.trim().is_empty() {
+                return Err(invalid(
+                    "nats.url",
+                    format!("{url:?} is not a NATS URL (e.g. nats://127.0.0.1:4222)"),
+                ));
+            }
+        }
+        let s = &self.nats.stream;
+        if s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "nats.stream",
+                format!("{s:?}: use letters, digits, '-' or '_'"),
+            ));
+        }
+        if self.nats.duplicate_window_ms < 1_000 {
+            return Err(invalid(
+                "nats.duplicate_window_ms",
+                "must be at least 1000 (a retried publish must fall inside it)",
+            ));
+        }
+        if self.nats.connect_timeout_ms == 0 {
+            return Err(invalid("nats.connect_timeout_ms", "must be > 0"));
+        }
+        if let Some(c) = &self.nats.credentials_file
+            && !c.is_file()
+        {
+            return Err(invalid(
+                "nats.credentials_file",
+                format!("{} is not a readable file", c.display()),
+            ));
+        }
+        let d = &self.projector.durable;
+        if d.is_empty()
+            || !d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "projector.durable",
+                format!("{d:?}: use letters, digits, '-' or '_'"),
+            ));
+        }
+        if !(1..=100_000).contains(&self.projector.batch_events_max) {
+            return Err(invalid(
+                "projector.batch_events_max",
+                "must be within 1..=100000",
+            ));
+        }
+        if !(1..=60_000).contains(&self.projector.idle_wait_ms) {
+            return Err(invalid(
+                "projector.idle_wait_ms",
+                "must be within 1..=60000",
+            ));
+        }
+        if self.projector.cache_capacity_bytes < 1024 * 1024 {
+            return Err(invalid(
+                "projector.cache_capacity_bytes",
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.publisher.inflight_max) {
+            return Err(invalid(
+                "publisher.inflight_max",
+                "must be within 1..=1000000",
+            ));
+        }
+        if self.publisher.ack_timeout_ms < 10 {
+            return Err(invalid("publisher.ack_timeout_ms", "must be at least 10"));
+        }
+        if self.api.abandon_after_ms < 1_000 {
+            return Err(invalid("api.abandon_after_ms", "must be at least 1000"));
+        }
+        Ok(())
+    }
+
+    pub fn stream_spec(&self) -> govledger_ingest::StreamSpec {
+        govledger_ingest::StreamSpec {
+            name: self.nats.stream.clone(),
+            duplicate_window: Duration::from_millis(self.nats.duplicate_window_ms),
+            ..Default::default()
+        }
+    }
+
+    pub fn publisher_config(&self) -> govledger_ingest::PublisherConfig {
+        govledger_ingest::PublisherConfig {
+            inflight_max: self.publisher.inflight_max,
+            ack_timeout: Duration::from_millis(self.publisher.ack_timeout_ms),
+            ..Default::default()
+        }
+    }
+
+    pub fn runner_config(&self) -> govledger_projector::runner::RunnerConfig {
+        govledger_projector::runner::RunnerConfig {
+            stream: self.nats.stream.clone(),
+            durable: self.projector.durable.clone(),
+            batch_events_max: self.projector.batch_events_max,
+            idle_wait: Duration::from_millis(self.projector.idle_wait_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(toml: &str) -> String {
+        match Config::from_toml(toml, "t.toml").and_then(|c| c.validate().map(|_| c)) {
+            Ok(_) => panic!("accepted: {toml}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let c = Config::from_toml("", "t.toml").unwrap();
+        c.validate().unwrap();
+        assert!(c.nats.url.is_none());
+        assert_eq!(c.data_dir(), PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.grpc_addr().unwrap().to_string(), DEFAULT_GRPC_ADDR);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("[grpc]\naddr = \"localhost\"", "grpc.addr"),
+            ("[nats]\nurl = \"http://x\"", "nats.url"),
+            ("[nats]\nstream = \"a.b\"", "nats.stream"),
+            (
+                "[nats]\nduplicate_window_ms = 5",
+                "nats.duplicate_window_ms",
+            ),
+            (
+                "[projector]\nbatch_events_max = 0",
+                "projector.batch_events_max",
+            ),
+            ("[publisher]\ninflight_max = 0", "publisher.inflight_max"),
+            (
+                "[nats]\ncredentials_file = \"/nonexistent.creds\"",
+                "nats.credentials_file",
+            ),
+        ];
+        for (toml, key) in cases {
+            let e = err(toml);
+            assert!(e.contains(&format!("`{key}`")), "{toml}: {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_named() {
+        let e = err("[nats]\nurll = \"nats://x\"");
+        assert!(e.contains("urll"), "{e}");
+        let e = err("[projector]\nbatch_events_max = \"many\"");
+        assert!(e.contains("batch_events_max"), "{e}");
+    }
+}
