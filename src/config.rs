@@ -291,6 +291,7 @@ impl Config {
             durable: self.projector.durable.clone(),
             batch_events_max: self.projector.batch_events_max,
             idle_wait: Duration::from_millis(self.projector.idle_wait_ms),
+            stop_at_seq: None,
         }
     }
 }

@@ -58,7 +58,13 @@ enum Cmd {
     /// Run every role (projector, gRPC API) in one process; NATS embedded unless --nats-url.
     Serve(ServerFlags),
     /// Run only the projector (stream → sled).
-    Project(ServerFlags),
+    Project {
+        #[command(flatten)]
+        server: ServerFlags,
+        /// Exit once every event the stream held at start is applied.
+        #[arg(long)]
+        exit_at_end: bool,
+    },
     /// Publish synthetic sync runs (the demo source): one clean run and, with
     /// --fail-page, one whose page fails on every attempt.
     Simulate {
@@ -189,11 +195,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             serve::cancel_on_signals(shutdown.clone());
             serve::serve(cfg, shutdown).await?;
         }
-        Cmd::Project(f) => {
+        Cmd::Project {
+            server: f,
+            exit_at_end,
+        } => {
             let cfg = load_config(&f)?;
             let shutdown = CancellationToken::new();
             serve::cancel_on_signals(shutdown.clone());
-            serve::project(cfg, shutdown).await?;
+            serve::project(cfg, exit_at_end, shutdown).await?;
         }
         Cmd::Simulate {
             server,

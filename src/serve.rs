@@ -252,8 +252,13 @@ async fn serve_with(
     Ok(())
 }
 
-/// `govledger project`: only the projector, against an existing NATS.
-pub async fn project(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+/// `govledger project`: only the projector. With `exit_at_end` it returns once
+/// everything the stream held at start is applied (a catch-up or rebuild run).
+pub async fn project(
+    cfg: Config,
+    exit_at_end: bool,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     cfg.validate()?;
     let dir = prepare_data_dir(&cfg)?;
     let store = Arc::new(Store::open(
@@ -263,7 +268,11 @@ pub async fn project(cfg: Config, shutdown: CancellationToken) -> Result<(), Ser
     let nats = nats_for(&cfg).await?;
     let client = connect(&cfg, &nats.url).await?;
     let js = async_nats::jetstream::new(client.clone());
-    ensure_stream(&js, &cfg.stream_spec()).await?;
+    let info = ensure_stream(&js, &cfg.stream_spec()).await?;
+    let mut runner_cfg = cfg.runner_config();
+    if exit_at_end {
+        runner_cfg.stop_at_seq = Some(info.state.last_sequence);
+    }
     let (tx, mut rx) = watch::channel(0u64);
     let progress = tokio::spawn(async move {
         let mut last_logged = 0u64;

@@ -35,6 +35,9 @@ pub struct RunnerConfig {
     pub batch_events_max: usize,
     /// When caught up, how long one pull waits for new messages.
     pub idle_wait: Duration,
+    /// Return once everything up to this stream sequence is applied (catch-up
+    /// runs such as a rebuild). `None`: run until shutdown.
+    pub stop_at_seq: Option<u64>,
 }
 
 impl Default for RunnerConfig {
@@ -44,6 +47,7 @@ impl Default for RunnerConfig {
             durable: DEFAULT_DURABLE.to_owned(),
             batch_events_max: DEFAULT_BATCH_EVENTS_MAX,
             idle_wait: Duration::from_millis(DEFAULT_IDLE_WAIT_MS),
+            stop_at_seq: None,
         }
     }
 }
@@ -80,8 +84,9 @@ pub async fn run(
     let mut meta = store.meta()?;
     progress.send_replace(meta.last_applied_seq);
     let mut failures: u32 = 0;
+    let caught_up = |meta: &LedgerMeta| cfg.stop_at_seq.is_some_and(|s| meta.last_applied_seq >= s);
     'connect: loop {
-        if shutdown.is_cancelled() {
+        if shutdown.is_cancelled() || caught_up(&meta) {
             return Ok(());
         }
         let consumer = match open_consumer(&js, &cfg, meta.last_applied_seq).await {
@@ -145,6 +150,9 @@ pub async fn run(
                     "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
             }
             progress.send_replace(meta.last_applied_seq);
+            if caught_up(&meta) {
+                return Ok(());
+            }
             if usable < owned.len() {
                 tracing::warn!(
                     expected = meta.last_applied_seq + 1,

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use govledger_projector::{
-    OwnedMsg, Store,
+    OwnedMsg, Store, contiguous_prefix,
     fold::{self, Working},
     fold_in_memory, process_batch,
     store::digest_of_working,
@@ -33,7 +33,7 @@ use tempfile::TempDir;
 
 const CACHE: u64 = 8 << 20;
 const T0: i64 = 1_760_000_000_000_000;
-const SEEDS: u64 = 240;
+const SEEDS: u64 = 200;
 const PAGE: u64 = 10;
 
 // ---------------------------------------------------------------- builders
@@ -402,6 +402,7 @@ struct Coverage {
     crashes: u64,
     rebuilds: u64,
     redelivered: u64,
+    gaps: u64,
     duplicates: u64,
     poison: u64,
     verdicts: BTreeMap<i32, u64>,
@@ -464,35 +465,25 @@ async fn reopen(store: Store, dir: &TempDir, flush: bool) -> Store {
     if flush {
         store.flush().await.unwrap();
     }
-    let t = std::time::Instant::now();
     drop(store);
-    eprintln!("TIMING drop {:?}", t.elapsed());
     for _ in 0..2_000 {
         match Store::open(dir.path(), CACHE) {
             Err(e) if e.to_string().contains("could not acquire lock") => {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
-            r => {
-                eprintln!("TIMING reopen {:?}", t.elapsed());
-                return r.unwrap();
-            }
+            r => return r.unwrap(),
         }
     }
     panic!("sled lock at {} not released", dir.path().display());
 }
 
-/// Folds one seeded history through sled with crashes and redelivery; returns what it exercised.
+/// Folds one seeded history through sled the way the runner does (deliver a
+/// batch, keep its gap-free prefix, fold and commit, ack), with crashes before
+/// and after commit, lost acks, gaps in delivery and a lost sled folder.
 async fn simulate(seed: u64) -> Coverage {
-    let t = std::time::Instant::now();
-    let msgs = history(seed, 160 + (seed as usize * 7919) % 240);
-    eprintln!("TIMING gen {:?}", t.elapsed());
-    let t = std::time::Instant::now();
+    let msgs = history(seed, 150 + (seed as usize * 7919) % 200);
     let want = reference(&msgs);
-    eprintln!("TIMING ref {:?}", t.elapsed());
-    let t = std::time::Instant::now();
     check_model(seed, &msgs, &want);
-    eprintln!("TIMING model {:?}", t.elapsed());
-    let t = std::time::Instant::now();
 
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_c4a5);
     let mut cov = Coverage {
@@ -502,24 +493,33 @@ async fn simulate(seed: u64) -> Coverage {
     let mut dir = TempDir::new().unwrap();
     let mut store = Store::open(dir.path(), CACHE).unwrap();
     let mut meta = store.meta().unwrap();
-    let mut sums = LedgerMeta::default();
+    let mut sums = LedgerMeta::default(); // what the batch outcomes reported
+    let mut model = Working::default(); // the reference, folded up to the store's last commit
     let mut next = 0usize; // index of the next message delivered (seq = next + 1)
     while next < msgs.len() {
-        let size = if rng.random_bool(0.3) {
+        let size = if rng.random_bool(0.15) {
             rng.random_range(1..=3)
         } else {
             rng.random_range(1..=64)
         };
-        let batch = &msgs[next..(next + size).min(msgs.len())];
+        let mut batch = msgs[next..(next + size).min(msgs.len())].to_vec();
         let roll = rng.random_range(0..100);
+        let gap = roll >= 94 && batch.len() > 1;
+        if gap {
+            // A message missing from the delivery: nothing past it may be folded.
+            batch.remove(rng.random_range(0..batch.len()));
+        }
+        let usable = contiguous_prefix(&batch, meta.last_applied_seq);
+        assert!(
+            gap || usable == batch.len(),
+            "seed {seed}: no gap at {next}"
+        );
         let crash = if roll < 6 {
             true // folded, then killed before commit: the batch is lost and comes back
         } else {
-            let tb = std::time::Instant::now();
-            let out = process_batch(&store, &mut meta, batch)
+            let out = process_batch(&store, &mut meta, &batch[..usable])
                 .unwrap_or_else(|e| panic!("seed {seed}: process_batch: {e}"));
             cov.batches += 1;
-            eprintln!("TIMING batch {:?}", tb.elapsed());
             sums.events_applied += out.applied as u64;
             sums.duplicate_events += out.duplicates as u64;
             sums.poison_events += out.poison.len() as u64;
@@ -528,7 +528,13 @@ async fn simulate(seed: u64) -> Coverage {
                 store.meta().unwrap(),
                 "seed {seed}: meta after commit"
             );
-            next += batch.len();
+            // Acked up to the last usable message; a gap reopens the consumer there.
+            next = if gap {
+                cov.gaps += 1;
+                meta.last_applied_seq as usize
+            } else {
+                next + batch.len()
+            };
             if roll < 20 {
                 // Ack lost: JetStream redelivers a stretch of applied messages.
                 next = rng.random_range(next.saturating_sub(50)..=next);
@@ -546,16 +552,15 @@ async fn simulate(seed: u64) -> Coverage {
                 "seed {seed}: committed meta survives a restart"
             );
             let la = meta.last_applied_seq as usize;
-            let tp = std::time::Instant::now();
-            let prefix = reference(&msgs[..la]);
+            let folded = model.meta.last_applied_seq as usize;
+            fold_in_memory(&mut model, &msgs[folded..la]);
             if la > 0 {
                 assert_eq!(
                     store.digest().unwrap(),
-                    digest_of_working(&prefix),
+                    digest_of_working(&model),
                     "seed {seed}: store after restart at seq {la} differs from the reference"
                 );
             }
-            eprintln!("TIMING prefix {:?}", tp.elapsed());
             // The consumer resumes at or before last_applied + 1.
             next = rng.random_range(la.saturating_sub(50)..=la);
         }
@@ -568,6 +573,7 @@ async fn simulate(seed: u64) -> Coverage {
             meta = store.meta().unwrap();
             assert_eq!(meta, LedgerMeta::default(), "seed {seed}: fresh store");
             sums = LedgerMeta::default();
+            model = Working::default();
             next = 0;
         }
     }
@@ -617,7 +623,6 @@ async fn simulate(seed: u64) -> Coverage {
         digest_of_working(&want),
         "seed {seed}: sled digest differs from the reference"
     );
-    eprintln!("TIMING final {:?}", t.elapsed());
     cov.duplicates = got.duplicate_events;
     cov.poison = got.poison_events;
     cov
@@ -657,6 +662,7 @@ async fn simulated_histories_match_the_reference_fold() {
             total.crashes += c.crashes;
             total.rebuilds += c.rebuilds;
             total.redelivered += c.redelivered;
+            total.gaps += c.gaps;
             total.duplicates += c.duplicates;
             total.poison += c.poison;
             total.unfinished += c.unfinished;
@@ -684,6 +690,7 @@ async fn simulated_histories_match_the_reference_fold() {
         total.crashes > seeds
             && total.rebuilds > 0
             && total.redelivered > seeds
+            && total.gaps > seeds / 2
             && total.duplicates > seeds
             && total.poison > seeds
             && total.unfinished > 0

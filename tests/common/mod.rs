@@ -1,0 +1,349 @@
+//! The test harness shared by every end-to-end test: a real `nats-server -js`
+//! on its own port and store folder (killable with SIGKILL and restartable on the
+//! same store), the real `govledger` binary as a child process, and small client
+//! helpers. Nothing here mocks NATS or sled.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use govledger_ingest::{Publisher, PublisherConfig};
+use govledger_proto::v1::{GetLedgerStatusRequest, ledger_client::LedgerClient};
+use tokio_util::sync::CancellationToken;
+
+/// The `nats-server` binary: `GOVLEDGER_NATS_SERVER`, else the project's pinned
+/// install (`scripts/install-tools.sh`), else `PATH`.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("GOVLEDGER_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server");
+    if local.is_file() {
+        return local;
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let c = dir.join("nats-server");
+            if c.is_file() {
+                return c;
+            }
+        }
+    }
+    panic!(
+        "no nats-server found: run scripts/install-tools.sh (installs the pinned one into .tools/)"
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A real JetStream server owned by one test.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub store: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let mut me = Self {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+            bin: nats_server_bin(),
+        };
+        me.spawn();
+        me
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.store.path().join("nats-server.log"))
+            .unwrap();
+        let child = Command::new(&self.bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path().join("js"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
+        self.child = Some(child);
+        assert!(
+            wait_port(self.port, Duration::from_secs(10)),
+            "nats-server did not come up on port {}",
+            self.port
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port and store.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The real `govledger` binary.
+pub fn govledger_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_govledger")
+}
+
+/// A `govledger serve` child process with its own data folder.
+pub struct Govledger {
+    child: Option<Child>,
+    pub addr: String,
+    pub data: tempfile::TempDir,
+    pub log: PathBuf,
+}
+
+impl Govledger {
+    /// Starts `govledger serve --nats-url URL --grpc-addr 127.0.0.1:0` plus `extra`
+    /// args and waits for its "gRPC listening on" line.
+    pub fn serve(nats_url: &str, extra: &[&str]) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        Self::serve_in(data, nats_url, extra)
+    }
+
+    pub fn serve_in(data: tempfile::TempDir, nats_url: &str, extra: &[&str]) -> Self {
+        let log = data.path().join("serve.log");
+        let mut child = Command::new(govledger_bin())
+            .arg("serve")
+            .arg("--nats-url")
+            .arg(nats_url)
+            .arg("--grpc-addr")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data.path().join("data"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log_path = log.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&log_path).unwrap();
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(f, "{line}");
+                let _ = f.flush();
+                if !sent && let Some(i) = line.find("gRPC listening on ") {
+                    let addr = line[i + "gRPC listening on ".len()..].trim().to_owned();
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "govledger serve did not start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        Self {
+            child: Some(child),
+            addr,
+            data,
+            log,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    pub async fn client(&self) -> LedgerClient<tonic::transport::Channel> {
+        LedgerClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the projection has applied `seq`.
+    pub async fn wait_applied(&self, seq: u64) {
+        let mut c = self.client().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = c
+                .get_ledger_status(GetLedgerStatusRequest { with_digest: false })
+                .await
+                .unwrap()
+                .into_inner();
+            let applied = s.meta.unwrap_or_default().last_applied_seq;
+            if applied >= seq {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "projection stuck at {applied}, waiting for {seq}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        c.wait().ok()
+    }
+}
+
+impl Drop for Govledger {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs the binary to completion with `args`; returns (status, stderr).
+pub fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let out = Command::new(govledger_bin())
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A publisher on `client` that keeps retrying until the test ends.
+pub fn publisher(client: async_nats::Client, ack_timeout_ms: u64) -> Publisher {
+    Publisher::new(
+        client,
+        PublisherConfig {
+            ack_timeout: Duration::from_millis(ack_timeout_ms),
+            ..Default::default()
+        },
+        CancellationToken::new(),
+    )
+}
+
+/// Creates the stream with govledger's own contract.
+pub async fn ensure_stream(client: &async_nats::Client) {
+    let js = async_nats::jetstream::new(client.clone());
+    govledger_ingest::ensure_stream(&js, &govledger_ingest::StreamSpec::default())
+        .await
+        .unwrap();
+}
+
+/// Every message in the stream, in order: (seq, subject, payload).
+pub async fn read_stream(client: &async_nats::Client) -> Vec<(u64, String, bytes::Bytes)> {
+    use futures::StreamExt as _;
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js.get_stream("GOVLEDGER").await.unwrap();
+    let total = stream.info().await.unwrap().state.messages as usize;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = consumer.messages().await.unwrap();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+            .await
+            .expect("stream read stalled")
+            .unwrap()
+            .unwrap();
+        let seq = m.info().unwrap().stream_sequence;
+        out.push((seq, m.subject.to_string(), m.payload.clone()));
+    }
+    out
+}
+
+/// Opens a sled folder left by a stopped govledger and returns its digest.
+pub fn sled_digest(data_dir: &Path) -> String {
+    let store = govledger_projector::Store::open(&data_dir.join("sled"), 8 << 20).unwrap();
+    store.digest().unwrap()
+}
