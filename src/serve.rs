@@ -284,16 +284,10 @@ pub async fn project(
             }
         }
     });
-    let r = runner::run(
-        client,
-        store.clone(),
-        cfg.runner_config(),
-        tx,
-        shutdown.clone(),
-    )
-    .await;
+    let r = runner::run(client, store.clone(), runner_cfg, tx, shutdown.clone()).await;
     progress.abort();
     store.flush().await?;
+    tracing::info!("projector stopped: {}", runner::describe(&store.meta()?));
     if let Some(n) = nats.embedded {
         n.stop().await;
     }

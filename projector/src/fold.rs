@@ -456,23 +456,15 @@ fn fold_event(w: &mut Working, seq: u64, ev: &Event) {
             }
         }
         Body::ActionRequested(r) => {
-            let first = w.actions.get(&ev.action_id).is_none();
             let a = action_mut(w, ev, seq);
             a.request = Some(r.clone());
             a.requested_at_us = at;
-            if first {
-                source_mut(w, ev).actions_total += 1;
-            }
         }
         Body::ActionAttempted(t) => {
-            let first = w.actions.get(&ev.action_id).is_none();
             let a = action_mut(w, ev, seq);
             a.attempts += 1;
             a.last_http_status = t.http_status;
             a.last_error_class = t.error_class;
-            if first {
-                source_mut(w, ev).actions_total += 1;
-            }
         }
         Body::ActionVerified(v) => {
             let a = action_mut(w, ev, seq);
@@ -509,7 +501,12 @@ fn run_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut RunState {
     run
 }
 
+/// The action's record, created (and counted at its source) by whichever of its
+/// events comes first.
 fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut ActionState {
+    if w.actions.get(&ev.action_id).is_none() {
+        source_mut(w, ev).actions_total += 1;
+    }
     let a = w.actions.get_or_insert_with(&ev.action_id, || ActionState {
         action_id: ev.action_id.clone(),
         source_id: ev.source_id.clone(),

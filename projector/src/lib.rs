@@ -77,7 +77,7 @@ pub fn process_batch(
         fold::needs(ev, &mut needs);
     }
     let mut w = fold::Working {
-        meta: meta.clone(),
+        meta: *meta,
         ..Default::default()
     };
     store.load_into(&mut w, &needs)?;

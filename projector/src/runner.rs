@@ -101,7 +101,7 @@ pub async fn run(
                 continue 'connect;
             }
         };
-        tracing::info!(from_seq = meta.last_applied_seq + 1, durable = %cfg.durable, "projector consuming");
+        tracing::info!(from_seq = meta.last_applied_seq + 1, durable = %cfg.durable, stop_at_seq = ?cfg.stop_at_seq, "projector consuming");
         let mut idle = false;
         loop {
             let batch = pull_batch(&consumer, &cfg, idle, &shutdown).await;

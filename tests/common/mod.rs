@@ -315,8 +315,8 @@ pub async fn ensure_stream(client: &async_nats::Client) {
         .unwrap();
 }
 
-/// Every message in the stream, in order: (seq, subject, payload).
-pub async fn read_stream(client: &async_nats::Client) -> Vec<(u64, String, bytes::Bytes)> {
+/// Every message in the stream, in order, as the projector sees it.
+pub async fn read_stream(client: &async_nats::Client) -> Vec<govledger_projector::OwnedMsg> {
     use futures::StreamExt as _;
     let js = async_nats::jetstream::new(client.clone());
     let mut stream = js.get_stream("GOVLEDGER").await.unwrap();
@@ -336,8 +336,13 @@ pub async fn read_stream(client: &async_nats::Client) -> Vec<(u64, String, bytes
             .expect("stream read stalled")
             .unwrap()
             .unwrap();
-        let seq = m.info().unwrap().stream_sequence;
-        out.push((seq, m.subject.to_string(), m.payload.clone()));
+        let info = m.info().unwrap();
+        out.push(govledger_projector::OwnedMsg {
+            seq: info.stream_sequence,
+            subject: m.subject.to_string(),
+            stored_at_us: (info.published.unix_timestamp_nanos() / 1_000) as i64,
+            payload: m.payload.clone(),
+        });
     }
     out
 }
