@@ -173,7 +173,7 @@ pub fn identity_detail(r: &GetIdentityResponse) -> String {
 }
 
 pub fn ledger_status(s: &LedgerStatus) -> String {
-    let m = s.meta.clone().unwrap_or_default();
+    let m = s.meta.unwrap_or_default();
     let mut out = format!(
         "stream {}: {} messages, last seq {}\nprojection: last applied seq {}, {} events applied, {} duplicate ids skipped, {} poison\n",
         s.stream_name,

@@ -124,11 +124,13 @@ pub fn run_events(producer: &ProducerId, sim: &SimRun) -> Vec<Event> {
             ));
         }
     }
+    let events_emitted = out.len() as u64;
     out.push(stamp(
         producer,
         &scope,
         1,
         Body::SyncRunFinished(SyncRunFinished {
+            events_emitted,
             // The engine's own view is optimistic on purpose: it "succeeded".
             engine_outcome: EngineOutcome::Succeeded as i32,
             observed,

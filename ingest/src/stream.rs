@@ -258,7 +258,8 @@ mod tests {
     #[test]
     fn each_weakening_is_named() {
         let spec = StreamSpec::default();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Weaken = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Weaken)> = vec![
             ("deny_delete", Box::new(|c| c.deny_delete = false)),
             ("deny_purge", Box::new(|c| c.deny_purge = false)),
             ("discard", Box::new(|c| c.discard = DiscardPolicy::Old)),

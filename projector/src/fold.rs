@@ -194,15 +194,7 @@ pub fn decode(msg: &StreamMsg<'_>) -> Result<Event, String> {
     if ev.source_id.is_empty() {
         return Err("event without source_id".into());
     }
-    let read_path = matches!(
-        body,
-        Body::SyncRunStarted(_)
-            | Body::PageFetched(_)
-            | Body::PageFailed(_)
-            | Body::RecordObserved(_)
-            | Body::RecordRejected(_)
-            | Body::SyncRunFinished(_)
-    );
+    let read_path = is_read_path(body);
     if read_path && ev.run_id.is_empty() {
         return Err("read-path event without run_id".into());
     }
@@ -308,6 +300,25 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, Strin
 
 fn fold_event(w: &mut Working, seq: u64, ev: &Event) {
     let Some(body) = &ev.body else { return };
+    fold_body(w, seq, ev, body);
+    if !ev.run_id.is_empty() && is_read_path(body) {
+        after_run_event(w, ev);
+    }
+}
+
+fn is_read_path(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::SyncRunStarted(_)
+            | Body::PageFetched(_)
+            | Body::PageFailed(_)
+            | Body::RecordObserved(_)
+            | Body::RecordRejected(_)
+            | Body::SyncRunFinished(_)
+    )
+}
+
+fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
     let at = ev.occurred_at_us;
     {
         let src = w.sources.get_or_insert_with(&ev.source_id, || SourceState {
@@ -424,35 +435,20 @@ fn fold_event(w: &mut Working, seq: u64, ev: &Event) {
         Body::SyncRunFinished(f) => {
             let run = run_mut(w, ev, seq);
             if run.finished {
-                // A second report for the same run changes nothing: the first decided it.
-                return;
-            }
-            run.finished = true;
-            run.finished_at_us = at;
-            run.engine_report = Some(f.clone());
-            if run.declared_total_last.is_none() && f.declared_total.is_some() {
-                run.declared_total_last = f.declared_total;
-            }
-            let (v, reasons) = verdict::decide_finished(run);
-            run.verdict = v as i32;
-            run.reasons = reasons;
-            let (full, first_seq) = (run.mode == SyncMode::Full as i32, run.first_seq);
-            let unique = run.records_unique;
-            let src = source_mut(w, ev);
-            src.last_finished_run_id = ev.run_id.clone();
-            src.last_finished_verdict = v as i32;
-            src.last_finished_at_us = at;
-            if v == Verdict::Complete {
-                src.last_complete_run_id = ev.run_id.clone();
-                src.last_complete_at_us = at;
-                src.last_complete_unique = unique;
-                src.consecutive_failures = 0;
-                if full {
-                    src.last_complete_full_run_id = ev.run_id.clone();
-                    src.last_complete_full_first_seq = first_seq;
-                }
+                // A second report for the same run: the first one counts, and
+                // after_run_event counts this one as late if the run is decided.
             } else {
-                src.consecutive_failures += 1;
+                run.finished = true;
+                run.finished_at_us = at;
+                run.engine_report = Some(f.clone());
+                run.events_expected = if f.events_emitted > 0 {
+                    f.events_emitted + 1
+                } else {
+                    0
+                };
+                if run.declared_total_last.is_none() && f.declared_total.is_some() {
+                    run.declared_total_last = f.declared_total;
+                }
             }
         }
         Body::ActionRequested(r) => {
@@ -478,6 +474,68 @@ fn fold_event(w: &mut Working, seq: u64, ev: &Event) {
             a.outcome_detail = c.detail.clone();
             a.concluded_at_us = at;
         }
+    }
+}
+
+/// After every read-path event: count it for its run, and decide the verdict once
+/// the run is finished and holds every event its worker said it emitted. An
+/// event arriving after the decision makes the run INCOMPLETE (LATE_EVENTS).
+fn after_run_event(w: &mut Working, ev: &Event) {
+    let Some(run) = w.runs.get_mut(&ev.run_id) else {
+        return;
+    };
+    run.events_folded += 1;
+    if run.decided {
+        run.late_events += 1;
+    } else if !(run.finished
+        && (run.events_expected == 0 || run.events_folded >= run.events_expected))
+    {
+        return;
+    }
+    let was_decided = run.decided;
+    run.decided = true;
+    let (v, reasons) = verdict::decide_finished(run);
+    run.verdict = v as i32;
+    run.reasons = reasons;
+    let run_id = run.run_id.clone();
+    let finished_at = run.finished_at_us;
+    let (full, first_seq, unique) = (
+        run.mode == SyncMode::Full as i32,
+        run.first_seq,
+        run.records_unique,
+    );
+    let src = source_mut(w, ev);
+    if was_decided {
+        // Only a late event gets here; the verdict can only have got worse.
+        if src.last_finished_run_id == run_id {
+            src.last_finished_verdict = v as i32;
+        }
+        if v != Verdict::Complete && src.last_complete_run_id == run_id {
+            // Conservative: no COMPLETE run is claimed until the next one.
+            src.last_complete_run_id.clear();
+            src.last_complete_at_us = 0;
+            src.last_complete_unique = 0;
+        }
+        if v != Verdict::Complete && src.last_complete_full_run_id == run_id {
+            src.last_complete_full_run_id.clear();
+            src.last_complete_full_first_seq = 0;
+        }
+        return;
+    }
+    src.last_finished_run_id = run_id.clone();
+    src.last_finished_verdict = v as i32;
+    src.last_finished_at_us = finished_at;
+    if v == Verdict::Complete {
+        src.last_complete_run_id = run_id.clone();
+        src.last_complete_at_us = finished_at;
+        src.last_complete_unique = unique;
+        src.consecutive_failures = 0;
+        if full {
+            src.last_complete_full_run_id = run_id;
+            src.last_complete_full_first_seq = first_seq;
+        }
+    } else {
+        src.consecutive_failures += 1;
     }
 }
 

@@ -181,3 +181,107 @@ mod tests {
         check(&[1, 1, 2], 0, 3); // a repeated delivery is below `next` the second time
     }
 }
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use govledger_proto::v1::{
+        EngineOutcome, Event, PageFetched, RecordObserved, SyncMode, SyncRunFinished,
+        SyncRunStarted, Verdict, event::Body,
+    };
+    use prost::Message as _;
+
+    fn ev(n: u64, body: Body) -> Event {
+        Event {
+            event_id: format!("00000000-0000-7000-8000-{n:012x}"),
+            source_id: "hr".into(),
+            run_id: "run-1".into(),
+            schema_version: 1,
+            occurred_at_us: n as i64,
+            body: Some(body),
+            ..Default::default()
+        }
+    }
+
+    fn msgs(events: &[Event]) -> Vec<OwnedMsg> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| OwnedMsg {
+                seq: i as u64 + 1,
+                subject: String::new(),
+                stored_at_us: 0,
+                payload: e.encode_to_vec().into(),
+            })
+            .collect()
+    }
+
+    fn run_of(events: &[Event]) -> (fold::Working, govledger_proto::v1::RunState) {
+        let mut w = fold::Working::default();
+        fold_in_memory(&mut w, &msgs(events));
+        let r = w.runs.get(&"run-1".to_owned()).cloned().unwrap();
+        (w, r)
+    }
+
+    /// A finish that reaches the stream before the run's last records (a resend
+    /// after a NATS outage) waits for them, then decides on all of them.
+    #[test]
+    fn verdict_waits_for_events_that_arrive_after_the_finish() {
+        let start = ev(
+            1,
+            Body::SyncRunStarted(SyncRunStarted {
+                mode: SyncMode::Full as i32,
+                declared_total: Some(2),
+                ..Default::default()
+            }),
+        );
+        let page = ev(
+            2,
+            Body::PageFetched(PageFetched {
+                page_key: "p1".into(),
+                declared_total: Some(2),
+                item_count: 2,
+                ..Default::default()
+            }),
+        );
+        let rec = |n: u64| {
+            ev(
+                n,
+                Body::RecordObserved(RecordObserved {
+                    external_id: format!("u{n}"),
+                    ..Default::default()
+                }),
+            )
+        };
+        let finish = ev(
+            9,
+            Body::SyncRunFinished(SyncRunFinished {
+                engine_outcome: EngineOutcome::Succeeded as i32,
+                events_emitted: 4,
+                ..Default::default()
+            }),
+        );
+        let in_order = [start.clone(), page.clone(), rec(3), rec(4), finish.clone()];
+        let (_, r) = run_of(&in_order);
+        assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
+
+        let (_, r) = run_of(&[start.clone(), page.clone(), rec(3), finish.clone()]);
+        assert!(!r.decided, "decided with an event still missing");
+        let (v, _) = verdict::current(&r, 10, i64::MAX);
+        assert_eq!(v, Verdict::Running);
+
+        let (w, r) = run_of(&[start.clone(), page.clone(), rec(3), finish.clone(), rec(4)]);
+        assert!(r.decided);
+        assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
+        let src = w.sources.get(&"hr".to_owned()).unwrap();
+        assert_eq!(src.last_complete_run_id, "run-1");
+
+        // One event more than the worker reported: late, so not COMPLETE, and the
+        // source no longer claims this run as its last complete one.
+        let (w, r) = run_of(&[start, page, rec(3), rec(4), finish, rec(5)]);
+        assert_eq!(r.verdict, Verdict::Incomplete as i32);
+        assert_eq!(r.late_events, 1);
+        let src = w.sources.get(&"hr".to_owned()).unwrap();
+        assert!(src.last_complete_run_id.is_empty());
+    }
+}

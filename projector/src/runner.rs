@@ -26,6 +26,9 @@ use crate::{
 pub const DEFAULT_DURABLE: &str = "govledger-projector";
 pub const DEFAULT_BATCH_EVENTS_MAX: usize = 1_000;
 pub const DEFAULT_IDLE_WAIT_MS: u64 = 100;
+/// How much longer than `idle_wait` one pull may take before it is abandoned
+/// and the consumer reopened.
+pub const PULL_TIMEOUT_MARGIN_MS: u64 = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -252,8 +255,13 @@ async fn pull_batch(
         }
         Ok::<_, BoxError>(out)
     };
+    // A pull whose connection died mid-request may never end: bound it.
+    let limit = cfg.idle_wait + Duration::from_millis(PULL_TIMEOUT_MARGIN_MS);
     tokio::select! {
-        r = fut => r.map(Some),
+        r = tokio::time::timeout(limit, fut) => match r {
+            Ok(r) => r.map(Some),
+            Err(_) => Err(format!("pull did not finish within {} ms", limit.as_millis()).into()),
+        },
         _ = shutdown.cancelled() => Ok(None),
     }
 }

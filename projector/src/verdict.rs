@@ -41,6 +41,15 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     let report = run.engine_report.clone().unwrap_or_default();
     let outcome = EngineOutcome::try_from(report.engine_outcome).unwrap_or_default();
     let mut reasons = Vec::new();
+    let late = (run.late_events > 0).then(|| {
+        reason(
+            ReasonCode::LateEvents,
+            format!(
+                "{} arrived after the verdict was decided; the run cannot be trusted as complete",
+                plural(run.late_events, "event", "events")
+            ),
+        )
+    });
 
     if outcome == EngineOutcome::Abandoned {
         reasons.push(reason(
@@ -141,6 +150,7 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
             ),
         ));
     }
+    reasons.extend(late);
     if !reasons.is_empty() {
         if run.declared_total_changed {
             reasons.push(declared_changed(run));
@@ -179,7 +189,7 @@ fn suffix(msg: &str) -> String {
 /// The verdict of a run as of `now_us`: the decided one for finished runs,
 /// RUNNING or ABANDONED (no event for `abandon_after_us`) for the others.
 pub fn current(run: &RunState, now_us: i64, abandon_after_us: i64) -> (Verdict, Vec<Reason>) {
-    if run.finished {
+    if run.decided {
         let v = Verdict::try_from(run.verdict).unwrap_or_default();
         return (v, run.reasons.clone());
     }
@@ -193,6 +203,18 @@ pub fn current(run: &RunState, now_us: i64, abandon_after_us: i64) -> (Verdict, 
                     "no event for {} s (limit {} s): the worker stopped mid-run",
                     idle_us / 1_000_000,
                     abandon_after_us / 1_000_000
+                ),
+            )],
+        );
+    }
+    if run.finished {
+        return (
+            Verdict::Running,
+            vec![reason(
+                ReasonCode::NotFinished,
+                format!(
+                    "the worker reported the end of the run, but {} of its events have not reached the ledger yet",
+                    thousands(run.events_expected.saturating_sub(run.events_folded))
                 ),
             )],
         );
@@ -254,6 +276,7 @@ mod tests {
             run_id: "r1".into(),
             started: true,
             finished: true,
+            decided: true,
             pages_fetched: 3,
             records_unique: 250,
             records_observed: 250,
@@ -339,6 +362,11 @@ mod tests {
             Verdict::Incomplete,
             &[ReasonCode::EngineFailed],
         );
+        check(
+            finished(|r| r.late_events = 2),
+            Verdict::Incomplete,
+            &[ReasonCode::LateEvents],
+        );
     }
 
     #[test]
@@ -380,7 +408,10 @@ mod tests {
 
     #[test]
     fn unfinished_runs_are_running_then_abandoned() {
-        let mut r = finished(|r| r.finished = false);
+        let mut r = finished(|r| {
+            r.finished = false;
+            r.decided = false;
+        });
         r.last_event_at_us = 1_000_000;
         assert_eq!(current(&r, 2_000_000, 10_000_000).0, Verdict::Running);
         assert_eq!(current(&r, 20_000_000, 10_000_000).0, Verdict::Abandoned);
