@@ -114,6 +114,16 @@ pub fn run_detail(r: &GetRunResponse) -> String {
         run.source_id,
         verdict_name(r.verdict)
     );
+    if r.verdict == Verdict::Complete as i32 {
+        out.push_str(&format!(
+            "  every page fetched, no page left failed, {} unique records = {} declared, no duplicates, none rejected\n",
+            thousands(run.records_unique),
+            run.declared_total_last
+                .or(run.declared_total_at_start)
+                .map(thousands)
+                .unwrap_or_else(|| "nothing".into()),
+        ));
+    }
     for reason in &r.reasons {
         let code = ReasonCode::try_from(reason.code)
             .map(|c| {
