@@ -21,10 +21,17 @@ fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"
   mkdir -p "$TOOLS"
-  python3 -m venv "$VENV" || {
-    echo "install-tools: 'python3 -m venv' failed; on Debian: apt-get install -y python3-venv" >&2
-    exit 1
-  }
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    rm -rf "$VENV"
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      log "python3 venv missing: installing python3-venv"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$VENV"
+    else
+      echo "install-tools: 'python3 -m venv' failed; on Debian: sudo apt-get install -y python3-venv" >&2
+      exit 1
+    fi
+  fi
 fi
 
 want() { # name version -> 0 when the pinned version is missing

@@ -202,22 +202,13 @@ async fn serve_with(
     health_reporter
         .set_serving::<LedgerServer<LedgerApi>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(govledger_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Bind {
-            addr: addr.to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(govledger_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| ServeError::Bind {
-            addr: addr.to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    // Reflection v1 and v1alpha, so grpcurl and every language's reflection client work.
+    let reflection_err = |e: tonic_reflection::server::Error| ServeError::Bind {
+        addr: addr.to_string(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
     let api = LedgerApi::new(
         store.clone(),
         Some(js.clone()),
@@ -250,6 +241,13 @@ async fn serve_with(
     projected?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A reflection builder that knows govledger's and the health service's protos.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(govledger_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// `govledger project`: only the projector. With `exit_at_end` it returns once

@@ -18,7 +18,7 @@ use common::{
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
 use govledger_projector::{OwnedMsg, fold::Working, fold_in_memory, store::digest_of_working};
-use govledger_proto::v1::{Event, GetLedgerStatusRequest};
+use govledger_proto::v1::Event;
 use prost::Message as _;
 use rand::{Rng as _, SeedableRng as _};
 
@@ -203,13 +203,7 @@ async fn deleting_sled_and_rebuilding_from_sequence_1_gives_the_same_digest() {
     let data = tempfile::tempdir().unwrap();
     let mut gl = Govledger::serve_in(data, &nats.url(), &[]);
     gl.wait_applied(last).await;
-    let live = gl
-        .client()
-        .await
-        .get_ledger_status(GetLedgerStatusRequest { with_digest: true })
-        .await
-        .unwrap()
-        .into_inner();
+    let live = gl.ledger_status().await;
     assert_eq!(live.stream_last_seq, last);
     assert!(!live.state_digest.is_empty());
     let status = gl.stop().unwrap();
@@ -226,13 +220,7 @@ async fn deleting_sled_and_rebuilding_from_sequence_1_gives_the_same_digest() {
     drop(gl);
     let gl = Govledger::serve_in(data, &nats.url(), &[]);
     gl.wait_applied(last).await;
-    let rebuilt = gl
-        .client()
-        .await
-        .get_ledger_status(GetLedgerStatusRequest { with_digest: true })
-        .await
-        .unwrap()
-        .into_inner();
+    let rebuilt = gl.ledger_status().await;
     assert_eq!(rebuilt.state_digest, live.state_digest);
     assert_eq!(rebuilt.meta, live.meta);
     eprintln!("rebuilt {last} events in {:?}", started.elapsed());

@@ -219,35 +219,52 @@ async fn reflection_v1_and_v1alpha_and_health_work() {
         .await
         .unwrap();
 
-    // v1
+    // The same ListServices exchange over both reflection protocol versions.
+    macro_rules! list_services {
+        ($pb:path) => {{
+            use $pb as pb;
+            let mut rc = pb::server_reflection_client::ServerReflectionClient::new(ch.clone());
+            let req = pb::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(pb::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                )),
+            };
+            let mut resp = rc
+                .server_reflection_info(futures::stream::iter(vec![req]))
+                .await
+                .unwrap()
+                .into_inner();
+            let msg = resp.next().await.unwrap().unwrap();
+            let Some(pb::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+                msg.message_response
+            else {
+                panic!("unexpected reflection answer");
+            };
+            list.service
+                .into_iter()
+                .map(|s| s.name)
+                .collect::<Vec<String>>()
+        }};
+    }
+    for names in [
+        list_services!(tonic_reflection::pb::v1),
+        list_services!(tonic_reflection::pb::v1alpha),
+    ] {
+        for want in ["govledger.v1.Ledger", "grpc.health.v1.Health"] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
+        }
+    }
+    // The file containing a symbol resolves (what grpcurl `describe` does).
     {
         use tonic_reflection::pb::v1::{
             ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
             server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
         };
         let mut rc = ServerReflectionClient::new(ch.clone());
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut resp = rc
-            .server_reflection_info(futures::stream::iter(vec![req]))
-            .await
-            .unwrap()
-            .into_inner();
-        let msg = resp.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
-            panic!("unexpected reflection answer");
-        };
-        let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-        for want in [
-            "govledger.v1.Ledger",
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-        ] {
-            assert!(names.contains(&want), "{want} missing from {names:?}");
-        }
-        // The file containing a symbol resolves (what grpcurl `describe` does).
         let req = ServerReflectionRequest {
             host: String::new(),
             message_request: Some(MessageRequest::FileContainingSymbol(
@@ -264,28 +281,6 @@ async fn reflection_v1_and_v1alpha_and_health_work() {
             msg.message_response,
             Some(MessageResponse::FileDescriptorResponse(_))
         ));
-    }
-    // v1alpha
-    {
-        use tonic_reflection::pb::v1alpha::{
-            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-        };
-        let mut rc = ServerReflectionClient::new(ch.clone());
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut resp = rc
-            .server_reflection_info(futures::stream::iter(vec![req]))
-            .await
-            .unwrap()
-            .into_inner();
-        let msg = resp.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
-            panic!("unexpected v1alpha reflection answer");
-        };
-        assert!(list.service.iter().any(|s| s.name == "govledger.v1.Ledger"));
     }
     // health
     {

@@ -233,6 +233,16 @@ impl Govledger {
             .unwrap()
     }
 
+    /// `GetLedgerStatus`, with the state digest.
+    pub async fn ledger_status(&self) -> govledger_proto::v1::LedgerStatus {
+        self.client()
+            .await
+            .get_ledger_status(GetLedgerStatusRequest { with_digest: true })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
