@@ -4,6 +4,9 @@
 //! helpers. Nothing here mocks NATS or sled.
 #![allow(dead_code)]
 
+pub mod fault_scim;
+pub mod scim2;
+
 use std::{
     io::{BufRead, BufReader},
     net::TcpListener,

@@ -1,0 +1,1 @@
+//! A fault-injecting SCIM 2.0 test server (filled in by the fault-server work).

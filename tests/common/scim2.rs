@@ -1,0 +1,1 @@
+//! The real third-party SCIM server (PyPI scim2-server) for tests.
