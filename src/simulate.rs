@@ -61,6 +61,7 @@ pub fn run_events(producer: &ProducerId, sim: &SimRun) -> Vec<Event> {
             page_size: sim.page_size as u32,
             paging: "scim-index".into(),
             entity_types: vec![EntityType::User as i32],
+            ..Default::default()
         }),
     )];
     let (mut ok, mut failed, mut observed) = (0u64, 0u64, 0u64);
@@ -82,6 +83,8 @@ pub fn run_events(producer: &ProducerId, sim: &SimRun) -> Vec<Event> {
                         will_retry: attempt < SIM_PAGE_ATTEMPTS,
                         message: "503 Service Unavailable".into(),
                         latency_ms: 12,
+                        entity_type: EntityType::User as i32,
+                        role: 0,
                     }),
                 ));
             }
@@ -100,8 +103,12 @@ pub fn run_events(producer: &ProducerId, sim: &SimRun) -> Vec<Event> {
                 item_count: (end - start) as u32,
                 declared_total: Some(sim.users),
                 latency_ms: 8,
-                next_page_key: format!("startIndex={}", end + 1),
+                next_page_key: String::new(),
                 last_page: page + 1 == pages,
+                entity_type: EntityType::User as i32,
+                requested_count: sim.page_size as u32,
+                offset: Some(start),
+                role: 0,
             }),
         ));
         ok += 1;

@@ -13,8 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use govledger_proto::v1::{
-    ActionState, EntityType, Event, IdentityState, LedgerMeta, PageState, PoisonEvent, RunState,
-    SourceState, SyncMode, Verdict, event::Body,
+    ActionState, EntityCounts, EntityType, ErrorClass, Event, IdentityState, LedgerMeta, PageRole,
+    PageState, PoisonEvent, RunState, SourceState, SyncMode, Verdict, event::Body,
 };
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -221,6 +221,9 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
         Body::PageFetched(p) => {
             out.insert(Key::Run(ev.run_id.clone()));
             out.insert(Key::Page(ev.run_id.clone(), p.page_key.clone()));
+            if !p.next_page_key.is_empty() {
+                out.insert(Key::Page(ev.run_id.clone(), p.next_page_key.clone()));
+            }
         }
         Body::PageFailed(p) => {
             out.insert(Key::Run(ev.run_id.clone()));
@@ -337,6 +340,8 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             run.started = true;
             run.mode = s.mode;
             run.started_at_us = at;
+            run.deletion_threshold_pct = s.deletion_threshold_pct;
+            run.deletion_threshold_abs = s.deletion_threshold_abs;
             if run.declared_total_at_start.is_none() {
                 run.declared_total_at_start = s.declared_total;
             }
@@ -350,6 +355,12 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             }
         }
         Body::PageFetched(p) => {
+            let role = PageRole::try_from(p.role).unwrap_or_default();
+            if matches!(role, PageRole::CountProbe) {
+                let run = run_mut(w, ev, seq);
+                note_declared(run, p.entity_type, p.declared_total);
+                return;
+            }
             let key = (ev.run_id.clone(), p.page_key.clone());
             let page = w.pages.get_or_insert_with(&key, PageState::default);
             let was_ok = page.ok;
@@ -358,6 +369,11 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             page.gave_up = false;
             page.attempts += 1;
             page.http_status = p.http_status;
+            // A cursor handed out again after its page was read: a paging cycle.
+            let cycle = !p.next_page_key.is_empty()
+                && w.pages
+                    .get(&(ev.run_id.clone(), p.next_page_key.clone()))
+                    .is_some_and(|pg| pg.ok);
             let run = run_mut(w, ev, seq);
             if !was_ok {
                 run.pages_fetched += 1;
@@ -366,18 +382,42 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
                 run.pages_failed_final = run.pages_failed_final.saturating_sub(1);
                 run.failed_page_keys.retain(|k| k != &p.page_key);
             }
-            if let Some(d) = p.declared_total {
-                if let Some(prev) = run.declared_total_last
-                    && prev != d
-                {
-                    run.declared_total_changed = true;
+            if cycle {
+                run.paging_cycles += 1;
+                if run.first_cycle_key.is_empty() {
+                    run.first_cycle_key = p.page_key.clone();
                 }
-                if let Some(start) = run.declared_total_at_start
-                    && start != d
-                {
-                    run.declared_total_changed = true;
+            }
+            note_declared(run, p.entity_type, p.declared_total);
+            if matches!(role, PageRole::ProbePastEnd) {
+                run.probe_past_end_items += u64::from(p.item_count);
+                return;
+            }
+            let declared = p.declared_total.or_else(|| {
+                run.entities
+                    .iter()
+                    .find(|e| e.entity_type == p.entity_type)
+                    .and_then(|e| e.declared_last)
+            });
+            if p.requested_count > 0
+                && p.item_count < p.requested_count
+                && let (Some(off), Some(d)) = (p.offset, declared)
+                && off + u64::from(p.item_count) < d
+            {
+                if p.item_count == 0 {
+                    run.empty_pages += 1;
+                } else {
+                    run.short_pages += 1;
                 }
-                run.declared_total_last = Some(d);
+                if run.first_short_page.is_empty() {
+                    run.first_short_page = p.page_key.clone();
+                }
+            }
+            if p.requested_count > 0
+                && p.item_count == p.requested_count
+                && declared == Some(u64::from(p.requested_count))
+            {
+                run.declared_equals_page_size = true;
             }
         }
         Body::PageFailed(p) => {
@@ -388,9 +428,13 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             if newly_given_up {
                 page.gave_up = true;
                 page.http_status = p.http_status;
+                page.error_class = p.error_class;
             }
             let run = run_mut(w, ev, seq);
             run.page_failures += 1;
+            if p.error_class == ErrorClass::RateLimited as i32 {
+                run.rate_limited += 1;
+            }
             if newly_given_up {
                 run.pages_failed_final += 1;
                 if run.failed_page_keys.len() < FAILED_PAGES_KEPT_MAX {
@@ -408,6 +452,7 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             run.records_observed += 1;
             if first_in_run {
                 run.records_unique += 1;
+                entity_mut(run, r.entity_type).unique += 1;
             } else {
                 run.duplicates += 1;
             }
@@ -477,6 +522,43 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
     }
 }
 
+fn entity_mut(run: &mut RunState, entity_type: i32) -> &mut EntityCounts {
+    let i = match run
+        .entities
+        .iter()
+        .position(|e| e.entity_type == entity_type)
+    {
+        Some(i) => i,
+        None => {
+            run.entities.push(EntityCounts {
+                entity_type,
+                ..Default::default()
+            });
+            run.entities.len() - 1
+        }
+    };
+    &mut run.entities[i]
+}
+
+/// Records a total the source declared for one entity type, and keeps the run's
+/// summed `declared_total_last` and `declared_total_changed` up to date.
+fn note_declared(run: &mut RunState, entity_type: i32, declared: Option<u64>) {
+    let Some(d) = declared else { return };
+    let e = entity_mut(run, entity_type);
+    if e.declared_first.is_none() {
+        e.declared_first = Some(d);
+    }
+    if e.declared_last.is_some_and(|prev| prev != d) {
+        e.declared_changed = true;
+    }
+    e.declared_last = Some(d);
+    let sum: Option<u64> = run.entities.iter().map(|e| e.declared_last).sum();
+    run.declared_total_last = sum;
+    if run.entities.iter().any(|e| e.declared_changed) {
+        run.declared_total_changed = true;
+    }
+}
+
 /// After every read-path event: count it for its run, and decide the verdict once
 /// the run is finished and holds every event its worker said it emitted. An
 /// event arriving after the decision makes the run INCOMPLETE (LATE_EVENTS).
@@ -494,6 +576,18 @@ fn after_run_event(w: &mut Working, ev: &Event) {
     }
     let was_decided = run.decided;
     run.decided = true;
+    if !was_decided {
+        let prev = w
+            .sources
+            .get(&ev.source_id)
+            .map_or(0, |s| s.last_complete_unique);
+        if let Some(run) = w.runs.get_mut(&ev.run_id) {
+            run.previous_complete_unique = prev;
+        }
+    }
+    let Some(run) = w.runs.get_mut(&ev.run_id) else {
+        return;
+    };
     let (v, reasons) = verdict::decide_finished(run);
     run.verdict = v as i32;
     run.reasons = reasons;

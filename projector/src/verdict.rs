@@ -5,8 +5,8 @@
 //! it. Every rule that can fail adds a reason; any reason rules COMPLETE out.
 
 use govledger_proto::v1::{
-    EngineOutcome, IdentityState, PresenceStatus, Reason, ReasonCode, RunState, SourceState,
-    Verdict,
+    EngineOutcome, EntityCounts, EntityType, ErrorClass, IdentityState, PresenceStatus, Reason,
+    ReasonCode, RunState, SourceState, SyncMode, Verdict,
 };
 
 /// Default for how long an unfinished run may go without an event before it is ABANDONED.
@@ -61,16 +61,22 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
         ));
         return (Verdict::Abandoned, reasons);
     }
+    let auth = report.error_class == ErrorClass::Auth as i32;
+    let failed_code = if auth {
+        ReasonCode::AuthFailed
+    } else {
+        ReasonCode::EngineFailed
+    };
     if outcome == EngineOutcome::Failed && run.pages_fetched == 0 {
         reasons.push(reason(
-            ReasonCode::EngineFailed,
+            failed_code,
             format!("the sync could not run{}", suffix(&report.message)),
         ));
         return (Verdict::Failed, reasons);
     }
     if outcome == EngineOutcome::Failed {
         reasons.push(reason(
-            ReasonCode::EngineFailed,
+            failed_code,
             format!(
                 "the sync stopped early after {}{}",
                 plural(run.pages_fetched, "page", "pages"),
@@ -108,29 +114,78 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
             ),
         ));
     }
-    let declared = run.declared_total_last.or(run.declared_total_at_start);
-    if let Some(d) = declared {
-        let u = run.records_unique;
-        if u < d {
-            reasons.push(reason(
-                ReasonCode::CountShort,
-                format!(
-                    "{} of {} records missing: {} unique observed",
-                    thousands(d - u),
-                    thousands(d),
-                    thousands(u)
-                ),
-            ));
-        } else if u > d {
-            reasons.push(reason(
-                ReasonCode::CountOver,
-                format!(
-                    "{} unique records observed but the source declared {}",
-                    thousands(u),
-                    thousands(d)
-                ),
-            ));
+    let declared_entities: Vec<&EntityCounts> = run
+        .entities
+        .iter()
+        .filter(|e| e.declared_last.is_some())
+        .collect();
+    let mut count_over = false;
+    if declared_entities.is_empty() {
+        if let Some(d) = run.declared_total_last.or(run.declared_total_at_start) {
+            count_over |= compare_counts(&mut reasons, "", run.records_unique, d);
         }
+    } else {
+        let multi = declared_entities.len() > 1;
+        for e in declared_entities {
+            let label = if multi {
+                format!("{}s: ", crate::keys::entity_label(e.entity_type))
+            } else {
+                String::new()
+            };
+            // Pages that did not name an entity type declare the whole run.
+            let unique = if e.entity_type == EntityType::Unspecified as i32 {
+                run.records_unique
+            } else {
+                e.unique
+            };
+            if let Some(d) = e.declared_last {
+                count_over |= compare_counts(&mut reasons, &label, unique, d);
+            }
+        }
+    }
+    if run.empty_pages > 0 {
+        reasons.push(reason(
+            ReasonCode::EmptyPage,
+            format!(
+                "{} came back empty before the declared end (first at {})",
+                plural(run.empty_pages, "page", "pages"),
+                run.first_short_page
+            ),
+        ));
+    }
+    if run.short_pages > 0 {
+        reasons.push(reason(
+            ReasonCode::ShortPage,
+            format!(
+                "{} came back with fewer records than asked before the declared end (first at {})",
+                plural(run.short_pages, "page", "pages"),
+                run.first_short_page
+            ),
+        ));
+    }
+    if run.probe_past_end_items > 0 {
+        reasons.push(reason(
+            ReasonCode::ProbeNotEmpty,
+            format!(
+                "the request past the last page returned {}: the source holds more than was paged",
+                plural(run.probe_past_end_items, "record", "records")
+            ),
+        ));
+    }
+    if run.paging_cycles > 0 {
+        reasons.push(reason(
+            ReasonCode::PagingCycle,
+            format!(
+                "paging cycle: the cursor after page {} pointed back to a page already read",
+                run.first_cycle_key
+            ),
+        ));
+    }
+    if run.declared_equals_page_size && (run.probe_past_end_items > 0 || count_over) {
+        reasons.push(reason(
+            ReasonCode::DeclaredEqualsPageSize,
+            "the declared total equals the page size while more records exist: the source's count is wrong".to_owned(),
+        ));
     }
     if run.duplicates > 0 {
         reasons.push(reason(
@@ -160,7 +215,71 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     if run.declared_total_changed {
         return (Verdict::Suspect, vec![declared_changed(run)]);
     }
+    if let Some(r) = count_drop(run) {
+        return (Verdict::Suspect, vec![r]);
+    }
     (Verdict::Complete, reasons)
+}
+
+/// Adds COUNT_SHORT / COUNT_OVER when `unique` differs from `declared`; true when over.
+fn compare_counts(reasons: &mut Vec<Reason>, label: &str, unique: u64, declared: u64) -> bool {
+    if unique < declared {
+        reasons.push(reason(
+            ReasonCode::CountShort,
+            format!(
+                "{label}{} of {} records missing: {} unique observed",
+                thousands(declared - unique),
+                thousands(declared),
+                thousands(unique)
+            ),
+        ));
+    } else if unique > declared {
+        reasons.push(reason(
+            ReasonCode::CountOver,
+            format!(
+                "{label}{} unique records observed but the source declared {}",
+                thousands(unique),
+                thousands(declared)
+            ),
+        ));
+        return true;
+    }
+    false
+}
+
+/// R8: a full run whose unique count dropped past the source's deletion
+/// threshold against its last COMPLETE run.
+fn count_drop(run: &RunState) -> Option<Reason> {
+    let prev = run.previous_complete_unique;
+    if run.mode != SyncMode::Full as i32 || prev == 0 || run.records_unique >= prev {
+        return None;
+    }
+    let drop = prev - run.records_unique;
+    let pct = run.deletion_threshold_pct;
+    let abs = run.deletion_threshold_abs;
+    let over_pct = pct > 0 && drop.saturating_mul(100) > u64::from(pct).saturating_mul(prev);
+    let over_abs = abs > 0 && drop > abs;
+    if !(over_pct || over_abs) {
+        return None;
+    }
+    let mut limits = Vec::new();
+    if pct > 0 {
+        limits.push(format!("{pct}%"));
+    }
+    if abs > 0 {
+        limits.push(format!("{} records", thousands(abs)));
+    }
+    Some(reason(
+        ReasonCode::CountDrop,
+        format!(
+            "{} records disappeared since the last complete run ({} → {}, −{:.1}%), past the deletion threshold ({}): confirm the deletions before trusting this run",
+            thousands(drop),
+            thousands(prev),
+            thousands(run.records_unique),
+            drop as f64 * 100.0 / prev as f64,
+            limits.join(" or ")
+        ),
+    ))
 }
 
 fn declared_changed(run: &RunState) -> Reason {

@@ -68,6 +68,7 @@ fn started(declared_total: Option<u64>, mode: SyncMode) -> Body {
         page_size: PAGE as u32,
         paging: "scim-index".into(),
         entity_types: vec![EntityType::User as i32, EntityType::Group as i32],
+        ..Default::default()
     })
 }
 
