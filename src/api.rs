@@ -9,12 +9,19 @@ use std::sync::Arc;
 
 use govledger_projector::{Store, store::StoreError, verdict};
 use govledger_proto::v1::{
-    EntityType, GetIdentityRequest, GetIdentityResponse, GetLedgerStatusRequest, GetRunRequest,
-    GetRunResponse, GetSourceRequest, GetSourceResponse, LedgerStatus, ListPoisonEventsRequest,
+    Blocker, CheckReadinessRequest, CheckReadinessResponse, EntityType, Freshness,
+    GetIdentityRequest, GetIdentityResponse, GetLedgerStatusRequest, GetRunRequest, GetRunResponse,
+    GetSourceRequest, GetSourceResponse, LedgerStatus, ListPoisonEventsRequest,
     ListPoisonEventsResponse, ListRunsRequest, ListRunsResponse, ListSourcesRequest,
-    ListSourcesResponse, RunSummary, ledger_server::Ledger,
+    ListSourcesResponse, RunState, RunSummary, SourceStatus, TriggerSyncRequest,
+    TriggerSyncResponse, Verdict, ledger_server::Ledger,
 };
 use tonic::{Request, Response, Status};
+
+use crate::{
+    sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
+    syncer::{SyncManager, TriggerError},
+};
 
 /// Default and largest page sizes of list calls.
 pub const LIST_RUNS_DEFAULT: u32 = 20;
@@ -27,6 +34,7 @@ pub struct LedgerApi {
     js: Option<async_nats::jetstream::Context>,
     stream: String,
     abandon_after_us: i64,
+    syncs: SyncManager,
 }
 
 impl LedgerApi {
@@ -35,14 +43,127 @@ impl LedgerApi {
         js: Option<async_nats::jetstream::Context>,
         stream: String,
         abandon_after_ms: u64,
+        syncs: SyncManager,
     ) -> Self {
         Self {
             store,
             js,
             stream,
             abandon_after_us: (abandon_after_ms as i64).saturating_mul(1_000),
+            syncs,
         }
     }
+
+    /// A source's status as of now; `None` when neither configured nor known.
+    async fn status(&self, source_id: &str, now: i64) -> Result<Option<SourceStatus>, Status> {
+        let state = self.store.source(source_id).map_err(internal)?;
+        let configured = self.syncs.is_configured(source_id);
+        if state.is_none() && !configured {
+            return Ok(None);
+        }
+        let objective_ms = self
+            .syncs
+            .freshness_objective_ms(source_id)
+            .unwrap_or(DEFAULT_FRESHNESS_OBJECTIVE_MS);
+        let (freshness, age_ms) = verdict::freshness(state.as_ref(), objective_ms, now);
+        Ok(Some(SourceStatus {
+            source_id: source_id.to_owned(),
+            state,
+            freshness: freshness as i32,
+            last_complete_age_ms: age_ms,
+            freshness_objective_ms: objective_ms,
+            configured,
+            running_run_id: self.syncs.running(source_id).await.unwrap_or_default(),
+        }))
+    }
+
+    /// Every configured or known source id, sorted.
+    fn all_source_ids(&self) -> Result<Vec<String>, Status> {
+        let mut ids: std::collections::BTreeSet<String> = self
+            .store
+            .sources()
+            .map_err(internal)?
+            .into_iter()
+            .map(|s| s.source_id)
+            .collect();
+        ids.extend(self.syncs.configured().map(str::to_owned));
+        Ok(ids.into_iter().collect())
+    }
+}
+
+/// Why a scope is not ready: every blocking reason, in source order. Pure.
+pub fn readiness_blockers(
+    scope: &[(String, Option<SourceStatus>, Option<RunState>)],
+) -> Vec<Blocker> {
+    let mut out = Vec::new();
+    let block = |out: &mut Vec<Blocker>, id: &str, code: &str, message: String| {
+        out.push(Blocker {
+            source_id: id.to_owned(),
+            code: code.to_owned(),
+            message,
+        })
+    };
+    if scope.is_empty() {
+        block(
+            &mut out,
+            "",
+            "NO_SOURCES",
+            "no source in scope: nothing shows the data is complete".into(),
+        );
+    }
+    for (id, status, last_finished) in scope {
+        let Some(st) = status else {
+            block(
+                &mut out,
+                id,
+                "UNKNOWN_SOURCE",
+                format!("source {id:?} is neither configured nor in the ledger"),
+            );
+            continue;
+        };
+        match Freshness::try_from(st.freshness).unwrap_or_default() {
+            Freshness::Fresh => {}
+            Freshness::Stale => block(
+                &mut out,
+                id,
+                "STALE",
+                format!(
+                    "last complete run is {} old, over its freshness objective of {}",
+                    verdict::human_ms(st.last_complete_age_ms),
+                    verdict::human_ms(st.freshness_objective_ms as i64)
+                ),
+            ),
+            Freshness::NeverComplete | Freshness::Unspecified => block(
+                &mut out,
+                id,
+                "NEVER_COMPLETE",
+                "no COMPLETE run on record: run `govledger sync` and fix what it reports".into(),
+            ),
+        }
+        if let Some(run) = last_finished
+            && run.verdict != Verdict::Complete as i32
+        {
+            let why = run
+                .reasons
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            block(
+                &mut out,
+                id,
+                "LAST_RUN_NOT_COMPLETE",
+                format!(
+                    "last run {} ended {}: {why}",
+                    run.run_id,
+                    Verdict::try_from(run.verdict)
+                        .map(|v| v.as_str_name().trim_start_matches("VERDICT_").to_owned())
+                        .unwrap_or_default()
+                ),
+            );
+        }
+    }
+    out
 }
 
 fn internal(e: StoreError) -> Status {
@@ -72,7 +193,13 @@ impl Ledger for LedgerApi {
         &self,
         _req: Request<ListSourcesRequest>,
     ) -> Result<Response<ListSourcesResponse>, Status> {
-        let sources = self.store.sources().map_err(internal)?;
+        let now = now_us();
+        let mut sources = Vec::new();
+        for id in self.all_source_ids()? {
+            if let Some(st) = self.status(&id, now).await? {
+                sources.push(st);
+            }
+        }
         Ok(Response::new(ListSourcesResponse { sources }))
     }
 
@@ -81,12 +208,13 @@ impl Ledger for LedgerApi {
         req: Request<GetSourceRequest>,
     ) -> Result<Response<GetSourceResponse>, Status> {
         let id = require("source_id", &req.get_ref().source_id)?;
-        match self.store.source(id).map_err(internal)? {
-            Some(source) => Ok(Response::new(GetSourceResponse {
-                source: Some(source),
+        match self.status(id, now_us()).await? {
+            Some(status) => Ok(Response::new(GetSourceResponse {
+                source: status.state.clone(),
+                status: Some(status),
             })),
             None => Err(Status::not_found(format!(
-                "no source {id:?} in the ledger yet (no event names it); ListSources shows the known ones"
+                "no source {id:?}: not configured and no event names it; ListSources shows the known ones"
             ))),
         }
     }
@@ -252,5 +380,121 @@ impl Ledger for LedgerApi {
             .poison(r.after_seq, limit as usize)
             .map_err(internal)?;
         Ok(Response::new(ListPoisonEventsResponse { events }))
+    }
+
+    async fn trigger_sync(
+        &self,
+        req: Request<TriggerSyncRequest>,
+    ) -> Result<Response<TriggerSyncResponse>, Status> {
+        let id = require("source_id", &req.get_ref().source_id)?;
+        match self.syncs.trigger(id).await {
+            Ok(run_id) => Ok(Response::new(TriggerSyncResponse { run_id })),
+            Err(e @ TriggerError::NotConfigured(_)) => Err(Status::not_found(e.to_string())),
+            Err(e @ TriggerError::AlreadyRunning { .. }) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+            Err(e @ TriggerError::Stopped(_)) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+
+    async fn check_readiness(
+        &self,
+        req: Request<CheckReadinessRequest>,
+    ) -> Result<Response<CheckReadinessResponse>, Status> {
+        let mut ids = req.into_inner().source_ids;
+        if ids.len() > LIST_RUNS_MAX as usize {
+            return Err(Status::invalid_argument(format!(
+                "at most {LIST_RUNS_MAX} sources per readiness check"
+            )));
+        }
+        if ids.iter().any(|i| i.trim().is_empty()) {
+            return Err(Status::invalid_argument(
+                "source_ids must not contain empty ids",
+            ));
+        }
+        if ids.is_empty() {
+            ids = self.all_source_ids()?;
+        }
+        ids.sort();
+        ids.dedup();
+        let now = now_us();
+        let mut scope = Vec::with_capacity(ids.len());
+        for id in ids {
+            let status = self.status(&id, now).await?;
+            let last_finished = match status.as_ref().and_then(|s| s.state.as_ref()) {
+                Some(st) if !st.last_finished_run_id.is_empty() => {
+                    self.store.run(&st.last_finished_run_id).map_err(internal)?
+                }
+                _ => None,
+            };
+            scope.push((id, status, last_finished));
+        }
+        let blockers = readiness_blockers(&scope);
+        Ok(Response::new(CheckReadinessResponse {
+            ready: blockers.is_empty(),
+            blockers,
+            sources: scope.into_iter().filter_map(|(_, s, _)| s).collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use govledger_proto::v1::{Reason, SourceState};
+
+    fn status(freshness: Freshness, age_ms: i64) -> Option<SourceStatus> {
+        Some(SourceStatus {
+            source_id: "hr".into(),
+            state: Some(SourceState::default()),
+            freshness: freshness as i32,
+            last_complete_age_ms: age_ms,
+            freshness_objective_ms: 3_600_000,
+            configured: true,
+            running_run_id: String::new(),
+        })
+    }
+
+    fn codes(scope: &[(String, Option<SourceStatus>, Option<RunState>)]) -> Vec<String> {
+        readiness_blockers(scope)
+            .into_iter()
+            .map(|b| b.code)
+            .collect()
+    }
+
+    #[test]
+    fn readiness_rules() {
+        let complete = RunState {
+            run_id: "r1".into(),
+            verdict: Verdict::Complete as i32,
+            ..Default::default()
+        };
+        let incomplete = RunState {
+            run_id: "r2".into(),
+            verdict: Verdict::Incomplete as i32,
+            reasons: vec![Reason {
+                code: 1,
+                message: "1 page failed".into(),
+            }],
+            ..Default::default()
+        };
+        let id = || "hr".to_string();
+        assert!(codes(&[(id(), status(Freshness::Fresh, 10), Some(complete.clone()))]).is_empty());
+        assert_eq!(codes(&[]), vec!["NO_SOURCES"]);
+        assert_eq!(codes(&[(id(), None, None)]), vec!["UNKNOWN_SOURCE"]);
+        assert_eq!(
+            codes(&[(id(), status(Freshness::NeverComplete, 0), None)]),
+            vec!["NEVER_COMPLETE"]
+        );
+        let b =
+            readiness_blockers(&[(id(), status(Freshness::Stale, 7_200_000), Some(incomplete))]);
+        let got: Vec<&str> = b.iter().map(|b| b.code.as_str()).collect();
+        assert_eq!(got, vec!["STALE", "LAST_RUN_NOT_COMPLETE"]);
+        assert!(b[0].message.contains("2h 0m old"), "{}", b[0].message);
+        assert!(
+            b[1].message.contains("r2 ended INCOMPLETE: 1 page failed"),
+            "{}",
+            b[1].message
+        );
     }
 }

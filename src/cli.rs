@@ -1,10 +1,11 @@
 //! Human-readable output of the client commands (`status`, `runs`, `run`,
 //! `identity`, `poison`). Formatting only: pure functions from API answers to text.
 
+use govledger_projector::verdict;
 use govledger_projector::verdict::thousands;
 use govledger_proto::v1::{
-    GetIdentityResponse, GetRunResponse, LedgerStatus, PoisonEvent, PresenceStatus, ReasonCode,
-    RunSummary, SourceState, Verdict,
+    CheckReadinessResponse, Freshness, GetIdentityResponse, GetRunResponse, LedgerStatus,
+    PoisonEvent, PresenceStatus, ReasonCode, RunSummary, SourceStatus, Verdict,
 };
 
 pub fn verdict_name(v: i32) -> &'static str {
@@ -54,36 +55,68 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn sources_table(sources: &[SourceState]) -> String {
+pub fn freshness_name(f: i32) -> &'static str {
+    match Freshness::try_from(f).unwrap_or_default() {
+        Freshness::Fresh => "FRESH",
+        Freshness::Stale => "STALE",
+        Freshness::NeverComplete => "NEVER_COMPLETE",
+        Freshness::Unspecified => "-",
+    }
+}
+
+pub fn sources_table(sources: &[SourceStatus]) -> String {
     if sources.is_empty() {
-        return "no sources yet: nothing has been recorded in the ledger\n".into();
+        return "no sources: none configured and nothing recorded in the ledger\n".into();
     }
     let rows: Vec<Vec<String>> = sources
         .iter()
-        .map(|s| {
+        .map(|st| {
+            let s = st.state.clone().unwrap_or_default();
             vec![
-                s.source_id.clone(),
-                s.runs_total.to_string(),
+                st.source_id.clone(),
+                freshness_name(st.freshness).into(),
+                if s.last_complete_run_id.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{} ago", verdict::human_ms(st.last_complete_age_ms))
+                },
+                verdict::human_ms(st.freshness_objective_ms as i64),
                 verdict_name(s.last_finished_verdict).into(),
-                time_us(s.last_finished_at_us),
-                time_us(s.last_complete_at_us),
+                s.runs_total.to_string(),
                 s.consecutive_failures.to_string(),
-                thousands(s.events_total),
+                if st.running_run_id.is_empty() {
+                    "-".into()
+                } else {
+                    st.running_run_id.clone()
+                },
             ]
         })
         .collect();
     table(
         &[
             "SOURCE",
-            "RUNS",
-            "LAST VERDICT",
-            "LAST FINISHED",
+            "FRESHNESS",
             "LAST COMPLETE",
+            "OBJECTIVE",
+            "LAST VERDICT",
+            "RUNS",
             "FAILS IN A ROW",
-            "EVENTS",
+            "RUNNING",
         ],
         &rows,
     )
+}
+
+pub fn readiness(r: &CheckReadinessResponse) -> String {
+    let mut out = if r.ready {
+        "READY: every source in scope is FRESH with a COMPLETE last run\n".to_owned()
+    } else {
+        format!("NOT READY: {} blocking reason(s)\n", r.blockers.len())
+    };
+    for b in &r.blockers {
+        out.push_str(&format!("  - {} [{}] {}\n", b.source_id, b.code, b.message));
+    }
+    out
 }
 
 pub fn runs_table(runs: &[RunSummary]) -> String {

@@ -26,6 +26,8 @@ pub struct Config {
     pub projector: ProjectorConfig,
     pub publisher: PublisherConfig,
     pub api: ApiConfig,
+    /// The sources govledger syncs (`[[sources]]`).
+    pub sources: Vec<crate::sources::SourceConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -139,12 +141,12 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("config key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.to_owned(),
         message: message.into(),
     }
 }
@@ -265,6 +267,15 @@ impl Config {
         }
         if self.api.abandon_after_ms < 1_000 {
             return Err(invalid("api.abandon_after_ms", "must be at least 1000"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            if !ids.insert(s.id.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "sources".into(),
+                    message: format!("source id {:?} appears twice (sources[{i}])", s.id),
+                });
+            }
         }
         Ok(())
     }

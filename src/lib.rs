@@ -15,3 +15,5 @@ pub mod config;
 pub mod nats_embed;
 pub mod serve;
 pub mod simulate;
+pub mod sources;
+pub mod syncer;

@@ -14,8 +14,9 @@ use govledger::{
 };
 use govledger_ingest::{Publisher, event::ProducerId};
 use govledger_proto::v1::{
-    EntityType, GetIdentityRequest, GetLedgerStatusRequest, GetRunRequest, ListPoisonEventsRequest,
-    ListRunsRequest, ListSourcesRequest, ledger_client::LedgerClient,
+    CheckReadinessRequest, EntityType, GetIdentityRequest, GetLedgerStatusRequest, GetRunRequest,
+    ListPoisonEventsRequest, ListRunsRequest, ListSourcesRequest, TriggerSyncRequest, Verdict,
+    ledger_client::LedgerClient,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -83,8 +84,26 @@ enum Cmd {
         #[arg(long)]
         fail_page: Vec<u64>,
     },
-    /// Sources with their last verdict (a freshness/completeness table).
+    /// Sources with their freshness and last verdict.
     Status(ClientFlags),
+    /// Start a full sync of a configured source on a running govledger and follow
+    /// it with a progress bar until the ledger decides its verdict. Exit code 0 when
+    /// COMPLETE, 3 otherwise.
+    Sync {
+        source: String,
+        #[command(flatten)]
+        client: ClientFlags,
+        /// Give up following after this long, in seconds.
+        #[arg(long, default_value_t = 3_600)]
+        timeout_s: u64,
+    },
+    /// May a review over these sources close? (all sources when none given)
+    /// Exit code 0 when ready, 3 when not.
+    Readiness {
+        sources: Vec<String>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
     /// The runs of one source, newest first.
     Runs {
         source: String,
@@ -156,8 +175,10 @@ fn init_logging() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    govledger_ingest::http::install_crypto_provider();
     match run(cli.cmd).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<NotOk>().is_some() => ExitCode::from(3),
         Err(e) => {
             let usage = e
                 .downcast_ref::<ServeError>()
@@ -170,6 +191,71 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// A negative answer (not COMPLETE, not ready): exit code 3, nothing more to print.
+#[derive(Debug)]
+struct NotOk;
+
+impl std::fmt::Display for NotOk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not ok")
+    }
+}
+
+impl std::error::Error for NotOk {}
+
+/// Polls a run until the ledger has decided its verdict, with a progress bar
+/// (records seen of records declared) on a terminal.
+async fn follow_run(
+    c: &mut LedgerClient<tonic::transport::Channel>,
+    run_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<govledger_proto::v1::GetRunResponse> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} records  {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match c
+            .get_run(GetRunRequest {
+                run_id: run_id.to_owned(),
+            })
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                if let Some(run) = &r.run {
+                    bar.set_length(run.declared_total_last.unwrap_or(0).max(run.records_unique));
+                    bar.set_position(run.records_unique);
+                    bar.set_message(format!(
+                        "{} pages, {} failed attempts",
+                        run.pages_fetched, run.page_failures
+                    ));
+                    if run.decided {
+                        bar.finish_and_clear();
+                        return Ok(r);
+                    }
+                }
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => return Err(status_err(s)),
+        }
+        if tokio::time::Instant::now() > deadline {
+            bar.abandon();
+            anyhow::bail!(
+                "run {run_id} not decided after {} s; follow it with `govledger run {run_id}`",
+                timeout.as_secs()
+            );
+        }
+        bar.tick();
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -259,6 +345,41 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status_err)?;
             print!("{}", cli::sources_table(&r.into_inner().sources));
+        }
+        Cmd::Sync {
+            source,
+            client: f,
+            timeout_s,
+        } => {
+            let mut c = client(&f).await?;
+            let run_id = c
+                .trigger_sync(TriggerSyncRequest {
+                    source_id: source.clone(),
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner()
+                .run_id;
+            println!("sync of {source} started: run {run_id}");
+            let run = follow_run(&mut c, &run_id, Duration::from_secs(timeout_s)).await?;
+            print!("{}", cli::run_detail(&run));
+            if run.verdict != Verdict::Complete as i32 {
+                return Err(NotOk.into());
+            }
+        }
+        Cmd::Readiness { sources, client: f } => {
+            let mut c = client(&f).await?;
+            let r = c
+                .check_readiness(CheckReadinessRequest {
+                    source_ids: sources,
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print!("{}", cli::readiness(&r));
+            if !r.ready {
+                return Err(NotOk.into());
+            }
         }
         Cmd::Runs {
             source,

@@ -20,10 +20,14 @@ use govledger_proto::v1::ledger_server::LedgerServer;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use govledger_ingest::{Publisher, event::ProducerId};
+
 use crate::{
     api::LedgerApi,
     config::{Config, ConfigError},
     nats_embed::{self, EmbedError, EmbeddedNats},
+    sources::ProcessEnv,
+    syncer::{SyncManager, WorkerDeps},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,9 @@ pub enum ServeError {
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
+
+/// How long shutdown waits for sync workers and unacknowledged events.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 
 /// Connects to NATS with the configured credentials, bounded by `connect_timeout_ms`.
 pub async fn connect(cfg: &Config, url: &str) -> Result<async_nats::Client, ServeError> {
@@ -150,6 +157,9 @@ fn prepare_data_dir(cfg: &Config) -> Result<PathBuf, ServeError> {
 /// Runs every role in this process until `shutdown`.
 pub async fn serve(cfg: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
     cfg.validate()?;
+    for (i, s) in cfg.sources.iter().enumerate() {
+        s.build(i, &ProcessEnv)?;
+    }
     let addr = cfg.grpc_addr()?;
     let dir = prepare_data_dir(&cfg)?;
     let store = Arc::new(Store::open(
@@ -178,7 +188,7 @@ async fn serve_with(
     let info = ensure_stream(&js, &cfg.stream_spec()).await?;
     tracing::info!(stream = %info.config.name, messages = info.state.messages, "stream checked");
 
-    let (progress_tx, _progress_rx) = watch::channel(0u64);
+    let (progress_tx, progress_rx) = watch::channel(0u64);
     let projector = tokio::spawn(runner::run(
         client.clone(),
         store.clone(),
@@ -186,6 +196,27 @@ async fn serve_with(
         progress_tx,
         shutdown.clone(),
     ));
+
+    // The publisher outlives the sync workers: on shutdown they end their runs
+    // (ABANDONED) and those events are flushed before the publisher stops.
+    let publisher_stop = CancellationToken::new();
+    let publisher = Publisher::new(
+        client.clone(),
+        cfg.publisher_config(),
+        publisher_stop.clone(),
+    );
+    let (syncs, sync_tasks) = SyncManager::start(
+        cfg,
+        &ProcessEnv,
+        WorkerDeps {
+            publisher: publisher.clone(),
+            producer: ProducerId::new(format!("serve-{}", std::process::id())),
+            store: store.clone(),
+            applied: progress_rx,
+            stream_last_seq_at_start: info.state.last_sequence,
+            cancel: shutdown.clone(),
+        },
+    )?;
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -214,6 +245,7 @@ async fn serve_with(
         Some(js.clone()),
         cfg.nats.stream.clone(),
         cfg.api.abandon_after_ms,
+        syncs,
     );
     tracing::info!("gRPC listening on {bound}");
     let server = tonic::transport::Server::builder()
@@ -227,6 +259,23 @@ async fn serve_with(
         );
     let served = server.await;
     shutdown.cancel();
+    let grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
+    if tokio::time::timeout(grace, futures::future::join_all(sync_tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!("sync workers did not stop within {} ms", grace.as_millis());
+    }
+    if tokio::time::timeout(grace, publisher.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "events still unacknowledged after {} ms; they are retried at the next start only if their run is",
+            grace.as_millis()
+        );
+    }
+    publisher_stop.cancel();
     let projected = match projector.await {
         Ok(r) => r,
         Err(e) => {

@@ -11,9 +11,14 @@
 
 pub mod backoff;
 pub mod event;
+pub mod http;
 pub mod publisher;
+pub mod ratelimit;
+pub mod retry;
+pub mod scim;
 pub mod stream;
 pub mod subject;
+pub mod sync;
 
 pub use publisher::{Publisher, PublisherConfig};
 pub use stream::{StreamSpec, ensure_stream};

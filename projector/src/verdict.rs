@@ -385,6 +385,37 @@ pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStat
     )
 }
 
+/// Freshness of a source as of `now_us`: FRESH while its last COMPLETE run is
+/// younger than `objective_ms`. Returns the age in ms (0 when never complete).
+pub fn freshness(
+    source: Option<&SourceState>,
+    objective_ms: u64,
+    now_us: i64,
+) -> (govledger_proto::v1::Freshness, i64) {
+    use govledger_proto::v1::Freshness;
+    let Some(s) = source.filter(|s| !s.last_complete_run_id.is_empty()) else {
+        return (Freshness::NeverComplete, 0);
+    };
+    let age_ms = (now_us.saturating_sub(s.last_complete_at_us) / 1_000).max(0);
+    if age_ms as u64 <= objective_ms {
+        (Freshness::Fresh, age_ms)
+    } else {
+        (Freshness::Stale, age_ms)
+    }
+}
+
+/// `90061000` ms → `"1d 1h 1m"`.
+pub fn human_ms(ms: i64) -> String {
+    let s = ms.max(0) / 1_000;
+    let (d, h, m, sec) = (s / 86_400, (s / 3_600) % 24, (s / 60) % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h {m}m"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +573,28 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn freshness_rules() {
+        use govledger_proto::v1::Freshness;
+        let hour_us = 3_600_000_000i64;
+        assert_eq!(freshness(None, 1, 0).0, Freshness::NeverComplete);
+        let mut s = SourceState::default();
+        assert_eq!(freshness(Some(&s), 1, 0).0, Freshness::NeverComplete);
+        s.last_complete_run_id = "r".into();
+        s.last_complete_at_us = hour_us;
+        let day_ms = 24 * 3_600_000;
+        assert_eq!(
+            freshness(Some(&s), day_ms, 2 * hour_us),
+            (Freshness::Fresh, 3_600_000)
+        );
+        assert_eq!(
+            freshness(Some(&s), day_ms, 26 * hour_us).0,
+            Freshness::Stale
+        );
+        assert_eq!(human_ms(90_061_000), "1d 1h 1m");
+        assert_eq!(human_ms(61_000), "1m 1s");
     }
 
     #[test]

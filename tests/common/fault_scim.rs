@@ -1,1 +1,1172 @@
-//! A fault-injecting SCIM 2.0 test server (filled in by the fault-server work).
+//! A fault-injecting SCIM 2.0 server for tests (RFC 7643 resources, RFC 7644
+//! protocol, RFC 9865 cursor paging), in process on axum, bound to 127.0.0.1:0.
+//!
+//! With no fault set it speaks the real protocol: `ListResponse` paging by
+//! `startIndex`/`count` or by `cursor`/`nextCursor`, `count=0` probes, single
+//! resources with `meta.version` and `ETag`, PATCH and DELETE, SCIM error bodies
+//! and bearer authentication. [`Faults`] then bends it in each of the ways a
+//! sync can fail silently (R1..R13, see each field).
+//!
+//! The server runs on its own thread with its own tokio runtime, so it keeps
+//! answering while a test blocks its own thread (for example on
+//! `run_govledger`, which waits for a child process). Dropping [`FaultScim`]
+//! stops it: the listener closes and in-flight requests are abandoned.
+//!
+//! Counting rules, used by several faults:
+//! - a *list request* is a GET on `/v2/Users` or `/v2/Groups` with `count > 0`
+//!   (a `count=0` probe is not a list request); only resource types the faults
+//!   apply to are counted (see [`Faults::only`]); the count restarts at zero on
+//!   [`FaultScim::set_faults`];
+//! - a page is identified by its `start_index`: the `startIndex` it was asked
+//!   with, or in cursor mode the offset its cursor points at plus one, so a
+//!   retried request for the same page is recognised as the same page;
+//! - page faults (fail, rate limit, malformed, short, empty, bad records, slow,
+//!   cursor cycle) never touch `count=0` probes; `total_results` does.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, Query, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::{Value, json};
+
+pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const SPC_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub const SCIM_JSON: &str = "application/scim+json";
+/// Page size used when a list request has no `count`.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// How the server is seeded.
+#[derive(Clone, Debug)]
+pub struct ScimConfig {
+    /// Users `u0000000`.. (`userName` `user<n>@example.test`, active).
+    pub users: usize,
+    /// Groups `g0000000`.. (`displayName` `group<n>`), each with up to three
+    /// members taken round-robin from the initial users.
+    pub groups: usize,
+    /// If set, every request must carry `Authorization: Bearer <token>` or gets 401.
+    pub bearer_token: Option<String>,
+    /// Larger `count`s are capped to this (RFC 7644 §3.4.2.4).
+    pub max_page_size: usize,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            users: 0,
+            groups: 0,
+            bearer_token: None,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// The two listable resource types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResourceType {
+    Users,
+    Groups,
+}
+
+impl ResourceType {
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceType::Users => "Users",
+            ResourceType::Groups => "Groups",
+        }
+    }
+}
+
+/// R1 (page failed after retries): the page at `start_index` answers `status`
+/// with a SCIM error body for its first `times` requests, then succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageFault {
+    pub start_index: usize,
+    /// e.g. 503, 500, 400.
+    pub status: u16,
+    /// `u32::MAX` = always.
+    pub times: u32,
+}
+
+/// The form of the `Retry-After` header of a 429.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: <seconds>`.
+    Seconds(u64),
+    /// `Retry-After: <IMF-fixdate>` (RFC 7231), this many seconds from now.
+    HttpDate(u64),
+}
+
+/// R2 (429): the page at `start_index` answers 429 with `Retry-After` and
+/// `X-RateLimit-Remaining: 0` for its first `times` requests, then succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitFault {
+    pub start_index: usize,
+    /// `u32::MAX` = always.
+    pub times: u32,
+    pub retry_after: RetryAfter,
+}
+
+/// What `totalResults` says (R3 wrong totalResults, R13 equals page size or
+/// changes). Applies to list pages and to `count=0` probes alike, except where
+/// a variant says otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TotalResults {
+    /// The true count.
+    #[default]
+    Honest,
+    /// R3: always this number.
+    Fixed(u64),
+    /// R3: the true count plus this (floored at 0).
+    Offset(i64),
+    /// R13: a page reports `totalResults` = its page size (the `count` asked for,
+    /// after capping at `max_page_size`). A `count=0` probe has no page size and
+    /// gets the true count, so probe and pages disagree.
+    EqualsPageSize,
+    /// R13: honest for the first `requests` list requests, then the true count
+    /// plus `offset`. A probe is honest while fewer than `requests` list
+    /// requests have been served.
+    ChangeAfter { requests: usize, offset: i64 },
+}
+
+/// R4 (offset drift between pages): once `after_requests` list requests have
+/// been served, before the next request of any kind, the first `delete_front`
+/// users (in id order) are deleted and then `insert_front` new users are added
+/// with ids `a0000000`, `a0000001`.. that sort before every `u..` id. Applied
+/// once per [`FaultScim::set_faults`]. Groups are not touched (except that
+/// deleted users leave their groups).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mutation {
+    pub after_requests: usize,
+    pub insert_front: usize,
+    pub delete_front: usize,
+}
+
+/// The kind of broken 200 body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// The page's JSON cut in half, still `application/scim+json`.
+    Truncated,
+    /// A `text/plain` body that is not JSON.
+    NotJson,
+}
+
+/// R6 (malformed body): the page at `start_index` answers 200 with a broken body
+/// for its first `times` requests, then succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MalformedFault {
+    pub start_index: usize,
+    /// `u32::MAX` = always.
+    pub times: u32,
+    pub kind: Malformed,
+}
+
+/// Every fault the server can inject; `Faults::default()` is none. Unless noted,
+/// a fault applies to list requests of both resource types (narrow with `only`).
+/// When several request-counted faults match one page they fire in the order
+/// fail, rate limit, malformed (each consuming its own `times`).
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Restrict page faults, `total_results` and the list-request count to one
+    /// resource type (`None` = both).
+    pub only: Option<ResourceType>,
+    /// R1: pages that fail with an HTTP error status before succeeding.
+    pub fail: Vec<PageFault>,
+    /// R2: pages that answer 429 before succeeding.
+    pub rate_limit: Vec<RateLimitFault>,
+    /// R3/R13: what `totalResults` says.
+    pub total_results: TotalResults,
+    /// R4: users inserted before / deleted from the front mid-run.
+    pub mutate_after_page: Option<Mutation>,
+    /// R5: the page at this `start_index` returns only the first half of its
+    /// items (`itemsPerPage` says so, `totalResults` stays honest). In cursor
+    /// mode its `nextCursor` still skips the whole nominal page, so the missing
+    /// half is lost unless the client notices.
+    pub short_page: Option<usize>,
+    /// R5: the page at this `start_index` returns no items (`itemsPerPage` 0)
+    /// although `totalResults` says there are more. In cursor mode its
+    /// `nextCursor` still points past the nominal page.
+    pub empty_page: Option<usize>,
+    /// R6: pages that answer 200 with a truncated or non-JSON body.
+    pub malformed: Vec<MalformedFault>,
+    /// R7: in the page at this `start_index` the first resource has no `"id"`
+    /// and the second has `"active": "yes"` (a string); item count unchanged.
+    pub bad_records: Option<usize>,
+    /// R11: once this many list requests have been served, every request
+    /// (lists, single resources, writes) gets 401 with `error="invalid_token"`.
+    /// Applies regardless of `only`.
+    pub auth_expire_after_requests: Option<usize>,
+    /// R12: `(a, b)`, in cursor mode the page with ordinal `a` (1-based, by
+    /// offset / count) hands out the cursor of the earlier page `b` as its
+    /// `nextCursor`, so a client walks 1..a, b..a, b..a, ... forever.
+    pub cursor_cycle: Option<(usize, usize)>,
+    /// Added to every request (any path), before anything else is decided.
+    pub latency_ms: u64,
+    /// `(start_index, ms)`: that page answers after this extra delay (timeouts).
+    pub slow: Option<(usize, u64)>,
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path_and_query: String,
+    /// Final status; 0 if the request was abandoned before a response was built.
+    pub status: u16,
+    /// When the request arrived (before any injected latency).
+    pub at: Instant,
+    /// Whether an `Authorization` header was present (right or wrong).
+    pub has_authorization: bool,
+    /// For list requests (not probes): the 1-based ordinal of this list request
+    /// for its resource type since the server started (retries count anew).
+    pub page_no: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct UserRec {
+    id: String,
+    user_name: String,
+    active: bool,
+    version: u64,
+}
+
+#[derive(Clone, Debug)]
+struct GroupRec {
+    id: String,
+    display_name: String,
+    members: Vec<String>,
+    version: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Family {
+    Fail,
+    Rate,
+    Malformed,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// List requests since `set_faults`, of the resource types faults apply to.
+    list_requests: usize,
+    /// Page faults consumed, keyed by resource type, family and index in its Vec.
+    hits: HashMap<(ResourceType, Family, usize), u32>,
+    mutation_done: bool,
+}
+
+struct Inner {
+    cfg: ScimConfig,
+    base_url: String,
+    users: BTreeMap<String, UserRec>,
+    groups: BTreeMap<String, GroupRec>,
+    next_user: usize,
+    next_front: usize,
+    faults: Faults,
+    c: Counters,
+    page_no: HashMap<ResourceType, usize>,
+    log: Vec<RequestRecord>,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, Inner> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    fn new(cfg: ScimConfig, base_url: String) -> Self {
+        let mut users = BTreeMap::new();
+        for n in 0..cfg.users {
+            let u = new_user(format!("u{n:07}"), format!("user{n}@example.test"));
+            users.insert(u.id.clone(), u);
+        }
+        let mut groups = BTreeMap::new();
+        for n in 0..cfg.groups {
+            let mut members = Vec::new();
+            if cfg.users > 0 {
+                for k in 0..3 {
+                    let id = format!("u{:07}", (n * 3 + k) % cfg.users);
+                    if !members.contains(&id) {
+                        members.push(id);
+                    }
+                }
+            }
+            let g = GroupRec {
+                id: format!("g{n:07}"),
+                display_name: format!("group{n}"),
+                members,
+                version: 1,
+            };
+            groups.insert(g.id.clone(), g);
+        }
+        Self {
+            next_user: cfg.users,
+            cfg,
+            base_url,
+            users,
+            groups,
+            next_front: 0,
+            faults: Faults::default(),
+            c: Counters::default(),
+            page_no: HashMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Consumes one of a page fault's `times`; false once they are used up.
+    fn take(&mut self, kind: ResourceType, fam: Family, i: usize, times: u32) -> bool {
+        let h = self.c.hits.entry((kind, fam, i)).or_insert(0);
+        if *h < times {
+            *h = h.saturating_add(1);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn applies(&self, kind: ResourceType) -> bool {
+        self.faults.only.is_none_or(|o| o == kind)
+    }
+
+    fn auth_expired(&self) -> bool {
+        self.faults
+            .auth_expire_after_requests
+            .is_some_and(|n| self.c.list_requests >= n)
+    }
+
+    fn maybe_mutate(&mut self) {
+        let Some(m) = self.faults.mutate_after_page else {
+            return;
+        };
+        if self.c.mutation_done || self.c.list_requests < m.after_requests {
+            return;
+        }
+        self.c.mutation_done = true;
+        let victims: Vec<String> = self.users.keys().take(m.delete_front).cloned().collect();
+        for v in victims {
+            self.remove_user(&v);
+        }
+        for _ in 0..m.insert_front {
+            let n = self.next_front;
+            self.next_front += 1;
+            let u = new_user(format!("a{n:07}"), format!("front{n}@example.test"));
+            self.users.insert(u.id.clone(), u);
+        }
+    }
+
+    fn remove_user(&mut self, id: &str) -> bool {
+        if self.users.remove(id).is_none() {
+            return false;
+        }
+        for g in self.groups.values_mut() {
+            let before = g.members.len();
+            g.members.retain(|m| m != id);
+            if g.members.len() != before {
+                g.version += 1;
+            }
+        }
+        true
+    }
+
+    fn user_json(&self, u: &UserRec) -> Value {
+        json!({
+            "schemas": [USER_SCHEMA],
+            "id": u.id,
+            "userName": u.user_name,
+            "active": u.active,
+            "meta": {
+                "resourceType": "User",
+                "version": weak_etag(u.version),
+                "location": format!("{}/Users/{}", self.base_url, u.id),
+            },
+        })
+    }
+
+    fn group_json(&self, g: &GroupRec) -> Value {
+        let members: Vec<Value> = g
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "value": m,
+                    "type": "User",
+                    "$ref": format!("{}/Users/{}", self.base_url, m),
+                })
+            })
+            .collect();
+        json!({
+            "schemas": [GROUP_SCHEMA],
+            "id": g.id,
+            "displayName": g.display_name,
+            "members": members,
+            "meta": {
+                "resourceType": "Group",
+                "version": weak_etag(g.version),
+                "location": format!("{}/Groups/{}", self.base_url, g.id),
+            },
+        })
+    }
+
+    fn total(&self, kind: ResourceType) -> usize {
+        match kind {
+            ResourceType::Users => self.users.len(),
+            ResourceType::Groups => self.groups.len(),
+        }
+    }
+
+    /// Resources `offset..offset+count` in id order.
+    fn slice(&self, kind: ResourceType, offset: usize, count: usize) -> Vec<Value> {
+        match kind {
+            ResourceType::Users => self
+                .users
+                .values()
+                .skip(offset)
+                .take(count)
+                .map(|u| self.user_json(u))
+                .collect(),
+            ResourceType::Groups => self
+                .groups
+                .values()
+                .skip(offset)
+                .take(count)
+                .map(|g| self.group_json(g))
+                .collect(),
+        }
+    }
+}
+
+fn new_user(id: String, user_name: String) -> UserRec {
+    UserRec {
+        id,
+        user_name,
+        active: true,
+        version: 1,
+    }
+}
+
+fn weak_etag(v: u64) -> String {
+    format!("W/\"{v}\"")
+}
+
+/// The running server. Dropping it stops the server.
+pub struct FaultScim {
+    /// e.g. `http://127.0.0.1:PORT/v2` (no trailing slash).
+    pub base_url: String,
+    pub addr: SocketAddr,
+    inner: Shared,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FaultScim {
+    /// `users` users, no groups, no token, default page cap.
+    pub async fn start(users: usize) -> FaultScim {
+        Self::start_with(ScimConfig {
+            users,
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(cfg: ScimConfig) -> FaultScim {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base_url = format!("http://{addr}/v2");
+        let inner: Shared = Arc::new(Mutex::new(Inner::new(cfg, base_url.clone())));
+        let app = router(inner.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("fault-scim-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("fault-scim runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    let _ = ready_tx.send(());
+                    tokio::select! {
+                        r = axum::serve(listener, app) => r.expect("fault-scim serve"),
+                        _ = stop_rx => {}
+                    }
+                });
+                // Dropping the runtime here aborts every connection task.
+            })
+            .expect("spawn fault-scim thread");
+        ready_rx.await.expect("fault-scim thread died");
+        FaultScim {
+            base_url,
+            addr,
+            inner,
+            stop: Some(stop_tx),
+        }
+    }
+
+    /// `base_url` + `rel`, e.g. `url("/Users?count=10")`.
+    pub fn url(&self, rel: &str) -> String {
+        format!("{}{rel}", self.base_url)
+    }
+
+    /// Replaces the faults and restarts every fault counter (list-request
+    /// count, consumed `times`, the one-shot mutation). The request log and
+    /// `page_no`s are kept.
+    pub fn set_faults(&self, f: Faults) {
+        let mut g = lock(&self.inner);
+        g.faults = f;
+        g.c = Counters::default();
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.inner).log.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.inner).log.clear();
+    }
+
+    /// List requests counted since the last `set_faults` (see module doc).
+    pub fn list_requests(&self) -> usize {
+        lock(&self.inner).c.list_requests
+    }
+
+    /// Deletes a user (and its group memberships); unknown ids are ignored.
+    pub fn delete_user(&self, id: &str) {
+        lock(&self.inner).remove_user(id);
+    }
+
+    /// Adds an active user with the next `u..` id and returns the id.
+    pub fn add_user(&self) -> String {
+        let mut g = lock(&self.inner);
+        let n = g.next_user;
+        g.next_user += 1;
+        let u = new_user(format!("u{n:07}"), format!("user{n}@example.test"));
+        let id = u.id.clone();
+        g.users.insert(id.clone(), u);
+        id
+    }
+
+    /// Sets `active` and bumps `meta.version` if it changed; panics on unknown ids.
+    pub fn set_active(&self, id: &str, active: bool) {
+        let mut g = lock(&self.inner);
+        let u = g
+            .users
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("no user {id}"));
+        if u.active != active {
+            u.active = active;
+            u.version += 1;
+        }
+    }
+
+    pub fn user_count(&self) -> usize {
+        lock(&self.inner).users.len()
+    }
+
+    pub fn group_count(&self) -> usize {
+        lock(&self.inner).groups.len()
+    }
+
+    /// All user ids in server (id) order.
+    pub fn user_ids(&self) -> Vec<String> {
+        lock(&self.inner).users.keys().cloned().collect()
+    }
+
+    /// `(active, version)` of a user, if it exists.
+    pub fn user_state(&self, id: &str) -> Option<(bool, u64)> {
+        lock(&self.inner)
+            .users
+            .get(id)
+            .map(|u| (u.active, u.version))
+    }
+}
+
+impl Drop for FaultScim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/v2/Users", get(list_users))
+        .route(
+            "/v2/Users/{id}",
+            get(get_user).patch(patch_user).delete(delete_user),
+        )
+        .route("/v2/Groups", get(list_groups))
+        .route("/v2/Groups/{id}", get(get_group))
+        .route("/v2/ServiceProviderConfig", get(service_provider_config))
+        .fallback(|| async { scim_error(StatusCode::NOT_FOUND, None, "no such endpoint") })
+        .layer(middleware::from_fn_with_state(shared.clone(), track))
+        .with_state(shared)
+}
+
+/// Marks a response with the `page_no` of the list request it answers.
+#[derive(Clone, Copy)]
+struct PageNo(usize);
+
+/// Logs every request, adds latency, enforces the bearer token and auth expiry,
+/// and applies a due mutation.
+async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let at = Instant::now();
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    let (idx, latency) = {
+        let mut g = lock(&s);
+        g.log.push(RequestRecord {
+            method: req.method().to_string(),
+            path_and_query: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            status: 0,
+            at,
+            has_authorization: auth.is_some(),
+            page_no: None,
+        });
+        (g.log.len() - 1, g.faults.latency_ms)
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let (token_ok, expired) = {
+        let mut g = lock(&s);
+        g.maybe_mutate();
+        let token_ok = match &g.cfg.bearer_token {
+            None => true,
+            Some(t) => auth.as_deref().is_some_and(|a| {
+                a.split_once(' ').is_some_and(|(scheme, tok)| {
+                    scheme.eq_ignore_ascii_case("bearer") && tok.trim() == t
+                })
+            }),
+        };
+        (token_ok, g.auth_expired())
+    };
+    let resp = if !token_ok {
+        unauthorized("missing or wrong bearer token", false)
+    } else if expired {
+        unauthorized("the access token expired", true)
+    } else {
+        next.run(req).await
+    };
+    let page_no = resp.extensions().get::<PageNo>().map(|p| p.0);
+    let mut g = lock(&s);
+    if let Some(r) = g.log.get_mut(idx) {
+        r.status = resp.status().as_u16();
+        r.page_no = page_no;
+    }
+    resp
+}
+
+fn scim_json(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, SCIM_JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn scim_error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Response {
+    let mut body = json!({
+        "schemas": [ERROR_SCHEMA],
+        "status": status.as_u16().to_string(),
+        "detail": detail,
+    });
+    if let Some(t) = scim_type {
+        body["scimType"] = json!(t);
+    }
+    scim_json(status, &body)
+}
+
+fn unauthorized(detail: &str, expired: bool) -> Response {
+    let mut r = scim_error(StatusCode::UNAUTHORIZED, None, detail);
+    let www = if expired {
+        "Bearer realm=\"fault-scim\", error=\"invalid_token\", error_description=\"The access token expired\""
+    } else {
+        "Bearer realm=\"fault-scim\""
+    };
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(www));
+    r
+}
+
+/// `Retry-After` as an RFC 7231 IMF-fixdate, `secs` from now.
+pub fn http_date_in(secs: u64) -> String {
+    let t = chrono::Utc::now() + chrono::Duration::seconds(secs as i64);
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+fn encode_cursor(kind: ResourceType, offset: usize) -> String {
+    format!("{}:{offset}", kind.endpoint())
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_cursor(kind: ResourceType, token: &str) -> Option<usize> {
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
+        .collect();
+    let text = String::from_utf8(bytes?).ok()?;
+    let (k, off) = text.split_once(':')?;
+    if k != kind.endpoint() {
+        return None;
+    }
+    off.parse().ok()
+}
+
+struct ListParams {
+    /// 0-based offset of the first item.
+    offset: usize,
+    /// Effective page size (capped); 0 = probe.
+    count: usize,
+    cursor_mode: bool,
+}
+
+fn parse_list(
+    q: &HashMap<String, String>,
+    kind: ResourceType,
+    max: usize,
+) -> Result<ListParams, Box<Response>> {
+    let bad = |t: &str, d: String| Box::new(scim_error(StatusCode::BAD_REQUEST, Some(t), &d));
+    if q.contains_key("filter") {
+        return Err(bad("invalidFilter", "filtering is not supported".into()));
+    }
+    let count = match q.get("count") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(c) => match c.trim().parse::<i64>() {
+            Ok(n) => n.max(0) as usize,
+            Err(_) => {
+                return Err(bad(
+                    "invalidValue",
+                    format!("count {c:?} is not an integer"),
+                ));
+            }
+        },
+    }
+    .min(max);
+    let cursor = q.get("cursor");
+    let start = q.get("startindex");
+    match (cursor, start) {
+        (Some(_), Some(_)) => Err(bad(
+            "invalidValue",
+            "cursor and startIndex are mutually exclusive".into(),
+        )),
+        (Some(c), None) => {
+            let offset = if c.is_empty() {
+                0
+            } else {
+                match decode_cursor(kind, c) {
+                    Some(o) => o,
+                    None => return Err(bad("invalidCursor", format!("unknown cursor {c:?}"))),
+                }
+            };
+            Ok(ListParams {
+                offset,
+                count,
+                cursor_mode: true,
+            })
+        }
+        (None, s) => {
+            let start = match s {
+                None => 1,
+                Some(s) => match s.trim().parse::<i64>() {
+                    Ok(n) => n.max(1) as usize,
+                    Err(_) => {
+                        return Err(bad(
+                            "invalidValue",
+                            format!("startIndex {s:?} is not an integer"),
+                        ));
+                    }
+                },
+            };
+            Ok(ListParams {
+                offset: start - 1,
+                count,
+                cursor_mode: false,
+            })
+        }
+    }
+}
+
+fn rate_limited(r: RetryAfter) -> Response {
+    let mut resp = scim_error(StatusCode::TOO_MANY_REQUESTS, None, "too many requests");
+    let value = match r {
+        RetryAfter::Seconds(s) => s.to_string(),
+        RetryAfter::HttpDate(s) => http_date_in(s),
+    };
+    let h = resp.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_str(&value).unwrap());
+    h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+    resp
+}
+
+enum Outcome {
+    Done(Response),
+    Page(Value, Option<Malformed>),
+}
+
+async fn list_users(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
+    list(s, ResourceType::Users, q).await
+}
+
+async fn list_groups(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list(s, ResourceType::Groups, q).await
+}
+
+async fn list(s: Shared, kind: ResourceType, q: HashMap<String, String>) -> Response {
+    let q: HashMap<String, String> = q
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let (delay, outcome, page_no) = {
+        let mut g = lock(&s);
+        let p = match parse_list(&q, kind, g.cfg.max_page_size) {
+            Ok(p) => p,
+            Err(r) => return *r,
+        };
+        let probe = p.count == 0;
+        let applies = g.applies(kind);
+        if g.auth_expired() {
+            return unauthorized("the access token expired", true);
+        }
+        let mut page_no = None;
+        if !probe {
+            let n = g.page_no.entry(kind).or_insert(0);
+            *n += 1;
+            page_no = Some(*n);
+            if applies {
+                g.c.list_requests += 1;
+            }
+        }
+        let request_no = g.c.list_requests;
+        let start_index = p.offset + 1;
+        let pf = applies && !probe; // page faults apply
+        let f = g.faults.clone();
+        let delay = match f.slow {
+            Some((si, ms)) if pf && si == start_index => ms,
+            _ => 0,
+        };
+
+        let mut outcome = None;
+        let mut malformed = None;
+        if pf {
+            for (i, x) in f.fail.iter().enumerate() {
+                if outcome.is_none()
+                    && x.start_index == start_index
+                    && g.take(kind, Family::Fail, i, x.times)
+                {
+                    let st =
+                        StatusCode::from_u16(x.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    outcome = Some(scim_error(st, None, "injected page failure"));
+                }
+            }
+            for (i, x) in f.rate_limit.iter().enumerate() {
+                if outcome.is_none()
+                    && x.start_index == start_index
+                    && g.take(kind, Family::Rate, i, x.times)
+                {
+                    outcome = Some(rate_limited(x.retry_after));
+                }
+            }
+            for (i, x) in f.malformed.iter().enumerate() {
+                if outcome.is_none()
+                    && malformed.is_none()
+                    && x.start_index == start_index
+                    && g.take(kind, Family::Malformed, i, x.times)
+                {
+                    malformed = Some(x.kind);
+                }
+            }
+        }
+        let outcome = match outcome {
+            Some(r) => Outcome::Done(r),
+            None => {
+                let true_total = g.total(kind);
+                let mut items = g.slice(kind, p.offset, p.count);
+                if pf {
+                    if f.short_page == Some(start_index) {
+                        items.truncate(items.len() / 2);
+                    }
+                    if f.empty_page == Some(start_index) {
+                        items.clear();
+                    }
+                    if f.bad_records == Some(start_index) {
+                        if let Some(Value::Object(o)) = items.get_mut(0) {
+                            o.remove("id");
+                        }
+                        if let Some(Value::Object(o)) = items.get_mut(1) {
+                            o.insert("active".into(), json!("yes"));
+                        }
+                    }
+                }
+                let shifted = |off: i64| (true_total as i64 + off).max(0) as u64;
+                let total: u64 = if !applies {
+                    true_total as u64
+                } else {
+                    match f.total_results {
+                        TotalResults::Honest => true_total as u64,
+                        TotalResults::Fixed(n) => n,
+                        TotalResults::Offset(o) => shifted(o),
+                        TotalResults::EqualsPageSize if probe => true_total as u64,
+                        TotalResults::EqualsPageSize => p.count as u64,
+                        TotalResults::ChangeAfter { requests, offset } => {
+                            let honest = if probe {
+                                request_no < requests
+                            } else {
+                                request_no <= requests
+                            };
+                            if honest {
+                                true_total as u64
+                            } else {
+                                shifted(offset)
+                            }
+                        }
+                    }
+                };
+                let mut body = json!({
+                    "schemas": [LIST_RESPONSE_SCHEMA],
+                    "totalResults": total,
+                    "itemsPerPage": items.len(),
+                    "Resources": items,
+                });
+                if p.cursor_mode {
+                    let next = match f.cursor_cycle {
+                        Some((a, b)) if pf && p.offset / p.count + 1 == a => {
+                            Some(encode_cursor(kind, b.saturating_sub(1) * p.count))
+                        }
+                        _ if !probe && p.offset + p.count < true_total => {
+                            Some(encode_cursor(kind, p.offset + p.count))
+                        }
+                        _ => None,
+                    };
+                    if let Some(n) = next {
+                        body["nextCursor"] = json!(n);
+                    }
+                } else {
+                    body["startIndex"] = json!(start_index);
+                }
+                Outcome::Page(body, malformed)
+            }
+        };
+        (delay, outcome, page_no)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let mut resp = match outcome {
+        Outcome::Done(r) => r,
+        Outcome::Page(body, None) => scim_json(StatusCode::OK, &body),
+        Outcome::Page(body, Some(Malformed::Truncated)) => {
+            let text = body.to_string();
+            let cut = text[..text.len() / 2].to_owned();
+            (StatusCode::OK, [(header::CONTENT_TYPE, SCIM_JSON)], cut).into_response()
+        }
+        Outcome::Page(_, Some(Malformed::NotJson)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "upstream directory temporarily unavailable, please try again later\n",
+        )
+            .into_response(),
+    };
+    if let Some(n) = page_no {
+        resp.extensions_mut().insert(PageNo(n));
+    }
+    resp
+}
+
+fn with_etag(mut r: Response, version: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&weak_etag(version)) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+async fn get_user(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let g = lock(&s);
+    match g.users.get(&id) {
+        Some(u) => with_etag(scim_json(StatusCode::OK, &g.user_json(u)), u.version),
+        None => scim_error(StatusCode::NOT_FOUND, None, &format!("User {id} not found")),
+    }
+}
+
+async fn get_group(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let g = lock(&s);
+    match g.groups.get(&id) {
+        Some(x) => with_etag(scim_json(StatusCode::OK, &g.group_json(x)), x.version),
+        None => scim_error(
+            StatusCode::NOT_FOUND,
+            None,
+            &format!("Group {id} not found"),
+        ),
+    }
+}
+
+async fn delete_user(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    if lock(&s).remove_user(&id) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        scim_error(StatusCode::NOT_FOUND, None, &format!("User {id} not found"))
+    }
+}
+
+/// One validated change of a PATCH.
+enum Change {
+    Active(bool),
+    UserName(String),
+}
+
+fn change_for(attr: &str, value: &Value) -> Result<Change, Box<Response>> {
+    let bad = |t: &str, d: String| Err(Box::new(scim_error(StatusCode::BAD_REQUEST, Some(t), &d)));
+    match attr.to_ascii_lowercase().as_str() {
+        "active" => match value {
+            Value::Bool(b) => Ok(Change::Active(*b)),
+            v => bad("invalidValue", format!("active must be a boolean, got {v}")),
+        },
+        "username" => match value {
+            Value::String(s) if !s.is_empty() => Ok(Change::UserName(s.clone())),
+            v => bad(
+                "invalidValue",
+                format!("userName must be a non-empty string, got {v}"),
+            ),
+        },
+        other => bad(
+            "invalidPath",
+            format!("attribute {other:?} cannot be patched here"),
+        ),
+    }
+}
+
+/// RFC 7644 §3.5.2: `replace` (or `add`) of `active` / `userName`, by `path` or
+/// by a value object without path. All operations are validated before any is
+/// applied; success is 204.
+async fn patch_user(State(s): State<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
+    let bad = |t: &str, d: &str| scim_error(StatusCode::BAD_REQUEST, Some(t), d);
+    let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
+        return bad("invalidSyntax", "request body is not JSON");
+    };
+    let has_schema = doc["schemas"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|s| s == PATCH_OP_SCHEMA));
+    if !has_schema {
+        return bad("invalidSyntax", "schemas must contain the PatchOp URN");
+    }
+    let Some(ops) = doc
+        .get("Operations")
+        .or_else(|| doc.get("operations"))
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    else {
+        return bad("invalidSyntax", "Operations must be a non-empty array");
+    };
+    let mut changes = Vec::new();
+    for op in ops {
+        let kind = op["op"].as_str().unwrap_or("").to_ascii_lowercase();
+        if kind != "replace" && kind != "add" {
+            return bad("invalidSyntax", &format!("unsupported op {:?}", op["op"]));
+        }
+        let Some(value) = op.get("value") else {
+            return bad("invalidSyntax", "operation without value");
+        };
+        match op.get("path").and_then(Value::as_str) {
+            Some(path) => match change_for(path, value) {
+                Ok(c) => changes.push(c),
+                Err(r) => return *r,
+            },
+            None => {
+                let Some(obj) = value.as_object() else {
+                    return bad("invalidSyntax", "a value without path must be an object");
+                };
+                for (k, v) in obj {
+                    match change_for(k, v) {
+                        Ok(c) => changes.push(c),
+                        Err(r) => return *r,
+                    }
+                }
+            }
+        }
+    }
+    let mut g = lock(&s);
+    let Some(u) = g.users.get_mut(&id) else {
+        return scim_error(StatusCode::NOT_FOUND, None, &format!("User {id} not found"));
+    };
+    let mut changed = false;
+    for c in changes {
+        match c {
+            Change::Active(a) => {
+                changed |= u.active != a;
+                u.active = a;
+            }
+            Change::UserName(n) => {
+                changed |= u.user_name != n;
+                u.user_name = n;
+            }
+        }
+    }
+    if changed {
+        u.version += 1;
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// RFC 7643 §5, with the RFC 9865 `pagination` block.
+async fn service_provider_config(State(s): State<Shared>) -> Response {
+    let g = lock(&s);
+    let body = json!({
+        "schemas": [SPC_SCHEMA],
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": false, "maxResults": g.cfg.max_page_size},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": true},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "OAuth Bearer Token",
+            "description": "Authentication with a bearer token",
+        }],
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": DEFAULT_PAGE_SIZE,
+            "maxPageSize": g.cfg.max_page_size,
+            "cursorTimeout": 3600,
+        },
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": format!("{}/ServiceProviderConfig", g.base_url),
+        },
+    });
+    scim_json(StatusCode::OK, &body)
+}

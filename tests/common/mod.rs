@@ -226,6 +226,58 @@ impl Govledger {
         }
     }
 
+    /// `govledger serve` with a config file holding `toml` (e.g. `[[sources]]`).
+    pub fn serve_with_config(nats_url: &str, toml: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let cfg = data.path().join("govledger.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let cfg = cfg.to_str().unwrap().to_owned();
+        Self::serve_in(data, nats_url, &["--config", &cfg])
+    }
+
+    /// TriggerSync, then wait until the ledger has decided the run.
+    pub async fn sync(&self, source: &str) -> govledger_proto::v1::GetRunResponse {
+        let mut c = self.client().await;
+        let run_id = c
+            .trigger_sync(govledger_proto::v1::TriggerSyncRequest {
+                source_id: source.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .run_id;
+        self.wait_decided(&run_id, Duration::from_secs(120)).await
+    }
+
+    /// Waits until run `run_id` is decided (finished and every event folded).
+    pub async fn wait_decided(
+        &self,
+        run_id: &str,
+        limit: Duration,
+    ) -> govledger_proto::v1::GetRunResponse {
+        let mut c = self.client().await;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(r) = c
+                .get_run(govledger_proto::v1::GetRunRequest {
+                    run_id: run_id.to_owned(),
+                })
+                .await
+            {
+                let r = r.into_inner();
+                if r.run.as_ref().is_some_and(|x| x.decided) {
+                    return r;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run_id} not decided in {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data.path().join("data")
     }

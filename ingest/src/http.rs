@@ -1,0 +1,307 @@
+//! HTTP for connectors: one client per source with its auth, a per-request
+//! timeout, and the classification of every outcome into an [`ErrorClass`].
+//!
+//! Secrets (tokens, passwords, client secrets) live in [`Secret`], whose `Debug`
+//! and `Display` print `***`; no error message or event ever contains one.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use govledger_proto::v1::ErrorClass;
+use tokio::sync::Mutex;
+
+use crate::{ratelimit, retry::Failure};
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    None,
+    Bearer(Secret),
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// OAuth2 client credentials (RFC 6749 §4.4); the token is cached until
+    /// shortly before it expires, and refreshed once after a 401.
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        scope: Option<String>,
+    },
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub body: Bytes,
+    pub latency_ms: u32,
+}
+
+/// Refresh a cached OAuth2 token this long before it expires.
+const TOKEN_EARLY_REFRESH_S: u64 = 30;
+/// Longest error-body excerpt kept in a failure message.
+const ERROR_EXCERPT_MAX: usize = 160;
+
+pub struct HttpSource {
+    client: reqwest::Client,
+    auth: Auth,
+    token: Mutex<Option<(Secret, Instant)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl HttpSource {
+    pub fn new(auth: Auth, timeout: Duration) -> Result<Self, HttpError> {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("govledger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpError::Client(e.to_string()))?;
+        Ok(Self {
+            client,
+            auth,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// True when a 401 may be cured by fetching a new token.
+    pub fn can_refresh(&self) -> bool {
+        matches!(self.auth, Auth::OAuth2 { .. })
+    }
+
+    /// Forgets a cached OAuth2 token (after a 401).
+    pub async fn invalidate_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// GET `url` with the source's auth; 2xx → [`Fetched`], anything else → a classified [`Failure`].
+    pub async fn get(&self, url: &str) -> Result<Fetched, Failure> {
+        let mut req = self
+            .client
+            .get(url)
+            .header("accept", "application/scim+json, application/json");
+        req = self.authorize(req).await?;
+        let started = Instant::now();
+        let resp = req.send().await.map_err(transport_failure)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(transport_failure)?;
+        let latency_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+        if (200..300).contains(&status) {
+            return Ok(Fetched {
+                status,
+                body,
+                latency_ms,
+            });
+        }
+        let class = match status {
+            429 => ErrorClass::RateLimited,
+            401 | 403 => ErrorClass::Auth,
+            404 => ErrorClass::NotFound,
+            400..=499 => ErrorClass::ClientError,
+            _ => ErrorClass::ServerError,
+        };
+        let retry_after = ratelimit::wait_hint(&headers, chrono::Utc::now());
+        Err(Failure {
+            class,
+            http_status: status,
+            retry_after,
+            message: format!("HTTP {status}{}", excerpt(&body)),
+        })
+    }
+
+    async fn authorize(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(match &self.auth {
+            Auth::None => req,
+            Auth::Bearer(t) => req.bearer_auth(t.expose()),
+            Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose())),
+            Auth::OAuth2 { .. } => {
+                let token = self.oauth2_token().await?;
+                req.bearer_auth(token.expose())
+            }
+        })
+    }
+
+    async fn oauth2_token(&self) -> Result<Secret, Failure> {
+        let Auth::OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        } = &self.auth
+        else {
+            return Err(auth_failure(0, "no OAuth2 configuration".into()));
+        };
+        let mut cached = self.token.lock().await;
+        if let Some((t, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
+        }
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
+        if let Some(s) = scope {
+            form.push(("scope", s.clone()));
+        }
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let resp = self
+            .client
+            .post(token_url)
+            .basic_auth(client_id, Some(client_secret.expose()))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(transport_failure)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(transport_failure)?;
+        if !(200..300).contains(&status) {
+            return Err(auth_failure(
+                status,
+                format!("token endpoint answered HTTP {status}"),
+            ));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|_| auth_failure(status, "token endpoint answer is not JSON".into()))?;
+        let token = v
+            .get("access_token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| {
+                auth_failure(status, "token endpoint answer has no access_token".into())
+            })?;
+        let ttl = v.get("expires_in").and_then(|e| e.as_u64()).unwrap_or(300);
+        let until = Instant::now() + Duration::from_secs(ttl.saturating_sub(TOKEN_EARLY_REFRESH_S));
+        let secret = Secret::new(token);
+        *cached = Some((secret.clone(), until));
+        Ok(secret)
+    }
+}
+
+/// Installs ring as the process's rustls provider (once; a no-op afterwards).
+/// One provider only: async-nats uses ring too, and two providers make rustls
+/// refuse to choose.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn auth_failure(status: u16, message: String) -> Failure {
+    Failure {
+        class: ErrorClass::Auth,
+        http_status: status,
+        retry_after: None,
+        message,
+    }
+}
+
+fn transport_failure(e: reqwest::Error) -> Failure {
+    let class = if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_connect() {
+        ErrorClass::Connect
+    } else if e.is_body() || e.is_decode() {
+        ErrorClass::Parse
+    } else {
+        ErrorClass::Connect
+    };
+    // reqwest's Display names the URL, never headers; strip the URL's query anyway.
+    let mut msg = e.without_url().to_string();
+    msg.truncate(ERROR_EXCERPT_MAX);
+    Failure {
+        class,
+        http_status: 0,
+        retry_after: None,
+        message: msg,
+    }
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return String::new();
+    }
+    let mut cut: String = text.chars().take(ERROR_EXCERPT_MAX).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    format!(": {}", cut.replace('\n', " "))
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let a = Auth::Basic {
+            username: "svc".into(),
+            password: Secret::new("hunter2"),
+        };
+        let s = format!("{a:?} {}", Secret::new("tok"));
+        assert!(!s.contains("hunter2") && !s.contains("tok"), "{s}");
+    }
+
+    #[test]
+    fn urlencoding() {
+        assert_eq!(urlencode("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(urlencode("scim.read"), "scim.read");
+    }
+
+    #[test]
+    fn excerpts_are_bounded() {
+        let long = "x".repeat(1_000);
+        assert!(excerpt(long.as_bytes()).chars().count() <= ERROR_EXCERPT_MAX + 3);
+        assert_eq!(excerpt(b""), "");
+    }
+}

@@ -1,0 +1,268 @@
+//! SCIM 2.0 (RFC 7643/7644) responses → ledger observations. Pure parsing: no I/O.
+//!
+//! A list response must be a JSON object with `Resources` (an array, may be absent
+//! when empty) and should carry `totalResults`. Each resource must have a string
+//! `id`; a resource without one, or with a wrongly typed `active`, is rejected
+//! (RecordRejected), never dropped. The attribute digest is SHA-256 over the
+//! resource's JSON with keys sorted, so the same attributes give the same digest.
+
+use govledger_proto::v1::{EntityType, RecordObserved, RecordRejected, RejectReason};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// One page of a SCIM list response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListPage {
+    pub total_results: Option<u64>,
+    pub items_per_page: Option<u64>,
+    pub start_index: Option<u64>,
+    /// RFC 9865 cursor paging.
+    pub next_cursor: Option<String>,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Observed(RecordObserved),
+    Rejected(RecordRejected),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("response body is not JSON: {0}")]
+    NotJson(String),
+    #[error("response is not a SCIM ListResponse: {0}")]
+    NotList(String),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses a ListResponse body into observations of `entity_type`.
+pub fn parse_list(
+    body: &[u8],
+    entity_type: EntityType,
+    page_key: &str,
+) -> Result<ListPage, ParseError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let Value::Object(obj) = &v else {
+        return Err(ParseError::NotList("top level is not an object".into()));
+    };
+    let num = |k: &str| -> Result<Option<u64>, ParseError> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| ParseError::NotList(format!("{k} is not a non-negative integer"))),
+            Some(_) => Err(ParseError::NotList(format!("{k} is not a number"))),
+        }
+    };
+    let total_results = num("totalResults")?;
+    let items_per_page = num("itemsPerPage")?;
+    let start_index = num("startIndex")?;
+    let next_cursor = match obj.get("nextCursor") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    let resources = match obj.get("Resources") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(a)) => a.as_slice(),
+        Some(_) => return Err(ParseError::NotList("Resources is not an array".into())),
+    };
+    let items = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resource(r, entity_type, page_key, i as u32))
+        .collect();
+    Ok(ListPage {
+        total_results,
+        items_per_page,
+        start_index,
+        next_cursor,
+        items,
+    })
+}
+
+/// One resource → an observation, or a rejection saying why.
+pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) -> Item {
+    let raw = serde_json::to_vec(r).unwrap_or_default();
+    let raw_digest = hex(&Sha256::digest(&raw));
+    let reject = |reason: RejectReason, detail: String| {
+        Item::Rejected(RecordRejected {
+            page_key: page_key.to_owned(),
+            reason: reason as i32,
+            detail,
+            index_in_page: index,
+            raw_digest: raw_digest.clone(),
+            entity_type: entity_type as i32,
+        })
+    };
+    let Value::Object(o) = r else {
+        return reject(
+            RejectReason::SchemaViolation,
+            "resource is not a JSON object".into(),
+        );
+    };
+    let id = match o.get("id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return reject(RejectReason::MissingId, "resource has no id".into());
+        }
+        Some(other) => {
+            return reject(
+                RejectReason::BadType,
+                format!("id is a {}, not a string", kind(other)),
+            );
+        }
+    };
+    let active = match o.get("active") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            return reject(
+                RejectReason::BadType,
+                format!("resource {id}: active is a {}, not a boolean", kind(other)),
+            );
+        }
+    };
+    let label = ["userName", "displayName"]
+        .iter()
+        .find_map(|k| o.get(*k).and_then(Value::as_str))
+        .unwrap_or_default()
+        .to_owned();
+    let version = o
+        .get("meta")
+        .and_then(|m| m.get("version"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let members_key = if entity_type == EntityType::Group {
+        "members"
+    } else {
+        "groups"
+    };
+    let memberships = match o.get(members_key) {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Item::Observed(RecordObserved {
+        entity_type: entity_type as i32,
+        external_id: id,
+        active,
+        attribute_digest: raw_digest,
+        memberships,
+        version,
+        page_key: page_key.to_owned(),
+        display_name: label,
+    })
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<ListPage, ParseError> {
+        parse_list(body.as_bytes(), EntityType::User, "startIndex=1")
+    }
+
+    #[test]
+    fn a_list_response() {
+        let p = parse(r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults":2,"startIndex":1,"itemsPerPage":2,"Resources":[
+            {"id":"a","userName":"alice","active":true,"meta":{"version":"W/\"3\""},"groups":[{"value":"g1"}]},
+            {"id":"b","userName":"bob"}]}"#)
+        .unwrap();
+        assert_eq!(p.total_results, Some(2));
+        assert_eq!(p.items.len(), 2);
+        let Item::Observed(a) = &p.items[0] else {
+            panic!()
+        };
+        assert_eq!(a.external_id, "a");
+        assert_eq!(a.active, Some(true));
+        assert_eq!(a.version, "W/\"3\"");
+        assert_eq!(a.memberships, vec!["g1"]);
+        assert_eq!(a.display_name, "alice");
+        let Item::Observed(b) = &p.items[1] else {
+            panic!()
+        };
+        assert_eq!(b.active, None);
+    }
+
+    #[test]
+    fn empty_and_cursor() {
+        let p = parse(r#"{"totalResults":5,"Resources":[],"nextCursor":"abc"}"#).unwrap();
+        assert!(p.items.is_empty());
+        assert_eq!(p.next_cursor.as_deref(), Some("abc"));
+        let p = parse(r#"{"totalResults":0}"#).unwrap();
+        assert!(p.items.is_empty());
+        assert_eq!(p.next_cursor, None);
+    }
+
+    #[test]
+    fn bad_bodies_are_errors() {
+        assert!(matches!(
+            parse(r#"{"totalResults":5,"Resou"#),
+            Err(ParseError::NotJson(_))
+        ));
+        assert!(matches!(
+            parse("<html>oops</html>"),
+            Err(ParseError::NotJson(_))
+        ));
+        assert!(matches!(parse("[1,2]"), Err(ParseError::NotList(_))));
+        assert!(matches!(
+            parse(r#"{"totalResults":"many"}"#),
+            Err(ParseError::NotList(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"Resources":{}}"#),
+            Err(ParseError::NotList(_))
+        ));
+    }
+
+    #[test]
+    fn bad_records_are_rejected_not_dropped() {
+        let p = parse(r#"{"totalResults":4,"Resources":[
+            {"userName":"no-id"},{"id":"","userName":"blank"},{"id":7},{"id":"x","active":"yes"}]}"#)
+        .unwrap();
+        let reasons: Vec<i32> = p
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Rejected(r) => r.reason,
+                Item::Observed(_) => -1,
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                RejectReason::MissingId as i32,
+                RejectReason::MissingId as i32,
+                RejectReason::BadType as i32,
+                RejectReason::BadType as i32
+            ]
+        );
+    }
+
+    #[test]
+    fn digest_ignores_key_order() {
+        let a = parse(r#"{"Resources":[{"id":"a","userName":"x","active":true}]}"#).unwrap();
+        let b = parse(r#"{"Resources":[{"active":true,"userName":"x","id":"a"}]}"#).unwrap();
+        assert_eq!(a.items, b.items);
+    }
+}

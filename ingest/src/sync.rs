@@ -1,0 +1,720 @@
+//! The sync engine: reads a source page by page and publishes an event for every
+//! attempt (each page request, failure, retry, record observed, record rejected).
+//!
+//! Connectors say *what* to fetch ([`SyncSpec`]: resources, paging, page size);
+//! the engine decides *how*: rate limiting, retries with the shared
+//! [`retry`](crate::retry) policy, Retry-After, cross-checks (count probes before
+//! and after, a probe past the last page, cursor cycles), and the final report.
+//!
+//! The engine reports facts and its own view; the ledger decides the verdict.
+//! A run the engine could not finish (shutdown) ends with an explicit
+//! `SyncRunFinished(ABANDONED)`; a run cut short by a crash is abandoned by the
+//! next worker ([`abandon_run`]).
+
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+};
+
+use govledger_proto::v1::{
+    EngineOutcome, EntityType, ErrorClass, Event, PageFailed, PageFetched, PageRole, SyncMode,
+    SyncRunFinished, SyncRunStarted, event::Body,
+};
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Publisher,
+    event::{ProducerId, Scope, stamp},
+    http::{Fetched, HttpSource},
+    publisher::{Pending, PublishError},
+    ratelimit::RateLimiter,
+    retry::{self, Decision, Failure, RetryPolicy},
+    scim::{self, Item, ListPage},
+};
+
+/// Pages read per resource at most (a runaway source cannot loop forever).
+pub const PAGES_MAX: u64 = 1_000_000;
+/// Publishes awaited lazily: at most this many unconfirmed before the engine waits.
+const UNCONFIRMED_MAX: usize = 8_192;
+
+/// How pages are addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    /// SCIM `startIndex`/`count` (RFC 7644 §3.4.2.4).
+    Index,
+    /// SCIM cursors (RFC 9865): `cursor`/`nextCursor`.
+    Cursor,
+}
+
+impl Paging {
+    pub fn name(self) -> &'static str {
+        match self {
+            Paging::Index => "scim-index",
+            Paging::Cursor => "scim-cursor",
+        }
+    }
+}
+
+/// One collection to read: the SCIM endpoint (`Users`, `Groups`) and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub endpoint: String,
+    pub entity_type: EntityType,
+}
+
+/// What to sync and the limits to do it within.
+#[derive(Debug, Clone)]
+pub struct SyncSpec {
+    pub source_id: String,
+    /// SCIM base URL, e.g. `https://idp.example/scim/v2` (no trailing slash needed).
+    pub base_url: String,
+    pub resources: Vec<Resource>,
+    pub paging: Paging,
+    pub page_size: u32,
+    pub retry: RetryPolicy,
+    /// Requests per second (0 = unlimited) and burst.
+    pub rate_per_s: f64,
+    pub burst: u32,
+    pub deletion_threshold_pct: u32,
+    pub deletion_threshold_abs: u64,
+}
+
+/// Live progress of a run, for progress bars and the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    pub run_id: String,
+    pub pages: u64,
+    pub records: u64,
+    pub declared: Option<u64>,
+    pub done: bool,
+}
+
+/// The engine's own summary of a run (the ledger's verdict may differ).
+#[derive(Debug, Clone, Default)]
+pub struct SyncReport {
+    pub run_id: String,
+    pub outcome: i32,
+    pub observed: u64,
+    pub unique: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub pages_ok: u64,
+    pub pages_failed: u64,
+    pub events: u64,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("events of run {run_id} could not be stored: {source}")]
+    Publish {
+        run_id: String,
+        #[source]
+        source: PublishError,
+    },
+}
+
+/// Everything a run needs besides its spec.
+pub struct SyncContext {
+    pub publisher: Publisher,
+    pub producer: ProducerId,
+    pub http: Arc<HttpSource>,
+    pub progress: watch::Sender<SyncProgress>,
+    /// Cancelled: the run stops between requests and ends ABANDONED.
+    pub cancel: CancellationToken,
+}
+
+/// Why paging of one resource stopped early.
+enum Stop {
+    /// The run cannot go on (auth failed, cancelled, cursor lost).
+    Abort(ErrorClass, String),
+}
+
+struct Run<'a> {
+    spec: &'a SyncSpec,
+    ctx: &'a SyncContext,
+    scope: Scope,
+    limiter: RateLimiter,
+    unconfirmed: VecDeque<Pending>,
+    emitted: u64,
+    seen: HashSet<(i32, String)>,
+    report: SyncReport,
+    declared: Option<u64>,
+    jitter: rand::rngs::StdRng,
+}
+
+/// Runs one sync of `spec` as run `run_id` and publishes every event of it.
+/// Returns the engine's own report once every event is stored.
+pub async fn run_sync(
+    spec: &SyncSpec,
+    ctx: &SyncContext,
+    run_id: &str,
+    mode: SyncMode,
+) -> Result<SyncReport, SyncError> {
+    use rand::SeedableRng as _;
+    let mut run = Run {
+        spec,
+        ctx,
+        scope: Scope::run(&spec.source_id, run_id),
+        limiter: RateLimiter::new(spec.rate_per_s, spec.burst),
+        unconfirmed: VecDeque::new(),
+        emitted: 0,
+        seen: HashSet::new(),
+        report: SyncReport {
+            run_id: run_id.to_owned(),
+            ..Default::default()
+        },
+        declared: None,
+        jitter: rand::rngs::StdRng::from_os_rng(),
+    };
+    ctx.progress.send_replace(SyncProgress {
+        run_id: run_id.to_owned(),
+        ..Default::default()
+    });
+    run.emit(
+        1,
+        Body::SyncRunStarted(SyncRunStarted {
+            mode: mode as i32,
+            declared_total: None,
+            page_size: spec.page_size,
+            paging: spec.paging.name().to_owned(),
+            entity_types: spec
+                .resources
+                .iter()
+                .map(|r| r.entity_type as i32)
+                .collect(),
+            deletion_threshold_pct: spec.deletion_threshold_pct,
+            deletion_threshold_abs: spec.deletion_threshold_abs,
+            delta_filter: String::new(),
+        }),
+    )
+    .await?;
+
+    let mut stopped: Option<Stop> = None;
+    for res in &spec.resources {
+        let r = run.read_resource(res).await?;
+        if let Err(stop) = r {
+            stopped = Some(stop);
+            break;
+        }
+    }
+    let (outcome, class, message) = match stopped {
+        None => (
+            EngineOutcome::Succeeded,
+            ErrorClass::Unspecified,
+            String::new(),
+        ),
+        Some(Stop::Abort(class, msg)) if run.ctx.cancel.is_cancelled() => {
+            (EngineOutcome::Abandoned, class, msg)
+        }
+        Some(Stop::Abort(class, msg)) => (EngineOutcome::Failed, class, msg),
+    };
+    let events_emitted = run.emitted;
+    let rep = &run.report;
+    let finished = SyncRunFinished {
+        engine_outcome: outcome as i32,
+        observed: rep.observed,
+        unique: rep.unique,
+        duplicates: rep.duplicates,
+        declared_total: run.declared,
+        pages_ok: rep.pages_ok,
+        pages_failed: rep.pages_failed,
+        rejected: rep.rejected,
+        error_class: class as i32,
+        message: message.clone(),
+        events_emitted,
+    };
+    run.emit(1, Body::SyncRunFinished(finished)).await?;
+    run.confirm_all().await?;
+    run.report.outcome = outcome as i32;
+    run.report.events = run.emitted;
+    run.report.message = message;
+    let mut p = run.ctx.progress.borrow().clone();
+    p.done = true;
+    run.ctx.progress.send_replace(p);
+    Ok(run.report)
+}
+
+/// Ends a run a previous worker left unfinished (it crashed or was killed):
+/// publishes `SyncRunFinished(ABANDONED)` so it never looks complete.
+pub async fn abandon_run(
+    publisher: &Publisher,
+    producer: &ProducerId,
+    source_id: &str,
+    run_id: &str,
+    why: &str,
+) -> Result<(), PublishError> {
+    let ev = stamp(
+        producer,
+        &Scope::run(source_id, run_id),
+        1,
+        Body::SyncRunFinished(SyncRunFinished {
+            engine_outcome: EngineOutcome::Abandoned as i32,
+            message: why.to_owned(),
+            ..Default::default()
+        }),
+    );
+    publisher.publish_wait(&ev).await.map(|_| ())
+}
+
+impl Run<'_> {
+    async fn emit(&mut self, attempt: u32, body: Body) -> Result<(), SyncError> {
+        let ev: Event = stamp(&self.ctx.producer, &self.scope, attempt, body);
+        let pending = self
+            .ctx
+            .publisher
+            .publish(&ev)
+            .await
+            .map_err(|source| self.publish_err(source))?;
+        self.emitted += 1;
+        self.unconfirmed.push_back(pending);
+        while self.unconfirmed.len() > UNCONFIRMED_MAX {
+            if let Some(p) = self.unconfirmed.pop_front() {
+                p.wait().await.map_err(|source| self.publish_err(source))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn publish_err(&self, source: PublishError) -> SyncError {
+        SyncError::Publish {
+            run_id: self.report.run_id.clone(),
+            source,
+        }
+    }
+
+    async fn confirm_all(&mut self) -> Result<(), SyncError> {
+        while let Some(p) = self.unconfirmed.pop_front() {
+            p.wait().await.map_err(|source| self.publish_err(source))?;
+        }
+        Ok(())
+    }
+
+    fn url(&self, res: &Resource, query: &str) -> String {
+        format!(
+            "{}/{}?{query}",
+            self.spec.base_url.trim_end_matches('/'),
+            res.endpoint
+        )
+    }
+
+    /// Reads one resource completely. `Ok(Err(stop))`: the run must stop.
+    async fn read_resource(&mut self, res: &Resource) -> Result<Result<(), Stop>, SyncError> {
+        let count = self.spec.page_size.max(1);
+        let name = &res.endpoint;
+        // Count probe before: what the source says it holds.
+        let before = self
+            .request(
+                res,
+                &format!("{name}:count-before"),
+                "count=0",
+                PageRole::CountProbe,
+                0,
+                None,
+                0,
+            )
+            .await?;
+        match before {
+            Ok(page) => self.add_declared(page.total_results),
+            Err(stop) => return Ok(Err(stop)),
+        }
+        let r = match self.spec.paging {
+            Paging::Index => self.page_by_index(res, count).await?,
+            Paging::Cursor => self.page_by_cursor(res, count).await?,
+        };
+        if let Err(stop) = r {
+            return Ok(Err(stop));
+        }
+        // Count probe after: a total that moved during the run is a signal.
+        let after = self
+            .request(
+                res,
+                &format!("{name}:count-after"),
+                "count=0",
+                PageRole::CountProbe,
+                0,
+                None,
+                0,
+            )
+            .await?;
+        Ok(after.map(|_| ()))
+    }
+
+    fn add_declared(&mut self, total: Option<u64>) {
+        if let Some(t) = total {
+            self.declared = Some(self.declared.unwrap_or(0) + t);
+            let mut p = self.ctx.progress.borrow().clone();
+            p.declared = self.declared;
+            self.ctx.progress.send_replace(p);
+        }
+    }
+
+    async fn page_by_index(
+        &mut self,
+        res: &Resource,
+        count: u32,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let name = res.endpoint.clone();
+        let mut start: u64 = 1;
+        let mut declared: Option<u64> = None;
+        for page_index in 0..PAGES_MAX {
+            let key = format!("{name}:startIndex={start}");
+            let q = format!("startIndex={start}&count={count}");
+            match self
+                .request(
+                    res,
+                    &key,
+                    &q,
+                    PageRole::Data,
+                    page_index,
+                    Some(start - 1),
+                    count,
+                )
+                .await?
+            {
+                Ok(page) => {
+                    declared = page.total_results.or(declared);
+                    let n = page.items.len() as u64;
+                    if n == 0 {
+                        break;
+                    }
+                    start += n;
+                    match declared {
+                        Some(d) if start > d => break,
+                        None if n < u64::from(count) => break,
+                        _ => {}
+                    }
+                }
+                Err(Stop::Abort(class, msg))
+                    if class == ErrorClass::Auth || self.ctx.cancel.is_cancelled() =>
+                {
+                    return Ok(Err(Stop::Abort(class, msg)));
+                }
+                Err(Stop::Abort(class, msg)) => {
+                    // The page is lost (its failure is recorded); go on with the next one.
+                    start += u64::from(count);
+                    match declared {
+                        Some(d) if start > d => break,
+                        Some(_) => {}
+                        None => {
+                            return Ok(Err(Stop::Abort(
+                                class,
+                                format!(
+                                    "{msg}; without a declared total the pages after it cannot be located"
+                                ),
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        // A request past the last page must come back empty.
+        let key = format!("{name}:probe startIndex={start}");
+        let q = format!("startIndex={start}&count={count}");
+        let probe = self
+            .request(
+                res,
+                &key,
+                &q,
+                PageRole::ProbePastEnd,
+                0,
+                Some(start - 1),
+                count,
+            )
+            .await?;
+        Ok(probe.map(|_| ()))
+    }
+
+    async fn page_by_cursor(
+        &mut self,
+        res: &Resource,
+        count: u32,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let name = res.endpoint.clone();
+        let mut cursor = String::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for page_index in 0..PAGES_MAX {
+            let key = format!("{name}:cursor={cursor}");
+            seen.insert(cursor.clone());
+            let q = format!("cursor={}&count={count}", query_escape(&cursor));
+            let page = match self
+                .request_cursor(res, &key, &q, page_index, count, &name)
+                .await?
+            {
+                Ok(p) => p,
+                Err(Stop::Abort(class, msg)) => {
+                    return Ok(Err(Stop::Abort(
+                        class,
+                        format!("{msg}; cursor paging cannot skip a failed page"),
+                    )));
+                }
+            };
+            match page.next_cursor {
+                None => return Ok(Ok(())),
+                Some(next) if seen.contains(&next) => {
+                    return Ok(Err(Stop::Abort(
+                        ErrorClass::Other,
+                        format!("paging cycle: {key} handed out cursor {next:?} again"),
+                    )));
+                }
+                Some(next) => cursor = next,
+            }
+        }
+        Ok(Err(Stop::Abort(
+            ErrorClass::Other,
+            format!("more than {PAGES_MAX} pages"),
+        )))
+    }
+
+    async fn request_cursor(
+        &mut self,
+        res: &Resource,
+        key: &str,
+        query: &str,
+        page_index: u64,
+        count: u32,
+        name: &str,
+    ) -> Result<Result<ListPage, Stop>, SyncError> {
+        self.request_with_next(
+            res,
+            key,
+            query,
+            PageRole::Data,
+            page_index,
+            None,
+            count,
+            Some(name),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn request(
+        &mut self,
+        res: &Resource,
+        key: &str,
+        query: &str,
+        role: PageRole,
+        page_index: u64,
+        offset: Option<u64>,
+        count: u32,
+    ) -> Result<Result<ListPage, Stop>, SyncError> {
+        self.request_with_next(res, key, query, role, page_index, offset, count, None)
+            .await
+    }
+
+    /// One page with retries. Publishes `PageFailed` for every failed attempt and
+    /// `PageFetched` plus its records on success.
+    #[allow(clippy::too_many_arguments)]
+    async fn request_with_next(
+        &mut self,
+        res: &Resource,
+        key: &str,
+        query: &str,
+        role: PageRole,
+        page_index: u64,
+        offset: Option<u64>,
+        count: u32,
+        cursor_name: Option<&str>,
+    ) -> Result<Result<ListPage, Stop>, SyncError> {
+        let url = self.url(res, query);
+        let et = res.entity_type;
+        let began = Instant::now();
+        let mut attempt: u32 = 0;
+        let mut refreshed = false;
+        loop {
+            attempt += 1;
+            if self.ctx.cancel.is_cancelled() {
+                return Ok(Err(Stop::Abort(
+                    ErrorClass::Other,
+                    "govledger shut down mid-run".into(),
+                )));
+            }
+            tokio::select! {
+                _ = self.limiter.acquire() => {}
+                _ = self.ctx.cancel.cancelled() => continue,
+            }
+            let outcome = tokio::select! {
+                r = self.ctx.http.get(&url) => r,
+                _ = self.ctx.cancel.cancelled() => continue,
+            };
+            let failure = match outcome.and_then(|f| parse(&f, et, key).map(|p| (f, p))) {
+                Ok((fetched, page)) => {
+                    self.publish_page(
+                        key,
+                        role,
+                        page_index,
+                        offset,
+                        count,
+                        et,
+                        &fetched,
+                        &page,
+                        attempt,
+                        cursor_name,
+                    )
+                    .await?;
+                    return Ok(Ok(page));
+                }
+                Err(f) => f,
+            };
+            // An OAuth2 token may have expired: fetch a new one once, right away.
+            if failure.class == ErrorClass::Auth && self.ctx.http.can_refresh() && !refreshed {
+                refreshed = true;
+                self.ctx.http.invalidate_token().await;
+                self.page_failed(key, role, page_index, et, &failure, true, attempt)
+                    .await?;
+                continue;
+            }
+            let decision = retry::decide(
+                &self.spec.retry,
+                attempt,
+                began.elapsed(),
+                &failure,
+                &mut self.jitter,
+            );
+            let will_retry = matches!(decision, Decision::Retry(_));
+            self.page_failed(key, role, page_index, et, &failure, will_retry, attempt)
+                .await?;
+            match decision {
+                Decision::Retry(wait) => {
+                    if let Some(hint) = failure.retry_after {
+                        // The server's pause holds for every request of this source.
+                        self.limiter.pause_until(Instant::now() + hint);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.ctx.cancel.cancelled() => {}
+                    }
+                }
+                Decision::GiveUp => {
+                    self.report.pages_failed += 1;
+                    return Ok(Err(Stop::Abort(
+                        failure.class,
+                        format!("{key}: {} after {attempt} attempt(s)", failure.message),
+                    )));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn page_failed(
+        &mut self,
+        key: &str,
+        role: PageRole,
+        page_index: u64,
+        et: EntityType,
+        f: &Failure,
+        will_retry: bool,
+        attempt: u32,
+    ) -> Result<(), SyncError> {
+        tracing::debug!(source = %self.spec.source_id, page = key, class = ?f.class, will_retry, attempt, "page failed");
+        self.emit(
+            attempt,
+            Body::PageFailed(PageFailed {
+                page_key: key.to_owned(),
+                page_index,
+                error_class: f.class as i32,
+                http_status: u32::from(f.http_status),
+                retry_after_ms: f
+                    .retry_after
+                    .map(|d| d.as_millis().min(u128::from(u32::MAX)) as u32),
+                will_retry,
+                message: f.message.clone(),
+                latency_ms: 0,
+                entity_type: et as i32,
+                role: role as i32,
+            }),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_page(
+        &mut self,
+        key: &str,
+        role: PageRole,
+        page_index: u64,
+        offset: Option<u64>,
+        count: u32,
+        et: EntityType,
+        fetched: &Fetched,
+        page: &ListPage,
+        attempt: u32,
+        cursor_name: Option<&str>,
+    ) -> Result<(), SyncError> {
+        let next_page_key = match (cursor_name, &page.next_cursor) {
+            (Some(name), Some(c)) => format!("{name}:cursor={c}"),
+            _ => String::new(),
+        };
+        let data = role != PageRole::CountProbe;
+        self.emit(
+            attempt,
+            Body::PageFetched(PageFetched {
+                page_key: key.to_owned(),
+                page_index,
+                http_status: u32::from(fetched.status),
+                item_count: page.items.len() as u32,
+                declared_total: page.total_results,
+                latency_ms: fetched.latency_ms,
+                next_page_key,
+                last_page: false,
+                entity_type: et as i32,
+                requested_count: if data { count } else { 0 },
+                offset,
+                role: role as i32,
+            }),
+        )
+        .await?;
+        if data {
+            self.report.pages_ok += 1;
+        }
+        for item in &page.items {
+            match item {
+                Item::Observed(r) => {
+                    self.report.observed += 1;
+                    if self.seen.insert((r.entity_type, r.external_id.clone())) {
+                        self.report.unique += 1;
+                    } else {
+                        self.report.duplicates += 1;
+                    }
+                    self.emit(1, Body::RecordObserved(r.clone())).await?;
+                }
+                Item::Rejected(r) => {
+                    self.report.rejected += 1;
+                    self.emit(1, Body::RecordRejected(r.clone())).await?;
+                }
+            }
+        }
+        let mut p = self.ctx.progress.borrow().clone();
+        if data {
+            p.pages += 1;
+        }
+        p.records = self.report.unique;
+        self.ctx.progress.send_replace(p);
+        Ok(())
+    }
+}
+
+fn parse(f: &Fetched, et: EntityType, key: &str) -> Result<ListPage, Failure> {
+    scim::parse_list(&f.body, et, key).map_err(|e| Failure {
+        class: ErrorClass::Parse,
+        http_status: f.status,
+        retry_after: None,
+        message: e.to_string(),
+    })
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,274 @@
+//! Sync workers: one task per configured source runs its syncs — on its schedule
+//! and on demand (TriggerSync / `govledger sync`) — one at a time.
+//!
+//! At start, once the projection has caught up with the stream, a worker ends
+//! any run of its source that a previous worker left unfinished with an explicit
+//! `SyncRunFinished(ABANDONED)`: a crashed run never looks complete (R10).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use govledger_ingest::{
+    Publisher,
+    event::ProducerId,
+    http::HttpSource,
+    sync::{SyncContext, SyncProgress, SyncSpec, abandon_run, run_sync},
+};
+use govledger_projector::Store;
+use govledger_proto::v1::SyncMode;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::ConfigError, sources::SecretSource};
+
+/// Triggers queued per source at most (a trigger while one runs is refused).
+const TRIGGER_QUEUE_MAX: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("source {0:?} is not configured here; add it under [[sources]]")]
+    NotConfigured(String),
+    #[error(
+        "a sync of {source_id} is already running (run {run_id}); wait for it or watch it with `govledger run {run_id}`"
+    )]
+    AlreadyRunning { source_id: String, run_id: String },
+    #[error("the sync worker of {0} is shutting down")]
+    Stopped(String),
+}
+
+struct Trigger {
+    reply: oneshot::Sender<Result<String, TriggerError>>,
+}
+
+struct Handle {
+    tx: mpsc::Sender<Trigger>,
+    running: Arc<Mutex<Option<String>>>,
+    progress: watch::Receiver<SyncProgress>,
+    spec: SyncSpec,
+    freshness_objective_ms: u64,
+}
+
+/// The per-source workers of one govledger process.
+#[derive(Clone, Default)]
+pub struct SyncManager {
+    sources: Arc<BTreeMap<String, Handle>>,
+}
+
+/// What a worker needs from the process.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    pub publisher: Publisher,
+    pub producer: ProducerId,
+    pub store: Arc<Store>,
+    /// The projector's last applied sequence.
+    pub applied: watch::Receiver<u64>,
+    /// The stream's last sequence when the process started.
+    pub stream_last_seq_at_start: u64,
+    pub cancel: CancellationToken,
+}
+
+impl SyncManager {
+    /// Builds a worker per configured source and spawns it. Returns the manager
+    /// and the join handles (awaited at shutdown).
+    pub fn start(
+        cfg: &crate::config::Config,
+        env: &dyn SecretSource,
+        deps: WorkerDeps,
+    ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), ConfigError> {
+        let mut map = BTreeMap::new();
+        let mut joins = Vec::new();
+        for (i, sc) in cfg.sources.iter().enumerate() {
+            let (spec, auth) = sc.build(i, env)?;
+            let http = Arc::new(
+                HttpSource::new(auth, Duration::from_millis(sc.timeout_ms)).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: format!("sources[{i}]"),
+                        message: e.to_string(),
+                    }
+                })?,
+            );
+            let (tx, rx) = mpsc::channel(TRIGGER_QUEUE_MAX);
+            let running = Arc::new(Mutex::new(None));
+            let (ptx, prx) = watch::channel(SyncProgress::default());
+            let worker = Worker {
+                spec: spec.clone(),
+                http,
+                deps: deps.clone(),
+                running: running.clone(),
+                progress: ptx,
+                interval: (sc.schedule_interval_ms > 0)
+                    .then(|| Duration::from_millis(sc.schedule_interval_ms)),
+            };
+            joins.push(tokio::spawn(worker.run(rx)));
+            map.insert(
+                spec.source_id.clone(),
+                Handle {
+                    tx,
+                    running,
+                    progress: prx,
+                    spec,
+                    freshness_objective_ms: sc.freshness_objective_ms,
+                },
+            );
+        }
+        Ok((
+            Self {
+                sources: Arc::new(map),
+            },
+            joins,
+        ))
+    }
+
+    /// Starts a full sync of `source_id` now; returns its run id.
+    pub async fn trigger(&self, source_id: &str) -> Result<String, TriggerError> {
+        let h = self
+            .sources
+            .get(source_id)
+            .ok_or_else(|| TriggerError::NotConfigured(source_id.to_owned()))?;
+        if let Some(run_id) = h.running.lock().await.clone() {
+            return Err(TriggerError::AlreadyRunning {
+                source_id: source_id.to_owned(),
+                run_id,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        h.tx.try_send(Trigger { reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TriggerError::AlreadyRunning {
+                source_id: source_id.to_owned(),
+                run_id: "queued".into(),
+            },
+            mpsc::error::TrySendError::Closed(_) => TriggerError::Stopped(source_id.to_owned()),
+        })?;
+        rx.await
+            .map_err(|_| TriggerError::Stopped(source_id.to_owned()))?
+    }
+
+    pub fn is_configured(&self, source_id: &str) -> bool {
+        self.sources.contains_key(source_id)
+    }
+
+    pub fn configured(&self) -> impl Iterator<Item = &str> {
+        self.sources.keys().map(String::as_str)
+    }
+
+    pub fn freshness_objective_ms(&self, source_id: &str) -> Option<u64> {
+        self.sources
+            .get(source_id)
+            .map(|h| h.freshness_objective_ms)
+    }
+
+    pub async fn running(&self, source_id: &str) -> Option<String> {
+        let h = self.sources.get(source_id)?;
+        h.running.lock().await.clone()
+    }
+
+    pub fn progress(&self, source_id: &str) -> Option<SyncProgress> {
+        self.sources
+            .get(source_id)
+            .map(|h| h.progress.borrow().clone())
+    }
+
+    pub fn spec(&self, source_id: &str) -> Option<&SyncSpec> {
+        self.sources.get(source_id).map(|h| &h.spec)
+    }
+}
+
+struct Worker {
+    spec: SyncSpec,
+    http: Arc<HttpSource>,
+    deps: WorkerDeps,
+    running: Arc<Mutex<Option<String>>>,
+    progress: watch::Sender<SyncProgress>,
+    interval: Option<Duration>,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::Receiver<Trigger>) {
+        let source = self.spec.source_id.clone();
+        if !self.abandon_leftover().await {
+            return;
+        }
+        let mut next_scheduled = self.interval.map(|_| tokio::time::Instant::now());
+        loop {
+            let sleep_until = next_scheduled;
+            let trigger = tokio::select! {
+                _ = self.deps.cancel.cancelled() => return,
+                t = rx.recv() => match t {
+                    Some(t) => Some(t),
+                    None => return,
+                },
+                _ = async {
+                    match sleep_until {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => None,
+            };
+            if let (Some(iv), None) = (self.interval, &trigger) {
+                next_scheduled = Some(tokio::time::Instant::now() + iv);
+            }
+            let run_id = uuid::Uuid::now_v7().to_string();
+            *self.running.lock().await = Some(run_id.clone());
+            if let Some(t) = trigger {
+                let _ = t.reply.send(Ok(run_id.clone()));
+            }
+            tracing::info!(source = %source, run_id = %run_id, "sync started");
+            let ctx = SyncContext {
+                publisher: self.deps.publisher.clone(),
+                producer: self.deps.producer.clone(),
+                http: self.http.clone(),
+                progress: self.progress.clone(),
+                cancel: self.deps.cancel.clone(),
+            };
+            match run_sync(&self.spec, &ctx, &run_id, SyncMode::Full).await {
+                Ok(r) => tracing::info!(
+                    source = %source, run_id = %run_id, unique = r.unique, pages = r.pages_ok,
+                    pages_failed = r.pages_failed, events = r.events,
+                    "sync finished (engine's view; the ledger decides the verdict)"
+                ),
+                Err(e) => tracing::warn!(source = %source, run_id = %run_id, error = %e,
+                    "sync stopped before all its events were stored; the next start abandons it"),
+            }
+            *self.running.lock().await = None;
+        }
+    }
+
+    /// Waits until the projection holds everything that was in the stream at
+    /// start, then abandons this source's unfinished run, if any. False on shutdown.
+    async fn abandon_leftover(&self) -> bool {
+        let mut applied = self.deps.applied.clone();
+        let target = self.deps.stream_last_seq_at_start;
+        tokio::select! {
+            r = applied.wait_for(|s| *s >= target) => { if r.is_err() { return false; } }
+            _ = self.deps.cancel.cancelled() => return false,
+        }
+        let source = &self.spec.source_id;
+        let last = match self.deps.store.source(source) {
+            Ok(Some(s)) => s.last_run_id,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::error!(source = %source, error = %e, "cannot read the projection to check for unfinished runs");
+                return true;
+            }
+        };
+        if last.is_empty() {
+            return true;
+        }
+        if let Ok(Some(run)) = self.deps.store.run(&last)
+            && !run.finished
+        {
+            tracing::warn!(source = %source, run_id = %last, "abandoning a run a previous worker left unfinished");
+            if let Err(e) = abandon_run(
+                &self.deps.publisher,
+                &self.deps.producer,
+                source,
+                &last,
+                "worker restarted mid-run: the run was not resumed; a new run is needed",
+            )
+            .await
+            {
+                tracing::error!(source = %source, run_id = %last, error = %e, "could not record the abandonment");
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,928 @@
+//! Self-tests of the fault-injecting SCIM 2.0 server (`tests/common/fault_scim.rs`):
+//! honest index and cursor paging, probes, single resources and writes, bearer
+//! auth, keep-alive, and one test per injected fault showing it behaves as its
+//! doc says. The client is a hand-written HTTP/1.1 client over a tokio socket,
+//! so nothing here depends on the sync engine under test.
+
+mod common;
+
+use std::{collections::HashSet, time::Instant};
+
+use common::fault_scim::*;
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::TcpStream,
+};
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 connection (keep-alive unless the request says otherwise).
+struct Conn {
+    io: BufReader<TcpStream>,
+    host: String,
+}
+
+impl Conn {
+    async fn open(s: &FaultScim) -> Conn {
+        Conn {
+            io: BufReader::new(TcpStream::connect(s.addr).await.unwrap()),
+            host: s.addr.to_string(),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Resp {
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some(b) = body {
+            req.push_str(&format!(
+                "Content-Type: application/scim+json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body.unwrap_or(""));
+        self.io.get_mut().write_all(req.as_bytes()).await.unwrap();
+
+        let mut line = String::new();
+        self.io.read_line(&mut line).await.unwrap();
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("bad status line {line:?}"))
+            .parse()
+            .unwrap();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.io.read_line(&mut line).await.unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').unwrap();
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        let mut resp = Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(n) = resp.header("content-length") {
+            let mut body = vec![0; n.parse().unwrap()];
+            self.io.read_exact(&mut body).await.unwrap();
+            resp.body = body;
+        } else if resp
+            .header("transfer-encoding")
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+        {
+            loop {
+                line.clear();
+                self.io.read_line(&mut line).await.unwrap();
+                let size = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0; size + 2];
+                self.io.read_exact(&mut chunk).await.unwrap();
+                if size == 0 {
+                    break;
+                }
+                resp.body.extend_from_slice(&chunk[..size]);
+            }
+        } else {
+            self.io.read_to_end(&mut resp.body).await.unwrap();
+        }
+        resp
+    }
+}
+
+/// GET `base_url + rel` on a fresh connection.
+async fn get(s: &FaultScim, rel: &str) -> Resp {
+    get_auth(s, rel, None).await
+}
+
+async fn get_auth(s: &FaultScim, rel: &str, token: Option<&str>) -> Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Connection", "close")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    Conn::open(s)
+        .await
+        .send("GET", &format!("/v2{rel}"), &headers, None)
+        .await
+}
+
+async fn send_body(s: &FaultScim, method: &str, rel: &str, body: Option<&Value>) -> Resp {
+    let text = body.map(|b| b.to_string());
+    Conn::open(s)
+        .await
+        .send(
+            method,
+            &format!("/v2{rel}"),
+            &[("Connection", "close")],
+            text.as_deref(),
+        )
+        .await
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn uid(n: usize) -> String {
+    format!("u{n:07}")
+}
+
+fn assert_scim_error(r: &Resp, status: u16) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["schemas"], json!([ERROR_SCHEMA]));
+    assert_eq!(b["status"], json!(status.to_string()));
+    assert!(b["detail"].is_string());
+}
+
+/// Walks cursor pages from the first; returns (ids, cursors seen) after at most `max_pages`.
+async fn walk_cursor(s: &FaultScim, count: usize, max_pages: usize) -> (Vec<String>, Vec<String>) {
+    let mut all = Vec::new();
+    let mut cursors = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..max_pages {
+        let r = get(s, &format!("/Users?cursor={cursor}&count={count}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let b = r.json();
+        all.extend(ids(&b));
+        match b["nextCursor"].as_str() {
+            Some(c) => {
+                cursors.push(c.to_owned());
+                cursor = c.to_owned();
+            }
+            None => break,
+        }
+    }
+    (all, cursors)
+}
+
+#[tokio::test]
+async fn honest_index_paging_250_users_in_three_pages() {
+    let s = FaultScim::start(250).await;
+    assert_eq!(s.user_count(), 250);
+    let mut seen = Vec::new();
+    for (i, start) in [1, 101, 201].into_iter().enumerate() {
+        let r = get(&s, &format!("/Users?startIndex={start}&count=100")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some(SCIM_JSON));
+        let b = r.json();
+        assert_eq!(b["schemas"], json!([LIST_RESPONSE_SCHEMA]));
+        assert_eq!(b["totalResults"], 250);
+        assert_eq!(b["startIndex"], start);
+        let expect = if i == 2 { 50 } else { 100 };
+        assert_eq!(b["itemsPerPage"], expect);
+        assert!(b.get("nextCursor").is_none());
+        let page = ids(&b);
+        assert_eq!(page.len(), expect);
+        assert_eq!(page[0], uid(start - 1));
+        seen.extend(page);
+    }
+    let want: Vec<String> = (0..250).map(uid).collect();
+    assert_eq!(seen, want, "every user once, in id order");
+
+    let first = get(&s, "/Users?startIndex=43&count=1").await.json();
+    assert_eq!(
+        first["Resources"][0],
+        json!({
+            "schemas": [USER_SCHEMA],
+            "id": "u0000042",
+            "userName": "user42@example.test",
+            "active": true,
+            "meta": {
+                "resourceType": "User",
+                "version": "W/\"1\"",
+                "location": s.url("/Users/u0000042"),
+            },
+        })
+    );
+
+    // Defaults: startIndex 1, count 100; startIndex < 1 means 1; past the end is empty.
+    let d = get(&s, "/Users").await.json();
+    assert_eq!((d["startIndex"].as_u64(), ids(&d).len()), (Some(1), 100));
+    let z = get(&s, "/Users?startIndex=0&count=5").await.json();
+    assert_eq!(ids(&z)[0], uid(0));
+    let past = get(&s, "/Users?startIndex=251&count=100").await.json();
+    assert_eq!(
+        (past["totalResults"].as_u64(), past["itemsPerPage"].as_u64()),
+        (Some(250), Some(0))
+    );
+    assert_eq!(past["Resources"], json!([]));
+
+    let bad = get(&s, "/Users?startIndex=x").await;
+    assert_scim_error(&bad, 400);
+    assert_eq!(bad.json()["scimType"], "invalidValue");
+
+    let log = s.requests();
+    assert_eq!(log[0].method, "GET");
+    assert_eq!(log[0].path_and_query, "/v2/Users?startIndex=1&count=100");
+    assert_eq!(log[0].status, 200);
+    assert_eq!(log[0].page_no, Some(1));
+    assert_eq!(log[2].page_no, Some(3));
+    assert!(!log[0].has_authorization);
+    assert!(log.windows(2).all(|w| w[0].at <= w[1].at));
+}
+
+#[tokio::test]
+async fn count_zero_probe_and_page_cap() {
+    let s = FaultScim::start_with(ScimConfig {
+        users: 120,
+        max_page_size: 50,
+        ..Default::default()
+    })
+    .await;
+    let p = get(&s, "/Users?count=0").await.json();
+    assert_eq!(p["totalResults"], 120);
+    assert_eq!(p["itemsPerPage"], 0);
+    assert_eq!(p["Resources"], json!([]));
+    assert_eq!(s.requests()[0].page_no, None, "a probe is not a page");
+    assert_eq!(s.list_requests(), 0);
+
+    let capped = get(&s, "/Users?count=100").await.json();
+    assert_eq!(capped["itemsPerPage"], 50);
+    assert_eq!(s.requests()[1].page_no, Some(1));
+
+    let spc = get(&s, "/ServiceProviderConfig").await.json();
+    assert_eq!(spc["pagination"]["maxPageSize"], 50);
+    assert_eq!(spc["pagination"]["cursor"], true);
+}
+
+#[tokio::test]
+async fn cursor_mode_walks_all_users_and_ends_without_next_cursor() {
+    let s = FaultScim::start(250).await;
+    let (all, cursors) = walk_cursor(&s, 100, 10).await;
+    assert_eq!(all, (0..250).map(uid).collect::<Vec<_>>());
+    assert_eq!(
+        cursors.len(),
+        2,
+        "3 pages: two nextCursors, none on the last"
+    );
+
+    let first = get(&s, "/Users?cursor=&count=100").await.json();
+    assert_eq!(first["totalResults"], 250);
+    assert_eq!(first["itemsPerPage"], 100);
+    assert!(
+        first.get("startIndex").is_none(),
+        "RFC 9865 pages have no startIndex"
+    );
+    let last = get(&s, &format!("/Users?cursor={}&count=100", cursors[1]))
+        .await
+        .json();
+    assert_eq!(last["itemsPerPage"], 50);
+    assert!(last.get("nextCursor").is_none());
+
+    let bad = get(&s, "/Users?cursor=nonsense&count=10").await;
+    assert_scim_error(&bad, 400);
+    assert_eq!(bad.json()["scimType"], "invalidCursor");
+    let both = get(&s, "/Users?cursor=&startIndex=1").await;
+    assert_scim_error(&both, 400);
+    // A Users cursor is not a Groups cursor.
+    let cross = get(&s, &format!("/Groups?cursor={}&count=10", cursors[0])).await;
+    assert_scim_error(&cross, 400);
+}
+
+#[tokio::test]
+async fn single_users_patch_delete_and_mutators() {
+    let s = FaultScim::start(5).await;
+    let r = get(&s, "/Users/u0000003").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("etag"), Some("W/\"1\""));
+    assert_eq!(r.json()["userName"], "user3@example.test");
+    assert_scim_error(&get(&s, "/Users/u9999999").await, 404);
+    assert_scim_error(&get(&s, "/Nope").await, 404);
+
+    let by_path = json!({
+        "schemas": [PATCH_OP_SCHEMA],
+        "Operations": [{"op": "replace", "path": "active", "value": false}],
+    });
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000001", Some(&by_path))
+            .await
+            .status,
+        204
+    );
+    let u = get(&s, "/Users/u0000001").await.json();
+    assert_eq!(
+        (u["active"].clone(), u["meta"]["version"].clone()),
+        (json!(false), json!("W/\"2\""))
+    );
+
+    let by_value = json!({
+        "schemas": [PATCH_OP_SCHEMA],
+        "Operations": [{"op": "Replace", "value": {"active": false}}],
+    });
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000002", Some(&by_value))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(s.user_state("u0000002"), Some((false, 2)));
+
+    let wrong_type = json!({
+        "schemas": [PATCH_OP_SCHEMA],
+        "Operations": [{"op": "replace", "path": "active", "value": "no"}],
+    });
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Users/u0000000", Some(&wrong_type)).await,
+        400,
+    );
+    let no_schema = json!({"Operations": [{"op": "replace", "path": "active", "value": false}]});
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Users/u0000000", Some(&no_schema)).await,
+        400,
+    );
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Users/u9999999", Some(&by_path)).await,
+        404,
+    );
+    assert_eq!(s.user_state("u0000000"), Some((true, 1)));
+
+    assert_eq!(
+        send_body(&s, "DELETE", "/Users/u0000004", None)
+            .await
+            .status,
+        204
+    );
+    assert_scim_error(&send_body(&s, "DELETE", "/Users/u0000004", None).await, 404);
+    assert_scim_error(&get(&s, "/Users/u0000004").await, 404);
+    assert_eq!(s.user_count(), 4);
+
+    let id = s.add_user();
+    assert_eq!(id, "u0000005");
+    s.set_active(&id, false);
+    assert_eq!(s.user_state(&id), Some((false, 2)));
+    s.delete_user("u0000000");
+    let list = get(&s, "/Users").await.json();
+    assert_eq!(list["totalResults"], 4);
+    assert_eq!(ids(&list), ["u0000001", "u0000002", "u0000003", "u0000005"]);
+    assert_eq!(s.user_ids(), ids(&list));
+}
+
+#[tokio::test]
+async fn groups_page_with_members() {
+    let s = FaultScim::start_with(ScimConfig {
+        users: 10,
+        groups: 7,
+        ..Default::default()
+    })
+    .await;
+    let p1 = get(&s, "/Groups?startIndex=1&count=5").await.json();
+    assert_eq!(p1["totalResults"], 7);
+    assert_eq!(
+        ids(&p1),
+        ["g0000000", "g0000001", "g0000002", "g0000003", "g0000004"]
+    );
+    let g0 = &p1["Resources"][0];
+    assert_eq!(g0["schemas"], json!([GROUP_SCHEMA]));
+    assert_eq!(g0["displayName"], "group0");
+    assert_eq!(g0["members"][0]["value"], "u0000000");
+    assert_eq!(g0["members"][0]["type"], "User");
+    assert_eq!(g0["members"].as_array().unwrap().len(), 3);
+    let p2 = get(&s, "/Groups?startIndex=6&count=5").await.json();
+    assert_eq!(ids(&p2), ["g0000005", "g0000006"]);
+    assert_eq!(get(&s, "/Groups/g0000006").await.json()["id"], "g0000006");
+    // Deleting a user drops it from its groups.
+    s.delete_user("u0000000");
+    let g0 = get(&s, "/Groups/g0000000").await.json();
+    assert_eq!(g0["members"].as_array().unwrap().len(), 2);
+    assert_eq!(g0["meta"]["version"], "W/\"2\"");
+    let r = get(&s, "/Groups?cursor=&count=4").await.json();
+    assert_eq!(ids(&r).len(), 4);
+    assert!(r["nextCursor"].is_string());
+    assert_eq!(
+        s.requests().last().unwrap().page_no,
+        Some(3),
+        "Groups list #3"
+    );
+}
+
+#[tokio::test]
+async fn bearer_token_is_enforced() {
+    let s = FaultScim::start_with(ScimConfig {
+        users: 3,
+        bearer_token: Some("s3cret".into()),
+        ..Default::default()
+    })
+    .await;
+    let none = get(&s, "/Users").await;
+    assert_scim_error(&none, 401);
+    assert!(
+        none.header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_scim_error(&get_auth(&s, "/Users", Some("wrong")).await, 401);
+    assert_scim_error(&get(&s, "/Users/u0000000").await, 401);
+    let ok = get_auth(&s, "/Users", Some("s3cret")).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["totalResults"], 3);
+    let log = s.requests();
+    let seen: Vec<(bool, u16)> = log
+        .iter()
+        .map(|r| (r.has_authorization, r.status))
+        .collect();
+    assert_eq!(seen, [(false, 401), (true, 401), (false, 401), (true, 200)]);
+}
+
+#[tokio::test]
+async fn keep_alive_serves_several_requests_on_one_connection() {
+    let s = FaultScim::start(30).await;
+    let mut c = Conn::open(&s).await;
+    for start in [1, 11, 21] {
+        let r = c
+            .send(
+                "GET",
+                &format!("/v2/Users?startIndex={start}&count=10"),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(ids(&r.json())[0], uid(start - 1));
+    }
+    assert_eq!(s.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn fail_times_then_succeed_keyed_by_start_index() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        fail: vec![
+            PageFault {
+                start_index: 101,
+                status: 503,
+                times: 2,
+            },
+            PageFault {
+                start_index: 201,
+                status: 400,
+                times: u32::MAX,
+            },
+        ],
+        ..Default::default()
+    });
+    assert_eq!(get(&s, "/Users?startIndex=1&count=100").await.status, 200);
+    assert_scim_error(&get(&s, "/Users?startIndex=101&count=100").await, 503);
+    assert_scim_error(&get(&s, "/Users?startIndex=101&count=100").await, 503);
+    let ok = get(&s, "/Users?startIndex=101&count=100").await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ids(&ok.json())[0], uid(100));
+    for _ in 0..5 {
+        assert_scim_error(&get(&s, "/Users?startIndex=201&count=100").await, 400);
+    }
+    // A probe is not a page: never failed.
+    assert_eq!(get(&s, "/Users?startIndex=201&count=0").await.status, 200);
+
+    let log = s.requests();
+    let pages: Vec<(Option<usize>, u16)> = log.iter().map(|r| (r.page_no, r.status)).collect();
+    assert_eq!(
+        &pages[..4],
+        [
+            (Some(1), 200),
+            (Some(2), 503),
+            (Some(3), 503),
+            (Some(4), 200)
+        ],
+        "retries of one page are new page_no's"
+    );
+
+    // Cursor mode: the page at offset 100 is start_index 101; set_faults resets counts.
+    s.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 101,
+            status: 500,
+            times: 1,
+        }],
+        ..Default::default()
+    });
+    let p1 = get(&s, "/Users?cursor=&count=100").await.json();
+    let next = p1["nextCursor"].as_str().unwrap().to_owned();
+    assert_scim_error(
+        &get(&s, &format!("/Users?cursor={next}&count=100")).await,
+        500,
+    );
+    let p2 = get(&s, &format!("/Users?cursor={next}&count=100")).await;
+    assert_eq!(ids(&p2.json())[0], uid(100));
+}
+
+#[tokio::test]
+async fn rate_limit_with_seconds_and_http_date() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        rate_limit: vec![
+            RateLimitFault {
+                start_index: 1,
+                times: 1,
+                retry_after: RetryAfter::Seconds(7),
+            },
+            RateLimitFault {
+                start_index: 101,
+                times: 2,
+                retry_after: RetryAfter::HttpDate(120),
+            },
+        ],
+        ..Default::default()
+    });
+    let r = get(&s, "/Users?startIndex=1&count=100").await;
+    assert_scim_error(&r, 429);
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(get(&s, "/Users?startIndex=1&count=100").await.status, 200);
+
+    for _ in 0..2 {
+        let r = get(&s, "/Users?startIndex=101&count=100").await;
+        assert_scim_error(&r, 429);
+        assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+        let date = r.header("retry-after").unwrap();
+        assert!(
+            date.ends_with(" GMT") && date.len() == 29,
+            "IMF-fixdate: {date:?}"
+        );
+        let when = chrono::DateTime::parse_from_rfc2822(date).unwrap();
+        let ahead = (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
+        assert!((100..=121).contains(&ahead), "{ahead}s ahead");
+    }
+    assert_eq!(get(&s, "/Users?startIndex=101&count=100").await.status, 200);
+}
+
+#[tokio::test]
+async fn total_results_faults() {
+    let s = FaultScim::start(250).await;
+    let total = |b: &Value| b["totalResults"].as_i64().unwrap();
+
+    s.set_faults(Faults {
+        total_results: TotalResults::Fixed(1000),
+        ..Default::default()
+    });
+    assert_eq!(total(&get(&s, "/Users?count=0").await.json()), 1000);
+    assert_eq!(total(&get(&s, "/Users?count=100").await.json()), 1000);
+
+    s.set_faults(Faults {
+        total_results: TotalResults::Offset(-30),
+        ..Default::default()
+    });
+    assert_eq!(total(&get(&s, "/Users?count=0").await.json()), 220);
+    let p = get(&s, "/Users?startIndex=201&count=100").await.json();
+    assert_eq!((total(&p), ids(&p).len()), (220, 50));
+
+    // R13: totalResults == page size; a probe stays honest.
+    s.set_faults(Faults {
+        total_results: TotalResults::EqualsPageSize,
+        ..Default::default()
+    });
+    let p = get(&s, "/Users?startIndex=1&count=100").await.json();
+    assert_eq!((total(&p), ids(&p).len()), (100, 100));
+    assert_eq!(
+        total(&get(&s, "/Users?startIndex=101&count=100").await.json()),
+        100
+    );
+    assert_eq!(total(&get(&s, "/Users?count=0").await.json()), 250);
+
+    // R13: honest for two list requests, then +5 (probes follow the regime).
+    s.set_faults(Faults {
+        total_results: TotalResults::ChangeAfter {
+            requests: 2,
+            offset: 5,
+        },
+        ..Default::default()
+    });
+    assert_eq!(total(&get(&s, "/Users?count=0").await.json()), 250);
+    assert_eq!(
+        total(&get(&s, "/Users?startIndex=1&count=100").await.json()),
+        250
+    );
+    assert_eq!(
+        total(&get(&s, "/Users?startIndex=101&count=100").await.json()),
+        250
+    );
+    assert_eq!(total(&get(&s, "/Users?count=0").await.json()), 255);
+    assert_eq!(
+        total(&get(&s, "/Users?startIndex=201&count=100").await.json()),
+        255
+    );
+
+    // `only` keeps the other resource type honest.
+    let g = FaultScim::start_with(ScimConfig {
+        users: 10,
+        groups: 10,
+        ..Default::default()
+    })
+    .await;
+    g.set_faults(Faults {
+        only: Some(ResourceType::Users),
+        total_results: TotalResults::Fixed(3),
+        ..Default::default()
+    });
+    assert_eq!(total(&get(&g, "/Users?count=5").await.json()), 3);
+    assert_eq!(total(&get(&g, "/Groups?count=5").await.json()), 10);
+    assert_eq!(
+        g.list_requests(),
+        1,
+        "Groups are not counted when only=Users"
+    );
+}
+
+#[tokio::test]
+async fn mutation_drift_duplicates_and_skips_ids_across_pages() {
+    // Insert in front after page 1: the tail of page 1 reappears on page 2.
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        mutate_after_page: Some(Mutation {
+            after_requests: 1,
+            insert_front: 5,
+            delete_front: 0,
+        }),
+        ..Default::default()
+    });
+    let p1 = ids(&get(&s, "/Users?startIndex=1&count=100").await.json());
+    assert_eq!(s.user_count(), 250, "not yet");
+    let p2b = get(&s, "/Users?startIndex=101&count=100").await.json();
+    assert_eq!(p2b["totalResults"], 255);
+    let p2 = ids(&p2b);
+    assert_eq!(p2[0], uid(95));
+    let dup: Vec<&String> = p2.iter().filter(|id| p1.contains(id)).collect();
+    assert_eq!(dup.len(), 5, "duplicated ids across pages: {dup:?}");
+    assert_eq!(&s.user_ids()[..2], ["a0000000", "a0000001"]);
+    // Applied once.
+    get(&s, "/Users?startIndex=201&count=100").await;
+    assert_eq!(s.user_count(), 255);
+
+    // Delete from the front after page 1: ids are skipped.
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        mutate_after_page: Some(Mutation {
+            after_requests: 1,
+            insert_front: 0,
+            delete_front: 10,
+        }),
+        ..Default::default()
+    });
+    let mut seen: HashSet<String> = HashSet::new();
+    for start in [1, 101, 201] {
+        seen.extend(ids(&get(
+            &s,
+            &format!("/Users?startIndex={start}&count=100"),
+        )
+        .await
+        .json()));
+    }
+    assert_eq!(s.user_count(), 240);
+    let missed: Vec<String> = (10..250).map(uid).filter(|id| !seen.contains(id)).collect();
+    assert_eq!(
+        missed,
+        (100..110).map(uid).collect::<Vec<_>>(),
+        "live users never served"
+    );
+}
+
+#[tokio::test]
+async fn short_and_empty_pages() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        short_page: Some(101),
+        empty_page: Some(201),
+        ..Default::default()
+    });
+    let p2 = get(&s, "/Users?startIndex=101&count=100").await.json();
+    assert_eq!(
+        (p2["totalResults"].as_u64(), p2["itemsPerPage"].as_u64()),
+        (Some(250), Some(50))
+    );
+    assert_eq!(ids(&p2), (100..150).map(uid).collect::<Vec<_>>());
+    let p3 = get(&s, "/Users?startIndex=201&count=100").await.json();
+    assert_eq!(
+        (p3["totalResults"].as_u64(), p3["itemsPerPage"].as_u64()),
+        (Some(250), Some(0))
+    );
+    assert_eq!(p3["Resources"], json!([]));
+
+    // Cursor mode: the short page's nextCursor skips its missing half.
+    let (all, _) = walk_cursor(&s, 100, 10).await;
+    assert_eq!(all.len(), 150);
+    assert!(!all.contains(&uid(150)) && !all.contains(&uid(200)));
+}
+
+#[tokio::test]
+async fn malformed_bodies_then_recovery() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        malformed: vec![
+            MalformedFault {
+                start_index: 1,
+                times: 1,
+                kind: Malformed::Truncated,
+            },
+            MalformedFault {
+                start_index: 101,
+                times: 1,
+                kind: Malformed::NotJson,
+            },
+        ],
+        ..Default::default()
+    });
+    let t = get(&s, "/Users?startIndex=1&count=100").await;
+    assert_eq!(t.status, 200);
+    assert_eq!(t.header("content-type"), Some(SCIM_JSON));
+    assert!(t.text().starts_with('{'));
+    assert!(
+        serde_json::from_slice::<Value>(&t.body).is_err(),
+        "truncated"
+    );
+    let ok = get(&s, "/Users?startIndex=1&count=100").await;
+    assert_eq!(ids(&ok.json()).len(), 100);
+    assert!(t.body.len() < ok.body.len());
+
+    let n = get(&s, "/Users?startIndex=101&count=100").await;
+    assert_eq!(n.status, 200);
+    assert!(n.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(serde_json::from_slice::<Value>(&n.body).is_err());
+    assert_eq!(
+        get(&s, "/Users?startIndex=101&count=100").await.json()["itemsPerPage"],
+        100
+    );
+}
+
+#[tokio::test]
+async fn bad_records_missing_id_and_wrong_type() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        bad_records: Some(101),
+        ..Default::default()
+    });
+    let p = get(&s, "/Users?startIndex=101&count=100").await.json();
+    let res = p["Resources"].as_array().unwrap();
+    assert_eq!((res.len(), p["itemsPerPage"].as_u64()), (100, Some(100)));
+    assert!(res[0].get("id").is_none(), "missing id");
+    assert_eq!(res[0]["userName"], "user100@example.test");
+    assert_eq!(res[1]["active"], json!("yes"), "active as a string");
+    assert!(
+        res[2..]
+            .iter()
+            .all(|r| r["id"].is_string() && r["active"].is_boolean())
+    );
+    let other = get(&s, "/Users?startIndex=1&count=100").await.json();
+    assert!(other["Resources"][0]["id"].is_string());
+}
+
+#[tokio::test]
+async fn auth_expires_after_n_list_requests() {
+    let s = FaultScim::start_with(ScimConfig {
+        users: 250,
+        bearer_token: Some("tok".into()),
+        ..Default::default()
+    })
+    .await;
+    s.set_faults(Faults {
+        auth_expire_after_requests: Some(2),
+        ..Default::default()
+    });
+    let t = Some("tok");
+    assert_eq!(
+        get_auth(&s, "/Users?count=0", t).await.status,
+        200,
+        "probes do not count"
+    );
+    assert_eq!(
+        get_auth(&s, "/Users?startIndex=1&count=100", t)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(get_auth(&s, "/Users/u0000000", t).await.status, 200);
+    assert_eq!(
+        get_auth(&s, "/Users?startIndex=101&count=100", t)
+            .await
+            .status,
+        200
+    );
+    let r = get_auth(&s, "/Users?startIndex=201&count=100", t).await;
+    assert_scim_error(&r, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_scim_error(&get_auth(&s, "/Users/u0000000", t).await, 401);
+    assert_scim_error(&get_auth(&s, "/Users?startIndex=1&count=100", t).await, 401);
+    s.set_faults(Faults::default());
+    assert_eq!(
+        get_auth(&s, "/Users?startIndex=201&count=100", t)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn cursor_cycle_repeats_pages() {
+    let s = FaultScim::start(500).await;
+    s.set_faults(Faults {
+        cursor_cycle: Some((3, 2)),
+        ..Default::default()
+    });
+    let (all, cursors) = walk_cursor(&s, 100, 7).await;
+    // Pages 1, 2, 3, 2, 3, 2, 3: never ends, never reaches u0000300.
+    assert_eq!(cursors.len(), 7, "every page hands out a nextCursor");
+    assert_eq!(cursors[1], cursors[3]);
+    assert_eq!(cursors[2], cursors[4]);
+    assert_eq!(cursors[1], cursors[5]);
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (700, 300));
+    assert!(!distinct.contains(&uid(300)));
+    // Index mode is unaffected.
+    let p = get(&s, "/Users?startIndex=201&count=100").await.json();
+    assert_eq!(ids(&p)[0], uid(200));
+}
+
+#[tokio::test]
+async fn latency_and_one_slow_page() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        latency_ms: 40,
+        slow: Some((101, 400)),
+        ..Default::default()
+    });
+    let t0 = Instant::now();
+    assert_eq!(get(&s, "/Users/u0000001").await.status, 200);
+    let fast = t0.elapsed();
+    assert!(fast.as_millis() >= 40, "{fast:?}");
+    let t1 = Instant::now();
+    assert_eq!(get(&s, "/Users?startIndex=101&count=100").await.status, 200);
+    let slow = t1.elapsed();
+    assert!(slow.as_millis() >= 440, "{slow:?}");
+    let t2 = Instant::now();
+    assert_eq!(get(&s, "/Users?startIndex=1&count=100").await.status, 200);
+    assert!(t2.elapsed().as_millis() < 400, "only that page is slow");
+    // A client with a short timeout gives up on the slow page.
+    let timed = tokio::time::timeout(
+        std::time::Duration::from_millis(150),
+        get(&s, "/Users?startIndex=101&count=100"),
+    )
+    .await;
+    assert!(timed.is_err());
+}
+
+#[tokio::test]
+async fn server_answers_while_the_test_thread_blocks() {
+    let s = FaultScim::start(3).await;
+    let addr = s.addr;
+    // A blocking client on this (current-thread) runtime's own thread.
+    let text = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /v2/Users?count=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"totalResults\":3"));
+    drop(s);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "stopped on drop"
+    );
+}

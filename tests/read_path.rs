@@ -1,0 +1,605 @@
+//! The read path end to end: `govledger serve` syncs a SCIM source through the
+//! sync engine, and the ledger's verdict names exactly what went wrong. The
+//! source is the fault-injecting SCIM server (tests/common/fault_scim.rs), which
+//! drives each failure of the taxonomy, R1–R13, on purpose.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Govledger, NatsServer,
+    fault_scim::{
+        FaultScim, Faults, Malformed, MalformedFault, Mutation, PageFault, RateLimitFault,
+        RetryAfter, ScimConfig, TotalResults,
+    },
+};
+use govledger_proto::v1::{
+    CheckReadinessRequest, EntityType, Freshness, GetIdentityRequest, GetRunResponse,
+    GetSourceRequest, PresenceStatus, ReasonCode, Verdict,
+};
+
+const USERS: usize = 250;
+
+fn config(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[api]
+abandon_after_ms = 600000
+
+[[sources]]
+id = "hr"
+base_url = "{base_url}"
+page_size = 100
+{extra}
+
+[sources.retry]
+attempts_max = 3
+budget_ms = 20000
+backoff_min_ms = 10
+backoff_max_ms = 50
+"#
+    )
+}
+
+fn verdict(r: &GetRunResponse) -> Verdict {
+    Verdict::try_from(r.verdict).unwrap()
+}
+
+fn codes(r: &GetRunResponse) -> Vec<ReasonCode> {
+    r.reasons
+        .iter()
+        .map(|x| ReasonCode::try_from(x.code).unwrap())
+        .collect()
+}
+
+/// A fault server with USERS users, a govledger syncing it as source "hr".
+async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
+    setup_with(
+        ScimConfig {
+            users: USERS,
+            ..Default::default()
+        },
+        extra,
+    )
+    .await
+}
+
+async fn setup_with(cfg: ScimConfig, extra: &str) -> (NatsServer, FaultScim, Govledger) {
+    let nats = NatsServer::start();
+    let scim = FaultScim::start_with(cfg).await;
+    let gl = Govledger::serve_with_config(&nats.url(), &config(&scim.base_url, extra));
+    (nats, scim, gl)
+}
+
+async fn run_with(
+    faults: Faults,
+    extra: &str,
+) -> (GetRunResponse, FaultScim, Govledger, NatsServer) {
+    let (nats, scim, gl) = setup(extra).await;
+    scim.set_faults(faults);
+    let r = gl.sync("hr").await;
+    (r, scim, gl, nats)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_runs_are_always_complete_with_exact_counts() {
+    let (_nats, scim, gl) = setup("").await;
+    for i in 0..8 {
+        let r = gl.sync("hr").await;
+        assert_eq!(
+            verdict(&r),
+            Verdict::Complete,
+            "clean run {i}: {:?}",
+            r.reasons
+        );
+        let run = r.run.unwrap();
+        assert_eq!(run.records_unique, USERS as u64);
+        assert_eq!(run.declared_total_last, Some(USERS as u64));
+        assert_eq!(
+            (run.pages_fetched, run.page_failures, run.duplicates),
+            (4, 0, 0),
+            "3 data pages + the probe past the end"
+        );
+        assert_eq!(run.probe_past_end_items, 0);
+    }
+    assert_eq!(scim.user_count(), USERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r1_page_failing_after_retries_is_named_with_the_missing_count() {
+    let faults = Faults {
+        fail: vec![PageFault {
+            start_index: 101,
+            status: 503,
+            times: u32::MAX,
+        }],
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
+    );
+    assert!(
+        r.reasons[0].message.contains("Users:startIndex=101"),
+        "{:?}",
+        r.reasons
+    );
+    assert_eq!(
+        r.reasons[1].message,
+        "100 of 250 records missing: 150 unique observed"
+    );
+    let run = r.run.unwrap();
+    assert_eq!(
+        (run.pages_failed_final, run.page_failures),
+        (1, 3),
+        "3 attempts, all recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r1_page_that_recovers_within_the_retry_budget_is_complete() {
+    let faults = Faults {
+        fail: vec![PageFault {
+            start_index: 101,
+            status: 500,
+            times: 2,
+        }],
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_eq!(r.run.unwrap().page_failures, 2);
+}
+
+async fn rate_limited(retry_after: RetryAfter, wait_min: Duration) {
+    let faults = Faults {
+        rate_limit: vec![RateLimitFault {
+            start_index: 101,
+            times: 1,
+            retry_after,
+        }],
+        ..Default::default()
+    };
+    let (r, scim, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_eq!(r.run.unwrap().rate_limited, 1);
+    let reqs: Vec<_> = scim
+        .requests()
+        .into_iter()
+        .filter(|q| q.path_and_query.contains("startIndex=101&"))
+        .collect();
+    assert_eq!(reqs[0].status, 429);
+    assert_eq!(reqs[1].status, 200);
+    let waited = reqs[1].at.duration_since(reqs[0].at);
+    assert!(
+        waited >= wait_min,
+        "retried after {waited:?}, before Retry-After"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_429_with_retry_after_seconds_is_waited_out() {
+    rate_limited(RetryAfter::Seconds(1), Duration::from_millis(990)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_429_with_retry_after_http_date_is_waited_out() {
+    // HTTP-dates have 1 s resolution: "2 s from now" is at least 1 s away.
+    rate_limited(RetryAfter::HttpDate(2), Duration::from_millis(990)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_declared_total_too_high_is_short() {
+    let faults = Faults {
+        total_results: TotalResults::Offset(7),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert!(
+        codes(&r).contains(&ReasonCode::CountShort),
+        "{:?}",
+        r.reasons
+    );
+    assert!(
+        r.reasons
+            .iter()
+            .any(|x| x.message.contains("7 of 257 records missing")),
+        "{:?}",
+        r.reasons
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_declared_total_too_low_is_caught_by_the_probe_past_the_end() {
+    let faults = Faults {
+        total_results: TotalResults::Offset(-60),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    let c = codes(&r);
+    assert!(c.contains(&ReasonCode::ProbeNotEmpty), "{:?}", r.reasons);
+    assert!(c.contains(&ReasonCode::CountOver), "{:?}", r.reasons);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_declared_total_equal_to_the_page_size_is_not_believed() {
+    let faults = Faults {
+        total_results: TotalResults::EqualsPageSize,
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    let c = codes(&r);
+    for want in [
+        ReasonCode::ProbeNotEmpty,
+        ReasonCode::DeclaredEqualsPageSize,
+    ] {
+        assert!(c.contains(&want), "{want:?} missing: {:?}", r.reasons);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_declared_total_changing_between_pages_is_flagged() {
+    let faults = Faults {
+        total_results: TotalResults::ChangeAfter {
+            requests: 1,
+            offset: 12,
+        },
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_ne!(verdict(&r), Verdict::Complete);
+    assert!(
+        codes(&r).contains(&ReasonCode::DeclaredTotalChanged),
+        "{:?}",
+        r.reasons
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r4_offset_drift_inserts_give_duplicates() {
+    let faults = Faults {
+        mutate_after_page: Some(Mutation {
+            after_requests: 1,
+            insert_front: 10,
+            delete_front: 0,
+        }),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    let c = codes(&r);
+    assert!(c.contains(&ReasonCode::Duplicates), "{:?}", r.reasons);
+    assert!(r.run.unwrap().duplicates >= 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r4_offset_drift_deletes_give_skips() {
+    let faults = Faults {
+        mutate_after_page: Some(Mutation {
+            after_requests: 1,
+            insert_front: 0,
+            delete_front: 10,
+        }),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    // 10 records slid into page 1's range after it was read: never seen.
+    assert_ne!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    let c = codes(&r);
+    assert!(
+        c.contains(&ReasonCode::CountShort) || c.contains(&ReasonCode::DeclaredTotalChanged),
+        "{:?}",
+        r.reasons
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_short_page_before_the_declared_end() {
+    let faults = Faults {
+        short_page: Some(101),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    let c = codes(&r);
+    assert!(c.contains(&ReasonCode::ShortPage), "{:?}", r.reasons);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_empty_page_before_the_declared_end() {
+    let faults = Faults {
+        empty_page: Some(101),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    let c = codes(&r);
+    assert!(c.contains(&ReasonCode::EmptyPage), "{:?}", r.reasons);
+    assert!(c.contains(&ReasonCode::CountShort), "{:?}", r.reasons);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r6_malformed_body_that_persists_fails_the_page() {
+    let faults = Faults {
+        malformed: vec![MalformedFault {
+            start_index: 201,
+            times: u32::MAX,
+            kind: Malformed::Truncated,
+        }],
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
+    );
+    assert!(r.reasons[0].message.contains("startIndex=201"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r6_malformed_body_once_is_retried() {
+    let faults = Faults {
+        malformed: vec![MalformedFault {
+            start_index: 101,
+            times: 1,
+            kind: Malformed::NotJson,
+        }],
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r7_records_without_id_or_with_wrong_types_are_rejected_not_dropped() {
+    let faults = Faults {
+        bad_records: Some(101),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::CountShort, ReasonCode::RecordsRejected]
+    );
+    assert_eq!(r.run.unwrap().rejected, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r8_count_drop_past_the_deletion_threshold_is_suspect() {
+    let (_nats, scim, gl) = setup("deletion_threshold_pct = 20").await;
+    assert_eq!(verdict(&gl.sync("hr").await), Verdict::Complete);
+    // Under the threshold (2%): an ordinary complete run.
+    for id in scim.user_ids().into_iter().take(5) {
+        scim.delete_user(&id);
+    }
+    let r = gl.sync("hr").await;
+    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    // Past it (60 of 245 = 24.5%): SUSPECT, and it stays SUSPECT against the last
+    // COMPLETE run until the threshold is changed — a mass deletion is never
+    // waved through silently.
+    for id in scim.user_ids().into_iter().take(60) {
+        scim.delete_user(&id);
+    }
+    for _ in 0..2 {
+        let r = gl.sync("hr").await;
+        assert_eq!(verdict(&r), Verdict::Suspect, "{:?}", r.reasons);
+        assert_eq!(codes(&r), vec![ReasonCode::CountDrop]);
+        assert!(
+            r.reasons[0].message.contains("60 records disappeared")
+                && r.reasons[0].message.contains("245 → 185"),
+            "{:?}",
+            r.reasons
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r9_freshness_and_the_readiness_gate() {
+    let (_nats, _scim, gl) = setup("freshness_objective_ms = 1500").await;
+    let mut c = gl.client().await;
+    let ready = c
+        .check_readiness(CheckReadinessRequest { source_ids: vec![] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ready.ready);
+    assert_eq!(ready.blockers[0].code, "NEVER_COMPLETE");
+
+    assert_eq!(verdict(&gl.sync("hr").await), Verdict::Complete);
+    let ready = c
+        .check_readiness(CheckReadinessRequest {
+            source_ids: vec!["hr".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ready.ready, "{:?}", ready.blockers);
+    let st = c
+        .get_source(GetSourceRequest {
+            source_id: "hr".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(Freshness::try_from(st.freshness).unwrap(), Freshness::Fresh);
+
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let ready = c
+        .check_readiness(CheckReadinessRequest {
+            source_ids: vec!["hr".into(), "nope".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ready.ready);
+    let got: Vec<&str> = ready.blockers.iter().map(|b| b.code.as_str()).collect();
+    assert_eq!(got, vec!["STALE", "UNKNOWN_SOURCE"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r10_worker_killed_mid_run_leaves_it_abandoned_never_complete() {
+    let (nats, scim, gl) = setup("").await;
+    scim.set_faults(Faults {
+        latency_ms: 150,
+        ..Default::default()
+    });
+    let mut c = gl.client().await;
+    let run_id = c
+        .trigger_sync(govledger_proto::v1::TriggerSyncRequest {
+            source_id: "hr".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    // Let it read a page or two, then kill the whole process.
+    while scim.list_requests() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let data = {
+        let mut gl = gl;
+        let data = std::mem::replace(&mut gl.data, tempfile::tempdir().unwrap());
+        drop(gl); // SIGKILL
+        data
+    };
+    scim.set_faults(Faults::default());
+    let cfg = data.path().join("govledger.toml");
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
+    let r = gl.wait_decided(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(verdict(&r), Verdict::Abandoned, "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].message.contains("worker restarted"),
+        "{:?}",
+        r.reasons
+    );
+    // The next run is a fresh, complete one.
+    assert_eq!(verdict(&gl.sync("hr").await), Verdict::Complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_auth_expiring_mid_run_and_wrong_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("token");
+    std::fs::write(&tok, "t0ken\n").unwrap();
+    let auth = format!(
+        "[sources.auth]\nkind = \"bearer\"\ntoken_file = \"{}\"",
+        tok.display()
+    );
+    let (nats, scim, gl) = setup_with(
+        ScimConfig {
+            users: USERS,
+            bearer_token: Some("t0ken".into()),
+            ..Default::default()
+        },
+        &auth,
+    )
+    .await;
+    assert_eq!(verdict(&gl.sync("hr").await), Verdict::Complete);
+    assert!(scim.requests().iter().all(|q| q.has_authorization));
+
+    scim.set_faults(Faults {
+        auth_expire_after_requests: Some(2),
+        ..Default::default()
+    });
+    let r = gl.sync("hr").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_eq!(codes(&r)[0], ReasonCode::AuthFailed, "{:?}", r.reasons);
+    assert!(r.reasons[0].message.contains("HTTP 401"), "{:?}", r.reasons);
+    // The token itself never reaches the ledger.
+    assert!(!format!("{r:?}").contains("t0ken"));
+    drop(gl);
+
+    // Wrong credentials from the first request: the sync could not run at all.
+    std::fs::write(&tok, "wrong").unwrap();
+    scim.set_faults(Faults::default());
+    let gl = Govledger::serve_with_config(&nats.url(), &config(&scim.base_url, &auth));
+    let r = gl.sync("hr").await;
+    assert_eq!(verdict(&r), Verdict::Failed, "{:?}", r.reasons);
+    assert_eq!(codes(&r), vec![ReasonCode::AuthFailed]);
+    assert!(!gl.log_text().contains("wrong"), "a secret reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_cursor_cycle_is_detected() {
+    let (_nats, scim, gl) = setup("paging = \"cursor\"").await;
+    scim.set_faults(Faults {
+        cursor_cycle: Some((3, 2)),
+        ..Default::default()
+    });
+    let r = gl.sync("hr").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert!(
+        codes(&r).contains(&ReasonCode::PagingCycle),
+        "{:?}",
+        r.reasons
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursor_paging_clean_run_is_complete() {
+    let (_nats, _scim, gl) = setup("paging = \"cursor\"").await;
+    let r = gl.sync("hr").await;
+    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_eq!(r.run.unwrap().records_unique, USERS as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absence_is_evidence_only_from_a_complete_run() {
+    let (_nats, scim, gl) = setup("").await;
+    assert_eq!(verdict(&gl.sync("hr").await), Verdict::Complete);
+    let gone: Vec<String> = scim.user_ids().into_iter().skip(10).take(3).collect();
+    for id in &gone {
+        scim.delete_user(id);
+    }
+    // An INCOMPLETE run that did not see them: UNKNOWN, not removed.
+    scim.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 201,
+            status: 503,
+            times: u32::MAX,
+        }],
+        ..Default::default()
+    });
+    assert_eq!(verdict(&gl.sync("hr").await), Verdict::Incomplete);
+    let mut c = gl.client().await;
+    let presence = |c: &mut govledger_proto::v1::ledger_client::LedgerClient<_>, id: String| {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .get_identity(GetIdentityRequest {
+                    source_id: "hr".into(),
+                    entity_type: EntityType::User as i32,
+                    external_id: id,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            PresenceStatus::try_from(r.presence).unwrap()
+        }
+    };
+    for id in &gone {
+        assert_eq!(presence(&mut c, id.clone()).await, PresenceStatus::Unknown);
+    }
+    // A COMPLETE run that did not see them: removed at the source.
+    scim.set_faults(Faults::default());
+    assert_eq!(verdict(&gl.sync("hr").await), Verdict::Complete);
+    for id in &gone {
+        assert_eq!(
+            presence(&mut c, id.clone()).await,
+            PresenceStatus::RemovedAtSource
+        );
+    }
+    let kept = scim.user_ids()[0].clone();
+    assert_eq!(presence(&mut c, kept).await, PresenceStatus::Present);
+}
