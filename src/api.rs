@@ -13,7 +13,7 @@ use govledger_proto::v1::{
     GetIdentityRequest, GetIdentityResponse, GetLedgerStatusRequest, GetRunRequest, GetRunResponse,
     GetSourceRequest, GetSourceResponse, LedgerStatus, ListPoisonEventsRequest,
     ListPoisonEventsResponse, ListRunsRequest, ListRunsResponse, ListSourcesRequest,
-    ListSourcesResponse, RunState, RunSummary, SourceStatus, TriggerSyncRequest,
+    ListSourcesResponse, RunState, RunSummary, SourceStatus, SyncMode, TriggerSyncRequest,
     TriggerSyncResponse, Verdict, ledger_server::Ledger,
 };
 use tonic::{Request, Response, Status};
@@ -386,14 +386,26 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<TriggerSyncRequest>,
     ) -> Result<Response<TriggerSyncResponse>, Status> {
-        let id = require("source_id", &req.get_ref().source_id)?;
-        match self.syncs.trigger(id).await {
+        let r = req.get_ref();
+        let id = require("source_id", &r.source_id)?;
+        let mode = match SyncMode::try_from(r.mode) {
+            Ok(SyncMode::Unspecified | SyncMode::Full) => SyncMode::Full,
+            Ok(SyncMode::Delta) => SyncMode::Delta,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "mode {} is not a SyncMode (FULL=1, DELTA=2)",
+                    r.mode
+                )));
+            }
+        };
+        match self.syncs.trigger(id, mode).await {
             Ok(run_id) => Ok(Response::new(TriggerSyncResponse { run_id })),
             Err(e @ TriggerError::NotConfigured(_)) => Err(Status::not_found(e.to_string())),
             Err(e @ TriggerError::AlreadyRunning { .. }) => {
                 Err(Status::failed_precondition(e.to_string()))
             }
             Err(e @ TriggerError::Stopped(_)) => Err(Status::unavailable(e.to_string())),
+            Err(e @ TriggerError::NoBaseline(_)) => Err(Status::failed_precondition(e.to_string())),
         }
     }
 

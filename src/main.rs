@@ -15,8 +15,8 @@ use govledger::{
 use govledger_ingest::{Publisher, event::ProducerId};
 use govledger_proto::v1::{
     CheckReadinessRequest, EntityType, GetIdentityRequest, GetLedgerStatusRequest, GetRunRequest,
-    ListPoisonEventsRequest, ListRunsRequest, ListSourcesRequest, TriggerSyncRequest, Verdict,
-    ledger_client::LedgerClient,
+    ListPoisonEventsRequest, ListRunsRequest, ListSourcesRequest, SyncMode, TriggerSyncRequest,
+    Verdict, ledger_client::LedgerClient,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +96,10 @@ enum Cmd {
         /// Give up following after this long, in seconds.
         #[arg(long, default_value_t = 3_600)]
         timeout_s: u64,
+        /// Read only what changed since the last COMPLETE run (SCIM filter on
+        /// meta.lastModified). Its absences are never evidence of removal.
+        #[arg(long)]
+        delta: bool,
     },
     /// May a review over these sources close? (all sources when none given)
     /// Exit code 0 when ready, 3 when not.
@@ -350,11 +354,17 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             source,
             client: f,
             timeout_s,
+            delta,
         } => {
             let mut c = client(&f).await?;
             let run_id = c
                 .trigger_sync(TriggerSyncRequest {
                     source_id: source.clone(),
+                    mode: if delta {
+                        SyncMode::Delta as i32
+                    } else {
+                        SyncMode::Full as i32
+                    },
                 })
                 .await
                 .map_err(status_err)?

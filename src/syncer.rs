@@ -33,9 +33,14 @@ pub enum TriggerError {
     AlreadyRunning { source_id: String, run_id: String },
     #[error("the sync worker of {0} is shutting down")]
     Stopped(String),
+    #[error(
+        "source {0} has no COMPLETE run yet: a delta sync needs one to start from; run a full sync first"
+    )]
+    NoBaseline(String),
 }
 
 struct Trigger {
+    mode: SyncMode,
     reply: oneshot::Sender<Result<String, TriggerError>>,
 }
 
@@ -118,8 +123,8 @@ impl SyncManager {
         ))
     }
 
-    /// Starts a full sync of `source_id` now; returns its run id.
-    pub async fn trigger(&self, source_id: &str) -> Result<String, TriggerError> {
+    /// Starts a sync of `source_id` now; returns its run id.
+    pub async fn trigger(&self, source_id: &str, mode: SyncMode) -> Result<String, TriggerError> {
         let h = self
             .sources
             .get(source_id)
@@ -131,13 +136,14 @@ impl SyncManager {
             });
         }
         let (reply, rx) = oneshot::channel();
-        h.tx.try_send(Trigger { reply }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => TriggerError::AlreadyRunning {
-                source_id: source_id.to_owned(),
-                run_id: "queued".into(),
-            },
-            mpsc::error::TrySendError::Closed(_) => TriggerError::Stopped(source_id.to_owned()),
-        })?;
+        h.tx.try_send(Trigger { mode, reply })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => TriggerError::AlreadyRunning {
+                    source_id: source_id.to_owned(),
+                    run_id: "queued".into(),
+                },
+                mpsc::error::TrySendError::Closed(_) => TriggerError::Stopped(source_id.to_owned()),
+            })?;
         rx.await
             .map_err(|_| TriggerError::Stopped(source_id.to_owned()))?
     }
@@ -206,6 +212,20 @@ impl Worker {
             if let (Some(iv), None) = (self.interval, &trigger) {
                 next_scheduled = Some(tokio::time::Instant::now() + iv);
             }
+            let mode = trigger.as_ref().map_or(SyncMode::Full, |t| t.mode);
+            let since = if mode == SyncMode::Delta {
+                match self.delta_baseline() {
+                    Some(us) => Some(us),
+                    None => {
+                        if let Some(t) = trigger {
+                            let _ = t.reply.send(Err(TriggerError::NoBaseline(source.clone())));
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
             let run_id = uuid::Uuid::now_v7().to_string();
             *self.running.lock().await = Some(run_id.clone());
             if let Some(t) = trigger {
@@ -219,7 +239,7 @@ impl Worker {
                 progress: self.progress.clone(),
                 cancel: self.deps.cancel.clone(),
             };
-            match run_sync(&self.spec, &ctx, &run_id, SyncMode::Full).await {
+            match run_sync(&self.spec, &ctx, &run_id, mode, since).await {
                 Ok(r) => tracing::info!(
                     source = %source, run_id = %run_id, unique = r.unique, pages = r.pages_ok,
                     pages_failed = r.pages_failed, events = r.events,
@@ -230,6 +250,16 @@ impl Worker {
             }
             *self.running.lock().await = None;
         }
+    }
+
+    /// Start of the source's last COMPLETE run: what a delta sync reads from.
+    fn delta_baseline(&self) -> Option<i64> {
+        let src = self.deps.store.source(&self.spec.source_id).ok()??;
+        if src.last_complete_run_id.is_empty() {
+            return None;
+        }
+        let run = self.deps.store.run(&src.last_complete_run_id).ok()??;
+        Some(run.started_at_us)
     }
 
     /// Waits until the projection holds everything that was in the stream at

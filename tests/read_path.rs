@@ -457,6 +457,7 @@ async fn r10_worker_killed_mid_run_leaves_it_abandoned_never_complete() {
     let run_id = c
         .trigger_sync(govledger_proto::v1::TriggerSyncRequest {
             source_id: "hr".into(),
+            mode: 0,
         })
         .await
         .unwrap()
@@ -602,4 +603,90 @@ async fn absence_is_evidence_only_from_a_complete_run() {
     }
     let kept = scim.user_ids()[0].clone();
     assert_eq!(presence(&mut c, kept).await, PresenceStatus::Present);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_syncs_run_by_themselves() {
+    let (_nats, _scim, gl) = setup("schedule_interval_ms = 1000").await;
+    let mut c = gl.client().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = c
+            .list_runs(govledger_proto::v1::ListRunsRequest {
+                source_id: "hr".into(),
+                limit: 10,
+            })
+            .await
+            .map(|r| r.into_inner().runs)
+            .unwrap_or_default();
+        let complete = runs
+            .iter()
+            .filter(|r| r.verdict == Verdict::Complete as i32)
+            .count();
+        if complete >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scheduled runs: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_sync_errors_are_actionable() {
+    use govledger_proto::v1::{SyncMode, TriggerSyncRequest};
+    let (_nats, scim, gl) = setup("").await;
+    let mut c = gl.client().await;
+    let e = c
+        .trigger_sync(TriggerSyncRequest {
+            source_id: "nope".into(),
+            mode: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(e.message().contains("[[sources]]"), "{}", e.message());
+    // Delta without a complete run to start from.
+    let e = c
+        .trigger_sync(TriggerSyncRequest {
+            source_id: "hr".into(),
+            mode: SyncMode::Delta as i32,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains("full sync first"), "{}", e.message());
+    // One run at a time per source.
+    scim.set_faults(Faults {
+        latency_ms: 100,
+        ..Default::default()
+    });
+    let first = c
+        .trigger_sync(TriggerSyncRequest {
+            source_id: "hr".into(),
+            mode: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id;
+    let e = c
+        .trigger_sync(TriggerSyncRequest {
+            source_id: "hr".into(),
+            mode: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(e.message().contains(&first), "{}", e.message());
+    let e = c
+        .trigger_sync(TriggerSyncRequest {
+            source_id: "hr".into(),
+            mode: 9,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }

@@ -12,7 +12,7 @@ use common::{
     Govledger, NatsServer,
     scim2::{Scim2Server, bare_paginated_read},
 };
-use govledger_proto::v1::{EntityType, GetIdentityRequest, PresenceStatus, Verdict};
+use govledger_proto::v1::{EntityType, GetIdentityRequest, PresenceStatus, SyncMode, Verdict};
 
 const USERS: usize = 10_000;
 const GROUPS: usize = 20;
@@ -24,7 +24,10 @@ async fn full_sync_of_a_real_scim_server_is_complete_and_deletions_are_removed_a
     let seeded = Instant::now();
     let users = scim.seed_users(USERS).await;
     scim.seed_groups(GROUPS, 50, &users).await;
-    eprintln!("seeded {USERS} users and {GROUPS} groups in {:?}", seeded.elapsed());
+    eprintln!(
+        "seeded {USERS} users and {GROUPS} groups in {:?}",
+        seeded.elapsed()
+    );
 
     let nats = NatsServer::start();
     let gl = Govledger::serve_with_config(
@@ -47,7 +50,12 @@ page_size = {PAGE}
     let t = Instant::now();
     let r = gl.sync("scim2").await;
     let sync_t = t.elapsed();
-    assert_eq!(Verdict::try_from(r.verdict).unwrap(), Verdict::Complete, "{:?}", r.reasons);
+    assert_eq!(
+        Verdict::try_from(r.verdict).unwrap(),
+        Verdict::Complete,
+        "{:?}",
+        r.reasons
+    );
     let run = r.run.unwrap();
     assert_eq!(run.records_unique, (USERS + GROUPS) as u64);
     assert_eq!(run.declared_total_last, Some((USERS + GROUPS) as u64));
@@ -58,8 +66,14 @@ page_size = {PAGE}
             .map(|e| (e.unique, e.declared_last))
             .unwrap()
     };
-    assert_eq!(by_type(EntityType::User), (USERS as u64, Some(USERS as u64)));
-    assert_eq!(by_type(EntityType::Group), (GROUPS as u64, Some(GROUPS as u64)));
+    assert_eq!(
+        by_type(EntityType::User),
+        (USERS as u64, Some(USERS as u64))
+    );
+    assert_eq!(
+        by_type(EntityType::Group),
+        (GROUPS as u64, Some(GROUPS as u64))
+    );
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     eprintln!(
         "THROUGHPUT users page={PAGE}: bare read {bare_n} in {bare_t:.2?} ({:.0}/s); govledger sync of {} records (users+groups, with count probes and the probe past the end) in {sync_t:.2?} ({:.0}/s); ratio {:.2}x",
@@ -75,7 +89,12 @@ page_size = {PAGE}
         scim.delete_user(id).await;
     }
     let r = gl.sync("scim2").await;
-    assert_eq!(Verdict::try_from(r.verdict).unwrap(), Verdict::Complete, "{:?}", r.reasons);
+    assert_eq!(
+        Verdict::try_from(r.verdict).unwrap(),
+        Verdict::Complete,
+        "{:?}",
+        r.reasons
+    );
     assert_eq!(r.run.unwrap().records_unique, (USERS + GROUPS - 3) as u64);
     let mut c = gl.client().await;
     for (id, want) in [
@@ -92,6 +111,51 @@ page_size = {PAGE}
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(PresenceStatus::try_from(p.presence).unwrap(), want, "{id}: {}", p.presence_reason);
+        assert_eq!(
+            PresenceStatus::try_from(p.presence).unwrap(),
+            want,
+            "{id}: {}",
+            p.presence_reason
+        );
     }
+
+    // A delta sync reads only what changed since the last complete run.
+    let changed = &users[200..202];
+    for id in changed {
+        scim.set_active(id, false).await;
+    }
+    let r = gl.sync_mode("scim2", SyncMode::Delta).await;
+    assert_eq!(
+        Verdict::try_from(r.verdict).unwrap(),
+        Verdict::Complete,
+        "{:?}",
+        r.reasons
+    );
+    let run = r.run.unwrap();
+    assert_eq!(run.records_unique, 2);
+    assert_eq!(run.mode, SyncMode::Delta as i32);
+    let p = c
+        .get_identity(GetIdentityRequest {
+            source_id: "scim2".into(),
+            entity_type: EntityType::User as i32,
+            external_id: changed[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.identity.unwrap().active, Some(false));
+    // Absence from a delta run is not evidence: everyone else is still present.
+    let p = c
+        .get_identity(GetIdentityRequest {
+            source_id: "scim2".into(),
+            entity_type: EntityType::User as i32,
+            external_id: users[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(
+        PresenceStatus::try_from(p.presence).unwrap(),
+        PresenceStatus::RemovedAtSource
+    );
 }

@@ -132,6 +132,8 @@ enum Stop {
 }
 
 struct Run<'a> {
+    /// SCIM filter of a delta run (empty for full runs).
+    filter: String,
     spec: &'a SyncSpec,
     ctx: &'a SyncContext,
     scope: Scope,
@@ -151,9 +153,22 @@ pub async fn run_sync(
     ctx: &SyncContext,
     run_id: &str,
     mode: SyncMode,
+    delta_since_us: Option<i64>,
 ) -> Result<SyncReport, SyncError> {
     use rand::SeedableRng as _;
+    let filter = match (mode, delta_since_us) {
+        (SyncMode::Delta, Some(us)) => chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| {
+                format!(
+                    "meta.lastModified gt \"{}\"",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                )
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let mut run = Run {
+        filter: filter.clone(),
         spec,
         ctx,
         scope: Scope::run(&spec.source_id, run_id),
@@ -186,7 +201,7 @@ pub async fn run_sync(
                 .collect(),
             deletion_threshold_pct: spec.deletion_threshold_pct,
             deletion_threshold_abs: spec.deletion_threshold_abs,
-            delta_filter: String::new(),
+            delta_filter: filter,
         }),
     )
     .await?;
@@ -292,8 +307,13 @@ impl Run<'_> {
     }
 
     fn url(&self, res: &Resource, query: &str) -> String {
+        let filter = if self.filter.is_empty() {
+            String::new()
+        } else {
+            format!("&filter={}", query_escape(&self.filter))
+        };
         format!(
-            "{}/{}?{query}",
+            "{}/{}?{query}{filter}",
             self.spec.base_url.trim_end_matches('/'),
             res.endpoint
         )

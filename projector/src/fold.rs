@@ -622,9 +622,10 @@ fn after_run_event(w: &mut Working, ev: &Event) {
     if v == Verdict::Complete {
         src.last_complete_run_id = run_id.clone();
         src.last_complete_at_us = finished_at;
-        src.last_complete_unique = unique;
         src.consecutive_failures = 0;
         if full {
+            // The deletion guard compares full runs with full runs only.
+            src.last_complete_unique = unique;
             src.last_complete_full_run_id = run_id;
             src.last_complete_full_first_seq = first_seq;
         }

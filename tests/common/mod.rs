@@ -235,12 +235,22 @@ impl Govledger {
         Self::serve_in(data, nats_url, &["--config", &cfg])
     }
 
-    /// TriggerSync, then wait until the ledger has decided the run.
+    /// TriggerSync (full), then wait until the ledger has decided the run.
     pub async fn sync(&self, source: &str) -> govledger_proto::v1::GetRunResponse {
+        self.sync_mode(source, govledger_proto::v1::SyncMode::Full)
+            .await
+    }
+
+    pub async fn sync_mode(
+        &self,
+        source: &str,
+        mode: govledger_proto::v1::SyncMode,
+    ) -> govledger_proto::v1::GetRunResponse {
         let mut c = self.client().await;
         let run_id = c
             .trigger_sync(govledger_proto::v1::TriggerSyncRequest {
                 source_id: source.to_owned(),
+                mode: mode as i32,
             })
             .await
             .unwrap()
