@@ -9,6 +9,7 @@ use std::{path::PathBuf, time::Duration};
 use govledger_ingest::{
     backoff::Backoff,
     http::{Auth, Secret},
+    rest::RestShape,
     retry::RetryPolicy,
     sync::{Paging, Resource, SyncSpec},
 };
@@ -27,7 +28,7 @@ pub const DEFAULT_FRESHNESS_OBJECTIVE_MS: u64 = 24 * 60 * 60 * 1_000;
 pub struct SourceConfig {
     /// Source id: ASCII letters, digits, '-', '_' (one NATS subject token).
     pub id: String,
-    /// Connector kind; `scim` (SCIM 2.0).
+    /// Connector kind: `scim` (SCIM 2.0) or `rest` (a JSON API, see `[sources.rest]`).
     #[serde(default = "default_kind")]
     pub kind: String,
     /// SCIM base URL, e.g. `https://idp.example/scim/v2`.
@@ -35,7 +36,8 @@ pub struct SourceConfig {
     /// SCIM endpoints to read: `Users`, `Groups`.
     #[serde(default = "default_resources")]
     pub resources: Vec<String>,
-    /// `index` (startIndex/count) or `cursor` (RFC 9865).
+    /// SCIM: `index` (startIndex/count) or `cursor` (RFC 9865).
+    /// REST: `page-number` or `link` (RFC 8288 `Link: <...>; rel="next"`).
     #[serde(default = "default_paging")]
     pub paging: String,
     #[serde(default = "default_page_size")]
@@ -62,6 +64,46 @@ pub struct SourceConfig {
     pub rate_limit: RateLimitConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// For `kind = "rest"`: where the data is in the answers.
+    pub rest: Option<RestConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// Path below base_url, e.g. `users`.
+    pub path: String,
+    /// `user` or `group`.
+    #[serde(default = "default_entity")]
+    pub entity: String,
+    /// JSON pointer to the items array; empty = the body is the array.
+    #[serde(default)]
+    pub items_pointer: String,
+    #[serde(default = "default_id_field")]
+    pub id_field: String,
+    pub active_field: Option<String>,
+    pub label_field: Option<String>,
+    /// JSON pointer to the total in the body (e.g. `/total`).
+    pub total_pointer: Option<String>,
+    /// Header with the total (e.g. `X-Total-Count`).
+    pub total_header: Option<String>,
+    #[serde(default = "default_page_param")]
+    pub page_param: String,
+    #[serde(default = "default_size_param")]
+    pub size_param: String,
+}
+
+fn default_entity() -> String {
+    "user".into()
+}
+fn default_id_field() -> String {
+    "id".into()
+}
+fn default_page_param() -> String {
+    "page".into()
+}
+fn default_size_param() -> String {
+    "per_page".into()
 }
 
 fn default_kind() -> String {
@@ -197,18 +239,79 @@ fn secret(
     }
 }
 
+impl RestConfig {
+    fn shape(&self, key: &str) -> Result<RestShape, ConfigError> {
+        let entity_type = match self.entity.as_str() {
+            "user" => EntityType::User,
+            "group" => EntityType::Group,
+            other => {
+                return Err(invalid(
+                    format!("{key}.entity"),
+                    format!("{other:?}: use \"user\" or \"group\""),
+                ));
+            }
+        };
+        let path = self.path.trim_matches('/');
+        if path.is_empty() || path.contains('?') {
+            return Err(invalid(
+                format!("{key}.path"),
+                "a path below base_url without a query, e.g. \"users\"",
+            ));
+        }
+        for (name, p) in [
+            ("items_pointer", Some(&self.items_pointer)),
+            ("total_pointer", self.total_pointer.as_ref()),
+        ] {
+            if let Some(p) = p
+                && !p.is_empty()
+                && !p.starts_with('/')
+            {
+                return Err(invalid(
+                    format!("{key}.{name}"),
+                    format!("{p:?} is not a JSON pointer (starts with '/')"),
+                ));
+            }
+        }
+        Ok(RestShape {
+            path: path.to_owned(),
+            entity_type,
+            items_pointer: self.items_pointer.clone(),
+            id_field: self.id_field.clone(),
+            active_field: self.active_field.clone(),
+            label_field: self.label_field.clone(),
+            total_pointer: self.total_pointer.clone(),
+            total_header: self.total_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            page_param: self.page_param.clone(),
+            size_param: self.size_param.clone(),
+        })
+    }
+}
+
 impl SourceConfig {
     /// Validates this source (index `i` in the file) and builds its sync spec and auth.
     pub fn build(&self, i: usize, env: &dyn SecretSource) -> Result<(SyncSpec, Auth), ConfigError> {
         let k = |name: &str| format!("sources[{i}].{name}");
         govledger_ingest::subject::validate_source_id(&self.id)
             .map_err(|e| invalid(k("id"), e.to_string()))?;
-        if self.kind != "scim" {
-            return Err(invalid(
-                k("kind"),
-                format!("{:?} is not a known connector; use \"scim\"", self.kind),
-            ));
-        }
+        let rest = match (self.kind.as_str(), &self.rest) {
+            ("scim", None) => None,
+            ("scim", Some(_)) => {
+                return Err(invalid(k("rest"), "only for kind = \"rest\""));
+            }
+            ("rest", None) => {
+                return Err(invalid(
+                    k("rest"),
+                    "required for kind = \"rest\": say at least `path`",
+                ));
+            }
+            ("rest", Some(r)) => Some(r.shape(&k("rest"))?),
+            (other, _) => {
+                return Err(invalid(
+                    k("kind"),
+                    format!("{other:?} is not a known connector; use \"scim\" or \"rest\""),
+                ));
+            }
+        };
         let url = self.base_url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
@@ -249,13 +352,21 @@ impl SourceConfig {
                 entity_type,
             });
         }
-        let paging = match self.paging.as_str() {
-            "index" => Paging::Index,
-            "cursor" => Paging::Cursor,
-            other => {
+        let paging = match (rest.is_some(), self.paging.as_str()) {
+            (false, "index") => Paging::Index,
+            (false, "cursor") => Paging::Cursor,
+            (true, "page-number" | "index") => Paging::PageNumber,
+            (true, "link") => Paging::Link,
+            (false, other) => {
                 return Err(invalid(
                     k("paging"),
-                    format!("{other:?}: use \"index\" or \"cursor\""),
+                    format!("{other:?}: use \"index\" or \"cursor\" for SCIM"),
+                ));
+            }
+            (true, other) => {
+                return Err(invalid(
+                    k("paging"),
+                    format!("{other:?}: use \"page-number\" or \"link\" for REST"),
                 ));
             }
         };
@@ -317,6 +428,7 @@ impl SourceConfig {
                 burst: rl.burst.max(1),
                 deletion_threshold_pct: self.deletion_threshold_pct,
                 deletion_threshold_abs: self.deletion_threshold_abs,
+                rest,
             },
             auth,
         ))

@@ -59,6 +59,7 @@ pub enum Auth {
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Bytes,
     pub latency_ms: u32,
 }
@@ -122,6 +123,7 @@ impl HttpSource {
         if (200..300).contains(&status) {
             return Ok(Fetched {
                 status,
+                headers,
                 body,
                 latency_ms,
             });

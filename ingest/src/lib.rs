@@ -14,6 +14,7 @@ pub mod event;
 pub mod http;
 pub mod publisher;
 pub mod ratelimit;
+pub mod rest;
 pub mod retry;
 pub mod scim;
 pub mod stream;

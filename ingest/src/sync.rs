@@ -29,6 +29,7 @@ use crate::{
     http::{Fetched, HttpSource},
     publisher::{Pending, PublishError},
     ratelimit::RateLimiter,
+    rest::{self, RestShape},
     retry::{self, Decision, Failure, RetryPolicy},
     scim::{self, Item, ListPage},
 };
@@ -45,6 +46,10 @@ pub enum Paging {
     Index,
     /// SCIM cursors (RFC 9865): `cursor`/`nextCursor`.
     Cursor,
+    /// REST page numbers (`page`/`per_page`).
+    PageNumber,
+    /// REST pages chained by RFC 8288 `Link: <...>; rel="next"` headers.
+    Link,
 }
 
 impl Paging {
@@ -52,6 +57,8 @@ impl Paging {
         match self {
             Paging::Index => "scim-index",
             Paging::Cursor => "scim-cursor",
+            Paging::PageNumber => "page-number",
+            Paging::Link => "link-header",
         }
     }
 }
@@ -78,6 +85,8 @@ pub struct SyncSpec {
     pub burst: u32,
     pub deletion_threshold_pct: u32,
     pub deletion_threshold_abs: u64,
+    /// A generic REST source instead of SCIM `resources`.
+    pub rest: Option<RestShape>,
 }
 
 /// Live progress of a run, for progress bars and the API.
@@ -123,6 +132,26 @@ pub struct SyncContext {
     pub progress: watch::Sender<SyncProgress>,
     /// Cancelled: the run stops between requests and ends ABANDONED.
     pub cancel: CancellationToken,
+}
+
+/// One page request: where, and what its `PageFetched` says.
+struct PageReq {
+    url: String,
+    key: String,
+    entity_type: EntityType,
+    role: PageRole,
+    page_index: u64,
+    offset: Option<u64>,
+    count: u32,
+    /// How to name the next page from the cursor/link the page hands out.
+    next_prefix: Option<String>,
+}
+
+/// What paging does after a page was lost.
+enum Flow {
+    Next,
+    End,
+    Stop(Stop),
 }
 
 /// Why paging of one resource stopped early.
@@ -194,11 +223,14 @@ pub async fn run_sync(
             declared_total: None,
             page_size: spec.page_size,
             paging: spec.paging.name().to_owned(),
-            entity_types: spec
-                .resources
-                .iter()
-                .map(|r| r.entity_type as i32)
-                .collect(),
+            entity_types: match &spec.rest {
+                Some(shape) => vec![shape.entity_type as i32],
+                None => spec
+                    .resources
+                    .iter()
+                    .map(|r| r.entity_type as i32)
+                    .collect(),
+            },
             deletion_threshold_pct: spec.deletion_threshold_pct,
             deletion_threshold_abs: spec.deletion_threshold_abs,
             delta_filter: filter,
@@ -207,7 +239,10 @@ pub async fn run_sync(
     .await?;
 
     let mut stopped: Option<Stop> = None;
-    for res in &spec.resources {
+    if let Some(shape) = &spec.rest {
+        stopped = run.read_rest(shape).await?.err();
+    }
+    for res in spec.resources.iter().filter(|_| spec.rest.is_none()) {
         let r = run.read_resource(res).await?;
         if let Err(stop) = r {
             stopped = Some(stop);
@@ -306,59 +341,63 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn url(&self, res: &Resource, query: &str) -> String {
+    /// `base/endpoint?query`, plus the delta filter.
+    fn url(&self, endpoint: &str, query: &str) -> String {
         let filter = if self.filter.is_empty() {
             String::new()
         } else {
             format!("&filter={}", query_escape(&self.filter))
         };
         format!(
-            "{}/{}?{query}{filter}",
+            "{}/{endpoint}?{query}{filter}",
             self.spec.base_url.trim_end_matches('/'),
-            res.endpoint
         )
     }
 
-    /// Reads one resource completely. `Ok(Err(stop))`: the run must stop.
+    fn page_req(&self, endpoint: &str, query: &str, key: String, et: EntityType) -> PageReq {
+        PageReq {
+            url: self.url(endpoint, query),
+            key,
+            entity_type: et,
+            role: PageRole::Data,
+            page_index: 0,
+            offset: None,
+            count: 0,
+            next_prefix: None,
+        }
+    }
+
+    /// Reads one SCIM resource completely. `Ok(Err(stop))`: the run must stop.
     async fn read_resource(&mut self, res: &Resource) -> Result<Result<(), Stop>, SyncError> {
         let count = self.spec.page_size.max(1);
-        let name = &res.endpoint;
+        let (name, et) = (res.endpoint.as_str(), res.entity_type);
         // Count probe before: what the source says it holds.
-        let before = self
-            .request(
-                res,
-                &format!("{name}:count-before"),
-                "count=0",
-                PageRole::CountProbe,
-                0,
-                None,
-                0,
-            )
-            .await?;
-        match before {
+        let mut probe = self.page_req(name, "count=0", format!("{name}:count-before"), et);
+        probe.role = PageRole::CountProbe;
+        match self.fetch_page(probe).await? {
             Ok(page) => self.add_declared(page.total_results),
             Err(stop) => return Ok(Err(stop)),
         }
         let r = match self.spec.paging {
-            Paging::Index => self.page_by_index(res, count).await?,
-            Paging::Cursor => self.page_by_cursor(res, count).await?,
+            Paging::Cursor => self.page_by_cursor(name, et, count).await?,
+            _ => self.page_by_index(name, et, count).await?,
         };
         if let Err(stop) = r {
             return Ok(Err(stop));
         }
         // Count probe after: a total that moved during the run is a signal.
-        let after = self
-            .request(
-                res,
-                &format!("{name}:count-after"),
-                "count=0",
-                PageRole::CountProbe,
-                0,
-                None,
-                0,
-            )
-            .await?;
-        Ok(after.map(|_| ()))
+        let mut probe = self.page_req(name, "count=0", format!("{name}:count-after"), et);
+        probe.role = PageRole::CountProbe;
+        Ok(self.fetch_page(probe).await?.map(|_| ()))
+    }
+
+    /// Reads a REST source completely: page numbers or Link headers.
+    async fn read_rest(&mut self, shape: &RestShape) -> Result<Result<(), Stop>, SyncError> {
+        let count = self.spec.page_size.max(1);
+        match self.spec.paging {
+            Paging::Link => self.page_by_link(shape, count).await,
+            _ => self.page_by_number(shape, count).await,
+        }
     }
 
     fn add_declared(&mut self, total: Option<u64>) {
@@ -370,29 +409,45 @@ impl Run<'_> {
         }
     }
 
+    /// What to do after a data page gave up: skip it when the pages after it can
+    /// still be located (a declared total), or stop the run.
+    fn after_lost_page(
+        stop: Stop,
+        declared: Option<u64>,
+        next_offset: u64,
+        cancelled: bool,
+    ) -> Flow {
+        let Stop::Abort(class, msg) = stop;
+        if class == ErrorClass::Auth || cancelled {
+            return Flow::Stop(Stop::Abort(class, msg));
+        }
+        match declared {
+            Some(d) if next_offset >= d => Flow::End,
+            Some(_) => Flow::Next,
+            None => Flow::Stop(Stop::Abort(
+                class,
+                format!("{msg}; without a declared total the pages after it cannot be located"),
+            )),
+        }
+    }
+
     async fn page_by_index(
         &mut self,
-        res: &Resource,
+        name: &str,
+        et: EntityType,
         count: u32,
     ) -> Result<Result<(), Stop>, SyncError> {
-        let name = res.endpoint.clone();
         let mut start: u64 = 1;
         let mut declared: Option<u64> = None;
         for page_index in 0..PAGES_MAX {
-            let key = format!("{name}:startIndex={start}");
-            let q = format!("startIndex={start}&count={count}");
-            match self
-                .request(
-                    res,
-                    &key,
-                    &q,
-                    PageRole::Data,
-                    page_index,
-                    Some(start - 1),
-                    count,
-                )
-                .await?
-            {
+            let mut req = self.page_req(
+                name,
+                &format!("startIndex={start}&count={count}"),
+                format!("{name}:startIndex={start}"),
+                et,
+            );
+            (req.page_index, req.offset, req.count) = (page_index, Some(start - 1), count);
+            match self.fetch_page(req).await? {
                 Ok(page) => {
                     declared = page.total_results.or(declared);
                     let n = page.items.len() as u64;
@@ -406,62 +461,121 @@ impl Run<'_> {
                         _ => {}
                     }
                 }
-                Err(Stop::Abort(class, msg))
-                    if class == ErrorClass::Auth || self.ctx.cancel.is_cancelled() =>
-                {
-                    return Ok(Err(Stop::Abort(class, msg)));
-                }
-                Err(Stop::Abort(class, msg)) => {
-                    // The page is lost (its failure is recorded); go on with the next one.
+                Err(stop) => {
                     start += u64::from(count);
-                    match declared {
-                        Some(d) if start > d => break,
-                        Some(_) => {}
-                        None => {
-                            return Ok(Err(Stop::Abort(
-                                class,
-                                format!(
-                                    "{msg}; without a declared total the pages after it cannot be located"
-                                ),
-                            )));
-                        }
+                    match Self::after_lost_page(
+                        stop,
+                        declared,
+                        start - 1,
+                        self.ctx.cancel.is_cancelled(),
+                    ) {
+                        Flow::Next => {}
+                        Flow::End => break,
+                        Flow::Stop(s) => return Ok(Err(s)),
                     }
                 }
             }
         }
         // A request past the last page must come back empty.
-        let key = format!("{name}:probe startIndex={start}");
-        let q = format!("startIndex={start}&count={count}");
-        let probe = self
-            .request(
-                res,
-                &key,
-                &q,
-                PageRole::ProbePastEnd,
-                0,
-                Some(start - 1),
-                count,
-            )
-            .await?;
-        Ok(probe.map(|_| ()))
+        let mut req = self.page_req(
+            name,
+            &format!("startIndex={start}&count={count}"),
+            format!("{name}:probe startIndex={start}"),
+            et,
+        );
+        (req.role, req.offset, req.count) = (PageRole::ProbePastEnd, Some(start - 1), count);
+        Ok(self.fetch_page(req).await?.map(|_| ()))
+    }
+
+    async fn page_by_number(
+        &mut self,
+        shape: &RestShape,
+        count: u32,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let name = shape.path.as_str();
+        let et = shape.entity_type;
+        let mut page_no: u64 = 1;
+        let mut declared: Option<u64> = None;
+        for page_index in 0..PAGES_MAX {
+            let offset = (page_no - 1) * u64::from(count);
+            let mut req = self.page_req(
+                name,
+                &format!(
+                    "{}={page_no}&{}={count}",
+                    shape.page_param, shape.size_param
+                ),
+                format!("{name}:page={page_no}"),
+                et,
+            );
+            (req.page_index, req.offset, req.count) = (page_index, Some(offset), count);
+            page_no += 1;
+            match self.fetch_page(req).await? {
+                Ok(page) => {
+                    if page.total_results.is_some() && declared.is_none() {
+                        self.add_declared(page.total_results);
+                    }
+                    declared = page.total_results.or(declared);
+                    let n = page.items.len() as u64;
+                    let next_offset = offset + u64::from(count);
+                    match declared {
+                        _ if n == 0 => break,
+                        Some(d) if next_offset >= d => break,
+                        None if n < u64::from(count) => break,
+                        _ => {}
+                    }
+                }
+                Err(stop) => {
+                    let next_offset = offset + u64::from(count);
+                    match Self::after_lost_page(
+                        stop,
+                        declared,
+                        next_offset,
+                        self.ctx.cancel.is_cancelled(),
+                    ) {
+                        Flow::Next => {}
+                        Flow::End => break,
+                        Flow::Stop(s) => return Ok(Err(s)),
+                    }
+                }
+            }
+        }
+        let mut req = self.page_req(
+            name,
+            &format!(
+                "{}={page_no}&{}={count}",
+                shape.page_param, shape.size_param
+            ),
+            format!("{name}:probe page={page_no}"),
+            et,
+        );
+        (req.role, req.offset, req.count) = (
+            PageRole::ProbePastEnd,
+            Some((page_no - 1) * u64::from(count)),
+            count,
+        );
+        Ok(self.fetch_page(req).await?.map(|_| ()))
     }
 
     async fn page_by_cursor(
         &mut self,
-        res: &Resource,
+        name: &str,
+        et: EntityType,
         count: u32,
     ) -> Result<Result<(), Stop>, SyncError> {
-        let name = res.endpoint.clone();
         let mut cursor = String::new();
         let mut seen: HashSet<String> = HashSet::new();
         for page_index in 0..PAGES_MAX {
             let key = format!("{name}:cursor={cursor}");
             seen.insert(cursor.clone());
-            let q = format!("cursor={}&count={count}", query_escape(&cursor));
-            let page = match self
-                .request_cursor(res, &key, &q, page_index, count, &name)
-                .await?
-            {
+            let mut req = self.page_req(
+                name,
+                &format!("cursor={}&count={count}", query_escape(&cursor)),
+                key.clone(),
+                et,
+            );
+            (req.page_index, req.count) = (page_index, count);
+            req.next_prefix = Some(format!("{name}:cursor="));
+            let page = match self.fetch_page(req).await? {
                 Ok(p) => p,
                 Err(Stop::Abort(class, msg)) => {
                     return Ok(Err(Stop::Abort(
@@ -487,59 +601,78 @@ impl Run<'_> {
         )))
     }
 
-    async fn request_cursor(
+    async fn page_by_link(
         &mut self,
-        res: &Resource,
-        key: &str,
-        query: &str,
-        page_index: u64,
+        shape: &RestShape,
         count: u32,
-        name: &str,
-    ) -> Result<Result<ListPage, Stop>, SyncError> {
-        self.request_with_next(
-            res,
-            key,
-            query,
-            PageRole::Data,
-            page_index,
-            None,
-            count,
-            Some(name),
-        )
-        .await
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let name = shape.path.as_str();
+        let mut url = self.url(name, &format!("{}={count}", shape.size_param));
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut declared_seen = false;
+        for page_index in 0..PAGES_MAX {
+            seen.insert(url.clone());
+            let key = format!("{name}:link={url}");
+            let req = PageReq {
+                url: url.clone(),
+                key: key.clone(),
+                entity_type: shape.entity_type,
+                role: PageRole::Data,
+                page_index,
+                offset: None,
+                count,
+                next_prefix: Some(format!("{name}:link=")),
+            };
+            let page = match self.fetch_page(req).await? {
+                Ok(p) => p,
+                Err(Stop::Abort(class, msg)) => {
+                    return Ok(Err(Stop::Abort(
+                        class,
+                        format!("{msg}; link paging cannot skip a failed page"),
+                    )));
+                }
+            };
+            if !declared_seen && page.total_results.is_some() {
+                declared_seen = true;
+                self.add_declared(page.total_results);
+            }
+            match page.next_cursor {
+                None => return Ok(Ok(())),
+                Some(next) if seen.contains(&next) => {
+                    return Ok(Err(Stop::Abort(
+                        ErrorClass::Other,
+                        format!("paging cycle: {key} linked back to {next}"),
+                    )));
+                }
+                Some(next) => url = next,
+            }
+        }
+        Ok(Err(Stop::Abort(
+            ErrorClass::Other,
+            format!("more than {PAGES_MAX} pages"),
+        )))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn request(
-        &mut self,
-        res: &Resource,
-        key: &str,
-        query: &str,
-        role: PageRole,
-        page_index: u64,
-        offset: Option<u64>,
-        count: u32,
-    ) -> Result<Result<ListPage, Stop>, SyncError> {
-        self.request_with_next(res, key, query, role, page_index, offset, count, None)
-            .await
+    fn parse(&self, f: &Fetched, req: &PageReq) -> Result<ListPage, Failure> {
+        let parsed = match &self.spec.rest {
+            None => scim::parse_list(&f.body, req.entity_type, &req.key),
+            Some(shape) => {
+                let header = |name: &str| f.headers.get(name).and_then(|v| v.to_str().ok());
+                let total = shape.total_header.as_deref().and_then(header);
+                rest::parse_page(&f.body, total, header("link"), shape, &req.key)
+            }
+        };
+        parsed.map_err(|e| Failure {
+            class: ErrorClass::Parse,
+            http_status: f.status,
+            retry_after: None,
+            message: e.to_string(),
+        })
     }
 
     /// One page with retries. Publishes `PageFailed` for every failed attempt and
     /// `PageFetched` plus its records on success.
-    #[allow(clippy::too_many_arguments)]
-    async fn request_with_next(
-        &mut self,
-        res: &Resource,
-        key: &str,
-        query: &str,
-        role: PageRole,
-        page_index: u64,
-        offset: Option<u64>,
-        count: u32,
-        cursor_name: Option<&str>,
-    ) -> Result<Result<ListPage, Stop>, SyncError> {
-        let url = self.url(res, query);
-        let et = res.entity_type;
+    async fn fetch_page(&mut self, req: PageReq) -> Result<Result<ListPage, Stop>, SyncError> {
         let began = Instant::now();
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -556,24 +689,13 @@ impl Run<'_> {
                 _ = self.ctx.cancel.cancelled() => continue,
             }
             let outcome = tokio::select! {
-                r = self.ctx.http.get(&url) => r,
+                r = self.ctx.http.get(&req.url) => r,
                 _ = self.ctx.cancel.cancelled() => continue,
             };
-            let failure = match outcome.and_then(|f| parse(&f, et, key).map(|p| (f, p))) {
+            let parsed = outcome.and_then(|f| self.parse(&f, &req).map(|p| (f, p)));
+            let failure = match parsed {
                 Ok((fetched, page)) => {
-                    self.publish_page(
-                        key,
-                        role,
-                        page_index,
-                        offset,
-                        count,
-                        et,
-                        &fetched,
-                        &page,
-                        attempt,
-                        cursor_name,
-                    )
-                    .await?;
+                    self.publish_page(&req, &fetched, &page, attempt).await?;
                     return Ok(Ok(page));
                 }
                 Err(f) => f,
@@ -582,8 +704,7 @@ impl Run<'_> {
             if failure.class == ErrorClass::Auth && self.ctx.http.can_refresh() && !refreshed {
                 refreshed = true;
                 self.ctx.http.invalidate_token().await;
-                self.page_failed(key, role, page_index, et, &failure, true, attempt)
-                    .await?;
+                self.page_failed(&req, &failure, true, attempt).await?;
                 continue;
             }
             let decision = retry::decide(
@@ -594,7 +715,7 @@ impl Run<'_> {
                 &mut self.jitter,
             );
             let will_retry = matches!(decision, Decision::Retry(_));
-            self.page_failed(key, role, page_index, et, &failure, will_retry, attempt)
+            self.page_failed(&req, &failure, will_retry, attempt)
                 .await?;
             match decision {
                 Decision::Retry(wait) => {
@@ -611,7 +732,10 @@ impl Run<'_> {
                     self.report.pages_failed += 1;
                     return Ok(Err(Stop::Abort(
                         failure.class,
-                        format!("{key}: {} after {attempt} attempt(s)", failure.message),
+                        format!(
+                            "{}: {} after {attempt} attempt(s)",
+                            req.key, failure.message
+                        ),
                     )));
                 }
             }
@@ -621,20 +745,17 @@ impl Run<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn page_failed(
         &mut self,
-        key: &str,
-        role: PageRole,
-        page_index: u64,
-        et: EntityType,
+        req: &PageReq,
         f: &Failure,
         will_retry: bool,
         attempt: u32,
     ) -> Result<(), SyncError> {
-        tracing::debug!(source = %self.spec.source_id, page = key, class = ?f.class, will_retry, attempt, "page failed");
+        tracing::debug!(source = %self.spec.source_id, page = %req.key, class = ?f.class, will_retry, attempt, "page failed");
         self.emit(
             attempt,
             Body::PageFailed(PageFailed {
-                page_key: key.to_owned(),
-                page_index,
+                page_key: req.key.clone(),
+                page_index: req.page_index,
                 error_class: f.class as i32,
                 http_status: u32::from(f.http_status),
                 retry_after_ms: f
@@ -643,8 +764,8 @@ impl Run<'_> {
                 will_retry,
                 message: f.message.clone(),
                 latency_ms: 0,
-                entity_type: et as i32,
-                role: role as i32,
+                entity_type: req.entity_type as i32,
+                role: req.role as i32,
             }),
         )
         .await
@@ -653,36 +774,31 @@ impl Run<'_> {
     #[allow(clippy::too_many_arguments)]
     async fn publish_page(
         &mut self,
-        key: &str,
-        role: PageRole,
-        page_index: u64,
-        offset: Option<u64>,
-        count: u32,
-        et: EntityType,
+        req: &PageReq,
         fetched: &Fetched,
         page: &ListPage,
         attempt: u32,
-        cursor_name: Option<&str>,
     ) -> Result<(), SyncError> {
-        let next_page_key = match (cursor_name, &page.next_cursor) {
-            (Some(name), Some(c)) => format!("{name}:cursor={c}"),
+        let next_page_key = match (&req.next_prefix, &page.next_cursor) {
+            (Some(prefix), Some(c)) => format!("{prefix}{c}"),
             _ => String::new(),
         };
+        let role = req.role;
         let data = role != PageRole::CountProbe;
         self.emit(
             attempt,
             Body::PageFetched(PageFetched {
-                page_key: key.to_owned(),
-                page_index,
+                page_key: req.key.clone(),
+                page_index: req.page_index,
                 http_status: u32::from(fetched.status),
                 item_count: page.items.len() as u32,
                 declared_total: page.total_results,
                 latency_ms: fetched.latency_ms,
                 next_page_key,
                 last_page: false,
-                entity_type: et as i32,
-                requested_count: if data { count } else { 0 },
-                offset,
+                entity_type: req.entity_type as i32,
+                requested_count: if data { req.count } else { 0 },
+                offset: req.offset,
                 role: role as i32,
             }),
         )
@@ -715,15 +831,6 @@ impl Run<'_> {
         self.ctx.progress.send_replace(p);
         Ok(())
     }
-}
-
-fn parse(f: &Fetched, et: EntityType, key: &str) -> Result<ListPage, Failure> {
-    scim::parse_list(&f.body, et, key).map_err(|e| Failure {
-        class: ErrorClass::Parse,
-        http_status: f.status,
-        retry_after: None,
-        message: e.to_string(),
-    })
 }
 
 fn query_escape(s: &str) -> String {

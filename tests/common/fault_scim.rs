@@ -12,16 +12,42 @@
 //! `run_govledger`, which waits for a child process). Dropping [`FaultScim`]
 //! stops it: the listener closes and in-flight requests are abandoned.
 //!
+//! Beside SCIM, the same server speaks a plain REST JSON API over the same
+//! users and the same [`Faults`], for generic REST connectors (URLs relative to
+//! [`FaultScim::rest_url`], i.e. `http://127.0.0.1:PORT`):
+//! - page-number paging, `GET /api/users?page=P&per_page=N` (`P` 1-based,
+//!   default 1, below 1 means 1; `N` default [`DEFAULT_PAGE_SIZE`], capped at
+//!   `max_page_size`, below 1 is a 400): 200 `application/json`
+//!   `{"users":[{"id":"u0000000","email":"user0@example.test","active":true},..],
+//!   "total":T,"page":P,"per_page":N}` and `X-Total-Count: T`; a page past the
+//!   end has `"users":[]`;
+//! - RFC 8288 `Link` paging, `GET /api/users-link?per_page=N`, then
+//!   `GET /api/users-link?after=TOKEN&per_page=N`: 200 `application/json` with
+//!   a bare array of the same user objects, `X-Total-Count: T` and
+//!   `Link: <http://127.0.0.1:PORT/api/users-link?per_page=N>; rel="first",
+//!   <http://127.0.0.1:PORT/api/users-link?after=TOKEN&per_page=N>; rel="next"`
+//!   (the `next` link is absent on the last page; `TOKEN` is opaque, an
+//!   unknown one is a 400).
+//!
+//! REST errors (injected failures, 400s, 401s) have an `application/json` body
+//! `{"status":N,"error":"<reason phrase>","message":"..."}`; a REST 401 carries
+//! the same `WWW-Authenticate` as a SCIM one. Both REST endpoints list Users.
+//!
 //! Counting rules, used by several faults:
 //! - a *list request* is a GET on `/v2/Users` or `/v2/Groups` with `count > 0`
-//!   (a `count=0` probe is not a list request); only resource types the faults
-//!   apply to are counted (see [`Faults::only`]); the count restarts at zero on
-//!   [`FaultScim::set_faults`];
+//!   (a `count=0` probe is not a list request), or any answered GET on
+//!   `/api/users` or `/api/users-link` (these count as Users); only resource
+//!   types the faults apply to are counted (see [`Faults::only`]); the count
+//!   restarts at zero on [`FaultScim::set_faults`];
 //! - a page is identified by its `start_index`: the `startIndex` it was asked
 //!   with, or in cursor mode the offset its cursor points at plus one, so a
-//!   retried request for the same page is recognised as the same page;
+//!   retried request for the same page is recognised as the same page; a REST
+//!   page has `start_index` = its offset + 1, i.e. `(P-1)*N+1` for page `P` of
+//!   `N`, or the offset its `after` token points at plus one;
 //! - page faults (fail, rate limit, malformed, short, empty, bad records, slow,
-//!   cursor cycle) never touch `count=0` probes; `total_results` does.
+//!   cursor cycle) never touch `count=0` probes; `total_results` does; the
+//!   REST API has no probes, so every REST page is subject to all of them
+//!   (`total_results` sets both `"total"` and `X-Total-Count`).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -48,8 +74,16 @@ pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const SPC_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 pub const SCIM_JSON: &str = "application/scim+json";
-/// Page size used when a list request has no `count`.
+/// Page size used when a list request has no `count` (or a REST one no `per_page`).
 pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Content type of every REST API answer (except a `Malformed::NotJson` page).
+pub const REST_JSON: &str = "application/json";
+/// The REST page-number endpoint (`?page=P&per_page=N`).
+pub const REST_USERS_PATH: &str = "/api/users";
+/// The REST `Link`-header endpoint (`?per_page=N`, then `?after=TOKEN&per_page=N`).
+pub const REST_USERS_LINK_PATH: &str = "/api/users-link";
+/// The REST total-count header (lower case, as it goes on the wire).
+pub const TOTAL_COUNT_HEADER: &str = "x-total-count";
 
 /// How the server is seeded.
 #[derive(Clone, Debug)]
@@ -93,7 +127,8 @@ impl ResourceType {
 }
 
 /// R1 (page failed after retries): the page at `start_index` answers `status`
-/// with a SCIM error body for its first `times` requests, then succeeds.
+/// with a SCIM error body (a REST error body on the REST API) for its first
+/// `times` requests, then succeeds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageFault {
     pub start_index: usize,
@@ -113,7 +148,8 @@ pub enum RetryAfter {
 }
 
 /// R2 (429): the page at `start_index` answers 429 with `Retry-After` and
-/// `X-RateLimit-Remaining: 0` for its first `times` requests, then succeeds.
+/// `X-RateLimit-Remaining: 0` for its first `times` requests, then succeeds
+/// (same headers on the REST API, with a REST error body).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RateLimitFault {
     pub start_index: usize,
@@ -124,7 +160,8 @@ pub struct RateLimitFault {
 
 /// What `totalResults` says (R3 wrong totalResults, R13 equals page size or
 /// changes). Applies to list pages and to `count=0` probes alike, except where
-/// a variant says otherwise.
+/// a variant says otherwise. On the REST API it is what both `"total"` and
+/// `X-Total-Count` say (a REST page's page size is its capped `per_page`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TotalResults {
     /// The true count.
@@ -160,9 +197,11 @@ pub struct Mutation {
 /// The kind of broken 200 body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Malformed {
-    /// The page's JSON cut in half, still `application/scim+json`.
+    /// The page's JSON cut in half, still `application/scim+json` (REST:
+    /// still `application/json`, with its `X-Total-Count` and `Link` headers).
     Truncated,
-    /// A `text/plain` body that is not JSON.
+    /// A `text/plain` body that is not JSON (REST: without `X-Total-Count` or
+    /// `Link`, as from a proxy in front of the API).
     NotJson,
 }
 
@@ -195,17 +234,20 @@ pub struct Faults {
     pub mutate_after_page: Option<Mutation>,
     /// R5: the page at this `start_index` returns only the first half of its
     /// items (`itemsPerPage` says so, `totalResults` stays honest). In cursor
-    /// mode its `nextCursor` still skips the whole nominal page, so the missing
-    /// half is lost unless the client notices.
+    /// mode its `nextCursor` (REST link mode: its `rel="next"` link) still
+    /// skips the whole nominal page, so the missing half is lost unless the
+    /// client notices.
     pub short_page: Option<usize>,
     /// R5: the page at this `start_index` returns no items (`itemsPerPage` 0)
     /// although `totalResults` says there are more. In cursor mode its
-    /// `nextCursor` still points past the nominal page.
+    /// `nextCursor` (REST link mode: its `rel="next"` link) still points past
+    /// the nominal page.
     pub empty_page: Option<usize>,
     /// R6: pages that answer 200 with a truncated or non-JSON body.
     pub malformed: Vec<MalformedFault>,
     /// R7: in the page at this `start_index` the first resource has no `"id"`
     /// and the second has `"active": "yes"` (a string); item count unchanged.
+    /// The same on the REST API.
     pub bad_records: Option<usize>,
     /// R11: once this many list requests have been served, every request
     /// (lists, single resources, writes) gets 401 with `error="invalid_token"`.
@@ -215,6 +257,13 @@ pub struct Faults {
     /// offset / count) hands out the cursor of the earlier page `b` as its
     /// `nextCursor`, so a client walks 1..a, b..a, b..a, ... forever.
     pub cursor_cycle: Option<(usize, usize)>,
+    /// R12 for the REST `Link` API: `(a, b)`, the page with ordinal `a`
+    /// (1-based, by offset / `per_page`) hands out as its `rel="next"` link
+    /// exactly the link that led to the earlier page `b` (for `b` = 1 the
+    /// first-page URL without `after`), so a client walks 1..a, b..a, ...
+    /// forever. Applies even if page `a` is the last one. Page-number paging
+    /// is unaffected.
+    pub link_cycle: Option<(usize, usize)>,
     /// Added to every request (any path), before anything else is decided.
     pub latency_ms: u64,
     /// `(start_index, ms)`: that page answers after this extra delay (timeouts).
@@ -234,6 +283,7 @@ pub struct RequestRecord {
     pub has_authorization: bool,
     /// For list requests (not probes): the 1-based ordinal of this list request
     /// for its resource type since the server started (retries count anew).
+    /// REST list requests are numbered together with SCIM `/v2/Users` ones.
     pub page_no: Option<usize>,
 }
 
@@ -422,6 +472,128 @@ impl Inner {
         })
     }
 
+    /// A user as the REST API shows it.
+    fn rest_user_json(u: &UserRec) -> Value {
+        json!({"id": u.id, "email": u.user_name, "active": u.active})
+    }
+
+    /// Counts one list request (unless `count` is 0, a SCIM probe) and decides
+    /// every page fault for the page of `count` items at `offset`: the common
+    /// part of SCIM and REST listing. The caller has checked auth expiry.
+    /// `rest` picks the item form (REST items are always Users).
+    fn serve_page(&mut self, kind: ResourceType, offset: usize, count: usize, rest: bool) -> Page {
+        let probe = count == 0;
+        let applies = self.applies(kind);
+        let mut page_no = None;
+        if !probe {
+            let n = self.page_no.entry(kind).or_insert(0);
+            *n += 1;
+            page_no = Some(*n);
+            if applies {
+                self.c.list_requests += 1;
+            }
+        }
+        let request_no = self.c.list_requests;
+        let start_index = offset + 1;
+        let pf = applies && !probe; // page faults apply
+        let f = self.faults.clone();
+        let delay = match f.slow {
+            Some((si, ms)) if pf && si == start_index => ms,
+            _ => 0,
+        };
+
+        let mut injected = None;
+        let mut malformed = None;
+        if pf {
+            for (i, x) in f.fail.iter().enumerate() {
+                if injected.is_none()
+                    && x.start_index == start_index
+                    && self.take(kind, Family::Fail, i, x.times)
+                {
+                    injected = Some(Injected::Status(x.status));
+                }
+            }
+            for (i, x) in f.rate_limit.iter().enumerate() {
+                if injected.is_none()
+                    && x.start_index == start_index
+                    && self.take(kind, Family::Rate, i, x.times)
+                {
+                    injected = Some(Injected::RateLimit(x.retry_after));
+                }
+            }
+            for (i, x) in f.malformed.iter().enumerate() {
+                if injected.is_none()
+                    && malformed.is_none()
+                    && x.start_index == start_index
+                    && self.take(kind, Family::Malformed, i, x.times)
+                {
+                    malformed = Some(x.kind);
+                }
+            }
+        }
+        let true_total = self.total(kind);
+        let mut items = if rest {
+            self.users
+                .values()
+                .skip(offset)
+                .take(count)
+                .map(Self::rest_user_json)
+                .collect()
+        } else {
+            self.slice(kind, offset, count)
+        };
+        if pf {
+            if f.short_page == Some(start_index) {
+                items.truncate(items.len() / 2);
+            }
+            if f.empty_page == Some(start_index) {
+                items.clear();
+            }
+            if f.bad_records == Some(start_index) {
+                if let Some(Value::Object(o)) = items.get_mut(0) {
+                    o.remove("id");
+                }
+                if let Some(Value::Object(o)) = items.get_mut(1) {
+                    o.insert("active".into(), json!("yes"));
+                }
+            }
+        }
+        let shifted = |off: i64| (true_total as i64 + off).max(0) as u64;
+        let total: u64 = if !applies {
+            true_total as u64
+        } else {
+            match f.total_results {
+                TotalResults::Honest => true_total as u64,
+                TotalResults::Fixed(n) => n,
+                TotalResults::Offset(o) => shifted(o),
+                TotalResults::EqualsPageSize if probe => true_total as u64,
+                TotalResults::EqualsPageSize => count as u64,
+                TotalResults::ChangeAfter { requests, offset } => {
+                    let honest = if probe {
+                        request_no < requests
+                    } else {
+                        request_no <= requests
+                    };
+                    if honest {
+                        true_total as u64
+                    } else {
+                        shifted(offset)
+                    }
+                }
+            }
+        };
+        Page {
+            page_no,
+            delay,
+            injected,
+            malformed,
+            items,
+            total,
+            true_total,
+            pf,
+        }
+    }
+
     fn total(&self, kind: ResourceType) -> usize {
         match kind {
             ResourceType::Users => self.users.len(),
@@ -448,6 +620,33 @@ impl Inner {
                 .collect(),
         }
     }
+}
+
+/// An injected error answer instead of a page.
+#[derive(Clone, Copy)]
+enum Injected {
+    /// R1: this HTTP status.
+    Status(u16),
+    /// R2: 429 with this `Retry-After`.
+    RateLimit(RetryAfter),
+}
+
+/// What [`Inner::serve_page`] decided for one list request.
+struct Page {
+    page_no: Option<usize>,
+    /// Extra delay (`Faults::slow`).
+    delay: u64,
+    /// If set, answer this error instead of the page.
+    injected: Option<Injected>,
+    malformed: Option<Malformed>,
+    /// The page's items, after short / empty / bad-record faults.
+    items: Vec<Value>,
+    /// What the total says (after `total_results`).
+    total: u64,
+    /// The true number of resources.
+    true_total: usize,
+    /// Whether page faults apply to this request.
+    pf: bool,
 }
 
 fn new_user(id: String, user_name: String) -> UserRec {
@@ -521,6 +720,12 @@ impl FaultScim {
     /// `base_url` + `rel`, e.g. `url("/Users?count=10")`.
     pub fn url(&self, rel: &str) -> String {
         format!("{}{rel}", self.base_url)
+    }
+
+    /// `http://127.0.0.1:PORT` + `rel`, for the REST API, e.g.
+    /// `rest_url("/api/users?page=1&per_page=100")`.
+    pub fn rest_url(&self, rel: &str) -> String {
+        format!("http://{}{rel}", self.addr)
     }
 
     /// Replaces the faults and restarts every fault counter (list-request
@@ -615,6 +820,8 @@ fn router(shared: Shared) -> Router {
         .route("/v2/Groups", get(list_groups))
         .route("/v2/Groups/{id}", get(get_group))
         .route("/v2/ServiceProviderConfig", get(service_provider_config))
+        .route(REST_USERS_PATH, get(rest_users_paged))
+        .route(REST_USERS_LINK_PATH, get(rest_users_link))
         .fallback(|| async { scim_error(StatusCode::NOT_FOUND, None, "no such endpoint") })
         .layer(middleware::from_fn_with_state(shared.clone(), track))
         .with_state(shared)
@@ -624,10 +831,11 @@ fn router(shared: Shared) -> Router {
 #[derive(Clone, Copy)]
 struct PageNo(usize);
 
-/// Logs every request, adds latency, enforces the bearer token and auth expiry,
-/// and applies a due mutation.
+/// Logs every request, adds latency, enforces the bearer token and auth expiry
+/// (with a REST error body under `/api/`), and applies a due mutation.
 async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let at = Instant::now();
+    let rest = req.uri().path().starts_with("/api/");
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -664,8 +872,12 @@ async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
         };
         (token_ok, g.auth_expired())
     };
-    let resp = if !token_ok {
+    let resp = if !token_ok && rest {
+        rest_unauthorized("missing or wrong bearer token", false)
+    } else if !token_ok {
         unauthorized("missing or wrong bearer token", false)
+    } else if expired && rest {
+        rest_unauthorized("the access token expired", true)
     } else if expired {
         unauthorized("the access token expired", true)
     } else {
@@ -701,8 +913,30 @@ fn scim_error(status: StatusCode, scim_type: Option<&str>, detail: &str) -> Resp
     scim_json(status, &body)
 }
 
+/// A REST API error: `{"status":N,"error":"<reason>","message":detail}`.
+fn rest_error(status: StatusCode, detail: &str) -> Response {
+    let body = json!({
+        "status": status.as_u16(),
+        "error": status.canonical_reason().unwrap_or("Error"),
+        "message": detail,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, REST_JSON)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 fn unauthorized(detail: &str, expired: bool) -> Response {
-    let mut r = scim_error(StatusCode::UNAUTHORIZED, None, detail);
+    with_www_authenticate(scim_error(StatusCode::UNAUTHORIZED, None, detail), expired)
+}
+
+fn rest_unauthorized(detail: &str, expired: bool) -> Response {
+    with_www_authenticate(rest_error(StatusCode::UNAUTHORIZED, detail), expired)
+}
+
+fn with_www_authenticate(mut r: Response, expired: bool) -> Response {
     let www = if expired {
         "Bearer realm=\"fault-scim\", error=\"invalid_token\", error_description=\"The access token expired\""
     } else {
@@ -719,14 +953,11 @@ pub fn http_date_in(secs: u64) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-fn encode_cursor(kind: ResourceType, offset: usize) -> String {
-    format!("{}:{offset}", kind.endpoint())
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn hex_encode(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_cursor(kind: ResourceType, token: &str) -> Option<usize> {
+fn hex_decode(token: &str) -> Option<String> {
     if !token.len().is_multiple_of(2) || !token.is_ascii() {
         return None;
     }
@@ -734,12 +965,29 @@ fn decode_cursor(kind: ResourceType, token: &str) -> Option<usize> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&token[i..i + 2], 16).ok())
         .collect();
-    let text = String::from_utf8(bytes?).ok()?;
+    String::from_utf8(bytes?).ok()
+}
+
+fn encode_cursor(kind: ResourceType, offset: usize) -> String {
+    hex_encode(&format!("{}:{offset}", kind.endpoint()))
+}
+
+fn decode_cursor(kind: ResourceType, token: &str) -> Option<usize> {
+    let text = hex_decode(token)?;
     let (k, off) = text.split_once(':')?;
     if k != kind.endpoint() {
         return None;
     }
     off.parse().ok()
+}
+
+/// The opaque `after` token of the REST `Link` API (not a SCIM cursor).
+fn encode_after(offset: usize) -> String {
+    hex_encode(&format!("users-link:{offset}"))
+}
+
+fn decode_after(token: &str) -> Option<usize> {
+    hex_decode(token)?.strip_prefix("users-link:")?.parse().ok()
 }
 
 struct ListParams {
@@ -818,6 +1066,12 @@ fn parse_list(
 
 fn rate_limited(r: RetryAfter) -> Response {
     let mut resp = scim_error(StatusCode::TOO_MANY_REQUESTS, None, "too many requests");
+    add_rate_limit_headers(&mut resp, r);
+    resp
+}
+
+/// `Retry-After` and `X-RateLimit-Remaining: 0`.
+fn add_rate_limit_headers(resp: &mut Response, r: RetryAfter) {
     let value = match r {
         RetryAfter::Seconds(s) => s.to_string(),
         RetryAfter::HttpDate(s) => http_date_in(s),
@@ -825,12 +1079,22 @@ fn rate_limited(r: RetryAfter) -> Response {
     let h = resp.headers_mut();
     h.insert(header::RETRY_AFTER, HeaderValue::from_str(&value).unwrap());
     h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-    resp
 }
 
 enum Outcome {
     Done(Response),
     Page(Value, Option<Malformed>),
+}
+
+enum RestOutcome {
+    Done(Response),
+    Page {
+        body: Value,
+        /// `X-Total-Count`.
+        total: u64,
+        link: Option<String>,
+        malformed: Option<Malformed>,
+    },
 }
 
 async fn list_users(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -856,116 +1120,29 @@ async fn list(s: Shared, kind: ResourceType, q: HashMap<String, String>) -> Resp
             Err(r) => return *r,
         };
         let probe = p.count == 0;
-        let applies = g.applies(kind);
         if g.auth_expired() {
             return unauthorized("the access token expired", true);
         }
-        let mut page_no = None;
-        if !probe {
-            let n = g.page_no.entry(kind).or_insert(0);
-            *n += 1;
-            page_no = Some(*n);
-            if applies {
-                g.c.list_requests += 1;
+        let pg = g.serve_page(kind, p.offset, p.count, false);
+        let outcome = match pg.injected {
+            Some(Injected::Status(st)) => {
+                let st = StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Outcome::Done(scim_error(st, None, "injected page failure"))
             }
-        }
-        let request_no = g.c.list_requests;
-        let start_index = p.offset + 1;
-        let pf = applies && !probe; // page faults apply
-        let f = g.faults.clone();
-        let delay = match f.slow {
-            Some((si, ms)) if pf && si == start_index => ms,
-            _ => 0,
-        };
-
-        let mut outcome = None;
-        let mut malformed = None;
-        if pf {
-            for (i, x) in f.fail.iter().enumerate() {
-                if outcome.is_none()
-                    && x.start_index == start_index
-                    && g.take(kind, Family::Fail, i, x.times)
-                {
-                    let st =
-                        StatusCode::from_u16(x.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    outcome = Some(scim_error(st, None, "injected page failure"));
-                }
-            }
-            for (i, x) in f.rate_limit.iter().enumerate() {
-                if outcome.is_none()
-                    && x.start_index == start_index
-                    && g.take(kind, Family::Rate, i, x.times)
-                {
-                    outcome = Some(rate_limited(x.retry_after));
-                }
-            }
-            for (i, x) in f.malformed.iter().enumerate() {
-                if outcome.is_none()
-                    && malformed.is_none()
-                    && x.start_index == start_index
-                    && g.take(kind, Family::Malformed, i, x.times)
-                {
-                    malformed = Some(x.kind);
-                }
-            }
-        }
-        let outcome = match outcome {
-            Some(r) => Outcome::Done(r),
+            Some(Injected::RateLimit(r)) => Outcome::Done(rate_limited(r)),
             None => {
-                let true_total = g.total(kind);
-                let mut items = g.slice(kind, p.offset, p.count);
-                if pf {
-                    if f.short_page == Some(start_index) {
-                        items.truncate(items.len() / 2);
-                    }
-                    if f.empty_page == Some(start_index) {
-                        items.clear();
-                    }
-                    if f.bad_records == Some(start_index) {
-                        if let Some(Value::Object(o)) = items.get_mut(0) {
-                            o.remove("id");
-                        }
-                        if let Some(Value::Object(o)) = items.get_mut(1) {
-                            o.insert("active".into(), json!("yes"));
-                        }
-                    }
-                }
-                let shifted = |off: i64| (true_total as i64 + off).max(0) as u64;
-                let total: u64 = if !applies {
-                    true_total as u64
-                } else {
-                    match f.total_results {
-                        TotalResults::Honest => true_total as u64,
-                        TotalResults::Fixed(n) => n,
-                        TotalResults::Offset(o) => shifted(o),
-                        TotalResults::EqualsPageSize if probe => true_total as u64,
-                        TotalResults::EqualsPageSize => p.count as u64,
-                        TotalResults::ChangeAfter { requests, offset } => {
-                            let honest = if probe {
-                                request_no < requests
-                            } else {
-                                request_no <= requests
-                            };
-                            if honest {
-                                true_total as u64
-                            } else {
-                                shifted(offset)
-                            }
-                        }
-                    }
-                };
                 let mut body = json!({
                     "schemas": [LIST_RESPONSE_SCHEMA],
-                    "totalResults": total,
-                    "itemsPerPage": items.len(),
-                    "Resources": items,
+                    "totalResults": pg.total,
+                    "itemsPerPage": pg.items.len(),
+                    "Resources": pg.items,
                 });
                 if p.cursor_mode {
-                    let next = match f.cursor_cycle {
-                        Some((a, b)) if pf && p.offset / p.count + 1 == a => {
+                    let next = match g.faults.cursor_cycle {
+                        Some((a, b)) if pg.pf && p.offset / p.count + 1 == a => {
                             Some(encode_cursor(kind, b.saturating_sub(1) * p.count))
                         }
-                        _ if !probe && p.offset + p.count < true_total => {
+                        _ if !probe && p.offset + p.count < pg.true_total => {
                             Some(encode_cursor(kind, p.offset + p.count))
                         }
                         _ => None,
@@ -974,30 +1151,236 @@ async fn list(s: Shared, kind: ResourceType, q: HashMap<String, String>) -> Resp
                         body["nextCursor"] = json!(n);
                     }
                 } else {
-                    body["startIndex"] = json!(start_index);
+                    body["startIndex"] = json!(p.offset + 1);
                 }
-                Outcome::Page(body, malformed)
+                Outcome::Page(body, pg.malformed)
             }
         };
-        (delay, outcome, page_no)
+        (pg.delay, outcome, pg.page_no)
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let mut resp = match outcome {
         Outcome::Done(r) => r,
-        Outcome::Page(body, None) => scim_json(StatusCode::OK, &body),
-        Outcome::Page(body, Some(Malformed::Truncated)) => {
+        Outcome::Page(body, malformed) => render_page(&body, malformed, SCIM_JSON),
+    };
+    if let Some(n) = page_no {
+        resp.extensions_mut().insert(PageNo(n));
+    }
+    resp
+}
+
+/// A 200 page: its JSON, or the broken body `malformed` asks for.
+fn render_page(body: &Value, malformed: Option<Malformed>, content_type: &'static str) -> Response {
+    match malformed {
+        None => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type)],
+            body.to_string(),
+        )
+            .into_response(),
+        Some(Malformed::Truncated) => {
             let text = body.to_string();
             let cut = text[..text.len() / 2].to_owned();
-            (StatusCode::OK, [(header::CONTENT_TYPE, SCIM_JSON)], cut).into_response()
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], cut).into_response()
         }
-        Outcome::Page(_, Some(Malformed::NotJson)) => (
+        Some(Malformed::NotJson) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             "upstream directory temporarily unavailable, please try again later\n",
         )
             .into_response(),
+    }
+}
+
+/// Where a REST list request starts and how many items it asks for.
+struct RestParams {
+    offset: usize,
+    per_page: usize,
+    /// Page-number mode: the (effective) page number.
+    page: usize,
+}
+
+/// `per_page` of a REST list request: default [`DEFAULT_PAGE_SIZE`], capped
+/// at `max`; not an integer or below 1 is a 400.
+fn rest_per_page(q: &HashMap<String, String>, max: usize) -> Result<usize, Box<Response>> {
+    let n = match q.get("per_page") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if n >= 1 => n as usize,
+            _ => {
+                return Err(Box::new(rest_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("per_page {v:?} is not an integer of at least 1"),
+                )));
+            }
+        },
+    };
+    Ok(n.min(max.max(1)))
+}
+
+/// `GET /api/users?page=P&per_page=N`: page-number paging (see module doc).
+async fn rest_users_paged(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let parsed = {
+        let g = lock(&s);
+        rest_per_page(&q, g.cfg.max_page_size)
+    };
+    let per_page = match parsed {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let page = match q.get("page") {
+        None => 1,
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) => n.max(1) as usize,
+            Err(_) => {
+                return rest_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("page {v:?} is not an integer"),
+                );
+            }
+        },
+    };
+    let p = RestParams {
+        offset: (page - 1).saturating_mul(per_page),
+        per_page,
+        page,
+    };
+    rest_list(s, p, false).await
+}
+
+/// `GET /api/users-link?[after=TOKEN&]per_page=N`: `Link`-header paging (see
+/// module doc).
+async fn rest_users_link(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let parsed = {
+        let g = lock(&s);
+        rest_per_page(&q, g.cfg.max_page_size)
+    };
+    let per_page = match parsed {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let offset = match q.get("after").map(String::as_str) {
+        None | Some("") => 0,
+        Some(t) => match decode_after(t) {
+            Some(o) => o,
+            None => {
+                return rest_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown after token {t:?}"),
+                );
+            }
+        },
+    };
+    let p = RestParams {
+        offset,
+        per_page,
+        page: offset / per_page + 1,
+    };
+    rest_list(s, p, true).await
+}
+
+/// The URL of a `Link`-mode page: the first page without `after`.
+fn link_url(origin: &str, offset: Option<usize>, per_page: usize) -> String {
+    match offset {
+        None => format!("{origin}{REST_USERS_LINK_PATH}?per_page={per_page}"),
+        Some(o) => format!(
+            "{origin}{REST_USERS_LINK_PATH}?after={}&per_page={per_page}",
+            encode_after(o)
+        ),
+    }
+}
+
+async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Response {
+    let (delay, outcome, page_no) = {
+        let mut g = lock(&s);
+        if g.auth_expired() {
+            return rest_unauthorized("the access token expired", true);
+        }
+        let pg = g.serve_page(ResourceType::Users, p.offset, p.per_page, true);
+        let outcome = match pg.injected {
+            Some(Injected::Status(st)) => {
+                let st = StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                RestOutcome::Done(rest_error(st, "injected page failure"))
+            }
+            Some(Injected::RateLimit(r)) => {
+                let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+                add_rate_limit_headers(&mut resp, r);
+                RestOutcome::Done(resp)
+            }
+            None if link_mode => {
+                let origin = g.base_url.trim_end_matches("/v2").to_owned();
+                let ordinal = p.offset / p.per_page + 1;
+                let next = match g.faults.link_cycle {
+                    Some((a, b)) if pg.pf && ordinal == a => {
+                        let b = b.max(1);
+                        Some(link_url(
+                            &origin,
+                            (b > 1).then(|| (b - 1) * p.per_page),
+                            p.per_page,
+                        ))
+                    }
+                    _ if p.offset + p.per_page < pg.true_total => {
+                        Some(link_url(&origin, Some(p.offset + p.per_page), p.per_page))
+                    }
+                    _ => None,
+                };
+                let mut link = format!("<{}>; rel=\"first\"", link_url(&origin, None, p.per_page));
+                if let Some(n) = next {
+                    link.push_str(&format!(", <{n}>; rel=\"next\""));
+                }
+                RestOutcome::Page {
+                    body: Value::Array(pg.items),
+                    total: pg.total,
+                    link: Some(link),
+                    malformed: pg.malformed,
+                }
+            }
+            None => {
+                let body = json!({
+                    "users": pg.items,
+                    "total": pg.total,
+                    "page": p.page,
+                    "per_page": p.per_page,
+                });
+                RestOutcome::Page {
+                    body,
+                    total: pg.total,
+                    link: None,
+                    malformed: pg.malformed,
+                }
+            }
+        };
+        (pg.delay, outcome, pg.page_no)
+    };
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let mut resp = match outcome {
+        RestOutcome::Done(r) => r,
+        RestOutcome::Page {
+            body,
+            total,
+            link,
+            malformed,
+        } => {
+            let mut r = render_page(&body, malformed, REST_JSON);
+            if malformed != Some(Malformed::NotJson) {
+                let h = r.headers_mut();
+                h.insert(TOTAL_COUNT_HEADER, HeaderValue::from(total));
+                if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                    h.insert(header::LINK, l);
+                }
+            }
+            r
+        }
     };
     if let Some(n) = page_no {
         resp.extensions_mut().insert(PageNo(n));

@@ -1,0 +1,272 @@
+//! Generic REST JSON sources → ledger observations. Pure parsing: no I/O.
+//!
+//! A REST source is described by where things are: the items array (a JSON
+//! pointer into the body, empty for a bare array), the id and `active` fields,
+//! the total (a JSON pointer or a header such as `X-Total-Count`), and how pages
+//! are addressed: page numbers, or RFC 8288 `Link: <...>; rel="next"` headers.
+
+use govledger_proto::v1::{EntityType, RecordObserved, RecordRejected, RejectReason};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::scim::{Item, ListPage, ParseError};
+
+/// Where the data is in a REST source's answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestShape {
+    /// Path below the base URL, e.g. `users`.
+    pub path: String,
+    pub entity_type: EntityType,
+    /// JSON pointer to the items array (`""` = the body is the array).
+    pub items_pointer: String,
+    pub id_field: String,
+    pub active_field: Option<String>,
+    /// Field shown to people (email, username); optional.
+    pub label_field: Option<String>,
+    /// JSON pointer to the total in the body, if any.
+    pub total_pointer: Option<String>,
+    /// Header carrying the total, if any (e.g. `X-Total-Count`).
+    pub total_header: Option<String>,
+    /// Query parameter names.
+    pub page_param: String,
+    pub size_param: String,
+}
+
+/// The target of the `rel="next"` link in an RFC 8288 `Link` header, if any.
+pub fn next_link(header: &str) -> Option<String> {
+    // Link: <url>; rel="first", <url>; rel="next"
+    let mut rest = header;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>')?;
+        let url = &rest[open + 1..close];
+        let after = &rest[close + 1..];
+        let end = after.find('<').unwrap_or(after.len());
+        let params = &after[..end];
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().trim_end_matches(',').trim();
+            p.strip_prefix("rel=").is_some_and(|v| {
+                v.trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+            })
+        });
+        if is_next {
+            return Some(url.to_owned());
+        }
+        rest = &after[end..];
+    }
+    None
+}
+
+/// Parses one page of a REST source.
+pub fn parse_page(
+    body: &[u8],
+    total_header: Option<&str>,
+    link_header: Option<&str>,
+    shape: &RestShape,
+    page_key: &str,
+) -> Result<ListPage, ParseError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    let items = if shape.items_pointer.is_empty() {
+        &v
+    } else {
+        v.pointer(&shape.items_pointer).ok_or_else(|| {
+            ParseError::NotList(format!("no items at JSON pointer {}", shape.items_pointer))
+        })?
+    };
+    let Value::Array(items) = items else {
+        return Err(ParseError::NotList(format!(
+            "{} is not an array",
+            if shape.items_pointer.is_empty() {
+                "the body"
+            } else {
+                &shape.items_pointer
+            }
+        )));
+    };
+    let mut total = None;
+    if let Some(p) = &shape.total_pointer {
+        total = match v.pointer(p) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+                ParseError::NotList(format!("{p} is not a non-negative integer"))
+            })?),
+            Some(_) => return Err(ParseError::NotList(format!("{p} is not a number"))),
+        };
+    }
+    if total.is_none()
+        && let Some(h) = total_header
+    {
+        total = Some(
+            h.trim()
+                .parse()
+                .map_err(|_| ParseError::NotList(format!("total header {h:?} is not a number")))?,
+        );
+    }
+    Ok(ListPage {
+        total_results: total,
+        items_per_page: Some(items.len() as u64),
+        start_index: None,
+        next_cursor: link_header.and_then(next_link),
+        items: items
+            .iter()
+            .enumerate()
+            .map(|(i, r)| item(r, shape, page_key, i as u32))
+            .collect(),
+    })
+}
+
+fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
+    let raw = serde_json::to_vec(r).unwrap_or_default();
+    let digest: String = Sha256::digest(&raw)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let et = shape.entity_type;
+    let reject = |reason: RejectReason, detail: String| {
+        Item::Rejected(RecordRejected {
+            page_key: page_key.to_owned(),
+            reason: reason as i32,
+            detail,
+            index_in_page: index,
+            raw_digest: digest.clone(),
+            entity_type: et as i32,
+        })
+    };
+    let Value::Object(o) = r else {
+        return reject(
+            RejectReason::SchemaViolation,
+            "item is not a JSON object".into(),
+        );
+    };
+    let id = match o.get(&shape.id_field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            return reject(
+                RejectReason::MissingId,
+                format!("item has no {}", shape.id_field),
+            );
+        }
+        Some(_) => {
+            return reject(
+                RejectReason::BadType,
+                format!("{} is not a string or number", shape.id_field),
+            );
+        }
+    };
+    let active = match shape.active_field.as_ref().and_then(|f| o.get(f)) {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return reject(
+                RejectReason::BadType,
+                format!("item {id}: active is not a boolean"),
+            );
+        }
+    };
+    let display_name = shape
+        .label_field
+        .as_ref()
+        .and_then(|f| o.get(f))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Item::Observed(RecordObserved {
+        entity_type: et as i32,
+        external_id: id,
+        active,
+        attribute_digest: digest,
+        memberships: Vec::new(),
+        version: String::new(),
+        page_key: page_key.to_owned(),
+        display_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(items: &str) -> RestShape {
+        RestShape {
+            path: "users".into(),
+            entity_type: EntityType::User,
+            items_pointer: items.into(),
+            id_field: "id".into(),
+            active_field: Some("active".into()),
+            label_field: Some("email".into()),
+            total_pointer: Some("/total".into()),
+            total_header: Some("x-total-count".into()),
+            page_param: "page".into(),
+            size_param: "per_page".into(),
+        }
+    }
+
+    #[test]
+    fn link_headers() {
+        let h = r#"<https://a/u?per_page=2>; rel="first", <https://a/u?after=X&per_page=2>; rel="next""#;
+        assert_eq!(
+            next_link(h).as_deref(),
+            Some("https://a/u?after=X&per_page=2")
+        );
+        assert_eq!(next_link(r#"<https://a/u?p=1>; rel="first""#), None);
+        assert_eq!(
+            next_link(r#"<https://a/u?p=2>; rel=next"#).as_deref(),
+            Some("https://a/u?p=2")
+        );
+        assert_eq!(
+            next_link(r#"<https://a/u?p=2>; title="x"; rel="prefetch next""#).as_deref(),
+            Some("https://a/u?p=2")
+        );
+        assert_eq!(next_link(""), None);
+        assert_eq!(next_link("<unterminated"), None);
+    }
+
+    #[test]
+    fn pages_with_body_total_or_header_total() {
+        let p = parse_page(
+            br#"{"users":[{"id":1,"email":"a@x","active":false},{"id":"b"}],"total":9}"#,
+            None,
+            None,
+            &shape("/users"),
+            "users:page=1",
+        )
+        .unwrap();
+        assert_eq!(p.total_results, Some(9));
+        let Item::Observed(a) = &p.items[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (a.external_id.as_str(), a.active, a.display_name.as_str()),
+            ("1", Some(false), "a@x")
+        );
+        let mut s = shape("");
+        s.total_pointer = None;
+        let p = parse_page(
+            br#"[{"id":"x"}]"#,
+            Some("12"),
+            Some(r#"<http://h/n>; rel="next""#),
+            &s,
+            "k",
+        )
+        .unwrap();
+        assert_eq!(p.total_results, Some(12));
+        assert_eq!(p.next_cursor.as_deref(), Some("http://h/n"));
+    }
+
+    #[test]
+    fn bad_pages_and_items() {
+        assert!(parse_page(b"{", None, None, &shape("/users"), "k").is_err());
+        assert!(parse_page(br#"{"data":[]}"#, None, None, &shape("/users"), "k").is_err());
+        let p = parse_page(
+            br#"{"users":[{"email":"no id"},{"id":"x","active":"yes"},{"id":[1]}]}"#,
+            None,
+            None,
+            &shape("/users"),
+            "k",
+        )
+        .unwrap();
+        assert!(p.items.iter().all(|i| matches!(i, Item::Rejected(_))));
+    }
+}
