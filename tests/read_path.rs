@@ -690,3 +690,17 @@ async fn trigger_sync_errors_are_actionable() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_slower_than_the_request_timeout_fails_as_timeout() {
+    let (_nats, scim, gl) = setup("timeout_ms = 300").await;
+    scim.set_faults(Faults {
+        slow: Some((101, 2_000)),
+        ..Default::default()
+    });
+    let r = gl.sync("hr").await;
+    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_eq!(codes(&r), vec![ReasonCode::PagesFailed, ReasonCode::CountShort]);
+    let run = r.run.unwrap();
+    assert_eq!(run.page_failures, 3, "each attempt timed out and was recorded");
+}
