@@ -1,7 +1,8 @@
 //! Self-tests of the fault-injecting SCIM 2.0 server (`tests/common/fault_scim.rs`):
 //! honest index and cursor paging, probes, single resources and writes, bearer
 //! auth, keep-alive, and one test per injected fault showing it behaves as its
-//! doc says. The client is a hand-written HTTP/1.1 client over a tokio socket,
+//! doc says; then the plain REST API on the same server (page-number paging,
+//! `Link`-header paging, `X-Total-Count`, and the faults on both endpoints). The client is a hand-written HTTP/1.1 client over a tokio socket,
 //! so nothing here depends on the sync engine under test.
 
 mod common;
@@ -925,4 +926,542 @@ async fn server_answers_while_the_test_thread_blocks() {
         std::net::TcpStream::connect(addr).is_err(),
         "stopped on drop"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The plain REST API (`/api/users`, `/api/users-link`).
+
+/// GET an absolute path (e.g. `/api/users?page=1`) on a fresh connection.
+async fn get_api(s: &FaultScim, target: &str) -> Resp {
+    get_api_auth(s, target, None).await
+}
+
+async fn get_api_auth(s: &FaultScim, target: &str, token: Option<&str>) -> Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Connection", "close")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    Conn::open(s)
+        .await
+        .send("GET", target, &headers, None)
+        .await
+}
+
+/// The path of one of this server's absolute REST URLs.
+fn path_of(s: &FaultScim, url: &str) -> String {
+    url.strip_prefix(&s.rest_url(""))
+        .unwrap_or_else(|| panic!("{url} is not on {}", s.rest_url("")))
+        .to_owned()
+}
+
+/// `(url, rel)` of every link of an RFC 8288 `Link` header.
+fn links(h: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = h;
+    while let Some(open) = rest.find('<') {
+        let close = open + rest[open..].find('>').expect("unclosed <");
+        let url = rest[open + 1..close].to_owned();
+        let after = &rest[close + 1..];
+        let end = after.find('<').unwrap_or(after.len());
+        let rel = after[..end]
+            .split(';')
+            .filter_map(|p| p.trim().trim_end_matches(',').trim().strip_prefix("rel="))
+            .map(|v| v.trim_matches('"').to_owned())
+            .next()
+            .unwrap_or_else(|| panic!("no rel in {h:?}"));
+        out.push((url, rel));
+        rest = &after[end..];
+    }
+    out
+}
+
+fn link_rel(r: &Resp, rel: &str) -> Option<String> {
+    links(r.header("link")?)
+        .into_iter()
+        .find(|(_, r)| r == rel)
+        .map(|(u, _)| u)
+}
+
+fn rest_ids(items: &Value) -> Vec<String> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn total_count(r: &Resp) -> u64 {
+    r.header("x-total-count")
+        .expect("X-Total-Count")
+        .parse()
+        .unwrap()
+}
+
+fn assert_rest_error(r: &Resp, status: u16) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some(REST_JSON));
+    let b = r.json();
+    assert_eq!(b["status"], status);
+    assert!(b["error"].is_string() && b["message"].is_string(), "{b}");
+}
+
+/// Walks `Link` pages from the first, following `rel="next"`; returns (ids,
+/// next links seen) after at most `max_pages`.
+async fn walk_links(
+    s: &FaultScim,
+    per_page: usize,
+    max_pages: usize,
+) -> (Vec<String>, Vec<String>) {
+    let mut all = Vec::new();
+    let mut nexts = Vec::new();
+    let mut target = format!("/api/users-link?per_page={per_page}");
+    for _ in 0..max_pages {
+        let r = get_api(s, &target).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        all.extend(rest_ids(&r.json()));
+        match link_rel(&r, "next") {
+            Some(n) => {
+                target = path_of(s, &n);
+                nexts.push(n);
+            }
+            None => break,
+        }
+    }
+    (all, nexts)
+}
+
+#[test]
+fn link_header_parser_handles_first_and_next() {
+    let l = links(
+        "<http://h/api/users-link?per_page=2>; rel=\"first\", <http://h/api/users-link?after=ab&per_page=2>; rel=\"next\"",
+    );
+    assert_eq!(
+        l,
+        [
+            ("http://h/api/users-link?per_page=2".into(), "first".into()),
+            (
+                "http://h/api/users-link?after=ab&per_page=2".into(),
+                "next".into()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rest_page_number_paging_250_users_in_three_pages() {
+    let s = FaultScim::start(250).await;
+    let mut seen = Vec::new();
+    for (page, expect) in [(1, 100), (2, 100), (3, 50)] {
+        let r = get_api(&s, &format!("/api/users?page={page}&per_page=100")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some(REST_JSON));
+        assert_eq!(total_count(&r), 250);
+        assert!(r.header("link").is_none(), "page-number mode has no Link");
+        let b = r.json();
+        assert_eq!(
+            (&b["total"], &b["page"], &b["per_page"]),
+            (&json!(250), &json!(page), &json!(100))
+        );
+        let page_ids = rest_ids(&b["users"]);
+        assert_eq!(page_ids.len(), expect);
+        assert_eq!(page_ids[0], uid((page - 1) * 100));
+        seen.extend(page_ids);
+    }
+    assert_eq!(seen, (0..250).map(uid).collect::<Vec<_>>());
+    assert_eq!(s.list_requests(), 3);
+
+    let one = get_api(&s, "/api/users?page=43&per_page=1").await.json();
+    assert_eq!(
+        one["users"],
+        json!([{"id": "u0000042", "email": "user42@example.test", "active": true}])
+    );
+
+    // Past the end: empty, total still honest.
+    let past = get_api(&s, "/api/users?page=4&per_page=100").await;
+    assert_eq!(past.status, 200);
+    assert_eq!(total_count(&past), 250);
+    let pb = past.json();
+    assert_eq!((&pb["users"], &pb["total"]), (&json!([]), &json!(250)));
+
+    // Defaults: page 1, per_page 100; page < 1 means 1.
+    let d = get_api(&s, "/api/users").await.json();
+    assert_eq!((&d["page"], &d["per_page"]), (&json!(1), &json!(100)));
+    assert_eq!(rest_ids(&d["users"]).len(), 100);
+    let z = get_api(&s, "/api/users?page=0&per_page=5").await.json();
+    assert_eq!(
+        (&z["page"], rest_ids(&z["users"])[0].as_str()),
+        (&json!(1), "u0000000")
+    );
+
+    assert_rest_error(&get_api(&s, "/api/users?page=x").await, 400);
+    assert_rest_error(&get_api(&s, "/api/users?per_page=0").await, 400);
+
+    // Logged like SCIM list requests, numbered with /v2/Users.
+    let log = s.requests();
+    assert_eq!(log[0].path_and_query, "/api/users?page=1&per_page=100");
+    assert_eq!((log[0].status, log[0].page_no), (200, Some(1)));
+    assert_eq!(log[2].page_no, Some(3));
+    get(&s, "/Users?count=10").await;
+    let last = s.requests().pop().unwrap();
+    assert_eq!(
+        last.page_no,
+        Some(log.iter().filter(|r| r.page_no.is_some()).count() + 1)
+    );
+
+    // per_page is capped at max_page_size.
+    let c = FaultScim::start_with(ScimConfig {
+        users: 120,
+        max_page_size: 50,
+        ..Default::default()
+    })
+    .await;
+    let capped = get_api(&c, "/api/users?page=2&per_page=100").await.json();
+    assert_eq!(capped["per_page"], 50);
+    assert_eq!(rest_ids(&capped["users"])[0], uid(50));
+}
+
+#[tokio::test]
+async fn rest_link_paging_walks_all_users_following_next() {
+    let s = FaultScim::start(250).await;
+    let first = get_api(&s, "/api/users-link?per_page=100").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("content-type"), Some(REST_JSON));
+    assert_eq!(total_count(&first), 250);
+    let body = first.json();
+    assert!(body.is_array(), "a bare array: {body}");
+    assert_eq!(
+        body[0],
+        json!({"id": "u0000000", "email": "user0@example.test", "active": true})
+    );
+    let l = links(first.header("link").unwrap());
+    assert_eq!(l.len(), 2);
+    assert_eq!(
+        l[0],
+        (
+            s.rest_url("/api/users-link?per_page=100"),
+            "first".to_owned()
+        )
+    );
+    assert_eq!(l[1].1, "next");
+    assert!(
+        l[1].0.starts_with(&s.rest_url("/api/users-link?after="))
+            && l[1].0.ends_with("&per_page=100"),
+        "{}",
+        l[1].0
+    );
+
+    let (all, nexts) = walk_links(&s, 100, 10).await;
+    assert_eq!(all, (0..250).map(uid).collect::<Vec<_>>());
+    assert_eq!(nexts.len(), 2, "3 pages: two next links, none on the last");
+    let last = get_api(&s, &path_of(&s, &nexts[1])).await;
+    assert_eq!(rest_ids(&last.json()).len(), 50);
+    assert_eq!(total_count(&last), 250);
+    assert_eq!(link_rel(&last, "next"), None);
+    assert_eq!(
+        link_rel(&last, "first"),
+        Some(s.rest_url("/api/users-link?per_page=100"))
+    );
+
+    // Default per_page is 100; an unknown token is a 400, so is a SCIM cursor.
+    let d = get_api(&s, "/api/users-link").await;
+    assert_eq!(rest_ids(&d.json()).len(), 100);
+    assert_eq!(link_rel(&d, "next"), Some(nexts[0].clone()));
+    assert_rest_error(&get_api(&s, "/api/users-link?after=nonsense").await, 400);
+    let scim_next = get(&s, "/Users?cursor=&count=100").await.json()["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_rest_error(
+        &get_api(
+            &s,
+            &format!("/api/users-link?after={scim_next}&per_page=100"),
+        )
+        .await,
+        400,
+    );
+}
+
+#[tokio::test]
+async fn rest_total_count_follows_total_results() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        total_results: TotalResults::Fixed(1000),
+        ..Default::default()
+    });
+    let p = get_api(&s, "/api/users?page=1&per_page=100").await;
+    assert_eq!((total_count(&p), &p.json()["total"]), (1000, &json!(1000)));
+    assert_eq!(
+        total_count(&get_api(&s, "/api/users-link?per_page=100").await),
+        1000
+    );
+
+    s.set_faults(Faults {
+        total_results: TotalResults::Offset(-30),
+        ..Default::default()
+    });
+    let p = get_api(&s, "/api/users?page=3&per_page=100").await;
+    assert_eq!((total_count(&p), &p.json()["total"]), (220, &json!(220)));
+    assert_eq!(rest_ids(&p.json()["users"]).len(), 50);
+
+    s.set_faults(Faults {
+        total_results: TotalResults::EqualsPageSize,
+        ..Default::default()
+    });
+    assert_eq!(
+        total_count(&get_api(&s, "/api/users-link?per_page=40").await),
+        40
+    );
+    assert_eq!(
+        total_count(&get_api(&s, "/api/users?per_page=70").await),
+        70
+    );
+
+    // Counted with SCIM list requests: honest for two, then +5.
+    s.set_faults(Faults {
+        total_results: TotalResults::ChangeAfter {
+            requests: 2,
+            offset: 5,
+        },
+        ..Default::default()
+    });
+    assert_eq!(total_count(&get_api(&s, "/api/users?page=1").await), 250);
+    assert_eq!(get(&s, "/Users?count=10").await.json()["totalResults"], 250);
+    assert_eq!(total_count(&get_api(&s, "/api/users-link").await), 255);
+    assert_eq!(s.list_requests(), 3);
+
+    // `only: Groups` leaves the REST API (Users) honest and uncounted.
+    s.set_faults(Faults {
+        only: Some(ResourceType::Groups),
+        total_results: TotalResults::Fixed(3),
+        ..Default::default()
+    });
+    assert_eq!(total_count(&get_api(&s, "/api/users").await), 250);
+    assert_eq!(s.list_requests(), 0);
+}
+
+#[tokio::test]
+async fn rest_fail_times_then_succeed_on_both_endpoints() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 101,
+            status: 503,
+            times: 1,
+        }],
+        ..Default::default()
+    });
+    assert_eq!(
+        get_api(&s, "/api/users?page=1&per_page=100").await.status,
+        200
+    );
+    let r = get_api(&s, "/api/users?page=2&per_page=100").await;
+    assert_rest_error(&r, 503);
+    assert!(r.header("x-total-count").is_none());
+    let ok = get_api(&s, "/api/users?page=2&per_page=100").await;
+    assert_eq!(rest_ids(&ok.json()["users"])[0], uid(100));
+    // Keyed by start_index, not page number: page 3 of 50 is offset 100.
+    s.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 101,
+            status: 500,
+            times: 1,
+        }],
+        ..Default::default()
+    });
+    assert_rest_error(&get_api(&s, "/api/users?page=3&per_page=50").await, 500);
+    assert_eq!(
+        get_api(&s, "/api/users?page=3&per_page=50").await.status,
+        200
+    );
+
+    // Link mode: the page the first next link points at fails once.
+    s.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 101,
+            status: 502,
+            times: 1,
+        }],
+        ..Default::default()
+    });
+    let p1 = get_api(&s, "/api/users-link?per_page=100").await;
+    let next = path_of(&s, &link_rel(&p1, "next").unwrap());
+    assert_rest_error(&get_api(&s, &next).await, 502);
+    let p2 = get_api(&s, &next).await;
+    assert_eq!(p2.status, 200);
+    assert_eq!(rest_ids(&p2.json())[0], uid(100));
+    assert_eq!(s.list_requests(), 3);
+    let log = s.requests();
+    let tail: Vec<u16> = log[log.len() - 3..].iter().map(|r| r.status).collect();
+    assert_eq!(tail, [200, 502, 200]);
+}
+
+#[tokio::test]
+async fn rest_page_faults_rate_limit_malformed_short_empty_bad() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(Faults {
+        rate_limit: vec![RateLimitFault {
+            start_index: 1,
+            times: 1,
+            retry_after: RetryAfter::Seconds(3),
+        }],
+        malformed: vec![
+            MalformedFault {
+                start_index: 101,
+                times: 1,
+                kind: Malformed::Truncated,
+            },
+            MalformedFault {
+                start_index: 201,
+                times: 1,
+                kind: Malformed::NotJson,
+            },
+        ],
+        ..Default::default()
+    });
+    let r = get_api(&s, "/api/users-link?per_page=100").await;
+    assert_rest_error(&r, 429);
+    assert_eq!(r.header("retry-after"), Some("3"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    let t = get_api(&s, "/api/users?page=2&per_page=100").await;
+    assert_eq!((t.status, t.header("content-type")), (200, Some(REST_JSON)));
+    assert_eq!(total_count(&t), 250);
+    assert!(
+        serde_json::from_slice::<Value>(&t.body).is_err(),
+        "truncated"
+    );
+    let n = get_api(&s, "/api/users?page=3&per_page=100").await;
+    assert!(n.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(n.header("x-total-count").is_none());
+    for page in 1..=3 {
+        let r = get_api(&s, &format!("/api/users?page={page}&per_page=100")).await;
+        assert_eq!(r.status, 200);
+        r.json();
+    }
+
+    s.set_faults(Faults {
+        short_page: Some(101),
+        empty_page: Some(201),
+        bad_records: Some(1),
+        ..Default::default()
+    });
+    let p1 = get_api(&s, "/api/users?page=1&per_page=100").await.json();
+    let u = p1["users"].as_array().unwrap();
+    assert_eq!(u.len(), 100);
+    assert!(u[0].get("id").is_none(), "missing id");
+    assert_eq!(u[0]["email"], "user0@example.test");
+    assert_eq!(u[1]["active"], json!("yes"));
+    let p2 = get_api(&s, "/api/users?page=2&per_page=100").await.json();
+    assert_eq!(
+        (rest_ids(&p2["users"]).len(), &p2["total"]),
+        (50, &json!(250))
+    );
+    let p3 = get_api(&s, "/api/users?page=3&per_page=100").await;
+    assert_eq!((&p3.json()["users"], total_count(&p3)), (&json!([]), 250));
+    // Link mode: the short page's next link still skips its missing half.
+    s.set_faults(Faults {
+        short_page: Some(101),
+        ..Default::default()
+    });
+    let (all, nexts) = walk_links(&s, 100, 10).await;
+    assert_eq!((all.len(), nexts.len()), (200, 2));
+    assert!(!all.contains(&uid(150)) && all.contains(&uid(200)));
+}
+
+#[tokio::test]
+async fn rest_bearer_auth_expiry_latency_and_drift() {
+    let s = FaultScim::start_with(ScimConfig {
+        users: 250,
+        bearer_token: Some("tok".into()),
+        ..Default::default()
+    })
+    .await;
+    let none = get_api(&s, "/api/users").await;
+    assert_rest_error(&none, 401);
+    assert!(
+        none.header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert_rest_error(
+        &get_api_auth(&s, "/api/users-link", Some("wrong")).await,
+        401,
+    );
+    assert_eq!(
+        get_api_auth(&s, "/api/users", Some("tok")).await.status,
+        200
+    );
+    assert_eq!(
+        s.requests()
+            .iter()
+            .map(|r| (r.has_authorization, r.status))
+            .collect::<Vec<_>>(),
+        [(false, 401), (true, 401), (true, 200)]
+    );
+
+    s.set_faults(Faults {
+        auth_expire_after_requests: Some(2),
+        mutate_after_page: Some(Mutation {
+            after_requests: 1,
+            insert_front: 5,
+            delete_front: 0,
+        }),
+        latency_ms: 30,
+        slow: Some((101, 300)),
+        ..Default::default()
+    });
+    let t = Some("tok");
+    let p1 = get_api_auth(&s, "/api/users?page=1&per_page=100", t)
+        .await
+        .json();
+    let t0 = Instant::now();
+    let p2 = get_api_auth(&s, "/api/users?page=2&per_page=100", t).await;
+    assert!(t0.elapsed().as_millis() >= 330, "{:?}", t0.elapsed());
+    let p2 = p2.json();
+    assert_eq!(p2["total"], 255, "drift applied after one list request");
+    let dup = rest_ids(&p2["users"])
+        .into_iter()
+        .filter(|id| rest_ids(&p1["users"]).contains(id))
+        .count();
+    assert_eq!(dup, 5);
+    let r = get_api_auth(&s, "/api/users?page=3&per_page=100", t).await;
+    assert_rest_error(&r, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_scim_error(&get_auth(&s, "/Users?count=10", t).await, 401);
+}
+
+#[tokio::test]
+async fn rest_link_cycle_repeats_next_links() {
+    let s = FaultScim::start(500).await;
+    s.set_faults(Faults {
+        link_cycle: Some((3, 2)),
+        ..Default::default()
+    });
+    let (all, nexts) = walk_links(&s, 100, 7).await;
+    // Pages 1, 2, 3, 2, 3, 2, 3: never ends, never reaches u0000300.
+    assert_eq!(nexts.len(), 7, "every page hands out a next link");
+    assert_eq!(nexts[2], nexts[0], "page 3 links back to page 2");
+    assert_eq!(nexts[1], nexts[3]);
+    assert_eq!(nexts[2], nexts[4]);
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (700, 300));
+    assert!(!distinct.contains(&uid(300)));
+
+    // b = 1: the next link is the first-page URL itself.
+    s.set_faults(Faults {
+        link_cycle: Some((2, 1)),
+        ..Default::default()
+    });
+    let (_, nexts) = walk_links(&s, 100, 3).await;
+    assert_eq!(nexts[1], s.rest_url("/api/users-link?per_page=100"));
+    // Page-number and SCIM cursor paging are unaffected.
+    let p = get_api(&s, "/api/users?page=3&per_page=100").await.json();
+    assert_eq!(rest_ids(&p["users"])[0], uid(200));
+    let (scim_all, _) = walk_cursor(&s, 100, 10).await;
+    assert_eq!(scim_all.len(), 500);
 }

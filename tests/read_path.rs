@@ -700,7 +700,13 @@ async fn a_page_slower_than_the_request_timeout_fails_as_timeout() {
     });
     let r = gl.sync("hr").await;
     assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert_eq!(codes(&r), vec![ReasonCode::PagesFailed, ReasonCode::CountShort]);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
+    );
     let run = r.run.unwrap();
-    assert_eq!(run.page_failures, 3, "each attempt timed out and was recorded");
+    assert_eq!(
+        run.page_failures, 3,
+        "each attempt timed out and was recorded"
+    );
 }

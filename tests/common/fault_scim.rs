@@ -1323,7 +1323,7 @@ async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Response {
                         let b = b.max(1);
                         Some(link_url(
                             &origin,
-                            (b > 1).then(|| (b - 1) * p.per_page),
+                            (b > 1).then(|| (b - 1).saturating_mul(p.per_page)),
                             p.per_page,
                         ))
                     }
