@@ -7,7 +7,13 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt as _;
 use govledger_projector::{Store, store::StoreError, verdict};
+use govledger_proto::v1::{
+    ActionAttempted, ActionOutcome, ActionState, Alert, GetActionRequest, GetActionResponse,
+    ListActionsRequest, ListActionsResponse, ReportExternalAttemptRequest,
+    ReportExternalAttemptResponse, SubmitActionRequest, SubmitActionResponse, WatchAlertsRequest,
+};
 use govledger_proto::v1::{
     Blocker, CheckReadinessRequest, CheckReadinessResponse, EntityType, Freshness,
     GetIdentityRequest, GetIdentityResponse, GetLedgerStatusRequest, GetRunRequest, GetRunResponse,
@@ -19,6 +25,7 @@ use govledger_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
+    actions::{ActionManager, SubmitError},
     sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
     syncer::{SyncManager, TriggerError},
 };
@@ -35,6 +42,8 @@ pub struct LedgerApi {
     stream: String,
     abandon_after_us: i64,
     syncs: SyncManager,
+    actions: ActionManager,
+    alerts: tokio::sync::broadcast::Sender<Alert>,
 }
 
 impl LedgerApi {
@@ -44,6 +53,8 @@ impl LedgerApi {
         stream: String,
         abandon_after_ms: u64,
         syncs: SyncManager,
+        actions: ActionManager,
+        alerts: tokio::sync::broadcast::Sender<Alert>,
     ) -> Self {
         Self {
             store,
@@ -51,7 +62,80 @@ impl LedgerApi {
             stream,
             abandon_after_us: (abandon_after_ms as i64).saturating_mul(1_000),
             syncs,
+            actions,
+            alerts,
         }
+    }
+
+    /// An action with its outcome as of `now` (DRIFTED from the watched identities).
+    fn action_view(&self, a: ActionState, now: i64) -> Result<GetActionResponse, Status> {
+        let mut drift = None;
+        for wi in &a.watch {
+            if let Some(ident) = self
+                .store
+                .identity(&a.source_id, wi.entity_type, &wi.external_id)
+                .map_err(internal)?
+                && let Some(w) = ident
+                    .watched
+                    .into_iter()
+                    .find(|w| w.action_id == a.action_id && w.drifted)
+            {
+                drift = Some(w);
+                break;
+            }
+        }
+        let (outcome, detail) = verdict::action_outcome(&a, drift.as_ref(), now);
+        Ok(GetActionResponse {
+            action: Some(a),
+            outcome: outcome as i32,
+            outcome_detail: detail,
+        })
+    }
+
+    /// Blocking actions of a source (UNCONFIRMED, FAILED, OVERDUE, DRIFTED).
+    fn action_blockers(
+        &self,
+        source_id: &str,
+        identities: &[String],
+        now: i64,
+    ) -> Result<Vec<Blocker>, Status> {
+        let mut out = Vec::new();
+        for id in self
+            .store
+            .action_ids_of(source_id, READINESS_ACTIONS_MAX)
+            .map_err(internal)?
+        {
+            let Some(a) = self.store.action(&id).map_err(internal)? else {
+                continue;
+            };
+            let who = a
+                .request
+                .as_ref()
+                .map(|r| r.identity_external_id.clone())
+                .unwrap_or_default();
+            if !identities.is_empty() && !identities.contains(&who) {
+                continue;
+            }
+            let v = self.action_view(a, now)?;
+            let o = ActionOutcome::try_from(v.outcome).unwrap_or_default();
+            if matches!(
+                o,
+                ActionOutcome::Unconfirmed
+                    | ActionOutcome::Failed
+                    | ActionOutcome::Overdue
+                    | ActionOutcome::Drifted
+            ) {
+                out.push(Blocker {
+                    source_id: source_id.to_owned(),
+                    code: format!(
+                        "ACTION_{}",
+                        o.as_str_name().trim_start_matches("ACTION_OUTCOME_")
+                    ),
+                    message: format!("action {id} on {who}: {}", v.outcome_detail),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// A source's status as of now; `None` when neither configured nor known.
@@ -88,6 +172,22 @@ impl LedgerApi {
             .collect();
         ids.extend(self.syncs.configured().map(str::to_owned));
         Ok(ids.into_iter().collect())
+    }
+}
+
+/// Actions of a source examined by a readiness check or a list, at most.
+pub const READINESS_ACTIONS_MAX: usize = 10_000;
+
+fn submit_status(e: SubmitError) -> Status {
+    match e {
+        SubmitError::NotConfigured(_) | SubmitError::NotFound(_) => {
+            Status::not_found(e.to_string())
+        }
+        SubmitError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        SubmitError::NotWritable(_) | SubmitError::NotExternal(_) => {
+            Status::failed_precondition(e.to_string())
+        }
+        SubmitError::Busy(_) | SubmitError::Publish(_) => Status::unavailable(e.to_string()),
     }
 }
 
@@ -409,11 +509,139 @@ impl Ledger for LedgerApi {
         }
     }
 
+    async fn submit_action(
+        &self,
+        req: Request<SubmitActionRequest>,
+    ) -> Result<Response<SubmitActionResponse>, Status> {
+        let r = req.into_inner();
+        let source = require("source_id", &r.source_id)?.to_owned();
+        let Some(request) = r.request else {
+            return Err(Status::invalid_argument(
+                "request is required (an ActionRequested)",
+            ));
+        };
+        match self.actions.submit(&self.store, &source, request).await {
+            Ok((action_id, created)) => {
+                Ok(Response::new(SubmitActionResponse { action_id, created }))
+            }
+            Err(e) => Err(submit_status(e)),
+        }
+    }
+
+    async fn get_action(
+        &self,
+        req: Request<GetActionRequest>,
+    ) -> Result<Response<GetActionResponse>, Status> {
+        let id = require("action_id", &req.get_ref().action_id)?;
+        let Some(a) = self.store.action(id).map_err(internal)? else {
+            return Err(Status::not_found(format!(
+                "no action {id:?} in the ledger (it may not be projected yet; ListActions(source_id) lists a source's actions)"
+            )));
+        };
+        Ok(Response::new(self.action_view(a, now_us())?))
+    }
+
+    async fn list_actions(
+        &self,
+        req: Request<ListActionsRequest>,
+    ) -> Result<Response<ListActionsResponse>, Status> {
+        let r = req.get_ref();
+        let source = require("source_id", &r.source_id)?;
+        if r.limit > LIST_RUNS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "limit {} is over the maximum {LIST_RUNS_MAX}",
+                r.limit
+            )));
+        }
+        let want = ActionOutcome::try_from(r.outcome).map_err(|_| {
+            Status::invalid_argument(format!("outcome {} is not an ActionOutcome", r.outcome))
+        })?;
+        let limit = if r.limit == 0 { 100 } else { r.limit } as usize;
+        let now = now_us();
+        let mut actions = Vec::new();
+        for id in self
+            .store
+            .action_ids_of(source, READINESS_ACTIONS_MAX)
+            .map_err(internal)?
+        {
+            if actions.len() >= limit {
+                break;
+            }
+            if let Some(a) = self.store.action(&id).map_err(internal)? {
+                let v = self.action_view(a, now)?;
+                if want == ActionOutcome::Unspecified || v.outcome == want as i32 {
+                    actions.push(v);
+                }
+            }
+        }
+        Ok(Response::new(ListActionsResponse { actions }))
+    }
+
+    async fn report_external_attempt(
+        &self,
+        req: Request<ReportExternalAttemptRequest>,
+    ) -> Result<Response<ReportExternalAttemptResponse>, Status> {
+        let r = req.into_inner();
+        let id = require("action_id", &r.action_id)?.to_owned();
+        let Some(a) = self.store.action(&id).map_err(internal)? else {
+            return Err(Status::not_found(format!(
+                "no action {id:?}: submit it with external=true first (SubmitAction)"
+            )));
+        };
+        if a.concluded_seq != 0 {
+            return Err(Status::failed_precondition(format!(
+                "action {id} is already concluded; submit a new action (new idempotency key) for a new write"
+            )));
+        }
+        let class = crate::actions::error_class(r.error_class).map_err(submit_status)?;
+        let attempt = ActionAttempted {
+            step: r.step.max(1),
+            request_summary: r.request_summary,
+            http_status: r.http_status,
+            error_class: class,
+            latency_ms: r.latency_ms,
+            external: true,
+        };
+        self.actions
+            .report_external(&self.store, &a, attempt)
+            .await
+            .map_err(submit_status)?;
+        Ok(Response::new(ReportExternalAttemptResponse {}))
+    }
+
+    type WatchAlertsStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<Alert, Status>> + Send + 'static>>;
+
+    async fn watch_alerts(
+        &self,
+        req: Request<WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let sources = req.into_inner().source_ids;
+        let rx = self.alerts.subscribe();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
+            let keep = match &r {
+                Ok(a) => sources.is_empty() || sources.contains(&a.source_id),
+                Err(_) => true,
+            };
+            let item = match r {
+                Ok(a) => Ok(a),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Ok(Alert {
+                    message: format!("{n} alerts skipped: this watcher fell behind; the ledger still holds every decision"),
+                    ..Default::default()
+                }),
+            };
+            futures::future::ready(keep.then_some(item))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn check_readiness(
         &self,
         req: Request<CheckReadinessRequest>,
     ) -> Result<Response<CheckReadinessResponse>, Status> {
-        let mut ids = req.into_inner().source_ids;
+        let req = req.into_inner();
+        let identities = req.identity_external_ids;
+        let mut ids = req.source_ids;
         if ids.len() > LIST_RUNS_MAX as usize {
             return Err(Status::invalid_argument(format!(
                 "at most {LIST_RUNS_MAX} sources per readiness check"
@@ -441,7 +669,12 @@ impl Ledger for LedgerApi {
             };
             scope.push((id, status, last_finished));
         }
-        let blockers = readiness_blockers(&scope);
+        let mut blockers = readiness_blockers(&scope);
+        for (id, status, _) in &scope {
+            if status.is_some() {
+                blockers.extend(self.action_blockers(id, &identities, now)?);
+            }
+        }
         Ok(Response::new(CheckReadinessResponse {
             ready: blockers.is_empty(),
             blockers,

@@ -303,6 +303,7 @@ impl Config {
             batch_events_max: self.projector.batch_events_max,
             idle_wait: Duration::from_millis(self.projector.idle_wait_ms),
             stop_at_seq: None,
+            alerts: None,
         }
     }
 }

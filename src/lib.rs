@@ -9,6 +9,7 @@
 //!   [`simulate`] (synthetic runs for the demo and tests), [`cli`] (human output).
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod config;

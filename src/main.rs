@@ -105,6 +105,9 @@ enum Cmd {
     /// Exit code 0 when ready, 3 when not.
     Readiness {
         sources: Vec<String>,
+        /// Only actions on these identities block (repeatable).
+        #[arg(long = "identity")]
+        identities: Vec<String>,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -377,11 +380,16 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 return Err(NotOk.into());
             }
         }
-        Cmd::Readiness { sources, client: f } => {
+        Cmd::Readiness {
+            sources,
+            identities,
+            client: f,
+        } => {
             let mut c = client(&f).await?;
             let r = c
                 .check_readiness(CheckReadinessRequest {
                     source_ids: sources,
+                    identity_external_ids: identities,
                 })
                 .await
                 .map_err(status_err)?

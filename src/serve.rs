@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use govledger_ingest::{Publisher, event::ProducerId};
 
 use crate::{
+    actions::{ActionDeps, ActionManager},
     api::LedgerApi,
     config::{Config, ConfigError},
     nats_embed::{self, EmbedError, EmbeddedNats},
@@ -62,6 +63,9 @@ pub enum ServeError {
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
+
+/// Decisions buffered per WatchAlerts subscriber before it is told it lagged.
+pub const ALERTS_BUFFER: usize = 1_024;
 
 /// How long shutdown waits for sync workers and unacknowledged events.
 pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
@@ -189,10 +193,13 @@ async fn serve_with(
     tracing::info!(stream = %info.config.name, messages = info.state.messages, "stream checked");
 
     let (progress_tx, progress_rx) = watch::channel(0u64);
+    let (alerts_tx, _) = tokio::sync::broadcast::channel(ALERTS_BUFFER);
+    let mut runner_cfg = cfg.runner_config();
+    runner_cfg.alerts = Some(alerts_tx.clone());
     let projector = tokio::spawn(runner::run(
         client.clone(),
         store.clone(),
-        cfg.runner_config(),
+        runner_cfg,
         progress_tx,
         shutdown.clone(),
     ));
@@ -205,18 +212,32 @@ async fn serve_with(
         cfg.publisher_config(),
         publisher_stop.clone(),
     );
-    let (syncs, sync_tasks) = SyncManager::start(
+    let producer = ProducerId::new(format!("serve-{}", std::process::id()));
+    let (syncs, mut sync_tasks) = SyncManager::start(
         cfg,
         &ProcessEnv,
         WorkerDeps {
             publisher: publisher.clone(),
-            producer: ProducerId::new(format!("serve-{}", std::process::id())),
+            producer: producer.clone(),
+            store: store.clone(),
+            applied: progress_rx.clone(),
+            stream_last_seq_at_start: info.state.last_sequence,
+            cancel: shutdown.clone(),
+        },
+    )?;
+    let (actions, action_tasks) = ActionManager::start(
+        cfg,
+        &ProcessEnv,
+        ActionDeps {
+            publisher: publisher.clone(),
+            producer,
             store: store.clone(),
             applied: progress_rx,
             stream_last_seq_at_start: info.state.last_sequence,
             cancel: shutdown.clone(),
         },
     )?;
+    sync_tasks.extend(action_tasks);
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -246,6 +267,8 @@ async fn serve_with(
         cfg.nats.stream.clone(),
         cfg.api.abandon_after_ms,
         syncs,
+        actions,
+        alerts_tx,
     );
     tracing::info!("gRPC listening on {bound}");
     let server = tonic::transport::Server::builder()

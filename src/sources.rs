@@ -66,6 +66,14 @@ pub struct SourceConfig {
     pub auth: AuthConfig,
     /// For `kind = "rest"`: where the data is in the answers.
     pub rest: Option<RestConfig>,
+    /// How lifecycle actions remove a group member: `filter-path`
+    /// (`members[value eq "id"]`, RFC 7644) or `value-list` (some servers require it).
+    #[serde(default = "default_member_removal")]
+    pub member_removal: String,
+}
+
+fn default_member_removal() -> String {
+    "filter-path".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -410,6 +418,15 @@ impl SourceConfig {
         let rl = &self.rate_limit;
         if !(rl.requests_per_s >= 0.0 && rl.requests_per_s.is_finite()) {
             return Err(invalid(k("rate_limit.requests_per_s"), "must be >= 0"));
+        }
+        if !matches!(self.member_removal.as_str(), "filter-path" | "value-list") {
+            return Err(invalid(
+                k("member_removal"),
+                format!(
+                    "{:?}: use \"filter-path\" or \"value-list\"",
+                    self.member_removal
+                ),
+            ));
         }
         let auth = self.auth(i, env)?;
         Ok((

@@ -2,8 +2,13 @@
 //! honest index and cursor paging, probes, single resources and writes, bearer
 //! auth, keep-alive, and one test per injected fault showing it behaves as its
 //! doc says; then the plain REST API on the same server (page-number paging,
-//! `Link`-header paging, `X-Total-Count`, and the faults on both endpoints). The client is a hand-written HTTP/1.1 client over a tokio socket,
-//! so nothing here depends on the sync engine under test.
+//! `Link`-header paging, `X-Total-Count`, and the faults on both endpoints);
+//! then the write path a lifecycle action uses (deactivate with `If-Match`,
+//! stale `If-Match` 412, attribute PATCHes, group member removal in filter and
+//! value-list form, member add, DELETE then 404, drift helpers) and the write
+//! faults W1..W3 (`write_noop`, `write_fail`, `write_applied_then_slow`,
+//! `write_not_found`). The client is a hand-written HTTP/1.1 client over a
+//! tokio socket, so nothing here depends on the sync engine under test.
 
 mod common;
 
@@ -1464,4 +1469,885 @@ async fn rest_link_cycle_repeats_next_links() {
     assert_eq!(rest_ids(&p["users"])[0], uid(200));
     let (scim_all, _) = walk_cursor(&s, 100, 10).await;
     assert_eq!(scim_all.len(), 500);
+}
+
+// ---------------------------------------------------------------------------
+// The write path (lifecycle actions) and the write faults W1..W3.
+
+/// `method` on `base_url + rel` with extra headers and an optional JSON body.
+async fn send_with(
+    s: &FaultScim,
+    method: &str,
+    rel: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Resp {
+    let text = body.map(|b| b.to_string());
+    let mut all = vec![("Connection", "close")];
+    all.extend_from_slice(headers);
+    Conn::open(s)
+        .await
+        .send(method, &format!("/v2{rel}"), &all, text.as_deref())
+        .await
+}
+
+fn patch_op(ops: Value) -> Value {
+    json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops})
+}
+
+fn deactivate_body() -> Value {
+    patch_op(json!([{"op": "replace", "path": "active", "value": false}]))
+}
+
+fn member_ids(group: &Value) -> Vec<String> {
+    group["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Users u0..u9, groups g0 = [u0,u1,u2], g1 = [u3,u4,u5], g2 = [u6,u7,u8].
+async fn write_server() -> FaultScim {
+    FaultScim::start_with(ScimConfig {
+        users: 10,
+        groups: 3,
+        ..Default::default()
+    })
+    .await
+}
+
+/// The group as the `/v2/Groups` list shows it.
+async fn listed_group(s: &FaultScim, gid: &str) -> Value {
+    let list = get(s, "/Groups?startIndex=1&count=100").await.json();
+    list["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == gid)
+        .unwrap_or_else(|| panic!("{gid} not listed"))
+        .clone()
+}
+
+#[tokio::test]
+async fn deactivate_reads_etag_patches_with_if_match_and_reads_back() {
+    let s = write_server().await;
+    let r = get(&s, "/Users/u0000001").await;
+    assert_eq!(r.status, 200);
+    let etag = r.header("etag").unwrap().to_owned();
+    let u = r.json();
+    assert_eq!(etag, "W/\"1\"");
+    assert_eq!(u["meta"]["version"], etag.as_str());
+    assert_eq!(u["active"], true);
+
+    let p = send_with(
+        &s,
+        "PATCH",
+        "/Users/u0000001",
+        &[("If-Match", &etag)],
+        Some(&deactivate_body()),
+    )
+    .await;
+    assert_eq!(p.status, 204, "{}", p.text());
+    assert!(p.body.is_empty());
+
+    let r = get(&s, "/Users/u0000001").await;
+    assert_eq!(r.header("etag"), Some("W/\"2\""));
+    let u = r.json();
+    assert_eq!(u["active"], false);
+    assert_eq!(u["meta"]["version"], "W/\"2\"");
+    assert_eq!(s.user_state("u0000001"), Some((false, 2)));
+
+    // The same again changes nothing, so the version stays.
+    let again = send_with(
+        &s,
+        "PATCH",
+        "/Users/u0000001",
+        &[("If-Match", "W/\"2\"")],
+        Some(&deactivate_body()),
+    )
+    .await;
+    assert_eq!(again.status, 204);
+    assert_eq!(s.user_state("u0000001"), Some((false, 2)));
+
+    // Other If-Match forms: strong-quoted, `*`, a list.
+    let reactivate = patch_op(json!([{"op": "replace", "path": "active", "value": true}]));
+    for (h, v) in [("\"2\"", 3), ("*", 3), ("W/\"9\", W/\"3\"", 4)] {
+        let body = if v == 3 {
+            reactivate.clone()
+        } else {
+            deactivate_body()
+        };
+        let r = send_with(
+            &s,
+            "PATCH",
+            "/Users/u0000001",
+            &[("If-Match", h)],
+            Some(&body),
+        )
+        .await;
+        assert_eq!(r.status, 204, "If-Match {h}: {}", r.text());
+        assert_eq!(s.user_state("u0000001").unwrap().1, v, "If-Match {h}");
+    }
+
+    // The log has the writes, with If-Match, body and outcome.
+    let w = s.write_requests();
+    assert_eq!(w.len(), 5);
+    assert!(w.iter().all(|r| r.method == "PATCH"));
+    assert_eq!(w[0].path_and_query, "/v2/Users/u0000001");
+    assert_eq!(w[0].if_match.as_deref(), Some("W/\"1\""));
+    assert_eq!(w[0].status, 204);
+    assert_eq!(w[0].applied, Some(true));
+    let sent: Value = serde_json::from_str(&w[0].body).unwrap();
+    assert_eq!(sent, deactivate_body());
+    let reads: Vec<_> = s
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert!(
+        reads
+            .iter()
+            .all(|r| r.applied.is_none() && r.body.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn stale_if_match_is_412_and_changes_nothing() {
+    let s = write_server().await;
+    s.set_active("u0000002", false); // version 2: W/"1" is stale now
+    let r = send_with(
+        &s,
+        "PATCH",
+        "/Users/u0000002",
+        &[("If-Match", "W/\"1\"")],
+        Some(&patch_op(
+            json!([{"op": "replace", "path": "active", "value": true}]),
+        )),
+    )
+    .await;
+    assert_scim_error(&r, 412);
+    assert_eq!(s.user_state("u0000002"), Some((false, 2)));
+
+    let d = send_with(
+        &s,
+        "DELETE",
+        "/Users/u0000002",
+        &[("If-Match", "W/\"1\"")],
+        None,
+    )
+    .await;
+    assert_scim_error(&d, 412);
+    assert!(s.user_exists("u0000002"));
+    // With the current version the DELETE goes through.
+    let d = send_with(
+        &s,
+        "DELETE",
+        "/Users/u0000002",
+        &[("If-Match", "W/\"2\"")],
+        None,
+    )
+    .await;
+    assert_eq!(d.status, 204);
+    assert!(!s.user_exists("u0000002"));
+
+    // Groups too: g0 lost u2 above, so it is at version 2.
+    assert_eq!(s.group_state("g0000000").unwrap().1, 2);
+    let remove = patch_op(json!([{"op": "remove", "path": "members[value eq \"u0000000\"]"}]));
+    let g = send_with(
+        &s,
+        "PATCH",
+        "/Groups/g0000000",
+        &[("If-Match", "W/\"1\"")],
+        Some(&remove),
+    )
+    .await;
+    assert_scim_error(&g, 412);
+    assert_eq!(s.group_members("g0000000"), ["u0000000", "u0000001"]);
+    let w = s.write_requests();
+    assert_eq!(
+        w.iter().map(|r| (r.status, r.applied)).collect::<Vec<_>>(),
+        [
+            (412, Some(false)),
+            (412, Some(false)),
+            (204, Some(true)),
+            (412, Some(false))
+        ]
+    );
+    // Body syntax is checked first (a members filter is no user path: 400),
+    // then an unknown id is a 404 before If-Match is looked at.
+    assert_scim_error(
+        &send_with(
+            &s,
+            "PATCH",
+            "/Users/u9999999",
+            &[("If-Match", "W/\"1\"")],
+            Some(&remove),
+        )
+        .await,
+        400,
+    );
+    assert_scim_error(
+        &send_with(
+            &s,
+            "PATCH",
+            "/Users/u9999999",
+            &[("If-Match", "W/\"1\"")],
+            Some(&deactivate_body()),
+        )
+        .await,
+        404,
+    );
+}
+
+#[tokio::test]
+async fn set_attributes_user_name_display_name_title_active() {
+    let s = write_server().await;
+    let body = patch_op(json!([
+        {"op": "replace", "path": "displayName", "value": "Ada Lovelace"},
+        {"op": "replace", "path": "title", "value": "Analyst"},
+        {"op": "replace", "path": "userName", "value": "ada@example.test"},
+        {"op": "replace", "path": "active", "value": false},
+    ]));
+    let r = send_body(&s, "PATCH", "/Users/u0000003", Some(&body)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let u = get(&s, "/Users/u0000003").await.json();
+    assert_eq!(u["displayName"], "Ada Lovelace");
+    assert_eq!(u["title"], "Analyst");
+    assert_eq!(u["userName"], "ada@example.test");
+    assert_eq!(u["active"], false);
+    assert_eq!(u["meta"]["version"], "W/\"2\"", "one bump per PATCH");
+    assert_eq!(s.user_resource("u0000003").unwrap(), u);
+    // Unset attributes are absent, as before.
+    let u0 = get(&s, "/Users/u0000000").await.json();
+    assert!(u0.get("displayName").is_none() && u0.get("title").is_none());
+
+    // Case-insensitive names, no-path value object, remove.
+    let body = patch_op(json!([
+        {"op": "Replace", "path": "TITLE", "value": "Lead"},
+        {"op": "add", "value": {"displayName": "Ada L."}},
+    ]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000003", Some(&body))
+            .await
+            .status,
+        204
+    );
+    let u = get(&s, "/Users/u0000003").await.json();
+    assert_eq!(
+        (u["title"].clone(), u["displayName"].clone()),
+        (json!("Lead"), json!("Ada L."))
+    );
+    assert_eq!(u["meta"]["version"], "W/\"3\"");
+    let rm = patch_op(json!([{"op": "remove", "path": "title"}]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000003", Some(&rm))
+            .await
+            .status,
+        204
+    );
+    let u = get(&s, "/Users/u0000003").await.json();
+    assert!(u.get("title").is_none());
+    assert_eq!(u["meta"]["version"], "W/\"4\"");
+
+    // Bad values and paths are 400s and change nothing.
+    for (ops, scim_type) in [
+        (
+            json!([{"op": "replace", "path": "title", "value": 5}]),
+            "invalidValue",
+        ),
+        (
+            json!([{"op": "replace", "path": "userName", "value": ""}]),
+            "invalidValue",
+        ),
+        (
+            json!([{"op": "replace", "path": "emails", "value": "x"}]),
+            "invalidPath",
+        ),
+        (json!([{"op": "remove", "path": "userName"}]), "invalidPath"),
+        (json!([{"op": "remove"}]), "noTarget"),
+        (
+            json!([{"op": "move", "path": "title", "value": "x"}]),
+            "invalidSyntax",
+        ),
+    ] {
+        let r = send_body(&s, "PATCH", "/Users/u0000003", Some(&patch_op(ops.clone()))).await;
+        assert_scim_error(&r, 400);
+        assert_eq!(r.json()["scimType"], scim_type, "{ops}");
+    }
+    assert_eq!(s.user_state("u0000003"), Some((false, 4)));
+}
+
+#[tokio::test]
+async fn remove_member_in_filter_form_and_value_list_form() {
+    let s = write_server().await;
+    let g = get(&s, "/Groups/g0000000").await;
+    assert_eq!(g.header("etag"), Some("W/\"1\""));
+    assert_eq!(member_ids(&g.json()), ["u0000000", "u0000001", "u0000002"]);
+
+    // Filter-path form.
+    let by_filter = patch_op(json!([{"op": "remove", "path": "members[value eq \"u0000001\"]"}]));
+    let r = send_with(
+        &s,
+        "PATCH",
+        "/Groups/g0000000",
+        &[("If-Match", "W/\"1\"")],
+        Some(&by_filter),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let g = get(&s, "/Groups/g0000000").await;
+    assert_eq!(g.header("etag"), Some("W/\"2\""));
+    let body = g.json();
+    assert_eq!(body["meta"]["version"], "W/\"2\"");
+    assert_eq!(member_ids(&body), ["u0000000", "u0000002"]);
+    assert_eq!(
+        member_ids(&listed_group(&s, "g0000000").await),
+        ["u0000000", "u0000002"]
+    );
+
+    // Value-list form.
+    let by_value =
+        patch_op(json!([{"op": "remove", "path": "members", "value": [{"value": "u0000002"}]}]));
+    let r = send_body(&s, "PATCH", "/Groups/g0000000", Some(&by_value)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        s.group_state("g0000000"),
+        Some((vec!["u0000000".to_owned()], 3))
+    );
+    assert_eq!(
+        member_ids(&listed_group(&s, "g0000000").await),
+        ["u0000000"]
+    );
+
+    // Removing a non-member (either form) is a no-op: 204, version kept.
+    for body in [&by_filter, &by_value] {
+        assert_eq!(
+            send_body(&s, "PATCH", "/Groups/g0000000", Some(body))
+                .await
+                .status,
+            204
+        );
+    }
+    assert_eq!(s.group_state("g0000000").unwrap().1, 3);
+
+    // Filter syntax variants and errors.
+    let spaced = patch_op(json!([{"op": "remove", "path": "Members[ VALUE EQ \"u0000003\" ]"}]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000001", Some(&spaced))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(s.group_members("g0000001"), ["u0000004", "u0000005"]);
+    for path in [
+        "members[display eq \"x\"]",
+        "members[value co \"u\"]",
+        "members[value eq u0000004]",
+    ] {
+        let r = send_body(
+            &s,
+            "PATCH",
+            "/Groups/g0000001",
+            Some(&patch_op(json!([{"op": "remove", "path": path}]))),
+        )
+        .await;
+        assert_scim_error(&r, 400);
+        assert_eq!(r.json()["scimType"], "invalidFilter", "{path}");
+    }
+    // `path: members` without value removes everyone.
+    let all = patch_op(json!([{"op": "remove", "path": "members"}]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000001", Some(&all))
+            .await
+            .status,
+        204
+    );
+    assert!(s.group_members("g0000001").is_empty());
+    assert_eq!(
+        get(&s, "/Groups/g0000001").await.json()["members"],
+        json!([])
+    );
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Groups/g9999999", Some(&by_filter)).await,
+        404,
+    );
+}
+
+#[tokio::test]
+async fn add_member_and_other_group_patches() {
+    let s = write_server().await;
+    let add = patch_op(json!([{"op": "add", "path": "members", "value": [{"value": "u0000009"}]}]));
+    let r = send_with(
+        &s,
+        "PATCH",
+        "/Groups/g0000001",
+        &[("If-Match", "W/\"1\"")],
+        Some(&add),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let g = get(&s, "/Groups/g0000001").await;
+    assert_eq!(g.header("etag"), Some("W/\"2\""));
+    let body = g.json();
+    assert_eq!(
+        member_ids(&body),
+        ["u0000003", "u0000004", "u0000005", "u0000009"]
+    );
+    assert_eq!(body["members"][3]["type"], "User");
+    assert_eq!(
+        member_ids(&listed_group(&s, "g0000001").await),
+        member_ids(&body)
+    );
+
+    // Adding a member again changes nothing.
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000001", Some(&add))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(s.group_state("g0000001").unwrap().1, 2);
+    // Unknown users are refused, and nothing of the PATCH is applied.
+    let mixed = patch_op(json!([
+        {"op": "add", "path": "members", "value": [{"value": "u0000000"}]},
+        {"op": "add", "path": "members", "value": [{"value": "u7777777"}]},
+    ]));
+    let r = send_body(&s, "PATCH", "/Groups/g0000001", Some(&mixed)).await;
+    assert_scim_error(&r, 400);
+    assert_eq!(r.json()["scimType"], "invalidValue");
+    assert_eq!(
+        s.group_state("g0000001").unwrap(),
+        (
+            vec![
+                "u0000003".into(),
+                "u0000004".into(),
+                "u0000005".into(),
+                "u0000009".into()
+            ],
+            2
+        )
+    );
+    assert_eq!(s.write_requests().last().unwrap().applied, Some(false));
+
+    // No-path add with a value object; replace of members and displayName.
+    let no_path = patch_op(json!([{"op": "add", "value": {"members": [{"value": "u0000000"}]}}]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000002", Some(&no_path))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        s.group_members("g0000002"),
+        ["u0000006", "u0000007", "u0000008", "u0000000"]
+    );
+    let replace = patch_op(json!([
+        {"op": "replace", "path": "members", "value": [{"value": "u0000001"}, {"value": "u0000001"}]},
+        {"op": "replace", "path": "displayName", "value": "renamed"},
+    ]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000002", Some(&replace))
+            .await
+            .status,
+        204
+    );
+    let g2 = s.group_resource("g0000002").unwrap();
+    assert_eq!(member_ids(&g2), ["u0000001"]);
+    assert_eq!(g2["displayName"], "renamed");
+    assert_eq!(g2["meta"]["version"], "W/\"3\"");
+    assert_eq!(get(&s, "/Groups/g0000002").await.json(), g2);
+}
+
+#[tokio::test]
+async fn delete_then_get_is_404_and_memberships_go() {
+    let s = write_server().await;
+    let etag = get(&s, "/Users/u0000004")
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let d = send_with(
+        &s,
+        "DELETE",
+        "/Users/u0000004",
+        &[("If-Match", &etag)],
+        None,
+    )
+    .await;
+    assert_eq!(d.status, 204);
+    assert!(d.body.is_empty());
+    assert_scim_error(&get(&s, "/Users/u0000004").await, 404);
+    assert!(!s.user_exists("u0000004"));
+    assert!(s.user_resource("u0000004").is_none());
+    assert_eq!(
+        s.group_state("g0000001"),
+        Some((vec!["u0000003".into(), "u0000005".into()], 2))
+    );
+    assert_eq!(
+        member_ids(&listed_group(&s, "g0000001").await),
+        ["u0000003", "u0000005"]
+    );
+    // Without If-Match too; a second DELETE is a 404.
+    assert_eq!(
+        send_body(&s, "DELETE", "/Users/u0000005", None)
+            .await
+            .status,
+        204
+    );
+    assert_scim_error(&send_body(&s, "DELETE", "/Users/u0000005", None).await, 404);
+
+    // Groups can be deleted as well.
+    assert_eq!(
+        send_body(&s, "DELETE", "/Groups/g0000002", None)
+            .await
+            .status,
+        204
+    );
+    assert_scim_error(&get(&s, "/Groups/g0000002").await, 404);
+    assert_eq!(s.group_ids(), ["g0000000", "g0000001"]);
+    assert!(s.group_members("g0000002").is_empty());
+    assert_eq!(get(&s, "/Groups?count=0").await.json()["totalResults"], 2);
+    let w = s.write_requests();
+    assert_eq!(
+        w.iter()
+            .map(|r| (r.method.as_str(), r.status))
+            .collect::<Vec<_>>(),
+        [
+            ("DELETE", 204),
+            ("DELETE", 204),
+            ("DELETE", 404),
+            ("DELETE", 204)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn write_noop_answers_204_and_changes_nothing() {
+    let s = write_server().await;
+    s.set_faults(Faults {
+        write_noop: true,
+        ..Default::default()
+    });
+    let r = send_with(
+        &s,
+        "PATCH",
+        "/Users/u0000001",
+        &[("If-Match", "W/\"1\"")],
+        Some(&deactivate_body()),
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(s.user_state("u0000001"), Some((true, 1)));
+    let u = get(&s, "/Users/u0000001").await;
+    assert_eq!(u.header("etag"), Some("W/\"1\""));
+    assert_eq!(u.json()["active"], true);
+
+    assert_eq!(
+        send_body(&s, "DELETE", "/Users/u0000002", None)
+            .await
+            .status,
+        204
+    );
+    assert!(s.user_exists("u0000002"));
+    assert_eq!(get(&s, "/Users/u0000002").await.status, 200);
+
+    let remove = patch_op(json!([{"op": "remove", "path": "members[value eq \"u0000000\"]"}]));
+    let add = patch_op(json!([{"op": "add", "path": "members", "value": [{"value": "u0000009"}]}]));
+    for b in [&remove, &add] {
+        assert_eq!(
+            send_body(&s, "PATCH", "/Groups/g0000000", Some(b))
+                .await
+                .status,
+            204
+        );
+    }
+    assert_eq!(
+        s.group_state("g0000000"),
+        Some((
+            vec!["u0000000".into(), "u0000001".into(), "u0000002".into()],
+            1
+        ))
+    );
+    assert!(
+        s.write_requests()
+            .iter()
+            .all(|r| r.status == 204 && r.applied == Some(false))
+    );
+
+    // Honest errors stay honest.
+    assert_scim_error(
+        &send_with(
+            &s,
+            "PATCH",
+            "/Users/u0000001",
+            &[("If-Match", "W/\"7\"")],
+            Some(&deactivate_body()),
+        )
+        .await,
+        412,
+    );
+    assert_scim_error(&send_body(&s, "DELETE", "/Users/u9999999", None).await, 404);
+
+    s.set_faults(Faults::default());
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000001", Some(&deactivate_body()))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(s.user_state("u0000001"), Some((false, 2)));
+}
+
+#[tokio::test]
+async fn write_fail_times_then_applies() {
+    let s = write_server().await;
+    s.set_faults(Faults {
+        write_fail: vec![
+            WriteFault {
+                method: "PATCH".into(),
+                id: "u0000001".into(),
+                status: 503,
+                times: 2,
+            },
+            WriteFault {
+                method: "delete".into(),
+                id: String::new(),
+                status: 500,
+                times: 1,
+            },
+        ],
+        ..Default::default()
+    });
+    for _ in 0..2 {
+        let r = send_body(&s, "PATCH", "/Users/u0000001", Some(&deactivate_body())).await;
+        assert_scim_error(&r, 503);
+        assert_eq!(r.json()["detail"], "injected write failure");
+        assert_eq!(s.user_state("u0000001"), Some((true, 1)));
+    }
+    // Another id is not affected.
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000002", Some(&deactivate_body()))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000001", Some(&deactivate_body()))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(s.user_state("u0000001"), Some((false, 2)));
+
+    // The DELETE fault matches any id, once.
+    assert_scim_error(
+        &send_body(&s, "DELETE", "/Groups/g0000001", None).await,
+        500,
+    );
+    assert!(s.group_ids().contains(&"g0000001".to_owned()));
+    assert_eq!(
+        send_body(&s, "DELETE", "/Users/u0000003", None)
+            .await
+            .status,
+        204
+    );
+    assert!(!s.user_exists("u0000003"));
+    let w = s.write_requests();
+    assert_eq!(
+        w.iter()
+            .map(|r| (r.status, r.applied.unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            (503, false),
+            (503, false),
+            (204, true),
+            (204, true),
+            (500, false),
+            (204, true)
+        ]
+    );
+
+    // set_faults restarts the counts.
+    s.set_faults(Faults {
+        write_fail: vec![WriteFault {
+            method: String::new(),
+            id: "g0000000".into(),
+            status: 409,
+            times: 1,
+        }],
+        ..Default::default()
+    });
+    let remove =
+        patch_op(json!([{"op": "remove", "path": "members", "value": [{"value": "u0000000"}]}]));
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Groups/g0000000", Some(&remove)).await,
+        409,
+    );
+    assert_eq!(s.group_members("g0000000").len(), 3);
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000000", Some(&remove))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(s.group_members("g0000000"), ["u0000001", "u0000002"]);
+}
+
+#[tokio::test]
+async fn write_applied_then_slow_lands_before_the_answer() {
+    let s = write_server().await;
+    s.set_faults(Faults {
+        write_applied_then_slow: Some(500),
+        ..Default::default()
+    });
+    // A client with a 150 ms timeout gives up, but the write landed.
+    let timed = tokio::time::timeout(
+        std::time::Duration::from_millis(150),
+        send_body(&s, "PATCH", "/Users/u0000001", Some(&deactivate_body())),
+    )
+    .await;
+    assert!(timed.is_err(), "the answer is late");
+    assert_eq!(s.user_state("u0000001"), Some((false, 2)));
+    let r = get(&s, "/Users/u0000001").await;
+    assert_eq!(r.json()["active"], false);
+    let last = s.write_requests().pop().unwrap();
+    assert_eq!((last.status, last.applied), (204, Some(true)));
+
+    // A patient client gets the 204 after the delay; reads are not delayed.
+    let t0 = Instant::now();
+    let remove = patch_op(json!([{"op": "remove", "path": "members[value eq \"u0000000\"]"}]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000000", Some(&remove))
+            .await
+            .status,
+        204
+    );
+    let took = t0.elapsed();
+    assert!(took.as_millis() >= 500, "{took:?}");
+    assert_eq!(s.group_members("g0000000"), ["u0000001", "u0000002"]);
+    let t1 = Instant::now();
+    assert_eq!(get(&s, "/Groups/g0000000").await.status, 200);
+    assert!(t1.elapsed().as_millis() < 400, "GET is not delayed");
+    let t2 = Instant::now();
+    assert_eq!(
+        send_body(&s, "DELETE", "/Users/u0000009", None)
+            .await
+            .status,
+        204
+    );
+    assert!(t2.elapsed().as_millis() >= 500);
+    // Failed writes are not delayed.
+    let t3 = Instant::now();
+    assert_scim_error(&send_body(&s, "DELETE", "/Users/u0000009", None).await, 404);
+    assert!(t3.elapsed().as_millis() < 400);
+}
+
+#[tokio::test]
+async fn write_not_found_deletes_then_answers_404() {
+    let s = write_server().await;
+    s.set_faults(Faults {
+        write_not_found: true,
+        ..Default::default()
+    });
+    let r = send_with(
+        &s,
+        "PATCH",
+        "/Users/u0000001",
+        &[("If-Match", "W/\"1\"")],
+        Some(&deactivate_body()),
+    )
+    .await;
+    assert_scim_error(&r, 404);
+    assert_scim_error(&get(&s, "/Users/u0000001").await, 404);
+    assert!(!s.user_exists("u0000001"));
+    assert_eq!(s.group_members("g0000000"), ["u0000000", "u0000002"]);
+
+    assert_scim_error(&send_body(&s, "DELETE", "/Users/u0000002", None).await, 404);
+    assert!(!s.user_exists("u0000002"));
+
+    let add = patch_op(json!([{"op": "add", "path": "members", "value": [{"value": "u0000009"}]}]));
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Groups/g0000001", Some(&add)).await,
+        404,
+    );
+    assert_scim_error(&get(&s, "/Groups/g0000001").await, 404);
+    assert_eq!(s.group_ids(), ["g0000000", "g0000002"]);
+    assert!(s.write_requests().iter().all(|r| r.applied == Some(false)));
+
+    // write_fail fires first and leaves the resource in place.
+    s.set_faults(Faults {
+        write_not_found: true,
+        write_fail: vec![WriteFault {
+            method: "PATCH".into(),
+            id: "u0000003".into(),
+            status: 503,
+            times: 1,
+        }],
+        ..Default::default()
+    });
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Users/u0000003", Some(&deactivate_body())).await,
+        503,
+    );
+    assert!(s.user_exists("u0000003"));
+    assert_scim_error(
+        &send_body(&s, "PATCH", "/Users/u0000003", Some(&deactivate_body())).await,
+        404,
+    );
+    assert!(!s.user_exists("u0000003"));
+}
+
+#[tokio::test]
+async fn drift_helpers_set_active_and_group_members() {
+    let s = write_server().await;
+    assert_eq!(s.group_ids(), ["g0000000", "g0000001", "g0000002"]);
+    // W4: confirmed deactivation, then someone re-enables the user.
+    assert_eq!(
+        send_body(&s, "PATCH", "/Users/u0000001", Some(&deactivate_body()))
+            .await
+            .status,
+        204
+    );
+    s.set_active("u0000001", true);
+    let u = get(&s, "/Users/u0000001").await;
+    assert_eq!(u.header("etag"), Some("W/\"3\""));
+    assert_eq!(u.json()["active"], true);
+
+    // Confirmed removal, then the member is put back.
+    let remove = patch_op(json!([{"op": "remove", "path": "members[value eq \"u0000001\"]"}]));
+    assert_eq!(
+        send_body(&s, "PATCH", "/Groups/g0000000", Some(&remove))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(s.group_members("g0000000"), ["u0000000", "u0000002"]);
+    let mut m = s.group_members("g0000000");
+    m.push("u0000001".into());
+    m.push("u0000001".into());
+    s.set_group_members("g0000000", m);
+    assert_eq!(
+        s.group_state("g0000000"),
+        Some((
+            vec!["u0000000".into(), "u0000002".into(), "u0000001".into()],
+            3
+        ))
+    );
+    let g = get(&s, "/Groups/g0000000").await;
+    assert_eq!(g.header("etag"), Some("W/\"3\""));
+    assert_eq!(member_ids(&g.json()), ["u0000000", "u0000002", "u0000001"]);
+    assert_eq!(
+        member_ids(&listed_group(&s, "g0000000").await),
+        ["u0000000", "u0000002", "u0000001"]
+    );
+    // Setting the same list again keeps the version.
+    s.set_group_members("g0000000", s.group_members("g0000000"));
+    assert_eq!(s.group_state("g0000000").unwrap().1, 3);
+    assert!(s.user_exists("u0000009") && !s.user_exists("u0000010"));
+    assert!(s.group_members("g7777777").is_empty() && s.group_state("g7777777").is_none());
+    // Only writes are in write_requests.
+    assert_eq!(s.write_requests().len(), 2);
+    assert!(s.requests().len() > 2);
 }

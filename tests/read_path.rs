@@ -406,7 +406,7 @@ async fn r9_freshness_and_the_readiness_gate() {
     let (_nats, _scim, gl) = setup("freshness_objective_ms = 1500").await;
     let mut c = gl.client().await;
     let ready = c
-        .check_readiness(CheckReadinessRequest { source_ids: vec![] })
+        .check_readiness(CheckReadinessRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -417,6 +417,7 @@ async fn r9_freshness_and_the_readiness_gate() {
     let ready = c
         .check_readiness(CheckReadinessRequest {
             source_ids: vec!["hr".into()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -437,6 +438,7 @@ async fn r9_freshness_and_the_readiness_gate() {
     let ready = c
         .check_readiness(CheckReadinessRequest {
             source_ids: vec!["hr".into(), "nope".into()],
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -109,10 +109,27 @@ impl HttpSource {
 
     /// GET `url` with the source's auth; 2xx → [`Fetched`], anything else → a classified [`Failure`].
     pub async fn get(&self, url: &str) -> Result<Fetched, Failure> {
+        self.send(reqwest::Method::GET, url, None, None).await
+    }
+
+    /// Any request with an optional JSON body and `If-Match`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        if_match: Option<&str>,
+    ) -> Result<Fetched, Failure> {
         let mut req = self
             .client
-            .get(url)
+            .request(method, url)
             .header("accept", "application/scim+json, application/json");
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b);
+        }
+        if let Some(etag) = if_match {
+            req = req.header("if-match", etag);
+        }
         req = self.authorize(req).await?;
         let started = Instant::now();
         let resp = req.send().await.map_err(transport_failure)?;

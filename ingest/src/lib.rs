@@ -9,6 +9,7 @@
 //! - [`event`]: helpers that stamp an [`Event`](govledger_proto::v1::Event) envelope.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod backoff;
 pub mod event;
 pub mod http;

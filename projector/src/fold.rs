@@ -13,8 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use govledger_proto::v1::{
-    ActionState, EntityCounts, EntityType, ErrorClass, Event, IdentityState, LedgerMeta, PageRole,
-    PageState, PoisonEvent, RunState, SourceState, SyncMode, Verdict, event::Body,
+    ActionConcluded, ActionKind, ActionOutcome, ActionState, Alert, EntityCounts, EntityType,
+    ErrorClass, Event, IdentityState, LedgerMeta, PageRole, PageState, PoisonEvent, RecordObserved,
+    RunState, SourceState, SyncMode, Verdict, WatchedIntent, alert, event::Body,
 };
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -111,6 +112,9 @@ pub struct Working {
     pub actions: Table<String, ActionState>,
     pub event_ids: Table<String, u64>,
     pub poison: Table<u64, PoisonEvent>,
+    pub source_actions: Table<(String, String), ()>,
+    /// Decisions made while folding (not stored): runs decided, actions concluded, drift.
+    pub alerts: Vec<Alert>,
 }
 
 impl Working {
@@ -126,6 +130,8 @@ impl Working {
         self.actions.clear_dirty();
         self.event_ids.clear_dirty();
         self.poison.clear_dirty();
+        self.source_actions.clear_dirty();
+        self.alerts.clear();
     }
 
     /// Every changed record as (encoded key, encoded value or `None` for delete),
@@ -170,6 +176,12 @@ impl Working {
         }
         for (k, v) in self.poison.changed() {
             out.push((Key::Poison(*k).encode(), enc(v)));
+        }
+        for (k, v) in self.source_actions.changed() {
+            out.push((
+                Key::SourceAction(k.0.clone(), k.1.clone()).encode(),
+                v.map(|_| Vec::new()),
+            ));
         }
         out
     }
@@ -242,11 +254,26 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
                 r.external_id.clone(),
             )));
         }
-        Body::ActionRequested(_)
-        | Body::ActionAttempted(_)
-        | Body::ActionVerified(_)
-        | Body::ActionConcluded(_) => {
+        Body::ActionRequested(_) | Body::ActionAttempted(_) | Body::ActionVerified(_) => {
             out.insert(Key::Action(ev.action_id.clone()));
+            out.insert(Key::SourceAction(
+                ev.source_id.clone(),
+                ev.action_id.clone(),
+            ));
+        }
+        Body::ActionConcluded(c) => {
+            out.insert(Key::Action(ev.action_id.clone()));
+            out.insert(Key::SourceAction(
+                ev.source_id.clone(),
+                ev.action_id.clone(),
+            ));
+            for wi in &c.watch {
+                out.insert(Key::Identity((
+                    ev.source_id.clone(),
+                    wi.entity_type,
+                    wi.external_id.clone(),
+                )));
+            }
         }
     }
 }
@@ -473,6 +500,20 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             ident.last_observed_run_id = ev.run_id.clone();
             ident.last_observed_seq = seq;
             ident.observations += 1;
+            if !ident.watched.is_empty() {
+                for (action_id, why) in check_drift(ident, r, &ev.run_id, seq) {
+                    w.alerts.push(Alert {
+                        kind: alert::Kind::ActionDrifted as i32,
+                        source_id: ev.source_id.clone(),
+                        run_id: ev.run_id.clone(),
+                        action_id,
+                        outcome: ActionOutcome::Drifted as i32,
+                        message: why,
+                        seq,
+                        ..Default::default()
+                    });
+                }
+            }
         }
         Body::RecordRejected(_) => {
             run_mut(w, ev, seq).rejected += 1;
@@ -498,8 +539,11 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
         }
         Body::ActionRequested(r) => {
             let a = action_mut(w, ev, seq);
-            a.request = Some(r.clone());
-            a.requested_at_us = at;
+            if a.request.is_none() {
+                a.request = Some(r.clone());
+                a.requested_at_us = at;
+                a.external = r.external;
+            }
         }
         Body::ActionAttempted(t) => {
             let a = action_mut(w, ev, seq);
@@ -512,14 +556,113 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             a.verified = true;
             a.in_effect = v.in_effect;
             a.target_absent = v.target_absent;
+            if v.in_effect && !a.verified_steps.contains(&v.step) {
+                a.verified_steps.push(v.step);
+            } else if !v.in_effect {
+                a.verified_steps.retain(|s| *s != v.step);
+            }
         }
-        Body::ActionConcluded(c) => {
-            let a = action_mut(w, ev, seq);
-            a.outcome = c.outcome;
-            a.outcome_detail = c.detail.clone();
-            a.concluded_at_us = at;
+        Body::ActionConcluded(c) => conclude_action(w, ev, seq, at, c),
+    }
+}
+
+/// Records an action's conclusion. The ledger keeps CONFIRMED only when every
+/// step has a read-back in effect; a claim without that evidence is UNCONFIRMED.
+fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionConcluded) {
+    let a = action_mut(w, ev, seq);
+    if a.concluded_seq != 0 {
+        return; // the first conclusion counts
+    }
+    let steps = a.request.as_ref().map_or(1, |r| r.plan.len().max(1));
+    let mut outcome = ActionOutcome::try_from(c.outcome).unwrap_or_default();
+    let mut detail = c.detail.clone();
+    if outcome == ActionOutcome::Confirmed && a.verified_steps.len() < steps {
+        a.claimed_outcome = outcome as i32;
+        outcome = ActionOutcome::Unconfirmed;
+        detail = format!(
+            "claimed CONFIRMED, but only {} of {steps} step(s) have a read-back showing the intent in effect; {detail}",
+            a.verified_steps.len()
+        );
+    }
+    a.outcome = outcome as i32;
+    a.outcome_detail = detail.clone();
+    a.concluded_at_us = at;
+    a.concluded_seq = seq;
+    a.steps = c.steps.clone();
+    a.watch = c.watch.clone();
+    w.alerts.push(Alert {
+        kind: alert::Kind::ActionConcluded as i32,
+        source_id: ev.source_id.clone(),
+        action_id: ev.action_id.clone(),
+        outcome: outcome as i32,
+        message: detail,
+        seq,
+        ..Default::default()
+    });
+    if outcome != ActionOutcome::Confirmed {
+        return;
+    }
+    for wi in &c.watch {
+        let key = (ev.source_id.clone(), wi.entity_type, wi.external_id.clone());
+        let ident = w.identities.get_or_insert_with(&key, || IdentityState {
+            source_id: ev.source_id.clone(),
+            entity_type: wi.entity_type,
+            external_id: wi.external_id.clone(),
+            ..Default::default()
+        });
+        ident.watched.push(WatchedIntent {
+            action_id: ev.action_id.clone(),
+            kind: wi.kind,
+            member_external_id: wi.member_external_id.clone(),
+            confirmed_seq: seq,
+            ..Default::default()
+        });
+        if ident.watched.len() > WATCHED_PER_IDENTITY_MAX {
+            ident.watched.remove(0);
         }
     }
+}
+
+/// Confirmed intents kept per identity for drift checks (oldest dropped first).
+pub const WATCHED_PER_IDENTITY_MAX: usize = 16;
+
+/// W4: does this observation undo a confirmed intent on the identity?
+fn check_drift(
+    ident: &mut IdentityState,
+    r: &RecordObserved,
+    run_id: &str,
+    seq: u64,
+) -> Vec<(String, String)> {
+    let mut drifted = Vec::new();
+    for wi in ident
+        .watched
+        .iter_mut()
+        .filter(|wi| !wi.drifted && seq > wi.confirmed_seq)
+    {
+        let undone = match ActionKind::try_from(wi.kind).unwrap_or_default() {
+            ActionKind::Deactivate => {
+                (r.active == Some(true)).then(|| "observed active again".to_owned())
+            }
+            ActionKind::Delete => {
+                Some("observed at the source again after its deletion".to_owned())
+            }
+            ActionKind::RemoveMembership => r
+                .memberships
+                .contains(&wi.member_external_id)
+                .then(|| format!("{} is a member again", wi.member_external_id)),
+            ActionKind::AddMembership => (!r.memberships.contains(&wi.member_external_id))
+                .then(|| format!("{} is no longer a member", wi.member_external_id)),
+            _ => None,
+        };
+        if let Some(why) = undone {
+            wi.drifted = true;
+            wi.drifted_seq = seq;
+            wi.drift_detail = format!("{why} (run {run_id})");
+            wi.drift_run_id = run_id.to_owned();
+            drifted.push((wi.action_id.clone(), wi.drift_detail.clone()));
+        }
+    }
+    drifted
 }
 
 fn entity_mut(run: &mut RunState, entity_type: i32) -> &mut EntityCounts {
@@ -591,6 +734,20 @@ fn after_run_event(w: &mut Working, ev: &Event) {
     let (v, reasons) = verdict::decide_finished(run);
     run.verdict = v as i32;
     run.reasons = reasons;
+    let alert = Alert {
+        kind: alert::Kind::RunDecided as i32,
+        source_id: ev.source_id.clone(),
+        run_id: run.run_id.clone(),
+        verdict: v as i32,
+        message: run
+            .reasons
+            .iter()
+            .map(|r| r.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        seq: run.last_seq,
+        ..Default::default()
+    };
     let run_id = run.run_id.clone();
     let finished_at = run.finished_at_us;
     let (full, first_seq, unique) = (
@@ -598,6 +755,7 @@ fn after_run_event(w: &mut Working, ev: &Event) {
         run.first_seq,
         run.records_unique,
     );
+    w.alerts.push(alert);
     let src = source_mut(w, ev);
     if was_decided {
         // Only a late event gets here; the verdict can only have got worse.
@@ -659,6 +817,8 @@ fn run_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut RunState {
 fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut ActionState {
     if w.actions.get(&ev.action_id).is_none() {
         source_mut(w, ev).actions_total += 1;
+        w.source_actions
+            .insert((ev.source_id.clone(), ev.action_id.clone()), ());
     }
     let a = w.actions.get_or_insert_with(&ev.action_id, || ActionState {
         action_id: ev.action_id.clone(),

@@ -16,6 +16,7 @@ pub const TAG_IDENTITY: u8 = b'i';
 pub const TAG_ACTION: u8 = b'a';
 pub const TAG_EVENT_ID: u8 = b'e';
 pub const TAG_POISON: u8 = b'x';
+pub const TAG_SOURCE_ACTION: u8 = b'b';
 
 /// (source, entity type, external id)
 pub type IdentityKey = (String, i32, String);
@@ -37,6 +38,8 @@ pub enum Key {
     Action(String),
     EventId(String),
     Poison(u64),
+    /// Index: actions of a source, ordered by action id.
+    SourceAction(String, String),
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -70,6 +73,7 @@ impl Key {
             Key::Identity((s, t, id)) => identity_key(s, *t, id),
             Key::Action(a) => prefix(TAG_ACTION, &[a]),
             Key::EventId(e) => prefix(TAG_EVENT_ID, &[e]),
+            Key::SourceAction(s, a) => prefix(TAG_SOURCE_ACTION, &[s, a]),
             Key::Poison(seq) => {
                 let mut k = vec![TAG_POISON];
                 k.extend_from_slice(&seq.to_be_bytes());

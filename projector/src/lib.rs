@@ -49,6 +49,8 @@ pub struct BatchOutcome {
     pub skipped: usize,
     pub duplicates: usize,
     pub poison: Vec<PoisonEvent>,
+    /// Decisions made by this batch (runs decided, actions concluded, drift).
+    pub alerts: Vec<govledger_proto::v1::Alert>,
 }
 
 /// Folds `msgs` (in stream order) into `store` as one atomic commit that also
@@ -95,6 +97,7 @@ pub fn process_batch(
     }
     store.commit(&w)?;
     *meta = w.meta;
+    out.alerts = std::mem::take(&mut w.alerts);
     Ok(out)
 }
 
@@ -144,6 +147,7 @@ fn load_absent(w: &mut fold::Working, needs: &BTreeSet<keys::Key>) {
             Key::Action(a) => w.actions.load(a.clone(), None),
             Key::EventId(e) => w.event_ids.load(e.clone(), None),
             Key::Poison(s) => w.poison.load(*s, None),
+            Key::SourceAction(a, b) => w.source_actions.load((a.clone(), b.clone()), None),
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct RunnerConfig {
     /// Return once everything up to this stream sequence is applied (catch-up
     /// runs such as a rebuild). `None`: run until shutdown.
     pub stop_at_seq: Option<u64>,
+    /// Where decisions go once committed (WatchAlerts); `None` = nowhere.
+    pub alerts: Option<tokio::sync::broadcast::Sender<govledger_proto::v1::Alert>>,
 }
 
 impl Default for RunnerConfig {
@@ -51,6 +53,7 @@ impl Default for RunnerConfig {
             batch_events_max: DEFAULT_BATCH_EVENTS_MAX,
             idle_wait: Duration::from_millis(DEFAULT_IDLE_WAIT_MS),
             stop_at_seq: None,
+            alerts: None,
         }
     }
 }
@@ -151,6 +154,12 @@ pub async fn run(
             for p in &outcome.poison {
                 tracing::error!(seq = p.seq, subject = %p.subject, error = %p.error,
                     "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
+            }
+            if let Some(tx) = &cfg.alerts {
+                for a in outcome.alerts {
+                    // No subscriber is fine: alerts are also derivable from the ledger.
+                    let _ = tx.send(a);
+                }
             }
             progress.send_replace(meta.last_applied_seq);
             if caught_up(&meta) {

@@ -148,6 +148,10 @@ impl Store {
                         .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok().map(u64::from_be_bytes));
                     w.event_ids.load(k.clone(), v);
                 }
+                Key::SourceAction(a, b) if !w.source_actions.is_loaded(&(a.clone(), b.clone())) => {
+                    let v = self.tree.get(key.encode())?.map(|_| ());
+                    w.source_actions.load((a.clone(), b.clone()), v);
+                }
                 Key::Poison(k) if !w.poison.is_loaded(k) => {
                     let v = self.get::<PoisonEvent>(&key.encode())?;
                     w.poison.load(*k, v);
@@ -224,6 +228,35 @@ impl Store {
 
     pub fn action(&self, id: &str) -> Result<Option<ActionState>> {
         self.get(&Key::Action(id.to_owned()).encode())
+    }
+
+    /// Action ids of a source, newest first (UUID v7 / v5 ids: v7 sort by time), at most `limit`.
+    pub fn action_ids_of(&self, source_id: &str, limit: usize) -> Result<Vec<String>> {
+        let p = keys::prefix(keys::TAG_SOURCE_ACTION, &[source_id]);
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(&p).rev().take(limit) {
+            let (k, _) = kv?;
+            if let Some((id, _)) = keys::read_str(&k, p.len()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every action of a source that has not concluded (bounded by `limit`).
+    pub fn open_actions(&self, source_id: &str, limit: usize) -> Result<Vec<ActionState>> {
+        let mut out = Vec::new();
+        for id in self.action_ids_of(source_id, usize::MAX)? {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(a) = self.action(&id)?
+                && a.concluded_seq == 0
+            {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     /// Poison events with a sequence above `after_seq`, at most `limit`.
@@ -319,6 +352,9 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     for (k, v) in w.poison.iter() {
         out.push((Key::Poison(*k).encode(), v.encode_to_vec()));
+    }
+    for (k, _) in w.source_actions.iter() {
+        out.push((Key::SourceAction(k.0.clone(), k.1.clone()).encode(), vec![]));
     }
     out
 }

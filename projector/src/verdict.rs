@@ -385,6 +385,43 @@ pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStat
     )
 }
 
+/// An action's outcome as of `now_us`: its concluded outcome (DRIFTED when a
+/// watched identity later showed it undone), OVERDUE past its deadline, else PENDING.
+pub fn action_outcome(
+    a: &govledger_proto::v1::ActionState,
+    drift: Option<&govledger_proto::v1::WatchedIntent>,
+    now_us: i64,
+) -> (govledger_proto::v1::ActionOutcome, String) {
+    use govledger_proto::v1::ActionOutcome;
+    if a.concluded_seq != 0 {
+        let o = ActionOutcome::try_from(a.outcome).unwrap_or_default();
+        if o == ActionOutcome::Confirmed
+            && let Some(d) = drift.filter(|d| d.drifted)
+        {
+            return (
+                ActionOutcome::Drifted,
+                format!("confirmed, then undone: {}", d.drift_detail),
+            );
+        }
+        return (o, a.outcome_detail.clone());
+    }
+    let deadline = a.request.as_ref().map_or(0, |r| r.deadline_us);
+    if deadline > 0 && now_us > deadline {
+        return (
+            ActionOutcome::Overdue,
+            format!(
+                "not concluded by its deadline ({} ago); {} attempt(s) recorded",
+                human_ms((now_us - deadline) / 1_000),
+                a.attempts
+            ),
+        );
+    }
+    (
+        ActionOutcome::Pending,
+        format!("in progress: {} attempt(s) so far", a.attempts),
+    )
+}
+
 /// Freshness of a source as of `now_us`: FRESH while its last COMPLETE run is
 /// younger than `objective_ms`. Returns the age in ms (0 when never complete).
 pub fn freshness(

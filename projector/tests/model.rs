@@ -312,6 +312,7 @@ impl Gen {
             let c = ActionConcluded {
                 outcome: self.rng.random_range(1..=5),
                 detail: "read back".into(),
+                ..Default::default()
             };
             out.push(self.ev(src, "", &action, Body::ActionConcluded(c)));
         }

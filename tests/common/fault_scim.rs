@@ -5,7 +5,10 @@
 //! `startIndex`/`count` or by `cursor`/`nextCursor`, `count=0` probes, single
 //! resources with `meta.version` and `ETag`, PATCH and DELETE, SCIM error bodies
 //! and bearer authentication. [`Faults`] then bends it in each of the ways a
-//! sync can fail silently (R1..R13, see each field).
+//! sync can fail silently (R1..R13, see each field), and each of the ways a
+//! lifecycle action (a write) can fail or lie (W1..W3; W4, drift after a
+//! confirmed action, is done by hand with [`FaultScim::set_active`] and
+//! [`FaultScim::set_group_members`]).
 //!
 //! The server runs on its own thread with its own tokio runtime, so it keeps
 //! answering while a test blocks its own thread (for example on
@@ -48,6 +51,45 @@
 //!   cursor cycle) never touch `count=0` probes; `total_results` does; the
 //!   REST API has no probes, so every REST page is subject to all of them
 //!   (`total_results` sets both `"total"` and `X-Total-Count`).
+//!
+//! The write path (what a lifecycle-action executor uses), `{id}` a user or
+//! group id:
+//! - `GET /v2/Users/{id}`, `GET /v2/Groups/{id}`: 200 with the resource and
+//!   `ETag: W/"N"`, where `W/"N"` is also its `meta.version`; `N` starts at 1
+//!   and goes up by one on every change (a write that changes nothing keeps
+//!   it). A user has `id`, `userName`, `active`, and `displayName` / `title`
+//!   once set; a group has `id`, `displayName` and
+//!   `members: [{"value":UID,"type":"User","$ref":URL}]`. Unknown id: 404.
+//! - `PATCH /v2/Users/{id}`, body `{"schemas":[PatchOp URN],"Operations":[..]}`:
+//!   `replace` / `add` with `path` `active` (boolean), `userName` (non-empty
+//!   string), `displayName` / `title` (string, or null to clear), or without
+//!   `path` and a `value` object of those attributes; `remove` with `path`
+//!   `displayName` / `title`. Attribute names are case-insensitive.
+//! - `PATCH /v2/Groups/{id}`: `add` `path` `members` `value`
+//!   `[{"value":UID},..]` (already-members are skipped); `remove` `path`
+//!   `members[value eq "UID"]` (filter form) or `path` `members` with the same
+//!   `value` list (value-list form), or `path` `members` alone (all members);
+//!   removing a non-member is a no-op; `replace` `path` `members` (the whole
+//!   list) or `displayName`; `add` / `replace` without `path` and a `value`
+//!   object with `members` / `displayName`. Adding an unknown user is a 400
+//!   `invalidValue`.
+//! - `DELETE /v2/Users/{id}` (also leaves its groups), `DELETE /v2/Groups/{id}`.
+//! - Success is `204 No Content` with no body. Every operation of a PATCH is
+//!   validated before any is applied. Errors are SCIM error bodies: 400
+//!   (`scimType` `invalidSyntax`, `invalidPath`, `invalidValue`, `invalidFilter`
+//!   or `noTarget`), 404 unknown id, 412 `If-Match` mismatch.
+//! - `If-Match` is optional; when present it must name the current version
+//!   (`W/"N"`, `"N"` or `*`; a list is matched if any entry matches), else the
+//!   write is a 412 and changes nothing.
+//! - Order of decisions for a write: body syntax (400), then the write faults
+//!   [`Faults::write_fail`] and [`Faults::write_not_found`], then unknown id
+//!   (404), `If-Match` (412), unknown members (400), then
+//!   [`Faults::write_noop`], then the change, then
+//!   [`Faults::write_applied_then_slow`]. Write faults apply regardless of
+//!   [`Faults::only`] and are not list requests.
+//! - Every request is logged with its `If-Match`, its body (for methods other
+//!   than GET / HEAD) and, for writes, whether it was applied (see
+//!   [`RequestRecord`], [`FaultScim::write_requests`]).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -58,9 +100,9 @@ use std::{
 
 use axum::{
     Router,
-    body::Bytes,
+    body::{Body, Bytes},
     extract::{Path, Query, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -268,6 +310,39 @@ pub struct Faults {
     pub latency_ms: u64,
     /// `(start_index, ms)`: that page answers after this extra delay (timeouts).
     pub slow: Option<(usize, u64)>,
+    /// W1 (lying success): every PATCH / DELETE that would succeed answers 204
+    /// but changes nothing (`meta.version` stays). Syntax errors, unknown ids
+    /// and `If-Match` mismatches still answer honestly.
+    pub write_noop: bool,
+    /// W2 (write failed): writes that fail with an HTTP error status, without
+    /// being applied, before succeeding (see [`WriteFault`]). The first entry
+    /// that matches and has `times` left fires.
+    pub write_fail: Vec<WriteFault>,
+    /// W2 (write landed, answer lost): a successful write is applied, logged
+    /// with its 204, and only then is the 204 sent, after this many ms; a
+    /// client with a shorter timeout sees a timeout although the write landed.
+    /// Not applied to `write_noop` answers.
+    pub write_applied_then_slow: Option<u64>,
+    /// W3 (resource gone): every PATCH / DELETE first deletes the resource it
+    /// targets (a user also leaves its groups) and then answers 404, so a
+    /// following GET of that id is a 404 too. Fires after `write_fail`.
+    pub write_not_found: bool,
+}
+
+/// W2: the first `times` writes matching `method` and `id` answer `status`
+/// with a SCIM error body (`"detail":"injected write failure"`) and change
+/// nothing; later matching writes are handled normally. Counted per entry,
+/// restarted by [`FaultScim::set_faults`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteFault {
+    /// `"PATCH"` or `"DELETE"` (case-insensitive); `""` = any write.
+    pub method: String,
+    /// The user or group id in the URL; `""` = any.
+    pub id: String,
+    /// e.g. 503, 500, 429, 409.
+    pub status: u16,
+    /// `u32::MAX` = always.
+    pub times: u32,
 }
 
 /// One request as the server saw it.
@@ -285,6 +360,16 @@ pub struct RequestRecord {
     /// for its resource type since the server started (retries count anew).
     /// REST list requests are numbered together with SCIM `/v2/Users` ones.
     pub page_no: Option<usize>,
+    /// The `If-Match` header, if any.
+    pub if_match: Option<String>,
+    /// The request body (lossy UTF-8) for methods other than GET / HEAD;
+    /// empty otherwise.
+    pub body: String,
+    /// For writes (POST, PUT, PATCH, DELETE): whether the server applied the
+    /// change (`false` for every error, injected fault and `write_noop`);
+    /// `None` for reads. A write that changed nothing (e.g. removing a
+    /// non-member) still counts as applied.
+    pub applied: Option<bool>,
 }
 
 #[derive(Clone, Debug)]
@@ -292,6 +377,8 @@ struct UserRec {
     id: String,
     user_name: String,
     active: bool,
+    display_name: Option<String>,
+    title: Option<String>,
     version: u64,
 }
 
@@ -317,6 +404,8 @@ struct Counters {
     /// Page faults consumed, keyed by resource type, family and index in its Vec.
     hits: HashMap<(ResourceType, Family, usize), u32>,
     mutation_done: bool,
+    /// `write_fail` entries consumed, keyed by index in the Vec.
+    write_hits: HashMap<usize, u32>,
 }
 
 struct Inner {
@@ -434,7 +523,7 @@ impl Inner {
     }
 
     fn user_json(&self, u: &UserRec) -> Value {
-        json!({
+        let mut v = json!({
             "schemas": [USER_SCHEMA],
             "id": u.id,
             "userName": u.user_name,
@@ -444,7 +533,14 @@ impl Inner {
                 "version": weak_etag(u.version),
                 "location": format!("{}/Users/{}", self.base_url, u.id),
             },
-        })
+        });
+        if let Some(d) = &u.display_name {
+            v["displayName"] = json!(d);
+        }
+        if let Some(t) = &u.title {
+            v["title"] = json!(t);
+        }
+        v
     }
 
     fn group_json(&self, g: &GroupRec) -> Value {
@@ -654,6 +750,8 @@ fn new_user(id: String, user_name: String) -> UserRec {
         id,
         user_name,
         active: true,
+        display_name: None,
+        title: None,
         version: 1,
     }
 }
@@ -800,6 +898,72 @@ impl FaultScim {
             .get(id)
             .map(|u| (u.active, u.version))
     }
+
+    pub fn user_exists(&self, id: &str) -> bool {
+        lock(&self.inner).users.contains_key(id)
+    }
+
+    /// A user as `GET /v2/Users/{id}` shows it, if it exists.
+    pub fn user_resource(&self, id: &str) -> Option<Value> {
+        let g = lock(&self.inner);
+        g.users.get(id).map(|u| g.user_json(u))
+    }
+
+    /// All group ids in server (id) order.
+    pub fn group_ids(&self) -> Vec<String> {
+        lock(&self.inner).groups.keys().cloned().collect()
+    }
+
+    /// A group's member ids in server order; empty if the group does not exist
+    /// (use [`FaultScim::group_ids`] or [`FaultScim::group_state`] to tell).
+    pub fn group_members(&self, gid: &str) -> Vec<String> {
+        lock(&self.inner)
+            .groups
+            .get(gid)
+            .map(|x| x.members.clone())
+            .unwrap_or_default()
+    }
+
+    /// `(members, version)` of a group, if it exists.
+    pub fn group_state(&self, gid: &str) -> Option<(Vec<String>, u64)> {
+        lock(&self.inner)
+            .groups
+            .get(gid)
+            .map(|x| (x.members.clone(), x.version))
+    }
+
+    /// A group as `GET /v2/Groups/{id}` shows it, if it exists.
+    pub fn group_resource(&self, gid: &str) -> Option<Value> {
+        let g = lock(&self.inner);
+        g.groups.get(gid).map(|x| g.group_json(x))
+    }
+
+    /// Replaces a group's members (duplicates dropped, order kept; ids are not
+    /// checked against the users) and bumps `meta.version` if they changed;
+    /// panics on unknown group ids. For drift after a confirmed action (W4).
+    pub fn set_group_members(&self, gid: &str, members: Vec<String>) {
+        let mut g = lock(&self.inner);
+        let x = g
+            .groups
+            .get_mut(gid)
+            .unwrap_or_else(|| panic!("no group {gid}"));
+        let members = dedup(members);
+        if x.members != members {
+            x.members = members;
+            x.version += 1;
+        }
+    }
+
+    /// The write requests (POST, PUT, PATCH, DELETE) of the request log, in
+    /// arrival order.
+    pub fn write_requests(&self) -> Vec<RequestRecord> {
+        lock(&self.inner)
+            .log
+            .iter()
+            .filter(|r| is_write_method(&r.method))
+            .cloned()
+            .collect()
+    }
 }
 
 impl Drop for FaultScim {
@@ -818,7 +982,10 @@ fn router(shared: Shared) -> Router {
             get(get_user).patch(patch_user).delete(delete_user),
         )
         .route("/v2/Groups", get(list_groups))
-        .route("/v2/Groups/{id}", get(get_group))
+        .route(
+            "/v2/Groups/{id}",
+            get(get_group).patch(patch_group).delete(delete_group),
+        )
         .route("/v2/ServiceProviderConfig", get(service_provider_config))
         .route(REST_USERS_PATH, get(rest_users_paged))
         .route(REST_USERS_LINK_PATH, get(rest_users_link))
@@ -831,15 +998,36 @@ fn router(shared: Shared) -> Router {
 #[derive(Clone, Copy)]
 struct PageNo(usize);
 
+fn is_write_method(m: &str) -> bool {
+    ["POST", "PUT", "PATCH", "DELETE"]
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(m))
+}
+
 /// Logs every request, adds latency, enforces the bearer token and auth expiry
-/// (with a REST error body under `/api/`), and applies a due mutation.
+/// (with a REST error body under `/api/`), and applies a due mutation. After
+/// a write it records whether it was applied and then waits out the write's
+/// `write_applied_then_slow` delay.
 async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let at = Instant::now();
     let rest = req.uri().path().starts_with("/api/");
+    let write = is_write_method(req.method().as_str());
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("").to_owned());
+    let if_match = req
+        .headers()
+        .get(header::IF_MATCH)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let (req, body) = if req.method() == Method::GET || req.method() == Method::HEAD {
+        (req, String::new())
+    } else {
+        let (parts, b) = req.into_parts();
+        let bytes = axum::body::to_bytes(b, 2 << 20).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (Request::from_parts(parts, Body::from(bytes)), text)
+    };
     let (idx, latency) = {
         let mut g = lock(&s);
         g.log.push(RequestRecord {
@@ -853,6 +1041,9 @@ async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
             at,
             has_authorization: auth.is_some(),
             page_no: None,
+            if_match,
+            body,
+            applied: None,
         });
         (g.log.len() - 1, g.faults.latency_ms)
     };
@@ -884,10 +1075,17 @@ async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
         next.run(req).await
     };
     let page_no = resp.extensions().get::<PageNo>().map(|p| p.0);
-    let mut g = lock(&s);
-    if let Some(r) = g.log.get_mut(idx) {
-        r.status = resp.status().as_u16();
-        r.page_no = page_no;
+    let info = resp.extensions().get::<WriteInfo>().copied();
+    {
+        let mut g = lock(&s);
+        if let Some(r) = g.log.get_mut(idx) {
+            r.status = resp.status().as_u16();
+            r.page_no = page_no;
+            r.applied = write.then(|| info.is_some_and(|w| w.applied));
+        }
+    }
+    if let Some(ms) = info.map(|w| w.delay_ms).filter(|&ms| ms > 0) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     resp
 }
@@ -1415,22 +1613,251 @@ async fn get_group(State(s): State<Shared>, Path(id): Path<String>) -> Response 
     }
 }
 
-async fn delete_user(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    if lock(&s).remove_user(&id) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        scim_error(StatusCode::NOT_FOUND, None, &format!("User {id} not found"))
+/// Which kind of resource a write targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    User,
+    Group,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::User => "User",
+            Target::Group => "Group",
+        }
     }
 }
 
-/// One validated change of a PATCH.
+/// Put on a write's response by its handler, read by [`track`].
+#[derive(Clone, Copy, Debug)]
+struct WriteInfo {
+    applied: bool,
+    /// `write_applied_then_slow`, sent after the response is logged.
+    delay_ms: u64,
+}
+
+fn write_resp(mut r: Response, applied: bool, delay_ms: u64) -> Response {
+    r.extensions_mut().insert(WriteInfo { applied, delay_ms });
+    r
+}
+
+fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn header_text(h: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    h.get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Whether an `If-Match` value names version `v`: `*`, or any entry of the
+/// comma-separated list equal to `W/"v"`, `"v"` or `v` (weak comparison).
+fn etag_matches(if_match: &str, v: u64) -> bool {
+    let want = v.to_string();
+    if_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).trim_matches('"') == want)
+}
+
+fn dedup(ids: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+impl Inner {
+    fn version_of(&self, t: Target, id: &str) -> Option<u64> {
+        match t {
+            Target::User => self.users.get(id).map(|u| u.version),
+            Target::Group => self.groups.get(id).map(|x| x.version),
+        }
+    }
+
+    fn remove_resource(&mut self, t: Target, id: &str) -> bool {
+        match t {
+            Target::User => self.remove_user(id),
+            Target::Group => self.groups.remove(id).is_some(),
+        }
+    }
+
+    /// What every write goes through before its own checks: `write_fail`,
+    /// `write_not_found`, unknown id (404) and `If-Match` (412). `Err` is the
+    /// answer (nothing applied).
+    fn write_gate(
+        &mut self,
+        method: &str,
+        t: Target,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), Box<Response>> {
+        let fails = self.faults.write_fail.clone();
+        for (i, w) in fails.iter().enumerate() {
+            let matches = (w.method.is_empty() || w.method.eq_ignore_ascii_case(method))
+                && (w.id.is_empty() || w.id == id);
+            if !matches {
+                continue;
+            }
+            let h = self.c.write_hits.entry(i).or_insert(0);
+            if *h < w.times {
+                *h = h.saturating_add(1);
+                let st =
+                    StatusCode::from_u16(w.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return Err(Box::new(write_resp(
+                    scim_error(st, None, "injected write failure"),
+                    false,
+                    0,
+                )));
+            }
+        }
+        let not_found = || {
+            write_resp(
+                scim_error(
+                    StatusCode::NOT_FOUND,
+                    None,
+                    &format!("{} {id} not found", t.name()),
+                ),
+                false,
+                0,
+            )
+        };
+        if self.faults.write_not_found {
+            self.remove_resource(t, id);
+            return Err(Box::new(not_found()));
+        }
+        let Some(v) = self.version_of(t, id) else {
+            return Err(Box::new(not_found()));
+        };
+        if let Some(m) = if_match
+            && !etag_matches(m, v)
+        {
+            return Err(Box::new(write_resp(
+                scim_error(
+                    StatusCode::PRECONDITION_FAILED,
+                    None,
+                    &format!(
+                        "If-Match {m} does not match the current version {} of {} {id}",
+                        weak_etag(v),
+                        t.name()
+                    ),
+                ),
+                false,
+                0,
+            )));
+        }
+        Ok(())
+    }
+
+    /// After the gate and the write's own checks: `write_noop` answers 204
+    /// here (`Some`), else `None` and the caller applies the change.
+    fn noop_answer(&self) -> Option<Response> {
+        self.faults
+            .write_noop
+            .then(|| write_resp(no_content(), false, 0))
+    }
+
+    /// The 204 of an applied write (with its `write_applied_then_slow` delay).
+    fn applied_answer(&self) -> Response {
+        write_resp(
+            no_content(),
+            true,
+            self.faults.write_applied_then_slow.unwrap_or(0),
+        )
+    }
+}
+
+fn bad_request(scim_type: &str, detail: &str) -> Box<Response> {
+    Box::new(scim_error(StatusCode::BAD_REQUEST, Some(scim_type), detail))
+}
+
+/// The `Operations` of a PatchOp body (JSON, PatchOp schema, non-empty).
+fn patch_ops(body: &[u8]) -> Result<Vec<Value>, Box<Response>> {
+    let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+        return Err(bad_request("invalidSyntax", "request body is not JSON"));
+    };
+    let has_schema = doc["schemas"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|s| s == PATCH_OP_SCHEMA));
+    if !has_schema {
+        return Err(bad_request(
+            "invalidSyntax",
+            "schemas must contain the PatchOp URN",
+        ));
+    }
+    match doc
+        .get("Operations")
+        .or_else(|| doc.get("operations"))
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
+        Some(ops) => Ok(ops.clone()),
+        None => Err(bad_request(
+            "invalidSyntax",
+            "Operations must be a non-empty array",
+        )),
+    }
+}
+
+fn op_kind(op: &Value) -> String {
+    op["op"].as_str().unwrap_or("").to_ascii_lowercase()
+}
+
+fn op_path(op: &Value) -> Option<&str> {
+    op.get("path").and_then(Value::as_str).map(str::trim)
+}
+
+async fn delete_user(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    delete_resource(&s, Target::User, &id, &headers)
+}
+
+async fn delete_group(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    delete_resource(&s, Target::Group, &id, &headers)
+}
+
+fn delete_resource(s: &Shared, t: Target, id: &str, headers: &HeaderMap) -> Response {
+    let mut g = lock(s);
+    let if_match = header_text(headers, header::IF_MATCH);
+    if let Err(r) = g.write_gate("DELETE", t, id, if_match.as_deref()) {
+        return *r;
+    }
+    if let Some(r) = g.noop_answer() {
+        return r;
+    }
+    g.remove_resource(t, id);
+    g.applied_answer()
+}
+
+/// One validated change of a user PATCH.
 enum Change {
     Active(bool),
     UserName(String),
+    DisplayName(Option<String>),
+    Title(Option<String>),
 }
 
 fn change_for(attr: &str, value: &Value) -> Result<Change, Box<Response>> {
-    let bad = |t: &str, d: String| Err(Box::new(scim_error(StatusCode::BAD_REQUEST, Some(t), &d)));
+    let bad = |t: &str, d: String| Err(bad_request(t, &d));
+    let optional = |name: &str| match value {
+        Value::String(s) => Ok(Some(s.clone())),
+        Value::Null => Ok(None),
+        v => Err(bad_request(
+            "invalidValue",
+            &format!("{name} must be a string or null, got {v}"),
+        )),
+    };
     match attr.to_ascii_lowercase().as_str() {
         "active" => match value {
             Value::Bool(b) => Ok(Change::Active(*b)),
@@ -1443,6 +1870,8 @@ fn change_for(attr: &str, value: &Value) -> Result<Change, Box<Response>> {
                 format!("userName must be a non-empty string, got {v}"),
             ),
         },
+        "displayname" => optional("displayName").map(Change::DisplayName),
+        "title" => optional("title").map(Change::Title),
         other => bad(
             "invalidPath",
             format!("attribute {other:?} cannot be patched here"),
@@ -1450,59 +1879,73 @@ fn change_for(attr: &str, value: &Value) -> Result<Change, Box<Response>> {
     }
 }
 
-/// RFC 7644 §3.5.2: `replace` (or `add`) of `active` / `userName`, by `path` or
-/// by a value object without path. All operations are validated before any is
-/// applied; success is 204.
-async fn patch_user(State(s): State<Shared>, Path(id): Path<String>, body: Bytes) -> Response {
-    let bad = |t: &str, d: &str| scim_error(StatusCode::BAD_REQUEST, Some(t), d);
-    let Ok(doc) = serde_json::from_slice::<Value>(&body) else {
-        return bad("invalidSyntax", "request body is not JSON");
-    };
-    let has_schema = doc["schemas"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|s| s == PATCH_OP_SCHEMA));
-    if !has_schema {
-        return bad("invalidSyntax", "schemas must contain the PatchOp URN");
-    }
-    let Some(ops) = doc
-        .get("Operations")
-        .or_else(|| doc.get("operations"))
-        .and_then(Value::as_array)
-        .filter(|a| !a.is_empty())
-    else {
-        return bad("invalidSyntax", "Operations must be a non-empty array");
-    };
+fn user_changes(ops: &[Value]) -> Result<Vec<Change>, Box<Response>> {
     let mut changes = Vec::new();
     for op in ops {
-        let kind = op["op"].as_str().unwrap_or("").to_ascii_lowercase();
+        let kind = op_kind(op);
+        if kind == "remove" {
+            let Some(path) = op_path(op) else {
+                return Err(bad_request("noTarget", "remove without path"));
+            };
+            match path.to_ascii_lowercase().as_str() {
+                "displayname" => changes.push(Change::DisplayName(None)),
+                "title" => changes.push(Change::Title(None)),
+                _ => {
+                    return Err(bad_request(
+                        "invalidPath",
+                        &format!("attribute {path:?} cannot be removed here"),
+                    ));
+                }
+            }
+            continue;
+        }
         if kind != "replace" && kind != "add" {
-            return bad("invalidSyntax", &format!("unsupported op {:?}", op["op"]));
+            return Err(bad_request(
+                "invalidSyntax",
+                &format!("unsupported op {:?}", op["op"]),
+            ));
         }
         let Some(value) = op.get("value") else {
-            return bad("invalidSyntax", "operation without value");
+            return Err(bad_request("invalidSyntax", "operation without value"));
         };
-        match op.get("path").and_then(Value::as_str) {
-            Some(path) => match change_for(path, value) {
-                Ok(c) => changes.push(c),
-                Err(r) => return *r,
-            },
+        match op_path(op) {
+            Some(path) => changes.push(change_for(path, value)?),
             None => {
                 let Some(obj) = value.as_object() else {
-                    return bad("invalidSyntax", "a value without path must be an object");
+                    return Err(bad_request(
+                        "invalidSyntax",
+                        "a value without path must be an object",
+                    ));
                 };
                 for (k, v) in obj {
-                    match change_for(k, v) {
-                        Ok(c) => changes.push(c),
-                        Err(r) => return *r,
-                    }
+                    changes.push(change_for(k, v)?);
                 }
             }
         }
     }
-    let mut g = lock(&s);
-    let Some(u) = g.users.get_mut(&id) else {
-        return scim_error(StatusCode::NOT_FOUND, None, &format!("User {id} not found"));
+    Ok(changes)
+}
+
+/// RFC 7644 §3.5.2 on a user (see the module doc for what is supported).
+async fn patch_user(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let changes = match patch_ops(&body).and_then(|ops| user_changes(&ops)) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
+    let mut g = lock(&s);
+    let if_match = header_text(&headers, header::IF_MATCH);
+    if let Err(r) = g.write_gate("PATCH", Target::User, &id, if_match.as_deref()) {
+        return *r;
+    }
+    if let Some(r) = g.noop_answer() {
+        return r;
+    }
+    let u = g.users.get_mut(&id).expect("checked by write_gate");
     let mut changed = false;
     for c in changes {
         match c {
@@ -1514,12 +1957,229 @@ async fn patch_user(State(s): State<Shared>, Path(id): Path<String>, body: Bytes
                 changed |= u.user_name != n;
                 u.user_name = n;
             }
+            Change::DisplayName(d) => {
+                changed |= u.display_name != d;
+                u.display_name = d;
+            }
+            Change::Title(t) => {
+                changed |= u.title != t;
+                u.title = t;
+            }
         }
     }
     if changed {
         u.version += 1;
     }
-    StatusCode::NO_CONTENT.into_response()
+    g.applied_answer()
+}
+
+/// One validated change of a group PATCH.
+enum GroupChange {
+    Add(Vec<String>),
+    Remove(Vec<String>),
+    RemoveAll,
+    Set(Vec<String>),
+    DisplayName(String),
+}
+
+/// `[{"value":UID},..]` (a single object is taken as a list of one).
+fn member_values(v: &Value) -> Result<Vec<String>, Box<Response>> {
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        Value::Object(_) => vec![v],
+        other => {
+            return Err(bad_request(
+                "invalidValue",
+                &format!("members must be a list of {{\"value\": id}}, got {other}"),
+            ));
+        }
+    };
+    items
+        .into_iter()
+        .map(|m| match m.get("value").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => Ok(id.to_owned()),
+            _ => Err(bad_request(
+                "invalidValue",
+                &format!("member without a string value: {m}"),
+            )),
+        })
+        .collect()
+}
+
+/// `members[value eq "UID"]`: `None` if `path` is not a `members[..]` filter,
+/// else the id or a 400 `invalidFilter`.
+fn member_filter(path: &str) -> Option<Result<String, Box<Response>>> {
+    let lower = path.to_ascii_lowercase();
+    if !lower.starts_with("members[") {
+        return None;
+    }
+    let bad = || {
+        Err(bad_request(
+            "invalidFilter",
+            &format!("unsupported member filter {path:?}; use members[value eq \"id\"]"),
+        ))
+    };
+    let Some(inner) = path["members[".len()..].strip_suffix(']') else {
+        return Some(bad());
+    };
+    let mut parts = inner.trim().splitn(3, char::is_whitespace);
+    let (Some(attr), Some(op), Some(lit)) = (parts.next(), parts.next(), parts.next()) else {
+        return Some(bad());
+    };
+    if !attr.eq_ignore_ascii_case("value") || !op.eq_ignore_ascii_case("eq") {
+        return Some(bad());
+    }
+    match serde_json::from_str::<String>(lit.trim()) {
+        Ok(id) => Some(Ok(id)),
+        Err(_) => Some(bad()),
+    }
+}
+
+fn group_value_changes(
+    kind: &str,
+    obj: &serde_json::Map<String, Value>,
+) -> Result<Vec<GroupChange>, Box<Response>> {
+    let mut out = Vec::new();
+    for (k, v) in obj {
+        match k.to_ascii_lowercase().as_str() {
+            "members" if kind == "add" => out.push(GroupChange::Add(member_values(v)?)),
+            "members" => out.push(GroupChange::Set(member_values(v)?)),
+            "displayname" => out.push(display_name_change(v)?),
+            _ => {
+                return Err(bad_request(
+                    "invalidPath",
+                    &format!("attribute {k:?} cannot be patched here"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn display_name_change(v: &Value) -> Result<GroupChange, Box<Response>> {
+    match v {
+        Value::String(s) if !s.is_empty() => Ok(GroupChange::DisplayName(s.clone())),
+        v => Err(bad_request(
+            "invalidValue",
+            &format!("displayName must be a non-empty string, got {v}"),
+        )),
+    }
+}
+
+fn group_changes(ops: &[Value]) -> Result<Vec<GroupChange>, Box<Response>> {
+    let mut changes = Vec::new();
+    for op in ops {
+        let kind = op_kind(op);
+        let path = op_path(op);
+        let value = op.get("value");
+        match (kind.as_str(), path) {
+            ("remove", None) => return Err(bad_request("noTarget", "remove without path")),
+            ("remove", Some(p)) if p.eq_ignore_ascii_case("members") => match value {
+                Some(v) => changes.push(GroupChange::Remove(member_values(v)?)),
+                None => changes.push(GroupChange::RemoveAll),
+            },
+            ("remove", Some(p)) => match member_filter(p) {
+                Some(id) => changes.push(GroupChange::Remove(vec![id?])),
+                None => {
+                    return Err(bad_request(
+                        "invalidPath",
+                        &format!("cannot remove {p:?} from a group"),
+                    ));
+                }
+            },
+            ("add" | "replace", _) if value.is_none() => {
+                return Err(bad_request("invalidSyntax", "operation without value"));
+            }
+            ("add" | "replace", None) => {
+                let Some(obj) = value.and_then(Value::as_object) else {
+                    return Err(bad_request(
+                        "invalidSyntax",
+                        "a value without path must be an object",
+                    ));
+                };
+                changes.extend(group_value_changes(&kind, obj)?);
+            }
+            ("add" | "replace", Some(p)) => {
+                let v = value.expect("checked above");
+                match p.to_ascii_lowercase().as_str() {
+                    "members" if kind == "add" => changes.push(GroupChange::Add(member_values(v)?)),
+                    "members" => changes.push(GroupChange::Set(member_values(v)?)),
+                    "displayname" => changes.push(display_name_change(v)?),
+                    _ => {
+                        return Err(bad_request(
+                            "invalidPath",
+                            &format!("attribute {p:?} cannot be patched here"),
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(bad_request(
+                    "invalidSyntax",
+                    &format!("unsupported op {:?}", op["op"]),
+                ));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// RFC 7644 §3.5.2 on a group: membership and `displayName` (see the module
+/// doc for the supported forms).
+async fn patch_group(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let changes = match patch_ops(&body).and_then(|ops| group_changes(&ops)) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let mut g = lock(&s);
+    let if_match = header_text(&headers, header::IF_MATCH);
+    if let Err(r) = g.write_gate("PATCH", Target::Group, &id, if_match.as_deref()) {
+        return *r;
+    }
+    for c in &changes {
+        if let GroupChange::Add(ids) | GroupChange::Set(ids) = c
+            && let Some(unknown) = ids.iter().find(|m| !g.users.contains_key(*m))
+        {
+            return write_resp(
+                scim_error(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalidValue"),
+                    &format!("member {unknown} is not a known User"),
+                ),
+                false,
+                0,
+            );
+        }
+    }
+    if let Some(r) = g.noop_answer() {
+        return r;
+    }
+    let x = g.groups.get_mut(&id).expect("checked by write_gate");
+    let before = (x.members.clone(), x.display_name.clone());
+    for c in changes {
+        match c {
+            GroupChange::Add(ids) => {
+                for m in ids {
+                    if !x.members.contains(&m) {
+                        x.members.push(m);
+                    }
+                }
+            }
+            GroupChange::Remove(ids) => x.members.retain(|m| !ids.contains(m)),
+            GroupChange::RemoveAll => x.members.clear(),
+            GroupChange::Set(ids) => x.members = dedup(ids),
+            GroupChange::DisplayName(n) => x.display_name = n,
+        }
+    }
+    if (&x.members, &x.display_name) != (&before.0, &before.1) {
+        x.version += 1;
+    }
+    g.applied_answer()
 }
 
 /// RFC 7643 §5, with the RFC 9865 `pagination` block.

@@ -172,6 +172,16 @@ impl Govledger {
     }
 
     pub fn serve_in(data: tempfile::TempDir, nats_url: &str, extra: &[&str]) -> Self {
+        Self::serve_in_env(data, nats_url, extra, &[])
+    }
+
+    /// Like `serve_in`, with extra environment (e.g. `GOVLEDGER_FAILPOINT`).
+    pub fn serve_in_env(
+        data: tempfile::TempDir,
+        nats_url: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let log = data.path().join("serve.log");
         let mut child = Command::new(govledger_bin())
             .arg("serve")
@@ -182,6 +192,7 @@ impl Govledger {
             .arg("--data-dir")
             .arg(data.path().join("data"))
             .args(extra)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -333,6 +344,27 @@ impl Govledger {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits (bounded) for the process to exit by itself, e.g. at a failpoint.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Takes the data folder out (to restart another govledger on it).
+    pub fn take_data(&mut self) -> tempfile::TempDir {
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit status.
