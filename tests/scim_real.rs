@@ -159,3 +159,106 @@ page_size = {PAGE}
         PresenceStatus::RemovedAtSource
     );
 }
+
+/// Lifecycle actions against the real SCIM server: each one is CONFIRMED by
+/// reading the target back, and the evidence is kept on the action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_actions_on_a_real_scim_server_are_confirmed_by_read_back() {
+    use govledger_proto::v1::{
+        ActionKind, ActionOutcome, ActionRequested, GetActionRequest, SubmitActionRequest,
+    };
+    let scim = Scim2Server::start();
+    let users = scim.seed_users(20).await;
+    let groups = scim.seed_groups(2, 5, &users).await;
+    let nats = NatsServer::start();
+    let gl = Govledger::serve_with_config(
+        &nats.url(),
+        &format!(
+            "[[sources]]\nid = \"scim2\"\nbase_url = \"{}\"\nresources = [\"Users\", \"Groups\"]\n",
+            scim.base_url
+        ),
+    );
+    assert_eq!(gl.sync("scim2").await.verdict, Verdict::Complete as i32);
+    let mut c = gl.client().await;
+    let member = scim.get_group(&groups[0]).await["members"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cases = [
+        (ActionKind::Deactivate, users[10].clone(), String::new()),
+        (ActionKind::Delete, users[11].clone(), String::new()),
+        (
+            ActionKind::RemoveMembership,
+            member.clone(),
+            groups[0].clone(),
+        ),
+        (
+            ActionKind::AddMembership,
+            users[12].clone(),
+            groups[1].clone(),
+        ),
+    ];
+    for (i, (kind, who, group)) in cases.iter().enumerate() {
+        let id = c
+            .submit_action(SubmitActionRequest {
+                source_id: "scim2".into(),
+                request: Some(ActionRequested {
+                    kind: *kind as i32,
+                    identity_external_id: who.clone(),
+                    group_external_id: group.clone(),
+                    requested_by: "test".into(),
+                    idempotency_key: format!("real-{i}"),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .action_id;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let r = loop {
+            if let Ok(r) = c
+                .get_action(GetActionRequest {
+                    action_id: id.clone(),
+                })
+                .await
+            {
+                let r = r.into_inner();
+                if r.outcome != ActionOutcome::Pending as i32 {
+                    break r;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} never concluded:\n{}",
+                gl.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        assert_eq!(
+            r.outcome,
+            ActionOutcome::Confirmed as i32,
+            "{kind:?}: {}",
+            r.outcome_detail
+        );
+        let a = r.action.unwrap();
+        assert!(a.verified && a.in_effect, "{kind:?}: no read-back evidence");
+        assert_eq!(a.verified_steps, vec![1]);
+        assert!(
+            a.outcome_detail.contains("read-back"),
+            "{}",
+            a.outcome_detail
+        );
+    }
+    // The server really shows the effects.
+    assert_eq!(scim.get_user(&users[10]).await["active"], false);
+    let members: Vec<String> = scim.get_group(&groups[0]).await["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["value"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!members.contains(&member));
+}
