@@ -6,7 +6,9 @@
 #     fault-injecting proxy in front of it that drops one page with 503s
 #   - runs `govledger serve` (embedded nats-server, data in ./govledger-data) with
 #     two sources: "hr" (the SCIM server) and "hr-flaky" (the same, via the proxy)
-#   - syncs both and prints what the ledger decided, as a person reads it
+#   - syncs both, deactivates one user through each, and prints what the ledger
+#     decided, as a person reads it: a COMPLETE and an INCOMPLETE sync, a CONFIRMED
+#     and an UNCONFIRMED deprovisioning, with the evidence
 # Interactive: keeps serving until Ctrl-C. Otherwise (CI, pipes): stops at the end.
 set -euo pipefail
 
@@ -96,6 +98,14 @@ say "govledger sync hr  (the SCIM server, read directly)"
 
 say "govledger sync hr-flaky  (the same server behind a proxy that drops page startIndex=301)"
 "$BIN" sync hr-flaky --grpc-addr "$ADDR" || true
+
+mapfile -t IDS < <("$PY" "$ROOT/scripts/demo_sources.py" ids "http://127.0.0.1:$SCIM_PORT/v2" 2)
+
+say "govledger act hr deactivate ${IDS[0]}  (a leaver, deprovisioned directly)"
+"$BIN" act hr deactivate "${IDS[0]}" --reason leaver --ticket HR-1042 --grpc-addr "$ADDR" || true
+
+say "govledger act hr-flaky deactivate ${IDS[1]}  (through the proxy, which answers 204 and does nothing)"
+"$BIN" act hr-flaky deactivate "${IDS[1]}" --reason leaver --ticket HR-1043 --grpc-addr "$ADDR" || true
 
 say "govledger status"
 "$BIN" status --grpc-addr "$ADDR"

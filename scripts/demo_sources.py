@@ -4,9 +4,12 @@
   seed URL N            create N users in the SCIM server at URL (Bulk, in chunks)
   proxy UPSTREAM PORT START_INDEX
                         a fault-injecting SCIM proxy on 127.0.0.1:PORT: forwards
-                        every request to UPSTREAM, except that the list page at
-                        startIndex=START_INDEX answers 503 every time, the way a
-                        flaky connector backend drops one page of a sync.
+                        reads to UPSTREAM, except that the list page at
+                        startIndex=START_INDEX answers 503 every time (a flaky
+                        backend dropping one page of a sync), and writes (PATCH,
+                        DELETE) answer 204 without doing anything (the silent
+                        deprovisioning failure).
+  ids URL N             print the ids of the first N users at URL, one per line
 """
 import http.server
 import json
@@ -77,6 +80,17 @@ def proxy(upstream: str, port: int, fail_start_index: str) -> None:
             self.end_headers()
             self.wfile.write(body)
 
+        def _swallow(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_PATCH = _swallow  # noqa: N815
+        do_DELETE = _swallow  # noqa: N815
+
         def log_message(self, *args):  # quiet
             pass
 
@@ -86,6 +100,12 @@ def proxy(upstream: str, port: int, fail_start_index: str) -> None:
 def main() -> int:
     if len(sys.argv) == 4 and sys.argv[1] == "seed":
         seed(sys.argv[2], int(sys.argv[3]))
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "ids":
+        url = sys.argv[2].rstrip("/") + f"/Users?startIndex=1&count={int(sys.argv[3])}"
+        with urllib.request.urlopen(url, timeout=30) as r:
+            for res in json.load(r).get("Resources", []):
+                print(res["id"])
         return 0
     if len(sys.argv) == 5 and sys.argv[1] == "proxy":
         proxy(sys.argv[2], int(sys.argv[3]), sys.argv[4])

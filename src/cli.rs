@@ -4,8 +4,9 @@
 use govledger_projector::verdict;
 use govledger_projector::verdict::thousands;
 use govledger_proto::v1::{
-    CheckReadinessResponse, Freshness, GetIdentityResponse, GetRunResponse, LedgerStatus,
-    PoisonEvent, PresenceStatus, ReasonCode, RunSummary, SourceStatus, Verdict,
+    ActionKind, ActionOutcome, CheckReadinessResponse, Freshness, GetActionResponse,
+    GetIdentityResponse, GetRunResponse, LedgerStatus, PoisonEvent, PresenceStatus, ReasonCode,
+    RunSummary, SourceStatus, Verdict,
 };
 
 pub fn verdict_name(v: i32) -> &'static str {
@@ -105,6 +106,122 @@ pub fn sources_table(sources: &[SourceStatus]) -> String {
         ],
         &rows,
     )
+}
+
+pub fn outcome_name(o: i32) -> &'static str {
+    match ActionOutcome::try_from(o).unwrap_or_default() {
+        ActionOutcome::Unspecified => "-",
+        ActionOutcome::Confirmed => "CONFIRMED",
+        ActionOutcome::Failed => "FAILED",
+        ActionOutcome::Unconfirmed => "UNCONFIRMED",
+        ActionOutcome::Overdue => "OVERDUE",
+        ActionOutcome::Drifted => "DRIFTED",
+        ActionOutcome::Pending => "PENDING",
+    }
+}
+
+fn kind_name(k: i32) -> String {
+    ActionKind::try_from(k)
+        .map(|k| {
+            k.as_str_name()
+                .trim_start_matches("ACTION_KIND_")
+                .to_ascii_lowercase()
+                .replace('_', "-")
+        })
+        .unwrap_or_default()
+}
+
+pub fn actions_table(actions: &[GetActionResponse]) -> String {
+    if actions.is_empty() {
+        return "no actions\n".into();
+    }
+    let rows: Vec<Vec<String>> = actions
+        .iter()
+        .map(|v| {
+            let a = v.action.clone().unwrap_or_default();
+            let r = a.request.clone().unwrap_or_default();
+            vec![
+                a.action_id.clone(),
+                kind_name(r.kind),
+                r.identity_external_id.clone(),
+                outcome_name(v.outcome).into(),
+                a.attempts.to_string(),
+                time_us(a.requested_at_us),
+                r.ticket.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ACTION",
+            "KIND",
+            "IDENTITY",
+            "OUTCOME",
+            "ATTEMPTS",
+            "REQUESTED",
+            "TICKET",
+        ],
+        &rows,
+    )
+}
+
+pub fn action_detail(v: &GetActionResponse) -> String {
+    let a = v.action.clone().unwrap_or_default();
+    let r = a.request.clone().unwrap_or_default();
+    let mut out = format!(
+        "action {}  source {}\n{} {}{}  requested by {} ({}{})\noutcome: {} — {}\n",
+        a.action_id,
+        a.source_id,
+        kind_name(r.kind),
+        r.identity_external_id,
+        if r.group_external_id.is_empty() {
+            String::new()
+        } else {
+            format!(" / group {}", r.group_external_id)
+        },
+        r.requested_by,
+        if r.reason.is_empty() {
+            "no reason given"
+        } else {
+            &r.reason
+        },
+        if r.ticket.is_empty() {
+            String::new()
+        } else {
+            format!(", ticket {}", r.ticket)
+        },
+        outcome_name(v.outcome),
+        v.outcome_detail,
+    );
+    out.push_str(&format!(
+        "attempts: {} (last HTTP {}), read-back: {}{}\n",
+        a.attempts,
+        a.last_http_status,
+        if a.verified {
+            if a.in_effect {
+                "in effect"
+            } else {
+                "NOT in effect"
+            }
+        } else {
+            "none"
+        },
+        if a.target_absent {
+            " (target absent)"
+        } else {
+            ""
+        },
+    ));
+    for s in &a.steps {
+        out.push_str(&format!(
+            "  step {} {}: {} — {}\n",
+            s.step,
+            kind_name(s.kind),
+            outcome_name(s.outcome),
+            s.detail
+        ));
+    }
+    out
 }
 
 pub fn readiness(r: &CheckReadinessResponse) -> String {

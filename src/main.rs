@@ -14,9 +14,10 @@ use govledger::{
 };
 use govledger_ingest::{Publisher, event::ProducerId};
 use govledger_proto::v1::{
-    CheckReadinessRequest, EntityType, GetIdentityRequest, GetLedgerStatusRequest, GetRunRequest,
-    ListPoisonEventsRequest, ListRunsRequest, ListSourcesRequest, SyncMode, TriggerSyncRequest,
-    Verdict, ledger_client::LedgerClient,
+    ActionKind, ActionOutcome, ActionRequested, CheckReadinessRequest, EntityType,
+    GetActionRequest, GetIdentityRequest, GetLedgerStatusRequest, GetRunRequest,
+    ListActionsRequest, ListPoisonEventsRequest, ListRunsRequest, ListSourcesRequest,
+    SubmitActionRequest, SyncMode, TriggerSyncRequest, Verdict, ledger_client::LedgerClient,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -132,6 +133,49 @@ enum Cmd {
         /// user, group, entitlement or membership
         #[arg(long, default_value = "user")]
         r#type: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Submit a lifecycle action on a running govledger and follow it until the
+    /// ledger concludes it (read-back verified). Exit code 0 when CONFIRMED, 3 otherwise.
+    Act {
+        source: String,
+        /// deactivate, delete, remove-membership, add-membership or set-attribute
+        kind: String,
+        /// The identity (user) external id.
+        identity: String,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        attribute: Option<String>,
+        #[arg(long)]
+        value: Option<String>,
+        /// The same key always means the same action (default: a new UUID).
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[arg(long, default_value = "cli")]
+        requested_by: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, default_value = "")]
+        ticket: String,
+        /// Deadline, seconds from now (0 = none).
+        #[arg(long, default_value_t = 0)]
+        deadline_s: u64,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// The actions of a source with their outcomes as of now.
+    Actions {
+        source: String,
+        #[command(flatten)]
+        client: ClientFlags,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One action: outcome, per-step results, evidence.
+    Action {
+        action_id: String,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -379,6 +423,122 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             if run.verdict != Verdict::Complete as i32 {
                 return Err(NotOk.into());
             }
+        }
+        Cmd::Act {
+            source,
+            kind,
+            identity,
+            group,
+            attribute,
+            value,
+            idempotency_key,
+            requested_by,
+            reason,
+            ticket,
+            deadline_s,
+            client: f,
+        } => {
+            let kind = match kind.as_str() {
+                "deactivate" => ActionKind::Deactivate,
+                "delete" => ActionKind::Delete,
+                "remove-membership" => ActionKind::RemoveMembership,
+                "add-membership" => ActionKind::AddMembership,
+                "set-attribute" => ActionKind::SetAttribute,
+                other => anyhow::bail!(
+                    "{other:?} is not one of deactivate, delete, remove-membership, add-membership, set-attribute"
+                ),
+            };
+            let mut c = client(&f).await?;
+            let deadline_us = if deadline_s == 0 {
+                0
+            } else {
+                chrono::Utc::now().timestamp_micros() + (deadline_s as i64) * 1_000_000
+            };
+            let r = c
+                .submit_action(SubmitActionRequest {
+                    source_id: source,
+                    request: Some(ActionRequested {
+                        kind: kind as i32,
+                        identity_external_id: identity,
+                        group_external_id: group.unwrap_or_default(),
+                        attribute: attribute.unwrap_or_default(),
+                        value: value.unwrap_or_default(),
+                        requested_by,
+                        reason,
+                        ticket,
+                        deadline_us,
+                        idempotency_key: idempotency_key
+                            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            println!(
+                "action {} {}",
+                r.action_id,
+                if r.created {
+                    "submitted"
+                } else {
+                    "already existed (same idempotency key)"
+                }
+            );
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+            let a = loop {
+                match c
+                    .get_action(GetActionRequest {
+                        action_id: r.action_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(a) if a.get_ref().outcome != ActionOutcome::Pending as i32 => {
+                        break a.into_inner();
+                    }
+                    Ok(_) => {}
+                    Err(s) if s.code() == tonic::Code::NotFound => {}
+                    Err(s) => return Err(status_err(s)),
+                }
+                if tokio::time::Instant::now() > deadline {
+                    anyhow::bail!(
+                        "action {} still pending; follow it with `govledger action {}`",
+                        r.action_id,
+                        r.action_id
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            print!("{}", cli::action_detail(&a));
+            if a.outcome != ActionOutcome::Confirmed as i32 {
+                return Err(NotOk.into());
+            }
+        }
+        Cmd::Actions {
+            source,
+            client: f,
+            limit,
+        } => {
+            let mut c = client(&f).await?;
+            let r = c
+                .list_actions(ListActionsRequest {
+                    source_id: source,
+                    outcome: 0,
+                    limit,
+                })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::actions_table(&r.into_inner().actions));
+        }
+        Cmd::Action {
+            action_id,
+            client: f,
+        } => {
+            let mut c = client(&f).await?;
+            let r = c
+                .get_action(GetActionRequest { action_id })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::action_detail(&r.into_inner()));
         }
         Cmd::Readiness {
             sources,
