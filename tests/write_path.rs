@@ -576,3 +576,26 @@ async fn executor_killed_between_write_and_read_back_verifies_on_restart() {
         gl.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_removal_in_the_value_list_form_when_configured() {
+    let (_nats, scim, gl) = setup("member_removal = \"value-list\"").await;
+    let g = scim.group_ids()[1].clone();
+    let member = scim.group_members(&g)[0].clone();
+    let mut rm = request(ActionKind::RemoveMembership, &member, "vl");
+    rm.group_external_id = g.clone();
+    let r = wait_action(&gl, &submit(&gl, rm).await).await;
+    assert_eq!(
+        outcome(&r),
+        ActionOutcome::Confirmed,
+        "{}",
+        r.outcome_detail
+    );
+    let w = scim.write_requests();
+    let body = &w.last().unwrap().body;
+    assert!(
+        body.contains(r#""path":"members""#) && body.contains(r#""value":[{"#),
+        "{body}"
+    );
+    assert!(!scim.group_members(&g).contains(&member));
+}
