@@ -277,7 +277,9 @@ async fn serve_with(
         .add_service(reflection_v1alpha)
         .add_service(LedgerServer::new(api))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // TCP_NODELAY: without it small responses can wait ~40 ms on Nagle
+            // and delayed ACKs (measured: GetSource p50 44 ms before, see BENCHMARKS.md).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
     let served = server.await;

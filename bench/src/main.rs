@@ -1,0 +1,583 @@
+//! `govledger-bench`: measures govledger against physical baselines taken in
+//! the same run on the same machine, and prints one markdown table (optionally
+//! written to `BENCHMARKS.md` with the machine, date, commit and the command
+//! that reproduces it).
+//!
+//! ```text
+//! cargo run --release -p govledger-bench -- --scale medium --write BENCHMARKS.md
+//! scripts/bench.sh [smoke|medium|full]
+//! ```
+//!
+//! Rows: 1 publish ([`publish`]), 2 projection ([`project`]), 3 sync overhead
+//! ([`sync`]), 4 scale and 6 growth ([`scale`]), 5 query latency ([`query`]).
+//! Everything runs locally: the benchmark starts (and always stops) its own
+//! `nats-server` and `scim2-server` on free ports, and runs the `govledger`
+//! binary built with the same profile as itself as child processes.
+#![forbid(unsafe_code)]
+
+mod events;
+mod procs;
+mod project;
+mod publish;
+mod query;
+mod report;
+mod scale;
+mod sync;
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Parser, ValueEnum};
+
+use report::{Outcome, Row, rate, secs, short, thousands};
+
+#[derive(Parser)]
+#[command(
+    name = "govledger-bench",
+    about = "Benchmarks govledger against physical baselines measured in the same run"
+)]
+struct Cli {
+    /// How big: smoke (seconds, any build), medium (minutes, release), full.
+    #[arg(long, value_enum, default_value_t = Scale::Medium)]
+    scale: Scale,
+    /// Also write the report (markdown) to this file, e.g. BENCHMARKS.md.
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// The `govledger` binary to run as a child. Default: the one next to this
+    /// executable (built first with the same profile unless --no-build).
+    #[arg(long, env = "GOVLEDGER_BIN")]
+    govledger_bin: Option<PathBuf>,
+    /// Do not run `cargo build -p govledger` before using the binary.
+    #[arg(long)]
+    no_build: bool,
+    /// Exit with code 1 when a row misses its target.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scale {
+    Smoke,
+    Medium,
+    Full,
+}
+
+/// The sizes of one scale.
+#[derive(Debug, Clone)]
+struct Params {
+    /// Row 1 and 2: events published (held in memory) and projected.
+    publish_events: usize,
+    /// Row 3: users in the SCIM server.
+    sync_users: usize,
+    /// Row 4: identities and events.
+    identities: u64,
+    events: u64,
+    /// Row 6: identity counts (events grow with them, same runs per identity).
+    growth: Vec<u64>,
+    /// Row 5: calls per RPC (per round).
+    calls: usize,
+}
+
+impl Scale {
+    fn name(self) -> &'static str {
+        match self {
+            Scale::Smoke => "smoke",
+            Scale::Medium => "medium",
+            Scale::Full => "full",
+        }
+    }
+
+    fn params(self) -> Params {
+        match self {
+            Scale::Smoke => Params {
+                publish_events: 5_000,
+                sync_users: 200,
+                identities: 2_000,
+                events: 10_000,
+                growth: vec![1_000, 2_000],
+                calls: 500,
+            },
+            Scale::Medium => Params {
+                publish_events: 200_000,
+                sync_users: 10_000,
+                identities: 100_000,
+                events: 500_000,
+                growth: vec![10_000, 100_000],
+                calls: 10_000,
+            },
+            Scale::Full => Params {
+                publish_events: 500_000,
+                sync_users: 10_000,
+                identities: 1_000_000,
+                events: 5_000_000,
+                growth: vec![10_000, 100_000, 1_000_000],
+                calls: 20_000,
+            },
+        }
+    }
+}
+
+impl Params {
+    fn describe(&self) -> String {
+        format!(
+            "publish/projection {} events; sync {} users; scale {} identities / {} events; growth at {} identities; {} calls per RPC from {} clients",
+            thousands(self.publish_events as u64),
+            thousands(self.sync_users as u64),
+            short(self.identities),
+            short(self.events),
+            self.growth
+                .iter()
+                .map(|g| short(*g))
+                .collect::<Vec<_>>()
+                .join(", "),
+            thousands(self.calls as u64),
+            query::TASKS
+        )
+    }
+}
+
+/// One progress line on stderr, with the time since start.
+pub fn progress(msg: impl AsRef<str>) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed();
+    eprintln!("[bench {:>7.1}s] {}", t.as_secs_f64(), msg.as_ref());
+}
+
+const PROFILE: &str = if cfg!(debug_assertions) {
+    "debug"
+} else {
+    "release"
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    progress(format!("govledger-bench --scale {}", cli.scale.name()));
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        r = run(&cli) => r,
+        s = interrupted() => Err(anyhow!("interrupted by {s}; every child process was stopped")),
+    };
+    let rows = match outcome {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("govledger-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (rows, details) = rows;
+    let root = procs::workspace_root();
+    let command = if PROFILE == "release" {
+        format!(
+            "scripts/bench.sh {0}  (= cargo run --release -p govledger-bench -- --scale {0} --write BENCHMARKS.md)",
+            cli.scale.name()
+        )
+    } else {
+        format!(
+            "cargo run -p govledger-bench -- --scale {} --write BENCHMARKS.md",
+            cli.scale.name()
+        )
+    };
+    let meta = report::Meta {
+        scale: cli.scale.name().to_owned(),
+        scale_detail: cli.scale.params().describe(),
+        machine: report::Machine::detect(),
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        commit: report::git_commit(&root),
+        profile: PROFILE,
+        command,
+        wall: started.elapsed(),
+    };
+    let text = report::markdown(&meta, &rows, &details);
+    println!("{text}");
+    if let Some(path) = &cli.write {
+        if let Err(e) = report::write_file(path, &text) {
+            eprintln!("govledger-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+        progress(format!("wrote {}", path.display()));
+    }
+    let failed = rows.iter().filter(|r| r.outcome == Outcome::Fail).count();
+    progress(format!(
+        "done in {:.1} s: {} rows, {failed} missed their target",
+        started.elapsed().as_secs_f64(),
+        rows.len()
+    ));
+    if cli.strict && failed > 0 {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT or SIGTERM (dropping the benchmark stops its children).
+async fn interrupted() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term => "SIGTERM",
+    }
+}
+
+/// The `govledger` binary the children run.
+fn govledger_bin(cli: &Cli) -> Result<PathBuf> {
+    if let Some(p) = &cli.govledger_bin {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent folder", exe.display()))?;
+    let bin = dir.join("govledger");
+    if !cli.no_build {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let manifest = procs::workspace_root().join("Cargo.toml");
+        progress(format!(
+            "cargo build ({PROFILE}) -p govledger --bin govledger"
+        ));
+        let mut cmd = std::process::Command::new(cargo);
+        // Both packages: the same feature unification as this binary's own
+        // build, so neither build undoes the other's.
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "govledger",
+            "-p",
+            "govledger-bench",
+        ])
+        .args(["--bin", "govledger"])
+        .arg("--manifest-path")
+        .arg(&manifest);
+        if PROFILE == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build -p govledger failed ({status})");
+        }
+    }
+    if !bin.is_file() {
+        bail!(
+            "no govledger binary at {} (build it, or pass --govledger-bin)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+type Rows = (Vec<Row>, Vec<String>);
+
+async fn run(cli: &Cli) -> Result<Rows> {
+    let p = cli.scale.params();
+    let nats_bin = procs::nats_server_bin()?;
+    let scim_bin = procs::scim2_server_bin()?;
+    let govledger = govledger_bin(cli)?;
+    let mut rows = Vec::new();
+
+    // Rows 1 and 2: one server; the last publish stream is projected.
+    {
+        progress(format!(
+            "row 1: publish {} events",
+            thousands(p.publish_events as u64)
+        ));
+        let nats = procs::NatsServer::start(&nats_bin).await?;
+        let evs = events::event_set(p.publish_events);
+        let r = publish::bench(&nats, &evs, 2).await?;
+        drop(evs);
+        let n = r.events as u64;
+        rows.push(
+            Row::new(
+                "1",
+                format!(
+                    "publish {} events: `Publisher` (encode, Nats-Msg-Id, pipelined, ack) vs raw async-nats publish loop, ≤ {} acks in flight",
+                    thousands(n),
+                    publish::RAW_INFLIGHT_MAX
+                ),
+            )
+            .figures(rate(n, r.govledger), rate(n, r.raw))
+            .at_least(r.raw.as_secs_f64() / r.govledger.as_secs_f64(), 0.8),
+        );
+        progress("row 2: projection");
+        let pr = project::bench(&nats, &r.stream, 2).await?;
+        rows.push(
+            Row::new(
+                "2",
+                format!(
+                    "projection of {} events: `runner::run` (fold, sled batch, flush, ack per 1,000) vs raw pull fetch + ack per 1,000",
+                    thousands(pr.events)
+                ),
+            )
+            .figures(rate(pr.events, pr.govledger), rate(pr.events, pr.raw))
+            .at_least(pr.raw.as_secs_f64() / pr.govledger.as_secs_f64(), 0.5),
+        );
+    }
+
+    // Row 3.
+    {
+        progress(format!(
+            "row 3: sync {} users from scim2-server",
+            thousands(p.sync_users as u64)
+        ));
+        let scim = procs::Scim2Server::start(&scim_bin).await?;
+        let seeded = Instant::now();
+        let ids = scim.seed_users(p.sync_users).await?;
+        progress(format!(
+            "  seeded {} users through /Bulk in {:.2} s",
+            ids.len(),
+            seeded.elapsed().as_secs_f64()
+        ));
+        let nats = procs::NatsServer::start(&nats_bin).await?;
+        let r = sync::bench(&nats, &scim, p.sync_users, 2).await?;
+        rows.push(
+            Row::new(
+                "3",
+                format!(
+                    "full sync of {} users from scim2-server (page {}): `run_sync` until its {} events are stored vs bare GET + JSON parse of every page",
+                    thousands(r.users as u64),
+                    sync::PAGE_SIZE,
+                    thousands(r.events)
+                ),
+            )
+            .figures(secs(r.govledger), secs(r.bare))
+            .at_most(
+                r.govledger.as_secs_f64() / r.bare.as_secs_f64(),
+                1.15,
+                "×",
+            ),
+        );
+    }
+
+    // Rows 6 (smaller sizes first, each on its own server) and 4 + 5.
+    let per_identity = (p.events / p.identities.max(1)).max(1);
+    let mut points = Vec::new();
+    for &g in p.growth.iter().filter(|&&g| g != p.identities) {
+        progress(format!("row 6: growth at {} identities", short(g)));
+        let s = scale::measure(&nats_bin, &govledger, g, g * per_identity).await?;
+        points.push(s.point.clone());
+    }
+    progress(format!(
+        "row 4: scale {} identities / {} events",
+        short(p.identities),
+        short(p.events)
+    ));
+    let scaled = scale::measure(&nats_bin, &govledger, p.identities, p.events).await?;
+    let pt = scaled.point.clone();
+    rows.extend(scale_rows(&pt));
+    points.push(pt.clone());
+
+    progress(format!(
+        "row 5: query latency, {} calls per RPC",
+        thousands(p.calls as u64)
+    ));
+    let lat = query::bench(&scaled, &govledger, p.calls).await?;
+    drop(scaled);
+    rows.extend(query_rows(&lat, &pt)?);
+
+    points.sort_by_key(|x| x.identities);
+    rows.extend(growth_rows(&points));
+    let details = points.iter().map(point_detail).collect();
+    Ok((rows, details))
+}
+
+fn scale_label(pt: &scale::Point) -> String {
+    format!(
+        "{} identities / {} events",
+        short(pt.identities),
+        thousands(pt.events)
+    )
+}
+
+fn scale_rows(pt: &scale::Point) -> Vec<Row> {
+    let label = scale_label(pt);
+    let rss_max = pt.project.peak_rss.max(pt.rebuild.peak_rss);
+    vec![
+        Row::new("4", format!("ingest of {label} through `Publisher`"))
+            .figures(format!("{} ({})", secs(pt.ingest), rate(pt.events, pt.ingest)), "-"),
+        Row::new(
+            "4",
+            format!("projection of {label}: `govledger project --exit-at-end` (child) vs raw pull fetch + ack"),
+        )
+        .figures(
+            format!("{} ({})", secs(pt.project.elapsed), rate(pt.events, pt.project.elapsed)),
+            format!("{} ({})", secs(pt.raw_fetch), rate(pt.events, pt.raw_fetch)),
+        )
+        .at_least(pt.raw_fetch.as_secs_f64() / pt.project.elapsed.as_secs_f64(), 0.5),
+        Row::new(
+            "4",
+            format!("peak RSS of `govledger project` (projection / rebuild), sled cache 64 MiB, {label}"),
+        )
+        .figures(
+            format!(
+                "{:.0} / {:.0} MiB",
+                scale::mib(pt.project.peak_rss),
+                scale::mib(pt.rebuild.peak_rss)
+            ),
+            "-",
+        )
+        .target("≤ 300 MiB", scale::mib(rss_max) <= 300.0),
+        Row::new("4", format!("sled folder size (du), {label}")).figures(
+            format!(
+                "{:.1} MiB ({:.0} B/event)",
+                scale::mib(pt.disk_bytes),
+                pt.disk_bytes as f64 / pt.events.max(1) as f64
+            ),
+            "-",
+        ),
+        Row::new(
+            "4",
+            format!("full rebuild from the stream (sled deleted, `project --exit-at-end` again), {label}; baseline: first projection"),
+        )
+        .figures(
+            format!("{} ({})", secs(pt.rebuild.elapsed), rate(pt.events, pt.rebuild.elapsed)),
+            secs(pt.project.elapsed),
+        )
+        .ratio(pt.rebuild.elapsed.as_secs_f64() / pt.project.elapsed.as_secs_f64()),
+    ]
+}
+
+fn query_rows(lat: &[query::Latency], pt: &scale::Point) -> Result<Vec<Row>> {
+    let health = lat
+        .iter()
+        .find(|l| l.rpc == query::Rpc::Health)
+        .ok_or_else(|| anyhow!("no health-check figures"))?;
+    let ms = query::ms;
+    Ok(lat
+        .iter()
+        .filter(|l| l.rpc != query::Rpc::Health)
+        .map(|l| {
+            Row::new(
+                "5",
+                format!(
+                    "{} p50 / p99, {} clients, {} calls, at {}",
+                    l.rpc.name(),
+                    query::TASKS,
+                    thousands(l.calls as u64),
+                    scale_label(pt)
+                ),
+            )
+            .figures(
+                format!("{:.3} / {:.3} ms", ms(l.p50), ms(l.p99)),
+                format!(
+                    "Health/Check {:.3} / {:.3} ms",
+                    ms(health.p50),
+                    ms(health.p99)
+                ),
+            )
+            .at_most(
+                l.p99.as_secs_f64() / health.p99.as_secs_f64().max(1e-9),
+                3.0,
+                "× (p99)",
+            )
+        })
+        .collect())
+}
+
+fn growth_rows(points: &[scale::Point]) -> Vec<Row> {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Vec::new();
+    };
+    if points.len() < 2 {
+        return Vec::new();
+    }
+    let sizes = points
+        .iter()
+        .map(|p| short(p.identities))
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let per_event = |d: Duration, p: &scale::Point| d.as_secs_f64() * 1e6 / p.events.max(1) as f64;
+    let list = |f: &dyn Fn(&scale::Point) -> f64, unit: &str| {
+        points
+            .iter()
+            .map(|p| format!("{}: {:.1}", short(p.identities), f(p)))
+            .collect::<Vec<_>>()
+            .join(" · ")
+            + " "
+            + unit
+    };
+    let linear = |name: &str, f: &dyn Fn(&scale::Point) -> f64, unit: &str| {
+        Row::new("6", format!("growth {sizes} identities: {name}"))
+            .figures(list(f, unit), "-")
+            .at_most(f(last) / f(first).max(1e-12), 1.5, " (≈ linear)")
+    };
+    let ingest = |p: &scale::Point| per_event(p.ingest, p);
+    let projection = |p: &scale::Point| per_event(p.project.elapsed, p);
+    let rebuild = |p: &scale::Point| per_event(p.rebuild.elapsed, p);
+    let disk = |p: &scale::Point| p.disk_bytes as f64 / p.events.max(1) as f64;
+    let rss = |p: &scale::Point| scale::mib(p.project.peak_rss.max(p.rebuild.peak_rss));
+    let vs_raw =
+        |p: &scale::Point| p.raw_fetch.as_secs_f64() / p.project.elapsed.as_secs_f64().max(1e-9);
+    let rss_ok = points.iter().all(|p| rss(p) <= 300.0);
+    let worst_vs_raw = points.iter().map(vs_raw).fold(f64::INFINITY, f64::min);
+    vec![
+        linear("ingest time per event", &ingest, "µs/ev"),
+        linear("projection time per event", &projection, "µs/ev"),
+        linear("rebuild time per event", &rebuild, "µs/ev"),
+        linear("sled bytes per event", &disk, "B/ev"),
+        Row::new(
+            "6",
+            format!("growth {sizes} identities: projection rate / raw fetch rate"),
+        )
+        .figures(
+            points
+                .iter()
+                .map(|p| format!("{}: {:.2}", short(p.identities), vs_raw(p)))
+                .collect::<Vec<_>>()
+                .join(" · "),
+            "-",
+        )
+        .at_least(worst_vs_raw, 0.5),
+        Row::new("6", format!("growth {sizes} identities: peak RSS"))
+            .figures(list(&rss, "MiB"), "-")
+            .ratio(rss(last) / rss(first).max(1e-9))
+            .target("≤ 300 MiB at every size", rss_ok),
+    ]
+}
+
+fn point_detail(p: &scale::Point) -> String {
+    format!(
+        "{} identities, {} events: ingest {}, projection {} (peak RSS {:.0} MiB), sled {:.1} MiB, rebuild {} (peak RSS {:.0} MiB), raw fetch + ack {}",
+        short(p.identities),
+        thousands(p.events),
+        secs(p.ingest),
+        secs(p.project.elapsed),
+        scale::mib(p.project.peak_rss),
+        scale::mib(p.disk_bytes),
+        secs(p.rebuild.elapsed),
+        scale::mib(p.rebuild.peak_rss),
+        secs(p.raw_fetch)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_root_has_the_manifest() {
+        assert!(procs::workspace_root().join("Cargo.toml").is_file());
+    }
+
+    #[test]
+    fn scales_are_ordered() {
+        let s = Scale::Smoke.params();
+        let m = Scale::Medium.params();
+        let f = Scale::Full.params();
+        assert!(s.events < m.events && m.events < f.events);
+        for p in [&s, &m, &f] {
+            assert!(p.growth.contains(&p.identities), "{p:?}");
+            assert!(p.identities >= events::SOURCES * 100);
+        }
+    }
+}

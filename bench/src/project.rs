@@ -1,0 +1,167 @@
+//! Row 2: projection. [`runner::run`] (fetch 1,000, fold, one atomic sled
+//! batch, flush, ack) into a fresh sled folder until the stream's last
+//! sequence, against a raw JetStream pull consumer on the same stream that
+//! only fetches batches of 1,000 and acks the last message of each
+//! (`AckPolicy::All`, like the projector). The two alternate; best of each.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, pull},
+};
+use futures::StreamExt as _;
+use govledger_projector::{
+    Store,
+    runner::{self, DEFAULT_BATCH_EVENTS_MAX, RunnerConfig},
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::procs::NatsServer;
+
+/// The sled page cache the projector runs with (govledger's default).
+pub const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ProjectResult {
+    pub events: u64,
+    pub govledger: Duration,
+    pub raw: Duration,
+}
+
+pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<ProjectResult> {
+    let client = nats.client().await?;
+    let js = jetstream::new(client.clone());
+    let last_seq = js
+        .get_stream(stream)
+        .await?
+        .info()
+        .await?
+        .state
+        .last_sequence;
+    let mut best_gov = Duration::MAX;
+    let mut best_raw = Duration::MAX;
+    for round in 0..rounds.max(1) {
+        let dir = tempfile::Builder::new()
+            .prefix("govledger-bench-sled-")
+            .tempdir()?;
+        let sled = dir.path().join("sled");
+        let took = project_in_process(&client, stream, &sled, last_seq, round).await?;
+        crate::progress(format!(
+            "  project govledger round {}: {last_seq} events in {:.2} s ({:.0} ev/s)",
+            round + 1,
+            took.as_secs_f64(),
+            last_seq as f64 / took.as_secs_f64()
+        ));
+        best_gov = best_gov.min(took);
+        let raw = raw_fetch(&client, stream, last_seq, &format!("bench-raw-{round}")).await?;
+        crate::progress(format!(
+            "  project raw fetch+ack round {}: {:.2} s ({:.0} ev/s)",
+            round + 1,
+            raw.as_secs_f64(),
+            last_seq as f64 / raw.as_secs_f64()
+        ));
+        best_raw = best_raw.min(raw);
+    }
+    Ok(ProjectResult {
+        events: last_seq,
+        govledger: best_gov,
+        raw: best_raw,
+    })
+}
+
+/// `runner::run` with `stop_at_seq = last_seq` into a fresh store at `sled`.
+async fn project_in_process(
+    client: &async_nats::Client,
+    stream: &str,
+    sled: &std::path::Path,
+    last_seq: u64,
+    round: usize,
+) -> Result<Duration> {
+    let store = Arc::new(Store::open(sled, CACHE_CAPACITY_BYTES)?);
+    let cfg = RunnerConfig {
+        stream: stream.to_owned(),
+        durable: format!("bench-projector-{round}"),
+        stop_at_seq: Some(last_seq),
+        ..Default::default()
+    };
+    let (tx, _rx) = watch::channel(0u64);
+    let started = Instant::now();
+    runner::run(
+        client.clone(),
+        store.clone(),
+        cfg,
+        tx,
+        CancellationToken::new(),
+    )
+    .await?;
+    let took = started.elapsed();
+    let applied = store.meta()?.last_applied_seq;
+    if applied != last_seq {
+        bail!("projector stopped at seq {applied}, expected {last_seq}");
+    }
+    Ok(took)
+}
+
+/// The physical baseline: a durable pull consumer from sequence 1 that fetches
+/// batches of 1,000 without waiting (as the projector does) and acks the last
+/// message of each batch, until `last_seq`.
+pub async fn raw_fetch(
+    client: &async_nats::Client,
+    stream: &str,
+    last_seq: u64,
+    durable: &str,
+) -> Result<Duration> {
+    let js = jetstream::new(client.clone());
+    let stream = js.get_stream(stream).await?;
+    let batch = DEFAULT_BATCH_EVENTS_MAX;
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(durable.to_owned()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::All,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: (batch as i64 * 4).max(10_000),
+            max_batch: batch as i64,
+            ..Default::default()
+        })
+        .await
+        .context("creating the raw consumer")?;
+    let started = Instant::now();
+    let mut last = 0u64;
+    let mut stalled_since: Option<Instant> = None;
+    while last < last_seq {
+        let mut msgs = consumer
+            .fetch()
+            .max_messages(batch)
+            .messages()
+            .await
+            .map_err(|e| anyhow!("fetch: {e}"))?;
+        let mut held = Vec::with_capacity(batch);
+        while let Some(m) = msgs.next().await {
+            held.push(m.map_err(|e| anyhow!("fetch: {e}"))?);
+        }
+        match held.last() {
+            Some(m) => {
+                last = m.info().map_err(|e| anyhow!("{e}"))?.stream_sequence;
+                m.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+                stalled_since = None;
+            }
+            None => {
+                let since = *stalled_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(10) {
+                    bail!("raw consumer stuck at seq {last} of {last_seq}");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    let took = started.elapsed();
+    let _ = stream.delete_consumer(durable).await;
+    Ok(took)
+}

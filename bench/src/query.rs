@@ -1,0 +1,250 @@
+//! Row 5: query latency. A `govledger serve` child on the projected data of the
+//! scale run answers GetSource, GetRun, CheckReadiness (every source) and
+//! GetIdentity from concurrent clients; `grpc.health.v1.Health/Check` on the
+//! same server, measured the same way, is the baseline. Every RPC is measured
+//! in its own phase, twice (alternating), and its better p99 counts.
+
+use std::{
+    ffi::OsStr,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use govledger::simulate::user_id;
+use govledger_proto::v1::{
+    CheckReadinessRequest, EntityType, GetIdentityRequest, GetRunRequest, GetSourceRequest,
+    ledger_client::LedgerClient,
+};
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::{events, procs, scale::Scaled};
+
+/// Concurrent client tasks (each with its own connection).
+pub const TASKS: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rpc {
+    Health,
+    GetSource,
+    GetRun,
+    CheckReadiness,
+    GetIdentity,
+}
+
+impl Rpc {
+    pub const ALL: [Rpc; 5] = [
+        Rpc::Health,
+        Rpc::GetSource,
+        Rpc::GetRun,
+        Rpc::CheckReadiness,
+        Rpc::GetIdentity,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rpc::Health => "Health/Check",
+            Rpc::GetSource => "GetSource",
+            Rpc::GetRun => "GetRun",
+            Rpc::CheckReadiness => "CheckReadiness(10 sources)",
+            Rpc::GetIdentity => "GetIdentity",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub rpc: Rpc,
+    pub calls: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+/// What the clients ask about.
+struct Targets {
+    sources: Vec<String>,
+    runs: Vec<String>,
+    users_per_source: u64,
+}
+
+pub async fn bench(scaled: &Scaled, govledger_bin: &Path, calls: usize) -> Result<Vec<Latency>> {
+    let url = scaled.nats.url();
+    let data = scaled.data_dir();
+    let config = scaled.config();
+    let args: Vec<&OsStr> = vec![
+        OsStr::new("serve"),
+        OsStr::new("--nats-url"),
+        OsStr::new(&url),
+        OsStr::new("--data-dir"),
+        data.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+        OsStr::new("--grpc-addr"),
+        OsStr::new("127.0.0.1:0"),
+    ];
+    let mut serve =
+        procs::start_serve(govledger_bin, &args, &scaled.dir.path().join("serve.log")).await?;
+    crate::progress(format!("  govledger serve on {}", serve.addr));
+    let targets = Arc::new(Targets {
+        sources: (0..events::SOURCES).map(events::source_id).collect(),
+        runs: scaled
+            .published
+            .runs
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect(),
+        users_per_source: scaled.plan.users_per_source,
+    });
+    let result = async {
+        // Warm-up: connections, sled's cache for the keys asked about.
+        for rpc in Rpc::ALL {
+            phase(&serve.addr, rpc, (calls / 10).max(TASKS), &targets).await?;
+        }
+        let mut best: Vec<Option<Latency>> = vec![None; Rpc::ALL.len()];
+        for round in 0..2 {
+            for (i, rpc) in Rpc::ALL.into_iter().enumerate() {
+                let l = phase(&serve.addr, rpc, calls, &targets).await?;
+                crate::progress(format!(
+                    "  {} round {}: p50 {:.3} ms, p99 {:.3} ms ({} calls)",
+                    rpc.name(),
+                    round + 1,
+                    ms(l.p50),
+                    ms(l.p99),
+                    l.calls
+                ));
+                if best[i].is_none_or(|b| l.p99 < b.p99) {
+                    best[i] = Some(l);
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>(best.into_iter().flatten().collect())
+    }
+    .await;
+    serve.guard.stop(Duration::from_secs(10)).await;
+    result
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `calls` calls of `rpc` from [`TASKS`] concurrent clients; per-call latency.
+async fn phase(addr: &str, rpc: Rpc, calls: usize, targets: &Arc<Targets>) -> Result<Latency> {
+    let per_task = calls.div_ceil(TASKS);
+    let mut tasks = Vec::with_capacity(TASKS);
+    for t in 0..TASKS {
+        let endpoint = format!("http://{addr}");
+        let targets = targets.clone();
+        tasks.push(tokio::spawn(async move {
+            let channel = Channel::from_shared(endpoint)?
+                .connect()
+                .await
+                .context("connecting to govledger serve")?;
+            let mut ledger = LedgerClient::new(channel.clone());
+            let mut health = HealthClient::new(channel);
+            let mut took = Vec::with_capacity(per_task);
+            for i in 0..per_task {
+                let k = t + i * TASKS;
+                let started = Instant::now();
+                call(rpc, k, &targets, &mut ledger, &mut health).await?;
+                took.push(started.elapsed());
+            }
+            Ok::<_, anyhow::Error>(took)
+        }));
+    }
+    let mut all = Vec::with_capacity(per_task * TASKS);
+    for t in tasks {
+        all.extend(t.await.map_err(|e| anyhow!("client task: {e}"))??);
+    }
+    all.sort_unstable();
+    Ok(Latency {
+        rpc,
+        calls: all.len(),
+        p50: percentile(&all, 50.0),
+        p99: percentile(&all, 99.0),
+    })
+}
+
+/// The `p`-th percentile of sorted `xs` (nearest rank).
+pub fn percentile(xs: &[Duration], p: f64) -> Duration {
+    if xs.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * xs.len() as f64).ceil() as usize;
+    xs[rank.clamp(1, xs.len()) - 1]
+}
+
+/// One call; the `k`-th of its phase picks which source, run or user.
+async fn call(
+    rpc: Rpc,
+    k: usize,
+    t: &Targets,
+    ledger: &mut LedgerClient<Channel>,
+    health: &mut HealthClient<Channel>,
+) -> Result<()> {
+    let source = || t.sources[k % t.sources.len()].clone();
+    match rpc {
+        Rpc::Health => {
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?;
+        }
+        Rpc::GetSource => {
+            ledger
+                .get_source(GetSourceRequest {
+                    source_id: source(),
+                })
+                .await?;
+        }
+        Rpc::GetRun => {
+            let run_id = t
+                .runs
+                .get(k.wrapping_mul(7_919) % t.runs.len().max(1))
+                .cloned()
+                .unwrap_or_default();
+            ledger.get_run(GetRunRequest { run_id }).await?;
+        }
+        Rpc::CheckReadiness => {
+            ledger
+                .check_readiness(CheckReadinessRequest {
+                    source_ids: t.sources.clone(),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        Rpc::GetIdentity => {
+            // A spread of users (a multiplicative stride), not a hot few.
+            let n = (k as u64).wrapping_mul(104_729) % t.users_per_source.max(1);
+            let r = ledger
+                .get_identity(GetIdentityRequest {
+                    source_id: source(),
+                    entity_type: EntityType::User as i32,
+                    external_id: user_id(n),
+                })
+                .await?
+                .into_inner();
+            if r.identity.is_none() {
+                return Err(anyhow!("identity {} of {} not found", user_id(n), source()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_nearest_rank() {
+        let xs: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&xs, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&xs, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&xs[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 99.0), Duration::ZERO);
+    }
+}

@@ -1,0 +1,172 @@
+//! Rows 4 and 6: scale and growth. A history of I identities and about E
+//! events (E/I full runs of every source) is published through the
+//! [`Publisher`] into a fresh server, then projected by the real
+//! `govledger project --exit-at-end` as a child process (peak RSS sampled from
+//! `/proc/PID/status`), the sled folder measured, deleted, and rebuilt from the
+//! stream the same way. A raw fetch+ack of the same stream is the projection
+//! baseline at every size.
+
+use std::{
+    ffi::OsStr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use govledger_ingest::{Publisher, PublisherConfig, StreamSpec, ensure_stream};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    events::{self, Plan},
+    procs::{self, ChildRun, NatsServer},
+    project::CACHE_CAPACITY_BYTES,
+};
+
+/// How long one `govledger project` may take before the benchmark gives up.
+const CHILD_LIMIT: Duration = Duration::from_secs(3 * 3600);
+
+/// One measured size.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub identities: u64,
+    pub events: u64,
+    pub ingest: Duration,
+    pub project: ChildRun,
+    pub rebuild: ChildRun,
+    pub disk_bytes: u64,
+    /// Raw fetch+ack of the same stream (the projection baseline).
+    pub raw_fetch: Duration,
+}
+
+/// A measured size whose server and projected data are kept (for queries).
+pub struct Scaled {
+    pub point: Point,
+    pub nats: NatsServer,
+    pub dir: tempfile::TempDir,
+    pub published: events::Published,
+    pub plan: Plan,
+}
+
+impl Scaled {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("govledger.toml")
+    }
+}
+
+pub async fn measure(
+    nats_bin: &Path,
+    govledger_bin: &Path,
+    identities: u64,
+    events: u64,
+) -> Result<Scaled> {
+    let plan = Plan::new(identities, events);
+    crate::progress(format!(
+        "scale: {} identities ({} sources x {} users), {} full runs each",
+        plan.identities(),
+        events::SOURCES,
+        plan.users_per_source,
+        plan.rounds
+    ));
+    let nats = NatsServer::start(nats_bin).await?;
+    let client = nats.client().await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let spec = StreamSpec::default();
+    ensure_stream(&js, &spec).await?;
+
+    let stop = CancellationToken::new();
+    let publisher = Publisher::new(client.clone(), PublisherConfig::default(), stop.clone());
+    let started = Instant::now();
+    let published = events::publish_plan(&publisher, plan).await?;
+    let ingest = started.elapsed();
+    stop.cancel();
+    crate::progress(format!(
+        "  ingest: {} events in {:.2} s ({:.0} ev/s)",
+        published.events,
+        ingest.as_secs_f64(),
+        published.events as f64 / ingest.as_secs_f64()
+    ));
+    let last_seq = js
+        .get_stream(&spec.name)
+        .await?
+        .info()
+        .await?
+        .state
+        .last_sequence;
+
+    let dir = tempfile::Builder::new()
+        .prefix("govledger-bench-scale-")
+        .tempdir()?;
+    let data = dir.path().join("data");
+    let config = dir.path().join("govledger.toml");
+    std::fs::write(
+        &config,
+        format!("[projector]\ncache_capacity_bytes = {CACHE_CAPACITY_BYTES}\n"),
+    )?;
+    let url = nats.url();
+    let args: Vec<&OsStr> = vec![
+        OsStr::new("project"),
+        OsStr::new("--exit-at-end"),
+        OsStr::new("--nats-url"),
+        OsStr::new(&url),
+        OsStr::new("--data-dir"),
+        data.as_os_str(),
+        OsStr::new("--config"),
+        config.as_os_str(),
+    ];
+    let project = procs::run_measured(
+        govledger_bin,
+        &args,
+        &dir.path().join("project.log"),
+        CHILD_LIMIT,
+    )
+    .await?;
+    let sled = data.join("sled");
+    let disk_bytes = procs::disk_usage(&sled)?;
+    crate::progress(format!(
+        "  project (child): {:.2} s ({:.0} ev/s), peak RSS {:.1} MiB, sled {:.1} MiB",
+        project.elapsed.as_secs_f64(),
+        last_seq as f64 / project.elapsed.as_secs_f64(),
+        mib(project.peak_rss),
+        mib(disk_bytes)
+    ));
+    std::fs::remove_dir_all(&sled).with_context(|| format!("deleting {}", sled.display()))?;
+    let rebuild = procs::run_measured(
+        govledger_bin,
+        &args,
+        &dir.path().join("rebuild.log"),
+        CHILD_LIMIT,
+    )
+    .await?;
+    crate::progress(format!(
+        "  rebuild (child): {:.2} s, peak RSS {:.1} MiB",
+        rebuild.elapsed.as_secs_f64(),
+        mib(rebuild.peak_rss)
+    ));
+    let raw_fetch = crate::project::raw_fetch(&client, &spec.name, last_seq, "bench-raw").await?;
+    crate::progress(format!(
+        "  raw fetch+ack of the same stream: {:.2} s",
+        raw_fetch.as_secs_f64()
+    ));
+    Ok(Scaled {
+        point: Point {
+            identities: plan.identities(),
+            events: last_seq,
+            ingest,
+            project,
+            rebuild,
+            disk_bytes,
+            raw_fetch,
+        },
+        nats,
+        dir,
+        published,
+        plan,
+    })
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
