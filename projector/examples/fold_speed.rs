@@ -25,7 +25,10 @@ fn ev(n: u64, run: &str, body: Body) -> Event {
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().unwrap())
+        .collect();
     let (idents, runs, batch) = (args[0], args[1], args[2] as usize);
     let mut msgs = Vec::new();
     let mut n = 0u64;
@@ -33,20 +36,51 @@ fn main() {
         let run = format!("run-{r:04}");
         let mut push = |b: Body| {
             n += 1;
-            msgs.push(OwnedMsg { seq: n, subject: String::new(), stored_at_us: 0, payload: Bytes::from(ev(n, &run, b).encode_to_vec()) });
+            msgs.push(OwnedMsg {
+                seq: n,
+                subject: String::new(),
+                stored_at_us: 0,
+                payload: Bytes::from(ev(n, &run, b).encode_to_vec()),
+            });
         };
-        push(Body::SyncRunStarted(SyncRunStarted { mode: SyncMode::Full as i32, ..Default::default() }));
+        push(Body::SyncRunStarted(SyncRunStarted {
+            mode: SyncMode::Full as i32,
+            ..Default::default()
+        }));
         for p in 0..idents.div_ceil(100) {
-            push(Body::PageFetched(PageFetched { page_key: format!("Users:startIndex={}", p * 100 + 1), declared_total: Some(idents), item_count: 100, requested_count: 100, offset: Some(p * 100), entity_type: EntityType::User as i32, ..Default::default() }));
+            push(Body::PageFetched(PageFetched {
+                page_key: format!("Users:startIndex={}", p * 100 + 1),
+                declared_total: Some(idents),
+                item_count: 100,
+                requested_count: 100,
+                offset: Some(p * 100),
+                entity_type: EntityType::User as i32,
+                ..Default::default()
+            }));
             for i in p * 100..((p + 1) * 100).min(idents) {
-                push(Body::RecordObserved(RecordObserved { entity_type: EntityType::User as i32, external_id: format!("u{i:07}"), active: Some(true), attribute_digest: format!("{i:064x}"), display_name: format!("user{i}@example.test"), version: "W/\"1\"".into(), page_key: format!("Users:startIndex={}", p * 100 + 1), ..Default::default() }));
+                push(Body::RecordObserved(RecordObserved {
+                    entity_type: EntityType::User as i32,
+                    external_id: format!("u{i:07}"),
+                    active: Some(true),
+                    attribute_digest: format!("{i:064x}"),
+                    display_name: format!("user{i}@example.test"),
+                    version: "W/\"1\"".into(),
+                    page_key: format!("Users:startIndex={}", p * 100 + 1),
+                    ..Default::default()
+                }));
             }
         }
-        push(Body::SyncRunFinished(SyncRunFinished { engine_outcome: EngineOutcome::Succeeded as i32, ..Default::default() }));
+        push(Body::SyncRunFinished(SyncRunFinished {
+            engine_outcome: EngineOutcome::Succeeded as i32,
+            ..Default::default()
+        }));
     }
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("sled"), 64 << 20).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut meta = store.meta().unwrap();
     let t = Instant::now();
     for chunk in msgs.chunks(batch) {
@@ -54,11 +88,21 @@ fn main() {
         rt.block_on(store.flush()).unwrap();
     }
     let fold = t.elapsed();
-    println!("fold+sled: {} events in {:.2?} = {:.0} ev/s", msgs.len(), fold, msgs.len() as f64 / fold.as_secs_f64());
+    println!(
+        "fold+sled: {} events in {:.2?} = {:.0} ev/s",
+        msgs.len(),
+        fold,
+        msgs.len() as f64 / fold.as_secs_f64()
+    );
 
     // Raw sled: 3 inserts of similar sizes per event, same batch and flush cadence.
     let dir2 = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir2.path()).cache_capacity(64 << 20).mode(sled::Mode::HighThroughput).open().unwrap();
+    let db = sled::Config::new()
+        .path(dir2.path())
+        .cache_capacity(64 << 20)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .unwrap();
     let tree = db.open_tree("t").unwrap();
     let t = Instant::now();
     for (ci, chunk) in msgs.chunks(batch).enumerate() {
@@ -73,5 +117,10 @@ fn main() {
         rt.block_on(db.flush_async()).unwrap();
     }
     let raw = t.elapsed();
-    println!("raw sled (3 inserts/event): {:.2?} = {:.0} ev/s; ratio {:.2}", raw, msgs.len() as f64 / raw.as_secs_f64(), raw.as_secs_f64() / fold.as_secs_f64());
+    println!(
+        "raw sled (3 inserts/event): {:.2?} = {:.0} ev/s; ratio {:.2}",
+        raw,
+        msgs.len() as f64 / raw.as_secs_f64(),
+        raw.as_secs_f64() / fold.as_secs_f64()
+    );
 }
