@@ -11,6 +11,7 @@
 
 pub mod fold;
 pub mod keys;
+pub mod merkle;
 pub mod runner;
 pub mod store;
 pub mod verdict;
