@@ -22,6 +22,7 @@ use govledger_proto::v1::{
     ListSourcesResponse, RunState, RunSummary, SourceStatus, SyncMode, TriggerSyncRequest,
     TriggerSyncResponse, Verdict, ledger_server::Ledger,
 };
+use govledger_proto::v1::{ReplayItem, ReplayRequest};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -633,6 +634,38 @@ impl Ledger for LedgerApi {
             futures::future::ready(keep.then_some(item))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    type ReplayStream = tokio_stream::wrappers::ReceiverStream<Result<ReplayItem, Status>>;
+
+    async fn replay(
+        &self,
+        req: Request<ReplayRequest>,
+    ) -> Result<Response<Self::ReplayStream>, Status> {
+        let r = req.into_inner();
+        if r.to_seq > 0 && r.from_seq > r.to_seq {
+            return Err(Status::invalid_argument(format!(
+                "from_seq {} is after to_seq {}",
+                r.from_seq, r.to_seq
+            )));
+        }
+        if r.to_us > 0 && r.from_us > r.to_us {
+            return Err(Status::invalid_argument("from_us is after to_us"));
+        }
+        if !r.source_id.is_empty() {
+            govledger_ingest::subject::validate_source_id(&r.source_id)
+                .map_err(|e| Status::invalid_argument(format!("source_id: {e}")))?;
+        }
+        let Some(js) = self.js.clone() else {
+            return Err(Status::unavailable(
+                "this process has no NATS connection to replay from",
+            ));
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::replay::REPLAY_BUFFER);
+        tokio::spawn(crate::replay::replay(js, self.stream.clone(), r, tx));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn check_readiness(

@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod nats_embed;
+pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod sources;

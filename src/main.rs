@@ -17,7 +17,8 @@ use govledger_proto::v1::{
     ActionKind, ActionOutcome, ActionRequested, CheckReadinessRequest, EntityType,
     GetActionRequest, GetIdentityRequest, GetLedgerStatusRequest, GetRunRequest,
     ListActionsRequest, ListPoisonEventsRequest, ListRunsRequest, ListSourcesRequest,
-    SubmitActionRequest, SyncMode, TriggerSyncRequest, Verdict, ledger_client::LedgerClient,
+    ReplayRequest, SubmitActionRequest, SyncMode, TriggerSyncRequest, Verdict,
+    ledger_client::LedgerClient,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -176,6 +177,28 @@ enum Cmd {
     /// One action: outcome, per-step results, evidence.
     Action {
         action_id: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// The events themselves, in stream order, as NDJSON (protobuf JSON mapping),
+    /// each with its stream sequence and RFC 6962 leaf hash.
+    Replay {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        /// Observations of this identity and the actions requested on it.
+        #[arg(long)]
+        identity: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        from_seq: u64,
+        #[arg(long, default_value_t = 0)]
+        to_seq: u64,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -512,6 +535,60 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             if a.outcome != ActionOutcome::Confirmed as i32 {
                 return Err(NotOk.into());
             }
+        }
+        Cmd::Replay {
+            source,
+            run,
+            action,
+            identity,
+            from_seq,
+            to_seq,
+            out,
+            client: f,
+        } => {
+            use std::io::Write as _;
+            let pool = prost_reflect::DescriptorPool::decode(govledger_proto::FILE_DESCRIPTOR_SET)?;
+            let desc = pool
+                .get_message_by_name("govledger.v1.ReplayItem")
+                .context("descriptor of govledger.v1.ReplayItem missing")?;
+            let mut c = client(&f).await?;
+            let mut stream = c
+                .replay(ReplayRequest {
+                    source_id: source.unwrap_or_default(),
+                    run_id: run.unwrap_or_default(),
+                    action_id: action.unwrap_or_default(),
+                    identity_external_id: identity.unwrap_or_default(),
+                    from_seq,
+                    to_seq,
+                    ..Default::default()
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            let mut w: Box<dyn std::io::Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} {pos} events replayed {msg}",
+            )?);
+            while let Some(item) = stream.message().await.map_err(status_err)? {
+                let dm = prost_reflect::DynamicMessage::decode(
+                    desc.clone(),
+                    prost::Message::encode_to_vec(&item).as_slice(),
+                )?;
+                serde_json::to_writer(&mut w, &dm)?;
+                w.write_all(b"\n")?;
+                bar.inc(1);
+                bar.set_message(format!("(seq {})", item.seq));
+            }
+            w.flush()?;
+            bar.finish_and_clear();
+            eprintln!("replayed {} events", bar.position());
         }
         Cmd::Actions {
             source,

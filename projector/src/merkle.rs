@@ -82,7 +82,11 @@ pub fn consistency_proof(m: usize, leaves: &[Hash]) -> Vec<Hash> {
 fn subproof(m: usize, leaves: &[Hash], complete: bool) -> Vec<Hash> {
     let n = leaves.len();
     if m == n {
-        return if complete { Vec::new() } else { vec![root(leaves)] };
+        return if complete {
+            Vec::new()
+        } else {
+            vec![root(leaves)]
+        };
     }
     let k = split(n);
     if m <= k {
@@ -127,7 +131,13 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root
 
 /// Verifies a consistency proof (RFC 9162 §2.1.4.2) between a tree of `size1`
 /// leaves with `root1` and one of `size2` leaves with `root2`.
-pub fn verify_consistency(size1: u64, size2: u64, root1: &Hash, root2: &Hash, proof: &[Hash]) -> bool {
+pub fn verify_consistency(
+    size1: u64,
+    size2: u64,
+    root1: &Hash,
+    root2: &Hash,
+    proof: &[Hash],
+) -> bool {
     if size1 > size2 {
         return false;
     }
@@ -219,7 +229,9 @@ mod tests {
     use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(i as u64 + 1, format!("event {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(i as u64 + 1, format!("event {i}").as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -254,16 +266,28 @@ mod tests {
             let r = root(&l);
             let m = rng.random_range(0..n);
             let p = inclusion_proof(m, &l);
-            assert!(verify_inclusion(m as u64, n as u64, &l[m], &p, &r), "n={n} m={m}");
+            assert!(
+                verify_inclusion(m as u64, n as u64, &l[m], &p, &r),
+                "n={n} m={m}"
+            );
             let wrong_leaf = leaf_hash(9_999, b"forged");
             assert!(!verify_inclusion(m as u64, n as u64, &wrong_leaf, &p, &r));
             if n > 1 {
                 let other = (m + 1) % n;
-                assert!(!verify_inclusion(other as u64, n as u64, &l[m], &p, &r), "n={n} m={m}");
+                assert!(
+                    !verify_inclusion(other as u64, n as u64, &l[m], &p, &r),
+                    "n={n} m={m}"
+                );
             }
             // A size whose tree is deeper needs a longer path.
             assert!(!verify_inclusion(m as u64, 2 * n as u64 + 1, &l[m], &p, &r));
-            assert!(!verify_inclusion(m as u64, n as u64, &l[m], &p, &empty_root()));
+            assert!(!verify_inclusion(
+                m as u64,
+                n as u64,
+                &l[m],
+                &p,
+                &empty_root()
+            ));
         }
     }
 
@@ -278,13 +302,34 @@ mod tests {
             let l = leaves(n);
             let (r1, r2) = (root(&l[..m]), root(&l));
             let p = consistency_proof(m, &l);
-            assert!(verify_consistency(m as u64, n as u64, &r1, &r2, &p), "m={m} n={n}");
+            assert!(
+                verify_consistency(m as u64, n as u64, &r1, &r2, &p),
+                "m={m} n={n}"
+            );
             assert!(!verify_consistency(m as u64 + 1, n as u64, &r1, &r2, &p) || m + 1 == n);
             let mut altered = l.clone();
             altered[rng.random_range(0..m)] = leaf_hash(0, b"altered");
-            assert!(!verify_consistency(m as u64, n as u64, &root(&altered[..m]), &r2, &p));
-            assert!(!verify_consistency(m as u64, n as u64, &r1, &empty_root(), &p));
+            assert!(!verify_consistency(
+                m as u64,
+                n as u64,
+                &root(&altered[..m]),
+                &r2,
+                &p
+            ));
+            assert!(!verify_consistency(
+                m as u64,
+                n as u64,
+                &r1,
+                &empty_root(),
+                &p
+            ));
         }
-        assert!(verify_consistency(5, 5, &root(&leaves(5)), &root(&leaves(5)), &[]));
+        assert!(verify_consistency(
+            5,
+            5,
+            &root(&leaves(5)),
+            &root(&leaves(5)),
+            &[]
+        ));
     }
 }

@@ -1,0 +1,187 @@
+//! Replay: the events of the stream, in order, filtered, each with its sequence
+//! and its RFC 6962 leaf hash. Reads JetStream directly (the source of truth), not
+//! the projections; a bounded channel is the back-pressure to the client.
+
+use std::collections::HashSet;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
+use futures::StreamExt as _;
+use govledger_projector::merkle;
+use govledger_proto::v1::{Event, ReplayItem, ReplayRequest, event::Body};
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tonic::Status;
+
+/// Items buffered between the stream reader and a slow client.
+pub const REPLAY_BUFFER: usize = 256;
+
+/// Streams matching items into `tx` until the stream's last sequence as of the
+/// call (or `to_seq` / `to_us` / `limit`).
+pub async fn replay(
+    js: jetstream::Context,
+    stream_name: String,
+    req: ReplayRequest,
+    tx: mpsc::Sender<Result<ReplayItem, Status>>,
+) {
+    if let Err(s) = run(js, &stream_name, &req, &tx).await {
+        let _ = tx.send(Err(s)).await;
+    }
+}
+
+async fn run(
+    js: jetstream::Context,
+    stream_name: &str,
+    req: &ReplayRequest,
+    tx: &mpsc::Sender<Result<ReplayItem, Status>>,
+) -> Result<(), Status> {
+    let unavailable = |e: String| {
+        Status::unavailable(format!(
+            "cannot read stream {stream_name}: {e}; is NATS reachable?"
+        ))
+    };
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .state
+        .last_sequence;
+    let end = if req.to_seq > 0 {
+        req.to_seq.min(last)
+    } else {
+        last
+    };
+    if end == 0 || req.from_seq > end {
+        return Ok(());
+    }
+    let deliver_policy = if req.from_seq > 0 {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: req.from_seq,
+        }
+    } else if req.from_us > 0 {
+        DeliverPolicy::ByStartTime {
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(req.from_us) * 1_000,
+            )
+            .map_err(|_| Status::invalid_argument("from_us is out of range"))?,
+        }
+    } else {
+        DeliverPolicy::All
+    };
+    let filter_subject = if req.source_id.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{}.{}.>",
+            govledger_ingest::subject::SUBJECT_PREFIX,
+            req.source_id
+        )
+    };
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy,
+            filter_subject,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut msgs = consumer
+        .messages()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut actions_of_identity: HashSet<String> = HashSet::new();
+    let mut sent: u64 = 0;
+    loop {
+        // Nothing more can match when the filtered subject has no message past `end`.
+        let next = tokio::time::timeout(
+            std::time::Duration::from_millis(REPLAY_IDLE_MS),
+            msgs.next(),
+        )
+        .await;
+        let m = match next {
+            Ok(Some(Ok(m))) => m,
+            Ok(Some(Err(e))) => return Err(unavailable(e.to_string())),
+            Ok(None) | Err(_) => return Ok(()),
+        };
+        let info = m.info().map_err(|e| unavailable(e.to_string()))?;
+        let seq = info.stream_sequence;
+        let stored_at_us = (info.published.unix_timestamp_nanos() / 1_000) as i64;
+        if seq > end || (req.to_us > 0 && stored_at_us > req.to_us) {
+            return Ok(());
+        }
+        let decoded = Event::decode(m.payload.as_ref());
+        if !matches(req, decoded.as_ref().ok(), &mut actions_of_identity) {
+            if info.pending == 0 {
+                return Ok(());
+            }
+            continue;
+        }
+        let item = match decoded {
+            Ok(ev) => ReplayItem {
+                seq,
+                subject: m.subject.to_string(),
+                stored_at_us,
+                event: Some(ev),
+                leaf_hash: merkle::hex(&merkle::leaf_hash(seq, &m.payload)),
+                error: String::new(),
+                raw: Vec::new(),
+            },
+            Err(e) => ReplayItem {
+                seq,
+                subject: m.subject.to_string(),
+                stored_at_us,
+                event: None,
+                leaf_hash: merkle::hex(&merkle::leaf_hash(seq, &m.payload)),
+                error: format!("not a govledger.v1.Event: {e}"),
+                raw: m.payload.to_vec(),
+            },
+        };
+        if tx.send(Ok(item)).await.is_err() {
+            return Ok(()); // the client went away
+        }
+        sent += 1;
+        if (req.limit > 0 && sent >= req.limit) || seq >= end || info.pending == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Longest wait for the next message before the replay is considered done.
+const REPLAY_IDLE_MS: u64 = 2_000;
+
+/// Whether an event passes the request's filters. Poison messages pass only
+/// unfiltered (or source-filtered) replays.
+fn matches(req: &ReplayRequest, ev: Option<&Event>, actions: &mut HashSet<String>) -> bool {
+    let Some(ev) = ev else {
+        return req.run_id.is_empty()
+            && req.action_id.is_empty()
+            && req.identity_external_id.is_empty();
+    };
+    if !req.run_id.is_empty() && ev.run_id != req.run_id {
+        return false;
+    }
+    if !req.action_id.is_empty() && ev.action_id != req.action_id {
+        return false;
+    }
+    if !req.identity_external_id.is_empty() {
+        let id = &req.identity_external_id;
+        let hit = match &ev.body {
+            Some(Body::RecordObserved(r)) => &r.external_id == id || r.memberships.contains(id),
+            Some(Body::ActionRequested(r)) => {
+                let hit = &r.identity_external_id == id;
+                if hit {
+                    actions.insert(ev.action_id.clone());
+                }
+                hit
+            }
+            _ => !ev.action_id.is_empty() && actions.contains(&ev.action_id),
+        };
+        if !hit {
+            return false;
+        }
+    }
+    true
+}
