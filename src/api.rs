@@ -427,15 +427,14 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<GetLedgerStatusRequest>,
     ) -> Result<Response<LedgerStatus>, Status> {
-        let meta = self.store.meta().map_err(internal)?;
-        let state_digest = if req.get_ref().with_digest {
+        let (meta, state_digest) = if req.get_ref().with_digest {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.digest())
+            tokio::task::spawn_blocking(move || store.digest_at())
                 .await
                 .map_err(|e| Status::internal(format!("digest task failed: {e}")))?
                 .map_err(internal)?
         } else {
-            String::new()
+            (self.store.meta().map_err(internal)?, String::new())
         };
         let (mut stream_last_seq, mut stream_messages) = (0, 0);
         if let Some(js) = &self.js {

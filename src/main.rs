@@ -202,6 +202,22 @@ enum Cmd {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Fold the whole stream from sequence 1 into a fresh sled folder and compare
+    /// its state digest with the running govledger's. Exit code 0 when equal, 3 when not.
+    Rebuild {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the running govledger keeps its data (to find its embedded NATS).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        nats_url: Option<String>,
+        /// Keep the rebuilt projection in this folder (default: a temporary one).
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
     /// Projection position, counters and (with --digest) the state digest.
     Ledger {
         #[command(flatten)]
@@ -535,6 +551,55 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             if a.outcome != ActionOutcome::Confirmed as i32 {
                 return Err(NotOk.into());
             }
+        }
+        Cmd::Rebuild {
+            config,
+            data_dir,
+            nats_url,
+            keep,
+            client: f,
+        } => {
+            let mut cfg = load_config(&ServerFlags {
+                config,
+                data_dir,
+                grpc_addr: None,
+                nats_url,
+            })?;
+            if cfg.nats.url.is_none() {
+                let p = cfg.data_dir().join("nats.url");
+                let url = std::fs::read_to_string(&p).with_context(|| {
+                    format!("no --nats-url given and {} not found", p.display())
+                })?;
+                cfg.nats.url = Some(url.trim().to_owned());
+            }
+            let url = cfg.nats.url.clone().unwrap_or_default();
+            let mut c = client(&f).await?;
+            let live = c
+                .get_ledger_status(GetLedgerStatusRequest { with_digest: true })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            let seq = live.meta.unwrap_or_default().last_applied_seq;
+            let tmp = tempfile::tempdir()?;
+            let dir = keep.unwrap_or_else(|| tmp.path().join("sled"));
+            println!("rebuilding sequences 1..={seq} into {}", dir.display());
+            let r = serve::rebuild(&cfg, &url, (seq, live.state_digest), &dir).await?;
+            println!(
+                "folded {} events up to seq {} in {:.1?} ({:.0} events/s)",
+                r.events,
+                r.seq,
+                r.elapsed,
+                r.events as f64 / r.elapsed.as_secs_f64().max(1e-9)
+            );
+            println!(
+                "live digest:    {}\nrebuilt digest: {}",
+                r.live_digest, r.rebuilt_digest
+            );
+            if r.live_digest != r.rebuilt_digest || r.seq != seq {
+                println!("MISMATCH: the live projection differs from the stream's fold");
+                return Err(NotOk.into());
+            }
+            println!("MATCH: the live projection is exactly the fold of the stream");
         }
         Cmd::Replay {
             source,

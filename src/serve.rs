@@ -317,6 +317,50 @@ async fn serve_with(
     Ok(())
 }
 
+/// What a rebuild found.
+pub struct RebuildReport {
+    pub seq: u64,
+    pub live_digest: String,
+    pub rebuilt_digest: String,
+    pub events: u64,
+    pub elapsed: Duration,
+}
+
+/// Folds the whole stream, from sequence 1, into a fresh sled folder up to the
+/// live projection's last applied sequence, and compares the two state digests.
+/// `live` is (last applied seq, digest) as the running govledger reported them.
+pub async fn rebuild(
+    cfg: &Config,
+    nats_url: &str,
+    live: (u64, String),
+    dir: &std::path::Path,
+) -> Result<RebuildReport, ServeError> {
+    let client = connect(cfg, nats_url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    ensure_stream(&js, &cfg.stream_spec()).await?;
+    let store = Arc::new(Store::open(dir, cfg.projector.cache_capacity_bytes)?);
+    let mut rc = cfg.runner_config();
+    rc.stop_at_seq = Some(live.0);
+    // Its own durable consumer, so the live projector's is never touched.
+    rc.durable = format!("govledger-rebuild-{}", std::process::id());
+    let durable = rc.durable.clone();
+    let (tx, _rx) = watch::channel(0u64);
+    let started = std::time::Instant::now();
+    runner::run(client, store.clone(), rc, tx, CancellationToken::new()).await?;
+    store.flush().await?;
+    if let Ok(stream) = js.get_stream(&cfg.nats.stream).await {
+        let _ = stream.delete_consumer(&durable).await;
+    }
+    let (meta, rebuilt_digest) = store.digest_at()?;
+    Ok(RebuildReport {
+        seq: meta.last_applied_seq,
+        live_digest: live.1,
+        rebuilt_digest,
+        events: meta.events_applied,
+        elapsed: started.elapsed(),
+    })
+}
+
 /// A reflection builder that knows govledger's and the health service's protos.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()

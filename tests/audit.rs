@@ -158,3 +158,88 @@ async fn replay_filters_and_commits_to_the_stored_bytes() {
     );
     assert_eq!(lines[0]["leafHash"], run_a[0].leaf_hash);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_matches_the_live_digest_after_a_mixed_history_with_restarts() {
+    use common::fault_scim::{FaultScim, Faults, PageFault, ScimConfig};
+    use govledger_proto::v1::{ActionKind, ActionRequested, SubmitActionRequest};
+
+    let nats = NatsServer::start();
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 150,
+        groups: 3,
+        ..Default::default()
+    })
+    .await;
+    let cfg_text = format!(
+        "[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\nresources = [\"Users\", \"Groups\"]\n\n[sources.retry]\nattempts_max = 2\nbackoff_min_ms = 10\nbackoff_max_ms = 20\n",
+        scim.base_url
+    );
+    let mut gl = Govledger::serve_with_config(&nats.url(), &cfg_text);
+    let cfg = gl
+        .data
+        .path()
+        .join("govledger.toml")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    gl.sync("hr").await;
+    scim.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 101,
+            status: 503,
+            times: u32::MAX,
+        }],
+        ..Default::default()
+    });
+    gl.sync("hr").await;
+    scim.set_faults(Faults::default());
+    let users = scim.user_ids();
+    for (i, u) in users.iter().take(3).enumerate() {
+        gl.client()
+            .await
+            .submit_action(SubmitActionRequest {
+                source_id: "hr".into(),
+                request: Some(ActionRequested {
+                    kind: ActionKind::Deactivate as i32,
+                    identity_external_id: u.clone(),
+                    idempotency_key: format!("mix-{i}"),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap();
+    }
+    // Restart govledger in the middle of the history.
+    gl.stop();
+    let data = gl.take_data();
+    drop(gl);
+    let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
+    scim.set_active(&users[0], true); // drift, seen by the next sync
+    gl.sync("hr").await;
+    let client = nats.client().await;
+    let last = read_stream(&client).await.last().unwrap().seq;
+    gl.wait_applied(last).await;
+
+    let (status, out) = {
+        let o = std::process::Command::new(common::govledger_bin())
+            .args([
+                "rebuild",
+                "--nats-url",
+                &nats.url(),
+                "--grpc-addr",
+                &gl.addr,
+            ])
+            .output()
+            .unwrap();
+        (
+            o.status,
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("MATCH: the live projection is exactly the fold of the stream"),
+        "{out}"
+    );
+}

@@ -140,7 +140,11 @@ pub async fn run(
             // Architecture Invariant: sequences are applied in order without gaps
             // (the stream denies delete and purge, so it has none). Anything past a
             // gap is neither folded nor acked; the consumer is reopened after it.
-            let usable = crate::contiguous_prefix(&owned, meta.last_applied_seq);
+            let mut usable = crate::contiguous_prefix(&owned, meta.last_applied_seq);
+            if let Some(stop) = cfg.stop_at_seq {
+                // A catch-up run ends exactly at `stop` (a rebuild compares digests there).
+                usable = owned[..usable].iter().take_while(|m| m.seq <= stop).count();
+            }
             let outcome = process_batch(&store, &mut meta, &owned[..usable])?;
             failpoint("projector-after-commit-before-flush");
             store.flush().await?;

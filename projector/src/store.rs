@@ -61,6 +61,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
+    /// Commits take it for writing, `digest_at` for reading: a digest and the
+    /// sequence it belongs to are read from one consistent state.
+    commit_lock: std::sync::RwLock<()>,
 }
 
 impl Store {
@@ -89,7 +92,11 @@ impl Store {
             });
         }
         let tree = db.open_tree(TREE)?;
-        Ok(Self { db, tree })
+        Ok(Self {
+            db,
+            tree,
+            commit_lock: std::sync::RwLock::new(()),
+        })
     }
 
     pub fn meta(&self) -> Result<LedgerMeta> {
@@ -171,8 +178,22 @@ impl Store {
                 None => batch.remove(k),
             }
         }
+        let _guard = self
+            .commit_lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// The last applied sequence and the digest of the state at exactly that
+    /// sequence (no commit can happen in between).
+    pub fn digest_at(&self) -> Result<(LedgerMeta, String)> {
+        let _guard = self
+            .commit_lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok((self.meta()?, self.digest()?))
     }
 
     /// Makes everything committed so far durable.
