@@ -450,7 +450,16 @@ impl Ledger for LedgerApi {
             stream_last_seq = info.state.last_sequence;
             stream_messages = info.state.messages;
         }
+        let tree =
+            govledger_projector::merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
+                .ok_or_else(|| {
+                    Status::internal(
+                        "the stored Merkle frontier is inconsistent; rebuild the projection",
+                    )
+                })?;
         Ok(Response::new(LedgerStatus {
+            merkle_root: govledger_projector::merkle::hex(&tree.root()),
+            merkle_size: tree.size(),
             meta: Some(meta),
             state_digest,
             stream_last_seq,

@@ -333,7 +333,7 @@ pub fn identity_detail(r: &GetIdentityResponse) -> String {
 }
 
 pub fn ledger_status(s: &LedgerStatus) -> String {
-    let m = s.meta.unwrap_or_default();
+    let m = s.meta.clone().unwrap_or_default();
     let mut out = format!(
         "stream {}: {} messages, last seq {}\nprojection: last applied seq {}, {} events applied, {} duplicate ids skipped, {} poison\n",
         s.stream_name,
@@ -344,6 +344,10 @@ pub fn ledger_status(s: &LedgerStatus) -> String {
         thousands(m.duplicate_events),
         thousands(m.poison_events),
     );
+    out.push_str(&format!(
+        "merkle root over seq 1..={}: {}\n",
+        s.merkle_size, s.merkle_root
+    ));
     if !s.state_digest.is_empty() {
         out.push_str(&format!("state digest: {}\n", s.state_digest));
     }

@@ -54,6 +54,26 @@ async fn replay_filters_and_commits_to_the_stored_bytes() {
             merkle::hex(&merkle::leaf_hash(m.seq, &m.payload))
         );
     }
+    // The projector's Merkle root commits to exactly these stored bytes, in order.
+    let leaves: Vec<merkle::Hash> = stored
+        .iter()
+        .map(|m| merkle::leaf_hash(m.seq, &m.payload))
+        .collect();
+    let status = gl.ledger_status().await;
+    assert_eq!(status.merkle_size, last);
+    assert_eq!(status.merkle_root, merkle::hex(&merkle::root(&leaves)));
+    // An altered, removed or reordered event gives another root.
+    let mut altered = leaves.clone();
+    altered[3] = merkle::leaf_hash(4, b"altered");
+    assert_ne!(merkle::hex(&merkle::root(&altered)), status.merkle_root);
+    let mut reordered = leaves.clone();
+    reordered.swap(5, 6);
+    assert_ne!(merkle::hex(&merkle::root(&reordered)), status.merkle_root);
+    assert_ne!(
+        merkle::hex(&merkle::root(&leaves[..leaves.len() - 1])),
+        status.merkle_root
+    );
+
     let poison: Vec<_> = all.iter().filter(|i| i.event.is_none()).collect();
     assert_eq!(poison.len(), 1);
     assert_eq!(poison[0].raw, vec![0xde, 0xad]);

@@ -115,6 +115,8 @@ pub struct Working {
     pub source_actions: Table<(String, String), ()>,
     /// Decisions made while folding (not stored): runs decided, actions concluded, drift.
     pub alerts: Vec<Alert>,
+    /// The Merkle tree over every applied message; stored inside the meta record.
+    pub merkle: crate::merkle::Frontier,
 }
 
 impl Working {
@@ -134,6 +136,24 @@ impl Working {
         self.alerts.clear();
     }
 
+    /// The meta record with the Merkle frontier folded in.
+    pub fn meta_record(&self) -> LedgerMeta {
+        let mut m = self.meta.clone();
+        m.merkle_size = self.merkle.size();
+        m.merkle_peaks = self.merkle.peaks().iter().map(|p| p.to_vec()).collect();
+        m
+    }
+
+    /// A working set that continues from `meta` (its Merkle frontier included).
+    pub fn continuing(meta: &LedgerMeta) -> Self {
+        Self {
+            meta: meta.clone(),
+            merkle: crate::merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
     /// Every changed record as (encoded key, encoded value or `None` for delete),
     /// in key order. The store writes exactly these plus nothing else.
     pub fn changes(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
@@ -142,7 +162,7 @@ impl Working {
             v.map(|m| m.encode_to_vec())
         }
         if self.meta_dirty {
-            out.push((Key::Meta.encode(), Some(self.meta.encode_to_vec())));
+            out.push((Key::Meta.encode(), Some(self.meta_record().encode_to_vec())));
         }
         for (k, v) in self.sources.changed() {
             out.push((Key::Source(k.clone()).encode(), enc(v)));
@@ -296,6 +316,9 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, Strin
     }
     w.meta.last_applied_seq = msg.seq;
     w.meta_dirty = true;
+    // Every stored message is a leaf, whatever it holds: the tree commits to the stream.
+    w.merkle
+        .push(crate::merkle::leaf_hash(msg.seq, msg.payload));
     let ev = match decoded {
         Ok(ev) => ev,
         Err(e) => {

@@ -79,10 +79,7 @@ pub fn process_batch(
     for ev in decoded.iter().flatten() {
         fold::needs(ev, &mut needs);
     }
-    let mut w = fold::Working {
-        meta: *meta,
-        ..Default::default()
-    };
+    let mut w = fold::Working::continuing(meta);
     store.load_into(&mut w, &needs)?;
     for (m, d) in fresh.iter().zip(&decoded) {
         match fold::apply(&mut w, &m.as_stream_msg(), d) {
@@ -97,7 +94,7 @@ pub fn process_batch(
         }
     }
     store.commit(&w)?;
-    *meta = w.meta;
+    *meta = w.meta_record();
     out.alerts = std::mem::take(&mut w.alerts);
     Ok(out)
 }

@@ -192,6 +192,22 @@ pub struct Frontier {
 }
 
 impl Frontier {
+    /// Rebuilds a frontier from its stored parts (`None` when they are inconsistent).
+    pub fn from_parts(size: u64, peaks: &[Vec<u8>]) -> Option<Self> {
+        if peaks.len() != size.count_ones() as usize {
+            return None;
+        }
+        let peaks = peaks
+            .iter()
+            .map(|p| <Hash>::try_from(p.as_slice()).ok())
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { size, peaks })
+    }
+
+    pub fn peaks(&self) -> &[Hash] {
+        &self.peaks
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }

@@ -342,7 +342,7 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     // A store that never committed has no meta record.
     let mut out = Vec::new();
     if w.meta != LedgerMeta::default() || w.meta_dirty {
-        out.push((Key::Meta.encode(), w.meta.encode_to_vec()));
+        out.push((Key::Meta.encode(), w.meta_record().encode_to_vec()));
     }
     for (k, v) in w.sources.iter() {
         out.push((Key::Source(k.clone()).encode(), v.encode_to_vec()));
