@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt as _;
+use govledger_projector::merkle;
 use govledger_projector::{Store, store::StoreError, verdict};
 use govledger_proto::v1::{
     ActionAttempted, ActionOutcome, ActionState, Alert, GetActionRequest, GetActionResponse,
@@ -22,7 +23,10 @@ use govledger_proto::v1::{
     ListSourcesResponse, RunState, RunSummary, SourceStatus, SyncMode, TriggerSyncRequest,
     TriggerSyncResponse, Verdict, ledger_server::Ledger,
 };
-use govledger_proto::v1::{ReplayItem, ReplayRequest};
+use govledger_proto::v1::{
+    ConsistencyProof, GetConsistencyProofRequest, GetInclusionProofRequest, InclusionProof,
+    ReplayItem, ReplayRequest,
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -674,6 +678,66 @@ impl Ledger for LedgerApi {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<InclusionProof>, Status> {
+        let r = req.into_inner();
+        let size = if r.tree_size == 0 {
+            self.store.meta().map_err(internal)?.merkle_size
+        } else {
+            r.tree_size
+        };
+        if r.seq == 0 || r.seq > size {
+            return Err(Status::invalid_argument(format!(
+                "seq {} is not within the tree of {size} messages (sequences start at 1)",
+                r.seq
+            )));
+        }
+        let Some(js) = &self.js else {
+            return Err(Status::unavailable(
+                "no NATS connection to read the stream from",
+            ));
+        };
+        let leaves = crate::replay::leaves(js, &self.stream, size).await?;
+        let m = (r.seq - 1) as usize;
+        let proof = merkle::inclusion_proof(m, &leaves);
+        Ok(Response::new(InclusionProof {
+            seq: r.seq,
+            tree_size: size,
+            leaf_hash: merkle::hex(&leaves[m]),
+            path: proof.iter().map(merkle::hex).collect(),
+            root: merkle::hex(&merkle::root(&leaves)),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<ConsistencyProof>, Status> {
+        let r = req.into_inner();
+        if r.size1 == 0 || r.size1 > r.size2 {
+            return Err(Status::invalid_argument(format!(
+                "need 0 < size1 <= size2 (got {} and {})",
+                r.size1, r.size2
+            )));
+        }
+        let Some(js) = &self.js else {
+            return Err(Status::unavailable(
+                "no NATS connection to read the stream from",
+            ));
+        };
+        let leaves = crate::replay::leaves(js, &self.stream, r.size2).await?;
+        let proof = merkle::consistency_proof(r.size1 as usize, &leaves);
+        Ok(Response::new(ConsistencyProof {
+            size1: r.size1,
+            size2: r.size2,
+            root1: merkle::hex(&merkle::root(&leaves[..r.size1 as usize])),
+            root2: merkle::hex(&merkle::root(&leaves)),
+            path: proof.iter().map(merkle::hex).collect(),
+        }))
     }
 
     async fn check_readiness(

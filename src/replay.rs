@@ -185,3 +185,76 @@ fn matches(req: &ReplayRequest, ev: Option<&Event>, actions: &mut HashSet<String
     }
     true
 }
+
+/// Proof computations read at most this many stream messages.
+pub const PROOF_LEAVES_MAX: u64 = 5_000_000;
+
+/// Leaf hashes of stream messages 1..=size, read from the stream itself.
+pub async fn leaves(
+    js: &jetstream::Context,
+    stream_name: &str,
+    size: u64,
+) -> Result<Vec<merkle::Hash>, Status> {
+    if size > PROOF_LEAVES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "tree size {size} is over the {PROOF_LEAVES_MAX} messages a proof may read"
+        )));
+    }
+    let unavailable = |e: String| {
+        Status::unavailable(format!(
+            "cannot read stream {stream_name}: {e}; is NATS reachable?"
+        ))
+    };
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?
+        .state
+        .last_sequence;
+    if size > last {
+        return Err(Status::failed_precondition(format!(
+            "the stream holds {last} messages, fewer than the tree size {size}"
+        )));
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    if size == 0 {
+        return Ok(out);
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let mut msgs = consumer
+        .messages()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    while (out.len() as u64) < size {
+        let m = tokio::time::timeout(
+            std::time::Duration::from_millis(REPLAY_IDLE_MS),
+            msgs.next(),
+        )
+        .await
+        .map_err(|_| unavailable("stream read stalled".into()))?
+        .ok_or_else(|| unavailable("stream ended early".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+        let seq = m
+            .info()
+            .map_err(|e| unavailable(e.to_string()))?
+            .stream_sequence;
+        if seq != out.len() as u64 + 1 {
+            return Err(Status::data_loss(format!(
+                "stream sequence {} is missing (got {seq}): the stream is not the immutable log govledger requires",
+                out.len() + 1
+            )));
+        }
+        out.push(merkle::leaf_hash(seq, &m.payload));
+    }
+    Ok(out)
+}

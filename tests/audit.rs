@@ -263,3 +263,88 @@ async fn rebuild_matches_the_live_digest_after_a_mixed_history_with_restarts() {
         "{out}"
     );
 }
+
+fn unhex(s: &str) -> merkle::Hash {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inclusion_and_consistency_proofs_from_the_api_verify_offline() {
+    use govledger_proto::v1::{GetConsistencyProofRequest, GetInclusionProofRequest};
+    let nats = NatsServer::start();
+    let gl = Govledger::serve(&nats.url(), &[]);
+    let client = nats.client().await;
+    ensure_stream(&client).await;
+    let p = publisher(client.clone(), 2_000);
+    let last = publish_all(
+        &p,
+        &run_events(&ProducerId::new("t"), &SimRun::new("hr", 60, 25)),
+    )
+    .await
+    .unwrap()
+    .last()
+    .unwrap()
+    .seq;
+    gl.wait_applied(last).await;
+    let status = gl.ledger_status().await;
+    let root = unhex(&status.merkle_root);
+    let mut c = gl.client().await;
+    for seq in [1, 2, 7, last / 2, last] {
+        let proof = c
+            .get_inclusion_proof(GetInclusionProofRequest { seq, tree_size: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(proof.tree_size, last);
+        assert_eq!(proof.root, status.merkle_root);
+        let path: Vec<merkle::Hash> = proof.path.iter().map(|h| unhex(h)).collect();
+        let leaf = unhex(&proof.leaf_hash);
+        assert!(
+            merkle::verify_inclusion(seq - 1, last, &leaf, &path, &root),
+            "seq {seq}"
+        );
+        let forged = merkle::leaf_hash(seq, b"forged");
+        assert!(!merkle::verify_inclusion(
+            seq - 1,
+            last,
+            &forged,
+            &path,
+            &root
+        ));
+    }
+    let cp = c
+        .get_consistency_proof(GetConsistencyProofRequest {
+            size1: 10,
+            size2: last,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let path: Vec<merkle::Hash> = cp.path.iter().map(|h| unhex(h)).collect();
+    assert!(merkle::verify_consistency(
+        10,
+        last,
+        &unhex(&cp.root1),
+        &root,
+        &path
+    ));
+    assert!(!merkle::verify_consistency(
+        10,
+        last,
+        &unhex(&cp.root1),
+        &merkle::empty_root(),
+        &path
+    ));
+    let e = c
+        .get_inclusion_proof(GetInclusionProofRequest {
+            seq: last + 1,
+            tree_size: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+}
