@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod api;
 pub mod cli;
+pub mod clock_alerts;
 pub mod config;
 pub mod nats_embed;
 pub mod replay;

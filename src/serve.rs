@@ -238,6 +238,12 @@ async fn serve_with(
         },
     )?;
     sync_tasks.extend(action_tasks);
+    sync_tasks.push(tokio::spawn(crate::clock_alerts::run(
+        store.clone(),
+        syncs.clone(),
+        alerts_tx.clone(),
+        shutdown.clone(),
+    )));
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await

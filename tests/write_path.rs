@@ -341,6 +341,13 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
     let (_nats, scim, gl) = setup("").await;
+    let mut watch = gl
+        .client()
+        .await
+        .watch_alerts(WatchAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let u = user(&scim, 8);
     let mut r = request(ActionKind::Deactivate, &u, "w5");
     r.external = true;
@@ -353,6 +360,17 @@ async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
         scim.write_requests().is_empty(),
         "govledger wrote for an external action"
     );
+    // The clock's decision is pushed to watchers too.
+    loop {
+        let a = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("no OVERDUE alert")
+            .unwrap()
+            .unwrap();
+        if a.kind == alert::Kind::ActionOverdue as i32 && a.action_id == id {
+            break;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
