@@ -10,21 +10,19 @@
 //! worker re-examines its source's open actions: one with attempts recorded is
 //! read back first (never re-executed blindly); one without attempts is executed.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use govledger_ingest::{
     Publisher,
     actions::{Executor, MemberRemoval, Step, Target},
     event::{ProducerId, Scope, stamp},
-    http::HttpSource,
     publisher::PublishError,
 };
 use govledger_projector::Store;
 use govledger_proto::v1::{
     ActionAttempted, ActionKind, ActionRequested, ActionState, ErrorClass, event::Body,
 };
-use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 use crate::{config::ConfigError, sources::SecretSource};
 
@@ -106,16 +104,8 @@ pub struct ActionManager {
     producer: Option<ProducerId>,
 }
 
-/// What the workers need from the process.
-#[derive(Clone)]
-pub struct ActionDeps {
-    pub publisher: Publisher,
-    pub producer: ProducerId,
-    pub store: Arc<Store>,
-    pub applied: watch::Receiver<u64>,
-    pub stream_last_seq_at_start: u64,
-    pub cancel: CancellationToken,
-}
+/// What the workers need from the process: the same as the sync workers'.
+pub type ActionDeps = crate::syncer::WorkerDeps;
 
 impl ActionManager {
     pub fn start(
@@ -132,14 +122,7 @@ impl ActionManager {
             if spec.rest.is_some() {
                 continue;
             }
-            let http = Arc::new(
-                HttpSource::new(auth, Duration::from_millis(sc.timeout_ms)).map_err(|e| {
-                    ConfigError::Invalid {
-                        key: format!("sources[{i}]"),
-                        message: e.to_string(),
-                    }
-                })?,
-            );
+            let http = sc.http(i, auth)?;
             let target = Target {
                 source_id: spec.source_id.clone(),
                 base_url: spec.base_url.clone(),

@@ -34,21 +34,8 @@ async fn run(
     req: &ReplayRequest,
     tx: &mpsc::Sender<Result<ReplayItem, Status>>,
 ) -> Result<(), Status> {
-    let unavailable = |e: String| {
-        Status::unavailable(format!(
-            "cannot read stream {stream_name}: {e}; is NATS reachable?"
-        ))
-    };
-    let mut stream = js
-        .get_stream(stream_name)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let last = stream
-        .info()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .state
-        .last_sequence;
+    let unavailable = |e: String| unavailable(stream_name, e);
+    let (stream, last) = open(js, stream_name).await?;
     let end = if req.to_seq > 0 {
         req.to_seq.min(last)
     } else {
@@ -149,6 +136,30 @@ async fn run(
     }
 }
 
+fn unavailable(stream_name: &str, e: String) -> Status {
+    Status::unavailable(format!(
+        "cannot read stream {stream_name}: {e}; is NATS reachable?"
+    ))
+}
+
+/// The stream and its last sequence now.
+async fn open(
+    js: jetstream::Context,
+    stream_name: &str,
+) -> Result<(jetstream::stream::Stream, u64), Status> {
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| unavailable(stream_name, e.to_string()))?;
+    let last = stream
+        .info()
+        .await
+        .map_err(|e| unavailable(stream_name, e.to_string()))?
+        .state
+        .last_sequence;
+    Ok((stream, last))
+}
+
 /// Longest wait for the next message before the replay is considered done.
 const REPLAY_IDLE_MS: u64 = 2_000;
 
@@ -200,21 +211,8 @@ pub async fn leaves(
             "tree size {size} is over the {PROOF_LEAVES_MAX} messages a proof may read"
         )));
     }
-    let unavailable = |e: String| {
-        Status::unavailable(format!(
-            "cannot read stream {stream_name}: {e}; is NATS reachable?"
-        ))
-    };
-    let mut stream = js
-        .get_stream(stream_name)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let last = stream
-        .info()
-        .await
-        .map_err(|e| unavailable(e.to_string()))?
-        .state
-        .last_sequence;
+    let unavailable = |e: String| unavailable(stream_name, e);
+    let (stream, last) = open(js.clone(), stream_name).await?;
     if size > last {
         return Err(Status::failed_precondition(format!(
             "the stream holds {last} messages, fewer than the tree size {size}"

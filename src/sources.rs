@@ -296,6 +296,17 @@ impl RestConfig {
 }
 
 impl SourceConfig {
+    /// The HTTP client of this source (index `i`), with its auth and timeout.
+    pub fn http(
+        &self,
+        i: usize,
+        auth: Auth,
+    ) -> Result<std::sync::Arc<govledger_ingest::http::HttpSource>, ConfigError> {
+        govledger_ingest::http::HttpSource::new(auth, Duration::from_millis(self.timeout_ms))
+            .map(std::sync::Arc::new)
+            .map_err(|e| invalid(format!("sources[{i}]"), e.to_string()))
+    }
+
     /// Validates this source (index `i` in the file) and builds its sync spec and auth.
     pub fn build(&self, i: usize, env: &dyn SecretSource) -> Result<(SyncSpec, Auth), ConfigError> {
         let k = |name: &str| format!("sources[{i}].{name}");

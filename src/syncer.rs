@@ -83,14 +83,7 @@ impl SyncManager {
         let mut joins = Vec::new();
         for (i, sc) in cfg.sources.iter().enumerate() {
             let (spec, auth) = sc.build(i, env)?;
-            let http = Arc::new(
-                HttpSource::new(auth, Duration::from_millis(sc.timeout_ms)).map_err(|e| {
-                    ConfigError::Invalid {
-                        key: format!("sources[{i}]"),
-                        message: e.to_string(),
-                    }
-                })?,
-            );
+            let http = sc.http(i, auth)?;
             let (tx, rx) = mpsc::channel(TRIGGER_QUEUE_MAX);
             let running = Arc::new(Mutex::new(None));
             let (ptx, prx) = watch::channel(SyncProgress::default());
