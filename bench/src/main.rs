@@ -10,6 +10,8 @@
 //!
 //! Rows: 1 publish ([`publish`]), 2 projection ([`project`]), 3 sync overhead
 //! ([`sync`]), 4 scale and 6 growth ([`scale`]), 5 query latency ([`query`]).
+//! The projection rows also compare with a storage-side baseline, raw sled
+//! writes of the same keys ([`storage`]), as an informational ratio.
 //! Everything runs locally: the benchmark starts (and always stops) its own
 //! `nats-server` and `scim2-server` on free ports, and runs the `govledger`
 //! binary built with the same profile as itself as child processes.
@@ -22,6 +24,7 @@ mod publish;
 mod query;
 mod report;
 mod scale;
+mod storage;
 mod sync;
 
 use std::{
@@ -322,6 +325,18 @@ async fn run(cli: &Cli) -> Result<Rows> {
             .figures(rate(pr.events, pr.govledger), rate(pr.events, pr.raw))
             .at_least(pr.raw.as_secs_f64() / pr.govledger.as_secs_f64(), 0.5),
         );
+        rows.push(
+            Row::new(
+                "2",
+                format!(
+                    "projection of {} events, storage side: `runner::run` vs a raw sled loop writing the same keys ({}), no reads, no fold, no NATS",
+                    thousands(pr.events),
+                    RAW_SLED_KEYS
+                ),
+            )
+            .figures(rate(pr.events, pr.govledger), rate(pr.events, pr.raw_sled))
+            .informational(pr.raw_sled.as_secs_f64() / pr.govledger.as_secs_f64()),
+        );
     }
 
     // Row 3.
@@ -391,6 +406,9 @@ async fn run(cli: &Cli) -> Result<Rows> {
     Ok((rows, details))
 }
 
+/// What the raw sled baseline writes, for the row labels.
+const RAW_SLED_KEYS: &str = "event-id key per event; run-seen + identity key per RecordObserved; one batch + flush_async per 1,000; cache 64 MiB, HighThroughput";
+
 fn scale_label(pt: &scale::Point) -> String {
     format!(
         "{} identities / {} events",
@@ -414,6 +432,15 @@ fn scale_rows(pt: &scale::Point) -> Vec<Row> {
             format!("{} ({})", secs(pt.raw_fetch), rate(pt.events, pt.raw_fetch)),
         )
         .at_least(pt.raw_fetch.as_secs_f64() / pt.project.elapsed.as_secs_f64(), 0.5),
+        Row::new(
+            "4",
+            format!("projection of {label}, storage side: `govledger project` (child) vs raw sled writes of the same keys (as row 2)"),
+        )
+        .figures(
+            format!("{} ({})", secs(pt.project.elapsed), rate(pt.events, pt.project.elapsed)),
+            format!("{} ({})", secs(pt.raw_sled), rate(pt.events, pt.raw_sled)),
+        )
+        .informational(pt.raw_sled.as_secs_f64() / pt.project.elapsed.as_secs_f64()),
         Row::new(
             "4",
             format!("peak RSS of `govledger project` (projection / rebuild), sled cache 64 MiB, {label}"),
@@ -518,6 +545,9 @@ fn growth_rows(points: &[scale::Point]) -> Vec<Row> {
     let rss = |p: &scale::Point| scale::mib(p.project.peak_rss.max(p.rebuild.peak_rss));
     let vs_raw =
         |p: &scale::Point| p.raw_fetch.as_secs_f64() / p.project.elapsed.as_secs_f64().max(1e-9);
+    let vs_sled =
+        |p: &scale::Point| p.raw_sled.as_secs_f64() / p.project.elapsed.as_secs_f64().max(1e-9);
+    let worst_vs_sled = points.iter().map(vs_sled).fold(f64::INFINITY, f64::min);
     let rss_ok = points.iter().all(|p| rss(p) <= 300.0);
     let worst_vs_raw = points.iter().map(vs_raw).fold(f64::INFINITY, f64::min);
     vec![
@@ -538,6 +568,19 @@ fn growth_rows(points: &[scale::Point]) -> Vec<Row> {
             "-",
         )
         .at_least(worst_vs_raw, 0.5),
+        Row::new(
+            "6",
+            format!("growth {sizes} identities: projection rate / raw sled write rate (storage side, informational)"),
+        )
+        .figures(
+            points
+                .iter()
+                .map(|p| format!("{}: {:.2}", short(p.identities), vs_sled(p)))
+                .collect::<Vec<_>>()
+                .join(" · "),
+            "-",
+        )
+        .informational(worst_vs_sled),
         Row::new("6", format!("growth {sizes} identities: peak RSS"))
             .figures(list(&rss, "MiB"), "-")
             .ratio(rss(last) / rss(first).max(1e-9))
@@ -547,7 +590,7 @@ fn growth_rows(points: &[scale::Point]) -> Vec<Row> {
 
 fn point_detail(p: &scale::Point) -> String {
     format!(
-        "{} identities, {} events: ingest {}, projection {} (peak RSS {:.0} MiB), sled {:.1} MiB, rebuild {} (peak RSS {:.0} MiB), raw fetch + ack {}",
+        "{} identities, {} events: ingest {}, projection {} (peak RSS {:.0} MiB), sled {:.1} MiB, rebuild {} (peak RSS {:.0} MiB), raw fetch + ack {}, raw sled writes {}",
         short(p.identities),
         thousands(p.events),
         secs(p.ingest),
@@ -556,7 +599,8 @@ fn point_detail(p: &scale::Point) -> String {
         scale::mib(p.disk_bytes),
         secs(p.rebuild.elapsed),
         scale::mib(p.rebuild.peak_rss),
-        secs(p.raw_fetch)
+        secs(p.raw_fetch),
+        secs(p.raw_sled)
     )
 }
 

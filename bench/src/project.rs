@@ -2,7 +2,9 @@
 //! batch, flush, ack) into a fresh sled folder until the stream's last
 //! sequence, against a raw JetStream pull consumer on the same stream that
 //! only fetches batches of 1,000 and acks the last message of each
-//! (`AckPolicy::All`, like the projector). The two alternate; best of each.
+//! (`AckPolicy::All`, like the projector). A second, storage-side baseline
+//! ([`storage::raw_sled`]) writes the same events' keys straight into sled.
+//! The three alternate; best of each.
 
 use std::{
     sync::Arc,
@@ -22,7 +24,7 @@ use govledger_projector::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::procs::NatsServer;
+use crate::{procs::NatsServer, storage};
 
 /// The sled page cache the projector runs with (govledger's default).
 pub const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
@@ -32,6 +34,8 @@ pub struct ProjectResult {
     pub events: u64,
     pub govledger: Duration,
     pub raw: Duration,
+    /// The storage-side baseline ([`storage::raw_sled`]).
+    pub raw_sled: Duration,
 }
 
 pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<ProjectResult> {
@@ -44,8 +48,15 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
         .await?
         .state
         .last_sequence;
+    let writes = storage::read_stream(&client, stream, last_seq).await?;
+    crate::progress(format!(
+        "  raw sled baseline: {} keys for {} events",
+        writes.keys(),
+        writes.events()
+    ));
     let mut best_gov = Duration::MAX;
     let mut best_raw = Duration::MAX;
+    let mut best_sled = Duration::MAX;
     for round in 0..rounds.max(1) {
         let dir = tempfile::Builder::new()
             .prefix("govledger-bench-sled-")
@@ -67,11 +78,20 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
             last_seq as f64 / raw.as_secs_f64()
         ));
         best_raw = best_raw.min(raw);
+        let sled = storage::raw_sled_fresh(&writes).await?;
+        crate::progress(format!(
+            "  project raw sled round {}: {:.2} s ({:.0} ev/s)",
+            round + 1,
+            sled.as_secs_f64(),
+            last_seq as f64 / sled.as_secs_f64()
+        ));
+        best_sled = best_sled.min(sled);
     }
     Ok(ProjectResult {
         events: last_seq,
         govledger: best_gov,
         raw: best_raw,
+        raw_sled: best_sled,
     })
 }
 

@@ -64,6 +64,13 @@ impl Row {
         self.ratio = Some(ratio);
         self
     }
+    /// An informational ratio: shown with target "—", never pass or fail.
+    pub fn informational(mut self, ratio: f64) -> Self {
+        self.ratio = Some(ratio);
+        self.target = "—".into();
+        self.outcome = Outcome::Info;
+        self
+    }
     pub fn target(mut self, target: impl Into<String>, ok: bool) -> Self {
         self.target = target.into();
         self.outcome = pass(ok);

@@ -4,7 +4,8 @@
 //! `govledger project --exit-at-end` as a child process (peak RSS sampled from
 //! `/proc/PID/status`), the sled folder measured, deleted, and rebuilt from the
 //! stream the same way. A raw fetch+ack of the same stream is the projection
-//! baseline at every size.
+//! baseline at every size; a raw sled loop writing the same keys
+//! ([`storage::raw_sled`]) is the storage-side one.
 
 use std::{
     ffi::OsStr,
@@ -20,6 +21,7 @@ use crate::{
     events::{self, Plan},
     procs::{self, ChildRun, NatsServer},
     project::CACHE_CAPACITY_BYTES,
+    storage,
 };
 
 /// How long one `govledger project` may take before the benchmark gives up.
@@ -36,6 +38,8 @@ pub struct Point {
     pub disk_bytes: u64,
     /// Raw fetch+ack of the same stream (the projection baseline).
     pub raw_fetch: Duration,
+    /// Raw sled writes of the same events' keys (the storage-side baseline).
+    pub raw_sled: Duration,
 }
 
 /// A measured size whose server and projected data are kept (for queries).
@@ -150,6 +154,15 @@ pub async fn measure(
         "  raw fetch+ack of the same stream: {:.2} s",
         raw_fetch.as_secs_f64()
     ));
+    let writes = storage::read_stream(&client, &spec.name, last_seq).await?;
+    let raw_sled = storage::raw_sled_fresh(&writes).await?;
+    crate::progress(format!(
+        "  raw sled writes of the same keys ({} keys): {:.2} s ({:.0} ev/s)",
+        writes.keys(),
+        raw_sled.as_secs_f64(),
+        last_seq as f64 / raw_sled.as_secs_f64()
+    ));
+    drop(writes);
     Ok(Scaled {
         point: Point {
             identities: plan.identities(),
@@ -159,6 +172,7 @@ pub async fn measure(
             rebuild,
             disk_bytes,
             raw_fetch,
+            raw_sled,
         },
         nats,
         dir,
