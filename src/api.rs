@@ -24,6 +24,9 @@ use govledger_proto::v1::{
     TriggerSyncResponse, Verdict, ledger_server::Ledger,
 };
 use govledger_proto::v1::{
+    Checkpoint, CreateCheckpointRequest, ListCheckpointsRequest, ListCheckpointsResponse,
+};
+use govledger_proto::v1::{
     ConsistencyProof, GetConsistencyProofRequest, GetInclusionProofRequest, InclusionProof,
     ReplayItem, ReplayRequest,
 };
@@ -49,26 +52,32 @@ pub struct LedgerApi {
     syncs: SyncManager,
     actions: ActionManager,
     alerts: tokio::sync::broadcast::Sender<Alert>,
+    checkpointer: Option<Arc<crate::checkpoints::Checkpointer>>,
+}
+
+/// Everything the API answers from.
+pub struct ApiParts {
+    pub store: Arc<Store>,
+    pub js: Option<async_nats::jetstream::Context>,
+    pub stream: String,
+    pub abandon_after_ms: u64,
+    pub syncs: SyncManager,
+    pub actions: ActionManager,
+    pub alerts: tokio::sync::broadcast::Sender<Alert>,
+    pub checkpointer: Option<Arc<crate::checkpoints::Checkpointer>>,
 }
 
 impl LedgerApi {
-    pub fn new(
-        store: Arc<Store>,
-        js: Option<async_nats::jetstream::Context>,
-        stream: String,
-        abandon_after_ms: u64,
-        syncs: SyncManager,
-        actions: ActionManager,
-        alerts: tokio::sync::broadcast::Sender<Alert>,
-    ) -> Self {
+    pub fn new(p: ApiParts) -> Self {
         Self {
-            store,
-            js,
-            stream,
-            abandon_after_us: (abandon_after_ms as i64).saturating_mul(1_000),
-            syncs,
-            actions,
-            alerts,
+            store: p.store,
+            js: p.js,
+            stream: p.stream,
+            abandon_after_us: (p.abandon_after_ms as i64).saturating_mul(1_000),
+            syncs: p.syncs,
+            actions: p.actions,
+            alerts: p.alerts,
+            checkpointer: p.checkpointer,
         }
     }
 
@@ -464,6 +473,11 @@ impl Ledger for LedgerApi {
         Ok(Response::new(LedgerStatus {
             merkle_root: govledger_projector::merkle::hex(&tree.root()),
             merkle_size: tree.size(),
+            checkpoint_public_key: self
+                .checkpointer
+                .as_ref()
+                .map(|c| c.public_key_hex())
+                .unwrap_or_default(),
             meta: Some(meta),
             state_digest,
             stream_last_seq,
@@ -738,6 +752,44 @@ impl Ledger for LedgerApi {
             root2: merkle::hex(&merkle::root(&leaves)),
             path: proof.iter().map(merkle::hex).collect(),
         }))
+    }
+
+    async fn create_checkpoint(
+        &self,
+        _req: Request<CreateCheckpointRequest>,
+    ) -> Result<Response<Checkpoint>, Status> {
+        let Some(c) = &self.checkpointer else {
+            return Err(Status::unavailable(
+                "checkpoints are not enabled in this process",
+            ));
+        };
+        c.checkpoint()
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::unavailable(format!("could not publish the checkpoint: {e}")))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        req: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        let limit = req.get_ref().limit;
+        if limit > crate::checkpoints::LIST_CHECKPOINTS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "limit {limit} is over the maximum {}",
+                crate::checkpoints::LIST_CHECKPOINTS_MAX
+            )));
+        }
+        let Some(c) = &self.checkpointer else {
+            return Err(Status::unavailable(
+                "checkpoints are not enabled in this process",
+            ));
+        };
+        let checkpoints = c
+            .list(if limit == 0 { 20 } else { limit })
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot read checkpoints: {e}")))?;
+        Ok(Response::new(ListCheckpointsResponse { checkpoints }))
     }
 
     async fn check_readiness(

@@ -28,6 +28,26 @@ pub struct Config {
     pub api: ApiConfig,
     /// The sources govledger syncs (`[[sources]]`).
     pub sources: Vec<crate::sources::SourceConfig>,
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The ed25519 seed (64 hex chars) that signs checkpoints. Default:
+    /// `<data_dir>/audit/signing.key`, created on first start (mode 0600).
+    pub signing_key_file: Option<PathBuf>,
+    /// Sign a checkpoint this often, in milliseconds (0 = only on demand).
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            checkpoint_interval_ms: crate::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -267,6 +287,12 @@ impl Config {
         }
         if self.api.abandon_after_ms < 1_000 {
             return Err(invalid("api.abandon_after_ms", "must be at least 1000"));
+        }
+        if self.audit.checkpoint_interval_ms != 0 && self.audit.checkpoint_interval_ms < 100 {
+            return Err(invalid(
+                "audit.checkpoint_interval_ms",
+                "must be 0 (only on demand) or at least 100",
+            ));
         }
         let mut ids = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {

@@ -62,6 +62,8 @@ pub enum ServeError {
     },
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("checkpoints: {0}")]
+    Audit(String),
 }
 
 /// Decisions buffered per WatchAlerts subscriber before it is told it lagged.
@@ -238,6 +240,29 @@ async fn serve_with(
         },
     )?;
     sync_tasks.extend(action_tasks);
+    let key_path = cfg
+        .audit
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir().join("audit").join("signing.key"));
+    let key = crate::checkpoints::load_or_create_key(&key_path)
+        .map_err(|e| ServeError::Audit(e.to_string()))?;
+    let checkpointer = Arc::new(
+        crate::checkpoints::Checkpointer::start(
+            key,
+            js.clone(),
+            store.clone(),
+            cfg.nats.stream.clone(),
+        )
+        .await
+        .map_err(ServeError::Audit)?,
+    );
+    if cfg.audit.checkpoint_interval_ms > 0 {
+        sync_tasks.push(tokio::spawn(checkpointer.clone().run(
+            Duration::from_millis(cfg.audit.checkpoint_interval_ms),
+            shutdown.clone(),
+        )));
+    }
     sync_tasks.push(tokio::spawn(crate::clock_alerts::run(
         store.clone(),
         syncs.clone(),
@@ -267,15 +292,16 @@ async fn serve_with(
     };
     let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
-    let api = LedgerApi::new(
-        store.clone(),
-        Some(js.clone()),
-        cfg.nats.stream.clone(),
-        cfg.api.abandon_after_ms,
+    let api = LedgerApi::new(crate::api::ApiParts {
+        store: store.clone(),
+        js: Some(js.clone()),
+        stream: cfg.nats.stream.clone(),
+        abandon_after_ms: cfg.api.abandon_after_ms,
         syncs,
         actions,
-        alerts_tx,
-    );
+        alerts: alerts_tx,
+        checkpointer: Some(checkpointer),
+    });
     tracing::info!("gRPC listening on {bound}");
     let server = tonic::transport::Server::builder()
         .add_service(health)

@@ -348,3 +348,72 @@ async fn inclusion_and_consistency_proofs_from_the_api_verify_offline() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_checkpoints_chain_cover_empty_periods_and_reject_other_keys() {
+    use govledger::checkpoints::{self, CheckpointError};
+    use govledger_proto::v1::{CreateCheckpointRequest, ListCheckpointsRequest};
+    let nats = NatsServer::start();
+    let gl = Govledger::serve_with_config(&nats.url(), "[audit]\ncheckpoint_interval_ms = 300\n");
+    let client = nats.client().await;
+    ensure_stream(&client).await;
+    let p = publisher(client.clone(), 2_000);
+    let last = publish_all(
+        &p,
+        &run_events(&ProducerId::new("t"), &SimRun::new("hr", 40, 20)),
+    )
+    .await
+    .unwrap()
+    .last()
+    .unwrap()
+    .seq;
+    gl.wait_applied(last).await;
+    // Quiet period: checkpoints keep coming with the same size.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let mut c = gl.client().await;
+    let on_demand = c
+        .create_checkpoint(CreateCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut cps = c
+        .list_checkpoints(ListCheckpointsRequest { limit: 100 })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoints;
+    cps.reverse(); // oldest first
+    assert!(cps.len() >= 4, "only {} checkpoints", cps.len());
+    assert_eq!(cps.last().unwrap(), &on_demand);
+    let pk = gl.ledger_status().await.checkpoint_public_key;
+    checkpoints::verify_chain(&cps, &pk).unwrap();
+    assert!(cps[0].previous.is_empty());
+    let at_last: Vec<_> = cps.iter().filter(|cp| cp.tree_size == last).collect();
+    assert!(at_last.len() >= 2, "empty periods got no checkpoint");
+    // Each root is the RFC 6962 root of exactly that prefix of the stream.
+    let stored = read_stream(&client).await;
+    let leaves: Vec<merkle::Hash> = stored
+        .iter()
+        .map(|m| merkle::leaf_hash(m.seq, &m.payload))
+        .collect();
+    for cp in &cps {
+        assert_eq!(
+            cp.root,
+            merkle::hex(&merkle::root(&leaves[..cp.tree_size as usize]))
+        );
+    }
+    // Signed with another key: rejected.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let forged = checkpoints::sign(
+        &other,
+        &on_demand.stream,
+        on_demand.tree_size,
+        &on_demand.root,
+        on_demand.created_at_us,
+        &on_demand.previous,
+    );
+    assert!(matches!(
+        checkpoints::verify(&forged, &pk),
+        Err(CheckpointError::OtherKey { .. })
+    ));
+}

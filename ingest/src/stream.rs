@@ -29,6 +29,8 @@ pub struct StreamSpec {
     pub max_bytes: i64,
     /// Message limit of the stream (`-1` = unlimited).
     pub max_messages: i64,
+    /// Subjects the stream captures.
+    pub subjects: Vec<String>,
 }
 
 impl Default for StreamSpec {
@@ -38,6 +40,7 @@ impl Default for StreamSpec {
             duplicate_window: Duration::from_millis(DEFAULT_DUPLICATE_WINDOW_MS),
             max_bytes: -1,
             max_messages: -1,
+            subjects: stream_subjects(),
         }
     }
 }
@@ -48,7 +51,7 @@ impl StreamSpec {
         Config {
             name: self.name.clone(),
             description: Some("govledger: immutable identity governance events".to_owned()),
-            subjects: stream_subjects(),
+            subjects: self.subjects.clone(),
             storage: StorageType::File,
             retention: RetentionPolicy::Limits,
             discard: DiscardPolicy::New,
@@ -146,8 +149,8 @@ pub fn check(spec: &StreamSpec, found: &Config) -> Vec<Violation> {
             &format!(">= {} ms", spec.duplicate_window.as_millis()),
         );
     }
-    for s in stream_subjects() {
-        if !found.subjects.contains(&s) {
+    for s in &spec.subjects {
+        if !found.subjects.contains(s) {
             push(
                 "subjects",
                 format!("{:?}", found.subjects),

@@ -1,0 +1,366 @@
+//! Signed checkpoints: on a cadence (and on demand) the Merkle root the
+//! projector keeps is signed with the ledger's ed25519 key, chained to the
+//! previous checkpoint, and published on `govledger.audit.checkpoint` into its own
+//! immutable stream. Empty periods still get a checkpoint.
+//!
+//! The signed statement is plain text (so any tool can check it):
+//! `govledger checkpoint v1\nstream=S\nsize=N\nroot=HEX\ncreated_at_us=T\nprevious=HEX\nkey_id=K\n`.
+//! A checkpoint's hash (what the next one names) is SHA-256 of that statement.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use async_nats::jetstream;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use govledger_projector::{Store, merkle};
+use govledger_proto::v1::Checkpoint;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// The stream and subject checkpoints live on.
+pub const AUDIT_STREAM: &str = "GOVLEDGER_AUDIT";
+pub const CHECKPOINT_SUBJECT: &str = "govledger.audit.checkpoint";
+/// Default cadence.
+pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 60_000;
+/// Checkpoints listed at most per call.
+pub const LIST_CHECKPOINTS_MAX: u32 = 1_000;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The text a checkpoint's signature covers.
+pub fn statement(cp: &Checkpoint) -> String {
+    format!(
+        "govledger checkpoint v1\nstream={}\nsize={}\nroot={}\ncreated_at_us={}\nprevious={}\nkey_id={}\n",
+        cp.stream, cp.tree_size, cp.root, cp.created_at_us, cp.previous, cp.key_id
+    )
+}
+
+/// Hex SHA-256 of a checkpoint's statement: what the next checkpoint names.
+pub fn checkpoint_hash(cp: &Checkpoint) -> String {
+    hex(&Sha256::digest(statement(cp).as_bytes()))
+}
+
+pub fn key_id(public: &VerifyingKey) -> String {
+    hex(&Sha256::digest(public.as_bytes()))[..16].to_owned()
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint of size {size} is signed by key {found}, not the trusted key {trusted}")]
+    OtherKey {
+        size: u64,
+        found: String,
+        trusted: String,
+    },
+    #[error(
+        "checkpoint of size {0}: the signature does not match its statement (altered or forged)"
+    )]
+    BadSignature(u64),
+    #[error("checkpoint of size {0}: malformed key or signature")]
+    Malformed(u64),
+    #[error(
+        "checkpoint of size {size} names previous {found}, but the one before it hashes to {expected}"
+    )]
+    BrokenChain {
+        size: u64,
+        found: String,
+        expected: String,
+    },
+}
+
+/// Checks a checkpoint against the ledger's trusted public key (hex).
+pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), CheckpointError> {
+    if !cp.public_key.eq_ignore_ascii_case(trusted_public_key) {
+        let trusted = unhex(trusted_public_key)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .map(|k| key_id(&k))
+            .unwrap_or_else(|| "?".into());
+        return Err(CheckpointError::OtherKey {
+            size: cp.tree_size,
+            found: cp.key_id.clone(),
+            trusted,
+        });
+    }
+    let key = unhex(&cp.public_key)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or(CheckpointError::Malformed(cp.tree_size))?;
+    if key_id(&key) != cp.key_id {
+        return Err(CheckpointError::BadSignature(cp.tree_size));
+    }
+    let sig = unhex(&cp.signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))
+        .ok_or(CheckpointError::Malformed(cp.tree_size))?;
+    key.verify(statement(cp).as_bytes(), &sig)
+        .map_err(|_| CheckpointError::BadSignature(cp.tree_size))
+}
+
+/// Checks signatures and the chain of checkpoints given oldest first.
+pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), CheckpointError> {
+    for (i, cp) in cps.iter().enumerate() {
+        verify(cp, trusted_public_key)?;
+        if i > 0 {
+            let expected = checkpoint_hash(&cps[i - 1]);
+            if cp.previous != expected {
+                return Err(CheckpointError::BrokenChain {
+                    size: cp.tree_size,
+                    found: cp.previous.clone(),
+                    expected,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Signs a checkpoint of (size, root) after `previous`.
+pub fn sign(
+    key: &SigningKey,
+    stream: &str,
+    tree_size: u64,
+    root: &str,
+    created_at_us: i64,
+    previous: &str,
+) -> Checkpoint {
+    let public = key.verifying_key();
+    let mut cp = Checkpoint {
+        stream: stream.to_owned(),
+        tree_size,
+        root: root.to_owned(),
+        created_at_us,
+        previous: previous.to_owned(),
+        key_id: key_id(&public),
+        public_key: hex(public.as_bytes()),
+        signature: String::new(),
+    };
+    cp.signature = hex(&key.sign(statement(&cp).as_bytes()).to_bytes());
+    cp
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the checkpoint signing key {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checkpoint signing key {0} must hold 64 hex characters (a 32-byte ed25519 seed)")]
+    Format(String),
+}
+
+/// Loads the signing key (64 hex chars), creating a new random one (mode 0600)
+/// when the file does not exist. The key never reaches logs or events.
+pub fn load_or_create_key(path: &Path) -> Result<SigningKey, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut seed = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut seed);
+        std::fs::write(path, hex(&seed)).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let seed = unhex(text.trim())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| KeyError::Format(path.display().to_string()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The process's checkpointer: one signer, one chain.
+pub struct Checkpointer {
+    key: SigningKey,
+    js: jetstream::Context,
+    store: Arc<Store>,
+    stream: String,
+    previous: Mutex<String>,
+}
+
+impl Checkpointer {
+    /// Ensures the audit stream and picks up the chain where it ended.
+    pub async fn start(
+        key: SigningKey,
+        js: jetstream::Context,
+        store: Arc<Store>,
+        stream: String,
+    ) -> Result<Self, String> {
+        let spec = govledger_ingest::StreamSpec {
+            name: AUDIT_STREAM.to_owned(),
+            subjects: vec!["govledger.audit.>".to_owned()],
+            ..Default::default()
+        };
+        govledger_ingest::ensure_stream(&js, &spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        let previous = match js.get_stream(AUDIT_STREAM).await {
+            Ok(s) => match s.get_last_raw_message_by_subject(CHECKPOINT_SUBJECT).await {
+                Ok(m) => Checkpoint::decode(m.payload.as_ref())
+                    .map(|cp| checkpoint_hash(&cp))
+                    .unwrap_or_default(),
+                Err(_) => String::new(),
+            },
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(Self {
+            key,
+            js,
+            store,
+            stream,
+            previous: Mutex::new(previous),
+        })
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex(self.key.verifying_key().as_bytes())
+    }
+
+    /// Signs the projector's current root, publishes and returns the checkpoint.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, String> {
+        let meta = self.store.meta().map_err(|e| e.to_string())?;
+        let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
+            .ok_or("the stored Merkle frontier is inconsistent")?;
+        let mut previous = self.previous.lock().await;
+        let cp = sign(
+            &self.key,
+            &self.stream,
+            tree.size(),
+            &merkle::hex(&tree.root()),
+            chrono::Utc::now().timestamp_micros(),
+            &previous,
+        );
+        let msg = jetstream::message::PublishMessage::build()
+            .payload(cp.encode_to_vec().into())
+            .message_id(checkpoint_hash(&cp));
+        self.js
+            .send_publish(CHECKPOINT_SUBJECT, msg)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        *previous = checkpoint_hash(&cp);
+        Ok(cp)
+    }
+
+    /// The most recent checkpoints, newest first.
+    pub async fn list(&self, limit: u32) -> Result<Vec<Checkpoint>, String> {
+        let mut stream = self
+            .js
+            .get_stream(AUDIT_STREAM)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = stream.info().await.map_err(|e| e.to_string())?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        let mut out = Vec::new();
+        let mut seq = last;
+        while seq >= first.max(1) && out.len() < limit as usize {
+            if let Ok(m) = stream.get_raw_message(seq).await
+                && let Ok(cp) = Checkpoint::decode(m.payload.as_ref())
+            {
+                out.push(cp);
+            }
+            seq -= 1;
+        }
+        Ok(out)
+    }
+
+    /// Checkpoints on a cadence until `cancel`.
+    pub async fn run(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await; // the first tick is immediate; start after one interval
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = cancel.cancelled() => return,
+            }
+            if let Err(e) = self.checkpoint().await {
+                tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> SigningKey {
+        SigningKey::from_bytes(&[b; 32])
+    }
+
+    #[test]
+    fn signed_checkpoints_verify_and_chain() {
+        let k = key(7);
+        let pk = hex(k.verifying_key().as_bytes());
+        let a = sign(&k, "GOVLEDGER", 10, &"ab".repeat(32), 1, "");
+        let b = sign(
+            &k,
+            "GOVLEDGER",
+            12,
+            &"cd".repeat(32),
+            2,
+            &checkpoint_hash(&a),
+        );
+        verify_chain(&[a.clone(), b.clone()], &pk).unwrap();
+        // Another key is rejected, naming both keys.
+        let other = sign(
+            &key(9),
+            "GOVLEDGER",
+            12,
+            &"cd".repeat(32),
+            2,
+            &checkpoint_hash(&a),
+        );
+        assert!(matches!(
+            verify(&other, &pk),
+            Err(CheckpointError::OtherKey { .. })
+        ));
+        // An altered root breaks the signature.
+        let mut altered = b.clone();
+        altered.root = "ef".repeat(32);
+        assert_eq!(
+            verify(&altered, &pk),
+            Err(CheckpointError::BadSignature(12))
+        );
+        // A checkpoint that does not name its predecessor breaks the chain.
+        let stray = sign(&k, "GOVLEDGER", 12, &"cd".repeat(32), 2, "00");
+        assert!(matches!(
+            verify_chain(&[a, stray], &pk),
+            Err(CheckpointError::BrokenChain { .. })
+        ));
+    }
+
+    #[test]
+    fn keys_are_created_once_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit/signing.key");
+        let k1 = load_or_create_key(&p).unwrap();
+        let k2 = load_or_create_key(&p).unwrap();
+        assert_eq!(k1.to_bytes(), k2.to_bytes());
+        std::fs::write(&p, "nothex").unwrap();
+        assert!(matches!(load_or_create_key(&p), Err(KeyError::Format(_))));
+    }
+}
