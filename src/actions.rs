@@ -309,11 +309,8 @@ fn validate(r: &ActionRequested) -> Result<(), SubmitError> {
 
 async fn worker(target: Target, deps: ActionDeps, mut rx: mpsc::Receiver<Job>) {
     // Recovery first, once the projection holds what the stream held at start.
-    let mut applied = deps.applied.clone();
-    let target_seq = deps.stream_last_seq_at_start;
-    tokio::select! {
-        r = applied.wait_for(|s| *s >= target_seq) => { if r.is_err() { return; } }
-        _ = deps.cancel.cancelled() => return,
+    if !deps.caught_up().await {
+        return;
     }
     let open = deps
         .store

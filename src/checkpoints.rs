@@ -11,7 +11,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
-use govledger_projector::{Store, merkle};
+use govledger_projector::{Store, fold::hex, merkle};
 use govledger_proto::v1::Checkpoint;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -25,10 +25,6 @@ pub const CHECKPOINT_SUBJECT: &str = "govledger.audit.checkpoint";
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 /// Checkpoints listed at most per call.
 pub const LIST_CHECKPOINTS_MAX: u32 = 1_000;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {

@@ -47,8 +47,6 @@ struct Trigger {
 struct Handle {
     tx: mpsc::Sender<Trigger>,
     running: Arc<Mutex<Option<String>>>,
-    progress: watch::Receiver<SyncProgress>,
-    spec: SyncSpec,
     freshness_objective_ms: u64,
 }
 
@@ -71,6 +69,19 @@ pub struct WorkerDeps {
     pub cancel: CancellationToken,
 }
 
+impl WorkerDeps {
+    /// Waits until the projection holds everything the stream held when the
+    /// process started. False on shutdown.
+    pub async fn caught_up(&self) -> bool {
+        let mut applied = self.applied.clone();
+        let target = self.stream_last_seq_at_start;
+        tokio::select! {
+            r = applied.wait_for(|s| *s >= target) => r.is_ok(),
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+}
+
 impl SyncManager {
     /// Builds a worker per configured source and spawns it. Returns the manager
     /// and the join handles (awaited at shutdown).
@@ -86,7 +97,8 @@ impl SyncManager {
             let http = sc.http(i, auth)?;
             let (tx, rx) = mpsc::channel(TRIGGER_QUEUE_MAX);
             let running = Arc::new(Mutex::new(None));
-            let (ptx, prx) = watch::channel(SyncProgress::default());
+            // Live progress for the engine; nothing in this process reads it yet.
+            let (ptx, _) = watch::channel(SyncProgress::default());
             let worker = Worker {
                 spec: spec.clone(),
                 http,
@@ -102,8 +114,6 @@ impl SyncManager {
                 Handle {
                     tx,
                     running,
-                    progress: prx,
-                    spec,
                     freshness_objective_ms: sc.freshness_objective_ms,
                 },
             );
@@ -158,16 +168,6 @@ impl SyncManager {
     pub async fn running(&self, source_id: &str) -> Option<String> {
         let h = self.sources.get(source_id)?;
         h.running.lock().await.clone()
-    }
-
-    pub fn progress(&self, source_id: &str) -> Option<SyncProgress> {
-        self.sources
-            .get(source_id)
-            .map(|h| h.progress.borrow().clone())
-    }
-
-    pub fn spec(&self, source_id: &str) -> Option<&SyncSpec> {
-        self.sources.get(source_id).map(|h| &h.spec)
     }
 }
 
@@ -258,11 +258,8 @@ impl Worker {
     /// Waits until the projection holds everything that was in the stream at
     /// start, then abandons this source's unfinished run, if any. False on shutdown.
     async fn abandon_leftover(&self) -> bool {
-        let mut applied = self.deps.applied.clone();
-        let target = self.deps.stream_last_seq_at_start;
-        tokio::select! {
-            r = applied.wait_for(|s| *s >= target) => { if r.is_err() { return false; } }
-            _ = self.deps.cancel.cancelled() => return false,
+        if !self.deps.caught_up().await {
+            return false;
         }
         let source = &self.spec.source_id;
         let last = match self.deps.store.source(source) {

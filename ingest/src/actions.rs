@@ -12,7 +12,7 @@
 //! W1), FAILED (attempts exhausted, read-back shows it not in effect). The action
 //! concludes with the worst step outcome and every step's outcome (W6).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use govledger_proto::v1::{
     ActionAttempted, ActionConcluded, ActionKind, ActionOutcome, ActionVerified, EntityType,
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::{
     Publisher,
     event::{ProducerId, Scope, stamp},
-    http::HttpSource,
+    http::{HttpSource, percent_encode},
     publisher::PublishError,
     ratelimit::RateLimiter,
     retry::{self, Decision, Failure, RetryPolicy},
@@ -176,19 +176,6 @@ pub enum ExecError {
     },
 }
 
-/// Test hook: when env `GOVLEDGER_FAILPOINT` equals `name`, abort the process.
-fn failpoint(name: &str) {
-    static FP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if FP
-        .get_or_init(|| std::env::var("GOVLEDGER_FAILPOINT").ok())
-        .as_deref()
-        == Some(name)
-    {
-        tracing::error!(failpoint = name, "failpoint hit: aborting");
-        std::process::abort();
-    }
-}
-
 pub struct Executor<'a> {
     pub target: &'a Target,
     pub publisher: &'a Publisher,
@@ -237,9 +224,9 @@ impl<'a> Executor<'a> {
         let base = self.target.base_url.trim_end_matches('/');
         match step.kind {
             ActionKind::RemoveMembership | ActionKind::AddMembership => {
-                format!("{base}/Groups/{}", path_escape(&step.group_id))
+                format!("{base}/Groups/{}", percent_encode(&step.group_id))
             }
-            _ => format!("{base}/Users/{}", path_escape(&step.user_id)),
+            _ => format!("{base}/Users/{}", percent_encode(&step.user_id)),
         }
     }
 
@@ -381,7 +368,7 @@ impl<'a> Executor<'a> {
                 }),
             )
             .await?;
-            failpoint("executor-after-write");
+            crate::failpoint::hit("executor-after-write");
             let Some(f) = failure else {
                 // 2xx: the target says done. Believe the read-back only.
                 return Ok(match self.verify(step_no, step).await? {
@@ -590,22 +577,6 @@ fn severity(o: ActionOutcome) -> u8 {
         _ => 3,
     }
 }
-
-fn path_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Default delay before a queued action is retried after its executor failed to publish.
-pub const REQUEUE_DELAY: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -198,7 +198,7 @@ impl HttpSource {
         }
         let body = form
             .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .map(|(k, v)| format!("{k}={}", percent_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
         let resp = self
@@ -284,7 +284,8 @@ fn excerpt(body: &[u8]) -> String {
     format!(": {}", cut.replace('\n', " "))
 }
 
-fn urlencode(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters (query values, path segments).
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -313,8 +314,8 @@ mod tests {
 
     #[test]
     fn urlencoding() {
-        assert_eq!(urlencode("a b&c=d"), "a%20b%26c%3Dd");
-        assert_eq!(urlencode("scim.read"), "scim.read");
+        assert_eq!(percent_encode("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(percent_encode("scim.read"), "scim.read");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod backoff;
 pub mod event;
+pub mod failpoint;
 pub mod http;
 pub mod publisher;
 pub mod ratelimit;

@@ -7,7 +7,6 @@
 
 use govledger_proto::v1::{EntityType, RecordObserved, RecordRejected, RejectReason};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::scim::{Item, ListPage, ParseError};
 
@@ -117,11 +116,7 @@ pub fn parse_page(
 }
 
 fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
-    let raw = serde_json::to_vec(r).unwrap_or_default();
-    let digest: String = Sha256::digest(&raw)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::scim::record_digest(r);
     let et = shape.entity_type;
     let reject = |reason: RejectReason, detail: String| {
         Item::Rejected(RecordRejected {

@@ -39,6 +39,12 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Hex SHA-256 of a record's JSON (keys sorted): its attribute digest, and the
+/// raw digest kept when it is rejected.
+pub(crate) fn record_digest(r: &Value) -> String {
+    hex(&Sha256::digest(serde_json::to_vec(r).unwrap_or_default()))
+}
+
 /// Parses a ListResponse body into observations of `entity_type`.
 pub fn parse_list(
     body: &[u8],
@@ -87,8 +93,7 @@ pub fn parse_list(
 
 /// One resource → an observation, or a rejection saying why.
 pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) -> Item {
-    let raw = serde_json::to_vec(r).unwrap_or_default();
-    let raw_digest = hex(&Sha256::digest(&raw));
+    let raw_digest = record_digest(r);
     let reject = |reason: RejectReason, detail: String| {
         Item::Rejected(RecordRejected {
             page_key: page_key.to_owned(),

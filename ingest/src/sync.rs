@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Publisher,
     event::{ProducerId, Scope, stamp},
-    http::{Fetched, HttpSource},
+    http::{Fetched, HttpSource, percent_encode},
     publisher::{Pending, PublishError},
     ratelimit::RateLimiter,
     rest::{self, RestShape},
@@ -346,7 +346,7 @@ impl Run<'_> {
         let filter = if self.filter.is_empty() {
             String::new()
         } else {
-            format!("&filter={}", query_escape(&self.filter))
+            format!("&filter={}", percent_encode(&self.filter))
         };
         format!(
             "{}/{endpoint}?{query}{filter}",
@@ -569,7 +569,7 @@ impl Run<'_> {
             seen.insert(cursor.clone());
             let mut req = self.page_req(
                 name,
-                &format!("cursor={}&count={count}", query_escape(&cursor)),
+                &format!("cursor={}&count={count}", percent_encode(&cursor)),
                 key.clone(),
                 et,
             );
@@ -831,17 +831,4 @@ impl Run<'_> {
         self.ctx.progress.send_replace(p);
         Ok(())
     }
-}
-
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

@@ -13,9 +13,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use govledger_proto::v1::{
-    ActionConcluded, ActionKind, ActionOutcome, ActionState, Alert, EntityCounts, EntityType,
-    ErrorClass, Event, IdentityState, LedgerMeta, PageRole, PageState, PoisonEvent, RecordObserved,
-    RunState, SourceState, SyncMode, Verdict, WatchedIntent, alert, event::Body,
+    ActionConcluded, ActionKind, ActionOutcome, ActionState, Alert, EntityCounts, ErrorClass,
+    Event, IdentityState, LedgerMeta, PageRole, PageState, PoisonEvent, RecordObserved, RunState,
+    SourceState, SyncMode, Verdict, WatchedIntent, alert, event::Body,
 };
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -861,14 +861,4 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(HEX[(b & 15) as usize] as char);
     }
     s
-}
-
-/// Entity type label, re-exported for callers that format identities.
-pub fn entity_type_name(t: i32) -> &'static str {
-    crate::keys::entity_label(t)
-}
-
-/// Whether an entity type value is one this build knows.
-pub fn known_entity_type(t: i32) -> bool {
-    EntityType::try_from(t).is_ok()
 }

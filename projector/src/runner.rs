@@ -66,17 +66,6 @@ pub enum ProjectorError {
     NoStream { stream: String },
 }
 
-/// A failpoint for crash tests: when env `GOVLEDGER_FAILPOINT` equals `name`,
-/// the process aborts here (no unwinding, no cleanup), like a kill -9.
-fn failpoint(name: &str) {
-    static FP: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    let fp = FP.get_or_init(|| std::env::var("GOVLEDGER_FAILPOINT").ok());
-    if fp.as_deref() == Some(name) {
-        tracing::error!(failpoint = name, "failpoint hit: aborting");
-        std::process::abort();
-    }
-}
-
 /// Runs until `shutdown`. Publishes each committed `last_applied_seq` on `progress`.
 pub async fn run(
     client: async_nats::Client,
@@ -146,9 +135,9 @@ pub async fn run(
                 usable = owned[..usable].iter().take_while(|m| m.seq <= stop).count();
             }
             let outcome = process_batch(&store, &mut meta, &owned[..usable])?;
-            failpoint("projector-after-commit-before-flush");
+            govledger_ingest::failpoint::hit("projector-after-commit-before-flush");
             store.flush().await?;
-            failpoint("projector-after-flush-before-ack");
+            govledger_ingest::failpoint::hit("projector-after-flush-before-ack");
             if usable > 0
                 && let Err(e) = msgs[usable - 1].ack().await
             {

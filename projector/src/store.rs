@@ -310,11 +310,6 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Bytes on disk, as sled reports them.
-    pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
-    }
 }
 
 pub fn digest_entry(h: &mut Sha256, k: &[u8], v: &[u8]) {
