@@ -91,6 +91,11 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn clear_dirty(&mut self) {
         self.dirty.clear();
     }
+    /// Marks `k` absent (deleted at commit).
+    pub fn remove(&mut self, k: &K) {
+        self.dirty.insert(k.clone());
+        self.map.insert(k.clone(), None);
+    }
     fn get_or_insert_with(&mut self, k: &K, f: impl FnOnce() -> V) -> &mut V {
         self.dirty.insert(k.clone());
         let slot = self.map.entry(k.clone()).or_insert(None);
@@ -113,6 +118,7 @@ pub struct Working {
     pub event_ids: Table<String, u64>,
     pub poison: Table<u64, PoisonEvent>,
     pub source_actions: Table<(String, String), ()>,
+    pub open_actions: Table<(String, String), ()>,
     /// Decisions made while folding (not stored): runs decided, actions concluded, drift.
     pub alerts: Vec<Alert>,
     /// The Merkle tree over every applied message; stored inside the meta record.
@@ -133,6 +139,7 @@ impl Working {
         self.event_ids.clear_dirty();
         self.poison.clear_dirty();
         self.source_actions.clear_dirty();
+        self.open_actions.clear_dirty();
         self.alerts.clear();
     }
 
@@ -200,6 +207,12 @@ impl Working {
         for (k, v) in self.source_actions.changed() {
             out.push((
                 Key::SourceAction(k.0.clone(), k.1.clone()).encode(),
+                v.map(|_| Vec::new()),
+            ));
+        }
+        for (k, v) in self.open_actions.changed() {
+            out.push((
+                Key::OpenAction(k.0.clone(), k.1.clone()).encode(),
                 v.map(|_| Vec::new()),
             ));
         }
@@ -275,18 +288,10 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
             )));
         }
         Body::ActionRequested(_) | Body::ActionAttempted(_) | Body::ActionVerified(_) => {
-            out.insert(Key::Action(ev.action_id.clone()));
-            out.insert(Key::SourceAction(
-                ev.source_id.clone(),
-                ev.action_id.clone(),
-            ));
+            action_keys(ev, out);
         }
         Body::ActionConcluded(c) => {
-            out.insert(Key::Action(ev.action_id.clone()));
-            out.insert(Key::SourceAction(
-                ev.source_id.clone(),
-                ev.action_id.clone(),
-            ));
+            action_keys(ev, out);
             for wi in &c.watch {
                 out.insert(Key::Identity((
                     ev.source_id.clone(),
@@ -296,6 +301,16 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
             }
         }
     }
+}
+
+/// The action record and its two per-source indexes.
+fn action_keys(ev: &Event, out: &mut BTreeSet<Key>) {
+    out.insert(Key::Action(ev.action_id.clone()));
+    out.insert(Key::SourceAction(
+        ev.source_id.clone(),
+        ev.action_id.clone(),
+    ));
+    out.insert(Key::OpenAction(ev.source_id.clone(), ev.action_id.clone()));
 }
 
 /// What folding one message did.
@@ -613,6 +628,8 @@ fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionCon
     a.concluded_seq = seq;
     a.steps = c.steps.clone();
     a.watch = c.watch.clone();
+    w.open_actions
+        .remove(&(ev.source_id.clone(), ev.action_id.clone()));
     w.alerts.push(Alert {
         kind: alert::Kind::ActionConcluded as i32,
         source_id: ev.source_id.clone(),
@@ -840,8 +857,9 @@ fn run_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut RunState {
 fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut ActionState {
     if w.actions.get(&ev.action_id).is_none() {
         source_mut(w, ev).actions_total += 1;
-        w.source_actions
-            .insert((ev.source_id.clone(), ev.action_id.clone()), ());
+        let key = (ev.source_id.clone(), ev.action_id.clone());
+        w.source_actions.insert(key.clone(), ());
+        w.open_actions.insert(key, ());
     }
     let a = w.actions.get_or_insert_with(&ev.action_id, || ActionState {
         action_id: ev.action_id.clone(),

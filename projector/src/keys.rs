@@ -17,6 +17,7 @@ pub const TAG_ACTION: u8 = b'a';
 pub const TAG_EVENT_ID: u8 = b'e';
 pub const TAG_POISON: u8 = b'x';
 pub const TAG_SOURCE_ACTION: u8 = b'b';
+pub const TAG_OPEN_ACTION: u8 = b'o';
 
 /// (source, entity type, external id)
 pub type IdentityKey = (String, i32, String);
@@ -40,6 +41,9 @@ pub enum Key {
     Poison(u64),
     /// Index: actions of a source, ordered by action id.
     SourceAction(String, String),
+    /// Index: actions of a source not concluded yet (what recovery and the
+    /// OVERDUE scan look at, without reading every action ever submitted).
+    OpenAction(String, String),
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -74,6 +78,7 @@ impl Key {
             Key::Action(a) => prefix(TAG_ACTION, &[a]),
             Key::EventId(e) => prefix(TAG_EVENT_ID, &[e]),
             Key::SourceAction(s, a) => prefix(TAG_SOURCE_ACTION, &[s, a]),
+            Key::OpenAction(s, a) => prefix(TAG_OPEN_ACTION, &[s, a]),
             Key::Poison(seq) => {
                 let mut k = vec![TAG_POISON];
                 k.extend_from_slice(&seq.to_be_bytes());

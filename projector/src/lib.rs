@@ -146,6 +146,7 @@ fn load_absent(w: &mut fold::Working, needs: &BTreeSet<keys::Key>) {
             Key::EventId(e) => w.event_ids.load(e.clone(), None),
             Key::Poison(s) => w.poison.load(*s, None),
             Key::SourceAction(a, b) => w.source_actions.load((a.clone(), b.clone()), None),
+            Key::OpenAction(a, b) => w.open_actions.load((a.clone(), b.clone()), None),
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::{
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+pub const STORE_FORMAT_VERSION: u32 = 2;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -159,6 +159,10 @@ impl Store {
                     let v = self.tree.get(key.encode())?.map(|_| ());
                     w.source_actions.load((a.clone(), b.clone()), v);
                 }
+                Key::OpenAction(a, b) if !w.open_actions.is_loaded(&(a.clone(), b.clone())) => {
+                    let v = self.tree.get(key.encode())?.map(|_| ());
+                    w.open_actions.load((a.clone(), b.clone()), v);
+                }
                 Key::Poison(k) if !w.poison.is_loaded(k) => {
                     let v = self.get::<PoisonEvent>(&key.encode())?;
                     w.poison.load(*k, v);
@@ -264,15 +268,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Every action of a source that has not concluded (bounded by `limit`).
+    /// Every action of a source that has not concluded (at most `limit`), read
+    /// through the open-action index: the cost follows the open actions only.
     pub fn open_actions(&self, source_id: &str, limit: usize) -> Result<Vec<ActionState>> {
+        let p = keys::prefix(keys::TAG_OPEN_ACTION, &[source_id]);
         let mut out = Vec::new();
-        for id in self.action_ids_of(source_id, usize::MAX)? {
-            if out.len() >= limit {
-                break;
-            }
-            if let Some(a) = self.action(&id)?
-                && a.concluded_seq == 0
+        for kv in self.tree.scan_prefix(&p).take(limit) {
+            let (k, _) = kv?;
+            if let Some((id, _)) = keys::read_str(&k, p.len())
+                && let Some(a) = self.action(&id)?
             {
                 out.push(a);
             }
@@ -368,6 +372,9 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     for (k, v) in w.poison.iter() {
         out.push((Key::Poison(*k).encode(), v.encode_to_vec()));
+    }
+    for (k, _) in w.open_actions.iter() {
+        out.push((Key::OpenAction(k.0.clone(), k.1.clone()).encode(), vec![]));
     }
     for (k, _) in w.source_actions.iter() {
         out.push((Key::SourceAction(k.0.clone(), k.1.clone()).encode(), vec![]));
