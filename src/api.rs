@@ -53,6 +53,7 @@ pub struct LedgerApi {
     actions: ActionManager,
     alerts: tokio::sync::broadcast::Sender<Alert>,
     checkpointer: Option<Arc<crate::checkpoints::Checkpointer>>,
+    asof: Option<crate::asof::AsOfReader>,
 }
 
 /// Everything the API answers from.
@@ -65,11 +66,21 @@ pub struct ApiParts {
     pub actions: ActionManager,
     pub alerts: tokio::sync::broadcast::Sender<Alert>,
     pub checkpointer: Option<Arc<crate::checkpoints::Checkpointer>>,
+    /// Scratch space of point-in-time source answers (inside the data folder).
+    pub scratch_dir: std::path::PathBuf,
 }
 
 impl LedgerApi {
     pub fn new(p: ApiParts) -> Self {
+        let asof = p.js.clone().map(|js| crate::asof::AsOfReader {
+            store: p.store.clone(),
+            js,
+            stream: p.stream.clone(),
+            scratch_dir: p.scratch_dir.clone(),
+            source_folds: tokio::sync::Semaphore::new(1),
+        });
         Self {
+            asof,
             store: p.store,
             js: p.js,
             stream: p.stream,
@@ -79,6 +90,89 @@ impl LedgerApi {
             alerts: p.alerts,
             checkpointer: p.checkpointer,
         }
+    }
+
+    /// The point-in-time reader and the point `as_of` names.
+    async fn point(
+        &self,
+        as_of: &govledger_proto::v1::AsOf,
+    ) -> Result<(&crate::asof::AsOfReader, govledger_proto::v1::AsOfPoint), Status> {
+        let Some(r) = &self.asof else {
+            return Err(Status::failed_precondition(
+                "point-in-time answers read the stream, and this server has no NATS connection",
+            ));
+        };
+        Ok((r, r.resolve(as_of).await?))
+    }
+
+    /// An action with its outcome as it stood at a past point (a deadline is
+    /// judged at the point's time; drift from the watched identities then).
+    async fn action_view_at(
+        &self,
+        id: &str,
+        as_of: &govledger_proto::v1::AsOf,
+    ) -> Result<GetActionResponse, Status> {
+        let (r, p) = self.point(as_of).await?;
+        let a = r.action(id, &p).await?;
+        let mut drift = None;
+        for wi in &a.watch {
+            let key = (a.source_id.clone(), wi.entity_type, wi.external_id.clone());
+            let (ident, _) = r.identity(&key, &p).await?;
+            if let Some(w) = ident
+                .watched
+                .into_iter()
+                .find(|w| w.action_id == a.action_id && w.drifted)
+            {
+                drift = Some(w);
+                break;
+            }
+        }
+        let (outcome, detail) = verdict::action_outcome(&a, drift.as_ref(), p.stored_at_us);
+        Ok(GetActionResponse {
+            action: Some(a),
+            outcome: outcome as i32,
+            outcome_detail: detail,
+            as_of: Some(p),
+        })
+    }
+
+    /// A source as it stood at a past point: state, freshness at that time, and
+    /// its last run with the verdict it had then.
+    async fn source_at(
+        &self,
+        id: &str,
+        as_of: &govledger_proto::v1::AsOf,
+    ) -> Result<GetSourceResponse, Status> {
+        let (r, p) = self.point(as_of).await?;
+        let (state, last_run) = r.source(id, &p).await?;
+        let objective_ms = self
+            .syncs
+            .freshness_objective_ms(id)
+            .unwrap_or(DEFAULT_FRESHNESS_OBJECTIVE_MS);
+        let (freshness, age_ms) = verdict::freshness(Some(&state), objective_ms, p.stored_at_us);
+        let (last_run_verdict, running) = match &last_run {
+            Some(run) => {
+                let (v, _) = verdict::current(run, p.stored_at_us, self.abandon_after_us);
+                let running = (v == Verdict::Running).then(|| run.run_id.clone());
+                (v, running)
+            }
+            None => (Verdict::Unspecified, None),
+        };
+        Ok(GetSourceResponse {
+            source: Some(state.clone()),
+            status: Some(SourceStatus {
+                source_id: id.to_owned(),
+                state: Some(state),
+                freshness: freshness as i32,
+                last_complete_age_ms: age_ms,
+                freshness_objective_ms: objective_ms,
+                configured: self.syncs.is_configured(id),
+                running_run_id: running.unwrap_or_default(),
+            }),
+            as_of: Some(p),
+            last_run,
+            last_run_verdict: last_run_verdict as i32,
+        })
     }
 
     /// An action with its outcome as of `now` (DRIFTED from the watched identities).
@@ -103,6 +197,7 @@ impl LedgerApi {
             action: Some(a),
             outcome: outcome as i32,
             outcome_detail: detail,
+            as_of: None,
         })
     }
 
@@ -322,10 +417,14 @@ impl Ledger for LedgerApi {
         req: Request<GetSourceRequest>,
     ) -> Result<Response<GetSourceResponse>, Status> {
         let id = require("source_id", &req.get_ref().source_id)?;
+        if let Some(as_of) = &req.get_ref().as_of {
+            return Ok(Response::new(self.source_at(id, as_of).await?));
+        }
         match self.status(id, now_us()).await? {
             Some(status) => Ok(Response::new(GetSourceResponse {
                 source: status.state.clone(),
                 status: Some(status),
+                ..Default::default()
             })),
             None => Err(Status::not_found(format!(
                 "no source {id:?}: not configured and no event names it; ListSources shows the known ones"
@@ -413,6 +512,25 @@ impl Ledger for LedgerApi {
                 )));
             }
         };
+        if let Some(as_of) = &r.as_of {
+            let (reader, p) = self.point(as_of).await?;
+            let key = (
+                source_id.to_owned(),
+                entity_type as i32,
+                external_id.to_owned(),
+            );
+            let (identity, history_seqs) = reader.identity(&key, &p).await?;
+            return Ok(Response::new(GetIdentityResponse {
+                identity: Some(identity),
+                presence: govledger_proto::v1::PresenceStatus::Unspecified as i32,
+                presence_reason: format!(
+                    "presence as of {} depends on the source's runs then: ask GetSource with the same as_of",
+                    crate::asof::describe(&p)
+                ),
+                as_of: Some(p),
+                history_seqs,
+            }));
+        }
         let Some(source) = self.store.source(source_id).map_err(internal)? else {
             return Err(Status::not_found(format!(
                 "no source {source_id:?} in the ledger yet; ListSources shows the known ones"
@@ -433,6 +551,7 @@ impl Ledger for LedgerApi {
             identity: Some(identity),
             presence: presence as i32,
             presence_reason: why,
+            ..Default::default()
         }))
     }
 
@@ -560,6 +679,9 @@ impl Ledger for LedgerApi {
         req: Request<GetActionRequest>,
     ) -> Result<Response<GetActionResponse>, Status> {
         let id = require("action_id", &req.get_ref().action_id)?;
+        if let Some(as_of) = &req.get_ref().as_of {
+            return Ok(Response::new(self.action_view_at(id, as_of).await?));
+        }
         let Some(a) = self.store.action(id).map_err(internal)? else {
             return Err(Status::not_found(format!(
                 "no action {id:?} in the ledger (it may not be projected yet; ListActions(source_id) lists a source's actions)"

@@ -168,7 +168,8 @@ pub fn actions_table(actions: &[GetActionResponse]) -> String {
 pub fn action_detail(v: &GetActionResponse) -> String {
     let a = v.action.clone().unwrap_or_default();
     let r = a.request.clone().unwrap_or_default();
-    let mut out = format!(
+    let mut out = as_of_header(v.as_of.as_ref());
+    out += &format!(
         "action {}  source {}\n{} {}{}  requested by {} ({}{})\noutcome: {} — {}\n",
         a.action_id,
         a.source_id,
@@ -304,10 +305,72 @@ pub fn run_detail(r: &GetRunResponse) -> String {
     out
 }
 
+/// Parses `--as-of`: a stream sequence (digits) or an RFC 3339 time.
+pub fn parse_as_of(s: &str) -> Result<govledger_proto::v1::AsOf, String> {
+    use govledger_proto::v1::{AsOf, as_of::Point};
+    let s = s.trim();
+    let point = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = s
+            .parse()
+            .map_err(|_| format!("--as-of {s:?}: sequence out of range"))?;
+        Point::Seq(n)
+    } else {
+        let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|e| {
+            format!(
+                "--as-of {s:?} is neither a stream sequence nor an RFC 3339 time such as 2026-10-31T23:59:59Z ({e})"
+            )
+        })?;
+        Point::TimeUs(t.timestamp_micros())
+    };
+    Ok(AsOf { point: Some(point) })
+}
+
+/// "as of sequence N (stored T)" header of point-in-time answers.
+fn as_of_header(p: Option<&govledger_proto::v1::AsOfPoint>) -> String {
+    p.map(|p| {
+        format!(
+            "as of sequence {} (stored {})\n",
+            p.seq,
+            time_us(p.stored_at_us)
+        )
+    })
+    .unwrap_or_default()
+}
+
+/// One source (optionally as of a point): freshness, last run and its verdict.
+pub fn source_detail(r: &govledger_proto::v1::GetSourceResponse) -> String {
+    let mut out = as_of_header(r.as_of.as_ref());
+    if let Some(st) = &r.status {
+        out.push_str(&sources_table(std::slice::from_ref(st)));
+    }
+    if let Some(run) = &r.last_run {
+        out.push_str(&format!(
+            "last run {}: {} (started {}, {} unique records)\n",
+            run.run_id,
+            verdict_name(r.last_run_verdict),
+            time_us(run.started_at_us),
+            thousands(run.records_unique)
+        ));
+    }
+    out
+}
+
 pub fn identity_detail(r: &GetIdentityResponse) -> String {
     let Some(i) = &r.identity else {
         return "empty answer\n".into();
     };
+    let mut out = as_of_header(r.as_of.as_ref());
+    if !r.history_seqs.is_empty() {
+        out.push_str(&format!(
+            "folded from {} event(s) of its history: sequences {}\n",
+            r.history_seqs.len(),
+            r.history_seqs
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let presence = PresenceStatus::try_from(r.presence)
         .map(|p| {
             p.as_str_name()
@@ -315,7 +378,7 @@ pub fn identity_detail(r: &GetIdentityResponse) -> String {
                 .to_owned()
         })
         .unwrap_or_default();
-    format!(
+    out + &format!(
         "{} {} at {} ({})\npresence: {presence} — {}\nactive: {}\nlast observed {} in run {} (seq {}), {} observations\n",
         govledger_projector::keys::entity_label(i.entity_type),
         i.external_id,

@@ -11,6 +11,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod asof;
 pub mod checkpoints;
 pub mod cli;
 pub mod clock_alerts;

@@ -134,6 +134,20 @@ enum Cmd {
         /// user, group, entitlement or membership
         #[arg(long, default_value = "user")]
         r#type: String,
+        /// As it stood at this stream sequence or RFC 3339 time (folded again
+        /// from its own events).
+        #[arg(long)]
+        as_of: Option<String>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// One source: freshness and last verdict, now or as of a past point.
+    Source {
+        source: String,
+        /// As it stood at this stream sequence or RFC 3339 time (the source's
+        /// events up to then are folded again).
+        #[arg(long)]
+        as_of: Option<String>,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -177,6 +191,9 @@ enum Cmd {
     /// One action: outcome, per-step results, evidence.
     Action {
         action_id: String,
+        /// As it stood at this stream sequence or RFC 3339 time.
+        #[arg(long)]
+        as_of: Option<String>,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -528,6 +545,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 match c
                     .get_action(GetActionRequest {
                         action_id: r.action_id.clone(),
+                        as_of: None,
                     })
                     .await
                 {
@@ -673,11 +691,16 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Action {
             action_id,
+            as_of,
             client: f,
         } => {
+            let as_of = as_of
+                .map(|s| cli::parse_as_of(&s))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?;
             let mut c = client(&f).await?;
             let r = c
-                .get_action(GetActionRequest { action_id })
+                .get_action(GetActionRequest { action_id, as_of })
                 .await
                 .map_err(status_err)?;
             print!("{}", cli::action_detail(&r.into_inner()));
@@ -728,8 +751,13 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             source,
             external_id,
             r#type,
+            as_of,
             client: f,
         } => {
+            let as_of = as_of
+                .map(|s| cli::parse_as_of(&s))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?;
             let entity_type = match r#type.as_str() {
                 "user" => EntityType::User,
                 "group" => EntityType::Group,
@@ -745,10 +773,30 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                     source_id: source,
                     entity_type: entity_type as i32,
                     external_id,
+                    as_of,
                 })
                 .await
                 .map_err(status_err)?;
             print!("{}", cli::identity_detail(&r.into_inner()));
+        }
+        Cmd::Source {
+            source,
+            as_of,
+            client: f,
+        } => {
+            let as_of = as_of
+                .map(|s| cli::parse_as_of(&s))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let mut c = client(&f).await?;
+            let r = c
+                .get_source(govledger_proto::v1::GetSourceRequest {
+                    source_id: source,
+                    as_of,
+                })
+                .await
+                .map_err(status_err)?;
+            print!("{}", cli::source_detail(&r.into_inner()));
         }
         Cmd::Ledger { client: f, digest } => {
             let mut c = client(&f).await?;

@@ -58,19 +58,15 @@ async fn run(
     } else {
         DeliverPolicy::All
     };
-    let filter_subject = if req.source_id.is_empty() {
-        String::new()
+    let filter_subjects = if req.source_id.is_empty() {
+        Vec::new()
     } else {
-        format!(
-            "{}.{}.>",
-            govledger_ingest::subject::SUBJECT_PREFIX,
-            req.source_id
-        )
+        govledger_ingest::subject::source_filter_subjects(&req.source_id)
     };
     let consumer = stream
         .create_consumer(jetstream::consumer::pull::OrderedConfig {
             deliver_policy,
-            filter_subject,
+            filter_subjects,
             ..Default::default()
         })
         .await
@@ -100,7 +96,12 @@ async fn run(
             return Ok(());
         }
         let decoded = Event::decode(m.payload.as_ref());
-        if !matches(req, decoded.as_ref().ok(), &mut actions_of_identity) {
+        if !matches(
+            req,
+            m.subject.as_str(),
+            decoded.as_ref().ok(),
+            &mut actions_of_identity,
+        ) {
             if info.pending == 0 {
                 return Ok(());
             }
@@ -165,7 +166,20 @@ const REPLAY_IDLE_MS: u64 = 2_000;
 
 /// Whether an event passes the request's filters. Poison messages pass only
 /// unfiltered (or source-filtered) replays.
-fn matches(req: &ReplayRequest, ev: Option<&Event>, actions: &mut HashSet<String>) -> bool {
+fn matches(
+    req: &ReplayRequest,
+    subject: &str,
+    ev: Option<&Event>,
+    actions: &mut HashSet<String>,
+) -> bool {
+    // A server older than 2.10 ignores the consumer's `filter_subjects`.
+    if !req.source_id.is_empty()
+        && !govledger_ingest::subject::source_filter_subjects(&req.source_id)
+            .iter()
+            .any(|f| subject.starts_with(f.trim_end_matches('*')))
+    {
+        return false;
+    }
     let Some(ev) = ev else {
         return req.run_id.is_empty()
             && req.action_id.is_empty()

@@ -301,6 +301,7 @@ async fn serve_with(
         actions,
         alerts: alerts_tx,
         checkpointer: Some(checkpointer),
+        scratch_dir: cfg.data_dir().join("scratch"),
     });
     tracing::info!("gRPC listening on {bound}");
     let server = tonic::transport::Server::builder()

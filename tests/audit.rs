@@ -8,7 +8,11 @@ use common::{Govledger, NatsServer, ensure_stream, publisher, read_stream, run_g
 use govledger::simulate::{SimRun, publish_all, run_events, user_id};
 use govledger_ingest::event::ProducerId;
 use govledger_projector::merkle;
-use govledger_proto::v1::{ReplayItem, ReplayRequest, event::Body};
+use govledger_projector::{fold::Working, fold_in_memory};
+use govledger_proto::v1::{
+    AsOf, EntityType, GetActionRequest, GetIdentityRequest, GetSourceRequest, ListActionsRequest,
+    ReplayItem, ReplayRequest, as_of, event::Body,
+};
 
 async fn replay(gl: &Govledger, req: ReplayRequest) -> Vec<ReplayItem> {
     let mut s = gl.client().await.replay(req).await.unwrap().into_inner();
@@ -180,7 +184,7 @@ async fn replay_filters_and_commits_to_the_stored_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rebuild_matches_the_live_digest_after_a_mixed_history_with_restarts() {
+async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_prefix() {
     use common::fault_scim::{FaultScim, Faults, PageFault, ScimConfig};
     use govledger_proto::v1::{ActionKind, ActionRequested, SubmitActionRequest};
 
@@ -262,6 +266,161 @@ async fn rebuild_matches_the_live_digest_after_a_mixed_history_with_restarts() {
         out.contains("MATCH: the live projection is exactly the fold of the stream"),
         "{out}"
     );
+
+    // Point in time: identities, actions and the source as of many past points
+    // equal what a fold of the stream prefix up to that point holds.
+    let stored = read_stream(&client).await;
+    assert_eq!(stored.len() as u64, last);
+    let mut c = gl.client().await;
+    let actions: Vec<String> = c
+        .list_actions(ListActionsRequest {
+            source_id: "hr".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .actions
+        .into_iter()
+        .map(|a| a.action.unwrap().action_id)
+        .collect();
+    assert_eq!(actions.len(), 3);
+    let mut points: Vec<u64> = vec![1, last / 4, last / 2, 3 * last / 4, last];
+    for m in &stored {
+        let ev = govledger_projector::fold::decode(&m.as_stream_msg());
+        if let Ok(ev) = ev
+            && matches!(
+                ev.body,
+                Some(Body::ActionConcluded(_) | Body::ActionRequested(_))
+            )
+        {
+            points.extend([m.seq - 1, m.seq]);
+        }
+    }
+    points.retain(|p| *p >= 1);
+    points.sort_unstable();
+    points.dedup();
+    let watched: Vec<String> = users.iter().take(4).cloned().collect();
+    let at_seq = |n: u64| AsOf {
+        point: Some(as_of::Point::Seq(n)),
+    };
+    let (mut identities_checked, mut absent_checked, mut actions_checked) = (0, 0, 0);
+    for &point in &points {
+        let mut reference = Working::default();
+        fold_in_memory(&mut reference, &stored[..point as usize]);
+        for u in &watched {
+            let key = ("hr".to_owned(), EntityType::User as i32, u.clone());
+            let got = c
+                .get_identity(GetIdentityRequest {
+                    source_id: "hr".into(),
+                    entity_type: EntityType::User as i32,
+                    external_id: u.clone(),
+                    as_of: Some(at_seq(point)),
+                })
+                .await;
+            match reference.identities.get(&key) {
+                Some(want) => {
+                    let got = got.unwrap().into_inner();
+                    assert_eq!(got.as_of.unwrap().seq, point);
+                    assert_eq!(got.identity.as_ref(), Some(want), "{u} as of {point}");
+                    identities_checked += 1;
+                }
+                None => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.code(), tonic::Code::NotFound, "{u} as of {point}: {e:?}");
+                    assert!(e.message().contains("had not reported"), "{e:?}");
+                    absent_checked += 1;
+                }
+            }
+        }
+        for a in &actions {
+            let got = c
+                .get_action(GetActionRequest {
+                    action_id: a.clone(),
+                    as_of: Some(at_seq(point)),
+                })
+                .await;
+            match reference.actions.get(a) {
+                Some(want) => {
+                    assert_eq!(
+                        got.unwrap().into_inner().action.as_ref(),
+                        Some(want),
+                        "action {a} as of {point}"
+                    );
+                    actions_checked += 1;
+                }
+                None => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+                }
+            }
+        }
+    }
+    assert!(
+        identities_checked > 10 && absent_checked > 0 && actions_checked > 3,
+        "{identities_checked} {absent_checked} {actions_checked}"
+    );
+    // The source as of a few points (each folds the source's slice again).
+    for point in [last / 3, 2 * last / 3, last] {
+        let mut reference = Working::default();
+        fold_in_memory(&mut reference, &stored[..point as usize]);
+        let got = c
+            .get_source(GetSourceRequest {
+                source_id: "hr".into(),
+                as_of: Some(at_seq(point)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            got.source.as_ref(),
+            reference.sources.get(&"hr".to_owned()),
+            "source as of {point}"
+        );
+        let want_run = reference.runs.get(&got.source.unwrap().last_run_id);
+        assert_eq!(got.last_run.as_ref(), want_run);
+    }
+    // A time names the last event stored at or before it.
+    let mid = &stored[stored.len() / 2];
+    let want_seq = stored
+        .iter()
+        .filter(|m| m.stored_at_us <= mid.stored_at_us)
+        .map(|m| m.seq)
+        .max()
+        .unwrap();
+    let got = c
+        .get_source(GetSourceRequest {
+            source_id: "hr".into(),
+            as_of: Some(AsOf {
+                point: Some(as_of::Point::TimeUs(mid.stored_at_us)),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.as_of.unwrap().seq, want_seq);
+    // Before the first event: NotFound, saying when the ledger starts.
+    let e = c
+        .get_identity(GetIdentityRequest {
+            source_id: "hr".into(),
+            entity_type: EntityType::User as i32,
+            external_id: users[0].clone(),
+            as_of: Some(AsOf {
+                point: Some(as_of::Point::TimeUs(stored[0].stored_at_us - 1_000_000)),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(e.message().contains("first event was stored"), "{e:?}");
+    let e = c
+        .get_action(GetActionRequest {
+            action_id: actions[0].clone(),
+            as_of: Some(at_seq(last + 1_000)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
 }
 
 fn unhex(s: &str) -> merkle::Hash {

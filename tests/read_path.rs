@@ -425,6 +425,7 @@ async fn r9_freshness_and_the_readiness_gate() {
     assert!(ready.ready, "{:?}", ready.blockers);
     let st = c
         .get_source(GetSourceRequest {
+            as_of: None,
             source_id: "hr".into(),
         })
         .await
@@ -581,6 +582,7 @@ async fn absence_is_evidence_only_from_a_complete_run() {
         async move {
             let r = c
                 .get_identity(GetIdentityRequest {
+                    as_of: None,
                     source_id: "hr".into(),
                     entity_type: EntityType::User as i32,
                     external_id: id,

@@ -104,6 +104,7 @@ page_size = {PAGE}
     ] {
         let p = c
             .get_identity(GetIdentityRequest {
+                as_of: None,
                 source_id: "scim2".into(),
                 entity_type: EntityType::User as i32,
                 external_id: id.clone(),
@@ -136,6 +137,7 @@ page_size = {PAGE}
     assert_eq!(run.mode, SyncMode::Delta as i32);
     let p = c
         .get_identity(GetIdentityRequest {
+            as_of: None,
             source_id: "scim2".into(),
             entity_type: EntityType::User as i32,
             external_id: changed[0].clone(),
@@ -147,6 +149,7 @@ page_size = {PAGE}
     // Absence from a delta run is not evidence: everyone else is still present.
     let p = c
         .get_identity(GetIdentityRequest {
+            as_of: None,
             source_id: "scim2".into(),
             entity_type: EntityType::User as i32,
             external_id: users[0].clone(),
@@ -219,6 +222,7 @@ async fn lifecycle_actions_on_a_real_scim_server_are_confirmed_by_read_back() {
         let r = loop {
             if let Ok(r) = c
                 .get_action(GetActionRequest {
+                    as_of: None,
                     action_id: id.clone(),
                 })
                 .await

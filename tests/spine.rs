@@ -59,6 +59,7 @@ async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
 
     let src = c
         .get_source(GetSourceRequest {
+            as_of: None,
             source_id: "hr".into(),
         })
         .await
@@ -72,6 +73,7 @@ async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
 
     let id = c
         .get_identity(GetIdentityRequest {
+            as_of: None,
             source_id: "hr".into(),
             entity_type: EntityType::User as i32,
             external_id: govledger::simulate::user_id(42),
@@ -128,6 +130,7 @@ async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
     // The engine said "succeeded"; the ledger did not believe it.
     let src = c
         .get_source(GetSourceRequest {
+            as_of: None,
             source_id: "hr".into(),
         })
         .await
@@ -170,6 +173,7 @@ async fn bad_requests_get_actionable_status_codes() {
 
     let e = c
         .get_identity(GetIdentityRequest {
+            as_of: None,
             source_id: "hr".into(),
             entity_type: 99,
             external_id: "x".into(),
@@ -180,6 +184,7 @@ async fn bad_requests_get_actionable_status_codes() {
 
     let e = c
         .get_identity(GetIdentityRequest {
+            as_of: None,
             source_id: "hr".into(),
             entity_type: EntityType::User as i32,
             external_id: "nobody".into(),
@@ -201,6 +206,7 @@ async fn bad_requests_get_actionable_status_codes() {
 
     let e = c
         .get_source(GetSourceRequest {
+            as_of: None,
             source_id: "unknown".into(),
         })
         .await

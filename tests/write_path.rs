@@ -88,6 +88,7 @@ async fn wait_action(gl: &Govledger, id: &str) -> GetActionResponse {
     loop {
         if let Ok(r) = c
             .get_action(GetActionRequest {
+                as_of: None,
                 action_id: id.into(),
             })
             .await

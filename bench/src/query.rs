@@ -196,6 +196,7 @@ async fn call(
         Rpc::GetSource => {
             ledger
                 .get_source(GetSourceRequest {
+                    as_of: None,
                     source_id: source(),
                 })
                 .await?;
@@ -221,6 +222,7 @@ async fn call(
             let n = (k as u64).wrapping_mul(104_729) % t.users_per_source.max(1);
             let r = ledger
                 .get_identity(GetIdentityRequest {
+                    as_of: None,
                     source_id: source(),
                     entity_type: EntityType::User as i32,
                     external_id: user_id(n),

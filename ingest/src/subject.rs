@@ -76,6 +76,15 @@ pub fn stream_subjects() -> Vec<String> {
     ]
 }
 
+/// Consumer filters selecting exactly one source's events: one per stream
+/// subject, so each is a strict subset of the stream's interest.
+pub fn source_filter_subjects(source_id: &str) -> Vec<String> {
+    vec![
+        format!("{SUBJECT_PREFIX}.{source_id}.read.*"),
+        format!("{SUBJECT_PREFIX}.{source_id}.write.*"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,6 +119,12 @@ pub struct Working {
     pub poison: Table<u64, PoisonEvent>,
     pub source_actions: Table<(String, String), ()>,
     pub open_actions: Table<(String, String), ()>,
+    /// Point-in-time indexes (written, never read by the fold).
+    pub identity_history: Table<(IdentityKey, u64), ()>,
+    pub action_history: Table<(String, u64), ()>,
+    /// Leaf-hash blocks ([`crate::keys::LEAVES_PER_BLOCK`] leaves each); the
+    /// caller preloads the blocks [`needs_seq`] names.
+    pub leaves: Table<u64, Vec<u8>>,
     /// Decisions made while folding (not stored): runs decided, actions concluded, drift.
     pub alerts: Vec<Alert>,
     /// The Merkle tree over every applied message; stored inside the meta record.
@@ -140,6 +146,9 @@ impl Working {
         self.poison.clear_dirty();
         self.source_actions.clear_dirty();
         self.open_actions.clear_dirty();
+        self.identity_history.clear_dirty();
+        self.action_history.clear_dirty();
+        self.leaves.clear_dirty();
         self.alerts.clear();
     }
 
@@ -215,6 +224,21 @@ impl Working {
                 Key::OpenAction(k.0.clone(), k.1.clone()).encode(),
                 v.map(|_| Vec::new()),
             ));
+        }
+        for (k, v) in self.identity_history.changed() {
+            out.push((
+                Key::IdentityHistory(k.0.clone(), k.1).encode(),
+                v.map(|_| Vec::new()),
+            ));
+        }
+        for (k, v) in self.action_history.changed() {
+            out.push((
+                Key::ActionHistory(k.0.clone(), k.1).encode(),
+                v.map(|_| Vec::new()),
+            ));
+        }
+        for (k, v) in self.leaves.changed() {
+            out.push((Key::Leaves(*k).encode(), v.cloned()));
         }
         out
     }
@@ -303,6 +327,11 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
     }
 }
 
+/// The leaf block a message at `seq` writes to (whatever the message holds).
+pub fn needs_seq(seq: u64, out: &mut BTreeSet<Key>) {
+    out.insert(Key::Leaves(crate::keys::leaf_slot(seq).0));
+}
+
 /// The action record and its two per-source indexes.
 fn action_keys(ev: &Event, out: &mut BTreeSet<Key>) {
     out.insert(Key::Action(ev.action_id.clone()));
@@ -332,8 +361,17 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, Strin
     w.meta.last_applied_seq = msg.seq;
     w.meta_dirty = true;
     // Every stored message is a leaf, whatever it holds: the tree commits to the stream.
-    w.merkle
-        .push(crate::merkle::leaf_hash(msg.seq, msg.payload));
+    let leaf = crate::merkle::leaf_hash(msg.seq, msg.payload);
+    w.merkle.push(leaf);
+    let (block, at) = crate::keys::leaf_slot(msg.seq);
+    debug_assert!(
+        w.leaves.is_loaded(&block),
+        "needs_seq() missed a leaf block"
+    );
+    let b = w.leaves.get_or_insert_with(&block, Vec::new);
+    // A fold of a filtered slice (point-in-time) skips sequences: zeros = not held.
+    b.resize(at, 0);
+    b.extend_from_slice(&leaf);
     let ev = match decoded {
         Ok(ev) => ev,
         Err(e) => {
@@ -522,6 +560,7 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
                 run.duplicates += 1;
             }
             let ikey = (ev.source_id.clone(), r.entity_type, r.external_id.clone());
+            w.identity_history.insert((ikey.clone(), seq), ());
             let ident = w.identities.get_or_insert_with(&ikey, || IdentityState {
                 source_id: ev.source_id.clone(),
                 entity_type: r.entity_type,
@@ -576,6 +615,14 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             }
         }
         Body::ActionRequested(r) => {
+            if !r.identity_external_id.is_empty() {
+                let ikey = (
+                    ev.source_id.clone(),
+                    r.entity_type,
+                    r.identity_external_id.clone(),
+                );
+                w.identity_history.insert((ikey, seq), ());
+            }
             let a = action_mut(w, ev, seq);
             if a.request.is_none() {
                 a.request = Some(r.clone());
@@ -644,6 +691,7 @@ fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionCon
     }
     for wi in &c.watch {
         let key = (ev.source_id.clone(), wi.entity_type, wi.external_id.clone());
+        w.identity_history.insert((key.clone(), seq), ());
         let ident = w.identities.get_or_insert_with(&key, || IdentityState {
             source_id: ev.source_id.clone(),
             entity_type: wi.entity_type,
@@ -861,6 +909,7 @@ fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut ActionSta
         w.source_actions.insert(key.clone(), ());
         w.open_actions.insert(key, ());
     }
+    w.action_history.insert((ev.action_id.clone(), seq), ());
     let a = w.actions.get_or_insert_with(&ev.action_id, || ActionState {
         action_id: ev.action_id.clone(),
         source_id: ev.source_id.clone(),

@@ -18,6 +18,15 @@ pub const TAG_EVENT_ID: u8 = b'e';
 pub const TAG_POISON: u8 = b'x';
 pub const TAG_SOURCE_ACTION: u8 = b'b';
 pub const TAG_OPEN_ACTION: u8 = b'o';
+pub const TAG_HISTORY: u8 = b'h';
+pub const TAG_LEAVES: u8 = b'l';
+
+/// Sub-tags of [`TAG_HISTORY`].
+pub const HISTORY_IDENTITY: u8 = b'i';
+pub const HISTORY_ACTION: u8 = b'a';
+
+/// RFC 6962 leaf hashes kept per [`Key::Leaves`] block (32 bytes each).
+pub const LEAVES_PER_BLOCK: u64 = 256;
 
 /// (source, entity type, external id)
 pub type IdentityKey = (String, i32, String);
@@ -44,6 +53,14 @@ pub enum Key {
     /// Index: actions of a source not concluded yet (what recovery and the
     /// OVERDUE scan look at, without reading every action ever submitted).
     OpenAction(String, String),
+    /// Index: the stream sequences of the applied events that changed an
+    /// identity (or an action on it), so a point-in-time answer folds only them.
+    IdentityHistory(IdentityKey, u64),
+    /// Index: the stream sequences of an action's events.
+    ActionHistory(String, u64),
+    /// The leaf hashes of stream sequences `block * LEAVES_PER_BLOCK + 1 ..`,
+    /// concatenated: what a verification compares the stream with.
+    Leaves(u64),
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -84,6 +101,21 @@ impl Key {
                 k.extend_from_slice(&seq.to_be_bytes());
                 k
             }
+            Key::IdentityHistory((s, t, id), seq) => {
+                let mut k = identity_history_prefix(s, *t, id);
+                k.extend_from_slice(&seq.to_be_bytes());
+                k
+            }
+            Key::ActionHistory(a, seq) => {
+                let mut k = action_history_prefix(a);
+                k.extend_from_slice(&seq.to_be_bytes());
+                k
+            }
+            Key::Leaves(block) => {
+                let mut k = vec![TAG_LEAVES];
+                k.extend_from_slice(&block.to_be_bytes());
+                k
+            }
         }
     }
 }
@@ -93,6 +125,34 @@ pub fn identity_key(source: &str, entity_type: i32, external_id: &str) -> Vec<u8
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
     k
+}
+
+/// Every [`Key::IdentityHistory`] key of one identity starts with this.
+pub fn identity_history_prefix(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
+    let mut k = vec![TAG_HISTORY, HISTORY_IDENTITY];
+    put_str(&mut k, source);
+    k.extend_from_slice(&entity_type.to_be_bytes());
+    put_str(&mut k, external_id);
+    k
+}
+
+/// Every [`Key::ActionHistory`] key of one action starts with this.
+pub fn action_history_prefix(action_id: &str) -> Vec<u8> {
+    let mut k = vec![TAG_HISTORY, HISTORY_ACTION];
+    put_str(&mut k, action_id);
+    k
+}
+
+/// The sequence at the end of a history key.
+pub fn history_seq(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// The leaf block holding stream sequence `seq` (≥ 1) and the byte offset in it.
+pub fn leaf_slot(seq: u64) -> (u64, usize) {
+    let i = seq.saturating_sub(1);
+    (i / LEAVES_PER_BLOCK, (i % LEAVES_PER_BLOCK) as usize * 32)
 }
 
 /// Reads the last length-prefixed string component of `key` starting at `at`.
@@ -143,6 +203,28 @@ mod tests {
     #[test]
     fn poison_keys_sort_by_sequence() {
         assert!(Key::Poison(2).encode() < Key::Poison(256).encode());
+    }
+
+    #[test]
+    fn history_keys_sort_by_sequence_within_one_entity() {
+        let id = ("hr".to_owned(), 1, "u1".to_owned());
+        let a = Key::IdentityHistory(id.clone(), 9).encode();
+        let b = Key::IdentityHistory(id.clone(), 300).encode();
+        assert!(a < b);
+        assert!(a.starts_with(&identity_history_prefix("hr", 1, "u1")));
+        assert!(!a.starts_with(&identity_history_prefix("hr", 1, "u")));
+        assert_eq!(history_seq(&b), Some(300));
+        assert_eq!(
+            history_seq(&Key::ActionHistory("a".into(), 7).encode()),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn leaf_slots() {
+        assert_eq!(leaf_slot(1), (0, 0));
+        assert_eq!(leaf_slot(256), (0, 255 * 32));
+        assert_eq!(leaf_slot(257), (1, 0));
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub fn process_batch(
     for ev in decoded.iter().flatten() {
         fold::needs(ev, &mut needs);
     }
+    for m in &fresh {
+        fold::needs_seq(m.seq, &mut needs);
+    }
     let mut w = fold::Working::continuing(meta);
     store.load_into(&mut w, &needs)?;
     for (m, d) in fresh.iter().zip(&decoded) {
@@ -122,11 +125,12 @@ pub fn fold_in_memory(w: &mut fold::Working, msgs: &[OwnedMsg]) {
     for m in msgs {
         let sm = m.as_stream_msg();
         let d = fold::decode(&sm);
+        let mut needs = BTreeSet::new();
+        fold::needs_seq(m.seq, &mut needs);
         if let Ok(ev) = &d {
-            let mut needs = BTreeSet::new();
             fold::needs(ev, &mut needs);
-            load_absent(w, &needs);
         }
+        load_absent(w, &needs);
         fold::apply(w, &sm, &d);
     }
 }
@@ -147,6 +151,9 @@ fn load_absent(w: &mut fold::Working, needs: &BTreeSet<keys::Key>) {
             Key::Poison(s) => w.poison.load(*s, None),
             Key::SourceAction(a, b) => w.source_actions.load((a.clone(), b.clone()), None),
             Key::OpenAction(a, b) => w.open_actions.load((a.clone(), b.clone()), None),
+            Key::Leaves(b) => w.leaves.load(*b, None),
+            // Written only, never read by the fold.
+            Key::IdentityHistory(..) | Key::ActionHistory(..) => {}
         }
     }
 }

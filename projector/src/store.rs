@@ -26,7 +26,7 @@ use crate::{
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+pub const STORE_FORMAT_VERSION: u32 = 3;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -163,6 +163,10 @@ impl Store {
                     let v = self.tree.get(key.encode())?.map(|_| ());
                     w.open_actions.load((a.clone(), b.clone()), v);
                 }
+                Key::Leaves(b) if !w.leaves.is_loaded(b) => {
+                    let v = self.tree.get(key.encode())?.map(|v| v.to_vec());
+                    w.leaves.load(*b, v);
+                }
                 Key::Poison(k) if !w.poison.is_loaded(k) => {
                     let v = self.get::<PoisonEvent>(&key.encode())?;
                     w.poison.load(*k, v);
@@ -284,6 +288,55 @@ impl Store {
         Ok(out)
     }
 
+    /// Sequences (ascending, at most `limit`, all ≤ `upto_seq`) of the applied
+    /// events that changed this identity or requested an action on it.
+    pub fn identity_history(
+        &self,
+        source_id: &str,
+        entity_type: i32,
+        external_id: &str,
+        upto_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        self.history(
+            &keys::identity_history_prefix(source_id, entity_type, external_id),
+            upto_seq,
+            limit,
+        )
+    }
+
+    /// Sequences (ascending, at most `limit`, all ≤ `upto_seq`) of an action's events.
+    pub fn action_history(&self, action_id: &str, upto_seq: u64, limit: usize) -> Result<Vec<u64>> {
+        self.history(&keys::action_history_prefix(action_id), upto_seq, limit)
+    }
+
+    fn history(&self, prefix: &[u8], upto_seq: u64, limit: usize) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefix) {
+            let (k, _) = kv?;
+            match keys::history_seq(&k) {
+                Some(seq) if seq <= upto_seq && out.len() < limit => out.push(seq),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The leaf hash the projector recorded for `seq`, `None` when it holds none
+    /// (not applied yet, or a zero-filled slot).
+    pub fn leaf(&self, seq: u64) -> Result<Option<crate::merkle::Hash>> {
+        let (block, at) = keys::leaf_slot(seq);
+        let Some(b) = self.tree.get(Key::Leaves(block).encode())? else {
+            return Ok(None);
+        };
+        let Some(slot) = b.get(at..at + 32) else {
+            return Ok(None);
+        };
+        let mut h = [0u8; 32];
+        h.copy_from_slice(slot);
+        Ok((h != [0u8; 32]).then_some(h))
+    }
+
     /// Poison events with a sequence above `after_seq`, at most `limit`.
     pub fn poison(&self, after_seq: u64, limit: usize) -> Result<Vec<PoisonEvent>> {
         let from = Key::Poison(after_seq.saturating_add(1)).encode();
@@ -378,6 +431,15 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     for (k, _) in w.source_actions.iter() {
         out.push((Key::SourceAction(k.0.clone(), k.1.clone()).encode(), vec![]));
+    }
+    for (k, _) in w.identity_history.iter() {
+        out.push((Key::IdentityHistory(k.0.clone(), k.1).encode(), vec![]));
+    }
+    for (k, _) in w.action_history.iter() {
+        out.push((Key::ActionHistory(k.0.clone(), k.1).encode(), vec![]));
+    }
+    for (k, v) in w.leaves.iter() {
+        out.push((Key::Leaves(*k).encode(), v.clone()));
     }
     out
 }

@@ -482,6 +482,43 @@ fn check_model(seed: u64, msgs: &[OwnedMsg], w: &Working) {
         let runs = w.source_runs.iter().filter(|((s, _), _)| s == id).count();
         assert_eq!(runs as u64, src.runs_total, "seed {seed}: source {id} runs");
     }
+    // The leaf blocks hold the leaf of every stored message, in order.
+    for msg in msgs {
+        let (block, at) = govledger_projector::keys::leaf_slot(msg.seq);
+        let b = w.leaves.get(&block).expect("leaf block");
+        assert_eq!(
+            &b[at..at + 32],
+            &govledger_projector::merkle::leaf_hash(msg.seq, &msg.payload),
+            "seed {seed}: leaf {}",
+            msg.seq
+        );
+    }
+    // Point in time: an identity's history index (with the events of the
+    // actions it names) folds to exactly the identity the whole log folds to.
+    let by_seq: BTreeMap<u64, &OwnedMsg> = msgs.iter().map(|m| (m.seq, m)).collect();
+    for (key, want) in w.identities.iter().take(40) {
+        let mut seqs: BTreeSet<u64> = w
+            .identity_history
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|((_, s), _)| *s)
+            .collect();
+        let actions: BTreeSet<String> = seqs
+            .iter()
+            .filter_map(|s| fold::decode(&by_seq[s].as_stream_msg()).ok())
+            .map(|e| e.action_id)
+            .filter(|a| !a.is_empty())
+            .collect();
+        for ((a, s), _) in w.action_history.iter() {
+            if actions.contains(a) {
+                seqs.insert(*s);
+            }
+        }
+        let slice: Vec<OwnedMsg> = seqs.iter().map(|s| by_seq[s].clone()).collect();
+        let mut part = Working::default();
+        fold_in_memory(&mut part, &slice);
+        assert_eq!(part.identities.get(key), Some(want), "seed {seed}: {key:?}");
+    }
 }
 
 /// Closes `store` and opens its folder again. sled 0.34 releases its file lock

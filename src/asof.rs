@@ -1,0 +1,429 @@
+//! Point-in-time answers: an identity, an action or a source as it stood at a
+//! past stream sequence or time.
+//!
+//! The answer is never read from a snapshot: the events up to the point are read
+//! again from JetStream and folded by the same pure fold the projector runs, so
+//! it is what a fold of the prefix gives. What differs is which events are read:
+//! - an identity: the sequences in its own history index (its observations, the
+//!   actions requested on it, the confirmations that watch it) plus the events of
+//!   those actions — the cost follows that identity's history, not the log;
+//! - an action: its own history index;
+//! - a source: every event on the source's subjects up to the point, folded into
+//!   a scratch sled folder that is removed afterwards (cost: the source's history).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy};
+use futures::StreamExt as _;
+use govledger_projector::{
+    OwnedMsg, Store, fold, fold_in_memory,
+    keys::{IdentityKey, entity_label},
+};
+use govledger_proto::v1::{
+    ActionState, AsOf, AsOfPoint, IdentityState, LedgerMeta, RunState, SourceState, as_of,
+};
+use tonic::Status;
+
+/// Events one point-in-time identity or action answer may fold, at most.
+pub const HISTORY_EVENTS_MAX: usize = 100_000;
+/// Messages folded per scratch commit of a source answer.
+const SCRATCH_BATCH_EVENTS: usize = 1_000;
+/// Sled cache of a scratch fold.
+const SCRATCH_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest wait for the next message of a source's slice.
+const READ_IDLE_MS: u64 = 5_000;
+
+/// Reads the stream and the projector's indexes for point-in-time answers.
+pub struct AsOfReader {
+    pub store: Arc<Store>,
+    pub js: jetstream::Context,
+    pub stream: String,
+    /// Where scratch folds of a source live while they run.
+    pub scratch_dir: PathBuf,
+    /// One source fold at a time (each reads a source's whole history).
+    pub source_folds: tokio::sync::Semaphore,
+}
+
+fn unavailable(stream: &str, e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!(
+        "cannot read stream {stream}: {e}; is NATS reachable?"
+    ))
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(format!("ledger store: {e}"))
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_else(|| format!("{us} µs"))
+}
+
+fn ts_us(t: &time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// The point's description for messages.
+pub fn describe(p: &AsOfPoint) -> String {
+    format!("sequence {} (stored {})", p.seq, rfc3339(p.stored_at_us))
+}
+
+impl AsOfReader {
+    /// The stream sequence (and its stored time) an `AsOf` names. A time names
+    /// the last event stored at or before it. The point must be projected.
+    pub async fn resolve(&self, as_of: &AsOf) -> Result<AsOfPoint, Status> {
+        let mut stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        let state = stream
+            .info()
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?
+            .state
+            .clone();
+        let seq = match as_of.point {
+            None => {
+                return Err(Status::invalid_argument(
+                    "as_of is set but names no point: give as_of.seq (a stream sequence ≥ 1) or as_of.time_us",
+                ));
+            }
+            Some(as_of::Point::Seq(0)) => {
+                return Err(Status::invalid_argument(
+                    "as_of.seq must be ≥ 1 (stream sequences start at 1)",
+                ));
+            }
+            Some(as_of::Point::Seq(n)) => {
+                if n > state.last_sequence {
+                    return Err(Status::invalid_argument(format!(
+                        "as_of.seq {n} is past the end of the stream (last sequence {})",
+                        state.last_sequence
+                    )));
+                }
+                n
+            }
+            Some(as_of::Point::TimeUs(t)) => {
+                if state.messages == 0 || t < ts_us(&state.first_timestamp) {
+                    return Err(Status::not_found(format!(
+                        "no event was stored at or before {}: the ledger's first event was stored {}",
+                        rfc3339(t),
+                        if state.messages == 0 {
+                            "never (the stream is empty)".to_owned()
+                        } else {
+                            rfc3339(ts_us(&state.first_timestamp))
+                        }
+                    )));
+                }
+                if t >= ts_us(&state.last_timestamp) {
+                    state.last_sequence
+                } else {
+                    self.first_after(&stream, t).await?.saturating_sub(1)
+                }
+            }
+        };
+        let applied = self.store.meta().map_err(internal)?.last_applied_seq;
+        if seq > applied {
+            return Err(Status::unavailable(format!(
+                "the projector has applied up to sequence {applied}, not yet {seq}; retry in a moment"
+            )));
+        }
+        let msg = stream
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        Ok(AsOfPoint {
+            seq,
+            stored_at_us: ts_us(&msg.time),
+        })
+    }
+
+    /// The sequence of the first message stored after `t_us`.
+    async fn first_after(
+        &self,
+        stream: &jetstream::stream::Stream,
+        t_us: i64,
+    ) -> Result<u64, Status> {
+        let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t_us + 1) * 1_000)
+            .map_err(|_| Status::invalid_argument("as_of.time_us is out of range"))?;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        let mut msgs = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        let m = tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next())
+            .await
+            .map_err(|_| unavailable(&self.stream, "stream read stalled"))?
+            .ok_or_else(|| unavailable(&self.stream, "stream ended"))?
+            .map_err(|e| unavailable(&self.stream, e))?;
+        Ok(m.info()
+            .map_err(|e| unavailable(&self.stream, e))?
+            .stream_sequence)
+    }
+
+    /// The stored messages at `seqs`, read one by one.
+    async fn fetch(&self, seqs: impl IntoIterator<Item = u64>) -> Result<Vec<OwnedMsg>, Status> {
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        let mut out = Vec::new();
+        for seq in seqs {
+            let m = stream.get_raw_message(seq).await.map_err(|e| {
+                Status::data_loss(format!(
+                    "stream message {seq}, which the ledger's index names, cannot be read: {e}"
+                ))
+            })?;
+            out.push(OwnedMsg {
+                seq,
+                subject: m.subject.to_string(),
+                stored_at_us: ts_us(&m.time),
+                payload: m.payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Messages of the identity's history up to the point, with the events of
+    /// every action named in it (an action's conclusion needs its read-backs).
+    async fn identity_msgs(&self, key: &IdentityKey, upto: u64) -> Result<Vec<OwnedMsg>, Status> {
+        let seqs = self
+            .store
+            .identity_history(&key.0, key.1, &key.2, upto, HISTORY_EVENTS_MAX + 1)
+            .map_err(internal)?;
+        if seqs.len() > HISTORY_EVENTS_MAX {
+            return Err(too_long());
+        }
+        let mut msgs: BTreeMap<u64, OwnedMsg> = self
+            .fetch(seqs)
+            .await?
+            .into_iter()
+            .map(|m| (m.seq, m))
+            .collect();
+        let actions: BTreeSet<String> = msgs
+            .values()
+            .filter_map(|m| fold::decode(&m.as_stream_msg()).ok())
+            .map(|e| e.action_id)
+            .filter(|a| !a.is_empty())
+            .collect();
+        for a in actions {
+            let more: Vec<u64> = self
+                .store
+                .action_history(&a, upto, HISTORY_EVENTS_MAX + 1)
+                .map_err(internal)?
+                .into_iter()
+                .filter(|s| !msgs.contains_key(s))
+                .collect();
+            for m in self.fetch(more).await? {
+                msgs.insert(m.seq, m);
+            }
+            if msgs.len() > HISTORY_EVENTS_MAX {
+                return Err(too_long());
+            }
+        }
+        Ok(msgs.into_values().collect())
+    }
+
+    /// The identity as it stood at `p`, and the sequences folded for it.
+    pub async fn identity(
+        &self,
+        key: &IdentityKey,
+        p: &AsOfPoint,
+    ) -> Result<(IdentityState, Vec<u64>), Status> {
+        let msgs = self.identity_msgs(key, p.seq).await?;
+        let folded: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
+        let mut w = fold::Working::default();
+        fold_in_memory(&mut w, &msgs);
+        match w.identities.get(key) {
+            Some(i) => Ok((i.clone(), folded)),
+            None => {
+                let first = self
+                    .store
+                    .identity_history(&key.0, key.1, &key.2, u64::MAX, 1)
+                    .map_err(internal)?;
+                Err(Status::not_found(format!(
+                    "as of {}, source {:?} had not reported {} {:?}{}",
+                    describe(p),
+                    key.0,
+                    entity_label(key.1),
+                    key.2,
+                    match first.first() {
+                        Some(f) if *f > p.seq => format!("; its first event is at sequence {f}"),
+                        Some(_) => String::new(),
+                        None => "; it has no event in the ledger at all".to_owned(),
+                    }
+                )))
+            }
+        }
+    }
+
+    /// The action as it stood at `p`.
+    pub async fn action(&self, action_id: &str, p: &AsOfPoint) -> Result<ActionState, Status> {
+        let seqs = self
+            .store
+            .action_history(action_id, p.seq, HISTORY_EVENTS_MAX + 1)
+            .map_err(internal)?;
+        if seqs.len() > HISTORY_EVENTS_MAX {
+            return Err(too_long());
+        }
+        if seqs.is_empty() {
+            let first = self
+                .store
+                .action_history(action_id, u64::MAX, 1)
+                .map_err(internal)?;
+            return Err(Status::not_found(format!(
+                "as of {}, there was no action {action_id:?}{}",
+                describe(p),
+                match first.first() {
+                    Some(f) => format!("; it was requested at sequence {f}"),
+                    None => "; the ledger holds no event of it at all".to_owned(),
+                }
+            )));
+        }
+        let msgs = self.fetch(seqs).await?;
+        let mut w = fold::Working::default();
+        fold_in_memory(&mut w, &msgs);
+        w.actions
+            .get(&action_id.to_owned())
+            .cloned()
+            .ok_or_else(|| {
+                Status::internal(format!(
+                    "the history of action {action_id:?} folds to no action record"
+                ))
+            })
+    }
+
+    /// The source (and its last run) as it stood at `p`: every event on the
+    /// source's subjects up to `p` folded into a scratch sled folder.
+    pub async fn source(
+        &self,
+        source_id: &str,
+        p: &AsOfPoint,
+    ) -> Result<(SourceState, Option<RunState>), Status> {
+        let _permit = self
+            .source_folds
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        let dir = self
+            .scratch_dir
+            .join(format!("asof-{}", uuid::Uuid::now_v7()));
+        let out = self.source_in(&dir, source_id, p).await;
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a scratch fold folder");
+        }
+        out
+    }
+
+    async fn source_in(
+        &self,
+        dir: &Path,
+        source_id: &str,
+        p: &AsOfPoint,
+    ) -> Result<(SourceState, Option<RunState>), Status> {
+        let store = Store::open(dir, SCRATCH_CACHE_BYTES).map_err(internal)?;
+        let stream = self
+            .js
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        let filters = govledger_ingest::subject::source_filter_subjects(source_id);
+        let prefix = format!("{}.{source_id}.", govledger_ingest::subject::SUBJECT_PREFIX);
+        let any = format!(
+            "{}.{source_id}.*.*",
+            govledger_ingest::subject::SUBJECT_PREFIX
+        );
+        // An ordered consumer over an empty slice would only time out.
+        let first = stream
+            .get_first_raw_message_by_subject(&any, 1)
+            .await
+            .ok()
+            .map(|m| m.sequence);
+        if first.is_none_or(|f| f > p.seq) {
+            return Err(Status::not_found(format!(
+                "as of {}, the ledger held no event of source {source_id:?}{}",
+                describe(p),
+                first.map_or(String::new(), |f| format!(
+                    "; its first event is at sequence {f}"
+                ))
+            )));
+        }
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: DeliverPolicy::All,
+                filter_subjects: filters,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        let mut msgs = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
+        let mut meta = LedgerMeta::default();
+        let mut batch = Vec::with_capacity(SCRATCH_BATCH_EVENTS);
+        loop {
+            let next = tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next())
+                .await
+                .map_err(|_| unavailable(&self.stream, "stream read stalled"))?;
+            let Some(m) = next else { break };
+            let m = m.map_err(|e| unavailable(&self.stream, e))?;
+            let info = m.info().map_err(|e| unavailable(&self.stream, e))?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            if seq > p.seq {
+                break;
+            }
+            // A server older than 2.10 ignores `filter_subjects`: filter here too.
+            let mine = m.subject.as_str().starts_with(&prefix);
+            if mine {
+                batch.push(OwnedMsg {
+                    seq,
+                    subject: m.subject.to_string(),
+                    stored_at_us: ts_us(&info.published),
+                    payload: m.payload.clone(),
+                });
+            }
+            let last = pending == 0 || seq == p.seq;
+            if batch.len() >= SCRATCH_BATCH_EVENTS || (last && !batch.is_empty()) {
+                govledger_projector::process_batch(&store, &mut meta, &batch).map_err(internal)?;
+                batch.clear();
+            }
+            if last {
+                break;
+            }
+        }
+        let Some(src) = store.source(source_id).map_err(internal)? else {
+            return Err(Status::not_found(format!(
+                "as of {}, the ledger held no event of source {source_id:?}",
+                describe(p)
+            )));
+        };
+        let run = if src.last_run_id.is_empty() {
+            None
+        } else {
+            store.run(&src.last_run_id).map_err(internal)?
+        };
+        Ok((src, run))
+    }
+}
+
+fn too_long() -> Status {
+    Status::failed_precondition(format!(
+        "this history has more than {HISTORY_EVENTS_MAX} events; read it with Replay instead"
+    ))
+}
