@@ -27,8 +27,9 @@ use govledger_proto::v1::{
     Checkpoint, CreateCheckpointRequest, ListCheckpointsRequest, ListCheckpointsResponse,
 };
 use govledger_proto::v1::{
-    ConsistencyProof, GetConsistencyProofRequest, GetInclusionProofRequest, InclusionProof,
-    ReplayItem, ReplayRequest,
+    ConsistencyProof, EvidenceChunk, ExportEvidenceRequest, GetConsistencyProofRequest,
+    GetInclusionProofRequest, InclusionProof, ReplayItem, ReplayRequest, VerifyRangeRequest,
+    VerifyRangeResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -912,6 +913,131 @@ impl Ledger for LedgerApi {
             .await
             .map_err(|e| Status::unavailable(format!("cannot read checkpoints: {e}")))?;
         Ok(Response::new(ListCheckpointsResponse { checkpoints }))
+    }
+
+    type ExportEvidenceStream =
+        tokio_stream::wrappers::ReceiverStream<Result<EvidenceChunk, Status>>;
+
+    async fn export_evidence(
+        &self,
+        req: Request<ExportEvidenceRequest>,
+    ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
+        let mut r = req.into_inner();
+        let source = require("source_id", &r.source_id)?;
+        govledger_ingest::subject::validate_source_id(source)
+            .map_err(|e| Status::invalid_argument(format!("source_id: {e}")))?;
+        if r.external_id.is_empty() {
+            if r.entity_type != 0 {
+                return Err(Status::invalid_argument(
+                    "entity_type without external_id: name the identity, or leave both empty to export the whole source",
+                ));
+            }
+        } else {
+            r.entity_type = match EntityType::try_from(r.entity_type) {
+                Ok(EntityType::Unspecified) => EntityType::User as i32,
+                Ok(t) => t as i32,
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "entity_type {} is not a known EntityType (USER=1, GROUP=2, ENTITLEMENT=3, MEMBERSHIP=4)",
+                        r.entity_type
+                    )));
+                }
+            };
+        }
+        if r.from_us < 0 || r.to_us < 0 || (r.to_us > 0 && r.from_us > r.to_us) {
+            return Err(Status::invalid_argument(
+                "from_us and to_us must be ≥ 0 and from_us ≤ to_us",
+            ));
+        }
+        let (Some(reader), Some(c)) = (&self.asof, &self.checkpointer) else {
+            return Err(Status::failed_precondition(
+                "an export reads the stream and signs with the checkpoint key; this process has neither",
+            ));
+        };
+        let bundle = crate::evidence::export(
+            crate::evidence::ExportDeps {
+                store: &self.store,
+                reader,
+                checkpointer: c,
+                stream: &self.stream,
+            },
+            &r,
+        )
+        .await?;
+        let bytes = serde_json::to_vec_pretty(&bundle)
+            .map_err(|e| Status::internal(format!("cannot encode the bundle: {e}")))?;
+        let chunks = crate::evidence::chunks(bytes);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            for data in chunks {
+                if tx.send(Ok(EvidenceChunk { data })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn verify_range(
+        &self,
+        req: Request<VerifyRangeRequest>,
+    ) -> Result<Response<VerifyRangeResponse>, Status> {
+        let r = req.into_inner();
+        let (Some(js), Some(c)) = (&self.js, &self.checkpointer) else {
+            return Err(Status::failed_precondition(
+                "verification reads the stream and the checkpoints; this process has neither",
+            ));
+        };
+        let applied = self.store.meta().map_err(internal)?.last_applied_seq;
+        let to = if r.to_seq == 0 { applied } else { r.to_seq };
+        if to > applied {
+            return Err(Status::failed_precondition(format!(
+                "to_seq {to} is past what the projector has applied ({applied}); verify up to {applied} or retry later"
+            )));
+        }
+        if to > crate::verify::VERIFY_MESSAGES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "a verification reads at most {} messages; verify a shorter range",
+                crate::verify::VERIFY_MESSAGES_MAX
+            )));
+        }
+        let from = r.from_seq.max(1);
+        if from > to && to > 0 {
+            return Err(Status::invalid_argument(format!(
+                "from_seq {from} is after to_seq {to}"
+            )));
+        }
+        let stream = if r.stream.is_empty() {
+            self.stream.clone()
+        } else {
+            if r.stream.contains(['.', '*', '>', ' ', '/', '\\']) {
+                return Err(Status::invalid_argument(format!(
+                    "stream {:?} is not a valid JetStream stream name",
+                    r.stream
+                )));
+            }
+            r.stream
+        };
+        let mut cps = c
+            .all(crate::verify::VERIFY_CHECKPOINTS_MAX)
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot read checkpoints: {e}")))?;
+        cps.retain(|cp| cp.stream == self.stream);
+        if let Err(e) = crate::checkpoints::verify_chain(&cps, &c.public_key_hex()) {
+            return Ok(Response::new(VerifyRangeResponse {
+                ok: false,
+                problem: format!("the signed checkpoints do not verify: {e}"),
+                stream,
+                from_seq: from,
+                to_seq: to,
+                ..Default::default()
+            }));
+        }
+        Ok(Response::new(
+            crate::verify::verify_range(js, &self.store, cps, &stream, from, to).await,
+        ))
     }
 
     async fn check_readiness(

@@ -199,7 +199,11 @@ impl AsOfReader {
 
     /// Messages of the identity's history up to the point, with the events of
     /// every action named in it (an action's conclusion needs its read-backs).
-    async fn identity_msgs(&self, key: &IdentityKey, upto: u64) -> Result<Vec<OwnedMsg>, Status> {
+    pub async fn identity_msgs(
+        &self,
+        key: &IdentityKey,
+        upto: u64,
+    ) -> Result<Vec<OwnedMsg>, Status> {
         let seqs = self
             .store
             .identity_history(&key.0, key.1, &key.2, upto, HISTORY_EVENTS_MAX + 1)
@@ -337,6 +341,46 @@ impl AsOfReader {
         p: &AsOfPoint,
     ) -> Result<(SourceState, Option<RunState>), Status> {
         let store = Store::open(dir, SCRATCH_CACHE_BYTES).map_err(internal)?;
+        let mut meta = LedgerMeta::default();
+        let mut batch = Vec::with_capacity(SCRATCH_BATCH_EVENTS);
+        let found = self
+            .source_slice(source_id, 0, p.seq, |m, last| {
+                batch.push(m);
+                if batch.len() >= SCRATCH_BATCH_EVENTS || last {
+                    govledger_projector::process_batch(&store, &mut meta, &batch)
+                        .map_err(internal)?;
+                    batch.clear();
+                }
+                Ok(())
+            })
+            .await?;
+        let src = match store.source(source_id).map_err(internal)? {
+            Some(src) if found > 0 => src,
+            _ => {
+                return Err(Status::not_found(format!(
+                    "as of {}, the ledger held no event of source {source_id:?}",
+                    describe(p)
+                )));
+            }
+        };
+        let run = if src.last_run_id.is_empty() {
+            None
+        } else {
+            store.run(&src.last_run_id).map_err(internal)?
+        };
+        Ok((src, run))
+    }
+
+    /// Visits, in order, every message on the source's subjects stored at or
+    /// after `from_us` (0 = from the start) with a sequence up to `upto`; the
+    /// visitor is told which one is the last. Returns how many were visited.
+    pub async fn source_slice(
+        &self,
+        source_id: &str,
+        from_us: i64,
+        upto: u64,
+        mut visit: impl FnMut(OwnedMsg, bool) -> Result<(), Status>,
+    ) -> Result<u64, Status> {
         let stream = self
             .js
             .get_stream(&self.stream)
@@ -354,18 +398,22 @@ impl AsOfReader {
             .await
             .ok()
             .map(|m| m.sequence);
-        if first.is_none_or(|f| f > p.seq) {
-            return Err(Status::not_found(format!(
-                "as of {}, the ledger held no event of source {source_id:?}{}",
-                describe(p),
-                first.map_or(String::new(), |f| format!(
-                    "; its first event is at sequence {f}"
-                ))
-            )));
+        if first.is_none_or(|f| f > upto) {
+            return Ok(0);
         }
+        let deliver_policy = if from_us > 0 {
+            DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(from_us) * 1_000,
+                )
+                .map_err(|_| Status::invalid_argument("from_us is out of range"))?,
+            }
+        } else {
+            DeliverPolicy::All
+        };
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::All,
+                deliver_policy,
                 filter_subjects: filters,
                 ..Default::default()
             })
@@ -375,50 +423,44 @@ impl AsOfReader {
             .messages()
             .await
             .map_err(|e| unavailable(&self.stream, e))?;
-        let mut meta = LedgerMeta::default();
-        let mut batch = Vec::with_capacity(SCRATCH_BATCH_EVENTS);
+        let mut held: Option<OwnedMsg> = None;
+        let mut visited = 0;
         loop {
-            let next = tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next())
-                .await
-                .map_err(|_| unavailable(&self.stream, "stream read stalled"))?;
-            let Some(m) = next else { break };
-            let m = m.map_err(|e| unavailable(&self.stream, e))?;
+            let next = tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next()).await;
+            let m = match next {
+                // Nothing after the start time: nothing to visit.
+                Err(_) if held.is_none() && from_us > 0 => break,
+                Err(_) => return Err(unavailable(&self.stream, "stream read stalled")),
+                Ok(None) => break,
+                Ok(Some(m)) => m.map_err(|e| unavailable(&self.stream, e))?,
+            };
             let info = m.info().map_err(|e| unavailable(&self.stream, e))?;
             let (seq, pending) = (info.stream_sequence, info.pending);
-            if seq > p.seq {
+            if seq > upto {
                 break;
             }
             // A server older than 2.10 ignores `filter_subjects`: filter here too.
-            let mine = m.subject.as_str().starts_with(&prefix);
-            if mine {
-                batch.push(OwnedMsg {
+            if m.subject.as_str().starts_with(&prefix) {
+                if let Some(h) = held.take() {
+                    visit(h, false)?;
+                    visited += 1;
+                }
+                held = Some(OwnedMsg {
                     seq,
                     subject: m.subject.to_string(),
                     stored_at_us: ts_us(&info.published),
                     payload: m.payload.clone(),
                 });
             }
-            let last = pending == 0 || seq == p.seq;
-            if batch.len() >= SCRATCH_BATCH_EVENTS || (last && !batch.is_empty()) {
-                govledger_projector::process_batch(&store, &mut meta, &batch).map_err(internal)?;
-                batch.clear();
-            }
-            if last {
+            if pending == 0 || seq == upto {
                 break;
             }
         }
-        let Some(src) = store.source(source_id).map_err(internal)? else {
-            return Err(Status::not_found(format!(
-                "as of {}, the ledger held no event of source {source_id:?}",
-                describe(p)
-            )));
-        };
-        let run = if src.last_run_id.is_empty() {
-            None
-        } else {
-            store.run(&src.last_run_id).map_err(internal)?
-        };
-        Ok((src, run))
+        if let Some(h) = held {
+            visit(h, true)?;
+            visited += 1;
+        }
+        Ok(visited)
     }
 }
 

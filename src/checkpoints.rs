@@ -26,7 +26,7 @@ pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 /// Checkpoints listed at most per call.
 pub const LIST_CHECKPOINTS_MAX: u32 = 1_000;
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -106,6 +106,23 @@ pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), Checkpoin
         .map_err(|_| CheckpointError::BadSignature(cp.tree_size))
 }
 
+/// Whether `signature` (hex) is `public_key`'s (hex) ed25519 signature of `text`.
+pub fn verify_text(public_key: &str, text: &str, signature: &str) -> bool {
+    let Some(key) = unhex(public_key)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+    else {
+        return false;
+    };
+    let Some(sig) = unhex(signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))
+    else {
+        return false;
+    };
+    key.verify(text.as_bytes(), &sig).is_ok()
+}
+
 /// Checks signatures and the chain of checkpoints given oldest first.
 pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), CheckpointError> {
     for (i, cp) in cps.iter().enumerate() {
@@ -122,6 +139,46 @@ pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Every checkpoint in the audit stream (at most `max`), oldest first.
+pub async fn read_all(js: &jetstream::Context, max: usize) -> Result<Vec<Checkpoint>, String> {
+    use futures::StreamExt as _;
+    let mut stream = js
+        .get_stream(AUDIT_STREAM)
+        .await
+        .map_err(|e| e.to_string())?;
+    let total = stream
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .messages;
+    if total as usize > max {
+        return Err(format!(
+            "the audit stream holds {total} checkpoints, over the {max} one call reads"
+        ));
+    }
+    let mut out = Vec::with_capacity(total as usize);
+    if total == 0 {
+        return Ok(out);
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
+    while (out.len() as u64) < total {
+        let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
+            .await
+            .map_err(|_| "audit stream read stalled".to_owned())?
+            .ok_or("audit stream ended early")?
+            .map_err(|e| e.to_string())?;
+        let cp = Checkpoint::decode(m.payload.as_ref())
+            .map_err(|e| format!("audit stream message is not a Checkpoint: {e}"))?;
+        out.push(cp);
+    }
+    Ok(out)
 }
 
 /// Signs a checkpoint of (size, root) after `previous`.
@@ -234,6 +291,15 @@ impl Checkpointer {
         hex(self.key.verifying_key().as_bytes())
     }
 
+    pub fn key_id(&self) -> String {
+        key_id(&self.key.verifying_key())
+    }
+
+    /// Hex ed25519 signature of `text` with the ledger's key (evidence manifests).
+    pub fn sign_text(&self, text: &str) -> String {
+        hex(&self.key.sign(text.as_bytes()).to_bytes())
+    }
+
     /// Signs the projector's current root, publishes and returns the checkpoint.
     pub async fn checkpoint(&self) -> Result<Checkpoint, String> {
         let meta = self.store.meta().map_err(|e| e.to_string())?;
@@ -281,6 +347,11 @@ impl Checkpointer {
             seq -= 1;
         }
         Ok(out)
+    }
+
+    /// Every checkpoint (at most `max`), oldest first, as the audit stream holds them.
+    pub async fn all(&self, max: usize) -> Result<Vec<Checkpoint>, String> {
+        read_all(&self.js, max).await
     }
 
     /// Checkpoints on a cadence until `cancel`.

@@ -435,6 +435,73 @@ pub fn poison_table(events: &[PoisonEvent]) -> String {
     table(&["SEQ", "SUBJECT", "BYTES", "ERROR"], &rows)
 }
 
+/// The outcome of `govledger verify`.
+pub fn verify_report(r: &govledger_proto::v1::VerifyRangeResponse) -> String {
+    if r.ok {
+        format!(
+            "OK: sequences {}..={} of stream {} are what the ledger folded ({} messages read) and give the roots of {} signed checkpoint(s)\n",
+            r.from_seq,
+            r.to_seq,
+            r.stream,
+            thousands(r.messages_checked),
+            r.checkpoints_checked
+        )
+    } else {
+        format!(
+            "TAMPERED: {}{}\n  ({} messages and {} checkpoints matched before that)\n",
+            if r.first_bad_seq > 0 {
+                format!("first bad sequence {} — ", r.first_bad_seq)
+            } else {
+                String::new()
+            },
+            r.problem,
+            thousands(r.messages_checked),
+            r.checkpoints_checked
+        )
+    }
+}
+
+/// What `govledger export` wrote.
+pub fn export_summary(b: &crate::evidence::Bundle, path: &std::path::Path) -> String {
+    let in_range = b.events.iter().filter(|e| e.in_range).count();
+    format!(
+        "wrote {}: {} event(s) ({} in the range), state as of sequence {} (stored {}), {} signed checkpoint(s)\nledger key id {} — public key {}\ncheck it anywhere with: govledger verify-bundle {} --public-key {}\n",
+        path.display(),
+        b.events.len(),
+        in_range,
+        b.state.as_of_seq,
+        time_us(b.state.as_of_stored_at_us),
+        b.checkpoints.len(),
+        b.key_id,
+        b.public_key,
+        path.display(),
+        b.public_key
+    )
+}
+
+/// The outcome of `govledger verify-bundle`.
+pub fn bundle_report(r: &crate::evidence::BundleReport) -> String {
+    let mut out = String::new();
+    for c in &r.checked {
+        out.push_str(&format!("  ok  {c}\n"));
+    }
+    for n in &r.notes {
+        out.push_str(&format!("  note  {n}\n"));
+    }
+    if r.ok {
+        out.push_str("VERIFIED: the bundle is intact and signed by the ledger\n");
+    } else {
+        out.push_str(&format!(
+            "TAMPERED: {}{}\n",
+            r.first_bad_seq
+                .map(|s| format!("first bad sequence {s} — "))
+                .unwrap_or_default(),
+            r.problem
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
