@@ -116,6 +116,20 @@ say "govledger readiness  (may a review over these sources close?)"
 say "the ledger itself"
 "$BIN" ledger --grpc-addr "$ADDR"
 
+say "govledger verify  (read the stream again; compare with what was folded and with the signed checkpoints)"
+"$BIN" verify --grpc-addr "$ADDR" || true
+
+say "govledger export --identity ${IDS[0]}  (evidence for the auditor: events, proofs, signed checkpoints, state)"
+"$BIN" export --source hr --identity "${IDS[0]}" --out "$DATA/evidence-${IDS[0]}.json" --grpc-addr "$ADDR" || true
+
+say "govledger verify-bundle  (offline: needs only this file and the ledger's public key)"
+KEY="$("$BIN" ledger --grpc-addr "$ADDR" | sed -n 's/.*checkpoint key: *\([0-9a-f]\{64\}\).*/\1/p' | head -1)"
+if [[ -n "$KEY" ]]; then
+  "$BIN" verify-bundle "$DATA/evidence-${IDS[0]}.json" --public-key "$KEY" || true
+else
+  "$BIN" verify-bundle "$DATA/evidence-${IDS[0]}.json" || true
+fi
+
 if [[ -t 0 && -t 1 ]]; then
   say "govledger is serving on $ADDR (gRPC reflection on: grpcurl -plaintext $ADDR list)"
   echo "try: $BIN status --grpc-addr $ADDR    $BIN sync hr --grpc-addr $ADDR    Ctrl-C stops it"

@@ -411,6 +411,12 @@ pub fn ledger_status(s: &LedgerStatus) -> String {
         "merkle root over seq 1..={}: {}\n",
         s.merkle_size, s.merkle_root
     ));
+    if !s.checkpoint_public_key.is_empty() {
+        out.push_str(&format!(
+            "checkpoint key: {} (publish it: auditors pin it with verify-bundle --public-key)\n",
+            s.checkpoint_public_key
+        ));
+    }
     if !s.state_digest.is_empty() {
         out.push_str(&format!("state digest: {}\n", s.state_digest));
     }
@@ -439,12 +445,17 @@ pub fn poison_table(events: &[PoisonEvent]) -> String {
 pub fn verify_report(r: &govledger_proto::v1::VerifyRangeResponse) -> String {
     if r.ok {
         format!(
-            "OK: sequences {}..={} of stream {} are what the ledger folded ({} messages read) and give the roots of {} signed checkpoint(s)\n",
+            "OK: sequences {}..={} of stream {} are what the ledger folded ({} messages read) and give the roots of {} signed checkpoint(s){}\n",
             r.from_seq,
             r.to_seq,
             r.stream,
             thousands(r.messages_checked),
-            r.checkpoints_checked
+            r.checkpoints_checked,
+            if r.checkpoints_checked == 0 {
+                "\n  (no signed checkpoint covers this range yet: one is made on the [audit] cadence, or now with CreateCheckpoint / govledger export)"
+            } else {
+                ""
+            }
         )
     } else {
         format!(
