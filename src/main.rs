@@ -730,10 +730,23 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let bar = indicatif::ProgressBar::new_spinner();
+            // A bar over the sequence range the replay walks (the stream's end as
+            // of now when no --to-seq), counting matched events in the message.
+            let end = if to_seq > 0 {
+                to_seq
+            } else {
+                c.get_ledger_status(GetLedgerStatusRequest { with_digest: false })
+                    .await
+                    .map_err(status_err)?
+                    .into_inner()
+                    .stream_last_seq
+            };
+            let start = from_seq.max(1);
+            let bar = indicatif::ProgressBar::new(end.saturating_sub(start) + 1);
             bar.set_style(indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} {pos} events replayed {msg}",
+                "{bar:40} {percent:>3}% seq {msg} {elapsed_precise} eta {eta}",
             )?);
+            let mut replayed: u64 = 0;
             while let Some(item) = stream.message().await.map_err(status_err)? {
                 let dm = prost_reflect::DynamicMessage::decode(
                     desc.clone(),
@@ -741,12 +754,13 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 )?;
                 serde_json::to_writer(&mut w, &dm)?;
                 w.write_all(b"\n")?;
-                bar.inc(1);
-                bar.set_message(format!("(seq {})", item.seq));
+                replayed += 1;
+                bar.set_position(item.seq.saturating_sub(start) + 1);
+                bar.set_message(format!("{} ({replayed} events)", item.seq));
             }
             w.flush()?;
             bar.finish_and_clear();
-            eprintln!("replayed {} events", bar.position());
+            eprintln!("replayed {replayed} events");
         }
         Cmd::Actions {
             source,
