@@ -217,12 +217,19 @@ impl AsOfReader {
             .into_iter()
             .map(|m| (m.seq, m))
             .collect();
-        let actions: BTreeSet<String> = msgs
-            .values()
-            .filter_map(|m| fold::decode(&m.as_stream_msg()).ok())
-            .map(|e| e.action_id)
-            .filter(|a| !a.is_empty())
+        // The actions requested on it, and those whose confirmation watches it.
+        let mut actions: BTreeSet<String> = self
+            .store
+            .identity_actions(&key.0, key.1, &key.2, HISTORY_EVENTS_MAX)
+            .map_err(internal)?
+            .into_iter()
             .collect();
+        actions.extend(
+            msgs.values()
+                .filter_map(|m| fold::decode(&m.as_stream_msg()).ok())
+                .map(|e| e.action_id)
+                .filter(|a| !a.is_empty()),
+        );
         for a in actions {
             let more: Vec<u64> = self
                 .store

@@ -473,6 +473,8 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     let msgs: Vec<OwnedMsg> = if identity_scope {
         let (ident, _) = d.reader.identity(&key, &end).await?;
         let msgs = d.reader.identity_msgs(&key, end.seq).await?;
+        // Every action with an event in the bundle (requested on the identity,
+        // or watching it) gets its state as of the end.
         let action_ids: BTreeSet<String> = msgs
             .iter()
             .filter_map(|m| fold::decode(&m.as_stream_msg()).ok())

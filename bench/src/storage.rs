@@ -1,19 +1,21 @@
-//! The storage-side projection baseline (rows 2, 4 and 6): a raw sled loop
-//! that writes, for the same events, the keys govledger's projector writes per
-//! event, with the projector's sled settings (cache 64 MiB,
-//! `Mode::HighThroughput`) and its commit cadence (one `apply_batch` plus one
-//! `flush_async` per [`DEFAULT_BATCH_EVENTS_MAX`] events):
+//! The storage-side projection baseline (rows 2, 4 and 6): the sled floor. A
+//! raw sled loop that writes, for the same events, the least any projection
+//! that deduplicates events and keeps per-identity state must write, with the
+//! projector's sled settings (cache 64 MiB, `Mode::HighThroughput`) and its
+//! commit cadence (one `apply_batch` plus one `flush_async` per
+//! [`DEFAULT_BATCH_EVENTS_MAX`] events):
 //!
 //! - every event: its event-id key (`e` + length-prefixed UUID, 41 bytes),
-//!   value the stream sequence (8 bytes);
-//! - every `RecordObserved` also: its run-seen key (empty value) and its
-//!   identity key with an [`IDENTITY_VALUE_BYTES`]-byte value.
+//!   value the stream sequence (8 bytes) — the duplicate check;
+//! - every `RecordObserved` also: its identity key with an
+//!   [`IDENTITY_VALUE_BYTES`]-byte value — the identity's state.
 //!
-//! The keys are encoded with the projector's own [`Key::encode`], from an
-//! untimed read of the stream, before the clock starts. No reads, no fold, no
-//! NATS: what sled alone costs for govledger's write pattern. It is an
-//! informational baseline (no target): it shows where the ceiling of the
-//! current store design is, not what the issue requires.
+//! These are also exactly the per-event writes govledger's projector makes in
+//! the usual order of runs (its other records are written once per batch). The
+//! keys are encoded with the projector's own [`Key::encode`], from an untimed
+//! read of the stream, before the clock starts. No reads, no fold, no NATS:
+//! what sled alone costs. Its rate against the raw fetch + ack rate is the
+//! ceiling of any projection on sled on this machine (the "ceiling" rows).
 
 use std::{
     ops::Range,
@@ -45,8 +47,8 @@ pub const IDENTITY_VALUE_BYTES: usize = 200;
 struct EventKeys {
     seq: u64,
     event_id: Range<usize>,
-    /// (run-seen key, identity key) of a `RecordObserved`.
-    record: Option<(Range<usize>, Range<usize>)>,
+    /// The identity key of a `RecordObserved`.
+    record: Option<Range<usize>>,
 }
 
 /// Every key the baseline writes, in stream order, packed in one buffer.
@@ -64,7 +66,7 @@ impl Writes {
     pub fn keys(&self) -> usize {
         self.events
             .iter()
-            .map(|e| 1 + 2 * usize::from(e.record.is_some()))
+            .map(|e| 1 + usize::from(e.record.is_some()))
             .sum()
     }
 
@@ -86,18 +88,11 @@ impl Writes {
         let Ok(ev) = fold::decode(&msg) else { return };
         let event_id = self.key(&Key::EventId(ev.event_id.clone()));
         let record = match &ev.body {
-            Some(Body::RecordObserved(r)) => Some((
-                self.key(&Key::RunSeen((
-                    ev.run_id.clone(),
-                    r.entity_type,
-                    r.external_id.clone(),
-                ))),
-                self.key(&Key::Identity((
-                    ev.source_id.clone(),
-                    r.entity_type,
-                    r.external_id.clone(),
-                ))),
-            )),
+            Some(Body::RecordObserved(r)) => Some(self.key(&Key::Identity((
+                ev.source_id.clone(),
+                r.entity_type,
+                r.external_id.clone(),
+            )))),
             _ => None,
         };
         self.events.push(EventKeys {
@@ -169,8 +164,7 @@ pub async fn raw_sled(writes: &Writes, dir: &Path) -> Result<Duration> {
         let mut batch = sled::Batch::default();
         for e in chunk {
             batch.insert(&b[e.event_id.clone()], &e.seq.to_be_bytes());
-            if let Some((seen, identity)) = &e.record {
-                batch.insert(&b[seen.clone()], &[]);
+            if let Some(identity) = &e.record {
                 batch.insert(&b[identity.clone()], &value[..]);
             }
         }
@@ -196,7 +190,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn writes_three_keys_per_record_and_one_per_other_event() {
+    async fn writes_two_keys_per_record_and_one_per_other_event() {
         let sim = SimRun::new("bench-00", 150, 100);
         let evs = run_events(&crate::events::producer(), &sim);
         let mut w = Writes::default();
@@ -206,7 +200,7 @@ mod tests {
         }
         // start + 2 pages + 150 records + finish.
         assert_eq!(w.events(), evs.len());
-        assert_eq!(w.keys(), evs.len() + 2 * 150);
+        assert_eq!(w.keys(), evs.len() + 150);
         let e = &w.events[1];
         assert_eq!(e.event_id.len(), 41, "event-id key of a UUID");
         let took = raw_sled_fresh(&w).await.unwrap();

@@ -119,9 +119,11 @@ pub struct Working {
     pub poison: Table<u64, PoisonEvent>,
     pub source_actions: Table<(String, String), ()>,
     pub open_actions: Table<(String, String), ()>,
-    /// Point-in-time indexes (written, never read by the fold).
-    pub identity_history: Table<(IdentityKey, u64), ()>,
-    pub action_history: Table<(String, u64), ()>,
+    /// Point-in-time indexes (written, never read by the fold): history chunks
+    /// (packed sequences, keyed by their first) and the actions on an identity.
+    pub identity_history: Table<(IdentityKey, u64), Vec<u8>>,
+    pub action_history: Table<(String, u64), Vec<u8>>,
+    pub identity_actions: Table<(IdentityKey, String), ()>,
     /// Leaf-hash blocks ([`crate::keys::LEAVES_PER_BLOCK`] leaves each); the
     /// caller preloads the blocks [`needs_seq`] names.
     pub leaves: Table<u64, Vec<u8>>,
@@ -148,6 +150,7 @@ impl Working {
         self.open_actions.clear_dirty();
         self.identity_history.clear_dirty();
         self.action_history.clear_dirty();
+        self.identity_actions.clear_dirty();
         self.leaves.clear_dirty();
         self.alerts.clear();
     }
@@ -226,14 +229,14 @@ impl Working {
             ));
         }
         for (k, v) in self.identity_history.changed() {
-            out.push((
-                Key::IdentityHistory(k.0.clone(), k.1).encode(),
-                v.map(|_| Vec::new()),
-            ));
+            out.push((Key::IdentityHistory(k.0.clone(), k.1).encode(), v.cloned()));
         }
         for (k, v) in self.action_history.changed() {
+            out.push((Key::ActionHistory(k.0.clone(), k.1).encode(), v.cloned()));
+        }
+        for (k, v) in self.identity_actions.changed() {
             out.push((
-                Key::ActionHistory(k.0.clone(), k.1).encode(),
+                Key::IdentityAction(k.0.clone(), k.1.clone()).encode(),
                 v.map(|_| Vec::new()),
             ));
         }
@@ -300,11 +303,6 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
         }
         Body::RecordObserved(r) => {
             out.insert(Key::Run(ev.run_id.clone()));
-            out.insert(Key::RunSeen((
-                ev.run_id.clone(),
-                r.entity_type,
-                r.external_id.clone(),
-            )));
             out.insert(Key::Identity((
                 ev.source_id.clone(),
                 r.entity_type,
@@ -324,6 +322,32 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
                 )));
             }
         }
+    }
+}
+
+/// The keys folding `ev` may read that depend on records [`needs`] named:
+/// the run that last observed the identity (is it still open?) and, for a run
+/// with spilled run-seen records, the identity's record of it. Call with the
+/// [`needs`] keys loaded. Keys that change inside the batch are covered: a run
+/// that last observed an identity earlier in the batch is loaded through
+/// [`needs`], and run-seen records spilled in the batch are in the working set.
+pub fn needs_after_load(w: &Working, ev: &Event, out: &mut BTreeSet<Key>) {
+    let Some(Body::RecordObserved(r)) = &ev.body else {
+        return;
+    };
+    let ikey = (ev.source_id.clone(), r.entity_type, r.external_id.clone());
+    if let Some(i) = w.identities.get(&ikey)
+        && !i.last_observed_run_id.is_empty()
+        && i.last_observed_run_id != ev.run_id
+    {
+        out.insert(Key::Run(i.last_observed_run_id.clone()));
+    }
+    if w.runs.get(&ev.run_id).is_some_and(|r| r.seen_spilled > 0) {
+        out.insert(Key::RunSeen((
+            ev.run_id.clone(),
+            r.entity_type,
+            r.external_id.clone(),
+        )));
     }
 }
 
@@ -546,21 +570,41 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             }
         }
         Body::RecordObserved(r) => {
-            let seen_key = (ev.run_id.clone(), r.entity_type, r.external_id.clone());
-            let first_in_run = w.run_seen.get(&seen_key).is_none();
-            if first_in_run {
-                w.run_seen.insert(seen_key, ());
-            }
-            let run = run_mut(w, ev, seq);
-            run.records_observed += 1;
-            if first_in_run {
-                run.records_unique += 1;
-                entity_mut(run, r.entity_type).unique += 1;
-            } else {
-                run.duplicates += 1;
-            }
             let ikey = (ev.source_id.clone(), r.entity_type, r.external_id.clone());
-            w.identity_history.insert((ikey.clone(), seq), ());
+            // Which run observed this identity last ("" = none yet).
+            let last_run = w
+                .identities
+                .get(&ikey)
+                .map(|i| i.last_observed_run_id.clone())
+                .unwrap_or_default();
+            let seen_key = (ev.run_id.clone(), r.entity_type, r.external_id.clone());
+            // Seen by this run before: it observed the identity last, or another
+            // run took over while this one was open and this run's observation was
+            // spilled into a run-seen record.
+            let seen_before = last_run == ev.run_id || w.run_seen.get(&seen_key).is_some();
+            let run = run_mut(w, ev, seq);
+            // A decided run's record counters stay as they were at the decision;
+            // the event counts as late (after_run_event).
+            if !run.decided {
+                run.records_observed += 1;
+                if seen_before {
+                    run.duplicates += 1;
+                } else {
+                    run.records_unique += 1;
+                    entity_mut(run, r.entity_type).unique += 1;
+                }
+            }
+            // The run that observed it last may still observe it again: keep that
+            // fact before this observation takes over.
+            if !last_run.is_empty()
+                && last_run != ev.run_id
+                && let Some(prev) = w.runs.get_mut(&last_run)
+                && !prev.decided
+            {
+                prev.seen_spilled += 1;
+                w.run_seen
+                    .insert((last_run, r.entity_type, r.external_id.clone()), ());
+            }
             let ident = w.identities.get_or_insert_with(&ikey, || IdentityState {
                 source_id: ev.source_id.clone(),
                 entity_type: r.entity_type,
@@ -577,6 +621,9 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             ident.last_observed_run_id = ev.run_id.clone();
             ident.last_observed_seq = seq;
             ident.observations += 1;
+            if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
+                w.identity_history.insert((ikey.clone(), chunk.0), chunk.1);
+            }
             if !ident.watched.is_empty() {
                 for (action_id, why) in check_drift(ident, r, &ev.run_id, seq) {
                     w.alerts.push(Alert {
@@ -621,7 +668,7 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
                     r.entity_type,
                     r.identity_external_id.clone(),
                 );
-                w.identity_history.insert((ikey, seq), ());
+                w.identity_actions.insert((ikey, ev.action_id.clone()), ());
             }
             let a = action_mut(w, ev, seq);
             if a.request.is_none() {
@@ -691,7 +738,6 @@ fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionCon
     }
     for wi in &c.watch {
         let key = (ev.source_id.clone(), wi.entity_type, wi.external_id.clone());
-        w.identity_history.insert((key.clone(), seq), ());
         let ident = w.identities.get_or_insert_with(&key, || IdentityState {
             source_id: ev.source_id.clone(),
             entity_type: wi.entity_type,
@@ -707,6 +753,9 @@ fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionCon
         });
         if ident.watched.len() > WATCHED_PER_IDENTITY_MAX {
             ident.watched.remove(0);
+        }
+        if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
+            w.identity_history.insert((key.clone(), chunk.0), chunk.1);
         }
     }
 }
@@ -808,6 +857,7 @@ fn after_run_event(w: &mut Working, ev: &Event) {
     let was_decided = run.decided;
     run.decided = true;
     if !was_decided {
+        run.decided_seq = run.last_seq;
         let prev = w
             .sources
             .get(&ev.source_id)
@@ -909,7 +959,6 @@ fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut ActionSta
         w.source_actions.insert(key.clone(), ());
         w.open_actions.insert(key, ());
     }
-    w.action_history.insert((ev.action_id.clone(), seq), ());
     let a = w.actions.get_or_insert_with(&ev.action_id, || ActionState {
         action_id: ev.action_id.clone(),
         source_id: ev.source_id.clone(),
@@ -917,7 +966,26 @@ fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mut ActionSta
         ..Default::default()
     });
     a.last_seq = seq;
+    if let Some(chunk) = note_history(&mut a.recent_seqs, seq) {
+        w.action_history
+            .insert((ev.action_id.clone(), chunk.0), chunk.1);
+    }
     a
+}
+
+/// Stream sequences kept in a record's `recent_seqs` before they move to a
+/// history chunk (one chunk write per this many events, not one per event).
+pub const HISTORY_INLINE_MAX: usize = 16;
+
+/// Appends `seq` to a record's recent history; when that is full, returns the
+/// chunk to write (its first sequence and the packed sequences) and starts anew.
+fn note_history(recent: &mut Vec<u64>, seq: u64) -> Option<(u64, Vec<u8>)> {
+    let out = (recent.len() >= HISTORY_INLINE_MAX).then(|| {
+        let chunk = std::mem::take(recent);
+        (chunk[0], crate::keys::pack_seqs(&chunk))
+    });
+    recent.push(seq);
+    out
 }
 
 pub fn hex(bytes: &[u8]) -> String {

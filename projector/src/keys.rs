@@ -24,6 +24,7 @@ pub const TAG_LEAVES: u8 = b'l';
 /// Sub-tags of [`TAG_HISTORY`].
 pub const HISTORY_IDENTITY: u8 = b'i';
 pub const HISTORY_ACTION: u8 = b'a';
+pub const HISTORY_IDENTITY_ACTION: u8 = b'q';
 
 /// RFC 6962 leaf hashes kept per [`Key::Leaves`] block (32 bytes each).
 pub const LEAVES_PER_BLOCK: u64 = 256;
@@ -53,11 +54,13 @@ pub enum Key {
     /// Index: actions of a source not concluded yet (what recovery and the
     /// OVERDUE scan look at, without reading every action ever submitted).
     OpenAction(String, String),
-    /// Index: the stream sequences of the applied events that changed an
-    /// identity (or an action on it), so a point-in-time answer folds only them.
+    /// A chunk of an identity's history: the stream sequences (packed u64 BE)
+    /// that moved out of `IdentityState.recent_seqs`, keyed by the first one.
     IdentityHistory(IdentityKey, u64),
-    /// Index: the stream sequences of an action's events.
+    /// A chunk of an action's history (as above, from `ActionState.recent_seqs`).
     ActionHistory(String, u64),
+    /// Index: the actions requested on an identity.
+    IdentityAction(IdentityKey, String),
     /// The leaf hashes of stream sequences `block * LEAVES_PER_BLOCK + 1 ..`,
     /// concatenated: what a verification compares the stream with.
     Leaves(u64),
@@ -111,6 +114,11 @@ impl Key {
                 k.extend_from_slice(&seq.to_be_bytes());
                 k
             }
+            Key::IdentityAction((s, t, id), a) => {
+                let mut k = identity_actions_prefix(s, *t, id);
+                put_str(&mut k, a);
+                k
+            }
             Key::Leaves(block) => {
                 let mut k = vec![TAG_LEAVES];
                 k.extend_from_slice(&block.to_be_bytes());
@@ -134,6 +142,27 @@ pub fn identity_history_prefix(source: &str, entity_type: i32, external_id: &str
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
     k
+}
+
+/// Every [`Key::IdentityAction`] key of one identity starts with this.
+pub fn identity_actions_prefix(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
+    let mut k = vec![TAG_HISTORY, HISTORY_IDENTITY_ACTION];
+    put_str(&mut k, source);
+    k.extend_from_slice(&entity_type.to_be_bytes());
+    put_str(&mut k, external_id);
+    k
+}
+
+/// Packs sequences for a history chunk (u64 big-endian each).
+pub fn pack_seqs(seqs: &[u64]) -> Vec<u8> {
+    seqs.iter().flat_map(|s| s.to_be_bytes()).collect()
+}
+
+/// Unpacks a history chunk (a trailing partial entry is ignored).
+pub fn unpack_seqs(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes
+        .chunks_exact(8)
+        .filter_map(|c| <[u8; 8]>::try_from(c).ok().map(u64::from_be_bytes))
 }
 
 /// Every [`Key::ActionHistory`] key of one action starts with this.

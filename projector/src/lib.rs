@@ -84,6 +84,11 @@ pub fn process_batch(
     }
     let mut w = fold::Working::continuing(meta);
     store.load_into(&mut w, &needs)?;
+    let mut more = BTreeSet::new();
+    for ev in decoded.iter().flatten() {
+        fold::needs_after_load(&w, ev, &mut more);
+    }
+    store.load_into(&mut w, &more)?;
     for (m, d) in fresh.iter().zip(&decoded) {
         match fold::apply(&mut w, &m.as_stream_msg(), d) {
             fold::Applied::Event => out.applied += 1,
@@ -153,7 +158,7 @@ fn load_absent(w: &mut fold::Working, needs: &BTreeSet<keys::Key>) {
             Key::OpenAction(a, b) => w.open_actions.load((a.clone(), b.clone()), None),
             Key::Leaves(b) => w.leaves.load(*b, None),
             // Written only, never read by the fold.
-            Key::IdentityHistory(..) | Key::ActionHistory(..) => {}
+            Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
         }
     }
 }

@@ -289,7 +289,8 @@ impl Store {
     }
 
     /// Sequences (ascending, at most `limit`, all ≤ `upto_seq`) of the applied
-    /// events that changed this identity or requested an action on it.
+    /// events that changed this identity: its history chunks, then the recent
+    /// sequences in its record.
     pub fn identity_history(
         &self,
         source_id: &str,
@@ -298,8 +299,13 @@ impl Store {
         upto_seq: u64,
         limit: usize,
     ) -> Result<Vec<u64>> {
+        let recent = self
+            .identity(source_id, entity_type, external_id)?
+            .map(|i| i.recent_seqs)
+            .unwrap_or_default();
         self.history(
             &keys::identity_history_prefix(source_id, entity_type, external_id),
+            &recent,
             upto_seq,
             limit,
         )
@@ -307,18 +313,55 @@ impl Store {
 
     /// Sequences (ascending, at most `limit`, all ≤ `upto_seq`) of an action's events.
     pub fn action_history(&self, action_id: &str, upto_seq: u64, limit: usize) -> Result<Vec<u64>> {
-        self.history(&keys::action_history_prefix(action_id), upto_seq, limit)
+        let recent = self
+            .action(action_id)?
+            .map(|a| a.recent_seqs)
+            .unwrap_or_default();
+        self.history(
+            &keys::action_history_prefix(action_id),
+            &recent,
+            upto_seq,
+            limit,
+        )
     }
 
-    fn history(&self, prefix: &[u8], upto_seq: u64, limit: usize) -> Result<Vec<u64>> {
+    /// Actions requested on an identity (ids, at most `limit`).
+    pub fn identity_actions(
+        &self,
+        source_id: &str,
+        entity_type: i32,
+        external_id: &str,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let p = keys::identity_actions_prefix(source_id, entity_type, external_id);
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(prefix) {
+        for kv in self.tree.scan_prefix(&p).take(limit) {
             let (k, _) = kv?;
-            match keys::history_seq(&k) {
-                Some(seq) if seq <= upto_seq && out.len() < limit => out.push(seq),
-                _ => break,
+            if let Some((a, _)) = keys::read_str(&k, p.len()) {
+                out.push(a);
             }
         }
+        Ok(out)
+    }
+
+    fn history(
+        &self,
+        chunks_prefix: &[u8],
+        recent: &[u64],
+        upto_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(chunks_prefix) {
+            let (_, v) = kv?;
+            out.extend(keys::unpack_seqs(&v));
+            if out.len() >= limit || out.last().is_some_and(|s| *s > upto_seq) {
+                break;
+            }
+        }
+        out.extend_from_slice(recent);
+        out.retain(|s| *s <= upto_seq);
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -432,11 +475,17 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     for (k, _) in w.source_actions.iter() {
         out.push((Key::SourceAction(k.0.clone(), k.1.clone()).encode(), vec![]));
     }
-    for (k, _) in w.identity_history.iter() {
-        out.push((Key::IdentityHistory(k.0.clone(), k.1).encode(), vec![]));
+    for (k, v) in w.identity_history.iter() {
+        out.push((Key::IdentityHistory(k.0.clone(), k.1).encode(), v.clone()));
     }
-    for (k, _) in w.action_history.iter() {
-        out.push((Key::ActionHistory(k.0.clone(), k.1).encode(), vec![]));
+    for (k, v) in w.action_history.iter() {
+        out.push((Key::ActionHistory(k.0.clone(), k.1).encode(), v.clone()));
+    }
+    for (k, _) in w.identity_actions.iter() {
+        out.push((
+            Key::IdentityAction(k.0.clone(), k.1.clone()).encode(),
+            vec![],
+        ));
     }
     for (k, v) in w.leaves.iter() {
         out.push((Key::Leaves(*k).encode(), v.clone()));
