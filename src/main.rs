@@ -22,6 +22,11 @@ use govledger_proto::v1::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// sled's copy-on-write pages allocate and free at a high rate; with glibc's
+/// allocator the projector spent a third of its time in malloc (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "govledger",

@@ -39,6 +39,11 @@ use clap::{Parser, ValueEnum};
 
 use report::{Outcome, Row, rate, secs, short, thousands};
 
+/// sled's copy-on-write pages allocate and free at a high rate; with glibc's
+/// allocator the projector spent a third of its time in malloc (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "govledger-bench",

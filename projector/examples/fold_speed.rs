@@ -4,6 +4,9 @@
 
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use bytes::Bytes;
 use govledger_projector::{OwnedMsg, Store, process_batch};
 use govledger_proto::v1::{
