@@ -353,6 +353,17 @@ async fn run(cli: &Cli) -> Result<Rows> {
             .figures(rate(pr.events, pr.raw_sled), rate(pr.events, pr.raw))
             .informational(pr.raw.as_secs_f64() / pr.raw_sled.as_secs_f64()),
         );
+        rows.push(
+            Row::new(
+                "2",
+                format!(
+                    "ceiling on sled with reads: the sled floor plus one `get` before each write (the event-id check, the identity read of a read-modify-write) vs raw pull fetch + ack, {} events",
+                    thousands(pr.events)
+                ),
+            )
+            .figures(rate(pr.events, pr.raw_sled_reads), rate(pr.events, pr.raw))
+            .informational(pr.raw.as_secs_f64() / pr.raw_sled_reads.as_secs_f64()),
+        );
     }
 
     // Row 3.

@@ -155,7 +155,7 @@ pub async fn measure(
         raw_fetch.as_secs_f64()
     ));
     let writes = storage::read_stream(&client, &spec.name, last_seq).await?;
-    let raw_sled = storage::raw_sled_fresh(&writes).await?;
+    let raw_sled = storage::raw_sled_fresh(&writes, false).await?;
     crate::progress(format!(
         "  raw sled writes of the same keys ({} keys): {:.2} s ({:.0} ev/s)",
         writes.keys(),

@@ -5,7 +5,7 @@
 //! commit cadence (one `apply_batch` plus one `flush_async` per
 //! [`DEFAULT_BATCH_EVENTS_MAX`] events):
 //!
-//! - every event: its event-id key (`e` + length-prefixed UUID, 41 bytes),
+//! - every event: its event-id key (`E` + the UUID's 16 bytes),
 //!   value the stream sequence (8 bytes) — the duplicate check;
 //! - every `RecordObserved` also: its identity key with an
 //!   [`IDENTITY_VALUE_BYTES`]-byte value — the identity's state.
@@ -146,7 +146,9 @@ pub async fn read_stream(
 
 /// The baseline: writes `writes` into a fresh sled database in `dir`, one
 /// atomic batch and one `flush_async` per [`DEFAULT_BATCH_EVENTS_MAX`] events.
-pub async fn raw_sled(writes: &Writes, dir: &Path) -> Result<Duration> {
+/// With `reads`, each key is first read (`get`), as a projection that checks
+/// the event id and reads the identity before updating it must.
+pub async fn raw_sled(writes: &Writes, dir: &Path, reads: bool) -> Result<Duration> {
     if writes.events.is_empty() {
         bail!("no events to write");
     }
@@ -163,8 +165,14 @@ pub async fn raw_sled(writes: &Writes, dir: &Path) -> Result<Duration> {
     for chunk in writes.events.chunks(DEFAULT_BATCH_EVENTS_MAX) {
         let mut batch = sled::Batch::default();
         for e in chunk {
+            if reads {
+                std::hint::black_box(tree.get(&b[e.event_id.clone()])?);
+            }
             batch.insert(&b[e.event_id.clone()], &e.seq.to_be_bytes());
             if let Some(identity) = &e.record {
+                if reads {
+                    std::hint::black_box(tree.get(&b[identity.clone()])?);
+                }
                 batch.insert(&b[identity.clone()], &value[..]);
             }
         }
@@ -175,11 +183,11 @@ pub async fn raw_sled(writes: &Writes, dir: &Path) -> Result<Duration> {
 }
 
 /// [`raw_sled`] into a fresh temporary folder (deleted afterwards).
-pub async fn raw_sled_fresh(writes: &Writes) -> Result<Duration> {
+pub async fn raw_sled_fresh(writes: &Writes, reads: bool) -> Result<Duration> {
     let dir = tempfile::Builder::new()
         .prefix("govledger-bench-raw-sled-")
         .tempdir()?;
-    raw_sled(writes, &dir.path().join("sled")).await
+    raw_sled(writes, &dir.path().join("sled"), reads).await
 }
 
 #[cfg(test)]
@@ -202,8 +210,14 @@ mod tests {
         assert_eq!(w.events(), evs.len());
         assert_eq!(w.keys(), evs.len() + 150);
         let e = &w.events[1];
-        assert_eq!(e.event_id.len(), 41, "event-id key of a UUID");
-        let took = raw_sled_fresh(&w).await.unwrap();
+        assert_eq!(
+            e.event_id.len(),
+            17,
+            "event-id key of a UUID: tag + 16 bytes"
+        );
+        let took = raw_sled_fresh(&w, false).await.unwrap();
+        assert!(took > Duration::ZERO);
+        let took = raw_sled_fresh(&w, true).await.unwrap();
         assert!(took > Duration::ZERO);
     }
 }

@@ -15,6 +15,9 @@ pub const TAG_RUN_SEEN: u8 = b'u';
 pub const TAG_IDENTITY: u8 = b'i';
 pub const TAG_ACTION: u8 = b'a';
 pub const TAG_EVENT_ID: u8 = b'e';
+/// An event id in canonical UUID form, stored as its 16 bytes (17-byte key
+/// instead of 41: smaller sled nodes for the one key every event writes).
+pub const TAG_EVENT_UUID: u8 = b'E';
 pub const TAG_POISON: u8 = b'x';
 pub const TAG_SOURCE_ACTION: u8 = b'b';
 pub const TAG_OPEN_ACTION: u8 = b'o';
@@ -96,7 +99,15 @@ impl Key {
             }
             Key::Identity((s, t, id)) => identity_key(s, *t, id),
             Key::Action(a) => prefix(TAG_ACTION, &[a]),
-            Key::EventId(e) => prefix(TAG_EVENT_ID, &[e]),
+            Key::EventId(e) => match canonical_uuid(e) {
+                Some(b) => {
+                    let mut k = Vec::with_capacity(17);
+                    k.push(TAG_EVENT_UUID);
+                    k.extend_from_slice(&b);
+                    k
+                }
+                None => prefix(TAG_EVENT_ID, &[e]),
+            },
             Key::SourceAction(s, a) => prefix(TAG_SOURCE_ACTION, &[s, a]),
             Key::OpenAction(s, a) => prefix(TAG_OPEN_ACTION, &[s, a]),
             Key::Poison(seq) => {
@@ -133,6 +144,34 @@ pub fn identity_key(source: &str, entity_type: i32, external_id: &str) -> Vec<u8
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
     k
+}
+
+/// The 16 bytes of `s` when it is a UUID in canonical form (36 characters,
+/// lowercase hex, hyphens at 8, 13, 18 and 23) — the one form that maps back to
+/// exactly `s`, so the binary key is as unique as the string.
+pub fn canonical_uuid(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut nibbles = 0usize;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
+        nibbles += 1;
+    }
+    Some(out)
 }
 
 /// Every [`Key::IdentityHistory`] key of one identity starts with this.
@@ -247,6 +286,28 @@ mod tests {
             history_seq(&Key::ActionHistory("a".into(), 7).encode()),
             Some(7)
         );
+    }
+
+    #[test]
+    fn canonical_uuids_become_16_bytes_and_nothing_else_does() {
+        let id = "0192f3a4-5b6c-7d8e-9f00-112233445566";
+        let k = Key::EventId(id.into()).encode();
+        assert_eq!(k.len(), 17);
+        assert_eq!(k[0], TAG_EVENT_UUID);
+        assert_eq!(&k[1..3], &[0x01, 0x92]);
+        // Other spellings of the same UUID stay strings: distinct keys.
+        for other in [
+            "0192F3A4-5B6C-7D8E-9F00-112233445566",
+            "0192f3a45b6c7d8e9f00112233445566",
+            "{0192f3a4-5b6c-7d8e-9f00-112233445566}",
+            "not-a-uuid",
+        ] {
+            let o = Key::EventId(other.into()).encode();
+            assert_eq!(o[0], TAG_EVENT_ID, "{other}");
+            assert_ne!(o, k);
+        }
+        assert_eq!(canonical_uuid("0192f3a4-5b6c-7d8e-9f00-11223344556g"), None);
+        assert_eq!(canonical_uuid("0192f3a4+5b6c-7d8e-9f00-112233445566"), None);
     }
 
     #[test]

@@ -97,9 +97,22 @@ pub async fn run(
             }
         };
         tracing::info!(from_seq = meta.last_applied_seq + 1, durable = %cfg.durable, stop_at_seq = ?cfg.stop_at_seq, "projector consuming");
-        let mut idle = false;
+        // The next batch is pulled while this one is folded and committed. A
+        // prefetched batch that is never folded (reconnect, stop) is never acked:
+        // acks cover only what was committed, and the consumer is recreated from
+        // sled's last applied sequence.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+        let _fetcher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(fetch_ahead(
+            consumer,
+            cfg.clone(),
+            shutdown.clone(),
+            tx,
+        )));
         loop {
-            let batch = pull_batch(&consumer, &cfg, idle, &shutdown).await;
+            let batch = rx
+                .recv()
+                .await
+                .unwrap_or_else(|| Err("the fetch task ended".into()));
             let msgs = match batch {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
@@ -114,7 +127,6 @@ pub async fn run(
                 }
             };
             failures = 0;
-            idle = msgs.is_empty();
             if msgs.is_empty() {
                 continue;
             }
@@ -227,6 +239,33 @@ async fn open_consumer(
         })
         .await?;
     Ok(consumer)
+}
+
+/// Batches pulled ahead of the one being folded (besides the one in flight).
+pub const PREFETCH_BATCHES: usize = 1;
+
+/// Pulls batches in order into `tx` until shutdown, an error (sent, then the
+/// task ends) or the receiver goes away.
+async fn fetch_ahead(
+    consumer: jetstream::consumer::Consumer<pull::Config>,
+    cfg: RunnerConfig,
+    shutdown: CancellationToken,
+    tx: tokio::sync::mpsc::Sender<Result<Option<Vec<jetstream::Message>>, BoxError>>,
+) {
+    let mut idle = false;
+    loop {
+        let batch = pull_batch(&consumer, &cfg, idle, &shutdown).await;
+        let go_on = match &batch {
+            Ok(Some(m)) => {
+                idle = m.is_empty();
+                true
+            }
+            Ok(None) | Err(_) => false,
+        };
+        if tx.send(batch).await.is_err() || !go_on {
+            return;
+        }
+    }
 }
 
 /// One batch: `None` on shutdown, possibly empty when idle.
