@@ -152,17 +152,13 @@ impl AsOfReader {
     ) -> Result<u64, Status> {
         let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t_us + 1) * 1_000)
             .map_err(|_| Status::invalid_argument("as_of.time_us is out of range"))?;
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy: DeliverPolicy::ByStartTime { start_time: start },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&self.stream, e))?;
-        let mut msgs = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable(&self.stream, e))?;
+        let mut msgs = self
+            .ordered(
+                stream,
+                DeliverPolicy::ByStartTime { start_time: start },
+                Vec::new(),
+            )
+            .await?;
         let m = tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next())
             .await
             .map_err(|_| unavailable(&self.stream, "stream read stalled"))?
@@ -171,6 +167,26 @@ impl AsOfReader {
         Ok(m.info()
             .map_err(|e| unavailable(&self.stream, e))?
             .stream_sequence)
+    }
+
+    /// An ordered consumer's messages from `deliver_policy`, optionally filtered.
+    async fn ordered(
+        &self,
+        stream: &jetstream::stream::Stream,
+        deliver_policy: DeliverPolicy,
+        filter_subjects: Vec<String>,
+    ) -> Result<jetstream::consumer::pull::Ordered, Status> {
+        stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy,
+                filter_subjects,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?
+            .messages()
+            .await
+            .map_err(|e| unavailable(&self.stream, e))
     }
 
     /// The stored messages at `seqs`, read one by one.
@@ -418,18 +434,7 @@ impl AsOfReader {
         } else {
             DeliverPolicy::All
         };
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy,
-                filter_subjects: filters,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&self.stream, e))?;
-        let mut msgs = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable(&self.stream, e))?;
+        let mut msgs = self.ordered(&stream, deliver_policy, filters).await?;
         let mut held: Option<OwnedMsg> = None;
         let mut visited = 0;
         loop {

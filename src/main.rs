@@ -316,6 +316,13 @@ fn entity_type_arg(t: &str) -> anyhow::Result<EntityType> {
     })
 }
 
+/// `--as-of` (a stream sequence or an RFC 3339 time), when given.
+fn as_of_arg(v: Option<&str>) -> anyhow::Result<Option<govledger_proto::v1::AsOf>> {
+    v.map(cli::parse_as_of)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 fn time_arg(flag: &str, v: Option<&str>) -> anyhow::Result<i64> {
     match v {
         None => Ok(0),
@@ -788,10 +795,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             as_of,
             client: f,
         } => {
-            let as_of = as_of
-                .map(|s| cli::parse_as_of(&s))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let as_of = as_of_arg(as_of.as_deref())?;
             let mut c = client(&f).await?;
             let r = c
                 .get_action(GetActionRequest { action_id, as_of })
@@ -848,10 +852,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             as_of,
             client: f,
         } => {
-            let as_of = as_of
-                .map(|s| cli::parse_as_of(&s))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let as_of = as_of_arg(as_of.as_deref())?;
             let entity_type = entity_type_arg(&r#type)?;
             let mut c = client(&f).await?;
             let r = c
@@ -870,10 +871,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             as_of,
             client: f,
         } => {
-            let as_of = as_of
-                .map(|s| cli::parse_as_of(&s))
-                .transpose()
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let as_of = as_of_arg(as_of.as_deref())?;
             let mut c = client(&f).await?;
             let r = c
                 .get_source(govledger_proto::v1::GetSourceRequest {

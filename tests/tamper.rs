@@ -153,21 +153,15 @@ async fn verify_and_verify_bundle_name_the_first_bad_sequence() {
     // Export one identity's evidence; a time range marks what falls inside it.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("evidence.json");
-    let (status, out) = run_govledger(
-        &[
-            "export",
-            "--grpc-addr",
-            &gl.addr,
-            "--source",
-            "hr",
-            "--identity",
-            &who,
-            "--out",
-            path.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{out}");
+    let export = |extra: &[&str], out: &std::path::Path| {
+        let mut args = vec!["export", "--grpc-addr", &gl.addr, "--source", "hr"];
+        args.extend_from_slice(extra);
+        args.extend(["--out", out.to_str().unwrap()]);
+        let (status, text) = run_govledger(&args, &[]);
+        assert!(status.success(), "{text}");
+        text
+    };
+    let out = export(&["--identity", &who], &path);
     assert!(out.contains("verify-bundle"), "{out}");
     let bundle: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert!(
@@ -180,23 +174,7 @@ async fn verify_and_verify_bundle_name_the_first_bad_sequence() {
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let ranged = dir.path().join("ranged.json");
-    let (status, out) = run_govledger(
-        &[
-            "export",
-            "--grpc-addr",
-            &gl.addr,
-            "--source",
-            "hr",
-            "--identity",
-            &who,
-            "--from",
-            &from,
-            "--out",
-            ranged.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{out}");
+    export(&["--identity", &who, "--from", &from], &ranged);
     let rb: Bundle = serde_json::from_slice(&std::fs::read(&ranged).unwrap()).unwrap();
     let inside = rb.events.iter().filter(|e| e.in_range).count();
     assert!(
@@ -206,19 +184,7 @@ async fn verify_and_verify_bundle_name_the_first_bad_sequence() {
     );
     // A whole-source bundle from the beginning re-folds the source state too.
     let source_path = dir.path().join("source.json");
-    let (status, out) = run_govledger(
-        &[
-            "export",
-            "--grpc-addr",
-            &gl.addr,
-            "--source",
-            "hr",
-            "--out",
-            source_path.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{out}");
+    export(&[], &source_path);
 
     // Offline: nothing of the ledger runs any more.
     gl.stop();

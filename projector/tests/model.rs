@@ -353,7 +353,7 @@ fn history(seed: u64, target: usize) -> Vec<OwnedMsg> {
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed),
         n: 0,
-        hot: seed % 5 == 0,
+        hot: seed.is_multiple_of(5),
     };
     let source_count = if g.hot { 1 } else { g.rng.random_range(1..=3) };
     let sources: Vec<String> = (1..=source_count).map(|i| format!("src-{i}")).collect();
