@@ -393,15 +393,13 @@ fn check_state(b: &Bundle, msgs: &[OwnedMsg]) -> Result<Option<String>, String> 
     Err("the bundle holds no state".into())
 }
 
-/// Inclusion proofs of `seqs` in the tree of `leaves` (all leaves of the anchor).
+/// Inclusion proofs of `seqs` (ascending) in the tree of `leaves` (all leaves
+/// of the anchor), computed together in one pass over the tree.
 pub fn proofs(seqs: &[u64], leaves: &[merkle::Hash]) -> Vec<Vec<String>> {
-    seqs.iter()
-        .map(|s| {
-            merkle::inclusion_proof(*s as usize - 1, leaves)
-                .iter()
-                .map(merkle::hex)
-                .collect()
-        })
+    let targets: Vec<usize> = seqs.iter().map(|s| *s as usize - 1).collect();
+    merkle::inclusion_proofs(&targets, leaves)
+        .iter()
+        .map(|p| p.iter().map(merkle::hex).collect())
         .collect()
 }
 
@@ -536,17 +534,18 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
             crate::replay::PROOF_LEAVES_MAX
         )));
     }
-    let mut leaves = Vec::with_capacity(size as usize);
-    for seq in 1..=size {
-        match d.store.leaf(seq).map_err(|e| internal(e.to_string()))? {
-            Some(l) => leaves.push(l),
-            None => {
-                return Err(Status::data_loss(format!(
-                    "the ledger holds no leaf for sequence {seq}; rebuild it (govledger rebuild)"
-                )));
-            }
+    let leaves = match d
+        .store
+        .leaves_upto(size)
+        .map_err(|e| internal(e.to_string()))?
+    {
+        Ok(l) => l,
+        Err(seq) => {
+            return Err(Status::data_loss(format!(
+                "the ledger holds no leaf for sequence {seq}; rebuild it (govledger rebuild)"
+            )));
         }
-    }
+    };
     if merkle::hex(&merkle::root(&leaves)) != anchor.root {
         return Err(Status::data_loss(
             "the ledger's recorded leaves do not give the root it just signed; run govledger verify",

@@ -169,7 +169,23 @@ async fn run(
     to: u64,
 ) -> Result<(), Finding> {
     let fail = |problem: String| Finding { seq: 0, problem };
-    let recorded = |seq: u64| store.leaf(seq).map_err(|e| fail(e.to_string()));
+    // One leaf block (256 leaves) is read at a time, not once per sequence.
+    let mut block: Option<(u64, Vec<u8>)> = None;
+    let mut recorded = |seq: u64| -> Result<Option<merkle::Hash>, Finding> {
+        let (b, at) = govledger_projector::keys::leaf_slot(seq);
+        if block.as_ref().is_none_or(|(n, _)| *n != b) {
+            let bytes = store
+                .leaf_block(b)
+                .map_err(|e| fail(e.to_string()))?
+                .unwrap_or_default();
+            block = Some((b, bytes));
+        }
+        Ok(block
+            .as_ref()
+            .and_then(|(_, bytes)| bytes.get(at..at + 32))
+            .and_then(|s| merkle::Hash::try_from(s).ok())
+            .filter(|h| *h != [0u8; 32]))
+    };
     for seq in 1..from {
         let leaf = recorded(seq)?.ok_or_else(|| Finding {
             seq,

@@ -365,19 +365,41 @@ impl Store {
         Ok(out)
     }
 
-    /// The leaf hash the projector recorded for `seq`, `None` when it holds none
-    /// (not applied yet, or a zero-filled slot).
-    pub fn leaf(&self, seq: u64) -> Result<Option<crate::merkle::Hash>> {
-        let (block, at) = keys::leaf_slot(seq);
-        let Some(b) = self.tree.get(Key::Leaves(block).encode())? else {
-            return Ok(None);
-        };
-        let Some(slot) = b.get(at..at + 32) else {
-            return Ok(None);
-        };
-        let mut h = [0u8; 32];
-        h.copy_from_slice(slot);
-        Ok((h != [0u8; 32]).then_some(h))
+    /// The bytes of one leaf block (32 per leaf, zero = not held).
+    pub fn leaf_block(&self, block: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree
+            .get(Key::Leaves(block).encode())?
+            .map(|v| v.to_vec()))
+    }
+
+    /// The recorded leaf hashes of sequences 1..=`size`, read block by block;
+    /// `Err` names the first sequence without a leaf.
+    pub fn leaves_upto(
+        &self,
+        size: u64,
+    ) -> Result<std::result::Result<Vec<crate::merkle::Hash>, u64>> {
+        let mut out: Vec<crate::merkle::Hash> = Vec::with_capacity(size as usize);
+        let blocks = size.div_ceil(keys::LEAVES_PER_BLOCK);
+        for block in 0..blocks {
+            let bytes = self.leaf_block(block)?.unwrap_or_default();
+            for chunk in bytes.chunks_exact(32) {
+                if out.len() as u64 == size {
+                    break;
+                }
+                let mut h = [0u8; 32];
+                h.copy_from_slice(chunk);
+                if h == [0u8; 32] {
+                    return Ok(Err(out.len() as u64 + 1));
+                }
+                out.push(h);
+            }
+            let want = ((block + 1) * keys::LEAVES_PER_BLOCK).min(size);
+            if (out.len() as u64) < want {
+                return Ok(Err(out.len() as u64 + 1));
+            }
+        }
+        Ok(Ok(out))
     }
 
     /// Poison events with a sequence above `after_seq`, at most `limit`.
