@@ -152,13 +152,13 @@ impl AsOfReader {
     ) -> Result<u64, Status> {
         let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t_us + 1) * 1_000)
             .map_err(|_| Status::invalid_argument("as_of.time_us is out of range"))?;
-        let mut msgs = self
-            .ordered(
-                stream,
-                DeliverPolicy::ByStartTime { start_time: start },
-                Vec::new(),
-            )
-            .await?;
+        let mut msgs = crate::replay::ordered_messages(
+            stream,
+            DeliverPolicy::ByStartTime { start_time: start },
+            Vec::new(),
+        )
+        .await
+        .map_err(|e| unavailable(&self.stream, e))?;
         let m = tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next())
             .await
             .map_err(|_| unavailable(&self.stream, "stream read stalled"))?
@@ -169,33 +169,19 @@ impl AsOfReader {
             .stream_sequence)
     }
 
-    /// An ordered consumer's messages from `deliver_policy`, optionally filtered.
-    async fn ordered(
-        &self,
-        stream: &jetstream::stream::Stream,
-        deliver_policy: DeliverPolicy,
-        filter_subjects: Vec<String>,
-    ) -> Result<jetstream::consumer::pull::Ordered, Status> {
-        stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                deliver_policy,
-                filter_subjects,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&self.stream, e))?
-            .messages()
+    async fn stream(&self) -> Result<jetstream::stream::Stream, Status> {
+        self.js
+            .get_stream(&self.stream)
             .await
             .map_err(|e| unavailable(&self.stream, e))
     }
 
     /// The stored messages at `seqs`, read one by one.
-    async fn fetch(&self, seqs: impl IntoIterator<Item = u64>) -> Result<Vec<OwnedMsg>, Status> {
-        let stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| unavailable(&self.stream, e))?;
+    async fn fetch(
+        &self,
+        stream: &jetstream::stream::Stream,
+        seqs: impl IntoIterator<Item = u64>,
+    ) -> Result<Vec<OwnedMsg>, Status> {
         let mut out = Vec::new();
         for seq in seqs {
             let m = stream.get_raw_message(seq).await.map_err(|e| {
@@ -215,11 +201,8 @@ impl AsOfReader {
 
     /// Messages of the identity's history up to the point, with the events of
     /// every action named in it (an action's conclusion needs its read-backs).
-    pub async fn identity_msgs(
-        &self,
-        key: &IdentityKey,
-        upto: u64,
-    ) -> Result<Vec<OwnedMsg>, Status> {
+    async fn identity_msgs(&self, key: &IdentityKey, upto: u64) -> Result<Vec<OwnedMsg>, Status> {
+        let stream = self.stream().await?;
         let seqs = self
             .store
             .identity_history(&key.0, key.1, &key.2, upto, HISTORY_EVENTS_MAX + 1)
@@ -228,7 +211,7 @@ impl AsOfReader {
             return Err(too_long());
         }
         let mut msgs: BTreeMap<u64, OwnedMsg> = self
-            .fetch(seqs)
+            .fetch(&stream, seqs)
             .await?
             .into_iter()
             .map(|m| (m.seq, m))
@@ -254,7 +237,7 @@ impl AsOfReader {
                 .into_iter()
                 .filter(|s| !msgs.contains_key(s))
                 .collect();
-            for m in self.fetch(more).await? {
+            for m in self.fetch(&stream, more).await? {
                 msgs.insert(m.seq, m);
             }
             if msgs.len() > HISTORY_EVENTS_MAX {
@@ -270,12 +253,22 @@ impl AsOfReader {
         key: &IdentityKey,
         p: &AsOfPoint,
     ) -> Result<(IdentityState, Vec<u64>), Status> {
+        let (identity, _, msgs) = self.identity_fold(key, p).await?;
+        Ok((identity, msgs.iter().map(|m| m.seq).collect()))
+    }
+
+    /// The identity as it stood at `p`, the fold it came from (which also holds
+    /// the states of the actions on it at `p`) and the messages folded.
+    pub async fn identity_fold(
+        &self,
+        key: &IdentityKey,
+        p: &AsOfPoint,
+    ) -> Result<(IdentityState, fold::Working, Vec<OwnedMsg>), Status> {
         let msgs = self.identity_msgs(key, p.seq).await?;
-        let folded: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
         let mut w = fold::Working::default();
         fold_in_memory(&mut w, &msgs);
-        match w.identities.get(key) {
-            Some(i) => Ok((i.clone(), folded)),
+        match w.identities.get(key).cloned() {
+            Some(i) => Ok((i, w, msgs)),
             None => {
                 let first = self
                     .store
@@ -320,7 +313,7 @@ impl AsOfReader {
                 }
             )));
         }
-        let msgs = self.fetch(seqs).await?;
+        let msgs = self.fetch(&self.stream().await?, seqs).await?;
         let mut w = fold::Working::default();
         fold_in_memory(&mut w, &msgs);
         w.actions
@@ -404,11 +397,7 @@ impl AsOfReader {
         upto: u64,
         mut visit: impl FnMut(OwnedMsg, bool) -> Result<(), Status>,
     ) -> Result<u64, Status> {
-        let stream = self
-            .js
-            .get_stream(&self.stream)
-            .await
-            .map_err(|e| unavailable(&self.stream, e))?;
+        let stream = self.stream().await?;
         let filters = govledger_ingest::subject::source_filter_subjects(source_id);
         let prefix = format!("{}.{source_id}.", govledger_ingest::subject::SUBJECT_PREFIX);
         let any = format!(
@@ -434,7 +423,9 @@ impl AsOfReader {
         } else {
             DeliverPolicy::All
         };
-        let mut msgs = self.ordered(&stream, deliver_policy, filters).await?;
+        let mut msgs = crate::replay::ordered_messages(&stream, deliver_policy, filters)
+            .await
+            .map_err(|e| unavailable(&self.stream, e))?;
         let mut held: Option<OwnedMsg> = None;
         let mut visited = 0;
         loop {

@@ -163,11 +163,13 @@ pub async fn read_all(js: &jetstream::Context, max: usize) -> Result<Vec<Checkpo
     if total == 0 {
         return Ok(out);
     }
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut msgs = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut msgs = crate::replay::ordered_messages(
+        &stream,
+        jetstream::consumer::DeliverPolicy::All,
+        Vec::new(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     while (out.len() as u64) < total {
         let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
             .await

@@ -469,19 +469,11 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         ..Default::default()
     };
     let msgs: Vec<OwnedMsg> = if identity_scope {
-        let (ident, _) = d.reader.identity(&key, &end).await?;
-        let msgs = d.reader.identity_msgs(&key, end.seq).await?;
-        // Every action with an event in the bundle (requested on the identity,
-        // or watching it) gets its state as of the end.
-        let action_ids: BTreeSet<String> = msgs
-            .iter()
-            .filter_map(|m| fold::decode(&m.as_stream_msg()).ok())
-            .map(|e| e.action_id)
-            .filter(|a| !a.is_empty())
-            .collect();
+        // One read and one fold: the identity's history holds every event of the
+        // actions on it, so the same fold gives their states as of the end.
+        let (ident, w, msgs) = d.reader.identity_fold(&key, &end).await?;
         let mut readable_actions = Vec::new();
-        for a in action_ids {
-            let st = d.reader.action(&a, &end).await?;
+        for (_, st) in w.actions.iter() {
             let bytes = st.encode_to_vec();
             readable_actions.push(readable(&pool, "govledger.v1.ActionState", &bytes));
             state.actions.push(fold::hex(&bytes));

@@ -63,16 +63,7 @@ async fn run(
     } else {
         govledger_ingest::subject::source_filter_subjects(&req.source_id)
     };
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy,
-            filter_subjects,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let mut msgs = consumer
-        .messages()
+    let mut msgs = ordered_messages(&stream, deliver_policy, filter_subjects)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     let mut actions_of_identity: HashSet<String> = HashSet::new();
@@ -135,6 +126,24 @@ async fn run(
             return Ok(());
         }
     }
+}
+
+/// An ordered consumer's messages from `deliver_policy`, filtered to
+/// `filter_subjects` (empty = all): the one way this crate reads a stream in order.
+pub async fn ordered_messages(
+    stream: &jetstream::stream::Stream,
+    deliver_policy: DeliverPolicy,
+    filter_subjects: Vec<String>,
+) -> Result<jetstream::consumer::pull::Ordered, async_nats::Error> {
+    Ok(stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy,
+            filter_subjects,
+            ..Default::default()
+        })
+        .await?
+        .messages()
+        .await?)
 }
 
 fn unavailable(stream_name: &str, e: String) -> Status {
@@ -236,15 +245,7 @@ pub async fn leaves(
     if size == 0 {
         return Ok(out);
     }
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    let mut msgs = consumer
-        .messages()
+    let mut msgs = ordered_messages(&stream, DeliverPolicy::All, Vec::new())
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     while (out.len() as u64) < size {

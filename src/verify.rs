@@ -197,19 +197,15 @@ async fn run(
         .get_stream(stream_name)
         .await
         .map_err(|e| fail(format!("cannot open stream {stream_name}: {e}")))?;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| fail(format!("cannot read stream {stream_name}: {e}")))?;
-    let mut msgs = consumer
-        .messages()
-        .await
-        .map_err(|e| fail(format!("cannot read stream {stream_name}: {e}")))?;
+    let mut msgs = crate::replay::ordered_messages(
+        &stream,
+        DeliverPolicy::ByStartSequence {
+            start_sequence: from,
+        },
+        Vec::new(),
+    )
+    .await
+    .map_err(|e| fail(format!("cannot read stream {stream_name}: {e}")))?;
     let mut next = from;
     while next <= to {
         let m = match tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next()).await {

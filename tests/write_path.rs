@@ -107,6 +107,11 @@ async fn wait_action(gl: &Govledger, id: &str) -> GetActionResponse {
     }
 }
 
+/// Submits a one-step action and waits until the ledger concludes it.
+async fn act(gl: &Govledger, kind: ActionKind, user: &str, key: &str) -> GetActionResponse {
+    wait_action(gl, &submit(gl, request(kind, user, key)).await).await
+}
+
 fn outcome(r: &GetActionResponse) -> ActionOutcome {
     ActionOutcome::try_from(r.outcome).unwrap()
 }
@@ -119,11 +124,7 @@ fn user(scim: &FaultScim, i: usize) -> String {
 async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
     let (_nats, scim, gl) = setup("").await;
     let u1 = user(&scim, 1);
-    let r = wait_action(
-        &gl,
-        &submit(&gl, request(ActionKind::Deactivate, &u1, "k1")).await,
-    )
-    .await;
+    let r = act(&gl, ActionKind::Deactivate, &u1, "k1").await;
     assert_eq!(
         outcome(&r),
         ActionOutcome::Confirmed,
@@ -140,11 +141,7 @@ async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
     assert_eq!(scim.user_state(&u1).map(|s| s.0), Some(false));
 
     let u2 = user(&scim, 2);
-    let r = wait_action(
-        &gl,
-        &submit(&gl, request(ActionKind::Delete, &u2, "k2")).await,
-    )
-    .await;
+    let r = act(&gl, ActionKind::Delete, &u2, "k2").await;
     assert_eq!(
         outcome(&r),
         ActionOutcome::Confirmed,
@@ -186,11 +183,7 @@ async fn w1_success_answer_without_effect_is_unconfirmed() {
         ..Default::default()
     });
     let u = user(&scim, 3);
-    let r = wait_action(
-        &gl,
-        &submit(&gl, request(ActionKind::Deactivate, &u, "w1")).await,
-    )
-    .await;
+    let r = act(&gl, ActionKind::Deactivate, &u, "w1").await;
     assert_eq!(
         outcome(&r),
         ActionOutcome::Unconfirmed,
@@ -234,11 +227,7 @@ async fn w2_503_then_success_is_confirmed_after_a_retry_with_both_attempts_recor
         }],
         ..Default::default()
     });
-    let r = wait_action(
-        &gl,
-        &submit(&gl, request(ActionKind::Deactivate, &u, "w2")).await,
-    )
-    .await;
+    let r = act(&gl, ActionKind::Deactivate, &u, "w2").await;
     assert_eq!(
         outcome(&r),
         ActionOutcome::Confirmed,
@@ -256,11 +245,7 @@ async fn w2_timeout_where_the_write_landed_is_confirmed_without_a_second_write()
         write_applied_then_slow: Some(1_500),
         ..Default::default()
     });
-    let r = wait_action(
-        &gl,
-        &submit(&gl, request(ActionKind::Deactivate, &u, "w2t")).await,
-    )
-    .await;
+    let r = act(&gl, ActionKind::Deactivate, &u, "w2t").await;
     assert_eq!(
         outcome(&r),
         ActionOutcome::Confirmed,
@@ -284,11 +269,7 @@ async fn w3_target_404_is_confirmed_already_absent() {
         ..Default::default()
     });
     let u = user(&scim, 6);
-    let r = wait_action(
-        &gl,
-        &submit(&gl, request(ActionKind::Deactivate, &u, "w3")).await,
-    )
-    .await;
+    let r = act(&gl, ActionKind::Deactivate, &u, "w3").await;
     assert_eq!(
         outcome(&r),
         ActionOutcome::Confirmed,

@@ -66,36 +66,16 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
             .tempdir()?;
         let sled = dir.path().join("sled");
         let took = project_in_process(&client, stream, &sled, last_seq, round).await?;
-        crate::progress(format!(
-            "  project govledger round {}: {last_seq} events in {:.2} s ({:.0} ev/s)",
-            round + 1,
-            took.as_secs_f64(),
-            last_seq as f64 / took.as_secs_f64()
-        ));
+        note_round("govledger", round, last_seq, took);
         best_gov = best_gov.min(took);
         let raw = raw_fetch(&client, stream, last_seq, &format!("bench-raw-{round}")).await?;
-        crate::progress(format!(
-            "  project raw fetch+ack round {}: {:.2} s ({:.0} ev/s)",
-            round + 1,
-            raw.as_secs_f64(),
-            last_seq as f64 / raw.as_secs_f64()
-        ));
+        note_round("raw fetch+ack", round, last_seq, raw);
         best_raw = best_raw.min(raw);
         let sled = storage::raw_sled_fresh(&writes, false).await?;
-        crate::progress(format!(
-            "  project raw sled round {}: {:.2} s ({:.0} ev/s)",
-            round + 1,
-            sled.as_secs_f64(),
-            last_seq as f64 / sled.as_secs_f64()
-        ));
+        note_round("raw sled", round, last_seq, sled);
         best_sled = best_sled.min(sled);
         let sled = storage::raw_sled_fresh(&writes, true).await?;
-        crate::progress(format!(
-            "  project raw sled with reads round {}: {:.2} s ({:.0} ev/s)",
-            round + 1,
-            sled.as_secs_f64(),
-            last_seq as f64 / sled.as_secs_f64()
-        ));
+        note_round("raw sled with reads", round, last_seq, sled);
         best_sled_reads = best_sled_reads.min(sled);
     }
     Ok(ProjectResult {
@@ -105,6 +85,16 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
         raw_sled: best_sled,
         raw_sled_reads: best_sled_reads,
     })
+}
+
+/// Progress line of one measured round.
+fn note_round(what: &str, round: usize, events: u64, took: Duration) {
+    crate::progress(format!(
+        "  project {what} round {}: {events} events in {:.2} s ({:.0} ev/s)",
+        round + 1,
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64()
+    ));
 }
 
 /// `runner::run` with `stop_at_seq = last_seq` into a fresh store at `sled`.

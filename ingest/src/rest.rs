@@ -5,7 +5,7 @@
 //! the total (a JSON pointer or a header such as `X-Total-Count`), and how pages
 //! are addressed: page numbers, or RFC 8288 `Link: <...>; rel="next"` headers.
 
-use govledger_proto::v1::{EntityType, RecordObserved, RecordRejected, RejectReason};
+use govledger_proto::v1::{EntityType, RecordObserved, RejectReason};
 use serde_json::Value;
 
 use crate::scim::{Item, ListPage, ParseError};
@@ -118,16 +118,7 @@ pub fn parse_page(
 fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
     let digest = crate::scim::record_digest(r);
     let et = shape.entity_type;
-    let reject = |reason: RejectReason, detail: String| {
-        Item::Rejected(RecordRejected {
-            page_key: page_key.to_owned(),
-            reason: reason as i32,
-            detail,
-            index_in_page: index,
-            raw_digest: digest.clone(),
-            entity_type: et as i32,
-        })
-    };
+    let reject = crate::scim::rejecter(digest.clone(), et, page_key, index);
     let Value::Object(o) = r else {
         return reject(
             RejectReason::SchemaViolation,

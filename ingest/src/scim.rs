@@ -91,10 +91,14 @@ pub fn parse_list(
     })
 }
 
-/// One resource → an observation, or a rejection saying why.
-pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) -> Item {
-    let raw_digest = record_digest(r);
-    let reject = |reason: RejectReason, detail: String| {
+/// Builds the rejections of one record (SCIM resource or REST item).
+pub(crate) fn rejecter<'a>(
+    raw_digest: String,
+    entity_type: EntityType,
+    page_key: &'a str,
+    index: u32,
+) -> impl Fn(RejectReason, String) -> Item + 'a {
+    move |reason: RejectReason, detail: String| {
         Item::Rejected(RecordRejected {
             page_key: page_key.to_owned(),
             reason: reason as i32,
@@ -103,7 +107,13 @@ pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) 
             raw_digest: raw_digest.clone(),
             entity_type: entity_type as i32,
         })
-    };
+    }
+}
+
+/// One resource → an observation, or a rejection saying why.
+pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) -> Item {
+    let raw_digest = record_digest(r);
+    let reject = rejecter(raw_digest.clone(), entity_type, page_key, index);
     let Value::Object(o) = r else {
         return reject(
             RejectReason::SchemaViolation,

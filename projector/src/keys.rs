@@ -176,7 +176,12 @@ pub fn canonical_uuid(s: &str) -> Option<[u8; 16]> {
 
 /// Every [`Key::IdentityHistory`] key of one identity starts with this.
 pub fn identity_history_prefix(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
-    let mut k = vec![TAG_HISTORY, HISTORY_IDENTITY];
+    identity_index_prefix(HISTORY_IDENTITY, source, entity_type, external_id)
+}
+
+/// `TAG_HISTORY`, a sub-tag, then the identity's components.
+fn identity_index_prefix(sub: u8, source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
+    let mut k = vec![TAG_HISTORY, sub];
     put_str(&mut k, source);
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
@@ -185,11 +190,7 @@ pub fn identity_history_prefix(source: &str, entity_type: i32, external_id: &str
 
 /// Every [`Key::IdentityAction`] key of one identity starts with this.
 pub fn identity_actions_prefix(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
-    let mut k = vec![TAG_HISTORY, HISTORY_IDENTITY_ACTION];
-    put_str(&mut k, source);
-    k.extend_from_slice(&entity_type.to_be_bytes());
-    put_str(&mut k, external_id);
-    k
+    identity_index_prefix(HISTORY_IDENTITY_ACTION, source, entity_type, external_id)
 }
 
 /// Packs sequences for a history chunk (u64 big-endian each).
