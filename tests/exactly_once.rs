@@ -139,8 +139,9 @@ async fn the_same_events_published_twice_are_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projector_killed_mid_batch_ends_identical_to_an_uninterrupted_run() {
     let nats = NatsServer::start();
-    let last = publish_history(&nats, 24, 300).await;
-    assert!(last > 5_000, "history too small: {last}");
+    // Big enough that folding it takes much longer than starting up.
+    let last = publish_history(&nats, 24, 1_500).await;
+    assert!(last > 30_000, "history too small: {last}");
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), 97);
     let crashy = dir.path().join("crashy");
@@ -158,26 +159,42 @@ async fn projector_killed_mid_batch_ends_identical_to_an_uninterrupted_run() {
             .unwrap();
         assert!(!status.success(), "failpoint {fp} did not fire");
     }
-    // SIGKILL at random moments while it works through the stream.
+    // An uninterrupted run first: how long the whole stream takes (start-up
+    // included) sets when the kills below land.
+    let started = std::time::Instant::now();
+    let status = project_cmd(&nats.url(), &clean, &cfg).status().unwrap();
+    assert!(status.success());
+    let whole_ms = started.elapsed().as_millis().max(100) as u64;
+
+    // SIGKILL at random moments while it works through the stream: each run
+    // is killed after 1/20 to 1/5 of the uninterrupted time, so six runs cover
+    // most of the stream without finishing it.
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261125);
     let mut kills = 0;
     for _ in 0..6 {
         let mut child = project_cmd(&nats.url(), &crashy, &cfg).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(60..400)));
+        std::thread::sleep(Duration::from_millis(
+            rng.random_range(whole_ms / 20..whole_ms / 5),
+        ));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
-            kills += 1;
+            child.wait().unwrap();
+            // Killed mid-stream: it had applied some of the stream, not all.
+            let applied = govledger_projector::Store::open(&crashy.join("sled"), 8 << 20)
+                .and_then(|s| s.meta())
+                .map(|m| m.last_applied_seq)
+                .unwrap_or(0);
+            if applied > 0 && applied < last {
+                kills += 1;
+            }
         }
         child.wait().unwrap();
     }
     assert!(
         kills >= 3,
-        "only {kills} kills landed while the projector was working"
+        "only {kills} kills landed while the projector was working (uninterrupted run: {whole_ms} ms)"
     );
     let status = project_cmd(&nats.url(), &crashy, &cfg).status().unwrap();
-    assert!(status.success());
-
-    let status = project_cmd(&nats.url(), &clean, &cfg).status().unwrap();
     assert!(status.success());
 
     let (model, w) = model_digest(&nats).await;

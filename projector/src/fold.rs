@@ -62,6 +62,19 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn is_loaded(&self, k: &K) -> bool {
         self.map.contains_key(k)
     }
+    /// Loads `k` as `other` holds it, if `other` has it loaded (its value,
+    /// changed or not, is the newest one).
+    fn carry(&mut self, other: &Self, k: &K)
+    where
+        V: Clone,
+    {
+        if self.map.contains_key(k) {
+            return;
+        }
+        if let Some(v) = other.map.get(k) {
+            self.map.insert(k.clone(), v.clone());
+        }
+    }
     pub fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k).and_then(Option::as_ref)
     }
@@ -115,7 +128,11 @@ pub struct Working {
     pub run_seen: Table<RunSeenKey, ()>,
     pub identities: Table<IdentityKey, IdentityState>,
     pub actions: Table<String, ActionState>,
+    /// Ids of events that are not UUID v7 (or whose block is full), with the
+    /// sequence that applied them.
     pub event_ids: Table<String, u64>,
+    /// Packed ids of UUID v7 events, per [`Key::EventBlock`].
+    pub event_blocks: Table<u64, Vec<u8>>,
     pub poison: Table<u64, PoisonEvent>,
     pub source_actions: Table<(String, String), ()>,
     pub open_actions: Table<(String, String), ()>,
@@ -145,6 +162,7 @@ impl Working {
         self.identities.clear_dirty();
         self.actions.clear_dirty();
         self.event_ids.clear_dirty();
+        self.event_blocks.clear_dirty();
         self.poison.clear_dirty();
         self.source_actions.clear_dirty();
         self.open_actions.clear_dirty();
@@ -153,6 +171,38 @@ impl Working {
         self.identity_actions.clear_dirty();
         self.leaves.clear_dirty();
         self.alerts.clear();
+    }
+
+    /// Loads each of `keys` that `prev` (the batch folded just before, maybe
+    /// not committed yet) holds, as `prev` holds it. What `prev` never touched
+    /// is left for the store to load.
+    pub fn carry_from(&mut self, prev: &Working, keys: &BTreeSet<Key>) {
+        for key in keys {
+            match key {
+                Key::Meta => {}
+                Key::Source(k) => self.sources.carry(&prev.sources, k),
+                Key::Run(k) => self.runs.carry(&prev.runs, k),
+                Key::SourceRun(a, b) => self
+                    .source_runs
+                    .carry(&prev.source_runs, &(a.clone(), b.clone())),
+                Key::Page(a, b) => self.pages.carry(&prev.pages, &(a.clone(), b.clone())),
+                Key::RunSeen(k) => self.run_seen.carry(&prev.run_seen, k),
+                Key::Identity(k) => self.identities.carry(&prev.identities, k),
+                Key::Action(k) => self.actions.carry(&prev.actions, k),
+                Key::EventId(k) => self.event_ids.carry(&prev.event_ids, k),
+                Key::EventBlock(b) => self.event_blocks.carry(&prev.event_blocks, b),
+                Key::Poison(k) => self.poison.carry(&prev.poison, k),
+                Key::SourceAction(a, b) => self
+                    .source_actions
+                    .carry(&prev.source_actions, &(a.clone(), b.clone())),
+                Key::OpenAction(a, b) => self
+                    .open_actions
+                    .carry(&prev.open_actions, &(a.clone(), b.clone())),
+                Key::Leaves(b) => self.leaves.carry(&prev.leaves, b),
+                // Written only, never read by the fold.
+                Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
+            }
+        }
     }
 
     /// The meta record with the Merkle frontier folded in.
@@ -212,6 +262,9 @@ impl Working {
                 Key::EventId(k.clone()).encode(),
                 v.map(|s| s.to_be_bytes().to_vec()),
             ));
+        }
+        for (k, v) in self.event_blocks.changed() {
+            out.push((Key::EventBlock(*k).encode(), v.cloned()));
         }
         for (k, v) in self.poison.changed() {
             out.push((Key::Poison(*k).encode(), enc(v)));
@@ -283,7 +336,10 @@ pub fn decode(msg: &StreamMsg<'_>) -> Result<Event, String> {
 
 /// The keys folding `ev` may read, so the caller can preload them.
 pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
-    out.insert(Key::EventId(ev.event_id.clone()));
+    match crate::keys::event_block_of(&ev.event_id) {
+        Some((block, _)) => out.insert(Key::EventBlock(block)),
+        None => out.insert(Key::EventId(ev.event_id.clone())),
+    };
     out.insert(Key::Source(ev.source_id.clone()));
     let Some(body) = &ev.body else { return };
     match body {
@@ -332,6 +388,12 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
 /// that last observed an identity earlier in the batch is loaded through
 /// [`needs`], and run-seen records spilled in the batch are in the working set.
 pub fn needs_after_load(w: &Working, ev: &Event, out: &mut BTreeSet<Key>) {
+    // A full event-id block: ids past it have records of their own.
+    if let Some((block, _)) = crate::keys::event_block_of(&ev.event_id)
+        && w.event_blocks.get(&block).is_some_and(|b| block_full(b))
+    {
+        out.insert(Key::EventId(ev.event_id.clone()));
+    }
     let Some(Body::RecordObserved(r)) = &ev.body else {
         return;
     };
@@ -414,18 +476,56 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, Strin
             return Applied::Poison;
         }
     };
-    debug_assert!(
-        w.event_ids.is_loaded(&ev.event_id),
-        "needs() missed event id"
-    );
-    if w.event_ids.get(&ev.event_id).is_some() {
+    if !record_event_id(w, &ev.event_id, msg.seq) {
         w.meta.duplicate_events += 1;
         return Applied::DuplicateEventId;
     }
-    w.event_ids.insert(ev.event_id.clone(), msg.seq);
     w.meta.events_applied += 1;
     fold_event(w, msg.seq, ev);
     Applied::Event
+}
+
+fn block_full(block: &[u8]) -> bool {
+    block.len() >= crate::keys::EVENT_BLOCK_IDS_MAX * 16
+}
+
+/// Records that event `id` was applied at `seq`; `false` if it was before (a
+/// duplicate). A UUID v7 goes into its block until the block is full, then
+/// into a record of its own; any other id into a record of its own.
+///
+/// An id of a full block that has no record loaded is absent: [`needs_after_load`]
+/// loads the records of blocks that were full before the batch, and an id
+/// cannot have a record while its block was not yet full.
+fn record_event_id(w: &mut Working, id: &str, seq: u64) -> bool {
+    if let Some((block, bytes)) = crate::keys::event_block_of(id) {
+        debug_assert!(
+            w.event_blocks.is_loaded(&block),
+            "needs() missed event block"
+        );
+        let (held, full) = match w.event_blocks.get(&block) {
+            Some(b) => (crate::keys::event_block_holds(b, &bytes), block_full(b)),
+            None => (false, false),
+        };
+        if held || (full && w.event_ids.get(&id.to_owned()).is_some()) {
+            return false;
+        }
+        if !full {
+            w.event_blocks
+                .get_or_insert_with(&block, Vec::new)
+                .extend_from_slice(&bytes);
+            return true;
+        }
+    } else {
+        debug_assert!(
+            w.event_ids.is_loaded(&id.to_owned()),
+            "needs() missed event id"
+        );
+        if w.event_ids.get(&id.to_owned()).is_some() {
+            return false;
+        }
+    }
+    w.event_ids.insert(id.to_owned(), seq);
+    true
 }
 
 fn fold_event(w: &mut Working, seq: u64, ev: &Event) {

@@ -18,6 +18,8 @@ pub const TAG_EVENT_ID: u8 = b'e';
 /// An event id in canonical UUID form, stored as its 16 bytes (17-byte key
 /// instead of 41: smaller sled nodes for the one key every event writes).
 pub const TAG_EVENT_UUID: u8 = b'E';
+/// A block of time-ordered (UUID v7) event ids: see [`event_block_of`].
+pub const TAG_EVENT_BLOCK: u8 = b'V';
 pub const TAG_POISON: u8 = b'x';
 pub const TAG_SOURCE_ACTION: u8 = b'b';
 pub const TAG_OPEN_ACTION: u8 = b'o';
@@ -28,6 +30,13 @@ pub const TAG_LEAVES: u8 = b'l';
 pub const HISTORY_IDENTITY: u8 = b'i';
 pub const HISTORY_ACTION: u8 = b'a';
 pub const HISTORY_IDENTITY_ACTION: u8 = b'q';
+
+/// Event ids kept per [`Key::EventBlock`] (16 bytes each). Ids past it go to
+/// their own [`Key::EventId`] record, so a block stays under 8 KiB whatever
+/// the producers' clocks say.
+pub const EVENT_BLOCK_IDS_MAX: usize = 512;
+/// Sub-blocks per millisecond (by the low bits of the id's random tail).
+pub const EVENT_BLOCKS_PER_MS: u64 = 16;
 
 /// RFC 6962 leaf hashes kept per [`Key::Leaves`] block (32 bytes each).
 pub const LEAVES_PER_BLOCK: u64 = 256;
@@ -51,6 +60,9 @@ pub enum Key {
     Identity(IdentityKey),
     Action(String),
     EventId(String),
+    /// The ids (16 bytes each, in fold order) of UUID v7 events whose
+    /// millisecond and sub-block this names (`ms << 8 | sub`).
+    EventBlock(u64),
     Poison(u64),
     /// Index: actions of a source, ordered by action id.
     SourceAction(String, String),
@@ -108,6 +120,11 @@ impl Key {
                 }
                 None => prefix(TAG_EVENT_ID, &[e]),
             },
+            Key::EventBlock(b) => {
+                let mut k = vec![TAG_EVENT_BLOCK];
+                k.extend_from_slice(&b.to_be_bytes());
+                k
+            }
             Key::SourceAction(s, a) => prefix(TAG_SOURCE_ACTION, &[s, a]),
             Key::OpenAction(s, a) => prefix(TAG_OPEN_ACTION, &[s, a]),
             Key::Poison(seq) => {
@@ -172,6 +189,30 @@ pub fn canonical_uuid(s: &str) -> Option<[u8; 16]> {
         nibbles += 1;
     }
     Some(out)
+}
+
+/// Where the duplicate check of event `id` looks first: for a UUID v7 in
+/// canonical form, its [`Key::EventBlock`] (its millisecond, and one of
+/// [`EVENT_BLOCKS_PER_MS`] sub-blocks by the low bits of its random tail) and
+/// its 16 bytes. `None` for any other id (its own [`Key::EventId`] record).
+///
+/// Ids from one producer are time-ordered, so the ids of a batch fall into a
+/// few blocks: a batch writes tens of block records instead of one record per
+/// event (a fresh key per event is most of what sled costs per event).
+pub fn event_block_of(id: &str) -> Option<(u64, [u8; 16])> {
+    let b = canonical_uuid(id)?;
+    // Version 7, RFC 9562 variant.
+    if b[6] >> 4 != 7 || b[8] >> 6 != 0b10 {
+        return None;
+    }
+    let ms = u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]);
+    let sub = u64::from(b[15]) % EVENT_BLOCKS_PER_MS;
+    Some((ms << 8 | sub, b))
+}
+
+/// Whether the packed ids of a block hold `id`.
+pub fn event_block_holds(block: &[u8], id: &[u8; 16]) -> bool {
+    block.chunks_exact(16).any(|c| c == id)
 }
 
 /// Every [`Key::IdentityHistory`] key of one identity starts with this.
@@ -309,6 +350,36 @@ mod tests {
         }
         assert_eq!(canonical_uuid("0192f3a4-5b6c-7d8e-9f00-11223344556g"), None);
         assert_eq!(canonical_uuid("0192f3a4+5b6c-7d8e-9f00-112233445566"), None);
+    }
+
+    #[test]
+    fn v7_ids_go_to_blocks_by_millisecond_and_tail() {
+        let a = "0192f3a4-5b6c-7d8e-9f00-112233445566";
+        let (blk, bytes) = event_block_of(a).unwrap();
+        assert_eq!(blk >> 8, 0x0192_f3a4_5b6c);
+        assert_eq!(blk & 0xff, 0x66 % EVENT_BLOCKS_PER_MS);
+        assert_eq!(bytes, canonical_uuid(a).unwrap());
+        // Same millisecond, other tail: other sub-block; other millisecond: other block.
+        let (b2, _) = event_block_of("0192f3a4-5b6c-7d8e-9f00-112233445567").unwrap();
+        assert_eq!(b2 >> 8, blk >> 8);
+        assert_ne!(b2, blk);
+        let (b3, _) = event_block_of("0192f3a4-5b6d-7d8e-9f00-112233445566").unwrap();
+        assert_ne!(b3 >> 8, blk >> 8);
+        // Not v7, not the RFC variant, not canonical: no block.
+        for other in [
+            "0192f3a4-5b6c-4d8e-9f00-112233445566",
+            "0192f3a4-5b6c-7d8e-1f00-112233445566",
+            "0192F3A4-5B6C-7D8E-9F00-112233445566",
+            "not-a-uuid",
+        ] {
+            assert_eq!(event_block_of(other), None, "{other}");
+        }
+        let mut block = Vec::new();
+        assert!(!event_block_holds(&block, &bytes));
+        block.extend_from_slice(&[0u8; 16]);
+        block.extend_from_slice(&bytes);
+        assert!(event_block_holds(&block, &bytes));
+        assert_eq!(Key::EventBlock(blk).encode()[0], TAG_EVENT_BLOCK);
     }
 
     #[test]

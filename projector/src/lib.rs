@@ -62,6 +62,54 @@ pub fn process_batch(
     meta: &mut LedgerMeta,
     msgs: &[OwnedMsg],
 ) -> Result<BatchOutcome, store::StoreError> {
+    match fold_batch(store, meta, msgs, None)? {
+        Folded::Nothing { skipped } => Ok(BatchOutcome {
+            skipped,
+            ..Default::default()
+        }),
+        Folded::Batch(b) => {
+            store.commit(&b.working)?;
+            *meta = b.meta;
+            Ok(b.outcome)
+        }
+    }
+}
+
+/// A batch folded but not committed yet.
+#[derive(Debug)]
+pub struct FoldedBatch {
+    /// Every record the batch read or wrote; [`Store::commit`] writes the changed ones.
+    pub working: fold::Working,
+    /// The meta record once this batch is committed.
+    pub meta: LedgerMeta,
+    pub outcome: BatchOutcome,
+}
+
+/// What [`fold_batch`] made of a batch.
+#[derive(Debug)]
+pub enum Folded {
+    /// Every message was applied before (redeliveries): nothing to commit.
+    Nothing {
+        skipped: usize,
+    },
+    Batch(Box<FoldedBatch>),
+}
+
+/// Folds `msgs` (in stream order) on top of the state after `meta`, without
+/// writing anything.
+///
+/// `pending` is the batch folded just before this one when its commit may
+/// still be running: every record it read or wrote is taken from it rather
+/// than from sled. A record it did not touch is the same in sled before and
+/// after its commit, so reading sled concurrently with that commit is
+/// consistent. (Architecture Invariant: batches are committed in fold order,
+/// and at most one folded batch is uncommitted.)
+pub fn fold_batch(
+    store: &Store,
+    meta: &LedgerMeta,
+    msgs: &[OwnedMsg],
+    pending: Option<&fold::Working>,
+) -> Result<Folded, store::StoreError> {
     let mut out = BatchOutcome::default();
     let fresh: Vec<&OwnedMsg> = msgs
         .iter()
@@ -69,7 +117,9 @@ pub fn process_batch(
         .collect();
     out.skipped = msgs.len() - fresh.len();
     if fresh.is_empty() {
-        return Ok(out);
+        return Ok(Folded::Nothing {
+            skipped: out.skipped,
+        });
     }
     let decoded: Vec<_> = fresh
         .iter()
@@ -83,10 +133,16 @@ pub fn process_batch(
         fold::needs_seq(m.seq, &mut needs);
     }
     let mut w = fold::Working::continuing(meta);
+    if let Some(p) = pending {
+        w.carry_from(p, &needs);
+    }
     store.load_into(&mut w, &needs)?;
     let mut more = BTreeSet::new();
     for ev in decoded.iter().flatten() {
         fold::needs_after_load(&w, ev, &mut more);
+    }
+    if let Some(p) = pending {
+        w.carry_from(p, &more);
     }
     store.load_into(&mut w, &more)?;
     for (m, d) in fresh.iter().zip(&decoded) {
@@ -101,10 +157,12 @@ pub fn process_batch(
             }
         }
     }
-    store.commit(&w)?;
-    *meta = w.meta_record();
     out.alerts = std::mem::take(&mut w.alerts);
-    Ok(out)
+    Ok(Folded::Batch(Box::new(FoldedBatch {
+        meta: w.meta_record(),
+        working: w,
+        outcome: out,
+    })))
 }
 
 /// How many leading messages of `msgs` can be processed: those at or below
@@ -153,6 +211,7 @@ fn load_absent(w: &mut fold::Working, needs: &BTreeSet<keys::Key>) {
             Key::Identity(x) => w.identities.load(x.clone(), None),
             Key::Action(a) => w.actions.load(a.clone(), None),
             Key::EventId(e) => w.event_ids.load(e.clone(), None),
+            Key::EventBlock(b) => w.event_blocks.load(*b, None),
             Key::Poison(s) => w.poison.load(*s, None),
             Key::SourceAction(a, b) => w.source_actions.load((a.clone(), b.clone()), None),
             Key::OpenAction(a, b) => w.open_actions.load((a.clone(), b.clone()), None),

@@ -26,7 +26,7 @@ use crate::{
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 3;
+pub const STORE_FORMAT_VERSION: u32 = 4;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -155,6 +155,10 @@ impl Store {
                         .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok().map(u64::from_be_bytes));
                     w.event_ids.load(k.clone(), v);
                 }
+                Key::EventBlock(b) if !w.event_blocks.is_loaded(b) => {
+                    let v = self.tree.get(key.encode())?.map(|v| v.to_vec());
+                    w.event_blocks.load(*b, v);
+                }
                 Key::SourceAction(a, b) if !w.source_actions.is_loaded(&(a.clone(), b.clone())) => {
                     let v = self.tree.get(key.encode())?.map(|_| ());
                     w.source_actions.load((a.clone(), b.clone()), v);
@@ -207,6 +211,12 @@ impl Store {
     /// Makes everything committed so far durable.
     pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] for a blocking thread.
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
         Ok(())
     }
 
@@ -487,6 +497,9 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     for (k, v) in w.event_ids.iter() {
         out.push((Key::EventId(k.clone()).encode(), v.to_be_bytes().to_vec()));
+    }
+    for (k, v) in w.event_blocks.iter() {
+        out.push((Key::EventBlock(*k).encode(), v.clone()));
     }
     for (k, v) in w.poison.iter() {
         out.push((Key::Poison(*k).encode(), v.encode_to_vec()));

@@ -394,6 +394,8 @@ fn history(seed: u64, target: usize) -> Vec<OwnedMsg> {
             let src = e.source_id.clone();
             out.push(g.poison(&src));
         }
+        let mut e = e;
+        e.event_id = styled_id(seed, out.len() as u64);
         out.push(e.encode_to_vec());
         if g.rng.random_bool(0.04) {
             // A retried publish that JetStream's dedup window missed.
@@ -402,6 +404,22 @@ fn history(seed: u64, target: usize) -> Vec<OwnedMsg> {
         }
     }
     msgs_of(&out)
+}
+
+/// Event ids in the forms producers send, one form per seed (`n` is unique
+/// per event; a re-published event keeps its bytes, so its id): UUID v7 from
+/// a clock (a few per millisecond, in event-id blocks), UUID v7 that all fall
+/// into one block, UUID v4 (records of their own) and ids that are no UUID.
+fn styled_id(seed: u64, n: u64) -> String {
+    match seed % 4 {
+        0 => {
+            let ms = 0x0192_f3a4_0000 + n / 7;
+            format!("{:08x}-{:04x}-7abc-9def-{n:012x}", ms >> 16, ms & 0xffff)
+        }
+        1 => format!("0192f3a4-5b6c-7abc-9def-{:012x}", n * 16),
+        2 => format!("{n:08x}-1234-4abc-9def-0123456789ab"),
+        _ => format!("evt-{seed}-{n}"),
+    }
 }
 
 // ---------------------------------------------------------------- simulation
@@ -978,5 +996,93 @@ async fn republished_event_counts_once() {
             .identity("src-1", EntityType::User as i32, "u-0")
             .unwrap();
         assert_eq!(ident.unwrap().observations, 1, "split {split}");
+    }
+}
+
+/// More UUID v7 ids in one block than it keeps: the ones past its limit get
+/// records of their own, and a re-published event is a duplicate whichever of
+/// the two holds its id and wherever the batches split.
+#[tokio::test]
+async fn event_id_blocks_overflow_into_records() {
+    use govledger_projector::keys::{EVENT_BLOCK_IDS_MAX, event_block_of};
+    let run = uuid(2, 6);
+    let n = EVENT_BLOCK_IDS_MAX as u64 + 150;
+    let mut bodies = vec![started(None, SyncMode::Full)];
+    bodies.extend((0..n).map(observed));
+    let mut payloads: Vec<Vec<u8>> = (1u64..)
+        .zip(bodies)
+        .map(|(i, b)| {
+            let mut e = ev(i, "src-1", &run, "", b);
+            // One millisecond, one sub-block (tails are multiples of 16).
+            e.event_id = format!("0192f3a4-5b6c-7abc-9def-{:012x}", i * 16);
+            e.encode_to_vec()
+        })
+        .collect();
+    let block = |p: &Vec<u8>| {
+        event_block_of(&Event::decode(&p[..]).unwrap().event_id)
+            .unwrap()
+            .0
+    };
+    assert!(payloads.iter().all(|p| block(p) == block(&payloads[0])));
+    // Re-published: one id held by the block, one past its limit, the last one.
+    let again = [10, EVENT_BLOCK_IDS_MAX + 20, payloads.len() - 1].map(|i| payloads[i].clone());
+    payloads.extend(again.iter().cloned());
+    payloads.insert(EVENT_BLOCK_IDS_MAX + 60, again[0].clone());
+    for split in [
+        1,
+        300,
+        EVENT_BLOCK_IDS_MAX,
+        EVENT_BLOCK_IDS_MAX + 40,
+        payloads.len() - 2,
+    ] {
+        let (_dir, store) = fold_store(&payloads, split).await;
+        let meta = store.meta().unwrap();
+        assert_eq!(meta.duplicate_events, 4, "split {split}");
+        assert_eq!(meta.events_applied, n + 1, "split {split}");
+        let r = store.run(&run).unwrap().unwrap();
+        assert_eq!((r.records_observed, r.duplicates), (n, 0), "split {split}");
+    }
+}
+
+/// The projector folds batch N+1 while batch N is still being committed,
+/// taking N's records from N's working set. Folding every history that way
+/// (each batch folded before the previous one is written to sled) gives the
+/// reference state.
+#[tokio::test]
+async fn folding_ahead_of_the_commit_matches_the_reference() {
+    use govledger_projector::{Folded, fold_batch};
+    for seed in 0..60u64 {
+        let msgs = history(seed, 140 + (seed as usize * 7919) % 180);
+        let want = reference(&msgs);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x0a1e_ad00);
+        let dir = TempDir::new().unwrap();
+        let store = Store::open(dir.path(), CACHE).unwrap();
+        let mut meta = store.meta().unwrap();
+        let mut pending: Option<Working> = None;
+        let mut next = 0;
+        while next < msgs.len() {
+            let size = rng.random_range(1..=40);
+            let batch = &msgs[next..(next + size).min(msgs.len())];
+            next += batch.len();
+            let folded = fold_batch(&store, &meta, batch, pending.as_ref())
+                .unwrap_or_else(|e| panic!("seed {seed}: fold_batch: {e}"));
+            // Only now is the previous batch committed.
+            if let Some(w) = pending.take() {
+                store.commit(&w).unwrap();
+            }
+            if let Folded::Batch(b) = folded {
+                meta = b.meta;
+                pending = Some(b.working);
+            }
+        }
+        if let Some(w) = pending.take() {
+            store.commit(&w).unwrap();
+        }
+        assert_eq!(store.meta().unwrap(), want.meta_record(), "seed {seed}");
+        assert_eq!(
+            store.digest().unwrap(),
+            digest_of_working(&want),
+            "seed {seed}: folding ahead of the commit differs from the reference"
+        );
     }
 }
