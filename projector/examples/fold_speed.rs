@@ -1,5 +1,5 @@
 //! Fold + sled commit speed without NATS: `cargo run --release -p govledger-projector
-//! --example fold_speed -- IDENTITIES RUNS BATCH`. Prints events/s for the batched
+//! --example fold_speed -- IDENTITIES RUNS BATCH [fold-only]`. Prints events/s for the batched
 //! sled path, next to a raw sled baseline doing the same number of inserts.
 
 use std::time::Instant;
@@ -34,6 +34,7 @@ fn ev(n: u64, run: &str, body: Body) -> Event {
 fn main() {
     let args: Vec<u64> = std::env::args()
         .skip(1)
+        .take(3)
         .map(|a| a.parse().unwrap())
         .collect();
     let (idents, runs, batch) = (args[0], args[1], args[2] as usize);
@@ -124,6 +125,9 @@ fn main() {
         msgs.len() as f64 / fold.as_secs_f64()
     );
 
+    if std::env::args().nth(4).as_deref() == Some("fold-only") {
+        return; // for profiling the fold alone
+    }
     // Raw sled: 3 inserts of similar sizes per event, same batch and flush cadence.
     let dir2 = tempfile::tempdir().unwrap();
     let db = sled::Config::new()
