@@ -41,15 +41,21 @@ pub struct StreamMsg<'a> {
 /// A loaded slice of one kind of record, with change tracking.
 #[derive(Debug, Clone)]
 pub struct Table<K: Ord + Clone, V> {
-    map: BTreeMap<K, Option<V>>,
-    dirty: BTreeSet<K>,
+    map: BTreeMap<K, Slot<V>>,
+}
+
+/// What a table holds for one key: the value (`None` = absent) and whether
+/// this batch changed it.
+#[derive(Debug, Clone)]
+struct Slot<V> {
+    v: Option<V>,
+    dirty: bool,
 }
 
 impl<K: Ord + Clone, V> Default for Table<K, V> {
     fn default() -> Self {
         Self {
             map: BTreeMap::new(),
-            dirty: BTreeSet::new(),
         }
     }
 }
@@ -57,7 +63,7 @@ impl<K: Ord + Clone, V> Default for Table<K, V> {
 impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
     /// Records what the store holds for `k` (`None` = absent).
     pub fn load(&mut self, k: K, v: Option<V>) {
-        self.map.entry(k).or_insert(v);
+        self.map.entry(k).or_insert(Slot { v, dirty: false });
     }
     pub fn is_loaded(&self, k: &K) -> bool {
         self.map.contains_key(k)
@@ -71,48 +77,82 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
         if self.map.contains_key(k) {
             return;
         }
-        if let Some(v) = other.map.get(k) {
-            self.map.insert(k.clone(), v.clone());
+        if let Some(s) = other.map.get(k) {
+            self.map.insert(
+                k.clone(),
+                Slot {
+                    v: s.v.clone(),
+                    dirty: false,
+                },
+            );
         }
     }
     pub fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k).and_then(Option::as_ref)
+        self.map.get(k).and_then(|s| s.v.as_ref())
     }
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        let v = self.map.get_mut(k).and_then(Option::as_mut);
-        if v.is_some() {
-            self.dirty.insert(k.clone());
+        let s = self.map.get_mut(k)?;
+        if s.v.is_some() {
+            s.dirty = true;
         }
-        v
+        s.v.as_mut()
     }
     pub fn insert(&mut self, k: K, v: V) {
-        self.dirty.insert(k.clone());
-        self.map.insert(k, Some(v));
+        self.map.insert(
+            k,
+            Slot {
+                v: Some(v),
+                dirty: true,
+            },
+        );
     }
     /// Changed entries, in key order.
     pub fn changed(&self) -> impl Iterator<Item = (&K, Option<&V>)> {
-        self.dirty
+        self.map
             .iter()
-            .map(|k| (k, self.map.get(k).and_then(Option::as_ref)))
+            .filter(|(_, s)| s.dirty)
+            .map(|(k, s)| (k, s.v.as_ref()))
     }
     /// Every present entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map
             .iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+            .filter_map(|(k, s)| s.v.as_ref().map(|v| (k, v)))
     }
     pub fn clear_dirty(&mut self) {
-        self.dirty.clear();
+        for s in self.map.values_mut() {
+            s.dirty = false;
+        }
     }
     /// Marks `k` absent (deleted at commit).
     pub fn remove(&mut self, k: &K) {
-        self.dirty.insert(k.clone());
-        self.map.insert(k.clone(), None);
+        self.map.insert(
+            k.clone(),
+            Slot {
+                v: None,
+                dirty: true,
+            },
+        );
     }
     fn get_or_insert_with(&mut self, k: &K, f: impl FnOnce() -> V) -> &mut V {
-        self.dirty.insert(k.clone());
-        let slot = self.map.entry(k.clone()).or_insert(None);
-        slot.get_or_insert_with(f)
+        if !self.map.contains_key(k) {
+            // The key is cloned only when it is new to the table.
+            self.map.insert(
+                k.clone(),
+                Slot {
+                    v: None,
+                    dirty: false,
+                },
+            );
+        }
+        match self.map.get_mut(k) {
+            Some(s) => {
+                s.dirty = true;
+                s.v.get_or_insert_with(f)
+            }
+            // Proven invariant: the key was inserted just above if it was missing.
+            None => unreachable!("table key inserted above"),
+        }
     }
 }
 
