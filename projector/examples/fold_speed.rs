@@ -1,6 +1,8 @@
 //! Fold + sled commit speed without NATS: `cargo run --release -p govledger-projector
 //! --example fold_speed -- IDENTITIES RUNS BATCH [fold-only]`. Prints events/s for the batched
-//! sled path, next to a raw sled baseline doing the same number of inserts.
+//! sled path and its fold / commit / flush split, then (without `fold-only`) a raw sled loop of
+//! three inserts per event, the first layout's writes (event id, run-seen, identity), for
+//! comparison. The benchmark's own sled floor is in `bench/src/storage.rs`.
 
 use std::time::Instant;
 
