@@ -87,10 +87,6 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("sled"), 64 << 20).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let mut meta = store.meta().unwrap();
     let t = Instant::now();
     let (mut t_fold, mut t_commit, mut t_flush) = (
@@ -98,22 +94,18 @@ fn main() {
         std::time::Duration::ZERO,
         std::time::Duration::ZERO,
     );
-    let drop_leaves = std::env::var_os("NOLEAVES").is_some();
     for chunk in msgs.chunks(batch) {
         let t0 = Instant::now();
-        let govledger_projector::Folded::Batch(mut b) =
+        let govledger_projector::Folded::Batch(b) =
             govledger_projector::fold_batch(&store, &meta, chunk, None).unwrap()
         else {
             panic!()
         };
-        if drop_leaves {
-            b.working.leaves = Default::default();
-        }
         let t1 = Instant::now();
         store.commit(&b.working).unwrap();
         meta = b.meta;
         let t2 = Instant::now();
-        rt.block_on(store.flush()).unwrap();
+        store.flush_blocking().unwrap();
         t_fold += t1 - t0;
         t_commit += t2 - t1;
         t_flush += t2.elapsed();
@@ -149,7 +141,7 @@ fn main() {
             b.insert(format!("i{:07}", k % idents).as_bytes(), &m.payload[..]);
         }
         tree.apply_batch(b).unwrap();
-        rt.block_on(db.flush_async()).unwrap();
+        db.flush().unwrap();
     }
     let raw = t.elapsed();
     println!(

@@ -68,24 +68,24 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn is_loaded(&self, k: &K) -> bool {
         self.map.contains_key(k)
     }
-    /// Loads `k` as `other` holds it, if `other` has it loaded (its value,
-    /// changed or not, is the newest one).
-    fn carry(&mut self, other: &Self, k: &K)
+    /// Loads `k`, unless loaded already: as `from` holds it if `from` has
+    /// it loaded (its value, changed or not, is the newest one); absent when
+    /// there is no `from`.
+    fn fill(&mut self, from: Option<&Self>, k: &K)
     where
         V: Clone,
     {
         if self.map.contains_key(k) {
             return;
         }
-        if let Some(s) = other.map.get(k) {
-            self.map.insert(
-                k.clone(),
-                Slot {
-                    v: s.v.clone(),
-                    dirty: false,
-                },
-            );
-        }
+        let v = match from {
+            Some(other) => match other.map.get(k) {
+                Some(s) => s.v.clone(),
+                None => return,
+            },
+            None => None,
+        };
+        self.map.insert(k.clone(), Slot { v, dirty: false });
     }
     pub fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k).and_then(|s| s.v.as_ref())
@@ -106,11 +106,15 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
             },
         );
     }
-    /// Changed entries, in key order.
+    /// Changed entries (`None` = deleted), in key order.
     pub fn changed(&self) -> impl Iterator<Item = (&K, Option<&V>)> {
+        self.entries(false)
+    }
+    /// Changed entries or, with `all`, every present entry; in key order.
+    fn entries(&self, all: bool) -> impl Iterator<Item = (&K, Option<&V>)> {
         self.map
             .iter()
-            .filter(|(_, s)| s.dirty)
+            .filter(move |(_, s)| if all { s.v.is_some() } else { s.dirty })
             .map(|(k, s)| (k, s.v.as_ref()))
     }
     /// Every present entry, in key order.
@@ -213,32 +217,36 @@ impl Working {
         self.alerts.clear();
     }
 
-    /// Loads each of `keys` that `prev` (the batch folded just before, maybe
-    /// not committed yet) holds, as `prev` holds it. What `prev` never touched
-    /// is left for the store to load.
-    pub fn carry_from(&mut self, prev: &Working, keys: &BTreeSet<Key>) {
+    /// Loads each of `keys` the fold may read, unless loaded already. With
+    /// `Some(prev)` (the batch folded just before, maybe not committed yet):
+    /// those `prev` holds, as `prev` holds them; what `prev` never touched is
+    /// left for the store to load. With `None`: every key as absent (the
+    /// in-memory reference fold, where nothing is stored).
+    pub fn fill(&mut self, keys: &BTreeSet<Key>, prev: Option<&Working>) {
         for key in keys {
             match key {
                 Key::Meta => {}
-                Key::Source(k) => self.sources.carry(&prev.sources, k),
-                Key::Run(k) => self.runs.carry(&prev.runs, k),
+                Key::Source(k) => self.sources.fill(prev.map(|p| &p.sources), k),
+                Key::Run(k) => self.runs.fill(prev.map(|p| &p.runs), k),
                 Key::SourceRun(a, b) => self
                     .source_runs
-                    .carry(&prev.source_runs, &(a.clone(), b.clone())),
-                Key::Page(a, b) => self.pages.carry(&prev.pages, &(a.clone(), b.clone())),
-                Key::RunSeen(k) => self.run_seen.carry(&prev.run_seen, k),
-                Key::Identity(k) => self.identities.carry(&prev.identities, k),
-                Key::Action(k) => self.actions.carry(&prev.actions, k),
-                Key::EventId(k) => self.event_ids.carry(&prev.event_ids, k),
-                Key::EventBlock(b) => self.event_blocks.carry(&prev.event_blocks, b),
-                Key::Poison(k) => self.poison.carry(&prev.poison, k),
+                    .fill(prev.map(|p| &p.source_runs), &(a.clone(), b.clone())),
+                Key::Page(a, b) => self
+                    .pages
+                    .fill(prev.map(|p| &p.pages), &(a.clone(), b.clone())),
+                Key::RunSeen(k) => self.run_seen.fill(prev.map(|p| &p.run_seen), k),
+                Key::Identity(k) => self.identities.fill(prev.map(|p| &p.identities), k),
+                Key::Action(k) => self.actions.fill(prev.map(|p| &p.actions), k),
+                Key::EventId(k) => self.event_ids.fill(prev.map(|p| &p.event_ids), k),
+                Key::EventBlock(b) => self.event_blocks.fill(prev.map(|p| &p.event_blocks), b),
+                Key::Poison(k) => self.poison.fill(prev.map(|p| &p.poison), k),
                 Key::SourceAction(a, b) => self
                     .source_actions
-                    .carry(&prev.source_actions, &(a.clone(), b.clone())),
+                    .fill(prev.map(|p| &p.source_actions), &(a.clone(), b.clone())),
                 Key::OpenAction(a, b) => self
                     .open_actions
-                    .carry(&prev.open_actions, &(a.clone(), b.clone())),
-                Key::Leaves(b) => self.leaves.carry(&prev.leaves, b),
+                    .fill(prev.map(|p| &p.open_actions), &(a.clone(), b.clone())),
+                Key::Leaves(b) => self.leaves.fill(prev.map(|p| &p.leaves), b),
                 // Written only, never read by the fold.
                 Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
             }
@@ -267,76 +275,91 @@ impl Working {
     /// in key order. The store writes exactly these plus nothing else.
     pub fn changes(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::new();
-        fn enc<M: prost::Message>(v: Option<&M>) -> Option<Vec<u8>> {
-            v.map(|m| m.encode_to_vec())
-        }
         if self.meta_dirty {
             out.push((Key::Meta.encode(), Some(self.meta_record().encode_to_vec())));
         }
-        for (k, v) in self.sources.changed() {
+        self.records(false, &mut out);
+        out
+    }
+
+    /// Every present record except meta, encoded as a store holding exactly
+    /// this working set would hold it (the reference the sled path is checked
+    /// against).
+    pub fn present_records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.records(true, &mut out);
+        out.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()
+    }
+
+    /// The encoded records of every table: the changed ones (`None` = delete)
+    /// or, with `all`, every present one.
+    fn records(&self, all: bool, out: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+        fn enc<M: prost::Message>(v: Option<&M>) -> Option<Vec<u8>> {
+            v.map(|m| m.encode_to_vec())
+        }
+        for (k, v) in self.sources.entries(all) {
             out.push((Key::Source(k.clone()).encode(), enc(v)));
         }
-        for (k, v) in self.runs.changed() {
+        for (k, v) in self.runs.entries(all) {
             out.push((Key::Run(k.clone()).encode(), enc(v)));
         }
-        for (k, v) in self.source_runs.changed() {
+        for (k, v) in self.source_runs.entries(all) {
             out.push((
                 Key::SourceRun(k.0.clone(), k.1.clone()).encode(),
                 v.map(|_| Vec::new()),
             ));
         }
-        for (k, v) in self.pages.changed() {
+        for (k, v) in self.pages.entries(all) {
             out.push((Key::Page(k.0.clone(), k.1.clone()).encode(), enc(v)));
         }
-        for (k, v) in self.run_seen.changed() {
+        for (k, v) in self.run_seen.entries(all) {
             out.push((Key::RunSeen(k.clone()).encode(), v.map(|_| Vec::new())));
         }
-        for (k, v) in self.identities.changed() {
+        for (k, v) in self.identities.entries(all) {
             out.push((Key::Identity(k.clone()).encode(), enc(v)));
         }
-        for (k, v) in self.actions.changed() {
+        for (k, v) in self.actions.entries(all) {
             out.push((Key::Action(k.clone()).encode(), enc(v)));
         }
-        for (k, v) in self.event_ids.changed() {
+        for (k, v) in self.event_ids.entries(all) {
             out.push((
                 Key::EventId(k.clone()).encode(),
                 v.map(|s| s.to_be_bytes().to_vec()),
             ));
         }
-        for (k, v) in self.event_blocks.changed() {
+        for (k, v) in self.event_blocks.entries(all) {
             out.push((Key::EventBlock(*k).encode(), v.cloned()));
         }
-        for (k, v) in self.poison.changed() {
+        for (k, v) in self.poison.entries(all) {
             out.push((Key::Poison(*k).encode(), enc(v)));
         }
-        for (k, v) in self.source_actions.changed() {
+        for (k, v) in self.source_actions.entries(all) {
             out.push((
                 Key::SourceAction(k.0.clone(), k.1.clone()).encode(),
                 v.map(|_| Vec::new()),
             ));
         }
-        for (k, v) in self.open_actions.changed() {
+        for (k, v) in self.open_actions.entries(all) {
             out.push((
                 Key::OpenAction(k.0.clone(), k.1.clone()).encode(),
                 v.map(|_| Vec::new()),
             ));
         }
-        for (k, v) in self.identity_history.changed() {
+        for (k, v) in self.identity_history.entries(all) {
             out.push((Key::IdentityHistory(k.0.clone(), k.1).encode(), v.cloned()));
         }
-        for (k, v) in self.action_history.changed() {
+        for (k, v) in self.action_history.entries(all) {
             out.push((Key::ActionHistory(k.0.clone(), k.1).encode(), v.cloned()));
         }
-        for (k, v) in self.identity_actions.changed() {
+        for (k, v) in self.identity_actions.entries(all) {
             out.push((
                 Key::IdentityAction(k.0.clone(), k.1.clone()).encode(),
                 v.map(|_| Vec::new()),
             ));
         }
-        for (k, v) in self.leaves.changed() {
+        for (k, v) in self.leaves.entries(all) {
             out.push((Key::Leaves(*k).encode(), v.cloned()));
         }
-        out
     }
 }
 

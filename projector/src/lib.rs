@@ -132,19 +132,20 @@ pub fn fold_batch(
     for m in &fresh {
         fold::needs_seq(m.seq, &mut needs);
     }
+    // The pending batch's records first, then sled for the rest.
+    let load = |w: &mut fold::Working, keys: &BTreeSet<keys::Key>| {
+        if pending.is_some() {
+            w.fill(keys, pending);
+        }
+        store.load_into(w, keys)
+    };
     let mut w = fold::Working::continuing(meta);
-    if let Some(p) = pending {
-        w.carry_from(p, &needs);
-    }
-    store.load_into(&mut w, &needs)?;
+    load(&mut w, &needs)?;
     let mut more = BTreeSet::new();
     for ev in decoded.iter().flatten() {
         fold::needs_after_load(&w, ev, &mut more);
     }
-    if let Some(p) = pending {
-        w.carry_from(p, &more);
-    }
-    store.load_into(&mut w, &more)?;
+    load(&mut w, &more)?;
     for (m, d) in fresh.iter().zip(&decoded) {
         match fold::apply(&mut w, &m.as_stream_msg(), d) {
             fold::Applied::Event => out.applied += 1,
@@ -193,32 +194,8 @@ pub fn fold_in_memory(w: &mut fold::Working, msgs: &[OwnedMsg]) {
         if let Ok(ev) = &d {
             fold::needs(ev, &mut needs);
         }
-        load_absent(w, &needs);
+        w.fill(&needs, None);
         fold::apply(w, &sm, &d);
-    }
-}
-
-fn load_absent(w: &mut fold::Working, needs: &BTreeSet<keys::Key>) {
-    use keys::Key;
-    for k in needs {
-        match k {
-            Key::Meta => {}
-            Key::Source(s) => w.sources.load(s.clone(), None),
-            Key::Run(r) => w.runs.load(r.clone(), None),
-            Key::SourceRun(a, b) => w.source_runs.load((a.clone(), b.clone()), None),
-            Key::Page(a, b) => w.pages.load((a.clone(), b.clone()), None),
-            Key::RunSeen(x) => w.run_seen.load(x.clone(), None),
-            Key::Identity(x) => w.identities.load(x.clone(), None),
-            Key::Action(a) => w.actions.load(a.clone(), None),
-            Key::EventId(e) => w.event_ids.load(e.clone(), None),
-            Key::EventBlock(b) => w.event_blocks.load(*b, None),
-            Key::Poison(s) => w.poison.load(*s, None),
-            Key::SourceAction(a, b) => w.source_actions.load((a.clone(), b.clone()), None),
-            Key::OpenAction(a, b) => w.open_actions.load((a.clone(), b.clone()), None),
-            Key::Leaves(b) => w.leaves.load(*b, None),
-            // Written only, never read by the fold.
-            Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
-        }
     }
 }
 

@@ -471,59 +471,6 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     if w.meta != LedgerMeta::default() || w.meta_dirty {
         out.push((Key::Meta.encode(), w.meta_record().encode_to_vec()));
     }
-    for (k, v) in w.sources.iter() {
-        out.push((Key::Source(k.clone()).encode(), v.encode_to_vec()));
-    }
-    for (k, v) in w.runs.iter() {
-        out.push((Key::Run(k.clone()).encode(), v.encode_to_vec()));
-    }
-    for (k, _) in w.source_runs.iter() {
-        out.push((Key::SourceRun(k.0.clone(), k.1.clone()).encode(), vec![]));
-    }
-    for (k, v) in w.pages.iter() {
-        out.push((
-            Key::Page(k.0.clone(), k.1.clone()).encode(),
-            v.encode_to_vec(),
-        ));
-    }
-    for (k, _) in w.run_seen.iter() {
-        out.push((Key::RunSeen(k.clone()).encode(), vec![]));
-    }
-    for (k, v) in w.identities.iter() {
-        out.push((Key::Identity(k.clone()).encode(), v.encode_to_vec()));
-    }
-    for (k, v) in w.actions.iter() {
-        out.push((Key::Action(k.clone()).encode(), v.encode_to_vec()));
-    }
-    for (k, v) in w.event_ids.iter() {
-        out.push((Key::EventId(k.clone()).encode(), v.to_be_bytes().to_vec()));
-    }
-    for (k, v) in w.event_blocks.iter() {
-        out.push((Key::EventBlock(*k).encode(), v.clone()));
-    }
-    for (k, v) in w.poison.iter() {
-        out.push((Key::Poison(*k).encode(), v.encode_to_vec()));
-    }
-    for (k, _) in w.open_actions.iter() {
-        out.push((Key::OpenAction(k.0.clone(), k.1.clone()).encode(), vec![]));
-    }
-    for (k, _) in w.source_actions.iter() {
-        out.push((Key::SourceAction(k.0.clone(), k.1.clone()).encode(), vec![]));
-    }
-    for (k, v) in w.identity_history.iter() {
-        out.push((Key::IdentityHistory(k.0.clone(), k.1).encode(), v.clone()));
-    }
-    for (k, v) in w.action_history.iter() {
-        out.push((Key::ActionHistory(k.0.clone(), k.1).encode(), v.clone()));
-    }
-    for (k, _) in w.identity_actions.iter() {
-        out.push((
-            Key::IdentityAction(k.0.clone(), k.1.clone()).encode(),
-            vec![],
-        ));
-    }
-    for (k, v) in w.leaves.iter() {
-        out.push((Key::Leaves(*k).encode(), v.clone()));
-    }
+    out.extend(w.present_records());
     out
 }
