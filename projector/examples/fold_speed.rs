@@ -97,7 +97,7 @@ fn main() {
     for chunk in msgs.chunks(batch) {
         let t0 = Instant::now();
         let govledger_projector::Folded::Batch(b) =
-            govledger_projector::fold_batch(&store, &meta, chunk, None).unwrap()
+            govledger_projector::fold_batch(&store, &meta, chunk).unwrap()
         else {
             panic!()
         };

@@ -10,12 +10,12 @@
 //! event id that was already applied is counted as a duplicate and changes
 //! nothing else. Undecodable or unusable messages become [`PoisonEvent`]s.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{collections::HashMap, hash::Hash};
 
 use govledger_proto::v1::{
     ActionConcluded, ActionKind, ActionOutcome, ActionState, Alert, EntityCounts, ErrorClass,
-    Event, IdentityState, LedgerMeta, PageRole, PageState, PoisonEvent, RecordObserved, RunState,
-    SourceState, SyncMode, Verdict, WatchedIntent, alert, event::Body,
+    Event, IdentityState, LedgerMeta, PageRole, PageState, PoisonEvent, RunState, SourceState,
+    SyncMode, Verdict, WatchedIntent, alert, event::Body,
 };
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -39,9 +39,13 @@ pub struct StreamMsg<'a> {
 }
 
 /// A loaded slice of one kind of record, with change tracking.
+///
+/// A hash map: the fold looks records up several times per event, and a
+/// batch's records go to sled (which orders them) or are sorted where an
+/// order is asked for ([`Table::iter`]).
 #[derive(Debug, Clone)]
-pub struct Table<K: Ord + Clone, V> {
-    map: BTreeMap<K, Slot<V>>,
+pub struct Table<K, V> {
+    map: HashMap<K, Slot<V>, foldhash::fast::FixedState>,
 }
 
 /// What a table holds for one key: the value (`None` = absent) and whether
@@ -52,15 +56,15 @@ struct Slot<V> {
     dirty: bool,
 }
 
-impl<K: Ord + Clone, V> Default for Table<K, V> {
+impl<K, V> Default for Table<K, V> {
     fn default() -> Self {
         Self {
-            map: BTreeMap::new(),
+            map: HashMap::default(),
         }
     }
 }
 
-impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
+impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
     /// Records what the store holds for `k` (`None` = absent).
     pub fn load(&mut self, k: K, v: Option<V>) {
         self.map.entry(k).or_insert(Slot { v, dirty: false });
@@ -68,24 +72,17 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn is_loaded(&self, k: &K) -> bool {
         self.map.contains_key(k)
     }
-    /// Loads `k`, unless loaded already: as `from` holds it if `from` has
-    /// it loaded (its value, changed or not, is the newest one); absent when
-    /// there is no `from`.
-    fn fill(&mut self, from: Option<&Self>, k: &K)
-    where
-        V: Clone,
-    {
-        if self.map.contains_key(k) {
-            return;
+    /// Loads `k` as absent, unless loaded already.
+    fn load_absent(&mut self, k: &K) {
+        if !self.map.contains_key(k) {
+            self.map.insert(
+                k.clone(),
+                Slot {
+                    v: None,
+                    dirty: false,
+                },
+            );
         }
-        let v = match from {
-            Some(other) => match other.map.get(k) {
-                Some(s) => s.v.clone(),
-                None => return,
-            },
-            None => None,
-        };
-        self.map.insert(k.clone(), Slot { v, dirty: false });
     }
     pub fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k).and_then(|s| s.v.as_ref())
@@ -106,22 +103,30 @@ impl<K: Ord + Clone + std::fmt::Debug, V> Table<K, V> {
             },
         );
     }
-    /// Changed entries (`None` = deleted), in key order.
+    /// Changed entries (`None` = deleted), in no particular order.
     pub fn changed(&self) -> impl Iterator<Item = (&K, Option<&V>)> {
         self.entries(false)
     }
-    /// Changed entries or, with `all`, every present entry; in key order.
+    /// Changed entries or, with `all`, every present entry; in no particular order.
     fn entries(&self, all: bool) -> impl Iterator<Item = (&K, Option<&V>)> {
         self.map
             .iter()
             .filter(move |(_, s)| if all { s.v.is_some() } else { s.dirty })
             .map(|(k, s)| (k, s.v.as_ref()))
     }
+    /// Every present value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values().filter_map(|s| s.v.as_ref())
+    }
     /// Every present entry, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map
+        let mut all: Vec<(&K, &V)> = self
+            .map
             .iter()
             .filter_map(|(k, s)| s.v.as_ref().map(|v| (k, v)))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.into_iter()
     }
     pub fn clear_dirty(&mut self) {
         for s in self.map.values_mut() {
@@ -217,36 +222,25 @@ impl Working {
         self.alerts.clear();
     }
 
-    /// Loads each of `keys` the fold may read, unless loaded already. With
-    /// `Some(prev)` (the batch folded just before, maybe not committed yet):
-    /// those `prev` holds, as `prev` holds them; what `prev` never touched is
-    /// left for the store to load. With `None`: every key as absent (the
-    /// in-memory reference fold, where nothing is stored).
-    pub fn fill(&mut self, keys: &BTreeSet<Key>, prev: Option<&Working>) {
+    /// Loads each of `keys` the fold may read as absent, unless loaded
+    /// already: the in-memory reference fold, where nothing is stored.
+    pub fn load_absent(&mut self, keys: &[Key]) {
         for key in keys {
             match key {
                 Key::Meta => {}
-                Key::Source(k) => self.sources.fill(prev.map(|p| &p.sources), k),
-                Key::Run(k) => self.runs.fill(prev.map(|p| &p.runs), k),
-                Key::SourceRun(a, b) => self
-                    .source_runs
-                    .fill(prev.map(|p| &p.source_runs), &(a.clone(), b.clone())),
-                Key::Page(a, b) => self
-                    .pages
-                    .fill(prev.map(|p| &p.pages), &(a.clone(), b.clone())),
-                Key::RunSeen(k) => self.run_seen.fill(prev.map(|p| &p.run_seen), k),
-                Key::Identity(k) => self.identities.fill(prev.map(|p| &p.identities), k),
-                Key::Action(k) => self.actions.fill(prev.map(|p| &p.actions), k),
-                Key::EventId(k) => self.event_ids.fill(prev.map(|p| &p.event_ids), k),
-                Key::EventBlock(b) => self.event_blocks.fill(prev.map(|p| &p.event_blocks), b),
-                Key::Poison(k) => self.poison.fill(prev.map(|p| &p.poison), k),
-                Key::SourceAction(a, b) => self
-                    .source_actions
-                    .fill(prev.map(|p| &p.source_actions), &(a.clone(), b.clone())),
-                Key::OpenAction(a, b) => self
-                    .open_actions
-                    .fill(prev.map(|p| &p.open_actions), &(a.clone(), b.clone())),
-                Key::Leaves(b) => self.leaves.fill(prev.map(|p| &p.leaves), b),
+                Key::Source(k) => self.sources.load_absent(k),
+                Key::Run(k) => self.runs.load_absent(k),
+                Key::SourceRun(a, b) => self.source_runs.load_absent(&(a.clone(), b.clone())),
+                Key::Page(a, b) => self.pages.load_absent(&(a.clone(), b.clone())),
+                Key::RunSeen(k) => self.run_seen.load_absent(k),
+                Key::Identity(k) => self.identities.load_absent(k),
+                Key::Action(k) => self.actions.load_absent(k),
+                Key::EventId(k) => self.event_ids.load_absent(k),
+                Key::EventBlock(b) => self.event_blocks.load_absent(b),
+                Key::Poison(k) => self.poison.load_absent(k),
+                Key::SourceAction(a, b) => self.source_actions.load_absent(&(a.clone(), b.clone())),
+                Key::OpenAction(a, b) => self.open_actions.load_absent(&(a.clone(), b.clone())),
+                Key::Leaves(b) => self.leaves.load_absent(b),
                 // Written only, never read by the fold.
                 Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
             }
@@ -297,68 +291,57 @@ impl Working {
         fn enc<M: prost::Message>(v: Option<&M>) -> Option<Vec<u8>> {
             v.map(|m| m.encode_to_vec())
         }
+        fn empty(v: Option<&()>) -> Option<Vec<u8>> {
+            v.map(|_| Vec::new())
+        }
+        use crate::keys::KeyRef as K;
         for (k, v) in self.sources.entries(all) {
-            out.push((Key::Source(k.clone()).encode(), enc(v)));
+            out.push((K::Source(k).encode(), enc(v)));
         }
         for (k, v) in self.runs.entries(all) {
-            out.push((Key::Run(k.clone()).encode(), enc(v)));
+            out.push((K::Run(k).encode(), enc(v)));
         }
-        for (k, v) in self.source_runs.entries(all) {
-            out.push((
-                Key::SourceRun(k.0.clone(), k.1.clone()).encode(),
-                v.map(|_| Vec::new()),
-            ));
+        for ((s, r), v) in self.source_runs.entries(all) {
+            out.push((K::SourceRun(s, r).encode(), empty(v)));
         }
-        for (k, v) in self.pages.entries(all) {
-            out.push((Key::Page(k.0.clone(), k.1.clone()).encode(), enc(v)));
+        for ((r, p), v) in self.pages.entries(all) {
+            out.push((K::Page(r, p).encode(), enc(v)));
         }
-        for (k, v) in self.run_seen.entries(all) {
-            out.push((Key::RunSeen(k.clone()).encode(), v.map(|_| Vec::new())));
+        for ((r, t, id), v) in self.run_seen.entries(all) {
+            out.push((K::RunSeen(r, *t, id).encode(), empty(v)));
         }
-        for (k, v) in self.identities.entries(all) {
-            out.push((Key::Identity(k.clone()).encode(), enc(v)));
+        for ((s, t, id), v) in self.identities.entries(all) {
+            out.push((K::Identity(s, *t, id).encode(), enc(v)));
         }
         for (k, v) in self.actions.entries(all) {
-            out.push((Key::Action(k.clone()).encode(), enc(v)));
+            out.push((K::Action(k).encode(), enc(v)));
         }
         for (k, v) in self.event_ids.entries(all) {
-            out.push((
-                Key::EventId(k.clone()).encode(),
-                v.map(|s| s.to_be_bytes().to_vec()),
-            ));
+            out.push((K::EventId(k).encode(), v.map(|s| s.to_be_bytes().to_vec())));
         }
         for (k, v) in self.event_blocks.entries(all) {
-            out.push((Key::EventBlock(*k).encode(), v.cloned()));
+            out.push((K::EventBlock(*k).encode(), v.cloned()));
         }
         for (k, v) in self.poison.entries(all) {
-            out.push((Key::Poison(*k).encode(), enc(v)));
+            out.push((K::Poison(*k).encode(), enc(v)));
         }
-        for (k, v) in self.source_actions.entries(all) {
-            out.push((
-                Key::SourceAction(k.0.clone(), k.1.clone()).encode(),
-                v.map(|_| Vec::new()),
-            ));
+        for ((s, a), v) in self.source_actions.entries(all) {
+            out.push((K::SourceAction(s, a).encode(), empty(v)));
         }
-        for (k, v) in self.open_actions.entries(all) {
-            out.push((
-                Key::OpenAction(k.0.clone(), k.1.clone()).encode(),
-                v.map(|_| Vec::new()),
-            ));
+        for ((s, a), v) in self.open_actions.entries(all) {
+            out.push((K::OpenAction(s, a).encode(), empty(v)));
         }
-        for (k, v) in self.identity_history.entries(all) {
-            out.push((Key::IdentityHistory(k.0.clone(), k.1).encode(), v.cloned()));
+        for (((s, t, id), seq), v) in self.identity_history.entries(all) {
+            out.push((K::IdentityHistory(s, *t, id, *seq).encode(), v.cloned()));
         }
-        for (k, v) in self.action_history.entries(all) {
-            out.push((Key::ActionHistory(k.0.clone(), k.1).encode(), v.cloned()));
+        for ((a, seq), v) in self.action_history.entries(all) {
+            out.push((K::ActionHistory(a, *seq).encode(), v.cloned()));
         }
-        for (k, v) in self.identity_actions.entries(all) {
-            out.push((
-                Key::IdentityAction(k.0.clone(), k.1.clone()).encode(),
-                v.map(|_| Vec::new()),
-            ));
+        for (((s, t, id), a), v) in self.identity_actions.entries(all) {
+            out.push((K::IdentityAction(s, *t, id, a).encode(), empty(v)));
         }
         for (k, v) in self.leaves.entries(all) {
-            out.push((Key::Leaves(*k).encode(), v.cloned()));
+            out.push((K::Leaves(*k).encode(), v.cloned()));
         }
     }
 }
@@ -398,31 +381,31 @@ pub fn decode(msg: &StreamMsg<'_>) -> Result<Event, String> {
 }
 
 /// The keys folding `ev` may read, so the caller can preload them.
-pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
+pub fn needs(ev: &Event, out: &mut Vec<Key>) {
     match crate::keys::event_block_of(&ev.event_id) {
-        Some((block, _)) => out.insert(Key::EventBlock(block)),
-        None => out.insert(Key::EventId(ev.event_id.clone())),
+        Some((block, _)) => out.push(Key::EventBlock(block)),
+        None => out.push(Key::EventId(ev.event_id.clone())),
     };
-    out.insert(Key::Source(ev.source_id.clone()));
+    out.push(Key::Source(ev.source_id.clone()));
     let Some(body) = &ev.body else { return };
     match body {
         Body::SyncRunStarted(_) | Body::RecordRejected(_) | Body::SyncRunFinished(_) => {
-            out.insert(Key::Run(ev.run_id.clone()));
+            out.push(Key::Run(ev.run_id.clone()));
         }
         Body::PageFetched(p) => {
-            out.insert(Key::Run(ev.run_id.clone()));
-            out.insert(Key::Page(ev.run_id.clone(), p.page_key.clone()));
+            out.push(Key::Run(ev.run_id.clone()));
+            out.push(Key::Page(ev.run_id.clone(), p.page_key.clone()));
             if !p.next_page_key.is_empty() {
-                out.insert(Key::Page(ev.run_id.clone(), p.next_page_key.clone()));
+                out.push(Key::Page(ev.run_id.clone(), p.next_page_key.clone()));
             }
         }
         Body::PageFailed(p) => {
-            out.insert(Key::Run(ev.run_id.clone()));
-            out.insert(Key::Page(ev.run_id.clone(), p.page_key.clone()));
+            out.push(Key::Run(ev.run_id.clone()));
+            out.push(Key::Page(ev.run_id.clone(), p.page_key.clone()));
         }
         Body::RecordObserved(r) => {
-            out.insert(Key::Run(ev.run_id.clone()));
-            out.insert(Key::Identity((
+            out.push(Key::Run(ev.run_id.clone()));
+            out.push(Key::Identity((
                 ev.source_id.clone(),
                 r.entity_type,
                 r.external_id.clone(),
@@ -434,7 +417,7 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
         Body::ActionConcluded(c) => {
             action_keys(ev, out);
             for wi in &c.watch {
-                out.insert(Key::Identity((
+                out.push(Key::Identity((
                     ev.source_id.clone(),
                     wi.entity_type,
                     wi.external_id.clone(),
@@ -444,51 +427,55 @@ pub fn needs(ev: &Event, out: &mut BTreeSet<Key>) {
     }
 }
 
-/// The keys folding `ev` may read that depend on records [`needs`] named:
-/// the run that last observed the identity (is it still open?) and, for a run
-/// with spilled run-seen records, the identity's record of it. Call with the
+/// The keys folding a batch's `events` may read that depend on records
+/// [`needs`] named: the run that last observed each identity (is it still
+/// open?), for a run with spilled run-seen records the identity's record of
+/// it, and the own records of ids whose block is full. Call with the
 /// [`needs`] keys loaded. Keys that change inside the batch are covered: a run
 /// that last observed an identity earlier in the batch is loaded through
 /// [`needs`], and run-seen records spilled in the batch are in the working set.
-pub fn needs_after_load(w: &Working, ev: &Event, out: &mut BTreeSet<Key>) {
-    // A full event-id block: ids past it have records of their own.
-    if let Some((block, _)) = crate::keys::event_block_of(&ev.event_id)
-        && w.event_blocks.get(&block).is_some_and(|b| block_full(b))
-    {
-        out.insert(Key::EventId(ev.event_id.clone()));
+pub fn needs_after_load<'e>(
+    w: &Working,
+    events: impl IntoIterator<Item = &'e Event>,
+    out: &mut Vec<Key>,
+) {
+    for ev in events {
+        // A full event-id block: ids past it have records of their own.
+        if let Some((block, _)) = crate::keys::event_block_of(&ev.event_id)
+            && w.event_blocks.get(&block).is_some_and(|b| block_full(b))
+        {
+            out.push(Key::EventId(ev.event_id.clone()));
+        }
+        if let Some(Body::RecordObserved(r)) = &ev.body
+            && w.runs.get(&ev.run_id).is_some_and(|r| r.seen_spilled > 0)
+        {
+            out.push(Key::RunSeen((
+                ev.run_id.clone(),
+                r.entity_type,
+                r.external_id.clone(),
+            )));
+        }
     }
-    let Some(Body::RecordObserved(r)) = &ev.body else {
-        return;
-    };
-    let ikey = (ev.source_id.clone(), r.entity_type, r.external_id.clone());
-    if let Some(i) = w.identities.get(&ikey)
-        && !i.last_observed_run_id.is_empty()
-        && i.last_observed_run_id != ev.run_id
-    {
-        out.insert(Key::Run(i.last_observed_run_id.clone()));
-    }
-    if w.runs.get(&ev.run_id).is_some_and(|r| r.seen_spilled > 0) {
-        out.insert(Key::RunSeen((
-            ev.run_id.clone(),
-            r.entity_type,
-            r.external_id.clone(),
-        )));
+    for i in w.identities.values() {
+        if !i.last_observed_run_id.is_empty() && !w.runs.is_loaded(&i.last_observed_run_id) {
+            out.push(Key::Run(i.last_observed_run_id.clone()));
+        }
     }
 }
 
 /// The leaf block a message at `seq` writes to (whatever the message holds).
-pub fn needs_seq(seq: u64, out: &mut BTreeSet<Key>) {
-    out.insert(Key::Leaves(crate::keys::leaf_slot(seq).0));
+pub fn needs_seq(seq: u64, out: &mut Vec<Key>) {
+    out.push(Key::Leaves(crate::keys::leaf_slot(seq).0));
 }
 
 /// The action record and its two per-source indexes.
-fn action_keys(ev: &Event, out: &mut BTreeSet<Key>) {
-    out.insert(Key::Action(ev.action_id.clone()));
-    out.insert(Key::SourceAction(
+fn action_keys(ev: &Event, out: &mut Vec<Key>) {
+    out.push(Key::Action(ev.action_id.clone()));
+    out.push(Key::SourceAction(
         ev.source_id.clone(),
         ev.action_id.clone(),
     ));
-    out.insert(Key::OpenAction(ev.source_id.clone(), ev.action_id.clone()));
+    out.push(Key::OpenAction(ev.source_id.clone(), ev.action_id.clone()));
 }
 
 /// What folding one message did.
@@ -502,8 +489,9 @@ pub enum Applied {
     Poison,
 }
 
-/// Folds one stream message. `decoded` is [`decode`]'s answer for it.
-pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, String>) -> Applied {
+/// Folds one stream message. `decoded` is [`decode`]'s answer for it (taken:
+/// its strings move into the records instead of being copied).
+pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: Result<Event, String>) -> Applied {
     if msg.seq <= w.meta.last_applied_seq {
         return Applied::AlreadyApplied;
     }
@@ -530,7 +518,7 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: &Result<Event, Strin
                 PoisonEvent {
                     seq: msg.seq,
                     subject: msg.subject.to_owned(),
-                    error: e.clone(),
+                    error: e,
                     payload_len: msg.payload.len() as u64,
                     payload_sha256: hex(&Sha256::digest(msg.payload)),
                     stored_at_us: msg.stored_at_us,
@@ -591,11 +579,12 @@ fn record_event_id(w: &mut Working, id: &str, seq: u64) -> bool {
     true
 }
 
-fn fold_event(w: &mut Working, seq: u64, ev: &Event) {
-    let Some(body) = &ev.body else { return };
-    fold_body(w, seq, ev, body);
-    if !ev.run_id.is_empty() && is_read_path(body) {
-        after_run_event(w, ev);
+fn fold_event(w: &mut Working, seq: u64, mut ev: Event) {
+    let Some(body) = ev.body.take() else { return };
+    let read_path = is_read_path(&body);
+    fold_body(w, seq, &ev, body);
+    if !ev.run_id.is_empty() && read_path {
+        after_run_event(w, &ev);
     }
 }
 
@@ -611,7 +600,7 @@ fn is_read_path(body: &Body) -> bool {
     )
 }
 
-fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
+fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
     let at = ev.occurred_at_us;
     {
         let src = w.sources.get_or_insert_with(&ev.source_id, || SourceState {
@@ -732,19 +721,23 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
                 }
             }
         }
-        Body::RecordObserved(r) => {
+        Body::RecordObserved(mut r) => {
             let ikey = (ev.source_id.clone(), r.entity_type, r.external_id.clone());
             // Which run observed this identity last ("" = none yet).
             let last_run = w
                 .identities
                 .get(&ikey)
-                .map(|i| i.last_observed_run_id.clone())
-                .unwrap_or_default();
-            let seen_key = (ev.run_id.clone(), r.entity_type, r.external_id.clone());
+                .map_or("", |i| i.last_observed_run_id.as_str());
             // Seen by this run before: it observed the identity last, or another
             // run took over while this one was open and this run's observation was
             // spilled into a run-seen record.
-            let seen_before = last_run == ev.run_id || w.run_seen.get(&seen_key).is_some();
+            let seen_before = last_run == ev.run_id
+                || w.run_seen
+                    .get(&(ev.run_id.clone(), r.entity_type, r.external_id.clone()))
+                    .is_some();
+            // The run that observed it last may still observe it again (below).
+            let other_run =
+                (!last_run.is_empty() && last_run != ev.run_id).then(|| last_run.to_owned());
             let run = run_mut(w, ev, seq);
             // A decided run's record counters stay as they were at the decision;
             // the event counts as late (after_run_event).
@@ -759,8 +752,7 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
             }
             // The run that observed it last may still observe it again: keep that
             // fact before this observation takes over.
-            if !last_run.is_empty()
-                && last_run != ev.run_id
+            if let Some(last_run) = other_run
                 && let Some(prev) = w.runs.get_mut(&last_run)
                 && !prev.decided
             {
@@ -775,20 +767,26 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
                 first_seen_at_us: at,
                 ..Default::default()
             });
-            ident.display_name = r.display_name.clone();
+            ident.display_name = std::mem::take(&mut r.display_name);
             ident.active = r.active;
-            ident.attribute_digest = r.attribute_digest.clone();
-            ident.version = r.version.clone();
-            ident.memberships = r.memberships.clone();
+            ident.attribute_digest = std::mem::take(&mut r.attribute_digest);
+            ident.version = std::mem::take(&mut r.version);
+            ident.memberships = std::mem::take(&mut r.memberships);
             ident.last_observed_at_us = at;
-            ident.last_observed_run_id = ev.run_id.clone();
+            ident.last_observed_run_id.clone_from(&ev.run_id);
             ident.last_observed_seq = seq;
             ident.observations += 1;
             if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
                 w.identity_history.insert((ikey.clone(), chunk.0), chunk.1);
             }
             if !ident.watched.is_empty() {
-                for (action_id, why) in check_drift(ident, r, &ev.run_id, seq) {
+                for (action_id, why) in check_drift(
+                    &mut ident.watched,
+                    r.active,
+                    &ident.memberships,
+                    &ev.run_id,
+                    seq,
+                ) {
                     w.alerts.push(Alert {
                         kind: alert::Kind::ActionDrifted as i32,
                         source_id: ev.source_id.clone(),
@@ -857,7 +855,7 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: &Body) {
                 a.verified_steps.retain(|s| *s != v.step);
             }
         }
-        Body::ActionConcluded(c) => conclude_action(w, ev, seq, at, c),
+        Body::ActionConcluded(c) => conclude_action(w, ev, seq, at, &c),
     }
 }
 
@@ -926,31 +924,31 @@ fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionCon
 /// Confirmed intents kept per identity for drift checks (oldest dropped first).
 pub const WATCHED_PER_IDENTITY_MAX: usize = 16;
 
-/// W4: does this observation undo a confirmed intent on the identity?
+/// W4: does this observation (its `active` flag and memberships) undo a
+/// confirmed intent watched on the identity?
 fn check_drift(
-    ident: &mut IdentityState,
-    r: &RecordObserved,
+    watched: &mut [WatchedIntent],
+    active: Option<bool>,
+    memberships: &[String],
     run_id: &str,
     seq: u64,
 ) -> Vec<(String, String)> {
     let mut drifted = Vec::new();
-    for wi in ident
-        .watched
+    for wi in watched
         .iter_mut()
         .filter(|wi| !wi.drifted && seq > wi.confirmed_seq)
     {
         let undone = match ActionKind::try_from(wi.kind).unwrap_or_default() {
             ActionKind::Deactivate => {
-                (r.active == Some(true)).then(|| "observed active again".to_owned())
+                (active == Some(true)).then(|| "observed active again".to_owned())
             }
             ActionKind::Delete => {
                 Some("observed at the source again after its deletion".to_owned())
             }
-            ActionKind::RemoveMembership => r
-                .memberships
+            ActionKind::RemoveMembership => memberships
                 .contains(&wi.member_external_id)
                 .then(|| format!("{} is a member again", wi.member_external_id)),
-            ActionKind::AddMembership => (!r.memberships.contains(&wi.member_external_id))
+            ActionKind::AddMembership => (!memberships.contains(&wi.member_external_id))
                 .then(|| format!("{} is no longer a member", wi.member_external_id)),
             _ => None,
         };

@@ -95,23 +95,80 @@ pub fn prefix(tag: u8, parts: &[&str]) -> Vec<u8> {
     out
 }
 
+/// A [`Key`] whose parts are borrowed: what the store encodes (no copy of
+/// the parts is needed to write a record of a table).
+#[derive(Debug, Clone, Copy)]
+pub enum KeyRef<'a> {
+    Meta,
+    Source(&'a str),
+    Run(&'a str),
+    SourceRun(&'a str, &'a str),
+    Page(&'a str, &'a str),
+    RunSeen(&'a str, i32, &'a str),
+    Identity(&'a str, i32, &'a str),
+    Action(&'a str),
+    EventId(&'a str),
+    EventBlock(u64),
+    Poison(u64),
+    SourceAction(&'a str, &'a str),
+    OpenAction(&'a str, &'a str),
+    IdentityHistory(&'a str, i32, &'a str, u64),
+    ActionHistory(&'a str, u64),
+    IdentityAction(&'a str, i32, &'a str, &'a str),
+    Leaves(u64),
+}
+
 impl Key {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn as_ref(&self) -> KeyRef<'_> {
         match self {
-            Key::Meta => vec![TAG_META],
-            Key::Source(s) => prefix(TAG_SOURCE, &[s]),
-            Key::Run(r) => prefix(TAG_RUN, &[r]),
-            Key::SourceRun(s, r) => prefix(TAG_SOURCE_RUN, &[s, r]),
-            Key::Page(r, p) => prefix(TAG_PAGE, &[r, p]),
-            Key::RunSeen((r, t, id)) => {
+            Key::Meta => KeyRef::Meta,
+            Key::Source(s) => KeyRef::Source(s),
+            Key::Run(r) => KeyRef::Run(r),
+            Key::SourceRun(s, r) => KeyRef::SourceRun(s, r),
+            Key::Page(r, p) => KeyRef::Page(r, p),
+            Key::RunSeen((r, t, id)) => KeyRef::RunSeen(r, *t, id),
+            Key::Identity((s, t, id)) => KeyRef::Identity(s, *t, id),
+            Key::Action(a) => KeyRef::Action(a),
+            Key::EventId(e) => KeyRef::EventId(e),
+            Key::EventBlock(b) => KeyRef::EventBlock(*b),
+            Key::Poison(seq) => KeyRef::Poison(*seq),
+            Key::SourceAction(s, a) => KeyRef::SourceAction(s, a),
+            Key::OpenAction(s, a) => KeyRef::OpenAction(s, a),
+            Key::IdentityHistory((s, t, id), seq) => KeyRef::IdentityHistory(s, *t, id, *seq),
+            Key::ActionHistory(a, seq) => KeyRef::ActionHistory(a, *seq),
+            Key::IdentityAction((s, t, id), a) => KeyRef::IdentityAction(s, *t, id, a),
+            Key::Leaves(b) => KeyRef::Leaves(*b),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        self.as_ref().encode()
+    }
+}
+
+impl KeyRef<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let tagged_u64 = |tag: u8, n: u64| {
+            let mut k = Vec::with_capacity(9);
+            k.push(tag);
+            k.extend_from_slice(&n.to_be_bytes());
+            k
+        };
+        match *self {
+            KeyRef::Meta => vec![TAG_META],
+            KeyRef::Source(s) => prefix(TAG_SOURCE, &[s]),
+            KeyRef::Run(r) => prefix(TAG_RUN, &[r]),
+            KeyRef::SourceRun(s, r) => prefix(TAG_SOURCE_RUN, &[s, r]),
+            KeyRef::Page(r, p) => prefix(TAG_PAGE, &[r, p]),
+            KeyRef::RunSeen(r, t, id) => {
                 let mut k = prefix(TAG_RUN_SEEN, &[r]);
                 k.extend_from_slice(&t.to_be_bytes());
                 put_str(&mut k, id);
                 k
             }
-            Key::Identity((s, t, id)) => identity_key(s, *t, id),
-            Key::Action(a) => prefix(TAG_ACTION, &[a]),
-            Key::EventId(e) => match canonical_uuid(e) {
+            KeyRef::Identity(s, t, id) => identity_key(s, t, id),
+            KeyRef::Action(a) => prefix(TAG_ACTION, &[a]),
+            KeyRef::EventId(e) => match canonical_uuid(e) {
                 Some(b) => {
                     let mut k = Vec::with_capacity(17);
                     k.push(TAG_EVENT_UUID);
@@ -120,38 +177,26 @@ impl Key {
                 }
                 None => prefix(TAG_EVENT_ID, &[e]),
             },
-            Key::EventBlock(b) => {
-                let mut k = vec![TAG_EVENT_BLOCK];
-                k.extend_from_slice(&b.to_be_bytes());
-                k
-            }
-            Key::SourceAction(s, a) => prefix(TAG_SOURCE_ACTION, &[s, a]),
-            Key::OpenAction(s, a) => prefix(TAG_OPEN_ACTION, &[s, a]),
-            Key::Poison(seq) => {
-                let mut k = vec![TAG_POISON];
+            KeyRef::EventBlock(b) => tagged_u64(TAG_EVENT_BLOCK, b),
+            KeyRef::SourceAction(s, a) => prefix(TAG_SOURCE_ACTION, &[s, a]),
+            KeyRef::OpenAction(s, a) => prefix(TAG_OPEN_ACTION, &[s, a]),
+            KeyRef::Poison(seq) => tagged_u64(TAG_POISON, seq),
+            KeyRef::IdentityHistory(s, t, id, seq) => {
+                let mut k = identity_history_prefix(s, t, id);
                 k.extend_from_slice(&seq.to_be_bytes());
                 k
             }
-            Key::IdentityHistory((s, t, id), seq) => {
-                let mut k = identity_history_prefix(s, *t, id);
-                k.extend_from_slice(&seq.to_be_bytes());
-                k
-            }
-            Key::ActionHistory(a, seq) => {
+            KeyRef::ActionHistory(a, seq) => {
                 let mut k = action_history_prefix(a);
                 k.extend_from_slice(&seq.to_be_bytes());
                 k
             }
-            Key::IdentityAction((s, t, id), a) => {
-                let mut k = identity_actions_prefix(s, *t, id);
+            KeyRef::IdentityAction(s, t, id, a) => {
+                let mut k = identity_actions_prefix(s, t, id);
                 put_str(&mut k, a);
                 k
             }
-            Key::Leaves(block) => {
-                let mut k = vec![TAG_LEAVES];
-                k.extend_from_slice(&block.to_be_bytes());
-                k
-            }
+            KeyRef::Leaves(b) => tagged_u64(TAG_LEAVES, b),
         }
     }
 }
@@ -167,29 +212,38 @@ pub fn identity_key(source: &str, entity_type: i32, external_id: &str) -> Vec<u8
 /// lowercase hex, hyphens at 8, 13, 18 and 23) — the one form that maps back to
 /// exactly `s`, so the binary key is as unique as the string.
 pub fn canonical_uuid(s: &str) -> Option<[u8; 16]> {
+    /// Where each byte's two hex digits start.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let b = s.as_bytes();
-    if b.len() != 36 {
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
     let mut out = [0u8; 16];
-    let mut nibbles = 0usize;
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if c != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let v = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        out[nibbles / 2] |= if nibbles.is_multiple_of(2) { v << 4 } else { v };
-        nibbles += 1;
+    // Any digit outside lowercase hex sets a high bit here (its LUT entry is 0xff).
+    let mut bad = 0u8;
+    for (o, &at) in out.iter_mut().zip(&AT) {
+        let (hi, lo) = (HEX_DIGIT[b[at] as usize], HEX_DIGIT[b[at + 1] as usize]);
+        bad |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(out)
+    (bad & 0xf0 == 0).then_some(out)
 }
+
+/// The value of each lowercase hex digit; 0xff for every other byte.
+static HEX_DIGIT: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
 
 /// Where the duplicate check of event `id` looks first: for a UUID v7 in
 /// canonical form, its [`Key::EventBlock`] (its millisecond, and one of
@@ -350,6 +404,33 @@ mod tests {
         }
         assert_eq!(canonical_uuid("0192f3a4-5b6c-7d8e-9f00-11223344556g"), None);
         assert_eq!(canonical_uuid("0192f3a4+5b6c-7d8e-9f00-112233445566"), None);
+        // Every byte value at every position: accepted exactly when it is a
+        // hyphen at 8/13/18/23 or a lowercase hex digit elsewhere, and then the
+        // bytes are the digits' values.
+        for at in 0..36 {
+            for c in 0..=255u8 {
+                let mut b = id.as_bytes().to_vec();
+                b[at] = c;
+                let Ok(s) = String::from_utf8(b) else {
+                    continue;
+                };
+                let hyphen_at = matches!(at, 8 | 13 | 18 | 23);
+                let ok = if hyphen_at {
+                    c == b'-'
+                } else {
+                    c.is_ascii_digit() || (b'a'..=b'f').contains(&c)
+                };
+                let got = canonical_uuid(&s);
+                assert_eq!(got.is_some(), ok, "{s:?}");
+                if let Some(g) = got {
+                    let hex: String = s.chars().filter(|c| *c != '-').collect();
+                    let want: Vec<u8> = (0..16)
+                        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                        .collect();
+                    assert_eq!(g.to_vec(), want, "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]

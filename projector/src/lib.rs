@@ -16,8 +16,6 @@ pub mod runner;
 pub mod store;
 pub mod verdict;
 
-use std::collections::BTreeSet;
-
 use bytes::Bytes;
 use govledger_proto::v1::{LedgerMeta, PoisonEvent};
 
@@ -62,7 +60,7 @@ pub fn process_batch(
     meta: &mut LedgerMeta,
     msgs: &[OwnedMsg],
 ) -> Result<BatchOutcome, store::StoreError> {
-    match fold_batch(store, meta, msgs, None)? {
+    match fold_batch(store, meta, msgs)? {
         Folded::Nothing { skipped } => Ok(BatchOutcome {
             skipped,
             ..Default::default()
@@ -95,20 +93,12 @@ pub enum Folded {
     Batch(Box<FoldedBatch>),
 }
 
-/// Folds `msgs` (in stream order) on top of the state after `meta`, without
-/// writing anything.
-///
-/// `pending` is the batch folded just before this one when its commit may
-/// still be running: every record it read or wrote is taken from it rather
-/// than from sled. A record it did not touch is the same in sled before and
-/// after its commit, so reading sled concurrently with that commit is
-/// consistent. (Architecture Invariant: batches are committed in fold order,
-/// and at most one folded batch is uncommitted.)
+/// Folds `msgs` (in stream order) on top of the state after `meta` (what
+/// `store` holds), without writing anything.
 pub fn fold_batch(
     store: &Store,
     meta: &LedgerMeta,
     msgs: &[OwnedMsg],
-    pending: Option<&fold::Working>,
 ) -> Result<Folded, store::StoreError> {
     let mut out = BatchOutcome::default();
     let fresh: Vec<&OwnedMsg> = msgs
@@ -125,28 +115,19 @@ pub fn fold_batch(
         .iter()
         .map(|m| fold::decode(&m.as_stream_msg()))
         .collect();
-    let mut needs = BTreeSet::new();
+    let mut needs = Vec::with_capacity(fresh.len() * 4);
     for ev in decoded.iter().flatten() {
         fold::needs(ev, &mut needs);
     }
     for m in &fresh {
         fold::needs_seq(m.seq, &mut needs);
     }
-    // The pending batch's records first, then sled for the rest.
-    let load = |w: &mut fold::Working, keys: &BTreeSet<keys::Key>| {
-        if pending.is_some() {
-            w.fill(keys, pending);
-        }
-        store.load_into(w, keys)
-    };
     let mut w = fold::Working::continuing(meta);
-    load(&mut w, &needs)?;
-    let mut more = BTreeSet::new();
-    for ev in decoded.iter().flatten() {
-        fold::needs_after_load(&w, ev, &mut more);
-    }
-    load(&mut w, &more)?;
-    for (m, d) in fresh.iter().zip(&decoded) {
+    store.load_into(&mut w, &needs)?;
+    let mut more = Vec::new();
+    fold::needs_after_load(&w, decoded.iter().flatten(), &mut more);
+    store.load_into(&mut w, &more)?;
+    for (m, d) in fresh.iter().zip(decoded) {
         match fold::apply(&mut w, &m.as_stream_msg(), d) {
             fold::Applied::Event => out.applied += 1,
             fold::Applied::AlreadyApplied => out.skipped += 1,
@@ -189,13 +170,13 @@ pub fn fold_in_memory(w: &mut fold::Working, msgs: &[OwnedMsg]) {
     for m in msgs {
         let sm = m.as_stream_msg();
         let d = fold::decode(&sm);
-        let mut needs = BTreeSet::new();
+        let mut needs = Vec::new();
         fold::needs_seq(m.seq, &mut needs);
         if let Ok(ev) = &d {
             fold::needs(ev, &mut needs);
         }
-        w.fill(&needs, None);
-        fold::apply(w, &sm, &d);
+        w.load_absent(&needs);
+        fold::apply(w, &sm, d);
     }
 }
 

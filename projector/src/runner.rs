@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    BatchOutcome, Folded, FoldedBatch, OwnedMsg, fold_batch,
+    BatchOutcome, OwnedMsg, process_batch,
     store::{Store, StoreError},
 };
 
@@ -64,8 +64,6 @@ pub enum ProjectorError {
     Store(#[from] StoreError),
     #[error("JetStream stream {stream} not found; start `govledger serve` once to create it")]
     NoStream { stream: String },
-    #[error("the projector's commit task failed: {0}")]
-    CommitTask(String),
 }
 
 /// Runs until `shutdown`. Publishes each committed `last_applied_seq` on `progress`.
@@ -110,41 +108,15 @@ pub async fn run(
             shutdown.clone(),
             tx,
         )));
-        // Batch N commits and flushes on a blocking thread while batch N+1 is
-        // folded here (reading N's records from N's working set). `meta` is the
-        // state after the last *folded* batch; every path out of this loop
-        // first finishes the commit in flight (`settle`), so at `'connect` and
-        // on return `meta` is also the last committed state.
-        let mut inflight: Option<InFlight> = None;
         loop {
-            let next = match inflight.as_mut() {
-                Some(f) => tokio::select! {
-                    biased;
-                    done = &mut f.handle => Next::Committed(done),
-                    b = rx.recv() => Next::Batch(b),
-                },
-                None => Next::Batch(rx.recv().await),
-            };
-            let batch = match next {
-                Next::Committed(done) => {
-                    if let Some(f) = inflight.take() {
-                        f.finish(done, &cfg, &progress).await?;
-                    }
-                    if caught_up(&meta) {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Next::Batch(b) => b.unwrap_or_else(|| Err("the fetch task ended".into())),
-            };
+            let batch = rx
+                .recv()
+                .await
+                .unwrap_or_else(|| Err("the fetch task ended".into()));
             let msgs = match batch {
                 Ok(Some(m)) => m,
-                Ok(None) => {
-                    settle(&mut inflight, &cfg, &progress).await?;
-                    return Ok(());
-                }
+                Ok(None) => return Ok(()),
                 Err(e) => {
-                    settle(&mut inflight, &cfg, &progress).await?;
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = %e, failures, "projector pull failed; retrying");
                     let d = backoff.delay(failures.min(20) - 1, &mut rand::rng());
@@ -162,7 +134,6 @@ pub async fn run(
             let owned = match owned {
                 Ok(o) => o,
                 Err(e) => {
-                    settle(&mut inflight, &cfg, &progress).await?;
                     tracing::warn!(error = %e, "message without stream metadata; reopening the consumer");
                     continue 'connect;
                 }
@@ -175,46 +146,29 @@ pub async fn run(
                 // A catch-up run ends exactly at `stop` (a rebuild compares digests there).
                 usable = owned[..usable].iter().take_while(|m| m.seq <= stop).count();
             }
-            let folded = fold_batch(
-                &store,
-                &meta,
-                &owned[..usable],
-                inflight.as_ref().map(|f| f.working.as_ref()),
-            );
-            // Batches commit (and are acked) in fold order: the one in flight first.
-            settle(&mut inflight, &cfg, &progress).await?;
-            let ack = usable.checked_sub(1).map(|i| msgs[i].clone());
-            match folded? {
-                Folded::Nothing { .. } => {
-                    // Redeliveries of what is committed: ack them again.
-                    if let Some(m) = ack {
-                        ack_committed(&m).await;
-                    }
-                }
-                Folded::Batch(b) => {
-                    let FoldedBatch {
-                        working,
-                        meta: next_meta,
-                        outcome,
-                    } = *b;
-                    meta = next_meta;
-                    let working = Arc::new(working);
-                    let handle = tokio::task::spawn_blocking({
-                        let store = store.clone();
-                        let working = working.clone();
-                        move || commit_and_flush(&store, &working)
-                    });
-                    inflight = Some(InFlight {
-                        handle,
-                        working,
-                        ack,
-                        outcome,
-                        seq: meta.last_applied_seq,
-                    });
+            let outcome = blocking(|| fold_commit_flush(&store, &mut meta, &owned[..usable]))?;
+            // Architecture Invariant: ack only after commit (and flush).
+            if let Some(m) = usable.checked_sub(1).map(|i| &msgs[i])
+                && let Err(e) = m.ack().await
+            {
+                // State is committed; the batch will be redelivered and skipped by sequence.
+                tracing::warn!(error = %e, "ack failed after commit; batch will be redelivered and skipped");
+            }
+            for p in &outcome.poison {
+                tracing::error!(seq = p.seq, subject = %p.subject, error = %p.error,
+                    "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
+            }
+            if let Some(tx) = &cfg.alerts {
+                for a in outcome.alerts {
+                    // No subscriber is fine: alerts are also derivable from the ledger.
+                    let _ = tx.send(a);
                 }
             }
+            progress.send_replace(meta.last_applied_seq);
+            if caught_up(&meta) {
+                return Ok(());
+            }
             if usable < owned.len() {
-                settle(&mut inflight, &cfg, &progress).await?;
                 tracing::warn!(
                     expected = meta.last_applied_seq + 1,
                     got = owned[usable].seq,
@@ -222,90 +176,30 @@ pub async fn run(
                 );
                 continue 'connect;
             }
-            if caught_up(&meta) {
-                settle(&mut inflight, &cfg, &progress).await?;
-                return Ok(());
-            }
         }
     }
 }
 
-/// How the loop goes on.
-enum Next {
-    Committed(Result<Result<(), StoreError>, tokio::task::JoinError>),
-    Batch(Option<Result<Option<Vec<jetstream::Message>>, BoxError>>),
-}
-
-/// A folded batch whose commit and flush run on a blocking thread.
-struct InFlight {
-    handle: tokio::task::JoinHandle<Result<(), StoreError>>,
-    /// What the batch read and wrote: the next batch reads from it.
-    working: Arc<crate::fold::Working>,
-    /// The batch's last message; acking it acks the batch (`AckPolicy::All`).
-    ack: Option<jetstream::Message>,
-    outcome: BatchOutcome,
-    /// The last applied sequence once committed.
-    seq: u64,
-}
-
-impl InFlight {
-    /// After the commit ended: ack, report, publish progress. A failed commit
-    /// is the projector's error (nothing of the batch was acked).
-    async fn finish(
-        self,
-        done: Result<Result<(), StoreError>, tokio::task::JoinError>,
-        cfg: &RunnerConfig,
-        progress: &watch::Sender<u64>,
-    ) -> Result<(), ProjectorError> {
-        match done {
-            Ok(r) => r?,
-            Err(e) => return Err(ProjectorError::CommitTask(e.to_string())),
-        }
-        if let Some(m) = &self.ack {
-            ack_committed(m).await;
-        }
-        for p in &self.outcome.poison {
-            tracing::error!(seq = p.seq, subject = %p.subject, error = %p.error,
-                "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
-        }
-        if let Some(tx) = &cfg.alerts {
-            for a in self.outcome.alerts {
-                // No subscriber is fine: alerts are also derivable from the ledger.
-                let _ = tx.send(a);
-            }
-        }
-        progress.send_replace(self.seq);
-        Ok(())
-    }
-}
-
-/// Waits for the commit in flight, if any, and finishes it.
-async fn settle(
-    inflight: &mut Option<InFlight>,
-    cfg: &RunnerConfig,
-    progress: &watch::Sender<u64>,
-) -> Result<(), ProjectorError> {
-    if let Some(mut f) = inflight.take() {
-        let done = (&mut f.handle).await;
-        f.finish(done, cfg, progress).await?;
-    }
-    Ok(())
-}
-
-/// The blocking half of a batch: one atomic sled batch, then a flush.
-/// Architecture Invariant: ack only after commit — the caller acks after this.
-fn commit_and_flush(store: &Store, working: &crate::fold::Working) -> Result<(), StoreError> {
-    store.commit(working)?;
+/// One batch, start to end: fold, one atomic sled batch with the last applied
+/// sequence, flush. Nothing is acked before this returns.
+fn fold_commit_flush(
+    store: &Store,
+    meta: &mut LedgerMeta,
+    msgs: &[OwnedMsg],
+) -> Result<BatchOutcome, StoreError> {
+    let outcome = process_batch(store, meta, msgs)?;
     govledger_ingest::failpoint::hit("projector-after-commit-before-flush");
     store.flush_blocking()?;
     govledger_ingest::failpoint::hit("projector-after-flush-before-ack");
-    Ok(())
+    Ok(outcome)
 }
 
-/// Acks a committed batch; a failed ack only means a redelivery, skipped by sequence.
-async fn ack_committed(m: &jetstream::Message) {
-    if let Err(e) = m.ack().await {
-        tracing::warn!(error = %e, "ack failed after commit; batch will be redelivered and skipped");
+/// Runs CPU- and disk-bound work on this thread, telling a multi-thread
+/// runtime first so its other tasks move to other workers meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

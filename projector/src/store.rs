@@ -11,7 +11,7 @@
 //! this module, values are prost-encoded (versioned by field number), and the
 //! store records its own format version.
 
-use std::{collections::BTreeSet, path::Path};
+use std::path::Path;
 
 use govledger_proto::v1::{
     ActionState, IdentityState, LedgerMeta, PageState, PoisonEvent, RunState, SourceState,
@@ -116,7 +116,7 @@ impl Store {
     }
 
     /// Loads every key in `keys` that `w` does not hold yet (absent keys as `None`).
-    pub fn load_into(&self, w: &mut Working, keys: &BTreeSet<Key>) -> Result<()> {
+    pub fn load_into(&self, w: &mut Working, keys: &[Key]) -> Result<()> {
         for key in keys {
             match key {
                 Key::Meta => {}
