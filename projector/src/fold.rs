@@ -266,7 +266,8 @@ impl Working {
     }
 
     /// Every changed record as (encoded key, encoded value or `None` for delete),
-    /// in key order. The store writes exactly these plus nothing else.
+    /// table by table, in no particular order within a table (sled orders a
+    /// batch itself). The store writes exactly these plus nothing else.
     pub fn changes(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::new();
         if self.meta_dirty {
