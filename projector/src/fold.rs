@@ -72,7 +72,7 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn is_loaded(&self, k: &K) -> bool {
         self.map.contains_key(k)
     }
-    /// Loads `k` as absent, unless loaded already.
+    /// Loads `k` as absent, unless loaded already (the key is cloned only then).
     fn load_absent(&mut self, k: &K) {
         if !self.map.contains_key(k) {
             self.map.insert(
@@ -144,23 +144,15 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
         );
     }
     fn get_or_insert_with(&mut self, k: &K, f: impl FnOnce() -> V) -> &mut V {
-        if !self.map.contains_key(k) {
-            // The key is cloned only when it is new to the table.
-            self.map.insert(
-                k.clone(),
-                Slot {
-                    v: None,
-                    dirty: false,
-                },
-            );
-        }
+        // The key is cloned only when it is new to the table.
+        self.load_absent(k);
         match self.map.get_mut(k) {
             Some(s) => {
                 s.dirty = true;
                 s.v.get_or_insert_with(f)
             }
-            // Proven invariant: the key was inserted just above if it was missing.
-            None => unreachable!("table key inserted above"),
+            // Proven invariant: load_absent inserted the key if it was missing.
+            None => unreachable!("table key loaded above"),
         }
     }
 }
