@@ -723,11 +723,15 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
                 .map_or("", |i| i.last_observed_run_id.as_str());
             // Seen by this run before: it observed the identity last, or another
             // run took over while this one was open and this run's observation was
-            // spilled into a run-seen record.
+            // spilled into a run-seen record (a run without spills has none).
             let seen_before = last_run == ev.run_id
-                || w.run_seen
-                    .get(&(ev.run_id.clone(), r.entity_type, r.external_id.clone()))
-                    .is_some();
+                || (w
+                    .runs
+                    .get(&ev.run_id)
+                    .is_some_and(|run| run.seen_spilled > 0)
+                    && w.run_seen
+                        .get(&(ev.run_id.clone(), r.entity_type, r.external_id.clone()))
+                        .is_some());
             // The run that observed it last may still observe it again (below).
             let other_run =
                 (!last_run.is_empty() && last_run != ev.run_id).then(|| last_run.to_owned());
