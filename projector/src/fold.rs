@@ -10,7 +10,7 @@
 //! event id that was already applied is counted as a duplicate and changes
 //! nothing else. Undecodable or unusable messages become [`PoisonEvent`]s.
 
-use std::{collections::HashMap, hash::Hash};
+use std::{borrow::Borrow, collections::HashMap, hash::Hash};
 
 use govledger_proto::v1::{
     ActionConcluded, ActionKind, ActionOutcome, ActionState, Alert, EntityCounts, ErrorClass,
@@ -69,7 +69,10 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn load(&mut self, k: K, v: Option<V>) {
         self.map.entry(k).or_insert(Slot { v, dirty: false });
     }
-    pub fn is_loaded(&self, k: &K) -> bool {
+    pub fn is_loaded<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
         self.map.contains_key(k)
     }
     /// Loads `k` as absent, unless loaded already (the key is cloned only then).
@@ -84,7 +87,10 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
             );
         }
     }
-    pub fn get(&self, k: &K) -> Option<&V> {
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.map.get(k).and_then(|s| s.v.as_ref())
     }
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
@@ -102,10 +108,6 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
                 dirty: true,
             },
         );
-    }
-    /// Changed entries (`None` = deleted), in no particular order.
-    pub fn changed(&self) -> impl Iterator<Item = (&K, Option<&V>)> {
-        self.entries(false)
     }
     /// Changed entries or, with `all`, every present entry; in no particular order.
     fn entries(&self, all: bool) -> impl Iterator<Item = (&K, Option<&V>)> {
@@ -127,11 +129,6 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
-    }
-    pub fn clear_dirty(&mut self) {
-        for s in self.map.values_mut() {
-            s.dirty = false;
-        }
     }
     /// Marks `k` absent (deleted at commit).
     pub fn remove(&mut self, k: &K) {
@@ -192,28 +189,6 @@ pub struct Working {
 }
 
 impl Working {
-    /// Forgets change tracking (after a commit); loaded records stay as a cache.
-    pub fn clear_dirty(&mut self) {
-        self.meta_dirty = false;
-        self.sources.clear_dirty();
-        self.runs.clear_dirty();
-        self.source_runs.clear_dirty();
-        self.pages.clear_dirty();
-        self.run_seen.clear_dirty();
-        self.identities.clear_dirty();
-        self.actions.clear_dirty();
-        self.event_ids.clear_dirty();
-        self.event_blocks.clear_dirty();
-        self.poison.clear_dirty();
-        self.source_actions.clear_dirty();
-        self.open_actions.clear_dirty();
-        self.identity_history.clear_dirty();
-        self.action_history.clear_dirty();
-        self.identity_actions.clear_dirty();
-        self.leaves.clear_dirty();
-        self.alerts.clear();
-    }
-
     /// Loads each of `keys` the fold may read as absent, unless loaded
     /// already: the in-memory reference fold, where nothing is stored.
     pub fn load_absent(&mut self, keys: &[Key]) {
@@ -550,7 +525,7 @@ fn record_event_id(w: &mut Working, id: &str, seq: u64) -> bool {
             Some(b) => (crate::keys::event_block_holds(b, &bytes), block_full(b)),
             None => (false, false),
         };
-        if held || (full && w.event_ids.get(&id.to_owned()).is_some()) {
+        if held || (full && w.event_ids.get(id).is_some()) {
             return false;
         }
         if !full {
@@ -560,11 +535,8 @@ fn record_event_id(w: &mut Working, id: &str, seq: u64) -> bool {
             return true;
         }
     } else {
-        debug_assert!(
-            w.event_ids.is_loaded(&id.to_owned()),
-            "needs() missed event id"
-        );
-        if w.event_ids.get(&id.to_owned()).is_some() {
+        debug_assert!(w.event_ids.is_loaded(id), "needs() missed event id");
+        if w.event_ids.get(id).is_some() {
             return false;
         }
     }

@@ -21,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     fold::{Working, hex},
-    keys::{self, Key},
+    keys::{self, Key, KeyRef},
 };
 
 /// The layout version this build writes. Bump it when keys or values change
@@ -232,7 +232,7 @@ impl Store {
     }
 
     pub fn source(&self, id: &str) -> Result<Option<SourceState>> {
-        self.get(&Key::Source(id.to_owned()).encode())
+        self.get(&KeyRef::Source(id).encode())
     }
 
     pub fn sources(&self) -> Result<Vec<SourceState>> {
@@ -240,7 +240,7 @@ impl Store {
     }
 
     pub fn run(&self, id: &str) -> Result<Option<RunState>> {
-        self.get(&Key::Run(id.to_owned()).encode())
+        self.get(&KeyRef::Run(id).encode())
     }
 
     /// Run ids of a source, newest first, at most `limit`.
@@ -266,7 +266,7 @@ impl Store {
     }
 
     pub fn action(&self, id: &str) -> Result<Option<ActionState>> {
-        self.get(&Key::Action(id.to_owned()).encode())
+        self.get(&KeyRef::Action(id).encode())
     }
 
     /// Action ids of a source, newest first (UUID v7 / v5 ids: v7 sort by time), at most `limit`.
