@@ -383,6 +383,14 @@ async fn run(cli: &Cli) -> Result<Rows> {
             .figures(rate(pr.events, pr.raw_sled_reads), rate(pr.events, pr.raw))
             .informational(pr.raw.as_secs_f64() / pr.raw_sled_reads.as_secs_f64()),
         );
+        rows.extend(cpu_rows(
+            "2",
+            &format!("{} events", thousands(pr.events)),
+            pr.events,
+            pr.govledger_cpu_s,
+            pr.raw_cpu_s,
+            pr.raw,
+        ));
     }
 
     // Row 3.
@@ -466,9 +474,54 @@ fn scale_label(pt: &scale::Point) -> String {
     )
 }
 
+/// What the projection costs in CPU against the raw fetch + ack, and the
+/// best ratio against the raw time that CPU allows on this machine's cores
+/// if every core worked all the time: `raw time ÷ (projection CPU ÷ cores)`.
+/// CPU = the projecting process (all threads) plus nats-server.
+fn cpu_rows(
+    id: &str,
+    label: &str,
+    events: u64,
+    projection_cpu_s: f64,
+    raw_cpu_s: f64,
+    raw: Duration,
+) -> [Row; 2] {
+    let per_event_us = |cpu_s: f64| cpu_s * 1e6 / events.max(1) as f64;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    [
+        Row::new(
+            id,
+            format!(
+                "CPU per event, projecting process + nats-server, all threads: projection vs raw pull fetch + ack, {label} (ratio = projection ÷ raw)"
+            ),
+        )
+        .figures(
+            format!("{:.2} µs", per_event_us(projection_cpu_s)),
+            format!("{:.2} µs", per_event_us(raw_cpu_s)),
+        )
+        .informational(projection_cpu_s / raw_cpu_s.max(1e-9)),
+        Row::new(
+            id,
+            format!(
+                "bound from CPU, {label}: the best ratio against the raw fetch + ack that the projection's CPU allows on this machine's {cores} cores, all busy all the time (raw time ÷ (projection CPU ÷ {cores}))"
+            ),
+        )
+        .figures(format!("{projection_cpu_s:.2} s CPU ÷ {cores}"), secs(raw))
+        .informational(raw.as_secs_f64() * cores as f64 / projection_cpu_s.max(1e-9)),
+    ]
+}
+
 fn scale_rows(pt: &scale::Point) -> Vec<Row> {
     let label = scale_label(pt);
     let rss_max = pt.project.peak_rss.max(pt.rebuild.peak_rss);
+    let [cpu, bound] = cpu_rows(
+        "4",
+        &label,
+        pt.events,
+        pt.project_cpu_s,
+        pt.raw_fetch_cpu_s,
+        pt.raw_fetch,
+    );
     vec![
         Row::new("4", format!("ingest of {label} through `Publisher`"))
             .figures(format!("{} ({})", secs(pt.ingest), rate(pt.events, pt.ingest)), "-"),
@@ -499,6 +552,8 @@ fn scale_rows(pt: &scale::Point) -> Vec<Row> {
             format!("{} ({})", secs(pt.raw_fetch), rate(pt.events, pt.raw_fetch)),
         )
         .informational(pt.raw_fetch.as_secs_f64() / pt.raw_sled.as_secs_f64()),
+        cpu,
+        bound,
         Row::new(
             "4",
             format!("peak RSS of `govledger project` (projection / rebuild), sled cache 64 MiB, {label}"),
@@ -674,6 +729,44 @@ mod tests {
     #[test]
     fn workspace_root_has_the_manifest() {
         assert!(procs::workspace_root().join("Cargo.toml").is_file());
+    }
+
+    #[test]
+    fn cpu_rows_divide_by_events_and_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        // 1,000 events: 3 s of projection CPU, 1 s raw CPU over 0.5 s raw wall.
+        let [cpu, bound] = cpu_rows("2", "x", 1_000, 3.0, 1.0, Duration::from_millis(500));
+        assert_eq!(cpu.govledger, "3000.00 µs");
+        assert_eq!(cpu.baseline, "1000.00 µs");
+        assert_eq!(cpu.ratio, Some(3.0));
+        let want = 0.5 * cores / 3.0;
+        assert!(
+            (bound.ratio.unwrap() - want).abs() < 1e-12,
+            "{:?}",
+            bound.ratio
+        );
+    }
+
+    #[test]
+    fn cpu_readers_count_work_done() {
+        let own = || procs::rusage_cpu_seconds(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+        // Spinning makes this process's CPU time grow (by wall time it may
+        // be descheduled, so the bound is generous).
+        let before = own();
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while own() - before < 0.05 {
+            assert!(
+                spin.elapsed() < Duration::from_secs(20),
+                "CPU time does not grow"
+            );
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        let by_proc = procs::cpu_seconds(std::process::id()).unwrap();
+        assert!(by_proc > 0.0 && by_proc <= own() + 0.02, "{by_proc}");
+        assert_eq!(procs::cpu_seconds(u32::MAX), None);
     }
 
     #[test]

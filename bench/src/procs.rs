@@ -158,6 +158,11 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// CPU seconds the server has used so far ([`cpu_seconds`]).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        cpu_seconds(self._guard.id()?)
+    }
+
     pub async fn start(bin: &Path) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("govledger-bench-nats-")
@@ -353,6 +358,28 @@ impl Scim2Server {
     }
 }
 
+/// CPU time (user + system, all threads) another process has used so far, in
+/// seconds: `utime` + `stime` of `/proc/PID/stat`, counted in USER_HZ ticks
+/// (100 per second on Linux), so 10 ms resolution. `None` once it is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is parenthesised and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace().skip(11); // fields 3..=13
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// CPU seconds (user + system, all threads) of this process so far (`who` =
+/// `RUSAGE_SELF`), or of its children that have been waited for
+/// (`RUSAGE_CHILDREN`); microsecond resolution.
+pub fn rusage_cpu_seconds(who: nix::sys::resource::UsageWho) -> Result<f64> {
+    let u = nix::sys::resource::getrusage(who).context("getrusage")?;
+    let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(s(u.user_time()) + s(u.system_time()))
+}
+
 /// Peak resident memory of a process so far: `VmHWM` (kernel-kept high-water
 /// mark) or `VmRSS`, whichever is larger, in bytes. `None` once it is gone.
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
@@ -391,10 +418,14 @@ pub fn disk_usage(path: &Path) -> Result<u64> {
 pub struct ChildRun {
     pub elapsed: Duration,
     pub peak_rss: u64,
+    /// CPU seconds the child used (all its threads, user + system).
+    pub cpu_s: f64,
 }
 
 /// Runs `bin args` to completion (stderr into `log`), sampling its peak RSS
-/// every 10 ms. Fails when it exits non-zero or runs past `limit`.
+/// every 10 ms. Fails when it exits non-zero or runs past `limit`. Its CPU
+/// time is the growth of `RUSAGE_CHILDREN` across its run (no other child of
+/// the benchmark is waited for meanwhile).
 pub async fn run_measured(
     bin: &Path,
     args: &[&std::ffi::OsStr],
@@ -402,6 +433,8 @@ pub async fn run_measured(
     limit: Duration,
 ) -> Result<ChildRun> {
     let log_file = std::fs::File::create(log)?;
+    let children_cpu = || rusage_cpu_seconds(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
+    let cpu_before = children_cpu()?;
     let started = Instant::now();
     let child = Command::new(bin)
         .args(args)
@@ -432,6 +465,7 @@ pub async fn run_measured(
             return Ok(ChildRun {
                 elapsed,
                 peak_rss: peak,
+                cpu_s: children_cpu()? - cpu_before,
             });
         }
         if started.elapsed() > limit {

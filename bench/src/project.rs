@@ -38,6 +38,18 @@ pub struct ProjectResult {
     pub raw_sled: Duration,
     /// The same with the reads a read-modify-write projection makes.
     pub raw_sled_reads: Duration,
+    /// CPU seconds (this process + nats-server) of the least costly round of each.
+    pub govledger_cpu_s: f64,
+    pub raw_cpu_s: f64,
+}
+
+/// CPU seconds this process and the server have used so far.
+pub fn cpu_now(nats: &NatsServer) -> Result<f64> {
+    let own = crate::procs::rusage_cpu_seconds(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
+    let server = nats
+        .cpu_seconds()
+        .ok_or_else(|| anyhow!("no /proc/PID/stat for nats-server"))?;
+    Ok(own + server)
 }
 
 pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<ProjectResult> {
@@ -60,15 +72,20 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
     let mut best_raw = Duration::MAX;
     let mut best_sled = Duration::MAX;
     let mut best_sled_reads = Duration::MAX;
+    let (mut gov_cpu, mut raw_cpu) = (f64::MAX, f64::MAX);
     for round in 0..rounds.max(1) {
         let dir = tempfile::Builder::new()
             .prefix("govledger-bench-sled-")
             .tempdir()?;
         let sled = dir.path().join("sled");
+        let cpu0 = cpu_now(nats)?;
         let took = project_in_process(&client, stream, &sled, last_seq, round).await?;
+        let cpu1 = cpu_now(nats)?;
         note_round("govledger", round, last_seq, took);
         best_gov = best_gov.min(took);
+        gov_cpu = gov_cpu.min(cpu1 - cpu0);
         let raw = raw_fetch(&client, stream, last_seq, &format!("bench-raw-{round}")).await?;
+        raw_cpu = raw_cpu.min(cpu_now(nats)? - cpu1);
         note_round("raw fetch+ack", round, last_seq, raw);
         best_raw = best_raw.min(raw);
         let sled = storage::raw_sled_fresh(&writes, false).await?;
@@ -84,6 +101,8 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
         raw: best_raw,
         raw_sled: best_sled,
         raw_sled_reads: best_sled_reads,
+        govledger_cpu_s: gov_cpu,
+        raw_cpu_s: raw_cpu,
     })
 }
 

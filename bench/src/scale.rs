@@ -40,6 +40,10 @@ pub struct Point {
     pub raw_fetch: Duration,
     /// Raw sled writes of the same events' keys (the storage-side baseline).
     pub raw_sled: Duration,
+    /// CPU seconds (projecting child or benchmark process, plus nats-server)
+    /// of the first projection and of the raw fetch + ack.
+    pub project_cpu_s: f64,
+    pub raw_fetch_cpu_s: f64,
 }
 
 /// A measured size whose server and projected data are kept (for queries).
@@ -120,6 +124,11 @@ pub async fn measure(
         OsStr::new("--config"),
         config.as_os_str(),
     ];
+    let server_cpu = || {
+        nats.cpu_seconds()
+            .ok_or_else(|| anyhow::anyhow!("no /proc/PID/stat for nats-server"))
+    };
+    let server_before = server_cpu()?;
     let project = procs::run_measured(
         govledger_bin,
         &args,
@@ -127,6 +136,7 @@ pub async fn measure(
         CHILD_LIMIT,
     )
     .await?;
+    let project_cpu_s = project.cpu_s + server_cpu()? - server_before;
     let sled = data.join("sled");
     let disk_bytes = procs::disk_usage(&sled)?;
     crate::progress(format!(
@@ -149,7 +159,9 @@ pub async fn measure(
         rebuild.elapsed.as_secs_f64(),
         mib(rebuild.peak_rss)
     ));
+    let cpu_before = crate::project::cpu_now(&nats)?;
     let raw_fetch = crate::project::raw_fetch(&client, &spec.name, last_seq, "bench-raw").await?;
+    let raw_fetch_cpu_s = crate::project::cpu_now(&nats)? - cpu_before;
     crate::progress(format!(
         "  raw fetch+ack of the same stream: {:.2} s",
         raw_fetch.as_secs_f64()
@@ -173,6 +185,8 @@ pub async fn measure(
             disk_bytes,
             raw_fetch,
             raw_sled,
+            project_cpu_s,
+            raw_fetch_cpu_s,
         },
         nats,
         dir,
