@@ -69,6 +69,13 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn load(&mut self, k: K, v: Option<V>) {
         self.map.entry(k).or_insert(Slot { v, dirty: false });
     }
+    /// Loaded keys (present, absent or deleted).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
     pub fn is_loaded<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -236,7 +243,8 @@ impl Working {
     /// table by table, in no particular order within a table (sled orders a
     /// batch itself). The store writes exactly these plus nothing else.
     pub fn changes(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let mut out = Vec::new();
+        // Most records of a batch are identities; one allocation in the common case.
+        let mut out = Vec::with_capacity(self.identities.len() + 64);
         if self.meta_dirty {
             out.push((Key::Meta.encode(), Some(self.meta_record().encode_to_vec())));
         }

@@ -88,7 +88,15 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 /// Tag + length-prefixed components: the prefix of every key of that kind.
 pub fn prefix(tag: u8, parts: &[&str]) -> Vec<u8> {
-    let mut out = vec![tag];
+    prefix_with_room(tag, parts, 0)
+}
+
+/// [`prefix`] in a buffer with `room` more bytes reserved for what follows,
+/// so that a key is built in one allocation.
+fn prefix_with_room(tag: u8, parts: &[&str], room: usize) -> Vec<u8> {
+    let len = 1 + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(len + room);
+    out.push(tag);
     for p in parts {
         put_str(&mut out, p);
     }
@@ -161,7 +169,7 @@ impl KeyRef<'_> {
             KeyRef::SourceRun(s, r) => prefix(TAG_SOURCE_RUN, &[s, r]),
             KeyRef::Page(r, p) => prefix(TAG_PAGE, &[r, p]),
             KeyRef::RunSeen(r, t, id) => {
-                let mut k = prefix(TAG_RUN_SEEN, &[r]);
+                let mut k = prefix_with_room(TAG_RUN_SEEN, &[r], 8 + id.len());
                 k.extend_from_slice(&t.to_be_bytes());
                 put_str(&mut k, id);
                 k
@@ -182,17 +190,17 @@ impl KeyRef<'_> {
             KeyRef::OpenAction(s, a) => prefix(TAG_OPEN_ACTION, &[s, a]),
             KeyRef::Poison(seq) => tagged_u64(TAG_POISON, seq),
             KeyRef::IdentityHistory(s, t, id, seq) => {
-                let mut k = identity_history_prefix(s, t, id);
+                let mut k = identity_index_prefix(HISTORY_IDENTITY, s, t, id, 8);
                 k.extend_from_slice(&seq.to_be_bytes());
                 k
             }
             KeyRef::ActionHistory(a, seq) => {
-                let mut k = action_history_prefix(a);
+                let mut k = action_history_prefix_with_room(a, 8);
                 k.extend_from_slice(&seq.to_be_bytes());
                 k
             }
             KeyRef::IdentityAction(s, t, id, a) => {
-                let mut k = identity_actions_prefix(s, t, id);
+                let mut k = identity_index_prefix(HISTORY_IDENTITY_ACTION, s, t, id, 4 + a.len());
                 put_str(&mut k, a);
                 k
             }
@@ -202,7 +210,7 @@ impl KeyRef<'_> {
 }
 
 pub fn identity_key(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
-    let mut k = prefix(TAG_IDENTITY, &[source]);
+    let mut k = prefix_with_room(TAG_IDENTITY, &[source], 8 + external_id.len());
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
     k
@@ -271,12 +279,20 @@ pub fn event_block_holds(block: &[u8], id: &[u8; 16]) -> bool {
 
 /// Every [`Key::IdentityHistory`] key of one identity starts with this.
 pub fn identity_history_prefix(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
-    identity_index_prefix(HISTORY_IDENTITY, source, entity_type, external_id)
+    identity_index_prefix(HISTORY_IDENTITY, source, entity_type, external_id, 0)
 }
 
-/// `TAG_HISTORY`, a sub-tag, then the identity's components.
-fn identity_index_prefix(sub: u8, source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
-    let mut k = vec![TAG_HISTORY, sub];
+/// `TAG_HISTORY`, a sub-tag, then the identity's components (`room` more
+/// bytes reserved for what follows).
+fn identity_index_prefix(
+    sub: u8,
+    source: &str,
+    entity_type: i32,
+    external_id: &str,
+    room: usize,
+) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + 4 + source.len() + 4 + 4 + external_id.len() + room);
+    k.extend_from_slice(&[TAG_HISTORY, sub]);
     put_str(&mut k, source);
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
@@ -285,7 +301,7 @@ fn identity_index_prefix(sub: u8, source: &str, entity_type: i32, external_id: &
 
 /// Every [`Key::IdentityAction`] key of one identity starts with this.
 pub fn identity_actions_prefix(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
-    identity_index_prefix(HISTORY_IDENTITY_ACTION, source, entity_type, external_id)
+    identity_index_prefix(HISTORY_IDENTITY_ACTION, source, entity_type, external_id, 0)
 }
 
 /// Packs sequences for a history chunk (u64 big-endian each).
@@ -302,7 +318,12 @@ pub fn unpack_seqs(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
 
 /// Every [`Key::ActionHistory`] key of one action starts with this.
 pub fn action_history_prefix(action_id: &str) -> Vec<u8> {
-    let mut k = vec![TAG_HISTORY, HISTORY_ACTION];
+    action_history_prefix_with_room(action_id, 0)
+}
+
+fn action_history_prefix_with_room(action_id: &str, room: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + 4 + action_id.len() + room);
+    k.extend_from_slice(&[TAG_HISTORY, HISTORY_ACTION]);
     put_str(&mut k, action_id);
     k
 }
