@@ -113,8 +113,8 @@ pub async fn run(
                 .recv()
                 .await
                 .unwrap_or_else(|| Err("the fetch task ended".into()));
-            let msgs = match batch {
-                Ok(Some(m)) => m,
+            let Pulled { msgs, owned } = match batch {
+                Ok(Some(p)) => p,
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -130,14 +130,6 @@ pub async fn run(
             if msgs.is_empty() {
                 continue;
             }
-            let owned: Result<Vec<OwnedMsg>, _> = msgs.iter().map(to_owned_msg).collect();
-            let owned = match owned {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(error = %e, "message without stream metadata; reopening the consumer");
-                    continue 'connect;
-                }
-            };
             // Architecture Invariant: sequences are applied in order without gaps
             // (the stream denies delete and purge, so it has none). Anything past a
             // gap is neither folded nor acked; the consumer is reopened after it.
@@ -265,20 +257,37 @@ async fn open_consumer(
 /// Batches pulled ahead of the one being folded (besides the one in flight).
 pub const PREFETCH_BATCHES: usize = 1;
 
+/// A pulled batch: the messages (the last folded one is acked) and what the
+/// fold reads of each, read on the fetch task while the previous batch folds.
+struct Pulled {
+    msgs: Vec<jetstream::Message>,
+    owned: Vec<OwnedMsg>,
+}
+
 /// Pulls batches in order into `tx` until shutdown, an error (sent, then the
 /// task ends) or the receiver goes away.
 async fn fetch_ahead(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     cfg: RunnerConfig,
     shutdown: CancellationToken,
-    tx: tokio::sync::mpsc::Sender<Result<Option<Vec<jetstream::Message>>, BoxError>>,
+    tx: tokio::sync::mpsc::Sender<Result<Option<Pulled>, BoxError>>,
 ) {
     let mut idle = false;
     loop {
-        let batch = pull_batch(&consumer, &cfg, idle, &shutdown).await;
+        let batch = pull_batch(&consumer, &cfg, idle, &shutdown)
+            .await
+            .and_then(|pulled| {
+                let Some(msgs) = pulled else { return Ok(None) };
+                let owned = msgs
+                    .iter()
+                    .map(to_owned_msg)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("message without stream metadata: {e}"))?;
+                Ok(Some(Pulled { msgs, owned }))
+            });
         let go_on = match &batch {
-            Ok(Some(m)) => {
-                idle = m.is_empty();
+            Ok(Some(p)) => {
+                idle = p.msgs.is_empty();
                 true
             }
             Ok(None) | Err(_) => false,
