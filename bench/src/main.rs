@@ -464,7 +464,7 @@ async fn run(cli: &Cli) -> Result<Rows> {
 }
 
 /// What the raw sled baseline writes, for the row labels.
-const RAW_SLED_KEYS: &str = "the sled floor: identity record per RecordObserved + per batch one record per event-id block touched (UUID v7 ids packed 16 bytes each, as the projector keeps them), what a deduplicating per-identity projection writes; one batch + flush_async per 1,000; cache 64 MiB, HighThroughput";
+const RAW_SLED_KEYS: &str = "the sled floor: identity record per RecordObserved + per batch one record per event-id block touched (UUID v7 ids packed 16 bytes each, as the projector keeps them), what a deduplicating per-identity projection writes; one batch + flush_async per 1,000; the projector's default cache, HighThroughput";
 
 fn scale_label(pt: &scale::Point) -> String {
     format!(
@@ -556,7 +556,10 @@ fn scale_rows(pt: &scale::Point) -> Vec<Row> {
         bound,
         Row::new(
             "4",
-            format!("peak RSS of `govledger project` (projection / rebuild), sled cache 64 MiB, {label}"),
+            format!(
+                "peak RSS of `govledger project` (projection / rebuild), sled cache {} MiB, {label}",
+                project::CACHE_CAPACITY_BYTES >> 20
+            ),
         )
         .figures(
             format!(

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{procs::NatsServer, storage};
 
 /// The sled page cache the projector runs with (govledger's default).
-pub const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+pub const CACHE_CAPACITY_BYTES: u64 = govledger_projector::store::DEFAULT_CACHE_CAPACITY_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct ProjectResult {

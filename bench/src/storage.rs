@@ -1,7 +1,7 @@
 //! The storage-side projection baseline (rows 2, 4 and 6): the sled floor. A
 //! raw sled loop that writes, for the same events, the least any projection
 //! that deduplicates events and keeps per-identity state must write, with the
-//! projector's sled settings (cache 64 MiB, `Mode::HighThroughput`) and its
+//! projector's sled settings (its default cache, `Mode::HighThroughput`) and its
 //! commit cadence (one `apply_batch` plus one `flush_async` per
 //! [`DEFAULT_BATCH_EVENTS_MAX`] events):
 //!
