@@ -159,8 +159,11 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// CPU seconds the server has used so far ([`cpu_seconds`]).
-    pub fn cpu_seconds(&self) -> Option<f64> {
-        cpu_seconds(self._guard.id()?)
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        self._guard
+            .id()
+            .and_then(cpu_seconds)
+            .ok_or_else(|| anyhow!("no /proc/PID/stat for nats-server"))
     }
 
     pub async fn start(bin: &Path) -> Result<Self> {

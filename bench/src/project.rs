@@ -46,10 +46,7 @@ pub struct ProjectResult {
 /// CPU seconds this process and the server have used so far.
 pub fn cpu_now(nats: &NatsServer) -> Result<f64> {
     let own = crate::procs::rusage_cpu_seconds(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
-    let server = nats
-        .cpu_seconds()
-        .ok_or_else(|| anyhow!("no /proc/PID/stat for nats-server"))?;
-    Ok(own + server)
+    Ok(own + nats.cpu_seconds()?)
 }
 
 pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<ProjectResult> {

@@ -124,11 +124,7 @@ pub async fn measure(
         OsStr::new("--config"),
         config.as_os_str(),
     ];
-    let server_cpu = || {
-        nats.cpu_seconds()
-            .ok_or_else(|| anyhow::anyhow!("no /proc/PID/stat for nats-server"))
-    };
-    let server_before = server_cpu()?;
+    let server_before = nats.cpu_seconds()?;
     let project = procs::run_measured(
         govledger_bin,
         &args,
@@ -136,7 +132,7 @@ pub async fn measure(
         CHILD_LIMIT,
     )
     .await?;
-    let project_cpu_s = project.cpu_s + server_cpu()? - server_before;
+    let project_cpu_s = project.cpu_s + nats.cpu_seconds()? - server_before;
     let sled = data.join("sled");
     let disk_bytes = procs::disk_usage(&sled)?;
     crate::progress(format!(

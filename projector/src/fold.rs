@@ -70,11 +70,8 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
         self.map.entry(k).or_insert(Slot { v, dirty: false });
     }
     /// Loaded keys (present, absent or deleted).
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.map.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
     pub fn is_loaded<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> bool
     where

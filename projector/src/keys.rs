@@ -88,15 +88,15 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 
 /// Tag + length-prefixed components: the prefix of every key of that kind.
 pub fn prefix(tag: u8, parts: &[&str]) -> Vec<u8> {
-    prefix_with_room(tag, parts, 0)
+    prefix_with_room(&[tag], parts, 0)
 }
 
-/// [`prefix`] in a buffer with `room` more bytes reserved for what follows,
-/// so that a key is built in one allocation.
-fn prefix_with_room(tag: u8, parts: &[&str], room: usize) -> Vec<u8> {
-    let len = 1 + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+/// Tag bytes + length-prefixed components, in a buffer with `room` more bytes
+/// reserved for what follows, so that a key is built in one allocation.
+fn prefix_with_room(tags: &[u8], parts: &[&str], room: usize) -> Vec<u8> {
+    let len = tags.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
     let mut out = Vec::with_capacity(len + room);
-    out.push(tag);
+    out.extend_from_slice(tags);
     for p in parts {
         put_str(&mut out, p);
     }
@@ -169,7 +169,7 @@ impl KeyRef<'_> {
             KeyRef::SourceRun(s, r) => prefix(TAG_SOURCE_RUN, &[s, r]),
             KeyRef::Page(r, p) => prefix(TAG_PAGE, &[r, p]),
             KeyRef::RunSeen(r, t, id) => {
-                let mut k = prefix_with_room(TAG_RUN_SEEN, &[r], 8 + id.len());
+                let mut k = prefix_with_room(&[TAG_RUN_SEEN], &[r], 8 + id.len());
                 k.extend_from_slice(&t.to_be_bytes());
                 put_str(&mut k, id);
                 k
@@ -195,7 +195,7 @@ impl KeyRef<'_> {
                 k
             }
             KeyRef::ActionHistory(a, seq) => {
-                let mut k = action_history_prefix_with_room(a, 8);
+                let mut k = prefix_with_room(&[TAG_HISTORY, HISTORY_ACTION], &[a], 8);
                 k.extend_from_slice(&seq.to_be_bytes());
                 k
             }
@@ -210,7 +210,7 @@ impl KeyRef<'_> {
 }
 
 pub fn identity_key(source: &str, entity_type: i32, external_id: &str) -> Vec<u8> {
-    let mut k = prefix_with_room(TAG_IDENTITY, &[source], 8 + external_id.len());
+    let mut k = prefix_with_room(&[TAG_IDENTITY], &[source], 8 + external_id.len());
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
     k
@@ -291,9 +291,7 @@ fn identity_index_prefix(
     external_id: &str,
     room: usize,
 ) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + 4 + source.len() + 4 + 4 + external_id.len() + room);
-    k.extend_from_slice(&[TAG_HISTORY, sub]);
-    put_str(&mut k, source);
+    let mut k = prefix_with_room(&[TAG_HISTORY, sub], &[source], 8 + external_id.len() + room);
     k.extend_from_slice(&entity_type.to_be_bytes());
     put_str(&mut k, external_id);
     k
@@ -318,14 +316,7 @@ pub fn unpack_seqs(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
 
 /// Every [`Key::ActionHistory`] key of one action starts with this.
 pub fn action_history_prefix(action_id: &str) -> Vec<u8> {
-    action_history_prefix_with_room(action_id, 0)
-}
-
-fn action_history_prefix_with_room(action_id: &str, room: usize) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + 4 + action_id.len() + room);
-    k.extend_from_slice(&[TAG_HISTORY, HISTORY_ACTION]);
-    put_str(&mut k, action_id);
-    k
+    prefix_with_room(&[TAG_HISTORY, HISTORY_ACTION], &[action_id], 0)
 }
 
 /// The sequence at the end of a history key.
