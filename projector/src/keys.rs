@@ -352,6 +352,57 @@ pub fn entity_label(t: i32) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    /// The bytes of the keys built with reserved room are the store's format
+    /// (`STORE_FORMAT_VERSION`): tag bytes, then each part as a big-endian u32
+    /// length and its bytes, then the fixed-width tail.
+    #[test]
+    fn composite_keys_keep_their_byte_layout() {
+        fn part(s: &str) -> Vec<u8> {
+            let mut v = (s.len() as u32).to_be_bytes().to_vec();
+            v.extend_from_slice(s.as_bytes());
+            v
+        }
+        let cat = |chunks: &[&[u8]]| chunks.concat();
+        let t = 1_i32.to_be_bytes();
+        let seq = 7_u64.to_be_bytes();
+        assert_eq!(
+            KeyRef::Identity("hr", 1, "u1").encode(),
+            cat(&[&[TAG_IDENTITY], &part("hr"), &t, &part("u1")])
+        );
+        assert_eq!(
+            KeyRef::RunSeen("r1", 1, "u1").encode(),
+            cat(&[&[TAG_RUN_SEEN], &part("r1"), &t, &part("u1")])
+        );
+        assert_eq!(
+            KeyRef::IdentityHistory("hr", 1, "u1", 7).encode(),
+            cat(&[
+                &[TAG_HISTORY, HISTORY_IDENTITY],
+                &part("hr"),
+                &t,
+                &part("u1"),
+                &seq
+            ])
+        );
+        assert_eq!(
+            KeyRef::ActionHistory("a1", 7).encode(),
+            cat(&[&[TAG_HISTORY, HISTORY_ACTION], &part("a1"), &seq])
+        );
+        assert_eq!(
+            KeyRef::IdentityAction("hr", 1, "u1", "a1").encode(),
+            cat(&[
+                &[TAG_HISTORY, HISTORY_IDENTITY_ACTION],
+                &part("hr"),
+                &t,
+                &part("u1"),
+                &part("a1")
+            ])
+        );
+        assert_eq!(
+            KeyRef::SourceRun("hr", "r1").encode(),
+            cat(&[&[TAG_SOURCE_RUN], &part("hr"), &part("r1")])
+        );
+    }
+
     use super::*;
 
     #[test]
