@@ -2,12 +2,30 @@
 //! --example fold_speed -- IDENTITIES RUNS BATCH [fold-only]`. Prints events/s for the batched
 //! sled path and its fold / commit / flush split, then (without `fold-only`) a raw sled loop of
 //! three inserts per event, the first layout's writes (event id, run-seen, identity), for
-//! comparison. The benchmark's own sled floor is in `bench/src/storage.rs`.
+//! comparison. The benchmark's own sled floor is in `bench/src/storage.rs`. It also prints the
+//! heap allocations per event of the fold and of the commit (a counting wrapper around the
+//! binary's allocator, mimalloc).
 
 use std::time::Instant;
 
+/// mimalloc, counting allocations (and reallocations) for the per-event figure.
+struct Counting;
+static ALLOCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        unsafe { mimalloc::MiMalloc.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        unsafe { mimalloc::MiMalloc.realloc(p, l, n) }
+    }
+}
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
 
 use bytes::Bytes;
 use govledger_projector::{OwnedMsg, Store};
@@ -94,7 +112,9 @@ fn main() {
         std::time::Duration::ZERO,
         std::time::Duration::ZERO,
     );
+    let (mut a_fold, mut a_commit) = (0u64, 0u64);
     for chunk in msgs.chunks(batch) {
+        let a0 = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
         let t0 = Instant::now();
         let govledger_projector::Folded::Batch(b) =
             govledger_projector::fold_batch(&store, &meta, chunk).unwrap()
@@ -102,7 +122,11 @@ fn main() {
             panic!()
         };
         let t1 = Instant::now();
+        let a1 = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
         store.commit(&b.working).unwrap();
+        let a2 = ALLOCS.load(std::sync::atomic::Ordering::Relaxed);
+        a_fold += a1 - a0;
+        a_commit += a2 - a1;
         meta = b.meta;
         let t2 = Instant::now();
         store.flush_blocking().unwrap();
@@ -111,6 +135,11 @@ fn main() {
         t_flush += t2.elapsed();
     }
     let fold = t.elapsed();
+    println!(
+        "allocs per event: fold {:.1}, commit {:.1}",
+        a_fold as f64 / msgs.len() as f64,
+        a_commit as f64 / msgs.len() as f64
+    );
     println!("  of which: fold {t_fold:.2?}, sled commit {t_commit:.2?}, flush {t_flush:.2?}");
     println!(
         "fold+sled: {} events in {:.2?} = {:.0} ev/s",

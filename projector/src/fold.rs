@@ -218,6 +218,29 @@ impl Working {
         }
     }
 
+    /// Whether `key`'s record is loaded (present, absent or changed); keys the
+    /// fold never reads count as loaded.
+    pub fn holds(&self, key: &Key) -> bool {
+        let pair = |a: &String, b: &String| (a.clone(), b.clone());
+        match key {
+            Key::Meta => true,
+            Key::Source(k) => self.sources.is_loaded(k),
+            Key::Run(k) => self.runs.is_loaded(k),
+            Key::SourceRun(a, b) => self.source_runs.is_loaded(&pair(a, b)),
+            Key::Page(a, b) => self.pages.is_loaded(&pair(a, b)),
+            Key::RunSeen(k) => self.run_seen.is_loaded(k),
+            Key::Identity(k) => self.identities.is_loaded(k),
+            Key::Action(k) => self.actions.is_loaded(k),
+            Key::EventId(k) => self.event_ids.is_loaded(k),
+            Key::EventBlock(b) => self.event_blocks.is_loaded(b),
+            Key::Poison(k) => self.poison.is_loaded(k),
+            Key::SourceAction(a, b) => self.source_actions.is_loaded(&pair(a, b)),
+            Key::OpenAction(a, b) => self.open_actions.is_loaded(&pair(a, b)),
+            Key::Leaves(b) => self.leaves.is_loaded(b),
+            Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => true,
+        }
+    }
+
     /// The meta record with the Merkle frontier folded in.
     pub fn meta_record(&self) -> LedgerMeta {
         let mut m = self.meta.clone();
@@ -353,31 +376,51 @@ pub fn decode(msg: &StreamMsg<'_>) -> Result<Event, String> {
     Ok(ev)
 }
 
-/// The keys folding `ev` may read, so the caller can preload them.
-pub fn needs(ev: &Event, out: &mut Vec<Key>) {
+/// The source and run keys a batch's [`needs`] calls pushed last: the events
+/// of a batch mostly share both, and a key equal to the last one pushed is
+/// not pushed (nor its string copied) again.
+#[derive(Debug, Default)]
+pub struct LastPushed<'e> {
+    source: Option<&'e str>,
+    run: Option<&'e str>,
+}
+
+/// The keys folding `ev` may read, so the caller can preload them. `last`
+/// carries over from the previous event of the same batch (a fresh one is
+/// always correct: it only means repeated keys).
+pub fn needs<'e>(ev: &'e Event, last: &mut LastPushed<'e>, out: &mut Vec<Key>) {
     match crate::keys::event_block_of(&ev.event_id) {
         Some((block, _)) => out.push(Key::EventBlock(block)),
         None => out.push(Key::EventId(ev.event_id.clone())),
     };
-    out.push(Key::Source(ev.source_id.clone()));
+    if last.source != Some(ev.source_id.as_str()) {
+        out.push(Key::Source(ev.source_id.clone()));
+        last.source = Some(&ev.source_id);
+    }
+    let mut push_run = |out: &mut Vec<Key>| {
+        if last.run != Some(ev.run_id.as_str()) {
+            out.push(Key::Run(ev.run_id.clone()));
+            last.run = Some(&ev.run_id);
+        }
+    };
     let Some(body) = &ev.body else { return };
     match body {
         Body::SyncRunStarted(_) | Body::RecordRejected(_) | Body::SyncRunFinished(_) => {
-            out.push(Key::Run(ev.run_id.clone()));
+            push_run(out);
         }
         Body::PageFetched(p) => {
-            out.push(Key::Run(ev.run_id.clone()));
+            push_run(out);
             out.push(Key::Page(ev.run_id.clone(), p.page_key.clone()));
             if !p.next_page_key.is_empty() {
                 out.push(Key::Page(ev.run_id.clone(), p.next_page_key.clone()));
             }
         }
         Body::PageFailed(p) => {
-            out.push(Key::Run(ev.run_id.clone()));
+            push_run(out);
             out.push(Key::Page(ev.run_id.clone(), p.page_key.clone()));
         }
         Body::RecordObserved(r) => {
-            out.push(Key::Run(ev.run_id.clone()));
+            push_run(out);
             out.push(Key::Identity((
                 ev.source_id.clone(),
                 r.entity_type,
@@ -692,26 +735,37 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
             }
         }
         Body::RecordObserved(mut r) => {
-            let ikey = (ev.source_id.clone(), r.entity_type, r.external_id.clone());
-            // Which run observed this identity last ("" = none yet).
-            let last_run = w
-                .identities
-                .get(&ikey)
-                .map_or("", |i| i.last_observed_run_id.as_str());
-            // Seen by this run before: it observed the identity last, or another
-            // run took over while this one was open and this run's observation was
-            // spilled into a run-seen record (a run without spills has none).
-            let seen_before = last_run == ev.run_id
-                || (w
-                    .runs
-                    .get(&ev.run_id)
-                    .is_some_and(|run| run.seen_spilled > 0)
-                    && w.run_seen
-                        .get(&(ev.run_id.clone(), r.entity_type, r.external_id.clone()))
-                        .is_some());
-            // The run that observed it last may still observe it again (below).
-            let other_run =
-                (!last_run.is_empty() && last_run != ev.run_id).then(|| last_run.to_owned());
+            let ikey = (
+                ev.source_id.clone(),
+                r.entity_type,
+                std::mem::take(&mut r.external_id),
+            );
+            let (seen_before, spill_into) = {
+                // Which run observed this identity last ("" = none yet).
+                let last_run = w
+                    .identities
+                    .get(&ikey)
+                    .map_or("", |i| i.last_observed_run_id.as_str());
+                // Seen by this run before: it observed the identity last, or another
+                // run took over while this one was open and this run's observation was
+                // spilled into a run-seen record (a run without spills has none).
+                let seen_before = last_run == ev.run_id
+                    || (w
+                        .runs
+                        .get(&ev.run_id)
+                        .is_some_and(|run| run.seen_spilled > 0)
+                        && w.run_seen
+                            .get(&(ev.run_id.clone(), ikey.1, ikey.2.clone()))
+                            .is_some());
+                // The run that observed it last may still observe it again while
+                // it is open: that fact is kept (below) before this observation
+                // takes over. (Folding this event changes no other run.)
+                let spill_into = (!last_run.is_empty()
+                    && last_run != ev.run_id
+                    && w.runs.get(last_run).is_some_and(|prev| !prev.decided))
+                .then(|| last_run.to_owned());
+                (seen_before, spill_into)
+            };
             let run = run_mut(w, ev, seq);
             // A decided run's record counters stay as they were at the decision;
             // the event counts as late (after_run_event).
@@ -724,20 +778,16 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
                     entity_mut(run, r.entity_type).unique += 1;
                 }
             }
-            // The run that observed it last may still observe it again: keep that
-            // fact before this observation takes over.
-            if let Some(last_run) = other_run
+            if let Some(last_run) = spill_into
                 && let Some(prev) = w.runs.get_mut(&last_run)
-                && !prev.decided
             {
                 prev.seen_spilled += 1;
-                w.run_seen
-                    .insert((last_run, r.entity_type, r.external_id.clone()), ());
+                w.run_seen.insert((last_run, ikey.1, ikey.2.clone()), ());
             }
             let ident = w.identities.get_or_insert_with(&ikey, || IdentityState {
                 source_id: ev.source_id.clone(),
                 entity_type: r.entity_type,
-                external_id: r.external_id.clone(),
+                external_id: ikey.2.clone(),
                 first_seen_at_us: at,
                 ..Default::default()
             });

@@ -116,17 +116,18 @@ pub fn fold_batch(
         .map(|m| fold::decode(&m.as_stream_msg()))
         .collect();
     let mut needs = Vec::with_capacity(fresh.len() * 4);
+    let mut last = fold::LastPushed::default();
     for ev in decoded.iter().flatten() {
-        fold::needs(ev, &mut needs);
+        fold::needs(ev, &mut last, &mut needs);
     }
     for m in &fresh {
         fold::needs_seq(m.seq, &mut needs);
     }
     let mut w = fold::Working::continuing(meta);
-    store.load_into(&mut w, &needs)?;
+    store.load_into(&mut w, needs)?;
     let mut more = Vec::new();
     fold::needs_after_load(&w, decoded.iter().flatten(), &mut more);
-    store.load_into(&mut w, &more)?;
+    store.load_into(&mut w, more)?;
     for (m, d) in fresh.iter().zip(decoded) {
         match fold::apply(&mut w, &m.as_stream_msg(), d) {
             fold::Applied::Event => out.applied += 1,
@@ -173,7 +174,7 @@ pub fn fold_in_memory(w: &mut fold::Working, msgs: &[OwnedMsg]) {
         let mut needs = Vec::new();
         fold::needs_seq(m.seq, &mut needs);
         if let Ok(ev) = &d {
-            fold::needs(ev, &mut needs);
+            fold::needs(ev, &mut fold::LastPushed::default(), &mut needs);
         }
         w.load_absent(&needs);
         fold::apply(w, &sm, d);
@@ -211,6 +212,47 @@ mod tests {
         check(&[3, 4, 5, 6], 4, 4); // redelivered 3 and 4 are skipped, 5 and 6 follow
         check(&[5, 7], 4, 1);
         check(&[1, 1, 2], 0, 3); // a repeated delivery is below `next` the second time
+    }
+
+    #[test]
+    fn needs_names_a_batchs_shared_source_and_run_once() {
+        use crate::keys::Key;
+        use govledger_proto::v1::{Event, RecordObserved, event::Body};
+        let observed = |run: &str, id: &str| Event {
+            event_id: format!("ev-{run}-{id}"),
+            source_id: "hr".into(),
+            run_id: run.into(),
+            body: Some(Body::RecordObserved(RecordObserved {
+                external_id: id.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let events = [
+            observed("r1", "a"),
+            observed("r1", "b"),
+            observed("r2", "c"),
+            observed("r1", "d"),
+        ];
+        let mut last = fold::LastPushed::default();
+        let mut keys = Vec::new();
+        for ev in &events {
+            fold::needs(ev, &mut last, &mut keys);
+        }
+        let count = |want: &Key| keys.iter().filter(|k| *k == want).count();
+        assert_eq!(count(&Key::Source("hr".into())), 1, "{keys:?}");
+        // A run is named again only after another run's event came between.
+        assert_eq!(count(&Key::Run("r1".into())), 2, "{keys:?}");
+        assert_eq!(count(&Key::Run("r2".into())), 1, "{keys:?}");
+        for id in ["a", "b", "c", "d"] {
+            let identity = Key::Identity(("hr".into(), 0, id.into()));
+            assert_eq!(count(&identity), 1, "{id}: {keys:?}");
+        }
+        // A fresh `LastPushed` (the in-memory fold's, per message) names them again.
+        let mut alone = Vec::new();
+        fold::needs(&events[1], &mut fold::LastPushed::default(), &mut alone);
+        assert!(alone.contains(&Key::Source("hr".into())), "{alone:?}");
+        assert!(alone.contains(&Key::Run("r1".into())), "{alone:?}");
     }
 }
 

@@ -115,67 +115,42 @@ impl Store {
         }
     }
 
-    /// Loads every key in `keys` that `w` does not hold yet (absent keys as `None`).
-    pub fn load_into(&self, w: &mut Working, keys: &[Key]) -> Result<()> {
+    /// Loads every key in `keys` that `w` does not hold yet (absent keys as
+    /// `None`). The keys move into `w`'s tables: none is copied.
+    pub fn load_into(&self, w: &mut Working, keys: Vec<Key>) -> Result<()> {
         for key in keys {
+            if matches!(key, Key::Meta) || w.holds(&key) {
+                continue;
+            }
+            let enc = key.encode();
+            let present = |v: Option<sled::IVec>| v.map(|_| ());
             match key {
                 Key::Meta => {}
-                Key::Source(k) if !w.sources.is_loaded(k) => {
-                    let v = self.get::<SourceState>(&key.encode())?;
-                    w.sources.load(k.clone(), v);
-                }
-                Key::Run(k) if !w.runs.is_loaded(k) => {
-                    let v = self.get::<RunState>(&key.encode())?;
-                    w.runs.load(k.clone(), v);
-                }
-                Key::SourceRun(a, b) if !w.source_runs.is_loaded(&(a.clone(), b.clone())) => {
-                    let v = self.tree.get(key.encode())?.map(|_| ());
-                    w.source_runs.load((a.clone(), b.clone()), v);
-                }
-                Key::Page(a, b) if !w.pages.is_loaded(&(a.clone(), b.clone())) => {
-                    let v = self.get::<PageState>(&key.encode())?;
-                    w.pages.load((a.clone(), b.clone()), v);
-                }
-                Key::RunSeen(k) if !w.run_seen.is_loaded(k) => {
-                    let v = self.tree.get(key.encode())?.map(|_| ());
-                    w.run_seen.load(k.clone(), v);
-                }
-                Key::Identity(k) if !w.identities.is_loaded(k) => {
-                    let v = self.get::<IdentityState>(&key.encode())?;
-                    w.identities.load(k.clone(), v);
-                }
-                Key::Action(k) if !w.actions.is_loaded(k) => {
-                    let v = self.get::<ActionState>(&key.encode())?;
-                    w.actions.load(k.clone(), v);
-                }
-                Key::EventId(k) if !w.event_ids.is_loaded(k) => {
+                Key::Source(k) => w.sources.load(k, self.get::<SourceState>(&enc)?),
+                Key::Run(k) => w.runs.load(k, self.get::<RunState>(&enc)?),
+                Key::SourceRun(a, b) => w.source_runs.load((a, b), present(self.tree.get(&enc)?)),
+                Key::Page(a, b) => w.pages.load((a, b), self.get::<PageState>(&enc)?),
+                Key::RunSeen(k) => w.run_seen.load(k, present(self.tree.get(&enc)?)),
+                Key::Identity(k) => w.identities.load(k, self.get::<IdentityState>(&enc)?),
+                Key::Action(k) => w.actions.load(k, self.get::<ActionState>(&enc)?),
+                Key::EventId(k) => {
                     let v = self
                         .tree
-                        .get(key.encode())?
+                        .get(&enc)?
                         .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok().map(u64::from_be_bytes));
-                    w.event_ids.load(k.clone(), v);
+                    w.event_ids.load(k, v);
                 }
-                Key::EventBlock(b) if !w.event_blocks.is_loaded(b) => {
-                    let v = self.tree.get(key.encode())?.map(|v| v.to_vec());
-                    w.event_blocks.load(*b, v);
+                Key::EventBlock(b) => w
+                    .event_blocks
+                    .load(b, self.tree.get(&enc)?.map(|v| v.to_vec())),
+                Key::SourceAction(a, b) => {
+                    w.source_actions.load((a, b), present(self.tree.get(&enc)?));
                 }
-                Key::SourceAction(a, b) if !w.source_actions.is_loaded(&(a.clone(), b.clone())) => {
-                    let v = self.tree.get(key.encode())?.map(|_| ());
-                    w.source_actions.load((a.clone(), b.clone()), v);
-                }
-                Key::OpenAction(a, b) if !w.open_actions.is_loaded(&(a.clone(), b.clone())) => {
-                    let v = self.tree.get(key.encode())?.map(|_| ());
-                    w.open_actions.load((a.clone(), b.clone()), v);
-                }
-                Key::Leaves(b) if !w.leaves.is_loaded(b) => {
-                    let v = self.tree.get(key.encode())?.map(|v| v.to_vec());
-                    w.leaves.load(*b, v);
-                }
-                Key::Poison(k) if !w.poison.is_loaded(k) => {
-                    let v = self.get::<PoisonEvent>(&key.encode())?;
-                    w.poison.load(*k, v);
-                }
-                _ => {}
+                Key::OpenAction(a, b) => w.open_actions.load((a, b), present(self.tree.get(&enc)?)),
+                Key::Leaves(b) => w.leaves.load(b, self.tree.get(&enc)?.map(|v| v.to_vec())),
+                Key::Poison(k) => w.poison.load(k, self.get::<PoisonEvent>(&enc)?),
+                // Written only, never read by the fold.
+                Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
             }
         }
         Ok(())
