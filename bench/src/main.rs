@@ -353,6 +353,26 @@ async fn run(cli: &Cli) -> Result<Rows> {
             .figures(rate(pr.events, pr.govledger), rate(pr.events, pr.raw))
             .at_least(pr.raw.as_secs_f64() / pr.govledger.as_secs_f64(), 0.5),
         );
+        let mut sorted = pr.round_ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        rows.push(
+            Row::new(
+                "2",
+                format!(
+                    "projection vs raw pull fetch + ack, each round's pair (the two run back to back), {} events; ratio = their median",
+                    thousands(pr.events)
+                ),
+            )
+            .figures(
+                pr.round_ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                "-",
+            )
+            .informational(sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)),
+        );
         rows.push(
             Row::new(
                 "2",

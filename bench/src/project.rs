@@ -4,7 +4,7 @@
 //! only fetches batches of 1,000 and acks the last message of each
 //! (`AckPolicy::All`, like the projector). A second, storage-side baseline
 //! ([`storage::raw_sled`]) writes the same events' keys straight into sled.
-//! The three alternate; best of each.
+//! The three alternate; best of each, and each round's own ratio.
 
 use std::{
     sync::Arc,
@@ -41,6 +41,9 @@ pub struct ProjectResult {
     /// CPU seconds (this process + nats-server) of the least costly round of each.
     pub govledger_cpu_s: f64,
     pub raw_cpu_s: f64,
+    /// Each round's raw time ÷ govledger time, in run order (the two run
+    /// back to back, so a slow spell of the machine mostly hits both).
+    pub round_ratios: Vec<f64>,
 }
 
 /// CPU seconds this process and the server have used so far.
@@ -70,6 +73,7 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
     let mut best_sled = Duration::MAX;
     let mut best_sled_reads = Duration::MAX;
     let (mut gov_cpu, mut raw_cpu) = (f64::MAX, f64::MAX);
+    let mut round_ratios = Vec::with_capacity(rounds.max(1));
     for round in 0..rounds.max(1) {
         let dir = tempfile::Builder::new()
             .prefix("govledger-bench-sled-")
@@ -85,6 +89,7 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
         raw_cpu = raw_cpu.min(cpu_now(nats)? - cpu1);
         note_round("raw fetch+ack", round, last_seq, raw);
         best_raw = best_raw.min(raw);
+        round_ratios.push(raw.as_secs_f64() / took.as_secs_f64());
         let sled = storage::raw_sled_fresh(&writes, false).await?;
         note_round("raw sled", round, last_seq, sled);
         best_sled = best_sled.min(sled);
@@ -100,6 +105,7 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
         raw_sled_reads: best_sled_reads,
         govledger_cpu_s: gov_cpu,
         raw_cpu_s: raw_cpu,
+        round_ratios,
     })
 }
 
