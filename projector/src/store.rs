@@ -119,7 +119,7 @@ impl Store {
     /// `None`). The keys move into `w`'s tables: none is copied.
     pub fn load_into(&self, w: &mut Working, keys: Vec<Key>) -> Result<()> {
         for key in keys {
-            if matches!(key, Key::Meta) || w.holds(&key) {
+            if w.holds(&key) {
                 continue;
             }
             let enc = key.encode();
