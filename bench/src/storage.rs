@@ -192,7 +192,7 @@ pub async fn raw_sled(writes: &Writes, dir: &Path, reads: bool) -> Result<Durati
         .mode(sled::Mode::HighThroughput)
         .open()
         .with_context(|| format!("opening sled at {}", dir.display()))?;
-    let tree = db.open_tree("projections.v1")?;
+    let tree = db.open_tree(govledger_projector::store::TREE)?;
     let value = [0x5au8; IDENTITY_VALUE_BYTES];
     let b = &writes.bytes;
     let started = Instant::now();

@@ -7,7 +7,10 @@
 
 use std::time::Instant;
 
-use govledger_projector::{keys::identity_key, store::DEFAULT_CACHE_CAPACITY_BYTES};
+use govledger_projector::{
+    keys::identity_key,
+    store::{DEFAULT_CACHE_CAPACITY_BYTES, TREE},
+};
 
 fn arg(n: usize, default: u64) -> u64 {
     std::env::args()
@@ -27,7 +30,7 @@ fn main() {
         .mode(sled::Mode::HighThroughput)
         .open()
         .unwrap();
-    let tree = db.open_tree("projections.v1").unwrap();
+    let tree = db.open_tree(TREE).unwrap();
     for round in 1..=rounds {
         let started = Instant::now();
         for first in (0..keys).step_by(1_000) {

@@ -1,7 +1,7 @@
 //! Counts the records of a projection store by key tag (first byte), with
 //! their key and value bytes: which records a projection writes, and how many.
 //!
-//! `cargo run --release -p govledger-projector --example store_census -- DATA_DIR/projections`
+//! `cargo run --release -p govledger-projector --example store_census -- DATA_DIR/sled`
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .ok_or("usage: store_census <sled folder>")?;
     let db = sled::Config::new().path(&path).open()?;
-    let tree = db.open_tree("projections.v1")?;
+    let tree = db.open_tree(govledger_projector::store::TREE)?;
     let mut by_tag: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     for kv in tree.iter() {
         let (k, v) = kv?;

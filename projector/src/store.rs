@@ -30,7 +30,8 @@ pub const STORE_FORMAT_VERSION: u32 = 4;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
-const TREE: &str = "projections.v1";
+/// The sled tree that holds every projection record.
+pub const TREE: &str = "projections.v1";
 const FORMAT_KEY: &[u8] = b"govledger.format";
 
 #[derive(Debug, thiserror::Error)]
