@@ -30,6 +30,10 @@ pub const STORE_FORMAT_VERSION: u32 = 4;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Fewer wanted identities than this are read with one `get` each, not by a
+/// walk over their key range ([`Store::load_into`]).
+const IDENTITY_WALK_MIN: usize = 8;
+
 /// The sled tree that holds every projection record.
 pub const TREE: &str = "projections.v1";
 const FORMAT_KEY: &[u8] = b"govledger.format";
@@ -119,11 +123,19 @@ impl Store {
     /// Loads every key in `keys` that `w` does not hold yet (absent keys as
     /// `None`). The keys move into `w`'s tables: none is copied.
     pub fn load_into(&self, w: &mut Working, keys: Vec<Key>) -> Result<()> {
+        let mut identities = Vec::new();
         for key in keys {
             if w.holds(&key) {
                 continue;
             }
             let enc = key.encode();
+            let key = match key {
+                Key::Identity(k) => {
+                    identities.push((enc, k));
+                    continue;
+                }
+                other => other,
+            };
             let present = |v: Option<sled::IVec>| v.map(|_| ());
             match key {
                 Key::Meta => {}
@@ -153,6 +165,79 @@ impl Store {
                 // Written only, never read by the fold.
                 Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
             }
+        }
+        self.load_identities(w, identities)
+    }
+
+    /// Loads identity records (`want`: encoded key and key). A batch's
+    /// identities usually sit side by side in key order (a source lists its
+    /// records in the same order every run), so they are read by one walk over
+    /// sled's key range from the smallest to the largest wanted key: one tree
+    /// descent for the whole batch instead of one per identity. A walk that
+    /// meets more records nobody asked for than were asked for (wanted keys
+    /// scattered over many others) stops, and the rest are read one `get` each,
+    /// so a scattered batch costs at most about twice the `get`s.
+    fn load_identities(
+        &self,
+        w: &mut Working,
+        mut want: Vec<(Vec<u8>, keys::IdentityKey)>,
+    ) -> Result<()> {
+        let decode = |key: &[u8], v: &[u8]| {
+            IdentityState::decode(v).map_err(|source| StoreError::Decode {
+                key: key.to_vec(),
+                source,
+            })
+        };
+        want.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        want.dedup_by(|a, b| a.0 == b.0);
+        let walk = match (want.first(), want.last()) {
+            (Some((first, _)), Some((last, _))) if want.len() >= IDENTITY_WALK_MIN => {
+                Some(self.tree.range(first.clone()..=last.clone()))
+            }
+            _ => None,
+        };
+        let mut unasked_left = want.len();
+        let mut want = want.into_iter().peekable();
+        if let Some(walk) = walk {
+            for kv in walk {
+                let (k, v) = kv?;
+                // Wanted keys before `k` are absent: the walk passed them.
+                while let Some((enc, _)) = want.peek()
+                    && enc.as_slice() < k.as_ref()
+                {
+                    if let Some((_, key)) = want.next() {
+                        w.identities.load(key, None);
+                    }
+                }
+                match want.peek() {
+                    None => break,
+                    Some((enc, _)) if enc.as_slice() == k.as_ref() => {
+                        let state = decode(&k, &v)?;
+                        if let Some((_, key)) = want.next() {
+                            w.identities.load(key, Some(state));
+                        }
+                    }
+                    Some(_) => {
+                        unasked_left = unasked_left.saturating_sub(1);
+                        if unasked_left == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            if unasked_left > 0 {
+                // The walk reached the last wanted key: the rest are absent.
+                for (_, key) in want.by_ref() {
+                    w.identities.load(key, None);
+                }
+            }
+        }
+        for (enc, key) in want {
+            let state = match self.tree.get(&enc)? {
+                Some(v) => Some(decode(&enc, &v)?),
+                None => None,
+            };
+            w.identities.load(key, state);
         }
         Ok(())
     }
@@ -449,4 +534,80 @@ fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     out.extend(w.present_records());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::IdentityKey;
+
+    fn ident(source: &str, n: u32) -> (IdentityKey, IdentityState) {
+        let key = (source.to_owned(), 1, format!("u{n:04}"));
+        let state = IdentityState {
+            source_id: key.0.clone(),
+            entity_type: key.1,
+            external_id: key.2.clone(),
+            observations: u64::from(n) + 1,
+            ..Default::default()
+        };
+        (key, state)
+    }
+
+    /// Loads `wanted` (as `Key::Identity`) and checks each against `present`.
+    fn check(store: &Store, wanted: &[IdentityKey], present: &[(IdentityKey, IdentityState)]) {
+        let mut w = Working::default();
+        let keys = wanted.iter().cloned().map(Key::Identity).collect();
+        store.load_into(&mut w, keys).unwrap();
+        for k in wanted {
+            assert!(w.identities.is_loaded(k), "{k:?} not loaded");
+            let expected = present.iter().find(|(p, _)| p == k).map(|(_, s)| s);
+            assert_eq!(w.identities.get(k), expected, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn identities_load_the_same_by_walk_or_by_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sled"), 8 << 20).unwrap();
+        // Source "a": every even id of 0..100. Source "b": all of 0..200.
+        let present: Vec<_> = (0..100)
+            .step_by(2)
+            .map(|n| ident("a", n))
+            .chain((0..200).map(|n| ident("b", n)))
+            .collect();
+        let mut w = Working::default();
+        for (k, s) in &present {
+            w.identities.insert(k.clone(), s.clone());
+        }
+        store.commit(&w).unwrap();
+        let a = |n| ident("a", n).0;
+        let b = |n| ident("b", n).0;
+
+        // Side by side, half absent, in no order, one asked twice: one walk.
+        let mut side_by_side: Vec<_> = (0..20).rev().map(a).collect();
+        side_by_side.push(a(7));
+        check(&store, &side_by_side, &present);
+        // Past the last record of "a" and before the first of "b".
+        check(&store, &(95..110).map(a).collect::<Vec<_>>(), &present);
+        // Scattered: 190 unasked records between 10 asked ones, so the walk
+        // gives up and the rest are read one get each.
+        check(
+            &store,
+            &(0..200).step_by(20).map(b).collect::<Vec<_>>(),
+            &present,
+        );
+        // Too few for a walk.
+        check(&store, &[a(2), a(3), b(5)], &present);
+        // A corrupt record is an error naming its key, by either path.
+        let bad = ident("a", 4).0;
+        let enc = Key::Identity(bad.clone()).encode();
+        store.tree.insert(&enc, &[0xff, 0xff, 0xff][..]).unwrap();
+        for wanted in [(0..20).map(a).collect::<Vec<_>>(), vec![bad]] {
+            let keys = wanted.into_iter().map(Key::Identity).collect();
+            match store.load_into(&mut Working::default(), keys) {
+                Err(StoreError::Decode { key, .. }) => assert_eq!(key, enc),
+                other => panic!("expected a decode error, got {other:?}"),
+            }
+        }
+    }
 }
