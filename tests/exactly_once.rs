@@ -104,7 +104,7 @@ async fn model_digest(nats: &NatsServer) -> (String, Working) {
     let msgs: Vec<OwnedMsg> = read_stream(&client).await;
     let mut w = Working::default();
     fold_in_memory(&mut w, &msgs);
-    (digest_of_working(&w), w)
+    (digest_of_working(&w).unwrap(), w)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

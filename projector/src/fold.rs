@@ -69,10 +69,6 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
     pub fn load(&mut self, k: K, v: Option<V>) {
         self.map.entry(k).or_insert(Slot { v, dirty: false });
     }
-    /// Loaded keys (present, absent or deleted).
-    fn len(&self) -> usize {
-        self.map.len()
-    }
     pub fn is_loaded<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -159,6 +155,24 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
 }
 
 /// The part of the projection state a batch reads and writes.
+/// An encoded (key, value).
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Identity → (its page, created by this batch).
+pub type IdentityPages = HashMap<IdentityKey, (u64, bool), foldhash::fast::FixedState>;
+
+/// Identity records to write, by page: (page key, (identity key, record)).
+pub type IdentityPageWrites<'w> = Vec<(Vec<u8>, Vec<(Vec<u8>, &'w IdentityState)>)>;
+
+/// Why [`Working::present_records`] failed (a projector bug either way).
+#[derive(Debug, thiserror::Error)]
+pub enum PresentError {
+    #[error("identity {0:?} has no page in the working set")]
+    PageUnknown(IdentityKey),
+    #[error(transparent)]
+    Page(#[from] crate::identity_page::PageError),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Working {
     pub meta: LedgerMeta,
@@ -186,6 +200,9 @@ pub struct Working {
     /// Leaf-hash blocks ([`crate::keys::LEAVES_PER_BLOCK`] leaves each); the
     /// caller preloads the blocks [`needs_seq`] names.
     pub leaves: Table<u64, Vec<u8>>,
+    /// The page of every identity in `identities`, and whether this batch
+    /// created it (its key then gets the page number at commit).
+    pub identity_pages_of: IdentityPages,
     /// Decisions made while folding (not stored): runs decided, actions concluded, drift.
     pub alerts: Vec<Alert>,
     /// The Merkle tree over every applied message; stored inside the meta record.
@@ -263,8 +280,7 @@ impl Working {
     /// table by table, in no particular order within a table (sled orders a
     /// batch itself). The store writes exactly these plus nothing else.
     pub fn changes(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        // Most records of a batch are identities; one allocation in the common case.
-        let mut out = Vec::with_capacity(self.identities.len() + 64);
+        let mut out = Vec::with_capacity(64);
         if self.meta_dirty {
             out.push((Key::Meta.encode(), Some(self.meta_record().encode_to_vec())));
         }
@@ -272,13 +288,57 @@ impl Working {
         out
     }
 
+    /// The changed identity records, by page: (page key, (identity key,
+    /// encoded record) sorted by identity key). The store writes each over
+    /// the page it holds ([`crate::identity_page::merge`]).
+    /// `Err` names an identity whose page is unknown (a store bug: every
+    /// identity is loaded or created with its page).
+    pub fn identity_changes(&self) -> Result<IdentityPageWrites<'_>, IdentityKey> {
+        let mut out = self.identity_pages(false)?;
+        for (_, entries) in &mut out {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        Ok(out)
+    }
+
+    /// The changed (or, with `all`, every present) identity records grouped
+    /// by page, pages in key order, entries in no particular order.
+    fn identity_pages(&self, all: bool) -> Result<IdentityPageWrites<'_>, IdentityKey> {
+        use crate::keys::KeyRef as K;
+        type Records<'r> = Vec<(Vec<u8>, &'r IdentityState)>;
+        let mut pages: std::collections::BTreeMap<(&str, u64), Records<'_>> = Default::default();
+        for (key, v) in self.identities.entries(all) {
+            // Identities are never deleted.
+            let Some(v) = v else { continue };
+            let Some((page, _)) = self.identity_pages_of.get(key) else {
+                return Err(key.clone());
+            };
+            let (s, t, id) = key;
+            pages
+                .entry((s.as_str(), *page))
+                .or_default()
+                .push((K::Identity(s, *t, id).encode(), v));
+        }
+        Ok(pages
+            .into_iter()
+            .map(|((s, page), entries)| (K::IdentityPage(s, page).encode(), entries))
+            .collect())
+    }
+
     /// Every present record except meta, encoded as a store holding exactly
     /// this working set would hold it (the reference the sled path is checked
     /// against).
-    pub fn present_records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn present_records(&self) -> Result<Vec<KeyValue>, PresentError> {
         let mut out = Vec::new();
         self.records(true, &mut out);
-        out.into_iter().filter_map(|(k, v)| Some((k, v?))).collect()
+        for (page, mut entries) in self
+            .identity_pages(true)
+            .map_err(PresentError::PageUnknown)?
+        {
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            out.push((page, Some(crate::identity_page::encode(&entries)?)));
+        }
+        Ok(out.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
     }
 
     /// The encoded records of every table: the changed ones (`None` = delete)
@@ -306,8 +366,16 @@ impl Working {
         for ((r, t, id), v) in self.run_seen.entries(all) {
             out.push((K::RunSeen(r, *t, id).encode(), empty(v)));
         }
-        for ((s, t, id), v) in self.identities.entries(all) {
-            out.push((K::Identity(s, *t, id).encode(), enc(v)));
+        // An identity's key holds its page number: written once, when the
+        // identity is created (its record goes to its page, identity_pages).
+        for ((s, t, id), (page, created)) in &self.identity_pages_of {
+            // Every entry is a present identity: loaded or created, never deleted.
+            if all || *created {
+                out.push((
+                    K::Identity(s, *t, id).encode(),
+                    Some(page.to_be_bytes().to_vec()),
+                ));
+            }
         }
         for (k, v) in self.actions.entries(all) {
             out.push((K::Action(k).encode(), enc(v)));
@@ -784,13 +852,10 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
                 prev.seen_spilled += 1;
                 w.run_seen.insert((last_run, ikey.1, ikey.2.clone()), ());
             }
-            let ident = w.identities.get_or_insert_with(&ikey, || IdentityState {
-                source_id: ev.source_id.clone(),
-                entity_type: r.entity_type,
-                external_id: ikey.2.clone(),
-                first_seen_at_us: at,
-                ..Default::default()
-            });
+            let (sources, created) = (&mut w.sources, &mut w.identity_pages_of);
+            let ident = w
+                .identities
+                .get_or_insert_with(&ikey, || new_identity(sources, created, &ikey, at));
             ident.display_name = std::mem::take(&mut r.display_name);
             ident.active = r.active;
             ident.attribute_digest = std::mem::take(&mut r.attribute_digest);
@@ -923,12 +988,10 @@ fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionCon
     }
     for wi in &c.watch {
         let key = (ev.source_id.clone(), wi.entity_type, wi.external_id.clone());
-        let ident = w.identities.get_or_insert_with(&key, || IdentityState {
-            source_id: ev.source_id.clone(),
-            entity_type: wi.entity_type,
-            external_id: wi.external_id.clone(),
-            ..Default::default()
-        });
+        let (sources, created) = (&mut w.sources, &mut w.identity_pages_of);
+        let ident = w
+            .identities
+            .get_or_insert_with(&key, || new_identity(sources, created, &key, 0));
         ident.watched.push(WatchedIntent {
             action_id: ev.action_id.clone(),
             kind: wi.kind,
@@ -1112,6 +1175,32 @@ fn after_run_event(w: &mut Working, ev: &Event) {
         }
     } else {
         src.consecutive_failures += 1;
+    }
+}
+
+/// A new identity record for `key`, first seen at `first_seen_at_us` (0 =
+/// not observed yet). It takes the next number of its source and with it its
+/// page for good ([`crate::identity_page`]), noted in `pages`: the commit
+/// writes it under the identity's key. (The page is no part of the record,
+/// which stays a function of the identity's own events.)
+fn new_identity(
+    sources: &mut Table<String, SourceState>,
+    pages: &mut IdentityPages,
+    key: &IdentityKey,
+    first_seen_at_us: i64,
+) -> IdentityState {
+    // The event's source record is inserted at the top of fold_body.
+    let n = sources.get_mut(&key.0).map_or(0, |src| {
+        src.identities_total += 1;
+        src.identities_total - 1
+    });
+    pages.insert(key.clone(), (crate::identity_page::page_of(n), true));
+    IdentityState {
+        source_id: key.0.clone(),
+        entity_type: key.1,
+        external_id: key.2.clone(),
+        first_seen_at_us,
+        ..Default::default()
     }
 }
 

@@ -12,7 +12,11 @@ pub const TAG_RUN: u8 = b'r';
 pub const TAG_SOURCE_RUN: u8 = b'q';
 pub const TAG_PAGE: u8 = b'p';
 pub const TAG_RUN_SEEN: u8 = b'u';
+/// An identity's key: its value is the number of the page that holds its
+/// record (8 bytes BE), see [`crate::identity_page`].
 pub const TAG_IDENTITY: u8 = b'i';
+/// A page of identity records of one source, see [`crate::identity_page`].
+pub const TAG_IDENTITY_PAGE: u8 = b'k';
 pub const TAG_ACTION: u8 = b'a';
 pub const TAG_EVENT_ID: u8 = b'e';
 /// An event id in canonical UUID form, stored as its 16 bytes (17-byte key
@@ -114,6 +118,8 @@ pub enum KeyRef<'a> {
     Page(&'a str, &'a str),
     RunSeen(&'a str, i32, &'a str),
     Identity(&'a str, i32, &'a str),
+    /// (source, page number)
+    IdentityPage(&'a str, u64),
     Action(&'a str),
     EventId(&'a str),
     EventBlock(u64),
@@ -175,6 +181,11 @@ impl KeyRef<'_> {
                 k
             }
             KeyRef::Identity(s, t, id) => identity_key(s, t, id),
+            KeyRef::IdentityPage(s, page) => {
+                let mut k = prefix_with_room(&[TAG_IDENTITY_PAGE], &[s], 8);
+                k.extend_from_slice(&page.to_be_bytes());
+                k
+            }
             KeyRef::Action(a) => prefix(TAG_ACTION, &[a]),
             KeyRef::EventId(e) => match canonical_uuid(e) {
                 Some(b) => {

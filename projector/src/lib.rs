@@ -5,11 +5,13 @@
 //! - [`fold`]: the pure, deterministic fold (no I/O, no clock);
 //! - [`verdict`]: pure verdict and presence rules;
 //! - [`keys`]: the key layout of the one sled tree;
+//! - [`identity_page`]: identity records kept several to a sled record (pure);
 //! - [`store`]: the sled store (atomic batch commit with the last applied sequence);
 //! - [`runner`]: the JetStream durable pull consumer loop (ack only after commit).
 #![forbid(unsafe_code)]
 
 pub mod fold;
+pub mod identity_page;
 pub mod keys;
 pub mod merkle;
 pub mod runner;

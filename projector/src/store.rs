@@ -21,12 +21,13 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     fold::{Working, hex},
+    identity_page,
     keys::{self, Key, KeyRef},
 };
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 4;
+pub const STORE_FORMAT_VERSION: u32 = 5;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -53,6 +54,14 @@ pub enum StoreError {
     Format { path: String, found: u32 },
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    #[error("identity pages: {0} (a projector bug; please report it)")]
+    PageUnknown(String),
+    #[error("encoding a record: {0}")]
+    Encode(prost::EncodeError),
+    #[error(
+        "corrupt record at key {key:?}: not {what}; delete the folder (it is rebuilt from the stream)"
+    )]
+    Corrupt { key: Vec<u8>, what: &'static str },
     #[error("corrupt record at key {key:?}: {source}")]
     Decode {
         key: Vec<u8>,
@@ -169,27 +178,26 @@ impl Store {
         self.load_identities(w, identities)
     }
 
-    /// Loads identity records (`want`: encoded key and key). A batch's
-    /// identities usually sit side by side in key order (a source lists its
-    /// records in the same order every run), so they are read by one walk over
-    /// sled's key range from the smallest to the largest wanted key: one tree
-    /// descent for the whole batch instead of one per identity. A walk that
-    /// meets more records nobody asked for than were asked for (wanted keys
-    /// scattered over many others) stops, and the rest are read one `get` each,
-    /// so a scattered batch costs at most about twice the `get`s.
+    /// Loads identity records (`want`: encoded key and key): first each
+    /// key's page number, then each page once.
+    ///
+    /// A batch's identities usually sit side by side in key order (a source
+    /// lists its records in the same order every run), so their keys are read
+    /// by one walk over sled's key range from the smallest to the largest
+    /// wanted key: one tree descent for the whole batch instead of one per
+    /// identity. A walk that meets more records nobody asked for than were
+    /// asked for (wanted keys scattered over many others) stops, and the rest
+    /// are read one `get` each, so a scattered batch costs at most about twice
+    /// the `get`s.
     fn load_identities(
         &self,
         w: &mut Working,
         mut want: Vec<(Vec<u8>, keys::IdentityKey)>,
     ) -> Result<()> {
-        let decode = |key: &[u8], v: &[u8]| {
-            IdentityState::decode(v).map_err(|source| StoreError::Decode {
-                key: key.to_vec(),
-                source,
-            })
-        };
         want.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         want.dedup_by(|a, b| a.0 == b.0);
+        // (key, page number) of every wanted identity the store holds.
+        let mut found: Vec<(Vec<u8>, keys::IdentityKey, u64)> = Vec::with_capacity(want.len());
         let walk = match (want.first(), want.last()) {
             (Some((first, _)), Some((last, _))) if want.len() >= IDENTITY_WALK_MIN => {
                 Some(self.tree.range(first.clone()..=last.clone()))
@@ -212,9 +220,9 @@ impl Store {
                 match want.peek() {
                     None => break,
                     Some((enc, _)) if enc.as_slice() == k.as_ref() => {
-                        let state = decode(&k, &v)?;
-                        if let Some((_, key)) = want.next() {
-                            w.identities.load(key, Some(state));
+                        let page = page_number(&k, &v)?;
+                        if let Some((enc, key)) = want.next() {
+                            found.push((enc, key, page));
                         }
                     }
                     Some(_) => {
@@ -233,11 +241,35 @@ impl Store {
             }
         }
         for (enc, key) in want {
-            let state = match self.tree.get(&enc)? {
-                Some(v) => Some(decode(&enc, &v)?),
-                None => None,
-            };
-            w.identities.load(key, state);
+            match self.tree.get(&enc)? {
+                Some(v) => {
+                    let page = page_number(&enc, &v)?;
+                    found.push((enc, key, page));
+                }
+                None => w.identities.load(key, None),
+            }
+        }
+        // Each page read and parsed once: most of a batch's identities share
+        // a few pages.
+        found.sort_by(|a, b| (&a.1.0, a.2).cmp(&(&b.1.0, b.2)));
+        let mut found = found.into_iter().peekable();
+        while let Some((enc, key, page)) = found.next() {
+            let source = key.0.clone();
+            let page_key = KeyRef::IdentityPage(&source, page).encode();
+            let bytes = self.tree.get(&page_key)?.unwrap_or_default();
+            let entries = identity_page::parse(&bytes).ok_or_else(|| StoreError::Corrupt {
+                key: page_key.clone(),
+                what: "an identity page",
+            })?;
+            let mut next = Some((enc, key));
+            while let Some((enc, key)) = next {
+                let state = record_in(&entries, &enc, &page_key)?;
+                w.identity_pages_of.insert(key.clone(), (page, false));
+                w.identities.load(key, Some(state));
+                next = found
+                    .next_if(|(_, k, p)| *p == page && k.0 == source)
+                    .map(|(e, k, _)| (e, k));
+            }
         }
         Ok(())
     }
@@ -250,6 +282,20 @@ impl Store {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
             }
+        }
+        let pages = w.identity_changes().map_err(|key| {
+            StoreError::PageUnknown(format!("{key:?} has no page in the working set"))
+        })?;
+        for (page_key, entries) in pages {
+            let old = self.tree.get(&page_key)?.unwrap_or_default();
+            let page = identity_page::merge(&old, &entries).map_err(|e| match e {
+                identity_page::PageError::NotAPage => StoreError::Corrupt {
+                    key: page_key.clone(),
+                    what: "an identity page",
+                },
+                identity_page::PageError::Encode(e) => StoreError::Encode(e),
+            })?;
+            batch.insert(page_key, page);
         }
         let _guard = self
             .commit_lock
@@ -323,7 +369,17 @@ impl Store {
         entity_type: i32,
         external_id: &str,
     ) -> Result<Option<IdentityState>> {
-        self.get(&keys::identity_key(source_id, entity_type, external_id))
+        let key = keys::identity_key(source_id, entity_type, external_id);
+        let Some(v) = self.tree.get(&key)? else {
+            return Ok(None);
+        };
+        let page_key = KeyRef::IdentityPage(source_id, page_number(&key, &v)?).encode();
+        let page = self.tree.get(&page_key)?.unwrap_or_default();
+        let entries = identity_page::parse(&page).ok_or_else(|| StoreError::Corrupt {
+            key: page_key.clone(),
+            what: "an identity page",
+        })?;
+        record_in(&entries, &key, &page_key).map(Some)
     }
 
     pub fn action(&self, id: &str) -> Result<Option<ActionState>> {
@@ -505,6 +561,29 @@ impl Store {
     }
 }
 
+/// The page number an identity's key holds.
+fn page_number(key: &[u8], v: &[u8]) -> Result<u64> {
+    <[u8; 8]>::try_from(v)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: key.to_vec(),
+            what: "an identity's page number (8 bytes)",
+        })
+}
+
+/// The record of identity `key` among the `entries` of the page stored at
+/// `page_key`.
+fn record_in(entries: &[(&[u8], &[u8])], key: &[u8], page_key: &[u8]) -> Result<IdentityState> {
+    let v = identity_page::lookup(entries, key).ok_or_else(|| StoreError::Corrupt {
+        key: page_key.to_vec(),
+        what: "the identity page of a stored identity key",
+    })?;
+    IdentityState::decode(v).map_err(|source| StoreError::Decode {
+        key: key.to_vec(),
+        source,
+    })
+}
+
 pub fn digest_entry(h: &mut Sha256, k: &[u8], v: &[u8]) {
     h.update((k.len() as u64).to_be_bytes());
     h.update(k);
@@ -514,26 +593,29 @@ pub fn digest_entry(h: &mut Sha256, k: &[u8], v: &[u8]) {
 
 /// The digest the store would have if it held exactly `w` (every record in `w`
 /// present). Used to check the batched sled path against an in-memory fold.
-pub fn digest_of_working(w: &Working) -> String {
+pub fn digest_of_working(w: &Working) -> Result<String> {
     let mut all: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
-    for (k, v) in full_changes(w) {
+    for (k, v) in full_changes(w)? {
         all.insert(k, v);
     }
     let mut h = Sha256::new();
     for (k, v) in &all {
         digest_entry(&mut h, k, v);
     }
-    hex(&h.finalize())
+    Ok(hex(&h.finalize()))
 }
 
-fn full_changes(w: &Working) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn full_changes(w: &Working) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     // A store that never committed has no meta record.
     let mut out = Vec::new();
     if w.meta != LedgerMeta::default() || w.meta_dirty {
         out.push((Key::Meta.encode(), w.meta_record().encode_to_vec()));
     }
-    out.extend(w.present_records());
-    out
+    out.extend(
+        w.present_records()
+            .map_err(|e| StoreError::PageUnknown(e.to_string()))?,
+    );
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -576,9 +658,18 @@ mod tests {
             .chain((0..200).map(|n| ident("b", n)))
             .collect();
         let mut w = Working::default();
-        for (k, s) in &present {
-            w.identities.insert(k.clone(), s.clone());
-        }
+        let mut n: std::collections::HashMap<&str, u64> = Default::default();
+        let present: Vec<_> = present
+            .into_iter()
+            .map(|(k, s)| {
+                let nth = n.entry(if k.0 == "a" { "a" } else { "b" }).or_default();
+                let page = crate::identity_page::page_of(*nth);
+                *nth += 1;
+                w.identities.insert(k.clone(), s.clone());
+                w.identity_pages_of.insert(k.clone(), (page, true));
+                (k, s)
+            })
+            .collect();
         store.commit(&w).unwrap();
         let a = |n| ident("a", n).0;
         let b = |n| ident("b", n).0;
@@ -598,15 +689,35 @@ mod tests {
         );
         // Too few for a walk.
         check(&store, &[a(2), a(3), b(5)], &present);
-        // A corrupt record is an error naming its key, by either path.
+        // Pages: 16 identities each, in the order first seen.
+        let page_of_b17 = store
+            .tree
+            .get(Key::Identity(b(17)).encode())
+            .unwrap()
+            .map(|v| v.to_vec());
+        assert_eq!(page_of_b17, Some(1u64.to_be_bytes().to_vec()));
+        assert_eq!(
+            store.identity("b", 1, "u0017").unwrap(),
+            Some(ident("b", 17).1)
+        );
+        assert_eq!(store.identity("b", 1, "u0200").unwrap(), None);
+        // A corrupt page number, or page, is an error naming its key, by
+        // either path.
         let bad = ident("a", 4).0;
         let enc = Key::Identity(bad.clone()).encode();
         store.tree.insert(&enc, &[0xff, 0xff, 0xff][..]).unwrap();
-        for wanted in [(0..20).map(a).collect::<Vec<_>>(), vec![bad]] {
+        let page_b0 = KeyRef::IdentityPage("b", 0).encode();
+        store.tree.insert(&page_b0, &[0, 0, 0, 9][..]).unwrap();
+        for (wanted, at) in [
+            ((0..20).map(a).collect::<Vec<_>>(), &enc),
+            (vec![bad], &enc),
+            ((0..10).map(b).collect(), &page_b0),
+            (vec![b(3)], &page_b0),
+        ] {
             let keys = wanted.into_iter().map(Key::Identity).collect();
             match store.load_into(&mut Working::default(), keys) {
-                Err(StoreError::Decode { key, .. }) => assert_eq!(key, enc),
-                other => panic!("expected a decode error, got {other:?}"),
+                Err(StoreError::Corrupt { key, .. }) => assert_eq!(&key, at),
+                other => panic!("expected a corrupt-record error, got {other:?}"),
             }
         }
     }
