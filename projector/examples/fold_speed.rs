@@ -1,5 +1,6 @@
 //! Fold + sled commit speed without NATS: `cargo run --release -p govledger-projector
-//! --example fold_speed -- IDENTITIES RUNS BATCH [fold-only]`. Prints events/s for the batched
+//! --example fold_speed -- IDENTITIES RUNS BATCH [fold-only] [shuffled]`. With `shuffled`
+//! each run lists the users in a different order (the worst case for identity pages). Prints events/s for the batched
 //! sled path and its fold / commit / flush split, then (without `fold-only`) a raw sled loop of
 //! three inserts per event, the first layout's writes (event id, run-seen, identity), for
 //! comparison. The benchmark's own sled floor is in `bench/src/storage.rs`. It also prints the
@@ -62,6 +63,24 @@ fn main() {
         .map(|a| a.parse().unwrap())
         .collect();
     let (idents, runs, batch) = (args[0], args[1], args[2] as usize);
+    let flag = |f: &str| std::env::args().skip(4).any(|a| a == f);
+    let shuffled = flag("shuffled");
+    // User number at position `i` of run `r`: in order, or a permutation that
+    // changes every run (multiplying by an odd number modulo a power of two is
+    // one; the power of two at or above `idents` keeps it in range by cycling).
+    let order = |i: u64, r: u64| {
+        if !shuffled {
+            return i;
+        }
+        let m = idents.next_power_of_two();
+        let mut x = i;
+        loop {
+            x = (x.wrapping_mul(2 * r + 0x9e37_79b1) + r * 7919) & (m - 1);
+            if x < idents {
+                return x;
+            }
+        }
+    };
     let mut msgs = Vec::new();
     let mut n = 0u64;
     for r in 0..runs {
@@ -89,7 +108,7 @@ fn main() {
                 entity_type: EntityType::User as i32,
                 ..Default::default()
             }));
-            for i in p * 100..((p + 1) * 100).min(idents) {
+            for i in (p * 100..((p + 1) * 100).min(idents)).map(|i| order(i, r)) {
                 push(Body::RecordObserved(RecordObserved {
                     entity_type: EntityType::User as i32,
                     external_id: format!("u{i:07}"),
@@ -152,7 +171,7 @@ fn main() {
         msgs.len() as f64 / fold.as_secs_f64()
     );
 
-    if std::env::args().nth(4).as_deref() == Some("fold-only") {
+    if flag("fold-only") {
         return; // for profiling the fold alone
     }
     // Raw sled: 3 inserts of similar sizes per event, same batch and flush cadence.

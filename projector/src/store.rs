@@ -78,7 +78,15 @@ pub struct Store {
     /// Commits take it for writing, `digest_at` for reading: a digest and the
     /// sequence it belongs to are read from one consistent state.
     commit_lock: std::sync::RwLock<()>,
+    /// The identity pages `load_into` read since the last commit, which
+    /// writes over them without reading them again. Only commits write
+    /// pages, and each commit empties this, so it holds what sled holds.
+    pages_read: std::sync::Mutex<std::collections::HashMap<Vec<u8>, sled::IVec>>,
 }
+
+/// Pages [`Store::load_into`] keeps for the commit (a batch touches at most
+/// one page per event; more are read again at commit).
+const PAGES_READ_MAX: usize = 4_096;
 
 impl Store {
     pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Self> {
@@ -110,6 +118,7 @@ impl Store {
             db,
             tree,
             commit_lock: std::sync::RwLock::new(()),
+            pages_read: Default::default(),
         })
     }
 
@@ -257,6 +266,7 @@ impl Store {
             let source = key.0.clone();
             let page_key = KeyRef::IdentityPage(&source, page).encode();
             let bytes = self.tree.get(&page_key)?.unwrap_or_default();
+            self.keep_page_read(&page_key, &bytes);
             let entries = identity_page::parse(&bytes).ok_or_else(|| StoreError::Corrupt {
                 key: page_key.clone(),
                 what: "an identity page",
@@ -274,6 +284,16 @@ impl Store {
         Ok(())
     }
 
+    fn keep_page_read(&self, page_key: &[u8], bytes: &sled::IVec) {
+        let mut kept = self
+            .pages_read
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < PAGES_READ_MAX {
+            kept.insert(page_key.to_vec(), bytes.clone());
+        }
+    }
+
     /// Writes every change in `w` (including `meta.last_applied_seq`) in one atomic batch.
     pub fn commit(&self, w: &Working) -> Result<()> {
         let mut batch = sled::Batch::default();
@@ -286,8 +306,17 @@ impl Store {
         let pages = w.identity_changes().map_err(|key| {
             StoreError::PageUnknown(format!("{key:?} has no page in the working set"))
         })?;
+        let mut pages_read = std::mem::take(
+            &mut *self
+                .pages_read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         for (page_key, entries) in pages {
-            let old = self.tree.get(&page_key)?.unwrap_or_default();
+            let old = match pages_read.remove(&page_key) {
+                Some(old) => old,
+                None => self.tree.get(&page_key)?.unwrap_or_default(),
+            };
             let page = identity_page::merge(&old, &entries).map_err(|e| match e {
                 identity_page::PageError::NotAPage => StoreError::Corrupt {
                     key: page_key.clone(),
