@@ -5,6 +5,10 @@
 //! after the batch that folded it was written atomically with its sequence and
 //! flushed. A crash at any point leaves either the old state (the batch comes
 //! back) or the new one (the redelivered batch is skipped by sequence).
+//!
+//! A batch's flush runs while the next batch is folded and committed (one
+//! flush in flight at most); the batch is acked, and its alerts and progress
+//! published, once its flush is done, in batch order.
 
 use std::{sync::Arc, time::Duration};
 
@@ -64,6 +68,8 @@ pub enum ProjectorError {
     Store(#[from] StoreError),
     #[error("JetStream stream {stream} not found; start `govledger serve` once to create it")]
     NoStream { stream: String },
+    #[error("the flush task of a committed batch failed: {0}")]
+    Flush(String),
 }
 
 /// Runs until `shutdown`. Publishes each committed `last_applied_seq` on `progress`.
@@ -102,6 +108,8 @@ pub async fn run(
         // acks cover only what was committed, and the consumer is recreated from
         // sled's last applied sequence.
         let (tx, mut rx) = tokio::sync::mpsc::channel(PREFETCH_BATCHES);
+        // The last committed batch, while its flush runs.
+        let mut flushing: Option<Flushing> = None;
         let _fetcher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(fetch_ahead(
             consumer,
             cfg.clone(),
@@ -113,10 +121,11 @@ pub async fn run(
                 .recv()
                 .await
                 .unwrap_or_else(|| Err("the fetch task ended".into()));
-            let Pulled { msgs, owned } = match batch {
+            let Pulled { mut msgs, owned } = match batch {
                 Ok(Some(p)) => p,
-                Ok(None) => return Ok(()),
+                Ok(None) => return finish(flushing, &cfg, &progress).await,
                 Err(e) => {
+                    finish(flushing.take(), &cfg, &progress).await?;
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = %e, failures, "projector pull failed; retrying");
                     let d = backoff.delay(failures.min(20) - 1, &mut rand::rng());
@@ -138,29 +147,25 @@ pub async fn run(
                 // A catch-up run ends exactly at `stop` (a rebuild compares digests there).
                 usable = owned[..usable].iter().take_while(|m| m.seq <= stop).count();
             }
-            let outcome = blocking(|| fold_commit_flush(&store, &mut meta, &owned[..usable]))?;
-            // Architecture Invariant: ack only after commit (and flush).
-            if let Some(m) = usable.checked_sub(1).map(|i| &msgs[i])
-                && let Err(e) = m.ack().await
-            {
-                // State is committed; the batch will be redelivered and skipped by sequence.
-                tracing::warn!(error = %e, "ack failed after commit; batch will be redelivered and skipped");
-            }
-            for p in &outcome.poison {
-                tracing::error!(seq = p.seq, subject = %p.subject, error = %p.error,
-                    "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
-            }
-            if let Some(tx) = &cfg.alerts {
-                for a in outcome.alerts {
-                    // No subscriber is fine: alerts are also derivable from the ledger.
-                    let _ = tx.send(a);
-                }
-            }
-            progress.send_replace(meta.last_applied_seq);
+            let outcome = blocking(|| process_batch(&store, &mut meta, &owned[..usable]))?;
+            govledger_ingest::failpoint::hit("projector-after-commit-before-flush");
+            // The previous batch's flush ran while this one was folded; it is
+            // acked now, before this one's flush starts (acks stay in order).
+            finish(flushing.take(), &cfg, &progress).await?;
+            let flush_store = store.clone();
+            flushing = Some(Flushing {
+                flush: tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                    flush_store.flush().await
+                })),
+                last: usable.checked_sub(1).map(|i| msgs.swap_remove(i)),
+                outcome,
+                seq: meta.last_applied_seq,
+            });
             if caught_up(&meta) {
-                return Ok(());
+                return finish(flushing, &cfg, &progress).await;
             }
             if usable < owned.len() {
+                finish(flushing.take(), &cfg, &progress).await?;
                 tracing::warn!(
                     expected = meta.last_applied_seq + 1,
                     got = owned[usable].seq,
@@ -172,18 +177,47 @@ pub async fn run(
     }
 }
 
-/// One batch, start to end: fold, one atomic sled batch with the last applied
-/// sequence, flush. Nothing is acked before this returns.
-fn fold_commit_flush(
-    store: &Store,
-    meta: &mut LedgerMeta,
-    msgs: &[OwnedMsg],
-) -> Result<BatchOutcome, StoreError> {
-    let outcome = process_batch(store, meta, msgs)?;
-    govledger_ingest::failpoint::hit("projector-after-commit-before-flush");
-    store.flush_blocking()?;
+/// A committed batch whose flush is running.
+struct Flushing {
+    flush: tokio_util::task::AbortOnDropHandle<Result<(), StoreError>>,
+    /// The batch's last message (acking it acks the batch: `AckPolicy::All`).
+    last: Option<jetstream::Message>,
+    outcome: BatchOutcome,
+    /// The batch's last applied sequence.
+    seq: u64,
+}
+
+/// Waits for a committed batch's flush, then acks it and publishes its
+/// alerts and progress. Nothing is acked before its flush is done.
+async fn finish(
+    flushing: Option<Flushing>,
+    cfg: &RunnerConfig,
+    progress: &watch::Sender<u64>,
+) -> Result<(), ProjectorError> {
+    let Some(f) = flushing else { return Ok(()) };
+    f.flush
+        .await
+        .map_err(|e| ProjectorError::Flush(e.to_string()))??;
     govledger_ingest::failpoint::hit("projector-after-flush-before-ack");
-    Ok(outcome)
+    // Architecture Invariant: ack only after commit (and flush).
+    if let Some(m) = &f.last
+        && let Err(e) = m.ack().await
+    {
+        // State is committed; the batch will be redelivered and skipped by sequence.
+        tracing::warn!(error = %e, "ack failed after commit; batch will be redelivered and skipped");
+    }
+    for p in &f.outcome.poison {
+        tracing::error!(seq = p.seq, subject = %p.subject, error = %p.error,
+            "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
+    }
+    if let Some(tx) = &cfg.alerts {
+        for a in f.outcome.alerts {
+            // No subscriber is fine: alerts are also derivable from the ledger.
+            let _ = tx.send(a);
+        }
+    }
+    progress.send_replace(f.seq);
+    Ok(())
 }
 
 /// Runs CPU- and disk-bound work on this thread, telling a multi-thread
