@@ -194,6 +194,7 @@ impl AsOfReader {
                 subject: m.subject.to_string(),
                 stored_at_us: ts_us(&m.time),
                 payload: m.payload,
+                leaf: None,
             });
         }
         Ok(out)
@@ -453,6 +454,7 @@ impl AsOfReader {
                     subject: m.subject.to_string(),
                     stored_at_us: ts_us(&info.published),
                     payload: m.payload.clone(),
+                    leaf: None,
                 });
             }
             if pending == 0 || seq == upto {

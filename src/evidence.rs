@@ -309,6 +309,7 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
             subject: e.subject.clone(),
             stored_at_us: e.stored_at_us,
             payload: raw.into(),
+            leaf: None,
         });
     }
     r.checked.push(format!(

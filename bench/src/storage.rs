@@ -111,6 +111,7 @@ impl Writes {
             subject: "",
             stored_at_us: 0,
             payload,
+            leaf: None,
         };
         let Ok(ev) = fold::decode(&msg) else { return };
         let event_id = match event_block_of(&ev.event_id) {

@@ -92,6 +92,7 @@ fn main() {
                 subject: String::new(),
                 stored_at_us: 0,
                 payload: Bytes::from(ev(n, &run, b).encode_to_vec()),
+                leaf: None,
             });
         };
         push(Body::SyncRunStarted(SyncRunStarted {

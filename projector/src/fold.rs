@@ -36,6 +36,8 @@ pub struct StreamMsg<'a> {
     /// The stream's timestamp of the message, Unix microseconds.
     pub stored_at_us: i64,
     pub payload: &'a [u8],
+    /// The message's leaf hash, if already computed (see `OwnedMsg::leaf`).
+    pub leaf: Option<crate::merkle::Hash>,
 }
 
 /// A loaded slice of one kind of record, with change tracking.
@@ -582,7 +584,9 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: Result<Event, String
     w.meta.last_applied_seq = msg.seq;
     w.meta_dirty = true;
     // Every stored message is a leaf, whatever it holds: the tree commits to the stream.
-    let leaf = crate::merkle::leaf_hash(msg.seq, msg.payload);
+    let leaf = msg
+        .leaf
+        .unwrap_or_else(|| crate::merkle::leaf_hash(msg.seq, msg.payload));
     w.merkle.push(leaf);
     let (block, at) = crate::keys::leaf_slot(msg.seq);
     debug_assert!(

@@ -30,6 +30,10 @@ pub struct OwnedMsg {
     pub subject: String,
     pub stored_at_us: i64,
     pub payload: Bytes,
+    /// `merkle::leaf_hash(seq, payload)` when whoever made the message
+    /// computed it already (the runner's fetch task does, off the fold's
+    /// thread); `None`: the fold computes it.
+    pub leaf: Option<merkle::Hash>,
 }
 
 impl OwnedMsg {
@@ -39,6 +43,7 @@ impl OwnedMsg {
             subject: &self.subject,
             stored_at_us: self.stored_at_us,
             payload: &self.payload,
+            leaf: self.leaf,
         }
     }
 }
@@ -194,6 +199,7 @@ mod tests {
                 subject: String::new(),
                 stored_at_us: 0,
                 payload: Bytes::new(),
+                leaf: None,
             })
             .collect()
     }
@@ -288,6 +294,7 @@ mod order_tests {
                 subject: String::new(),
                 stored_at_us: 0,
                 payload: e.encode_to_vec().into(),
+                leaf: None,
             })
             .collect()
     }

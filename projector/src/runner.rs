@@ -378,6 +378,8 @@ fn to_owned_msg(m: &jetstream::Message) -> Result<OwnedMsg, BoxError> {
         subject: m.subject.to_string(),
         stored_at_us: (info.published.unix_timestamp_nanos() / 1_000) as i64,
         payload: m.payload.clone(),
+        // Hashed here, on the fetch task, so the fold's thread does not.
+        leaf: Some(crate::merkle::leaf_hash(info.stream_sequence, &m.payload)),
     })
 }
 

@@ -150,7 +150,9 @@ fn subject(payload: &[u8]) -> String {
     format!("govledger.v1.{source_id}.{kind}")
 }
 
-/// Stream messages with sequences 1..=N in order.
+/// Stream messages with sequences 1..=N in order. Every other one carries its
+/// leaf hash already (as the runner's fetch task makes them), the rest leave
+/// it to the fold: both must give the same tree.
 fn msgs_of(payloads: &[Vec<u8>]) -> Vec<OwnedMsg> {
     (1..)
         .zip(payloads)
@@ -159,6 +161,7 @@ fn msgs_of(payloads: &[Vec<u8>]) -> Vec<OwnedMsg> {
             subject: subject(p),
             stored_at_us: T0 + seq as i64 * 997,
             payload: Bytes::from(p.clone()),
+            leaf: (seq % 2 == 0).then(|| govledger_projector::merkle::leaf_hash(seq, p)),
         })
         .collect()
 }

@@ -449,6 +449,7 @@ pub async fn read_stream(client: &async_nats::Client) -> Vec<govledger_projector
             subject: m.subject.to_string(),
             stored_at_us: (info.published.unix_timestamp_nanos() / 1_000) as i64,
             payload: m.payload.clone(),
+            leaf: None,
         });
     }
     out
