@@ -1193,11 +1193,13 @@ fn new_identity(
     key: &IdentityKey,
     first_seen_at_us: i64,
 ) -> IdentityState {
-    // The event's source record is inserted at the top of fold_body.
-    let n = sources.get_mut(&key.0).map_or(0, |src| {
-        src.identities_total += 1;
-        src.identities_total - 1
+    // The event's source record is inserted at the top of fold_body already.
+    let src = sources.get_or_insert_with(&key.0, || SourceState {
+        source_id: key.0.clone(),
+        ..Default::default()
     });
+    let n = src.identities_total;
+    src.identities_total += 1;
     pages.insert(key.clone(), (crate::identity_page::page_of(n), true));
     IdentityState {
         source_id: key.0.clone(),
