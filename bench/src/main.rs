@@ -488,7 +488,7 @@ async fn run(cli: &Cli) -> Result<Rows> {
 }
 
 /// What the raw sled baseline writes, for the row labels.
-const RAW_SLED_KEYS: &str = "the sled floor: identity record per RecordObserved + per batch one record per event-id block touched (UUID v7 ids packed 16 bytes each, as the projector keeps them), what a deduplicating per-identity projection writes; one batch + flush_async per 1,000; the projector's default cache, HighThroughput";
+const RAW_SLED_KEYS: &str = "the sled floor: identity record per RecordObserved + per batch one record per event-id block touched (UUID v7 ids packed 16 bytes each, as the projector keeps them), what a deduplicating projection with one record per identity writes (govledger keeps 16 identities to a record); one batch + flush_async per 1,000; the projector's default cache, HighThroughput";
 
 fn scale_label(pt: &scale::Point) -> String {
     format!(

@@ -12,9 +12,11 @@
 //! - every `RecordObserved` also: its identity key with an
 //!   [`IDENTITY_VALUE_BYTES`]-byte value — the identity's state.
 //!
-//! govledger's projector writes these records too (its blocks also keep the
+//! govledger's projector writes the event-id blocks too (they also keep the
 //! ids of earlier batches; its other records are written once per batch or
-//! less). The keys are encoded with the projector's own [`Key::encode`], from
+//! less), but keeps identity records 16 to a sled record
+//! (`govledger_projector::identity_page`): fewer, larger writes than this
+//! floor's one record per observation. The keys are encoded with the projector's own [`Key::encode`], from
 //! an untimed read of the stream, before the clock starts. No reads, no fold,
 //! no NATS: what sled alone costs. Its rate against the raw fetch + ack rate is the
 //! ceiling of any projection on sled on this machine (the "ceiling" rows).
