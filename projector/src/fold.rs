@@ -156,7 +156,6 @@ impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
     }
 }
 
-/// The part of the projection state a batch reads and writes.
 /// An encoded (key, value).
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -175,6 +174,7 @@ pub enum PresentError {
     Page(#[from] crate::identity_page::PageError),
 }
 
+/// The part of the projection state a batch reads and writes.
 #[derive(Debug, Clone, Default)]
 pub struct Working {
     pub meta: LedgerMeta,
@@ -291,10 +291,10 @@ impl Working {
     }
 
     /// The changed identity records, by page: (page key, (identity key,
-    /// encoded record) sorted by identity key). The store writes each over
-    /// the page it holds ([`crate::identity_page::merge`]).
-    /// `Err` names an identity whose page is unknown (a store bug: every
-    /// identity is loaded or created with its page).
+    /// record) sorted by identity key). The store writes each over the page
+    /// it holds ([`crate::identity_page::merge`]). `Err` names an identity
+    /// whose page is unknown (a bug: every identity is loaded or created with
+    /// its page).
     pub fn identity_changes(&self) -> Result<IdentityPageWrites<'_>, IdentityKey> {
         let mut out = self.identity_pages(false)?;
         for (_, entries) in &mut out {
