@@ -11,16 +11,16 @@
 //!
 //! An identity's page never changes: its number is its position among its
 //! source's identities ([`SourceState::identities_total`] when it was first
-//! seen) divided by the capacity, kept in [`IdentityState::page`]. The
-//! identity's own key (`keys::identity_key`) holds that page number, 8 bytes
-//! big-endian, written once, so a lookup is key → page → entry.
+//! seen) divided by the capacity. The identity's own key
+//! (`keys::identity_key`) holds that page number, 8 bytes big-endian, written
+//! once, so a lookup is key → page → entry. (The fold keeps it beside the
+//! record, in `Working::identity_pages_of`, not in it.)
 //!
 //! A page's value is its entries sorted by identity key, each
 //! `u32 BE key length, key, u32 BE value length, value` (the value being the
 //! prost-encoded [`IdentityState`]). Pure code, no I/O.
 //!
 //! [`SourceState::identities_total`]: govledger_proto::v1::SourceState::identities_total
-//! [`IdentityState::page`]: govledger_proto::v1::IdentityState::page
 //! [`IdentityState`]: govledger_proto::v1::IdentityState
 
 /// Identities per page.
@@ -40,12 +40,16 @@ pub enum PageError {
     Encode(#[from] prost::EncodeError),
 }
 
+/// Appends `bytes` after their u32 BE length.
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
 /// Appends one entry.
 fn put(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    out.extend_from_slice(value);
+    put_bytes(out, key);
+    put_bytes(out, value);
 }
 
 /// Appends one entry, encoding `record` in place.
@@ -54,8 +58,7 @@ fn put_record<M: prost::Message>(
     key: &[u8],
     record: &M,
 ) -> Result<(), PageError> {
-    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-    out.extend_from_slice(key);
+    put_bytes(out, key);
     out.extend_from_slice(&(record.encoded_len() as u32).to_be_bytes());
     record.encode(out)?;
     Ok(())

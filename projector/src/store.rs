@@ -267,10 +267,7 @@ impl Store {
             let page_key = KeyRef::IdentityPage(&source, page).encode();
             let bytes = self.tree.get(&page_key)?.unwrap_or_default();
             self.keep_page_read(&page_key, &bytes);
-            let entries = identity_page::parse(&bytes).ok_or_else(|| StoreError::Corrupt {
-                key: page_key.clone(),
-                what: "an identity page",
-            })?;
+            let entries = page_entries(&page_key, &bytes)?;
             let mut next = Some((enc, key));
             while let Some((enc, key)) = next {
                 let state = record_in(&entries, &enc, &page_key)?;
@@ -318,10 +315,7 @@ impl Store {
                 None => self.tree.get(&page_key)?.unwrap_or_default(),
             };
             let page = identity_page::merge(&old, &entries).map_err(|e| match e {
-                identity_page::PageError::NotAPage => StoreError::Corrupt {
-                    key: page_key.clone(),
-                    what: "an identity page",
-                },
+                identity_page::PageError::NotAPage => not_a_page(&page_key),
                 identity_page::PageError::Encode(e) => StoreError::Encode(e),
             })?;
             batch.insert(page_key, page);
@@ -404,11 +398,7 @@ impl Store {
         };
         let page_key = KeyRef::IdentityPage(source_id, page_number(&key, &v)?).encode();
         let page = self.tree.get(&page_key)?.unwrap_or_default();
-        let entries = identity_page::parse(&page).ok_or_else(|| StoreError::Corrupt {
-            key: page_key.clone(),
-            what: "an identity page",
-        })?;
-        record_in(&entries, &key, &page_key).map(Some)
+        record_in(&page_entries(&page_key, &page)?, &key, &page_key).map(Some)
     }
 
     pub fn action(&self, id: &str) -> Result<Option<ActionState>> {
@@ -598,6 +588,18 @@ fn page_number(key: &[u8], v: &[u8]) -> Result<u64> {
             key: key.to_vec(),
             what: "an identity's page number (8 bytes)",
         })
+}
+
+fn not_a_page(page_key: &[u8]) -> StoreError {
+    StoreError::Corrupt {
+        key: page_key.to_vec(),
+        what: "an identity page",
+    }
+}
+
+/// The entries of the page stored at `page_key`.
+fn page_entries<'p>(page_key: &[u8], page: &'p [u8]) -> Result<Vec<(&'p [u8], &'p [u8])>> {
+    identity_page::parse(page).ok_or_else(|| not_a_page(page_key))
 }
 
 /// The record of identity `key` among the `entries` of the page stored at
