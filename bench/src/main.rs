@@ -614,24 +614,28 @@ fn scale_rows(pt: &scale::Point) -> Vec<Row> {
     ]
 }
 
-fn query_rows(lat: &[query::Latency], pt: &scale::Point) -> Result<Vec<Row>> {
-    let health = lat
-        .iter()
-        .find(|l| l.rpc == query::Rpc::Health)
-        .ok_or_else(|| anyhow!("no health-check figures"))?;
+fn query_rows(rounds: &[Vec<query::Latency>], pt: &scale::Point) -> Result<Vec<Row>> {
     let ms = query::ms;
-    Ok(lat
-        .iter()
-        .filter(|l| l.rpc != query::Rpc::Health)
-        .map(|l| {
-            Row::new(
+    query::Rpc::ALL
+        .into_iter()
+        .filter(|rpc| *rpc != query::Rpc::Health)
+        .map(|rpc| {
+            let (ratios, ratio, l, health) = query::median_round(rounds, rpc)
+                .ok_or_else(|| anyhow!("no round measured {} and the health check", rpc.name()))?;
+            let ratios = ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Ok(Row::new(
                 "5",
                 format!(
-                    "{} p50 / p99, {} clients, {} calls, at {}",
-                    l.rpc.name(),
+                    "{} p50 / p99, {} clients, {} calls, at {}; the median of {} rounds' ratios ({ratios}), each to its own round's health check",
+                    rpc.name(),
                     query::TASKS,
                     thousands(l.calls as u64),
-                    scale_label(pt)
+                    scale_label(pt),
+                    rounds.len()
                 ),
             )
             .figures(
@@ -642,13 +646,9 @@ fn query_rows(lat: &[query::Latency], pt: &scale::Point) -> Result<Vec<Row>> {
                     ms(health.p99)
                 ),
             )
-            .at_most(
-                l.p99.as_secs_f64() / health.p99.as_secs_f64().max(1e-9),
-                3.0,
-                "× (p99)",
-            )
+            .at_most(ratio, 3.0, "× (p99)"))
         })
-        .collect())
+        .collect()
 }
 
 fn growth_rows(points: &[scale::Point]) -> Vec<Row> {

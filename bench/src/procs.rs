@@ -425,6 +425,18 @@ pub struct ChildRun {
     pub cpu_s: f64,
 }
 
+/// Lets the disk settle before a measured phase: `sync(2)` writes back what
+/// earlier phases left dirty (gigabytes at full scale: the stream, sled folders,
+/// the raw sled floor's), so the kernel's writeback does not compete with
+/// whichever phase comes next. Every measured phase, govledger's and the
+/// baselines', starts after one.
+pub async fn settle() -> Result<()> {
+    tokio::task::spawn_blocking(nix::unistd::sync)
+        .await
+        .context("sync(2) task")?;
+    Ok(())
+}
+
 /// Runs `bin args` to completion (stderr into `log`), sampling its peak RSS
 /// every 10 ms. Fails when it exits non-zero or runs past `limit`. Its CPU
 /// time is the growth of `RUSAGE_CHILDREN` across its run (no other child of

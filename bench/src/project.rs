@@ -24,7 +24,10 @@ use govledger_projector::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{procs::NatsServer, storage};
+use crate::{
+    procs::{self, NatsServer},
+    storage,
+};
 
 /// The sled page cache the projector runs with (govledger's default).
 pub const CACHE_CAPACITY_BYTES: u64 = govledger_projector::store::DEFAULT_CACHE_CAPACITY_BYTES;
@@ -79,20 +82,25 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
             .prefix("govledger-bench-sled-")
             .tempdir()?;
         let sled = dir.path().join("sled");
+        procs::settle().await?;
         let cpu0 = cpu_now(nats)?;
         let took = project_in_process(&client, stream, &sled, last_seq, round).await?;
         let cpu1 = cpu_now(nats)?;
         note_round("govledger", round, last_seq, took);
         best_gov = best_gov.min(took);
         gov_cpu = gov_cpu.min(cpu1 - cpu0);
+        procs::settle().await?;
+        let cpu1 = cpu_now(nats)?;
         let raw = raw_fetch(&client, stream, last_seq, &format!("bench-raw-{round}")).await?;
         raw_cpu = raw_cpu.min(cpu_now(nats)? - cpu1);
         note_round("raw fetch+ack", round, last_seq, raw);
         best_raw = best_raw.min(raw);
         round_ratios.push(raw.as_secs_f64() / took.as_secs_f64());
+        procs::settle().await?;
         let sled = storage::raw_sled_fresh(&writes, false).await?;
         note_round("raw sled", round, last_seq, sled);
         best_sled = best_sled.min(sled);
+        procs::settle().await?;
         let sled = storage::raw_sled_fresh(&writes, true).await?;
         note_round("raw sled with reads", round, last_seq, sled);
         best_sled_reads = best_sled_reads.min(sled);

@@ -124,6 +124,7 @@ pub async fn measure(
         OsStr::new("--config"),
         config.as_os_str(),
     ];
+    procs::settle().await?;
     let server_before = nats.cpu_seconds()?;
     let project = procs::run_measured(
         govledger_bin,
@@ -143,6 +144,7 @@ pub async fn measure(
         mib(disk_bytes)
     ));
     std::fs::remove_dir_all(&sled).with_context(|| format!("deleting {}", sled.display()))?;
+    procs::settle().await?;
     let rebuild = procs::run_measured(
         govledger_bin,
         &args,
@@ -155,6 +157,7 @@ pub async fn measure(
         rebuild.elapsed.as_secs_f64(),
         mib(rebuild.peak_rss)
     ));
+    procs::settle().await?;
     let cpu_before = crate::project::cpu_now(&nats)?;
     let raw_fetch = crate::project::raw_fetch(&client, &spec.name, last_seq, "bench-raw").await?;
     let raw_fetch_cpu_s = crate::project::cpu_now(&nats)? - cpu_before;
@@ -163,6 +166,7 @@ pub async fn measure(
         raw_fetch.as_secs_f64()
     ));
     let writes = storage::read_stream(&client, &spec.name, last_seq).await?;
+    procs::settle().await?;
     let raw_sled = storage::raw_sled_fresh(&writes, false).await?;
     crate::progress(format!(
         "  raw sled writes of the same keys ({} keys): {:.2} s ({:.0} ev/s)",
