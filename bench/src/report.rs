@@ -25,6 +25,8 @@ pub struct Row {
     pub govledger: String,
     pub baseline: String,
     pub ratio: Option<f64>,
+    /// The target's bound, where the row has one.
+    pub limit: Option<f64>,
     pub target: String,
     pub outcome: Outcome,
 }
@@ -37,6 +39,7 @@ impl Row {
             govledger: String::new(),
             baseline: "-".into(),
             ratio: None,
+            limit: None,
             target: "-".into(),
             outcome: Outcome::Info,
         }
@@ -49,6 +52,7 @@ impl Row {
     /// Ratio govledger/baseline that must be at least `min`.
     pub fn at_least(mut self, ratio: f64, min: f64) -> Self {
         self.ratio = Some(ratio);
+        self.limit = Some(min);
         self.target = format!("≥ {min:.2}");
         self.outcome = pass(ratio >= min);
         self
@@ -56,6 +60,7 @@ impl Row {
     /// Ratio that must be at most `max`.
     pub fn at_most(mut self, ratio: f64, max: f64, what: &str) -> Self {
         self.ratio = Some(ratio);
+        self.limit = Some(max);
         self.target = format!("≤ {max:.2}{what}");
         self.outcome = pass(ratio <= max);
         self
@@ -78,6 +83,16 @@ impl Row {
     }
 }
 
+/// A ratio to two decimals, or three where two would read as the target's
+/// bound itself (0.499 against ≥ 0.50 must not print as 0.50 and fail).
+fn ratio_text(ratio: f64, limit: Option<f64>) -> String {
+    let two = format!("{ratio:.2}");
+    match limit {
+        Some(l) if two == format!("{l:.2}") && ratio != l => format!("{ratio:.3}"),
+        _ => two,
+    }
+}
+
 fn pass(ok: bool) -> Outcome {
     if ok { Outcome::Pass } else { Outcome::Fail }
 }
@@ -87,7 +102,7 @@ pub fn table(rows: &[Row]) -> String {
         "| # | what | govledger | baseline | ratio | target | result |\n|---|---|---|---|---:|---|---|\n",
     );
     for r in rows {
-        let ratio = r.ratio.map_or("-".to_owned(), |x| format!("{x:.2}"));
+        let ratio = r.ratio.map_or("-".to_owned(), |x| ratio_text(x, r.limit));
         let outcome = match r.outcome {
             Outcome::Pass => "pass",
             Outcome::Fail => "**FAIL**",
@@ -276,6 +291,18 @@ mod tests {
         assert_eq!(short(1_500), "1.5k");
         assert_eq!(short(5_000_000), "5M");
         assert_eq!(short(123), "123");
+    }
+
+    #[test]
+    fn a_ratio_next_to_its_bound_shows_which_side_it_is_on() {
+        assert_eq!(ratio_text(0.4993, Some(0.5)), "0.499");
+        assert_eq!(ratio_text(0.5004, Some(0.5)), "0.500");
+        assert_eq!(ratio_text(0.5, Some(0.5)), "0.50");
+        assert_eq!(ratio_text(0.52, Some(0.5)), "0.52");
+        assert_eq!(ratio_text(2.999, Some(3.0)), "2.999");
+        assert_eq!(ratio_text(0.4993, None), "0.50");
+        let failing = Row::new("2", "x").at_least(0.4993, 0.5);
+        assert!(table(&[failing]).contains("| 0.499 | ≥ 0.50 | **FAIL** |"));
     }
 
     #[test]
