@@ -3,7 +3,7 @@
 //!
 //! Connectors say *what* to fetch ([`SyncSpec`]: resources, paging, page size);
 //! the engine decides *how*: rate limiting, retries with the shared
-//! [`retry`](crate::retry) policy, Retry-After, cross-checks (count probes before
+//! [`retry`] policy, Retry-After, cross-checks (count probes before
 //! and after, a probe past the last page, cursor cycles), and the final report.
 //!
 //! The engine reports facts and its own view; the ledger decides the verdict.

@@ -41,7 +41,7 @@ fn split(n: usize) -> usize {
     k
 }
 
-/// MTH(D[n]) over leaf hashes (RFC 6962 §2.1).
+/// `MTH(D[n])` over leaf hashes (RFC 6962 §2.1).
 pub fn root(leaves: &[Hash]) -> Hash {
     match leaves.len() {
         0 => empty_root(),
