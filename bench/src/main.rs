@@ -620,7 +620,12 @@ fn query_rows(rounds: &[Vec<query::Latency>], pt: &scale::Point) -> Result<Vec<R
         .into_iter()
         .filter(|rpc| *rpc != query::Rpc::Health)
         .map(|rpc| {
-            let (ratios, ratio, l, health) = query::median_round(rounds, rpc)
+            let query::MedianRound {
+                ratios,
+                ratio,
+                rpc: l,
+                health,
+            } = query::median_round(rounds, rpc)
                 .ok_or_else(|| anyhow!("no round measured {} and the health check", rpc.name()))?;
             let ratios = ratios
                 .iter()

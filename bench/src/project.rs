@@ -90,9 +90,9 @@ pub async fn bench(nats: &NatsServer, stream: &str, rounds: usize) -> Result<Pro
         best_gov = best_gov.min(took);
         gov_cpu = gov_cpu.min(cpu1 - cpu0);
         procs::settle().await?;
-        let cpu1 = cpu_now(nats)?;
+        let raw_cpu0 = cpu_now(nats)?;
         let raw = raw_fetch(&client, stream, last_seq, &format!("bench-raw-{round}")).await?;
-        raw_cpu = raw_cpu.min(cpu_now(nats)? - cpu1);
+        raw_cpu = raw_cpu.min(cpu_now(nats)? - raw_cpu0);
         note_round("raw fetch+ack", round, last_seq, raw);
         best_raw = best_raw.min(raw);
         round_ratios.push(raw.as_secs_f64() / took.as_secs_f64());

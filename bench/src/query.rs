@@ -179,14 +179,21 @@ async fn phase(addr: &str, rpc: Rpc, calls: usize, targets: &Arc<Targets>) -> Re
     })
 }
 
-/// One RPC's figures in its median round: the per-round ratios of its p99 to
-/// the same round's health-check p99 (in round order), the median of them,
-/// and that round's latencies of the RPC and of the health check. `None` when
-/// no round measured both.
-pub fn median_round(
-    rounds: &[Vec<Latency>],
-    rpc: Rpc,
-) -> Option<(Vec<f64>, f64, Latency, Latency)> {
+/// One RPC's figures in its median round.
+#[derive(Debug, Clone)]
+pub struct MedianRound {
+    /// Every round's p99 over the same round's health-check p99, in round order.
+    pub ratios: Vec<f64>,
+    /// The median of `ratios`.
+    pub ratio: f64,
+    /// The median round's latencies of the RPC and of its health check.
+    pub rpc: Latency,
+    pub health: Latency,
+}
+
+/// `rpc`'s [`MedianRound`]; `None` when no round measured both it and the
+/// health check.
+pub fn median_round(rounds: &[Vec<Latency>], rpc: Rpc) -> Option<MedianRound> {
     let mut per: Vec<(f64, Latency, Latency)> = rounds
         .iter()
         .filter_map(|r| {
@@ -198,7 +205,12 @@ pub fn median_round(
     let in_order = per.iter().map(|p| p.0).collect();
     per.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (ratio, l, h) = *per.get(per.len().checked_sub(1)? / 2)?;
-    Some((in_order, ratio, l, h))
+    Some(MedianRound {
+        ratios: in_order,
+        ratio,
+        rpc: l,
+        health: h,
+    })
 }
 
 /// The `p`-th percentile of sorted `xs` (nearest rank).
@@ -302,11 +314,11 @@ mod tests {
             vec![lat(Rpc::Health, 2), lat(Rpc::GetSource, 18)],
             vec![lat(Rpc::Health, 10), lat(Rpc::GetSource, 15)],
         ];
-        let (ratios, ratio, l, h) = median_round(&rounds, Rpc::GetSource).unwrap();
-        assert_eq!(ratios, vec![2.0, 9.0, 1.5]);
-        assert_eq!(ratio, 2.0);
-        assert_eq!(l.p99, Duration::from_millis(20));
-        assert_eq!(h.p99, Duration::from_millis(10));
+        let m = median_round(&rounds, Rpc::GetSource).unwrap();
+        assert_eq!(m.ratios, vec![2.0, 9.0, 1.5]);
+        assert_eq!(m.ratio, 2.0);
+        assert_eq!(m.rpc.p99, Duration::from_millis(20));
+        assert_eq!(m.health.p99, Duration::from_millis(10));
         assert!(median_round(&rounds, Rpc::GetIdentity).is_none());
         assert!(median_round(&[], Rpc::GetSource).is_none());
     }

@@ -83,13 +83,18 @@ impl Row {
     }
 }
 
-/// A ratio to two decimals, or three where two would read as the target's
-/// bound itself (0.499 against ≥ 0.50 must not print as 0.50 and fail).
+/// A ratio to two decimals, or to as many more (up to six) as it takes not to
+/// read as the target's bound itself (0.499 against ≥ 0.50 must not print as
+/// 0.50 and fail).
 fn ratio_text(ratio: f64, limit: Option<f64>) -> String {
-    let two = format!("{ratio:.2}");
+    let at = |decimals: usize, x: f64| format!("{x:.decimals$}");
     match limit {
-        Some(l) if two == format!("{l:.2}") && ratio != l => format!("{ratio:.3}"),
-        _ => two,
+        Some(l) if ratio != l => (2..=6)
+            .map(|d| at(d, ratio))
+            .zip((2..=6).map(|d| at(d, l)))
+            .find(|(r, l)| r != l)
+            .map_or_else(|| at(6, ratio), |(r, _)| r),
+        _ => at(2, ratio),
     }
 }
 
@@ -296,10 +301,11 @@ mod tests {
     #[test]
     fn a_ratio_next_to_its_bound_shows_which_side_it_is_on() {
         assert_eq!(ratio_text(0.4993, Some(0.5)), "0.499");
-        assert_eq!(ratio_text(0.5004, Some(0.5)), "0.500");
+        assert_eq!(ratio_text(0.5004, Some(0.5)), "0.5004");
         assert_eq!(ratio_text(0.5, Some(0.5)), "0.50");
         assert_eq!(ratio_text(0.52, Some(0.5)), "0.52");
         assert_eq!(ratio_text(2.999, Some(3.0)), "2.999");
+        assert_eq!(ratio_text(0.49996, Some(0.5)), "0.49996");
         assert_eq!(ratio_text(0.4993, None), "0.50");
         let failing = Row::new("2", "x").at_least(0.4993, 0.5);
         assert!(table(&[failing]).contains("| 0.499 | ≥ 0.50 | **FAIL** |"));
