@@ -16,8 +16,9 @@
 //! ids of earlier batches; its other records are written once per batch or
 //! less), but keeps identity records 16 to a sled record
 //! (`govledger_projector::identity_page`): fewer, larger writes than this
-//! floor's one record per observation. The keys are encoded with the projector's own [`Key::encode`], from
-//! an untimed read of the stream, before the clock starts. No reads, no fold,
+//! floor's one record per observation. The keys are encoded with the
+//! projector's own [`Key::encode`], from an untimed read of the stream, before
+//! the clock starts. No reads, no fold,
 //! no NATS: what sled alone costs. Its rate against the raw fetch + ack rate is the
 //! ceiling of any projection on sled on this machine (the "ceiling" rows).
 

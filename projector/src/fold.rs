@@ -296,15 +296,11 @@ impl Working {
     /// whose page is unknown (a bug: every identity is loaded or created with
     /// its page).
     pub fn identity_changes(&self) -> Result<IdentityPageWrites<'_>, IdentityKey> {
-        let mut out = self.identity_pages(false)?;
-        for (_, entries) in &mut out {
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
-        Ok(out)
+        self.identity_pages(false)
     }
 
     /// The changed (or, with `all`, every present) identity records grouped
-    /// by page, pages in key order, entries in no particular order.
+    /// by page, pages and each page's entries in key order.
     fn identity_pages(&self, all: bool) -> Result<IdentityPageWrites<'_>, IdentityKey> {
         use crate::keys::KeyRef as K;
         type Records<'r> = Vec<(Vec<u8>, &'r IdentityState)>;
@@ -323,7 +319,10 @@ impl Working {
         }
         Ok(pages
             .into_iter()
-            .map(|((s, page), entries)| (K::IdentityPage(s, page).encode(), entries))
+            .map(|((s, page), mut entries)| {
+                entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                (K::IdentityPage(s, page).encode(), entries)
+            })
             .collect())
     }
 
@@ -333,11 +332,10 @@ impl Working {
     pub fn present_records(&self) -> Result<Vec<KeyValue>, PresentError> {
         let mut out = Vec::new();
         self.records(true, &mut out);
-        for (page, mut entries) in self
+        for (page, entries) in self
             .identity_pages(true)
             .map_err(PresentError::PageUnknown)?
         {
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             out.push((page, Some(crate::identity_page::encode(&entries)?)));
         }
         Ok(out.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
