@@ -187,8 +187,15 @@ impl Store {
         self.load_identities(w, identities)
     }
 
-    /// Loads identity records (`want`: encoded key and key): first each
-    /// key's page number, then each page once.
+    /// Loads identity records (`want`: encoded key and key, in the order the
+    /// batch's events name them).
+    ///
+    /// First, for each source, the pages in listing order ([`Self::scan_pages`]):
+    /// a source lists its records in the same order every run and pages are
+    /// numbered in the order it first showed them, so the batch's identities
+    /// sit on consecutive pages starting at its first identity's page. The
+    /// rest (identities new or listed in another order) are read key → page
+    /// number → page, as follows.
     ///
     /// A batch's identities usually sit side by side in key order (a source
     /// lists its records in the same order every run), so their keys are read
@@ -203,8 +210,21 @@ impl Store {
         w: &mut Working,
         mut want: Vec<(Vec<u8>, keys::IdentityKey)>,
     ) -> Result<()> {
+        // The first identity of each source in the batch's order (a batch
+        // holds the events of a few sources).
+        let mut firsts: Vec<(&str, Vec<u8>)> = Vec::new();
+        for (enc, key) in &want {
+            if !firsts.iter().any(|(s, _)| *s == key.0) {
+                firsts.push((&key.0, enc.clone()));
+            }
+        }
+        let firsts: Vec<(String, Vec<u8>)> =
+            firsts.into_iter().map(|(s, e)| (s.to_owned(), e)).collect();
         want.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         want.dedup_by(|a, b| a.0 == b.0);
+        for (source, first) in &firsts {
+            want = self.scan_pages(w, want, source, first)?;
+        }
         // (key, page number) of every wanted identity the store holds.
         let mut found: Vec<(Vec<u8>, keys::IdentityKey, u64)> = Vec::with_capacity(want.len());
         let walk = match (want.first(), want.last()) {
@@ -279,6 +299,84 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Loads the identities of `want` (sorted by encoded key) that sit on
+    /// `source`'s pages from the page of `first` on, reading those pages in
+    /// order (one walk over page keys), and returns the ones not found there.
+    ///
+    /// The walk stops at a page holding none of the wanted identities (the
+    /// listing left the order its pages were made in), once every wanted
+    /// identity of the source is found, or after as many pages as those
+    /// identities could fill plus two. A page holds an identity's only record,
+    /// so one found on a page is loaded exactly as by its page number.
+    fn scan_pages(
+        &self,
+        w: &mut Working,
+        want: Vec<(Vec<u8>, keys::IdentityKey)>,
+        source: &str,
+        first: &[u8],
+    ) -> Result<Vec<(Vec<u8>, keys::IdentityKey)>> {
+        let Some(v) = self.tree.get(first)? else {
+            // New to the store: nothing to scan from.
+            return Ok(want);
+        };
+        let start = page_number(first, &v)?;
+        let mine: Vec<usize> = (0..want.len()).filter(|&i| want[i].1.0 == source).collect();
+        let max_pages = mine
+            .len()
+            .div_ceil(identity_page::IDENTITY_PAGE_CAPACITY as usize)
+            + 2;
+        // What the walk found of each wanted identity: its page and record.
+        let mut taken: Vec<Option<(u64, IdentityState)>> = Vec::new();
+        taken.resize_with(want.len(), || None);
+        let mut left = mine.len();
+        let from = KeyRef::IdentityPage(source, start).encode();
+        let to = KeyRef::IdentityPage(source, u64::MAX).encode();
+        for kv in self.tree.range(from..=to).take(max_pages) {
+            let (page_key, bytes) = kv?;
+            let page = page_key
+                .len()
+                .checked_sub(8)
+                .and_then(|at| <[u8; 8]>::try_from(&page_key[at..]).ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| not_a_page(&page_key))?;
+            let mut hits = 0;
+            for (k, v) in page_entries(&page_key, &bytes)? {
+                let Ok(at) = mine.binary_search_by(|&i| want[i].0.as_slice().cmp(k)) else {
+                    continue;
+                };
+                let slot = &mut taken[mine[at]];
+                if slot.is_some() {
+                    continue;
+                }
+                let state = IdentityState::decode(v).map_err(|source| StoreError::Decode {
+                    key: k.to_vec(),
+                    source,
+                })?;
+                *slot = Some((page, state));
+                hits += 1;
+            }
+            if hits == 0 {
+                break;
+            }
+            self.keep_page_read(&page_key, &bytes);
+            left -= hits;
+            if left == 0 {
+                break;
+            }
+        }
+        let mut rest = Vec::with_capacity(want.len() - (mine.len() - left));
+        for ((enc, key), found) in want.into_iter().zip(taken) {
+            match found {
+                Some((page, state)) => {
+                    w.identity_pages_of.insert(key.clone(), (page, false));
+                    w.identities.load(key, Some(state));
+                }
+                None => rest.push((enc, key)),
+            }
+        }
+        Ok(rest)
     }
 
     fn keep_page_read(&self, page_key: &[u8], bytes: &sled::IVec) {
@@ -675,11 +773,18 @@ mod tests {
             assert!(w.identities.is_loaded(k), "{k:?} not loaded");
             let expected = present.iter().find(|(p, _)| p == k).map(|(_, s)| s);
             assert_eq!(w.identities.get(k), expected, "{k:?}");
+            // Found by page scan or by page number, the page is the stored one.
+            let page = store
+                .tree
+                .get(Key::Identity(k.clone()).encode())
+                .unwrap()
+                .map(|v| (page_number(&[], &v).unwrap(), false));
+            assert_eq!(w.identity_pages_of.get(k).copied(), page, "{k:?}");
         }
     }
 
     #[test]
-    fn identities_load_the_same_by_walk_or_by_get() {
+    fn identities_load_the_same_by_page_scan_walk_or_get() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("sled"), 8 << 20).unwrap();
         // Source "a": every even id of 0..100. Source "b": all of 0..200.
@@ -709,6 +814,20 @@ mod tests {
         let mut side_by_side: Vec<_> = (0..20).rev().map(a).collect();
         side_by_side.push(a(7));
         check(&store, &side_by_side, &present);
+        // In listing order: every present one is found by the page scan from
+        // the first one's page; those before it by page number.
+        check(
+            &store,
+            &(40..100).chain(0..40).map(b).collect::<Vec<_>>(),
+            &present,
+        );
+        check(&store, &(150..200).map(b).collect::<Vec<_>>(), &present);
+        // Two sources, each scanned from its own first identity.
+        check(
+            &store,
+            &(0..30).flat_map(|n| [a(n), b(n)]).collect::<Vec<_>>(),
+            &present,
+        );
         // Past the last record of "a" and before the first of "b".
         check(&store, &(95..110).map(a).collect::<Vec<_>>(), &present);
         // Scattered: 190 unasked records between 10 asked ones, so the walk
@@ -740,7 +859,15 @@ mod tests {
         let page_b0 = KeyRef::IdentityPage("b", 0).encode();
         store.tree.insert(&page_b0, &[0, 0, 0, 9][..]).unwrap();
         for (wanted, at) in [
-            ((0..20).map(a).collect::<Vec<_>>(), &enc),
+            // Read by the scan (its first identity's page number) ...
+            (
+                std::iter::once(bad.clone())
+                    .chain((0..20).map(a))
+                    .collect::<Vec<_>>(),
+                &enc,
+            ),
+            // ... or by the walk, the scan having started past its page.
+            (std::iter::once(a(60)).chain((0..20).map(a)).collect(), &enc),
             (vec![bad], &enc),
             ((0..10).map(b).collect(), &page_b0),
             (vec![b(3)], &page_b0),
