@@ -14,7 +14,9 @@
 //! seen) divided by the capacity. The identity's own key
 //! (`keys::identity_key`) holds that page number, 8 bytes big-endian, written
 //! once, so a lookup is key → page → entry. (The fold keeps it beside the
-//! record, in `Working::identity_pages_of`, not in it.)
+//! record, in `Working::identity_pages_of`, not in it.) Because pages follow
+//! the listing order, the store reads a batch's pages in order first and
+//! needs the page numbers only for identities it did not meet there.
 //!
 //! A page's value is its entries sorted by identity key, each
 //! `u32 BE key length, key, u32 BE value length, value` (the value being the
