@@ -212,14 +212,12 @@ impl Store {
     ) -> Result<()> {
         // The first identity of each source in the batch's order (a batch
         // holds the events of a few sources).
-        let mut firsts: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut firsts: Vec<(String, Vec<u8>)> = Vec::new();
         for (enc, key) in &want {
             if !firsts.iter().any(|(s, _)| *s == key.0) {
-                firsts.push((&key.0, enc.clone()));
+                firsts.push((key.0.clone(), enc.clone()));
             }
         }
-        let firsts: Vec<(String, Vec<u8>)> =
-            firsts.into_iter().map(|(s, e)| (s.to_owned(), e)).collect();
         want.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         want.dedup_by(|a, b| a.0 == b.0);
         for (source, first) in &firsts {
@@ -318,7 +316,8 @@ impl Store {
         first: &[u8],
     ) -> Result<Vec<(Vec<u8>, keys::IdentityKey)>> {
         let Some(v) = self.tree.get(first)? else {
-            // New to the store: nothing to scan from.
+            // New to the store: nothing to scan from (the source's other
+            // identities in the batch go by page number).
             return Ok(want);
         };
         let start = page_number(first, &v)?;
