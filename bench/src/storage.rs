@@ -18,9 +18,9 @@
 //! (`govledger_projector::identity_page`): fewer, larger writes than this
 //! floor's one record per observation. The keys are encoded with the
 //! projector's own [`Key::encode`], from an untimed read of the stream, before
-//! the clock starts. No reads, no fold,
-//! no NATS: what sled alone costs. Its rate against the raw fetch + ack rate is the
-//! ceiling of any projection on sled on this machine (the "ceiling" rows).
+//! the clock starts. No reads, no fold, no NATS: what sled alone costs. Its
+//! rate against the raw fetch + ack rate is the ceiling of any projection on
+//! sled on this machine (the "ceiling" rows).
 
 use std::{
     ops::Range,

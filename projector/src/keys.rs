@@ -330,8 +330,9 @@ pub fn action_history_prefix(action_id: &str) -> Vec<u8> {
     prefix_with_room(&[TAG_HISTORY, HISTORY_ACTION], &[action_id], 0)
 }
 
-/// The sequence at the end of a history key.
-pub fn history_seq(key: &[u8]) -> Option<u64> {
+/// The big-endian `u64` that ends a key: a history key's sequence, an
+/// identity page key's page number.
+pub fn trailing_u64(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))
 }
@@ -451,9 +452,9 @@ mod tests {
         assert!(a < b);
         assert!(a.starts_with(&identity_history_prefix("hr", 1, "u1")));
         assert!(!a.starts_with(&identity_history_prefix("hr", 1, "u")));
-        assert_eq!(history_seq(&b), Some(300));
+        assert_eq!(trailing_u64(&b), Some(300));
         assert_eq!(
-            history_seq(&Key::ActionHistory("a".into(), 7).encode()),
+            trailing_u64(&Key::ActionHistory("a".into(), 7).encode()),
             Some(7)
         );
     }

@@ -334,12 +334,7 @@ impl Store {
         let to = KeyRef::IdentityPage(source, u64::MAX).encode();
         for kv in self.tree.range(from..=to).take(max_pages) {
             let (page_key, bytes) = kv?;
-            let page = page_key
-                .len()
-                .checked_sub(8)
-                .and_then(|at| <[u8; 8]>::try_from(&page_key[at..]).ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| not_a_page(&page_key))?;
+            let page = keys::trailing_u64(&page_key).ok_or_else(|| not_a_page(&page_key))?;
             let mut hits = 0;
             for (k, v) in page_entries(&page_key, &bytes)? {
                 let Ok(at) = mine.binary_search_by(|&i| want[i].0.as_slice().cmp(k)) else {
