@@ -203,7 +203,7 @@ pub struct Working {
     /// caller preloads the blocks [`needs_seq`] names.
     pub leaves: Table<u64, Vec<u8>>,
     /// The page of every identity in `identities`, and whether this batch
-    /// created it (its key then gets the page number at commit).
+    /// created it (the store then adds it to the identity index at commit).
     pub identity_pages_of: IdentityPages,
     /// Decisions made while folding (not stored): runs decided, actions concluded, drift.
     pub alerts: Vec<Alert>,
@@ -299,6 +299,27 @@ impl Working {
         self.identity_pages(false)
     }
 
+    /// The identities this working set created, as (identity key, page
+    /// number) sorted by key: what the store adds to the identity index
+    /// ([`crate::identity_index`]) at commit.
+    pub fn new_identities(&self) -> Vec<(Vec<u8>, u64)> {
+        self.index_entries(false)
+    }
+
+    /// (identity key, page number) of the created (or, with `all`, every
+    /// present) identities, sorted by key.
+    fn index_entries(&self, all: bool) -> Vec<(Vec<u8>, u64)> {
+        // Every entry is a present identity: loaded or created, never deleted.
+        let mut out: Vec<(Vec<u8>, u64)> = self
+            .identity_pages_of
+            .iter()
+            .filter(|(_, (_, created))| all || *created)
+            .map(|((s, t, id), (page, _))| (crate::keys::identity_key(s, *t, id), *page))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// The changed (or, with `all`, every present) identity records grouped
     /// by page, pages and each page's entries in key order.
     fn identity_pages(&self, all: bool) -> Result<IdentityPageWrites<'_>, IdentityKey> {
@@ -332,6 +353,10 @@ impl Working {
     pub fn present_records(&self) -> Result<Vec<KeyValue>, PresentError> {
         let mut out = Vec::new();
         self.records(true, &mut out);
+        let all: Vec<(Vec<u8>, u64)> = self.index_entries(true);
+        for (k, v) in crate::identity_index::chunk_all(&all) {
+            out.push((k, Some(v)));
+        }
         for (page, entries) in self
             .identity_pages(true)
             .map_err(PresentError::PageUnknown)?
@@ -366,17 +391,9 @@ impl Working {
         for ((r, t, id), v) in self.run_seen.entries(all) {
             out.push((K::RunSeen(r, *t, id).encode(), empty(v)));
         }
-        // An identity's key holds its page number: written once, when the
-        // identity is created (its record goes to its page, identity_pages).
-        for ((s, t, id), (page, created)) in &self.identity_pages_of {
-            // Every entry is a present identity: loaded or created, never deleted.
-            if all || *created {
-                out.push((
-                    K::Identity(s, *t, id).encode(),
-                    Some(page.to_be_bytes().to_vec()),
-                ));
-            }
-        }
+        // Every identity's page number is in the identity index: its
+        // chunks are the store's to write ([`Working::new_identities`]), or,
+        // for every present record, `present_records`'.
         for (k, v) in self.actions.entries(all) {
             out.push((K::Action(k).encode(), enc(v)));
         }

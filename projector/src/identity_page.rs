@@ -11,10 +11,10 @@
 //!
 //! An identity's page never changes: its number is its position among its
 //! source's identities ([`SourceState::identities_total`] when it was first
-//! seen) divided by the capacity. The identity's own key
-//! (`keys::identity_key`) holds that page number, 8 bytes big-endian, written
-//! once, so a lookup is key → page → entry. (The fold keeps it beside the
-//! record, in `Working::identity_pages_of`, not in it.) Because pages follow
+//! seen) divided by the capacity. The identity index
+//! ([`crate::identity_index`]) maps the identity's key to that number, written
+//! once, so a lookup is key → index chunk → page → entry. (The fold keeps it
+//! beside the record, in `Working::identity_pages_of`, not in it.) Because pages follow
 //! the listing order, the store reads a batch's pages in order first and
 //! needs the page numbers only for identities it did not meet there.
 //!

@@ -12,9 +12,13 @@ pub const TAG_RUN: u8 = b'r';
 pub const TAG_SOURCE_RUN: u8 = b'q';
 pub const TAG_PAGE: u8 = b'p';
 pub const TAG_RUN_SEEN: u8 = b'u';
-/// An identity's key: its value is the number of the page that holds its
-/// record (8 bytes BE), see [`crate::identity_page`].
+/// An identity's key. No record is stored under it: its record sits on a
+/// page ([`crate::identity_page`]) and the page's number in a chunk of the
+/// identity index under [`TAG_IDENTITY_INDEX`] ([`crate::identity_index`]).
 pub const TAG_IDENTITY: u8 = b'i';
+/// A chunk of the identity index: the key of its first identity with this
+/// tag, see [`crate::identity_index`].
+pub const TAG_IDENTITY_INDEX: u8 = b'j';
 /// A page of identity records of one source, see [`crate::identity_page`].
 pub const TAG_IDENTITY_PAGE: u8 = b'k';
 pub const TAG_ACTION: u8 = b'a';

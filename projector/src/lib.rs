@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fold;
+pub mod identity_index;
 pub mod identity_page;
 pub mod keys;
 pub mod merkle;

@@ -21,19 +21,15 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{
     fold::{Working, hex},
-    identity_page,
+    identity_index, identity_page,
     keys::{self, Key, KeyRef},
 };
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 5;
+pub const STORE_FORMAT_VERSION: u32 = 6;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Fewer wanted identities than this are read with one `get` each, not by a
-/// walk over their key range ([`Store::load_into`]).
-const IDENTITY_WALK_MIN: usize = 8;
 
 /// The sled tree that holds every projection record.
 pub const TREE: &str = "projections.v1";
@@ -225,54 +221,10 @@ impl Store {
         }
         // (key, page number) of every wanted identity the store holds.
         let mut found: Vec<(Vec<u8>, keys::IdentityKey, u64)> = Vec::with_capacity(want.len());
-        let walk = match (want.first(), want.last()) {
-            (Some((first, _)), Some((last, _))) if want.len() >= IDENTITY_WALK_MIN => {
-                Some(self.tree.range(first.clone()..=last.clone()))
-            }
-            _ => None,
-        };
-        let mut unasked_left = want.len();
-        let mut want = want.into_iter().peekable();
-        if let Some(walk) = walk {
-            for kv in walk {
-                let (k, v) = kv?;
-                // Wanted keys before `k` are absent: the walk passed them.
-                while let Some((enc, _)) = want.peek()
-                    && enc.as_slice() < k.as_ref()
-                {
-                    if let Some((_, key)) = want.next() {
-                        w.identities.load(key, None);
-                    }
-                }
-                match want.peek() {
-                    None => break,
-                    Some((enc, _)) if enc.as_slice() == k.as_ref() => {
-                        let page = page_number(&k, &v)?;
-                        if let Some((enc, key)) = want.next() {
-                            found.push((enc, key, page));
-                        }
-                    }
-                    Some(_) => {
-                        unasked_left = unasked_left.saturating_sub(1);
-                        if unasked_left == 0 {
-                            break;
-                        }
-                    }
-                }
-            }
-            if unasked_left > 0 {
-                // The walk reached the last wanted key: the rest are absent.
-                for (_, key) in want.by_ref() {
-                    w.identities.load(key, None);
-                }
-            }
-        }
+        let mut index = IndexReader::default();
         for (enc, key) in want {
-            match self.tree.get(&enc)? {
-                Some(v) => {
-                    let page = page_number(&enc, &v)?;
-                    found.push((enc, key, page));
-                }
+            match index.page_of(&self.tree, &enc)? {
+                Some(page) => found.push((enc, key, page)),
                 None => w.identities.load(key, None),
             }
         }
@@ -315,12 +267,11 @@ impl Store {
         source: &str,
         first: &[u8],
     ) -> Result<Vec<(Vec<u8>, keys::IdentityKey)>> {
-        let Some(v) = self.tree.get(first)? else {
+        let Some(start) = IndexReader::default().page_of(&self.tree, first)? else {
             // New to the store: nothing to scan from (the source's other
             // identities in the batch go by page number).
             return Ok(want);
         };
-        let start = page_number(first, &v)?;
         let mine: Vec<usize> = (0..want.len()).filter(|&i| want[i].1.0 == source).collect();
         let max_pages = mine
             .len()
@@ -412,11 +363,103 @@ impl Store {
             })?;
             batch.insert(page_key, page);
         }
+        self.index_new_identities(&mut batch, &w.new_identities())?;
         let _guard = self
             .commit_lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Adds `new` (identity key, page number; sorted by key, of any sources)
+    /// to the identity index ([`identity_index`]) in `batch`: each run of
+    /// chunks a new identity falls in is read, merged with the new entries
+    /// and cut into chunks again, so the chunks stay the same function of
+    /// the set of identities however they arrive.
+    fn index_new_identities(&self, batch: &mut sled::Batch, new: &[(Vec<u8>, u64)]) -> Result<()> {
+        let mut i = 0;
+        while let Some((key, _)) = new.get(i) {
+            let prefix = identity_index::source_prefix(key).ok_or_else(|| StoreError::Corrupt {
+                key: key.clone(),
+                what: "an identity key",
+            })?;
+            // The region starts at the run that holds `key`: the last chunk
+            // at or before it, back to the chunk that starts its run (or,
+            // when no chunk comes before it, the source's first chunk).
+            let mut from = self
+                .tree
+                .range(prefix.clone()..=identity_index::chunk_key(key))
+                .next_back()
+                .transpose()?
+                .map(|(k, _)| k);
+            while let Some(at) = &from {
+                if identity_index::starts_run(&identity_index::first_identity_key(at)) {
+                    break;
+                }
+                match self.tree.range(prefix.clone()..at.to_vec()).next_back() {
+                    Some(prev) => from = Some(prev?.0),
+                    None => break,
+                }
+            }
+            let from = from.map_or_else(|| prefix.clone(), |k| k.to_vec());
+            // It ends before the next chunk that starts a run.
+            let mut old: Vec<(sled::IVec, sled::IVec)> = Vec::new();
+            let mut next_run: Option<Vec<u8>> = None;
+            for kv in self.tree.range(from..) {
+                let (k, v) = kv?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let first = identity_index::first_identity_key(&k);
+                if !old.is_empty() && identity_index::starts_run(&first) {
+                    next_run = Some(first);
+                    break;
+                }
+                old.push((k, v));
+            }
+            let mut entries: Vec<(Vec<u8>, u64)> = Vec::new();
+            for (k, v) in &old {
+                let chunk = index_chunk(k, v)?;
+                entries.extend(chunk.into_iter().map(|(id, page)| (id.to_vec(), page)));
+            }
+            let before = i;
+            while let Some((id, page)) = new.get(i)
+                && identity_index::source_prefix(id).as_deref() == Some(prefix.as_slice())
+                && next_run.as_ref().is_none_or(|n| id < n)
+            {
+                entries.push((id.clone(), *page));
+                i += 1;
+            }
+            if i == before {
+                return Err(StoreError::PageUnknown(format!(
+                    "identity index: {key:?} fits no run of its source"
+                )));
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            // A key both stored and new (not expected) keeps the new page.
+            entries.dedup_by(|later, earlier| {
+                let same = later.0 == earlier.0;
+                if same {
+                    earlier.1 = later.1;
+                }
+                same
+            });
+            let chunks = identity_index::chunk_run(&entries);
+            for (k, _) in &old {
+                if !chunks.iter().any(|(c, _)| c.as_slice() == k.as_ref()) {
+                    batch.remove(k.clone());
+                }
+            }
+            for (k, v) in chunks {
+                let same = old
+                    .iter()
+                    .any(|(ok, ov)| ok.as_ref() == k.as_slice() && ov.as_ref() == v.as_slice());
+                if !same {
+                    batch.insert(k, v);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -485,10 +528,10 @@ impl Store {
         external_id: &str,
     ) -> Result<Option<IdentityState>> {
         let key = keys::identity_key(source_id, entity_type, external_id);
-        let Some(v) = self.tree.get(&key)? else {
+        let Some(page) = IndexReader::default().page_of(&self.tree, &key)? else {
             return Ok(None);
         };
-        let page_key = KeyRef::IdentityPage(source_id, page_number(&key, &v)?).encode();
+        let page_key = KeyRef::IdentityPage(source_id, page).encode();
         let page = self.tree.get(&page_key)?.unwrap_or_default();
         record_in(&page_entries(&page_key, &page)?, &key, &page_key).map(Some)
     }
@@ -672,14 +715,66 @@ impl Store {
     }
 }
 
-/// The page number an identity's key holds.
-fn page_number(key: &[u8], v: &[u8]) -> Result<u64> {
-    <[u8; 8]>::try_from(v)
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt {
-            key: key.to_vec(),
-            what: "an identity's page number (8 bytes)",
+/// The entries of the identity index chunk stored at `chunk_key`, checked
+/// to begin with the identity the key names.
+fn index_chunk<'c>(chunk_key: &[u8], value: &'c [u8]) -> Result<Vec<(&'c [u8], u64)>> {
+    identity_index::parse(value)
+        .filter(|e| e[0].0 == identity_index::first_identity_key(chunk_key).as_slice())
+        .ok_or_else(|| StoreError::Corrupt {
+            key: chunk_key.to_vec(),
+            what: "an identity index chunk",
         })
+}
+
+/// Reads page numbers from the identity index, keeping the last chunk read
+/// and where the next one starts: identity keys asked in key order that
+/// fall in one chunk cost one read of it.
+#[derive(Default)]
+struct IndexReader {
+    /// The chunk's key, its value, and the next chunk's key of the same
+    /// source (`None`: it is the source's last).
+    chunk: Option<(sled::IVec, sled::IVec, Option<sled::IVec>)>,
+    /// The prefix of the chunk keys of the held chunk's source.
+    source: Vec<u8>,
+}
+
+impl IndexReader {
+    /// The page number of identity `key`, `None` when the store has no such
+    /// identity.
+    fn page_of(&mut self, tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>> {
+        let ck = identity_index::chunk_key(key);
+        let held = self.chunk.as_ref().is_some_and(|(at, _, next)| {
+            ck.starts_with(&self.source)
+                && at.as_ref() <= ck.as_slice()
+                && next.as_ref().is_none_or(|n| ck.as_slice() < n.as_ref())
+        });
+        if !held {
+            let Some(prefix) = identity_index::source_prefix(key) else {
+                return Ok(None);
+            };
+            self.chunk = None;
+            self.source.clone_from(&prefix);
+            let Some(kv) = tree.range(prefix.clone()..=ck.clone()).next_back() else {
+                return Ok(None);
+            };
+            let (at, value) = kv?;
+            let next = match tree
+                .range((
+                    std::ops::Bound::Excluded(at.to_vec()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next()
+            {
+                Some(kv) => Some(kv?.0).filter(|n| n.starts_with(&prefix)),
+                None => None,
+            };
+            self.chunk = Some((at, value, next));
+        }
+        let Some((at, value, _)) = &self.chunk else {
+            return Ok(None);
+        };
+        Ok(identity_index::lookup(&index_chunk(at, value)?, key))
+    }
 }
 
 fn not_a_page(page_key: &[u8]) -> StoreError {
@@ -768,12 +863,90 @@ mod tests {
             let expected = present.iter().find(|(p, _)| p == k).map(|(_, s)| s);
             assert_eq!(w.identities.get(k), expected, "{k:?}");
             // Found by page scan or by page number, the page is the stored one.
-            let page = store
-                .tree
-                .get(Key::Identity(k.clone()).encode())
+            let page = IndexReader::default()
+                .page_of(&store.tree, &Key::Identity(k.clone()).encode())
                 .unwrap()
-                .map(|v| (page_number(&[], &v).unwrap(), false));
+                .map(|page| (page, false));
             assert_eq!(w.identity_pages_of.get(k).copied(), page, "{k:?}");
+        }
+    }
+
+    /// Every identity index record of the store.
+    fn index_records(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+        store
+            .tree
+            .scan_prefix([keys::TAG_IDENTITY_INDEX])
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_identity_index_is_the_same_however_identities_arrive() {
+        // Two sources; "b" has ids that start no run in a row, past the cap.
+        let mut all: Vec<(Vec<u8>, u64)> = (0..600)
+            .map(|n| keys::identity_key("a", 1 + n % 2, &format!("u{n:05}")))
+            .chain(
+                (0..5_000)
+                    .map(|n| keys::identity_key("b", 1, &format!("x{n:05}")))
+                    .filter(|k| !identity_index::starts_run(k))
+                    .take(identity_index::INDEX_CHUNK_MAX * 2 + 40),
+            )
+            .enumerate()
+            .map(|(i, k)| (k, i as u64 / 16))
+            .collect();
+        all.sort();
+        let expected = identity_index::chunk_all(&all);
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        // In key order, backwards, and shuffled; in batches of 1, 7 and 100.
+        for (order, batch) in [(0, 100), (1, 7), (2, 1), (2, 100), (2, 7)] {
+            let mut items = all.clone();
+            match order {
+                0 => {}
+                1 => items.reverse(),
+                _ => {
+                    for i in (1..items.len()).rev() {
+                        let j = next(i + 1);
+                        items.swap(i, j);
+                    }
+                }
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("sled"), 8 << 20).unwrap();
+            for chunk in items.chunks(batch) {
+                let mut sorted = chunk.to_vec();
+                sorted.sort();
+                let mut b = sled::Batch::default();
+                store.index_new_identities(&mut b, &sorted).unwrap();
+                store.tree.apply_batch(b).unwrap();
+            }
+            assert!(
+                index_records(&store) == expected,
+                "order {order}, batches of {batch}"
+            );
+            let mut reader = IndexReader::default();
+            for (k, page) in &all {
+                assert_eq!(reader.page_of(&store.tree, k).unwrap(), Some(*page));
+            }
+            for k in [
+                keys::identity_key("a", 1, "u"),
+                keys::identity_key("a", 2, "zzzzzz"),
+                keys::identity_key("b", 1, "x00001a"),
+                keys::identity_key("c", 1, "u00001"),
+            ] {
+                assert_eq!(
+                    IndexReader::default().page_of(&store.tree, &k).unwrap(),
+                    None
+                );
+            }
         }
     }
 
@@ -834,21 +1007,25 @@ mod tests {
         // Too few for a walk.
         check(&store, &[a(2), a(3), b(5)], &present);
         // Pages: 16 identities each, in the order first seen.
-        let page_of_b17 = store
-            .tree
-            .get(Key::Identity(b(17)).encode())
-            .unwrap()
-            .map(|v| v.to_vec());
-        assert_eq!(page_of_b17, Some(1u64.to_be_bytes().to_vec()));
+        let page_of_b17 = IndexReader::default()
+            .page_of(&store.tree, &Key::Identity(b(17)).encode())
+            .unwrap();
+        assert_eq!(page_of_b17, Some(1));
         assert_eq!(
             store.identity("b", 1, "u0017").unwrap(),
             Some(ident("b", 17).1)
         );
         assert_eq!(store.identity("b", 1, "u0200").unwrap(), None);
-        // A corrupt page number, or page, is an error naming its key, by
+        // A corrupt index chunk, or page, is an error naming its key, by
         // either path.
         let bad = ident("a", 4).0;
-        let enc = Key::Identity(bad.clone()).encode();
+        let (enc, _) = store
+            .tree
+            .range(..=identity_index::chunk_key(&Key::Identity(bad.clone()).encode()))
+            .next_back()
+            .unwrap()
+            .unwrap();
+        let enc = enc.to_vec();
         store.tree.insert(&enc, &[0xff, 0xff, 0xff][..]).unwrap();
         let page_b0 = KeyRef::IdentityPage("b", 0).encode();
         store.tree.insert(&page_b0, &[0, 0, 0, 9][..]).unwrap();
