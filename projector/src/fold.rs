@@ -67,6 +67,11 @@ impl<K, V> Default for Table<K, V> {
 }
 
 impl<K: Ord + Hash + Clone + std::fmt::Debug, V> Table<K, V> {
+    /// Room for `n` more keys, so that loading a batch's keys does not
+    /// grow (and rehash) the table step by step.
+    pub fn reserve(&mut self, n: usize) {
+        self.map.reserve(n);
+    }
     /// Records what the store holds for `k` (`None` = absent).
     pub fn load(&mut self, k: K, v: Option<V>) {
         self.map.entry(k).or_insert(Slot { v, dirty: false });

@@ -216,6 +216,8 @@ impl Store {
         }
         want.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         want.dedup_by(|a, b| a.0 == b.0);
+        w.identities.reserve(want.len());
+        w.identity_pages_of.reserve(want.len());
         for (source, first) in &firsts {
             want = self.scan_pages(w, want, source, first)?;
         }
