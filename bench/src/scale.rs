@@ -161,15 +161,8 @@ pub async fn measure(
         mib(project.peak_rss),
         mib(disk_bytes)
     ));
-    std::fs::remove_dir_all(&sled).with_context(|| format!("deleting {}", sled.display()))?;
-    procs::settle().await?;
-    let rebuild = procs::run_measured(
-        govledger_bin,
-        &args,
-        &dir.path().join("rebuild.log"),
-        CHILD_LIMIT,
-    )
-    .await?;
+    let rebuild =
+        rebuild_from_stream(govledger_bin, &args, &sled, &dir.path().join("rebuild.log")).await?;
     crate::progress(format!(
         "  rebuild (child): {:.2} s, peak RSS {:.1} MiB",
         rebuild.elapsed.as_secs_f64(),
@@ -189,15 +182,8 @@ pub async fn measure(
         procs::settle().await?;
         let raw = crate::project::raw_fetch(&client, &spec.name, last_seq, "bench-raw-2").await?;
         rate_rounds.push(raw.as_secs_f64() / rebuild.elapsed.as_secs_f64());
-        std::fs::remove_dir_all(&sled).with_context(|| format!("deleting {}", sled.display()))?;
-        procs::settle().await?;
-        let again = procs::run_measured(
-            govledger_bin,
-            &args,
-            &dir.path().join("project-3.log"),
-            CHILD_LIMIT,
-        )
-        .await?;
+        let log = dir.path().join("project-3.log");
+        let again = rebuild_from_stream(govledger_bin, &args, &sled, &log).await?;
         procs::settle().await?;
         let raw = crate::project::raw_fetch(&client, &spec.name, last_seq, "bench-raw-3").await?;
         rate_rounds.push(raw.as_secs_f64() / again.elapsed.as_secs_f64());
@@ -239,6 +225,19 @@ pub async fn measure(
         published,
         plan,
     })
+}
+
+/// Deletes the `sled` folder and runs `govledger` with `args` (a projection
+/// to the end of the stream) into it again, measured.
+async fn rebuild_from_stream(
+    govledger_bin: &Path,
+    args: &[&OsStr],
+    sled: &Path,
+    log: &Path,
+) -> Result<ChildRun> {
+    std::fs::remove_dir_all(sled).with_context(|| format!("deleting {}", sled.display()))?;
+    procs::settle().await?;
+    procs::run_measured(govledger_bin, args, log, CHILD_LIMIT).await
 }
 
 pub fn mib(bytes: u64) -> f64 {
