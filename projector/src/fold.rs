@@ -285,7 +285,9 @@ impl Working {
 
     /// Every changed record as (encoded key, encoded value or `None` for delete),
     /// table by table, in no particular order within a table (sled orders a
-    /// batch itself). The store writes exactly these plus nothing else.
+    /// batch itself). The store writes these, the identity pages
+    /// ([`Working::identity_changes`]) and the new identities' index entries
+    /// ([`Working::new_identities`]), and nothing else.
     pub fn changes(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::with_capacity(64);
         if self.meta_dirty {
@@ -396,9 +398,9 @@ impl Working {
         for ((r, t, id), v) in self.run_seen.entries(all) {
             out.push((K::RunSeen(r, *t, id).encode(), empty(v)));
         }
-        // Every identity's page number is in the identity index: its
-        // chunks are the store's to write ([`Working::new_identities`]), or,
-        // for every present record, `present_records`'.
+        // Page numbers live in the identity index: the store adds a batch's
+        // new identities to it at commit (`new_identities`), and
+        // `present_records` chunks every identity's.
         for (k, v) in self.actions.entries(all) {
             out.push((K::Action(k).encode(), enc(v)));
         }

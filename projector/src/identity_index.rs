@@ -19,7 +19,9 @@
 //! past that, whatever ids a source chooses). A run is the stretch from one
 //! hash-chosen (or first) start to the next; it is cut into chunks of at most
 //! [`INDEX_CHUNK_MAX`]. A change is written by re-chunking the runs it
-//! touches ([`chunk_run`]).
+//! touches ([`chunk_run`]). (Ids chosen so that none starts a run make one
+//! long run of full chunks, read whole and rewritten from the change on:
+//! slower, never a larger record.)
 //!
 //! A chunk's key is its first identity's key with the tag
 //! [`keys::TAG_IDENTITY_INDEX`]; its value is its entries in key order, each
