@@ -54,6 +54,9 @@ struct Handle {
 #[derive(Clone, Default)]
 pub struct SyncManager {
     sources: Arc<BTreeMap<String, Handle>>,
+    /// The projection, to tell a run that is still running from one the
+    /// ledger has decided while its worker wraps up.
+    store: Option<Arc<Store>>,
 }
 
 /// What a worker needs from the process.
@@ -92,6 +95,7 @@ impl SyncManager {
     ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), ConfigError> {
         let mut map = BTreeMap::new();
         let mut joins = Vec::new();
+        let store = deps.store.clone();
         for (i, sc) in cfg.sources.iter().enumerate() {
             let (spec, auth) = sc.build(i, env)?;
             let http = sc.http(i, auth)?;
@@ -121,6 +125,7 @@ impl SyncManager {
         Ok((
             Self {
                 sources: Arc::new(map),
+                store: Some(store),
             },
             joins,
         ))
@@ -133,10 +138,20 @@ impl SyncManager {
             .get(source_id)
             .ok_or_else(|| TriggerError::NotConfigured(source_id.to_owned()))?;
         if let Some(run_id) = h.running.lock().await.clone() {
-            return Err(TriggerError::AlreadyRunning {
-                source_id: source_id.to_owned(),
-                run_id,
-            });
+            // A run the ledger has decided has published everything: its
+            // worker is wrapping up and takes this trigger next (a client that
+            // saw the run decided may trigger the next one at once).
+            let decided = self
+                .store
+                .as_ref()
+                .and_then(|s| s.run(&run_id).ok().flatten())
+                .is_some_and(|r| r.decided);
+            if !decided {
+                return Err(TriggerError::AlreadyRunning {
+                    source_id: source_id.to_owned(),
+                    run_id,
+                });
+            }
         }
         let (reply, rx) = oneshot::channel();
         h.tx.try_send(Trigger { mode, reply })
