@@ -36,18 +36,19 @@ pub const INDEX_CHUNK_MAX: usize = 256;
 
 /// The key of the chunk whose first entry is `identity_key`.
 pub fn chunk_key(identity_key: &[u8]) -> Vec<u8> {
-    let mut k = identity_key.to_vec();
-    if let Some(tag) = k.first_mut() {
-        *tag = keys::TAG_IDENTITY_INDEX;
-    }
-    k
+    retagged(identity_key, keys::TAG_IDENTITY_INDEX)
 }
 
 /// The identity key a chunk key was made of (its first entry's).
 pub fn first_identity_key(chunk_key: &[u8]) -> Vec<u8> {
-    let mut k = chunk_key.to_vec();
-    if let Some(tag) = k.first_mut() {
-        *tag = keys::TAG_IDENTITY;
+    retagged(chunk_key, keys::TAG_IDENTITY)
+}
+
+/// `key` with its tag byte replaced by `tag` (the two key kinds differ only there).
+fn retagged(key: &[u8], tag: u8) -> Vec<u8> {
+    let mut k = key.to_vec();
+    if let Some(first) = k.first_mut() {
+        *first = tag;
     }
     k
 }

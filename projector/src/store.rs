@@ -728,16 +728,23 @@ fn index_chunk<'c>(chunk_key: &[u8], value: &'c [u8]) -> Result<Vec<(&'c [u8], u
         })
 }
 
-/// Reads page numbers from the identity index, keeping the last chunk read
-/// and where the next one starts: identity keys asked in key order that
-/// fall in one chunk cost one read of it.
+/// Reads page numbers from the identity index, keeping the last chunk read:
+/// identity keys asked in key order that fall in one chunk cost one read of
+/// it. A single lookup costs one read (where the next chunk starts is read
+/// only when a later key is past the held chunk's last entry).
 #[derive(Default)]
 struct IndexReader {
-    /// The chunk's key, its value, and the next chunk's key of the same
-    /// source (`None`: it is the source's last).
-    chunk: Option<(sled::IVec, sled::IVec, Option<sled::IVec>)>,
+    held: Option<HeldChunk>,
     /// The prefix of the chunk keys of the held chunk's source.
     source: Vec<u8>,
+}
+
+struct HeldChunk {
+    key: sled::IVec,
+    value: sled::IVec,
+    /// The next chunk's key of the same source, once read (`Some(None)`: the
+    /// held chunk is the source's last).
+    next: Option<Option<sled::IVec>>,
 }
 
 impl IndexReader {
@@ -745,37 +752,53 @@ impl IndexReader {
     /// identity.
     fn page_of(&mut self, tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>> {
         let ck = identity_index::chunk_key(key);
-        let held = self.chunk.as_ref().is_some_and(|(at, _, next)| {
-            ck.starts_with(&self.source)
-                && at.as_ref() <= ck.as_slice()
-                && next.as_ref().is_none_or(|n| ck.as_slice() < n.as_ref())
-        });
-        if !held {
-            let Some(prefix) = identity_index::source_prefix(key) else {
-                return Ok(None);
+        if let Some(held) = &mut self.held
+            && ck.starts_with(&self.source)
+            && held.key.as_ref() <= ck.as_slice()
+        {
+            let entries = index_chunk(&held.key, &held.value)?;
+            let page = identity_index::lookup(&entries, key);
+            let within = entries.last().is_some_and(|(last, _)| key <= *last);
+            if within {
+                return Ok(page);
+            }
+            // Past its last entry: still this chunk's (and absent) unless
+            // another chunk of the source starts at or before it.
+            let next = match &held.next {
+                Some(next) => next.clone(),
+                None => {
+                    let after = (
+                        std::ops::Bound::Excluded(held.key.to_vec()),
+                        std::ops::Bound::Unbounded,
+                    );
+                    let next = match tree.range(after).next() {
+                        Some(kv) => Some(kv?.0).filter(|n| n.starts_with(&self.source)),
+                        None => None,
+                    };
+                    held.next = Some(next.clone());
+                    next
+                }
             };
-            self.chunk = None;
-            self.source.clone_from(&prefix);
-            let Some(kv) = tree.range(prefix.clone()..=ck.clone()).next_back() else {
-                return Ok(None);
-            };
-            let (at, value) = kv?;
-            let next = match tree
-                .range((
-                    std::ops::Bound::Excluded(at.to_vec()),
-                    std::ops::Bound::Unbounded,
-                ))
-                .next()
-            {
-                Some(kv) => Some(kv?.0).filter(|n| n.starts_with(&prefix)),
-                None => None,
-            };
-            self.chunk = Some((at, value, next));
+            if next.is_none_or(|n| ck.as_slice() < n.as_ref()) {
+                return Ok(page);
+            }
         }
-        let Some((at, value, _)) = &self.chunk else {
+        self.held = None;
+        let Some(prefix) = identity_index::source_prefix(key) else {
             return Ok(None);
         };
-        Ok(identity_index::lookup(&index_chunk(at, value)?, key))
+        let Some(kv) = tree.range(prefix.clone()..=ck).next_back() else {
+            return Ok(None);
+        };
+        let (at, value) = kv?;
+        let page = identity_index::lookup(&index_chunk(&at, &value)?, key);
+        self.source = prefix;
+        self.held = Some(HeldChunk {
+            key: at,
+            value,
+            next: None,
+        });
+        Ok(page)
     }
 }
 
