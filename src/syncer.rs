@@ -51,12 +51,12 @@ struct Handle {
 }
 
 /// The per-source workers of one govledger process.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SyncManager {
     sources: Arc<BTreeMap<String, Handle>>,
     /// The projection, to tell a run that is still running from one the
     /// ledger has decided while its worker wraps up.
-    store: Option<Arc<Store>>,
+    store: Arc<Store>,
 }
 
 /// What a worker needs from the process.
@@ -125,7 +125,7 @@ impl SyncManager {
         Ok((
             Self {
                 sources: Arc::new(map),
-                store: Some(store),
+                store,
             },
             joins,
         ))
@@ -143,8 +143,9 @@ impl SyncManager {
             // saw the run decided may trigger the next one at once).
             let decided = self
                 .store
-                .as_ref()
-                .and_then(|s| s.run(&run_id).ok().flatten())
+                .run(&run_id)
+                .ok()
+                .flatten()
                 .is_some_and(|r| r.decided);
             if !decided {
                 return Err(TriggerError::AlreadyRunning {

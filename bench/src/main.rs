@@ -688,9 +688,11 @@ fn growth_rows(points: &[scale::Point]) -> Vec<Row> {
     let rebuild = |p: &scale::Point| per_event(p.rebuild.elapsed, p);
     let disk = |p: &scale::Point| p.disk_bytes as f64 / p.events.max(1) as f64;
     let rss = |p: &scale::Point| scale::mib(p.project.peak_rss.max(p.rebuild.peak_rss));
-    let vs_raw = |p: &scale::Point| p.rate();
     let rss_ok = points.iter().all(|p| rss(p) <= 300.0);
-    let worst_vs_raw = points.iter().map(vs_raw).fold(f64::INFINITY, f64::min);
+    let worst_vs_raw = points
+        .iter()
+        .map(scale::Point::rate)
+        .fold(f64::INFINITY, f64::min);
     // The storage baseline's own growth: a B-tree deepens and outgrows its
     // cache, so sled's cost per write rises with the data whatever writes it.
     let floor = |p: &scale::Point| per_event(p.raw_sled, p);
@@ -726,13 +728,11 @@ fn growth_rows(points: &[scale::Point]) -> Vec<Row> {
                 .iter()
                 .map(|p| {
                     let rounds = if p.rate_rounds.len() > 1 {
-                        let each: Vec<String> =
-                            p.rate_rounds.iter().map(|r| format!("{r:.2}")).collect();
-                        format!(" ({})", each.join(", "))
+                        format!(" ({})", scale::rounds_label(&p.rate_rounds))
                     } else {
                         String::new()
                     };
-                    format!("{}: {:.2}{rounds}", short(p.identities), vs_raw(p))
+                    format!("{}: {:.2}{rounds}", short(p.identities), p.rate())
                 })
                 .collect::<Vec<_>>()
                 .join(" · "),

@@ -64,6 +64,12 @@ impl Point {
     }
 }
 
+/// Rates with two decimals, in order ("0.59, 0.46, 0.40").
+pub fn rounds_label(rates: &[f64]) -> String {
+    let each: Vec<String> = rates.iter().map(|r| format!("{r:.2}")).collect();
+    each.join(", ")
+}
+
 /// A measured size whose server and projected data are kept (for queries).
 pub struct Scaled {
     pub point: Point,
@@ -189,11 +195,7 @@ pub async fn measure(
         rate_rounds.push(raw.as_secs_f64() / again.elapsed.as_secs_f64());
         crate::progress(format!(
             "  short point, 3 rounds: projection ÷ raw fetch rates {}",
-            rate_rounds
-                .iter()
-                .map(|r| format!("{r:.2}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            rounds_label(&rate_rounds)
         ));
     }
     let writes = storage::read_stream(&client, &spec.name, last_seq).await?;
