@@ -128,6 +128,11 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub mem_bytes: u64,
+    /// Whether the CPU has SHA-256 instructions (`sha_ni` on x86, `sha2` on
+    /// Arm), `None` when /proc/cpuinfo lists no flags. The ledger hashes every
+    /// event (its Merkle leaf) and the raw baselines hash nothing, so a CPU
+    /// without them moves the projection's ratios.
+    pub sha_instructions: Option<bool>,
 }
 
 impl Machine {
@@ -154,17 +159,34 @@ impl Machine {
             cpu,
             cores,
             mem_bytes,
+            sha_instructions: sha_instructions(&cpuinfo),
         }
     }
 
     pub fn describe(&self) -> String {
+        let sha = match self.sha_instructions {
+            Some(true) => "SHA-256 instructions: yes",
+            Some(false) => "SHA-256 instructions: no",
+            None => "SHA-256 instructions: unknown",
+        };
         format!(
-            "{}, {} cores available, {:.1} GiB RAM",
+            "{}, {} cores available, {:.1} GiB RAM, {sha}",
             self.cpu,
             self.cores,
             self.mem_bytes as f64 / (1024.0 * 1024.0 * 1024.0)
         )
     }
+}
+
+/// Whether the first CPU's flags in `cpuinfo` (x86 `flags`, Arm `Features`)
+/// name SHA-256 instructions; `None` when neither line is there.
+fn sha_instructions(cpuinfo: &str) -> Option<bool> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        let k = k.trim();
+        (k == "flags" || k == "Features")
+            .then(|| v.split_whitespace().any(|f| f == "sha_ni" || f == "sha2"))
+    })
 }
 
 /// `git rev-parse --short HEAD`, with `-dirty` when the tree has changes.
@@ -323,6 +345,30 @@ mod tests {
         let second = std::fs::read_to_string(&p).unwrap();
         assert!(second.starts_with("two\n"), "{second}");
         assert!(second.ends_with("my notes\n"), "{second}");
+    }
+
+    #[test]
+    fn sha_instructions_are_read_from_the_cpu_flags() {
+        let x86 = "model name\t: Xeon\nflags\t\t: fpu avx2 sha_ni bmi2\n";
+        assert_eq!(sha_instructions(x86), Some(true));
+        let x86_without = "flags\t\t: fpu avx2 bmi2 sha\n";
+        assert_eq!(sha_instructions(x86_without), Some(false));
+        let arm = "Features\t: fp asimd aes pmull sha1 sha2 crc32\n";
+        assert_eq!(sha_instructions(arm), Some(true));
+        assert_eq!(sha_instructions("model name\t: x\n"), None);
+        // The first CPU's line answers.
+        let two = "flags\t: sse\nflags\t: sha_ni\n";
+        assert_eq!(sha_instructions(two), Some(false));
+        let m = Machine {
+            cpu: "c".into(),
+            cores: 2,
+            mem_bytes: 1 << 30,
+            sha_instructions: Some(true),
+        };
+        assert_eq!(
+            m.describe(),
+            "c, 2 cores available, 1.0 GiB RAM, SHA-256 instructions: yes"
+        );
     }
 
     #[test]
