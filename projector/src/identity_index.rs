@@ -53,18 +53,30 @@ fn retagged(key: &[u8], tag: u8) -> Vec<u8> {
     k
 }
 
+/// The bytes of a key (identity or chunk key) that name its source: the
+/// length-prefixed source after the tag. `None` when the bytes are no such key.
+pub fn source_part(key: &[u8]) -> Option<&[u8]> {
+    let (len, _) = key.get(1..)?.split_first_chunk::<4>()?;
+    let end = 5usize.checked_add(u32::from_be_bytes(*len) as usize)?;
+    key.get(1..end)
+}
+
 /// The prefix every chunk key of `identity_key`'s source starts with, or
 /// `None` when the bytes are no identity key.
 pub fn source_prefix(identity_key: &[u8]) -> Option<Vec<u8>> {
-    let len = identity_key.get(1..5)?;
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    let end = 5usize.checked_add(len)?;
-    let source = identity_key.get(5..end)?;
-    let mut p = Vec::with_capacity(end);
+    let part = source_part(identity_key)?;
+    let mut p = Vec::with_capacity(1 + part.len());
     p.push(keys::TAG_IDENTITY_INDEX);
-    p.extend_from_slice(&identity_key[1..5]);
-    p.extend_from_slice(source);
+    p.extend_from_slice(part);
     Some(p)
+}
+
+/// Whether `identity_key` is the key `chunk_key` was made of (its first
+/// entry's): [`first_identity_key`] without building it.
+pub fn is_first_of(chunk_key: &[u8], identity_key: &[u8]) -> bool {
+    identity_key.first() == Some(&keys::TAG_IDENTITY)
+        && chunk_key.first() == Some(&keys::TAG_IDENTITY_INDEX)
+        && identity_key[1..] == chunk_key[1..]
 }
 
 /// Whether `identity_key` starts a run: a fixed 64-bit hash of the key
@@ -150,7 +162,7 @@ pub fn chunk_all<K: AsRef<[u8]>>(entries: &[(K, u64)]) -> Vec<(Vec<u8>, Vec<u8>)
     let mut from = 0;
     for i in 1..=entries.len() {
         if i == entries.len()
-            || source_prefix(entries[i].0.as_ref()) != source_prefix(entries[from].0.as_ref())
+            || source_part(entries[i].0.as_ref()) != source_part(entries[from].0.as_ref())
         {
             out.extend(chunk_run(&entries[from..i]));
             from = i;
@@ -216,6 +228,12 @@ mod tests {
         assert!(!chunk_key(&identity_key("hr2", 1, "u1")).starts_with(&p));
         assert_eq!(source_prefix(&[keys::TAG_IDENTITY, 0, 0]), None);
         assert_eq!(source_prefix(&[keys::TAG_IDENTITY, 0, 0, 0, 9, b'x']), None);
+        assert_eq!(source_part(&c), source_part(&k));
+        assert_eq!(source_part(&k), Some(&p[1..]));
+        assert!(is_first_of(&c, &k));
+        assert!(!is_first_of(&c, &identity_key("hr", 1, "u2")));
+        assert!(!is_first_of(&k, &k));
+        assert!(!is_first_of(&c, &c));
     }
 
     #[test]

@@ -386,40 +386,7 @@ impl Store {
                 key: key.clone(),
                 what: "an identity key",
             })?;
-            // The region starts at the run that holds `key`: the last chunk
-            // at or before it, back to the chunk that starts its run (or,
-            // when no chunk comes before it, the source's first chunk).
-            let mut from = self
-                .tree
-                .range(prefix.clone()..=identity_index::chunk_key(key))
-                .next_back()
-                .transpose()?
-                .map(|(k, _)| k);
-            while let Some(at) = &from {
-                if identity_index::starts_run(&identity_index::first_identity_key(at)) {
-                    break;
-                }
-                match self.tree.range(prefix.clone()..at.to_vec()).next_back() {
-                    Some(prev) => from = Some(prev?.0),
-                    None => break,
-                }
-            }
-            let from = from.map_or_else(|| prefix.clone(), |k| k.to_vec());
-            // It ends before the next chunk that starts a run.
-            let mut old: Vec<(sled::IVec, sled::IVec)> = Vec::new();
-            let mut next_run: Option<Vec<u8>> = None;
-            for kv in self.tree.range(from..) {
-                let (k, v) = kv?;
-                if !k.starts_with(&prefix) {
-                    break;
-                }
-                let first = identity_index::first_identity_key(&k);
-                if !old.is_empty() && identity_index::starts_run(&first) {
-                    next_run = Some(first);
-                    break;
-                }
-                old.push((k, v));
-            }
+            let (old, next_run) = self.index_run_at(&prefix, key)?;
             let mut entries: Vec<(Vec<u8>, u64)> = Vec::new();
             for (k, v) in &old {
                 let chunk = index_chunk(k, v)?;
@@ -427,7 +394,7 @@ impl Store {
             }
             let before = i;
             while let Some((id, page)) = new.get(i)
-                && identity_index::source_prefix(id).as_deref() == Some(prefix.as_slice())
+                && identity_index::source_part(id) == prefix.get(1..)
                 && next_run.as_ref().is_none_or(|n| id < n)
             {
                 entries.push((id.clone(), *page));
@@ -463,6 +430,44 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The stored chunks of the run of `prefix`'s source that holds identity
+    /// `key`, and the identity key that starts the source's next run (`None`:
+    /// the run is the source's last). The run begins at the last chunk at or
+    /// before `key`, back to the chunk that starts its run (or, when no chunk
+    /// comes before `key`, the source's first chunk), and ends before the
+    /// next chunk that starts a run.
+    fn index_run_at(&self, prefix: &[u8], key: &[u8]) -> Result<(Vec<Stored>, Option<Vec<u8>>)> {
+        let mut from = self
+            .tree
+            .range(prefix.to_vec()..=identity_index::chunk_key(key))
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k);
+        while let Some(at) = &from {
+            if identity_index::starts_run(&identity_index::first_identity_key(at)) {
+                break;
+            }
+            match self.tree.range(prefix.to_vec()..at.to_vec()).next_back() {
+                Some(prev) => from = Some(prev?.0),
+                None => break,
+            }
+        }
+        let from = from.map_or_else(|| prefix.to_vec(), |k| k.to_vec());
+        let mut old: Vec<Stored> = Vec::new();
+        for kv in self.tree.range(from..) {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let first = identity_index::first_identity_key(&k);
+            if !old.is_empty() && identity_index::starts_run(&first) {
+                return Ok((old, Some(first)));
+            }
+            old.push((k, v));
+        }
+        Ok((old, None))
     }
 
     /// The last applied sequence and the digest of the state at exactly that
@@ -717,11 +722,14 @@ impl Store {
     }
 }
 
+/// A stored (key, value).
+type Stored = (sled::IVec, sled::IVec);
+
 /// The entries of the identity index chunk stored at `chunk_key`, checked
 /// to begin with the identity the key names.
 fn index_chunk<'c>(chunk_key: &[u8], value: &'c [u8]) -> Result<Vec<(&'c [u8], u64)>> {
     identity_index::parse(value)
-        .filter(|e| e[0].0 == identity_index::first_identity_key(chunk_key).as_slice())
+        .filter(|e| identity_index::is_first_of(chunk_key, e[0].0))
         .ok_or_else(|| StoreError::Corrupt {
             key: chunk_key.to_vec(),
             what: "an identity index chunk",
