@@ -8,7 +8,8 @@
 //!
 //! A batch's flush runs while the next batch is folded and committed (one
 //! flush in flight at most); the batch is acked, and its alerts and progress
-//! published, once its flush is done, in batch order.
+//! published, once its flush is done, in batch order — at once when no next
+//! batch is waiting, so an idle ledger holds nothing back.
 //!
 //! The fetch task keeps only what the fold reads of each message
 //! ([`OwnedMsg`]) and its reply subject (where its ack goes), and drops the
@@ -123,9 +124,8 @@ pub async fn run(
             tx,
         )));
         loop {
-            let batch = rx
-                .recv()
-                .await
+            let batch = next_batch(&mut rx, &mut flushing, &client, &cfg, &progress)
+                .await?
                 .unwrap_or_else(|| Err("the fetch task ended".into()));
             let Pulled { mut replies, owned } = match batch {
                 Ok(Some(p)) => p,
@@ -186,6 +186,37 @@ pub async fn run(
     }
 }
 
+/// What the fetch task hands the fold: a batch (possibly empty when idle),
+/// `None` on shutdown, or the error that ended it.
+type Fetched = Result<Option<Pulled>, BoxError>;
+
+/// Waits for the next pulled batch. A flush that completes first is finished
+/// at once: the last batch before an idle spell is acked, and its alerts and
+/// progress published, as soon as it is durable — not when some later event
+/// happens to arrive (it once waited for one, and a watcher of an idle ledger
+/// never heard of its last decision).
+async fn next_batch(
+    rx: &mut tokio::sync::mpsc::Receiver<Fetched>,
+    flushing: &mut Option<Flushing>,
+    client: &async_nats::Client,
+    cfg: &RunnerConfig,
+    progress: &watch::Sender<u64>,
+) -> Result<Option<Fetched>, ProjectorError> {
+    if let Some(f) = flushing.as_mut() {
+        tokio::select! {
+            // A batch already pulled is folded first: its fold overlaps the flush.
+            biased;
+            batch = rx.recv() => return Ok(batch),
+            flushed = &mut f.flush => {
+                if let Some(f) = flushing.take() {
+                    published(f, flushed, client, cfg, progress).await?;
+                }
+            }
+        }
+    }
+    Ok(rx.recv().await)
+}
+
 /// A committed batch whose flush is running.
 struct Flushing {
     flush: tokio_util::task::AbortOnDropHandle<Result<(), StoreError>>,
@@ -205,10 +236,23 @@ async fn finish(
     cfg: &RunnerConfig,
     progress: &watch::Sender<u64>,
 ) -> Result<(), ProjectorError> {
-    let Some(f) = flushing else { return Ok(()) };
-    f.flush
-        .await
-        .map_err(|e| ProjectorError::Flush(e.to_string()))??;
+    let Some(mut f) = flushing else {
+        return Ok(());
+    };
+    let flushed = (&mut f.flush).await;
+    published(f, flushed, client, cfg, progress).await
+}
+
+/// A batch whose flush has ended: on success it is acked, then its alerts and
+/// progress are published.
+async fn published(
+    f: Flushing,
+    flushed: Result<Result<(), StoreError>, tokio::task::JoinError>,
+    client: &async_nats::Client,
+    cfg: &RunnerConfig,
+    progress: &watch::Sender<u64>,
+) -> Result<(), ProjectorError> {
+    flushed.map_err(|e| ProjectorError::Flush(e.to_string()))??;
     govledger_ingest::failpoint::hit("projector-after-flush-before-ack");
     // Architecture Invariant: ack only after commit (and flush).
     // What `jetstream::Message::ack` sends: an empty message to the reply subject.
@@ -317,7 +361,7 @@ async fn fetch_ahead(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     cfg: RunnerConfig,
     shutdown: CancellationToken,
-    tx: tokio::sync::mpsc::Sender<Result<Option<Pulled>, BoxError>>,
+    tx: tokio::sync::mpsc::Sender<Fetched>,
 ) {
     let mut idle = false;
     loop {
