@@ -368,7 +368,7 @@ impl<'a> Executor<'a> {
                 }),
             )
             .await?;
-            crate::failpoint::hit("executor-after-write");
+            govledger_stream::failpoint::hit("executor-after-write");
             let Some(f) = failure else {
                 // 2xx: the target says done. Believe the read-back only.
                 return Ok(match self.verify(step_no, step).await? {
