@@ -147,6 +147,48 @@ struct PageReq {
     next_prefix: Option<String>,
 }
 
+/// A chain of pages where each page names the next one.
+#[derive(Clone, Copy)]
+enum Chain<'a> {
+    /// SCIM cursor paging: `cursor=<token>&count=<n>` on the resource endpoint.
+    Cursor { name: &'a str, et: EntityType },
+    /// REST `Link: <url>; rel="next"` paging, starting at the first page's URL.
+    Link { shape: &'a RestShape },
+}
+
+impl Chain<'_> {
+    /// The endpoint, as page keys name it.
+    fn name(&self) -> &str {
+        match self {
+            Self::Cursor { name, .. } => name,
+            Self::Link { shape } => shape.path.as_str(),
+        }
+    }
+
+    /// How a page names the next, as page keys and messages say it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Cursor { .. } => "cursor",
+            Self::Link { .. } => "link",
+        }
+    }
+
+    fn entity_type(&self) -> EntityType {
+        match self {
+            Self::Cursor { et, .. } => *et,
+            Self::Link { shape } => shape.entity_type,
+        }
+    }
+
+    /// Why the run stops when the page at `key` names `next`, already read.
+    fn cycle_message(&self, key: &str, next: &str) -> String {
+        match self {
+            Self::Cursor { .. } => format!("paging cycle: {key} handed out cursor {next:?} again"),
+            Self::Link { .. } => format!("paging cycle: {key} linked back to {next}"),
+        }
+    }
+}
+
 /// What paging does after a page was lost.
 enum Flow {
     Next,
@@ -379,7 +421,7 @@ impl Run<'_> {
             Err(stop) => return Ok(Err(stop)),
         }
         let r = match self.spec.paging {
-            Paging::Cursor => self.page_by_cursor(name, et, count).await?,
+            Paging::Cursor => self.follow_chain(Chain::Cursor { name, et }, count).await?,
             _ => self.page_by_index(name, et, count).await?,
         };
         if let Err(stop) = r {
@@ -395,7 +437,7 @@ impl Run<'_> {
     async fn read_rest(&mut self, shape: &RestShape) -> Result<Result<(), Stop>, SyncError> {
         let count = self.spec.page_size.max(1);
         match self.spec.paging {
-            Paging::Link => self.page_by_link(shape, count).await,
+            Paging::Link => self.follow_chain(Chain::Link { shape }, count).await,
             _ => self.page_by_number(shape, count).await,
         }
     }
@@ -556,83 +598,55 @@ impl Run<'_> {
         Ok(self.fetch_page(req).await?.map(|_| ()))
     }
 
-    async fn page_by_cursor(
+    /// Reads a chain of pages where each page names the next (a SCIM cursor or
+    /// a REST `Link` URL) until one names none. A page that fails after its
+    /// retries, a page naming one already read (a cycle) or more than
+    /// [`PAGES_MAX`] pages stop the run: a chain cannot skip a page.
+    async fn follow_chain(
         &mut self,
-        name: &str,
-        et: EntityType,
+        chain: Chain<'_>,
         count: u32,
     ) -> Result<Result<(), Stop>, SyncError> {
-        let mut cursor = String::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        for page_index in 0..PAGES_MAX {
-            let key = format!("{name}:cursor={cursor}");
-            seen.insert(cursor.clone());
-            let mut req = self.page_req(
-                name,
-                &format!("cursor={}&count={count}", percent_encode(&cursor)),
-                key.clone(),
-                et,
-            );
-            (req.page_index, req.count) = (page_index, count);
-            req.next_prefix = Some(format!("{name}:cursor="));
-            let page = match self.fetch_page(req).await? {
-                Ok(p) => p,
-                Err(Stop::Abort(class, msg)) => {
-                    return Ok(Err(Stop::Abort(
-                        class,
-                        format!("{msg}; cursor paging cannot skip a failed page"),
-                    )));
-                }
-            };
-            match page.next_cursor {
-                None => return Ok(Ok(())),
-                Some(next) if seen.contains(&next) => {
-                    return Ok(Err(Stop::Abort(
-                        ErrorClass::Other,
-                        format!("paging cycle: {key} handed out cursor {next:?} again"),
-                    )));
-                }
-                Some(next) => cursor = next,
-            }
-        }
-        Ok(Err(Stop::Abort(
-            ErrorClass::Other,
-            format!("more than {PAGES_MAX} pages"),
-        )))
-    }
-
-    async fn page_by_link(
-        &mut self,
-        shape: &RestShape,
-        count: u32,
-    ) -> Result<Result<(), Stop>, SyncError> {
-        let name = shape.path.as_str();
-        let mut url = self.url(name, &format!("{}={count}", shape.size_param));
+        let (name, kind) = (chain.name(), chain.kind());
+        let mut at = match chain {
+            Chain::Cursor { .. } => String::new(),
+            Chain::Link { shape } => self.url(name, &format!("{}={count}", shape.size_param)),
+        };
         let mut seen: HashSet<String> = HashSet::new();
         let mut declared_seen = false;
         for page_index in 0..PAGES_MAX {
-            seen.insert(url.clone());
-            let key = format!("{name}:link={url}");
+            let key = format!("{name}:{kind}={at}");
+            seen.insert(at.clone());
+            let url = match chain {
+                Chain::Cursor { .. } => self.url(
+                    name,
+                    &format!("cursor={}&count={count}", percent_encode(&at)),
+                ),
+                Chain::Link { .. } => at.clone(),
+            };
             let req = PageReq {
-                url: url.clone(),
+                url,
                 key: key.clone(),
-                entity_type: shape.entity_type,
+                entity_type: chain.entity_type(),
                 role: PageRole::Data,
                 page_index,
                 offset: None,
                 count,
-                next_prefix: Some(format!("{name}:link=")),
+                next_prefix: Some(format!("{name}:{kind}=")),
             };
             let page = match self.fetch_page(req).await? {
                 Ok(p) => p,
                 Err(Stop::Abort(class, msg)) => {
                     return Ok(Err(Stop::Abort(
                         class,
-                        format!("{msg}; link paging cannot skip a failed page"),
+                        format!("{msg}; {kind} paging cannot skip a failed page"),
                     )));
                 }
             };
-            if !declared_seen && page.total_results.is_some() {
+            // A REST source may declare its total on any page; SCIM's count
+            // probes declare it for cursor paging.
+            if matches!(chain, Chain::Link { .. }) && !declared_seen && page.total_results.is_some()
+            {
                 declared_seen = true;
                 self.add_declared(page.total_results);
             }
@@ -641,10 +655,10 @@ impl Run<'_> {
                 Some(next) if seen.contains(&next) => {
                     return Ok(Err(Stop::Abort(
                         ErrorClass::Other,
-                        format!("paging cycle: {key} linked back to {next}"),
+                        chain.cycle_message(&key, &next),
                     )));
                 }
-                Some(next) => url = next,
+                Some(next) => at = next,
             }
         }
         Ok(Err(Stop::Abort(
