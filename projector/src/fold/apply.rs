@@ -29,7 +29,7 @@ pub enum Applied {
     Poison,
 }
 
-/// Folds one stream message. `decoded` is [`decode`]'s answer for it (taken:
+/// Folds one stream message. `decoded` is [`decode`](super::decode)'s answer for it (taken:
 /// its strings move into the records instead of being copied).
 pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: Result<Event, String>) -> Applied {
     if msg.seq <= w.meta.last_applied_seq {

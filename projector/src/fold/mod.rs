@@ -8,7 +8,7 @@
 //!
 //! Idempotence: a sequence at or below `last_applied_seq` is ignored, and an
 //! event id that was already applied is counted as a duplicate and changes
-//! nothing else. Undecodable or unusable messages become [`PoisonEvent`]s.
+//! nothing else. Undecodable or unusable messages become [`PoisonEvent`](govledger_proto::v1::PoisonEvent)s.
 //!
 //! Layout (private modules; their public items are re-exported here):
 //! - `working`: [`Working`], the state a batch reads and writes, and its [`Table`]s;

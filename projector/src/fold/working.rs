@@ -176,7 +176,7 @@ pub struct Working {
     pub action_history: Table<(String, u64), Vec<u8>>,
     pub identity_actions: Table<(IdentityKey, String), ()>,
     /// Leaf-hash blocks ([`crate::keys::LEAVES_PER_BLOCK`] leaves each); the
-    /// caller preloads the blocks [`needs_seq`] names.
+    /// caller preloads the blocks [`needs_seq`](super::needs_seq) names.
     pub leaves: Table<u64, Vec<u8>>,
     /// The page of every identity in `identities`, and whether this batch
     /// created it (the store then adds it to the identity index at commit).
