@@ -802,7 +802,7 @@ impl Ledger for LedgerApi {
             return Err(Status::invalid_argument("from_us is after to_us"));
         }
         if !r.source_id.is_empty() {
-            govledger_ingest::subject::validate_source_id(&r.source_id)
+            govledger_stream::subject::validate_source_id(&r.source_id)
                 .map_err(|e| Status::invalid_argument(format!("source_id: {e}")))?;
         }
         let Some(js) = self.js.clone() else {
@@ -924,7 +924,7 @@ impl Ledger for LedgerApi {
     ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
         let mut r = req.into_inner();
         let source = require("source_id", &r.source_id)?;
-        govledger_ingest::subject::validate_source_id(source)
+        govledger_stream::subject::validate_source_id(source)
             .map_err(|e| Status::invalid_argument(format!("source_id: {e}")))?;
         if r.external_id.is_empty() {
             if r.entity_type != 0 {

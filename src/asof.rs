@@ -399,11 +399,11 @@ impl AsOfReader {
         mut visit: impl FnMut(OwnedMsg, bool) -> Result<(), Status>,
     ) -> Result<u64, Status> {
         let stream = self.stream().await?;
-        let filters = govledger_ingest::subject::source_filter_subjects(source_id);
-        let prefix = format!("{}.{source_id}.", govledger_ingest::subject::SUBJECT_PREFIX);
+        let filters = govledger_stream::subject::source_filter_subjects(source_id);
+        let prefix = format!("{}.{source_id}.", govledger_stream::subject::SUBJECT_PREFIX);
         let any = format!(
             "{}.{source_id}.*.*",
-            govledger_ingest::subject::SUBJECT_PREFIX
+            govledger_stream::subject::SUBJECT_PREFIX
         );
         // An ordered consumer over an empty slice would only time out.
         let first = stream

@@ -263,12 +263,12 @@ impl Checkpointer {
         store: Arc<Store>,
         stream: String,
     ) -> Result<Self, String> {
-        let spec = govledger_ingest::StreamSpec {
+        let spec = govledger_stream::StreamSpec {
             name: AUDIT_STREAM.to_owned(),
             subjects: vec!["govledger.audit.>".to_owned()],
             ..Default::default()
         };
-        govledger_ingest::ensure_stream(&js, &spec)
+        govledger_stream::ensure_stream(&js, &spec)
             .await
             .map_err(|e| e.to_string())?;
         let previous = match js.get_stream(AUDIT_STREAM).await {

@@ -82,8 +82,8 @@ impl Default for NatsConfig {
     fn default() -> Self {
         Self {
             url: None,
-            stream: govledger_ingest::stream::DEFAULT_STREAM_NAME.to_owned(),
-            duplicate_window_ms: govledger_ingest::stream::DEFAULT_DUPLICATE_WINDOW_MS,
+            stream: govledger_stream::contract::DEFAULT_STREAM_NAME.to_owned(),
+            duplicate_window_ms: govledger_stream::contract::DEFAULT_DUPLICATE_WINDOW_MS,
             server_bin: None,
             embedded_port: 0,
             credentials_file: None,
@@ -306,8 +306,8 @@ impl Config {
         Ok(())
     }
 
-    pub fn stream_spec(&self) -> govledger_ingest::StreamSpec {
-        govledger_ingest::StreamSpec {
+    pub fn stream_spec(&self) -> govledger_stream::StreamSpec {
+        govledger_stream::StreamSpec {
             name: self.nats.stream.clone(),
             duplicate_window: Duration::from_millis(self.nats.duplicate_window_ms),
             ..Default::default()

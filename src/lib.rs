@@ -2,7 +2,8 @@
 //!
 //! Layout (this package is the binary's library; the other crates do one job each):
 //! - `govledger-proto` (`proto/`): the wire contract — events, projection records, gRPC API;
-//! - `govledger-ingest` (`ingest/`): the stream contract, the publisher, the retry engine;
+//! - `govledger-stream` (`stream/`): the stream contract, subjects, the NATS connection, backoff, failpoints;
+//! - `govledger-ingest` (`ingest/`): the publisher, the connectors and sync engine, the action executor;
 //! - `govledger-projector` (`projector/`): the pure fold, verdicts, the sled store, the consumer loop;
 //! - here: [`config`] (one TOML file), [`serve`] (wiring the roles, one shutdown path),
 //!   [`api`] (the tonic service), [`nats_embed`] (the embedded `nats-server` child),

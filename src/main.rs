@@ -493,7 +493,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             page_size,
             fail_page,
         } => {
-            govledger_ingest::subject::validate_source_id(&source)
+            govledger_stream::subject::validate_source_id(&source)
                 .context("--source is not a valid source id")?;
             let mut cfg = load_config(&server)?;
             if cfg.nats.url.is_none() {
@@ -511,7 +511,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             let shutdown = CancellationToken::new();
             serve::cancel_on_signals(shutdown.clone());
             let js = async_nats::jetstream::new(nats.clone());
-            govledger_ingest::ensure_stream(&js, &cfg.stream_spec()).await?;
+            govledger_stream::ensure_stream(&js, &cfg.stream_spec()).await?;
             let publisher = Publisher::new(nats, cfg.publisher_config(), shutdown);
             let producer = ProducerId::new("simulate");
             let mut sims = vec![simulate::SimRun::new(&source, users, page_size)];

@@ -61,7 +61,7 @@ async fn run(
     let filter_subjects = if req.source_id.is_empty() {
         Vec::new()
     } else {
-        govledger_ingest::subject::source_filter_subjects(&req.source_id)
+        govledger_stream::subject::source_filter_subjects(&req.source_id)
     };
     let mut msgs = ordered_messages(&stream, deliver_policy, filter_subjects)
         .await
@@ -183,7 +183,7 @@ fn matches(
 ) -> bool {
     // A server older than 2.10 ignores the consumer's `filter_subjects`.
     if !req.source_id.is_empty()
-        && !govledger_ingest::subject::source_filter_subjects(&req.source_id)
+        && !govledger_stream::subject::source_filter_subjects(&req.source_id)
             .iter()
             .any(|f| subject.starts_with(f.trim_end_matches('*')))
     {

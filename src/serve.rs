@@ -10,13 +10,13 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use govledger_ingest::stream::{StreamError, ensure_stream};
 use govledger_projector::{
     Store,
     runner::{self, ProjectorError},
     store::StoreError,
 };
 use govledger_proto::v1::ledger_server::LedgerServer;
+use govledger_stream::contract::{StreamError, ensure_stream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

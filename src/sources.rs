@@ -7,13 +7,13 @@
 use std::{path::PathBuf, time::Duration};
 
 use govledger_ingest::{
-    backoff::Backoff,
     http::{Auth, Secret},
     rest::RestShape,
     retry::RetryPolicy,
     sync::{Paging, Resource, SyncSpec},
 };
 use govledger_proto::v1::EntityType;
+use govledger_stream::backoff::Backoff;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
@@ -310,7 +310,7 @@ impl SourceConfig {
     /// Validates this source (index `i` in the file) and builds its sync spec and auth.
     pub fn build(&self, i: usize, env: &dyn SecretSource) -> Result<(SyncSpec, Auth), ConfigError> {
         let k = |name: &str| format!("sources[{i}].{name}");
-        govledger_ingest::subject::validate_source_id(&self.id)
+        govledger_stream::subject::validate_source_id(&self.id)
             .map_err(|e| invalid(k("id"), e.to_string()))?;
         let rest = match (self.kind.as_str(), &self.rest) {
             ("scim", None) => None,

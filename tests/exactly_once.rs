@@ -42,7 +42,7 @@ async fn publish_history(nats: &NatsServer, runs: usize, users: u64) -> u64 {
         if i % 4 == 1 {
             // Re-store a few events without a dedup id: same event ids, new sequences.
             for ev in events.iter().step_by(37) {
-                let subject = govledger_ingest::subject::event_subject(
+                let subject = govledger_stream::subject::event_subject(
                     &ev.source_id,
                     ev.body.as_ref().unwrap(),
                 );

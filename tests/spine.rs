@@ -310,7 +310,7 @@ async fn serve_refuses_a_stream_that_allows_delete_and_purge() {
     let nats = NatsServer::start();
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
-    let mut weak = govledger_ingest::StreamSpec::default().config();
+    let mut weak = govledger_stream::StreamSpec::default().config();
     weak.deny_delete = false;
     weak.deny_purge = false;
     js.create_stream(weak).await.unwrap();

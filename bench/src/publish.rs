@@ -10,8 +10,9 @@ use anyhow::{Context as _, Result, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::{StreamExt as _, stream::FuturesUnordered};
-use govledger_ingest::{Publisher, PublisherConfig, StreamSpec, ensure_stream, publisher::encode};
+use govledger_ingest::{Publisher, PublisherConfig, publisher::encode};
 use govledger_proto::v1::Event;
+use govledger_stream::{StreamSpec, ensure_stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::procs::NatsServer;

@@ -14,7 +14,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use govledger_ingest::{Publisher, PublisherConfig, StreamSpec, ensure_stream};
+use govledger_ingest::{Publisher, PublisherConfig};
+use govledger_stream::{StreamSpec, ensure_stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::{

@@ -11,12 +11,13 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use govledger_ingest::{
-    Publisher, PublisherConfig, StreamSpec, ensure_stream,
+    Publisher, PublisherConfig,
     http::{Auth, HttpSource},
     retry::RetryPolicy,
     sync::{Paging, Resource, SyncContext, SyncProgress, SyncSpec, run_sync},
 };
 use govledger_proto::v1::{EngineOutcome, EntityType, SyncMode};
+use govledger_stream::{StreamSpec, ensure_stream};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -342,56 +342,35 @@ impl<'a> Executor<'a> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let (method, body) = self.request(step);
-            let summary = format!("{method} {} ({})", self.url(step), step.label());
-            self.limiter.acquire().await;
-            let started = Instant::now();
-            let r = self
-                .target
-                .http
-                .send(method, &self.url(step), body, etag.as_deref())
-                .await;
-            let latency_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-            let (status, class, failure) = match &r {
-                Ok(f) => (f.status, ErrorClass::Unspecified, None),
-                Err(f) => (f.http_status, f.class, Some(f.clone())),
-            };
-            self.emit(
-                attempt,
-                Body::ActionAttempted(ActionAttempted {
-                    step: step_no,
-                    request_summary: summary,
-                    http_status: u32::from(status),
-                    error_class: class as i32,
-                    latency_ms,
-                    external: false,
-                }),
-            )
-            .await?;
-            crate::failpoint::hit("executor-after-write");
-            let Some(f) = failure else {
-                // 2xx: the target says done. Believe the read-back only.
-                return Ok(match self.verify(step_no, step).await? {
-                    Some(rb) if rb.in_effect => out(
-                        ActionOutcome::Confirmed,
-                        format!("{}: confirmed by read-back ({})", step.label(), rb.observed),
-                    ),
-                    Some(rb) => out(
-                        ActionOutcome::Unconfirmed,
-                        format!(
-                            "{}: the target answered HTTP {status} but the read-back shows no change ({})",
-                            step.label(),
-                            rb.observed
+            let f = match self
+                .attempt_write(step_no, step, attempt, etag.as_deref())
+                .await?
+            {
+                Ok(status) => {
+                    // 2xx: the target says done. Believe the read-back only.
+                    return Ok(match self.verify(step_no, step).await? {
+                        Some(rb) if rb.in_effect => out(
+                            ActionOutcome::Confirmed,
+                            format!("{}: confirmed by read-back ({})", step.label(), rb.observed),
                         ),
-                    ),
-                    None => out(
-                        ActionOutcome::Unconfirmed,
-                        format!(
-                            "{}: HTTP {status}, but the target could not be read back",
-                            step.label()
+                        Some(rb) => out(
+                            ActionOutcome::Unconfirmed,
+                            format!(
+                                "{}: the target answered HTTP {status} but the read-back shows no change ({})",
+                                step.label(),
+                                rb.observed
+                            ),
                         ),
-                    ),
-                });
+                        None => out(
+                            ActionOutcome::Unconfirmed,
+                            format!(
+                                "{}: HTTP {status}, but the target could not be read back",
+                                step.label()
+                            ),
+                        ),
+                    });
+                }
+                Err(f) => f,
             };
             // Any failure: read back before deciding anything (the write may have landed).
             let rb = self.verify(step_no, step).await?;
@@ -447,6 +426,49 @@ impl<'a> Executor<'a> {
                 }
             }
         }
+    }
+
+    /// One write attempt: sends the step's request and publishes its
+    /// `ActionAttempted` (then the `executor-after-write` failpoint).
+    /// `Ok(Ok(status))` on 2xx, `Ok(Err(failure))` when the write failed.
+    async fn attempt_write(
+        &mut self,
+        step_no: u32,
+        step: &Step,
+        attempt: u32,
+        etag: Option<&str>,
+    ) -> Result<Result<u16, Failure>, ExecError> {
+        let (method, body) = self.request(step);
+        let summary = format!("{method} {} ({})", self.url(step), step.label());
+        self.limiter.acquire().await;
+        let started = Instant::now();
+        let r = self
+            .target
+            .http
+            .send(method, &self.url(step), body, etag)
+            .await;
+        let latency_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+        let (status, class, failure) = match &r {
+            Ok(f) => (f.status, ErrorClass::Unspecified, None),
+            Err(f) => (f.http_status, f.class, Some(f.clone())),
+        };
+        self.emit(
+            attempt,
+            Body::ActionAttempted(ActionAttempted {
+                step: step_no,
+                request_summary: summary,
+                http_status: u32::from(status),
+                error_class: class as i32,
+                latency_ms,
+                external: false,
+            }),
+        )
+        .await?;
+        govledger_stream::failpoint::hit("executor-after-write");
+        Ok(match failure {
+            None => Ok(status),
+            Some(f) => Err(f),
+        })
     }
 
     fn request(&self, step: &Step) -> (Method, Option<Vec<u8>>) {

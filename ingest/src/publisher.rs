@@ -25,13 +25,12 @@ use std::{
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
 use govledger_proto::v1::Event;
+use govledger_stream::{backoff::Backoff, subject};
 use prost::Message as _;
 use std::collections::VecDeque;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-
-use crate::{backoff::Backoff, subject};
 
 pub const DEFAULT_INFLIGHT_MAX: usize = 4_096;
 pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 5_000;

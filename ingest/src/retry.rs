@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use govledger_proto::v1::ErrorClass;
-
-use crate::backoff::Backoff;
+use govledger_stream::backoff::Backoff;
 
 pub const DEFAULT_ATTEMPTS_MAX: u32 = 5;
 pub const DEFAULT_BUDGET_MS: u64 = 60_000;

@@ -1,11 +1,16 @@
 //! Folding the ledger: the events in stream order become the projections that
 //! answer "is this data complete, is it fresh, did each action take effect".
 //!
+//! The stream contract, backoff and failpoints come from `govledger-stream`;
+//! this crate does not depend on `govledger-ingest` (nor its HTTP stack).
+//!
 //! Layout:
 //! - [`fold`]: the pure, deterministic fold (no I/O, no clock);
 //! - [`verdict`]: pure verdict and presence rules;
 //! - [`keys`]: the key layout of the one sled tree;
 //! - [`identity_page`]: identity records kept several to a sled record (pure);
+//! - [`identity_index`]: the index from identity key to page number, kept in chunks (pure);
+//! - [`merkle`]: RFC 6962 Merkle trees over the stream: hashes, inclusion and consistency proofs (pure);
 //! - [`store`]: the sled store (atomic batch commit with the last applied sequence);
 //! - [`runner`]: the JetStream durable pull consumer loop (ack only after commit).
 #![forbid(unsafe_code)]

@@ -24,8 +24,8 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, pull},
 };
 use futures::StreamExt as _;
-use govledger_ingest::backoff::Backoff;
 use govledger_proto::v1::LedgerMeta;
+use govledger_stream::backoff::Backoff;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +59,7 @@ pub struct RunnerConfig {
 impl Default for RunnerConfig {
     fn default() -> Self {
         Self {
-            stream: govledger_ingest::stream::DEFAULT_STREAM_NAME.to_owned(),
+            stream: govledger_stream::contract::DEFAULT_STREAM_NAME.to_owned(),
             durable: DEFAULT_DURABLE.to_owned(),
             batch_events_max: DEFAULT_BATCH_EVENTS_MAX,
             idle_wait: Duration::from_millis(DEFAULT_IDLE_WAIT_MS),
@@ -154,7 +154,7 @@ pub async fn run(
                 usable = owned[..usable].iter().take_while(|m| m.seq <= stop).count();
             }
             let outcome = blocking(|| process_batch(&store, &mut meta, &owned[..usable]))?;
-            govledger_ingest::failpoint::hit("projector-after-commit-before-flush");
+            govledger_stream::failpoint::hit("projector-after-commit-before-flush");
             // The previous batch's flush ran while this one was folded; it is
             // acked now, before this one's flush starts (acks stay in order).
             finish(flushing.take(), &client, &cfg, &progress).await?;
@@ -253,7 +253,7 @@ async fn published(
     progress: &watch::Sender<u64>,
 ) -> Result<(), ProjectorError> {
     flushed.map_err(|e| ProjectorError::Flush(e.to_string()))??;
-    govledger_ingest::failpoint::hit("projector-after-flush-before-ack");
+    govledger_stream::failpoint::hit("projector-after-flush-before-ack");
     // Architecture Invariant: ack only after commit (and flush).
     // What `jetstream::Message::ack` sends: an empty message to the reply subject.
     if let Some(reply) = f.ack_to

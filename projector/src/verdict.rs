@@ -37,20 +37,50 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// The verdict of a finished run, decided once when its `SyncRunFinished` is folded.
+///
+/// The checks run family by family, in this order (the order of the reasons):
+/// how the engine ended, pages that failed, counts against the declared total,
+/// paging defects, record defects, late events; then a changed declared total
+/// and a count drop can still make an otherwise clean run SUSPECT.
 pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
-    let report = run.engine_report.clone().unwrap_or_default();
-    let outcome = EngineOutcome::try_from(report.engine_outcome).unwrap_or_default();
     let mut reasons = Vec::new();
-    let late = (run.late_events > 0).then(|| {
-        reason(
+    if let Some(v) = engine_ending(run, &mut reasons) {
+        return (v, reasons);
+    }
+    page_failures(run, &mut reasons);
+    let count_over = count_mismatches(run, &mut reasons);
+    paging_defects(run, count_over, &mut reasons);
+    record_defects(run, &mut reasons);
+    if run.late_events > 0 {
+        reasons.push(reason(
             ReasonCode::LateEvents,
             format!(
                 "{} arrived after the verdict was decided; the run cannot be trusted as complete",
                 plural(run.late_events, "event", "events")
             ),
-        )
-    });
+        ));
+    }
+    if !reasons.is_empty() {
+        if run.declared_total_changed {
+            reasons.push(declared_changed(run));
+        }
+        return (Verdict::Incomplete, reasons);
+    }
+    if run.declared_total_changed {
+        return (Verdict::Suspect, vec![declared_changed(run)]);
+    }
+    if let Some(r) = count_drop(run) {
+        return (Verdict::Suspect, vec![r]);
+    }
+    (Verdict::Complete, reasons)
+}
 
+/// How the engine said the sync ended. ABANDONED, or FAILED before any page,
+/// decides the run outright (`Some`); a failure after some pages, or no report,
+/// adds its reason.
+fn engine_ending(run: &RunState, reasons: &mut Vec<Reason>) -> Option<Verdict> {
+    let report = run.engine_report.clone().unwrap_or_default();
+    let outcome = EngineOutcome::try_from(report.engine_outcome).unwrap_or_default();
     if outcome == EngineOutcome::Abandoned {
         reasons.push(reason(
             ReasonCode::Abandoned,
@@ -59,7 +89,7 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
                 suffix(&report.message)
             ),
         ));
-        return (Verdict::Abandoned, reasons);
+        return Some(Verdict::Abandoned);
     }
     let auth = report.error_class == ErrorClass::Auth as i32;
     let failed_code = if auth {
@@ -72,7 +102,7 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
             failed_code,
             format!("the sync could not run{}", suffix(&report.message)),
         ));
-        return (Verdict::Failed, reasons);
+        return Some(Verdict::Failed);
     }
     if outcome == EngineOutcome::Failed {
         reasons.push(reason(
@@ -90,6 +120,11 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
             "the worker did not report how the sync ended".to_owned(),
         ));
     }
+    None
+}
+
+/// NO_PAGES and PAGES_FAILED: nothing read, or pages given up after retries.
+fn page_failures(run: &RunState, reasons: &mut Vec<Reason>) {
     if run.pages_fetched == 0 && run.pages_failed_final == 0 {
         reasons.push(reason(
             ReasonCode::NoPages,
@@ -114,6 +149,11 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
             ),
         ));
     }
+}
+
+/// COUNT_SHORT / COUNT_OVER against the declared totals, per entity type when
+/// pages declared them so; true when more records were observed than declared.
+fn count_mismatches(run: &RunState, reasons: &mut Vec<Reason>) -> bool {
     let declared_entities: Vec<&EntityCounts> = run
         .entities
         .iter()
@@ -122,7 +162,7 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     let mut count_over = false;
     if declared_entities.is_empty() {
         if let Some(d) = run.declared_total_last.or(run.declared_total_at_start) {
-            count_over |= compare_counts(&mut reasons, "", run.records_unique, d);
+            count_over |= compare_counts(reasons, "", run.records_unique, d);
         }
     } else {
         let multi = declared_entities.len() > 1;
@@ -139,10 +179,17 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
                 e.unique
             };
             if let Some(d) = e.declared_last {
-                count_over |= compare_counts(&mut reasons, &label, unique, d);
+                count_over |= compare_counts(reasons, &label, unique, d);
             }
         }
     }
+    count_over
+}
+
+/// Paging defects: empty or short pages before the declared end, records past
+/// the last page, a paging cycle, and a declared total equal to the page size
+/// while more records exist (`count_over`).
+fn paging_defects(run: &RunState, count_over: bool, reasons: &mut Vec<Reason>) {
     if run.empty_pages > 0 {
         reasons.push(reason(
             ReasonCode::EmptyPage,
@@ -187,6 +234,10 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
             "the declared total equals the page size while more records exist: the source's count is wrong".to_owned(),
         ));
     }
+}
+
+/// Record defects: records observed more than once, records rejected as malformed.
+fn record_defects(run: &RunState, reasons: &mut Vec<Reason>) {
     if run.duplicates > 0 {
         reasons.push(reason(
             ReasonCode::Duplicates,
@@ -205,20 +256,6 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
             ),
         ));
     }
-    reasons.extend(late);
-    if !reasons.is_empty() {
-        if run.declared_total_changed {
-            reasons.push(declared_changed(run));
-        }
-        return (Verdict::Incomplete, reasons);
-    }
-    if run.declared_total_changed {
-        return (Verdict::Suspect, vec![declared_changed(run)]);
-    }
-    if let Some(r) = count_drop(run) {
-        return (Verdict::Suspect, vec![r]);
-    }
-    (Verdict::Complete, reasons)
 }
 
 /// Adds COUNT_SHORT / COUNT_OVER when `unique` differs from `declared`; true when over.

@@ -417,7 +417,7 @@ pub fn publisher(client: async_nats::Client, ack_timeout_ms: u64) -> Publisher {
 /// Creates the stream with govledger's own contract.
 pub async fn ensure_stream(client: &async_nats::Client) {
     let js = async_nats::jetstream::new(client.clone());
-    govledger_ingest::ensure_stream(&js, &govledger_ingest::StreamSpec::default())
+    govledger_stream::ensure_stream(&js, &govledger_stream::StreamSpec::default())
         .await
         .unwrap();
 }

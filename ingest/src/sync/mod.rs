@@ -10,6 +10,10 @@
 //! A run the engine could not finish (shutdown) ends with an explicit
 //! `SyncRunFinished(ABANDONED)`; a run cut short by a crash is abandoned by the
 //! next worker ([`abandon_run`]).
+//!
+//! Layout: this module runs a sync and fetches, parses and publishes one page
+//! with retries; `paging` (private) walks a resource's pages: by index, by page
+//! number, or along a chain of cursors or links.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -38,6 +42,8 @@ use crate::{
 pub const PAGES_MAX: u64 = 1_000_000;
 /// Publishes awaited lazily: at most this many unconfirmed before the engine waits.
 const UNCONFIRMED_MAX: usize = 8_192;
+
+mod paging;
 
 /// How pages are addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,13 +151,6 @@ struct PageReq {
     count: u32,
     /// How to name the next page from the cursor/link the page hands out.
     next_prefix: Option<String>,
-}
-
-/// What paging does after a page was lost.
-enum Flow {
-    Next,
-    End,
-    Stop(Stop),
 }
 
 /// Why paging of one resource stopped early.
@@ -365,292 +364,6 @@ impl Run<'_> {
             count: 0,
             next_prefix: None,
         }
-    }
-
-    /// Reads one SCIM resource completely. `Ok(Err(stop))`: the run must stop.
-    async fn read_resource(&mut self, res: &Resource) -> Result<Result<(), Stop>, SyncError> {
-        let count = self.spec.page_size.max(1);
-        let (name, et) = (res.endpoint.as_str(), res.entity_type);
-        // Count probe before: what the source says it holds.
-        let mut probe = self.page_req(name, "count=0", format!("{name}:count-before"), et);
-        probe.role = PageRole::CountProbe;
-        match self.fetch_page(probe).await? {
-            Ok(page) => self.add_declared(page.total_results),
-            Err(stop) => return Ok(Err(stop)),
-        }
-        let r = match self.spec.paging {
-            Paging::Cursor => self.page_by_cursor(name, et, count).await?,
-            _ => self.page_by_index(name, et, count).await?,
-        };
-        if let Err(stop) = r {
-            return Ok(Err(stop));
-        }
-        // Count probe after: a total that moved during the run is a signal.
-        let mut probe = self.page_req(name, "count=0", format!("{name}:count-after"), et);
-        probe.role = PageRole::CountProbe;
-        Ok(self.fetch_page(probe).await?.map(|_| ()))
-    }
-
-    /// Reads a REST source completely: page numbers or Link headers.
-    async fn read_rest(&mut self, shape: &RestShape) -> Result<Result<(), Stop>, SyncError> {
-        let count = self.spec.page_size.max(1);
-        match self.spec.paging {
-            Paging::Link => self.page_by_link(shape, count).await,
-            _ => self.page_by_number(shape, count).await,
-        }
-    }
-
-    fn add_declared(&mut self, total: Option<u64>) {
-        if let Some(t) = total {
-            self.declared = Some(self.declared.unwrap_or(0) + t);
-            let mut p = self.ctx.progress.borrow().clone();
-            p.declared = self.declared;
-            self.ctx.progress.send_replace(p);
-        }
-    }
-
-    /// What to do after a data page gave up: skip it when the pages after it can
-    /// still be located (a declared total), or stop the run.
-    fn after_lost_page(
-        stop: Stop,
-        declared: Option<u64>,
-        next_offset: u64,
-        cancelled: bool,
-    ) -> Flow {
-        let Stop::Abort(class, msg) = stop;
-        if class == ErrorClass::Auth || cancelled {
-            return Flow::Stop(Stop::Abort(class, msg));
-        }
-        match declared {
-            Some(d) if next_offset >= d => Flow::End,
-            Some(_) => Flow::Next,
-            None => Flow::Stop(Stop::Abort(
-                class,
-                format!("{msg}; without a declared total the pages after it cannot be located"),
-            )),
-        }
-    }
-
-    async fn page_by_index(
-        &mut self,
-        name: &str,
-        et: EntityType,
-        count: u32,
-    ) -> Result<Result<(), Stop>, SyncError> {
-        let mut start: u64 = 1;
-        let mut declared: Option<u64> = None;
-        for page_index in 0..PAGES_MAX {
-            let mut req = self.page_req(
-                name,
-                &format!("startIndex={start}&count={count}"),
-                format!("{name}:startIndex={start}"),
-                et,
-            );
-            (req.page_index, req.offset, req.count) = (page_index, Some(start - 1), count);
-            match self.fetch_page(req).await? {
-                Ok(page) => {
-                    declared = page.total_results.or(declared);
-                    let n = page.items.len() as u64;
-                    if n == 0 {
-                        break;
-                    }
-                    start += n;
-                    match declared {
-                        Some(d) if start > d => break,
-                        None if n < u64::from(count) => break,
-                        _ => {}
-                    }
-                }
-                Err(stop) => {
-                    start += u64::from(count);
-                    match Self::after_lost_page(
-                        stop,
-                        declared,
-                        start - 1,
-                        self.ctx.cancel.is_cancelled(),
-                    ) {
-                        Flow::Next => {}
-                        Flow::End => break,
-                        Flow::Stop(s) => return Ok(Err(s)),
-                    }
-                }
-            }
-        }
-        // A request past the last page must come back empty.
-        let mut req = self.page_req(
-            name,
-            &format!("startIndex={start}&count={count}"),
-            format!("{name}:probe startIndex={start}"),
-            et,
-        );
-        (req.role, req.offset, req.count) = (PageRole::ProbePastEnd, Some(start - 1), count);
-        Ok(self.fetch_page(req).await?.map(|_| ()))
-    }
-
-    async fn page_by_number(
-        &mut self,
-        shape: &RestShape,
-        count: u32,
-    ) -> Result<Result<(), Stop>, SyncError> {
-        let name = shape.path.as_str();
-        let et = shape.entity_type;
-        let mut page_no: u64 = 1;
-        let mut declared: Option<u64> = None;
-        for page_index in 0..PAGES_MAX {
-            let offset = (page_no - 1) * u64::from(count);
-            let mut req = self.page_req(
-                name,
-                &format!(
-                    "{}={page_no}&{}={count}",
-                    shape.page_param, shape.size_param
-                ),
-                format!("{name}:page={page_no}"),
-                et,
-            );
-            (req.page_index, req.offset, req.count) = (page_index, Some(offset), count);
-            page_no += 1;
-            match self.fetch_page(req).await? {
-                Ok(page) => {
-                    if page.total_results.is_some() && declared.is_none() {
-                        self.add_declared(page.total_results);
-                    }
-                    declared = page.total_results.or(declared);
-                    let n = page.items.len() as u64;
-                    let next_offset = offset + u64::from(count);
-                    match declared {
-                        _ if n == 0 => break,
-                        Some(d) if next_offset >= d => break,
-                        None if n < u64::from(count) => break,
-                        _ => {}
-                    }
-                }
-                Err(stop) => {
-                    let next_offset = offset + u64::from(count);
-                    match Self::after_lost_page(
-                        stop,
-                        declared,
-                        next_offset,
-                        self.ctx.cancel.is_cancelled(),
-                    ) {
-                        Flow::Next => {}
-                        Flow::End => break,
-                        Flow::Stop(s) => return Ok(Err(s)),
-                    }
-                }
-            }
-        }
-        let mut req = self.page_req(
-            name,
-            &format!(
-                "{}={page_no}&{}={count}",
-                shape.page_param, shape.size_param
-            ),
-            format!("{name}:probe page={page_no}"),
-            et,
-        );
-        (req.role, req.offset, req.count) = (
-            PageRole::ProbePastEnd,
-            Some((page_no - 1) * u64::from(count)),
-            count,
-        );
-        Ok(self.fetch_page(req).await?.map(|_| ()))
-    }
-
-    async fn page_by_cursor(
-        &mut self,
-        name: &str,
-        et: EntityType,
-        count: u32,
-    ) -> Result<Result<(), Stop>, SyncError> {
-        let mut cursor = String::new();
-        let mut seen: HashSet<String> = HashSet::new();
-        for page_index in 0..PAGES_MAX {
-            let key = format!("{name}:cursor={cursor}");
-            seen.insert(cursor.clone());
-            let mut req = self.page_req(
-                name,
-                &format!("cursor={}&count={count}", percent_encode(&cursor)),
-                key.clone(),
-                et,
-            );
-            (req.page_index, req.count) = (page_index, count);
-            req.next_prefix = Some(format!("{name}:cursor="));
-            let page = match self.fetch_page(req).await? {
-                Ok(p) => p,
-                Err(Stop::Abort(class, msg)) => {
-                    return Ok(Err(Stop::Abort(
-                        class,
-                        format!("{msg}; cursor paging cannot skip a failed page"),
-                    )));
-                }
-            };
-            match page.next_cursor {
-                None => return Ok(Ok(())),
-                Some(next) if seen.contains(&next) => {
-                    return Ok(Err(Stop::Abort(
-                        ErrorClass::Other,
-                        format!("paging cycle: {key} handed out cursor {next:?} again"),
-                    )));
-                }
-                Some(next) => cursor = next,
-            }
-        }
-        Ok(Err(Stop::Abort(
-            ErrorClass::Other,
-            format!("more than {PAGES_MAX} pages"),
-        )))
-    }
-
-    async fn page_by_link(
-        &mut self,
-        shape: &RestShape,
-        count: u32,
-    ) -> Result<Result<(), Stop>, SyncError> {
-        let name = shape.path.as_str();
-        let mut url = self.url(name, &format!("{}={count}", shape.size_param));
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut declared_seen = false;
-        for page_index in 0..PAGES_MAX {
-            seen.insert(url.clone());
-            let key = format!("{name}:link={url}");
-            let req = PageReq {
-                url: url.clone(),
-                key: key.clone(),
-                entity_type: shape.entity_type,
-                role: PageRole::Data,
-                page_index,
-                offset: None,
-                count,
-                next_prefix: Some(format!("{name}:link=")),
-            };
-            let page = match self.fetch_page(req).await? {
-                Ok(p) => p,
-                Err(Stop::Abort(class, msg)) => {
-                    return Ok(Err(Stop::Abort(
-                        class,
-                        format!("{msg}; link paging cannot skip a failed page"),
-                    )));
-                }
-            };
-            if !declared_seen && page.total_results.is_some() {
-                declared_seen = true;
-                self.add_declared(page.total_results);
-            }
-            match page.next_cursor {
-                None => return Ok(Ok(())),
-                Some(next) if seen.contains(&next) => {
-                    return Ok(Err(Stop::Abort(
-                        ErrorClass::Other,
-                        format!("paging cycle: {key} linked back to {next}"),
-                    )));
-                }
-                Some(next) => url = next,
-            }
-        }
-        Ok(Err(Stop::Abort(
-            ErrorClass::Other,
-            format!("more than {PAGES_MAX} pages"),
-        )))
     }
 
     fn parse(&self, f: &Fetched, req: &PageReq) -> Result<ListPage, Failure> {

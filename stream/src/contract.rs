@@ -1,4 +1,4 @@
-//! The JetStream stream contract.
+//! The JetStream stream contract, which ingest and projector both rely on.
 //!
 //! The stream is the ledger's source of truth, so its settings are part of the
 //! contract: file storage, no max age, discard **new** (never old) at limits,

@@ -1,0 +1,325 @@
+//! Walking a resource's pages: by `startIndex` (SCIM), by page number (REST),
+//! or along a chain where each page names the next (SCIM cursors, REST
+//! `Link` headers); with the count probes and the probe past the last page.
+
+use std::collections::HashSet;
+
+use govledger_proto::v1::{EntityType, ErrorClass, PageRole};
+
+use super::{PAGES_MAX, PageReq, Paging, Resource, Run, Stop, SyncError};
+use crate::{http::percent_encode, rest::RestShape};
+
+/// A chain of pages where each page names the next one.
+#[derive(Clone, Copy)]
+enum Chain<'a> {
+    /// SCIM cursor paging: `cursor=<token>&count=<n>` on the resource endpoint.
+    Cursor { name: &'a str, et: EntityType },
+    /// REST `Link: <url>; rel="next"` paging, starting at the first page's URL.
+    Link { shape: &'a RestShape },
+}
+
+impl Chain<'_> {
+    /// The endpoint, as page keys name it.
+    fn name(&self) -> &str {
+        match self {
+            Self::Cursor { name, .. } => name,
+            Self::Link { shape } => shape.path.as_str(),
+        }
+    }
+
+    /// How a page names the next, as page keys and messages say it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Cursor { .. } => "cursor",
+            Self::Link { .. } => "link",
+        }
+    }
+
+    fn entity_type(&self) -> EntityType {
+        match self {
+            Self::Cursor { et, .. } => *et,
+            Self::Link { shape } => shape.entity_type,
+        }
+    }
+
+    /// Why the run stops when the page at `key` names `next`, already read.
+    fn cycle_message(&self, key: &str, next: &str) -> String {
+        match self {
+            Self::Cursor { .. } => format!("paging cycle: {key} handed out cursor {next:?} again"),
+            Self::Link { .. } => format!("paging cycle: {key} linked back to {next}"),
+        }
+    }
+}
+
+/// What paging does after a page was lost.
+enum Flow {
+    Next,
+    End,
+    Stop(Stop),
+}
+
+impl Run<'_> {
+    /// Reads one SCIM resource completely. `Ok(Err(stop))`: the run must stop.
+    pub(super) async fn read_resource(
+        &mut self,
+        res: &Resource,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let count = self.spec.page_size.max(1);
+        let (name, et) = (res.endpoint.as_str(), res.entity_type);
+        // Count probe before: what the source says it holds.
+        let mut probe = self.page_req(name, "count=0", format!("{name}:count-before"), et);
+        probe.role = PageRole::CountProbe;
+        match self.fetch_page(probe).await? {
+            Ok(page) => self.add_declared(page.total_results),
+            Err(stop) => return Ok(Err(stop)),
+        }
+        let r = match self.spec.paging {
+            Paging::Cursor => self.follow_chain(Chain::Cursor { name, et }, count).await?,
+            _ => self.page_by_index(name, et, count).await?,
+        };
+        if let Err(stop) = r {
+            return Ok(Err(stop));
+        }
+        // Count probe after: a total that moved during the run is a signal.
+        let mut probe = self.page_req(name, "count=0", format!("{name}:count-after"), et);
+        probe.role = PageRole::CountProbe;
+        Ok(self.fetch_page(probe).await?.map(|_| ()))
+    }
+
+    /// Reads a REST source completely: page numbers or Link headers.
+    pub(super) async fn read_rest(
+        &mut self,
+        shape: &RestShape,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let count = self.spec.page_size.max(1);
+        match self.spec.paging {
+            Paging::Link => self.follow_chain(Chain::Link { shape }, count).await,
+            _ => self.page_by_number(shape, count).await,
+        }
+    }
+
+    fn add_declared(&mut self, total: Option<u64>) {
+        if let Some(t) = total {
+            self.declared = Some(self.declared.unwrap_or(0) + t);
+            let mut p = self.ctx.progress.borrow().clone();
+            p.declared = self.declared;
+            self.ctx.progress.send_replace(p);
+        }
+    }
+
+    /// What to do after a data page gave up: skip it when the pages after it can
+    /// still be located (a declared total), or stop the run.
+    fn after_lost_page(
+        stop: Stop,
+        declared: Option<u64>,
+        next_offset: u64,
+        cancelled: bool,
+    ) -> Flow {
+        let Stop::Abort(class, msg) = stop;
+        if class == ErrorClass::Auth || cancelled {
+            return Flow::Stop(Stop::Abort(class, msg));
+        }
+        match declared {
+            Some(d) if next_offset >= d => Flow::End,
+            Some(_) => Flow::Next,
+            None => Flow::Stop(Stop::Abort(
+                class,
+                format!("{msg}; without a declared total the pages after it cannot be located"),
+            )),
+        }
+    }
+
+    async fn page_by_index(
+        &mut self,
+        name: &str,
+        et: EntityType,
+        count: u32,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let mut start: u64 = 1;
+        let mut declared: Option<u64> = None;
+        for page_index in 0..PAGES_MAX {
+            let mut req = self.page_req(
+                name,
+                &format!("startIndex={start}&count={count}"),
+                format!("{name}:startIndex={start}"),
+                et,
+            );
+            (req.page_index, req.offset, req.count) = (page_index, Some(start - 1), count);
+            match self.fetch_page(req).await? {
+                Ok(page) => {
+                    declared = page.total_results.or(declared);
+                    let n = page.items.len() as u64;
+                    if n == 0 {
+                        break;
+                    }
+                    start += n;
+                    match declared {
+                        Some(d) if start > d => break,
+                        None if n < u64::from(count) => break,
+                        _ => {}
+                    }
+                }
+                Err(stop) => {
+                    start += u64::from(count);
+                    match Self::after_lost_page(
+                        stop,
+                        declared,
+                        start - 1,
+                        self.ctx.cancel.is_cancelled(),
+                    ) {
+                        Flow::Next => {}
+                        Flow::End => break,
+                        Flow::Stop(s) => return Ok(Err(s)),
+                    }
+                }
+            }
+        }
+        // A request past the last page must come back empty.
+        let mut req = self.page_req(
+            name,
+            &format!("startIndex={start}&count={count}"),
+            format!("{name}:probe startIndex={start}"),
+            et,
+        );
+        (req.role, req.offset, req.count) = (PageRole::ProbePastEnd, Some(start - 1), count);
+        Ok(self.fetch_page(req).await?.map(|_| ()))
+    }
+
+    async fn page_by_number(
+        &mut self,
+        shape: &RestShape,
+        count: u32,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let name = shape.path.as_str();
+        let et = shape.entity_type;
+        let mut page_no: u64 = 1;
+        let mut declared: Option<u64> = None;
+        for page_index in 0..PAGES_MAX {
+            let offset = (page_no - 1) * u64::from(count);
+            let mut req = self.page_req(
+                name,
+                &format!(
+                    "{}={page_no}&{}={count}",
+                    shape.page_param, shape.size_param
+                ),
+                format!("{name}:page={page_no}"),
+                et,
+            );
+            (req.page_index, req.offset, req.count) = (page_index, Some(offset), count);
+            page_no += 1;
+            match self.fetch_page(req).await? {
+                Ok(page) => {
+                    if page.total_results.is_some() && declared.is_none() {
+                        self.add_declared(page.total_results);
+                    }
+                    declared = page.total_results.or(declared);
+                    let n = page.items.len() as u64;
+                    let next_offset = offset + u64::from(count);
+                    match declared {
+                        _ if n == 0 => break,
+                        Some(d) if next_offset >= d => break,
+                        None if n < u64::from(count) => break,
+                        _ => {}
+                    }
+                }
+                Err(stop) => {
+                    let next_offset = offset + u64::from(count);
+                    match Self::after_lost_page(
+                        stop,
+                        declared,
+                        next_offset,
+                        self.ctx.cancel.is_cancelled(),
+                    ) {
+                        Flow::Next => {}
+                        Flow::End => break,
+                        Flow::Stop(s) => return Ok(Err(s)),
+                    }
+                }
+            }
+        }
+        let mut req = self.page_req(
+            name,
+            &format!(
+                "{}={page_no}&{}={count}",
+                shape.page_param, shape.size_param
+            ),
+            format!("{name}:probe page={page_no}"),
+            et,
+        );
+        (req.role, req.offset, req.count) = (
+            PageRole::ProbePastEnd,
+            Some((page_no - 1) * u64::from(count)),
+            count,
+        );
+        Ok(self.fetch_page(req).await?.map(|_| ()))
+    }
+
+    /// Reads a chain of pages where each page names the next (a SCIM cursor or
+    /// a REST `Link` URL) until one names none. A page that fails after its
+    /// retries, a page naming one already read (a cycle) or more than
+    /// [`PAGES_MAX`] pages stop the run: a chain cannot skip a page.
+    async fn follow_chain(
+        &mut self,
+        chain: Chain<'_>,
+        count: u32,
+    ) -> Result<Result<(), Stop>, SyncError> {
+        let (name, kind) = (chain.name(), chain.kind());
+        let mut at = match chain {
+            Chain::Cursor { .. } => String::new(),
+            Chain::Link { shape } => self.url(name, &format!("{}={count}", shape.size_param)),
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut declared_seen = false;
+        for page_index in 0..PAGES_MAX {
+            let key = format!("{name}:{kind}={at}");
+            seen.insert(at.clone());
+            let url = match chain {
+                Chain::Cursor { .. } => self.url(
+                    name,
+                    &format!("cursor={}&count={count}", percent_encode(&at)),
+                ),
+                Chain::Link { .. } => at.clone(),
+            };
+            let req = PageReq {
+                url,
+                key: key.clone(),
+                entity_type: chain.entity_type(),
+                role: PageRole::Data,
+                page_index,
+                offset: None,
+                count,
+                next_prefix: Some(format!("{name}:{kind}=")),
+            };
+            let page = match self.fetch_page(req).await? {
+                Ok(p) => p,
+                Err(Stop::Abort(class, msg)) => {
+                    return Ok(Err(Stop::Abort(
+                        class,
+                        format!("{msg}; {kind} paging cannot skip a failed page"),
+                    )));
+                }
+            };
+            // A REST source may declare its total on any page; SCIM's count
+            // probes declare it for cursor paging.
+            if matches!(chain, Chain::Link { .. }) && !declared_seen && page.total_results.is_some()
+            {
+                declared_seen = true;
+                self.add_declared(page.total_results);
+            }
+            match page.next_cursor {
+                None => return Ok(Ok(())),
+                Some(next) if seen.contains(&next) => {
+                    return Ok(Err(Stop::Abort(
+                        ErrorClass::Other,
+                        chain.cycle_message(&key, &next),
+                    )));
+                }
+                Some(next) => at = next,
+            }
+        }
+        Ok(Err(Stop::Abort(
+            ErrorClass::Other,
+            format!("more than {PAGES_MAX} pages"),
+        )))
+    }
+}

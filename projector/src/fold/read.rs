@@ -1,0 +1,378 @@
+//! The read path: one function per sync event body (run started, page fetched
+//! or failed, record observed or rejected, run finished), and the run's
+//! decision once it holds every event its worker emitted.
+
+use govledger_proto::v1::{
+    ActionOutcome, Alert, EntityCounts, ErrorClass, Event, PageFailed, PageFetched, PageRole,
+    PageState, RecordObserved, RunState, SyncMode, SyncRunFinished, SyncRunStarted, Verdict, alert,
+};
+
+use super::{
+    Working,
+    records::{new_identity, note_history, run_mut, source_mut},
+    write::check_drift,
+};
+use crate::verdict;
+
+/// Page keys kept in `RunState.failed_page_keys` for reason texts.
+pub const FAILED_PAGES_KEPT_MAX: usize = 64;
+
+/// A run starts: its mode and thresholds; the first start counts a run at its source.
+pub(super) fn run_started(w: &mut Working, seq: u64, ev: &Event, s: &SyncRunStarted) {
+    let at = ev.occurred_at_us;
+    let run = run_mut(w, ev, seq);
+    let first_start = !run.started;
+    run.started = true;
+    run.mode = s.mode;
+    run.started_at_us = at;
+    run.deletion_threshold_pct = s.deletion_threshold_pct;
+    run.deletion_threshold_abs = s.deletion_threshold_abs;
+    if run.declared_total_at_start.is_none() {
+        run.declared_total_at_start = s.declared_total;
+    }
+    if first_start {
+        w.source_runs
+            .insert((ev.source_id.clone(), ev.run_id.clone()), ());
+        let src = source_mut(w, ev);
+        src.runs_total += 1;
+        src.last_run_id = ev.run_id.clone();
+        src.last_run_started_us = at;
+    }
+}
+
+/// A page was read: page and run counters, paging cycles, declared totals, short pages.
+pub(super) fn page_fetched(w: &mut Working, seq: u64, ev: &Event, p: &PageFetched) {
+    let role = PageRole::try_from(p.role).unwrap_or_default();
+    if matches!(role, PageRole::CountProbe) {
+        let run = run_mut(w, ev, seq);
+        note_declared(run, p.entity_type, p.declared_total);
+        return;
+    }
+    let key = (ev.run_id.clone(), p.page_key.clone());
+    let page = w.pages.get_or_insert_with(&key, PageState::default);
+    let was_ok = page.ok;
+    let was_given_up = page.gave_up;
+    page.ok = true;
+    page.gave_up = false;
+    page.attempts += 1;
+    page.http_status = p.http_status;
+    // A cursor handed out again after its page was read: a paging cycle.
+    let cycle = !p.next_page_key.is_empty()
+        && w.pages
+            .get(&(ev.run_id.clone(), p.next_page_key.clone()))
+            .is_some_and(|pg| pg.ok);
+    let run = run_mut(w, ev, seq);
+    if !was_ok {
+        run.pages_fetched += 1;
+    }
+    if was_given_up {
+        run.pages_failed_final = run.pages_failed_final.saturating_sub(1);
+        run.failed_page_keys.retain(|k| k != &p.page_key);
+    }
+    if cycle {
+        run.paging_cycles += 1;
+        if run.first_cycle_key.is_empty() {
+            run.first_cycle_key = p.page_key.clone();
+        }
+    }
+    note_declared(run, p.entity_type, p.declared_total);
+    if matches!(role, PageRole::ProbePastEnd) {
+        run.probe_past_end_items += u64::from(p.item_count);
+        return;
+    }
+    let declared = p.declared_total.or_else(|| {
+        run.entities
+            .iter()
+            .find(|e| e.entity_type == p.entity_type)
+            .and_then(|e| e.declared_last)
+    });
+    if p.requested_count > 0
+        && p.item_count < p.requested_count
+        && let (Some(off), Some(d)) = (p.offset, declared)
+        && off + u64::from(p.item_count) < d
+    {
+        if p.item_count == 0 {
+            run.empty_pages += 1;
+        } else {
+            run.short_pages += 1;
+        }
+        if run.first_short_page.is_empty() {
+            run.first_short_page = p.page_key.clone();
+        }
+    }
+    if p.requested_count > 0
+        && p.item_count == p.requested_count
+        && declared == Some(u64::from(p.requested_count))
+    {
+        run.declared_equals_page_size = true;
+    }
+}
+
+/// A page request failed: counted, and the page given up when no retry follows.
+pub(super) fn page_failed(w: &mut Working, seq: u64, ev: &Event, p: &PageFailed) {
+    let key = (ev.run_id.clone(), p.page_key.clone());
+    let page = w.pages.get_or_insert_with(&key, PageState::default);
+    page.attempts += 1;
+    let newly_given_up = !page.ok && !p.will_retry && !page.gave_up;
+    if newly_given_up {
+        page.gave_up = true;
+        page.http_status = p.http_status;
+        page.error_class = p.error_class;
+    }
+    let run = run_mut(w, ev, seq);
+    run.page_failures += 1;
+    if p.error_class == ErrorClass::RateLimited as i32 {
+        run.rate_limited += 1;
+    }
+    if newly_given_up {
+        run.pages_failed_final += 1;
+        if run.failed_page_keys.len() < FAILED_PAGES_KEPT_MAX {
+            run.failed_page_keys.push(p.page_key.clone());
+        }
+    }
+}
+
+/// A record was observed: run counters, the run-seen spill, the identity record, drift.
+pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: RecordObserved) {
+    let at = ev.occurred_at_us;
+    let ikey = (
+        ev.source_id.clone(),
+        r.entity_type,
+        std::mem::take(&mut r.external_id),
+    );
+    let (seen_before, spill_into) = {
+        // Which run observed this identity last ("" = none yet).
+        let last_run = w
+            .identities
+            .get(&ikey)
+            .map_or("", |i| i.last_observed_run_id.as_str());
+        // Seen by this run before: it observed the identity last, or another
+        // run took over while this one was open and this run's observation was
+        // spilled into a run-seen record (a run without spills has none).
+        let seen_before = last_run == ev.run_id
+            || (w
+                .runs
+                .get(&ev.run_id)
+                .is_some_and(|run| run.seen_spilled > 0)
+                && w.run_seen
+                    .get(&(ev.run_id.clone(), ikey.1, ikey.2.clone()))
+                    .is_some());
+        // The run that observed it last may still observe it again while
+        // it is open: that fact is kept (below) before this observation
+        // takes over. (Folding this event changes no other run.)
+        let spill_into = (!last_run.is_empty()
+            && last_run != ev.run_id
+            && w.runs.get(last_run).is_some_and(|prev| !prev.decided))
+        .then(|| last_run.to_owned());
+        (seen_before, spill_into)
+    };
+    let run = run_mut(w, ev, seq);
+    // A decided run's record counters stay as they were at the decision;
+    // the event counts as late (after_run_event).
+    if !run.decided {
+        run.records_observed += 1;
+        if seen_before {
+            run.duplicates += 1;
+        } else {
+            run.records_unique += 1;
+            entity_mut(run, r.entity_type).unique += 1;
+        }
+    }
+    if let Some(last_run) = spill_into
+        && let Some(prev) = w.runs.get_mut(&last_run)
+    {
+        prev.seen_spilled += 1;
+        w.run_seen.insert((last_run, ikey.1, ikey.2.clone()), ());
+    }
+    let (sources, created) = (&mut w.sources, &mut w.identity_pages_of);
+    let ident = w
+        .identities
+        .get_or_insert_with(&ikey, || new_identity(sources, created, &ikey, at));
+    ident.display_name = std::mem::take(&mut r.display_name);
+    ident.active = r.active;
+    ident.attribute_digest = std::mem::take(&mut r.attribute_digest);
+    ident.version = std::mem::take(&mut r.version);
+    ident.memberships = std::mem::take(&mut r.memberships);
+    ident.last_observed_at_us = at;
+    ident.last_observed_run_id.clone_from(&ev.run_id);
+    ident.last_observed_seq = seq;
+    ident.observations += 1;
+    if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
+        w.identity_history.insert((ikey.clone(), chunk.0), chunk.1);
+    }
+    if !ident.watched.is_empty() {
+        for (action_id, why) in check_drift(
+            &mut ident.watched,
+            r.active,
+            &ident.memberships,
+            &ev.run_id,
+            seq,
+        ) {
+            w.alerts.push(Alert {
+                kind: alert::Kind::ActionDrifted as i32,
+                source_id: ev.source_id.clone(),
+                run_id: ev.run_id.clone(),
+                action_id,
+                outcome: ActionOutcome::Drifted as i32,
+                message: why,
+                seq,
+                ..Default::default()
+            });
+        }
+    }
+}
+
+/// A record the worker could not use: counted for its run.
+pub(super) fn record_rejected(w: &mut Working, seq: u64, ev: &Event) {
+    run_mut(w, ev, seq).rejected += 1;
+}
+
+/// The worker's report that a run finished (the first report counts).
+pub(super) fn run_finished(w: &mut Working, seq: u64, ev: &Event, f: &SyncRunFinished) {
+    let at = ev.occurred_at_us;
+    let run = run_mut(w, ev, seq);
+    if run.finished {
+        // A second report for the same run: the first one counts, and
+        // after_run_event counts this one as late if the run is decided.
+    } else {
+        run.finished = true;
+        run.finished_at_us = at;
+        run.engine_report = Some(f.clone());
+        run.events_expected = if f.events_emitted > 0 {
+            f.events_emitted + 1
+        } else {
+            0
+        };
+        if run.declared_total_last.is_none() && f.declared_total.is_some() {
+            run.declared_total_last = f.declared_total;
+        }
+    }
+}
+
+fn entity_mut(run: &mut RunState, entity_type: i32) -> &mut EntityCounts {
+    let i = match run
+        .entities
+        .iter()
+        .position(|e| e.entity_type == entity_type)
+    {
+        Some(i) => i,
+        None => {
+            run.entities.push(EntityCounts {
+                entity_type,
+                ..Default::default()
+            });
+            run.entities.len() - 1
+        }
+    };
+    &mut run.entities[i]
+}
+
+/// Records a total the source declared for one entity type, and keeps the run's
+/// summed `declared_total_last` and `declared_total_changed` up to date.
+fn note_declared(run: &mut RunState, entity_type: i32, declared: Option<u64>) {
+    let Some(d) = declared else { return };
+    let e = entity_mut(run, entity_type);
+    if e.declared_first.is_none() {
+        e.declared_first = Some(d);
+    }
+    if e.declared_last.is_some_and(|prev| prev != d) {
+        e.declared_changed = true;
+    }
+    e.declared_last = Some(d);
+    let sum: Option<u64> = run.entities.iter().map(|e| e.declared_last).sum();
+    run.declared_total_last = sum;
+    if run.entities.iter().any(|e| e.declared_changed) {
+        run.declared_total_changed = true;
+    }
+}
+
+/// After every read-path event: count it for its run, and decide the verdict once
+/// the run is finished and holds every event its worker said it emitted. An
+/// event arriving after the decision makes the run INCOMPLETE (LATE_EVENTS).
+pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
+    let Some(run) = w.runs.get_mut(&ev.run_id) else {
+        return;
+    };
+    run.events_folded += 1;
+    if run.decided {
+        run.late_events += 1;
+    } else if !(run.finished
+        && (run.events_expected == 0 || run.events_folded >= run.events_expected))
+    {
+        return;
+    }
+    let was_decided = run.decided;
+    run.decided = true;
+    if !was_decided {
+        run.decided_seq = run.last_seq;
+        let prev = w
+            .sources
+            .get(&ev.source_id)
+            .map_or(0, |s| s.last_complete_unique);
+        if let Some(run) = w.runs.get_mut(&ev.run_id) {
+            run.previous_complete_unique = prev;
+        }
+    }
+    let Some(run) = w.runs.get_mut(&ev.run_id) else {
+        return;
+    };
+    let (v, reasons) = verdict::decide_finished(run);
+    run.verdict = v as i32;
+    run.reasons = reasons;
+    let alert = Alert {
+        kind: alert::Kind::RunDecided as i32,
+        source_id: ev.source_id.clone(),
+        run_id: run.run_id.clone(),
+        verdict: v as i32,
+        message: run
+            .reasons
+            .iter()
+            .map(|r| r.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        seq: run.last_seq,
+        ..Default::default()
+    };
+    let run_id = run.run_id.clone();
+    let finished_at = run.finished_at_us;
+    let (full, first_seq, unique) = (
+        run.mode == SyncMode::Full as i32,
+        run.first_seq,
+        run.records_unique,
+    );
+    w.alerts.push(alert);
+    let src = source_mut(w, ev);
+    if was_decided {
+        // Only a late event gets here; the verdict can only have got worse.
+        if src.last_finished_run_id == run_id {
+            src.last_finished_verdict = v as i32;
+        }
+        if v != Verdict::Complete && src.last_complete_run_id == run_id {
+            // Conservative: no COMPLETE run is claimed until the next one.
+            src.last_complete_run_id.clear();
+            src.last_complete_at_us = 0;
+            src.last_complete_unique = 0;
+        }
+        if v != Verdict::Complete && src.last_complete_full_run_id == run_id {
+            src.last_complete_full_run_id.clear();
+            src.last_complete_full_first_seq = 0;
+        }
+        return;
+    }
+    src.last_finished_run_id = run_id.clone();
+    src.last_finished_verdict = v as i32;
+    src.last_finished_at_us = finished_at;
+    if v == Verdict::Complete {
+        src.last_complete_run_id = run_id.clone();
+        src.last_complete_at_us = finished_at;
+        src.consecutive_failures = 0;
+        if full {
+            // The deletion guard compares full runs with full runs only.
+            src.last_complete_unique = unique;
+            src.last_complete_full_run_id = run_id;
+            src.last_complete_full_first_seq = first_seq;
+        }
+    } else {
+        src.consecutive_failures += 1;
+    }
+}

@@ -1,0 +1,155 @@
+//! The write path: one function per action event body (requested, attempted,
+//! verified, concluded), and the drift check that holds a confirmed action's
+//! intent against later observations.
+
+use govledger_proto::v1::{
+    ActionAttempted, ActionConcluded, ActionKind, ActionOutcome, ActionRequested, ActionVerified,
+    Alert, Event, WatchedIntent, alert,
+};
+
+use super::{
+    Working,
+    records::{action_mut, new_identity, note_history},
+};
+
+/// An action was requested (the first request counts), indexed on its identity.
+pub(super) fn action_requested(w: &mut Working, seq: u64, ev: &Event, r: &ActionRequested) {
+    let at = ev.occurred_at_us;
+    if !r.identity_external_id.is_empty() {
+        let ikey = (
+            ev.source_id.clone(),
+            r.entity_type,
+            r.identity_external_id.clone(),
+        );
+        w.identity_actions.insert((ikey, ev.action_id.clone()), ());
+    }
+    let a = action_mut(w, ev, seq);
+    if a.request.is_none() {
+        a.request = Some(r.clone());
+        a.requested_at_us = at;
+        a.external = r.external;
+    }
+}
+
+/// An action attempt: counted, with its last status and error class.
+pub(super) fn action_attempted(w: &mut Working, seq: u64, ev: &Event, t: &ActionAttempted) {
+    let a = action_mut(w, ev, seq);
+    a.attempts += 1;
+    a.last_http_status = t.http_status;
+    a.last_error_class = t.error_class;
+}
+
+/// A read-back of one step: whether the step's intent is in effect.
+pub(super) fn action_verified(w: &mut Working, seq: u64, ev: &Event, v: &ActionVerified) {
+    let a = action_mut(w, ev, seq);
+    a.verified = true;
+    a.in_effect = v.in_effect;
+    a.target_absent = v.target_absent;
+    if v.in_effect && !a.verified_steps.contains(&v.step) {
+        a.verified_steps.push(v.step);
+    } else if !v.in_effect {
+        a.verified_steps.retain(|s| *s != v.step);
+    }
+}
+
+/// Records an action's conclusion. The ledger keeps CONFIRMED only when every
+/// step has a read-back in effect; a claim without that evidence is UNCONFIRMED.
+pub(super) fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionConcluded) {
+    let a = action_mut(w, ev, seq);
+    if a.concluded_seq != 0 {
+        return; // the first conclusion counts
+    }
+    let steps = a.request.as_ref().map_or(1, |r| r.plan.len().max(1));
+    let mut outcome = ActionOutcome::try_from(c.outcome).unwrap_or_default();
+    let mut detail = c.detail.clone();
+    if outcome == ActionOutcome::Confirmed && a.verified_steps.len() < steps {
+        a.claimed_outcome = outcome as i32;
+        outcome = ActionOutcome::Unconfirmed;
+        detail = format!(
+            "claimed CONFIRMED, but only {} of {steps} step(s) have a read-back showing the intent in effect; {detail}",
+            a.verified_steps.len()
+        );
+    }
+    a.outcome = outcome as i32;
+    a.outcome_detail = detail.clone();
+    a.concluded_at_us = at;
+    a.concluded_seq = seq;
+    a.steps = c.steps.clone();
+    a.watch = c.watch.clone();
+    w.open_actions
+        .remove(&(ev.source_id.clone(), ev.action_id.clone()));
+    w.alerts.push(Alert {
+        kind: alert::Kind::ActionConcluded as i32,
+        source_id: ev.source_id.clone(),
+        action_id: ev.action_id.clone(),
+        outcome: outcome as i32,
+        message: detail,
+        seq,
+        ..Default::default()
+    });
+    if outcome != ActionOutcome::Confirmed {
+        return;
+    }
+    for wi in &c.watch {
+        let key = (ev.source_id.clone(), wi.entity_type, wi.external_id.clone());
+        let (sources, created) = (&mut w.sources, &mut w.identity_pages_of);
+        let ident = w
+            .identities
+            .get_or_insert_with(&key, || new_identity(sources, created, &key, 0));
+        ident.watched.push(WatchedIntent {
+            action_id: ev.action_id.clone(),
+            kind: wi.kind,
+            member_external_id: wi.member_external_id.clone(),
+            confirmed_seq: seq,
+            ..Default::default()
+        });
+        if ident.watched.len() > WATCHED_PER_IDENTITY_MAX {
+            ident.watched.remove(0);
+        }
+        if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
+            w.identity_history.insert((key.clone(), chunk.0), chunk.1);
+        }
+    }
+}
+
+/// Confirmed intents kept per identity for drift checks (oldest dropped first).
+pub const WATCHED_PER_IDENTITY_MAX: usize = 16;
+
+/// W4: does this observation (its `active` flag and memberships) undo a
+/// confirmed intent watched on the identity?
+pub(super) fn check_drift(
+    watched: &mut [WatchedIntent],
+    active: Option<bool>,
+    memberships: &[String],
+    run_id: &str,
+    seq: u64,
+) -> Vec<(String, String)> {
+    let mut drifted = Vec::new();
+    for wi in watched
+        .iter_mut()
+        .filter(|wi| !wi.drifted && seq > wi.confirmed_seq)
+    {
+        let undone = match ActionKind::try_from(wi.kind).unwrap_or_default() {
+            ActionKind::Deactivate => {
+                (active == Some(true)).then(|| "observed active again".to_owned())
+            }
+            ActionKind::Delete => {
+                Some("observed at the source again after its deletion".to_owned())
+            }
+            ActionKind::RemoveMembership => memberships
+                .contains(&wi.member_external_id)
+                .then(|| format!("{} is a member again", wi.member_external_id)),
+            ActionKind::AddMembership => (!memberships.contains(&wi.member_external_id))
+                .then(|| format!("{} is no longer a member", wi.member_external_id)),
+            _ => None,
+        };
+        if let Some(why) = undone {
+            wi.drifted = true;
+            wi.drifted_seq = seq;
+            wi.drift_detail = format!("{why} (run {run_id})");
+            wi.drift_run_id = run_id.to_owned();
+            drifted.push((wi.action_id.clone(), wi.drift_detail.clone()));
+        }
+    }
+    drifted
+}

@@ -1,0 +1,251 @@
+//! The sled store: one tree holding every projection record.
+//!
+//! Architecture Invariant: sled holds nothing the stream cannot rebuild. Deleting
+//! the folder loses nothing; the projector refolds from stream sequence 1.
+//!
+//! Architecture Invariant: a batch's records and `last_applied_seq` are written by
+//! one atomic `apply_batch` and flushed to disk before any message of the batch
+//! is acknowledged.
+//!
+//! sled is beta software whose on-disk format may change; it is used only through
+//! this module, values are prost-encoded (versioned by field number), and the
+//! store records its own format version.
+//!
+//! Layout (private modules, each adding methods to [`Store`]; `tests` tests them):
+//! - `mod.rs` (here): [`Store`], opening, [`Store::commit`], flushing and the digests;
+//! - `load`: loading the records a batch needs into a [`Working`] set,
+//!   identities page by page;
+//! - `index`: the identity index (identity key → page number), read and kept up to date;
+//! - `queries`: the reads the API serves (sources, runs, identities,
+//!   actions, history, leaves, poison events).
+
+use std::path::Path;
+
+use govledger_proto::v1::LedgerMeta;
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::{
+    fold::{Working, hex},
+    identity_page,
+    keys::Key,
+};
+
+mod index;
+mod load;
+mod queries;
+#[cfg(test)]
+mod tests;
+
+use load::not_a_page;
+
+/// The layout version this build writes. Bump it when keys or values change
+/// incompatibly; an older store is then rebuilt from the stream.
+pub const STORE_FORMAT_VERSION: u32 = 6;
+/// Default sled page cache, in bytes.
+pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The sled tree that holds every projection record.
+pub const TREE: &str = "projections.v1";
+const FORMAT_KEY: &[u8] = b"govledger.format";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled store at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: sled::Error,
+    },
+    #[error(
+        "sled store at {path} has format version {found}, this build uses {STORE_FORMAT_VERSION}; \
+         delete the folder (nothing is lost: it is rebuilt from the stream)"
+    )]
+    Format { path: String, found: u32 },
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("identity pages: {0} (a projector bug; please report it)")]
+    PageUnknown(String),
+    #[error("encoding a record: {0}")]
+    Encode(prost::EncodeError),
+    #[error(
+        "corrupt record at key {key:?}: not {what}; delete the folder (it is rebuilt from the stream)"
+    )]
+    Corrupt { key: Vec<u8>, what: &'static str },
+    #[error("corrupt record at key {key:?}: {source}")]
+    Decode {
+        key: Vec<u8>,
+        #[source]
+        source: prost::DecodeError,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Commits take it for writing, `digest_at` for reading: a digest and the
+    /// sequence it belongs to are read from one consistent state.
+    commit_lock: std::sync::RwLock<()>,
+    /// The identity pages `load_into` read since the last commit, which
+    /// writes over them without reading them again. Only commits write
+    /// pages, and each commit empties this, so it holds what sled holds.
+    pages_read: std::sync::Mutex<std::collections::HashMap<Vec<u8>, sled::IVec>>,
+}
+
+impl Store {
+    pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let found = match db.get(FORMAT_KEY)? {
+            Some(v) if v.len() == 4 => u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+            Some(_) => 0,
+            None => {
+                db.insert(FORMAT_KEY, &STORE_FORMAT_VERSION.to_be_bytes())?;
+                STORE_FORMAT_VERSION
+            }
+        };
+        if found != STORE_FORMAT_VERSION {
+            return Err(StoreError::Format {
+                path: path.display().to_string(),
+                found,
+            });
+        }
+        let tree = db.open_tree(TREE)?;
+        Ok(Self {
+            db,
+            tree,
+            commit_lock: std::sync::RwLock::new(()),
+            pages_read: Default::default(),
+        })
+    }
+
+    pub fn meta(&self) -> Result<LedgerMeta> {
+        Ok(self.get(&Key::Meta.encode())?.unwrap_or_default())
+    }
+
+    fn get<M: prost::Message + Default>(&self, key: &[u8]) -> Result<Option<M>> {
+        match self.tree.get(key)? {
+            None => Ok(None),
+            Some(v) => M::decode(&*v)
+                .map(Some)
+                .map_err(|source| StoreError::Decode {
+                    key: key.to_vec(),
+                    source,
+                }),
+        }
+    }
+
+    /// Writes every change in `w` (including `meta.last_applied_seq`) in one atomic batch.
+    pub fn commit(&self, w: &Working) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in w.changes() {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        let pages = w.identity_changes().map_err(|key| {
+            StoreError::PageUnknown(format!("{key:?} has no page in the working set"))
+        })?;
+        let mut pages_read = std::mem::take(
+            &mut *self
+                .pages_read
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (page_key, entries) in pages {
+            let old = match pages_read.remove(&page_key) {
+                Some(old) => old,
+                None => self.tree.get(&page_key)?.unwrap_or_default(),
+            };
+            let page = identity_page::merge(&old, &entries).map_err(|e| match e {
+                identity_page::PageError::NotAPage => not_a_page(&page_key),
+                identity_page::PageError::Encode(e) => StoreError::Encode(e),
+            })?;
+            batch.insert(page_key, page);
+        }
+        self.index_new_identities(&mut batch, &w.new_identities())?;
+        let _guard = self
+            .commit_lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The last applied sequence and the digest of the state at exactly that
+    /// sequence (no commit can happen in between).
+    pub fn digest_at(&self) -> Result<(LedgerMeta, String)> {
+        let _guard = self
+            .commit_lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok((self.meta()?, self.digest()?))
+    }
+
+    /// Makes everything committed so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// [`Store::flush`] for a blocking thread.
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// SHA-256 over every projection record in key order (length-prefixed key and
+    /// value). Two stores with the same digest hold the same projections.
+    pub fn digest(&self) -> Result<String> {
+        let mut h = Sha256::new();
+        for kv in self.tree.iter() {
+            let (k, v) = kv?;
+            digest_entry(&mut h, &k, &v);
+        }
+        Ok(hex(&h.finalize()))
+    }
+}
+
+pub fn digest_entry(h: &mut Sha256, k: &[u8], v: &[u8]) {
+    h.update((k.len() as u64).to_be_bytes());
+    h.update(k);
+    h.update((v.len() as u64).to_be_bytes());
+    h.update(v);
+}
+
+/// The digest the store would have if it held exactly `w` (every record in `w`
+/// present). Used to check the batched sled path against an in-memory fold.
+pub fn digest_of_working(w: &Working) -> Result<String> {
+    let mut all: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
+    for (k, v) in full_changes(w)? {
+        all.insert(k, v);
+    }
+    let mut h = Sha256::new();
+    for (k, v) in &all {
+        digest_entry(&mut h, k, v);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn full_changes(w: &Working) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    // A store that never committed has no meta record.
+    let mut out = Vec::new();
+    if w.meta != LedgerMeta::default() || w.meta_dirty {
+        out.push((Key::Meta.encode(), w.meta_record().encode_to_vec()));
+    }
+    out.extend(
+        w.present_records()
+            .map_err(|e| StoreError::PageUnknown(e.to_string()))?,
+    );
+    Ok(out)
+}

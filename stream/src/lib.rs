@@ -1,0 +1,18 @@
+//! The shared ground of ingest and projector: what both sides of the stream agree on.
+//!
+//! Layout:
+//! - [`contract`]: the JetStream stream contract (immutable, discard-new, no max age),
+//!   [`ensure_stream`] and the check that refuses a weaker existing stream;
+//! - [`subject`]: source-id validation and the subject each event is published on;
+//! - [`connect`]: the bounded NATS connection (client name, timeout, credentials);
+//! - [`backoff`]: the one jittered exponential backoff every retry loop uses;
+//! - [`failpoint`]: crash-test hooks that abort the process at a named point.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod connect;
+pub mod contract;
+pub mod failpoint;
+pub mod subject;
+
+pub use contract::{StreamSpec, ensure_stream};
