@@ -245,10 +245,10 @@ async fn serve_with(
         .signing_key_file
         .clone()
         .unwrap_or_else(|| cfg.data_dir().join("audit").join("signing.key"));
-    let key = crate::checkpoints::load_or_create_key(&key_path)
+    let key = crate::audit::checkpoints::load_or_create_key(&key_path)
         .map_err(|e| ServeError::Audit(e.to_string()))?;
     let checkpointer = Arc::new(
-        crate::checkpoints::Checkpointer::start(
+        crate::audit::checkpoints::Checkpointer::start(
             key,
             js.clone(),
             store.clone(),

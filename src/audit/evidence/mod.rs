@@ -25,7 +25,7 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::checkpoints::{self, unhex};
+use crate::audit::checkpoints::{self, unhex};
 
 pub const BUNDLE_FORMAT: &str = "govledger-evidence/1";
 /// Events one bundle holds at most.
@@ -414,7 +414,7 @@ pub fn chunks(data: Vec<u8>) -> Vec<Vec<u8>> {
 use govledger_proto::v1::{AsOf, ExportEvidenceRequest, as_of};
 use tonic::Status;
 
-use crate::asof::AsOfReader;
+use crate::audit::asof::AsOfReader;
 
 /// What an export reads from.
 pub struct ExportDeps<'a> {
@@ -521,10 +521,10 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     // The anchor's leaves, as the projector recorded them; they must give the
     // signed root, and every exported event's bytes must give its recorded leaf.
     let size = anchor.tree_size;
-    if size > crate::replay::PROOF_LEAVES_MAX {
+    if size > crate::audit::replay::PROOF_LEAVES_MAX {
         return Err(Status::failed_precondition(format!(
             "the ledger holds {size} events, over the {} a proof may read",
-            crate::replay::PROOF_LEAVES_MAX
+            crate::audit::replay::PROOF_LEAVES_MAX
         )));
     }
     let leaves = match d
@@ -566,7 +566,7 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         });
     }
     // The chain from the last checkpoint before the first event up to the anchor.
-    let mut cps = checkpoints::read_all(&d.reader.js, crate::verify::VERIFY_CHECKPOINTS_MAX)
+    let mut cps = checkpoints::read_all(&d.reader.js, crate::audit::verify::VERIFY_CHECKPOINTS_MAX)
         .await
         .map_err(|e| Status::unavailable(format!("cannot read checkpoints: {e}")))?;
     cps.retain(|c| c.stream == d.stream);

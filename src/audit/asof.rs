@@ -152,7 +152,7 @@ impl AsOfReader {
     ) -> Result<u64, Status> {
         let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t_us + 1) * 1_000)
             .map_err(|_| Status::invalid_argument("as_of.time_us is out of range"))?;
-        let mut msgs = crate::replay::ordered_messages(
+        let mut msgs = crate::audit::replay::ordered_messages(
             stream,
             DeliverPolicy::ByStartTime { start_time: start },
             Vec::new(),
@@ -424,7 +424,7 @@ impl AsOfReader {
         } else {
             DeliverPolicy::All
         };
-        let mut msgs = crate::replay::ordered_messages(&stream, deliver_policy, filters)
+        let mut msgs = crate::audit::replay::ordered_messages(&stream, deliver_policy, filters)
             .await
             .map_err(|e| unavailable(&self.stream, e))?;
         let mut held: Option<OwnedMsg> = None;

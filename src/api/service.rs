@@ -53,8 +53,8 @@ pub struct LedgerApi {
     syncs: SyncManager,
     actions: ActionManager,
     alerts: tokio::sync::broadcast::Sender<Alert>,
-    checkpointer: Option<Arc<crate::checkpoints::Checkpointer>>,
-    asof: Option<crate::asof::AsOfReader>,
+    checkpointer: Option<Arc<crate::audit::checkpoints::Checkpointer>>,
+    asof: Option<crate::audit::asof::AsOfReader>,
 }
 
 /// Everything the API answers from.
@@ -66,14 +66,14 @@ pub struct ApiParts {
     pub syncs: SyncManager,
     pub actions: ActionManager,
     pub alerts: tokio::sync::broadcast::Sender<Alert>,
-    pub checkpointer: Option<Arc<crate::checkpoints::Checkpointer>>,
+    pub checkpointer: Option<Arc<crate::audit::checkpoints::Checkpointer>>,
     /// Scratch space of point-in-time source answers (inside the data folder).
     pub scratch_dir: std::path::PathBuf,
 }
 
 impl LedgerApi {
     pub fn new(p: ApiParts) -> Self {
-        let asof = p.js.clone().map(|js| crate::asof::AsOfReader {
+        let asof = p.js.clone().map(|js| crate::audit::asof::AsOfReader {
             store: p.store.clone(),
             js,
             stream: p.stream.clone(),
@@ -97,7 +97,7 @@ impl LedgerApi {
     async fn point(
         &self,
         as_of: &govledger_proto::v1::AsOf,
-    ) -> Result<(&crate::asof::AsOfReader, govledger_proto::v1::AsOfPoint), Status> {
+    ) -> Result<(&crate::audit::asof::AsOfReader, govledger_proto::v1::AsOfPoint), Status> {
         let Some(r) = &self.asof else {
             return Err(Status::failed_precondition(
                 "point-in-time answers read the stream, and this server has no NATS connection",
@@ -526,7 +526,7 @@ impl Ledger for LedgerApi {
                 presence: govledger_proto::v1::PresenceStatus::Unspecified as i32,
                 presence_reason: format!(
                     "presence as of {} depends on the source's runs then: ask GetSource with the same as_of",
-                    crate::asof::describe(&p)
+                    crate::audit::asof::describe(&p)
                 ),
                 as_of: Some(p),
                 history_seqs,
@@ -810,8 +810,8 @@ impl Ledger for LedgerApi {
                 "this process has no NATS connection to replay from",
             ));
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(crate::replay::REPLAY_BUFFER);
-        tokio::spawn(crate::replay::replay(js, self.stream.clone(), r, tx));
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::audit::replay::REPLAY_BUFFER);
+        tokio::spawn(crate::audit::replay::replay(js, self.stream.clone(), r, tx));
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
@@ -838,7 +838,7 @@ impl Ledger for LedgerApi {
                 "no NATS connection to read the stream from",
             ));
         };
-        let leaves = crate::replay::leaves(js, &self.stream, size).await?;
+        let leaves = crate::audit::replay::leaves(js, &self.stream, size).await?;
         let m = (r.seq - 1) as usize;
         let proof = merkle::inclusion_proof(m, &leaves);
         Ok(Response::new(InclusionProof {
@@ -866,7 +866,7 @@ impl Ledger for LedgerApi {
                 "no NATS connection to read the stream from",
             ));
         };
-        let leaves = crate::replay::leaves(js, &self.stream, r.size2).await?;
+        let leaves = crate::audit::replay::leaves(js, &self.stream, r.size2).await?;
         let proof = merkle::consistency_proof(r.size1 as usize, &leaves);
         Ok(Response::new(ConsistencyProof {
             size1: r.size1,
@@ -897,10 +897,10 @@ impl Ledger for LedgerApi {
         req: Request<ListCheckpointsRequest>,
     ) -> Result<Response<ListCheckpointsResponse>, Status> {
         let limit = req.get_ref().limit;
-        if limit > crate::checkpoints::LIST_CHECKPOINTS_MAX {
+        if limit > crate::audit::checkpoints::LIST_CHECKPOINTS_MAX {
             return Err(Status::invalid_argument(format!(
                 "limit {limit} is over the maximum {}",
-                crate::checkpoints::LIST_CHECKPOINTS_MAX
+                crate::audit::checkpoints::LIST_CHECKPOINTS_MAX
             )));
         }
         let Some(c) = &self.checkpointer else {
@@ -954,8 +954,8 @@ impl Ledger for LedgerApi {
                 "an export reads the stream and signs with the checkpoint key; this process has neither",
             ));
         };
-        let bundle = crate::evidence::export(
-            crate::evidence::ExportDeps {
+        let bundle = crate::audit::evidence::export(
+            crate::audit::evidence::ExportDeps {
                 store: &self.store,
                 reader,
                 checkpointer: c,
@@ -966,7 +966,7 @@ impl Ledger for LedgerApi {
         .await?;
         let bytes = serde_json::to_vec_pretty(&bundle)
             .map_err(|e| Status::internal(format!("cannot encode the bundle: {e}")))?;
-        let chunks = crate::evidence::chunks(bytes);
+        let chunks = crate::audit::evidence::chunks(bytes);
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             for data in chunks {
@@ -997,10 +997,10 @@ impl Ledger for LedgerApi {
                 "to_seq {to} is past what the projector has applied ({applied}); verify up to {applied} or retry later"
             )));
         }
-        if to > crate::verify::VERIFY_MESSAGES_MAX {
+        if to > crate::audit::verify::VERIFY_MESSAGES_MAX {
             return Err(Status::invalid_argument(format!(
                 "a verification reads at most {} messages; verify a shorter range",
-                crate::verify::VERIFY_MESSAGES_MAX
+                crate::audit::verify::VERIFY_MESSAGES_MAX
             )));
         }
         let from = r.from_seq.max(1);
@@ -1021,11 +1021,11 @@ impl Ledger for LedgerApi {
             r.stream
         };
         let mut cps = c
-            .all(crate::verify::VERIFY_CHECKPOINTS_MAX)
+            .all(crate::audit::verify::VERIFY_CHECKPOINTS_MAX)
             .await
             .map_err(|e| Status::unavailable(format!("cannot read checkpoints: {e}")))?;
         cps.retain(|cp| cp.stream == self.stream);
-        if let Err(e) = crate::checkpoints::verify_chain(&cps, &c.public_key_hex()) {
+        if let Err(e) = crate::audit::checkpoints::verify_chain(&cps, &c.public_key_hex()) {
             return Ok(Response::new(VerifyRangeResponse {
                 ok: false,
                 problem: format!("the signed checkpoints do not verify: {e}"),
@@ -1036,7 +1036,7 @@ impl Ledger for LedgerApi {
             }));
         }
         Ok(Response::new(
-            crate::verify::verify_range(js, &self.store, cps, &stream, from, to).await,
+            crate::audit::verify::verify_range(js, &self.store, cps, &stream, from, to).await,
         ))
     }
 

@@ -163,7 +163,7 @@ pub async fn read_all(js: &jetstream::Context, max: usize) -> Result<Vec<Checkpo
     if total == 0 {
         return Ok(out);
     }
-    let mut msgs = crate::replay::ordered_messages(
+    let mut msgs = crate::audit::replay::ordered_messages(
         &stream,
         jetstream::consumer::DeliverPolicy::All,
         Vec::new(),
