@@ -294,13 +294,13 @@ async fn serve_with(
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
     let api = LedgerApi::new(crate::api::ApiParts {
         store: store.clone(),
-        js: Some(js.clone()),
+        js: js.clone(),
         stream: cfg.nats.stream.clone(),
         abandon_after_ms: cfg.api.abandon_after_ms,
         syncs,
         actions,
         alerts: alerts_tx,
-        checkpointer: Some(checkpointer),
+        checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),
     });
     tracing::info!("gRPC listening on {bound}");
