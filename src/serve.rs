@@ -255,7 +255,7 @@ async fn serve_with(
             cfg.nats.stream.clone(),
         )
         .await
-        .map_err(ServeError::Audit)?,
+        .map_err(|e| ServeError::Audit(e.to_string()))?,
     );
     if cfg.audit.checkpoint_interval_ms > 0 {
         sync_tasks.push(tokio::spawn(checkpointer.clone().run(

@@ -18,7 +18,7 @@ use super::readiness::readiness_blockers;
 use crate::{
     audit::{
         asof::{self, AsOfError, AsOfReader, PointAt},
-        checkpoints::{self, Checkpointer},
+        checkpoints::{self, AuditStreamError, Checkpointer},
         replay::{self, ReplayError},
         verify,
     },
@@ -88,10 +88,10 @@ pub enum QueryError {
     FrontierInconsistent,
     /// A checkpoint could not be signed and published.
     #[error("could not publish the checkpoint: {0}")]
-    CheckpointPublish(String),
+    CheckpointPublish(AuditStreamError),
     /// The audit stream's checkpoints could not be read.
     #[error("cannot read checkpoints: {0}")]
-    CheckpointRead(String),
+    CheckpointRead(AuditStreamError),
     /// A verification asks for more than the projector has applied.
     #[error(
         "to_seq {to} is past what the projector has applied ({applied}); verify up to {applied} or retry later"

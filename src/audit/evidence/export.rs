@@ -12,7 +12,7 @@ use super::{
 };
 use crate::audit::{
     asof::{AsOfError, AsOfReader, PointAt},
-    checkpoints,
+    checkpoints::{self, AuditStreamError},
     replay::PROOF_LEAVES_MAX,
     verify::VERIFY_CHECKPOINTS_MAX,
 };
@@ -26,7 +26,7 @@ pub struct ExportDeps<'a> {
 }
 
 /// Why a bundle could not be exported.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The compiled-in protobuf descriptors do not decode.
     #[error("{0}")]
@@ -39,7 +39,7 @@ pub enum ExportError {
     AsOf(#[from] AsOfError),
     /// The anchor checkpoint could not be signed and published.
     #[error("cannot sign the anchor checkpoint: {0}")]
-    AnchorNotSigned(String),
+    AnchorNotSigned(AuditStreamError),
     /// A source range over [`EXPORT_EVENTS_MAX`] events.
     #[error(
         "the range holds more than {EXPORT_EVENTS_MAX} events of source {source_id:?}; export a shorter time range"
@@ -64,7 +64,7 @@ pub enum ExportError {
     LeafMismatch { seq: u64 },
     /// The audit stream's checkpoints could not be read.
     #[error("cannot read checkpoints: {0}")]
-    Checkpoints(String),
+    Checkpoints(AuditStreamError),
     /// The anchor just published is not readable from the audit stream yet.
     #[error("the anchor checkpoint is not in the audit stream yet; retry")]
     AnchorNotInStream,
