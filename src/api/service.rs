@@ -181,11 +181,7 @@ impl Ledger for LedgerApi {
     ) -> Result<Response<SubmitActionResponse>, Status> {
         let r = req.into_inner();
         let source = validate::required("source_id", &r.source_id)?.to_owned();
-        let Some(request) = r.request else {
-            return Err(
-                validate::Invalid("request is required (an ActionRequested)".into()).into(),
-            );
-        };
+        let request = validate::action_request(r.request)?;
         let (action_id, created) = self.actions.submit(&self.q.store, &source, request).await?;
         Ok(Response::new(SubmitActionResponse { action_id, created }))
     }

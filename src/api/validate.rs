@@ -4,8 +4,8 @@
 //! message says what to send instead.
 
 use govledger_proto::v1::{
-    ActionOutcome, AsOf, EntityType, ExportEvidenceRequest, ReplayRequest, SyncMode,
-    VerifyRangeRequest, as_of,
+    ActionOutcome, ActionRequested, AsOf, EntityType, ExportEvidenceRequest, ReplayRequest,
+    SyncMode, VerifyRangeRequest, as_of,
 };
 
 use crate::audit::{asof::PointAt, verify::VERIFY_MESSAGES_MAX};
@@ -30,6 +30,11 @@ pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Invalid> {
     } else {
         Ok(value)
     }
+}
+
+/// A submitted action names its request.
+pub fn action_request(r: Option<ActionRequested>) -> Result<ActionRequested, Invalid> {
+    r.ok_or_else(|| Invalid::new("request is required (an ActionRequested)"))
 }
 
 /// A page size: at most `max`; 0 means `default`.
