@@ -473,7 +473,7 @@ pub fn verify_report(r: &govledger_proto::v1::VerifyRangeResponse) -> String {
 }
 
 /// What `govledger export` wrote.
-pub fn export_summary(b: &crate::evidence::Bundle, path: &std::path::Path) -> String {
+pub fn export_summary(b: &crate::audit::evidence::Bundle, path: &std::path::Path) -> String {
     let in_range = b.events.iter().filter(|e| e.in_range).count();
     format!(
         "wrote {}: {} event(s) ({} in the range), state as of sequence {} (stored {}), {} signed checkpoint(s)\nledger key id {} — public key {}\ncheck it anywhere with: govledger verify-bundle {} --public-key {}\n",
@@ -491,7 +491,7 @@ pub fn export_summary(b: &crate::evidence::Bundle, path: &std::path::Path) -> St
 }
 
 /// The outcome of `govledger verify-bundle`.
-pub fn bundle_report(r: &crate::evidence::BundleReport) -> String {
+pub fn bundle_report(r: &crate::audit::evidence::BundleReport) -> String {
     let mut out = String::new();
     for c in &r.checked {
         out.push_str(&format!("  ok  {c}\n"));

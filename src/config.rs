@@ -45,7 +45,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             signing_key_file: None,
-            checkpoint_interval_ms: crate::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
+            checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
         }
     }
 }

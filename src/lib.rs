@@ -6,22 +6,20 @@
 //! - `govledger-ingest` (`ingest/`): the publisher, the connectors and sync engine, the action executor;
 //! - `govledger-projector` (`projector/`): the pure fold, verdicts, the sled store, the consumer loop;
 //! - here: [`config`] (one TOML file), [`serve`] (wiring the roles, one shutdown path),
-//!   [`api`] (the tonic service), [`nats_embed`] (the embedded `nats-server` child),
+//!   [`api`] (the gRPC API: the tonic adapter and the queries it answers from),
+//!   [`audit`] (as-of answers, replay, proofs, checkpoints, verification, evidence),
+//!   [`nats_embed`] (the embedded `nats-server` child),
 //!   [`simulate`] (synthetic runs for the demo and tests), [`cli`] (human output).
 #![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod api;
-pub mod asof;
-pub mod checkpoints;
+pub mod audit;
 pub mod cli;
 pub mod clock_alerts;
 pub mod config;
-pub mod evidence;
 pub mod nats_embed;
-pub mod replay;
 pub mod serve;
 pub mod simulate;
 pub mod sources;
 pub mod syncer;
-pub mod verify;

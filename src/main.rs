@@ -943,7 +943,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             while let Some(chunk) = stream.message().await.map_err(status_err)? {
                 data.extend_from_slice(&chunk.data);
             }
-            let b: govledger::evidence::Bundle =
+            let b: govledger::audit::evidence::Bundle =
                 serde_json::from_slice(&data).context("the server sent a malformed bundle")?;
             std::fs::write(&out, &data)
                 .with_context(|| format!("cannot write {}", out.display()))?;
@@ -952,7 +952,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::VerifyBundle { bundle, public_key } => {
             let data = std::fs::read(&bundle)
                 .with_context(|| format!("cannot read {}", bundle.display()))?;
-            let r = govledger::evidence::verify_bundle(&data, public_key.as_deref());
+            let r = govledger::audit::evidence::verify_bundle(&data, public_key.as_deref());
             print!("{}", cli::bundle_report(&r));
             if !r.ok {
                 return Err(NotOk.into());

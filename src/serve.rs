@@ -245,17 +245,17 @@ async fn serve_with(
         .signing_key_file
         .clone()
         .unwrap_or_else(|| cfg.data_dir().join("audit").join("signing.key"));
-    let key = crate::checkpoints::load_or_create_key(&key_path)
+    let key = crate::audit::checkpoints::load_or_create_key(&key_path)
         .map_err(|e| ServeError::Audit(e.to_string()))?;
     let checkpointer = Arc::new(
-        crate::checkpoints::Checkpointer::start(
+        crate::audit::checkpoints::Checkpointer::start(
             key,
             js.clone(),
             store.clone(),
             cfg.nats.stream.clone(),
         )
         .await
-        .map_err(ServeError::Audit)?,
+        .map_err(|e| ServeError::Audit(e.to_string()))?,
     );
     if cfg.audit.checkpoint_interval_ms > 0 {
         sync_tasks.push(tokio::spawn(checkpointer.clone().run(
@@ -294,13 +294,13 @@ async fn serve_with(
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
     let api = LedgerApi::new(crate::api::ApiParts {
         store: store.clone(),
-        js: Some(js.clone()),
+        js: js.clone(),
         stream: cfg.nats.stream.clone(),
         abandon_after_ms: cfg.api.abandon_after_ms,
         syncs,
         actions,
         alerts: alerts_tx,
-        checkpointer: Some(checkpointer),
+        checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),
     });
     tracing::info!("gRPC listening on {bound}");

@@ -510,7 +510,7 @@ async fn inclusion_and_consistency_proofs_from_the_api_verify_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_checkpoints_chain_cover_empty_periods_and_reject_other_keys() {
-    use govledger::checkpoints::{self, CheckpointError};
+    use govledger::audit::checkpoints::{self, CheckpointError};
     use govledger_proto::v1::{CreateCheckpointRequest, ListCheckpointsRequest};
     let nats = NatsServer::start();
     let gl = Govledger::serve_with_config(&nats.url(), "[audit]\ncheckpoint_interval_ms = 300\n");

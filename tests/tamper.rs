@@ -7,7 +7,7 @@ mod common;
 
 use common::fault_scim::{FaultScim, ScimConfig};
 use common::{Govledger, NatsServer, read_stream};
-use govledger::evidence::{Bundle, verify_bundle};
+use govledger::audit::evidence::{Bundle, verify_bundle};
 use govledger_projector::OwnedMsg;
 use govledger_proto::v1::{
     ActionKind, ActionRequested, CreateCheckpointRequest, SubmitActionRequest,

@@ -77,6 +77,36 @@ pub enum CheckpointError {
     },
 }
 
+/// Why the audit stream could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditStreamError {
+    /// NATS or JetStream failed (the client's message).
+    #[error("{0}")]
+    Nats(String),
+    /// The projection store failed (its message).
+    #[error("{0}")]
+    Store(String),
+    /// More checkpoints than one call reads.
+    #[error("the audit stream holds {total} checkpoints, over the {max} one call reads")]
+    TooMany { total: u64, max: usize },
+    /// No message arrived within the read timeout.
+    #[error("audit stream read stalled")]
+    Stalled,
+    /// The stream ended before its counted messages were read.
+    #[error("audit stream ended early")]
+    EndedEarly,
+    /// A message on the audit stream is not a checkpoint.
+    #[error("audit stream message is not a Checkpoint: {0}")]
+    NotACheckpoint(prost::DecodeError),
+    /// The projector's stored Merkle frontier does not decode.
+    #[error("the stored Merkle frontier is inconsistent")]
+    FrontierInconsistent,
+}
+
+fn nats(e: impl std::fmt::Display) -> AuditStreamError {
+    AuditStreamError::Nats(e.to_string())
+}
+
 /// Checks a checkpoint against the ledger's trusted public key (hex).
 pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), CheckpointError> {
     if !cp.public_key.eq_ignore_ascii_case(trusted_public_key) {
@@ -142,42 +172,35 @@ pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), 
 }
 
 /// Every checkpoint in the audit stream (at most `max`), oldest first.
-pub async fn read_all(js: &jetstream::Context, max: usize) -> Result<Vec<Checkpoint>, String> {
+pub async fn read_all(
+    js: &jetstream::Context,
+    max: usize,
+) -> Result<Vec<Checkpoint>, AuditStreamError> {
     use futures::StreamExt as _;
-    let mut stream = js
-        .get_stream(AUDIT_STREAM)
-        .await
-        .map_err(|e| e.to_string())?;
-    let total = stream
-        .info()
-        .await
-        .map_err(|e| e.to_string())?
-        .state
-        .messages;
+    let mut stream = js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
+    let total = stream.info().await.map_err(nats)?.state.messages;
     if total as usize > max {
-        return Err(format!(
-            "the audit stream holds {total} checkpoints, over the {max} one call reads"
-        ));
+        return Err(AuditStreamError::TooMany { total, max });
     }
     let mut out = Vec::with_capacity(total as usize);
     if total == 0 {
         return Ok(out);
     }
-    let mut msgs = crate::replay::ordered_messages(
+    let mut msgs = crate::audit::replay::ordered_messages(
         &stream,
         jetstream::consumer::DeliverPolicy::All,
         Vec::new(),
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(nats)?;
     while (out.len() as u64) < total {
         let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
             .await
-            .map_err(|_| "audit stream read stalled".to_owned())?
-            .ok_or("audit stream ended early")?
-            .map_err(|e| e.to_string())?;
-        let cp = Checkpoint::decode(m.payload.as_ref())
-            .map_err(|e| format!("audit stream message is not a Checkpoint: {e}"))?;
+            .map_err(|_| AuditStreamError::Stalled)?
+            .ok_or(AuditStreamError::EndedEarly)?
+            .map_err(nats)?;
+        let cp =
+            Checkpoint::decode(m.payload.as_ref()).map_err(AuditStreamError::NotACheckpoint)?;
         out.push(cp);
     }
     Ok(out)
@@ -262,7 +285,7 @@ impl Checkpointer {
         js: jetstream::Context,
         store: Arc<Store>,
         stream: String,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AuditStreamError> {
         let spec = govledger_stream::StreamSpec {
             name: AUDIT_STREAM.to_owned(),
             subjects: vec!["govledger.audit.>".to_owned()],
@@ -270,7 +293,7 @@ impl Checkpointer {
         };
         govledger_stream::ensure_stream(&js, &spec)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(nats)?;
         let previous = match js.get_stream(AUDIT_STREAM).await {
             Ok(s) => match s.get_last_raw_message_by_subject(CHECKPOINT_SUBJECT).await {
                 Ok(m) => Checkpoint::decode(m.payload.as_ref())
@@ -278,7 +301,7 @@ impl Checkpointer {
                     .unwrap_or_default(),
                 Err(_) => String::new(),
             },
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(nats(e)),
         };
         Ok(Self {
             key,
@@ -303,10 +326,13 @@ impl Checkpointer {
     }
 
     /// Signs the projector's current root, publishes and returns the checkpoint.
-    pub async fn checkpoint(&self) -> Result<Checkpoint, String> {
-        let meta = self.store.meta().map_err(|e| e.to_string())?;
+    pub async fn checkpoint(&self) -> Result<Checkpoint, AuditStreamError> {
+        let meta = self
+            .store
+            .meta()
+            .map_err(|e| AuditStreamError::Store(e.to_string()))?;
         let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
-            .ok_or("the stored Merkle frontier is inconsistent")?;
+            .ok_or(AuditStreamError::FrontierInconsistent)?;
         let mut previous = self.previous.lock().await;
         let cp = sign(
             &self.key,
@@ -322,21 +348,17 @@ impl Checkpointer {
         self.js
             .send_publish(CHECKPOINT_SUBJECT, msg)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(nats)?
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(nats)?;
         *previous = checkpoint_hash(&cp);
         Ok(cp)
     }
 
     /// The most recent checkpoints, newest first.
-    pub async fn list(&self, limit: u32) -> Result<Vec<Checkpoint>, String> {
-        let mut stream = self
-            .js
-            .get_stream(AUDIT_STREAM)
-            .await
-            .map_err(|e| e.to_string())?;
-        let info = stream.info().await.map_err(|e| e.to_string())?;
+    pub async fn list(&self, limit: u32) -> Result<Vec<Checkpoint>, AuditStreamError> {
+        let mut stream = self.js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
+        let info = stream.info().await.map_err(nats)?;
         let (first, last) = (info.state.first_sequence, info.state.last_sequence);
         let mut out = Vec::new();
         let mut seq = last;
@@ -352,7 +374,7 @@ impl Checkpointer {
     }
 
     /// Every checkpoint (at most `max`), oldest first, as the audit stream holds them.
-    pub async fn all(&self, max: usize) -> Result<Vec<Checkpoint>, String> {
+    pub async fn all(&self, max: usize) -> Result<Vec<Checkpoint>, AuditStreamError> {
         read_all(&self.js, max).await
     }
 

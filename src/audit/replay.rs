@@ -10,30 +10,52 @@ use govledger_projector::merkle;
 use govledger_proto::v1::{Event, ReplayItem, ReplayRequest, event::Body};
 use prost::Message as _;
 use tokio::sync::mpsc;
-use tonic::Status;
 
 /// Items buffered between the stream reader and a slow client.
 pub const REPLAY_BUFFER: usize = 256;
 
+/// Why a replay or a proof's leaves could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    /// The stream cannot be read (NATS unreachable, a read stalled).
+    #[error("cannot read stream {stream}: {reason}; is NATS reachable?")]
+    Unavailable { stream: String, reason: String },
+    /// `from_us` is not a representable time.
+    #[error("from_us is out of range")]
+    FromOutOfRange,
+    /// A proof would read more leaves than [`PROOF_LEAVES_MAX`].
+    #[error("tree size {size} is over the {PROOF_LEAVES_MAX} messages a proof may read")]
+    TreeTooLarge { size: u64 },
+    /// The stream holds fewer messages than the tree asked for.
+    #[error("the stream holds {last} messages, fewer than the tree size {size}")]
+    StreamShorterThanTree { last: u64, size: u64 },
+    /// A sequence is missing from the stream (it is not an immutable log).
+    #[error(
+        "stream sequence {missing} is missing (got {got}): the stream is not the immutable log govledger requires"
+    )]
+    SequenceMissing { missing: u64, got: u64 },
+}
+
 /// Streams matching items into `tx` until the stream's last sequence as of the
-/// call (or `to_seq` / `to_us` / `limit`).
-pub async fn replay(
+/// call (or `to_seq` / `to_us` / `limit`). A failure is sent as the last item,
+/// converted to the channel's error type `E`.
+pub async fn replay<E: From<ReplayError>>(
     js: jetstream::Context,
     stream_name: String,
     req: ReplayRequest,
-    tx: mpsc::Sender<Result<ReplayItem, Status>>,
+    tx: mpsc::Sender<Result<ReplayItem, E>>,
 ) {
-    if let Err(s) = run(js, &stream_name, &req, &tx).await {
-        let _ = tx.send(Err(s)).await;
+    if let Err(e) = run(js, &stream_name, &req, &tx).await {
+        let _ = tx.send(Err(E::from(e))).await;
     }
 }
 
-async fn run(
+async fn run<E>(
     js: jetstream::Context,
     stream_name: &str,
     req: &ReplayRequest,
-    tx: &mpsc::Sender<Result<ReplayItem, Status>>,
-) -> Result<(), Status> {
+    tx: &mpsc::Sender<Result<ReplayItem, E>>,
+) -> Result<(), ReplayError> {
     let unavailable = |e: String| unavailable(stream_name, e);
     let (stream, last) = open(js, stream_name).await?;
     let end = if req.to_seq > 0 {
@@ -53,7 +75,7 @@ async fn run(
             start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
                 i128::from(req.from_us) * 1_000,
             )
-            .map_err(|_| Status::invalid_argument("from_us is out of range"))?,
+            .map_err(|_| ReplayError::FromOutOfRange)?,
         }
     } else {
         DeliverPolicy::All
@@ -146,17 +168,18 @@ pub async fn ordered_messages(
         .await?)
 }
 
-fn unavailable(stream_name: &str, e: String) -> Status {
-    Status::unavailable(format!(
-        "cannot read stream {stream_name}: {e}; is NATS reachable?"
-    ))
+fn unavailable(stream_name: &str, reason: String) -> ReplayError {
+    ReplayError::Unavailable {
+        stream: stream_name.to_owned(),
+        reason,
+    }
 }
 
 /// The stream and its last sequence now.
 async fn open(
     js: jetstream::Context,
     stream_name: &str,
-) -> Result<(jetstream::stream::Stream, u64), Status> {
+) -> Result<(jetstream::stream::Stream, u64), ReplayError> {
     let mut stream = js
         .get_stream(stream_name)
         .await
@@ -228,18 +251,14 @@ pub async fn leaves(
     js: &jetstream::Context,
     stream_name: &str,
     size: u64,
-) -> Result<Vec<merkle::Hash>, Status> {
+) -> Result<Vec<merkle::Hash>, ReplayError> {
     if size > PROOF_LEAVES_MAX {
-        return Err(Status::invalid_argument(format!(
-            "tree size {size} is over the {PROOF_LEAVES_MAX} messages a proof may read"
-        )));
+        return Err(ReplayError::TreeTooLarge { size });
     }
     let unavailable = |e: String| unavailable(stream_name, e);
     let (stream, last) = open(js.clone(), stream_name).await?;
     if size > last {
-        return Err(Status::failed_precondition(format!(
-            "the stream holds {last} messages, fewer than the tree size {size}"
-        )));
+        return Err(ReplayError::StreamShorterThanTree { last, size });
     }
     let mut out = Vec::with_capacity(size as usize);
     if size == 0 {
@@ -262,10 +281,10 @@ pub async fn leaves(
             .map_err(|e| unavailable(e.to_string()))?
             .stream_sequence;
         if seq != out.len() as u64 + 1 {
-            return Err(Status::data_loss(format!(
-                "stream sequence {} is missing (got {seq}): the stream is not the immutable log govledger requires",
-                out.len() + 1
-            )));
+            return Err(ReplayError::SequenceMissing {
+                missing: out.len() as u64 + 1,
+                got: seq,
+            });
         }
         out.push(merkle::leaf_hash(seq, &m.payload));
     }

@@ -25,9 +25,8 @@ use govledger_projector::{
     keys::{IdentityKey, entity_label},
 };
 use govledger_proto::v1::{
-    ActionState, AsOf, AsOfPoint, IdentityState, LedgerMeta, RunState, SourceState, as_of,
+    ActionState, AsOfPoint, IdentityState, LedgerMeta, RunState, SourceState,
 };
-use tonic::Status;
 
 /// Events one point-in-time identity or action answer may fold, at most.
 pub const HISTORY_EVENTS_MAX: usize = 100_000;
@@ -49,14 +48,81 @@ pub struct AsOfReader {
     pub source_folds: tokio::sync::Semaphore,
 }
 
-fn unavailable(stream: &str, e: impl std::fmt::Display) -> Status {
-    Status::unavailable(format!(
-        "cannot read stream {stream}: {e}; is NATS reachable?"
-    ))
+/// A validated point of an `AsOf`: a stream sequence (≥ 1) or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PointAt {
+    /// A stream sequence.
+    Seq(std::num::NonZeroU64),
+    /// The last event stored at or before this time (Unix microseconds).
+    TimeUs(i64),
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(format!("ledger store: {e}"))
+/// Why a point-in-time answer could not be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AsOfError {
+    /// The stream cannot be read (NATS unreachable, a read stalled).
+    #[error("cannot read stream {stream}: {reason}; is NATS reachable?")]
+    Unavailable { stream: String, reason: String },
+    /// The projection store failed.
+    #[error("ledger store: {0}")]
+    Store(String),
+    /// `as_of.seq` is past the stream's last sequence.
+    #[error("as_of.seq {seq} is past the end of the stream (last sequence {last})")]
+    PastEnd { seq: u64, last: u64 },
+    /// No event was stored at or before the asked time.
+    #[error(
+        "no event was stored at or before {}: the ledger's first event was stored {}",
+        rfc3339(*at_us),
+        first_stored(*first_us)
+    )]
+    NothingBefore {
+        at_us: i64,
+        /// When the first event was stored; `None`: the stream is empty.
+        first_us: Option<i64>,
+    },
+    /// The projector has not applied the point yet.
+    #[error("the projector has applied up to sequence {applied}, not yet {seq}; retry in a moment")]
+    NotProjectedYet { applied: u64, seq: u64 },
+    /// `as_of.time_us` is not a representable time.
+    #[error("as_of.time_us is out of range")]
+    TimeOutOfRange,
+    /// `from_us` is not a representable time.
+    #[error("from_us is out of range")]
+    FromOutOfRange,
+    /// A message the ledger's index names cannot be read from the stream.
+    #[error("stream message {seq}, which the ledger's index names, cannot be read: {reason}")]
+    IndexedMessageLost { seq: u64, reason: String },
+    /// The history is over [`HISTORY_EVENTS_MAX`] events.
+    #[error("this history has more than {HISTORY_EVENTS_MAX} events; read it with Replay instead")]
+    HistoryTooLong,
+    /// The identity, action or source did not exist at the point (the message
+    /// says which, and when it first appears).
+    #[error("{0}")]
+    NotFound(String),
+    /// An action's history folds to no action record.
+    #[error("the history of action {action_id:?} folds to no action record")]
+    ActionFoldEmpty { action_id: String },
+    /// The process is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+fn unavailable(stream: &str, e: impl std::fmt::Display) -> AsOfError {
+    AsOfError::Unavailable {
+        stream: stream.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AsOfError {
+    AsOfError::Store(e.to_string())
+}
+
+fn first_stored(first_us: Option<i64>) -> String {
+    match first_us {
+        Some(us) => rfc3339(us),
+        None => "never (the stream is empty)".to_owned(),
+    }
 }
 
 fn rfc3339(us: i64) -> String {
@@ -75,9 +141,9 @@ pub fn describe(p: &AsOfPoint) -> String {
 }
 
 impl AsOfReader {
-    /// The stream sequence (and its stored time) an `AsOf` names. A time names
+    /// The stream sequence (and its stored time) a point names. A time names
     /// the last event stored at or before it. The point must be projected.
-    pub async fn resolve(&self, as_of: &AsOf) -> Result<AsOfPoint, Status> {
+    pub async fn resolve(&self, point: PointAt) -> Result<AsOfPoint, AsOfError> {
         let mut stream = self
             .js
             .get_stream(&self.stream)
@@ -89,37 +155,23 @@ impl AsOfReader {
             .map_err(|e| unavailable(&self.stream, e))?
             .state
             .clone();
-        let seq = match as_of.point {
-            None => {
-                return Err(Status::invalid_argument(
-                    "as_of is set but names no point: give as_of.seq (a stream sequence ≥ 1) or as_of.time_us",
-                ));
-            }
-            Some(as_of::Point::Seq(0)) => {
-                return Err(Status::invalid_argument(
-                    "as_of.seq must be ≥ 1 (stream sequences start at 1)",
-                ));
-            }
-            Some(as_of::Point::Seq(n)) => {
+        let seq = match point {
+            PointAt::Seq(n) => {
+                let n = n.get();
                 if n > state.last_sequence {
-                    return Err(Status::invalid_argument(format!(
-                        "as_of.seq {n} is past the end of the stream (last sequence {})",
-                        state.last_sequence
-                    )));
+                    return Err(AsOfError::PastEnd {
+                        seq: n,
+                        last: state.last_sequence,
+                    });
                 }
                 n
             }
-            Some(as_of::Point::TimeUs(t)) => {
+            PointAt::TimeUs(t) => {
                 if state.messages == 0 || t < ts_us(&state.first_timestamp) {
-                    return Err(Status::not_found(format!(
-                        "no event was stored at or before {}: the ledger's first event was stored {}",
-                        rfc3339(t),
-                        if state.messages == 0 {
-                            "never (the stream is empty)".to_owned()
-                        } else {
-                            rfc3339(ts_us(&state.first_timestamp))
-                        }
-                    )));
+                    return Err(AsOfError::NothingBefore {
+                        at_us: t,
+                        first_us: (state.messages != 0).then(|| ts_us(&state.first_timestamp)),
+                    });
                 }
                 if t >= ts_us(&state.last_timestamp) {
                     state.last_sequence
@@ -130,9 +182,7 @@ impl AsOfReader {
         };
         let applied = self.store.meta().map_err(internal)?.last_applied_seq;
         if seq > applied {
-            return Err(Status::unavailable(format!(
-                "the projector has applied up to sequence {applied}, not yet {seq}; retry in a moment"
-            )));
+            return Err(AsOfError::NotProjectedYet { applied, seq });
         }
         let msg = stream
             .get_raw_message(seq)
@@ -149,10 +199,10 @@ impl AsOfReader {
         &self,
         stream: &jetstream::stream::Stream,
         t_us: i64,
-    ) -> Result<u64, Status> {
+    ) -> Result<u64, AsOfError> {
         let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t_us + 1) * 1_000)
-            .map_err(|_| Status::invalid_argument("as_of.time_us is out of range"))?;
-        let mut msgs = crate::replay::ordered_messages(
+            .map_err(|_| AsOfError::TimeOutOfRange)?;
+        let mut msgs = crate::audit::replay::ordered_messages(
             stream,
             DeliverPolicy::ByStartTime { start_time: start },
             Vec::new(),
@@ -169,7 +219,7 @@ impl AsOfReader {
             .stream_sequence)
     }
 
-    async fn stream(&self) -> Result<jetstream::stream::Stream, Status> {
+    async fn stream(&self) -> Result<jetstream::stream::Stream, AsOfError> {
         self.js
             .get_stream(&self.stream)
             .await
@@ -181,14 +231,17 @@ impl AsOfReader {
         &self,
         stream: &jetstream::stream::Stream,
         seqs: impl IntoIterator<Item = u64>,
-    ) -> Result<Vec<OwnedMsg>, Status> {
+    ) -> Result<Vec<OwnedMsg>, AsOfError> {
         let mut out = Vec::new();
         for seq in seqs {
-            let m = stream.get_raw_message(seq).await.map_err(|e| {
-                Status::data_loss(format!(
-                    "stream message {seq}, which the ledger's index names, cannot be read: {e}"
-                ))
-            })?;
+            let m =
+                stream
+                    .get_raw_message(seq)
+                    .await
+                    .map_err(|e| AsOfError::IndexedMessageLost {
+                        seq,
+                        reason: e.to_string(),
+                    })?;
             out.push(OwnedMsg {
                 seq,
                 subject: m.subject.to_string(),
@@ -202,7 +255,11 @@ impl AsOfReader {
 
     /// Messages of the identity's history up to the point, with the events of
     /// every action named in it (an action's conclusion needs its read-backs).
-    async fn identity_msgs(&self, key: &IdentityKey, upto: u64) -> Result<Vec<OwnedMsg>, Status> {
+    async fn identity_msgs(
+        &self,
+        key: &IdentityKey,
+        upto: u64,
+    ) -> Result<Vec<OwnedMsg>, AsOfError> {
         let stream = self.stream().await?;
         let seqs = self
             .store
@@ -253,7 +310,7 @@ impl AsOfReader {
         &self,
         key: &IdentityKey,
         p: &AsOfPoint,
-    ) -> Result<(IdentityState, Vec<u64>), Status> {
+    ) -> Result<(IdentityState, Vec<u64>), AsOfError> {
         let (identity, _, msgs) = self.identity_fold(key, p).await?;
         Ok((identity, msgs.iter().map(|m| m.seq).collect()))
     }
@@ -264,7 +321,7 @@ impl AsOfReader {
         &self,
         key: &IdentityKey,
         p: &AsOfPoint,
-    ) -> Result<(IdentityState, fold::Working, Vec<OwnedMsg>), Status> {
+    ) -> Result<(IdentityState, fold::Working, Vec<OwnedMsg>), AsOfError> {
         let msgs = self.identity_msgs(key, p.seq).await?;
         let mut w = fold::Working::default();
         fold_in_memory(&mut w, &msgs);
@@ -275,7 +332,7 @@ impl AsOfReader {
                     .store
                     .identity_history(&key.0, key.1, &key.2, u64::MAX, 1)
                     .map_err(internal)?;
-                Err(Status::not_found(format!(
+                Err(AsOfError::NotFound(format!(
                     "as of {}, source {:?} had not reported {} {:?}{}",
                     describe(p),
                     key.0,
@@ -292,7 +349,7 @@ impl AsOfReader {
     }
 
     /// The action as it stood at `p`.
-    pub async fn action(&self, action_id: &str, p: &AsOfPoint) -> Result<ActionState, Status> {
+    pub async fn action(&self, action_id: &str, p: &AsOfPoint) -> Result<ActionState, AsOfError> {
         let seqs = self
             .store
             .action_history(action_id, p.seq, HISTORY_EVENTS_MAX + 1)
@@ -305,7 +362,7 @@ impl AsOfReader {
                 .store
                 .action_history(action_id, u64::MAX, 1)
                 .map_err(internal)?;
-            return Err(Status::not_found(format!(
+            return Err(AsOfError::NotFound(format!(
                 "as of {}, there was no action {action_id:?}{}",
                 describe(p),
                 match first.first() {
@@ -320,10 +377,8 @@ impl AsOfReader {
         w.actions
             .get(&action_id.to_owned())
             .cloned()
-            .ok_or_else(|| {
-                Status::internal(format!(
-                    "the history of action {action_id:?} folds to no action record"
-                ))
+            .ok_or_else(|| AsOfError::ActionFoldEmpty {
+                action_id: action_id.to_owned(),
             })
     }
 
@@ -333,12 +388,12 @@ impl AsOfReader {
         &self,
         source_id: &str,
         p: &AsOfPoint,
-    ) -> Result<(SourceState, Option<RunState>), Status> {
+    ) -> Result<(SourceState, Option<RunState>), AsOfError> {
         let _permit = self
             .source_folds
             .acquire()
             .await
-            .map_err(|_| Status::unavailable("shutting down"))?;
+            .map_err(|_| AsOfError::ShuttingDown)?;
         let dir = self
             .scratch_dir
             .join(format!("asof-{}", uuid::Uuid::now_v7()));
@@ -356,7 +411,7 @@ impl AsOfReader {
         dir: &Path,
         source_id: &str,
         p: &AsOfPoint,
-    ) -> Result<(SourceState, Option<RunState>), Status> {
+    ) -> Result<(SourceState, Option<RunState>), AsOfError> {
         let store = Store::open(dir, SCRATCH_CACHE_BYTES).map_err(internal)?;
         let mut meta = LedgerMeta::default();
         let mut batch = Vec::with_capacity(SCRATCH_BATCH_EVENTS);
@@ -374,7 +429,7 @@ impl AsOfReader {
         let src = match store.source(source_id).map_err(internal)? {
             Some(src) if found > 0 => src,
             _ => {
-                return Err(Status::not_found(format!(
+                return Err(AsOfError::NotFound(format!(
                     "as of {}, the ledger held no event of source {source_id:?}",
                     describe(p)
                 )));
@@ -396,8 +451,8 @@ impl AsOfReader {
         source_id: &str,
         from_us: i64,
         upto: u64,
-        mut visit: impl FnMut(OwnedMsg, bool) -> Result<(), Status>,
-    ) -> Result<u64, Status> {
+        mut visit: impl FnMut(OwnedMsg, bool) -> Result<(), AsOfError>,
+    ) -> Result<u64, AsOfError> {
         let stream = self.stream().await?;
         let filters = govledger_stream::subject::source_filter_subjects(source_id);
         let prefix = format!("{}.{source_id}.", govledger_stream::subject::SUBJECT_PREFIX);
@@ -419,12 +474,12 @@ impl AsOfReader {
                 start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
                     i128::from(from_us) * 1_000,
                 )
-                .map_err(|_| Status::invalid_argument("from_us is out of range"))?,
+                .map_err(|_| AsOfError::FromOutOfRange)?,
             }
         } else {
             DeliverPolicy::All
         };
-        let mut msgs = crate::replay::ordered_messages(&stream, deliver_policy, filters)
+        let mut msgs = crate::audit::replay::ordered_messages(&stream, deliver_policy, filters)
             .await
             .map_err(|e| unavailable(&self.stream, e))?;
         let mut held: Option<OwnedMsg> = None;
@@ -469,8 +524,6 @@ impl AsOfReader {
     }
 }
 
-fn too_long() -> Status {
-    Status::failed_precondition(format!(
-        "this history has more than {HISTORY_EVENTS_MAX} events; read it with Replay instead"
-    ))
+fn too_long() -> AsOfError {
+    AsOfError::HistoryTooLong
 }

@@ -197,7 +197,7 @@ async fn run(
         .get_stream(stream_name)
         .await
         .map_err(|e| fail(format!("cannot open stream {stream_name}: {e}")))?;
-    let mut msgs = crate::replay::ordered_messages(
+    let mut msgs = crate::audit::replay::ordered_messages(
         &stream,
         DeliverPolicy::ByStartSequence {
             start_sequence: from,

@@ -1,0 +1,27 @@
+//! The gRPC API (package `govledger.v1`): answers from the sled projections
+//! and, for the past and for proofs, from the stream.
+//!
+//! API Boundary: every request is validated before anything is read; errors
+//! use the status code a client can act on and a message saying what to do.
+//!
+//! Layout:
+//! - [`service`]: the tonic adapter (`impl Ledger for LedgerApi`): validate,
+//!   call one query, map the result;
+//! - [`validate`]: the one way requests are checked (required fields, page
+//!   limits, enum numbers, as-of points, ranges);
+//! - [`status`]: the one map from each domain error to a `tonic::Status`;
+//! - [`queries`]: the answers themselves (source status and readiness, runs,
+//!   identities, action views, ledger status, proofs), free of gRPC types;
+//! - [`readiness`]: the pure rules of why a scope of sources is not ready.
+
+pub mod queries;
+pub mod readiness;
+pub mod service;
+pub mod status;
+pub mod validate;
+
+pub use queries::READINESS_ACTIONS_MAX;
+pub use readiness::readiness_blockers;
+pub use service::{
+    ApiParts, LIST_POISON_DEFAULT, LIST_POISON_MAX, LIST_RUNS_DEFAULT, LIST_RUNS_MAX, LedgerApi,
+};

@@ -1,0 +1,626 @@
+//! The queries the API answers: source status and readiness, runs, identities,
+//! actions with their outcomes, the ledger's status, proofs and verification —
+//! each as of now or at a past point. No gRPC types here: every query returns
+//! a proto message or a [`QueryError`], and `super::status` maps the error.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use govledger_projector::{Store, merkle, store::StoreError, verdict};
+use govledger_proto::v1::{
+    ActionOutcome, ActionState, AsOfPoint, Blocker, CheckReadinessResponse, Checkpoint,
+    ConsistencyProof, EntityType, GetActionResponse, GetIdentityResponse, GetRunResponse,
+    GetSourceResponse, InclusionProof, LedgerStatus, PoisonEvent, RunSummary, SourceStatus,
+    Verdict, VerifyRangeResponse,
+};
+
+use super::readiness::readiness_blockers;
+use crate::{
+    audit::{
+        asof::{self, AsOfError, AsOfReader, PointAt},
+        checkpoints::{self, AuditStreamError, Checkpointer},
+        replay::{self, ReplayError},
+        verify,
+    },
+    sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
+    syncer::SyncManager,
+};
+
+/// Actions of a source examined by a readiness check or a list, at most.
+pub const READINESS_ACTIONS_MAX: usize = 10_000;
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The projection store failed.
+    #[error("projection store error: {0}; the projection can be rebuilt from the stream")]
+    Store(#[from] StoreError),
+    /// A point-in-time answer failed.
+    #[error(transparent)]
+    AsOf(#[from] AsOfError),
+    /// The stream's leaves could not be read for a proof.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The source is neither configured nor named by any event.
+    #[error(
+        "no source {id:?}: not configured and no event names it; ListSources shows the known ones"
+    )]
+    NoSource { id: String },
+    /// The source has no event in the ledger yet.
+    #[error("no source {id:?} in the ledger yet; ListSources shows the known ones")]
+    SourceNotInLedger { id: String },
+    /// No such run (yet).
+    #[error(
+        "no run {id:?} in the ledger (it may not be projected yet; ListRuns(source_id) lists a source's runs)"
+    )]
+    NoRun { id: String },
+    /// The source never reported this identity.
+    #[error("source {source_id:?} never reported {label} {external_id:?}")]
+    NeverReported {
+        source_id: String,
+        label: &'static str,
+        external_id: String,
+    },
+    /// No such action (yet).
+    #[error(
+        "no action {id:?} in the ledger (it may not be projected yet; ListActions(source_id) lists a source's actions)"
+    )]
+    NoAction { id: String },
+    /// An external attempt names an action that was never submitted.
+    #[error("no action {id:?}: submit it with external=true first (SubmitAction)")]
+    NoActionToReport { id: String },
+    /// An external attempt names a concluded action.
+    #[error(
+        "action {id} is already concluded; submit a new action (new idempotency key) for a new write"
+    )]
+    ActionConcluded { id: String },
+    /// The digest task panicked or was cancelled.
+    #[error("digest task failed: {0}")]
+    DigestTask(String),
+    /// The stream cannot be opened.
+    #[error("cannot read stream {stream} from NATS: {reason}; is NATS reachable?")]
+    StreamUnreachable { stream: String, reason: String },
+    /// The stream's info cannot be read.
+    #[error("cannot read stream {stream} info: {reason}")]
+    StreamInfo { stream: String, reason: String },
+    /// The stored Merkle frontier does not decode.
+    #[error("the stored Merkle frontier is inconsistent; rebuild the projection")]
+    FrontierInconsistent,
+    /// A checkpoint could not be signed and published.
+    #[error("could not publish the checkpoint: {0}")]
+    CheckpointPublish(AuditStreamError),
+    /// The audit stream's checkpoints could not be read.
+    #[error("cannot read checkpoints: {0}")]
+    CheckpointRead(AuditStreamError),
+    /// A verification asks for more than the projector has applied.
+    #[error(
+        "to_seq {to} is past what the projector has applied ({applied}); verify up to {applied} or retry later"
+    )]
+    PastApplied { to: u64, applied: u64 },
+}
+
+/// What the queries read: the projections, the stream and the configured sources.
+pub struct Queries {
+    pub store: Arc<Store>,
+    pub js: jetstream::Context,
+    pub stream: String,
+    pub abandon_after_us: i64,
+    pub syncs: SyncManager,
+    pub asof: AsOfReader,
+    pub checkpointer: Arc<Checkpointer>,
+}
+
+/// Now, in Unix microseconds.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl Queries {
+    /// Every source's status as of now, sorted by id.
+    pub async fn list_sources(&self) -> Result<Vec<SourceStatus>, QueryError> {
+        let now = now_us();
+        let mut sources = Vec::new();
+        for id in self.all_source_ids()? {
+            if let Some(st) = self.status(&id, now).await? {
+                sources.push(st);
+            }
+        }
+        Ok(sources)
+    }
+
+    /// A source as of now, or as it stood at `at`.
+    pub async fn source(
+        &self,
+        id: &str,
+        at: Option<PointAt>,
+    ) -> Result<GetSourceResponse, QueryError> {
+        if let Some(at) = at {
+            return self.source_at(id, at).await;
+        }
+        match self.status(id, now_us()).await? {
+            Some(status) => Ok(GetSourceResponse {
+                source: status.state.clone(),
+                status: Some(status),
+                ..Default::default()
+            }),
+            None => Err(QueryError::NoSource { id: id.to_owned() }),
+        }
+    }
+
+    /// The newest `limit` runs of a source with their verdicts now.
+    pub async fn runs(&self, id: &str, limit: u32) -> Result<Vec<RunSummary>, QueryError> {
+        if self.store.source(id)?.is_none() {
+            return Err(QueryError::SourceNotInLedger { id: id.to_owned() });
+        }
+        let now = now_us();
+        let mut runs = Vec::new();
+        for run_id in self.store.run_ids_of(id, limit as usize)? {
+            if let Some(run) = self.store.run(&run_id)? {
+                let (v, _) = verdict::current(&run, now, self.abandon_after_us);
+                runs.push(RunSummary {
+                    run_id: run.run_id.clone(),
+                    source_id: run.source_id.clone(),
+                    verdict: v as i32,
+                    started_at_us: run.started_at_us,
+                    finished_at_us: run.finished_at_us,
+                    records_unique: run.records_unique,
+                    declared_total: run.declared_total_last.or(run.declared_total_at_start),
+                });
+            }
+        }
+        Ok(runs)
+    }
+
+    /// A run with its verdict now.
+    pub fn run(&self, id: &str) -> Result<GetRunResponse, QueryError> {
+        let Some(run) = self.store.run(id)? else {
+            return Err(QueryError::NoRun { id: id.to_owned() });
+        };
+        let (v, reasons) = verdict::current(&run, now_us(), self.abandon_after_us);
+        Ok(GetRunResponse {
+            run: Some(run),
+            verdict: v as i32,
+            reasons,
+        })
+    }
+
+    /// An identity with its presence now, or as it stood at `at`.
+    pub async fn identity(
+        &self,
+        source_id: &str,
+        entity_type: EntityType,
+        external_id: &str,
+        at: Option<PointAt>,
+    ) -> Result<GetIdentityResponse, QueryError> {
+        if let Some(at) = at {
+            let p = self.asof.resolve(at).await?;
+            let key = (
+                source_id.to_owned(),
+                entity_type as i32,
+                external_id.to_owned(),
+            );
+            let (identity, history_seqs) = self.asof.identity(&key, &p).await?;
+            return Ok(GetIdentityResponse {
+                identity: Some(identity),
+                presence: govledger_proto::v1::PresenceStatus::Unspecified as i32,
+                presence_reason: format!(
+                    "presence as of {} depends on the source's runs then: ask GetSource with the same as_of",
+                    asof::describe(&p)
+                ),
+                as_of: Some(p),
+                history_seqs,
+            });
+        }
+        let Some(source) = self.store.source(source_id)? else {
+            return Err(QueryError::SourceNotInLedger {
+                id: source_id.to_owned(),
+            });
+        };
+        let Some(identity) = self
+            .store
+            .identity(source_id, entity_type as i32, external_id)?
+        else {
+            return Err(QueryError::NeverReported {
+                source_id: source_id.to_owned(),
+                label: govledger_projector::keys::entity_label(entity_type as i32),
+                external_id: external_id.to_owned(),
+            });
+        };
+        let (presence, why) = verdict::presence(&identity, &source);
+        Ok(GetIdentityResponse {
+            identity: Some(identity),
+            presence: presence as i32,
+            presence_reason: why,
+            ..Default::default()
+        })
+    }
+
+    /// The ledger's meta, Merkle root and stream position (and, when asked,
+    /// the state digest).
+    pub async fn ledger_status(&self, with_digest: bool) -> Result<LedgerStatus, QueryError> {
+        let (meta, state_digest) = if with_digest {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.digest_at())
+                .await
+                .map_err(|e| QueryError::DigestTask(e.to_string()))??
+        } else {
+            (self.store.meta()?, String::new())
+        };
+        let mut stream =
+            self.js
+                .get_stream(&self.stream)
+                .await
+                .map_err(|e| QueryError::StreamUnreachable {
+                    stream: self.stream.clone(),
+                    reason: e.to_string(),
+                })?;
+        let info = stream.info().await.map_err(|e| QueryError::StreamInfo {
+            stream: self.stream.clone(),
+            reason: e.to_string(),
+        })?;
+        let (stream_last_seq, stream_messages) = (info.state.last_sequence, info.state.messages);
+        let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
+            .ok_or(QueryError::FrontierInconsistent)?;
+        Ok(LedgerStatus {
+            merkle_root: merkle::hex(&tree.root()),
+            merkle_size: tree.size(),
+            checkpoint_public_key: self.checkpointer.public_key_hex(),
+            meta: Some(meta),
+            state_digest,
+            stream_last_seq,
+            stream_messages,
+            stream_name: self.stream.clone(),
+        })
+    }
+
+    /// Poison events after `after_seq`, at most `limit`.
+    pub fn poison(&self, after_seq: u64, limit: u32) -> Result<Vec<PoisonEvent>, QueryError> {
+        Ok(self.store.poison(after_seq, limit as usize)?)
+    }
+
+    /// An action with its outcome now, or as it stood at `at`.
+    pub async fn action(
+        &self,
+        id: &str,
+        at: Option<PointAt>,
+    ) -> Result<GetActionResponse, QueryError> {
+        if let Some(at) = at {
+            return self.action_view_at(id, at).await;
+        }
+        let Some(a) = self.store.action(id)? else {
+            return Err(QueryError::NoAction { id: id.to_owned() });
+        };
+        self.action_view(a, now_us())
+    }
+
+    /// A source's actions with their outcomes now (`want` unspecified = any),
+    /// at most `limit`.
+    pub fn actions(
+        &self,
+        source: &str,
+        want: ActionOutcome,
+        limit: usize,
+    ) -> Result<Vec<GetActionResponse>, QueryError> {
+        let now = now_us();
+        let mut actions = Vec::new();
+        for id in self.store.action_ids_of(source, READINESS_ACTIONS_MAX)? {
+            if actions.len() >= limit {
+                break;
+            }
+            if let Some(a) = self.store.action(&id)? {
+                let v = self.action_view(a, now)?;
+                if want == ActionOutcome::Unspecified || v.outcome == want as i32 {
+                    actions.push(v);
+                }
+            }
+        }
+        Ok(actions)
+    }
+
+    /// The action an external attempt is reported for: it exists and has not
+    /// concluded.
+    pub fn action_open_for_report(&self, id: &str) -> Result<ActionState, QueryError> {
+        let Some(a) = self.store.action(id)? else {
+            return Err(QueryError::NoActionToReport { id: id.to_owned() });
+        };
+        if a.concluded_seq != 0 {
+            return Err(QueryError::ActionConcluded { id: id.to_owned() });
+        }
+        Ok(a)
+    }
+
+    /// Whether the sources `ids` (empty = every known one) are ready, and why
+    /// not; actions only on `identities` (empty = all) can block.
+    pub async fn readiness(
+        &self,
+        mut ids: Vec<String>,
+        identities: &[String],
+    ) -> Result<CheckReadinessResponse, QueryError> {
+        if ids.is_empty() {
+            ids = self.all_source_ids()?;
+        }
+        ids.sort();
+        ids.dedup();
+        let now = now_us();
+        let mut scope = Vec::with_capacity(ids.len());
+        for id in ids {
+            let status = self.status(&id, now).await?;
+            let last_finished = match status.as_ref().and_then(|s| s.state.as_ref()) {
+                Some(st) if !st.last_finished_run_id.is_empty() => {
+                    self.store.run(&st.last_finished_run_id)?
+                }
+                _ => None,
+            };
+            scope.push((id, status, last_finished));
+        }
+        let mut blockers = readiness_blockers(&scope);
+        for (id, status, _) in &scope {
+            if status.is_some() {
+                blockers.extend(self.action_blockers(id, identities, now)?);
+            }
+        }
+        Ok(CheckReadinessResponse {
+            ready: blockers.is_empty(),
+            blockers,
+            sources: scope.into_iter().filter_map(|(_, s, _)| s).collect(),
+        })
+    }
+
+    /// The size of the tree an inclusion proof is asked in (0 = the projector's now).
+    pub fn tree_size(&self, asked: u64) -> Result<u64, QueryError> {
+        if asked == 0 {
+            Ok(self.store.meta()?.merkle_size)
+        } else {
+            Ok(asked)
+        }
+    }
+
+    /// The inclusion proof of `seq` in the tree of `size` (both validated).
+    pub async fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, QueryError> {
+        let leaves = replay::leaves(&self.js, &self.stream, size).await?;
+        let m = (seq - 1) as usize;
+        let proof = merkle::inclusion_proof(m, &leaves);
+        Ok(InclusionProof {
+            seq,
+            tree_size: size,
+            leaf_hash: merkle::hex(&leaves[m]),
+            path: proof.iter().map(merkle::hex).collect(),
+            root: merkle::hex(&merkle::root(&leaves)),
+        })
+    }
+
+    /// The consistency proof of the tree of `size1` in that of `size2` (validated).
+    pub async fn consistency_proof(
+        &self,
+        size1: u64,
+        size2: u64,
+    ) -> Result<ConsistencyProof, QueryError> {
+        let leaves = replay::leaves(&self.js, &self.stream, size2).await?;
+        let proof = merkle::consistency_proof(size1 as usize, &leaves);
+        Ok(ConsistencyProof {
+            size1,
+            size2,
+            root1: merkle::hex(&merkle::root(&leaves[..size1 as usize])),
+            root2: merkle::hex(&merkle::root(&leaves)),
+            path: proof.iter().map(merkle::hex).collect(),
+        })
+    }
+
+    /// Signs and publishes a checkpoint of the projector's root now.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, QueryError> {
+        self.checkpointer
+            .checkpoint()
+            .await
+            .map_err(QueryError::CheckpointPublish)
+    }
+
+    /// The newest `limit` checkpoints, newest first.
+    pub async fn checkpoints(&self, limit: u32) -> Result<Vec<Checkpoint>, QueryError> {
+        self.checkpointer
+            .list(limit)
+            .await
+            .map_err(QueryError::CheckpointRead)
+    }
+
+    /// The last sequence a verification may read up to: `to_seq` (0 = the
+    /// last applied), not past what the projector has applied.
+    pub fn verify_end(&self, to_seq: u64) -> Result<u64, QueryError> {
+        let applied = self.store.meta()?.last_applied_seq;
+        let to = if to_seq == 0 { applied } else { to_seq };
+        if to > applied {
+            return Err(QueryError::PastApplied { to, applied });
+        }
+        Ok(to)
+    }
+
+    /// Verifies `from..=to` of `stream` against the recorded leaves and this
+    /// ledger's signed checkpoints (whose chain is checked first).
+    pub async fn verify_range(
+        &self,
+        stream: String,
+        from: u64,
+        to: u64,
+    ) -> Result<VerifyRangeResponse, QueryError> {
+        let mut cps = self
+            .checkpointer
+            .all(verify::VERIFY_CHECKPOINTS_MAX)
+            .await
+            .map_err(QueryError::CheckpointRead)?;
+        cps.retain(|cp| cp.stream == self.stream);
+        if let Err(e) = checkpoints::verify_chain(&cps, &self.checkpointer.public_key_hex()) {
+            return Ok(VerifyRangeResponse {
+                ok: false,
+                problem: format!("the signed checkpoints do not verify: {e}"),
+                stream,
+                from_seq: from,
+                to_seq: to,
+                ..Default::default()
+            });
+        }
+        Ok(verify::verify_range(&self.js, &self.store, cps, &stream, from, to).await)
+    }
+
+    /// An action with its outcome as it stood at a past point (a deadline is
+    /// judged at the point's time; drift from the watched identities then).
+    async fn action_view_at(&self, id: &str, at: PointAt) -> Result<GetActionResponse, QueryError> {
+        let p = self.asof.resolve(at).await?;
+        let a = self.asof.action(id, &p).await?;
+        let mut drift = None;
+        for wi in &a.watch {
+            let key = (a.source_id.clone(), wi.entity_type, wi.external_id.clone());
+            let (ident, _) = self.asof.identity(&key, &p).await?;
+            if let Some(w) = ident
+                .watched
+                .into_iter()
+                .find(|w| w.action_id == a.action_id && w.drifted)
+            {
+                drift = Some(w);
+                break;
+            }
+        }
+        let (outcome, detail) = verdict::action_outcome(&a, drift.as_ref(), p.stored_at_us);
+        Ok(GetActionResponse {
+            action: Some(a),
+            outcome: outcome as i32,
+            outcome_detail: detail,
+            as_of: Some(p),
+        })
+    }
+
+    /// A source as it stood at a past point: state, freshness at that time, and
+    /// its last run with the verdict it had then.
+    async fn source_at(&self, id: &str, at: PointAt) -> Result<GetSourceResponse, QueryError> {
+        let p: AsOfPoint = self.asof.resolve(at).await?;
+        let (state, last_run) = self.asof.source(id, &p).await?;
+        let objective_ms = self
+            .syncs
+            .freshness_objective_ms(id)
+            .unwrap_or(DEFAULT_FRESHNESS_OBJECTIVE_MS);
+        let (freshness, age_ms) = verdict::freshness(Some(&state), objective_ms, p.stored_at_us);
+        let (last_run_verdict, running) = match &last_run {
+            Some(run) => {
+                let (v, _) = verdict::current(run, p.stored_at_us, self.abandon_after_us);
+                let running = (v == Verdict::Running).then(|| run.run_id.clone());
+                (v, running)
+            }
+            None => (Verdict::Unspecified, None),
+        };
+        Ok(GetSourceResponse {
+            source: Some(state.clone()),
+            status: Some(SourceStatus {
+                source_id: id.to_owned(),
+                state: Some(state),
+                freshness: freshness as i32,
+                last_complete_age_ms: age_ms,
+                freshness_objective_ms: objective_ms,
+                configured: self.syncs.is_configured(id),
+                running_run_id: running.unwrap_or_default(),
+            }),
+            as_of: Some(p),
+            last_run,
+            last_run_verdict: last_run_verdict as i32,
+        })
+    }
+
+    /// An action with its outcome as of `now` (DRIFTED from the watched identities).
+    fn action_view(&self, a: ActionState, now: i64) -> Result<GetActionResponse, QueryError> {
+        let mut drift = None;
+        for wi in &a.watch {
+            if let Some(ident) =
+                self.store
+                    .identity(&a.source_id, wi.entity_type, &wi.external_id)?
+                && let Some(w) = ident
+                    .watched
+                    .into_iter()
+                    .find(|w| w.action_id == a.action_id && w.drifted)
+            {
+                drift = Some(w);
+                break;
+            }
+        }
+        let (outcome, detail) = verdict::action_outcome(&a, drift.as_ref(), now);
+        Ok(GetActionResponse {
+            action: Some(a),
+            outcome: outcome as i32,
+            outcome_detail: detail,
+            as_of: None,
+        })
+    }
+
+    /// Blocking actions of a source (UNCONFIRMED, FAILED, OVERDUE, DRIFTED).
+    fn action_blockers(
+        &self,
+        source_id: &str,
+        identities: &[String],
+        now: i64,
+    ) -> Result<Vec<Blocker>, QueryError> {
+        let mut out = Vec::new();
+        for id in self.store.action_ids_of(source_id, READINESS_ACTIONS_MAX)? {
+            let Some(a) = self.store.action(&id)? else {
+                continue;
+            };
+            let who = a
+                .request
+                .as_ref()
+                .map(|r| r.identity_external_id.clone())
+                .unwrap_or_default();
+            if !identities.is_empty() && !identities.contains(&who) {
+                continue;
+            }
+            let v = self.action_view(a, now)?;
+            let o = ActionOutcome::try_from(v.outcome).unwrap_or_default();
+            if matches!(
+                o,
+                ActionOutcome::Unconfirmed
+                    | ActionOutcome::Failed
+                    | ActionOutcome::Overdue
+                    | ActionOutcome::Drifted
+            ) {
+                out.push(Blocker {
+                    source_id: source_id.to_owned(),
+                    code: format!(
+                        "ACTION_{}",
+                        o.as_str_name().trim_start_matches("ACTION_OUTCOME_")
+                    ),
+                    message: format!("action {id} on {who}: {}", v.outcome_detail),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A source's status as of now; `None` when neither configured nor known.
+    async fn status(&self, source_id: &str, now: i64) -> Result<Option<SourceStatus>, QueryError> {
+        let state = self.store.source(source_id)?;
+        let configured = self.syncs.is_configured(source_id);
+        if state.is_none() && !configured {
+            return Ok(None);
+        }
+        let objective_ms = self
+            .syncs
+            .freshness_objective_ms(source_id)
+            .unwrap_or(DEFAULT_FRESHNESS_OBJECTIVE_MS);
+        let (freshness, age_ms) = verdict::freshness(state.as_ref(), objective_ms, now);
+        Ok(Some(SourceStatus {
+            source_id: source_id.to_owned(),
+            state,
+            freshness: freshness as i32,
+            last_complete_age_ms: age_ms,
+            freshness_objective_ms: objective_ms,
+            configured,
+            running_run_id: self.syncs.running(source_id).await.unwrap_or_default(),
+        }))
+    }
+
+    /// Every configured or known source id, sorted.
+    fn all_source_ids(&self) -> Result<Vec<String>, QueryError> {
+        let mut ids: std::collections::BTreeSet<String> = self
+            .store
+            .sources()?
+            .into_iter()
+            .map(|s| s.source_id)
+            .collect();
+        ids.extend(self.syncs.configured().map(str::to_owned));
+        Ok(ids.into_iter().collect())
+    }
+}

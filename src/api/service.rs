@@ -1,0 +1,371 @@
+//! The tonic adapter: `impl Ledger for LedgerApi`. Each RPC validates its
+//! request ([`super::validate`]), calls one query or domain function
+//! ([`super::queries`], the action and sync managers, `crate::audit`) and
+//! maps the result; errors become statuses in one place ([`super::status`]).
+//! Nothing here writes to sled.
+
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use govledger_projector::Store;
+use govledger_proto::v1::{
+    ActionAttempted, Alert, CheckReadinessRequest, CheckReadinessResponse, Checkpoint,
+    ConsistencyProof, CreateCheckpointRequest, EvidenceChunk, ExportEvidenceRequest,
+    GetActionRequest, GetActionResponse, GetConsistencyProofRequest, GetIdentityRequest,
+    GetIdentityResponse, GetInclusionProofRequest, GetLedgerStatusRequest, GetRunRequest,
+    GetRunResponse, GetSourceRequest, GetSourceResponse, InclusionProof, LedgerStatus,
+    ListActionsRequest, ListActionsResponse, ListCheckpointsRequest, ListCheckpointsResponse,
+    ListPoisonEventsRequest, ListPoisonEventsResponse, ListRunsRequest, ListRunsResponse,
+    ListSourcesRequest, ListSourcesResponse, ReplayItem, ReplayRequest,
+    ReportExternalAttemptRequest, ReportExternalAttemptResponse, SubmitActionRequest,
+    SubmitActionResponse, TriggerSyncRequest, TriggerSyncResponse, VerifyRangeRequest,
+    VerifyRangeResponse, WatchAlertsRequest, ledger_server::Ledger,
+};
+use tonic::{Request, Response, Status};
+
+use super::{queries::Queries, validate};
+use crate::{
+    actions::ActionManager,
+    audit::{
+        asof::AsOfReader,
+        checkpoints::{Checkpointer, LIST_CHECKPOINTS_MAX},
+        evidence::{self, ExportDeps},
+        replay,
+    },
+    syncer::SyncManager,
+};
+
+/// Default and largest page sizes of list calls.
+pub const LIST_RUNS_DEFAULT: u32 = 20;
+pub const LIST_RUNS_MAX: u32 = 1_000;
+pub const LIST_POISON_DEFAULT: u32 = 100;
+pub const LIST_POISON_MAX: u32 = 1_000;
+/// Default page size of `ListActions` (its largest is [`LIST_RUNS_MAX`]).
+pub const LIST_ACTIONS_DEFAULT: u32 = 100;
+/// Default page size of `ListCheckpoints`.
+pub const LIST_CHECKPOINTS_DEFAULT: u32 = 20;
+
+/// The `govledger.v1.Ledger` service.
+pub struct LedgerApi {
+    q: Queries,
+    actions: ActionManager,
+    alerts: tokio::sync::broadcast::Sender<Alert>,
+}
+
+/// Everything the API answers from.
+pub struct ApiParts {
+    pub store: Arc<Store>,
+    pub js: async_nats::jetstream::Context,
+    pub stream: String,
+    pub abandon_after_ms: u64,
+    pub syncs: SyncManager,
+    pub actions: ActionManager,
+    pub alerts: tokio::sync::broadcast::Sender<Alert>,
+    pub checkpointer: Arc<Checkpointer>,
+    /// Scratch space of point-in-time source answers (inside the data folder).
+    pub scratch_dir: std::path::PathBuf,
+}
+
+impl LedgerApi {
+    pub fn new(p: ApiParts) -> Self {
+        let asof = AsOfReader {
+            store: p.store.clone(),
+            js: p.js.clone(),
+            stream: p.stream.clone(),
+            scratch_dir: p.scratch_dir,
+            source_folds: tokio::sync::Semaphore::new(1),
+        };
+        Self {
+            q: Queries {
+                store: p.store,
+                js: p.js,
+                stream: p.stream,
+                abandon_after_us: (p.abandon_after_ms as i64).saturating_mul(1_000),
+                syncs: p.syncs,
+                asof,
+                checkpointer: p.checkpointer,
+            },
+            actions: p.actions,
+            alerts: p.alerts,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Ledger for LedgerApi {
+    async fn list_sources(
+        &self,
+        _req: Request<ListSourcesRequest>,
+    ) -> Result<Response<ListSourcesResponse>, Status> {
+        let sources = self.q.list_sources().await?;
+        Ok(Response::new(ListSourcesResponse { sources }))
+    }
+
+    async fn get_source(
+        &self,
+        req: Request<GetSourceRequest>,
+    ) -> Result<Response<GetSourceResponse>, Status> {
+        let r = req.get_ref();
+        let id = validate::required("source_id", &r.source_id)?;
+        let at = validate::as_of_opt(r.as_of.as_ref())?;
+        Ok(Response::new(self.q.source(id, at).await?))
+    }
+
+    async fn list_runs(
+        &self,
+        req: Request<ListRunsRequest>,
+    ) -> Result<Response<ListRunsResponse>, Status> {
+        let r = req.get_ref();
+        let id = validate::required("source_id", &r.source_id)?;
+        let limit = validate::page_limit(r.limit, LIST_RUNS_DEFAULT, LIST_RUNS_MAX)?;
+        let runs = self.q.runs(id, limit).await?;
+        Ok(Response::new(ListRunsResponse { runs }))
+    }
+
+    async fn get_run(
+        &self,
+        req: Request<GetRunRequest>,
+    ) -> Result<Response<GetRunResponse>, Status> {
+        let id = validate::required("run_id", &req.get_ref().run_id)?;
+        Ok(Response::new(self.q.run(id)?))
+    }
+
+    async fn get_identity(
+        &self,
+        req: Request<GetIdentityRequest>,
+    ) -> Result<Response<GetIdentityResponse>, Status> {
+        let r = req.get_ref();
+        let source_id = validate::required("source_id", &r.source_id)?;
+        let external_id = validate::required("external_id", &r.external_id)?;
+        let entity_type = validate::entity_type(r.entity_type)?;
+        let at = validate::as_of_opt(r.as_of.as_ref())?;
+        let answer = self
+            .q
+            .identity(source_id, entity_type, external_id, at)
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get_ledger_status(
+        &self,
+        req: Request<GetLedgerStatusRequest>,
+    ) -> Result<Response<LedgerStatus>, Status> {
+        let status = self.q.ledger_status(req.get_ref().with_digest).await?;
+        Ok(Response::new(status))
+    }
+
+    async fn list_poison_events(
+        &self,
+        req: Request<ListPoisonEventsRequest>,
+    ) -> Result<Response<ListPoisonEventsResponse>, Status> {
+        let r = req.get_ref();
+        let limit = validate::page_limit(r.limit, LIST_POISON_DEFAULT, LIST_POISON_MAX)?;
+        let events = self.q.poison(r.after_seq, limit)?;
+        Ok(Response::new(ListPoisonEventsResponse { events }))
+    }
+
+    async fn trigger_sync(
+        &self,
+        req: Request<TriggerSyncRequest>,
+    ) -> Result<Response<TriggerSyncResponse>, Status> {
+        let r = req.get_ref();
+        let id = validate::required("source_id", &r.source_id)?;
+        let mode = validate::sync_mode(r.mode)?;
+        let run_id = self.q.syncs.trigger(id, mode).await?;
+        Ok(Response::new(TriggerSyncResponse { run_id }))
+    }
+
+    async fn submit_action(
+        &self,
+        req: Request<SubmitActionRequest>,
+    ) -> Result<Response<SubmitActionResponse>, Status> {
+        let r = req.into_inner();
+        let source = validate::required("source_id", &r.source_id)?.to_owned();
+        let request = validate::action_request(r.request)?;
+        let (action_id, created) = self.actions.submit(&self.q.store, &source, request).await?;
+        Ok(Response::new(SubmitActionResponse { action_id, created }))
+    }
+
+    async fn get_action(
+        &self,
+        req: Request<GetActionRequest>,
+    ) -> Result<Response<GetActionResponse>, Status> {
+        let r = req.get_ref();
+        let id = validate::required("action_id", &r.action_id)?;
+        let at = validate::as_of_opt(r.as_of.as_ref())?;
+        Ok(Response::new(self.q.action(id, at).await?))
+    }
+
+    async fn list_actions(
+        &self,
+        req: Request<ListActionsRequest>,
+    ) -> Result<Response<ListActionsResponse>, Status> {
+        let r = req.get_ref();
+        let source = validate::required("source_id", &r.source_id)?;
+        let limit = validate::page_limit(r.limit, LIST_ACTIONS_DEFAULT, LIST_RUNS_MAX)?;
+        let want = validate::action_outcome(r.outcome)?;
+        let actions = self.q.actions(source, want, limit as usize)?;
+        Ok(Response::new(ListActionsResponse { actions }))
+    }
+
+    async fn report_external_attempt(
+        &self,
+        req: Request<ReportExternalAttemptRequest>,
+    ) -> Result<Response<ReportExternalAttemptResponse>, Status> {
+        let r = req.into_inner();
+        let id = validate::required("action_id", &r.action_id)?.to_owned();
+        let a = self.q.action_open_for_report(&id)?;
+        let class = crate::actions::error_class(r.error_class)?;
+        let attempt = ActionAttempted {
+            step: r.step.max(1),
+            request_summary: r.request_summary,
+            http_status: r.http_status,
+            error_class: class,
+            latency_ms: r.latency_ms,
+            external: true,
+        };
+        self.actions
+            .report_external(&self.q.store, &a, attempt)
+            .await?;
+        Ok(Response::new(ReportExternalAttemptResponse {}))
+    }
+
+    type WatchAlertsStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<Alert, Status>> + Send + 'static>>;
+
+    async fn watch_alerts(
+        &self,
+        req: Request<WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let sources = req.into_inner().source_ids;
+        let rx = self.alerts.subscribe();
+        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
+            let keep = match &r {
+                Ok(a) => sources.is_empty() || sources.contains(&a.source_id),
+                Err(_) => true,
+            };
+            let item = match r {
+                Ok(a) => Ok(a),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Ok(Alert {
+                    message: format!("{n} alerts skipped: this watcher fell behind; the ledger still holds every decision"),
+                    ..Default::default()
+                }),
+            };
+            futures::future::ready(keep.then_some(item))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type ReplayStream = tokio_stream::wrappers::ReceiverStream<Result<ReplayItem, Status>>;
+
+    async fn replay(
+        &self,
+        req: Request<ReplayRequest>,
+    ) -> Result<Response<Self::ReplayStream>, Status> {
+        let r = req.into_inner();
+        validate::replay(&r)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(replay::REPLAY_BUFFER);
+        tokio::spawn(replay::replay(
+            self.q.js.clone(),
+            self.q.stream.clone(),
+            r,
+            tx,
+        ));
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<InclusionProof>, Status> {
+        let r = req.into_inner();
+        let size = self.q.tree_size(r.tree_size)?;
+        validate::inclusion_seq(r.seq, size)?;
+        Ok(Response::new(self.q.inclusion_proof(r.seq, size).await?))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<ConsistencyProof>, Status> {
+        let r = req.into_inner();
+        validate::consistency_sizes(r.size1, r.size2)?;
+        let proof = self.q.consistency_proof(r.size1, r.size2).await?;
+        Ok(Response::new(proof))
+    }
+
+    async fn create_checkpoint(
+        &self,
+        _req: Request<CreateCheckpointRequest>,
+    ) -> Result<Response<Checkpoint>, Status> {
+        Ok(Response::new(self.q.checkpoint().await?))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        req: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        let limit = validate::page_limit(
+            req.get_ref().limit,
+            LIST_CHECKPOINTS_DEFAULT,
+            LIST_CHECKPOINTS_MAX,
+        )?;
+        let checkpoints = self.q.checkpoints(limit).await?;
+        Ok(Response::new(ListCheckpointsResponse { checkpoints }))
+    }
+
+    type ExportEvidenceStream =
+        tokio_stream::wrappers::ReceiverStream<Result<EvidenceChunk, Status>>;
+
+    async fn export_evidence(
+        &self,
+        req: Request<ExportEvidenceRequest>,
+    ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
+        let mut r = req.into_inner();
+        validate::export(&mut r)?;
+        let deps = ExportDeps {
+            store: &self.q.store,
+            reader: &self.q.asof,
+            checkpointer: &self.q.checkpointer,
+            stream: &self.q.stream,
+        };
+        let bundle = evidence::export(deps, &r).await?;
+        let chunks = evidence::export::encode(&bundle)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            for data in chunks {
+                if tx.send(Ok(EvidenceChunk { data })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn verify_range(
+        &self,
+        req: Request<VerifyRangeRequest>,
+    ) -> Result<Response<VerifyRangeResponse>, Status> {
+        let r = req.into_inner();
+        let to = self.q.verify_end(r.to_seq)?;
+        let (from, stream) = validate::verify_range(&r, to, &self.q.stream)?;
+        Ok(Response::new(self.q.verify_range(stream, from, to).await?))
+    }
+
+    async fn check_readiness(
+        &self,
+        req: Request<CheckReadinessRequest>,
+    ) -> Result<Response<CheckReadinessResponse>, Status> {
+        let req = req.into_inner();
+        validate::readiness_scope(&req.source_ids, LIST_RUNS_MAX)?;
+        let answer = self
+            .q
+            .readiness(req.source_ids, &req.identity_external_ids)
+            .await?;
+        Ok(Response::new(answer))
+    }
+}

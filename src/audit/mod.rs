@@ -1,0 +1,21 @@
+//! The audit room: everything that reads the stream itself (the source of
+//! truth) to answer for the past or to prove the ledger has not changed.
+//!
+//! Layout:
+//! - [`asof`]: point-in-time answers (an identity, an action, a source as it
+//!   stood at a past sequence or time), folded again from the stream;
+//! - [`replay`]: the events of the stream in order, filtered, with leaf hashes;
+//!   the leaves that inclusion and consistency proofs are computed from;
+//! - [`verify`]: a range of the stream checked against the recorded leaves and
+//!   the signed checkpoint roots;
+//! - [`checkpoints`]: signed, chained checkpoints of the Merkle root;
+//! - [`evidence`]: evidence bundles — their export and their offline check.
+//!
+//! Nothing here knows the gRPC layer: each module returns its own error enum,
+//! and `crate::api` maps those to status codes.
+
+pub mod asof;
+pub mod checkpoints;
+pub mod evidence;
+pub mod replay;
+pub mod verify;
