@@ -34,9 +34,9 @@ use govledger_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    actions::{ActionManager, SubmitError},
-    sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
-    syncer::{SyncManager, TriggerError},
+    config::sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
+    workers::actions::{ActionManager, SubmitError},
+    workers::scheduler::{SyncManager, TriggerError},
 };
 
 /// Default and largest page sizes of list calls.
@@ -743,7 +743,7 @@ impl Ledger for LedgerApi {
                 "action {id} is already concluded; submit a new action (new idempotency key) for a new write"
             )));
         }
-        let class = crate::actions::error_class(r.error_class).map_err(submit_status)?;
+        let class = crate::workers::actions::error_class(r.error_class).map_err(submit_status)?;
         let attempt = ActionAttempted {
             step: r.step.max(1),
             request_summary: r.request_summary,

@@ -7,7 +7,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use govledger::{
-    cli,
+    cli::output as cli,
     config::{Config, DEFAULT_GRPC_ADDR},
     serve::{self, ServeError},
     simulate,

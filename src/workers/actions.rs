@@ -24,7 +24,7 @@ use govledger_proto::v1::{
 };
 use tokio::sync::mpsc;
 
-use crate::{config::ConfigError, sources::SecretSource};
+use crate::config::{ConfigError, sources::SecretSource};
 
 /// Jobs queued per source at most; a full queue answers `Unavailable`.
 pub const ACTION_QUEUE_MAX: usize = 1_024;
@@ -105,7 +105,7 @@ pub struct ActionManager {
 }
 
 /// What the workers need from the process: the same as the sync workers'.
-pub type ActionDeps = crate::syncer::WorkerDeps;
+pub type ActionDeps = crate::workers::scheduler::WorkerDeps;
 
 impl ActionManager {
     pub fn start(

@@ -18,7 +18,7 @@ use govledger_proto::v1::SyncMode;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::ConfigError, sources::SecretSource};
+use crate::config::{ConfigError, sources::SecretSource};
 
 /// Triggers queued per source at most (a trigger while one runs is refused).
 const TRIGGER_QUEUE_MAX: usize = 4;

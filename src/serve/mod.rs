@@ -23,13 +23,15 @@ use tokio_util::sync::CancellationToken;
 use govledger_ingest::{Publisher, event::ProducerId};
 
 use crate::{
-    actions::{ActionDeps, ActionManager},
     api::LedgerApi,
-    config::{Config, ConfigError},
-    nats_embed::{self, EmbedError, EmbeddedNats},
-    sources::ProcessEnv,
-    syncer::{SyncManager, WorkerDeps},
+    config::{Config, ConfigError, sources::ProcessEnv},
+    workers::actions::{ActionDeps, ActionManager},
+    workers::scheduler::{SyncManager, WorkerDeps},
 };
+
+pub mod nats_embed;
+
+use nats_embed::{EmbedError, EmbeddedNats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -263,7 +265,7 @@ async fn serve_with(
             shutdown.clone(),
         )));
     }
-    sync_tasks.push(tokio::spawn(crate::clock_alerts::run(
+    sync_tasks.push(tokio::spawn(crate::workers::clock_alerts::run(
         store.clone(),
         syncs.clone(),
         alerts_tx.clone(),

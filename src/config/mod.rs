@@ -13,6 +13,8 @@ use std::{
 
 use serde::Deserialize;
 
+pub mod sources;
+
 pub const DEFAULT_DATA_DIR: &str = "./govledger-data";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 
@@ -27,7 +29,7 @@ pub struct Config {
     pub publisher: PublisherConfig,
     pub api: ApiConfig,
     /// The sources govledger syncs (`[[sources]]`).
-    pub sources: Vec<crate::sources::SourceConfig>,
+    pub sources: Vec<sources::SourceConfig>,
     pub audit: AuditConfig,
 }
 
