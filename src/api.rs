@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     config::sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
-    workers::actions::{ActionManager, SubmitError},
+    workers::action_intake::{ActionManager, SubmitError},
     workers::scheduler::{SyncManager, TriggerError},
 };
 
@@ -743,7 +743,8 @@ impl Ledger for LedgerApi {
                 "action {id} is already concluded; submit a new action (new idempotency key) for a new write"
             )));
         }
-        let class = crate::workers::actions::error_class(r.error_class).map_err(submit_status)?;
+        let class =
+            crate::workers::action_intake::error_class(r.error_class).map_err(submit_status)?;
         let attempt = ActionAttempted {
             step: r.step.max(1),
             request_summary: r.request_summary,

@@ -1,14 +1,17 @@
 //! `[[sources]]`: what govledger syncs, how, and the objectives it is judged by.
 //!
-//! Validated with the rest of the config; errors name the key
-//! (`sources[1].base_url`). Secrets are referenced by environment variable or
-//! file, never written in the config, and never logged.
+//! Each setting with a fixed set of values is an enum, so the file cannot name
+//! anything else (serde's message for an unknown value names the key; see
+//! [`super::Config::from_toml`]). [`SourceConfig::resolve`] checks what depends on
+//! more than one key, once, and builds the [`Source`] every role runs with;
+//! errors name the key (`sources[1].base_url`).
 
-use std::{path::PathBuf, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use govledger_ingest::{
+    actions::MemberRemoval,
     backoff::Backoff,
-    http::{Auth, Secret},
+    http::{Auth, HttpSource},
     rest::RestShape,
     retry::RetryPolicy,
     sync::{Paging, Resource, SyncSpec},
@@ -16,12 +19,80 @@ use govledger_ingest::{
 use govledger_proto::v1::EntityType;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use super::{
+    error::{ConfigError, invalid},
+    secrets::{AuthConfig, SecretSource},
+};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 pub const PAGE_SIZE_MAX: u32 = 10_000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_FRESHNESS_OBJECTIVE_MS: u64 = 24 * 60 * 60 * 1_000;
+
+/// The connector of a source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// SCIM 2.0.
+    #[default]
+    Scim,
+    /// A JSON API, described by `[sources.rest]`.
+    Rest,
+}
+
+/// How pages are addressed, as the file says it (which ones a kind allows is
+/// checked by [`SourceConfig::resolve`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PagingSetting {
+    /// SCIM `startIndex`/`count`; for REST the same as `page-number`.
+    #[default]
+    Index,
+    /// SCIM cursors (RFC 9865).
+    Cursor,
+    /// REST page numbers.
+    PageNumber,
+    /// REST pages chained by RFC 8288 `Link: <...>; rel="next"`.
+    Link,
+}
+
+/// How lifecycle actions remove a group member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberRemovalSetting {
+    /// `members[value eq "id"]` (RFC 7644).
+    #[default]
+    FilterPath,
+    /// `members` with a value list (some servers require it).
+    ValueList,
+}
+
+impl From<MemberRemovalSetting> for MemberRemoval {
+    fn from(m: MemberRemovalSetting) -> Self {
+        match m {
+            MemberRemovalSetting::FilterPath => MemberRemoval::FilterPath,
+            MemberRemovalSetting::ValueList => MemberRemoval::ValueList,
+        }
+    }
+}
+
+/// What a REST source's items are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestEntity {
+    #[default]
+    User,
+    Group,
+}
+
+impl From<RestEntity> for EntityType {
+    fn from(e: RestEntity) -> Self {
+        match e {
+            RestEntity::User => EntityType::User,
+            RestEntity::Group => EntityType::Group,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,8 +100,8 @@ pub struct SourceConfig {
     /// Source id: ASCII letters, digits, '-', '_' (one NATS subject token).
     pub id: String,
     /// Connector kind: `scim` (SCIM 2.0) or `rest` (a JSON API, see `[sources.rest]`).
-    #[serde(default = "default_kind")]
-    pub kind: String,
+    #[serde(default)]
+    pub kind: SourceKind,
     /// SCIM base URL, e.g. `https://idp.example/scim/v2`.
     pub base_url: String,
     /// SCIM endpoints to read: `Users`, `Groups`.
@@ -38,8 +109,8 @@ pub struct SourceConfig {
     pub resources: Vec<String>,
     /// SCIM: `index` (startIndex/count) or `cursor` (RFC 9865).
     /// REST: `page-number` or `link` (RFC 8288 `Link: <...>; rel="next"`).
-    #[serde(default = "default_paging")]
-    pub paging: String,
+    #[serde(default)]
+    pub paging: PagingSetting,
     #[serde(default = "default_page_size")]
     pub page_size: u32,
     /// Per-request timeout, in milliseconds.
@@ -68,12 +139,8 @@ pub struct SourceConfig {
     pub rest: Option<RestConfig>,
     /// How lifecycle actions remove a group member: `filter-path`
     /// (`members[value eq "id"]`, RFC 7644) or `value-list` (some servers require it).
-    #[serde(default = "default_member_removal")]
-    pub member_removal: String,
-}
-
-fn default_member_removal() -> String {
-    "filter-path".into()
+    #[serde(default)]
+    pub member_removal: MemberRemovalSetting,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,8 +149,8 @@ pub struct RestConfig {
     /// Path below base_url, e.g. `users`.
     pub path: String,
     /// `user` or `group`.
-    #[serde(default = "default_entity")]
-    pub entity: String,
+    #[serde(default)]
+    pub entity: RestEntity,
     /// JSON pointer to the items array; empty = the body is the array.
     #[serde(default)]
     pub items_pointer: String,
@@ -101,9 +168,6 @@ pub struct RestConfig {
     pub size_param: String,
 }
 
-fn default_entity() -> String {
-    "user".into()
-}
 fn default_id_field() -> String {
     "id".into()
 }
@@ -113,15 +177,8 @@ fn default_page_param() -> String {
 fn default_size_param() -> String {
     "per_page".into()
 }
-
-fn default_kind() -> String {
-    "scim".into()
-}
 fn default_resources() -> Vec<String> {
     vec!["Users".into()]
-}
-fn default_paging() -> String {
-    "index".into()
 }
 fn default_page_size() -> u32 {
     DEFAULT_PAGE_SIZE
@@ -172,93 +229,38 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// Where a secret comes from: an environment variable or a file.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// `none`, `bearer`, `basic` or `oauth2`.
-    pub kind: Option<String>,
-    pub token_env: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub username: Option<String>,
-    pub password_env: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub token_url: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret_env: Option<String>,
-    pub client_secret_file: Option<PathBuf>,
-    pub scope: Option<String>,
+/// A source as resolved from the file, once: its sync spec, its auth with the
+/// secrets read, and the settings its workers need. Every role receives this.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Position in the file (`sources[index]`), to name it in errors.
+    pub index: usize,
+    pub spec: SyncSpec,
+    pub auth: Auth,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Full syncs this often; `None` = only on demand.
+    pub schedule_interval: Option<Duration>,
+    pub freshness_objective_ms: u64,
+    pub member_removal: MemberRemoval,
 }
 
-/// Reads secrets through this, so tests can inject an environment.
-pub trait SecretSource {
-    fn env(&self, name: &str) -> Option<String>;
-}
+impl Source {
+    /// True when lifecycle actions can write to it (SCIM; a REST connector only reads).
+    pub fn writable(&self) -> bool {
+        self.spec.rest.is_none()
+    }
 
-/// The process environment.
-pub struct ProcessEnv;
-
-impl SecretSource for ProcessEnv {
-    fn env(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+    /// A new HTTP client of this source, with its auth and timeout (each role
+    /// has its own, so an OAuth2 token cache is never shared across roles).
+    pub fn http(&self) -> Result<Arc<HttpSource>, ConfigError> {
+        HttpSource::new(self.auth.clone(), self.timeout)
+            .map(Arc::new)
+            .map_err(|e| invalid(format!("sources[{}]", self.index), e.to_string()))
     }
 }
-
-fn invalid(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
-}
-
-fn secret(
-    key: &str,
-    env_name: &Option<String>,
-    file: &Option<PathBuf>,
-    env: &dyn SecretSource,
-) -> Result<Secret, ConfigError> {
-    match (env_name, file) {
-        (Some(e), None) => env
-            .env(e)
-            .filter(|v| !v.is_empty())
-            .map(Secret::new)
-            .ok_or_else(|| {
-                invalid(
-                    format!("{key}_env"),
-                    format!("environment variable {e} is not set (or empty)"),
-                )
-            }),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .map(|s| Secret::new(s.trim().to_owned()))
-            .map_err(|e| {
-                invalid(
-                    format!("{key}_file"),
-                    format!("cannot read {}: {e}", f.display()),
-                )
-            }),
-        (Some(_), Some(_)) => Err(invalid(
-            format!("{key}_env"),
-            format!("give either {key}_env or {key}_file, not both"),
-        )),
-        (None, None) => Err(invalid(
-            format!("{key}_env"),
-            format!("required: the name of an environment variable holding it (or {key}_file)"),
-        )),
-    }
-}
-
 impl RestConfig {
     fn shape(&self, key: &str) -> Result<RestShape, ConfigError> {
-        let entity_type = match self.entity.as_str() {
-            "user" => EntityType::User,
-            "group" => EntityType::Group,
-            other => {
-                return Err(invalid(
-                    format!("{key}.entity"),
-                    format!("{other:?}: use \"user\" or \"group\""),
-                ));
-            }
-        };
         let path = self.path.trim_matches('/');
         if path.is_empty() || path.contains('?') {
             return Err(invalid(
@@ -282,7 +284,7 @@ impl RestConfig {
         }
         Ok(RestShape {
             path: path.to_owned(),
-            entity_type,
+            entity_type: self.entity.into(),
             items_pointer: self.items_pointer.clone(),
             id_field: self.id_field.clone(),
             active_field: self.active_field.clone(),
@@ -296,41 +298,63 @@ impl RestConfig {
 }
 
 impl SourceConfig {
-    /// The HTTP client of this source (index `i`), with its auth and timeout.
-    pub fn http(
-        &self,
-        i: usize,
-        auth: Auth,
-    ) -> Result<std::sync::Arc<govledger_ingest::http::HttpSource>, ConfigError> {
-        govledger_ingest::http::HttpSource::new(auth, Duration::from_millis(self.timeout_ms))
-            .map(std::sync::Arc::new)
-            .map_err(|e| invalid(format!("sources[{i}]"), e.to_string()))
-    }
-
-    /// Validates this source (index `i` in the file) and builds its sync spec and auth.
-    pub fn build(&self, i: usize, env: &dyn SecretSource) -> Result<(SyncSpec, Auth), ConfigError> {
+    /// Validates this source (index `i` in the file), reads its secrets and
+    /// builds what its workers run with. Called once per source, by
+    /// [`super::Config::resolve`].
+    pub fn resolve(&self, i: usize, env: &dyn SecretSource) -> Result<Source, ConfigError> {
         let k = |name: &str| format!("sources[{i}].{name}");
         govledger_ingest::subject::validate_source_id(&self.id)
             .map_err(|e| invalid(k("id"), e.to_string()))?;
-        let rest = match (self.kind.as_str(), &self.rest) {
-            ("scim", None) => None,
-            ("scim", Some(_)) => {
-                return Err(invalid(k("rest"), "only for kind = \"rest\""));
-            }
-            ("rest", None) => {
-                return Err(invalid(
-                    k("rest"),
-                    "required for kind = \"rest\": say at least `path`",
-                ));
-            }
-            ("rest", Some(r)) => Some(r.shape(&k("rest"))?),
-            (other, _) => {
-                return Err(invalid(
-                    k("kind"),
-                    format!("{other:?} is not a known connector; use \"scim\" or \"rest\""),
-                ));
-            }
-        };
+        let rest = self.rest_shape(&k)?;
+        let base_url = self.base_url(&k)?;
+        let resources = self.resources(&k)?;
+        let paging = self.paging(rest.is_some(), &k)?;
+        self.check_limits(&k)?;
+        let retry = self.retry_policy(&k)?;
+        let rl = &self.rate_limit;
+        if !(rl.requests_per_s >= 0.0 && rl.requests_per_s.is_finite()) {
+            return Err(invalid(k("rate_limit.requests_per_s"), "must be >= 0"));
+        }
+        let auth = self.auth.resolve(&k("auth"), env)?;
+        Ok(Source {
+            index: i,
+            spec: SyncSpec {
+                source_id: self.id.clone(),
+                base_url,
+                resources,
+                paging,
+                page_size: self.page_size,
+                retry,
+                rate_per_s: rl.requests_per_s,
+                burst: rl.burst.max(1),
+                deletion_threshold_pct: self.deletion_threshold_pct,
+                deletion_threshold_abs: self.deletion_threshold_abs,
+                rest,
+            },
+            auth,
+            timeout: Duration::from_millis(self.timeout_ms),
+            schedule_interval: (self.schedule_interval_ms > 0)
+                .then(|| Duration::from_millis(self.schedule_interval_ms)),
+            freshness_objective_ms: self.freshness_objective_ms,
+            member_removal: self.member_removal.into(),
+        })
+    }
+
+    /// `[sources.rest]` is there exactly when `kind = "rest"`.
+    fn rest_shape(&self, k: &dyn Fn(&str) -> String) -> Result<Option<RestShape>, ConfigError> {
+        match (self.kind, &self.rest) {
+            (SourceKind::Scim, None) => Ok(None),
+            (SourceKind::Scim, Some(_)) => Err(invalid(k("rest"), "only for kind = \"rest\"")),
+            (SourceKind::Rest, None) => Err(invalid(
+                k("rest"),
+                "required for kind = \"rest\": say at least `path`",
+            )),
+            (SourceKind::Rest, Some(r)) => r.shape(&k("rest")).map(Some),
+        }
+    }
+
+    /// An http(s) URL without credentials, without its trailing '/'.
+    fn base_url(&self, k: &dyn Fn(&str) -> String) -> Result<String, ConfigError> {
         let url = self.base_url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
@@ -348,6 +372,10 @@ impl SourceConfig {
                 "must not contain credentials; use [sources.auth]",
             ));
         }
+        Ok(url.trim_end_matches('/').to_owned())
+    }
+
+    fn resources(&self, k: &dyn Fn(&str) -> String) -> Result<Vec<Resource>, ConfigError> {
         if self.resources.is_empty() {
             return Err(invalid(
                 k("resources"),
@@ -371,24 +399,32 @@ impl SourceConfig {
                 entity_type,
             });
         }
-        let paging = match (rest.is_some(), self.paging.as_str()) {
-            (false, "index") => Paging::Index,
-            (false, "cursor") => Paging::Cursor,
-            (true, "page-number" | "index") => Paging::PageNumber,
-            (true, "link") => Paging::Link,
-            (false, other) => {
-                return Err(invalid(
-                    k("paging"),
-                    format!("{other:?}: use \"index\" or \"cursor\" for SCIM"),
-                ));
-            }
-            (true, other) => {
-                return Err(invalid(
-                    k("paging"),
-                    format!("{other:?}: use \"page-number\" or \"link\" for REST"),
-                ));
-            }
-        };
+        Ok(resources)
+    }
+
+    /// The paging the connector supports: SCIM `index`/`cursor`, REST
+    /// `page-number` (or `index`, the same)/`link`.
+    fn paging(&self, rest: bool, k: &dyn Fn(&str) -> String) -> Result<Paging, ConfigError> {
+        match (rest, self.paging) {
+            (false, PagingSetting::Index) => Ok(Paging::Index),
+            (false, PagingSetting::Cursor) => Ok(Paging::Cursor),
+            (true, PagingSetting::PageNumber | PagingSetting::Index) => Ok(Paging::PageNumber),
+            (true, PagingSetting::Link) => Ok(Paging::Link),
+            (false, other) => Err(invalid(
+                k("paging"),
+                format!("{:?}: use \"index\" or \"cursor\" for SCIM", other.name()),
+            )),
+            (true, other) => Err(invalid(
+                k("paging"),
+                format!(
+                    "{:?}: use \"page-number\" or \"link\" for REST",
+                    other.name()
+                ),
+            )),
+        }
+    }
+
+    fn check_limits(&self, k: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         if !(1..=PAGE_SIZE_MAX).contains(&self.page_size) {
             return Err(invalid(
                 k("page_size"),
@@ -413,6 +449,10 @@ impl SourceConfig {
                 "must be within 0..=100",
             ));
         }
+        Ok(())
+    }
+
+    fn retry_policy(&self, k: &dyn Fn(&str) -> String) -> Result<RetryPolicy, ConfigError> {
         let r = &self.retry;
         if !(1..=100).contains(&r.attempts_max) {
             return Err(invalid(k("retry.attempts_max"), "must be within 1..=100"));
@@ -426,88 +466,32 @@ impl SourceConfig {
             0.5,
         )
         .map_err(|e| invalid(k("retry.backoff_min_ms"), e.to_string()))?;
-        let rl = &self.rate_limit;
-        if !(rl.requests_per_s >= 0.0 && rl.requests_per_s.is_finite()) {
-            return Err(invalid(k("rate_limit.requests_per_s"), "must be >= 0"));
-        }
-        if !matches!(self.member_removal.as_str(), "filter-path" | "value-list") {
-            return Err(invalid(
-                k("member_removal"),
-                format!(
-                    "{:?}: use \"filter-path\" or \"value-list\"",
-                    self.member_removal
-                ),
-            ));
-        }
-        let auth = self.auth(i, env)?;
-        Ok((
-            SyncSpec {
-                source_id: self.id.clone(),
-                base_url: url.trim_end_matches('/').to_owned(),
-                resources,
-                paging,
-                page_size: self.page_size,
-                retry: RetryPolicy {
-                    attempts_max: r.attempts_max,
-                    budget: Duration::from_millis(r.budget_ms),
-                    backoff,
-                },
-                rate_per_s: rl.requests_per_s,
-                burst: rl.burst.max(1),
-                deletion_threshold_pct: self.deletion_threshold_pct,
-                deletion_threshold_abs: self.deletion_threshold_abs,
-                rest,
-            },
-            auth,
-        ))
+        Ok(RetryPolicy {
+            attempts_max: r.attempts_max,
+            budget: Duration::from_millis(r.budget_ms),
+            backoff,
+        })
     }
+}
 
-    fn auth(&self, i: usize, env: &dyn SecretSource) -> Result<Auth, ConfigError> {
-        let a = &self.auth;
-        let k = |name: &str| format!("sources[{i}].auth.{name}");
-        match a.kind.as_deref().unwrap_or("none") {
-            "none" => Ok(Auth::None),
-            "bearer" => Ok(Auth::Bearer(secret(
-                &k("token"),
-                &a.token_env,
-                &a.token_file,
-                env,
-            )?)),
-            "basic" => Ok(Auth::Basic {
-                username: a
-                    .username
-                    .clone()
-                    .ok_or_else(|| invalid(k("username"), "required for basic auth"))?,
-                password: secret(&k("password"), &a.password_env, &a.password_file, env)?,
-            }),
-            "oauth2" => Ok(Auth::OAuth2 {
-                token_url: a
-                    .token_url
-                    .clone()
-                    .ok_or_else(|| invalid(k("token_url"), "required for oauth2"))?,
-                client_id: a
-                    .client_id
-                    .clone()
-                    .ok_or_else(|| invalid(k("client_id"), "required for oauth2"))?,
-                client_secret: secret(
-                    &k("client_secret"),
-                    &a.client_secret_env,
-                    &a.client_secret_file,
-                    env,
-                )?,
-                scope: a.scope.clone(),
-            }),
-            other => Err(invalid(
-                k("kind"),
-                format!("{other:?}: use \"none\", \"bearer\", \"basic\" or \"oauth2\""),
-            )),
+impl PagingSetting {
+    /// The value as the file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Index => "index",
+            Self::Cursor => "cursor",
+            Self::PageNumber => "page-number",
+            Self::Link => "link",
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use govledger_ingest::http::Secret;
+
     use super::*;
+    use crate::config::Config;
 
     struct Env(Vec<(&'static str, &'static str)>);
     impl SecretSource for Env {
@@ -519,31 +503,43 @@ mod tests {
         }
     }
 
-    fn source(extra: &str) -> SourceConfig {
-        toml::from_str(&format!(
-            "id = \"hr\"\nbase_url = \"http://127.0.0.1:1/v2\"\n{extra}"
-        ))
-        .unwrap()
+    /// One `[[sources]]` entry with `lines` (its sub-tables as `[auth]`, `[retry]`,
+    /// `[rest]`), parsed and resolved as the whole file would be.
+    fn resolve(base_url: &str, lines: &str, env: &Env) -> Result<Source, ConfigError> {
+        let lines = lines
+            .replace("[auth]", "[sources.auth]")
+            .replace("[retry]", "[sources.retry]")
+            .replace("[rest]", "[sources.rest]");
+        let text = format!("[[sources]]\nid = \"hr\"\nbase_url = \"{base_url}\"\n{lines}");
+        let mut r = Config::from_toml(&text, "t.toml")?.resolve(env)?;
+        Ok(r.sources.remove(0))
     }
 
-    fn err(extra: &str) -> String {
-        match source(extra).build(0, &Env(vec![])) {
-            Ok(_) => panic!("accepted {extra}"),
+    fn source(lines: &str, env: &Env) -> Result<Source, ConfigError> {
+        resolve("http://127.0.0.1:1/v2", lines, env)
+    }
+
+    fn err(lines: &str) -> String {
+        match source(lines, &Env(vec![])) {
+            Ok(_) => panic!("accepted {lines}"),
             Err(e) => e.to_string(),
         }
     }
 
     #[test]
     fn defaults_build() {
-        let (spec, auth) = source("").build(0, &Env(vec![])).unwrap();
-        assert_eq!(spec.page_size, DEFAULT_PAGE_SIZE);
-        assert_eq!(spec.paging, Paging::Index);
-        assert_eq!(auth, Auth::None);
+        let s = source("", &Env(vec![])).unwrap();
+        assert_eq!(s.spec.page_size, DEFAULT_PAGE_SIZE);
+        assert_eq!(s.spec.paging, Paging::Index);
+        assert_eq!(s.auth, Auth::None);
+        assert_eq!(s.member_removal, MemberRemoval::FilterPath);
+        assert!(s.writable());
+        assert!(s.schedule_interval.is_none());
     }
 
     #[test]
     fn errors_name_the_key() {
-        for (extra, key) in [
+        for (lines, key) in [
             ("paging = \"offset\"", "sources[0].paging"),
             ("page_size = 0", "sources[0].page_size"),
             ("resources = [\"Roles\"]", "sources[0].resources"),
@@ -563,12 +559,12 @@ mod tests {
             ),
             ("[retry]\nattempts_max = 0", "sources[0].retry.attempts_max"),
         ] {
-            let e = err(extra);
-            assert!(e.contains(&format!("`{key}`")), "{extra}: {e}");
+            let e = err(lines);
+            assert!(e.contains(&format!("`{key}`")), "{lines}: {e}");
         }
-        let mut s = source("");
-        s.base_url = "http://user:pw@idp/v2".into();
-        let e = s.build(0, &Env(vec![])).unwrap_err().to_string();
+        let e = resolve("http://user:pw@idp/v2", "", &Env(vec![]))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("sources[0].base_url") && !e.contains("pw@"),
             "{e}"
@@ -576,10 +572,82 @@ mod tests {
     }
 
     #[test]
+    fn unknown_values_name_the_key_and_the_allowed_ones() {
+        for (lines, key, allowed) in [
+            (
+                "kind = \"ldap\"",
+                "sources[0].kind",
+                ["scim", "rest"].as_slice(),
+            ),
+            (
+                "paging = \"offset\"",
+                "sources[0].paging",
+                &["index", "cursor", "page-number", "link"],
+            ),
+            (
+                "member_removal = \"patch\"",
+                "sources[0].member_removal",
+                &["filter-path", "value-list"],
+            ),
+            (
+                "[auth]\nkind = \"kerberos\"",
+                "sources[0].auth.kind",
+                &["none", "bearer", "basic", "oauth2"],
+            ),
+            (
+                "kind = \"rest\"\n[rest]\npath = \"users\"\nentity = \"role\"",
+                "sources[0].rest.entity",
+                &["user", "group"],
+            ),
+        ] {
+            let e = err(lines);
+            assert!(e.contains(&format!("`{key}`")), "{lines}: {e}");
+            for a in allowed {
+                assert!(e.contains(&format!("`{a}`")), "{lines}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn paging_and_rest_table_follow_the_kind() {
+        let e = err("paging = \"link\"");
+        assert!(
+            e.contains("`sources[0].paging`") && e.contains("SCIM"),
+            "{e}"
+        );
+        let e = err("kind = \"rest\"\npaging = \"cursor\"\n[rest]\npath = \"users\"");
+        assert!(
+            e.contains("`sources[0].paging`") && e.contains("REST"),
+            "{e}"
+        );
+        let e = err("kind = \"rest\"");
+        assert!(e.contains("`sources[0].rest`"), "{e}");
+        let e = err("[rest]\npath = \"users\"");
+        assert!(e.contains("`sources[0].rest`"), "{e}");
+        let s = source(
+            "kind = \"rest\"\nmember_removal = \"value-list\"\n[rest]\npath = \"/users/\"\nentity = \"group\"",
+            &Env(vec![]),
+        )
+        .unwrap();
+        assert_eq!(s.spec.paging, Paging::PageNumber);
+        assert!(!s.writable());
+        assert_eq!(s.member_removal, MemberRemoval::ValueList);
+        let rest = s.spec.rest.unwrap();
+        assert_eq!(
+            (rest.path.as_str(), rest.entity_type),
+            ("users", EntityType::Group)
+        );
+    }
+
+    #[test]
     fn secrets_come_from_env_and_never_print() {
-        let s = source("[auth]\nkind = \"bearer\"\ntoken_env = \"HR_TOKEN\"");
-        let (_, auth) = s.build(0, &Env(vec![("HR_TOKEN", "s3cr3t")])).unwrap();
-        assert_eq!(auth, Auth::Bearer(Secret::new("s3cr3t")));
-        assert!(!format!("{auth:?}").contains("s3cr3t"));
+        let s = source(
+            "[auth]\nkind = \"bearer\"\ntoken_env = \"HR_TOKEN\"",
+            &Env(vec![("HR_TOKEN", "s3cr3t")]),
+        )
+        .unwrap();
+        assert_eq!(s.auth, Auth::Bearer(Secret::new("s3cr3t")));
+        assert!(!format!("{:?}", s.auth).contains("s3cr3t"));
+        assert!(!format!("{s:?}").contains("s3cr3t"));
     }
 }
