@@ -17,7 +17,7 @@
 //! - [`roles`]: starting the projector, the workers, the checkpointer, the clock's alerts;
 //! - [`grpc`]: the gRPC router (ledger, health, reflection);
 //! - [`shutdown`]: the signals and the drain after them;
-//! - [`project`]: `govledger project` and `govledger rebuild`.
+//! - [`projection`]: the projector alone: `govledger project` and `govledger rebuild`.
 
 use std::sync::Arc;
 
@@ -34,13 +34,13 @@ use crate::{
 pub mod grpc;
 pub mod nats;
 pub mod nats_embed;
-pub mod project;
+pub mod projection;
 pub mod roles;
 pub mod shutdown;
 
 pub use nats::connect;
 use nats_embed::EmbedError;
-pub use project::{RebuildReport, project, rebuild};
+pub use projection::{RebuildReport, project, rebuild};
 pub use shutdown::{SHUTDOWN_GRACE_MS, cancel_on_signals};
 
 #[derive(Debug, thiserror::Error)]
