@@ -400,3 +400,39 @@ pub struct VerifyBundleArgs {
     #[arg(long)]
     pub public_key: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn typed_values_parse_and_others_are_usage_errors() {
+        let cli =
+            Cli::try_parse_from(["govledger", "act", "hr", "remove-membership", "u1"]).unwrap();
+        let Cmd::Act(a) = cli.cmd else {
+            panic!("not act")
+        };
+        assert_eq!(ActionKind::from(a.kind), ActionKind::RemoveMembership);
+        let cli =
+            Cli::try_parse_from(["govledger", "identity", "hr", "g1", "--type", "group"]).unwrap();
+        let Cmd::Identity(a) = cli.cmd else {
+            panic!("not identity")
+        };
+        assert_eq!(EntityType::from(a.r#type), EntityType::Group);
+        for args in [
+            ["govledger", "act", "hr", "disable", "u1"].as_slice(),
+            &["govledger", "identity", "hr", "u1", "--type", "robot"],
+        ] {
+            let e = Cli::try_parse_from(args).err().unwrap();
+            assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{args:?}");
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+        }
+    }
+}

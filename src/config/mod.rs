@@ -419,4 +419,40 @@ mod tests {
         let e = err("[projector]\nbatch_events_max = \"many\"");
         assert!(e.contains("batch_events_max"), "{e}");
     }
+
+    /// Counts the secrets read.
+    struct CountingEnv(std::cell::Cell<u32>);
+    impl SecretSource for CountingEnv {
+        fn env(&self, _name: &str) -> Option<String> {
+            self.0.set(self.0.get() + 1);
+            Some("t0ken".into())
+        }
+    }
+
+    #[test]
+    fn resolve_builds_every_source_and_reads_each_secret_once() {
+        let text = "[[sources]]\nid = \"a\"\nbase_url = \"http://127.0.0.1:1/v2/\"\n\
+                    [sources.auth]\nkind = \"bearer\"\ntoken_env = \"A_TOKEN\"\n\
+                    [[sources]]\nid = \"b\"\nbase_url = \"http://127.0.0.1:2\"\nkind = \"rest\"\n\
+                    schedule_interval_ms = 60000\n[sources.rest]\npath = \"users\"\n";
+        let env = CountingEnv(std::cell::Cell::new(0));
+        let r = Config::from_toml(text, "t.toml")
+            .unwrap()
+            .resolve(&env)
+            .unwrap();
+        assert_eq!(env.0.get(), 1);
+        let ids: Vec<_> = r
+            .sources
+            .iter()
+            .map(|s| s.spec.source_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(r.sources[0].spec.base_url, "http://127.0.0.1:1/v2");
+        assert!(r.sources[0].writable() && !r.sources[1].writable());
+        assert_eq!(
+            r.sources[1].schedule_interval,
+            Some(Duration::from_millis(60_000))
+        );
+        assert_eq!(r.config.sources.len(), 2);
+    }
 }
