@@ -5,21 +5,20 @@
 //! - `govledger-stream` (`stream/`): the stream contract, subjects, the NATS connection, backoff, failpoints;
 //! - `govledger-ingest` (`ingest/`): the publisher, the connectors and sync engine, the action executor;
 //! - `govledger-projector` (`projector/`): the pure fold, verdicts, the sled store, the consumer loop;
-//! - here: [`config`] (one TOML file), [`serve`] (wiring the roles, one shutdown path),
-//!   [`api`] (the gRPC API: the tonic adapter and the queries it answers from),
-//!   [`audit`] (as-of answers, replay, proofs, checkpoints, verification, evidence),
-//!   [`nats_embed`] (the embedded `nats-server` child),
-//!   [`simulate`] (synthetic runs for the demo and tests), [`cli`] (human output).
+//! - here, by role:
+//!   - [`cli`]: the command line (flags, one function per subcommand, human output);
+//!   - [`config`]: one TOML file, typed and validated once (sources, secrets);
+//!   - [`serve`]: wiring the roles, the embedded `nats-server` child, one shutdown path;
+//!   - [`workers`]: the sync scheduler, the action workers, the clock's alerts;
+//!   - [`api`]: the gRPC API: the tonic adapter and the queries it answers from;
+//!   - [`audit`]: as-of answers, replay, proofs, checkpoints, verification, evidence;
+//!   - [`simulate`]: synthetic runs for the demo, tests and benchmarks.
 #![forbid(unsafe_code)]
 
-pub mod actions;
 pub mod api;
 pub mod audit;
 pub mod cli;
-pub mod clock_alerts;
 pub mod config;
-pub mod nats_embed;
 pub mod serve;
 pub mod simulate;
-pub mod sources;
-pub mod syncer;
+pub mod workers;

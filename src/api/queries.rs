@@ -22,8 +22,8 @@ use crate::{
         replay::{self, ReplayError},
         verify,
     },
-    sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
-    syncer::SyncManager,
+    config::sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
+    workers::scheduler::SyncManager,
 };
 
 /// Actions of a source examined by a readiness check or a list, at most.

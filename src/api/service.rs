@@ -25,14 +25,14 @@ use tonic::{Request, Response, Status};
 
 use super::{queries::Queries, validate};
 use crate::{
-    actions::ActionManager,
+    workers::action_intake::ActionManager,
     audit::{
         asof::AsOfReader,
         checkpoints::{Checkpointer, LIST_CHECKPOINTS_MAX},
         evidence::{self, ExportDeps},
         replay,
     },
-    syncer::SyncManager,
+    workers::scheduler::SyncManager,
 };
 
 /// Default and largest page sizes of list calls.
@@ -215,7 +215,7 @@ impl Ledger for LedgerApi {
         let r = req.into_inner();
         let id = validate::required("action_id", &r.action_id)?.to_owned();
         let a = self.q.action_open_for_report(&id)?;
-        let class = crate::actions::error_class(r.error_class)?;
+        let class = crate::workers::action_intake::error_class(r.error_class)?;
         let attempt = ActionAttempted {
             step: r.step.max(1),
             request_summary: r.request_summary,

@@ -9,9 +9,9 @@ use tonic::Status;
 
 use super::{queries::QueryError, validate::Invalid};
 use crate::{
-    actions::SubmitError,
+    workers::action_intake::SubmitError,
     audit::{asof::AsOfError, evidence::ExportError, replay::ReplayError},
-    syncer::TriggerError,
+    workers::scheduler::TriggerError,
 };
 
 impl From<Invalid> for Status {

@@ -11,7 +11,7 @@ use govledger_proto::v1::{Alert, Freshness, alert};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::syncer::SyncManager;
+use crate::workers::scheduler::SyncManager;
 
 /// How often the clock's decisions are looked for.
 pub const CLOCK_SCAN_INTERVAL_MS: u64 = 1_000;

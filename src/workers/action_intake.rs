@@ -1,20 +1,17 @@
-//! Lifecycle actions in one process: submission with idempotency keys, one
-//! executor worker per writable source, and recovery after a crash.
+//! Lifecycle actions, the submission side: requests are validated, recorded
+//! with idempotency keys and handed to the executor worker of their source
+//! ([`super::action_worker`]); external writes are reported here too.
 //!
 //! Idempotency: the action id is a UUID v5 of (source, idempotency key) and the
 //! `ActionRequested` event id a UUID v5 of the action id, so any number of
 //! submissions of the same key publish the same event; JetStream stores it once
 //! and only the submission whose publish was not a duplicate enqueues the work.
-//!
-//! Recovery: at start, once the projection holds everything the stream held, a
-//! worker re-examines its source's open actions: one with attempts recorded is
-//! read back first (never re-executed blindly); one without attempts is executed.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use govledger_ingest::{
     Publisher,
-    actions::{Executor, MemberRemoval, Step, Target},
+    actions::{Step, Target},
     event::{ProducerId, Scope, stamp},
     publisher::PublishError,
 };
@@ -24,12 +21,11 @@ use govledger_proto::v1::{
 };
 use tokio::sync::mpsc;
 
-use crate::{config::ConfigError, sources::SecretSource};
-
-/// Jobs queued per source at most; a full queue answers `Unavailable`.
-pub const ACTION_QUEUE_MAX: usize = 1_024;
-/// Open actions examined per source at start.
-pub const RECOVERY_MAX: usize = 10_000;
+use super::{
+    action_worker::{self, Job},
+    deps::WorkerDeps,
+};
+use crate::config::{ConfigError, sources::Source};
 
 /// Namespace of action ids (UUID v5 over "source\0idempotency key").
 const ACTION_NS: uuid::Uuid = uuid::Uuid::from_u128(0x6f1d_5e0c_9a3b_4c2d_8e7f_1a2b_3c4d_5e6f);
@@ -85,79 +81,55 @@ pub enum SubmitError {
     Publish(#[from] PublishError),
 }
 
-struct Job {
-    action_id: String,
-    steps: Vec<Step>,
-    verify_only: bool,
-}
-
-struct Handle {
-    tx: mpsc::Sender<Job>,
-}
-
-/// The per-source action workers of one process.
-#[derive(Clone, Default)]
+/// The submission side of the per-source action workers of one process.
+#[derive(Clone)]
 pub struct ActionManager {
-    sources: Arc<BTreeMap<String, Handle>>,
+    /// The job queue of each writable source's executor worker.
+    queues: Arc<BTreeMap<String, mpsc::Sender<Job>>>,
+    /// Every configured source, and whether actions can write to it.
     writable: Arc<BTreeMap<String, bool>>,
-    publisher: Option<Publisher>,
-    producer: Option<ProducerId>,
+    publisher: Publisher,
+    producer: ProducerId,
 }
-
-/// What the workers need from the process: the same as the sync workers'.
-pub type ActionDeps = crate::syncer::WorkerDeps;
 
 impl ActionManager {
+    /// Spawns an executor worker per writable source. Returns the manager and
+    /// the join handles (awaited at shutdown).
     pub fn start(
-        cfg: &crate::config::Config,
-        env: &dyn SecretSource,
-        deps: ActionDeps,
+        sources: &[Source],
+        deps: WorkerDeps,
     ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), ConfigError> {
-        let mut map = BTreeMap::new();
+        let mut queues = BTreeMap::new();
         let mut writable = BTreeMap::new();
         let mut joins = Vec::new();
-        for (i, sc) in cfg.sources.iter().enumerate() {
-            let (spec, auth) = sc.build(i, env)?;
-            writable.insert(spec.source_id.clone(), spec.rest.is_none());
-            if spec.rest.is_some() {
+        for source in sources {
+            let spec = &source.spec;
+            writable.insert(spec.source_id.clone(), source.writable());
+            if !source.writable() {
                 continue;
             }
-            let http = sc.http(i, auth)?;
             let target = Target {
                 source_id: spec.source_id.clone(),
                 base_url: spec.base_url.clone(),
-                http,
+                http: source.http()?,
                 retry: spec.retry,
-                member_removal: if sc.member_removal == "value-list" {
-                    MemberRemoval::ValueList
-                } else {
-                    MemberRemoval::FilterPath
-                },
+                member_removal: source.member_removal,
                 rate_per_s: spec.rate_per_s,
                 burst: spec.burst,
             };
-            let (tx, rx) = mpsc::channel(ACTION_QUEUE_MAX);
-            joins.push(tokio::spawn(worker(target, deps.clone(), rx)));
-            map.insert(spec.source_id.clone(), Handle { tx });
+            let (tx, join) = action_worker::spawn(target, deps.clone());
+            joins.push(join);
+            queues.insert(spec.source_id.clone(), tx);
         }
         Ok((
             Self {
-                sources: Arc::new(map),
+                queues: Arc::new(queues),
                 writable: Arc::new(writable),
-                publisher: Some(deps.publisher.clone()),
-                producer: Some(deps.producer.clone()),
+                publisher: deps.publisher,
+                producer: deps.producer,
             },
             joins,
         ))
-    }
-
-    fn publisher(&self) -> Result<(&Publisher, &ProducerId), SubmitError> {
-        match (&self.publisher, &self.producer) {
-            (Some(p), Some(q)) => Ok((p, q)),
-            _ => Err(SubmitError::Invalid(
-                "no action workers in this process".into(),
-            )),
-        }
     }
 
     /// Records the request and queues its execution. Returns (action id, created).
@@ -207,15 +179,14 @@ impl ActionManager {
             }
         }
         req.steps = steps.len() as u32;
-        let (publisher, producer) = self.publisher()?;
         let mut ev = stamp(
-            producer,
+            &self.producer,
             &Scope::action(source_id, &id),
             1,
             Body::ActionRequested(req.clone()),
         );
         ev.event_id = requested_event_id(&id);
-        let receipt = publisher.publish_wait(&ev).await?;
+        let receipt = self.publisher.publish_wait(&ev).await?;
         if receipt.duplicate {
             return Ok((id, false));
         }
@@ -242,9 +213,8 @@ impl ActionManager {
         if !action.external {
             return Err(SubmitError::NotExternal(action.action_id.clone()));
         }
-        let (publisher, producer) = self.publisher()?;
         let ev = stamp(
-            producer,
+            &self.producer,
             &Scope::action(&action.source_id, &action.action_id),
             action.attempts + 1,
             Body::ActionAttempted(ActionAttempted {
@@ -252,7 +222,7 @@ impl ActionManager {
                 ..attempt
             }),
         );
-        publisher.publish_wait(&ev).await?;
+        self.publisher.publish_wait(&ev).await?;
         let _ = store;
         let steps = action.request.as_ref().map(steps_of).unwrap_or_default();
         self.enqueue(
@@ -266,11 +236,11 @@ impl ActionManager {
     }
 
     fn enqueue(&self, source_id: &str, job: Job) -> Result<(), SubmitError> {
-        let h = self
-            .sources
+        let tx = self
+            .queues
             .get(source_id)
             .ok_or_else(|| SubmitError::NotConfigured(source_id.to_owned()))?;
-        h.tx.try_send(job)
+        tx.try_send(job)
             .map_err(|_| SubmitError::Busy(source_id.to_owned()))
     }
 }
@@ -305,56 +275,6 @@ fn validate(r: &ActionRequested) -> Result<(), SubmitError> {
         }
     }
     Ok(())
-}
-
-async fn worker(target: Target, deps: ActionDeps, mut rx: mpsc::Receiver<Job>) {
-    // Recovery first, once the projection holds what the stream held at start.
-    if !deps.caught_up().await {
-        return;
-    }
-    let open = deps
-        .store
-        .open_actions(&target.source_id, RECOVERY_MAX)
-        .unwrap_or_default();
-    for a in open {
-        let Some(req) = &a.request else { continue };
-        if req.external && a.attempts == 0 {
-            continue; // waiting for the other system's report
-        }
-        let verify_only = a.attempts > 0 || req.external;
-        tracing::warn!(action = %a.action_id, attempts = a.attempts, verify_only,
-            "resuming an action a previous worker left open");
-        run_job(
-            &target,
-            &deps,
-            Job {
-                action_id: a.action_id.clone(),
-                steps: steps_of(req),
-                verify_only,
-            },
-        )
-        .await;
-    }
-    loop {
-        let job = tokio::select! {
-            j = rx.recv() => match j { Some(j) => j, None => return },
-            _ = deps.cancel.cancelled() => return,
-        };
-        run_job(&target, &deps, job).await;
-    }
-}
-
-async fn run_job(target: &Target, deps: &ActionDeps, job: Job) {
-    let mut ex = Executor::new(target, &deps.publisher, &deps.producer, &job.action_id);
-    let r = tokio::select! {
-        r = ex.run(&job.steps, job.verify_only) => r,
-        _ = deps.cancel.cancelled() => return,
-    };
-    match r {
-        Ok(outcome) => tracing::info!(action = %job.action_id, ?outcome, "action concluded"),
-        Err(e) => tracing::warn!(action = %job.action_id, error = %e,
-            "action not concluded; the next start verifies it"),
-    }
 }
 
 /// Error class of an external report, validated.

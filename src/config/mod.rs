@@ -1,9 +1,16 @@
-//! Configuration: one TOML file, validated before anything binds a port.
+//! Configuration: one TOML file, validated once, before anything binds a port,
+//! into the [`Resolved`] form every role receives.
 //!
 //! Every key has a default, so an empty file (or none) is the embedded default.
 //! Unknown keys are errors. Errors name the key and say what to do. Secrets are
-//! never stored here in clear: they come from files or the environment and are
-//! never logged (see `Secret`).
+//! never stored here in clear: they come from files or the environment, are
+//! read once by [`Config::resolve`], and are never logged (see `Secret`).
+//!
+//! Layout:
+//! - this file: [`Config`] (the file's shape, its checks) and [`Resolved`];
+//! - [`sources`]: `[[sources]]`, typed, resolved into a [`sources::Source`] each;
+//! - [`secrets`]: `[sources.auth]` and where secrets are read from;
+//! - [`error`]: the one error type, [`ConfigError`].
 
 use std::{
     net::SocketAddr,
@@ -12,6 +19,15 @@ use std::{
 };
 
 use serde::Deserialize;
+
+pub mod error;
+pub mod secrets;
+pub mod sources;
+
+pub use error::ConfigError;
+use error::invalid;
+use secrets::SecretSource;
+use sources::Source;
 
 pub const DEFAULT_DATA_DIR: &str = "./govledger-data";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
@@ -27,7 +43,7 @@ pub struct Config {
     pub publisher: PublisherConfig,
     pub api: ApiConfig,
     /// The sources govledger syncs (`[[sources]]`).
-    pub sources: Vec<crate::sources::SourceConfig>,
+    pub sources: Vec<sources::SourceConfig>,
     pub audit: AuditConfig,
 }
 
@@ -150,33 +166,33 @@ impl Default for ApiConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
-    #[error("config key `{key}`: {message}")]
-    Invalid { key: String, message: String },
-}
-
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        message: message.into(),
-    }
+/// The config validated, with every source resolved (its spec built, its secrets
+/// read): what `serve`, the sync scheduler and the action workers receive.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub config: Config,
+    /// One per `[[sources]]` entry, in file order.
+    pub sources: Vec<Source>,
 }
 
 impl Config {
-    /// Parses a TOML document; `origin` names it in errors.
+    /// Parses a TOML document; `origin` names it in errors. A value outside a
+    /// setting's fixed set (`kind = "ldap"`) is reported as the key it is at,
+    /// with serde's list of the allowed values.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
             path: origin.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
+        };
+        let de = toml::Deserializer::parse(text).map_err(parse_err)?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let e = e.into_inner();
+            if e.message().starts_with("unknown variant") {
+                invalid(key, e.message())
+            } else {
+                parse_err(e)
+            }
         })
     }
 
@@ -306,6 +322,31 @@ impl Config {
         Ok(())
     }
 
+    /// Validates the whole config and resolves every source: each source's
+    /// spec is built and its secrets are read, here and only here.
+    pub fn resolve(self, env: &dyn SecretSource) -> Result<Resolved, ConfigError> {
+        self.validate()?;
+        let sources = self
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.resolve(i, env))
+            .collect::<Result<_, _>>()?;
+        Ok(Resolved {
+            config: self,
+            sources,
+        })
+    }
+
+    /// How every role of this process connects to NATS.
+    pub fn connect_spec(&self) -> govledger_stream::connect::ConnectSpec {
+        govledger_stream::connect::ConnectSpec {
+            client_name: govledger_stream::connect::DEFAULT_CLIENT_NAME.to_owned(),
+            connect_timeout_ms: self.nats.connect_timeout_ms,
+            credentials_file: self.nats.credentials_file.clone(),
+        }
+    }
+
     pub fn stream_spec(&self) -> govledger_stream::StreamSpec {
         govledger_stream::StreamSpec {
             name: self.nats.stream.clone(),
@@ -386,5 +427,41 @@ mod tests {
         assert!(e.contains("urll"), "{e}");
         let e = err("[projector]\nbatch_events_max = \"many\"");
         assert!(e.contains("batch_events_max"), "{e}");
+    }
+
+    /// Counts the secrets read.
+    struct CountingEnv(std::cell::Cell<u32>);
+    impl SecretSource for CountingEnv {
+        fn env(&self, _name: &str) -> Option<String> {
+            self.0.set(self.0.get() + 1);
+            Some("t0ken".into())
+        }
+    }
+
+    #[test]
+    fn resolve_builds_every_source_and_reads_each_secret_once() {
+        let text = "[[sources]]\nid = \"a\"\nbase_url = \"http://127.0.0.1:1/v2/\"\n\
+                    [sources.auth]\nkind = \"bearer\"\ntoken_env = \"A_TOKEN\"\n\
+                    [[sources]]\nid = \"b\"\nbase_url = \"http://127.0.0.1:2\"\nkind = \"rest\"\n\
+                    schedule_interval_ms = 60000\n[sources.rest]\npath = \"users\"\n";
+        let env = CountingEnv(std::cell::Cell::new(0));
+        let r = Config::from_toml(text, "t.toml")
+            .unwrap()
+            .resolve(&env)
+            .unwrap();
+        assert_eq!(env.0.get(), 1);
+        let ids: Vec<_> = r
+            .sources
+            .iter()
+            .map(|s| s.spec.source_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(r.sources[0].spec.base_url, "http://127.0.0.1:1/v2");
+        assert!(r.sources[0].writable() && !r.sources[1].writable());
+        assert_eq!(
+            r.sources[1].schedule_interval,
+            Some(Duration::from_millis(60_000))
+        );
+        assert_eq!(r.config.sources.len(), 2);
     }
 }

@@ -8,17 +8,15 @@
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use govledger_ingest::{
-    Publisher,
-    event::ProducerId,
     http::HttpSource,
     sync::{SyncContext, SyncProgress, SyncSpec, abandon_run, run_sync},
 };
 use govledger_projector::Store;
 use govledger_proto::v1::SyncMode;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 
-use crate::{config::ConfigError, sources::SecretSource};
+use super::deps::WorkerDeps;
+use crate::config::{ConfigError, sources::Source};
 
 /// Triggers queued per source at most (a trigger while one runs is refused).
 const TRIGGER_QUEUE_MAX: usize = 4;
@@ -59,46 +57,19 @@ pub struct SyncManager {
     store: Arc<Store>,
 }
 
-/// What a worker needs from the process.
-#[derive(Clone)]
-pub struct WorkerDeps {
-    pub publisher: Publisher,
-    pub producer: ProducerId,
-    pub store: Arc<Store>,
-    /// The projector's last applied sequence.
-    pub applied: watch::Receiver<u64>,
-    /// The stream's last sequence when the process started.
-    pub stream_last_seq_at_start: u64,
-    pub cancel: CancellationToken,
-}
-
-impl WorkerDeps {
-    /// Waits until the projection holds everything the stream held when the
-    /// process started. False on shutdown.
-    pub async fn caught_up(&self) -> bool {
-        let mut applied = self.applied.clone();
-        let target = self.stream_last_seq_at_start;
-        tokio::select! {
-            r = applied.wait_for(|s| *s >= target) => r.is_ok(),
-            _ = self.cancel.cancelled() => false,
-        }
-    }
-}
-
 impl SyncManager {
     /// Builds a worker per configured source and spawns it. Returns the manager
     /// and the join handles (awaited at shutdown).
     pub fn start(
-        cfg: &crate::config::Config,
-        env: &dyn SecretSource,
+        sources: &[Source],
         deps: WorkerDeps,
     ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), ConfigError> {
         let mut map = BTreeMap::new();
         let mut joins = Vec::new();
         let store = deps.store.clone();
-        for (i, sc) in cfg.sources.iter().enumerate() {
-            let (spec, auth) = sc.build(i, env)?;
-            let http = sc.http(i, auth)?;
+        for source in sources {
+            let spec = source.spec.clone();
+            let http = source.http()?;
             let (tx, rx) = mpsc::channel(TRIGGER_QUEUE_MAX);
             let running = Arc::new(Mutex::new(None));
             // Live progress for the engine; nothing in this process reads it yet.
@@ -109,8 +80,7 @@ impl SyncManager {
                 deps: deps.clone(),
                 running: running.clone(),
                 progress: ptx,
-                interval: (sc.schedule_interval_ms > 0)
-                    .then(|| Duration::from_millis(sc.schedule_interval_ms)),
+                interval: source.schedule_interval,
             };
             joins.push(tokio::spawn(worker.run(rx)));
             map.insert(
@@ -118,7 +88,7 @@ impl SyncManager {
                 Handle {
                     tx,
                     running,
-                    freshness_objective_ms: sc.freshness_objective_ms,
+                    freshness_objective_ms: source.freshness_objective_ms,
                 },
             );
         }

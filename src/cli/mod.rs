@@ -1,0 +1,21 @@
+//! The command line: flags, one function per subcommand, human output. The
+//! `govledger` binary parses [`args::Cli`] and calls the function of its
+//! subcommand; each returns `anyhow::Result` (this is the binary's edge) and a
+//! [`client::NotOk`] error for a negative answer (exit code 3).
+//!
+//! Layout:
+//! - [`args`]: the clap types (subcommands, shared flags, typed values);
+//! - [`client`]: the gRPC connection, error text, `NotOk`, flag parsing;
+//! - [`server`]: `serve`, `project`, `simulate`, `rebuild` (and config loading);
+//! - [`status`]: `status`, `sync`, `readiness`, `runs`, `run`, `identity`, `source`;
+//! - [`actions`]: `act`, `actions`, `action`;
+//! - [`audit`]: `ledger`, `poison`, `replay`, `verify`, `export`, `verify-bundle`;
+//! - [`output`]: human-readable output (pure formatting).
+
+pub mod actions;
+pub mod args;
+pub mod audit;
+pub mod client;
+pub mod output;
+pub mod server;
+pub mod status;

@@ -1,0 +1,173 @@
+//! `govledger serve`: wiring the roles together, in named steps.
+//!
+//! Order matters: the config is validated and resolved first and the gRPC
+//! listener bound (both by the caller), then storage is opened, then NATS is
+//! reached and the stream contract checked, then the projector and the workers
+//! start, and only then does gRPC serve. Any failure before that exits with a
+//! message naming what to fix.
+//!
+//! One shutdown path: a single [`CancellationToken`] is cancelled by SIGINT/SIGTERM
+//! (or by the caller); the gRPC server drains, the projector finishes its batch,
+//! and the embedded NATS child is stopped last.
+//!
+//! Layout:
+//! - this file: [`serve`] (the steps in order), [`bind`], [`ServeError`];
+//! - [`nats`]: the NATS server to use, the connection, the stream check;
+//! - [`nats_embed`]: the embedded `nats-server` child process;
+//! - [`roles`]: starting the projector, the workers, the checkpointer, the clock's alerts;
+//! - [`grpc`]: the gRPC router (ledger, health, reflection);
+//! - [`shutdown`]: the signals and the drain after them;
+//! - [`projection`]: the projector alone: `govledger project` and `govledger rebuild`.
+
+use std::sync::Arc;
+
+use govledger_stream::contract::StreamError;
+use govledger_projector::{Store, runner::ProjectorError, store::StoreError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::LedgerApi,
+    config::{Config, ConfigError, DEFAULT_GRPC_ADDR, Resolved},
+};
+
+pub mod grpc;
+pub mod nats;
+pub mod nats_embed;
+pub mod projection;
+pub mod roles;
+pub mod shutdown;
+
+pub use nats::connect;
+use nats_embed::EmbedError;
+pub use projection::{RebuildReport, project, rebuild};
+pub use shutdown::{SHUTDOWN_GRACE_MS, cancel_on_signals};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Projector(#[from] ProjectorError),
+    #[error("cannot create data folder {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Names the url and how to fix it.
+    #[error(transparent)]
+    Connect(#[from] govledger_stream::connect::ConnectError),
+    #[error("cannot listen on {addr}: {source} (is another govledger running? set --grpc-addr)")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("checkpoints: {0}")]
+    Audit(String),
+}
+
+/// Decisions buffered per WatchAlerts subscriber before it is told it lagged.
+pub const ALERTS_BUFFER: usize = 1_024;
+
+/// Binds the gRPC listener on `grpc.addr` (port 0 picks a free port).
+pub async fn bind(cfg: &Config) -> Result<TcpListener, ServeError> {
+    let addr = cfg.grpc_addr()?;
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Creates the data folder and opens the sled projection in it.
+pub(crate) fn open_storage(cfg: &Config) -> Result<Arc<Store>, ServeError> {
+    let dir = cfg.data_dir();
+    std::fs::create_dir_all(&dir).map_err(|source| ServeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    Ok(Arc::new(Store::open(
+        &dir.join("sled"),
+        cfg.projector.cache_capacity_bytes,
+    )?))
+}
+
+/// Runs every role in this process, gRPC on `listener`, until `shutdown`.
+pub async fn serve(
+    resolved: Resolved,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let store = open_storage(&resolved.config)?;
+    let nats = nats::nats_for(&resolved.config).await?;
+    let result = serve_with(&resolved, listener, store, &nats.url, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(n) = nats.embedded {
+        n.stop().await;
+        tracing::info!("embedded nats-server stopped");
+    }
+    result
+}
+
+async fn serve_with(
+    resolved: &Resolved,
+    listener: TcpListener,
+    store: Arc<Store>,
+    url: &str,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let cfg = &resolved.config;
+    let conn = nats::reach_stream(cfg, url).await?;
+    tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
+    let projector = roles::start_projector(resolved, &conn, &store, &shutdown);
+    let (handles, workers) =
+        roles::start_workers(resolved, &conn, &store, &projector, &shutdown).await?;
+
+    let addr = cfg
+        .grpc
+        .addr
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GRPC_ADDR.to_owned());
+    let bound = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: addr.clone(),
+        source,
+    })?;
+    let api = LedgerApi::new(crate::api::ApiParts {
+        store: store.clone(),
+        js: conn.js.clone(),
+        stream: cfg.nats.stream.clone(),
+        abandon_after_ms: cfg.api.abandon_after_ms,
+        syncs: handles.syncs,
+        actions: handles.actions,
+        alerts: projector.alerts.clone(),
+        checkpointer: handles.checkpointer,
+        scratch_dir: cfg.data_dir().join("scratch"),
+    });
+    let (router, _health) = grpc::router(api, &addr).await?;
+    tracing::info!("gRPC listening on {bound}");
+    let served = router
+        .serve_with_incoming_shutdown(
+            // TCP_NODELAY: without it small responses can wait ~40 ms on Nagle
+            // and delayed ACKs (measured: GetSource p50 44 ms before, see BENCHMARKS.md).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        )
+        .await;
+    shutdown.cancel();
+    let projected = shutdown::drain(workers, projector, &store).await;
+    served?;
+    projected?;
+    tracing::info!("stopped");
+    Ok(())
+}

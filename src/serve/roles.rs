@@ -1,0 +1,157 @@
+//! Starting the roles of `govledger serve` once storage and NATS are ready: the
+//! projector, the publisher with the sync and action workers, the checkpointer
+//! and the clock's alerts.
+
+use std::{sync::Arc, time::Duration};
+
+use govledger_ingest::{Publisher, event::ProducerId};
+use govledger_projector::{
+    Store,
+    runner::{self, ProjectorError},
+};
+use govledger_proto::v1::Alert;
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{ALERTS_BUFFER, ServeError, nats::StreamConn};
+use crate::{
+    audit::checkpoints::{self, Checkpointer},
+    config::Resolved,
+    workers::{
+        action_intake::ActionManager, clock_alerts, deps::WorkerDeps, scheduler::SyncManager,
+    },
+};
+
+/// The running projector and what it feeds.
+pub struct Projector {
+    pub task: JoinHandle<Result<(), ProjectorError>>,
+    /// Its last applied sequence.
+    pub applied: watch::Receiver<u64>,
+    /// The decisions it makes, for WatchAlerts.
+    pub alerts: broadcast::Sender<Alert>,
+}
+
+/// Spawns the projector (stream -> sled) with its alerts channel.
+pub fn start_projector(
+    resolved: &Resolved,
+    conn: &StreamConn,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+) -> Projector {
+    let (progress_tx, applied) = watch::channel(0u64);
+    let (alerts, _) = broadcast::channel(ALERTS_BUFFER);
+    let mut runner_cfg = resolved.config.runner_config();
+    runner_cfg.alerts = Some(alerts.clone());
+    let task = tokio::spawn(runner::run(
+        conn.client.clone(),
+        store.clone(),
+        runner_cfg,
+        progress_tx,
+        shutdown.clone(),
+    ));
+    Projector {
+        task,
+        applied,
+        alerts,
+    }
+}
+
+/// The handles of the workers the gRPC API drives.
+pub struct Handles {
+    pub syncs: SyncManager,
+    pub actions: ActionManager,
+    pub checkpointer: Arc<Checkpointer>,
+}
+
+/// What shutdown waits for once the workers are started.
+pub struct Workers {
+    /// Every worker task, awaited (bounded) at shutdown.
+    pub tasks: Vec<JoinHandle<()>>,
+    /// Outlives the workers: their last events are flushed before it stops.
+    pub publisher: Publisher,
+    pub publisher_stop: CancellationToken,
+}
+
+/// Starts the publisher, a sync and an action worker per source, the
+/// checkpointer and the clock's alerts.
+pub async fn start_workers(
+    resolved: &Resolved,
+    conn: &StreamConn,
+    store: &Arc<Store>,
+    projector: &Projector,
+    shutdown: &CancellationToken,
+) -> Result<(Handles, Workers), ServeError> {
+    let cfg = &resolved.config;
+    // The publisher outlives the sync workers: on shutdown they end their runs
+    // (ABANDONED) and those events are flushed before the publisher stops.
+    let publisher_stop = CancellationToken::new();
+    let publisher = Publisher::new(
+        conn.client.clone(),
+        cfg.publisher_config(),
+        publisher_stop.clone(),
+    );
+    let deps = WorkerDeps {
+        publisher: publisher.clone(),
+        producer: ProducerId::new(format!("serve-{}", std::process::id())),
+        store: store.clone(),
+        applied: projector.applied.clone(),
+        stream_last_seq_at_start: conn.info.state.last_sequence,
+        cancel: shutdown.clone(),
+    };
+    let (syncs, mut tasks) = SyncManager::start(&resolved.sources, deps.clone())?;
+    let (actions, action_tasks) = ActionManager::start(&resolved.sources, deps)?;
+    tasks.extend(action_tasks);
+    let checkpointer = start_checkpointer(resolved, conn, store, shutdown, &mut tasks).await?;
+    tasks.push(tokio::spawn(clock_alerts::run(
+        store.clone(),
+        syncs.clone(),
+        projector.alerts.clone(),
+        shutdown.clone(),
+    )));
+    Ok((
+        Handles {
+            syncs,
+            actions,
+            checkpointer,
+        },
+        Workers {
+            tasks,
+            publisher,
+            publisher_stop,
+        },
+    ))
+}
+
+/// Loads (or creates) the signing key and starts the checkpointer; signs on the
+/// `[audit]` cadence unless it is 0.
+async fn start_checkpointer(
+    resolved: &Resolved,
+    conn: &StreamConn,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Arc<Checkpointer>, ServeError> {
+    let cfg = &resolved.config;
+    let key_path = cfg
+        .audit
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir().join("audit").join("signing.key"));
+    let key =
+        checkpoints::load_or_create_key(&key_path).map_err(|e| ServeError::Audit(e.to_string()))?;
+    let checkpointer = Arc::new(
+        Checkpointer::start(key, conn.js.clone(), store.clone(), cfg.nats.stream.clone())
+            .await
+            .map_err(|e| ServeError::Audit(e.to_string()))?,
+    );
+    if cfg.audit.checkpoint_interval_ms > 0 {
+        tasks.push(tokio::spawn(checkpointer.clone().run(
+            Duration::from_millis(cfg.audit.checkpoint_interval_ms),
+            shutdown.clone(),
+        )));
+    }
+    Ok(checkpointer)
+}

@@ -1,0 +1,80 @@
+//! Lifecycle actions, the executor side: one worker per writable source runs
+//! the jobs [`super::action_intake`] queues, one at a time, and recovers after a
+//! crash.
+//!
+//! Recovery: at start, once the projection holds everything the stream held, a
+//! worker re-examines its source's open actions: one with attempts recorded is
+//! read back first (never re-executed blindly); one without attempts is executed.
+
+use govledger_ingest::actions::{Executor, Step, Target};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::{action_intake::steps_of, deps::WorkerDeps};
+
+/// Jobs queued per source at most; a full queue answers `Unavailable`.
+pub const ACTION_QUEUE_MAX: usize = 1_024;
+/// Open actions examined per source at start.
+pub const RECOVERY_MAX: usize = 10_000;
+
+/// One action to run (or, `verify_only`, to read back).
+pub(super) struct Job {
+    pub(super) action_id: String,
+    pub(super) steps: Vec<Step>,
+    pub(super) verify_only: bool,
+}
+
+/// Spawns the executor worker of `target`; returns its job queue and its task.
+pub(super) fn spawn(target: Target, deps: WorkerDeps) -> (mpsc::Sender<Job>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(ACTION_QUEUE_MAX);
+    (tx, tokio::spawn(worker(target, deps, rx)))
+}
+
+async fn worker(target: Target, deps: WorkerDeps, mut rx: mpsc::Receiver<Job>) {
+    // Recovery first, once the projection holds what the stream held at start.
+    if !deps.caught_up().await {
+        return;
+    }
+    let open = deps
+        .store
+        .open_actions(&target.source_id, RECOVERY_MAX)
+        .unwrap_or_default();
+    for a in open {
+        let Some(req) = &a.request else { continue };
+        if req.external && a.attempts == 0 {
+            continue; // waiting for the other system's report
+        }
+        let verify_only = a.attempts > 0 || req.external;
+        tracing::warn!(action = %a.action_id, attempts = a.attempts, verify_only,
+            "resuming an action a previous worker left open");
+        run_job(
+            &target,
+            &deps,
+            Job {
+                action_id: a.action_id.clone(),
+                steps: steps_of(req),
+                verify_only,
+            },
+        )
+        .await;
+    }
+    loop {
+        let job = tokio::select! {
+            j = rx.recv() => match j { Some(j) => j, None => return },
+            _ = deps.cancel.cancelled() => return,
+        };
+        run_job(&target, &deps, job).await;
+    }
+}
+
+async fn run_job(target: &Target, deps: &WorkerDeps, job: Job) {
+    let mut ex = Executor::new(target, &deps.publisher, &deps.producer, &job.action_id);
+    let r = tokio::select! {
+        r = ex.run(&job.steps, job.verify_only) => r,
+        _ = deps.cancel.cancelled() => return,
+    };
+    match r {
+        Ok(outcome) => tracing::info!(action = %job.action_id, ?outcome, "action concluded"),
+        Err(e) => tracing::warn!(action = %job.action_id, error = %e,
+            "action not concluded; the next start verifies it"),
+    }
+}
