@@ -1,4 +1,4 @@
-//! Self-tests of the fault-injecting SCIM 2.0 server (`tests/common/fault_scim.rs`):
+//! Self-tests of the fault-injecting SCIM 2.0 server (`testkit/src/fault_scim/`):
 //! honest index and cursor paging, probes, single resources and writes, bearer
 //! auth, keep-alive, and one test per injected fault showing it behaves as its
 //! doc says; then the plain REST API on the same server (page-number paging,
@@ -10,11 +10,9 @@
 //! `write_not_found`). The client is a hand-written HTTP/1.1 client over a
 //! tokio socket, so nothing here depends on the sync engine under test.
 
-mod common;
-
 use std::{collections::HashSet, time::Instant};
 
-use common::fault_scim::*;
+use govledger_testkit::fault_scim::*;
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},

@@ -2,19 +2,17 @@
 //! cannot understand are kept as poison events (counted, listed over gRPC with
 //! their sequence, logged), the projector keeps going, and nothing is dropped.
 
-mod common;
-
-use common::{Govledger, NatsServer, ensure_stream, publisher};
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
 use govledger_proto::v1::{
     GetLedgerStatusRequest, GetRunRequest, ListPoisonEventsRequest, Verdict,
 };
+use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher};
 use prost::Message as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_and_unknown_events_are_kept_as_poison_and_do_not_stop_projection() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let client = nats.client().await;
     ensure_stream(&client).await;

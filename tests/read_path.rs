@@ -1,22 +1,20 @@
 //! The read path end to end: `govledger serve` syncs a SCIM source through the
 //! sync engine, and the ledger's verdict names exactly what went wrong. The
-//! source is the fault-injecting SCIM server (tests/common/fault_scim.rs), which
+//! source is the fault-injecting SCIM server (testkit/src/fault_scim/), which
 //! drives each failure of the taxonomy, R1–R13, on purpose.
-
-mod common;
 
 use std::time::Duration;
 
-use common::{
+use govledger_proto::v1::{
+    CheckReadinessRequest, EntityType, Freshness, GetIdentityRequest, GetRunResponse,
+    GetSourceRequest, PresenceStatus, ReasonCode, Verdict,
+};
+use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{
         FaultScim, Faults, Malformed, MalformedFault, Mutation, PageFault, RateLimitFault,
         RetryAfter, ScimConfig, TotalResults,
     },
-};
-use govledger_proto::v1::{
-    CheckReadinessRequest, EntityType, Freshness, GetIdentityRequest, GetRunResponse,
-    GetSourceRequest, PresenceStatus, ReasonCode, Verdict,
 };
 
 const USERS: usize = 250;
@@ -66,7 +64,7 @@ async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
 }
 
 async fn setup_with(cfg: ScimConfig, extra: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(cfg).await;
     let gl = Govledger::serve_with_config(&nats.url(), &config(&scim.base_url, extra));
     (nats, scim, gl)

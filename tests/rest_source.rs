@@ -2,13 +2,11 @@
 //! (`page`/`per_page`, total in the body) and RFC 8288 Link-header paging (bare
 //! array, `X-Total-Count`), against the fault-injecting server's REST API.
 
-mod common;
-
-use common::{
+use govledger_proto::v1::{GetRunResponse, ReasonCode, Verdict};
+use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{FaultScim, Faults, PageFault, TotalResults},
 };
-use govledger_proto::v1::{GetRunResponse, ReasonCode, Verdict};
 
 const USERS: usize = 250;
 
@@ -38,7 +36,7 @@ backoff_max_ms = 20
 }
 
 async fn setup(paging: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start(USERS).await;
     let api = scim.base_url.trim_end_matches("/v2").to_owned() + "/api";
     let cfg = match paging {

@@ -4,15 +4,13 @@
 //! REMOVED_AT_SOURCE after the next complete run. Prints the sync throughput next
 //! to a bare paginated read of the same server (no ledger), the baseline.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{
+use govledger_proto::v1::{EntityType, GetIdentityRequest, PresenceStatus, SyncMode, Verdict};
+use govledger_testkit::{
     Govledger, NatsServer,
     scim2::{Scim2Server, bare_paginated_read},
 };
-use govledger_proto::v1::{EntityType, GetIdentityRequest, PresenceStatus, SyncMode, Verdict};
 
 const USERS: usize = 10_000;
 const GROUPS: usize = 20;
@@ -29,7 +27,7 @@ async fn full_sync_of_a_real_scim_server_is_complete_and_deletions_are_removed_a
         seeded.elapsed()
     );
 
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve_with_config(
         &nats.url(),
         &format!(
@@ -173,7 +171,7 @@ async fn lifecycle_actions_on_a_real_scim_server_are_confirmed_by_read_back() {
     let scim = Scim2Server::start();
     let users = scim.seed_users(20).await;
     let groups = scim.seed_groups(2, 5, &users).await;
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve_with_config(
         &nats.url(),
         &format!(

@@ -4,15 +4,13 @@
 //! right status codes; bad stream settings and bad config stop `serve` with a
 //! message naming the setting.
 
-mod common;
-
-use common::{Govledger, NatsServer, ensure_stream, publisher, run_govledger};
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
 use govledger_proto::v1::{
     EntityType, GetIdentityRequest, GetRunRequest, GetSourceRequest, ListRunsRequest,
     PresenceStatus, ReasonCode, Verdict,
 };
+use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher, run_govledger};
 use tonic::Code;
 
 async fn publish_run(nats: &NatsServer, sim: &SimRun) -> u64 {
@@ -27,7 +25,7 @@ async fn publish_run(nats: &NatsServer, sim: &SimRun) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let sim = SimRun::new("hr", 250, 100);
     let last = publish_run(&nats, &sim).await;
@@ -90,7 +88,7 @@ async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let mut sim = SimRun::new("hr", 250, 100);
     sim.failing_pages = vec![1];
@@ -144,7 +142,7 @@ async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_actionable_status_codes() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let sim = SimRun::new("hr", 10, 10);
     let last = publish_run(&nats, &sim).await;
@@ -217,7 +215,7 @@ async fn bad_requests_get_actionable_status_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_v1_and_v1alpha_and_health_work() {
     use futures::StreamExt as _;
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", gl.addr))
         .unwrap()
@@ -307,7 +305,7 @@ async fn reflection_v1_and_v1alpha_and_health_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_stream_that_allows_delete_and_purge() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
     let mut weak = govledger_ingest::StreamSpec::default().config();

@@ -2,18 +2,16 @@
 //! govledger's executor against a SCIM target, and proven by reading the target
 //! back. The fault-injecting server drives W1–W6 on purpose.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{
-    Govledger, NatsServer,
-    fault_scim::{FaultScim, Faults, ScimConfig, WriteFault},
-};
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, ActionRequested, ActionStep, CheckReadinessRequest,
     GetActionRequest, GetActionResponse, ReportExternalAttemptRequest, SubmitActionRequest,
     WatchAlertsRequest, alert,
+};
+use govledger_testkit::{
+    Govledger, NatsServer,
+    fault_scim::{FaultScim, Faults, ScimConfig, WriteFault},
 };
 use tonic::Code;
 
@@ -37,7 +35,7 @@ backoff_max_ms = 50
 }
 
 async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
         users: 30,
         groups: 3,
@@ -520,7 +518,7 @@ async fn bad_action_requests_get_actionable_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_killed_between_write_and_read_back_verifies_on_restart() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
         users: 30,
         groups: 3,
