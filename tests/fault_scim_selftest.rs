@@ -6,12 +6,12 @@
 //! `X-Total-Count`, and the faults on both endpoints); then the write path a
 //! lifecycle action uses and the write faults W1..W3.
 //!
-//! Table-driven: each behaviour is a row `(request, expected answer)` run by
-//! one [`check`]; rows run in order against one server, so a row may depend on
-//! the ones before it. Requests go through `reqwest` on a fresh connection
-//! each, so nothing here depends on the sync engine under test. Two tests
-//! keep a raw socket on purpose: keep-alive (several requests on ONE
-//! connection) and a blocking client on the runtime's own thread.
+//! Table-driven: each behaviour is a row `request => expected answer` run by
+//! one [`check`]; the rows of a table run in order against one server, so a
+//! row may depend on the ones before it. Requests go through `reqwest`, on a
+//! fresh connection each, so nothing here depends on the sync engine under
+//! test. Two tests keep a raw socket on purpose: keep-alive (several requests
+//! on ONE connection) and a blocking client on the runtime's own thread.
 
 use std::{
     collections::HashSet,
@@ -23,7 +23,29 @@ use govledger_testkit::fault_scim::*;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
-// The harness: a request, what its answer must be, and `check`.
+// The harness: a request, what its answer must be, `check`, and the tables.
+
+/// Runs rows `request => want` in order against server `s`, each through
+/// [`check`] (a macro so that a table stays one row per line).
+macro_rules! rows {
+    ($s:expr; $($r:expr => $w:expr),+ $(,)?) => {
+        $( check($s, $r, $w).await; )+
+    };
+}
+
+/// `Faults { field: value, .., ..Default::default() }`.
+macro_rules! faults {
+    ($($k:ident: $v:expr),* $(,)?) => {
+        Faults { $($k: $v,)* ..Default::default() }
+    };
+}
+
+/// A server seeded with `ScimConfig { field: value, .., ..Default::default() }`.
+macro_rules! server {
+    ($($k:ident: $v:expr),* $(,)?) => {
+        FaultScim::start_with(ScimConfig { $($k: $v,)* ..Default::default() }).await
+    };
+}
 
 /// One request: `target` is an absolute path (`/v2/...` or `/api/...`).
 #[derive(Clone, Debug)]
@@ -36,11 +58,12 @@ struct Req {
 }
 
 fn req(method: &'static str, target: String, body: Option<Value>) -> Req {
+    let (if_match, token) = (None, None);
     Req {
         method,
         target,
-        if_match: None,
-        token: None,
+        if_match,
+        token,
         body,
     }
 }
@@ -88,6 +111,10 @@ enum Want {
     ScimType(u16, &'static str),
     /// A REST error body with this status.
     Rest(u16),
+    /// 200 with a SCIM `totalResults` of this.
+    Total(i64),
+    /// 200 with an `X-Total-Count` of this.
+    Count(u64),
 }
 use Want::*;
 
@@ -124,10 +151,8 @@ fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         govledger_ingest::http::install_crypto_provider();
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
+        let builder = reqwest::Client::builder().pool_max_idle_per_host(0);
+        builder.build().unwrap()
     })
 }
 
@@ -145,10 +170,12 @@ async fn send(s: &FaultScim, r: &Req) -> Resp {
         b = b.header("Content-Type", SCIM_JSON).body(body.to_string());
     }
     let resp = b.send().await.unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let body = resp.bytes().await.unwrap().to_vec();
     Resp {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body: resp.bytes().await.unwrap().to_vec(),
+        status,
+        headers,
+        body,
     }
 }
 
@@ -156,34 +183,36 @@ async fn send(s: &FaultScim, r: &Req) -> Resp {
 async fn check(s: &FaultScim, r: Req, want: Want) -> Resp {
     let resp = send(s, &r).await;
     let what = format!("{} {}: {}", r.method, r.target, resp.text());
+    let status = match want {
+        Is(n) | Scim(n) | ScimType(n, _) | Rest(n) => n,
+        Total(_) | Count(_) => 200,
+    };
+    assert_eq!(resp.status, status, "{what}");
     match want {
-        Is(status) => assert_eq!(resp.status, status, "{what}"),
-        Scim(status) | ScimType(status, _) => {
-            assert_eq!(resp.status, status, "{what}");
+        Is(_) => {}
+        Scim(_) | ScimType(..) => {
             let b = resp.json();
-            assert_eq!(b["schemas"], json!([ERROR_SCHEMA]), "{what}");
-            assert_eq!(b["status"], json!(status.to_string()), "{what}");
+            let head = (&b["schemas"], &b["status"]);
+            assert_eq!(
+                head,
+                (&json!([ERROR_SCHEMA]), &json!(status.to_string())),
+                "{what}"
+            );
             assert!(b["detail"].is_string(), "{what}");
             if let ScimType(_, t) = want {
                 assert_eq!(b["scimType"], t, "{what}");
             }
         }
-        Rest(status) => {
-            assert_eq!(resp.status, status, "{what}");
+        Rest(_) => {
             assert_eq!(resp.header("content-type"), Some(REST_JSON), "{what}");
             let b = resp.json();
             assert_eq!(b["status"], status, "{what}");
             assert!(b["error"].is_string() && b["message"].is_string(), "{what}");
         }
+        Total(n) => assert_eq!(resp.json()["totalResults"].as_i64(), Some(n), "{what}"),
+        Count(n) => assert_eq!(total_count(&resp), n, "{what}"),
     }
     resp
-}
-
-/// Runs every row in order.
-async fn rows(s: &FaultScim, rows: Vec<(Req, Want)>) {
-    for (r, want) in rows {
-        check(s, r, want).await;
-    }
 }
 
 /// `check(s, r, OK)`'s body as JSON.
@@ -191,11 +220,27 @@ async fn ok_json(s: &FaultScim, r: Req) -> Value {
     check(s, r, OK).await.json()
 }
 
+/// `has!(v, {"field": value, ..})`: every field named (recursively into
+/// objects) has that value in `v`; fields not named are not looked at.
+macro_rules! has {
+    ($v:expr, $($want:tt)+) => {
+        has_fields(&$v, json!($($want)+))
+    };
+}
+
+/// What [`has!`] checks.
+fn has_fields(v: &Value, want: Value) {
+    match want {
+        Value::Object(fields) => fields
+            .into_iter()
+            .for_each(|(k, w)| has_fields(&v[k.as_str()], w)),
+        w => assert_eq!(v, &w),
+    }
+}
+
 fn ids(page: &Value) -> Vec<String> {
-    page["Resources"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let resources = page["Resources"].as_array().unwrap().iter();
+    resources
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect()
 }
@@ -206,6 +251,10 @@ fn uid(n: usize) -> String {
 
 fn uids(r: std::ops::Range<usize>) -> Vec<String> {
     r.map(uid).collect()
+}
+
+fn strings(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn patch_op(ops: Value) -> Value {
@@ -245,6 +294,13 @@ async fn walk_cursor(s: &FaultScim, count: usize, max_pages: usize) -> (Vec<Stri
     (all, cursors)
 }
 
+/// Sends `r`, asserts `want`, and returns how long the answer took in ms.
+async fn timed(s: &FaultScim, r: Req, want: Want) -> u128 {
+    let t0 = Instant::now();
+    check(s, r, want).await;
+    t0.elapsed().as_millis()
+}
+
 // ---------------------------------------------------------------------------
 // SCIM paging, resources, auth.
 
@@ -257,9 +313,8 @@ async fn honest_index_paging_250_users_in_three_pages() {
         let r = check(&s, get(&format!("/Users?startIndex={start}&count=100")), OK).await;
         assert_eq!(r.header("content-type"), Some(SCIM_JSON));
         let b = r.json();
-        assert_eq!(b["schemas"], json!([LIST_RESPONSE_SCHEMA]));
-        let head = (&b["totalResults"], &b["startIndex"], &b["itemsPerPage"]);
-        assert_eq!(head, (&json!(250), &json!(start), &json!(n)));
+        let schemas = json!([LIST_RESPONSE_SCHEMA]);
+        has!(b, {"schemas": schemas, "totalResults": 250, "startIndex": start, "itemsPerPage": n});
         assert!(b.get("nextCursor").is_none());
         assert_eq!(ids(&b), uids(start - 1..start - 1 + n));
         seen.extend(ids(&b));
@@ -267,33 +322,23 @@ async fn honest_index_paging_250_users_in_three_pages() {
     assert_eq!(seen, uids(0..250), "every user once, in id order");
 
     let first = ok_json(&s, get("/Users?startIndex=43&count=1")).await;
-    let meta =
-        json!({"resourceType": "User", "version": "W/\"1\"", "location": s.url("/Users/u0000042")});
-    assert_eq!(
-        first["Resources"][0],
-        json!({"schemas": [USER_SCHEMA], "id": "u0000042", "userName": "user42@example.test", "active": true, "meta": meta})
-    );
+    let want = json!({
+        "schemas": [USER_SCHEMA],
+        "id": "u0000042",
+        "userName": "user42@example.test",
+        "active": true,
+        "meta": {"resourceType": "User", "version": "W/\"1\"", "location": s.url("/Users/u0000042")},
+    });
+    assert_eq!(first["Resources"][0], want);
 
     // Defaults: startIndex 1, count 100; startIndex < 1 means 1; past the end is empty.
     let d = ok_json(&s, get("/Users")).await;
     assert_eq!((d["startIndex"].as_u64(), ids(&d).len()), (Some(1), 100));
-    assert_eq!(
-        ids(&ok_json(&s, get("/Users?startIndex=0&count=5")).await)[0],
-        uid(0)
-    );
+    let z = ok_json(&s, get("/Users?startIndex=0&count=5")).await;
+    assert_eq!(ids(&z)[0], uid(0));
     let past = ok_json(&s, get("/Users?startIndex=251&count=100")).await;
-    let head = (
-        &past["totalResults"],
-        &past["itemsPerPage"],
-        &past["Resources"],
-    );
-    assert_eq!(head, (&json!(250), &json!(0), &json!([])));
-    check(
-        &s,
-        get("/Users?startIndex=x"),
-        ScimType(400, "invalidValue"),
-    )
-    .await;
+    has!(past, {"totalResults": 250, "itemsPerPage": 0, "Resources": []});
+    rows!(&s; get("/Users?startIndex=x") => ScimType(400, "invalidValue"));
 
     let log = s.requests();
     assert_eq!((log[0].method.as_str(), log[0].status), ("GET", 200));
@@ -305,28 +350,16 @@ async fn honest_index_paging_250_users_in_three_pages() {
 
 #[tokio::test]
 async fn count_zero_probe_and_page_cap() {
-    let cfg = ScimConfig {
-        users: 120,
-        max_page_size: 50,
-        ..Default::default()
-    };
-    let s = FaultScim::start_with(cfg).await;
-    let p = ok_json(&s, get("/Users?count=0")).await;
-    let head = (&p["totalResults"], &p["itemsPerPage"], &p["Resources"]);
-    assert_eq!(head, (&json!(120), &json!(0), &json!([])));
+    let s = server!(users: 120, max_page_size: 50);
+    let probe = ok_json(&s, get("/Users?count=0")).await;
+    has!(probe, {"totalResults": 120, "itemsPerPage": 0, "Resources": []});
     assert_eq!(s.requests()[0].page_no, None, "a probe is not a page");
     assert_eq!(s.list_requests(), 0);
-    assert_eq!(
-        ok_json(&s, get("/Users?count=100")).await["itemsPerPage"],
-        50
-    );
+    let capped = ok_json(&s, get("/Users?count=100")).await;
+    assert_eq!(capped["itemsPerPage"], 50);
     assert_eq!(s.requests()[1].page_no, Some(1));
     let spc = ok_json(&s, get("/ServiceProviderConfig")).await;
-    let pagination = (
-        &spc["pagination"]["maxPageSize"],
-        &spc["pagination"]["cursor"],
-    );
-    assert_eq!(pagination, (&json!(50), &json!(true)));
+    has!(spc, {"pagination": {"maxPageSize": 50, "cursor": true}});
 }
 
 #[tokio::test]
@@ -334,39 +367,22 @@ async fn cursor_mode_walks_all_users_and_ends_without_next_cursor() {
     let s = FaultScim::start(250).await;
     let (all, cursors) = walk_cursor(&s, 100, 10).await;
     assert_eq!(all, uids(0..250));
-    assert_eq!(
-        cursors.len(),
-        2,
-        "3 pages: two nextCursors, none on the last"
-    );
+    // 3 pages: two nextCursors, none on the last.
+    assert_eq!(cursors.len(), 2);
     let first = ok_json(&s, get("/Users?cursor=&count=100")).await;
-    assert_eq!(
-        (&first["totalResults"], &first["itemsPerPage"]),
-        (&json!(250), &json!(100))
-    );
-    assert!(
-        first.get("startIndex").is_none(),
-        "RFC 9865 pages have no startIndex"
-    );
+    has!(first, {"totalResults": 250, "itemsPerPage": 100});
+    let no_start = first.get("startIndex").is_none();
+    assert!(no_start, "RFC 9865 pages have no startIndex");
     let last = ok_json(&s, get(&format!("/Users?cursor={}&count=100", cursors[1]))).await;
     assert_eq!(last["itemsPerPage"], 50);
     assert!(last.get("nextCursor").is_none());
-    rows(
-        &s,
-        vec![
-            (
-                get("/Users?cursor=nonsense&count=10"),
-                ScimType(400, "invalidCursor"),
-            ),
-            (get("/Users?cursor=&startIndex=1"), Scim(400)),
-            // A Users cursor is not a Groups cursor.
-            (
-                get(&format!("/Groups?cursor={}&count=10", cursors[0])),
-                Scim(400),
-            ),
-        ],
-    )
-    .await;
+    let groups_with_users_cursor = format!("/Groups?cursor={}&count=10", cursors[0]);
+    rows!(&s;
+        get("/Users?cursor=nonsense&count=10") => ScimType(400, "invalidCursor"),
+        get("/Users?cursor=&startIndex=1") => Scim(400),
+        // A Users cursor is not a Groups cursor.
+        get(&groups_with_users_cursor) => Scim(400),
+    );
 }
 
 #[tokio::test]
@@ -376,50 +392,24 @@ async fn single_users_patch_delete_and_mutators() {
     assert_eq!(r.header("etag"), Some("W/\"1\""));
     assert_eq!(r.json()["userName"], "user3@example.test");
     let no_schema = json!({"Operations": set_active_ops(false)});
-    rows(
-        &s,
-        vec![
-            (get("/Users/u9999999"), Scim(404)),
-            (get("/Nope"), Scim(404)),
-            (deactivate("/Users/u0000001"), DONE),
-            (
-                patch(
-                    "/Users/u0000002",
-                    json!([{"op": "Replace", "value": {"active": false}}]),
-                ),
-                DONE,
-            ),
-            (
-                patch(
-                    "/Users/u0000000",
-                    json!([{"op": "replace", "path": "active", "value": "no"}]),
-                ),
-                Scim(400),
-            ),
-            (
-                req("PATCH", "/v2/Users/u0000000".into(), Some(no_schema)),
-                Scim(400),
-            ),
-            (deactivate("/Users/u9999999"), Scim(404)),
-        ],
-    )
-    .await;
-    let u = ok_json(&s, get("/Users/u0000001")).await;
-    assert_eq!(
-        (&u["active"], &u["meta"]["version"]),
-        (&json!(false), &json!("W/\"2\""))
+    rows!(&s;
+        get("/Users/u9999999") => Scim(404),
+        get("/Nope") => Scim(404),
+        deactivate("/Users/u0000001") => DONE,
+        patch("/Users/u0000002", json!([{"op": "Replace", "value": {"active": false}}])) => DONE,
+        patch("/Users/u0000000", json!([{"op": "replace", "path": "active", "value": "no"}])) => Scim(400),
+        req("PATCH", "/v2/Users/u0000000".into(), Some(no_schema)) => Scim(400),
+        deactivate("/Users/u9999999") => Scim(404),
     );
+    let u = ok_json(&s, get("/Users/u0000001")).await;
+    has!(u, {"active": false, "meta": {"version": "W/\"2\""}});
     assert_eq!(s.user_state("u0000002"), Some((false, 2)));
     assert_eq!(s.user_state("u0000000"), Some((true, 1)));
-    rows(
-        &s,
-        vec![
-            (delete("/Users/u0000004"), DONE),
-            (delete("/Users/u0000004"), Scim(404)),
-            (get("/Users/u0000004"), Scim(404)),
-        ],
-    )
-    .await;
+    rows!(&s;
+        delete("/Users/u0000004") => DONE,
+        delete("/Users/u0000004") => Scim(404),
+        get("/Users/u0000004") => Scim(404),
+    );
     assert_eq!(s.user_count(), 4);
 
     let id = s.add_user();
@@ -435,33 +425,17 @@ async fn single_users_patch_delete_and_mutators() {
 
 #[tokio::test]
 async fn groups_page_with_members() {
-    let s = FaultScim::start_with(ScimConfig {
-        users: 10,
-        groups: 7,
-        ..Default::default()
-    })
-    .await;
+    let s = server!(users: 10, groups: 7);
     let p1 = ok_json(&s, get("/Groups?startIndex=1&count=5")).await;
     assert_eq!(p1["totalResults"], 7);
-    assert_eq!(
-        ids(&p1),
-        ["g0000000", "g0000001", "g0000002", "g0000003", "g0000004"]
-    );
+    let first_five = ["g0000000", "g0000001", "g0000002", "g0000003", "g0000004"];
+    assert_eq!(ids(&p1), first_five);
     let g0 = &p1["Resources"][0];
-    assert_eq!(
-        (&g0["schemas"], &g0["displayName"]),
-        (&json!([GROUP_SCHEMA]), &json!("group0"))
-    );
-    let m0 = &g0["members"][0];
-    assert_eq!(
-        (&m0["value"], &m0["type"]),
-        (&json!("u0000000"), &json!("User"))
-    );
+    has!(g0, {"schemas": [GROUP_SCHEMA], "displayName": "group0"});
+    has!(g0["members"][0], {"value": "u0000000", "type": "User"});
     assert_eq!(g0["members"].as_array().unwrap().len(), 3);
-    assert_eq!(
-        ids(&ok_json(&s, get("/Groups?startIndex=6&count=5")).await),
-        ["g0000005", "g0000006"]
-    );
+    let p2 = ok_json(&s, get("/Groups?startIndex=6&count=5")).await;
+    assert_eq!(ids(&p2), ["g0000005", "g0000006"]);
     assert_eq!(ok_json(&s, get("/Groups/g0000006")).await["id"], "g0000006");
     // Deleting a user drops it from its groups.
     s.delete_user("u0000000");
@@ -471,45 +445,31 @@ async fn groups_page_with_members() {
     let r = ok_json(&s, get("/Groups?cursor=&count=4")).await;
     assert_eq!(ids(&r).len(), 4);
     assert!(r["nextCursor"].is_string());
-    assert_eq!(
-        s.requests().last().unwrap().page_no,
-        Some(3),
-        "Groups list #3"
-    );
+    let last = s.requests().pop().unwrap();
+    assert_eq!(last.page_no, Some(3), "Groups list #3");
+}
+
+/// `(has_authorization, status)` of every logged request.
+fn auth_log(s: &FaultScim) -> Vec<(bool, u16)> {
+    s.requests()
+        .iter()
+        .map(|r| (r.has_authorization, r.status))
+        .collect()
 }
 
 #[tokio::test]
 async fn bearer_token_is_enforced() {
-    let cfg = ScimConfig {
-        users: 3,
-        bearer_token: Some("s3cret".into()),
-        ..Default::default()
-    };
-    let s = FaultScim::start_with(cfg).await;
+    let s = server!(users: 3, bearer_token: Some("s3cret".into()));
     let none = check(&s, get("/Users"), Scim(401)).await;
-    assert!(
-        none.header("www-authenticate")
-            .unwrap()
-            .starts_with("Bearer")
+    let challenge = none.header("www-authenticate").unwrap();
+    assert!(challenge.starts_with("Bearer"));
+    rows!(&s;
+        get("/Users").token("wrong") => Scim(401),
+        get("/Users/u0000000") => Scim(401),
+        get("/Users").token("s3cret") => Total(3),
     );
-    rows(
-        &s,
-        vec![
-            (get("/Users").token("wrong"), Scim(401)),
-            (get("/Users/u0000000"), Scim(401)),
-        ],
-    )
-    .await;
-    assert_eq!(
-        ok_json(&s, get("/Users").token("s3cret")).await["totalResults"],
-        3
-    );
-    let seen: Vec<(bool, u16)> = s
-        .requests()
-        .iter()
-        .map(|r| (r.has_authorization, r.status))
-        .collect();
-    assert_eq!(seen, [(false, 401), (true, 401), (false, 401), (true, 200)]);
+    let want = [(false, 401), (true, 401), (false, 401), (true, 200)];
+    assert_eq!(auth_log(&s), want);
 }
 
 /// Raw on purpose: three requests on ONE connection (keep-alive), which a
@@ -520,10 +480,8 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     let s = FaultScim::start(30).await;
     let mut c = tokio::io::BufReader::new(tokio::net::TcpStream::connect(s.addr).await.unwrap());
     for start in [1, 11, 21] {
-        let head = format!(
-            "GET /v2/Users?startIndex={start}&count=10 HTTP/1.1\r\nHost: {}\r\n\r\n",
-            s.addr
-        );
+        let target = format!("/v2/Users?startIndex={start}&count=10");
+        let head = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr);
         c.get_mut().write_all(head.as_bytes()).await.unwrap();
         let (mut status, mut len, mut line) = (0u16, 0usize, String::new());
         loop {
@@ -544,10 +502,8 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
         let mut body = vec![0; len];
         c.read_exact(&mut body).await.unwrap();
         assert_eq!(status, 200);
-        assert_eq!(
-            ids(&serde_json::from_slice(&body).unwrap())[0],
-            uid(start - 1)
-        );
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(ids(&page)[0], uid(start - 1));
     }
     assert_eq!(s.requests().len(), 3);
 }
@@ -555,191 +511,136 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
 // ---------------------------------------------------------------------------
 // SCIM page faults R1..R13.
 
-#[tokio::test]
-async fn fail_times_then_succeed_keyed_by_start_index() {
-    let s = FaultScim::start(250).await;
-    let fail = |start_index, status, times| PageFault {
+fn fail(start_index: usize, status: u16, times: u32) -> PageFault {
+    PageFault {
         start_index,
         status,
         times,
-    };
-    s.set_faults(Faults {
-        fail: vec![fail(101, 503, 2), fail(201, 400, u32::MAX)],
-        ..Default::default()
-    });
-    let p2 = get("/Users?startIndex=101&count=100");
-    let p3 = get("/Users?startIndex=201&count=100");
-    rows(
-        &s,
-        vec![
-            (get("/Users?startIndex=1&count=100"), OK),
-            (p2.clone(), Scim(503)),
-            (p2.clone(), Scim(503)),
-        ],
-    )
-    .await;
-    assert_eq!(ids(&ok_json(&s, p2).await)[0], uid(100));
-    rows(&s, vec![(p3, Scim(400)); 5]).await;
+    }
+}
+
+#[tokio::test]
+async fn fail_times_then_succeed_keyed_by_start_index() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(faults!(fail: vec![fail(101, 503, 2), fail(201, 400, u32::MAX)]));
+    let p2 = || get("/Users?startIndex=101&count=100");
+    let p3 = || get("/Users?startIndex=201&count=100");
+    rows!(&s;
+        get("/Users?startIndex=1&count=100") => OK,
+        p2() => Scim(503),
+        p2() => Scim(503),
+    );
+    assert_eq!(ids(&ok_json(&s, p2()).await)[0], uid(100));
+    rows!(&s; p3() => Scim(400), p3() => Scim(400), p3() => Scim(400), p3() => Scim(400), p3() => Scim(400));
     // A probe is not a page: never failed.
-    check(&s, get("/Users?startIndex=201&count=0"), OK).await;
-    let pages: Vec<(Option<usize>, u16)> =
-        s.requests().iter().map(|r| (r.page_no, r.status)).collect();
+    rows!(&s; get("/Users?startIndex=201&count=0") => OK);
+    let pages: Vec<_> = s.requests().iter().map(|r| (r.page_no, r.status)).collect();
     let want = [
         (Some(1), 200),
         (Some(2), 503),
         (Some(3), 503),
         (Some(4), 200),
     ];
-    assert_eq!(&pages[..4], want, "retries of one page are new page_no's");
+    assert_eq!(pages[..4], want, "retries of one page are new page_no's");
 
     // Cursor mode: the page at offset 100 is start_index 101; set_faults resets counts.
-    s.set_faults(Faults {
-        fail: vec![fail(101, 500, 1)],
-        ..Default::default()
-    });
+    s.set_faults(faults!(fail: vec![fail(101, 500, 1)]));
     let p1 = ok_json(&s, get("/Users?cursor=&count=100")).await;
-    let next = get(&format!(
+    let next = format!(
         "/Users?cursor={}&count=100",
         p1["nextCursor"].as_str().unwrap()
-    ));
-    check(&s, next.clone(), Scim(500)).await;
-    assert_eq!(ids(&ok_json(&s, next).await)[0], uid(100));
+    );
+    rows!(&s; get(&next) => Scim(500));
+    assert_eq!(ids(&ok_json(&s, get(&next)).await)[0], uid(100));
+}
+
+fn limit(start_index: usize, times: u32, retry_after: RetryAfter) -> RateLimitFault {
+    RateLimitFault {
+        start_index,
+        times,
+        retry_after,
+    }
 }
 
 #[tokio::test]
 async fn rate_limit_with_seconds_and_http_date() {
     let s = FaultScim::start(250).await;
-    let limit = |start_index, times, retry_after| RateLimitFault {
-        start_index,
-        times,
-        retry_after,
-    };
     let rate_limit = vec![
         limit(1, 1, RetryAfter::Seconds(7)),
         limit(101, 2, RetryAfter::HttpDate(120)),
     ];
-    s.set_faults(Faults {
-        rate_limit,
-        ..Default::default()
-    });
-    let (p1, p2) = (
-        get("/Users?startIndex=1&count=100"),
-        get("/Users?startIndex=101&count=100"),
-    );
-    let r = check(&s, p1.clone(), Scim(429)).await;
-    assert_eq!(
-        (r.header("retry-after"), r.header("x-ratelimit-remaining")),
-        (Some("7"), Some("0"))
-    );
-    check(&s, p1, OK).await;
+    s.set_faults(faults!(rate_limit: rate_limit));
+    let p1 = || get("/Users?startIndex=1&count=100");
+    let p2 = || get("/Users?startIndex=101&count=100");
+    let r = check(&s, p1(), Scim(429)).await;
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    rows!(&s; p1() => OK);
     for _ in 0..2 {
-        let r = check(&s, p2.clone(), Scim(429)).await;
+        let r = check(&s, p2(), Scim(429)).await;
         assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
         let date = r.header("retry-after").unwrap();
-        assert!(
-            date.ends_with(" GMT") && date.len() == 29,
-            "IMF-fixdate: {date:?}"
-        );
+        let imf_fixdate = date.ends_with(" GMT") && date.len() == 29;
+        assert!(imf_fixdate, "IMF-fixdate: {date:?}");
         let when = chrono::DateTime::parse_from_rfc2822(date).unwrap();
         let ahead = (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_seconds();
         assert!((100..=121).contains(&ahead), "{ahead}s ahead");
     }
-    check(&s, p2, OK).await;
-}
-
-/// Rows of (request, `totalResults` it must show); each is a 200.
-async fn totals(s: &FaultScim, rows: &[(&str, i64)]) {
-    for (rel, want) in rows {
-        let b = ok_json(s, get(rel)).await;
-        assert_eq!(b["totalResults"].as_i64(), Some(*want), "{rel}");
-    }
+    rows!(&s; p2() => OK);
 }
 
 #[tokio::test]
 async fn total_results_faults() {
     let s = FaultScim::start(250).await;
-    let set = |total_results| {
-        s.set_faults(Faults {
-            total_results,
-            ..Default::default()
-        })
-    };
-    set(TotalResults::Fixed(1000));
-    totals(&s, &[("/Users?count=0", 1000), ("/Users?count=100", 1000)]).await;
-    set(TotalResults::Offset(-30));
-    totals(&s, &[("/Users?count=0", 220)]).await;
-    let p = ok_json(&s, get("/Users?startIndex=201&count=100")).await;
-    assert_eq!((p["totalResults"].as_i64(), ids(&p).len()), (Some(220), 50));
+    s.set_faults(faults!(total_results: TotalResults::Fixed(1000)));
+    rows!(&s; get("/Users?count=0") => Total(1000), get("/Users?count=100") => Total(1000));
+    s.set_faults(faults!(total_results: TotalResults::Offset(-30)));
+    rows!(&s; get("/Users?count=0") => Total(220));
+    let p = check(&s, get("/Users?startIndex=201&count=100"), Total(220)).await;
+    assert_eq!(ids(&p.json()).len(), 50);
     // R13: totalResults == page size; a probe stays honest.
-    set(TotalResults::EqualsPageSize);
-    let p = ok_json(&s, get("/Users?startIndex=1&count=100")).await;
-    assert_eq!(
-        (p["totalResults"].as_i64(), ids(&p).len()),
-        (Some(100), 100)
+    s.set_faults(faults!(total_results: TotalResults::EqualsPageSize));
+    let p = check(&s, get("/Users?startIndex=1&count=100"), Total(100)).await;
+    assert_eq!(ids(&p.json()).len(), 100);
+    rows!(&s;
+        get("/Users?startIndex=101&count=100") => Total(100),
+        get("/Users?count=0") => Total(250),
     );
-    totals(
-        &s,
-        &[
-            ("/Users?startIndex=101&count=100", 100),
-            ("/Users?count=0", 250),
-        ],
-    )
-    .await;
     // R13: honest for two list requests, then +5 (probes follow the regime).
-    set(TotalResults::ChangeAfter {
-        requests: 2,
-        offset: 5,
-    });
-    totals(
-        &s,
-        &[
-            ("/Users?count=0", 250),
-            ("/Users?startIndex=1&count=100", 250),
-            ("/Users?startIndex=101&count=100", 250),
-            ("/Users?count=0", 255),
-            ("/Users?startIndex=201&count=100", 255),
-        ],
-    )
-    .await;
+    s.set_faults(faults!(total_results: TotalResults::ChangeAfter { requests: 2, offset: 5 }));
+    rows!(&s;
+        get("/Users?count=0") => Total(250),
+        get("/Users?startIndex=1&count=100") => Total(250),
+        get("/Users?startIndex=101&count=100") => Total(250),
+        get("/Users?count=0") => Total(255),
+        get("/Users?startIndex=201&count=100") => Total(255),
+    );
 
     // `only` keeps the other resource type honest.
-    let g = FaultScim::start_with(ScimConfig {
-        users: 10,
-        groups: 10,
-        ..Default::default()
-    })
-    .await;
-    g.set_faults(Faults {
-        only: Some(ResourceType::Users),
-        total_results: TotalResults::Fixed(3),
-        ..Default::default()
-    });
-    totals(&g, &[("/Users?count=5", 3), ("/Groups?count=5", 10)]).await;
-    assert_eq!(
-        g.list_requests(),
-        1,
-        "Groups are not counted when only=Users"
-    );
+    let g = server!(users: 10, groups: 10);
+    g.set_faults(faults!(only: Some(ResourceType::Users), total_results: TotalResults::Fixed(3)));
+    rows!(&g; get("/Users?count=5") => Total(3), get("/Groups?count=5") => Total(10));
+    // Groups are not counted when only=Users.
+    assert_eq!(g.list_requests(), 1);
 }
 
 #[tokio::test]
 async fn mutation_drift_duplicates_and_skips_ids_across_pages() {
-    let mutate = |insert_front, delete_front| Faults {
-        mutate_after_page: Some(Mutation {
+    let mutate = |insert_front, delete_front| {
+        let m = Mutation {
             after_requests: 1,
             insert_front,
             delete_front,
-        }),
-        ..Default::default()
+        };
+        faults!(mutate_after_page: Some(m))
     };
     // Insert in front after page 1: the tail of page 1 reappears on page 2.
     let s = FaultScim::start(250).await;
     s.set_faults(mutate(5, 0));
     let p1 = ids(&ok_json(&s, get("/Users?startIndex=1&count=100")).await);
     assert_eq!(s.user_count(), 250, "not yet");
-    let p2b = ok_json(&s, get("/Users?startIndex=101&count=100")).await;
-    assert_eq!(p2b["totalResults"], 255);
-    let p2 = ids(&p2b);
+    let p2 = check(&s, get("/Users?startIndex=101&count=100"), Total(255)).await;
+    let p2 = ids(&p2.json());
     assert_eq!(p2[0], uid(95));
     let dup: Vec<&String> = p2.iter().filter(|id| p1.contains(id)).collect();
     assert_eq!(dup.len(), 5, "duplicated ids across pages: {dup:?}");
@@ -753,11 +654,8 @@ async fn mutation_drift_duplicates_and_skips_ids_across_pages() {
     s.set_faults(mutate(0, 10));
     let mut seen: HashSet<String> = HashSet::new();
     for start in [1, 101, 201] {
-        seen.extend(ids(&ok_json(
-            &s,
-            get(&format!("/Users?startIndex={start}&count=100")),
-        )
-        .await));
+        let page = ok_json(&s, get(&format!("/Users?startIndex={start}&count=100"))).await;
+        seen.extend(ids(&page));
     }
     assert_eq!(s.user_count(), 240);
     let missed: Vec<String> = (10..250).map(uid).filter(|id| !seen.contains(id)).collect();
@@ -767,20 +665,12 @@ async fn mutation_drift_duplicates_and_skips_ids_across_pages() {
 #[tokio::test]
 async fn short_and_empty_pages() {
     let s = FaultScim::start(250).await;
-    s.set_faults(Faults {
-        short_page: Some(101),
-        empty_page: Some(201),
-        ..Default::default()
-    });
+    s.set_faults(faults!(short_page: Some(101), empty_page: Some(201)));
     let p2 = ok_json(&s, get("/Users?startIndex=101&count=100")).await;
-    assert_eq!(
-        (&p2["totalResults"], &p2["itemsPerPage"]),
-        (&json!(250), &json!(50))
-    );
+    has!(p2, {"totalResults": 250, "itemsPerPage": 50});
     assert_eq!(ids(&p2), uids(100..150));
     let p3 = ok_json(&s, get("/Users?startIndex=201&count=100")).await;
-    let head = (&p3["totalResults"], &p3["itemsPerPage"], &p3["Resources"]);
-    assert_eq!(head, (&json!(250), &json!(0), &json!([])));
+    has!(p3, {"totalResults": 250, "itemsPerPage": 0, "Resources": []});
     // Cursor mode: the short page's nextCursor skips its missing half.
     let (all, _) = walk_cursor(&s, 100, 10).await;
     assert_eq!(all.len(), 150);
@@ -802,101 +692,66 @@ async fn malformed_bodies_then_recovery() {
         malformed(1, Malformed::Truncated),
         malformed(101, Malformed::NotJson),
     ];
-    s.set_faults(Faults {
-        malformed,
-        ..Default::default()
-    });
-    let (p1, p2) = (
-        get("/Users?startIndex=1&count=100"),
-        get("/Users?startIndex=101&count=100"),
-    );
-    let t = check(&s, p1.clone(), OK).await;
+    s.set_faults(faults!(malformed: malformed));
+    let p1 = || get("/Users?startIndex=1&count=100");
+    let p2 = || get("/Users?startIndex=101&count=100");
+    let t = check(&s, p1(), OK).await;
     assert_eq!(t.header("content-type"), Some(SCIM_JSON));
     assert!(t.text().starts_with('{'));
-    assert!(
-        serde_json::from_slice::<Value>(&t.body).is_err(),
-        "truncated"
-    );
-    let ok = check(&s, p1, OK).await;
+    let truncated = serde_json::from_slice::<Value>(&t.body).is_err();
+    assert!(truncated, "truncated");
+    let ok = check(&s, p1(), OK).await;
     assert_eq!(ids(&ok.json()).len(), 100);
     assert!(t.body.len() < ok.body.len());
-    let n = check(&s, p2.clone(), OK).await;
+    let n = check(&s, p2(), OK).await;
     assert!(n.header("content-type").unwrap().starts_with("text/plain"));
     assert!(serde_json::from_slice::<Value>(&n.body).is_err());
-    assert_eq!(ok_json(&s, p2).await["itemsPerPage"], 100);
+    assert_eq!(ok_json(&s, p2()).await["itemsPerPage"], 100);
 }
 
 #[tokio::test]
 async fn bad_records_missing_id_and_wrong_type() {
     let s = FaultScim::start(250).await;
-    s.set_faults(Faults {
-        bad_records: Some(101),
-        ..Default::default()
-    });
+    s.set_faults(faults!(bad_records: Some(101)));
     let p = ok_json(&s, get("/Users?startIndex=101&count=100")).await;
     let res = p["Resources"].as_array().unwrap();
     assert_eq!((res.len(), p["itemsPerPage"].as_u64()), (100, Some(100)));
     assert!(res[0].get("id").is_none(), "missing id");
     assert_eq!(res[0]["userName"], "user100@example.test");
     assert_eq!(res[1]["active"], json!("yes"), "active as a string");
-    assert!(
-        res[2..]
-            .iter()
-            .all(|r| r["id"].is_string() && r["active"].is_boolean())
-    );
+    let good = |r: &Value| r["id"].is_string() && r["active"].is_boolean();
+    assert!(res[2..].iter().all(good));
     let other = ok_json(&s, get("/Users?startIndex=1&count=100")).await;
     assert!(other["Resources"][0]["id"].is_string());
 }
 
 #[tokio::test]
 async fn auth_expires_after_n_list_requests() {
-    let cfg = ScimConfig {
-        users: 250,
-        bearer_token: Some("tok".into()),
-        ..Default::default()
-    };
-    let s = FaultScim::start_with(cfg).await;
-    s.set_faults(Faults {
-        auth_expire_after_requests: Some(2),
-        ..Default::default()
-    });
-    let tok = |r: Req| r.token("tok");
-    rows(
-        &s,
-        vec![
-            // Probes and single resources do not count.
-            (tok(get("/Users?count=0")), OK),
-            (tok(get("/Users?startIndex=1&count=100")), OK),
-            (tok(get("/Users/u0000000")), OK),
-            (tok(get("/Users?startIndex=101&count=100")), OK),
-        ],
-    )
-    .await;
-    let r = check(&s, tok(get("/Users?startIndex=201&count=100")), Scim(401)).await;
-    assert!(
-        r.header("www-authenticate")
-            .unwrap()
-            .contains("invalid_token")
+    let s = server!(users: 250, bearer_token: Some("tok".into()));
+    s.set_faults(faults!(auth_expire_after_requests: Some(2)));
+    let tok = |rel: &str| get(rel).token("tok");
+    rows!(&s;
+        // Probes and single resources do not count.
+        tok("/Users?count=0") => OK,
+        tok("/Users?startIndex=1&count=100") => OK,
+        tok("/Users/u0000000") => OK,
+        tok("/Users?startIndex=101&count=100") => OK,
     );
-    rows(
-        &s,
-        vec![
-            (tok(get("/Users/u0000000")), Scim(401)),
-            (tok(get("/Users?startIndex=1&count=100")), Scim(401)),
-        ],
-    )
-    .await;
+    let r = check(&s, tok("/Users?startIndex=201&count=100"), Scim(401)).await;
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(challenge.contains("invalid_token"));
+    rows!(&s;
+        tok("/Users/u0000000") => Scim(401),
+        tok("/Users?startIndex=1&count=100") => Scim(401),
+    );
     s.set_faults(Faults::default());
-    check(&s, tok(get("/Users?startIndex=201&count=100")), OK).await;
+    rows!(&s; tok("/Users?startIndex=201&count=100") => OK);
 }
 
 #[tokio::test]
 async fn cursor_cycle_repeats_pages() {
     let s = FaultScim::start(500).await;
-    s.set_faults(Faults {
-        cursor_cycle: Some((3, 2)),
-        ..Default::default()
-    });
+    s.set_faults(faults!(cursor_cycle: Some((3, 2))));
     let (all, c) = walk_cursor(&s, 100, 7).await;
     // Pages 1, 2, 3, 2, 3, 2, 3: never ends, never reaches u0000300.
     assert_eq!(c.len(), 7, "every page hands out a nextCursor");
@@ -905,36 +760,23 @@ async fn cursor_cycle_repeats_pages() {
     assert_eq!((all.len(), distinct.len()), (700, 300));
     assert!(!distinct.contains(&uid(300)));
     // Index mode is unaffected.
-    assert_eq!(
-        ids(&ok_json(&s, get("/Users?startIndex=201&count=100")).await)[0],
-        uid(200)
-    );
-}
-
-/// Sends `r`, asserts `want`, and returns how long the answer took in ms.
-async fn timed(s: &FaultScim, r: Req, want: Want) -> u128 {
-    let t0 = Instant::now();
-    check(s, r, want).await;
-    t0.elapsed().as_millis()
+    let p = ok_json(&s, get("/Users?startIndex=201&count=100")).await;
+    assert_eq!(ids(&p)[0], uid(200));
 }
 
 #[tokio::test]
 async fn latency_and_one_slow_page() {
     let s = FaultScim::start(250).await;
-    s.set_faults(Faults {
-        latency_ms: 40,
-        slow: Some((101, 400)),
-        ..Default::default()
-    });
-    let slow_page = get("/Users?startIndex=101&count=100");
+    s.set_faults(faults!(latency_ms: 40, slow: Some((101, 400))));
+    let slow_page = || get("/Users?startIndex=101&count=100");
     let fast = timed(&s, get("/Users/u0000001"), OK).await;
     assert!(fast >= 40, "{fast} ms");
-    let slow = timed(&s, slow_page.clone(), OK).await;
+    let slow = timed(&s, slow_page(), OK).await;
     assert!(slow >= 440, "{slow} ms");
     let other = timed(&s, get("/Users?startIndex=1&count=100"), OK).await;
     assert!(other < 400, "only that page is slow");
     // A client with a short timeout gives up on the slow page.
-    let gave_up = tokio::time::timeout(Duration::from_millis(150), send(&s, &slow_page)).await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(150), send(&s, &slow_page())).await;
     assert!(gave_up.is_err());
 }
 
@@ -946,18 +788,16 @@ async fn server_answers_while_the_test_thread_blocks() {
     let s = FaultScim::start(3).await;
     let addr = s.addr;
     let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.write_all(b"GET /v2/Users?count=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let request = b"GET /v2/Users?count=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    c.write_all(request).unwrap();
     let mut text = String::new();
     c.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("\"totalResults\":3"));
     drop(s);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "stopped on drop"
-    );
+    let stopped = std::net::TcpStream::connect(addr).is_err();
+    assert!(stopped, "stopped on drop");
 }
 
 // ---------------------------------------------------------------------------
@@ -965,8 +805,8 @@ async fn server_answers_while_the_test_thread_blocks() {
 
 /// The path of one of this server's absolute REST URLs.
 fn path_of(s: &FaultScim, url: &str) -> String {
-    url.strip_prefix(&s.rest_url(""))
-        .unwrap_or_else(|| panic!("{url} is not on {}", s.rest_url("")))
+    let path = url.strip_prefix(&s.rest_url(""));
+    path.unwrap_or_else(|| panic!("{url} is not on {}", s.rest_url("")))
         .to_owned()
 }
 
@@ -992,10 +832,8 @@ fn links(h: &str) -> Vec<(String, String)> {
 }
 
 fn link_rel(r: &Resp, rel: &str) -> Option<String> {
-    links(r.header("link")?)
-        .into_iter()
-        .find(|(_, r)| r == rel)
-        .map(|(u, _)| u)
+    let mut all = links(r.header("link")?).into_iter();
+    all.find(|(_, r)| r == rel).map(|(u, _)| u)
 }
 
 fn rest_ids(items: &Value) -> Vec<String> {
@@ -1006,21 +844,8 @@ fn rest_ids(items: &Value) -> Vec<String> {
 }
 
 fn total_count(r: &Resp) -> u64 {
-    r.header(TOTAL_COUNT_HEADER)
-        .expect("X-Total-Count")
-        .parse()
-        .unwrap()
-}
-
-/// Rows of (REST request, `X-Total-Count` it must carry); each is a 200.
-async fn total_counts(s: &FaultScim, rows: &[(&str, u64)]) {
-    for (target, want) in rows {
-        assert_eq!(
-            total_count(&check(s, api(target), OK).await),
-            *want,
-            "{target}"
-        );
-    }
+    let count = r.header(TOTAL_COUNT_HEADER).expect("X-Total-Count");
+    count.parse().unwrap()
 }
 
 /// Walks `Link` pages from the first, following `rel="next"`; returns (ids,
@@ -1046,15 +871,12 @@ async fn walk_links(
 
 #[test]
 fn link_header_parser_handles_first_and_next() {
-    let (first, next) = (
-        "http://h/api/users-link?per_page=2",
-        "http://h/api/users-link?after=ab&per_page=2",
-    );
+    let first = "http://h/api/users-link?per_page=2";
+    let next = "http://h/api/users-link?after=ab&per_page=2";
     let l = links(&format!("<{first}>; rel=\"first\", <{next}>; rel=\"next\""));
-    assert_eq!(
-        l,
-        [(first.into(), "first".into()), (next.into(), "next".into())]
-    );
+    let want: [(String, String); 2] =
+        [(first.into(), "first".into()), (next.into(), "next".into())];
+    assert_eq!(l, want);
 }
 
 #[tokio::test]
@@ -1062,224 +884,141 @@ async fn rest_page_number_paging_250_users_in_three_pages() {
     let s = FaultScim::start(250).await;
     let mut seen = Vec::new();
     for (page, n) in [(1, 100), (2, 100), (3, 50)] {
-        let r = check(&s, api(&format!("/api/users?page={page}&per_page=100")), OK).await;
-        assert_eq!(
-            (r.header("content-type"), total_count(&r)),
-            (Some(REST_JSON), 250)
-        );
+        let r = check(
+            &s,
+            api(&format!("/api/users?page={page}&per_page=100")),
+            Count(250),
+        )
+        .await;
+        assert_eq!(r.header("content-type"), Some(REST_JSON));
         assert!(r.header("link").is_none(), "page-number mode has no Link");
         let b = r.json();
-        assert_eq!(
-            (&b["total"], &b["page"], &b["per_page"]),
-            (&json!(250), &json!(page), &json!(100))
-        );
-        assert_eq!(
-            rest_ids(&b["users"]),
-            uids((page - 1) * 100..(page - 1) * 100 + n)
-        );
+        has!(b, {"total": 250, "page": page, "per_page": 100});
+        let from = (page - 1) * 100;
+        assert_eq!(rest_ids(&b["users"]), uids(from..from + n));
         seen.extend(rest_ids(&b["users"]));
     }
     assert_eq!(seen, uids(0..250));
     assert_eq!(s.list_requests(), 3);
     let one = ok_json(&s, api("/api/users?page=43&per_page=1")).await;
-    assert_eq!(
-        one["users"],
-        json!([{"id": "u0000042", "email": "user42@example.test", "active": true}])
-    );
+    let user = json!({"id": "u0000042", "email": "user42@example.test", "active": true});
+    assert_eq!(one["users"], json!([user]));
 
     // Past the end: empty, total still honest.
-    let past = check(&s, api("/api/users?page=4&per_page=100"), OK).await;
-    assert_eq!(total_count(&past), 250);
-    let pb = past.json();
-    assert_eq!((&pb["users"], &pb["total"]), (&json!([]), &json!(250)));
-
+    let past = check(&s, api("/api/users?page=4&per_page=100"), Count(250)).await;
+    has!(past.json(), {"users": [], "total": 250});
     // Defaults: page 1, per_page 100; page < 1 means 1.
     let d = ok_json(&s, api("/api/users")).await;
-    assert_eq!((&d["page"], &d["per_page"]), (&json!(1), &json!(100)));
+    has!(d, {"page": 1, "per_page": 100});
     assert_eq!(rest_ids(&d["users"]).len(), 100);
     let z = ok_json(&s, api("/api/users?page=0&per_page=5")).await;
-    assert_eq!(
-        (&z["page"], rest_ids(&z["users"])[0].as_str()),
-        (&json!(1), "u0000000")
-    );
-    rows(
-        &s,
-        vec![
-            (api("/api/users?page=x"), Rest(400)),
-            (api("/api/users?per_page=0"), Rest(400)),
-        ],
-    )
-    .await;
+    assert_eq!(z["page"], 1);
+    assert_eq!(rest_ids(&z["users"])[0], "u0000000");
+    rows!(&s; api("/api/users?page=x") => Rest(400), api("/api/users?per_page=0") => Rest(400));
 
     // Logged like SCIM list requests, numbered with /v2/Users.
     let log = s.requests();
     assert_eq!(log[0].path_and_query, "/api/users?page=1&per_page=100");
-    assert_eq!(
-        (log[0].status, log[0].page_no, log[2].page_no),
-        (200, Some(1), Some(3))
-    );
+    assert_eq!((log[0].status, log[0].page_no), (200, Some(1)));
+    assert_eq!(log[2].page_no, Some(3));
     send(&s, &get("/Users?count=10")).await;
-    let last = s.requests().pop().unwrap();
-    assert_eq!(
-        last.page_no,
-        Some(log.iter().filter(|r| r.page_no.is_some()).count() + 1)
-    );
+    let pages_before = log.iter().filter(|r| r.page_no.is_some()).count();
+    assert_eq!(s.requests().pop().unwrap().page_no, Some(pages_before + 1));
 
     // per_page is capped at max_page_size.
-    let c = FaultScim::start_with(ScimConfig {
-        users: 120,
-        max_page_size: 50,
-        ..Default::default()
-    })
-    .await;
+    let c = server!(users: 120, max_page_size: 50);
     let capped = ok_json(&c, api("/api/users?page=2&per_page=100")).await;
-    assert_eq!(
-        (&capped["per_page"], &rest_ids(&capped["users"])[0]),
-        (&json!(50), &uid(50))
-    );
+    assert_eq!(capped["per_page"], 50);
+    assert_eq!(rest_ids(&capped["users"])[0], uid(50));
 }
 
 #[tokio::test]
 async fn rest_link_paging_walks_all_users_following_next() {
     let s = FaultScim::start(250).await;
     let first_url = s.rest_url("/api/users-link?per_page=100");
-    let first = check(&s, api("/api/users-link?per_page=100"), OK).await;
-    assert_eq!(
-        (first.header("content-type"), total_count(&first)),
-        (Some(REST_JSON), 250)
-    );
+    let first = check(&s, api("/api/users-link?per_page=100"), Count(250)).await;
+    assert_eq!(first.header("content-type"), Some(REST_JSON));
     let body = first.json();
     assert!(body.is_array(), "a bare array: {body}");
-    assert_eq!(
-        body[0],
-        json!({"id": "u0000000", "email": "user0@example.test", "active": true})
-    );
+    let user = json!({"id": "u0000000", "email": "user0@example.test", "active": true});
+    assert_eq!(body[0], user);
     let l = links(first.header("link").unwrap());
-    assert_eq!(
-        (l.len(), &l[0], l[1].1.as_str()),
-        (2, &(first_url.clone(), "first".to_owned()), "next")
-    );
-    let next_ok = l[1].0.starts_with(&s.rest_url("/api/users-link?after="))
-        && l[1].0.ends_with("&per_page=100");
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0], (first_url.clone(), "first".to_owned()));
+    assert_eq!(l[1].1, "next");
+    let after = s.rest_url("/api/users-link?after=");
+    let next_ok = l[1].0.starts_with(&after) && l[1].0.ends_with("&per_page=100");
     assert!(next_ok, "{}", l[1].0);
 
     let (all, nexts) = walk_links(&s, 100, 10).await;
     assert_eq!(all, uids(0..250));
     assert_eq!(nexts.len(), 2, "3 pages: two next links, none on the last");
-    let last = check(&s, api(&path_of(&s, &nexts[1])), OK).await;
-    assert_eq!(
-        (rest_ids(&last.json()).len(), total_count(&last)),
-        (50, 250)
-    );
-    assert_eq!(
-        (link_rel(&last, "next"), link_rel(&last, "first")),
-        (None, Some(first_url))
-    );
+    let last = check(&s, api(&path_of(&s, &nexts[1])), Count(250)).await;
+    assert_eq!(rest_ids(&last.json()).len(), 50);
+    assert_eq!(link_rel(&last, "next"), None);
+    assert_eq!(link_rel(&last, "first"), Some(first_url));
 
     // Default per_page is 100; an unknown token is a 400, so is a SCIM cursor.
     let d = check(&s, api("/api/users-link"), OK).await;
     assert_eq!(rest_ids(&d.json()).len(), 100);
     assert_eq!(link_rel(&d, "next"), Some(nexts[0].clone()));
     let scim = ok_json(&s, get("/Users?cursor=&count=100")).await;
-    let scim_next = format!(
-        "/api/users-link?after={}&per_page=100",
-        scim["nextCursor"].as_str().unwrap()
-    );
-    rows(
-        &s,
-        vec![
-            (api("/api/users-link?after=nonsense"), Rest(400)),
-            (api(&scim_next), Rest(400)),
-        ],
-    )
-    .await;
+    let cursor = scim["nextCursor"].as_str().unwrap();
+    let scim_next = format!("/api/users-link?after={cursor}&per_page=100");
+    rows!(&s; api("/api/users-link?after=nonsense") => Rest(400), api(&scim_next) => Rest(400));
 }
 
 #[tokio::test]
 async fn rest_total_count_follows_total_results() {
     let s = FaultScim::start(250).await;
-    let set = |total_results| {
-        s.set_faults(Faults {
-            total_results,
-            ..Default::default()
-        })
-    };
-    set(TotalResults::Fixed(1000));
-    let p = check(&s, api("/api/users?page=1&per_page=100"), OK).await;
-    assert_eq!((total_count(&p), &p.json()["total"]), (1000, &json!(1000)));
-    total_counts(&s, &[("/api/users-link?per_page=100", 1000)]).await;
-    set(TotalResults::Offset(-30));
-    let p = check(&s, api("/api/users?page=3&per_page=100"), OK).await;
-    assert_eq!((total_count(&p), &p.json()["total"]), (220, &json!(220)));
+    s.set_faults(faults!(total_results: TotalResults::Fixed(1000)));
+    let p = check(&s, api("/api/users?page=1&per_page=100"), Count(1000)).await;
+    assert_eq!(p.json()["total"], 1000);
+    rows!(&s; api("/api/users-link?per_page=100") => Count(1000));
+    s.set_faults(faults!(total_results: TotalResults::Offset(-30)));
+    let p = check(&s, api("/api/users?page=3&per_page=100"), Count(220)).await;
+    assert_eq!(p.json()["total"], 220);
     assert_eq!(rest_ids(&p.json()["users"]).len(), 50);
-    set(TotalResults::EqualsPageSize);
-    total_counts(
-        &s,
-        &[
-            ("/api/users-link?per_page=40", 40),
-            ("/api/users?per_page=70", 70),
-        ],
-    )
-    .await;
-
-    // Counted with SCIM list requests: honest for two, then +5.
-    set(TotalResults::ChangeAfter {
-        requests: 2,
-        offset: 5,
-    });
-    total_counts(&s, &[("/api/users?page=1", 250)]).await;
-    assert_eq!(
-        ok_json(&s, get("/Users?count=10")).await["totalResults"],
-        250
+    s.set_faults(faults!(total_results: TotalResults::EqualsPageSize));
+    rows!(&s;
+        api("/api/users-link?per_page=40") => Count(40),
+        api("/api/users?per_page=70") => Count(70),
     );
-    total_counts(&s, &[("/api/users-link", 255)]).await;
+    // Counted with SCIM list requests: honest for two, then +5.
+    s.set_faults(faults!(total_results: TotalResults::ChangeAfter { requests: 2, offset: 5 }));
+    rows!(&s;
+        api("/api/users?page=1") => Count(250),
+        get("/Users?count=10") => Total(250),
+        api("/api/users-link") => Count(255),
+    );
     assert_eq!(s.list_requests(), 3);
-
     // `only: Groups` leaves the REST API (Users) honest and uncounted.
-    s.set_faults(Faults {
-        only: Some(ResourceType::Groups),
-        total_results: TotalResults::Fixed(3),
-        ..Default::default()
-    });
-    total_counts(&s, &[("/api/users", 250)]).await;
+    s.set_faults(faults!(only: Some(ResourceType::Groups), total_results: TotalResults::Fixed(3)));
+    rows!(&s; api("/api/users") => Count(250));
     assert_eq!(s.list_requests(), 0);
 }
 
 #[tokio::test]
 async fn rest_fail_times_then_succeed_on_both_endpoints() {
     let s = FaultScim::start(250).await;
-    let fail_once = |status| Faults {
-        fail: vec![PageFault {
-            start_index: 101,
-            status,
-            times: 1,
-        }],
-        ..Default::default()
-    };
+    let fail_once = |status| faults!(fail: vec![fail(101, status, 1)]);
     s.set_faults(fail_once(503));
-    check(&s, api("/api/users?page=1&per_page=100"), OK).await;
+    rows!(&s; api("/api/users?page=1&per_page=100") => OK);
     let r = check(&s, api("/api/users?page=2&per_page=100"), Rest(503)).await;
     assert!(r.header(TOTAL_COUNT_HEADER).is_none());
-    assert_eq!(
-        rest_ids(&ok_json(&s, api("/api/users?page=2&per_page=100")).await["users"])[0],
-        uid(100)
-    );
+    let ok = ok_json(&s, api("/api/users?page=2&per_page=100")).await;
+    assert_eq!(rest_ids(&ok["users"])[0], uid(100));
     // Keyed by start_index, not page number: page 3 of 50 is offset 100.
     s.set_faults(fail_once(500));
-    rows(
-        &s,
-        vec![
-            (api("/api/users?page=3&per_page=50"), Rest(500)),
-            (api("/api/users?page=3&per_page=50"), OK),
-        ],
-    )
-    .await;
-
+    rows!(&s;
+        api("/api/users?page=3&per_page=50") => Rest(500),
+        api("/api/users?page=3&per_page=50") => OK,
+    );
     // Link mode: the page the first next link points at fails once.
     s.set_faults(fail_once(502));
     let p1 = check(&s, api("/api/users-link?per_page=100"), OK).await;
     let next = path_of(&s, &link_rel(&p1, "next").unwrap());
-    check(&s, api(&next), Rest(502)).await;
+    rows!(&s; api(&next) => Rest(502));
     assert_eq!(rest_ids(&ok_json(&s, api(&next)).await)[0], uid(100));
     assert_eq!(s.list_requests(), 3);
     let log = s.requests();
@@ -1290,34 +1029,19 @@ async fn rest_fail_times_then_succeed_on_both_endpoints() {
 #[tokio::test]
 async fn rest_page_faults_rate_limit_malformed_short_empty_bad() {
     let s = FaultScim::start(250).await;
-    let rate_limit = vec![RateLimitFault {
-        start_index: 1,
-        times: 1,
-        retry_after: RetryAfter::Seconds(3),
-    }];
+    let rate_limit = vec![limit(1, 1, RetryAfter::Seconds(3))];
     let malformed = vec![
         malformed(101, Malformed::Truncated),
         malformed(201, Malformed::NotJson),
     ];
-    s.set_faults(Faults {
-        rate_limit,
-        malformed,
-        ..Default::default()
-    });
+    s.set_faults(faults!(rate_limit: rate_limit, malformed: malformed));
     let r = check(&s, api("/api/users-link?per_page=100"), Rest(429)).await;
-    assert_eq!(
-        (r.header("retry-after"), r.header("x-ratelimit-remaining")),
-        (Some("3"), Some("0"))
-    );
-    let t = check(&s, api("/api/users?page=2&per_page=100"), OK).await;
-    assert_eq!(
-        (t.header("content-type"), total_count(&t)),
-        (Some(REST_JSON), 250)
-    );
-    assert!(
-        serde_json::from_slice::<Value>(&t.body).is_err(),
-        "truncated"
-    );
+    assert_eq!(r.header("retry-after"), Some("3"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
+    let t = check(&s, api("/api/users?page=2&per_page=100"), Count(250)).await;
+    assert_eq!(t.header("content-type"), Some(REST_JSON));
+    let truncated = serde_json::from_slice::<Value>(&t.body).is_err();
+    assert!(truncated, "truncated");
     let n = check(&s, api("/api/users?page=3&per_page=100"), OK).await;
     assert!(n.header("content-type").unwrap().starts_with("text/plain"));
     assert!(n.header(TOTAL_COUNT_HEADER).is_none());
@@ -1325,32 +1049,20 @@ async fn rest_page_faults_rate_limit_malformed_short_empty_bad() {
         ok_json(&s, api(&format!("/api/users?page={page}&per_page=100"))).await;
     }
 
-    s.set_faults(Faults {
-        short_page: Some(101),
-        empty_page: Some(201),
-        bad_records: Some(1),
-        ..Default::default()
-    });
+    s.set_faults(faults!(short_page: Some(101), empty_page: Some(201), bad_records: Some(1)));
     let p1 = ok_json(&s, api("/api/users?page=1&per_page=100")).await;
     let u = p1["users"].as_array().unwrap();
     assert_eq!(u.len(), 100);
     assert!(u[0].get("id").is_none(), "missing id");
-    assert_eq!(
-        (&u[0]["email"], &u[1]["active"]),
-        (&json!("user0@example.test"), &json!("yes"))
-    );
+    assert_eq!(u[0]["email"], "user0@example.test");
+    assert_eq!(u[1]["active"], "yes");
     let p2 = ok_json(&s, api("/api/users?page=2&per_page=100")).await;
-    assert_eq!(
-        (rest_ids(&p2["users"]).len(), &p2["total"]),
-        (50, &json!(250))
-    );
-    let p3 = check(&s, api("/api/users?page=3&per_page=100"), OK).await;
-    assert_eq!((&p3.json()["users"], total_count(&p3)), (&json!([]), 250));
+    assert_eq!(rest_ids(&p2["users"]).len(), 50);
+    assert_eq!(p2["total"], 250);
+    let p3 = check(&s, api("/api/users?page=3&per_page=100"), Count(250)).await;
+    assert_eq!(p3.json()["users"], json!([]));
     // Link mode: the short page's next link still skips its missing half.
-    s.set_faults(Faults {
-        short_page: Some(101),
-        ..Default::default()
-    });
+    s.set_faults(faults!(short_page: Some(101)));
     let (all, nexts) = walk_links(&s, 100, 10).await;
     assert_eq!((all.len(), nexts.len()), (200, 2));
     assert!(!all.contains(&uid(150)) && all.contains(&uid(200)));
@@ -1358,79 +1070,49 @@ async fn rest_page_faults_rate_limit_malformed_short_empty_bad() {
 
 #[tokio::test]
 async fn rest_bearer_auth_expiry_latency_and_drift() {
-    let cfg = ScimConfig {
-        users: 250,
-        bearer_token: Some("tok".into()),
-        ..Default::default()
-    };
-    let s = FaultScim::start_with(cfg).await;
+    let s = server!(users: 250, bearer_token: Some("tok".into()));
     let none = check(&s, api("/api/users"), Rest(401)).await;
-    assert!(
-        none.header("www-authenticate")
-            .unwrap()
-            .starts_with("Bearer")
+    let challenge = none.header("www-authenticate").unwrap();
+    assert!(challenge.starts_with("Bearer"));
+    rows!(&s;
+        api("/api/users-link").token("wrong") => Rest(401),
+        api("/api/users").token("tok") => OK,
     );
-    rows(
-        &s,
-        vec![
-            (api("/api/users-link").token("wrong"), Rest(401)),
-            (api("/api/users").token("tok"), OK),
-        ],
-    )
-    .await;
-    let seen: Vec<(bool, u16)> = s
-        .requests()
-        .iter()
-        .map(|r| (r.has_authorization, r.status))
-        .collect();
-    assert_eq!(seen, [(false, 401), (true, 401), (true, 200)]);
+    assert_eq!(auth_log(&s), [(false, 401), (true, 401), (true, 200)]);
 
-    let mutation = Some(Mutation {
+    let m = Mutation {
         after_requests: 1,
         insert_front: 5,
         delete_front: 0,
-    });
-    s.set_faults(Faults {
+    };
+    s.set_faults(faults!(
         auth_expire_after_requests: Some(2),
-        mutate_after_page: mutation,
+        mutate_after_page: Some(m),
         latency_ms: 30,
         slow: Some((101, 300)),
-        ..Default::default()
-    });
-    let p1 = ok_json(&s, api("/api/users?page=1&per_page=100").token("tok")).await;
+    ));
+    let tok = |target: &str| api(target).token("tok");
+    let p1 = ok_json(&s, tok("/api/users?page=1&per_page=100")).await;
     let t0 = Instant::now();
-    let p2 = ok_json(&s, api("/api/users?page=2&per_page=100").token("tok")).await;
+    let p2 = ok_json(&s, tok("/api/users?page=2&per_page=100")).await;
     assert!(t0.elapsed().as_millis() >= 330, "{:?}", t0.elapsed());
     assert_eq!(p2["total"], 255, "drift applied after one list request");
     let first = rest_ids(&p1["users"]);
-    assert_eq!(
-        rest_ids(&p2["users"])
-            .iter()
-            .filter(|id| first.contains(id))
-            .count(),
-        5
-    );
-    let r = check(
-        &s,
-        api("/api/users?page=3&per_page=100").token("tok"),
-        Rest(401),
-    )
-    .await;
-    assert!(
-        r.header("www-authenticate")
-            .unwrap()
-            .contains("invalid_token")
-    );
-    check(&s, get("/Users?count=10").token("tok"), Scim(401)).await;
+    let dup = rest_ids(&p2["users"])
+        .into_iter()
+        .filter(|id| first.contains(id))
+        .count();
+    assert_eq!(dup, 5);
+    let r = check(&s, tok("/api/users?page=3&per_page=100"), Rest(401)).await;
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(challenge.contains("invalid_token"));
+    rows!(&s; get("/Users?count=10").token("tok") => Scim(401));
 }
 
 #[tokio::test]
 async fn rest_link_cycle_repeats_next_links() {
     let s = FaultScim::start(500).await;
-    s.set_faults(Faults {
-        link_cycle: Some((3, 2)),
-        ..Default::default()
-    });
+    s.set_faults(faults!(link_cycle: Some((3, 2))));
     let (all, n) = walk_links(&s, 100, 7).await;
     // Pages 1, 2, 3, 2, 3, 2, 3: never ends, never reaches u0000300.
     assert_eq!(n.len(), 7, "every page hands out a next link");
@@ -1441,10 +1123,7 @@ async fn rest_link_cycle_repeats_next_links() {
     assert!(!distinct.contains(&uid(300)));
 
     // b = 1: the next link is the first-page URL itself.
-    s.set_faults(Faults {
-        link_cycle: Some((2, 1)),
-        ..Default::default()
-    });
+    s.set_faults(faults!(link_cycle: Some((2, 1))));
     let (_, n) = walk_links(&s, 100, 3).await;
     assert_eq!(n[1], s.rest_url("/api/users-link?per_page=100"));
     // Page-number and SCIM cursor paging are unaffected.
@@ -1463,50 +1142,31 @@ fn member_ids(group: &Value) -> Vec<String> {
         .collect()
 }
 
-fn strings(ids: &[&str]) -> Vec<String> {
-    ids.iter().map(|s| (*s).to_owned()).collect()
-}
-
 /// Users u0..u9, groups g0 = [u0,u1,u2], g1 = [u3,u4,u5], g2 = [u6,u7,u8].
 async fn write_server() -> FaultScim {
-    FaultScim::start_with(ScimConfig {
-        users: 10,
-        groups: 3,
-        ..Default::default()
-    })
-    .await
+    server!(users: 10, groups: 3)
 }
 
 /// The group's members as the `/v2/Groups` list shows them.
 async fn listed_members(s: &FaultScim, gid: &str) -> Vec<String> {
     let list = ok_json(s, get("/Groups?startIndex=1&count=100")).await;
-    let groups = list["Resources"].as_array().unwrap();
-    member_ids(
-        groups
-            .iter()
-            .find(|g| g["id"] == gid)
-            .unwrap_or_else(|| panic!("{gid} not listed")),
-    )
+    let mut groups = list["Resources"].as_array().unwrap().iter();
+    let group = groups.find(|g| g["id"] == gid);
+    member_ids(group.unwrap_or_else(|| panic!("{gid} not listed")))
 }
 
-/// A group's members, as `GET /v2/Groups/{gid}`, the list, and the server's
-/// own state all show them, and its version.
+/// Group `gid` has `members` at `version`, as its GET (`ETag`, body and
+/// `meta.version`), the `/v2/Groups` list and the server's own state show it.
 async fn assert_group(s: &FaultScim, gid: &str, members: &[&str], version: u64) {
-    let g = check(s, get(&format!("/Groups/{gid}")), OK).await;
     let etag = format!("W/\"{version}\"");
+    let g = check(s, get(&format!("/Groups/{gid}")), OK).await;
     assert_eq!(g.header("etag"), Some(etag.as_str()), "{gid}");
     let body = g.json();
-    assert_eq!(
-        (member_ids(&body), &body["meta"]["version"]),
-        (strings(members), &json!(etag)),
-        "{gid}"
-    );
+    assert_eq!(body["meta"]["version"], etag, "{gid}");
+    assert_eq!(member_ids(&body), members, "{gid}");
     assert_eq!(listed_members(s, gid).await, members, "{gid} listed");
-    assert_eq!(
-        s.group_state(gid),
-        Some((strings(members), version)),
-        "{gid} state"
-    );
+    let state = s.group_state(gid);
+    assert_eq!(state, Some((strings(members), version)), "{gid} state");
 }
 
 /// `(status, applied)` of every logged write, in order.
@@ -1522,25 +1182,17 @@ async fn deactivate_reads_etag_patches_with_if_match_and_reads_back() {
     let s = write_server().await;
     let r = check(&s, get("/Users/u0000001"), OK).await;
     let etag = r.header("etag").unwrap().to_owned();
-    let u = r.json();
     assert_eq!(etag, "W/\"1\"");
-    assert_eq!(
-        (&u["meta"]["version"], &u["active"]),
-        (&json!(etag), &json!(true))
-    );
+    has!(r.json(), {"meta": {"version": etag}, "active": true});
     let p = check(&s, deactivate("/Users/u0000001").if_match(&etag), DONE).await;
     assert!(p.body.is_empty());
     let r = check(&s, get("/Users/u0000001"), OK).await;
     assert_eq!(r.header("etag"), Some("W/\"2\""));
-    let u = r.json();
-    assert_eq!(
-        (&u["active"], &u["meta"]["version"]),
-        (&json!(false), &json!("W/\"2\""))
-    );
+    has!(r.json(), {"active": false, "meta": {"version": "W/\"2\""}});
     assert_eq!(s.user_state("u0000001"), Some((false, 2)));
 
     // The same again changes nothing, so the version stays.
-    check(&s, deactivate("/Users/u0000001").if_match("W/\"2\""), DONE).await;
+    rows!(&s; deactivate("/Users/u0000001").if_match("W/\"2\"") => DONE);
     assert_eq!(s.user_state("u0000001"), Some((false, 2)));
     // Other If-Match forms: strong-quoted, `*`, a list.
     for (h, active, v) in [
@@ -1548,12 +1200,8 @@ async fn deactivate_reads_etag_patches_with_if_match_and_reads_back() {
         ("*", true, 3),
         ("W/\"9\", W/\"3\"", false, 4),
     ] {
-        check(
-            &s,
-            patch("/Users/u0000001", set_active_ops(active)).if_match(h),
-            DONE,
-        )
-        .await;
+        let r = patch("/Users/u0000001", set_active_ops(active)).if_match(h);
+        rows!(&s; r => DONE);
         assert_eq!(s.user_state("u0000001").unwrap().1, v, "If-Match {h}");
     }
 
@@ -1561,76 +1209,47 @@ async fn deactivate_reads_etag_patches_with_if_match_and_reads_back() {
     let w = s.write_requests();
     assert_eq!(w.len(), 5);
     assert!(w.iter().all(|r| r.method == "PATCH"));
-    assert_eq!(
-        (w[0].path_and_query.as_str(), w[0].if_match.as_deref()),
-        ("/v2/Users/u0000001", Some("W/\"1\""))
-    );
+    assert_eq!(w[0].path_and_query, "/v2/Users/u0000001");
+    assert_eq!(w[0].if_match.as_deref(), Some("W/\"1\""));
     assert_eq!((w[0].status, w[0].applied), (204, Some(true)));
-    assert_eq!(
-        serde_json::from_str::<Value>(&w[0].body).unwrap(),
-        patch_op(set_active_ops(false))
-    );
+    let sent: Value = serde_json::from_str(&w[0].body).unwrap();
+    assert_eq!(sent, patch_op(set_active_ops(false)));
     let reads: Vec<_> = s
         .requests()
         .into_iter()
         .filter(|r| r.method == "GET")
         .collect();
-    assert!(
-        reads
-            .iter()
-            .all(|r| r.applied.is_none() && r.body.is_empty())
-    );
+    let untouched = |r: &RequestRecord| r.applied.is_none() && r.body.is_empty();
+    assert!(reads.iter().all(untouched));
 }
 
 #[tokio::test]
 async fn stale_if_match_is_412_and_changes_nothing() {
     let s = write_server().await;
     s.set_active("u0000002", false); // version 2: W/"1" is stale now
-    check(
-        &s,
-        patch("/Users/u0000002", set_active_ops(true)).if_match("W/\"1\""),
-        Scim(412),
-    )
-    .await;
+    let reactivate = patch("/Users/u0000002", set_active_ops(true));
+    rows!(&s; reactivate.if_match("W/\"1\"") => Scim(412));
     assert_eq!(s.user_state("u0000002"), Some((false, 2)));
-    check(&s, delete("/Users/u0000002").if_match("W/\"1\""), Scim(412)).await;
+    rows!(&s; delete("/Users/u0000002").if_match("W/\"1\"") => Scim(412));
     assert!(s.user_exists("u0000002"));
     // With the current version the DELETE goes through.
-    check(&s, delete("/Users/u0000002").if_match("W/\"2\""), DONE).await;
+    rows!(&s; delete("/Users/u0000002").if_match("W/\"2\"") => DONE);
     assert!(!s.user_exists("u0000002"));
 
     // Groups too: g0 lost u2 above, so it is at version 2.
     assert_eq!(s.group_state("g0000000").unwrap().1, 2);
-    check(
-        &s,
-        patch("/Groups/g0000000", remove_member("u0000000")).if_match("W/\"1\""),
-        Scim(412),
-    )
-    .await;
+    let remove = patch("/Groups/g0000000", remove_member("u0000000"));
+    rows!(&s; remove.if_match("W/\"1\"") => Scim(412));
     assert_eq!(s.group_members("g0000000"), ["u0000000", "u0000001"]);
-    let w = write_outcomes(&s);
-    assert_eq!(
-        w,
-        [
-            (412, Some(false)),
-            (412, Some(false)),
-            (204, Some(true)),
-            (412, Some(false))
-        ]
-    );
+    let refused = (412, Some(false));
+    let want = [refused, refused, (204, Some(true)), refused];
+    assert_eq!(write_outcomes(&s), want);
     // Body syntax is checked first (a members filter is no user path: 400),
     // then an unknown id is a 404 before If-Match is looked at.
-    rows(
-        &s,
-        vec![
-            (
-                patch("/Users/u9999999", remove_member("u0000000")).if_match("W/\"1\""),
-                Scim(400),
-            ),
-            (deactivate("/Users/u9999999").if_match("W/\"1\""), Scim(404)),
-        ],
-    )
-    .await;
+    rows!(&s;
+        patch("/Users/u9999999", remove_member("u0000000")).if_match("W/\"1\"") => Scim(400),
+        deactivate("/Users/u9999999").if_match("W/\"1\"") => Scim(404),
+    );
 }
 
 #[tokio::test]
@@ -1643,18 +1262,9 @@ async fn set_attributes_user_name_display_name_title_active() {
         {"op": "replace", "path": "userName", "value": "ada@example.test"},
         {"op": "replace", "path": "active", "value": false},
     ]);
-    check(&s, patch(u3, ops), DONE).await;
+    rows!(&s; patch(u3, ops) => DONE);
     let u = ok_json(&s, get(u3)).await;
-    let attrs = (&u["displayName"], &u["title"], &u["userName"], &u["active"]);
-    assert_eq!(
-        attrs,
-        (
-            &json!("Ada Lovelace"),
-            &json!("Analyst"),
-            &json!("ada@example.test"),
-            &json!(false)
-        )
-    );
+    has!(u, {"displayName": "Ada Lovelace", "title": "Analyst", "userName": "ada@example.test", "active": false});
     assert_eq!(u["meta"]["version"], "W/\"2\"", "one bump per PATCH");
     assert_eq!(s.user_resource("u0000003").unwrap(), u);
     // Unset attributes are absent, as before.
@@ -1662,60 +1272,28 @@ async fn set_attributes_user_name_display_name_title_active() {
     assert!(u0.get("displayName").is_none() && u0.get("title").is_none());
 
     // Case-insensitive names, no-path value object, remove.
-    let ops = json!([{"op": "Replace", "path": "TITLE", "value": "Lead"}, {"op": "add", "value": {"displayName": "Ada L."}}]);
-    check(&s, patch(u3, ops), DONE).await;
+    let ops = json!([
+        {"op": "Replace", "path": "TITLE", "value": "Lead"},
+        {"op": "add", "value": {"displayName": "Ada L."}},
+    ]);
+    rows!(&s; patch(u3, ops) => DONE);
     let u = ok_json(&s, get(u3)).await;
-    assert_eq!(
-        (&u["title"], &u["displayName"], &u["meta"]["version"]),
-        (&json!("Lead"), &json!("Ada L."), &json!("W/\"3\""))
-    );
-    check(
-        &s,
-        patch(u3, json!([{"op": "remove", "path": "title"}])),
-        DONE,
-    )
-    .await;
+    has!(u, {"title": "Lead", "displayName": "Ada L.", "meta": {"version": "W/\"3\""}});
+    let remove_title = patch(u3, json!([{"op": "remove", "path": "title"}]));
+    rows!(&s; remove_title => DONE);
     let u = ok_json(&s, get(u3)).await;
     assert!(u.get("title").is_none());
     assert_eq!(u["meta"]["version"], "W/\"4\"");
 
     // Bad values and paths are 400s and change nothing.
-    rows(
-        &s,
-        vec![
-            (
-                patch(u3, json!([{"op": "replace", "path": "title", "value": 5}])),
-                ScimType(400, "invalidValue"),
-            ),
-            (
-                patch(
-                    u3,
-                    json!([{"op": "replace", "path": "userName", "value": ""}]),
-                ),
-                ScimType(400, "invalidValue"),
-            ),
-            (
-                patch(
-                    u3,
-                    json!([{"op": "replace", "path": "emails", "value": "x"}]),
-                ),
-                ScimType(400, "invalidPath"),
-            ),
-            (
-                patch(u3, json!([{"op": "remove", "path": "userName"}])),
-                ScimType(400, "invalidPath"),
-            ),
-            (
-                patch(u3, json!([{"op": "remove"}])),
-                ScimType(400, "noTarget"),
-            ),
-            (
-                patch(u3, json!([{"op": "move", "path": "title", "value": "x"}])),
-                ScimType(400, "invalidSyntax"),
-            ),
-        ],
-    )
-    .await;
+    rows!(&s;
+        patch(u3, json!([{"op": "replace", "path": "title", "value": 5}])) => ScimType(400, "invalidValue"),
+        patch(u3, json!([{"op": "replace", "path": "userName", "value": ""}])) => ScimType(400, "invalidValue"),
+        patch(u3, json!([{"op": "replace", "path": "emails", "value": "x"}])) => ScimType(400, "invalidPath"),
+        patch(u3, json!([{"op": "remove", "path": "userName"}])) => ScimType(400, "invalidPath"),
+        patch(u3, json!([{"op": "remove"}])) => ScimType(400, "noTarget"),
+        patch(u3, json!([{"op": "move", "path": "title", "value": "x"}])) => ScimType(400, "invalidSyntax"),
+    );
     assert_eq!(s.user_state("u0000003"), Some((false, 4)));
 }
 
@@ -1727,68 +1305,30 @@ async fn remove_member_in_filter_form_and_value_list_form() {
     assert_eq!(g.header("etag"), Some("W/\"1\""));
     assert_eq!(member_ids(&g.json()), ["u0000000", "u0000001", "u0000002"]);
     // Filter-path form.
-    check(
-        &s,
-        patch(g0, remove_member("u0000001")).if_match("W/\"1\""),
-        DONE,
-    )
-    .await;
+    rows!(&s; patch(g0, remove_member("u0000001")).if_match("W/\"1\"") => DONE);
     assert_group(&s, "g0000000", &["u0000000", "u0000002"], 2).await;
     // Value-list form.
     let by_value = json!([{"op": "remove", "path": "members", "value": [{"value": "u0000002"}]}]);
-    check(&s, patch(g0, by_value.clone()), DONE).await;
+    rows!(&s; patch(g0, by_value.clone()) => DONE);
     assert_group(&s, "g0000000", &["u0000000"], 3).await;
     // Removing a non-member (either form) is a no-op: 204, version kept.
-    rows(
-        &s,
-        vec![
-            (patch(g0, remove_member("u0000001")), DONE),
-            (patch(g0, by_value), DONE),
-        ],
-    )
-    .await;
+    rows!(&s; patch(g0, remove_member("u0000001")) => DONE, patch(g0, by_value) => DONE);
     assert_eq!(s.group_state("g0000000").unwrap().1, 3);
 
     // Filter syntax variants and errors.
-    check(
-        &s,
-        patch(
-            g1,
-            json!([{"op": "remove", "path": "Members[ VALUE EQ \"u0000003\" ]"}]),
-        ),
-        DONE,
-    )
-    .await;
-    assert_eq!(s.group_members("g0000001"), ["u0000004", "u0000005"]);
     let remove_path = |path: &str| patch(g1, json!([{"op": "remove", "path": path}]));
-    rows(
-        &s,
-        vec![
-            (
-                remove_path("members[display eq \"x\"]"),
-                ScimType(400, "invalidFilter"),
-            ),
-            (
-                remove_path("members[value co \"u\"]"),
-                ScimType(400, "invalidFilter"),
-            ),
-            (
-                remove_path("members[value eq u0000004]"),
-                ScimType(400, "invalidFilter"),
-            ),
-            // `path: members` without value removes everyone.
-            (remove_path("members"), DONE),
-        ],
-    )
-    .await;
+    rows!(&s; remove_path("Members[ VALUE EQ \"u0000003\" ]") => DONE);
+    assert_eq!(s.group_members("g0000001"), ["u0000004", "u0000005"]);
+    rows!(&s;
+        remove_path("members[display eq \"x\"]") => ScimType(400, "invalidFilter"),
+        remove_path("members[value co \"u\"]") => ScimType(400, "invalidFilter"),
+        remove_path("members[value eq u0000004]") => ScimType(400, "invalidFilter"),
+        // `path: members` without value removes everyone.
+        remove_path("members") => DONE,
+    );
     assert!(s.group_members("g0000001").is_empty());
     assert_eq!(ok_json(&s, get(g1)).await["members"], json!([]));
-    check(
-        &s,
-        patch("/Groups/g9999999", remove_member("u0000001")),
-        Scim(404),
-    )
-    .await;
+    rows!(&s; patch("/Groups/g9999999", remove_member("u0000001")) => Scim(404));
 }
 
 #[tokio::test]
@@ -1796,144 +1336,92 @@ async fn add_member_and_other_group_patches() {
     let s = write_server().await;
     let (g1, g2) = ("/Groups/g0000001", "/Groups/g0000002");
     let grown = ["u0000003", "u0000004", "u0000005", "u0000009"];
-    check(
-        &s,
-        patch(g1, add_member("u0000009")).if_match("W/\"1\""),
-        DONE,
-    )
-    .await;
+    rows!(&s; patch(g1, add_member("u0000009")).if_match("W/\"1\"") => DONE);
     assert_group(&s, "g0000001", &grown, 2).await;
     assert_eq!(ok_json(&s, get(g1)).await["members"][3]["type"], "User");
     // Adding a member again changes nothing.
-    check(&s, patch(g1, add_member("u0000009")), DONE).await;
+    rows!(&s; patch(g1, add_member("u0000009")) => DONE);
     assert_eq!(s.group_state("g0000001").unwrap().1, 2);
     // Unknown users are refused, and nothing of the PATCH is applied.
     let mixed = json!([add_member("u0000000")[0], add_member("u7777777")[0]]);
-    check(&s, patch(g1, mixed), ScimType(400, "invalidValue")).await;
+    rows!(&s; patch(g1, mixed) => ScimType(400, "invalidValue"));
     assert_eq!(s.group_state("g0000001").unwrap(), (strings(&grown), 2));
     assert_eq!(s.write_requests().last().unwrap().applied, Some(false));
 
     // No-path add with a value object; replace of members and displayName.
-    check(
-        &s,
-        patch(
-            g2,
-            json!([{"op": "add", "value": {"members": [{"value": "u0000000"}]}}]),
-        ),
-        DONE,
-    )
-    .await;
-    assert_eq!(
-        s.group_members("g0000002"),
-        ["u0000006", "u0000007", "u0000008", "u0000000"]
-    );
+    let no_path = json!([{"op": "add", "value": {"members": [{"value": "u0000000"}]}}]);
+    rows!(&s; patch(g2, no_path) => DONE);
+    let members = s.group_members("g0000002");
+    assert_eq!(members, ["u0000006", "u0000007", "u0000008", "u0000000"]);
     let replace = json!([
         {"op": "replace", "path": "members", "value": [{"value": "u0000001"}, {"value": "u0000001"}]},
         {"op": "replace", "path": "displayName", "value": "renamed"},
     ]);
-    check(&s, patch(g2, replace), DONE).await;
+    rows!(&s; patch(g2, replace) => DONE);
     let g = s.group_resource("g0000002").unwrap();
-    assert_eq!(
-        (member_ids(&g), &g["displayName"], &g["meta"]["version"]),
-        (strings(&["u0000001"]), &json!("renamed"), &json!("W/\"3\""))
-    );
+    assert_eq!(member_ids(&g), ["u0000001"]);
+    has!(g, {"displayName": "renamed", "meta": {"version": "W/\"3\""}});
     assert_eq!(ok_json(&s, get(g2)).await, g);
 }
 
 #[tokio::test]
 async fn delete_then_get_is_404_and_memberships_go() {
     let s = write_server().await;
-    let etag = check(&s, get("/Users/u0000004"), OK)
-        .await
-        .header("etag")
-        .unwrap()
-        .to_owned();
-    let d = check(&s, delete("/Users/u0000004").if_match(&etag), DONE).await;
+    let r = check(&s, get("/Users/u0000004"), OK).await;
+    let etag = r.header("etag").unwrap();
+    let d = check(&s, delete("/Users/u0000004").if_match(etag), DONE).await;
     assert!(d.body.is_empty());
-    check(&s, get("/Users/u0000004"), Scim(404)).await;
+    rows!(&s; get("/Users/u0000004") => Scim(404));
     assert!(!s.user_exists("u0000004") && s.user_resource("u0000004").is_none());
-    assert_eq!(
-        s.group_state("g0000001"),
-        Some((strings(&["u0000003", "u0000005"]), 2))
+    let left = strings(&["u0000003", "u0000005"]);
+    assert_eq!(s.group_state("g0000001"), Some((left.clone(), 2)));
+    assert_eq!(listed_members(&s, "g0000001").await, left);
+    rows!(&s;
+        // Without If-Match too; a second DELETE is a 404.
+        delete("/Users/u0000005") => DONE,
+        delete("/Users/u0000005") => Scim(404),
+        // Groups can be deleted as well.
+        delete("/Groups/g0000002") => DONE,
+        get("/Groups/g0000002") => Scim(404),
     );
-    assert_eq!(
-        listed_members(&s, "g0000001").await,
-        ["u0000003", "u0000005"]
-    );
-    rows(
-        &s,
-        vec![
-            // Without If-Match too; a second DELETE is a 404.
-            (delete("/Users/u0000005"), DONE),
-            (delete("/Users/u0000005"), Scim(404)),
-            // Groups can be deleted as well.
-            (delete("/Groups/g0000002"), DONE),
-            (get("/Groups/g0000002"), Scim(404)),
-        ],
-    )
-    .await;
     assert_eq!(s.group_ids(), ["g0000000", "g0000001"]);
     assert!(s.group_members("g0000002").is_empty());
-    assert_eq!(ok_json(&s, get("/Groups?count=0")).await["totalResults"], 2);
+    rows!(&s; get("/Groups?count=0") => Total(2));
     let w: Vec<(String, u16)> = s
         .write_requests()
         .into_iter()
         .map(|r| (r.method, r.status))
         .collect();
-    let want = [
-        ("DELETE", 204),
-        ("DELETE", 204),
-        ("DELETE", 404),
-        ("DELETE", 204),
-    ];
-    assert_eq!(w, want.map(|(m, st)| (m.to_owned(), st)));
+    let deleted = |status| ("DELETE".to_owned(), status);
+    assert_eq!(w, [deleted(204), deleted(204), deleted(404), deleted(204)]);
 }
 
 #[tokio::test]
 async fn write_noop_answers_204_and_changes_nothing() {
     let s = write_server().await;
-    s.set_faults(Faults {
-        write_noop: true,
-        ..Default::default()
-    });
-    check(&s, deactivate("/Users/u0000001").if_match("W/\"1\""), DONE).await;
+    s.set_faults(faults!(write_noop: true));
+    rows!(&s; deactivate("/Users/u0000001").if_match("W/\"1\"") => DONE);
     assert_eq!(s.user_state("u0000001"), Some((true, 1)));
     let u = check(&s, get("/Users/u0000001"), OK).await;
-    assert_eq!(
-        (u.header("etag"), &u.json()["active"]),
-        (Some("W/\"1\""), &json!(true))
-    );
-    check(&s, delete("/Users/u0000002"), DONE).await;
+    assert_eq!(u.header("etag"), Some("W/\"1\""));
+    assert_eq!(u.json()["active"], true);
+    rows!(&s; delete("/Users/u0000002") => DONE);
     assert!(s.user_exists("u0000002"));
-    rows(
-        &s,
-        vec![
-            (get("/Users/u0000002"), OK),
-            (patch("/Groups/g0000000", remove_member("u0000000")), DONE),
-            (patch("/Groups/g0000000", add_member("u0000009")), DONE),
-        ],
-    )
-    .await;
-    assert_eq!(
-        s.group_state("g0000000"),
-        Some((strings(&["u0000000", "u0000001", "u0000002"]), 1))
+    rows!(&s;
+        get("/Users/u0000002") => OK,
+        patch("/Groups/g0000000", remove_member("u0000000")) => DONE,
+        patch("/Groups/g0000000", add_member("u0000009")) => DONE,
     );
-    assert!(
-        s.write_requests()
-            .iter()
-            .all(|r| r.status == 204 && r.applied == Some(false))
-    );
+    let unchanged = strings(&["u0000000", "u0000001", "u0000002"]);
+    assert_eq!(s.group_state("g0000000"), Some((unchanged, 1)));
+    assert!(write_outcomes(&s).iter().all(|w| *w == (204, Some(false))));
     // Honest errors stay honest.
-    rows(
-        &s,
-        vec![
-            (deactivate("/Users/u0000001").if_match("W/\"7\""), Scim(412)),
-            (delete("/Users/u9999999"), Scim(404)),
-        ],
-    )
-    .await;
+    rows!(&s;
+        deactivate("/Users/u0000001").if_match("W/\"7\"") => Scim(412),
+        delete("/Users/u9999999") => Scim(404),
+    );
     s.set_faults(Faults::default());
-    check(&s, deactivate("/Users/u0000001"), DONE).await;
+    rows!(&s; deactivate("/Users/u0000001") => DONE);
     assert_eq!(s.user_state("u0000001"), Some((false, 2)));
 }
 
@@ -1953,74 +1441,48 @@ async fn write_fail_times_then_applies() {
         write_fault("PATCH", "u0000001", 503, 2),
         write_fault("delete", "", 500, 1),
     ];
-    s.set_faults(Faults {
-        write_fail,
-        ..Default::default()
-    });
+    s.set_faults(faults!(write_fail: write_fail));
     for _ in 0..2 {
         let r = check(&s, deactivate("/Users/u0000001"), Scim(503)).await;
         assert_eq!(r.json()["detail"], "injected write failure");
         assert_eq!(s.user_state("u0000001"), Some((true, 1)));
     }
     // Another id is not affected.
-    rows(
-        &s,
-        vec![
-            (deactivate("/Users/u0000002"), DONE),
-            (deactivate("/Users/u0000001"), DONE),
-        ],
-    )
-    .await;
+    rows!(&s; deactivate("/Users/u0000002") => DONE, deactivate("/Users/u0000001") => DONE);
     assert_eq!(s.user_state("u0000001"), Some((false, 2)));
     // The DELETE fault matches any id, once.
-    check(&s, delete("/Groups/g0000001"), Scim(500)).await;
+    rows!(&s; delete("/Groups/g0000001") => Scim(500));
     assert!(s.group_ids().contains(&"g0000001".to_owned()));
-    check(&s, delete("/Users/u0000003"), DONE).await;
+    rows!(&s; delete("/Users/u0000003") => DONE);
     assert!(!s.user_exists("u0000003"));
-    let w: Vec<(u16, bool)> = write_outcomes(&s)
-        .into_iter()
-        .map(|(st, a)| (st, a.unwrap()))
-        .collect();
-    assert_eq!(
-        w,
-        [
-            (503, false),
-            (503, false),
-            (204, true),
-            (204, true),
-            (500, false),
-            (204, true)
-        ]
-    );
+    let (failed, applied) = ((503, Some(false)), (204, Some(true)));
+    let want = [
+        failed,
+        failed,
+        applied,
+        applied,
+        (500, Some(false)),
+        applied,
+    ];
+    assert_eq!(write_outcomes(&s), want);
 
     // set_faults restarts the counts.
-    s.set_faults(Faults {
-        write_fail: vec![write_fault("", "g0000000", 409, 1)],
-        ..Default::default()
-    });
-    let remove = patch(
-        "/Groups/g0000000",
-        json!([{"op": "remove", "path": "members", "value": [{"value": "u0000000"}]}]),
-    );
-    check(&s, remove.clone(), Scim(409)).await;
+    s.set_faults(faults!(write_fail: vec![write_fault("", "g0000000", 409, 1)]));
+    let ops = json!([{"op": "remove", "path": "members", "value": [{"value": "u0000000"}]}]);
+    rows!(&s; patch("/Groups/g0000000", ops.clone()) => Scim(409));
     assert_eq!(s.group_members("g0000000").len(), 3);
-    check(&s, remove, DONE).await;
+    rows!(&s; patch("/Groups/g0000000", ops) => DONE);
     assert_eq!(s.group_members("g0000000"), ["u0000001", "u0000002"]);
 }
 
 #[tokio::test]
 async fn write_applied_then_slow_lands_before_the_answer() {
     let s = write_server().await;
-    s.set_faults(Faults {
-        write_applied_then_slow: Some(500),
-        ..Default::default()
-    });
+    s.set_faults(faults!(write_applied_then_slow: Some(500)));
     // A client with a 150 ms timeout gives up, but the write landed.
-    let late = tokio::time::timeout(
-        Duration::from_millis(150),
-        send(&s, &deactivate("/Users/u0000001")),
-    )
-    .await;
+    let write = deactivate("/Users/u0000001");
+    let write = send(&s, &write);
+    let late = tokio::time::timeout(Duration::from_millis(150), write).await;
     assert!(late.is_err(), "the answer is late");
     assert_eq!(s.user_state("u0000001"), Some((false, 2)));
     assert_eq!(ok_json(&s, get("/Users/u0000001")).await["active"], false);
@@ -2036,10 +1498,8 @@ async fn write_applied_then_slow_lands_before_the_answer() {
     .await;
     assert!(took >= 500, "{took} ms");
     assert_eq!(s.group_members("g0000000"), ["u0000001", "u0000002"]);
-    assert!(
-        timed(&s, get("/Groups/g0000000"), OK).await < 400,
-        "GET is not delayed"
-    );
+    let read_ms = timed(&s, get("/Groups/g0000000"), OK).await;
+    assert!(read_ms < 400, "GET is not delayed");
     assert!(timed(&s, delete("/Users/u0000009"), DONE).await >= 500);
     // Failed writes are not delayed.
     assert!(timed(&s, delete("/Users/u0000009"), Scim(404)).await < 400);
@@ -2048,43 +1508,28 @@ async fn write_applied_then_slow_lands_before_the_answer() {
 #[tokio::test]
 async fn write_not_found_deletes_then_answers_404() {
     let s = write_server().await;
-    s.set_faults(Faults {
-        write_not_found: true,
-        ..Default::default()
-    });
-    rows(
-        &s,
-        vec![
-            (deactivate("/Users/u0000001").if_match("W/\"1\""), Scim(404)),
-            (get("/Users/u0000001"), Scim(404)),
-        ],
-    )
-    .await;
+    s.set_faults(faults!(write_not_found: true));
+    rows!(&s;
+        deactivate("/Users/u0000001").if_match("W/\"1\"") => Scim(404),
+        get("/Users/u0000001") => Scim(404),
+    );
     assert!(!s.user_exists("u0000001"));
     assert_eq!(s.group_members("g0000000"), ["u0000000", "u0000002"]);
-    check(&s, delete("/Users/u0000002"), Scim(404)).await;
+    rows!(&s; delete("/Users/u0000002") => Scim(404));
     assert!(!s.user_exists("u0000002"));
-    rows(
-        &s,
-        vec![
-            (patch("/Groups/g0000001", add_member("u0000009")), Scim(404)),
-            (get("/Groups/g0000001"), Scim(404)),
-        ],
-    )
-    .await;
+    rows!(&s;
+        patch("/Groups/g0000001", add_member("u0000009")) => Scim(404),
+        get("/Groups/g0000001") => Scim(404),
+    );
     assert_eq!(s.group_ids(), ["g0000000", "g0000002"]);
     assert!(s.write_requests().iter().all(|r| r.applied == Some(false)));
 
     // write_fail fires first and leaves the resource in place.
     let write_fail = vec![write_fault("PATCH", "u0000003", 503, 1)];
-    s.set_faults(Faults {
-        write_not_found: true,
-        write_fail,
-        ..Default::default()
-    });
-    check(&s, deactivate("/Users/u0000003"), Scim(503)).await;
+    s.set_faults(faults!(write_not_found: true, write_fail: write_fail));
+    rows!(&s; deactivate("/Users/u0000003") => Scim(503));
     assert!(s.user_exists("u0000003"));
-    check(&s, deactivate("/Users/u0000003"), Scim(404)).await;
+    rows!(&s; deactivate("/Users/u0000003") => Scim(404));
     assert!(!s.user_exists("u0000003"));
 }
 
@@ -2093,21 +1538,14 @@ async fn drift_helpers_set_active_and_group_members() {
     let s = write_server().await;
     assert_eq!(s.group_ids(), ["g0000000", "g0000001", "g0000002"]);
     // W4: confirmed deactivation, then someone re-enables the user.
-    check(&s, deactivate("/Users/u0000001"), DONE).await;
+    rows!(&s; deactivate("/Users/u0000001") => DONE);
     s.set_active("u0000001", true);
     let u = check(&s, get("/Users/u0000001"), OK).await;
-    assert_eq!(
-        (u.header("etag"), &u.json()["active"]),
-        (Some("W/\"3\""), &json!(true))
-    );
+    assert_eq!(u.header("etag"), Some("W/\"3\""));
+    assert_eq!(u.json()["active"], true);
 
     // Confirmed removal, then the member is put back.
-    check(
-        &s,
-        patch("/Groups/g0000000", remove_member("u0000001")),
-        DONE,
-    )
-    .await;
+    rows!(&s; patch("/Groups/g0000000", remove_member("u0000001")) => DONE);
     assert_eq!(s.group_members("g0000000"), ["u0000000", "u0000002"]);
     let mut m = s.group_members("g0000000");
     m.extend(strings(&["u0000001", "u0000001"]));
