@@ -11,7 +11,8 @@ use govledger_proto::v1::{
     ReplayItem, ReplayRequest, as_of, event::Body,
 };
 use govledger_testkit::{
-    Govledger, NatsServer, ensure_stream, publisher, read_stream, run_govledger,
+    Govledger, NatsServer, ensure_stream, publish_events, publish_sim, publisher, read_stream,
+    run_govledger,
 };
 
 async fn replay(gl: &Govledger, req: ReplayRequest) -> Vec<ReplayItem> {
@@ -40,12 +41,7 @@ async fn replay_filters_and_commits_to_the_stored_bytes() {
         .unwrap()
         .await
         .unwrap();
-    let last = publish_all(&p, &run_events(&producer, &b))
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .seq;
+    let last = publish_events(&p, &run_events(&producer, &b)).await;
     gl.wait_applied(last).await;
 
     let all = replay(&gl, ReplayRequest::default()).await;
@@ -437,17 +433,7 @@ async fn inclusion_and_consistency_proofs_from_the_api_verify_offline() {
     let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let client = nats.client().await;
-    ensure_stream(&client).await;
-    let p = publisher(client.clone(), 2_000);
-    let last = publish_all(
-        &p,
-        &run_events(&ProducerId::new("t"), &SimRun::new("hr", 60, 25)),
-    )
-    .await
-    .unwrap()
-    .last()
-    .unwrap()
-    .seq;
+    let last = publish_sim(&client, "t", &SimRun::new("hr", 60, 25)).await;
     gl.wait_applied(last).await;
     let status = gl.ledger_status().await;
     let root = unhex(&status.merkle_root);
@@ -515,17 +501,7 @@ async fn signed_checkpoints_chain_cover_empty_periods_and_reject_other_keys() {
     let nats = NatsServer::start().await;
     let gl = Govledger::serve_with_config(&nats.url(), "[audit]\ncheckpoint_interval_ms = 300\n");
     let client = nats.client().await;
-    ensure_stream(&client).await;
-    let p = publisher(client.clone(), 2_000);
-    let last = publish_all(
-        &p,
-        &run_events(&ProducerId::new("t"), &SimRun::new("hr", 40, 20)),
-    )
-    .await
-    .unwrap()
-    .last()
-    .unwrap()
-    .seq;
+    let last = publish_sim(&client, "t", &SimRun::new("hr", 40, 20)).await;
     gl.wait_applied(last).await;
     // Quiet period: checkpoints keep coming with the same size.
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;

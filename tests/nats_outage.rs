@@ -9,8 +9,10 @@ use std::{
 
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
-use govledger_proto::v1::{Event, GetRunRequest, Verdict};
-use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher, read_stream};
+use govledger_proto::v1::{Event, Verdict};
+use govledger_testkit::{
+    Govledger, NatsServer, ensure_stream, publisher, read_stream, runs::assert_verdict,
+};
 use prost::Message as _;
 
 fn history(runs: usize, users: u64) -> (Vec<Event>, Vec<String>) {
@@ -115,13 +117,8 @@ async fn projection_survives_a_nats_restart_and_catches_up() {
     let (second, run_ids) = history(2, 200);
     let receipts = publish_all(&p, &second).await.unwrap();
     gl.wait_applied(receipts.last().unwrap().seq).await;
-    let mut c = gl.client().await;
     for run_id in run_ids {
-        let r = c
-            .get_run(GetRunRequest { run_id })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(Verdict::try_from(r.verdict).unwrap(), Verdict::Complete);
+        let r = gl.run(&run_id).await;
+        assert_verdict(&r, Verdict::Complete);
     }
 }

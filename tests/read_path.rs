@@ -15,6 +15,7 @@ use govledger_testkit::{
         FaultScim, Faults, Malformed, MalformedFault, Mutation, PageFault, RateLimitFault,
         RetryAfter, ScimConfig, TotalResults,
     },
+    runs::{assert_reason, assert_verdict, codes, verdict},
 };
 
 const USERS: usize = 250;
@@ -38,17 +39,6 @@ backoff_min_ms = 10
 backoff_max_ms = 50
 "#
     )
-}
-
-fn verdict(r: &GetRunResponse) -> Verdict {
-    Verdict::try_from(r.verdict).unwrap()
-}
-
-fn codes(r: &GetRunResponse) -> Vec<ReasonCode> {
-    r.reasons
-        .iter()
-        .map(|x| ReasonCode::try_from(x.code).unwrap())
-        .collect()
 }
 
 /// A fault server with USERS users, a govledger syncing it as source "hr".
@@ -115,7 +105,7 @@ async fn r1_page_failing_after_retries_is_named_with_the_missing_count() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
@@ -148,7 +138,7 @@ async fn r1_page_that_recovers_within_the_retry_budget_is_complete() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     assert_eq!(r.run.unwrap().page_failures, 2);
 }
 
@@ -162,7 +152,7 @@ async fn rate_limited(retry_after: RetryAfter, wait_min: Duration) {
         ..Default::default()
     };
     let (r, scim, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     assert_eq!(r.run.unwrap().rate_limited, 1);
     let reqs: Vec<_> = scim
         .requests()
@@ -196,12 +186,8 @@ async fn r3_declared_total_too_high_is_short() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert!(
-        codes(&r).contains(&ReasonCode::CountShort),
-        "{:?}",
-        r.reasons
-    );
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_reason(&r, ReasonCode::CountShort);
     assert!(
         r.reasons
             .iter()
@@ -218,10 +204,9 @@ async fn r3_declared_total_too_low_is_caught_by_the_probe_past_the_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::ProbeNotEmpty), "{:?}", r.reasons);
-    assert!(c.contains(&ReasonCode::CountOver), "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_reason(&r, ReasonCode::ProbeNotEmpty);
+    assert_reason(&r, ReasonCode::CountOver);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +216,7 @@ async fn r13_declared_total_equal_to_the_page_size_is_not_believed() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     let c = codes(&r);
     for want in [
         ReasonCode::ProbeNotEmpty,
@@ -252,11 +237,7 @@ async fn r13_declared_total_changing_between_pages_is_flagged() {
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
     assert_ne!(verdict(&r), Verdict::Complete);
-    assert!(
-        codes(&r).contains(&ReasonCode::DeclaredTotalChanged),
-        "{:?}",
-        r.reasons
-    );
+    assert_reason(&r, ReasonCode::DeclaredTotalChanged);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,9 +251,8 @@ async fn r4_offset_drift_inserts_give_duplicates() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::Duplicates), "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_reason(&r, ReasonCode::Duplicates);
     assert!(r.run.unwrap().duplicates >= 10);
 }
 
@@ -304,9 +284,8 @@ async fn r5_short_page_before_the_declared_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::ShortPage), "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_reason(&r, ReasonCode::ShortPage);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,10 +295,9 @@ async fn r5_empty_page_before_the_declared_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::EmptyPage), "{:?}", r.reasons);
-    assert!(c.contains(&ReasonCode::CountShort), "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_reason(&r, ReasonCode::EmptyPage);
+    assert_reason(&r, ReasonCode::CountShort);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,7 +311,7 @@ async fn r6_malformed_body_that_persists_fails_the_page() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
@@ -352,7 +330,7 @@ async fn r6_malformed_body_once_is_retried() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +340,7 @@ async fn r7_records_without_id_or_with_wrong_types_are_rejected_not_dropped() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::CountShort, ReasonCode::RecordsRejected]
@@ -379,7 +357,7 @@ async fn r8_count_drop_past_the_deletion_threshold_is_suspect() {
         scim.delete_user(&id);
     }
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     // Past it (60 of 245 = 24.5%): SUSPECT, and it stays SUSPECT against the last
     // COMPLETE run until the threshold is changed — a mass deletion is never
     // waved through silently.
@@ -388,7 +366,7 @@ async fn r8_count_drop_past_the_deletion_threshold_is_suspect() {
     }
     for _ in 0..2 {
         let r = gl.sync("hr").await;
-        assert_eq!(verdict(&r), Verdict::Suspect, "{:?}", r.reasons);
+        assert_verdict(&r, Verdict::Suspect);
         assert_eq!(codes(&r), vec![ReasonCode::CountDrop]);
         assert!(
             r.reasons[0].message.contains("60 records disappeared")
@@ -479,7 +457,7 @@ async fn r10_worker_killed_mid_run_leaves_it_abandoned_never_complete() {
     let cfg = cfg.to_str().unwrap().to_owned();
     let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
     let r = gl.wait_decided(&run_id, Duration::from_secs(60)).await;
-    assert_eq!(verdict(&r), Verdict::Abandoned, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Abandoned);
     assert!(
         r.reasons[0].message.contains("worker restarted"),
         "{:?}",
@@ -515,7 +493,7 @@ async fn r11_auth_expiring_mid_run_and_wrong_credentials() {
         ..Default::default()
     });
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(codes(&r)[0], ReasonCode::AuthFailed, "{:?}", r.reasons);
     assert!(r.reasons[0].message.contains("HTTP 401"), "{:?}", r.reasons);
     // The token itself never reaches the ledger.
@@ -527,7 +505,7 @@ async fn r11_auth_expiring_mid_run_and_wrong_credentials() {
     scim.set_faults(Faults::default());
     let gl = Govledger::serve_with_config(&nats.url(), &config(&scim.base_url, &auth));
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Failed);
     assert_eq!(codes(&r), vec![ReasonCode::AuthFailed]);
     assert!(!gl.log_text().contains("wrong"), "a secret reached the log");
 }
@@ -540,19 +518,15 @@ async fn r12_cursor_cycle_is_detected() {
         ..Default::default()
     });
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert!(
-        codes(&r).contains(&ReasonCode::PagingCycle),
-        "{:?}",
-        r.reasons
-    );
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_reason(&r, ReasonCode::PagingCycle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_paging_clean_run_is_complete() {
     let (_nats, _scim, gl) = setup("paging = \"cursor\"").await;
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     assert_eq!(r.run.unwrap().records_unique, USERS as u64);
 }
 
@@ -701,7 +675,7 @@ async fn a_page_slower_than_the_request_timeout_fails_as_timeout() {
         ..Default::default()
     });
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::PagesFailed, ReasonCode::CountShort]

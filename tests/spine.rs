@@ -4,49 +4,30 @@
 //! right status codes; bad stream settings and bad config stop `serve` with a
 //! message naming the setting.
 
-use govledger::simulate::{SimRun, publish_all, run_events};
-use govledger_ingest::event::ProducerId;
+use govledger::simulate::SimRun;
 use govledger_proto::v1::{
     EntityType, GetIdentityRequest, GetRunRequest, GetSourceRequest, ListRunsRequest,
     PresenceStatus, ReasonCode, Verdict,
 };
-use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher, run_govledger};
+use govledger_testkit::{
+    Govledger, NatsServer, publish_sim, run_govledger,
+    runs::{assert_verdict, codes},
+};
 use tonic::Code;
-
-async fn publish_run(nats: &NatsServer, sim: &SimRun) -> u64 {
-    let client = nats.client().await;
-    ensure_stream(&client).await;
-    let p = publisher(client, 2_000);
-    let receipts = publish_all(&p, &run_events(&ProducerId::new("test"), sim))
-        .await
-        .unwrap();
-    receipts.last().unwrap().seq
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
     let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let sim = SimRun::new("hr", 250, 100);
-    let last = publish_run(&nats, &sim).await;
+    let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
 
     let mut c = gl.client().await;
-    let r = c
-        .get_run(GetRunRequest {
-            run_id: sim.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let run = r.run.unwrap();
-    assert_eq!(
-        Verdict::try_from(r.verdict).unwrap(),
-        Verdict::Complete,
-        "{:?}",
-        r.reasons
-    );
+    let r = gl.run(&sim.run_id).await;
+    assert_verdict(&r, Verdict::Complete);
     assert!(r.reasons.is_empty());
+    let run = r.run.unwrap();
     assert_eq!(run.pages_fetched, 3);
     assert_eq!(run.pages_failed_final, 0);
     assert_eq!(run.records_observed, 250);
@@ -92,24 +73,16 @@ async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
     let gl = Govledger::serve(&nats.url(), &[]);
     let mut sim = SimRun::new("hr", 250, 100);
     sim.failing_pages = vec![1];
-    let last = publish_run(&nats, &sim).await;
+    let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
 
     let mut c = gl.client().await;
-    let r = c
-        .get_run(GetRunRequest {
-            run_id: sim.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(Verdict::try_from(r.verdict).unwrap(), Verdict::Incomplete);
-    let codes: Vec<_> = r
-        .reasons
-        .iter()
-        .map(|x| ReasonCode::try_from(x.code).unwrap())
-        .collect();
-    assert_eq!(codes, vec![ReasonCode::PagesFailed, ReasonCode::CountShort]);
+    let r = gl.run(&sim.run_id).await;
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
+    );
     assert!(
         r.reasons[0].message.contains("startIndex=101"),
         "{:?}",
@@ -145,7 +118,7 @@ async fn bad_requests_get_actionable_status_codes() {
     let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let sim = SimRun::new("hr", 10, 10);
-    let last = publish_run(&nats, &sim).await;
+    let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
     let mut c = gl.client().await;
 

@@ -152,6 +152,17 @@ impl Govledger {
         self.wait_decided(&run_id, Duration::from_secs(120)).await
     }
 
+    /// `GetRun` of `run_id`.
+    pub async fn run(&self, run_id: &str) -> govledger_proto::v1::GetRunResponse {
+        let request = govledger_proto::v1::GetRunRequest {
+            run_id: run_id.to_owned(),
+        };
+        let answer = self.client().await.get_run(request).await;
+        answer
+            .unwrap_or_else(|e| panic!("GetRun {run_id}: {e}"))
+            .into_inner()
+    }
+
     /// Waits until run `run_id` is decided (finished and every event folded).
     pub async fn wait_decided(
         &self,

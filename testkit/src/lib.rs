@@ -8,8 +8,10 @@
 //!   over the production launcher `govledger::nats_embed::EmbeddedNats`;
 //! - [`scim2`]: the real third-party `scim2-server` and its HTTP client;
 //! - [`govledger`]: the `govledger` binary as a child (`serve`, one-shot runs);
-//! - [`stream`]: stream-side helpers (publisher, stream contract, reading the
-//!   stream back, a stopped ledger's digest);
+//! - [`stream`]: stream-side helpers (publisher, stream contract, publishing a
+//!   simulated run, reading the stream back, a stopped ledger's digest);
+//! - [`runs`]: a run's verdict and reasons, an action's outcome, and
+//!   assertions on them that print the evidence;
 //! - [`fault_scim`]: the in-process fault-injecting SCIM/REST server, split by
 //!   fault family.
 //!
@@ -20,13 +22,14 @@ pub mod fault_scim;
 pub mod govledger;
 pub mod nats;
 pub mod net;
+pub mod runs;
 pub mod scim2;
 pub mod stream;
 
 pub use govledger::{Govledger, govledger_bin, run_govledger};
 pub use nats::NatsServer;
 pub use net::free_port;
-pub use stream::{ensure_stream, publisher, read_stream, sled_digest};
+pub use stream::{ensure_stream, publish_events, publish_sim, publisher, read_stream, sled_digest};
 
 /// Why a harness process could not be started or talked to.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Stream-side helpers for tests: a retrying publisher, govledger's stream
-//! contract, reading the whole stream back as the projector sees it, and the
-//! state digest of a stopped ledger's sled folder.
+//! contract, publishing a simulated run, reading the whole stream back as the
+//! projector sees it, and the state digest of a stopped ledger's sled folder.
 
 use std::{path::Path, time::Duration};
 
@@ -17,6 +17,28 @@ pub fn publisher(client: async_nats::Client, ack_timeout_ms: u64) -> Publisher {
         },
         CancellationToken::new(),
     )
+}
+
+/// Publishes `events` through `p` (each stored once); returns the stream
+/// sequence of the last.
+pub async fn publish_events(p: &Publisher, events: &[govledger_proto::v1::Event]) -> u64 {
+    let receipts = govledger::simulate::publish_all(p, events)
+        .await
+        .unwrap_or_else(|e| panic!("publishing {} events: {e}", events.len()));
+    receipts.last().map_or(0, |r| r.seq)
+}
+
+/// Creates the stream, then publishes `sim`'s events as `producer` through a
+/// fresh publisher; returns the stream sequence of the last.
+pub async fn publish_sim(
+    client: &async_nats::Client,
+    producer: &str,
+    sim: &govledger::simulate::SimRun,
+) -> u64 {
+    ensure_stream(client).await;
+    let p = publisher(client.clone(), 2_000);
+    let producer = govledger_ingest::event::ProducerId::new(producer);
+    publish_events(&p, &govledger::simulate::run_events(&producer, sim)).await
 }
 
 /// Creates the stream with govledger's own contract.
