@@ -15,30 +15,16 @@ use govledger_testkit::{
         FaultScim, Faults, Malformed, MalformedFault, Mutation, PageFault, RateLimitFault,
         RetryAfter, ScimConfig, TotalResults,
     },
-    runs::{assert_reason, assert_verdict, codes, verdict},
+    govledger::scim_source_toml,
+    runs::{assert_reason, assert_run, assert_verdict, codes, verdict},
 };
 
 const USERS: usize = 250;
 
+/// The source `hr`, with runs abandoned only after ten minutes.
 fn config(base_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[api]
-abandon_after_ms = 600000
-
-[[sources]]
-id = "hr"
-base_url = "{base_url}"
-page_size = 100
-{extra}
-
-[sources.retry]
-attempts_max = 3
-budget_ms = 20000
-backoff_min_ms = 10
-backoff_max_ms = 50
-"#
-    )
+    let api = "\n[api]\nabandon_after_ms = 600000\n";
+    format!("{api}{}", scim_source_toml(base_url, extra))
 }
 
 /// A fault server with USERS users, a govledger syncing it as source "hr".
@@ -186,8 +172,7 @@ async fn r3_declared_total_too_high_is_short() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::CountShort);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::CountShort]);
     assert!(
         r.reasons
             .iter()
@@ -204,9 +189,11 @@ async fn r3_declared_total_too_low_is_caught_by_the_probe_past_the_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::ProbeNotEmpty);
-    assert_reason(&r, ReasonCode::CountOver);
+    assert_run(
+        &r,
+        Verdict::Incomplete,
+        &[ReasonCode::ProbeNotEmpty, ReasonCode::CountOver],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,8 +238,7 @@ async fn r4_offset_drift_inserts_give_duplicates() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::Duplicates);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::Duplicates]);
     assert!(r.run.unwrap().duplicates >= 10);
 }
 
@@ -284,8 +270,7 @@ async fn r5_short_page_before_the_declared_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::ShortPage);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::ShortPage]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,9 +280,11 @@ async fn r5_empty_page_before_the_declared_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::EmptyPage);
-    assert_reason(&r, ReasonCode::CountShort);
+    assert_run(
+        &r,
+        Verdict::Incomplete,
+        &[ReasonCode::EmptyPage, ReasonCode::CountShort],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -518,8 +505,7 @@ async fn r12_cursor_cycle_is_detected() {
         ..Default::default()
     });
     let r = gl.sync("hr").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::PagingCycle);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::PagingCycle]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use govledger_proto::v1::{ReasonCode, Verdict};
 use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{FaultScim, Faults, PageFault, TotalResults},
-    runs::{assert_reason, assert_verdict, codes},
+    runs::{assert_run, assert_verdict, codes},
 };
 
 const USERS: usize = 250;
@@ -96,8 +96,7 @@ async fn page_number_paging_with_a_total_too_low_is_caught_past_the_end() {
         ..Default::default()
     });
     let r = gl.sync("app").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::ProbeNotEmpty);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::ProbeNotEmpty]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,6 +111,5 @@ async fn link_header_paging_clean_and_with_a_cycle() {
         ..Default::default()
     });
     let r = gl.sync("app").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_reason(&r, ReasonCode::PagingCycle);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::PagingCycle]);
 }

@@ -18,7 +18,14 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn sources() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in ["src", "ingest/src", "projector/src", "proto/src", "tests"] {
+    for dir in [
+        "src",
+        "ingest/src",
+        "projector/src",
+        "proto/src",
+        "testkit/src",
+        "tests",
+    ] {
         rust_files(&root.join(dir), &mut files);
     }
     files.push(root.join("proto/build.rs"));

@@ -12,27 +12,15 @@ use govledger_proto::v1::{
 use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{FaultScim, Faults, ScimConfig, WriteFault},
+    govledger::scim_source_toml,
     runs::{assert_outcome, outcome},
 };
 use tonic::Code;
 
+/// The source `hr`, reading Users and Groups.
 fn config(base_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[sources]]
-id = "hr"
-base_url = "{base_url}"
-resources = ["Users", "Groups"]
-page_size = 100
-{extra}
-
-[sources.retry]
-attempts_max = 3
-budget_ms = 20000
-backoff_min_ms = 10
-backoff_max_ms = 50
-"#
-    )
+    let resources = "resources = [\"Users\", \"Groups\"]";
+    scim_source_toml(base_url, &format!("{resources}\n{extra}"))
 }
 
 async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {

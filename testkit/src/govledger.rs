@@ -280,6 +280,26 @@ impl Drop for Govledger {
     }
 }
 
+/// A config with one SCIM source `hr` at `base_url` (pages of 100, three
+/// quick retries), `extra` lines added to its `[[sources]]` table.
+pub fn scim_source_toml(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[sources]]
+id = "hr"
+base_url = "{base_url}"
+page_size = 100
+{extra}
+
+[sources.retry]
+attempts_max = 3
+budget_ms = 20000
+backoff_min_ms = 10
+backoff_max_ms = 50
+"#
+    )
+}
+
 /// Runs the binary to completion with `args`; returns (status, stderr).
 pub fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let out = Command::new(govledger_bin())

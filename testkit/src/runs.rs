@@ -34,3 +34,12 @@ pub fn outcome(r: &GetActionResponse) -> ActionOutcome {
 pub fn assert_outcome(r: &GetActionResponse, want: ActionOutcome) {
     assert_eq!(outcome(r), want, "{}", r.outcome_detail);
 }
+
+/// Asserts the run's verdict is `want` and its reasons include each of
+/// `reasons` (others may be there too).
+pub fn assert_run(r: &GetRunResponse, want: Verdict, reasons: &[ReasonCode]) {
+    assert_verdict(r, want);
+    for code in reasons {
+        assert_reason(r, *code);
+    }
+}

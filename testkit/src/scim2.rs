@@ -552,12 +552,13 @@ async fn read_pages(
     page_size: usize,
     mut each: impl FnMut(&Value),
 ) -> (usize, Duration) {
+    let client = http_client().unwrap_or_else(|e| panic!("{e}"));
     let t0 = Instant::now();
     let mut start = 1usize;
     let mut read = 0usize;
     loop {
         let path = format!("/{resource}?startIndex={start}&count={page_size}");
-        let resp = http_request(base_url, token, "GET", &path, None)
+        let resp = send(&client, base_url, token, "GET", &path, None)
             .await
             .unwrap_or_else(|e| panic!("GET {base_url}{path}: {e}"));
         assert!(
