@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use govledger_proto::v1::{
     CheckReadinessRequest, EntityType, Freshness, GetIdentityRequest, GetRunResponse,
-    GetSourceRequest, PresenceStatus, ReasonCode, Verdict,
+    PresenceStatus, ReasonCode, Verdict,
 };
 use govledger_testkit::{
     Govledger, NatsServer,
@@ -16,7 +16,7 @@ use govledger_testkit::{
         RetryAfter, ScimConfig, TotalResults,
     },
     govledger::scim_source_toml,
-    runs::{assert_reason, assert_run, assert_verdict, codes, verdict},
+    runs::{assert_lost_second_page, assert_reason, assert_run, assert_verdict, codes, verdict},
 };
 
 const USERS: usize = 250;
@@ -91,20 +91,7 @@ async fn r1_page_failing_after_retries_is_named_with_the_missing_count() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_eq!(
-        codes(&r),
-        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
-    );
-    assert!(
-        r.reasons[0].message.contains("Users:startIndex=101"),
-        "{:?}",
-        r.reasons
-    );
-    assert_eq!(
-        r.reasons[1].message,
-        "100 of 250 records missing: 150 unique observed"
-    );
+    assert_lost_second_page(&r, "Users:startIndex=101");
     let run = r.run.unwrap();
     assert_eq!(
         (run.pages_failed_final, run.page_failures),
@@ -386,16 +373,7 @@ async fn r9_freshness_and_the_readiness_gate() {
         .unwrap()
         .into_inner();
     assert!(ready.ready, "{:?}", ready.blockers);
-    let st = c
-        .get_source(GetSourceRequest {
-            as_of: None,
-            source_id: "hr".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let st = gl.source("hr").await.status.unwrap();
     assert_eq!(Freshness::try_from(st.freshness).unwrap(), Freshness::Fresh);
 
     tokio::time::sleep(Duration::from_millis(4_300)).await;

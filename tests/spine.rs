@@ -7,11 +7,11 @@
 use govledger::simulate::SimRun;
 use govledger_proto::v1::{
     EntityType, GetIdentityRequest, GetRunRequest, GetSourceRequest, ListRunsRequest,
-    PresenceStatus, ReasonCode, Verdict,
+    PresenceStatus, Verdict,
 };
 use govledger_testkit::{
     Govledger, NatsServer, publish_sim, run_govledger,
-    runs::{assert_verdict, codes},
+    runs::{assert_lost_second_page, assert_verdict},
 };
 use tonic::Code;
 
@@ -23,7 +23,6 @@ async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
     let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
 
-    let mut c = gl.client().await;
     let r = gl.run(&sim.run_id).await;
     assert_verdict(&r, Verdict::Complete);
     assert!(r.reasons.is_empty());
@@ -36,30 +35,12 @@ async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
     assert_eq!(run.duplicates, 0);
     assert!(run.finished);
 
-    let src = c
-        .get_source(GetSourceRequest {
-            as_of: None,
-            source_id: "hr".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .source
-        .unwrap();
+    let src = gl.source("hr").await.source.unwrap();
     assert_eq!(src.last_complete_run_id, sim.run_id);
     assert_eq!(src.last_complete_unique, 250);
     assert_eq!(src.runs_total, 1);
 
-    let id = c
-        .get_identity(GetIdentityRequest {
-            as_of: None,
-            source_id: "hr".into(),
-            entity_type: EntityType::User as i32,
-            external_id: govledger::simulate::user_id(42),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let id = gl.user("hr", &govledger::simulate::user_id(42)).await;
     assert_eq!(
         PresenceStatus::try_from(id.presence).unwrap(),
         PresenceStatus::Present
@@ -76,22 +57,8 @@ async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
     let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
 
-    let mut c = gl.client().await;
     let r = gl.run(&sim.run_id).await;
-    assert_verdict(&r, Verdict::Incomplete);
-    assert_eq!(
-        codes(&r),
-        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
-    );
-    assert!(
-        r.reasons[0].message.contains("startIndex=101"),
-        "{:?}",
-        r.reasons
-    );
-    assert_eq!(
-        r.reasons[1].message,
-        "100 of 250 records missing: 150 unique observed"
-    );
+    assert_lost_second_page(&r, "startIndex=101");
     let run = r.run.unwrap();
     assert_eq!(
         (run.pages_fetched, run.pages_failed_final, run.page_failures),
@@ -99,16 +66,7 @@ async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
     );
 
     // The engine said "succeeded"; the ledger did not believe it.
-    let src = c
-        .get_source(GetSourceRequest {
-            as_of: None,
-            source_id: "hr".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .source
-        .unwrap();
+    let src = gl.source("hr").await.source.unwrap();
     assert!(src.last_complete_run_id.is_empty());
     assert_eq!(src.consecutive_failures, 1);
 }

@@ -163,6 +163,36 @@ impl Govledger {
             .into_inner()
     }
 
+    /// `GetSource` of `source_id` as it stands now.
+    pub async fn source(&self, source_id: &str) -> govledger_proto::v1::GetSourceResponse {
+        let request = govledger_proto::v1::GetSourceRequest {
+            as_of: None,
+            source_id: source_id.to_owned(),
+        };
+        let answer = self.client().await.get_source(request).await;
+        answer
+            .unwrap_or_else(|e| panic!("GetSource {source_id}: {e}"))
+            .into_inner()
+    }
+
+    /// `GetIdentity` of user `external_id` of `source_id` as it stands now.
+    pub async fn user(
+        &self,
+        source_id: &str,
+        external_id: &str,
+    ) -> govledger_proto::v1::GetIdentityResponse {
+        let request = govledger_proto::v1::GetIdentityRequest {
+            as_of: None,
+            source_id: source_id.to_owned(),
+            entity_type: govledger_proto::v1::EntityType::User as i32,
+            external_id: external_id.to_owned(),
+        };
+        let answer = self.client().await.get_identity(request).await;
+        answer
+            .unwrap_or_else(|e| panic!("GetIdentity {source_id}/{external_id}: {e}"))
+            .into_inner()
+    }
+
     /// Waits until run `run_id` is decided (finished and every event folded).
     pub async fn wait_decided(
         &self,

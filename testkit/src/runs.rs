@@ -43,3 +43,16 @@ pub fn assert_run(r: &GetRunResponse, want: Verdict, reasons: &[ReasonCode]) {
         assert_reason(r, *code);
     }
 }
+
+/// Asserts a run of 250 records in pages of 100 lost its second page for
+/// good: verdict Incomplete, reasons exactly `PagesFailed` (its message
+/// naming `page`, e.g. `startIndex=101`) then `CountShort` saying 100 are
+/// missing.
+pub fn assert_lost_second_page(r: &GetRunResponse, page: &str) {
+    assert_verdict(r, Verdict::Incomplete);
+    let want = vec![ReasonCode::PagesFailed, ReasonCode::CountShort];
+    assert_eq!(codes(r), want);
+    assert!(r.reasons[0].message.contains(page), "{:?}", r.reasons);
+    let missing = "100 of 250 records missing: 150 unique observed";
+    assert_eq!(r.reasons[1].message, missing);
+}

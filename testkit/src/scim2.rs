@@ -342,16 +342,12 @@ impl Scim2Server {
     pub async fn try_seed_users(&self, n: usize) -> Result<Vec<String>, Error> {
         let ops = (0..n)
             .map(|i| {
-                json!({
-                    "method": "POST",
-                    "path": "/Users",
-                    "bulkId": format!("u{i}"),
-                    "data": {
-                        "schemas": [USER_SCHEMA],
-                        "userName": format!("user{i}@example.test"),
-                        "active": true,
-                    },
-                })
+                let user = json!({
+                    "schemas": [USER_SCHEMA],
+                    "userName": format!("user{i}@example.test"),
+                    "active": true,
+                });
+                bulk_post("/Users", format!("u{i}"), user)
             })
             .collect();
         self.bulk_create(ops).await
@@ -375,16 +371,12 @@ impl Scim2Server {
                 let members: Vec<Value> = (0..members_per_group)
                     .map(|j| json!({ "value": user_ids[(g * members_per_group + j) % user_ids.len()] }))
                     .collect();
-                json!({
-                    "method": "POST",
-                    "path": "/Groups",
-                    "bulkId": format!("g{g}"),
-                    "data": {
-                        "schemas": [GROUP_SCHEMA],
-                        "displayName": format!("group{g}"),
-                        "members": members,
-                    },
-                })
+                let group = json!({
+                    "schemas": [GROUP_SCHEMA],
+                    "displayName": format!("group{g}"),
+                    "members": members,
+                });
+                bulk_post("/Groups", format!("g{g}"), group)
             })
             .collect();
         self.bulk_create(ops)
@@ -507,6 +499,11 @@ fn spawn(bin: &Path, port: u16, token: Option<&str>, log: &Path) -> Result<Child
             "cannot start {} (run scripts/install-tools.sh)",
             bin.display()
         )))
+}
+
+/// One Bulk operation creating `data` under `path`, answered under `bulk_id`.
+fn bulk_post(path: &str, bulk_id: String, data: Value) -> Value {
+    json!({"method": "POST", "path": path, "bulkId": bulk_id, "data": data})
 }
 
 /// Checks one BulkResponse holding `n` results and files each created id

@@ -44,16 +44,18 @@ pub(super) fn rest_per_page(
     Ok(n.min(max.max(1)))
 }
 
+/// [`rest_per_page`] under this server's `max_page_size`.
+fn per_page_of(s: &Shared, q: &HashMap<String, String>) -> Result<usize, Box<Response>> {
+    let max = lock(s).cfg.max_page_size;
+    rest_per_page(q, max)
+}
+
 /// `GET /api/users?page=P&per_page=N`: page-number paging (see module doc).
 pub(super) async fn rest_users_paged(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let parsed = {
-        let g = lock(&s);
-        rest_per_page(&q, g.cfg.max_page_size)
-    };
-    let per_page = match parsed {
+    let per_page = match per_page_of(&s, &q) {
         Ok(n) => n,
         Err(r) => return *r,
     };
@@ -83,11 +85,7 @@ pub(super) async fn rest_users_link(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let parsed = {
-        let g = lock(&s);
-        rest_per_page(&q, g.cfg.max_page_size)
-    };
-    let per_page = match parsed {
+    let per_page = match per_page_of(&s, &q) {
         Ok(n) => n,
         Err(r) => return *r,
     };
