@@ -99,7 +99,7 @@ page_size = {PAGE}
         (&gone[2], PresenceStatus::RemovedAtSource),
         (&users[0], PresenceStatus::Present),
     ] {
-        let p = gl.user("scim2", &id).await;
+        let p = gl.user("scim2", id).await;
         assert_eq!(
             PresenceStatus::try_from(p.presence).unwrap(),
             want,
