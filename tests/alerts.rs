@@ -2,11 +2,9 @@
 //! a decision reaches a watcher when it is folded, not when some later event
 //! happens to arrive.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Govledger, NatsServer, ensure_stream, publisher};
+use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher};
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
 use govledger_proto::v1::{WatchAlertsRequest, alert};
@@ -16,7 +14,7 @@ use govledger_proto::v1::{WatchAlertsRequest, alert};
 /// when another batch came): an idle ledger never told its watchers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_in_the_last_batch_is_pushed_while_the_ledger_is_idle() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let mut watch = gl
         .client()

@@ -2,9 +2,6 @@
 //! stream sequence and RFC 6962 leaf hash; the CLI writes NDJSON in the protobuf
 //! JSON mapping.
 
-mod common;
-
-use common::{Govledger, NatsServer, ensure_stream, publisher, read_stream, run_govledger};
 use govledger::simulate::{SimRun, publish_all, run_events, user_id};
 use govledger_ingest::event::ProducerId;
 use govledger_projector::merkle;
@@ -12,6 +9,10 @@ use govledger_projector::{fold::Working, fold_in_memory};
 use govledger_proto::v1::{
     AsOf, EntityType, GetActionRequest, GetIdentityRequest, GetSourceRequest, ListActionsRequest,
     ReplayItem, ReplayRequest, as_of, event::Body,
+};
+use govledger_testkit::{
+    Govledger, NatsServer, ensure_stream, publish_events, publish_sim, publisher, read_stream,
+    run_govledger,
 };
 
 async fn replay(gl: &Govledger, req: ReplayRequest) -> Vec<ReplayItem> {
@@ -25,7 +26,7 @@ async fn replay(gl: &Govledger, req: ReplayRequest) -> Vec<ReplayItem> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_filters_and_commits_to_the_stored_bytes() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let client = nats.client().await;
     ensure_stream(&client).await;
@@ -40,12 +41,7 @@ async fn replay_filters_and_commits_to_the_stored_bytes() {
         .unwrap()
         .await
         .unwrap();
-    let last = publish_all(&p, &run_events(&producer, &b))
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .seq;
+    let last = publish_events(&p, &run_events(&producer, &b)).await;
     gl.wait_applied(last).await;
 
     let all = replay(&gl, ReplayRequest::default()).await;
@@ -185,10 +181,10 @@ async fn replay_filters_and_commits_to_the_stored_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_prefix() {
-    use common::fault_scim::{FaultScim, Faults, PageFault, ScimConfig};
     use govledger_proto::v1::{ActionKind, ActionRequested, SubmitActionRequest};
+    use govledger_testkit::fault_scim::{FaultScim, Faults, PageFault, ScimConfig};
 
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
         users: 150,
         groups: 3,
@@ -246,7 +242,7 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
     gl.wait_applied(last).await;
 
     let (status, out) = {
-        let o = std::process::Command::new(common::govledger_bin())
+        let o = std::process::Command::new(govledger_testkit::govledger_bin())
             .args([
                 "rebuild",
                 "--nats-url",
@@ -434,20 +430,10 @@ fn unhex(s: &str) -> merkle::Hash {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inclusion_and_consistency_proofs_from_the_api_verify_offline() {
     use govledger_proto::v1::{GetConsistencyProofRequest, GetInclusionProofRequest};
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let client = nats.client().await;
-    ensure_stream(&client).await;
-    let p = publisher(client.clone(), 2_000);
-    let last = publish_all(
-        &p,
-        &run_events(&ProducerId::new("t"), &SimRun::new("hr", 60, 25)),
-    )
-    .await
-    .unwrap()
-    .last()
-    .unwrap()
-    .seq;
+    let last = publish_sim(&client, "t", &SimRun::new("hr", 60, 25)).await;
     gl.wait_applied(last).await;
     let status = gl.ledger_status().await;
     let root = unhex(&status.merkle_root);
@@ -512,20 +498,10 @@ async fn inclusion_and_consistency_proofs_from_the_api_verify_offline() {
 async fn signed_checkpoints_chain_cover_empty_periods_and_reject_other_keys() {
     use govledger::audit::checkpoints::{self, CheckpointError};
     use govledger_proto::v1::{CreateCheckpointRequest, ListCheckpointsRequest};
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve_with_config(&nats.url(), "[audit]\ncheckpoint_interval_ms = 300\n");
     let client = nats.client().await;
-    ensure_stream(&client).await;
-    let p = publisher(client.clone(), 2_000);
-    let last = publish_all(
-        &p,
-        &run_events(&ProducerId::new("t"), &SimRun::new("hr", 40, 20)),
-    )
-    .await
-    .unwrap()
-    .last()
-    .unwrap()
-    .seq;
+    let last = publish_sim(&client, "t", &SimRun::new("hr", 40, 20)).await;
     gl.wait_applied(last).await;
     // Quiet period: checkpoints keep coming with the same size.
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;

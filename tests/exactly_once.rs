@@ -3,8 +3,6 @@
 //! restarted ends with state identical to an uninterrupted run; deleting the sled
 //! folder and refolding from sequence 1 gives the same digest.
 
-mod common;
-
 use std::{
     collections::HashSet,
     path::Path,
@@ -12,13 +10,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    Govledger, NatsServer, ensure_stream, govledger_bin, publisher, read_stream, sled_digest,
-};
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
 use govledger_projector::{OwnedMsg, fold::Working, fold_in_memory, store::digest_of_working};
 use govledger_proto::v1::Event;
+use govledger_testkit::{
+    Govledger, NatsServer, ensure_stream, govledger_bin, publish_events, publisher, read_stream,
+    sled_digest,
+};
 use prost::Message as _;
 use rand::{Rng as _, SeedableRng as _};
 
@@ -38,7 +37,7 @@ async fn publish_history(nats: &NatsServer, runs: usize, users: u64) -> u64 {
             sim.failing_pages = vec![1];
         }
         let events = run_events(&producer, &sim);
-        last = publish_all(&p, &events).await.unwrap().last().unwrap().seq;
+        last = publish_events(&p, &events).await;
         if i % 4 == 1 {
             // Re-store a few events without a dedup id: same event ids, new sequences.
             for ev in events.iter().step_by(37) {
@@ -109,7 +108,7 @@ async fn model_digest(nats: &NatsServer) -> (String, Working) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_events_published_twice_are_stored_once() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let client = nats.client().await;
     ensure_stream(&client).await;
     let p = publisher(client.clone(), 2_000);
@@ -138,7 +137,7 @@ async fn the_same_events_published_twice_are_stored_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projector_killed_mid_batch_ends_identical_to_an_uninterrupted_run() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     // Big enough that folding it takes much longer than starting up.
     let last = publish_history(&nats, 24, 1_500).await;
     assert!(last > 30_000, "history too small: {last}");
@@ -215,7 +214,7 @@ async fn projector_killed_mid_batch_ends_identical_to_an_uninterrupted_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_sled_and_rebuilding_from_sequence_1_gives_the_same_digest() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let last = publish_history(&nats, 6, 200).await;
     let data = tempfile::tempdir().unwrap();
     let mut gl = Govledger::serve_in(data, &nats.url(), &[]);

@@ -2,17 +2,17 @@
 //! mid-stream: every event ends up in the stream exactly once and in the order it
 //! was published; the publisher only waited (back-pressure), it never dropped.
 
-mod common;
-
 use std::{
     collections::HashSet,
     time::{Duration, Instant},
 };
 
-use common::{Govledger, NatsServer, ensure_stream, publisher, read_stream};
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
-use govledger_proto::v1::{Event, GetRunRequest, Verdict};
+use govledger_proto::v1::{Event, Verdict};
+use govledger_testkit::{
+    Govledger, NatsServer, ensure_stream, publisher, read_stream, runs::assert_verdict,
+};
 use prost::Message as _;
 
 fn history(runs: usize, users: u64) -> (Vec<Event>, Vec<String>) {
@@ -46,7 +46,7 @@ fn assert_stored_exactly_once(stored: &[govledger_projector::OwnedMsg], events: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_and_restarted_mid_publish_loses_and_duplicates_nothing() {
-    let mut nats = NatsServer::start();
+    let mut nats = NatsServer::start().await;
     let client = nats.client().await;
     ensure_stream(&client).await;
     let (events, run_ids) = history(40, 500); // ~20k events
@@ -73,7 +73,7 @@ async fn nats_killed_and_restarted_mid_publish_loses_and_duplicates_nothing() {
         !publishing.is_finished(),
         "publishing finished while NATS was down"
     );
-    nats.restart();
+    nats.restart().await;
     let receipts = tokio::time::timeout(Duration::from_secs(120), publishing)
         .await
         .expect("publishing did not finish after NATS came back")
@@ -103,7 +103,7 @@ async fn nats_killed_and_restarted_mid_publish_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn projection_survives_a_nats_restart_and_catches_up() {
-    let mut nats = NatsServer::start();
+    let mut nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let client = nats.client().await;
     ensure_stream(&client).await;
@@ -112,18 +112,13 @@ async fn projection_survives_a_nats_restart_and_catches_up() {
     publish_all(&p, &first).await.unwrap();
     nats.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    nats.restart();
+    nats.restart().await;
     // govledger keeps running through the outage and resumes projecting.
     let (second, run_ids) = history(2, 200);
     let receipts = publish_all(&p, &second).await.unwrap();
     gl.wait_applied(receipts.last().unwrap().seq).await;
-    let mut c = gl.client().await;
     for run_id in run_ids {
-        let r = c
-            .get_run(GetRunRequest { run_id })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(Verdict::try_from(r.verdict).unwrap(), Verdict::Complete);
+        let r = gl.run(&run_id).await;
+        assert_verdict(&r, Verdict::Complete);
     }
 }

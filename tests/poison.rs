@@ -2,19 +2,17 @@
 //! cannot understand are kept as poison events (counted, listed over gRPC with
 //! their sequence, logged), the projector keeps going, and nothing is dropped.
 
-mod common;
-
-use common::{Govledger, NatsServer, ensure_stream, publisher};
-use govledger::simulate::{SimRun, publish_all, run_events};
+use govledger::simulate::{SimRun, run_events};
 use govledger_ingest::event::ProducerId;
-use govledger_proto::v1::{
-    GetLedgerStatusRequest, GetRunRequest, ListPoisonEventsRequest, Verdict,
+use govledger_proto::v1::{GetLedgerStatusRequest, ListPoisonEventsRequest, Verdict};
+use govledger_testkit::{
+    Govledger, NatsServer, ensure_stream, publish_events, publisher, runs::assert_verdict,
 };
 use prost::Message as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_and_unknown_events_are_kept_as_poison_and_do_not_stop_projection() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let client = nats.client().await;
     ensure_stream(&client).await;
@@ -48,12 +46,7 @@ async fn undecodable_and_unknown_events_are_kept_as_poison_and_do_not_stop_proje
     // Then a clean run, which must still be projected and COMPLETE.
     let sim = SimRun::new("hr", 120, 50);
     let p = publisher(client.clone(), 2_000);
-    let last = publish_all(&p, &run_events(&producer, &sim))
-        .await
-        .unwrap()
-        .last()
-        .unwrap()
-        .seq;
+    let last = publish_events(&p, &run_events(&producer, &sim)).await;
     gl.wait_applied(last).await;
 
     let mut c = gl.client().await;
@@ -96,14 +89,8 @@ async fn undecodable_and_unknown_events_are_kept_as_poison_and_do_not_stop_proje
         "every message is still in the stream"
     );
 
-    let r = c
-        .get_run(GetRunRequest {
-            run_id: sim.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(Verdict::try_from(r.verdict).unwrap(), Verdict::Complete);
+    let r = gl.run(&sim.run_id).await;
+    assert_verdict(&r, Verdict::Complete);
 
     let log = gl.log_text();
     assert!(

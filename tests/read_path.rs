@@ -1,56 +1,30 @@
 //! The read path end to end: `govledger serve` syncs a SCIM source through the
 //! sync engine, and the ledger's verdict names exactly what went wrong. The
-//! source is the fault-injecting SCIM server (tests/common/fault_scim.rs), which
+//! source is the fault-injecting SCIM server (testkit/src/fault_scim/), which
 //! drives each failure of the taxonomy, R1–R13, on purpose.
-
-mod common;
 
 use std::time::Duration;
 
-use common::{
+use govledger_proto::v1::{
+    CheckReadinessRequest, EntityType, Freshness, GetIdentityRequest, GetRunResponse,
+    PresenceStatus, ReasonCode, Verdict,
+};
+use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{
         FaultScim, Faults, Malformed, MalformedFault, Mutation, PageFault, RateLimitFault,
         RetryAfter, ScimConfig, TotalResults,
     },
-};
-use govledger_proto::v1::{
-    CheckReadinessRequest, EntityType, Freshness, GetIdentityRequest, GetRunResponse,
-    GetSourceRequest, PresenceStatus, ReasonCode, Verdict,
+    govledger::scim_source_toml,
+    runs::{assert_lost_second_page, assert_reason, assert_run, assert_verdict, codes, verdict},
 };
 
 const USERS: usize = 250;
 
+/// The source `hr`, with runs abandoned only after ten minutes.
 fn config(base_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[api]
-abandon_after_ms = 600000
-
-[[sources]]
-id = "hr"
-base_url = "{base_url}"
-page_size = 100
-{extra}
-
-[sources.retry]
-attempts_max = 3
-budget_ms = 20000
-backoff_min_ms = 10
-backoff_max_ms = 50
-"#
-    )
-}
-
-fn verdict(r: &GetRunResponse) -> Verdict {
-    Verdict::try_from(r.verdict).unwrap()
-}
-
-fn codes(r: &GetRunResponse) -> Vec<ReasonCode> {
-    r.reasons
-        .iter()
-        .map(|x| ReasonCode::try_from(x.code).unwrap())
-        .collect()
+    let api = "\n[api]\nabandon_after_ms = 600000\n";
+    format!("{api}{}", scim_source_toml(base_url, extra))
 }
 
 /// A fault server with USERS users, a govledger syncing it as source "hr".
@@ -66,7 +40,7 @@ async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
 }
 
 async fn setup_with(cfg: ScimConfig, extra: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(cfg).await;
     let gl = Govledger::serve_with_config(&nats.url(), &config(&scim.base_url, extra));
     (nats, scim, gl)
@@ -117,20 +91,7 @@ async fn r1_page_failing_after_retries_is_named_with_the_missing_count() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert_eq!(
-        codes(&r),
-        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
-    );
-    assert!(
-        r.reasons[0].message.contains("Users:startIndex=101"),
-        "{:?}",
-        r.reasons
-    );
-    assert_eq!(
-        r.reasons[1].message,
-        "100 of 250 records missing: 150 unique observed"
-    );
+    assert_lost_second_page(&r, "Users:startIndex=101");
     let run = r.run.unwrap();
     assert_eq!(
         (run.pages_failed_final, run.page_failures),
@@ -150,7 +111,7 @@ async fn r1_page_that_recovers_within_the_retry_budget_is_complete() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     assert_eq!(r.run.unwrap().page_failures, 2);
 }
 
@@ -164,7 +125,7 @@ async fn rate_limited(retry_after: RetryAfter, wait_min: Duration) {
         ..Default::default()
     };
     let (r, scim, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     assert_eq!(r.run.unwrap().rate_limited, 1);
     let reqs: Vec<_> = scim
         .requests()
@@ -198,12 +159,7 @@ async fn r3_declared_total_too_high_is_short() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert!(
-        codes(&r).contains(&ReasonCode::CountShort),
-        "{:?}",
-        r.reasons
-    );
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::CountShort]);
     assert!(
         r.reasons
             .iter()
@@ -220,10 +176,11 @@ async fn r3_declared_total_too_low_is_caught_by_the_probe_past_the_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::ProbeNotEmpty), "{:?}", r.reasons);
-    assert!(c.contains(&ReasonCode::CountOver), "{:?}", r.reasons);
+    assert_run(
+        &r,
+        Verdict::Incomplete,
+        &[ReasonCode::ProbeNotEmpty, ReasonCode::CountOver],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +190,7 @@ async fn r13_declared_total_equal_to_the_page_size_is_not_believed() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     let c = codes(&r);
     for want in [
         ReasonCode::ProbeNotEmpty,
@@ -254,11 +211,7 @@ async fn r13_declared_total_changing_between_pages_is_flagged() {
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
     assert_ne!(verdict(&r), Verdict::Complete);
-    assert!(
-        codes(&r).contains(&ReasonCode::DeclaredTotalChanged),
-        "{:?}",
-        r.reasons
-    );
+    assert_reason(&r, ReasonCode::DeclaredTotalChanged);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,9 +225,7 @@ async fn r4_offset_drift_inserts_give_duplicates() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::Duplicates), "{:?}", r.reasons);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::Duplicates]);
     assert!(r.run.unwrap().duplicates >= 10);
 }
 
@@ -306,9 +257,7 @@ async fn r5_short_page_before_the_declared_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::ShortPage), "{:?}", r.reasons);
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::ShortPage]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,10 +267,11 @@ async fn r5_empty_page_before_the_declared_end() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    let c = codes(&r);
-    assert!(c.contains(&ReasonCode::EmptyPage), "{:?}", r.reasons);
-    assert!(c.contains(&ReasonCode::CountShort), "{:?}", r.reasons);
+    assert_run(
+        &r,
+        Verdict::Incomplete,
+        &[ReasonCode::EmptyPage, ReasonCode::CountShort],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +285,7 @@ async fn r6_malformed_body_that_persists_fails_the_page() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
@@ -354,7 +304,7 @@ async fn r6_malformed_body_once_is_retried() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +314,7 @@ async fn r7_records_without_id_or_with_wrong_types_are_rejected_not_dropped() {
         ..Default::default()
     };
     let (r, _s, _g, _n) = run_with(faults, "").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::CountShort, ReasonCode::RecordsRejected]
@@ -381,7 +331,7 @@ async fn r8_count_drop_past_the_deletion_threshold_is_suspect() {
         scim.delete_user(&id);
     }
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     // Past it (60 of 245 = 24.5%): SUSPECT, and it stays SUSPECT against the last
     // COMPLETE run until the threshold is changed — a mass deletion is never
     // waved through silently.
@@ -390,7 +340,7 @@ async fn r8_count_drop_past_the_deletion_threshold_is_suspect() {
     }
     for _ in 0..2 {
         let r = gl.sync("hr").await;
-        assert_eq!(verdict(&r), Verdict::Suspect, "{:?}", r.reasons);
+        assert_verdict(&r, Verdict::Suspect);
         assert_eq!(codes(&r), vec![ReasonCode::CountDrop]);
         assert!(
             r.reasons[0].message.contains("60 records disappeared")
@@ -423,16 +373,7 @@ async fn r9_freshness_and_the_readiness_gate() {
         .unwrap()
         .into_inner();
     assert!(ready.ready, "{:?}", ready.blockers);
-    let st = c
-        .get_source(GetSourceRequest {
-            as_of: None,
-            source_id: "hr".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let st = gl.source("hr").await.status.unwrap();
     assert_eq!(Freshness::try_from(st.freshness).unwrap(), Freshness::Fresh);
 
     tokio::time::sleep(Duration::from_millis(4_300)).await;
@@ -481,7 +422,7 @@ async fn r10_worker_killed_mid_run_leaves_it_abandoned_never_complete() {
     let cfg = cfg.to_str().unwrap().to_owned();
     let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
     let r = gl.wait_decided(&run_id, Duration::from_secs(60)).await;
-    assert_eq!(verdict(&r), Verdict::Abandoned, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Abandoned);
     assert!(
         r.reasons[0].message.contains("worker restarted"),
         "{:?}",
@@ -517,7 +458,7 @@ async fn r11_auth_expiring_mid_run_and_wrong_credentials() {
         ..Default::default()
     });
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(codes(&r)[0], ReasonCode::AuthFailed, "{:?}", r.reasons);
     assert!(r.reasons[0].message.contains("HTTP 401"), "{:?}", r.reasons);
     // The token itself never reaches the ledger.
@@ -529,7 +470,7 @@ async fn r11_auth_expiring_mid_run_and_wrong_credentials() {
     scim.set_faults(Faults::default());
     let gl = Govledger::serve_with_config(&nats.url(), &config(&scim.base_url, &auth));
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Failed, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Failed);
     assert_eq!(codes(&r), vec![ReasonCode::AuthFailed]);
     assert!(!gl.log_text().contains("wrong"), "a secret reached the log");
 }
@@ -542,19 +483,14 @@ async fn r12_cursor_cycle_is_detected() {
         ..Default::default()
     });
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert!(
-        codes(&r).contains(&ReasonCode::PagingCycle),
-        "{:?}",
-        r.reasons
-    );
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::PagingCycle]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_paging_clean_run_is_complete() {
     let (_nats, _scim, gl) = setup("paging = \"cursor\"").await;
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     assert_eq!(r.run.unwrap().records_unique, USERS as u64);
 }
 
@@ -703,7 +639,7 @@ async fn a_page_slower_than_the_request_timeout_fails_as_timeout() {
         ..Default::default()
     });
     let r = gl.sync("hr").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::PagesFailed, ReasonCode::CountShort]

@@ -2,13 +2,12 @@
 //! (`page`/`per_page`, total in the body) and RFC 8288 Link-header paging (bare
 //! array, `X-Total-Count`), against the fault-injecting server's REST API.
 
-mod common;
-
-use common::{
+use govledger_proto::v1::{ReasonCode, Verdict};
+use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{FaultScim, Faults, PageFault, TotalResults},
+    runs::{assert_run, assert_verdict, codes},
 };
-use govledger_proto::v1::{GetRunResponse, ReasonCode, Verdict};
 
 const USERS: usize = 250;
 
@@ -38,7 +37,7 @@ backoff_max_ms = 20
 }
 
 async fn setup(paging: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start(USERS).await;
     let api = scim.base_url.trim_end_matches("/v2").to_owned() + "/api";
     let cfg = match paging {
@@ -59,22 +58,11 @@ async fn setup(paging: &str) -> (NatsServer, FaultScim, Govledger) {
     (nats, scim, gl)
 }
 
-fn verdict(r: &GetRunResponse) -> Verdict {
-    Verdict::try_from(r.verdict).unwrap()
-}
-
-fn codes(r: &GetRunResponse) -> Vec<ReasonCode> {
-    r.reasons
-        .iter()
-        .map(|x| ReasonCode::try_from(x.code).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_number_paging_clean_and_with_a_lost_page() {
     let (_nats, scim, gl) = setup("page-number").await;
     let r = gl.sync("app").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     let run = r.run.unwrap();
     assert_eq!(run.records_unique, USERS as u64);
     assert_eq!(run.declared_total_last, Some(USERS as u64));
@@ -88,7 +76,7 @@ async fn page_number_paging_clean_and_with_a_lost_page() {
         ..Default::default()
     });
     let r = gl.sync("app").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
+    assert_verdict(&r, Verdict::Incomplete);
     assert_eq!(
         codes(&r),
         vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
@@ -108,19 +96,14 @@ async fn page_number_paging_with_a_total_too_low_is_caught_past_the_end() {
         ..Default::default()
     });
     let r = gl.sync("app").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert!(
-        codes(&r).contains(&ReasonCode::ProbeNotEmpty),
-        "{:?}",
-        r.reasons
-    );
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::ProbeNotEmpty]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_header_paging_clean_and_with_a_cycle() {
     let (_nats, scim, gl) = setup("link").await;
     let r = gl.sync("app").await;
-    assert_eq!(verdict(&r), Verdict::Complete, "{:?}", r.reasons);
+    assert_verdict(&r, Verdict::Complete);
     assert_eq!(r.run.unwrap().records_unique, USERS as u64);
 
     scim.set_faults(Faults {
@@ -128,10 +111,5 @@ async fn link_header_paging_clean_and_with_a_cycle() {
         ..Default::default()
     });
     let r = gl.sync("app").await;
-    assert_eq!(verdict(&r), Verdict::Incomplete);
-    assert!(
-        codes(&r).contains(&ReasonCode::PagingCycle),
-        "{:?}",
-        r.reasons
-    );
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::PagingCycle]);
 }

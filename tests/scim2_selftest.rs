@@ -1,12 +1,10 @@
-//! Self-test of the `scim2-server` harness (`tests/common/scim2.rs`) against the
+//! Self-test of the `scim2-server` harness (`testkit/src/scim2.rs`) against the
 //! real server: seeding 10,000 users and 20 groups through Bulk, counting,
 //! paginated reads, deletes and PATCH, plus the bare-read baseline timings the
 //! ledger's sync is compared with (printed; run with `--nocapture`).
-mod common;
-
 use std::{collections::HashSet, time::Instant};
 
-use common::scim2::{Scim2Server, bare_paginated_read};
+use govledger_testkit::scim2::{Scim2Server, bare_paginated_read};
 
 const USERS: usize = 10_000;
 const GROUPS: usize = 20;
@@ -121,15 +119,22 @@ async fn scim2_server_bearer_token() {
     assert_eq!(ids.len(), 3);
     assert_eq!(server.count_users().await, 3);
     // Without the token the data is refused.
-    let resp = common::scim2::http_request(&server.base_url, None, "GET", "/Users", None)
-        .await
-        .unwrap();
+    let resp =
+        govledger_testkit::scim2::http_request(&server.base_url, None, "GET", "/Users", None)
+            .await
+            .unwrap();
     assert_eq!(resp.status, 401);
-    let resp = common::scim2::http_request(&server.base_url, Some("wrong"), "GET", "/Users", None)
-        .await
-        .unwrap();
+    let resp = govledger_testkit::scim2::http_request(
+        &server.base_url,
+        Some("wrong"),
+        "GET",
+        "/Users",
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status, 401);
-    let (n, _) = common::scim2::bare_paginated_read_auth(
+    let (n, _) = govledger_testkit::scim2::bare_paginated_read_auth(
         &server.base_url,
         server.token.as_deref(),
         "Users",

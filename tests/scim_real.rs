@@ -4,15 +4,13 @@
 //! REMOVED_AT_SOURCE after the next complete run. Prints the sync throughput next
 //! to a bare paginated read of the same server (no ledger), the baseline.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{
+use govledger_proto::v1::{EntityType, PresenceStatus, SyncMode, Verdict};
+use govledger_testkit::{
     Govledger, NatsServer,
     scim2::{Scim2Server, bare_paginated_read},
 };
-use govledger_proto::v1::{EntityType, GetIdentityRequest, PresenceStatus, SyncMode, Verdict};
 
 const USERS: usize = 10_000;
 const GROUPS: usize = 20;
@@ -29,7 +27,7 @@ async fn full_sync_of_a_real_scim_server_is_complete_and_deletions_are_removed_a
         seeded.elapsed()
     );
 
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve_with_config(
         &nats.url(),
         &format!(
@@ -96,22 +94,12 @@ page_size = {PAGE}
         r.reasons
     );
     assert_eq!(r.run.unwrap().records_unique, (USERS + GROUPS - 3) as u64);
-    let mut c = gl.client().await;
     for (id, want) in [
         (&gone[0], PresenceStatus::RemovedAtSource),
         (&gone[2], PresenceStatus::RemovedAtSource),
         (&users[0], PresenceStatus::Present),
     ] {
-        let p = c
-            .get_identity(GetIdentityRequest {
-                as_of: None,
-                source_id: "scim2".into(),
-                entity_type: EntityType::User as i32,
-                external_id: id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let p = gl.user("scim2", id).await;
         assert_eq!(
             PresenceStatus::try_from(p.presence).unwrap(),
             want,
@@ -135,28 +123,10 @@ page_size = {PAGE}
     let run = r.run.unwrap();
     assert_eq!(run.records_unique, 2);
     assert_eq!(run.mode, SyncMode::Delta as i32);
-    let p = c
-        .get_identity(GetIdentityRequest {
-            as_of: None,
-            source_id: "scim2".into(),
-            entity_type: EntityType::User as i32,
-            external_id: changed[0].clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = gl.user("scim2", &changed[0]).await;
     assert_eq!(p.identity.unwrap().active, Some(false));
     // Absence from a delta run is not evidence: everyone else is still present.
-    let p = c
-        .get_identity(GetIdentityRequest {
-            as_of: None,
-            source_id: "scim2".into(),
-            entity_type: EntityType::User as i32,
-            external_id: users[0].clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let p = gl.user("scim2", &users[0]).await;
     assert_ne!(
         PresenceStatus::try_from(p.presence).unwrap(),
         PresenceStatus::RemovedAtSource
@@ -173,7 +143,7 @@ async fn lifecycle_actions_on_a_real_scim_server_are_confirmed_by_read_back() {
     let scim = Scim2Server::start();
     let users = scim.seed_users(20).await;
     let groups = scim.seed_groups(2, 5, &users).await;
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve_with_config(
         &nats.url(),
         &format!(

@@ -4,51 +4,29 @@
 //! right status codes; bad stream settings and bad config stop `serve` with a
 //! message naming the setting.
 
-mod common;
-
-use common::{Govledger, NatsServer, ensure_stream, publisher, run_govledger};
-use govledger::simulate::{SimRun, publish_all, run_events};
-use govledger_ingest::event::ProducerId;
+use govledger::simulate::SimRun;
 use govledger_proto::v1::{
     EntityType, GetIdentityRequest, GetRunRequest, GetSourceRequest, ListRunsRequest,
-    PresenceStatus, ReasonCode, Verdict,
+    PresenceStatus, Verdict,
+};
+use govledger_testkit::{
+    Govledger, NatsServer, publish_sim, run_govledger,
+    runs::{assert_lost_second_page, assert_verdict},
 };
 use tonic::Code;
 
-async fn publish_run(nats: &NatsServer, sim: &SimRun) -> u64 {
-    let client = nats.client().await;
-    ensure_stream(&client).await;
-    let p = publisher(client, 2_000);
-    let receipts = publish_all(&p, &run_events(&ProducerId::new("test"), sim))
-        .await
-        .unwrap();
-    receipts.last().unwrap().seq
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let sim = SimRun::new("hr", 250, 100);
-    let last = publish_run(&nats, &sim).await;
+    let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
 
-    let mut c = gl.client().await;
-    let r = c
-        .get_run(GetRunRequest {
-            run_id: sim.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let run = r.run.unwrap();
-    assert_eq!(
-        Verdict::try_from(r.verdict).unwrap(),
-        Verdict::Complete,
-        "{:?}",
-        r.reasons
-    );
+    let r = gl.run(&sim.run_id).await;
+    assert_verdict(&r, Verdict::Complete);
     assert!(r.reasons.is_empty());
+    let run = r.run.unwrap();
     assert_eq!(run.pages_fetched, 3);
     assert_eq!(run.pages_failed_final, 0);
     assert_eq!(run.records_observed, 250);
@@ -57,30 +35,12 @@ async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
     assert_eq!(run.duplicates, 0);
     assert!(run.finished);
 
-    let src = c
-        .get_source(GetSourceRequest {
-            as_of: None,
-            source_id: "hr".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .source
-        .unwrap();
+    let src = gl.source("hr").await.source.unwrap();
     assert_eq!(src.last_complete_run_id, sim.run_id);
     assert_eq!(src.last_complete_unique, 250);
     assert_eq!(src.runs_total, 1);
 
-    let id = c
-        .get_identity(GetIdentityRequest {
-            as_of: None,
-            source_id: "hr".into(),
-            entity_type: EntityType::User as i32,
-            external_id: govledger::simulate::user_id(42),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let id = gl.user("hr", &govledger::simulate::user_id(42)).await;
     assert_eq!(
         PresenceStatus::try_from(id.presence).unwrap(),
         PresenceStatus::Present
@@ -90,37 +50,15 @@ async fn clean_run_of_three_pages_is_complete_with_exact_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let mut sim = SimRun::new("hr", 250, 100);
     sim.failing_pages = vec![1];
-    let last = publish_run(&nats, &sim).await;
+    let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
 
-    let mut c = gl.client().await;
-    let r = c
-        .get_run(GetRunRequest {
-            run_id: sim.run_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(Verdict::try_from(r.verdict).unwrap(), Verdict::Incomplete);
-    let codes: Vec<_> = r
-        .reasons
-        .iter()
-        .map(|x| ReasonCode::try_from(x.code).unwrap())
-        .collect();
-    assert_eq!(codes, vec![ReasonCode::PagesFailed, ReasonCode::CountShort]);
-    assert!(
-        r.reasons[0].message.contains("startIndex=101"),
-        "{:?}",
-        r.reasons
-    );
-    assert_eq!(
-        r.reasons[1].message,
-        "100 of 250 records missing: 150 unique observed"
-    );
+    let r = gl.run(&sim.run_id).await;
+    assert_lost_second_page(&r, "startIndex=101");
     let run = r.run.unwrap();
     assert_eq!(
         (run.pages_fetched, run.pages_failed_final, run.page_failures),
@@ -128,26 +66,17 @@ async fn failed_page_makes_the_run_incomplete_and_names_the_page() {
     );
 
     // The engine said "succeeded"; the ledger did not believe it.
-    let src = c
-        .get_source(GetSourceRequest {
-            as_of: None,
-            source_id: "hr".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .source
-        .unwrap();
+    let src = gl.source("hr").await.source.unwrap();
     assert!(src.last_complete_run_id.is_empty());
     assert_eq!(src.consecutive_failures, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_actionable_status_codes() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let sim = SimRun::new("hr", 10, 10);
-    let last = publish_run(&nats, &sim).await;
+    let last = publish_sim(&nats.client().await, "test", &sim).await;
     gl.wait_applied(last).await;
     let mut c = gl.client().await;
 
@@ -217,7 +146,7 @@ async fn bad_requests_get_actionable_status_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_v1_and_v1alpha_and_health_work() {
     use futures::StreamExt as _;
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", gl.addr))
         .unwrap()
@@ -307,7 +236,7 @@ async fn reflection_v1_and_v1alpha_and_health_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_stream_that_allows_delete_and_purge() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let client = nats.client().await;
     let js = async_nats::jetstream::new(client.clone());
     let mut weak = govledger_stream::StreamSpec::default().config();

@@ -3,19 +3,17 @@
 //! writes an evidence bundle that `govledger verify-bundle` checks with NATS and
 //! govledger stopped, naming the first bad sequence of a tampered copy.
 
-mod common;
-
-use common::fault_scim::{FaultScim, ScimConfig};
-use common::{Govledger, NatsServer, read_stream};
 use govledger::audit::evidence::{Bundle, verify_bundle};
 use govledger_projector::OwnedMsg;
 use govledger_proto::v1::{
     ActionKind, ActionRequested, CreateCheckpointRequest, SubmitActionRequest,
 };
+use govledger_testkit::fault_scim::{FaultScim, ScimConfig};
+use govledger_testkit::{Govledger, NatsServer, read_stream};
 
 /// Runs the CLI; exit status and stdout + stderr.
 fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let o = std::process::Command::new(common::govledger_bin())
+    let o = std::process::Command::new(govledger_testkit::govledger_bin())
         .args(args)
         .envs(envs.iter().copied())
         .env("NO_COLOR", "1")
@@ -75,7 +73,7 @@ fn verify_bundle_cli(path: &std::path::Path, key: &str) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_and_verify_bundle_name_the_first_bad_sequence() {
-    let mut nats = NatsServer::start();
+    let mut nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
         users: 40,
         groups: 2,

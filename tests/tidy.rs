@@ -24,6 +24,7 @@ fn sources() -> Vec<PathBuf> {
         "ingest/src",
         "projector/src",
         "proto/src",
+        "testkit/src",
         "tests",
     ] {
         rust_files(&root.join(dir), &mut files);

@@ -2,42 +2,29 @@
 //! govledger's executor against a SCIM target, and proven by reading the target
 //! back. The fault-injecting server drives W1–W6 on purpose.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{
-    Govledger, NatsServer,
-    fault_scim::{FaultScim, Faults, ScimConfig, WriteFault},
-};
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, ActionRequested, ActionStep, CheckReadinessRequest,
     GetActionRequest, GetActionResponse, ReportExternalAttemptRequest, SubmitActionRequest,
     WatchAlertsRequest, alert,
 };
+use govledger_testkit::{
+    Govledger, NatsServer,
+    fault_scim::{FaultScim, Faults, ScimConfig, WriteFault},
+    govledger::scim_source_toml,
+    runs::{assert_outcome, outcome},
+};
 use tonic::Code;
 
+/// The source `hr`, reading Users and Groups.
 fn config(base_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[sources]]
-id = "hr"
-base_url = "{base_url}"
-resources = ["Users", "Groups"]
-page_size = 100
-{extra}
-
-[sources.retry]
-attempts_max = 3
-budget_ms = 20000
-backoff_min_ms = 10
-backoff_max_ms = 50
-"#
-    )
+    let resources = "resources = [\"Users\", \"Groups\"]";
+    scim_source_toml(base_url, &format!("{resources}\n{extra}"))
 }
 
 async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
         users: 30,
         groups: 3,
@@ -112,10 +99,6 @@ async fn act(gl: &Govledger, kind: ActionKind, user: &str, key: &str) -> GetActi
     wait_action(gl, &submit(gl, request(kind, user, key)).await).await
 }
 
-fn outcome(r: &GetActionResponse) -> ActionOutcome {
-    ActionOutcome::try_from(r.outcome).unwrap()
-}
-
 fn user(scim: &FaultScim, i: usize) -> String {
     scim.user_ids()[i].clone()
 }
@@ -125,12 +108,7 @@ async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
     let (_nats, scim, gl) = setup("").await;
     let u1 = user(&scim, 1);
     let r = act(&gl, ActionKind::Deactivate, &u1, "k1").await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("active=false"),
         "{}",
@@ -142,12 +120,7 @@ async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
 
     let u2 = user(&scim, 2);
     let r = act(&gl, ActionKind::Delete, &u2, "k2").await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(!scim.user_exists(&u2));
 
     let g = scim.group_ids()[0].clone();
@@ -155,23 +128,13 @@ async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
     let mut rm = request(ActionKind::RemoveMembership, &member, "k3");
     rm.group_external_id = g.clone();
     let r = wait_action(&gl, &submit(&gl, rm).await).await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(!scim.group_members(&g).contains(&member));
 
     let mut add = request(ActionKind::AddMembership, &member, "k4");
     add.group_external_id = g.clone();
     let r = wait_action(&gl, &submit(&gl, add).await).await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(scim.group_members(&g).contains(&member));
 }
 
@@ -184,12 +147,7 @@ async fn w1_success_answer_without_effect_is_unconfirmed() {
     });
     let u = user(&scim, 3);
     let r = act(&gl, ActionKind::Deactivate, &u, "w1").await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Unconfirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Unconfirmed);
     assert!(
         r.outcome_detail.contains("read-back shows no change"),
         "{}",
@@ -228,12 +186,7 @@ async fn w2_503_then_success_is_confirmed_after_a_retry_with_both_attempts_recor
         ..Default::default()
     });
     let r = act(&gl, ActionKind::Deactivate, &u, "w2").await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert_eq!(r.action.unwrap().attempts, 2);
 }
 
@@ -246,12 +199,7 @@ async fn w2_timeout_where_the_write_landed_is_confirmed_without_a_second_write()
         ..Default::default()
     });
     let r = act(&gl, ActionKind::Deactivate, &u, "w2t").await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert_eq!(r.action.unwrap().attempts, 1, "retried blindly");
     let writes = scim
         .write_requests()
@@ -270,12 +218,7 @@ async fn w3_target_404_is_confirmed_already_absent() {
     });
     let u = user(&scim, 6);
     let r = act(&gl, ActionKind::Deactivate, &u, "w3").await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(r.outcome_detail.contains("absent"), "{}", r.outcome_detail);
     assert!(r.action.unwrap().target_absent);
 }
@@ -299,7 +242,7 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
     scim.set_active(&u, true);
     gl.sync("hr").await;
     let r = wait_action(&gl, &id).await;
-    assert_eq!(outcome(&r), ActionOutcome::Drifted, "{}", r.outcome_detail);
+    assert_outcome(&r, ActionOutcome::Drifted);
     assert!(
         r.outcome_detail.contains("active again"),
         "{}",
@@ -337,7 +280,7 @@ async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
     let id = submit(&gl, r).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     let r = wait_action(&gl, &id).await;
-    assert_eq!(outcome(&r), ActionOutcome::Overdue, "{}", r.outcome_detail);
+    assert_outcome(&r, ActionOutcome::Overdue);
     assert!(
         scim.write_requests().is_empty(),
         "govledger wrote for an external action"
@@ -386,12 +329,7 @@ async fn external_attempt_is_verified_by_read_back() {
         }
     }
     let r = wait_action(&gl, &id).await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(scim.write_requests().is_empty());
 }
 
@@ -427,7 +365,7 @@ async fn w6_three_step_action_with_one_failed_step_reports_each_step() {
         },
     ];
     let r = wait_action(&gl, &submit(&gl, r).await).await;
-    assert_eq!(outcome(&r), ActionOutcome::Failed, "{}", r.outcome_detail);
+    assert_outcome(&r, ActionOutcome::Failed);
     let steps: Vec<i32> = r.action.unwrap().steps.iter().map(|s| s.outcome).collect();
     assert_eq!(
         steps,
@@ -520,7 +458,7 @@ async fn bad_action_requests_get_actionable_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_killed_between_write_and_read_back_verifies_on_restart() {
-    let nats = NatsServer::start();
+    let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
         users: 30,
         groups: 3,
@@ -555,12 +493,7 @@ async fn executor_killed_between_write_and_read_back_verifies_on_restart() {
 
     let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
     let r = wait_action(&gl, &id).await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     let a = r.action.unwrap();
     assert_eq!(a.attempts, 1, "re-executed instead of verified");
     assert_eq!(a.verified_steps, vec![1]);
@@ -585,12 +518,7 @@ async fn member_removal_in_the_value_list_form_when_configured() {
     let mut rm = request(ActionKind::RemoveMembership, &member, "vl");
     rm.group_external_id = g.clone();
     let r = wait_action(&gl, &submit(&gl, rm).await).await;
-    assert_eq!(
-        outcome(&r),
-        ActionOutcome::Confirmed,
-        "{}",
-        r.outcome_detail
-    );
+    assert_outcome(&r, ActionOutcome::Confirmed);
     let w = scim.write_requests();
     let body = &w.last().unwrap().body;
     assert!(

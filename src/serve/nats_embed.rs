@@ -163,6 +163,23 @@ impl EmbeddedNats {
         }
     }
 
+    /// The child's process id while it runs (for measuring it from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGKILL and reap, without a runtime: no flush, no goodbye, and the pid
+    /// file stays, as after a crash (test harnesses use this to crash the
+    /// server; `serve` never does). Waits at most [`STOP_GRACE_MS`] for the
+    /// exit to be reaped.
+    pub fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let deadline = Instant::now() + Duration::from_millis(STOP_GRACE_MS);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// SIGTERM, wait up to [`STOP_GRACE_MS`], then SIGKILL.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {

@@ -1,158 +1,40 @@
-//! The test harness shared by every end-to-end test: a real `nats-server -js`
-//! on its own port and store folder (killable with SIGKILL and restartable on the
-//! same store), the real `govledger` binary as a child process, and small client
-//! helpers. Nothing here mocks NATS or sled.
-#![allow(dead_code)]
-
-pub mod fault_scim;
-pub mod scim2;
+//! The real `govledger` binary driven as a child process: `govledger serve`
+//! with its own data folder (waiting for its "gRPC listening on" line, then
+//! syncs, waits and status calls over gRPC), and one-shot runs of any command.
 
 use std::{
     io::{BufRead, BufReader},
-    net::TcpListener,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use govledger_ingest::{Publisher, PublisherConfig};
 use govledger_proto::v1::{GetLedgerStatusRequest, ledger_client::LedgerClient};
-use tokio_util::sync::CancellationToken;
 
-/// The `nats-server` binary: `GOVLEDGER_NATS_SERVER`, else the project's pinned
-/// install (`scripts/install-tools.sh`), else `PATH`.
-pub fn nats_server_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("GOVLEDGER_NATS_SERVER") {
+/// The name of the binary (`[[bin]]` of the root package).
+const BIN_NAME: &str = "govledger";
+
+/// The real `govledger` binary. Cargo builds it before the root package's
+/// integration tests, next to them: a test executable is
+/// `target/<profile>/deps/NAME-HASH`, the binary `target/<profile>/govledger`.
+/// `CARGO_BIN_EXE_govledger` in the environment wins when set.
+pub fn govledger_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CARGO_BIN_EXE_govledger") {
         return PathBuf::from(p);
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/nats-server");
-    if local.is_file() {
-        return local;
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let c = dir.join("nats-server");
-            if c.is_file() {
-                return c;
-            }
-        }
-    }
-    panic!(
-        "no nats-server found: run scripts/install-tools.sh (installs the pinned one into .tools/)"
-    );
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-/// A real JetStream server owned by one test.
-pub struct NatsServer {
-    child: Option<Child>,
-    pub port: u16,
-    pub store: tempfile::TempDir,
-    bin: PathBuf,
-}
-
-impl NatsServer {
-    pub fn start() -> Self {
-        let mut me = Self {
-            child: None,
-            port: free_port(),
-            store: tempfile::tempdir().unwrap(),
-            bin: nats_server_bin(),
-        };
-        me.spawn();
-        me
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.store.path().join("nats-server.log"))
-            .unwrap();
-        let child = Command::new(&self.bin)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.store.path().join("js"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        assert!(
-            wait_port(self.port, Duration::from_secs(10)),
-            "nats-server did not come up on port {}",
-            self.port
-        );
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGKILL: no flush, no goodbye.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait: a clean stop.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts again on the same port and store.
-    pub fn restart(&mut self) {
-        self.kill9();
-        self.spawn();
-    }
-
-    pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.unwrap()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// The real `govledger` binary.
-pub fn govledger_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_govledger")
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let found = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(BIN_NAME))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "no {BIN_NAME} binary next to {} (run the root package's tests with cargo test)",
+            exe.display()
+        )
+    })
 }
 
 /// A `govledger serve` child process with its own data folder.
@@ -268,6 +150,47 @@ impl Govledger {
             .into_inner()
             .run_id;
         self.wait_decided(&run_id, Duration::from_secs(120)).await
+    }
+
+    /// `GetRun` of `run_id`.
+    pub async fn run(&self, run_id: &str) -> govledger_proto::v1::GetRunResponse {
+        let request = govledger_proto::v1::GetRunRequest {
+            run_id: run_id.to_owned(),
+        };
+        let answer = self.client().await.get_run(request).await;
+        answer
+            .unwrap_or_else(|e| panic!("GetRun {run_id}: {e}"))
+            .into_inner()
+    }
+
+    /// `GetSource` of `source_id` as it stands now.
+    pub async fn source(&self, source_id: &str) -> govledger_proto::v1::GetSourceResponse {
+        let request = govledger_proto::v1::GetSourceRequest {
+            as_of: None,
+            source_id: source_id.to_owned(),
+        };
+        let answer = self.client().await.get_source(request).await;
+        answer
+            .unwrap_or_else(|e| panic!("GetSource {source_id}: {e}"))
+            .into_inner()
+    }
+
+    /// `GetIdentity` of user `external_id` of `source_id` as it stands now.
+    pub async fn user(
+        &self,
+        source_id: &str,
+        external_id: &str,
+    ) -> govledger_proto::v1::GetIdentityResponse {
+        let request = govledger_proto::v1::GetIdentityRequest {
+            as_of: None,
+            source_id: source_id.to_owned(),
+            entity_type: govledger_proto::v1::EntityType::User as i32,
+            external_id: external_id.to_owned(),
+        };
+        let answer = self.client().await.get_identity(request).await;
+        answer
+            .unwrap_or_else(|e| panic!("GetIdentity {source_id}/{external_id}: {e}"))
+            .into_inner()
     }
 
     /// Waits until run `run_id` is decided (finished and every event folded).
@@ -387,6 +310,26 @@ impl Drop for Govledger {
     }
 }
 
+/// A config with one SCIM source `hr` at `base_url` (pages of 100, three
+/// quick retries), `extra` lines added to its `[[sources]]` table.
+pub fn scim_source_toml(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[sources]]
+id = "hr"
+base_url = "{base_url}"
+page_size = 100
+{extra}
+
+[sources.retry]
+attempts_max = 3
+budget_ms = 20000
+backoff_min_ms = 10
+backoff_max_ms = 50
+"#
+    )
+}
+
 /// Runs the binary to completion with `args`; returns (status, stderr).
 pub fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let out = Command::new(govledger_bin())
@@ -400,63 +343,4 @@ pub fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Exi
         out.status,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A publisher on `client` that keeps retrying until the test ends.
-pub fn publisher(client: async_nats::Client, ack_timeout_ms: u64) -> Publisher {
-    Publisher::new(
-        client,
-        PublisherConfig {
-            ack_timeout: Duration::from_millis(ack_timeout_ms),
-            ..Default::default()
-        },
-        CancellationToken::new(),
-    )
-}
-
-/// Creates the stream with govledger's own contract.
-pub async fn ensure_stream(client: &async_nats::Client) {
-    let js = async_nats::jetstream::new(client.clone());
-    govledger_stream::ensure_stream(&js, &govledger_stream::StreamSpec::default())
-        .await
-        .unwrap();
-}
-
-/// Every message in the stream, in order, as the projector sees it.
-pub async fn read_stream(client: &async_nats::Client) -> Vec<govledger_projector::OwnedMsg> {
-    use futures::StreamExt as _;
-    let js = async_nats::jetstream::new(client.clone());
-    let mut stream = js.get_stream("GOVLEDGER").await.unwrap();
-    let total = stream.info().await.unwrap().state.messages as usize;
-    let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut msgs = consumer.messages().await.unwrap();
-    let mut out = Vec::with_capacity(total);
-    while out.len() < total {
-        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
-            .await
-            .expect("stream read stalled")
-            .unwrap()
-            .unwrap();
-        let info = m.info().unwrap();
-        out.push(govledger_projector::OwnedMsg {
-            seq: info.stream_sequence,
-            subject: m.subject.to_string(),
-            stored_at_us: (info.published.unix_timestamp_nanos() / 1_000) as i64,
-            payload: m.payload.clone(),
-            leaf: None,
-        });
-    }
-    out
-}
-
-/// Opens a sled folder left by a stopped govledger and returns its digest.
-pub fn sled_digest(data_dir: &Path) -> String {
-    let store = govledger_projector::Store::open(&data_dir.join("sled"), 8 << 20).unwrap();
-    store.digest().unwrap()
 }

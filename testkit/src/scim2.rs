@@ -1,8 +1,8 @@
 //! The real third-party SCIM server (PyPI `scim2-server`, pinned by
-//! `scripts/install-tools.sh`) for tests: one in-memory server per test on its
-//! own port, killed on drop, plus fast seeding through the Bulk endpoint and a
-//! bare paginated reader that is the baseline the ledger's sync is measured
-//! against.
+//! `scripts/install-tools.sh`) for tests and the benchmark: one in-memory
+//! server per test on its own port, killed on drop, plus fast seeding through
+//! the Bulk endpoint and a bare paginated reader that is the baseline the
+//! ledger's sync is measured against. Requests go through `reqwest`.
 //!
 //! What the server does that a SCIM client must cope with (0.8.3, checked by
 //! hand and partly by `tests/scim2_selftest.rs`):
@@ -32,8 +32,6 @@
 
 use std::{
     collections::HashMap,
-    io::{Read as _, Write as _},
-    net::TcpStream,
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -41,28 +39,56 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::{
+    Error,
+    net::{self, PortWait},
+};
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const BULK_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 const SCIM_JSON: &str = "application/scim+json";
+/// How many free ports a start tries ("Address already in use" retries).
+const START_TRIES: usize = 5;
+/// How long the server may take to accept connections.
+const READY_TIMEOUT_MS: u64 = 20_000;
+/// How long one request may take.
+const REQUEST_TIMEOUT_MS: u64 = 120_000;
 
 /// The `scim2-server` console script: `GOVLEDGER_SCIM2_SERVER`, else the
 /// project's pinned install in `.tools/venv`.
-pub fn scim2_server_bin() -> PathBuf {
+pub fn scim2_server_bin() -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os("GOVLEDGER_SCIM2_SERVER") {
-        return PathBuf::from(p);
+        return Ok(PathBuf::from(p));
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/bin/scim2-server");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().unwrap_or(manifest);
+    let local = root.join(".tools/venv/bin/scim2-server");
     if local.is_file() {
-        return local;
+        return Ok(local);
     }
-    panic!(
+    Err(Error::Failed(format!(
         "no scim2-server at {}: run scripts/install-tools.sh (installs the pinned one into .tools/)",
         local.display()
-    );
+    )))
+}
+
+/// A plain-HTTP client for `scim2-server` (HTTP/1.0, one connection per
+/// request, so nothing is pooled).
+fn http_client() -> Result<reqwest::Client, Error> {
+    // reqwest is built with `rustls-no-provider`: even a plain-HTTP client
+    // needs the process-wide crypto provider installed first.
+    govledger_ingest::http::install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|source| Error::Http {
+            what: "building an HTTP client".into(),
+            source,
+        })
 }
 
 /// A real `scim2-server` owned by one test; dropping it kills the process.
@@ -74,76 +100,64 @@ pub struct Scim2Server {
     pub token: Option<String>,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    http: reqwest::Client,
 }
 
 impl Scim2Server {
     /// Starts an open server (no authentication) on a free port.
     pub fn start() -> Self {
-        Self::spawn(None)
+        scim2_server_bin()
+            .and_then(|bin| Self::try_start(&bin, None))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts a server that demands `Authorization: Bearer TOKEN`.
     pub fn start_with_token(token: &str) -> Self {
-        Self::spawn(Some(token.to_owned()))
+        scim2_server_bin()
+            .and_then(|bin| Self::try_start(&bin, Some(token.to_owned())))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn spawn(token: Option<String>) -> Self {
-        let bin = scim2_server_bin();
-        let dir = tempfile::tempdir().unwrap();
+    /// Starts `bin` (demanding `token` if given) on a free port and waits
+    /// until it accepts connections. Blocking; call it from the thread that
+    /// owns the server (see the `pdeathsig` note in `spawn`).
+    pub fn try_start(bin: &Path, token: Option<String>) -> Result<Self, Error> {
+        let http = http_client()?;
+        let dir = tempfile::Builder::new()
+            .prefix("govledger-scim2-")
+            .tempdir()
+            .map_err(Error::io("creating the scim2-server folder"))?;
         let log = dir.path().join("scim2-server.log");
         // A free port can be taken between the probe and the bind: retry.
-        for _ in 0..5 {
-            let port = super::free_port();
-            let out = std::fs::File::create(&log).unwrap();
-            let mut cmd = Command::new(&bin);
-            cmd.args(["--hostname", "127.0.0.1", "--port", &port.to_string()]);
-            if let Some(t) = &token {
-                cmd.args(["--bearer-token", t]);
-            }
-            // The server dies with the test even when the test is SIGKILLed
-            // (strictly: with the spawning thread, so start it from the test's
-            // own thread, not from a short-lived `spawn_blocking` one).
-            // SAFETY: prctl is async-signal-safe and touches no shared state.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                        .map_err(std::io::Error::from)
+        for _ in 0..START_TRIES {
+            let port = net::try_free_port()?;
+            let mut child = spawn(bin, port, token.as_deref(), &log)?;
+            let ready = net::wait_port(port, READY_TIMEOUT_MS, || {
+                matches!(child.try_wait(), Ok(None))
+            });
+            if ready.is_ok() {
+                return Ok(Self {
+                    base_url: format!("http://127.0.0.1:{port}/v2"),
+                    port,
+                    token,
+                    child: Some(child),
+                    dir,
+                    http,
                 });
             }
-            let mut child = cmd
-                .env("PYTHONUNBUFFERED", "1")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "cannot start {}: {e} (run scripts/install-tools.sh)",
-                        bin.display()
-                    )
-                });
-            match wait_ready(&mut child, port, Duration::from_secs(20)) {
-                Ok(()) => {
-                    return Self {
-                        base_url: format!("http://127.0.0.1:{port}/v2"),
-                        port,
-                        token,
-                        child: Some(child),
-                        dir,
-                    };
-                }
-                Err(exited) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    if exited && text.contains("Address already in use") {
-                        continue;
-                    }
-                    panic!("scim2-server did not come up on port {port}; log:\n{text}");
-                }
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if ready == Err(PortWait::Exited) && text.contains("Address already in use") {
+                continue;
             }
+            return Err(Error::Failed(format!(
+                "scim2-server did not come up on port {port}; log:\n{text}"
+            )));
         }
-        panic!("scim2-server: no free port after 5 tries");
+        Err(Error::Failed(format!(
+            "scim2-server: no free port after {START_TRIES} tries"
+        )))
     }
 
     /// What the server printed (its request log and errors).
@@ -162,26 +176,55 @@ impl Scim2Server {
     /// Sends `method path` (path under `/v2`) with this server's token and an
     /// optional SCIM JSON body; returns the status and the body (Null if empty).
     pub async fn request(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
-        let resp = http_request(
+        self.try_request(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Self::request`], returning errors instead of panicking.
+    pub async fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Value), Error> {
+        let resp = send(
+            &self.http,
             &self.base_url,
             self.token.as_deref(),
             method,
             path,
-            body.as_deref(),
+            body,
         )
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        .await?;
         let v = if resp.body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&resp.body).unwrap_or_else(|e| {
-                panic!(
+            serde_json::from_slice(&resp.body).map_err(|e| {
+                Error::Failed(format!(
                     "{method} {path}: bad JSON ({e}): {}",
                     String::from_utf8_lossy(&resp.body)
-                )
-            })
+                ))
+            })?
         };
-        (resp.status, v)
+        Ok((resp.status, v))
+    }
+
+    /// [`Self::try_request`], failing unless the status is one of `ok`.
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        ok: &[u16],
+    ) -> Result<(u16, Value), Error> {
+        let (status, v) = self.try_request(method, path, body).await?;
+        if !ok.contains(&status) {
+            return Err(Error::Failed(format!(
+                "{method} {path}: HTTP {status}: {v}"
+            )));
+        }
+        Ok((status, v))
     }
 
     /// [`Self::request`], panicking unless the status is one of `ok`.
@@ -214,20 +257,32 @@ impl Scim2Server {
 
     /// The announced Bulk limits: (maxOperations, maxPayloadSize in bytes).
     pub async fn bulk_limits(&self) -> (usize, usize) {
-        let spc = self.get("/ServiceProviderConfig").await;
+        self.try_bulk_limits()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_bulk_limits(&self) -> Result<(usize, usize), Error> {
+        let (_, spc) = self
+            .try_call("GET", "/ServiceProviderConfig", None, &[200])
+            .await?;
         let bulk = &spc["bulk"];
-        assert_eq!(bulk["supported"], json!(true), "bulk not supported: {spc}");
-        (
-            bulk["maxOperations"].as_u64().unwrap() as usize,
-            bulk["maxPayloadSize"].as_u64().unwrap() as usize,
-        )
+        let limit = |key: &str| bulk[key].as_u64().and_then(|n| usize::try_from(n).ok());
+        match (
+            &bulk["supported"],
+            limit("maxOperations"),
+            limit("maxPayloadSize"),
+        ) {
+            (Value::Bool(true), Some(ops), Some(bytes)) => Ok((ops, bytes)),
+            _ => Err(Error::Failed(format!("bulk not supported: {spc}"))),
+        }
     }
 
     /// Runs POST operations (each `{"method","path","bulkId","data"}`) through
     /// `/Bulk` in as few requests as the announced limits allow, and returns
     /// the created ids in the order of `ops`.
-    async fn bulk_create(&self, ops: Vec<Value>) -> Vec<String> {
-        let (max_ops, max_bytes) = self.bulk_limits().await;
+    async fn bulk_create(&self, ops: Vec<Value>) -> Result<Vec<String>, Error> {
+        let (max_ops, max_bytes) = self.try_bulk_limits().await?;
         let head =
             format!(r#"{{"schemas":["{BULK_REQUEST_SCHEMA}"],"failOnErrors":1,"Operations":["#);
         let tail = "]}";
@@ -237,8 +292,8 @@ impl Scim2Server {
             .iter()
             .map(|op| {
                 (
-                    op["bulkId"].as_str().unwrap().to_owned(),
-                    serde_json::to_string(op).unwrap(),
+                    op["bulkId"].as_str().unwrap_or_default().to_owned(),
+                    op.to_string(),
                 )
             })
             .collect();
@@ -260,53 +315,39 @@ impl Scim2Server {
             }
             body.push_str(tail);
             let (_, resp) = self
-                .call("POST", "/Bulk", Some(body.into_bytes()), &[200])
-                .await;
-            let results = resp["Operations"]
-                .as_array()
-                .expect("BulkResponse without Operations");
-            assert_eq!(
-                results.len(),
-                n,
-                "bulk answered {} of {n} operations",
-                results.len()
-            );
-            for r in results {
-                let status = match &r["status"] {
-                    Value::String(s) => s.parse::<u16>().unwrap_or(0),
-                    Value::Number(x) => x.as_u64().unwrap_or(0) as u16,
-                    _ => 0,
-                };
-                assert_eq!(status, 201, "bulk operation failed: {r}");
-                let location = r["location"]
-                    .as_str()
-                    .expect("bulk result without location");
-                let id = location.rsplit('/').next().unwrap().to_owned();
-                ids.insert(r["bulkId"].as_str().unwrap().to_owned(), id);
-            }
+                .try_call("POST", "/Bulk", Some(body.into_bytes()), &[200])
+                .await?;
+            bulk_ids(&resp, n, &mut ids)?;
             i += n;
         }
         encoded
             .iter()
-            .map(|(bulk_id, _)| ids.remove(bulk_id).expect("bulkId missing from the answer"))
+            .map(|(bulk_id, _)| {
+                ids.remove(bulk_id).ok_or_else(|| {
+                    Error::Failed(format!("bulkId {bulk_id} missing from the answer"))
+                })
+            })
             .collect()
+    }
+
+    /// [`Self::try_seed_users`], panicking on failure (for tests).
+    pub async fn seed_users(&self, n: usize) -> Vec<String> {
+        self.try_seed_users(n)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Creates users `user{i}@example.test` (i in 0..n), active, through
     /// `/Bulk`; returns their server-assigned ids in order of i.
-    pub async fn seed_users(&self, n: usize) -> Vec<String> {
+    pub async fn try_seed_users(&self, n: usize) -> Result<Vec<String>, Error> {
         let ops = (0..n)
             .map(|i| {
-                json!({
-                    "method": "POST",
-                    "path": "/Users",
-                    "bulkId": format!("u{i}"),
-                    "data": {
-                        "schemas": [USER_SCHEMA],
-                        "userName": format!("user{i}@example.test"),
-                        "active": true,
-                    },
-                })
+                let user = json!({
+                    "schemas": [USER_SCHEMA],
+                    "userName": format!("user{i}@example.test"),
+                    "active": true,
+                });
+                bulk_post("/Users", format!("u{i}"), user)
             })
             .collect();
         self.bulk_create(ops).await
@@ -330,19 +371,17 @@ impl Scim2Server {
                 let members: Vec<Value> = (0..members_per_group)
                     .map(|j| json!({ "value": user_ids[(g * members_per_group + j) % user_ids.len()] }))
                     .collect();
-                json!({
-                    "method": "POST",
-                    "path": "/Groups",
-                    "bulkId": format!("g{g}"),
-                    "data": {
-                        "schemas": [GROUP_SCHEMA],
-                        "displayName": format!("group{g}"),
-                        "members": members,
-                    },
-                })
+                let group = json!({
+                    "schemas": [GROUP_SCHEMA],
+                    "displayName": format!("group{g}"),
+                    "members": members,
+                });
+                bulk_post("/Groups", format!("g{g}"), group)
             })
             .collect();
-        self.bulk_create(ops).await
+        self.bulk_create(ops)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Creates one user; returns its id.
@@ -429,46 +468,74 @@ impl Drop for Scim2Server {
     }
 }
 
-/// Waits until `GET /v2/ServiceProviderConfig` answers (any HTTP status).
-/// `Err(true)` when the process exited first, `Err(false)` on timeout.
-fn wait_ready(child: &mut Child, port: u16, timeout: Duration) -> Result<(), bool> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return Err(true);
-        }
-        if probe(port) {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(25));
+/// Spawns `bin` on `port` (demanding `token` if given), its output into `log`.
+fn spawn(bin: &Path, port: u16, token: Option<&str>, log: &Path) -> Result<Child, Error> {
+    let out =
+        std::fs::File::create(log).map_err(Error::io(format!("creating {}", log.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(Error::io("cloning the log handle"))?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["--hostname", "127.0.0.1", "--port", &port.to_string()]);
+    if let Some(t) = token {
+        cmd.args(["--bearer-token", t]);
     }
-    Err(false)
+    // The server dies with the test even when the test is SIGKILLed
+    // (strictly: with the spawning thread, so start it from the test's
+    // own thread, not from a short-lived `spawn_blocking` one).
+    // SAFETY: prctl is async-signal-safe and touches no shared state.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(Error::io(format!(
+            "cannot start {} (run scripts/install-tools.sh)",
+            bin.display()
+        )))
 }
 
-/// One HTTP/1.0 GET of the discovery document over a plain socket (this runs
-/// before and outside any async runtime the test has).
-fn probe(port: u16) -> bool {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!(
-        "GET /v2/ServiceProviderConfig HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: {SCIM_JSON}\r\n\r\n"
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
+/// One Bulk operation creating `data` under `path`, answered under `bulk_id`.
+fn bulk_post(path: &str, bulk_id: String, data: Value) -> Value {
+    json!({"method": "POST", "path": path, "bulkId": bulk_id, "data": data})
+}
+
+/// Checks one BulkResponse holding `n` results and files each created id
+/// (from its `location`) under its `bulkId`.
+fn bulk_ids(resp: &Value, n: usize, ids: &mut HashMap<String, String>) -> Result<(), Error> {
+    let results = resp["Operations"]
+        .as_array()
+        .ok_or_else(|| Error::Failed("BulkResponse without Operations".into()))?;
+    if results.len() != n {
+        return Err(Error::Failed(format!(
+            "bulk answered {} of {n} operations",
+            results.len()
+        )));
     }
-    let mut buf = [0u8; 16];
-    let mut got = 0;
-    while got < buf.len() {
-        match s.read(&mut buf[got..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => got += k,
+    for r in results {
+        let status = match &r["status"] {
+            Value::String(s) => s.parse::<u16>().unwrap_or(0),
+            Value::Number(x) => x.as_u64().unwrap_or(0) as u16,
+            _ => 0,
+        };
+        let id = r["location"]
+            .as_str()
+            .and_then(|l| l.rsplit('/').next())
+            .filter(|id| !id.is_empty());
+        match (status, id, r["bulkId"].as_str()) {
+            (201, Some(id), Some(bulk_id)) => {
+                ids.insert(bulk_id.to_owned(), id.to_owned());
+            }
+            _ => return Err(Error::Failed(format!("bulk operation failed: {r}"))),
         }
     }
-    buf[..got].starts_with(b"HTTP/")
+    Ok(())
 }
 
 /// Reads every page of `{base_url}/{resource}` with `startIndex`/`count`,
@@ -482,12 +549,13 @@ async fn read_pages(
     page_size: usize,
     mut each: impl FnMut(&Value),
 ) -> (usize, Duration) {
+    let client = http_client().unwrap_or_else(|e| panic!("{e}"));
     let t0 = Instant::now();
     let mut start = 1usize;
     let mut read = 0usize;
     loop {
         let path = format!("/{resource}?startIndex={start}&count={page_size}");
-        let resp = http_request(base_url, token, "GET", &path, None)
+        let resp = send(&client, base_url, token, "GET", &path, None)
             .await
             .unwrap_or_else(|e| panic!("GET {base_url}{path}: {e}"));
         assert!(
@@ -569,95 +637,60 @@ impl HttpResponse {
     }
 }
 
-/// A minimal HTTP client for `scim2-server`, which answers HTTP/1.0 and closes
-/// every connection: one request per TCP connection, `Connection: close`,
-/// the answer read to EOF. `base_url` is `http://HOST:PORT/PREFIX` (no TLS);
-/// `path` goes after it. Bodies are sent as `application/scim+json`.
-///
-/// (Plain tokio rather than reqwest: reqwest's TLS features are unified
-/// across the workspace, and with `rustls-no-provider` a `Client` cannot even
-/// be built for plain HTTP without a crypto provider installed.)
+/// One request to a `scim2-server` on a fresh client: `method base_url+path`
+/// with an optional bearer token, `Accept` and (with a body) `Content-Type`
+/// `application/scim+json`. `base_url` is `http://HOST:PORT/PREFIX`.
 pub async fn http_request(
     base_url: &str,
     token: Option<&str>,
     method: &str,
     path: &str,
-    body: Option<&[u8]>,
-) -> std::io::Result<HttpResponse> {
-    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
-    let rest = base_url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad(format!("not an http:// URL: {base_url}")))?;
-    let (host, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    let mut head = format!(
-        "{method} {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: {SCIM_JSON}\r\n"
-    );
+    body: Option<Vec<u8>>,
+) -> Result<HttpResponse, Error> {
+    send(&http_client()?, base_url, token, method, path, body).await
+}
+
+/// [`http_request`] on `client`.
+async fn send(
+    client: &reqwest::Client,
+    base_url: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<HttpResponse, Error> {
+    let what = format!("{method} {base_url}{path}");
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|e| Error::Failed(format!("{what}: bad method: {e}")))?;
+    let mut req = client
+        .request(method, format!("{base_url}{path}"))
+        .header(reqwest::header::ACCEPT, SCIM_JSON);
     if let Some(t) = token {
-        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        req = req.bearer_auth(t);
     }
     if let Some(b) = body {
-        head.push_str(&format!(
-            "Content-Type: {SCIM_JSON}\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+        req = req.header(reqwest::header::CONTENT_TYPE, SCIM_JSON).body(b);
     }
-    head.push_str("\r\n");
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(host).await?;
-        s.set_nodelay(true)?;
-        let mut out = head.into_bytes();
-        if let Some(b) = body {
-            out.extend_from_slice(b);
-        }
-        s.write_all(&out).await?;
-        let mut raw = Vec::with_capacity(64 * 1024);
-        s.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
+    let http = |source| Error::Http {
+        what: what.clone(),
+        source,
     };
-    let raw = tokio::time::timeout(Duration::from_secs(120), exchange)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 120 s"))??;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad(format!("no header end in {} bytes", raw.len())))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|e| bad(e.to_string()))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+    let resp = req.send().await.map_err(http)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let mut resp = HttpResponse {
+    let body = resp.bytes().await.map_err(http)?.to_vec();
+    Ok(HttpResponse {
         status,
         headers,
-        body: raw[end + 4..].to_vec(),
-    };
-    if resp
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        return Err(bad("chunked answers are not supported".into()));
-    }
-    if let Some(len) = resp
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if resp.body.len() < len {
-            return Err(bad(format!(
-                "short body: {} of {len} bytes",
-                resp.body.len()
-            )));
-        }
-        resp.body.truncate(len);
-    }
-    Ok(resp)
+        body,
+    })
 }

@@ -1,0 +1,250 @@
+//! The fault catalogue: how the server is seeded ([`ScimConfig`]) and every way
+//! it can bend the protocol ([`Faults`]: page faults R1..R13, write faults
+//! W1..W3), plus the request log's record ([`RequestRecord`]).
+
+use super::*;
+
+/// How the server is seeded.
+#[derive(Clone, Debug)]
+pub struct ScimConfig {
+    /// Users `u0000000`.. (`userName` `user<n>@example.test`, active).
+    pub users: usize,
+    /// Groups `g0000000`.. (`displayName` `group<n>`), each with up to three
+    /// members taken round-robin from the initial users.
+    pub groups: usize,
+    /// If set, every request must carry `Authorization: Bearer <token>` or gets 401.
+    pub bearer_token: Option<String>,
+    /// Larger `count`s are capped to this (RFC 7644 §3.4.2.4).
+    pub max_page_size: usize,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            users: 0,
+            groups: 0,
+            bearer_token: None,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// The two listable resource types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResourceType {
+    Users,
+    Groups,
+}
+
+impl ResourceType {
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            ResourceType::Users => "Users",
+            ResourceType::Groups => "Groups",
+        }
+    }
+}
+
+/// R1 (page failed after retries): the page at `start_index` answers `status`
+/// with a SCIM error body (a REST error body on the REST API) for its first
+/// `times` requests, then succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageFault {
+    pub start_index: usize,
+    /// e.g. 503, 500, 400.
+    pub status: u16,
+    /// `u32::MAX` = always.
+    pub times: u32,
+}
+
+/// The form of the `Retry-After` header of a 429.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: <seconds>`.
+    Seconds(u64),
+    /// `Retry-After: <IMF-fixdate>` (RFC 7231), this many seconds from now.
+    HttpDate(u64),
+}
+
+/// R2 (429): the page at `start_index` answers 429 with `Retry-After` and
+/// `X-RateLimit-Remaining: 0` for its first `times` requests, then succeeds
+/// (same headers on the REST API, with a REST error body).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitFault {
+    pub start_index: usize,
+    /// `u32::MAX` = always.
+    pub times: u32,
+    pub retry_after: RetryAfter,
+}
+
+/// What `totalResults` says (R3 wrong totalResults, R13 equals page size or
+/// changes). Applies to list pages and to `count=0` probes alike, except where
+/// a variant says otherwise. On the REST API it is what both `"total"` and
+/// `X-Total-Count` say (a REST page's page size is its capped `per_page`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TotalResults {
+    /// The true count.
+    #[default]
+    Honest,
+    /// R3: always this number.
+    Fixed(u64),
+    /// R3: the true count plus this (floored at 0).
+    Offset(i64),
+    /// R13: a page reports `totalResults` = its page size (the `count` asked for,
+    /// after capping at `max_page_size`). A `count=0` probe has no page size and
+    /// gets the true count, so probe and pages disagree.
+    EqualsPageSize,
+    /// R13: honest for the first `requests` list requests, then the true count
+    /// plus `offset`. A probe is honest while fewer than `requests` list
+    /// requests have been served.
+    ChangeAfter { requests: usize, offset: i64 },
+}
+
+/// R4 (offset drift between pages): once `after_requests` list requests have
+/// been served, before the next request of any kind, the first `delete_front`
+/// users (in id order) are deleted and then `insert_front` new users are added
+/// with ids `a0000000`, `a0000001`.. that sort before every `u..` id. Applied
+/// once per [`FaultScim::set_faults`]. Groups are not touched (except that
+/// deleted users leave their groups).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mutation {
+    pub after_requests: usize,
+    pub insert_front: usize,
+    pub delete_front: usize,
+}
+
+/// The kind of broken 200 body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Malformed {
+    /// The page's JSON cut in half, still `application/scim+json` (REST:
+    /// still `application/json`, with its `X-Total-Count` and `Link` headers).
+    Truncated,
+    /// A `text/plain` body that is not JSON (REST: without `X-Total-Count` or
+    /// `Link`, as from a proxy in front of the API).
+    NotJson,
+}
+
+/// R6 (malformed body): the page at `start_index` answers 200 with a broken body
+/// for its first `times` requests, then succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MalformedFault {
+    pub start_index: usize,
+    /// `u32::MAX` = always.
+    pub times: u32,
+    pub kind: Malformed,
+}
+
+/// Every fault the server can inject; `Faults::default()` is none. Unless noted,
+/// a fault applies to list requests of both resource types (narrow with `only`).
+/// When several request-counted faults match one page they fire in the order
+/// fail, rate limit, malformed (each consuming its own `times`).
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Restrict page faults, `total_results` and the list-request count to one
+    /// resource type (`None` = both).
+    pub only: Option<ResourceType>,
+    /// R1: pages that fail with an HTTP error status before succeeding.
+    pub fail: Vec<PageFault>,
+    /// R2: pages that answer 429 before succeeding.
+    pub rate_limit: Vec<RateLimitFault>,
+    /// R3/R13: what `totalResults` says.
+    pub total_results: TotalResults,
+    /// R4: users inserted before / deleted from the front mid-run.
+    pub mutate_after_page: Option<Mutation>,
+    /// R5: the page at this `start_index` returns only the first half of its
+    /// items (`itemsPerPage` says so, `totalResults` stays honest). In cursor
+    /// mode its `nextCursor` (REST link mode: its `rel="next"` link) still
+    /// skips the whole nominal page, so the missing half is lost unless the
+    /// client notices.
+    pub short_page: Option<usize>,
+    /// R5: the page at this `start_index` returns no items (`itemsPerPage` 0)
+    /// although `totalResults` says there are more. In cursor mode its
+    /// `nextCursor` (REST link mode: its `rel="next"` link) still points past
+    /// the nominal page.
+    pub empty_page: Option<usize>,
+    /// R6: pages that answer 200 with a truncated or non-JSON body.
+    pub malformed: Vec<MalformedFault>,
+    /// R7: in the page at this `start_index` the first resource has no `"id"`
+    /// and the second has `"active": "yes"` (a string); item count unchanged.
+    /// The same on the REST API.
+    pub bad_records: Option<usize>,
+    /// R11: once this many list requests have been served, every request
+    /// (lists, single resources, writes) gets 401 with `error="invalid_token"`.
+    /// Applies regardless of `only`.
+    pub auth_expire_after_requests: Option<usize>,
+    /// R12: `(a, b)`, in cursor mode the page with ordinal `a` (1-based, by
+    /// offset / count) hands out the cursor of the earlier page `b` as its
+    /// `nextCursor`, so a client walks 1..a, b..a, b..a, ... forever.
+    pub cursor_cycle: Option<(usize, usize)>,
+    /// R12 for the REST `Link` API: `(a, b)`, the page with ordinal `a`
+    /// (1-based, by offset / `per_page`) hands out as its `rel="next"` link
+    /// exactly the link that led to the earlier page `b` (for `b` = 1 the
+    /// first-page URL without `after`), so a client walks 1..a, b..a, ...
+    /// forever. Applies even if page `a` is the last one. Page-number paging
+    /// is unaffected.
+    pub link_cycle: Option<(usize, usize)>,
+    /// Added to every request (any path), before anything else is decided.
+    pub latency_ms: u64,
+    /// `(start_index, ms)`: that page answers after this extra delay (timeouts).
+    pub slow: Option<(usize, u64)>,
+    /// W1 (lying success): every PATCH / DELETE that would succeed answers 204
+    /// but changes nothing (`meta.version` stays). Syntax errors, unknown ids
+    /// and `If-Match` mismatches still answer honestly.
+    pub write_noop: bool,
+    /// W2 (write failed): writes that fail with an HTTP error status, without
+    /// being applied, before succeeding (see [`WriteFault`]). The first entry
+    /// that matches and has `times` left fires.
+    pub write_fail: Vec<WriteFault>,
+    /// W2 (write landed, answer lost): a successful write is applied, logged
+    /// with its 204, and only then is the 204 sent, after this many ms; a
+    /// client with a shorter timeout sees a timeout although the write landed.
+    /// Not applied to `write_noop` answers.
+    pub write_applied_then_slow: Option<u64>,
+    /// W3 (resource gone): every PATCH / DELETE first deletes the resource it
+    /// targets (a user also leaves its groups) and then answers 404, so a
+    /// following GET of that id is a 404 too. Fires after `write_fail`.
+    pub write_not_found: bool,
+}
+
+/// W2: the first `times` writes matching `method` and `id` answer `status`
+/// with a SCIM error body (`"detail":"injected write failure"`) and change
+/// nothing; later matching writes are handled normally. Counted per entry,
+/// restarted by [`FaultScim::set_faults`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteFault {
+    /// `"PATCH"` or `"DELETE"` (case-insensitive); `""` = any write.
+    pub method: String,
+    /// The user or group id in the URL; `""` = any.
+    pub id: String,
+    /// e.g. 503, 500, 429, 409.
+    pub status: u16,
+    /// `u32::MAX` = always.
+    pub times: u32,
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path_and_query: String,
+    /// Final status; 0 if the request was abandoned before a response was built.
+    pub status: u16,
+    /// When the request arrived (before any injected latency).
+    pub at: Instant,
+    /// Whether an `Authorization` header was present (right or wrong).
+    pub has_authorization: bool,
+    /// For list requests (not probes): the 1-based ordinal of this list request
+    /// for its resource type since the server started (retries count anew).
+    /// REST list requests are numbered together with SCIM `/v2/Users` ones.
+    pub page_no: Option<usize>,
+    /// The `If-Match` header, if any.
+    pub if_match: Option<String>,
+    /// The request body (lossy UTF-8) for methods other than GET / HEAD;
+    /// empty otherwise.
+    pub body: String,
+    /// For writes (POST, PUT, PATCH, DELETE): whether the server applied the
+    /// change (`false` for every error, injected fault and `write_noop`);
+    /// `None` for reads. A write that changed nothing (e.g. removing a
+    /// non-member) still counts as applied.
+    pub applied: Option<bool>,
+}

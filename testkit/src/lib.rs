@@ -1,0 +1,68 @@
+//! govledger-testkit: the one harness of the end-to-end tests (`tests/`) and
+//! the benchmark (`bench/`). Real processes only: nothing here mocks NATS,
+//! sled or a SCIM server's protocol.
+//!
+//! Layout:
+//! - [`net`]: the free-port probe and the one wait-for-port loop;
+//! - [`nats`]: a `nats-server -js` on its own port and store, a thin wrapper
+//!   over the production launcher `govledger::serve::nats_embed::EmbeddedNats`;
+//! - [`scim2`]: the real third-party `scim2-server` and its HTTP client;
+//! - [`govledger`]: the `govledger` binary as a child (`serve`, one-shot runs);
+//! - [`stream`]: stream-side helpers (publisher, stream contract, publishing a
+//!   simulated run, reading the stream back, a stopped ledger's digest);
+//! - [`runs`]: a run's verdict and reasons, an action's outcome, and
+//!   assertions on them that print the evidence;
+//! - [`fault_scim`]: the in-process fault-injecting SCIM/REST server, split by
+//!   fault family.
+//!
+//! Launchers come in two forms: `try_*` returning [`Error`] (the benchmark's),
+//! and the plain form that panics with the same message (the tests').
+
+pub mod fault_scim;
+pub mod govledger;
+pub mod nats;
+pub mod net;
+pub mod runs;
+pub mod scim2;
+pub mod stream;
+
+pub use govledger::{Govledger, govledger_bin, run_govledger};
+pub use nats::NatsServer;
+pub use net::free_port;
+pub use stream::{ensure_stream, publish_events, publish_sim, publisher, read_stream, sled_digest};
+
+/// Why a harness process could not be started or talked to.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Nats(#[from] ::govledger::serve::nats_embed::EmbedError),
+    #[error("connecting to {url}: {source}")]
+    NatsConnect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Http {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A child did not come up, or a server answered something unexpected.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] saying what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
+}
