@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher};
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
 use govledger_proto::v1::{WatchAlertsRequest, alert};
+use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher};
 
 /// The decision of a run whose events end the stream was held back until the
 /// next event arrived (the last committed batch's alerts were published only

@@ -25,13 +25,13 @@ use tonic::{Request, Response, Status};
 
 use super::{queries::Queries, validate};
 use crate::{
-    workers::action_intake::ActionManager,
     audit::{
         asof::AsOfReader,
         checkpoints::{Checkpointer, LIST_CHECKPOINTS_MAX},
         evidence::{self, ExportDeps},
         replay,
     },
+    workers::action_intake::ActionManager,
     workers::scheduler::SyncManager,
 };
 

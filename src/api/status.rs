@@ -9,8 +9,8 @@ use tonic::Status;
 
 use super::{queries::QueryError, validate::Invalid};
 use crate::{
-    workers::action_intake::SubmitError,
     audit::{asof::AsOfError, evidence::ExportError, replay::ReplayError},
+    workers::action_intake::SubmitError,
     workers::scheduler::TriggerError,
 };
 

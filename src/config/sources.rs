@@ -8,7 +8,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use govledger_stream::backoff::Backoff;
 use govledger_ingest::{
     actions::MemberRemoval,
     http::{Auth, HttpSource},
@@ -17,6 +16,7 @@ use govledger_ingest::{
     sync::{Paging, Resource, SyncSpec},
 };
 use govledger_proto::v1::EntityType;
+use govledger_stream::backoff::Backoff;
 use serde::Deserialize;
 
 use super::{

@@ -21,8 +21,8 @@
 
 use std::sync::Arc;
 
-use govledger_stream::contract::StreamError;
 use govledger_projector::{Store, runner::ProjectorError, store::StoreError};
+use govledger_stream::contract::StreamError;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
