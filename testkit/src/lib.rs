@@ -17,6 +17,9 @@
 //!
 //! Launchers come in two forms: `try_*` returning [`Error`] (the benchmark's),
 //! and the plain form that panics with the same message (the tests').
+// Unsafe code is denied, and allowed at one site: the `pre_exec` that ties a
+// child server's life to the test's (`scim2::spawn`).
+#![deny(unsafe_code)]
 
 pub mod fault_scim;
 pub mod govledger;

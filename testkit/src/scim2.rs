@@ -469,6 +469,7 @@ impl Drop for Scim2Server {
 }
 
 /// Spawns `bin` on `port` (demanding `token` if given), its output into `log`.
+#[allow(unsafe_code)]
 fn spawn(bin: &Path, port: u16, token: Option<&str>, log: &Path) -> Result<Child, Error> {
     let out =
         std::fs::File::create(log).map_err(Error::io(format!("creating {}", log.display())))?;
