@@ -3,7 +3,7 @@
 
 Reads every page of BASE_URL/RESOURCE with startIndex/count (HTTP GET + JSON
 parse, nothing else) and prints records, seconds and records/s. The same loop
-as `bare_paginated_read` in tests/common/scim2.rs, for checking the Rust
+as `bare_paginated_read` in testkit/src/scim2.rs, for checking the Rust
 figures from outside cargo. Standard library only.
 
   scripts/bare_read.py http://127.0.0.1:8080/v2 Users 100 [--token T]
