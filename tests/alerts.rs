@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use govledger::simulate::{SimRun, publish_all, run_events};
 use govledger_ingest::event::ProducerId;
-use govledger_proto::v1::{WatchAlertsRequest, alert};
+use govledger_proto::v1::alert;
 use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher};
 
 /// The decision of a run whose events end the stream was held back until the
@@ -16,13 +16,7 @@ use govledger_testkit::{Govledger, NatsServer, ensure_stream, publisher};
 async fn a_decision_in_the_last_batch_is_pushed_while_the_ledger_is_idle() {
     let nats = NatsServer::start().await;
     let gl = Govledger::serve(&nats.url(), &[]);
-    let mut watch = gl
-        .client()
-        .await
-        .watch_alerts(WatchAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = gl.watch_alerts().await;
     let client = nats.client().await;
     ensure_stream(&client).await;
     let p = publisher(client, 2_000);

@@ -6,8 +6,7 @@ use std::time::{Duration, Instant};
 
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, ActionRequested, ActionStep, CheckReadinessRequest,
-    GetActionRequest, GetActionResponse, ReportExternalAttemptRequest, SubmitActionRequest,
-    WatchAlertsRequest, alert,
+    GetActionRequest, GetActionResponse, ReportExternalAttemptRequest, SubmitActionRequest, alert,
 };
 use govledger_testkit::{
     Govledger, NatsServer,
@@ -226,13 +225,7 @@ async fn w3_target_404_is_confirmed_already_absent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
     let (_nats, scim, gl) = setup("").await;
-    let mut watch = gl
-        .client()
-        .await
-        .watch_alerts(WatchAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = gl.watch_alerts().await;
     let u = user(&scim, 7);
     let id = submit(&gl, request(ActionKind::Deactivate, &u, "w4")).await;
     assert_eq!(
@@ -266,13 +259,7 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
     let (_nats, scim, gl) = setup("").await;
-    let mut watch = gl
-        .client()
-        .await
-        .watch_alerts(WatchAlertsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = gl.watch_alerts().await;
     let u = user(&scim, 8);
     let mut r = request(ActionKind::Deactivate, &u, "w5");
     r.external = true;

@@ -232,6 +232,17 @@ impl Govledger {
             .unwrap()
     }
 
+    /// `WatchAlerts` for every source, live once this returns (the server
+    /// subscribed before it answered).
+    pub async fn watch_alerts(&self) -> tonic::Streaming<govledger_proto::v1::Alert> {
+        self.client()
+            .await
+            .watch_alerts(govledger_proto::v1::WatchAlertsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     /// `GetLedgerStatus`, with the state digest.
     pub async fn ledger_status(&self) -> govledger_proto::v1::LedgerStatus {
         self.client()
