@@ -248,6 +248,11 @@ impl FaultScim {
         lock(&self.inner).remove_user(id);
     }
 
+    /// Deletes a group (its members stay); unknown ids are ignored.
+    pub fn delete_group(&self, gid: &str) {
+        lock(&self.inner).groups.remove(gid);
+    }
+
     /// Adds an active user with the next `u..` id and returns the id.
     pub fn add_user(&self) -> String {
         let mut g = lock(&self.inner);
