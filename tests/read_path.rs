@@ -351,6 +351,105 @@ async fn r8_count_drop_past_the_deletion_threshold_is_suspect() {
     }
 }
 
+/// R8 per entity type: a source that lost every group (5 of 505 records, 1%)
+/// is SUSPECT naming the groups, although the user count is stable; and the
+/// SUSPECT run is no evidence of removal, so the groups are not REMOVED_AT_SOURCE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r8_count_drop_is_judged_per_entity_type() {
+    let cfg = ScimConfig {
+        users: 500,
+        groups: 5,
+        ..Default::default()
+    };
+    let extra = "resources = [\"Users\", \"Groups\"]\ndeletion_threshold_pct = 20";
+    let (_nats, scim, gl) = setup_with(cfg, extra).await;
+    let r = gl.sync("hr").await;
+    assert_verdict(&r, Verdict::Complete);
+    assert_eq!(r.run.unwrap().records_unique, 505);
+    let groups = scim.group_ids();
+    for gid in &groups {
+        scim.delete_group(gid);
+    }
+    for _ in 0..2 {
+        let r = gl.sync("hr").await;
+        assert_verdict(&r, Verdict::Suspect);
+        assert_eq!(codes(&r), vec![ReasonCode::CountDrop]);
+        assert!(
+            r.reasons[0]
+                .message
+                .starts_with("groups: 5 records disappeared")
+                && r.reasons[0].message.contains("(5 → 0, −100.0%)"),
+            "{:?}",
+            r.reasons
+        );
+    }
+    let mut c = gl.client().await;
+    for gid in groups {
+        let r = c
+            .get_identity(GetIdentityRequest {
+                as_of: None,
+                source_id: "hr".into(),
+                entity_type: EntityType::Group as i32,
+                external_id: gid,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            PresenceStatus::try_from(r.presence).unwrap(),
+            PresenceStatus::Unknown,
+            "{r:?}"
+        );
+    }
+}
+
+/// `[sources.deletion_thresholds]` overrides the guard for one entity type:
+/// groups may churn (off), users have an absolute bound besides the 20%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r8_per_type_thresholds_from_config() {
+    let cfg = ScimConfig {
+        users: 100,
+        groups: 10,
+        ..Default::default()
+    };
+    let extra = "resources = [\"Users\", \"Groups\"]\ndeletion_threshold_pct = 20\n\
+                 [sources.deletion_thresholds]\ngroups_pct = 0\nusers_abs = 3";
+    let (_nats, scim, gl) = setup_with(cfg, extra).await;
+    assert_verdict(&gl.sync("hr").await, Verdict::Complete);
+    let groups = scim.group_ids();
+    for gid in &groups {
+        scim.delete_group(gid);
+    }
+    // Every group gone, but their guard is off: COMPLETE, so they are removed.
+    assert_verdict(&gl.sync("hr").await, Verdict::Complete);
+    let mut c = gl.client().await;
+    let r = c
+        .get_identity(GetIdentityRequest {
+            as_of: None,
+            source_id: "hr".into(),
+            entity_type: EntityType::Group as i32,
+            external_id: groups[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        PresenceStatus::try_from(r.presence).unwrap(),
+        PresenceStatus::RemovedAtSource
+    );
+    // 4 of 100 users: under 20%, past the 3 records of the users' override.
+    for id in scim.user_ids().into_iter().take(4) {
+        scim.delete_user(&id);
+    }
+    let r = gl.sync("hr").await;
+    assert_verdict(&r, Verdict::Suspect);
+    assert_eq!(
+        r.reasons[0].message,
+        "users: 4 records disappeared since the last complete run (100 → 96, −4.0%), \
+         past the deletion threshold (20% or 3 records): confirm the deletions before trusting this run"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r9_freshness_and_the_readiness_gate() {
     let (_nats, _scim, gl) = setup("freshness_objective_ms = 4000").await;

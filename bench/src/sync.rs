@@ -69,6 +69,7 @@ pub async fn bench(
         burst: 10,
         deletion_threshold_pct: 0,
         deletion_threshold_abs: 0,
+        deletion_thresholds: Vec::new(),
         rest: None,
     };
     let mut best = SyncResult {

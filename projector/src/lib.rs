@@ -7,6 +7,7 @@
 //! Layout:
 //! - [`fold`]: the pure, deterministic fold (no I/O, no clock);
 //! - [`verdict`]: pure verdict and presence rules;
+//! - [`deletion_guard`]: the pure deletion guard (R8), judged per entity type;
 //! - [`keys`]: the key layout of the one sled tree;
 //! - [`identity_page`]: identity records kept several to a sled record (pure);
 //! - [`identity_index`]: the index from identity key to page number, kept in chunks (pure);
@@ -15,6 +16,7 @@
 //! - [`runner`]: the JetStream durable pull consumer loop (ack only after commit).
 #![forbid(unsafe_code)]
 
+pub mod deletion_guard;
 pub mod fold;
 pub mod identity_index;
 pub mod identity_page;

@@ -6,7 +6,7 @@
 
 use govledger_proto::v1::{
     EngineOutcome, EntityCounts, EntityType, ErrorClass, IdentityState, PresenceStatus, Reason,
-    ReasonCode, RunState, SourceState, SyncMode, Verdict,
+    ReasonCode, RunState, SourceState, Verdict,
 };
 
 /// Default for how long an unfinished run may go without an event before it is ABANDONED.
@@ -41,7 +41,8 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 /// The checks run family by family, in this order (the order of the reasons):
 /// how the engine ended, pages that failed, counts against the declared total,
 /// paging defects, record defects, late events; then a changed declared total
-/// and a count drop can still make an otherwise clean run SUSPECT.
+/// and a count drop of any entity type ([`crate::deletion_guard`]) can still
+/// make an otherwise clean run SUSPECT.
 pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     let mut reasons = Vec::new();
     if let Some(v) = engine_ending(run, &mut reasons) {
@@ -69,8 +70,9 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     if run.declared_total_changed {
         return (Verdict::Suspect, vec![declared_changed(run)]);
     }
-    if let Some(r) = count_drop(run) {
-        return (Verdict::Suspect, vec![r]);
+    let drops = crate::deletion_guard::count_drops(run);
+    if !drops.is_empty() {
+        return (Verdict::Suspect, drops);
     }
     (Verdict::Complete, reasons)
 }
@@ -282,41 +284,6 @@ fn compare_counts(reasons: &mut Vec<Reason>, label: &str, unique: u64, declared:
         return true;
     }
     false
-}
-
-/// R8: a full run whose unique count dropped past the source's deletion
-/// threshold against its last COMPLETE run.
-fn count_drop(run: &RunState) -> Option<Reason> {
-    let prev = run.previous_complete_unique;
-    if run.mode != SyncMode::Full as i32 || prev == 0 || run.records_unique >= prev {
-        return None;
-    }
-    let drop = prev - run.records_unique;
-    let pct = run.deletion_threshold_pct;
-    let abs = run.deletion_threshold_abs;
-    let over_pct = pct > 0 && drop.saturating_mul(100) > u64::from(pct).saturating_mul(prev);
-    let over_abs = abs > 0 && drop > abs;
-    if !(over_pct || over_abs) {
-        return None;
-    }
-    let mut limits = Vec::new();
-    if pct > 0 {
-        limits.push(format!("{pct}%"));
-    }
-    if abs > 0 {
-        limits.push(format!("{} records", thousands(abs)));
-    }
-    Some(reason(
-        ReasonCode::CountDrop,
-        format!(
-            "{} records disappeared since the last complete run ({} → {}, −{:.1}%), past the deletion threshold ({}): confirm the deletions before trusting this run",
-            thousands(drop),
-            thousands(prev),
-            thousands(run.records_unique),
-            drop as f64 * 100.0 / prev as f64,
-            limits.join(" or ")
-        ),
-    ))
 }
 
 fn declared_changed(run: &RunState) -> Reason {

@@ -10,6 +10,7 @@
 //! - this file: [`Config`] (the file's shape, its checks) and [`Resolved`];
 //! - [`sources`]: `[[sources]]`, typed, resolved into a [`sources::Source`] each;
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
+//! - [`thresholds`]: `[sources.deletion_thresholds]`, the deletion guard per entity type;
 //! - [`error`]: the one error type, [`ConfigError`].
 
 use std::{
@@ -23,6 +24,7 @@ use serde::Deserialize;
 pub mod error;
 pub mod secrets;
 pub mod sources;
+pub mod thresholds;
 
 pub use error::ConfigError;
 use error::invalid;

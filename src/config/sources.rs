@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::{
     error::{ConfigError, invalid},
     secrets::{AuthConfig, SecretSource},
+    thresholds::DeletionThresholds,
 };
 
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -129,6 +130,9 @@ pub struct SourceConfig {
     /// ... or by more than this many records (0 = off).
     #[serde(default)]
     pub deletion_threshold_abs: u64,
+    /// Per entity type overrides of the two above (the guard is judged per type).
+    #[serde(default)]
+    pub deletion_thresholds: DeletionThresholds,
     #[serde(default)]
     pub retry: RetryConfig,
     #[serde(default)]
@@ -316,6 +320,11 @@ impl SourceConfig {
             return Err(invalid(k("rate_limit.requests_per_s"), "must be >= 0"));
         }
         let auth = self.auth.resolve(&k("auth"), env)?;
+        let deletion_thresholds = self.deletion_thresholds.resolve(
+            self.deletion_threshold_pct,
+            self.deletion_threshold_abs,
+            &k,
+        )?;
         Ok(Source {
             index: i,
             spec: SyncSpec {
@@ -329,6 +338,7 @@ impl SourceConfig {
                 burst: rl.burst.max(1),
                 deletion_threshold_pct: self.deletion_threshold_pct,
                 deletion_threshold_abs: self.deletion_threshold_abs,
+                deletion_thresholds,
                 rest,
             },
             auth,

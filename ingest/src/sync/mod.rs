@@ -21,8 +21,8 @@ use std::{
 };
 
 use govledger_proto::v1::{
-    EngineOutcome, EntityType, ErrorClass, Event, PageFailed, PageFetched, PageRole, SyncMode,
-    SyncRunFinished, SyncRunStarted, event::Body,
+    EngineOutcome, EntityThreshold, EntityType, ErrorClass, Event, PageFailed, PageFetched,
+    PageRole, SyncMode, SyncRunFinished, SyncRunStarted, event::Body,
 };
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -91,6 +91,8 @@ pub struct SyncSpec {
     pub burst: u32,
     pub deletion_threshold_pct: u32,
     pub deletion_threshold_abs: u64,
+    /// Per entity type overrides of the two above (types not listed use them).
+    pub deletion_thresholds: Vec<EntityThreshold>,
     /// A generic REST source instead of SCIM `resources`.
     pub rest: Option<RestShape>,
 }
@@ -232,6 +234,7 @@ pub async fn run_sync(
             },
             deletion_threshold_pct: spec.deletion_threshold_pct,
             deletion_threshold_abs: spec.deletion_threshold_abs,
+            deletion_thresholds: spec.deletion_thresholds.clone(),
             delta_filter: filter,
         }),
     )

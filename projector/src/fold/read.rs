@@ -3,8 +3,9 @@
 //! decision once it holds every event its worker emitted.
 
 use govledger_proto::v1::{
-    ActionOutcome, Alert, EntityCounts, ErrorClass, Event, PageFailed, PageFetched, PageRole,
-    PageState, RecordObserved, RunState, SyncMode, SyncRunFinished, SyncRunStarted, Verdict, alert,
+    ActionOutcome, Alert, EntityCounts, EntityTotal, ErrorClass, Event, PageFailed, PageFetched,
+    PageRole, PageState, RecordObserved, RunState, SyncMode, SyncRunFinished, SyncRunStarted,
+    Verdict, alert,
 };
 
 use super::{
@@ -27,6 +28,7 @@ pub(super) fn run_started(w: &mut Working, seq: u64, ev: &Event, s: &SyncRunStar
     run.started_at_us = at;
     run.deletion_threshold_pct = s.deletion_threshold_pct;
     run.deletion_threshold_abs = s.deletion_threshold_abs;
+    run.deletion_thresholds.clone_from(&s.deletion_thresholds);
     if run.declared_total_at_start.is_none() {
         run.declared_total_at_start = s.declared_total;
     }
@@ -305,12 +307,16 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
     run.decided = true;
     if !was_decided {
         run.decided_seq = run.last_seq;
-        let prev = w
+        let (prev, prev_full_run) = w
             .sources
             .get(&ev.source_id)
-            .map_or(0, |s| s.last_complete_unique);
+            .map_or((0, String::new()), |s| {
+                (s.last_complete_unique, s.last_complete_full_run_id.clone())
+            });
+        let prev_entities = complete_full_run_entities(w, &prev_full_run);
         if let Some(run) = w.runs.get_mut(&ev.run_id) {
             run.previous_complete_unique = prev;
+            run.previous_complete_entities = prev_entities;
         }
     }
     let Some(run) = w.runs.get_mut(&ev.run_id) else {
@@ -375,4 +381,21 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
     } else {
         src.consecutive_failures += 1;
     }
+}
+
+/// The deletion guard's per-type baseline: unique records per entity type of
+/// the source's last COMPLETE full run (`run_id`; empty when there is none).
+fn complete_full_run_entities(w: &Working, run_id: &str) -> Vec<EntityTotal> {
+    if run_id.is_empty() {
+        return Vec::new();
+    }
+    w.runs.get(run_id).map_or_else(Vec::new, |run| {
+        run.entities
+            .iter()
+            .map(|e| EntityTotal {
+                entity_type: e.entity_type,
+                unique: e.unique,
+            })
+            .collect()
+    })
 }
