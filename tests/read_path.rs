@@ -373,12 +373,19 @@ async fn r8_count_drop_is_judged_per_entity_type() {
     for _ in 0..2 {
         let r = gl.sync("hr").await;
         assert_verdict(&r, Verdict::Suspect);
-        assert_eq!(codes(&r), vec![ReasonCode::CountDrop]);
+        // The groups, and with them their 15 membership references.
+        assert_eq!(
+            codes(&r),
+            vec![ReasonCode::CountDrop, ReasonCode::CountDrop]
+        );
         assert!(
             r.reasons[0]
                 .message
                 .starts_with("groups: 5 records disappeared")
-                && r.reasons[0].message.contains("(5 → 0, −100.0%)"),
+                && r.reasons[0].message.contains("(5 → 0, −100.0%)")
+                && r.reasons[1]
+                    .message
+                    .starts_with("memberships: 15 records disappeared"),
             "{:?}",
             r.reasons
         );
@@ -403,6 +410,32 @@ async fn r8_count_drop_is_judged_per_entity_type() {
     }
 }
 
+/// R8 for memberships: every group came back without its members while users
+/// and groups are stable (500 + 5 records): SUSPECT naming the memberships.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r8_memberships_that_vanish_are_a_count_drop() {
+    let cfg = ScimConfig {
+        users: 500,
+        groups: 5,
+        ..Default::default()
+    };
+    let extra = "resources = [\"Users\", \"Groups\"]\ndeletion_threshold_pct = 20";
+    let (_nats, scim, gl) = setup_with(cfg, extra).await;
+    assert_verdict(&gl.sync("hr").await, Verdict::Complete);
+    for gid in scim.group_ids() {
+        scim.set_group_members(&gid, Vec::new());
+    }
+    let r = gl.sync("hr").await;
+    assert_verdict(&r, Verdict::Suspect);
+    assert_eq!(codes(&r), vec![ReasonCode::CountDrop]);
+    assert_eq!(
+        r.reasons[0].message,
+        "memberships: 15 records disappeared since the last complete run (15 → 0, −100.0%), \
+         past the deletion threshold (20%): confirm the deletions before trusting this run"
+    );
+    assert_eq!(r.run.unwrap().records_unique, 505);
+}
+
 /// `[sources.deletion_thresholds]` overrides the guard for one entity type:
 /// groups may churn (off), users have an absolute bound besides the 20%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,14 +446,15 @@ async fn r8_per_type_thresholds_from_config() {
         ..Default::default()
     };
     let extra = "resources = [\"Users\", \"Groups\"]\ndeletion_threshold_pct = 20\n\
-                 [sources.deletion_thresholds]\ngroups_pct = 0\nusers_abs = 3";
+                 [sources.deletion_thresholds]\ngroups_pct = 0\nmemberships_pct = 0\nusers_abs = 3";
     let (_nats, scim, gl) = setup_with(cfg, extra).await;
     assert_verdict(&gl.sync("hr").await, Verdict::Complete);
     let groups = scim.group_ids();
     for gid in &groups {
         scim.delete_group(gid);
     }
-    // Every group gone, but their guard is off: COMPLETE, so they are removed.
+    // Every group gone, but the guard of groups and memberships is off:
+    // COMPLETE, so they are removed.
     assert_verdict(&gl.sync("hr").await, Verdict::Complete);
     let mut c = gl.client().await;
     let r = c

@@ -6,9 +6,14 @@
 //! The baseline is `RunState.previous_complete_entities` (per type); a run
 //! decided without one (its store predates per-type baselines) falls back to
 //! the run's total (`previous_complete_unique`). Delta runs are never judged:
-//! they do not read everything.
+//! they do not read everything. Memberships are counted as the membership
+//! references on the run's unique records (a user's groups, a group's
+//! members), plus any records of type membership: a source whose groups came
+//! back without members is caught though every group is there.
 
-use govledger_proto::v1::{EntityThreshold, EntityType, Reason, ReasonCode, RunState, SyncMode};
+use govledger_proto::v1::{
+    EntityThreshold, EntityTotal, EntityType, Reason, ReasonCode, RunState, SyncMode,
+};
 
 use crate::verdict::thousands;
 
@@ -34,15 +39,49 @@ pub fn count_drops(run: &RunState) -> Vec<Reason> {
     baseline
         .iter()
         .filter_map(|prev| {
-            let now = run
-                .entities
-                .iter()
-                .find(|e| e.entity_type == prev.entity_type)
-                .map_or(0, |e| e.unique);
+            let now = count_of(run, prev.entity_type);
             let limits = threshold_of(run, Some(prev.entity_type));
             drop_reason(&label(prev.entity_type), prev.unique, now, &limits)
         })
         .collect()
+}
+
+/// The deletion guard's baseline taken from a COMPLETE full run: its unique
+/// records per entity type, memberships counted as [`count_of`] does.
+pub fn baseline_of(prev: &RunState) -> Vec<EntityTotal> {
+    let membership = EntityType::Membership as i32;
+    let mut out: Vec<EntityTotal> = prev
+        .entities
+        .iter()
+        .filter(|e| e.entity_type != membership)
+        .map(|e| EntityTotal {
+            entity_type: e.entity_type,
+            unique: e.unique,
+        })
+        .collect();
+    let memberships = count_of(prev, membership);
+    if memberships > 0 {
+        out.push(EntityTotal {
+            entity_type: membership,
+            unique: memberships,
+        });
+    }
+    out
+}
+
+/// What a run counted of one entity type: its unique records of that type;
+/// for memberships, also the membership references on its unique records.
+pub fn count_of(run: &RunState, entity_type: i32) -> u64 {
+    let unique = run
+        .entities
+        .iter()
+        .find(|e| e.entity_type == entity_type)
+        .map_or(0, |e| e.unique);
+    if entity_type == EntityType::Membership as i32 {
+        unique + run.membership_refs
+    } else {
+        unique
+    }
 }
 
 /// The threshold in effect for an entity type: its override if the run has
@@ -116,7 +155,7 @@ fn records(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use govledger_proto::v1::{EntityCounts, EntityTotal};
+    use govledger_proto::v1::EntityCounts;
 
     use super::*;
 
@@ -327,6 +366,57 @@ mod tests {
             vec![format!(
                 "groups: 1 record disappeared since the last complete run (10 → 9, −10.0%), past the deletion threshold (5%){TAIL}"
             )]
+        );
+    }
+
+    #[test]
+    fn memberships_are_the_references_on_the_records() {
+        // 10 groups of 3 members (and 30 users listing their group): 60 references.
+        let prev = RunState {
+            membership_refs: 60,
+            ..run(20, 0, &[], &[(USER, 30), (GROUP, 10)])
+        };
+        let baseline = baseline_of(&prev);
+        assert_eq!(
+            baseline,
+            vec![
+                EntityTotal {
+                    entity_type: USER,
+                    unique: 30
+                },
+                EntityTotal {
+                    entity_type: GROUP,
+                    unique: 10
+                },
+                EntityTotal {
+                    entity_type: MEMBERSHIP,
+                    unique: 60
+                },
+            ]
+        );
+        // Every group came back without members: users and groups are stable.
+        let mut r = run(20, 0, &[], &[(USER, 30), (GROUP, 10)]);
+        r.previous_complete_entities = baseline;
+        r.membership_refs = 30;
+        assert_eq!(
+            messages(&r),
+            vec![format!(
+                "memberships: 30 records disappeared since the last complete run (60 → 30, −50.0%), past the deletion threshold (20%){TAIL}"
+            )]
+        );
+        // Records of type membership count with the references.
+        r.entities.push(EntityCounts {
+            entity_type: MEMBERSHIP,
+            unique: 30,
+            ..Default::default()
+        });
+        assert!(messages(&r).is_empty());
+        assert_eq!(count_of(&r, MEMBERSHIP), 60);
+        // No membership at all: no baseline entry.
+        assert!(
+            baseline_of(&run(20, 0, &[], &[(USER, 3)]))
+                .iter()
+                .all(|e| e.entity_type == USER)
         );
     }
 

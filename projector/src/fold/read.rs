@@ -177,6 +177,7 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
             run.duplicates += 1;
         } else {
             run.records_unique += 1;
+            run.membership_refs += r.memberships.len() as u64;
             entity_mut(run, r.entity_type).unique += 1;
         }
     }
@@ -389,13 +390,7 @@ fn complete_full_run_entities(w: &Working, run_id: &str) -> Vec<EntityTotal> {
     if run_id.is_empty() {
         return Vec::new();
     }
-    w.runs.get(run_id).map_or_else(Vec::new, |run| {
-        run.entities
-            .iter()
-            .map(|e| EntityTotal {
-                entity_type: e.entity_type,
-                unique: e.unique,
-            })
-            .collect()
-    })
+    w.runs
+        .get(run_id)
+        .map_or_else(Vec::new, crate::deletion_guard::baseline_of)
 }
