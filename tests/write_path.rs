@@ -241,6 +241,17 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
         "{}",
         r.outcome_detail
     );
+    // Its steps say DRIFTED too, not the CONFIRMED they concluded with.
+    let steps = &r.action.as_ref().unwrap().steps;
+    assert!(!steps.is_empty());
+    for s in steps {
+        assert_eq!(
+            ActionOutcome::try_from(s.outcome),
+            Ok(ActionOutcome::Drifted),
+            "{s:?}"
+        );
+        assert!(s.detail.ends_with("; since undone"), "{s:?}");
+    }
     // The decision was also pushed to watchers as it happened.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -539,6 +539,16 @@ impl Queries {
             }
         }
         let (outcome, detail) = verdict::action_outcome(&a, drift.as_ref(), now);
+        let mut a = a;
+        if outcome == ActionOutcome::Drifted {
+            // Confirmed, then undone: the view's steps say DRIFTED as its outcome does.
+            for s in &mut a.steps {
+                if s.outcome == ActionOutcome::Confirmed as i32 {
+                    s.outcome = ActionOutcome::Drifted as i32;
+                    s.detail.push_str("; since undone");
+                }
+            }
+        }
         Ok(GetActionResponse {
             action: Some(a),
             outcome: outcome as i32,
