@@ -325,6 +325,37 @@ async fn a_capped_server_with_a_short_page_before_the_declared_end_is_still_inco
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_server_losing_a_page_loses_only_the_page_it_serves() {
+    let (_nats, scim, gl) = setup_with(
+        ScimConfig {
+            users: USERS,
+            max_page_size: 40,
+            ..Default::default()
+        },
+        "",
+    )
+    .await;
+    scim.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 41,
+            status: 503,
+            times: u32::MAX,
+        }],
+        ..Default::default()
+    });
+    let r = gl.sync("hr").await;
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
+    );
+    assert_eq!(
+        r.reasons[1].message,
+        "40 of 250 records missing: 210 unique observed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_first_page_is_not_taken_for_a_cap_once_a_later_page_brings_more() {
     let faults = Faults {
         short_page: Some(1),
