@@ -212,6 +212,17 @@ async fn r13_declared_total_changing_between_pages_is_flagged() {
     let (r, _s, _g, _n) = run_with(faults, "").await;
     assert_ne!(verdict(&r), Verdict::Complete);
     assert_reason(&r, ReasonCode::DeclaredTotalChanged);
+    // The count probe declared 250 before the total moved to 262: the
+    // reason names both, not "first unknown".
+    let changed = r
+        .reasons
+        .iter()
+        .find(|x| x.code == ReasonCode::DeclaredTotalChanged as i32)
+        .unwrap();
+    assert_eq!(
+        changed.message,
+        "the declared total changed during the run (first 250, last 262)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,6 +258,136 @@ async fn r4_offset_drift_deletes_give_skips() {
         c.contains(&ReasonCode::CountShort) || c.contains(&ReasonCode::DeclaredTotalChanged),
         "{:?}",
         r.reasons
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_capping_its_page_size_is_read_completely_without_a_false_alarm() {
+    // RFC 7644 lets a server return fewer than `count`: this one serves 40
+    // per page although 100 are asked. Every record is read, no page is short
+    // against what the server serves.
+    let (_nats, scim, gl) = setup_with(
+        ScimConfig {
+            users: USERS,
+            max_page_size: 40,
+            ..Default::default()
+        },
+        "",
+    )
+    .await;
+    let r = gl.sync("hr").await;
+    assert_run(&r, Verdict::Complete, &[]);
+    let run = r.run.unwrap();
+    assert_eq!(run.records_unique, USERS as u64);
+    assert_eq!(
+        (run.short_pages, run.empty_pages, run.duplicates),
+        (0, 0, 0)
+    );
+    // startIndex advanced by the records received: 1, 41, 81, ...
+    let starts: Vec<String> = scim
+        .requests()
+        .into_iter()
+        .filter(|q| q.path_and_query.contains("startIndex="))
+        .map(|q| q.path_and_query)
+        .collect();
+    assert!(
+        starts.iter().any(|q| q.contains("startIndex=41&")),
+        "{starts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_server_with_a_short_page_before_the_declared_end_is_still_incomplete() {
+    let (_nats, scim, gl) = setup_with(
+        ScimConfig {
+            users: USERS,
+            max_page_size: 40,
+            ..Default::default()
+        },
+        "",
+    )
+    .await;
+    scim.set_faults(Faults {
+        short_page: Some(81),
+        ..Default::default()
+    });
+    let r = gl.sync("hr").await;
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::ShortPage]);
+    let short = r
+        .reasons
+        .iter()
+        .find(|x| x.code == ReasonCode::ShortPage as i32)
+        .unwrap();
+    assert_eq!(
+        short.message,
+        "1 page came back with fewer records than asked before the declared end (first at Users:startIndex=81)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_server_losing_a_page_loses_only_the_page_it_serves() {
+    let (_nats, scim, gl) = setup_with(
+        ScimConfig {
+            users: USERS,
+            max_page_size: 40,
+            ..Default::default()
+        },
+        "",
+    )
+    .await;
+    scim.set_faults(Faults {
+        fail: vec![PageFault {
+            start_index: 41,
+            status: 503,
+            times: u32::MAX,
+        }],
+        ..Default::default()
+    });
+    let r = gl.sync("hr").await;
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
+    );
+    assert_eq!(
+        r.reasons[1].message,
+        "40 of 250 records missing: 210 unique observed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_first_page_is_not_taken_for_a_cap_once_a_later_page_brings_more() {
+    let faults = Faults {
+        short_page: Some(1),
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::ShortPage]);
+    assert_eq!(
+        r.reasons[0].message,
+        "1 page came back with fewer records than asked before the declared end (first at Users:startIndex=1)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_429_with_a_retry_after_past_the_budget_is_named_as_a_rate_limit() {
+    let faults = Faults {
+        rate_limit: vec![RateLimitFault {
+            start_index: 101,
+            times: u32::MAX,
+            retry_after: RetryAfter::Seconds(3600),
+        }],
+        ..Default::default()
+    };
+    let (r, _s, _g, _n) = run_with(faults, "").await;
+    assert_verdict(&r, Verdict::Incomplete);
+    assert_eq!(
+        codes(&r),
+        vec![ReasonCode::PagesFailed, ReasonCode::CountShort]
+    );
+    assert_eq!(
+        r.reasons[0].message,
+        "1 page was rate limited (HTTP 429) and given up without a retry: the server asked to wait 1h 0m (Retry-After), longer than the retry budget (at Users:startIndex=101)"
     );
 }
 

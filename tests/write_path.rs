@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use govledger_proto::v1::{
-    ActionKind, ActionOutcome, ActionRequested, ActionStep, CheckReadinessRequest,
+    ActionKind, ActionOutcome, ActionRequested, ActionStep, AsOf, CheckReadinessRequest,
     GetActionRequest, GetActionResponse, ReportExternalAttemptRequest, SubmitActionRequest, alert,
+    as_of,
 };
 use govledger_testkit::{
     Govledger, NatsServer,
@@ -241,6 +242,35 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
         "{}",
         r.outcome_detail
     );
+    // Its steps say DRIFTED too, not the CONFIRMED they concluded with.
+    let steps = &r.action.as_ref().unwrap().steps;
+    assert!(!steps.is_empty());
+    for s in steps {
+        assert_eq!(
+            ActionOutcome::try_from(s.outcome),
+            Ok(ActionOutcome::Drifted),
+            "{s:?}"
+        );
+        assert!(s.detail.ends_with("; since undone"), "{s:?}");
+    }
+    // The same as of now (the point-in-time view).
+    let now_us = chrono::Utc::now().timestamp_micros();
+    let past = gl
+        .client()
+        .await
+        .get_action(GetActionRequest {
+            action_id: id.clone(),
+            as_of: Some(AsOf {
+                point: Some(as_of::Point::TimeUs(now_us)),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_outcome(&past, ActionOutcome::Drifted);
+    for s in &past.action.unwrap().steps {
+        assert_eq!(s.outcome, ActionOutcome::Drifted as i32, "{s:?}");
+    }
     // The decision was also pushed to watchers as it happened.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -32,7 +32,8 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-fn plural(n: u64, one: &str, many: &str) -> String {
+/// `n` with its noun in the right number: `1 page`, `2 pages` (thousands separated).
+pub fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{} {}", thousands(n), if n == 1 { one } else { many })
 }
 
@@ -133,24 +134,58 @@ fn page_failures(run: &RunState, reasons: &mut Vec<Reason>) {
             "no page was fetched, so nothing shows the source was read".to_owned(),
         ));
     }
-    if run.pages_failed_final > 0 {
-        let mut keys = run
-            .failed_page_keys
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join(", ");
-        if (run.failed_page_keys.len() as u64) < run.pages_failed_final {
-            keys.push_str(", …");
-        }
+    let limited = run.pages_rate_limited_final.min(run.pages_failed_final);
+    if limited > 0 {
+        let keys = key_list(&run.rate_limited_page_keys, limited);
+        let wait = match run.rate_limit_retry_after_ms {
+            0 => "the server gave no Retry-After".to_owned(),
+            ms if run.rate_limited_attempts_max <= 1 => format!(
+                "the server asked to wait {} (Retry-After), longer than the retry budget",
+                human_ms(i64::try_from(ms).unwrap_or(i64::MAX))
+            ),
+            ms => format!(
+                "the server asked to wait {} (Retry-After)",
+                human_ms(i64::try_from(ms).unwrap_or(i64::MAX))
+            ),
+        };
+        let tries = match run.rate_limited_attempts_max {
+            0 | 1 => "without a retry:".to_owned(),
+            n => format!("after {n} attempts;"),
+        };
         reasons.push(reason(
             ReasonCode::PagesFailed,
             format!(
-                "{} failed after retries (at {keys})",
-                plural(run.pages_failed_final, "page", "pages")
+                "{} rate limited (HTTP 429) and given up {tries} {wait} (at {keys})",
+                plural(limited, "page was", "pages were")
             ),
         ));
     }
+    let others = run.pages_failed_final - limited;
+    if others > 0 {
+        let kept: Vec<String> = run
+            .failed_page_keys
+            .iter()
+            .filter(|k| !run.rate_limited_page_keys.contains(k))
+            .cloned()
+            .collect();
+        reasons.push(reason(
+            ReasonCode::PagesFailed,
+            format!(
+                "{} failed after retries (at {})",
+                plural(others, "page", "pages"),
+                key_list(&kept, others)
+            ),
+        ));
+    }
+}
+
+/// Up to the kept page keys, `, …` when `total` pages are more than were kept.
+fn key_list(kept: &[String], total: u64) -> String {
+    let mut keys = kept.join(", ");
+    if (kept.len() as u64) < total {
+        keys.push_str(", …");
+    }
+    keys
 }
 
 /// COUNT_SHORT / COUNT_OVER against the declared totals, per entity type when
@@ -292,6 +327,7 @@ fn declared_changed(run: &RunState) -> Reason {
         format!(
             "the declared total changed during the run (first {}, last {})",
             run.declared_total_at_start
+                .or_else(|| declared_first(run))
                 .map(thousands)
                 .unwrap_or_else(|| "unknown".into()),
             run.declared_total_last
@@ -299,6 +335,19 @@ fn declared_changed(run: &RunState) -> Reason {
                 .unwrap_or_else(|| "unknown".into()),
         ),
     )
+}
+
+/// The total the run's pages declared first: the sum over entity types of
+/// each one's first declared total (`None` when one never declared it).
+fn declared_first(run: &RunState) -> Option<u64> {
+    if run.entities.iter().all(|e| e.declared_first.is_none()) {
+        return None;
+    }
+    run.entities
+        .iter()
+        .filter(|e| e.declared_last.is_some())
+        .map(|e| e.declared_first)
+        .sum()
 }
 
 fn suffix(msg: &str) -> String {
@@ -577,6 +626,65 @@ mod tests {
             }),
             Verdict::Incomplete,
             &[ReasonCode::Duplicates, ReasonCode::DeclaredTotalChanged],
+        );
+    }
+
+    #[test]
+    fn declared_change_names_the_first_total_a_page_declared() {
+        let run = finished(|r| {
+            r.declared_total_changed = true;
+            r.declared_total_at_start = None;
+            r.declared_total_last = Some(262);
+            r.records_unique = 262;
+            r.entities = vec![EntityCounts {
+                entity_type: EntityType::User as i32,
+                declared_first: Some(250),
+                declared_last: Some(262),
+                declared_changed: true,
+                unique: 262,
+            }];
+        });
+        let (v, reasons) = decide_finished(&run);
+        assert_eq!(v, Verdict::Suspect);
+        assert_eq!(
+            reasons[0].message,
+            "the declared total changed during the run (first 250, last 262)"
+        );
+    }
+
+    #[test]
+    fn a_page_given_up_on_a_long_retry_after_names_the_rate_limit() {
+        let run = finished(|r| {
+            r.pages_failed_final = 2;
+            r.failed_page_keys = vec!["Users:startIndex=101".into(), "Users:startIndex=201".into()];
+            r.pages_rate_limited_final = 1;
+            r.rate_limited_page_keys = vec!["Users:startIndex=101".into()];
+            r.rate_limit_retry_after_ms = 3_600_000;
+            r.rate_limited_attempts_max = 1;
+            r.records_unique = 50;
+        });
+        let (v, reasons) = decide_finished(&run);
+        assert_eq!(v, Verdict::Incomplete);
+        assert_eq!(
+            reasons[0].message,
+            "1 page was rate limited (HTTP 429) and given up without a retry: the server asked to wait 1h 0m (Retry-After), longer than the retry budget (at Users:startIndex=101)"
+        );
+        assert_eq!(
+            reasons[1].message,
+            "1 page failed after retries (at Users:startIndex=201)"
+        );
+        let run = finished(|r| {
+            r.pages_failed_final = 1;
+            r.failed_page_keys = vec!["Users:startIndex=101".into()];
+            r.pages_rate_limited_final = 1;
+            r.rate_limited_page_keys = vec!["Users:startIndex=101".into()];
+            r.rate_limit_retry_after_ms = 0;
+            r.rate_limited_attempts_max = 3;
+            r.records_unique = 150;
+        });
+        assert_eq!(
+            decide_finished(&run).1[0].message,
+            "1 page was rate limited (HTTP 429) and given up after 3 attempts; the server gave no Retry-After (at Users:startIndex=101)"
         );
     }
 

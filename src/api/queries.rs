@@ -480,7 +480,7 @@ impl Queries {
         }
         let (outcome, detail) = verdict::action_outcome(&a, drift.as_ref(), p.stored_at_us);
         Ok(GetActionResponse {
-            action: Some(a),
+            action: Some(drifted_steps(a, outcome)),
             outcome: outcome as i32,
             outcome_detail: detail,
             as_of: Some(p),
@@ -540,7 +540,7 @@ impl Queries {
         }
         let (outcome, detail) = verdict::action_outcome(&a, drift.as_ref(), now);
         Ok(GetActionResponse {
-            action: Some(a),
+            action: Some(drifted_steps(a, outcome)),
             outcome: outcome as i32,
             outcome_detail: detail,
             as_of: None,
@@ -623,4 +623,19 @@ impl Queries {
         ids.extend(self.syncs.configured().map(str::to_owned));
         Ok(ids.into_iter().collect())
     }
+}
+
+/// A DRIFTED action's view: confirmed, then undone, so its confirmed steps say
+/// DRIFTED as its outcome does (`; since undone` added to their detail). The
+/// stored action and its events are unchanged.
+fn drifted_steps(mut a: ActionState, outcome: ActionOutcome) -> ActionState {
+    if outcome == ActionOutcome::Drifted {
+        for s in &mut a.steps {
+            if s.outcome == ActionOutcome::Confirmed as i32 {
+                s.outcome = ActionOutcome::Drifted as i32;
+                s.detail.push_str("; since undone");
+            }
+        }
+    }
+    a
 }

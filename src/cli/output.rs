@@ -2,7 +2,7 @@
 //! `identity`, `poison`). Formatting only: pure functions from API answers to text.
 
 use govledger_projector::verdict;
-use govledger_projector::verdict::thousands;
+use govledger_projector::verdict::{plural, thousands};
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, CheckReadinessResponse, Freshness, GetActionResponse,
     GetIdentityResponse, GetRunResponse, LedgerStatus, PoisonEvent, PresenceStatus, ReasonCode,
@@ -194,18 +194,18 @@ pub fn action_detail(v: &GetActionResponse) -> String {
         outcome_name(v.outcome),
         v.outcome_detail,
     );
+    // A drifted action was confirmed, then undone: its read-back and steps
+    // say so rather than the CONFIRMED they concluded with.
+    let drifted = v.outcome == ActionOutcome::Drifted as i32;
     out.push_str(&format!(
         "attempts: {} (last HTTP {}), read-back: {}{}\n",
         a.attempts,
         a.last_http_status,
-        if a.verified {
-            if a.in_effect {
-                "in effect"
-            } else {
-                "NOT in effect"
-            }
-        } else {
-            "none"
+        match (a.verified, a.in_effect) {
+            (false, _) => "none",
+            (true, true) if drifted => "in effect when confirmed, undone since",
+            (true, true) => "in effect",
+            (true, false) => "NOT in effect",
         },
         if a.target_absent {
             " (target absent)"
@@ -218,7 +218,11 @@ pub fn action_detail(v: &GetActionResponse) -> String {
             "  step {} {}: {} — {}\n",
             s.step,
             kind_name(s.kind),
-            outcome_name(s.outcome),
+            if drifted && s.outcome == ActionOutcome::Confirmed as i32 {
+                "DRIFTED"
+            } else {
+                outcome_name(s.outcome)
+            },
             s.detail
         ));
     }
@@ -286,13 +290,13 @@ pub fn run_detail(r: &GetRunResponse) -> String {
         out.push_str(&format!("  - [{code}] {}\n", reason.message));
     }
     out.push_str(&format!(
-        "started {}, finished {}\npages fetched {}, pages failed {} ({} failed attempts)\n\
+        "started {}, finished {}\npages fetched {}, pages failed {} ({})\n\
          records: {} observed, {} unique, {} duplicates, {} rejected; declared {}\n",
         time_us(run.started_at_us),
         time_us(run.finished_at_us),
         thousands(run.pages_fetched),
         thousands(run.pages_failed_final),
-        thousands(run.page_failures),
+        plural(run.page_failures, "failed attempt", "failed attempts"),
         thousands(run.records_observed),
         thousands(run.records_unique),
         thousands(run.duplicates),
@@ -521,6 +525,59 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\n");
+    }
+
+    #[test]
+    fn run_summary_counts_read_in_the_right_plural() {
+        use govledger_proto::v1::RunState;
+        let one = |n: u64| GetRunResponse {
+            run: Some(RunState {
+                page_failures: n,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(
+            run_detail(&one(1)).contains("(1 failed attempt)\n"),
+            "{}",
+            run_detail(&one(1))
+        );
+        assert!(run_detail(&one(2)).contains("(2 failed attempts)\n"));
+        assert!(run_detail(&one(0)).contains("(0 failed attempts)\n"));
+    }
+
+    #[test]
+    fn a_drifted_action_reads_drifted_throughout() {
+        use govledger_proto::v1::{ActionState, StepOutcome};
+        let v = GetActionResponse {
+            action: Some(ActionState {
+                action_id: "a1".into(),
+                verified: true,
+                in_effect: true,
+                steps: vec![StepOutcome {
+                    step: 1,
+                    kind: ActionKind::Deactivate as i32,
+                    outcome: ActionOutcome::Confirmed as i32,
+                    detail: "read-back shows active=false".into(),
+                }],
+                ..Default::default()
+            }),
+            outcome: ActionOutcome::Drifted as i32,
+            outcome_detail: "confirmed, then undone: active again".into(),
+            as_of: None,
+        };
+        let out = action_detail(&v);
+        assert!(!out.contains("CONFIRMED"), "{out}");
+        assert!(!out.contains("read-back: in effect\n"), "{out}");
+        assert!(
+            out.contains("read-back: in effect when confirmed, undone since\n"),
+            "{out}"
+        );
+        assert!(out.contains("  step 1 "), "{out}");
+        assert!(
+            out.contains(": DRIFTED — read-back shows active=false\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use govledger_projector::verdict::plural;
 use govledger_proto::v1::{
     CheckReadinessRequest, GetIdentityRequest, GetRunRequest, GetRunResponse, GetSourceRequest,
     ListRunsRequest, ListSourcesRequest, SyncMode, TriggerSyncRequest, Verdict,
@@ -84,8 +85,9 @@ async fn follow_run(
                     bar.set_length(run.declared_total_last.unwrap_or(0).max(run.records_unique));
                     bar.set_position(run.records_unique);
                     bar.set_message(format!(
-                        "{} pages, {} failed attempts",
-                        run.pages_fetched, run.page_failures
+                        "{}, {}",
+                        plural(run.pages_fetched, "page", "pages"),
+                        plural(run.page_failures, "failed attempt", "failed attempts")
                     ));
                     if run.decided {
                         bar.finish_and_clear();

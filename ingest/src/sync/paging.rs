@@ -137,6 +137,9 @@ impl Run<'_> {
     ) -> Result<Result<(), Stop>, SyncError> {
         let mut start: u64 = 1;
         let mut declared: Option<u64> = None;
+        // The page size the server serves: RFC 7644 lets it cap `count`, and
+        // its first page shows the cap (fewer items while more are declared).
+        let mut served = u64::from(count);
         for page_index in 0..PAGES_MAX {
             let mut req = self.page_req(
                 name,
@@ -152,15 +155,19 @@ impl Run<'_> {
                     if n == 0 {
                         break;
                     }
+                    if start == 1 && n < served && declared.is_some_and(|d| n < d) {
+                        served = n;
+                    }
+                    // Progress by the records received, not the count asked.
                     start += n;
                     match declared {
                         Some(d) if start > d => break,
-                        None if n < u64::from(count) => break,
+                        None if n < served => break,
                         _ => {}
                     }
                 }
                 Err(stop) => {
-                    start += u64::from(count);
+                    start += served;
                     match Self::after_lost_page(
                         stop,
                         declared,

@@ -4,8 +4,8 @@
 
 use govledger_proto::v1::{
     ActionOutcome, Alert, EntityCounts, EntityTotal, ErrorClass, Event, PageFailed, PageFetched,
-    PageRole, PageState, RecordObserved, RunState, SyncMode, SyncRunFinished, SyncRunStarted,
-    Verdict, alert,
+    PageRole, PageState, RecordObserved, RunState, ServedPageSize, SyncMode, SyncRunFinished,
+    SyncRunStarted, Verdict, alert,
 };
 
 use super::{
@@ -54,6 +54,7 @@ pub(super) fn page_fetched(w: &mut Working, seq: u64, ev: &Event, p: &PageFetche
     let page = w.pages.get_or_insert_with(&key, PageState::default);
     let was_ok = page.ok;
     let was_given_up = page.gave_up;
+    let was_rate_limited = page.gave_up && page.error_class == ErrorClass::RateLimited as i32;
     page.ok = true;
     page.gave_up = false;
     page.attempts += 1;
@@ -70,6 +71,10 @@ pub(super) fn page_fetched(w: &mut Working, seq: u64, ev: &Event, p: &PageFetche
     if was_given_up {
         run.pages_failed_final = run.pages_failed_final.saturating_sub(1);
         run.failed_page_keys.retain(|k| k != &p.page_key);
+        if was_rate_limited {
+            run.pages_rate_limited_final = run.pages_rate_limited_final.saturating_sub(1);
+            run.rate_limited_page_keys.retain(|k| k != &p.page_key);
+        }
     }
     if cycle {
         run.paging_cycles += 1;
@@ -88,17 +93,24 @@ pub(super) fn page_fetched(w: &mut Working, seq: u64, ev: &Event, p: &PageFetche
             .find(|e| e.entity_type == p.entity_type)
             .and_then(|e| e.declared_last)
     });
+    if p.offset.is_some() {
+        refute_served_size(run, p);
+    }
     if p.requested_count > 0
         && p.item_count < p.requested_count
         && let (Some(off), Some(d)) = (p.offset, declared)
         && off + u64::from(p.item_count) < d
     {
-        if p.item_count == 0 {
+        let defect = if p.item_count == 0 {
             run.empty_pages += 1;
-        } else {
+            true
+        } else if short_against_served(run, p, off) {
             run.short_pages += 1;
-        }
-        if run.first_short_page.is_empty() {
+            true
+        } else {
+            false
+        };
+        if defect && run.first_short_page.is_empty() {
             run.first_short_page = p.page_key.clone();
         }
     }
@@ -110,11 +122,55 @@ pub(super) fn page_fetched(w: &mut Working, seq: u64, ev: &Event, p: &PageFetche
     }
 }
 
+/// Whether a data page with fewer items than asked, before the declared end,
+/// is short against the page size the server serves. RFC 7644 lets a server
+/// cap `count`: the first page of an entity type (offset 0) sets that size,
+/// and later pages are short only below it (or below the count asked, once a
+/// later page brought more than the first and so refuted the cap).
+fn short_against_served(run: &mut RunState, p: &PageFetched, off: u64) -> bool {
+    match run
+        .served_page_sizes
+        .iter()
+        .find(|s| s.entity_type == p.entity_type)
+    {
+        Some(s) => s.refuted || p.item_count < s.size,
+        None if off == 0 => {
+            run.served_page_sizes.push(ServedPageSize {
+                entity_type: p.entity_type,
+                size: p.item_count,
+                first_page_key: p.page_key.clone(),
+                refuted: false,
+            });
+            false
+        }
+        None => true,
+    }
+}
+
+/// A later page that brought more items than the first page shows the first
+/// was short, not capped: it is counted short after all (and named first).
+fn refute_served_size(run: &mut RunState, p: &PageFetched) {
+    let Some(s) = run
+        .served_page_sizes
+        .iter_mut()
+        .find(|s| s.entity_type == p.entity_type)
+    else {
+        return;
+    };
+    if s.refuted || p.item_count <= s.size || p.page_key == s.first_page_key {
+        return;
+    }
+    s.refuted = true;
+    run.first_short_page = s.first_page_key.clone();
+    run.short_pages += 1;
+}
+
 /// A page request failed: counted, and the page given up when no retry follows.
 pub(super) fn page_failed(w: &mut Working, seq: u64, ev: &Event, p: &PageFailed) {
     let key = (ev.run_id.clone(), p.page_key.clone());
     let page = w.pages.get_or_insert_with(&key, PageState::default);
     page.attempts += 1;
+    let attempts = page.attempts;
     let newly_given_up = !page.ok && !p.will_retry && !page.gave_up;
     if newly_given_up {
         page.gave_up = true;
@@ -130,6 +186,15 @@ pub(super) fn page_failed(w: &mut Working, seq: u64, ev: &Event, p: &PageFailed)
         run.pages_failed_final += 1;
         if run.failed_page_keys.len() < FAILED_PAGES_KEPT_MAX {
             run.failed_page_keys.push(p.page_key.clone());
+        }
+        if p.error_class == ErrorClass::RateLimited as i32 {
+            run.pages_rate_limited_final += 1;
+            if run.rate_limited_page_keys.len() < FAILED_PAGES_KEPT_MAX {
+                run.rate_limited_page_keys.push(p.page_key.clone());
+            }
+            let wait_ms = u64::from(p.retry_after_ms.unwrap_or(0));
+            run.rate_limit_retry_after_ms = run.rate_limit_retry_after_ms.max(wait_ms);
+            run.rate_limited_attempts_max = run.rate_limited_attempts_max.max(attempts);
         }
     }
 }
@@ -393,4 +458,51 @@ fn complete_full_run_entities(w: &Working, run_id: &str) -> Vec<EntityTotal> {
     w.runs
         .get(run_id)
         .map_or_else(Vec::new, crate::deletion_guard::baseline_of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(key: &str, off: u64, items: u32) -> PageFetched {
+        PageFetched {
+            page_key: key.into(),
+            offset: Some(off),
+            requested_count: 100,
+            item_count: items,
+            ..Default::default()
+        }
+    }
+
+    /// Folds a page's short-page rule the way `page_fetched` does (before the declared end).
+    fn fold(run: &mut RunState, p: &PageFetched) -> bool {
+        refute_served_size(run, p);
+        p.item_count < p.requested_count && short_against_served(run, p, p.offset.unwrap_or(0))
+    }
+
+    #[test]
+    fn a_capped_first_page_sets_the_served_size() {
+        let mut run = RunState::default();
+        assert!(!fold(&mut run, &page("s=1", 0, 40)), "the cap, not short");
+        assert!(!fold(&mut run, &page("s=41", 40, 40)));
+        assert!(fold(&mut run, &page("s=81", 80, 20)), "short against 40");
+        assert_eq!(run.short_pages, 0, "counted by the caller");
+    }
+
+    #[test]
+    fn a_later_page_bringing_more_refutes_the_cap() {
+        let mut run = RunState::default();
+        assert!(!fold(&mut run, &page("s=1", 0, 50)));
+        assert!(!fold(&mut run, &page("s=51", 50, 100)));
+        assert_eq!(run.short_pages, 1);
+        assert_eq!(run.first_short_page, "s=1");
+        // Once refuted, pages are measured against the count asked.
+        assert!(fold(&mut run, &page("s=151", 150, 60)));
+    }
+
+    #[test]
+    fn a_short_page_of_an_entity_without_a_first_page_is_short() {
+        let mut run = RunState::default();
+        assert!(fold(&mut run, &page("s=101", 100, 50)));
+    }
 }
