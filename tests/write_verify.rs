@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use govledger_proto::v1::{
-    ActionKind, ActionOutcome, ActionRequested, GetActionRequest, GetActionResponse,
-    SubmitActionRequest, Verdict,
+    ActionKind, ActionOutcome, ActionRequested, AsOf, GetActionRequest, GetActionResponse,
+    SubmitActionRequest, Verdict, as_of,
 };
 use govledger_testkit::{
     Govledger, NatsServer,
@@ -192,6 +192,23 @@ async fn unconfirmed_action_becomes_confirmed_late_when_a_sync_shows_the_intent(
         "{}",
         r.outcome_detail
     );
+    // As of now (the action's own history, which holds the observation), the
+    // same answer: the evidence is part of the action's record.
+    let late_seq = r.action.as_ref().unwrap().late_confirmed_seq;
+    assert!(late_seq > 0);
+    let at = gl
+        .client()
+        .await
+        .get_action(GetActionRequest {
+            action_id: id.clone(),
+            as_of: Some(AsOf {
+                point: Some(as_of::Point::Seq(late_seq)),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_outcome(&at, ActionOutcome::Confirmed);
     // ... and from then on it is watched: re-enabling it drifts.
     scim.set_faults(Faults::default());
     scim.set_active(&u, true);

@@ -204,12 +204,21 @@ pub(super) fn late_confirmed(
     run_id: &str,
     seq: u64,
 ) {
-    let Some(a) = w.actions.get_mut(&action_id.to_owned()) else {
+    let key = action_id.to_owned();
+    let Some(a) = w.actions.get_mut(&key) else {
         return;
     };
     if a.outcome != ActionOutcome::Unconfirmed as i32 {
         return;
     }
+    // The observation is evidence of this action: it joins its history, so
+    // the action as of any later point (its own events) is confirmed too.
+    if let Some(chunk) = note_history(&mut a.recent_seqs, seq) {
+        w.action_history.insert((key.clone(), chunk.0), chunk.1);
+    }
+    let Some(a) = w.actions.get_mut(&key) else {
+        return;
+    };
     a.late_shown += 1;
     if (a.late_shown as usize) < a.watch.len() {
         return;
