@@ -7,19 +7,37 @@
 //! first; if the intent is already in effect the step is CONFIRMED and no second
 //! write is sent (W2). Every attempt and every read-back is an event.
 //!
-//! Outcomes per step: CONFIRMED (read-back shows the intent; a 404 on a
-//! deactivate/delete means "already absent"), UNCONFIRMED (2xx but no change,
-//! W1), FAILED (attempts exhausted, read-back shows it not in effect). The action
-//! concludes with the worst step outcome and every step's outcome (W6).
+//! Outcomes per step: CONFIRMED (a read-back shows the intent; a 404 on a
+//! deactivate/delete means "already absent"), UNCONFIRMED (2xx but no read-back
+//! within the source's `verify_window_ms` showed the change, W1; or the target
+//! cannot show it, e.g. a group without `members`; or the write failed and no
+//! read-back showed either way), FAILED (attempts exhausted and a read-back
+//! shows it not in effect). The action concludes with the worst step outcome
+//! and every step's outcome (W6); a CONFIRMED or UNCONFIRMED one carries its
+//! watches (the ledger confirms an UNCONFIRMED one late when a sync shows it).
+//!
+//! Layout:
+//! - `readback`: what a read-back shows (in effect, not, unknown), pure;
+//! - `verify`: the GETs, one published read-back, the verification window;
+//! - here: [`Target`], [`Step`], the [`Executor`] (steps, writes, the run) and
+//!   the pure step outcomes [`after_success`] / [`after_failure`].
 
 use std::sync::Arc;
 
 use govledger_proto::v1::{
-    ActionAttempted, ActionConcluded, ActionKind, ActionOutcome, ActionVerified, EntityType,
-    ErrorClass, StepOutcome, WatchIntent, event::Body,
+    ActionAttempted, ActionConcluded, ActionKind, ActionOutcome, EntityType, ErrorClass,
+    StepOutcome, WatchIntent, event::Body,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
+
+mod readback;
+mod verify;
+
+pub use self::{
+    readback::{Shown, in_effect, needs_members},
+    verify::{VERIFY_BACKOFF_MAX_MS, VERIFY_BACKOFF_MIN_MS, Window},
+};
 use tokio::time::Instant;
 
 use crate::{
@@ -51,7 +69,13 @@ pub struct Target {
     pub member_removal: MemberRemoval,
     pub rate_per_s: f64,
     pub burst: u32,
+    /// How long read-backs may wait for a write to show before the step is
+    /// UNCONFIRMED (backoff between them).
+    pub verify_window_ms: u64,
 }
+
+/// The default verification window.
+pub const DEFAULT_VERIFY_WINDOW_MS: u64 = 5_000;
 
 /// One step of an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,68 +126,10 @@ impl Step {
 /// What a read-back showed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadBack {
-    pub in_effect: bool,
+    pub shown: Shown,
     pub absent: bool,
     pub http_status: u16,
     pub observed: String,
-}
-
-/// Decides from a read-back body (`None` = 404) whether `step` is in effect. Pure.
-pub fn in_effect(step: &Step, body: Option<&Value>) -> (bool, String) {
-    let Some(b) = body else {
-        return match step.kind {
-            ActionKind::Deactivate | ActionKind::Delete => (true, "already absent (404)".into()),
-            ActionKind::RemoveMembership => (true, "group absent (404): no membership".into()),
-            _ => (false, "target absent (404)".into()),
-        };
-    };
-    let members = || -> Vec<String> {
-        b.get("members")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    match step.kind {
-        ActionKind::Deactivate => match b.get("active") {
-            Some(Value::Bool(false)) => (true, "active=false".into()),
-            Some(v) => (false, format!("active={v}")),
-            None => (false, "no active attribute".into()),
-        },
-        ActionKind::Delete => (false, "still exists".into()),
-        ActionKind::RemoveMembership => {
-            let is = members().contains(&step.user_id);
-            (
-                !is,
-                if is { "still a member" } else { "not a member" }.into(),
-            )
-        }
-        ActionKind::AddMembership => {
-            let is = members().contains(&step.user_id);
-            (is, if is { "a member" } else { "not a member" }.into())
-        }
-        ActionKind::SetAttribute => {
-            let got = b.get(&step.attribute);
-            let ok = match got {
-                Some(Value::String(s)) => *s == step.value,
-                Some(Value::Bool(v)) => v.to_string() == step.value,
-                Some(Value::Number(n)) => n.to_string() == step.value,
-                _ => false,
-            };
-            (
-                ok,
-                format!(
-                    "{}={}",
-                    step.attribute,
-                    got.map_or("absent".into(), |v| v.to_string())
-                ),
-            )
-        }
-        ActionKind::Unspecified => (false, "nothing to check".into()),
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,86 +196,6 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// GET the step's target: `Ok(None)` on 404.
-    async fn read(&mut self, step: &Step) -> Result<(Option<Value>, Option<String>, u16), Failure> {
-        self.limiter.acquire().await;
-        match self.target.http.get(&self.url(step)).await {
-            Ok(f) => {
-                let etag = f
-                    .headers
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let v: Value = serde_json::from_slice(&f.body).map_err(|e| Failure {
-                    class: ErrorClass::Parse,
-                    http_status: f.status,
-                    retry_after: None,
-                    message: format!("read-back is not JSON: {e}"),
-                })?;
-                let etag = etag.or_else(|| {
-                    v.get("meta")
-                        .and_then(|m| m.get("version"))
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                });
-                Ok((Some(v), etag, f.status))
-            }
-            Err(f) if f.class == ErrorClass::NotFound => Ok((None, None, 404)),
-            Err(f) => Err(f),
-        }
-    }
-
-    /// Reads back and publishes `ActionVerified`. Retries transient read failures.
-    pub async fn verify(
-        &mut self,
-        step_no: u32,
-        step: &Step,
-    ) -> Result<Option<ReadBack>, ExecError> {
-        let began = Instant::now();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.read(step).await {
-                Ok((body, _, status)) => {
-                    let (ok, observed) = in_effect(step, body.as_ref());
-                    let rb = ReadBack {
-                        in_effect: ok,
-                        absent: body.is_none(),
-                        http_status: status,
-                        observed,
-                    };
-                    self.emit(
-                        attempt,
-                        Body::ActionVerified(ActionVerified {
-                            step: step_no,
-                            in_effect: rb.in_effect,
-                            target_absent: rb.absent,
-                            http_status: u32::from(status),
-                            observed: rb.observed.clone(),
-                        }),
-                    )
-                    .await?;
-                    return Ok(Some(rb));
-                }
-                Err(f) => {
-                    match retry::decide(
-                        &self.target.retry,
-                        attempt,
-                        began.elapsed(),
-                        &f,
-                        &mut self.jitter,
-                    ) {
-                        Decision::Retry(d) => tokio::time::sleep(d).await,
-                        Decision::GiveUp => {
-                            tracing::warn!(action = self.action_id, step = step_no, error = %f.message, "read-back failed");
-                            return Ok(None);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// Performs one step: read, write (unless already in effect), read back.
     pub async fn run_step(&mut self, step_no: u32, step: &Step) -> Result<StepOutcome, ExecError> {
         let out = |outcome: ActionOutcome, detail: String| StepOutcome {
@@ -319,12 +205,13 @@ impl<'a> Executor<'a> {
             detail,
         };
         // Current state first: nothing to write if the intent already holds.
+        // Only a read that shows it counts; "unknown" is written.
         let mut etag = match self.read(step).await {
             Ok((body, etag, _)) => {
-                let (ok, observed) = in_effect(step, body.as_ref());
-                if ok
+                let (shown, observed) = in_effect(step, body.as_ref());
+                if shown == Shown::InEffect
                     && let Some(rb) = self.verify(step_no, step).await?
-                    && rb.in_effect
+                    && rb.shown == Shown::InEffect
                 {
                     return Ok(out(
                         ActionOutcome::Confirmed,
@@ -347,35 +234,18 @@ impl<'a> Executor<'a> {
                 .await?
             {
                 Ok(status) => {
-                    // 2xx: the target says done. Believe the read-back only.
-                    return Ok(match self.verify(step_no, step).await? {
-                        Some(rb) if rb.in_effect => out(
-                            ActionOutcome::Confirmed,
-                            format!("{}: confirmed by read-back ({})", step.label(), rb.observed),
-                        ),
-                        Some(rb) => out(
-                            ActionOutcome::Unconfirmed,
-                            format!(
-                                "{}: the target answered HTTP {status} but the read-back shows no change ({})",
-                                step.label(),
-                                rb.observed
-                            ),
-                        ),
-                        None => out(
-                            ActionOutcome::Unconfirmed,
-                            format!(
-                                "{}: HTTP {status}, but the target could not be read back",
-                                step.label()
-                            ),
-                        ),
-                    });
+                    // 2xx: the target says done. Believe the read-back only,
+                    // within the source's verification window.
+                    let w = self.verify_window(step_no, step).await?;
+                    let (o, d) = after_success(step, status, &w);
+                    return Ok(out(o, d));
                 }
                 Err(f) => f,
             };
             // Any failure: read back before deciding anything (the write may have landed).
             let rb = self.verify(step_no, step).await?;
             if let Some(rb) = &rb
-                && rb.in_effect
+                && rb.shown == Shown::InEffect
             {
                 return Ok(out(
                     ActionOutcome::Confirmed,
@@ -414,15 +284,18 @@ impl<'a> Executor<'a> {
             match decision {
                 Decision::Retry(d) => tokio::time::sleep(d).await,
                 Decision::GiveUp => {
-                    return Ok(out(
-                        ActionOutcome::Failed,
-                        format!(
-                            "{}: {} after {attempt} attempt(s); read-back: {}",
-                            step.label(),
-                            f.message,
-                            rb.map_or("unavailable".into(), |r| r.observed)
-                        ),
-                    ));
+                    // An ambiguous failure may still land: the window decides.
+                    let w = if retriable {
+                        self.verify_window(step_no, step).await?
+                    } else {
+                        Window {
+                            last: rb,
+                            reads: 1,
+                            elapsed_ms: 0,
+                        }
+                    };
+                    let (o, d) = after_failure(step, &f.message, attempt, &w);
+                    return Ok(out(o, d));
                 }
             }
         }
@@ -529,33 +402,13 @@ impl<'a> Executor<'a> {
         for (i, step) in steps.iter().enumerate() {
             let n = i as u32 + 1;
             let o = if verify_only {
-                match self.verify(n, step).await? {
-                    Some(rb) if rb.in_effect => StepOutcome {
-                        step: n,
-                        kind: step.kind as i32,
-                        outcome: ActionOutcome::Confirmed as i32,
-                        detail: format!(
-                            "{}: confirmed by read-back ({})",
-                            step.label(),
-                            rb.observed
-                        ),
-                    },
-                    Some(rb) => StepOutcome {
-                        step: n,
-                        kind: step.kind as i32,
-                        outcome: ActionOutcome::Unconfirmed as i32,
-                        detail: format!(
-                            "{}: read-back shows no change ({})",
-                            step.label(),
-                            rb.observed
-                        ),
-                    },
-                    None => StepOutcome {
-                        step: n,
-                        kind: step.kind as i32,
-                        outcome: ActionOutcome::Unconfirmed as i32,
-                        detail: format!("{}: the target could not be read back", step.label()),
-                    },
+                let w = self.verify_window(n, step).await?;
+                let (outcome, detail) = after_success(step, 0, &w);
+                StepOutcome {
+                    step: n,
+                    kind: step.kind as i32,
+                    outcome: outcome as i32,
+                    detail,
                 }
             } else {
                 self.run_step(n, step).await?
@@ -572,7 +425,9 @@ impl<'a> Executor<'a> {
             .map(|o| format!("step {} {}", o.step, o.detail))
             .collect::<Vec<_>>()
             .join("; ");
-        let watch = if worst == ActionOutcome::Confirmed {
+        // An UNCONFIRMED action is watched too: a later observation showing
+        // the intent confirms it late (the ledger's fold decides).
+        let watch = if matches!(worst, ActionOutcome::Confirmed | ActionOutcome::Unconfirmed) {
             steps.iter().filter_map(Step::watch).collect()
         } else {
             Vec::new()
@@ -588,6 +443,88 @@ impl<'a> Executor<'a> {
         )
         .await?;
         Ok(worst)
+    }
+}
+
+/// The outcome of a step whose write the target accepted (`status`, 0 =
+/// not ours: an external write or a restart): CONFIRMED only on a read-back
+/// showing the intent. Pure.
+pub fn after_success(step: &Step, status: u16, w: &Window) -> (ActionOutcome, String) {
+    let label = step.label();
+    let answered = if status == 0 {
+        String::new()
+    } else {
+        format!("the target answered HTTP {status} but ")
+    };
+    match &w.last {
+        Some(rb) if rb.shown == Shown::InEffect => (
+            ActionOutcome::Confirmed,
+            format!("{label}: confirmed by read-back ({})", rb.observed),
+        ),
+        Some(rb) if rb.shown == Shown::Unknown => (
+            ActionOutcome::Unconfirmed,
+            format!(
+                "{label}: {answered}the read-back cannot show whether it is in effect: {}",
+                rb.observed
+            ),
+        ),
+        Some(rb) => (
+            ActionOutcome::Unconfirmed,
+            format!(
+                "{label}: {answered}the read-back shows no change ({}) after {}",
+                rb.observed,
+                w.span()
+            ),
+        ),
+        None => (
+            ActionOutcome::Unconfirmed,
+            format!(
+                "{label}: {answered}the target could not be read back ({})",
+                w.span()
+            ),
+        ),
+    }
+}
+
+/// The outcome of a step whose write attempts all failed (`message`, the
+/// last failure): FAILED only when a read-back showed the intent not in
+/// effect; otherwise nothing is known and the step stays UNCONFIRMED. Pure.
+pub fn after_failure(
+    step: &Step,
+    message: &str,
+    attempts: u32,
+    w: &Window,
+) -> (ActionOutcome, String) {
+    let label = step.label();
+    match &w.last {
+        Some(rb) if rb.shown == Shown::InEffect => (
+            ActionOutcome::Confirmed,
+            format!(
+                "{label}: confirmed by read-back after {message} ({})",
+                rb.observed
+            ),
+        ),
+        Some(rb) if rb.shown == Shown::NotInEffect => (
+            ActionOutcome::Failed,
+            format!(
+                "{label}: {message} after {attempts} attempt(s); read-back: {}",
+                rb.observed
+            ),
+        ),
+        Some(rb) => (
+            ActionOutcome::Unconfirmed,
+            format!(
+                "{label}: {message} after {attempts} attempt(s); no read-back showed whether it is in effect ({})",
+                rb.observed
+            ),
+        ),
+        None => (
+            ActionOutcome::Unconfirmed,
+            format!(
+                "{label}: {message} after {attempts} attempt(s); no read-back showed whether it is in effect (the target could not be read back, {})",
+                w.span()
+            ),
+        ),
     }
 }
 
@@ -614,48 +551,58 @@ mod tests {
         }
     }
 
+    fn window(shown: Option<(Shown, &str)>) -> Window {
+        Window {
+            last: shown.map(|(shown, observed)| ReadBack {
+                shown,
+                absent: false,
+                http_status: 200,
+                observed: observed.into(),
+            }),
+            reads: 3,
+            elapsed_ms: 700,
+        }
+    }
+
     #[test]
-    fn read_back_rules() {
-        let check = |kind, body: Option<Value>, want: bool| {
-            let (ok, why) = in_effect(&step(kind), body.as_ref());
-            assert_eq!(ok, want, "{kind:?} {body:?}: {why}");
-        };
-        check(ActionKind::Deactivate, Some(json!({"active": false})), true);
-        check(ActionKind::Deactivate, Some(json!({"active": true})), false);
-        check(ActionKind::Deactivate, Some(json!({})), false);
-        check(ActionKind::Deactivate, None, true);
-        check(ActionKind::Delete, None, true);
-        check(ActionKind::Delete, Some(json!({"id": "u1"})), false);
-        check(
-            ActionKind::RemoveMembership,
-            Some(json!({"members": [{"value": "u2"}]})),
-            true,
+    fn failed_only_when_a_read_back_showed_it_not_in_effect() {
+        let s = step(ActionKind::Deactivate);
+        let f = |w| after_failure(&s, "HTTP 503", 3, &w);
+        assert_eq!(
+            f(window(Some((Shown::NotInEffect, "active=true")))).0,
+            ActionOutcome::Failed
         );
-        check(
-            ActionKind::RemoveMembership,
-            Some(json!({"members": [{"value": "u1"}]})),
-            false,
+        assert_eq!(
+            f(window(Some((Shown::InEffect, "active=false")))).0,
+            ActionOutcome::Confirmed
         );
-        check(
-            ActionKind::AddMembership,
-            Some(json!({"members": [{"value": "u1"}]})),
-            true,
+        for w in [window(None), window(Some((Shown::Unknown, "no members")))] {
+            let (o, d) = f(w);
+            assert_eq!(o, ActionOutcome::Unconfirmed, "{d}");
+            assert!(
+                d.contains("no read-back showed whether it is in effect"),
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn success_is_confirmed_only_by_a_read_back_showing_it() {
+        let s = step(ActionKind::RemoveMembership);
+        let (o, d) = after_success(&s, 204, &window(Some((Shown::Unknown, "no members"))));
+        assert_eq!(o, ActionOutcome::Unconfirmed);
+        assert!(d.contains("cannot show whether it is in effect"), "{d}");
+        let (o, d) = after_success(&s, 204, &window(Some((Shown::NotInEffect, "a member"))));
+        assert_eq!(o, ActionOutcome::Unconfirmed);
+        assert!(
+            d.contains("HTTP 204 but the read-back shows no change (a member) after 3 read-back(s) over 700 ms"),
+            "{d}"
         );
-        check(
-            ActionKind::AddMembership,
-            Some(json!({"members": []})),
-            false,
-        );
-        check(
-            ActionKind::SetAttribute,
-            Some(json!({"title": "Engineer"})),
-            true,
-        );
-        check(
-            ActionKind::SetAttribute,
-            Some(json!({"title": "Intern"})),
-            false,
-        );
+        let (o, _) = after_success(&s, 0, &window(Some((Shown::InEffect, "not a member"))));
+        assert_eq!(o, ActionOutcome::Confirmed);
+        let (o, d) = after_success(&s, 0, &window(None));
+        assert_eq!(o, ActionOutcome::Unconfirmed);
+        assert!(d.contains("could not be read back"), "{d}");
     }
 
     #[test]

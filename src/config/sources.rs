@@ -145,6 +145,17 @@ pub struct SourceConfig {
     /// (`members[value eq "id"]`, RFC 7644) or `value-list` (some servers require it).
     #[serde(default)]
     pub member_removal: MemberRemovalSetting,
+    /// How long an action's read-backs may wait for a write to show before
+    /// the step is UNCONFIRMED, in milliseconds (backoff between them).
+    #[serde(default = "default_verify_window_ms")]
+    pub verify_window_ms: u64,
+}
+
+/// The longest verification window: an action's worker is busy meanwhile.
+pub const VERIFY_WINDOW_MAX_MS: u64 = 300_000;
+
+fn default_verify_window_ms() -> u64 {
+    govledger_ingest::actions::DEFAULT_VERIFY_WINDOW_MS
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +258,7 @@ pub struct Source {
     pub schedule_interval: Option<Duration>,
     pub freshness_objective_ms: u64,
     pub member_removal: MemberRemoval,
+    pub verify_window_ms: u64,
 }
 
 impl Source {
@@ -347,6 +359,7 @@ impl SourceConfig {
                 .then(|| Duration::from_millis(self.schedule_interval_ms)),
             freshness_objective_ms: self.freshness_objective_ms,
             member_removal: self.member_removal.into(),
+            verify_window_ms: self.verify_window_ms,
         })
     }
 
@@ -459,6 +472,12 @@ impl SourceConfig {
                 "must be within 0..=100",
             ));
         }
+        if self.verify_window_ms > VERIFY_WINDOW_MAX_MS {
+            return Err(invalid(
+                k("verify_window_ms"),
+                format!("must be within 0..={VERIFY_WINDOW_MAX_MS} (0 = one read-back)"),
+            ));
+        }
         Ok(())
     }
 
@@ -543,6 +562,10 @@ mod tests {
         assert_eq!(s.spec.paging, Paging::Index);
         assert_eq!(s.auth, Auth::None);
         assert_eq!(s.member_removal, MemberRemoval::FilterPath);
+        assert_eq!(
+            s.verify_window_ms,
+            govledger_ingest::actions::DEFAULT_VERIFY_WINDOW_MS
+        );
         assert!(s.writable());
         assert!(s.schedule_interval.is_none());
     }
@@ -577,6 +600,17 @@ mod tests {
             .to_string();
         assert!(
             e.contains("sources[0].base_url") && !e.contains("pw@"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn verify_window_is_bounded() {
+        let s = source("verify_window_ms = 0", &Env(vec![])).unwrap();
+        assert_eq!(s.verify_window_ms, 0);
+        let e = err("verify_window_ms = 300001");
+        assert!(
+            e.contains("sources[0].verify_window_ms") && e.contains("0..=300000"),
             "{e}"
         );
     }

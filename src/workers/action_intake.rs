@@ -116,6 +116,7 @@ impl ActionManager {
                 member_removal: source.member_removal,
                 rate_per_s: spec.rate_per_s,
                 burst: spec.burst,
+                verify_window_ms: source.verify_window_ms,
             };
             let (tx, join) = action_worker::spawn(target, deps.clone());
             joins.push(join);

@@ -114,8 +114,10 @@ pub fn needs<'e>(ev: &'e Event, last: &mut LastPushed<'e>, out: &mut Vec<Key>) {
 /// The keys folding a batch's `events` may read that depend on records
 /// [`needs`] named: the run that last observed each identity (is it still
 /// open?), for a run with spilled run-seen records the identity's record of
-/// it, the own records of ids whose block is full, and each source's last
-/// COMPLETE full run (the deletion guard's per-type baseline). Call with the
+/// it, the own records of ids whose block is full, each source's last
+/// COMPLETE full run (the deletion guard's per-type baseline), and the
+/// UNCONFIRMED actions watched on each identity (an observation may confirm
+/// them late). Call with the
 /// [`needs`] keys loaded. Keys that change inside the batch are covered: a run
 /// that last observed an identity earlier in the batch is loaded through
 /// [`needs`], and run-seen records spilled in the batch are in the working set.
@@ -144,6 +146,12 @@ pub fn needs_after_load<'e>(
     for i in w.identities.values() {
         if !i.last_observed_run_id.is_empty() && !w.runs.is_loaded(&i.last_observed_run_id) {
             out.push(Key::Run(i.last_observed_run_id.clone()));
+        }
+        // An UNCONFIRMED action an observation of this identity may confirm late.
+        for wi in i.watched.iter().filter(|wi| wi.awaiting) {
+            if !w.actions.is_loaded(&wi.action_id) {
+                out.push(Key::Action(wi.action_id.clone()));
+            }
         }
     }
     // The deletion guard's baseline: a run decided in this batch is judged

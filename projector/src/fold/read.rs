@@ -11,7 +11,7 @@ use govledger_proto::v1::{
 use super::{
     Working,
     records::{new_identity, note_history, run_mut, source_mut},
-    write::check_drift,
+    write::{check_drift, check_late, late_confirmed},
 };
 use crate::verdict;
 
@@ -268,6 +268,11 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
     if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
         w.identity_history.insert((ikey.clone(), chunk.0), chunk.1);
     }
+    let late = if ident.watched.iter().any(|wi| wi.awaiting) {
+        check_late(&mut ident.watched, r.active, &ident.memberships, seq)
+    } else {
+        Vec::new()
+    };
     if !ident.watched.is_empty() {
         for (action_id, why) in check_drift(
             &mut ident.watched,
@@ -287,6 +292,9 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
                 ..Default::default()
             });
         }
+    }
+    for (action_id, evidence) in late {
+        late_confirmed(w, &ev.source_id, &action_id, &evidence, &ev.run_id, seq);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The write path: one function per action event body (requested, attempted,
-//! verified, concluded), and the drift check that holds a confirmed action's
-//! intent against later observations.
+//! verified, concluded), the drift check that holds a confirmed action's
+//! intent against later observations, and the late confirmation of an
+//! UNCONFIRMED action that a later observation shows in effect.
 
 use govledger_proto::v1::{
     ActionAttempted, ActionConcluded, ActionKind, ActionOutcome, ActionRequested, ActionVerified,
@@ -87,9 +88,13 @@ pub(super) fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c:
         seq,
         ..Default::default()
     });
-    if outcome != ActionOutcome::Confirmed {
-        return;
-    }
+    // A confirmed intent is watched for drift; an UNCONFIRMED one for a
+    // later observation that shows it in effect (confirmed late).
+    let awaiting = match outcome {
+        ActionOutcome::Confirmed => false,
+        ActionOutcome::Unconfirmed => true,
+        _ => return,
+    };
     for wi in &c.watch {
         let key = (ev.source_id.clone(), wi.entity_type, wi.external_id.clone());
         let (sources, created) = (&mut w.sources, &mut w.identity_pages_of);
@@ -101,6 +106,7 @@ pub(super) fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c:
             kind: wi.kind,
             member_external_id: wi.member_external_id.clone(),
             confirmed_seq: seq,
+            awaiting,
             ..Default::default()
         });
         if ident.watched.len() > WATCHED_PER_IDENTITY_MAX {
@@ -127,7 +133,7 @@ pub(super) fn check_drift(
     let mut drifted = Vec::new();
     for wi in watched
         .iter_mut()
-        .filter(|wi| !wi.drifted && seq > wi.confirmed_seq)
+        .filter(|wi| !wi.drifted && !wi.awaiting && seq > wi.confirmed_seq)
     {
         let undone = match ActionKind::try_from(wi.kind).unwrap_or_default() {
             ActionKind::Deactivate => {
@@ -152,4 +158,141 @@ pub(super) fn check_drift(
         }
     }
     drifted
+}
+
+/// Does this observation show an UNCONFIRMED action's watched intent in
+/// effect? Only what an observation can prove counts: `active=false` for a
+/// deactivation, the member listed for an added membership. An absence (a
+/// removed membership, a deletion) is not proof: a list may leave members
+/// out or cap them. Returns (action id, evidence) per intent shown; those
+/// intents are watched for drift from `seq` on.
+pub(super) fn check_late(
+    watched: &mut [WatchedIntent],
+    active: Option<bool>,
+    memberships: &[String],
+    seq: u64,
+) -> Vec<(String, String)> {
+    let mut shown = Vec::new();
+    for wi in watched
+        .iter_mut()
+        .filter(|wi| wi.awaiting && seq > wi.confirmed_seq)
+    {
+        let evidence = match ActionKind::try_from(wi.kind).unwrap_or_default() {
+            ActionKind::Deactivate => (active == Some(false)).then(|| "active=false".to_owned()),
+            ActionKind::AddMembership => memberships
+                .contains(&wi.member_external_id)
+                .then(|| format!("{} a member", wi.member_external_id)),
+            _ => None,
+        };
+        if let Some(e) = evidence {
+            wi.awaiting = false;
+            wi.confirmed_seq = seq;
+            shown.push((wi.action_id.clone(), e));
+        }
+    }
+    shown
+}
+
+/// An observation (sync run `run_id`, at `seq`) showed one watched intent of
+/// an UNCONFIRMED action in effect; once all its watches are shown, the
+/// action is CONFIRMED (late), its old reason kept, and an alert raised.
+pub(super) fn late_confirmed(
+    w: &mut Working,
+    source_id: &str,
+    action_id: &str,
+    evidence: &str,
+    run_id: &str,
+    seq: u64,
+) {
+    let key = action_id.to_owned();
+    let Some(a) = w.actions.get_mut(&key) else {
+        return;
+    };
+    if a.outcome != ActionOutcome::Unconfirmed as i32 {
+        return;
+    }
+    // The observation is evidence of this action: it joins its history, so
+    // the action as of any later point (its own events) is confirmed too.
+    if let Some(chunk) = note_history(&mut a.recent_seqs, seq) {
+        w.action_history.insert((key.clone(), chunk.0), chunk.1);
+    }
+    let Some(a) = w.actions.get_mut(&key) else {
+        return;
+    };
+    a.late_shown += 1;
+    if (a.late_shown as usize) < a.watch.len() {
+        return;
+    }
+    a.unconfirmed_detail = std::mem::take(&mut a.outcome_detail);
+    a.outcome = ActionOutcome::Confirmed as i32;
+    a.outcome_detail = format!(
+        "confirmed late: sync run {run_id} observed it in effect ({evidence}); before: {}",
+        a.unconfirmed_detail
+    );
+    a.late_confirmed_seq = seq;
+    let message = a.outcome_detail.clone();
+    w.alerts.push(Alert {
+        kind: alert::Kind::ActionConcluded as i32,
+        source_id: source_id.to_owned(),
+        action_id: action_id.to_owned(),
+        run_id: run_id.to_owned(),
+        outcome: ActionOutcome::Confirmed as i32,
+        message,
+        seq,
+        ..Default::default()
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn awaiting(kind: ActionKind, member: &str) -> WatchedIntent {
+        WatchedIntent {
+            action_id: "a1".into(),
+            kind: kind as i32,
+            member_external_id: member.into(),
+            confirmed_seq: 10,
+            awaiting: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_an_observation_that_proves_the_intent_confirms_late() {
+        let mut w = [awaiting(ActionKind::Deactivate, "")];
+        assert!(check_late(&mut w, Some(true), &[], 11).is_empty());
+        assert!(
+            check_late(&mut w, None, &[], 11).is_empty(),
+            "no active flag"
+        );
+        // An observation before the conclusion proves nothing.
+        assert!(check_late(&mut w, Some(false), &[], 9).is_empty());
+        let got = check_late(&mut w, Some(false), &[], 12);
+        assert_eq!(got, vec![("a1".to_owned(), "active=false".to_owned())]);
+        assert!(!w[0].awaiting);
+        assert_eq!(w[0].confirmed_seq, 12);
+        // From then on it is a drift watch, not confirmed again.
+        assert!(check_late(&mut w, Some(false), &[], 13).is_empty());
+        assert_eq!(check_drift(&mut w, Some(true), &[], "r", 13).len(), 1);
+
+        let mut w = [awaiting(ActionKind::AddMembership, "u1")];
+        assert!(check_late(&mut w, None, &["u2".into()], 11).is_empty());
+        assert_eq!(check_late(&mut w, None, &["u1".into()], 11).len(), 1);
+
+        // Absence is no proof: a list may leave members out or cap them.
+        let mut w = [
+            awaiting(ActionKind::RemoveMembership, "u1"),
+            awaiting(ActionKind::Delete, ""),
+        ];
+        assert!(check_late(&mut w, Some(false), &[], 11).is_empty());
+        assert!(w.iter().all(|wi| wi.awaiting));
+    }
+
+    #[test]
+    fn an_awaiting_intent_never_drifts() {
+        let mut w = [awaiting(ActionKind::Deactivate, "")];
+        assert!(check_drift(&mut w, Some(true), &[], "r", 11).is_empty());
+        assert!(!w[0].drifted);
+    }
 }

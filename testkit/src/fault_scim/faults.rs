@@ -1,6 +1,6 @@
 //! The fault catalogue: how the server is seeded ([`ScimConfig`]) and every way
 //! it can bend the protocol ([`Faults`]: page faults R1..R13, write faults
-//! W1..W3), plus the request log's record ([`RequestRecord`]).
+//! W1..W3, W7, W8), plus the request log's record ([`RequestRecord`]).
 
 use super::*;
 
@@ -204,6 +204,27 @@ pub struct Faults {
     /// targets (a user also leaves its groups) and then answers 404, so a
     /// following GET of that id is a 404 too. Fires after `write_fail`.
     pub write_not_found: bool,
+    /// W7 (slow to apply): an applied write answers at once, but single-resource
+    /// GETs (`/v2/Users/{id}`, `/v2/Groups/{id}`) keep showing the resource as
+    /// it was before the write (its old body and `ETag`, or still there after a
+    /// DELETE) for this many ms. Lists show the change at once.
+    pub read_lag_ms: Option<u64>,
+    /// W8 (memberships not shown): whether a single-group GET carries
+    /// `members` (see [`MembersShown`]). Lists are not affected.
+    pub members_shown: MembersShown,
+}
+
+/// W8: when a single-group GET (`/v2/Groups/{id}`) shows `members`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MembersShown {
+    /// Always (the real protocol).
+    #[default]
+    Always,
+    /// Only when asked for by name, `?attributes=members` (as some servers do
+    /// by design); otherwise the attribute is left out.
+    OnRequest,
+    /// Never: the attribute is always left out.
+    Never,
 }
 
 /// W2: the first `times` writes matching `method` and `id` answer `status`

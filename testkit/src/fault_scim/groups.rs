@@ -189,6 +189,7 @@ pub(super) async fn patch_group(
     if let Some(r) = g.noop_answer() {
         return r;
     }
+    g.hold_view(Target::Group, &id);
     let x = g.groups.get_mut(&id).expect("checked by write_gate");
     let before = (x.members.clone(), x.display_name.clone());
     for c in changes {

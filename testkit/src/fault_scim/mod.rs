@@ -6,7 +6,7 @@
 //! resources with `meta.version` and `ETag`, PATCH and DELETE, SCIM error bodies
 //! and bearer authentication. [`Faults`] then bends it in each of the ways a
 //! sync can fail silently (R1..R13, see each field), and each of the ways a
-//! lifecycle action (a write) can fail or lie (W1..W3; W4, drift after a
+//! lifecycle action (a write) can fail or lie (W1..W3, W7 slow to apply, W8 memberships not shown; W4, drift after a
 //! confirmed action, is done by hand with [`FaultScim::set_active`] and
 //! [`FaultScim::set_group_members`]).
 //!
@@ -54,7 +54,8 @@
 //!
 //! The write path (what a lifecycle-action executor uses), `{id}` a user or
 //! group id:
-//! - `GET /v2/Users/{id}`, `GET /v2/Groups/{id}`: 200 with the resource and
+//! - `GET /v2/Users/{id}`, `GET /v2/Groups/{id}` (`?attributes=members` asks for
+//!   `members` by name, see [`MembersShown`]): 200 with the resource and
 //!   `ETag: W/"N"`, where `W/"N"` is also its `meta.version`; `N` starts at 1
 //!   and goes up by one on every change (a write that changes nothing keeps
 //!   it). A user has `id`, `userName`, `active`, and `displayName` / `title`
@@ -92,7 +93,7 @@
 //!   [`RequestRecord`], [`FaultScim::write_requests`]).
 //!
 //! Layout (split by role and fault family):
-//! - `faults`: the seed config and the fault catalogue (R1..R13, W1..W3);
+//! - `faults`: the seed config and the fault catalogue (R1..R13, W1..W3, W7, W8);
 //! - `model`: users, groups, counters and the request log;
 //! - `page_faults`: which page faults fire for one list request;
 //! - `paging`: SCIM index and cursor paging;

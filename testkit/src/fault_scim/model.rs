@@ -39,6 +39,13 @@ pub(super) struct Counters {
     pub(super) write_hits: HashMap<usize, u32>,
 }
 
+/// W7: what a single-resource GET shows until `until` (`None` = 404).
+#[derive(Clone, Debug)]
+pub(super) struct Lagged {
+    pub(super) body: Option<(Value, u64)>,
+    pub(super) until: Instant,
+}
+
 pub(super) struct Inner {
     pub(super) cfg: ScimConfig,
     pub(super) base_url: String,
@@ -50,6 +57,8 @@ pub(super) struct Inner {
     pub(super) c: Counters,
     pub(super) page_no: HashMap<ResourceType, usize>,
     pub(super) log: Vec<RequestRecord>,
+    /// W7: the old views of recently written resources, by (`User`/`Group`, id).
+    pub(super) lagged: HashMap<(&'static str, String), Lagged>,
 }
 
 pub(super) type Shared = Arc<Mutex<Inner>>;
@@ -95,6 +104,7 @@ impl Inner {
             c: Counters::default(),
             page_no: HashMap::new(),
             log: Vec::new(),
+            lagged: HashMap::new(),
         }
     }
 

@@ -13,22 +13,59 @@ pub(super) fn with_etag(mut r: Response, version: u64) -> Response {
 
 pub(super) async fn get_user(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     let g = lock(&s);
+    if let Some(r) = g.lagged_view(Target::User, &id) {
+        return r;
+    }
     match g.users.get(&id) {
         Some(u) => with_etag(scim_json(StatusCode::OK, &g.user_json(u)), u.version),
         None => scim_error(StatusCode::NOT_FOUND, None, &format!("User {id} not found")),
     }
 }
 
-pub(super) async fn get_group(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+pub(super) async fn get_group(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let g = lock(&s);
-    match g.groups.get(&id) {
-        Some(x) => with_etag(scim_json(StatusCode::OK, &g.group_json(x)), x.version),
-        None => scim_error(
-            StatusCode::NOT_FOUND,
-            None,
-            &format!("Group {id} not found"),
-        ),
+    let asked = q.get("attributes").is_some_and(|a| {
+        a.split(',')
+            .any(|x| x.trim().eq_ignore_ascii_case("members"))
+    });
+    let show = match g.faults.members_shown {
+        MembersShown::Always => true,
+        MembersShown::OnRequest => asked,
+        MembersShown::Never => false,
+    };
+    let shown = |mut v: Value| {
+        if !show && let Some(o) = v.as_object_mut() {
+            o.remove("members");
+        }
+        v
+    };
+    if let Some(lag) = g.lagged.get(&("Group", id.clone()))
+        && Instant::now() < lag.until
+    {
+        return match &lag.body {
+            Some((v, ver)) => with_etag(scim_json(StatusCode::OK, &shown(v.clone())), *ver),
+            None => group_not_found(&id),
+        };
     }
+    match g.groups.get(&id) {
+        Some(x) => with_etag(
+            scim_json(StatusCode::OK, &shown(g.group_json(x))),
+            x.version,
+        ),
+        None => group_not_found(&id),
+    }
+}
+
+fn group_not_found(id: &str) -> Response {
+    scim_error(
+        StatusCode::NOT_FOUND,
+        None,
+        &format!("Group {id} not found"),
+    )
 }
 
 /// Which kind of resource a write targets.
@@ -95,6 +132,41 @@ impl Inner {
             Target::User => self.users.get(id).map(|u| u.version),
             Target::Group => self.groups.get(id).map(|x| x.version),
         }
+    }
+
+    /// W7: the old view of a resource written less than `read_lag_ms` ago.
+    pub(super) fn lagged_view(&self, t: Target, id: &str) -> Option<Response> {
+        let lag = self.lagged.get(&(t.name(), id.to_owned()))?;
+        if Instant::now() >= lag.until {
+            return None;
+        }
+        Some(match &lag.body {
+            Some((v, ver)) => with_etag(scim_json(StatusCode::OK, v), *ver),
+            None => scim_error(
+                StatusCode::NOT_FOUND,
+                None,
+                &format!("{} {id} not found", t.name()),
+            ),
+        })
+    }
+
+    /// W7: before a write is applied, keep what GETs show for `read_lag_ms`
+    /// (an older view still in force is kept, not replaced).
+    pub(super) fn hold_view(&mut self, t: Target, id: &str) {
+        let Some(ms) = self.faults.read_lag_ms else {
+            return;
+        };
+        let now = Instant::now();
+        let key = (t.name(), id.to_owned());
+        if self.lagged.get(&key).is_some_and(|l| now < l.until) {
+            return;
+        }
+        let body = match t {
+            Target::User => self.users.get(id).map(|u| (self.user_json(u), u.version)),
+            Target::Group => self.groups.get(id).map(|x| (self.group_json(x), x.version)),
+        };
+        let until = now + Duration::from_millis(ms);
+        self.lagged.insert(key, Lagged { body, until });
     }
 
     pub(super) fn remove_resource(&mut self, t: Target, id: &str) -> bool {
@@ -254,6 +326,7 @@ pub(super) fn delete_resource(s: &Shared, t: Target, id: &str, headers: &HeaderM
     if let Some(r) = g.noop_answer() {
         return r;
     }
+    g.hold_view(t, id);
     g.remove_resource(t, id);
     g.applied_answer()
 }
@@ -363,6 +436,7 @@ pub(super) async fn patch_user(
     if let Some(r) = g.noop_answer() {
         return r;
     }
+    g.hold_view(Target::User, &id);
     let u = g.users.get_mut(&id).expect("checked by write_gate");
     let mut changed = false;
     for c in changes {

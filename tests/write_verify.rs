@@ -1,0 +1,254 @@
+//! Read-backs that verify (issue 20, part D), end to end against the
+//! fault-injecting SCIM server: an attribute the target leaves out is unknown,
+//! never empty (W8); a target that applies writes late gets a bounded
+//! verification window, and a later sync that shows the intent upgrades an
+//! UNCONFIRMED action to CONFIRMED (W7); a write whose target stays down is
+//! never FAILED without a read-back that showed the intent not in effect.
+
+use std::time::{Duration, Instant};
+
+use govledger_proto::v1::{
+    ActionKind, ActionOutcome, ActionRequested, AsOf, GetActionRequest, GetActionResponse,
+    SubmitActionRequest, Verdict, as_of,
+};
+use govledger_testkit::{
+    Govledger, NatsServer,
+    fault_scim::{FaultScim, Faults, MembersShown, ScimConfig, WriteFault},
+    govledger::scim_source_toml,
+    runs::assert_outcome,
+};
+
+async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 12,
+        groups: 3,
+        ..Default::default()
+    })
+    .await;
+    let toml = scim_source_toml(
+        &scim.base_url,
+        &format!("resources = [\"Users\", \"Groups\"]\n{extra}"),
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &toml);
+    let r = gl.sync("hr").await;
+    assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
+    (nats, scim, gl)
+}
+
+fn request(kind: ActionKind, user: &str, group: &str, key: &str) -> ActionRequested {
+    ActionRequested {
+        kind: kind as i32,
+        identity_external_id: user.into(),
+        group_external_id: group.into(),
+        requested_by: "alice@corp".into(),
+        reason: "leaver".into(),
+        ticket: "HR-2".into(),
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+async fn submit(gl: &Govledger, r: ActionRequested) -> String {
+    gl.client()
+        .await
+        .submit_action(SubmitActionRequest {
+            source_id: "hr".into(),
+            request: Some(r),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .action_id
+}
+
+/// Waits until `done` holds for the action (60 s at most).
+async fn wait_until(
+    gl: &Govledger,
+    id: &str,
+    done: impl Fn(&GetActionResponse) -> bool,
+) -> GetActionResponse {
+    let mut c = gl.client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = c
+            .get_action(GetActionRequest {
+                as_of: None,
+                action_id: id.into(),
+            })
+            .await
+        {
+            let r = r.into_inner();
+            if done(&r) {
+                return r;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "action {id} never reached the state:\n{}",
+            gl.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn act(gl: &Govledger, r: ActionRequested) -> GetActionResponse {
+    let id = submit(gl, r).await;
+    wait_until(gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_membership_on_a_group_that_never_shows_members_is_not_confirmed() {
+    let (_nats, scim, gl) = setup("").await;
+    scim.set_faults(Faults {
+        members_shown: MembersShown::Never,
+        ..Default::default()
+    });
+    let g = scim.group_ids()[0].clone();
+    let member = scim.group_members(&g)[0].clone();
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &member, &g, "m1"),
+    )
+    .await;
+    assert_outcome(&r, ActionOutcome::Unconfirmed);
+    assert!(
+        r.outcome_detail.contains("does not show group memberships"),
+        "{}",
+        r.outcome_detail
+    );
+    // It was written (an absent attribute is not "already in effect").
+    assert!(
+        scim.write_requests().iter().any(|w| w.method == "PATCH"),
+        "no write sent"
+    );
+    let a = r.action.unwrap();
+    assert!(a.verified_steps.is_empty(), "{:?}", a.verified_steps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memberships_shown_only_on_request_are_read_back_by_name() {
+    let (_nats, scim, gl) = setup("").await;
+    scim.set_faults(Faults {
+        members_shown: MembersShown::OnRequest,
+        ..Default::default()
+    });
+    let g = scim.group_ids()[1].clone();
+    let member = scim.group_members(&g)[0].clone();
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &member, &g, "m2"),
+    )
+    .await;
+    assert_outcome(&r, ActionOutcome::Confirmed);
+    assert!(!scim.group_members(&g).contains(&member));
+    assert!(
+        r.outcome_detail.contains("not a member"),
+        "{}",
+        r.outcome_detail
+    );
+    let r = act(&gl, request(ActionKind::AddMembership, &member, &g, "m3")).await;
+    assert_outcome(&r, ActionOutcome::Confirmed);
+    assert!(scim.group_members(&g).contains(&member));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_applied_after_a_short_delay_is_confirmed_within_the_window() {
+    let (_nats, scim, gl) = setup("").await;
+    scim.set_faults(Faults {
+        read_lag_ms: Some(1_500),
+        ..Default::default()
+    });
+    let u = scim.user_ids()[2].clone();
+    let r = act(&gl, request(ActionKind::Deactivate, &u, "", "d1")).await;
+    assert_outcome(&r, ActionOutcome::Confirmed);
+    assert!(
+        r.outcome_detail.contains("active=false"),
+        "{}",
+        r.outcome_detail
+    );
+    assert_eq!(r.action.unwrap().attempts, 1, "written once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unconfirmed_action_becomes_confirmed_late_when_a_sync_shows_the_intent() {
+    let (_nats, scim, gl) = setup("").await;
+    // Longer than the default window (5 s): the executor gives up first.
+    scim.set_faults(Faults {
+        read_lag_ms: Some(600_000),
+        ..Default::default()
+    });
+    let u = scim.user_ids()[3].clone();
+    let id = submit(&gl, request(ActionKind::Deactivate, &u, "", "d2")).await;
+    let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await;
+    assert_outcome(&r, ActionOutcome::Unconfirmed);
+    // Lists show the change at once: the next sync observes it.
+    let s = gl.sync("hr").await;
+    assert_eq!(s.verdict, Verdict::Complete as i32, "{:?}", s.reasons);
+    let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Unconfirmed as i32).await;
+    assert_outcome(&r, ActionOutcome::Confirmed);
+    assert!(
+        r.outcome_detail.contains("confirmed late") && r.outcome_detail.contains("active=false"),
+        "{}",
+        r.outcome_detail
+    );
+    // As of now (the action's own history, which holds the observation), the
+    // same answer: the evidence is part of the action's record.
+    let late_seq = r.action.as_ref().unwrap().late_confirmed_seq;
+    assert!(late_seq > 0);
+    let at = gl
+        .client()
+        .await
+        .get_action(GetActionRequest {
+            action_id: id.clone(),
+            as_of: Some(AsOf {
+                point: Some(as_of::Point::Seq(late_seq)),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_outcome(&at, ActionOutcome::Confirmed);
+    // ... and from then on it is watched: re-enabling it drifts.
+    scim.set_faults(Faults::default());
+    scim.set_active(&u, true);
+    gl.sync("hr").await;
+    let r = wait_until(&gl, &id, |r| r.outcome == ActionOutcome::Drifted as i32).await;
+    assert_outcome(&r, ActionOutcome::Drifted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_target_stays_down_is_not_failed_without_a_read_back() {
+    let (_nats, scim, gl) = setup("").await;
+    let u = scim.user_ids()[4].clone();
+    drop(scim); // the target is down: every request is refused
+    let r = act(&gl, request(ActionKind::Deactivate, &u, "", "f1")).await;
+    assert_outcome(&r, ActionOutcome::Unconfirmed);
+    assert!(
+        r.outcome_detail
+            .contains("no read-back showed whether it is in effect"),
+        "{}",
+        r.outcome_detail
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_while_the_read_back_shows_it_not_in_effect_is_failed() {
+    let (_nats, scim, gl) = setup("").await;
+    scim.set_faults(Faults {
+        write_fail: vec![WriteFault {
+            status: 503,
+            times: u32::MAX,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let u = scim.user_ids()[5].clone();
+    let r = act(&gl, request(ActionKind::Deactivate, &u, "", "f2")).await;
+    assert_outcome(&r, ActionOutcome::Failed);
+    assert!(
+        r.outcome_detail.contains("active=true"),
+        "{}",
+        r.outcome_detail
+    );
+}
