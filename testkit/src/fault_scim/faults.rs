@@ -204,6 +204,44 @@ pub struct Faults {
     /// targets (a user also leaves its groups) and then answers 404, so a
     /// following GET of that id is a 404 too. Fires after `write_fail`.
     pub write_not_found: bool,
+    /// How the REST API answers where real APIs differ from the plain form
+    /// (GitHub-style `Link` lines, relative links, pages past the end, rate
+    /// limits); SCIM is unaffected.
+    pub rest: RestQuirks,
+}
+
+/// REST API behaviours of real APIs (each legal, each one a client must read).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestQuirks {
+    /// `Link` mode: one `Link` header line per relation (`rel="first"` on one
+    /// line, `rel="next"` on the next), as GitHub sends them, instead of one
+    /// comma-separated line.
+    pub link_per_line: bool,
+    /// `Link` mode: link targets are relative references
+    /// (`users-link?after=TOKEN&per_page=N`), to be resolved against the
+    /// request URI (RFC 8288 §3.2).
+    pub link_relative: bool,
+    /// Page-number mode: a page past the last one answers with the last page
+    /// again (its items, the same total) instead of an empty page.
+    pub past_end_repeats_last: bool,
+    /// GitHub-style rate window: every REST list answer carries
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+    /// (epoch seconds); a request with none remaining before the reset is
+    /// refused with 403 `{"message":"API rate limit exceeded ..."}`.
+    pub rate_window: Option<RateWindow>,
+    /// Injected rate limits (`rate_limit`) on the REST API answer as GitHub's
+    /// do: 403, body "API rate limit exceeded", `X-RateLimit-Remaining: 0` and
+    /// `X-RateLimit-Reset` (epoch seconds, `retry_after`'s seconds from now);
+    /// no `Retry-After`.
+    pub rate_limit_as_403: bool,
+}
+
+/// `requests` REST list requests per window of `window_s` seconds; the window
+/// starts with its first request and ends at a whole epoch second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateWindow {
+    pub requests: usize,
+    pub window_s: u64,
 }
 
 /// W2: the first `times` writes matching `method` and `id` answer `status`
