@@ -57,11 +57,33 @@ pub fn next_link(header: &str) -> Option<String> {
     None
 }
 
-/// Parses one page of a REST source.
+/// The `rel="next"` target among every `Link` header line of an answer (HTTP
+/// treats repeated lines as one comma-separated list, RFC 9110 §5.3), resolved
+/// against the request URI `request_url` when relative (RFC 8288 §3.2).
+pub fn next_link_of<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    request_url: &str,
+) -> Result<Option<String>, ParseError> {
+    let Some(target) = lines.into_iter().find_map(next_link) else {
+        return Ok(None);
+    };
+    let resolved = reqwest::Url::parse(request_url)
+        .and_then(|base| base.join(&target))
+        .map_err(|e| {
+            ParseError::NotList(format!(
+                "the rel=\"next\" link {target:?} is not a URI reference: {e}"
+            ))
+        })?;
+    Ok(Some(resolved.to_string()))
+}
+
+/// Parses one page of a REST source: `link_headers` are its `Link` header
+/// lines, `request_url` the URI it was asked with.
 pub fn parse_page(
     body: &[u8],
     total_header: Option<&str>,
-    link_header: Option<&str>,
+    link_headers: &[&str],
+    request_url: &str,
     shape: &RestShape,
     page_key: &str,
 ) -> Result<ListPage, ParseError> {
@@ -106,7 +128,7 @@ pub fn parse_page(
         total_results: total,
         items_per_page: Some(items.len() as u64),
         start_index: None,
-        next_cursor: link_header.and_then(next_link),
+        next_cursor: next_link_of(link_headers.iter().copied(), request_url)?,
         items: items
             .iter()
             .enumerate()
@@ -210,11 +232,52 @@ mod tests {
     }
 
     #[test]
+    fn link_header_lines_are_one_list() {
+        // GitHub: one line per relation; the next link on the second line.
+        let lines = [
+            r#"<https://a/u?page=1>; rel="first""#,
+            r#"<https://a/u?page=3>; rel="next", <https://a/u?page=9>; rel="last""#,
+        ];
+        assert_eq!(
+            next_link_of(lines, "https://a/u?page=2")
+                .unwrap()
+                .as_deref(),
+            Some("https://a/u?page=3")
+        );
+        assert_eq!(
+            next_link_of([r#"<https://a/u?page=1>; rel="first""#], "https://a/u").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn relative_links_resolve_against_the_request_uri() {
+        let base = "http://h:8/api/v1/users?page=1&per_page=2";
+        for (target, want) in [
+            ("users?page=2", "http://h:8/api/v1/users?page=2"),
+            ("/api/v2/users?page=2", "http://h:8/api/v2/users?page=2"),
+            ("?page=2", "http://h:8/api/v1/users?page=2"),
+            ("//other/x", "http://other/x"),
+            ("https://o/u?p=2", "https://o/u?p=2"),
+        ] {
+            let line = format!("<{target}>; rel=\"next\"");
+            assert_eq!(
+                next_link_of([line.as_str()], base).unwrap().as_deref(),
+                Some(want),
+                "{target}"
+            );
+        }
+        let err = next_link_of([r#"<http://[x>; rel="next""#], base).unwrap_err();
+        assert!(err.to_string().contains("is not a URI reference"), "{err}");
+    }
+
+    #[test]
     fn pages_with_body_total_or_header_total() {
         let p = parse_page(
             br#"{"users":[{"id":1,"email":"a@x","active":false},{"id":"b"}],"total":9}"#,
             None,
-            None,
+            &[],
+            "http://h/users",
             &shape("/users"),
             "users:page=1",
         )
@@ -232,7 +295,8 @@ mod tests {
         let p = parse_page(
             br#"[{"id":"x"}]"#,
             Some("12"),
-            Some(r#"<http://h/n>; rel="next""#),
+            &[r#"<http://h/n>; rel="next""#],
+            "http://h/users",
             &s,
             "k",
         )
@@ -243,12 +307,23 @@ mod tests {
 
     #[test]
     fn bad_pages_and_items() {
-        assert!(parse_page(b"{", None, None, &shape("/users"), "k").is_err());
-        assert!(parse_page(br#"{"data":[]}"#, None, None, &shape("/users"), "k").is_err());
+        assert!(parse_page(b"{", None, &[], "http://h/u", &shape("/users"), "k").is_err());
+        assert!(
+            parse_page(
+                br#"{"data":[]}"#,
+                None,
+                &[],
+                "http://h/u",
+                &shape("/users"),
+                "k"
+            )
+            .is_err()
+        );
         let p = parse_page(
             br#"{"users":[{"email":"no id"},{"id":"x","active":"yes"},{"id":[1]}]}"#,
             None,
-            None,
+            &[],
+            "http://h/u",
             &shape("/users"),
             "k",
         )
