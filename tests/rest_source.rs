@@ -356,3 +356,40 @@ async fn a_github_403_rate_limit_is_retried_like_a_429() {
     assert_eq!(run.rate_limited, 1);
     assert!(statuses(&scim).contains(&403), "{:?}", statuses(&scim));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_paging_whose_last_page_links_past_the_end() {
+    let q = RestQuirks {
+        past_end_repeats_last: true,
+        ..Default::default()
+    };
+    // No total: the page past the end repeats the last one and ends the chain.
+    let (_nats, scim, gl) = start("link", "", 50, ScimConfig::default(), quirks(q.clone())).await;
+    let r = sync_bounded(&gl).await;
+    assert_verdict(&r, Verdict::Complete);
+    assert_eq!(r.run.unwrap().records_unique, USERS as u64);
+    assert_eq!(statuses(&scim).len(), 6, "5 pages and the repeat");
+    drop(gl);
+
+    // A total above what the API serves: the repeat comes before the declared end.
+    let faults = Faults {
+        total_results: TotalResults::Offset(60),
+        rest: q,
+        ..Default::default()
+    };
+    let shape = "total_header = \"X-Total-Count\"";
+    let (_nats, _scim, gl) = start("link", shape, 100, ScimConfig::default(), faults).await;
+    let r = sync_bounded(&gl).await;
+    assert_run(
+        &r,
+        Verdict::Incomplete,
+        &[ReasonCode::EngineFailed, ReasonCode::CountShort],
+    );
+    assert!(
+        r.reasons[0]
+            .message
+            .contains("brought no new records (it repeats records already read) after 250 of 310 declared records"),
+        "{:?}",
+        r.reasons
+    );
+}

@@ -345,3 +345,25 @@ impl Run<'_> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_page_ends_the_listing_or_stops_the_run() {
+        assert!(Run::repeat_end("users:page=6", 250, None).is_ok());
+        assert!(Run::repeat_end("users:page=4", 250, Some(250)).is_ok());
+        assert!(Run::repeat_end("users:page=4", 260, Some(250)).is_ok());
+        let Err(Stop::Abort(class, msg)) = Run::repeat_end("users:page=4", 250, Some(310)) else {
+            panic!("a repeat before the declared end must stop the run");
+        };
+        assert_eq!(class, ErrorClass::Other);
+        assert_eq!(
+            msg,
+            "users:page=4 brought no new records (it repeats records already read) after 250 \
+             of 310 declared records: the API answers past its end with records already read, \
+             so the rest cannot be located"
+        );
+    }
+}

@@ -221,8 +221,10 @@ pub struct RestQuirks {
     /// (`users-link?after=TOKEN&per_page=N`), to be resolved against the
     /// request URI (RFC 8288 §3.2).
     pub link_relative: bool,
-    /// Page-number mode: a page past the last one answers with the last page
-    /// again (its items, the same total) instead of an empty page.
+    /// A page past the last one answers with the last page again (its items,
+    /// the same total) instead of an empty page; in `Link` mode every page,
+    /// the last one too, links to the page after the one asked for (so the
+    /// links past the end are all different and never cycle).
     pub past_end_repeats_last: bool,
     /// GitHub-style rate window: every REST list answer carries
     /// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`

@@ -22,6 +22,10 @@ pub(super) struct RestParams {
     pub(super) per_page: usize,
     /// Page-number mode: the (effective) page number.
     pub(super) page: usize,
+    /// `Link` mode: the offset the request asked for (its `after`), which
+    /// the `next` link counts on from; `offset` unless a page past the end
+    /// is answered with the last one.
+    pub(super) asked: usize,
 }
 
 /// `per_page` of a REST list request: default [`DEFAULT_PAGE_SIZE`], capped
@@ -84,6 +88,7 @@ pub(super) async fn rest_users_paged(
         offset,
         per_page,
         page,
+        asked: offset,
     };
     rest_list(s, p, false).await
 }
@@ -110,10 +115,20 @@ pub(super) async fn rest_users_link(
             }
         },
     };
+    let asked = offset;
+    let offset = {
+        let g = lock(&s);
+        let n = g.users.len();
+        match g.faults.rest.past_end_repeats_last && n > 0 && offset >= n {
+            true => (n - 1) / per_page * per_page,
+            false => offset,
+        }
+    };
     let p = RestParams {
         offset,
         per_page,
         page: offset / per_page + 1,
+        asked,
     };
     rest_list(s, p, true).await
 }
@@ -167,8 +182,10 @@ pub(super) async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Resp
                                 p.per_page,
                             ))
                         }
-                        _ if p.offset + p.per_page < pg.true_total => {
-                            Some(link_url(&origin, Some(p.offset + p.per_page), p.per_page))
+                        _ if p.offset + p.per_page < pg.true_total
+                            || g.faults.rest.past_end_repeats_last =>
+                        {
+                            Some(link_url(&origin, Some(p.asked + p.per_page), p.per_page))
                         }
                         _ => None,
                     };
