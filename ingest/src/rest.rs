@@ -18,6 +18,8 @@ pub struct RestShape {
     pub entity_type: EntityType,
     /// JSON pointer to the items array (`""` = the body is the array).
     pub items_pointer: String,
+    /// The id field: a top-level name (`id`), or a JSON pointer into the
+    /// item when it starts with `/` (`/user/login`); so are the two below.
     pub id_field: String,
     pub active_field: Option<String>,
     /// Field shown to people (email, username); optional.
@@ -147,7 +149,12 @@ fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
             "item is not a JSON object".into(),
         );
     };
-    let id = match o.get(&shape.id_field) {
+    // A name, or a JSON pointer into the item (nested fields).
+    let field = |f: &str| match f.starts_with('/') {
+        true => r.pointer(f),
+        false => o.get(f),
+    };
+    let id = match field(&shape.id_field) {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -163,7 +170,7 @@ fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
             );
         }
     };
-    let active = match shape.active_field.as_ref().and_then(|f| o.get(f)) {
+    let active = match shape.active_field.as_deref().and_then(field) {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
@@ -175,8 +182,8 @@ fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
     };
     let display_name = shape
         .label_field
-        .as_ref()
-        .and_then(|f| o.get(f))
+        .as_deref()
+        .and_then(field)
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
@@ -303,6 +310,34 @@ mod tests {
         .unwrap();
         assert_eq!(p.total_results, Some(12));
         assert_eq!(p.next_cursor.as_deref(), Some("http://h/n"));
+    }
+
+    #[test]
+    fn nested_fields_by_json_pointer() {
+        let mut s = shape("/data");
+        s.id_field = "/user/id".into();
+        s.active_field = Some("/state/active".into());
+        s.label_field = Some("/user/login".into());
+        let p = parse_page(
+            br#"{"data":[{"user":{"id":7,"login":"octo"},"state":{"active":false}},{"user":{}}]}"#,
+            None,
+            &[],
+            "http://h/u",
+            &s,
+            "k",
+        )
+        .unwrap();
+        let Item::Observed(a) = &p.items[0] else {
+            panic!("{:?}", p.items[0])
+        };
+        assert_eq!(
+            (a.external_id.as_str(), a.active, a.display_name.as_str()),
+            ("7", Some(false), "octo")
+        );
+        let Item::Rejected(b) = &p.items[1] else {
+            panic!("{:?}", p.items[1])
+        };
+        assert_eq!(b.detail, "item has no /user/id");
     }
 
     #[test]
