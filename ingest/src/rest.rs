@@ -22,6 +22,8 @@ pub struct RestShape {
     /// item when it starts with `/` (`/user/login`); so are the two below.
     pub id_field: String,
     pub active_field: Option<String>,
+    /// How the active field's value reads: a boolean, or a status word.
+    pub active_words: ActiveWords,
     /// Field shown to people (email, username); optional.
     pub label_field: Option<String>,
     /// JSON pointer to the total in the body, if any.
@@ -31,6 +33,37 @@ pub struct RestShape {
     /// Query parameter names.
     pub page_param: String,
     pub size_param: String,
+}
+
+/// How the active field reads. A boolean means active when true, or when false
+/// with `inverted` (a `suspended` / `disabled` field); a string is a status
+/// word, compared case-insensitively with `active` and `inactive`. Anything
+/// else (or an unknown word) is rejected, never guessed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActiveWords {
+    pub inverted: bool,
+    pub active: Vec<String>,
+    pub inactive: Vec<String>,
+}
+
+impl ActiveWords {
+    /// The active state `v` says, or why it says none.
+    pub fn read(&self, v: &Value) -> Result<bool, String> {
+        let is = |words: &[String], w: &str| words.iter().any(|x| x.eq_ignore_ascii_case(w));
+        match v {
+            Value::Bool(b) => Ok(*b != self.inverted),
+            Value::String(w) if is(&self.active, w.trim()) => Ok(true),
+            Value::String(w) if is(&self.inactive, w.trim()) => Ok(false),
+            Value::String(w) if !self.active.is_empty() || !self.inactive.is_empty() => {
+                Err(format!(
+                    "status {w:?} is neither an active word ({}) nor an inactive word ({})",
+                    self.active.join(", "),
+                    self.inactive.join(", ")
+                ))
+            }
+            _ => Err("is not a boolean".into()),
+        }
+    }
 }
 
 /// The target of the `rel="next"` link in an RFC 8288 `Link` header, if any.
@@ -172,13 +205,12 @@ fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
     };
     let active = match shape.active_field.as_deref().and_then(field) {
         None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            return reject(
-                RejectReason::BadType,
-                format!("item {id}: active is not a boolean"),
-            );
-        }
+        Some(v) => match shape.active_words.read(v) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                return reject(RejectReason::BadType, format!("item {id}: active {why}"));
+            }
+        },
     };
     let display_name = shape
         .label_field
@@ -210,6 +242,7 @@ mod tests {
             items_pointer: items.into(),
             id_field: "id".into(),
             active_field: Some("active".into()),
+            active_words: ActiveWords::default(),
             label_field: Some("email".into()),
             total_pointer: Some("/total".into()),
             total_header: Some("x-total-count".into()),
@@ -338,6 +371,57 @@ mod tests {
             panic!("{:?}", p.items[1])
         };
         assert_eq!(b.detail, "item has no /user/id");
+    }
+
+    #[test]
+    fn active_polarity_and_status_words() {
+        let plain = ActiveWords::default();
+        assert_eq!(plain.read(&serde_json::json!(true)), Ok(true));
+        assert_eq!(
+            plain.read(&serde_json::json!("yes")),
+            Err("is not a boolean".into())
+        );
+        let suspended = ActiveWords {
+            inverted: true,
+            ..Default::default()
+        };
+        assert_eq!(suspended.read(&serde_json::json!(true)), Ok(false));
+        assert_eq!(suspended.read(&serde_json::json!(false)), Ok(true));
+        let status = ActiveWords {
+            inverted: false,
+            active: vec!["active".into(), "provisioned".into()],
+            inactive: vec!["suspended".into(), "deprovisioned".into()],
+        };
+        assert_eq!(status.read(&serde_json::json!("ACTIVE")), Ok(true));
+        assert_eq!(status.read(&serde_json::json!(" Suspended ")), Ok(false));
+        assert_eq!(
+            status.read(&serde_json::json!("staged")),
+            Err(
+                "status \"staged\" is neither an active word (active, provisioned) \
+                 nor an inactive word (suspended, deprovisioned)"
+                    .into()
+            )
+        );
+        let mut s = shape("/users");
+        s.active_field = Some("status".into());
+        s.active_words = status;
+        let p = parse_page(
+            br#"{"users":[{"id":"a","status":"deprovisioned"},{"id":"b","status":"staged"}]}"#,
+            None,
+            &[],
+            "http://h/u",
+            &s,
+            "k",
+        )
+        .unwrap();
+        assert!(matches!(&p.items[0], Item::Observed(r) if r.active == Some(false)));
+        let Item::Rejected(b) = &p.items[1] else {
+            panic!("{:?}", p.items[1])
+        };
+        assert!(
+            b.detail.starts_with("item b: active status \"staged\""),
+            "{b:?}"
+        );
     }
 
     #[test]
