@@ -30,6 +30,10 @@ pub struct RestShape {
     pub total_pointer: Option<String>,
     /// Header carrying the total, if any (e.g. `X-Total-Count`).
     pub total_header: Option<String>,
+    /// Link paging: JSON pointer to the next page's URL in the body (e.g.
+    /// `/links/next`, absent, null or "" on the last page) instead of the
+    /// `Link` header.
+    pub next_pointer: Option<String>,
     /// Query parameter names.
     pub page_param: String,
     pub size_param: String,
@@ -99,17 +103,22 @@ pub fn next_link_of<'a>(
     lines: impl IntoIterator<Item = &'a str>,
     request_url: &str,
 ) -> Result<Option<String>, ParseError> {
-    let Some(target) = lines.into_iter().find_map(next_link) else {
-        return Ok(None);
-    };
+    match lines.into_iter().find_map(next_link) {
+        Some(target) => resolve(&target, request_url).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `target` resolved against the request URI `request_url` (RFC 3986 §5).
+fn resolve(target: &str, request_url: &str) -> Result<String, ParseError> {
     let resolved = reqwest::Url::parse(request_url)
         .and_then(|base| base.join(&target))
         .map_err(|e| {
             ParseError::NotList(format!(
-                "the rel=\"next\" link {target:?} is not a URI reference: {e}"
+                "the next link {target:?} is not a URI reference: {e}"
             ))
         })?;
-    Ok(Some(resolved.to_string()))
+    Ok(resolved.to_string())
 }
 
 /// Parses one page of a REST source: `link_headers` are its `Link` header
@@ -163,7 +172,15 @@ pub fn parse_page(
         total_results: total,
         items_per_page: Some(items.len() as u64),
         start_index: None,
-        next_cursor: next_link_of(link_headers.iter().copied(), request_url)?,
+        next_cursor: match &shape.next_pointer {
+            None => next_link_of(link_headers.iter().copied(), request_url)?,
+            Some(p) => match v.pointer(p) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) if t.trim().is_empty() => None,
+                Some(Value::String(t)) => Some(resolve(t.trim(), request_url)?),
+                Some(_) => return Err(ParseError::NotList(format!("{p} is not a string"))),
+            },
+        },
         items: items
             .iter()
             .enumerate()
@@ -246,6 +263,7 @@ mod tests {
             label_field: Some("email".into()),
             total_pointer: Some("/total".into()),
             total_header: Some("x-total-count".into()),
+            next_pointer: None,
             page_param: "page".into(),
             size_param: "per_page".into(),
         }
@@ -309,6 +327,22 @@ mod tests {
         }
         let err = next_link_of([r#"<http://[x>; rel="next""#], base).unwrap_err();
         assert!(err.to_string().contains("is not a URI reference"), "{err}");
+        let mut s = shape("/data");
+        s.next_pointer = Some("/links/next".into());
+        let page = |body: &[u8]| parse_page(body, None, &[], base, &s, "k");
+        let p = page(br#"{"data":[],"links":{"next":"users?page=2"}}"#).unwrap();
+        assert_eq!(
+            p.next_cursor.as_deref(),
+            Some("http://h:8/api/v1/users?page=2")
+        );
+        for last in [
+            &br#"{"data":[],"links":{"next":null}}"#[..],
+            br#"{"data":[],"links":{"next":""}}"#,
+            br#"{"data":[]}"#,
+        ] {
+            assert_eq!(page(last).unwrap().next_cursor, None);
+        }
+        assert!(page(br#"{"data":[],"links":{"next":2}}"#).is_err());
     }
 
     #[test]

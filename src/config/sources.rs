@@ -170,6 +170,8 @@ pub struct RestConfig {
     pub total_pointer: Option<String>,
     /// Header with the total (e.g. `X-Total-Count`).
     pub total_header: Option<String>,
+    /// Link paging: JSON pointer to the next URL in the body, not the header.
+    pub next_pointer: Option<String>,
     #[serde(default = "default_page_param")]
     pub page_param: String,
     #[serde(default = "default_size_param")]
@@ -279,6 +281,7 @@ impl RestConfig {
         for (name, p) in [
             ("items_pointer", Some(&self.items_pointer)),
             ("total_pointer", self.total_pointer.as_ref()),
+            ("next_pointer", self.next_pointer.as_ref()),
         ] {
             if let Some(p) = p
                 && !p.is_empty()
@@ -321,6 +324,7 @@ impl RestConfig {
             label_field: self.label_field.clone(),
             total_pointer: self.total_pointer.clone(),
             total_header: self.total_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            next_pointer: self.next_pointer.clone(),
             page_param: self.page_param.clone(),
             size_param: self.size_param.clone(),
         })
