@@ -112,7 +112,7 @@ pub fn next_link_of<'a>(
 /// `target` resolved against the request URI `request_url` (RFC 3986 §5).
 fn resolve(target: &str, request_url: &str) -> Result<String, ParseError> {
     let resolved = reqwest::Url::parse(request_url)
-        .and_then(|base| base.join(&target))
+        .and_then(|base| base.join(target))
         .map_err(|e| {
             ParseError::NotList(format!(
                 "the next link {target:?} is not a URI reference: {e}"
