@@ -393,3 +393,17 @@ async fn link_paging_whose_last_page_links_past_the_end() {
         r.reasons
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_paging_with_the_next_link_in_the_body() {
+    let q = RestQuirks {
+        next_in_body: true,
+        link_relative: true,
+        ..Default::default()
+    };
+    let shape = "items_pointer = \"/users\"\nnext_pointer = \"/links/next\"\ntotal_header = \"X-Total-Count\"";
+    let (_nats, _scim, gl) = start("link", shape, 100, ScimConfig::default(), quirks(q)).await;
+    let r = gl.sync("app").await;
+    assert_verdict(&r, Verdict::Complete);
+    assert_eq!(r.run.unwrap().records_unique, USERS as u64);
+}

@@ -221,6 +221,9 @@ pub struct RestQuirks {
     /// (`users-link?after=TOKEN&per_page=N`), to be resolved against the
     /// request URI (RFC 8288 §3.2).
     pub link_relative: bool,
+    /// `Link` mode: no `Link` header; the body is
+    /// `{"users":[..],"links":{"next":URL or null}}` (a next link in the body).
+    pub next_in_body: bool,
     /// A page past the last one answers with the last page again (its items,
     /// the same total) instead of an empty page; in `Link` mode every page,
     /// the last one too, links to the page after the one asked for (so the

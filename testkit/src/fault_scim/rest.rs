@@ -195,18 +195,26 @@ pub(super) async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Resp
                         true => url.rsplit('/').next().unwrap_or_default().to_owned(),
                         false => url,
                     };
+                    let next = next.map(target);
                     let mut links = vec![format!(
                         "<{}>; rel=\"first\"",
                         target(link_url(&origin, None, p.per_page))
                     )];
-                    if let Some(n) = next {
-                        links.push(format!("<{}>; rel=\"next\"", target(n)));
+                    if let Some(n) = &next {
+                        links.push(format!("<{n}>; rel=\"next\""));
                     }
                     if !q.link_per_line {
                         links = vec![links.join(", ")];
                     }
+                    let body = match q.next_in_body {
+                        true => {
+                            links.clear();
+                            json!({"users": pg.items, "links": {"next": next}})
+                        }
+                        false => Value::Array(pg.items),
+                    };
                     RestOutcome::Page {
-                        body: Value::Array(pg.items),
+                        body,
                         total: pg.total,
                         links,
                         malformed: pg.malformed,
