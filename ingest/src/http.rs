@@ -147,6 +147,7 @@ impl HttpSource {
         }
         let class = match status {
             429 => ErrorClass::RateLimited,
+            403 if ratelimit::is_rate_limit_403(&headers, &body) => ErrorClass::RateLimited,
             401 | 403 => ErrorClass::Auth,
             404 => ErrorClass::NotFound,
             400..=499 => ErrorClass::ClientError,

@@ -96,6 +96,24 @@ pub fn wait_hint(
     None
 }
 
+/// A 403 that is a rate limit, not a refusal (GitHub's primary and secondary
+/// limits): `X-RateLimit-Remaining: 0` (or `RateLimit-Remaining: 0`), a
+/// `Retry-After`, or a body that says "rate limit".
+pub fn is_rate_limit_403(headers: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
+    let zero = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0")
+    };
+    zero("x-ratelimit-remaining")
+        || zero("ratelimit-remaining")
+        || headers.contains_key("retry-after")
+        || String::from_utf8_lossy(body)
+            .to_ascii_lowercase()
+            .contains("rate limit")
+}
+
 /// `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
 pub fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     if let Ok(secs) = v.parse::<u64>() {
@@ -151,6 +169,27 @@ mod tests {
             d <= Duration::from_secs(3) && d >= Duration::from_secs(2),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn github_403_rate_limits() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert!(!is_rate_limit_403(&h, br#"{"message":"Bad credentials"}"#));
+        assert!(is_rate_limit_403(
+            &h,
+            br#"{"message":"API rate limit exceeded for user ID 1."}"#
+        ));
+        assert!(is_rate_limit_403(
+            &h,
+            b"You have exceeded a secondary Rate Limit."
+        ));
+        h.insert("x-ratelimit-remaining", "12".parse().unwrap());
+        assert!(!is_rate_limit_403(&h, b"forbidden"));
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        assert!(is_rate_limit_403(&h, b"forbidden"));
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("retry-after", "60".parse().unwrap());
+        assert!(is_rate_limit_403(&h, b""));
     }
 
     #[tokio::test(start_paused = true)]

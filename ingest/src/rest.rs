@@ -18,17 +18,56 @@ pub struct RestShape {
     pub entity_type: EntityType,
     /// JSON pointer to the items array (`""` = the body is the array).
     pub items_pointer: String,
+    /// The id field: a top-level name (`id`), or a JSON pointer into the
+    /// item when it starts with `/` (`/user/login`); so are the two below.
     pub id_field: String,
     pub active_field: Option<String>,
+    /// How the active field's value reads: a boolean, or a status word.
+    pub active_words: ActiveWords,
     /// Field shown to people (email, username); optional.
     pub label_field: Option<String>,
     /// JSON pointer to the total in the body, if any.
     pub total_pointer: Option<String>,
     /// Header carrying the total, if any (e.g. `X-Total-Count`).
     pub total_header: Option<String>,
+    /// Link paging: JSON pointer to the next page's URL in the body (e.g.
+    /// `/links/next`, absent, null or "" on the last page) instead of the
+    /// `Link` header.
+    pub next_pointer: Option<String>,
     /// Query parameter names.
     pub page_param: String,
     pub size_param: String,
+}
+
+/// How the active field reads. A boolean means active when true, or when false
+/// with `inverted` (a `suspended` / `disabled` field); a string is a status
+/// word, compared case-insensitively with `active` and `inactive`. Anything
+/// else (or an unknown word) is rejected, never guessed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActiveWords {
+    pub inverted: bool,
+    pub active: Vec<String>,
+    pub inactive: Vec<String>,
+}
+
+impl ActiveWords {
+    /// The active state `v` says, or why it says none.
+    pub fn read(&self, v: &Value) -> Result<bool, String> {
+        let is = |words: &[String], w: &str| words.iter().any(|x| x.eq_ignore_ascii_case(w));
+        match v {
+            Value::Bool(b) => Ok(*b != self.inverted),
+            Value::String(w) if is(&self.active, w.trim()) => Ok(true),
+            Value::String(w) if is(&self.inactive, w.trim()) => Ok(false),
+            Value::String(w) if !self.active.is_empty() || !self.inactive.is_empty() => {
+                Err(format!(
+                    "status {w:?} is neither an active word ({}) nor an inactive word ({})",
+                    self.active.join(", "),
+                    self.inactive.join(", ")
+                ))
+            }
+            _ => Err("is not a boolean".into()),
+        }
+    }
 }
 
 /// The target of the `rel="next"` link in an RFC 8288 `Link` header, if any.
@@ -57,11 +96,38 @@ pub fn next_link(header: &str) -> Option<String> {
     None
 }
 
-/// Parses one page of a REST source.
+/// The `rel="next"` target among every `Link` header line of an answer (HTTP
+/// treats repeated lines as one comma-separated list, RFC 9110 §5.3), resolved
+/// against the request URI `request_url` when relative (RFC 8288 §3.2).
+pub fn next_link_of<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    request_url: &str,
+) -> Result<Option<String>, ParseError> {
+    match lines.into_iter().find_map(next_link) {
+        Some(target) => resolve(&target, request_url).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `target` resolved against the request URI `request_url` (RFC 3986 §5).
+fn resolve(target: &str, request_url: &str) -> Result<String, ParseError> {
+    let resolved = reqwest::Url::parse(request_url)
+        .and_then(|base| base.join(target))
+        .map_err(|e| {
+            ParseError::NotList(format!(
+                "the next link {target:?} is not a URI reference: {e}"
+            ))
+        })?;
+    Ok(resolved.to_string())
+}
+
+/// Parses one page of a REST source: `link_headers` are its `Link` header
+/// lines, `request_url` the URI it was asked with.
 pub fn parse_page(
     body: &[u8],
     total_header: Option<&str>,
-    link_header: Option<&str>,
+    link_headers: &[&str],
+    request_url: &str,
     shape: &RestShape,
     page_key: &str,
 ) -> Result<ListPage, ParseError> {
@@ -106,7 +172,15 @@ pub fn parse_page(
         total_results: total,
         items_per_page: Some(items.len() as u64),
         start_index: None,
-        next_cursor: link_header.and_then(next_link),
+        next_cursor: match &shape.next_pointer {
+            None => next_link_of(link_headers.iter().copied(), request_url)?,
+            Some(p) => match v.pointer(p) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) if t.trim().is_empty() => None,
+                Some(Value::String(t)) => Some(resolve(t.trim(), request_url)?),
+                Some(_) => return Err(ParseError::NotList(format!("{p} is not a string"))),
+            },
+        },
         items: items
             .iter()
             .enumerate()
@@ -125,7 +199,12 @@ fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
             "item is not a JSON object".into(),
         );
     };
-    let id = match o.get(&shape.id_field) {
+    // A name, or a JSON pointer into the item (nested fields).
+    let field = |f: &str| match f.starts_with('/') {
+        true => r.pointer(f),
+        false => o.get(f),
+    };
+    let id = match field(&shape.id_field) {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -141,20 +220,19 @@ fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
             );
         }
     };
-    let active = match shape.active_field.as_ref().and_then(|f| o.get(f)) {
+    let active = match shape.active_field.as_deref().and_then(field) {
         None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            return reject(
-                RejectReason::BadType,
-                format!("item {id}: active is not a boolean"),
-            );
-        }
+        Some(v) => match shape.active_words.read(v) {
+            Ok(a) => Some(a),
+            Err(why) => {
+                return reject(RejectReason::BadType, format!("item {id}: active {why}"));
+            }
+        },
     };
     let display_name = shape
         .label_field
-        .as_ref()
-        .and_then(|f| o.get(f))
+        .as_deref()
+        .and_then(field)
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
@@ -181,9 +259,11 @@ mod tests {
             items_pointer: items.into(),
             id_field: "id".into(),
             active_field: Some("active".into()),
+            active_words: ActiveWords::default(),
             label_field: Some("email".into()),
             total_pointer: Some("/total".into()),
             total_header: Some("x-total-count".into()),
+            next_pointer: None,
             page_param: "page".into(),
             size_param: "per_page".into(),
         }
@@ -210,11 +290,68 @@ mod tests {
     }
 
     #[test]
+    fn link_header_lines_are_one_list() {
+        // GitHub: one line per relation; the next link on the second line.
+        let lines = [
+            r#"<https://a/u?page=1>; rel="first""#,
+            r#"<https://a/u?page=3>; rel="next", <https://a/u?page=9>; rel="last""#,
+        ];
+        assert_eq!(
+            next_link_of(lines, "https://a/u?page=2")
+                .unwrap()
+                .as_deref(),
+            Some("https://a/u?page=3")
+        );
+        assert_eq!(
+            next_link_of([r#"<https://a/u?page=1>; rel="first""#], "https://a/u").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn relative_links_resolve_against_the_request_uri() {
+        let base = "http://h:8/api/v1/users?page=1&per_page=2";
+        for (target, want) in [
+            ("users?page=2", "http://h:8/api/v1/users?page=2"),
+            ("/api/v2/users?page=2", "http://h:8/api/v2/users?page=2"),
+            ("?page=2", "http://h:8/api/v1/users?page=2"),
+            ("//other/x", "http://other/x"),
+            ("https://o/u?p=2", "https://o/u?p=2"),
+        ] {
+            let line = format!("<{target}>; rel=\"next\"");
+            assert_eq!(
+                next_link_of([line.as_str()], base).unwrap().as_deref(),
+                Some(want),
+                "{target}"
+            );
+        }
+        let err = next_link_of([r#"<http://[x>; rel="next""#], base).unwrap_err();
+        assert!(err.to_string().contains("is not a URI reference"), "{err}");
+        let mut s = shape("/data");
+        s.next_pointer = Some("/links/next".into());
+        let page = |body: &[u8]| parse_page(body, None, &[], base, &s, "k");
+        let p = page(br#"{"data":[],"links":{"next":"users?page=2"}}"#).unwrap();
+        assert_eq!(
+            p.next_cursor.as_deref(),
+            Some("http://h:8/api/v1/users?page=2")
+        );
+        for last in [
+            &br#"{"data":[],"links":{"next":null}}"#[..],
+            br#"{"data":[],"links":{"next":""}}"#,
+            br#"{"data":[]}"#,
+        ] {
+            assert_eq!(page(last).unwrap().next_cursor, None);
+        }
+        assert!(page(br#"{"data":[],"links":{"next":2}}"#).is_err());
+    }
+
+    #[test]
     fn pages_with_body_total_or_header_total() {
         let p = parse_page(
             br#"{"users":[{"id":1,"email":"a@x","active":false},{"id":"b"}],"total":9}"#,
             None,
-            None,
+            &[],
+            "http://h/users",
             &shape("/users"),
             "users:page=1",
         )
@@ -232,7 +369,8 @@ mod tests {
         let p = parse_page(
             br#"[{"id":"x"}]"#,
             Some("12"),
-            Some(r#"<http://h/n>; rel="next""#),
+            &[r#"<http://h/n>; rel="next""#],
+            "http://h/users",
             &s,
             "k",
         )
@@ -242,13 +380,103 @@ mod tests {
     }
 
     #[test]
+    fn nested_fields_by_json_pointer() {
+        let mut s = shape("/data");
+        s.id_field = "/user/id".into();
+        s.active_field = Some("/state/active".into());
+        s.label_field = Some("/user/login".into());
+        let p = parse_page(
+            br#"{"data":[{"user":{"id":7,"login":"octo"},"state":{"active":false}},{"user":{}}]}"#,
+            None,
+            &[],
+            "http://h/u",
+            &s,
+            "k",
+        )
+        .unwrap();
+        let Item::Observed(a) = &p.items[0] else {
+            panic!("{:?}", p.items[0])
+        };
+        assert_eq!(
+            (a.external_id.as_str(), a.active, a.display_name.as_str()),
+            ("7", Some(false), "octo")
+        );
+        let Item::Rejected(b) = &p.items[1] else {
+            panic!("{:?}", p.items[1])
+        };
+        assert_eq!(b.detail, "item has no /user/id");
+    }
+
+    #[test]
+    fn active_polarity_and_status_words() {
+        let plain = ActiveWords::default();
+        assert_eq!(plain.read(&serde_json::json!(true)), Ok(true));
+        assert_eq!(
+            plain.read(&serde_json::json!("yes")),
+            Err("is not a boolean".into())
+        );
+        let suspended = ActiveWords {
+            inverted: true,
+            ..Default::default()
+        };
+        assert_eq!(suspended.read(&serde_json::json!(true)), Ok(false));
+        assert_eq!(suspended.read(&serde_json::json!(false)), Ok(true));
+        let status = ActiveWords {
+            inverted: false,
+            active: vec!["active".into(), "provisioned".into()],
+            inactive: vec!["suspended".into(), "deprovisioned".into()],
+        };
+        assert_eq!(status.read(&serde_json::json!("ACTIVE")), Ok(true));
+        assert_eq!(status.read(&serde_json::json!(" Suspended ")), Ok(false));
+        assert_eq!(
+            status.read(&serde_json::json!("staged")),
+            Err(
+                "status \"staged\" is neither an active word (active, provisioned) \
+                 nor an inactive word (suspended, deprovisioned)"
+                    .into()
+            )
+        );
+        let mut s = shape("/users");
+        s.active_field = Some("status".into());
+        s.active_words = status;
+        let p = parse_page(
+            br#"{"users":[{"id":"a","status":"deprovisioned"},{"id":"b","status":"staged"}]}"#,
+            None,
+            &[],
+            "http://h/u",
+            &s,
+            "k",
+        )
+        .unwrap();
+        assert!(matches!(&p.items[0], Item::Observed(r) if r.active == Some(false)));
+        let Item::Rejected(b) = &p.items[1] else {
+            panic!("{:?}", p.items[1])
+        };
+        assert!(
+            b.detail.starts_with("item b: active status \"staged\""),
+            "{b:?}"
+        );
+    }
+
+    #[test]
     fn bad_pages_and_items() {
-        assert!(parse_page(b"{", None, None, &shape("/users"), "k").is_err());
-        assert!(parse_page(br#"{"data":[]}"#, None, None, &shape("/users"), "k").is_err());
+        assert!(parse_page(b"{", None, &[], "http://h/u", &shape("/users"), "k").is_err());
+        assert!(
+            parse_page(
+                br#"{"data":[]}"#,
+                None,
+                &[],
+                "http://h/u",
+                &shape("/users"),
+                "k"
+            )
+            .is_err()
+        );
         let p = parse_page(
             br#"{"users":[{"email":"no id"},{"id":"x","active":"yes"},{"id":[1]}]}"#,
             None,
-            None,
+            &[],
+            "http://h/u",
             &shape("/users"),
             "k",
         )

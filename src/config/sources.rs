@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use govledger_ingest::{
     actions::MemberRemoval,
     http::{Auth, HttpSource},
-    rest::RestShape,
+    rest::{ActiveWords, RestShape},
     retry::RetryPolicy,
     sync::{Paging, Resource, SyncSpec},
 };
@@ -172,11 +172,21 @@ pub struct RestConfig {
     #[serde(default = "default_id_field")]
     pub id_field: String,
     pub active_field: Option<String>,
+    /// The active field says *inactive* when true (`suspended`, `disabled`).
+    #[serde(default)]
+    pub active_inverted: bool,
+    /// Status words of the active field meaning active / inactive.
+    #[serde(default)]
+    pub active_words: Vec<String>,
+    #[serde(default)]
+    pub inactive_words: Vec<String>,
     pub label_field: Option<String>,
     /// JSON pointer to the total in the body (e.g. `/total`).
     pub total_pointer: Option<String>,
     /// Header with the total (e.g. `X-Total-Count`).
     pub total_header: Option<String>,
+    /// Link paging: JSON pointer to the next URL in the body, not the header.
+    pub next_pointer: Option<String>,
     #[serde(default = "default_page_param")]
     pub page_param: String,
     #[serde(default = "default_size_param")]
@@ -287,6 +297,7 @@ impl RestConfig {
         for (name, p) in [
             ("items_pointer", Some(&self.items_pointer)),
             ("total_pointer", self.total_pointer.as_ref()),
+            ("next_pointer", self.next_pointer.as_ref()),
         ] {
             if let Some(p) = p
                 && !p.is_empty()
@@ -298,15 +309,38 @@ impl RestConfig {
                 ));
             }
         }
+        let words = !self.active_words.is_empty() || !self.inactive_words.is_empty();
+        if (self.active_inverted || words) && self.active_field.is_none() {
+            return Err(invalid(
+                format!("{key}.active_field"),
+                "required with active_inverted / active_words / inactive_words",
+            ));
+        }
+        if let Some(w) = self.active_words.iter().find(|w| {
+            self.inactive_words
+                .iter()
+                .any(|x| x.trim().eq_ignore_ascii_case(w.trim()))
+        }) {
+            return Err(invalid(
+                format!("{key}.inactive_words"),
+                format!("{w:?} is in active_words too"),
+            ));
+        }
         Ok(RestShape {
             path: path.to_owned(),
             entity_type: self.entity.into(),
             items_pointer: self.items_pointer.clone(),
             id_field: self.id_field.clone(),
             active_field: self.active_field.clone(),
+            active_words: ActiveWords {
+                inverted: self.active_inverted,
+                active: self.active_words.clone(),
+                inactive: self.inactive_words.clone(),
+            },
             label_field: self.label_field.clone(),
             total_pointer: self.total_pointer.clone(),
             total_header: self.total_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            next_pointer: self.next_pointer.clone(),
             page_param: self.page_param.clone(),
             size_param: self.size_param.clone(),
         })
@@ -681,6 +715,13 @@ mod tests {
             (rest.path.as_str(), rest.entity_type),
             ("users", EntityType::Group)
         );
+        let r = "kind = \"rest\"\n[rest]\npath = \"u\"\n";
+        let e = err(&format!("{r}active_inverted = true"));
+        assert!(e.contains("`sources[0].rest.active_field`"), "{e}");
+        let e = err(&format!(
+            "{r}active_field = \"s\"\nactive_words = [\"on\"]\ninactive_words = [\"ON\"]"
+        ));
+        assert!(e.contains("\"on\" is in active_words too"), "{e}");
     }
 
     #[test]

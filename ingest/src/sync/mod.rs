@@ -32,7 +32,7 @@ use crate::{
     event::{ProducerId, Scope, stamp},
     http::{Fetched, HttpSource, percent_encode},
     publisher::{Pending, PublishError},
-    ratelimit::RateLimiter,
+    ratelimit::{self, RateLimiter},
     rest::{self, RestShape},
     retry::{self, Decision, Failure, RetryPolicy},
     scim::{self, Item, ListPage},
@@ -174,6 +174,9 @@ struct Run<'a> {
     report: SyncReport,
     declared: Option<u64>,
     jitter: rand::rngs::StdRng,
+    /// The last page read brought no new records (REST): every record on it
+    /// was already observed in this run; see [`Run::fetch_page`].
+    repeated: bool,
 }
 
 /// Runs one sync of `spec` as run `run_id` and publishes every event of it.
@@ -212,6 +215,7 @@ pub async fn run_sync(
         },
         declared: None,
         jitter: rand::rngs::StdRng::from_os_rng(),
+        repeated: false,
     };
     ctx.progress.send_replace(SyncProgress {
         run_id: run_id.to_owned(),
@@ -375,7 +379,13 @@ impl Run<'_> {
             Some(shape) => {
                 let header = |name: &str| f.headers.get(name).and_then(|v| v.to_str().ok());
                 let total = shape.total_header.as_deref().and_then(header);
-                rest::parse_page(&f.body, total, header("link"), shape, &req.key)
+                let links: Vec<&str> = f
+                    .headers
+                    .get_all("link")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                rest::parse_page(&f.body, total, &links, &req.url, shape, &req.key)
             }
         };
         parsed.map_err(|e| Failure {
@@ -387,8 +397,15 @@ impl Run<'_> {
     }
 
     /// One page with retries. Publishes `PageFailed` for every failed attempt and
-    /// `PageFetched` plus its records on success.
-    async fn fetch_page(&mut self, req: PageReq) -> Result<Result<ListPage, Stop>, SyncError> {
+    /// `PageFetched` plus its records on success. Rate-limit headers on a
+    /// success (`X-RateLimit-Remaining: 0` and its reset) pause the next
+    /// request, at most for the retry budget.
+    ///
+    /// A REST page whose records were all observed already in this run (an API
+    /// that answers past its end with an earlier page) sets [`Run::repeated`]:
+    /// its `PageFetched` says `last_page`, with the data role (a repeated probe
+    /// is no sign of more records), and its records are not observed again.
+    async fn fetch_page(&mut self, mut req: PageReq) -> Result<Result<ListPage, Stop>, SyncError> {
         let began = Instant::now();
         let mut attempt: u32 = 0;
         let mut refreshed = false;
@@ -411,6 +428,14 @@ impl Run<'_> {
             let parsed = outcome.and_then(|f| self.parse(&f, &req).map(|p| (f, p)));
             let failure = match parsed {
                 Ok((fetched, page)) => {
+                    self.repeated = self.spec.rest.is_some() && self.nothing_new(&page);
+                    if self.repeated {
+                        req.role = PageRole::Data;
+                    }
+                    if let Some(wait) = ratelimit::wait_hint(&fetched.headers, chrono::Utc::now()) {
+                        let wait = wait.min(self.spec.retry.budget);
+                        self.limiter.pause_until(Instant::now() + wait);
+                    }
                     self.publish_page(&req, &fetched, &page, attempt).await?;
                     return Ok(Ok(page));
                 }
@@ -456,6 +481,21 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// True when `page` has records and every one was observed already in
+    /// this run (rejected items aside).
+    fn nothing_new(&self, page: &ListPage) -> bool {
+        let mut observed = page.items.iter().filter_map(|i| match i {
+            Item::Observed(r) => Some(r),
+            Item::Rejected(_) => None,
+        });
+        let mut any = false;
+        let all_seen = observed.all(|r| {
+            any = true;
+            self.seen.contains(&(r.entity_type, r.external_id.clone()))
+        });
+        any && all_seen
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -511,7 +551,7 @@ impl Run<'_> {
                 declared_total: page.total_results,
                 latency_ms: fetched.latency_ms,
                 next_page_key,
-                last_page: false,
+                last_page: self.repeated,
                 entity_type: req.entity_type as i32,
                 requested_count: if data { req.count } else { 0 },
                 offset: req.offset,
@@ -522,7 +562,8 @@ impl Run<'_> {
         if data {
             self.report.pages_ok += 1;
         }
-        for item in &page.items {
+        let items: &[Item] = if self.repeated { &[] } else { &page.items };
+        for item in items {
             match item {
                 Item::Observed(r) => {
                     self.report.observed += 1;

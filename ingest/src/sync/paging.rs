@@ -192,6 +192,27 @@ impl Run<'_> {
         Ok(self.fetch_page(req).await?.map(|_| ()))
     }
 
+    /// Why a REST listing ends at the page `key` that brought no new records,
+    /// `received` records in: the end when all declared records (or, without a
+    /// total, every record the API serves) were read; else the run stops.
+    fn repeat_end(key: &str, received: u64, declared: Option<u64>) -> Result<(), Stop> {
+        match declared {
+            Some(d) if received < d => Err(Stop::Abort(
+                ErrorClass::Other,
+                format!(
+                    "{key} brought no new records (it repeats records already read) \
+                     after {received} of {d} declared records: the API answers past \
+                     its end with records already read, so the rest cannot be located"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Page numbers from 1. Progress is counted by records received, not by
+    /// the page size asked (an API may serve its own). The listing ends at an
+    /// empty page, at a page that brings no new records ([`Self::repeat_end`]),
+    /// or once the declared total is read; then a probe past the end.
     async fn page_by_number(
         &mut self,
         shape: &RestShape,
@@ -199,20 +220,19 @@ impl Run<'_> {
     ) -> Result<Result<(), Stop>, SyncError> {
         let name = shape.path.as_str();
         let et = shape.entity_type;
+        let query = |page_no: u64| {
+            format!(
+                "{}={page_no}&{}={count}",
+                shape.page_param, shape.size_param
+            )
+        };
         let mut page_no: u64 = 1;
+        let mut received: u64 = 0;
         let mut declared: Option<u64> = None;
         for page_index in 0..PAGES_MAX {
-            let offset = (page_no - 1) * u64::from(count);
-            let mut req = self.page_req(
-                name,
-                &format!(
-                    "{}={page_no}&{}={count}",
-                    shape.page_param, shape.size_param
-                ),
-                format!("{name}:page={page_no}"),
-                et,
-            );
-            (req.page_index, req.offset, req.count) = (page_index, Some(offset), count);
+            let key = format!("{name}:page={page_no}");
+            let mut req = self.page_req(name, &query(page_no), key.clone(), et);
+            (req.page_index, req.offset, req.count) = (page_index, Some(received), count);
             page_no += 1;
             match self.fetch_page(req).await? {
                 Ok(page) => {
@@ -220,21 +240,24 @@ impl Run<'_> {
                         self.add_declared(page.total_results);
                     }
                     declared = page.total_results.or(declared);
-                    let n = page.items.len() as u64;
-                    let next_offset = offset + u64::from(count);
-                    match declared {
-                        _ if n == 0 => break,
-                        Some(d) if next_offset >= d => break,
-                        None if n < u64::from(count) => break,
-                        _ => {}
+                    if page.items.is_empty() {
+                        // An empty page is the end itself: no probe needed.
+                        return Ok(Ok(()));
+                    }
+                    if self.repeated {
+                        return Ok(Self::repeat_end(&key, received, declared));
+                    }
+                    received += page.items.len() as u64;
+                    if declared.is_some_and(|d| received >= d) {
+                        break;
                     }
                 }
                 Err(stop) => {
-                    let next_offset = offset + u64::from(count);
+                    received += u64::from(count);
                     match Self::after_lost_page(
                         stop,
                         declared,
-                        next_offset,
+                        received,
                         self.ctx.cancel.is_cancelled(),
                     ) {
                         Flow::Next => {}
@@ -246,23 +269,17 @@ impl Run<'_> {
         }
         let mut req = self.page_req(
             name,
-            &format!(
-                "{}={page_no}&{}={count}",
-                shape.page_param, shape.size_param
-            ),
+            &query(page_no),
             format!("{name}:probe page={page_no}"),
             et,
         );
-        (req.role, req.offset, req.count) = (
-            PageRole::ProbePastEnd,
-            Some((page_no - 1) * u64::from(count)),
-            count,
-        );
+        (req.role, req.offset, req.count) = (PageRole::ProbePastEnd, Some(received), count);
         Ok(self.fetch_page(req).await?.map(|_| ()))
     }
 
     /// Reads a chain of pages where each page names the next (a SCIM cursor or
-    /// a REST `Link` URL) until one names none. A page that fails after its
+    /// a REST `Link` URL) until one names none, or (REST) until a page brings
+    /// no new records ([`Self::repeat_end`]). A page that fails after its
     /// retries, a page naming one already read (a cycle) or more than
     /// [`PAGES_MAX`] pages stop the run: a chain cannot skip a page.
     async fn follow_chain(
@@ -277,6 +294,7 @@ impl Run<'_> {
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut declared_seen = false;
+        let mut received: u64 = 0;
         for page_index in 0..PAGES_MAX {
             let key = format!("{name}:{kind}={at}");
             seen.insert(at.clone());
@@ -313,6 +331,10 @@ impl Run<'_> {
                 declared_seen = true;
                 self.add_declared(page.total_results);
             }
+            if matches!(chain, Chain::Link { .. }) && self.repeated {
+                return Ok(Self::repeat_end(&key, received, self.declared));
+            }
+            received += page.items.len() as u64;
             match page.next_cursor {
                 None => return Ok(Ok(())),
                 Some(next) if seen.contains(&next) => {
@@ -328,5 +350,27 @@ impl Run<'_> {
             ErrorClass::Other,
             format!("more than {PAGES_MAX} pages"),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_page_ends_the_listing_or_stops_the_run() {
+        assert!(Run::repeat_end("users:page=6", 250, None).is_ok());
+        assert!(Run::repeat_end("users:page=4", 250, Some(250)).is_ok());
+        assert!(Run::repeat_end("users:page=4", 260, Some(250)).is_ok());
+        let Err(Stop::Abort(class, msg)) = Run::repeat_end("users:page=4", 250, Some(310)) else {
+            panic!("a repeat before the declared end must stop the run");
+        };
+        assert_eq!(class, ErrorClass::Other);
+        assert_eq!(
+            msg,
+            "users:page=4 brought no new records (it repeats records already read) after 250 \
+             of 310 declared records: the API answers past its end with records already read, \
+             so the rest cannot be located"
+        );
     }
 }

@@ -212,6 +212,10 @@ pub struct Faults {
     /// W8 (memberships not shown): whether a single-group GET carries
     /// `members` (see [`MembersShown`]). Lists are not affected.
     pub members_shown: MembersShown,
+    /// How the REST API answers where real APIs differ from the plain form
+    /// (GitHub-style `Link` lines, relative links, pages past the end, rate
+    /// limits); SCIM is unaffected.
+    pub rest: RestQuirks,
 }
 
 /// W8: when a single-group GET (`/v2/Groups/{id}`) shows `members`.
@@ -225,6 +229,45 @@ pub enum MembersShown {
     OnRequest,
     /// Never: the attribute is always left out.
     Never,
+}
+
+/// REST API behaviours of real APIs (each legal, each one a client must read).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestQuirks {
+    /// `Link` mode: one `Link` header line per relation (`rel="first"` on one
+    /// line, `rel="next"` on the next), as GitHub sends them, instead of one
+    /// comma-separated line.
+    pub link_per_line: bool,
+    /// `Link` mode: link targets are relative references
+    /// (`users-link?after=TOKEN&per_page=N`), to be resolved against the
+    /// request URI (RFC 8288 §3.2).
+    pub link_relative: bool,
+    /// `Link` mode: no `Link` header; the body is
+    /// `{"users":[..],"links":{"next":URL or null}}` (a next link in the body).
+    pub next_in_body: bool,
+    /// A page past the last one answers with the last page again (its items,
+    /// the same total) instead of an empty page; in `Link` mode every page,
+    /// the last one too, links to the page after the one asked for (so the
+    /// links past the end are all different and never cycle).
+    pub past_end_repeats_last: bool,
+    /// GitHub-style rate window: every REST list answer carries
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+    /// (epoch seconds); a request with none remaining before the reset is
+    /// refused with 403 `{"message":"API rate limit exceeded ..."}`.
+    pub rate_window: Option<RateWindow>,
+    /// Injected rate limits (`rate_limit`) on the REST API answer as GitHub's
+    /// do: 403, body "API rate limit exceeded", `X-RateLimit-Remaining: 0` and
+    /// `X-RateLimit-Reset` (epoch seconds, `retry_after`'s seconds from now);
+    /// no `Retry-After`.
+    pub rate_limit_as_403: bool,
+}
+
+/// `requests` REST list requests per window of `window_s` seconds; the window
+/// starts with its first request and ends at a whole epoch second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateWindow {
+    pub requests: usize,
+    pub window_s: u64,
 }
 
 /// W2: the first `times` writes matching `method` and `id` answer `status`

@@ -32,6 +32,10 @@
 //!   (the `next` link is absent on the last page; `TOKEN` is opaque, an
 //!   unknown one is a 400).
 //!
+//! [`Faults::rest`] ([`RestQuirks`]) bends these as real APIs do: one `Link`
+//! line per relation, relative link targets, the last page again past the
+//! end, GitHub's rate-limit headers and 403 refusals.
+//!
 //! REST errors (injected failures, 400s, 401s) have an `application/json` body
 //! `{"status":N,"error":"<reason phrase>","message":"..."}`; a REST 401 carries
 //! the same `WWW-Authenticate` as a SCIM one. Both REST endpoints list Users.

@@ -37,6 +37,8 @@ pub(super) struct Counters {
     pub(super) mutation_done: bool,
     /// `write_fail` entries consumed, keyed by index in the Vec.
     pub(super) write_hits: HashMap<usize, u32>,
+    /// `RestQuirks::rate_window`: (requests used, the window's end in epoch seconds).
+    pub(super) rate_window: Option<(usize, u64)>,
 }
 
 /// W7: what a single-resource GET shows until `until` (`None` = 404).

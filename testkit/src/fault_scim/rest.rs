@@ -1,6 +1,6 @@
 //! The plain REST JSON variants over the same users and faults: page-number
 //! paging (`/api/users`) and RFC 8288 `Link` paging (`/api/users-link`) with
-//! `X-Total-Count`.
+//! `X-Total-Count`, and the ways real APIs bend them ([`RestQuirks`]).
 
 use super::*;
 
@@ -10,7 +10,8 @@ pub(super) enum RestOutcome {
         body: Value,
         /// `X-Total-Count`.
         total: u64,
-        link: Option<String>,
+        /// `Link` header lines.
+        links: Vec<String>,
         malformed: Option<Malformed>,
     },
 }
@@ -21,6 +22,10 @@ pub(super) struct RestParams {
     pub(super) per_page: usize,
     /// Page-number mode: the (effective) page number.
     pub(super) page: usize,
+    /// `Link` mode: the offset the request asked for (its `after`), which
+    /// the `next` link counts on from; `offset` unless a page past the end
+    /// is answered with the last one.
+    pub(super) asked: usize,
 }
 
 /// `per_page` of a REST list request: default [`DEFAULT_PAGE_SIZE`], capped
@@ -71,10 +76,19 @@ pub(super) async fn rest_users_paged(
             }
         },
     };
+    let mut offset = (page - 1).saturating_mul(per_page);
+    {
+        let g = lock(&s);
+        let n = g.users.len();
+        if g.faults.rest.past_end_repeats_last && n > 0 && offset >= n {
+            offset = (n - 1) / per_page * per_page;
+        }
+    }
     let p = RestParams {
-        offset: (page - 1).saturating_mul(per_page),
+        offset,
         per_page,
         page,
+        asked: offset,
     };
     rest_list(s, p, false).await
 }
@@ -101,10 +115,20 @@ pub(super) async fn rest_users_link(
             }
         },
     };
+    let asked = offset;
+    let offset = {
+        let g = lock(&s);
+        let n = g.users.len();
+        match g.faults.rest.past_end_repeats_last && n > 0 && offset >= n {
+            true => (n - 1) / per_page * per_page,
+            false => offset,
+        }
+    };
     let p = RestParams {
         offset,
         per_page,
         page: offset / per_page + 1,
+        asked,
     };
     rest_list(s, p, true).await
 }
@@ -121,66 +145,97 @@ pub(super) fn link_url(origin: &str, offset: Option<usize>, per_page: usize) -> 
 }
 
 pub(super) async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Response {
-    let (delay, outcome, page_no) = {
+    let (delay, outcome, page_no, window) = {
         let mut g = lock(&s);
         if g.auth_expired() {
             return rest_unauthorized("the access token expired", true);
         }
-        let pg = g.serve_page(ResourceType::Users, p.offset, p.per_page, true);
-        let outcome = match pg.injected {
-            Some(Injected::Status(st)) => {
-                let st = StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                RestOutcome::Done(rest_error(st, "injected page failure"))
-            }
-            Some(Injected::RateLimit(r)) => {
-                let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
-                add_rate_limit_headers(&mut resp, r);
-                RestOutcome::Done(resp)
-            }
-            None if link_mode => {
-                let origin = g.base_url.trim_end_matches("/v2").to_owned();
-                let ordinal = p.offset / p.per_page + 1;
-                let next = match g.faults.link_cycle {
-                    Some((a, b)) if pg.pf && ordinal == a => {
-                        let b = b.max(1);
-                        Some(link_url(
-                            &origin,
-                            (b > 1).then(|| (b - 1).saturating_mul(p.per_page)),
-                            p.per_page,
-                        ))
-                    }
-                    _ if p.offset + p.per_page < pg.true_total => {
-                        Some(link_url(&origin, Some(p.offset + p.per_page), p.per_page))
-                    }
-                    _ => None,
-                };
-                let mut link = format!("<{}>; rel=\"first\"", link_url(&origin, None, p.per_page));
-                if let Some(n) = next {
-                    link.push_str(&format!(", <{n}>; rel=\"next\""));
-                }
-                RestOutcome::Page {
-                    body: Value::Array(pg.items),
-                    total: pg.total,
-                    link: Some(link),
-                    malformed: pg.malformed,
-                }
-            }
-            None => {
-                let body = json!({
-                    "users": pg.items,
-                    "total": pg.total,
-                    "page": p.page,
-                    "per_page": p.per_page,
-                });
-                RestOutcome::Page {
-                    body,
-                    total: pg.total,
-                    link: None,
-                    malformed: pg.malformed,
-                }
-            }
+        let window = match rate_window(&mut g) {
+            Ok(w) => w,
+            Err(refused) => return *refused,
         };
-        (pg.delay, outcome, pg.page_no)
+        let as_403 = g.faults.rest.rate_limit_as_403;
+        let pg = g.serve_page(ResourceType::Users, p.offset, p.per_page, true);
+        let outcome =
+            match pg.injected {
+                Some(Injected::Status(st)) => {
+                    let st = StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    RestOutcome::Done(rest_error(st, "injected page failure"))
+                }
+                Some(Injected::RateLimit(
+                    RetryAfter::Seconds(secs) | RetryAfter::HttpDate(secs),
+                )) if as_403 => RestOutcome::Done(github_rate_limited(epoch_s() + secs)),
+                Some(Injected::RateLimit(r)) => {
+                    let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+                    add_rate_limit_headers(&mut resp, r);
+                    RestOutcome::Done(resp)
+                }
+                None if link_mode => {
+                    let origin = g.base_url.trim_end_matches("/v2").to_owned();
+                    let ordinal = p.offset / p.per_page + 1;
+                    let next = match g.faults.link_cycle {
+                        Some((a, b)) if pg.pf && ordinal == a => {
+                            let b = b.max(1);
+                            Some(link_url(
+                                &origin,
+                                (b > 1).then(|| (b - 1).saturating_mul(p.per_page)),
+                                p.per_page,
+                            ))
+                        }
+                        _ if p.offset + p.per_page < pg.true_total
+                            || g.faults.rest.past_end_repeats_last =>
+                        {
+                            Some(link_url(&origin, Some(p.asked + p.per_page), p.per_page))
+                        }
+                        _ => None,
+                    };
+                    let q = &g.faults.rest;
+                    let target = |url: String| match q.link_relative {
+                        // Relative to the request URI `/api/users-link?...`.
+                        true => url.rsplit('/').next().unwrap_or_default().to_owned(),
+                        false => url,
+                    };
+                    let next = next.map(target);
+                    let mut links = vec![format!(
+                        "<{}>; rel=\"first\"",
+                        target(link_url(&origin, None, p.per_page))
+                    )];
+                    if let Some(n) = &next {
+                        links.push(format!("<{n}>; rel=\"next\""));
+                    }
+                    if !q.link_per_line {
+                        links = vec![links.join(", ")];
+                    }
+                    let body = match q.next_in_body {
+                        true => {
+                            links.clear();
+                            json!({"users": pg.items, "links": {"next": next}})
+                        }
+                        false => Value::Array(pg.items),
+                    };
+                    RestOutcome::Page {
+                        body,
+                        total: pg.total,
+                        links,
+                        malformed: pg.malformed,
+                    }
+                }
+                None => {
+                    let body = json!({
+                        "users": pg.items,
+                        "total": pg.total,
+                        "page": p.page,
+                        "per_page": p.per_page,
+                    });
+                    RestOutcome::Page {
+                        body,
+                        total: pg.total,
+                        links: Vec::new(),
+                        malformed: pg.malformed,
+                    }
+                }
+            };
+        (pg.delay, outcome, pg.page_no, window)
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -190,22 +245,69 @@ pub(super) async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Resp
         RestOutcome::Page {
             body,
             total,
-            link,
+            links,
             malformed,
         } => {
             let mut r = render_page(&body, malformed, REST_JSON);
             if malformed != Some(Malformed::NotJson) {
                 let h = r.headers_mut();
                 h.insert(TOTAL_COUNT_HEADER, HeaderValue::from(total));
-                if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                    h.insert(header::LINK, l);
+                for l in links.iter().filter_map(|l| HeaderValue::from_str(l).ok()) {
+                    h.append(header::LINK, l);
                 }
             }
             r
         }
     };
+    if let Some((limit, remaining, reset_s)) = window {
+        let h = resp.headers_mut();
+        h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+        h.insert("x-ratelimit-reset", HeaderValue::from(reset_s));
+    }
     if let Some(n) = page_no {
         resp.extensions_mut().insert(PageNo(n));
     }
+    resp
+}
+
+/// Now, in whole epoch seconds.
+fn epoch_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `RestQuirks::rate_window`: takes one request from the current window and
+/// returns `(limit, remaining, reset epoch s)` for the answer's headers, or
+/// the 403 a request gets with none remaining; `Ok(None)` without a window.
+fn rate_window(g: &mut Inner) -> Result<Option<(usize, usize, u64)>, Box<Response>> {
+    let Some(w) = g.faults.rest.rate_window else {
+        return Ok(None);
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let (used, end_s) = match g.c.rate_window {
+        Some((used, end_s)) if now_ms < end_s * 1000 => (used, end_s),
+        _ => (0, (now_ms + w.window_s * 1000).div_ceil(1000)),
+    };
+    if used >= w.requests {
+        g.c.rate_window = Some((used, end_s));
+        return Err(Box::new(github_rate_limited(end_s)));
+    }
+    g.c.rate_window = Some((used + 1, end_s));
+    Ok(Some((w.requests, w.requests - used - 1, end_s)))
+}
+
+/// GitHub's answer to a request over its rate limit: 403, not 429.
+fn github_rate_limited(reset_s: u64) -> Response {
+    let mut resp = rest_error(
+        StatusCode::FORBIDDEN,
+        "API rate limit exceeded for 127.0.0.1. (But here's the good news: Authenticated requests get a higher rate limit.)",
+    );
+    let h = resp.headers_mut();
+    h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+    h.insert("x-ratelimit-reset", HeaderValue::from(reset_s));
     resp
 }
