@@ -627,8 +627,9 @@ impl Queries {
 
 /// A DRIFTED action's view: confirmed, then undone, so its confirmed steps say
 /// DRIFTED as its outcome does (`; since undone` added to their detail). The
-/// stored action and its events are unchanged.
-fn drifted_steps(mut a: ActionState, outcome: ActionOutcome) -> ActionState {
+/// stored action and its events are unchanged. A point-in-time answer is this
+/// view of a fold of the prefix.
+pub fn drifted_steps(mut a: ActionState, outcome: ActionOutcome) -> ActionState {
     if outcome == ActionOutcome::Drifted {
         for s in &mut a.steps {
             if s.outcome == ActionOutcome::Confirmed as i32 {
