@@ -55,19 +55,6 @@ fn request(kind: ActionKind, user: &str, key: &str) -> ActionRequested {
     }
 }
 
-async fn submit(gl: &Govledger, r: ActionRequested) -> String {
-    gl.client()
-        .await
-        .submit_action(SubmitActionRequest {
-            source_id: "hr".into(),
-            request: Some(r),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .action_id
-}
-
 /// Waits until the action is no longer PENDING.
 async fn wait_action(gl: &Govledger, id: &str) -> GetActionResponse {
     let mut c = gl.client().await;
@@ -96,7 +83,7 @@ async fn wait_action(gl: &Govledger, id: &str) -> GetActionResponse {
 
 /// Submits a one-step action and waits until the ledger concludes it.
 async fn act(gl: &Govledger, kind: ActionKind, user: &str, key: &str) -> GetActionResponse {
-    wait_action(gl, &submit(gl, request(kind, user, key)).await).await
+    wait_action(gl, &gl.submit_action("hr", request(kind, user, key)).await).await
 }
 
 fn user(scim: &FaultScim, i: usize) -> String {
@@ -127,13 +114,13 @@ async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
     let member = scim.group_members(&g)[0].clone();
     let mut rm = request(ActionKind::RemoveMembership, &member, "k3");
     rm.group_external_id = g.clone();
-    let r = wait_action(&gl, &submit(&gl, rm).await).await;
+    let r = wait_action(&gl, &gl.submit_action("hr", rm).await).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(!scim.group_members(&g).contains(&member));
 
     let mut add = request(ActionKind::AddMembership, &member, "k4");
     add.group_external_id = g.clone();
-    let r = wait_action(&gl, &submit(&gl, add).await).await;
+    let r = wait_action(&gl, &gl.submit_action("hr", add).await).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(scim.group_members(&g).contains(&member));
 }
@@ -228,7 +215,9 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
     let (_nats, scim, gl) = setup("").await;
     let mut watch = gl.watch_alerts().await;
     let u = user(&scim, 7);
-    let id = submit(&gl, request(ActionKind::Deactivate, &u, "w4")).await;
+    let id = gl
+        .submit_action("hr", request(ActionKind::Deactivate, &u, "w4"))
+        .await;
     assert_eq!(
         outcome(&wait_action(&gl, &id).await),
         ActionOutcome::Confirmed
@@ -294,7 +283,7 @@ async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
     let mut r = request(ActionKind::Deactivate, &u, "w5");
     r.external = true;
     r.deadline_us = chrono::Utc::now().timestamp_micros() + 700_000;
-    let id = submit(&gl, r).await;
+    let id = gl.submit_action("hr", r).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     let r = wait_action(&gl, &id).await;
     assert_outcome(&r, ActionOutcome::Overdue);
@@ -321,7 +310,7 @@ async fn external_attempt_is_verified_by_read_back() {
     let u = user(&scim, 9);
     let mut r = request(ActionKind::Deactivate, &u, "ext");
     r.external = true;
-    let id = submit(&gl, r).await;
+    let id = gl.submit_action("hr", r).await;
     // The other system did its write...
     scim.set_active(&u, false);
     let mut c = gl.client().await;
@@ -381,7 +370,7 @@ async fn w6_three_step_action_with_one_failed_step_reports_each_step() {
             ..Default::default()
         },
     ];
-    let r = wait_action(&gl, &submit(&gl, r).await).await;
+    let r = wait_action(&gl, &gl.submit_action("hr", r).await).await;
     assert_outcome(&r, ActionOutcome::Failed);
     let steps: Vec<i32> = r.action.unwrap().steps.iter().map(|s| s.outcome).collect();
     assert_eq!(
@@ -494,7 +483,9 @@ async fn executor_killed_between_write_and_read_back_verifies_on_restart() {
     );
     gl.sync("hr").await;
     let u = user(&scim, 12);
-    let id = submit(&gl, request(ActionKind::Deactivate, &u, "crash")).await;
+    let id = gl
+        .submit_action("hr", request(ActionKind::Deactivate, &u, "crash"))
+        .await;
     // The process aborts right after the write, before reading the target back.
     let status = gl
         .wait_exit(Duration::from_secs(30))
@@ -534,7 +525,7 @@ async fn member_removal_in_the_value_list_form_when_configured() {
     let member = scim.group_members(&g)[0].clone();
     let mut rm = request(ActionKind::RemoveMembership, &member, "vl");
     rm.group_external_id = g.clone();
-    let r = wait_action(&gl, &submit(&gl, rm).await).await;
+    let r = wait_action(&gl, &gl.submit_action("hr", rm).await).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     let w = scim.write_requests();
     let body = &w.last().unwrap().body;

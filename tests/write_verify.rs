@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use govledger_proto::v1::{
-    ActionKind, ActionOutcome, ActionRequested, AsOf, GetActionRequest, GetActionResponse,
-    SubmitActionRequest, Verdict, as_of,
+    ActionKind, ActionOutcome, ActionRequested, AsOf, GetActionRequest, GetActionResponse, Verdict,
+    as_of,
 };
 use govledger_testkit::{
     Govledger, NatsServer,
@@ -49,19 +49,6 @@ fn request(kind: ActionKind, user: &str, group: &str, key: &str) -> ActionReques
     }
 }
 
-async fn submit(gl: &Govledger, r: ActionRequested) -> String {
-    gl.client()
-        .await
-        .submit_action(SubmitActionRequest {
-            source_id: "hr".into(),
-            request: Some(r),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .action_id
-}
-
 /// Waits until `done` holds for the action (60 s at most).
 async fn wait_until(
     gl: &Govledger,
@@ -93,7 +80,7 @@ async fn wait_until(
 }
 
 async fn act(gl: &Govledger, r: ActionRequested) -> GetActionResponse {
-    let id = submit(gl, r).await;
+    let id = gl.submit_action("hr", r).await;
     wait_until(gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await
 }
 
@@ -179,7 +166,9 @@ async fn unconfirmed_action_becomes_confirmed_late_when_a_sync_shows_the_intent(
         ..Default::default()
     });
     let u = scim.user_ids()[3].clone();
-    let id = submit(&gl, request(ActionKind::Deactivate, &u, "", "d2")).await;
+    let id = gl
+        .submit_action("hr", request(ActionKind::Deactivate, &u, "", "d2"))
+        .await;
     let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await;
     assert_outcome(&r, ActionOutcome::Unconfirmed);
     // Lists show the change at once: the next sync observes it.

@@ -540,16 +540,7 @@ fn severity(o: ActionOutcome) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn step(kind: ActionKind) -> Step {
-        Step {
-            kind,
-            user_id: "u1".into(),
-            group_id: "g1".into(),
-            attribute: "title".into(),
-            value: "Engineer".into(),
-        }
-    }
+    use crate::actions::readback::tests::step;
 
     fn window(shown: Option<(Shown, &str)>) -> Window {
         Window {

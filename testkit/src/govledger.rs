@@ -232,6 +232,24 @@ impl Govledger {
             .unwrap()
     }
 
+    /// `SubmitAction` of `request` on `source`; the action id.
+    pub async fn submit_action(
+        &self,
+        source: &str,
+        request: govledger_proto::v1::ActionRequested,
+    ) -> String {
+        self.client()
+            .await
+            .submit_action(govledger_proto::v1::SubmitActionRequest {
+                source_id: source.into(),
+                request: Some(request),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .action_id
+    }
+
     /// `WatchAlerts` for every source, live once this returns (the server
     /// subscribed before it answered).
     pub async fn watch_alerts(&self) -> tonic::Streaming<govledger_proto::v1::Alert> {

@@ -97,12 +97,14 @@ pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
 
-    fn step(kind: ActionKind) -> Step {
+    /// A step of `kind` on user u1 / group g1 / title "Engineer" (the
+    /// executor's tests use it too).
+    pub(crate) fn step(kind: ActionKind) -> Step {
         Step {
             kind,
             user_id: "u1".into(),
