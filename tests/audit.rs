@@ -236,6 +236,36 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
     let data = gl.take_data();
     drop(gl);
     let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
+    // Every action concluded before the history is read back: the executor's
+    // read-backs may take up to its verify window, and their events must not
+    // land after the stream's last sequence is taken below.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listed = gl
+            .client()
+            .await
+            .list_actions(ListActionsRequest {
+                source_id: "hr".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .actions;
+        let pending = listed
+            .iter()
+            .filter(|a| a.outcome == govledger_proto::v1::ActionOutcome::Pending as i32)
+            .count();
+        if listed.len() == 3 && pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} actions listed, {pending} pending",
+            listed.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     scim.set_active(&users[0], true); // drift, seen by the next sync
     gl.sync("hr").await;
     let client = nats.client().await;
