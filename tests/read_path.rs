@@ -924,3 +924,62 @@ async fn a_page_slower_than_the_request_timeout_fails_as_timeout() {
         "each attempt timed out and was recorded"
     );
 }
+
+/// Absence is evidence per entity type: after the source's `resources` went
+/// from Users+Groups to Users only, a COMPLETE run that read no groups does not
+/// make the groups REMOVED_AT_SOURCE, while a user deleted at the source is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_run_that_read_no_groups_is_no_evidence_against_them() {
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 20,
+        groups: 3,
+        ..Default::default()
+    })
+    .await;
+    let both = config(&scim.base_url, "resources = [\"Users\", \"Groups\"]");
+    let mut gl = Govledger::serve_with_config(&nats.url(), &both);
+    let r = gl.sync("hr").await;
+    assert_verdict(&r, Verdict::Complete);
+    assert_eq!(r.run.unwrap().records_unique, 23);
+    // Restart on the same data folder with Users only.
+    gl.stop();
+    let data = gl.take_data();
+    drop(gl);
+    let cfg = data.path().join("govledger.toml");
+    std::fs::write(&cfg, config(&scim.base_url, "resources = [\"Users\"]")).unwrap();
+    let cfg = cfg.to_str().unwrap().to_owned();
+    let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
+    let users = scim.user_ids();
+    scim.delete_user(&users[0]);
+    let r = gl.sync("hr").await;
+    assert_verdict(&r, Verdict::Complete);
+    assert_eq!(r.run.unwrap().records_unique, 19);
+    let mut c = gl.client().await;
+    let mut presence = async |entity_type: EntityType, external_id: &str| {
+        let r = c
+            .get_identity(GetIdentityRequest {
+                as_of: None,
+                source_id: "hr".into(),
+                entity_type: entity_type as i32,
+                external_id: external_id.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        (
+            PresenceStatus::try_from(r.presence).unwrap(),
+            r.presence_reason,
+        )
+    };
+    for gid in scim.group_ids() {
+        let (p, why) = presence(EntityType::Group, &gid).await;
+        assert_ne!(p, PresenceStatus::RemovedAtSource, "group {gid}: {why}");
+        assert_eq!(p, PresenceStatus::Unknown, "group {gid}: {why}");
+        assert!(why.contains("did not read groups"), "{why}");
+    }
+    let (p, why) = presence(EntityType::User, &users[0]).await;
+    assert_eq!(p, PresenceStatus::RemovedAtSource, "{why}");
+    let (p, why) = presence(EntityType::User, &users[1]).await;
+    assert_eq!(p, PresenceStatus::Present, "{why}");
+}

@@ -405,32 +405,49 @@ pub fn current(run: &RunState, now_us: i64, abandon_after_us: i64) -> (Verdict, 
 }
 
 /// Whether an identity is still present at its source. Absence is evidence only
-/// from a COMPLETE full run that started after the identity was last observed.
+/// from a COMPLETE full run that read the identity's entity type and started
+/// after the identity was last observed; a run that did not read its type says
+/// nothing about it.
 pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStatus, String) {
-    if !source.last_complete_full_run_id.is_empty()
-        && identity.last_observed_run_id != source.last_complete_full_run_id
-        && source.last_complete_full_first_seq > identity.last_observed_seq
+    let kind = identity.entity_type;
+    let types = match crate::keys::entity_label(kind) {
+        "entity" => "records of no stated type".to_string(),
+        label => format!("{label}s"),
+    };
+    let read_by = source
+        .last_complete_full_by_type
+        .iter()
+        .find(|t| t.entity_type == kind && !t.run_id.is_empty());
+    if let Some(t) = read_by
+        && identity.last_observed_run_id != t.run_id
+        && t.first_seq > identity.last_observed_seq
     {
         return (
             PresenceStatus::RemovedAtSource,
             format!(
-                "not observed by complete full run {}, which started after its last observation",
-                source.last_complete_full_run_id
+                "not observed by complete full run {}, which read {types} and started after its last observation",
+                t.run_id
             ),
         );
     }
     if !source.last_run_id.is_empty()
         && identity.last_observed_run_id != source.last_run_id
         && source.last_finished_run_id == source.last_run_id
-        && source.last_finished_run_id != source.last_complete_full_run_id
+        && read_by.is_none_or(|t| t.run_id != source.last_run_id)
     {
-        return (
-            PresenceStatus::Unknown,
+        let why = if source.last_complete_full_run_id == source.last_run_id {
+            format!(
+                "not observed by the latest run {}, a complete full run that did not read {types}: \
+                 no complete full run that read {types} started after its last observation",
+                source.last_run_id
+            )
+        } else {
             format!(
                 "not observed by the latest run {}, which was not a complete full run: its absence is not evidence",
                 source.last_run_id
-            ),
-        );
+            )
+        };
+        return (PresenceStatus::Unknown, why);
     }
     (
         PresenceStatus::Present,
@@ -509,7 +526,7 @@ pub fn human_ms(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use govledger_proto::v1::SyncRunFinished;
+    use govledger_proto::v1::{SyncRunFinished, TypeCompleteRun};
 
     fn finished(f: impl FnOnce(&mut RunState)) -> RunState {
         let mut r = RunState {
@@ -748,7 +765,13 @@ mod tests {
 
     #[test]
     fn presence_rules() {
+        let users = |run: &str, seq: u64| TypeCompleteRun {
+            entity_type: EntityType::User as i32,
+            run_id: run.into(),
+            first_seq: seq,
+        };
         let ident = IdentityState {
+            entity_type: EntityType::User as i32,
             last_observed_run_id: "r1".into(),
             last_observed_seq: 10,
             ..Default::default()
@@ -758,6 +781,7 @@ mod tests {
             last_finished_run_id: "r1".into(),
             last_complete_full_run_id: "r1".into(),
             last_complete_full_first_seq: 1,
+            last_complete_full_by_type: vec![users("r1", 1)],
             ..Default::default()
         };
         assert_eq!(presence(&ident, &src).0, PresenceStatus::Present);
@@ -766,10 +790,67 @@ mod tests {
         src.last_finished_run_id = "r2".into();
         src.last_complete_full_run_id = "r2".into();
         src.last_complete_full_first_seq = 20;
+        src.last_complete_full_by_type = vec![users("r2", 20)];
         assert_eq!(presence(&ident, &src).0, PresenceStatus::RemovedAtSource);
         // Only an incomplete run did not see it: unknown, not removed.
         src.last_complete_full_run_id = "r1".into();
         src.last_complete_full_first_seq = 1;
+        src.last_complete_full_by_type = vec![users("r1", 1)];
         assert_eq!(presence(&ident, &src).0, PresenceStatus::Unknown);
+    }
+
+    #[test]
+    fn presence_rules_per_entity_type() {
+        let by_type = |t: EntityType, run: &str, seq: u64| TypeCompleteRun {
+            entity_type: t as i32,
+            run_id: run.into(),
+            first_seq: seq,
+        };
+        let group = IdentityState {
+            entity_type: EntityType::Group as i32,
+            last_observed_run_id: "r1".into(),
+            last_observed_seq: 10,
+            ..Default::default()
+        };
+        let user = IdentityState {
+            entity_type: EntityType::User as i32,
+            ..group.clone()
+        };
+        // r1 read users and groups; r2, a complete full run, read users only.
+        let src = SourceState {
+            last_run_id: "r2".into(),
+            last_finished_run_id: "r2".into(),
+            last_complete_full_run_id: "r2".into(),
+            last_complete_full_first_seq: 20,
+            last_complete_full_by_type: vec![
+                by_type(EntityType::User, "r2", 20),
+                by_type(EntityType::Group, "r1", 1),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(presence(&user, &src).0, PresenceStatus::RemovedAtSource);
+        let (p, why) = presence(&group, &src);
+        assert_eq!(p, PresenceStatus::Unknown);
+        assert_eq!(
+            why,
+            "not observed by the latest run r2, a complete full run that did not read groups: \
+             no complete full run that read groups started after its last observation"
+        );
+        // No complete full run ever read groups: no conclusion either.
+        let mut users_only = src.clone();
+        users_only.last_complete_full_by_type.truncate(1);
+        assert_eq!(presence(&group, &users_only).0, PresenceStatus::Unknown);
+        // A later complete full run that read groups did not see it.
+        let mut later = src.clone();
+        later.last_run_id = "r3".into();
+        later.last_finished_run_id = "r3".into();
+        later.last_complete_full_run_id = "r3".into();
+        later.last_complete_full_by_type[1] = by_type(EntityType::Group, "r3", 30);
+        let (p, why) = presence(&group, &later);
+        assert_eq!(p, PresenceStatus::RemovedAtSource);
+        assert_eq!(
+            why,
+            "not observed by complete full run r3, which read groups and started after its last observation"
+        );
     }
 }

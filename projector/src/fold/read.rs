@@ -4,8 +4,8 @@
 
 use govledger_proto::v1::{
     ActionOutcome, Alert, EntityCounts, EntityTotal, ErrorClass, Event, PageFailed, PageFetched,
-    PageRole, PageState, RecordObserved, RunState, ServedPageSize, SyncMode, SyncRunFinished,
-    SyncRunStarted, Verdict, alert,
+    PageRole, PageState, RecordObserved, RunState, ServedPageSize, SourceState, SyncMode,
+    SyncRunFinished, SyncRunStarted, TypeCompleteRun, Verdict, alert,
 };
 
 use super::{
@@ -420,6 +420,8 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
         run.first_seq,
         run.records_unique,
     );
+    // The types this run read: it declared a total for them or observed one of their records.
+    let read_types: Vec<i32> = run.entities.iter().map(|e| e.entity_type).collect();
     w.alerts.push(alert);
     let src = source_mut(w, ev);
     if was_decided {
@@ -437,6 +439,10 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
             src.last_complete_full_run_id.clear();
             src.last_complete_full_first_seq = 0;
         }
+        if v != Verdict::Complete {
+            src.last_complete_full_by_type
+                .retain(|t| t.run_id != run_id);
+        }
         return;
     }
     src.last_finished_run_id = run_id.clone();
@@ -449,11 +455,31 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
         if full {
             // The deletion guard compares full runs with full runs only.
             src.last_complete_unique = unique;
+            for t in read_types {
+                note_type_read(src, t, &run_id, first_seq);
+            }
             src.last_complete_full_run_id = run_id;
             src.last_complete_full_first_seq = first_seq;
         }
     } else {
         src.consecutive_failures += 1;
+    }
+}
+
+/// Records `run_id` as the last COMPLETE full run that read `entity_type`.
+fn note_type_read(src: &mut SourceState, entity_type: i32, run_id: &str, first_seq: u64) {
+    let entry = TypeCompleteRun {
+        entity_type,
+        run_id: run_id.to_string(),
+        first_seq,
+    };
+    match src
+        .last_complete_full_by_type
+        .iter_mut()
+        .find(|t| t.entity_type == entity_type)
+    {
+        Some(t) => *t = entry,
+        None => src.last_complete_full_by_type.push(entry),
     }
 }
 
