@@ -105,7 +105,7 @@ impl Default for NatsConfig {
             server_bin: None,
             embedded_port: 0,
             credentials_file: None,
-            connect_timeout_ms: 10_000,
+            connect_timeout_ms: govledger_stream::connect::DEFAULT_CONNECT_TIMEOUT_MS,
         }
     }
 }
