@@ -13,7 +13,9 @@
 //! - [`runs`]: a run's verdict and reasons, an action's outcome, and
 //!   assertions on them that print the evidence;
 //! - [`fault_scim`]: the in-process fault-injecting SCIM/REST server, split by
-//!   fault family.
+//!   fault family;
+//! - [`saas`]: test servers that behave like the GitHub, Okta, Microsoft
+//!   Graph and Slack users APIs (the worked examples' servers).
 //!
 //! Launchers come in two forms: `try_*` returning [`Error`] (the benchmark's),
 //! and the plain form that panics with the same message (the tests').
@@ -26,6 +28,7 @@ pub mod govledger;
 pub mod nats;
 pub mod net;
 pub mod runs;
+pub mod saas;
 pub mod scim2;
 pub mod stream;
 

@@ -180,8 +180,10 @@ pub struct Faults {
     /// (1-based, by offset / `per_page`) hands out as its `rel="next"` link
     /// exactly the link that led to the earlier page `b` (for `b` = 1 the
     /// first-page URL without `after`), so a client walks 1..a, b..a, ...
-    /// forever. Applies even if page `a` is the last one. Page-number paging
-    /// is unaffected.
+    /// forever. Applies even if page `a` is the last one; the same for the
+    /// body cursor of `/api/users-cursor` (for `b` = 1 the cursor is the
+    /// first page's, `""`, which ends the listing). Page-number and offset
+    /// paging are unaffected.
     pub link_cycle: Option<(usize, usize)>,
     /// Added to every request (any path), before anything else is decided.
     pub latency_ms: u64,
@@ -260,6 +262,9 @@ pub struct RestQuirks {
     /// `X-RateLimit-Reset` (epoch seconds, `retry_after`'s seconds from now);
     /// no `Retry-After`.
     pub rate_limit_as_403: bool,
+    /// Page-number mode: pages count from 0 (`page=0` is the first page, and
+    /// a request without `page` reads it), as many HR and ticketing APIs do.
+    pub zero_based_pages: bool,
 }
 
 /// `requests` REST list requests per window of `window_s` seconds; the window

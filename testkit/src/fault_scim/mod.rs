@@ -30,7 +30,14 @@
 //!   `Link: <http://127.0.0.1:PORT/api/users-link?per_page=N>; rel="first",
 //!   <http://127.0.0.1:PORT/api/users-link?after=TOKEN&per_page=N>; rel="next"`
 //!   (the `next` link is absent on the last page; `TOKEN` is opaque, an
-//!   unknown one is a 400).
+//!   unknown one is a 400);
+//! - offset/limit paging, `GET /api/users-offset?offset=O&limit=N` (`O`
+//!   0-based, default 0; `N` as `per_page` above): the page-number body
+//!   `{"users":[..],"total":T,"page":..,"per_page":N}` and `X-Total-Count`;
+//! - a cursor in the body, `GET /api/users-cursor?limit=N`, then
+//!   `GET /api/users-cursor?cursor=C&limit=N`: `{"users":[..],
+//!   "meta":{"next_cursor":C}}` and `X-Total-Count`, `C` opaque and `""` on
+//!   the last page (an unknown one is a 400).
 //!
 //! [`Faults::rest`] ([`RestQuirks`]) bends these as real APIs do: one `Link`
 //! line per relation, relative link targets, the last page again past the
@@ -43,7 +50,8 @@
 //! Counting rules, used by several faults:
 //! - a *list request* is a GET on `/v2/Users` or `/v2/Groups` with `count > 0`
 //!   (a `count=0` probe is not a list request), or any answered GET on
-//!   `/api/users` or `/api/users-link` (these count as Users); only resource
+//!   `/api/users`, `/api/users-link`, `/api/users-offset` or
+//!   `/api/users-cursor` (these count as Users); only resource
 //!   types the faults apply to are counted (see [`Faults::only`]); the count
 //!   restarts at zero on [`FaultScim::set_faults`];
 //! - a page is identified by its `start_index`: the `startIndex` it was asked
@@ -156,6 +164,10 @@ pub const REST_JSON: &str = "application/json";
 pub const REST_USERS_PATH: &str = "/api/users";
 /// The REST `Link`-header endpoint (`?per_page=N`, then `?after=TOKEN&per_page=N`).
 pub const REST_USERS_LINK_PATH: &str = "/api/users-link";
+/// The REST offset/limit endpoint (`?offset=O&limit=N`).
+pub const REST_USERS_OFFSET_PATH: &str = "/api/users-offset";
+/// The REST body-cursor endpoint (`?limit=N`, then `?cursor=C&limit=N`).
+pub const REST_USERS_CURSOR_PATH: &str = "/api/users-cursor";
 /// The REST total-count header (lower case, as it goes on the wire).
 pub const TOTAL_COUNT_HEADER: &str = "x-total-count";
 

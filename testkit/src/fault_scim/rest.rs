@@ -1,8 +1,23 @@
 //! The plain REST JSON variants over the same users and faults: page-number
-//! paging (`/api/users`) and RFC 8288 `Link` paging (`/api/users-link`) with
+//! paging (`/api/users`, 1-based or with [`RestQuirks::zero_based_pages`]
+//! 0-based), RFC 8288 `Link` paging (`/api/users-link`), offset/limit paging
+//! (`/api/users-offset`) and a cursor in the body (`/api/users-cursor`), with
 //! `X-Total-Count`, and the ways real APIs bend them ([`RestQuirks`]).
 
 use super::*;
+
+/// Which REST endpoint a list request came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum RestMode {
+    /// `/api/users`: page numbers.
+    Paged,
+    /// `/api/users-link`: `Link` headers (or a next link in the body).
+    Link,
+    /// `/api/users-offset`: `offset` and `limit`.
+    Offset,
+    /// `/api/users-cursor`: `cursor` and `limit`, the next cursor in the body.
+    Cursor,
+}
 
 pub(super) enum RestOutcome {
     Done(Response),
@@ -34,14 +49,23 @@ pub(super) fn rest_per_page(
     q: &HashMap<String, String>,
     max: usize,
 ) -> Result<usize, Box<Response>> {
-    let n = match q.get("per_page") {
+    rest_size(q, "per_page", max)
+}
+
+/// The page size in query parameter `name` (see [`rest_per_page`]).
+pub(super) fn rest_size(
+    q: &HashMap<String, String>,
+    name: &str,
+    max: usize,
+) -> Result<usize, Box<Response>> {
+    let n = match q.get(name) {
         None => DEFAULT_PAGE_SIZE,
         Some(v) => match v.trim().parse::<i64>() {
             Ok(n) if n >= 1 => n as usize,
             _ => {
                 return Err(Box::new(rest_error(
                     StatusCode::BAD_REQUEST,
-                    &format!("per_page {v:?} is not an integer of at least 1"),
+                    &format!("{name} {v:?} is not an integer of at least 1"),
                 )));
             }
         },
@@ -64,10 +88,15 @@ pub(super) async fn rest_users_paged(
         Ok(n) => n,
         Err(r) => return *r,
     };
+    let first: i64 = if lock(&s).faults.rest.zero_based_pages {
+        0
+    } else {
+        1
+    };
     let page = match q.get("page") {
-        None => 1,
+        None => first as usize,
         Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) => n.max(1) as usize,
+            Ok(n) => n.max(first) as usize,
             Err(_) => {
                 return rest_error(
                     StatusCode::BAD_REQUEST,
@@ -76,7 +105,7 @@ pub(super) async fn rest_users_paged(
             }
         },
     };
-    let mut offset = (page - 1).saturating_mul(per_page);
+    let mut offset = (page - first as usize).saturating_mul(per_page);
     {
         let g = lock(&s);
         let n = g.users.len();
@@ -90,7 +119,82 @@ pub(super) async fn rest_users_paged(
         page,
         asked: offset,
     };
-    rest_list(s, p, false).await
+    rest_list(s, p, RestMode::Paged).await
+}
+
+/// `GET /api/users-offset?offset=O&limit=N`: offset/limit paging (see the
+/// module doc of `fault_scim`).
+pub(super) async fn rest_users_offset(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let max = lock(&s).cfg.max_page_size;
+    let limit = match rest_size(&q, "limit", max) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let asked = match q.get("offset").map(|v| v.trim().parse::<usize>()) {
+        None => 0,
+        Some(Ok(o)) => o,
+        Some(Err(_)) => {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                "offset is not a non-negative integer",
+            );
+        }
+    };
+    let offset = {
+        let g = lock(&s);
+        let n = g.users.len();
+        match g.faults.rest.past_end_repeats_last && n > 0 && asked >= n {
+            true => (n - 1) / limit * limit,
+            false => asked,
+        }
+    };
+    let p = RestParams {
+        offset,
+        per_page: limit,
+        page: offset / limit + 1,
+        asked,
+    };
+    rest_list(s, p, RestMode::Offset).await
+}
+
+/// `GET /api/users-cursor?limit=N[&cursor=C]`: the next cursor in the body
+/// (see the module doc of `fault_scim`).
+pub(super) async fn rest_users_cursor(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let max = lock(&s).cfg.max_page_size;
+    let limit = match rest_size(&q, "limit", max) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let asked = match q.get("cursor").map(String::as_str) {
+        None | Some("") => 0,
+        Some(t) => match decode_after(t) {
+            Some(o) => o,
+            None => {
+                return rest_error(StatusCode::BAD_REQUEST, &format!("unknown cursor {t:?}"));
+            }
+        },
+    };
+    let offset = {
+        let g = lock(&s);
+        let n = g.users.len();
+        match g.faults.rest.past_end_repeats_last && n > 0 && asked >= n {
+            true => (n - 1) / limit * limit,
+            false => asked,
+        }
+    };
+    let p = RestParams {
+        offset,
+        per_page: limit,
+        page: offset / limit + 1,
+        asked,
+    };
+    rest_list(s, p, RestMode::Cursor).await
 }
 
 /// `GET /api/users-link?[after=TOKEN&]per_page=N`: `Link`-header paging (see
@@ -130,7 +234,7 @@ pub(super) async fn rest_users_link(
         page: offset / per_page + 1,
         asked,
     };
-    rest_list(s, p, true).await
+    rest_list(s, p, RestMode::Link).await
 }
 
 /// The URL of a `Link`-mode page: the first page without `after`.
@@ -144,7 +248,7 @@ pub(super) fn link_url(origin: &str, offset: Option<usize>, per_page: usize) -> 
     }
 }
 
-pub(super) async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Response {
+pub(super) async fn rest_list(s: Shared, p: RestParams, mode: RestMode) -> Response {
     let (delay, outcome, page_no, window) = {
         let mut g = lock(&s);
         if g.auth_expired() {
@@ -170,7 +274,31 @@ pub(super) async fn rest_list(s: Shared, p: RestParams, link_mode: bool) -> Resp
                     add_rate_limit_headers(&mut resp, r);
                     RestOutcome::Done(resp)
                 }
-                None if link_mode => {
+                None if mode == RestMode::Cursor => {
+                    let ordinal = p.offset / p.per_page + 1;
+                    let next = match g.faults.link_cycle {
+                        Some((a, b)) if pg.pf && ordinal == a => {
+                            let b = b.max(1);
+                            match b {
+                                1 => String::new(),
+                                _ => encode_after((b - 1).saturating_mul(p.per_page)),
+                            }
+                        }
+                        _ if p.offset + p.per_page < pg.true_total
+                            || g.faults.rest.past_end_repeats_last =>
+                        {
+                            encode_after(p.asked + p.per_page)
+                        }
+                        _ => String::new(),
+                    };
+                    RestOutcome::Page {
+                        body: json!({"users": pg.items, "meta": {"next_cursor": next}}),
+                        total: pg.total,
+                        links: Vec::new(),
+                        malformed: pg.malformed,
+                    }
+                }
+                None if mode == RestMode::Link => {
                     let origin = g.base_url.trim_end_matches("/v2").to_owned();
                     let ordinal = p.offset / p.per_page + 1;
                     let next = match g.faults.link_cycle {

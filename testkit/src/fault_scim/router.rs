@@ -19,6 +19,8 @@ pub(super) fn router(shared: Shared) -> Router {
         .route("/v2/ServiceProviderConfig", get(service_provider_config))
         .route(REST_USERS_PATH, get(rest_users_paged))
         .route(REST_USERS_LINK_PATH, get(rest_users_link))
+        .route(REST_USERS_OFFSET_PATH, get(rest_users_offset))
+        .route(REST_USERS_CURSOR_PATH, get(rest_users_cursor))
         .fallback(|| async { scim_error(StatusCode::NOT_FOUND, None, "no such endpoint") })
         .layer(middleware::from_fn_with_state(shared.clone(), track))
         .with_state(shared)
