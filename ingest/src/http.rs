@@ -73,12 +73,22 @@ pub struct HttpSource {
     client: reqwest::Client,
     auth: Auth,
     token: Mutex<Option<(Secret, Instant)>>,
+    /// Sent with every request, replacing a default of the same name
+    /// (`Accept`); e.g. a REST source's `ConsistencyLevel: eventual`.
+    headers: reqwest::header::HeaderMap,
+    /// The latest time the server asked to wait until (Retry-After, or the
+    /// reset at `X-RateLimit-Remaining: 0`): it holds for every request to
+    /// the source, across runs (a run that starts right after another one
+    /// used the window up waits too).
+    server_pause: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error("not a valid request header: {0}")]
+    Header(String),
 }
 
 impl HttpSource {
@@ -94,7 +104,31 @@ impl HttpSource {
             client,
             auth,
             token: Mutex::new(None),
+            headers: reqwest::header::HeaderMap::new(),
+            server_pause: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Records that the server asked to wait until `until` (a later hint
+    /// extends, an earlier one does not shorten).
+    pub fn hold_until(&self, until: tokio::time::Instant) {
+        let mut p = self.server_pause.lock().unwrap_or_else(|e| e.into_inner());
+        *p = Some(p.map_or(until, |t| t.max(until)));
+    }
+
+    /// The time the server asked to wait until, if it is still ahead.
+    pub fn held_until(&self) -> Option<tokio::time::Instant> {
+        let p = self.server_pause.lock().unwrap_or_else(|e| e.into_inner());
+        p.filter(|t| *t > tokio::time::Instant::now())
+    }
+
+    /// This source with `headers` (name, value) sent on every request.
+    pub fn with_headers(mut self, headers: &[(String, String)]) -> Result<Self, HttpError> {
+        for (name, value) in headers {
+            let (n, v) = header(name, value)?;
+            self.headers.insert(n, v);
+        }
+        Ok(self)
     }
 
     /// True when a 401 may be cured by fetching a new token.
@@ -123,7 +157,8 @@ impl HttpSource {
         let mut req = self
             .client
             .request(method, url)
-            .header("accept", "application/scim+json, application/json");
+            .header("accept", "application/scim+json, application/json")
+            .headers(self.headers.clone());
         if let Some(b) = body {
             req = req.header("content-type", "application/scim+json").body(b);
         }
@@ -283,6 +318,18 @@ fn excerpt(body: &[u8]) -> String {
         cut.push('…');
     }
     format!(": {}", cut.replace('\n', " "))
+}
+
+/// `name: value` as a request header, or why it is not one.
+pub fn header(
+    name: &str,
+    value: &str,
+) -> Result<(reqwest::header::HeaderName, reqwest::header::HeaderValue), HttpError> {
+    let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|e| HttpError::Header(format!("{name:?}: {e}")))?;
+    let v = reqwest::header::HeaderValue::from_str(value)
+        .map_err(|e| HttpError::Header(format!("{name}: {e}")))?;
+    Ok((n, v))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (query values, path segments).

@@ -67,9 +67,20 @@ impl RateLimiter {
     }
 }
 
+/// The remaining-requests headers: GitHub's and most APIs' `X-RateLimit-*`,
+/// Okta's `X-Rate-Limit-*` (a dash more), the IETF draft's `RateLimit-*`.
+const REMAINING: [&str; 3] = [
+    "x-ratelimit-remaining",
+    "x-rate-limit-remaining",
+    "ratelimit-remaining",
+];
+/// The reset headers, in the same order.
+const RESET: [&str; 3] = ["x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset"];
+
 /// Reads how long a server asks us to wait from `Retry-After` (delta-seconds or
 /// an HTTP-date) and, when no requests remain, `X-RateLimit-Reset` /
-/// `RateLimit-Reset` (seconds; values above 10^9 are taken as epoch seconds).
+/// `X-Rate-Limit-Reset` / `RateLimit-Reset` (seconds; values above 10^9 are
+/// taken as epoch seconds).
 pub fn wait_hint(
     headers: &reqwest::header::HeaderMap,
     now: chrono::DateTime<chrono::Utc>,
@@ -83,9 +94,9 @@ pub fn wait_hint(
     if let Some(v) = get("retry-after") {
         return parse_retry_after(v, now);
     }
-    let remaining = get("x-ratelimit-remaining").or_else(|| get("ratelimit-remaining"));
+    let remaining = REMAINING.iter().find_map(|h| get(h));
     if remaining.and_then(|r| r.parse::<u64>().ok()) == Some(0) {
-        let reset = get("x-ratelimit-reset").or_else(|| get("ratelimit-reset"))?;
+        let reset = RESET.iter().find_map(|h| get(h))?;
         let n: u64 = reset.parse().ok()?;
         if n > 1_000_000_000 {
             let secs = n as i64 - now.timestamp();
@@ -97,7 +108,8 @@ pub fn wait_hint(
 }
 
 /// A 403 that is a rate limit, not a refusal (GitHub's primary and secondary
-/// limits): `X-RateLimit-Remaining: 0` (or `RateLimit-Remaining: 0`), a
+/// limits): `X-RateLimit-Remaining: 0` (or `X-Rate-Limit-Remaining: 0`,
+/// `RateLimit-Remaining: 0`), a
 /// `Retry-After`, or a body that says "rate limit".
 pub fn is_rate_limit_403(headers: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
     let zero = |name: &str| {
@@ -106,8 +118,7 @@ pub fn is_rate_limit_403(headers: &reqwest::header::HeaderMap, body: &[u8]) -> b
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() == "0")
     };
-    zero("x-ratelimit-remaining")
-        || zero("ratelimit-remaining")
+    REMAINING.iter().any(|h| zero(h))
         || headers.contains_key("retry-after")
         || String::from_utf8_lossy(body)
             .to_ascii_lowercase()
@@ -169,6 +180,23 @@ mod tests {
             d <= Duration::from_secs(3) && d >= Duration::from_secs(2),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn okta_rate_limit_headers_have_a_dash_more() {
+        let now = chrono::Utc::now();
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("x-rate-limit-remaining", "0".parse().unwrap());
+        h.insert(
+            "x-rate-limit-reset",
+            (now.timestamp() + 30).to_string().parse().unwrap(),
+        );
+        let d = wait_hint(&h, now).unwrap();
+        assert!(d >= Duration::from_secs(29), "{d:?}");
+        assert!(is_rate_limit_403(&h, b"forbidden"));
+        h.insert("x-rate-limit-remaining", "9".parse().unwrap());
+        assert_eq!(wait_hint(&h, now), None);
+        assert!(!is_rate_limit_403(&h, b"forbidden"));
     }
 
     #[test]

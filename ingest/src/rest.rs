@@ -3,7 +3,11 @@
 //! A REST source is described by where things are: the items array (a JSON
 //! pointer into the body, empty for a bare array), the id and `active` fields,
 //! the total (a JSON pointer or a header such as `X-Total-Count`), and how pages
-//! are addressed: page numbers, or RFC 8288 `Link: <...>; rel="next"` headers.
+//! are addressed: page numbers (from 0 or 1), offsets, RFC 8288
+//! `Link: <...>; rel="next"` headers or a next URL in the body, or a cursor in
+//! the body sent back as a query parameter. Every pointer is an RFC 6901 JSON
+//! pointer: `/@odata.nextLink` names the key `@odata.nextLink` (only `~` and
+//! `/` in a key are escaped, as `~0` and `~1`).
 
 use govledger_proto::v1::{EntityType, RecordObserved, RejectReason};
 use serde_json::Value;
@@ -34,9 +38,39 @@ pub struct RestShape {
     /// `/links/next`, absent, null or "" on the last page) instead of the
     /// `Link` header.
     pub next_pointer: Option<String>,
-    /// Query parameter names.
+    /// Cursor paging: JSON pointer to the next page's cursor in the body
+    /// (e.g. `/response_metadata/next_cursor`; absent, null or "" on the last
+    /// page), sent back as `cursor_param`.
+    pub cursor_pointer: Option<String>,
+    /// Query parameter names: the page number, the page size (`limit`,
+    /// `per_page`, `$top`), the offset and the cursor.
     pub page_param: String,
     pub size_param: String,
+    pub offset_param: String,
+    pub cursor_param: String,
+    /// The number of the first page (page-number paging): 0 or 1.
+    pub page_start: u64,
+    /// Query parameters sent with the first request (and every request the
+    /// engine builds; next links carry their own), e.g. `$select`, `search`.
+    pub query: Vec<(String, String)>,
+    /// Request headers sent with every request, e.g. `ConsistencyLevel`.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RestShape {
+    /// The query string of a request the engine builds: the configured
+    /// parameters, then `params` (already encoded), values percent-encoded.
+    pub fn query_with(&self, params: &str) -> String {
+        let mut q: Vec<String> = self
+            .query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", crate::http::percent_encode(v)))
+            .collect();
+        if !params.is_empty() {
+            q.push(params.to_owned());
+        }
+        q.join("&")
+    }
 }
 
 /// How the active field reads. A boolean means active when true, or when false
@@ -172,9 +206,20 @@ pub fn parse_page(
         total_results: total,
         items_per_page: Some(items.len() as u64),
         start_index: None,
-        next_cursor: match &shape.next_pointer {
-            None => next_link_of(link_headers.iter().copied(), request_url)?,
-            Some(p) => match v.pointer(p) {
+        next_cursor: match (&shape.cursor_pointer, &shape.next_pointer) {
+            (Some(p), _) => match v.pointer(p) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(t)) if t.trim().is_empty() => None,
+                Some(Value::String(t)) => Some(t.trim().to_owned()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                Some(_) => {
+                    return Err(ParseError::NotList(format!(
+                        "the cursor at {p} is not a string"
+                    )));
+                }
+            },
+            (None, None) => next_link_of(link_headers.iter().copied(), request_url)?,
+            (None, Some(p)) => match v.pointer(p) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(t)) if t.trim().is_empty() => None,
                 Some(Value::String(t)) => Some(resolve(t.trim(), request_url)?),
@@ -264,9 +309,77 @@ mod tests {
             total_pointer: Some("/total".into()),
             total_header: Some("x-total-count".into()),
             next_pointer: None,
+            cursor_pointer: None,
             page_param: "page".into(),
             size_param: "per_page".into(),
+            offset_param: "offset".into(),
+            cursor_param: "cursor".into(),
+            page_start: 1,
+            query: Vec::new(),
+            headers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn pointers_to_keys_with_at_dots_slashes_and_tildes() {
+        // Graph: "@odata.nextLink" and "@odata.count" need no escaping.
+        let mut s = shape("/value");
+        s.next_pointer = Some("/@odata.nextLink".into());
+        s.total_pointer = Some("/@odata.count".into());
+        let body = br#"{"@odata.count":3,"value":[{"id":"a"}],
+            "@odata.nextLink":"https://g/v1.0/users?$top=1&$skiptoken=X%3D"}"#;
+        let p = parse_page(body, None, &[], "https://g/v1.0/users?$top=1", &s, "k").unwrap();
+        assert_eq!(p.total_results, Some(3));
+        assert_eq!(
+            p.next_cursor.as_deref(),
+            Some("https://g/v1.0/users?$top=1&$skiptoken=X%3D")
+        );
+        // RFC 6901: "a/b" is written a~1b, "m~n" is m~0n.
+        s.next_pointer = Some("/links/a~1b/m~0n".into());
+        let body = br#"{"value":[],"links":{"a/b":{"m~n":"?page=2"}}}"#;
+        let p = parse_page(body, None, &[], "https://g/u?page=1", &s, "k").unwrap();
+        assert_eq!(p.next_cursor.as_deref(), Some("https://g/u?page=2"));
+    }
+
+    #[test]
+    fn a_cursor_in_the_body_is_taken_as_it_is() {
+        let mut s = shape("/members");
+        s.cursor_pointer = Some("/response_metadata/next_cursor".into());
+        let page = |body: &[u8]| parse_page(body, None, &[], "https://s/api/users.list", &s, "k");
+        let p = page(br#"{"members":[],"response_metadata":{"next_cursor":"dXNlcjpV=="}}"#);
+        assert_eq!(p.unwrap().next_cursor.as_deref(), Some("dXNlcjpV=="));
+        let p = page(br#"{"members":[],"response_metadata":{"next_cursor":42}}"#);
+        assert_eq!(p.unwrap().next_cursor.as_deref(), Some("42"));
+        for last in [
+            &br#"{"members":[],"response_metadata":{"next_cursor":""}}"#[..],
+            br#"{"members":[],"response_metadata":{"next_cursor":null}}"#,
+            br#"{"members":[]}"#,
+        ] {
+            assert_eq!(page(last).unwrap().next_cursor, None);
+        }
+        let e = page(br#"{"members":[],"response_metadata":{"next_cursor":[1]}}"#).unwrap_err();
+        assert!(e.to_string().contains("is not a string"), "{e}");
+        // Slack's errors come with HTTP 200: no items, a failed page.
+        let e = page(br#"{"ok":false,"error":"invalid_auth"}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("no items at JSON pointer /members"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn configured_query_parameters_are_encoded() {
+        let mut s = shape("/value");
+        s.query = vec![
+            ("$select".into(), "id,accountEnabled".into()),
+            ("search".into(), "status eq \"ACTIVE\"".into()),
+        ];
+        assert_eq!(
+            s.query_with("$top=5"),
+            "$select=id%2CaccountEnabled&search=status%20eq%20%22ACTIVE%22&$top=5"
+        );
+        s.query.clear();
+        assert_eq!(s.query_with("limit=5"), "limit=5");
     }
 
     #[test]

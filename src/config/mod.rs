@@ -9,6 +9,7 @@
 //! Layout:
 //! - this file: [`Config`] (the file's shape, its checks) and [`Resolved`];
 //! - [`sources`]: `[[sources]]`, typed, resolved into a [`sources::Source`] each;
+//! - [`rest`]: `[sources.rest]`, a generic JSON API's shape and paging keys;
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
 //! - [`thresholds`]: `[sources.deletion_thresholds]`, the deletion guard per entity type;
 //! - [`error`]: the one error type, [`ConfigError`].
@@ -22,6 +23,7 @@ use std::{
 use serde::Deserialize;
 
 pub mod error;
+pub mod rest;
 pub mod secrets;
 pub mod sources;
 pub mod thresholds;

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 use govledger_ingest::{
     actions::MemberRemoval,
     http::{Auth, HttpSource},
-    rest::{ActiveWords, RestShape},
+    rest::RestShape,
     retry::RetryPolicy,
     sync::{Paging, Resource, SyncSpec},
 };
@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use super::{
     error::{ConfigError, invalid},
+    rest::RestConfig,
     secrets::{AuthConfig, SecretSource},
     thresholds::DeletionThresholds,
 };
@@ -49,12 +50,16 @@ pub enum PagingSetting {
     /// SCIM `startIndex`/`count`; for REST the same as `page-number`.
     #[default]
     Index,
-    /// SCIM cursors (RFC 9865).
+    /// SCIM cursors (RFC 9865); for REST a cursor in the body
+    /// (`cursor_pointer`) sent back as `cursor_param`.
     Cursor,
-    /// REST page numbers.
+    /// REST page numbers (from `page_start`, 0 or 1).
     PageNumber,
-    /// REST pages chained by RFC 8288 `Link: <...>; rel="next"`.
+    /// REST pages chained by RFC 8288 `Link: <...>; rel="next"`, or by a next
+    /// URL in the body (`next_pointer`).
     Link,
+    /// REST offsets (`offset_param`, `size_param`).
+    Offset,
 }
 
 /// How lifecycle actions remove a group member.
@@ -77,24 +82,6 @@ impl From<MemberRemovalSetting> for MemberRemoval {
     }
 }
 
-/// What a REST source's items are.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RestEntity {
-    #[default]
-    User,
-    Group,
-}
-
-impl From<RestEntity> for EntityType {
-    fn from(e: RestEntity) -> Self {
-        match e {
-            RestEntity::User => EntityType::User,
-            RestEntity::Group => EntityType::Group,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -109,7 +96,8 @@ pub struct SourceConfig {
     #[serde(default = "default_resources")]
     pub resources: Vec<String>,
     /// SCIM: `index` (startIndex/count) or `cursor` (RFC 9865).
-    /// REST: `page-number` or `link` (RFC 8288 `Link: <...>; rel="next"`).
+    /// REST: `page-number`, `offset`, `link` (RFC 8288 `Link: <...>;
+    /// rel="next"`, or a next URL in the body) or `cursor` (in the body).
     #[serde(default)]
     pub paging: PagingSetting,
     #[serde(default = "default_page_size")]
@@ -158,50 +146,6 @@ fn default_verify_window_ms() -> u64 {
     govledger_ingest::actions::DEFAULT_VERIFY_WINDOW_MS
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestConfig {
-    /// Path below base_url, e.g. `users`.
-    pub path: String,
-    /// `user` or `group`.
-    #[serde(default)]
-    pub entity: RestEntity,
-    /// JSON pointer to the items array; empty = the body is the array.
-    #[serde(default)]
-    pub items_pointer: String,
-    #[serde(default = "default_id_field")]
-    pub id_field: String,
-    pub active_field: Option<String>,
-    /// The active field says *inactive* when true (`suspended`, `disabled`).
-    #[serde(default)]
-    pub active_inverted: bool,
-    /// Status words of the active field meaning active / inactive.
-    #[serde(default)]
-    pub active_words: Vec<String>,
-    #[serde(default)]
-    pub inactive_words: Vec<String>,
-    pub label_field: Option<String>,
-    /// JSON pointer to the total in the body (e.g. `/total`).
-    pub total_pointer: Option<String>,
-    /// Header with the total (e.g. `X-Total-Count`).
-    pub total_header: Option<String>,
-    /// Link paging: JSON pointer to the next URL in the body, not the header.
-    pub next_pointer: Option<String>,
-    #[serde(default = "default_page_param")]
-    pub page_param: String,
-    #[serde(default = "default_size_param")]
-    pub size_param: String,
-}
-
-fn default_id_field() -> String {
-    "id".into()
-}
-fn default_page_param() -> String {
-    "page".into()
-}
-fn default_size_param() -> String {
-    "per_page".into()
-}
 fn default_resources() -> Vec<String> {
     vec!["Users".into()]
 }
@@ -280,73 +224,13 @@ impl Source {
     /// A new HTTP client of this source, with its auth and timeout (each role
     /// has its own, so an OAuth2 token cache is never shared across roles).
     pub fn http(&self) -> Result<Arc<HttpSource>, ConfigError> {
+        let headers = self.spec.rest.as_ref().map_or(&[][..], |r| &r.headers[..]);
         HttpSource::new(self.auth.clone(), self.timeout)
+            .and_then(|h| h.with_headers(headers))
             .map(Arc::new)
             .map_err(|e| invalid(format!("sources[{}]", self.index), e.to_string()))
     }
 }
-impl RestConfig {
-    fn shape(&self, key: &str) -> Result<RestShape, ConfigError> {
-        let path = self.path.trim_matches('/');
-        if path.is_empty() || path.contains('?') {
-            return Err(invalid(
-                format!("{key}.path"),
-                "a path below base_url without a query, e.g. \"users\"",
-            ));
-        }
-        for (name, p) in [
-            ("items_pointer", Some(&self.items_pointer)),
-            ("total_pointer", self.total_pointer.as_ref()),
-            ("next_pointer", self.next_pointer.as_ref()),
-        ] {
-            if let Some(p) = p
-                && !p.is_empty()
-                && !p.starts_with('/')
-            {
-                return Err(invalid(
-                    format!("{key}.{name}"),
-                    format!("{p:?} is not a JSON pointer (starts with '/')"),
-                ));
-            }
-        }
-        let words = !self.active_words.is_empty() || !self.inactive_words.is_empty();
-        if (self.active_inverted || words) && self.active_field.is_none() {
-            return Err(invalid(
-                format!("{key}.active_field"),
-                "required with active_inverted / active_words / inactive_words",
-            ));
-        }
-        if let Some(w) = self.active_words.iter().find(|w| {
-            self.inactive_words
-                .iter()
-                .any(|x| x.trim().eq_ignore_ascii_case(w.trim()))
-        }) {
-            return Err(invalid(
-                format!("{key}.inactive_words"),
-                format!("{w:?} is in active_words too"),
-            ));
-        }
-        Ok(RestShape {
-            path: path.to_owned(),
-            entity_type: self.entity.into(),
-            items_pointer: self.items_pointer.clone(),
-            id_field: self.id_field.clone(),
-            active_field: self.active_field.clone(),
-            active_words: ActiveWords {
-                inverted: self.active_inverted,
-                active: self.active_words.clone(),
-                inactive: self.inactive_words.clone(),
-            },
-            label_field: self.label_field.clone(),
-            total_pointer: self.total_pointer.clone(),
-            total_header: self.total_header.as_ref().map(|h| h.to_ascii_lowercase()),
-            next_pointer: self.next_pointer.clone(),
-            page_param: self.page_param.clone(),
-            size_param: self.size_param.clone(),
-        })
-    }
-}
-
 impl SourceConfig {
     /// Validates this source (index `i` in the file), reads its secrets and
     /// builds what its workers run with. Called once per source, by
@@ -406,7 +290,7 @@ impl SourceConfig {
                 k("rest"),
                 "required for kind = \"rest\": say at least `path`",
             )),
-            (SourceKind::Rest, Some(r)) => r.shape(&k("rest")).map(Some),
+            (SourceKind::Rest, Some(r)) => r.shape(&k("rest"), self.paging).map(Some),
         }
     }
 
@@ -460,23 +344,18 @@ impl SourceConfig {
     }
 
     /// The paging the connector supports: SCIM `index`/`cursor`, REST
-    /// `page-number` (or `index`, the same)/`link`.
+    /// `page-number` (or `index`, the same)/`offset`/`link`/`cursor`.
     fn paging(&self, rest: bool, k: &dyn Fn(&str) -> String) -> Result<Paging, ConfigError> {
         match (rest, self.paging) {
             (false, PagingSetting::Index) => Ok(Paging::Index),
             (false, PagingSetting::Cursor) => Ok(Paging::Cursor),
             (true, PagingSetting::PageNumber | PagingSetting::Index) => Ok(Paging::PageNumber),
             (true, PagingSetting::Link) => Ok(Paging::Link),
+            (true, PagingSetting::Offset) => Ok(Paging::Offset),
+            (true, PagingSetting::Cursor) => Ok(Paging::BodyCursor),
             (false, other) => Err(invalid(
                 k("paging"),
                 format!("{:?}: use \"index\" or \"cursor\" for SCIM", other.name()),
-            )),
-            (true, other) => Err(invalid(
-                k("paging"),
-                format!(
-                    "{:?}: use \"page-number\" or \"link\" for REST",
-                    other.name()
-                ),
             )),
         }
     }
@@ -545,6 +424,7 @@ impl PagingSetting {
             Self::Cursor => "cursor",
             Self::PageNumber => "page-number",
             Self::Link => "link",
+            Self::Offset => "offset",
         }
     }
 }
@@ -658,9 +538,9 @@ mod tests {
                 ["scim", "rest"].as_slice(),
             ),
             (
-                "paging = \"offset\"",
+                "paging = \"token\"",
                 "sources[0].paging",
-                &["index", "cursor", "page-number", "link"],
+                &["index", "cursor", "page-number", "link", "offset"],
             ),
             (
                 "member_removal = \"patch\"",
@@ -695,7 +575,7 @@ mod tests {
         );
         let e = err("kind = \"rest\"\npaging = \"cursor\"\n[rest]\npath = \"users\"");
         assert!(
-            e.contains("`sources[0].paging`") && e.contains("REST"),
+            e.contains("`sources[0].rest.cursor_pointer`") && e.contains("required for paging"),
             "{e}"
         );
         let e = err("kind = \"rest\"");
@@ -722,6 +602,178 @@ mod tests {
             "{r}active_field = \"s\"\nactive_words = [\"on\"]\ninactive_words = [\"ON\"]"
         ));
         assert!(e.contains("\"on\" is in active_words too"), "{e}");
+    }
+
+    #[test]
+    fn rest_paging_styles_build() {
+        let rest = |paging: &str, keys: &str| {
+            let lines =
+                format!("kind = \"rest\"\npaging = \"{paging}\"\n[rest]\npath = \"u\"\n{keys}");
+            let s = source(&lines, &Env(vec![])).unwrap();
+            (s.spec.paging, s.spec.rest.unwrap())
+        };
+        let (p, r) = rest("page-number", "page_start = 0\npage_param = \"pageNo\"");
+        assert_eq!(p, Paging::PageNumber);
+        assert_eq!((r.page_start, r.page_param.as_str()), (0, "pageNo"));
+        assert_eq!(r.size_param, "per_page");
+        let (p, r) = rest("offset", "offset_param = \"skip\"\nlimit_param = \"take\"");
+        assert_eq!(p, Paging::Offset);
+        assert_eq!(
+            (r.offset_param.as_str(), r.size_param.as_str()),
+            ("skip", "take")
+        );
+        let (_, r) = rest("offset", "");
+        assert_eq!(
+            (r.offset_param.as_str(), r.size_param.as_str()),
+            ("offset", "limit")
+        );
+        let (p, r) = rest(
+            "cursor",
+            "cursor_pointer = \"/nextPageToken\"\ncursor_param = \"pageToken\"\nsize_param = \"pageSize\"",
+        );
+        assert_eq!(p, Paging::BodyCursor);
+        assert_eq!(
+            (r.cursor_pointer.as_deref(), r.cursor_param.as_str()),
+            (Some("/nextPageToken"), "pageToken")
+        );
+        let (p, r) = rest(
+            "link",
+            "next_pointer = \"/@odata.nextLink\"\n[sources.rest.query]\n\"$select\" = \"id,accountEnabled\"\n\
+             [sources.rest.headers]\nConsistencyLevel = \"eventual\"",
+        );
+        assert_eq!(p, Paging::Link);
+        assert_eq!(r.next_pointer.as_deref(), Some("/@odata.nextLink"));
+        assert_eq!(
+            r.query,
+            vec![("$select".into(), "id,accountEnabled".into())]
+        );
+        assert_eq!(
+            r.headers,
+            vec![("ConsistencyLevel".into(), "eventual".into())]
+        );
+    }
+
+    #[test]
+    fn rest_paging_errors_name_the_key() {
+        let r = |paging: &str, keys: &str| {
+            err(&format!(
+                "kind = \"rest\"\npaging = \"{paging}\"\n[rest]\npath = \"u\"\n{keys}"
+            ))
+        };
+        for (paging, keys, key, says) in [
+            (
+                "cursor",
+                "cursor_param = \"cursor\"",
+                "cursor_pointer",
+                "required with cursor_param",
+            ),
+            (
+                "link",
+                "cursor_param = \"c\"",
+                "cursor_pointer",
+                "required with cursor_param",
+            ),
+            (
+                "cursor",
+                "",
+                "cursor_pointer",
+                "required for paging = \"cursor\"",
+            ),
+            (
+                "link",
+                "cursor_pointer = \"/next\"",
+                "cursor_pointer",
+                "only for paging = \"cursor\"",
+            ),
+            (
+                "cursor",
+                "cursor_pointer = \"next\"",
+                "cursor_pointer",
+                "write \"/next\"",
+            ),
+            (
+                "page-number",
+                "page_start = 2",
+                "page_start",
+                "must be 0 or 1",
+            ),
+            (
+                "offset",
+                "page_start = 0",
+                "page_start",
+                "only for paging = \"page-number\"",
+            ),
+            (
+                "link",
+                "page_param = \"p\"",
+                "page_param",
+                "only for paging = \"page-number\"",
+            ),
+            (
+                "page-number",
+                "offset_param = \"skip\"",
+                "offset_param",
+                "only for paging = \"offset\"",
+            ),
+            (
+                "offset",
+                "next_pointer = \"/next\"",
+                "next_pointer",
+                "only for paging = \"link\"",
+            ),
+            (
+                "link",
+                "next_pointer = \"@odata.nextLink\"",
+                "next_pointer",
+                "write \"/@odata.nextLink\"",
+            ),
+            (
+                "offset",
+                "size_param = \"a&b\"",
+                "size_param",
+                "not a query parameter name",
+            ),
+            (
+                "offset",
+                "[sources.rest.query]\nlimit = \"5\"",
+                "query",
+                "set by the engine",
+            ),
+            (
+                "link",
+                "[sources.rest.query]\n\"a b\" = \"5\"",
+                "query",
+                "not a query parameter name",
+            ),
+            (
+                "link",
+                "[sources.rest.headers]\nAuthorization = \"x\"",
+                "headers",
+                "[sources.auth]",
+            ),
+            (
+                "link",
+                "[sources.rest.headers]\n\"Bad Name\" = \"x\"",
+                "headers",
+                "not a valid request header",
+            ),
+        ] {
+            let e = r(paging, keys);
+            assert!(
+                e.contains(&format!("`sources[0].rest.{key}`")) && e.contains(says),
+                "{paging} {keys}: {e}"
+            );
+        }
+        let e = err("kind = \"rest\"\n[rest]\npath = \"u?x=1\"");
+        assert!(
+            e.contains("`sources[0].rest.path`") && e.contains("[sources.rest.query]"),
+            "{e}"
+        );
+        let e = err("paging = \"offset\"");
+        assert!(
+            e.contains("`sources[0].paging`") && e.contains("SCIM"),
+            "{e}"
+        );
     }
 
     #[test]

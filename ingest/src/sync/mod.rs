@@ -12,8 +12,9 @@
 //! next worker ([`abandon_run`]).
 //!
 //! Layout: this module runs a sync and fetches, parses and publishes one page
-//! with retries; `paging` (private) walks a resource's pages: by index, by page
-//! number, or along a chain of cursors or links.
+//! with retries; `paging` (private) walks a resource's pages: by index, or
+//! along a chain of cursors or links; `rest_paging` (private) walks a REST
+//! listing by page number or offset.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -44,6 +45,7 @@ pub const PAGES_MAX: u64 = 1_000_000;
 const UNCONFIRMED_MAX: usize = 8_192;
 
 mod paging;
+mod rest_paging;
 
 /// How pages are addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +54,16 @@ pub enum Paging {
     Index,
     /// SCIM cursors (RFC 9865): `cursor`/`nextCursor`.
     Cursor,
-    /// REST page numbers (`page`/`per_page`).
+    /// REST page numbers (`page`/`per_page`), from `page_start` (0 or 1).
     PageNumber,
-    /// REST pages chained by RFC 8288 `Link: <...>; rel="next"` headers.
+    /// REST pages chained by RFC 8288 `Link: <...>; rel="next"` headers, or
+    /// by a next URL in the body (`next_pointer`).
     Link,
+    /// REST offsets (`offset`/`limit`), advanced by the records received.
+    Offset,
+    /// REST cursors found in the body by JSON pointer (`cursor_pointer`) and
+    /// sent back as a query parameter (`cursor_param`).
+    BodyCursor,
 }
 
 impl Paging {
@@ -65,6 +73,8 @@ impl Paging {
             Paging::Cursor => "scim-cursor",
             Paging::PageNumber => "page-number",
             Paging::Link => "link-header",
+            Paging::Offset => "offset",
+            Paging::BodyCursor => "body-cursor",
         }
     }
 }
@@ -217,6 +227,10 @@ pub async fn run_sync(
         jitter: rand::rngs::StdRng::from_os_rng(),
         repeated: false,
     };
+    if let Some(until) = ctx.http.held_until() {
+        // A pause the server asked for in an earlier run still holds.
+        run.limiter.pause_until(until);
+    }
     ctx.progress.send_replace(SyncProgress {
         run_id: run_id.to_owned(),
         ..Default::default()
@@ -434,7 +448,7 @@ impl Run<'_> {
                     }
                     if let Some(wait) = ratelimit::wait_hint(&fetched.headers, chrono::Utc::now()) {
                         let wait = wait.min(self.spec.retry.budget);
-                        self.limiter.pause_until(Instant::now() + wait);
+                        self.server_pause(Instant::now() + wait);
                     }
                     self.publish_page(&req, &fetched, &page, attempt).await?;
                     return Ok(Ok(page));
@@ -462,7 +476,7 @@ impl Run<'_> {
                 Decision::Retry(wait) => {
                     if let Some(hint) = failure.retry_after {
                         // The server's pause holds for every request of this source.
-                        self.limiter.pause_until(Instant::now() + hint);
+                        self.server_pause(Instant::now() + hint);
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -481,6 +495,12 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// No request to this source before `until`, in this run or the next.
+    fn server_pause(&mut self, until: Instant) {
+        self.limiter.pause_until(until);
+        self.ctx.http.hold_until(until);
     }
 
     /// True when `page` has records and every one was observed already in

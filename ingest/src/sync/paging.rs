@@ -1,12 +1,18 @@
-//! Walking a resource's pages: by `startIndex` (SCIM), by page number (REST),
-//! or along a chain where each page names the next (SCIM cursors, REST
-//! `Link` headers); with the count probes and the probe past the last page.
+//! Walking a resource's pages: by `startIndex` (SCIM), or along a chain where
+//! each page names the next (SCIM cursors, REST `Link` headers or next links
+//! in the body, REST cursors in the body); with the count probes and the
+//! probe past the last page. REST page numbers and offsets: `rest_paging`.
 
 use std::collections::HashSet;
 
 use govledger_proto::v1::{EntityType, ErrorClass, PageRole};
 
 use super::{PAGES_MAX, PageReq, Paging, Resource, Run, Stop, SyncError};
+
+/// Pages in a row that bring no record while naming a next page: more, and a
+/// REST chain stops (it does not advance; a cursor that changes forever
+/// would otherwise run to [`PAGES_MAX`]).
+pub(super) const EMPTY_PAGES_IN_A_ROW_MAX: u32 = 3;
 use crate::{http::percent_encode, rest::RestShape};
 
 /// A chain of pages where each page names the next one.
@@ -14,8 +20,12 @@ use crate::{http::percent_encode, rest::RestShape};
 enum Chain<'a> {
     /// SCIM cursor paging: `cursor=<token>&count=<n>` on the resource endpoint.
     Cursor { name: &'a str, et: EntityType },
-    /// REST `Link: <url>; rel="next"` paging, starting at the first page's URL.
+    /// REST `Link: <url>; rel="next"` paging (or the next URL in the body),
+    /// starting at the first page's URL.
     Link { shape: &'a RestShape },
+    /// REST cursors in the body (`cursor_pointer`), sent back as
+    /// `cursor_param`; the first page without one.
+    RestCursor { shape: &'a RestShape },
 }
 
 impl Chain<'_> {
@@ -23,14 +33,14 @@ impl Chain<'_> {
     fn name(&self) -> &str {
         match self {
             Self::Cursor { name, .. } => name,
-            Self::Link { shape } => shape.path.as_str(),
+            Self::Link { shape } | Self::RestCursor { shape } => shape.path.as_str(),
         }
     }
 
     /// How a page names the next, as page keys and messages say it.
     fn kind(&self) -> &'static str {
         match self {
-            Self::Cursor { .. } => "cursor",
+            Self::Cursor { .. } | Self::RestCursor { .. } => "cursor",
             Self::Link { .. } => "link",
         }
     }
@@ -38,21 +48,29 @@ impl Chain<'_> {
     fn entity_type(&self) -> EntityType {
         match self {
             Self::Cursor { et, .. } => *et,
-            Self::Link { shape } => shape.entity_type,
+            Self::Link { shape } | Self::RestCursor { shape } => shape.entity_type,
         }
+    }
+
+    /// A REST chain: it may declare its total on any page, and a page that
+    /// brings no new records ends it.
+    fn is_rest(&self) -> bool {
+        !matches!(self, Self::Cursor { .. })
     }
 
     /// Why the run stops when the page at `key` names `next`, already read.
     fn cycle_message(&self, key: &str, next: &str) -> String {
         match self {
-            Self::Cursor { .. } => format!("paging cycle: {key} handed out cursor {next:?} again"),
+            Self::Cursor { .. } | Self::RestCursor { .. } => {
+                format!("paging cycle: {key} handed out cursor {next:?} again")
+            }
             Self::Link { .. } => format!("paging cycle: {key} linked back to {next}"),
         }
     }
 }
 
 /// What paging does after a page was lost.
-enum Flow {
+pub(super) enum Flow {
     Next,
     End,
     Stop(Stop),
@@ -86,7 +104,9 @@ impl Run<'_> {
         Ok(self.fetch_page(probe).await?.map(|_| ()))
     }
 
-    /// Reads a REST source completely: page numbers or Link headers.
+    /// Reads a REST source completely: page numbers or offsets
+    /// (`rest_paging`), `Link` headers or next links in the body, or cursors
+    /// in the body.
     pub(super) async fn read_rest(
         &mut self,
         shape: &RestShape,
@@ -94,11 +114,12 @@ impl Run<'_> {
         let count = self.spec.page_size.max(1);
         match self.spec.paging {
             Paging::Link => self.follow_chain(Chain::Link { shape }, count).await,
-            _ => self.page_by_number(shape, count).await,
+            Paging::BodyCursor => self.follow_chain(Chain::RestCursor { shape }, count).await,
+            _ => self.page_by_position(shape, count).await,
         }
     }
 
-    fn add_declared(&mut self, total: Option<u64>) {
+    pub(super) fn add_declared(&mut self, total: Option<u64>) {
         if let Some(t) = total {
             self.declared = Some(self.declared.unwrap_or(0) + t);
             let mut p = self.ctx.progress.borrow().clone();
@@ -109,7 +130,7 @@ impl Run<'_> {
 
     /// What to do after a data page gave up: skip it when the pages after it can
     /// still be located (a declared total), or stop the run.
-    fn after_lost_page(
+    pub(super) fn after_lost_page(
         stop: Stop,
         declared: Option<u64>,
         next_offset: u64,
@@ -192,96 +213,13 @@ impl Run<'_> {
         Ok(self.fetch_page(req).await?.map(|_| ()))
     }
 
-    /// Why a REST listing ends at the page `key` that brought no new records,
-    /// `received` records in: the end when all declared records (or, without a
-    /// total, every record the API serves) were read; else the run stops.
-    fn repeat_end(key: &str, received: u64, declared: Option<u64>) -> Result<(), Stop> {
-        match declared {
-            Some(d) if received < d => Err(Stop::Abort(
-                ErrorClass::Other,
-                format!(
-                    "{key} brought no new records (it repeats records already read) \
-                     after {received} of {d} declared records: the API answers past \
-                     its end with records already read, so the rest cannot be located"
-                ),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Page numbers from 1. Progress is counted by records received, not by
-    /// the page size asked (an API may serve its own). The listing ends at an
-    /// empty page, at a page that brings no new records ([`Self::repeat_end`]),
-    /// or once the declared total is read; then a probe past the end.
-    async fn page_by_number(
-        &mut self,
-        shape: &RestShape,
-        count: u32,
-    ) -> Result<Result<(), Stop>, SyncError> {
-        let name = shape.path.as_str();
-        let et = shape.entity_type;
-        let query = |page_no: u64| {
-            format!(
-                "{}={page_no}&{}={count}",
-                shape.page_param, shape.size_param
-            )
-        };
-        let mut page_no: u64 = 1;
-        let mut received: u64 = 0;
-        let mut declared: Option<u64> = None;
-        for page_index in 0..PAGES_MAX {
-            let key = format!("{name}:page={page_no}");
-            let mut req = self.page_req(name, &query(page_no), key.clone(), et);
-            (req.page_index, req.offset, req.count) = (page_index, Some(received), count);
-            page_no += 1;
-            match self.fetch_page(req).await? {
-                Ok(page) => {
-                    if page.total_results.is_some() && declared.is_none() {
-                        self.add_declared(page.total_results);
-                    }
-                    declared = page.total_results.or(declared);
-                    if page.items.is_empty() {
-                        // An empty page is the end itself: no probe needed.
-                        return Ok(Ok(()));
-                    }
-                    if self.repeated {
-                        return Ok(Self::repeat_end(&key, received, declared));
-                    }
-                    received += page.items.len() as u64;
-                    if declared.is_some_and(|d| received >= d) {
-                        break;
-                    }
-                }
-                Err(stop) => {
-                    received += u64::from(count);
-                    match Self::after_lost_page(
-                        stop,
-                        declared,
-                        received,
-                        self.ctx.cancel.is_cancelled(),
-                    ) {
-                        Flow::Next => {}
-                        Flow::End => break,
-                        Flow::Stop(s) => return Ok(Err(s)),
-                    }
-                }
-            }
-        }
-        let mut req = self.page_req(
-            name,
-            &query(page_no),
-            format!("{name}:probe page={page_no}"),
-            et,
-        );
-        (req.role, req.offset, req.count) = (PageRole::ProbePastEnd, Some(received), count);
-        Ok(self.fetch_page(req).await?.map(|_| ()))
-    }
-
-    /// Reads a chain of pages where each page names the next (a SCIM cursor or
-    /// a REST `Link` URL) until one names none, or (REST) until a page brings
-    /// no new records ([`Self::repeat_end`]). A page that fails after its
-    /// retries, a page naming one already read (a cycle) or more than
-    /// [`PAGES_MAX`] pages stop the run: a chain cannot skip a page.
+    /// Reads a chain of pages where each page names the next (a SCIM cursor, a
+    /// REST `Link` URL or a REST cursor in the body) until one names none, or
+    /// (REST) until a page brings no new records ([`Self::repeat_end`]). A
+    /// page that fails after its retries, a page naming one already read (a
+    /// cycle), more than [`EMPTY_PAGES_IN_A_ROW_MAX`] empty pages in a row that
+    /// still name a next one, or more than [`PAGES_MAX`] pages stop the run: a
+    /// chain cannot skip a page.
     async fn follow_chain(
         &mut self,
         chain: Chain<'_>,
@@ -289,12 +227,16 @@ impl Run<'_> {
     ) -> Result<Result<(), Stop>, SyncError> {
         let (name, kind) = (chain.name(), chain.kind());
         let mut at = match chain {
-            Chain::Cursor { .. } => String::new(),
-            Chain::Link { shape } => self.url(name, &format!("{}={count}", shape.size_param)),
+            Chain::Cursor { .. } | Chain::RestCursor { .. } => String::new(),
+            Chain::Link { shape } => self.url(
+                name,
+                &shape.query_with(&format!("{}={count}", shape.size_param)),
+            ),
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut declared_seen = false;
         let mut received: u64 = 0;
+        let mut empty_in_a_row: u32 = 0;
         for page_index in 0..PAGES_MAX {
             let key = format!("{name}:{kind}={at}");
             seen.insert(at.clone());
@@ -304,6 +246,13 @@ impl Run<'_> {
                     &format!("cursor={}&count={count}", percent_encode(&at)),
                 ),
                 Chain::Link { .. } => at.clone(),
+                Chain::RestCursor { shape } => {
+                    let mut q = format!("{}={count}", shape.size_param);
+                    if !at.is_empty() {
+                        q.push_str(&format!("&{}={}", shape.cursor_param, percent_encode(&at)));
+                    }
+                    self.url(name, &shape.query_with(&q))
+                }
             };
             let req = PageReq {
                 url,
@@ -326,15 +275,35 @@ impl Run<'_> {
             };
             // A REST source may declare its total on any page; SCIM's count
             // probes declare it for cursor paging.
-            if matches!(chain, Chain::Link { .. }) && !declared_seen && page.total_results.is_some()
-            {
+            if chain.is_rest() && !declared_seen && page.total_results.is_some() {
                 declared_seen = true;
                 self.add_declared(page.total_results);
             }
-            if matches!(chain, Chain::Link { .. }) && self.repeated {
+            if chain.is_rest() && self.repeated {
                 return Ok(Self::repeat_end(&key, received, self.declared));
             }
             received += page.items.len() as u64;
+            empty_in_a_row = if page.items.is_empty() {
+                empty_in_a_row + 1
+            } else {
+                0
+            };
+            if chain.is_rest()
+                && page.next_cursor.is_some()
+                && empty_in_a_row > EMPTY_PAGES_IN_A_ROW_MAX
+            {
+                if self.declared.is_some_and(|d| received >= d) {
+                    return Ok(Ok(()));
+                }
+                return Ok(Err(Stop::Abort(
+                    ErrorClass::Other,
+                    format!(
+                        "{key}: {empty_in_a_row} pages in a row brought no records yet named \
+                         a next page: the listing does not advance, so the rest cannot be \
+                         read"
+                    ),
+                )));
+            }
             match page.next_cursor {
                 None => return Ok(Ok(())),
                 Some(next) if seen.contains(&next) => {
@@ -350,27 +319,5 @@ impl Run<'_> {
             ErrorClass::Other,
             format!("more than {PAGES_MAX} pages"),
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_repeated_page_ends_the_listing_or_stops_the_run() {
-        assert!(Run::repeat_end("users:page=6", 250, None).is_ok());
-        assert!(Run::repeat_end("users:page=4", 250, Some(250)).is_ok());
-        assert!(Run::repeat_end("users:page=4", 260, Some(250)).is_ok());
-        let Err(Stop::Abort(class, msg)) = Run::repeat_end("users:page=4", 250, Some(310)) else {
-            panic!("a repeat before the declared end must stop the run");
-        };
-        assert_eq!(class, ErrorClass::Other);
-        assert_eq!(
-            msg,
-            "users:page=4 brought no new records (it repeats records already read) after 250 \
-             of 310 declared records: the API answers past its end with records already read, \
-             so the rest cannot be located"
-        );
     }
 }
