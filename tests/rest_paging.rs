@@ -329,3 +329,48 @@ async fn a_cursor_past_the_end_that_repeats_the_last_page_ends_the_listing() {
         r.reasons
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_pages_that_keep_naming_a_next_cursor_end_the_chain() {
+    let q = quirks(RestQuirks {
+        past_end_empty_with_next: true,
+        ..Default::default()
+    });
+    // No total: nothing says the end; the chain stops after 3 empty pages in
+    // a row and says why (never a loop to PAGES_MAX).
+    let (_n, scim, gl) = start(
+        "cursor",
+        "users-cursor",
+        CURSOR,
+        50,
+        ScimConfig::default(),
+        q.clone(),
+    )
+    .await;
+    let r = sync_bounded(&gl).await;
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::EngineFailed]);
+    assert!(
+        r.reasons[0]
+            .message
+            .contains("4 pages in a row brought no records yet named a next page"),
+        "{:?}",
+        r.reasons
+    );
+    assert_eq!(r.run.unwrap().records_unique, USERS as u64);
+    assert_eq!(requests(&scim).len(), 5 + 4, "5 pages, then 4 empty ones");
+    drop(gl);
+
+    // With the total read, the first empty page ends it.
+    let shape = format!("{CURSOR}\ntotal_header = \"X-Total-Count\"");
+    let (_n, scim, gl) = start(
+        "cursor",
+        "users-cursor",
+        &shape,
+        50,
+        ScimConfig::default(),
+        q,
+    )
+    .await;
+    complete_with_every_user(&sync_bounded(&gl).await);
+    assert_eq!(requests(&scim).len(), 5 + 1);
+}

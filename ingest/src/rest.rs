@@ -14,6 +14,9 @@ use serde_json::Value;
 
 use crate::scim::{Item, ListPage, ParseError};
 
+/// The most of a body without items quoted in the page's failure.
+const BODY_EXCERPT_MAX: usize = 160;
+
 /// Where the data is in a REST source's answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestShape {
@@ -170,7 +173,13 @@ pub fn parse_page(
         &v
     } else {
         v.pointer(&shape.items_pointer).ok_or_else(|| {
-            ParseError::NotList(format!("no items at JSON pointer {}", shape.items_pointer))
+            // An API that answers its errors with 200 (Slack's `ok:false`)
+            // says why in the body: keep the start of it.
+            let body: String = v.to_string().chars().take(BODY_EXCERPT_MAX).collect();
+            ParseError::NotList(format!(
+                "no items at JSON pointer {} in {body}",
+                shape.items_pointer
+            ))
         })?
     };
     let Value::Array(items) = items else {

@@ -288,13 +288,15 @@ impl Run<'_> {
             } else {
                 0
             };
+            let all_read = self.declared.is_some_and(|d| received >= d);
+            if chain.is_rest() && page.next_cursor.is_some() && empty_in_a_row > 0 && all_read {
+                // Every declared record is in: an empty page past them ends it.
+                return Ok(Ok(()));
+            }
             if chain.is_rest()
                 && page.next_cursor.is_some()
                 && empty_in_a_row > EMPTY_PAGES_IN_A_ROW_MAX
             {
-                if self.declared.is_some_and(|d| received >= d) {
-                    return Ok(Ok(()));
-                }
                 return Ok(Err(Stop::Abort(
                     ErrorClass::Other,
                     format!(

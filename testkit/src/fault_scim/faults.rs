@@ -265,6 +265,10 @@ pub struct RestQuirks {
     /// Page-number mode: pages count from 0 (`page=0` is the first page, and
     /// a request without `page` reads it), as many HR and ticketing APIs do.
     pub zero_based_pages: bool,
+    /// Cursor mode (`/api/users-cursor`): past the end every page is empty
+    /// yet hands out a fresh cursor (to the page after the one asked for), so
+    /// the cursors never repeat and never run out.
+    pub past_end_empty_with_next: bool,
 }
 
 /// `requests` REST list requests per window of `window_s` seconds; the window

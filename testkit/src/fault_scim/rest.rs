@@ -285,7 +285,8 @@ pub(super) async fn rest_list(s: Shared, p: RestParams, mode: RestMode) -> Respo
                             }
                         }
                         _ if p.offset + p.per_page < pg.true_total
-                            || g.faults.rest.past_end_repeats_last =>
+                            || g.faults.rest.past_end_repeats_last
+                            || g.faults.rest.past_end_empty_with_next =>
                         {
                             encode_after(p.asked + p.per_page)
                         }

@@ -2,7 +2,7 @@
 //! for the worked examples in `examples/` and the REST paging tests: each
 //! speaks its API's real paging, page-size caps, field names, rate-limit
 //! headers and refusals, in process on axum, bound to 127.0.0.1:0, over one
-//! [`Directory`] of users a test can change between syncs.
+//! directory of [`User`]s a test can change between syncs.
 //!
 //! - [`Api::GitHub`] (`github`): `GET /orgs/{org}/members?per_page=N&page=P`;
 //! - [`Api::Okta`] (`okta`): `GET /api/v1/users?limit=N[&after=ID][&search=..]`;
