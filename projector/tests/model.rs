@@ -1106,3 +1106,114 @@ async fn event_id_blocks_overflow_into_records() {
         assert_eq!((r.records_observed, r.duplicates), (n, 0), "split {split}");
     }
 }
+
+/// Two runs of `src-1` (25 then 12 records, so users, groups and memberships
+/// drop past the 25% guard), with `accept` events for the second inserted
+/// before its finish (`before`) or after it.
+fn drop_history(accept: &[(&str, Vec<AcceptedDrop>)], before: bool) -> (String, Vec<Vec<u8>>) {
+    let (r1, r2) = (uuid(2, 1), uuid(2, 2));
+    let mut n = 0;
+    let mut out = Vec::new();
+    let mut push = |run: &str, b: Body| {
+        n += 1;
+        out.push(ev(n, "src-1", run, "", b).encode_to_vec());
+    };
+    for b in three_pages(25, false, false) {
+        push(&r1, b);
+    }
+    let mut second = three_pages(12, false, false);
+    let finish = second.pop().unwrap();
+    for b in second {
+        push(&r2, b);
+    }
+    let acceptances: Vec<(String, Body)> = accept
+        .iter()
+        .map(|(run, drops)| {
+            let a = DeletionsAccepted {
+                accepted_by: "alice".into(),
+                reason: "reorganisation".into(),
+                ticket: "CHG-1".into(),
+                drops: drops.clone(),
+            };
+            ((*run).to_owned(), Body::DeletionsAccepted(a))
+        })
+        .collect();
+    if before {
+        for (run, a) in acceptances.clone() {
+            push(&run, a);
+        }
+    }
+    push(&r2, finish);
+    if !before {
+        for (run, a) in acceptances {
+            push(&run, a);
+        }
+    }
+    (r2, out)
+}
+
+fn drop_of(t: EntityType, baseline: u64, now: u64) -> AcceptedDrop {
+    AcceptedDrop {
+        entity_type: t as i32,
+        baseline,
+        now,
+    }
+}
+
+#[tokio::test]
+async fn an_acceptance_applies_whenever_it_is_folded_and_only_to_the_drops_decided() {
+    let right = vec![
+        drop_of(EntityType::User, 22, 11),
+        drop_of(EntityType::Group, 3, 1),
+        drop_of(EntityType::Membership, 22, 11),
+    ];
+    let wrong = vec![drop_of(EntityType::User, 22, 12)];
+    // Not accepted: SUSPECT, the three drops named.
+    let (r2, payloads) = drop_history(&[], true);
+    let (_dir, store) = fold_store(&payloads, 30).await;
+    let r = store.run(&r2).unwrap().unwrap();
+    assert_eq!(r.verdict, Verdict::Suspect as i32, "{:?}", r.reasons);
+    assert_eq!(
+        govledger_projector::deletion_guard::acceptable(&r).unwrap(),
+        right
+    );
+    // Accepted before or after the decision, in one batch or split anywhere:
+    // COMPLETE, the drops named as DELETIONS_ACCEPTED, the source's last
+    // complete run.
+    for before in [true, false] {
+        let (r2, payloads) = drop_history(&[(&r2, right.clone())], before);
+        for split in [1, 30, payloads.len() - 1] {
+            let (_dir, store) = fold_store(&payloads, split).await;
+            let r = store.run(&r2).unwrap().unwrap();
+            assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
+            assert_eq!(r.reasons.len(), 3);
+            assert!(
+                r.reasons
+                    .iter()
+                    .all(|x| x.code == ReasonCode::DeletionsAccepted as i32
+                        && x.message.contains("deletions accepted by alice"))
+            );
+            let src = store.source("src-1").unwrap().unwrap();
+            assert_eq!(src.last_complete_full_run_id, r2);
+            assert_eq!(src.last_finished_verdict, Verdict::Complete as i32);
+            assert_eq!(src.deletions_accepted_total, 1);
+            assert_eq!(src.last_acceptance, r.acceptance);
+        }
+    }
+    // A wrong drop first: kept, SUSPECT; the right one after it changes
+    // nothing (counted); an acceptance of a run the ledger never saw makes
+    // no run.
+    let (r2, payloads) = drop_history(
+        &[(&r2, wrong), (&r2, right), ("no-such-run", vec![])],
+        false,
+    );
+    let (_dir, store) = fold_store(&payloads, 30).await;
+    let r = store.run(&r2).unwrap().unwrap();
+    assert_eq!(r.verdict, Verdict::Suspect as i32, "{:?}", r.reasons);
+    assert_eq!(r.acceptances_ignored, 1);
+    assert!(r.acceptance.is_some());
+    assert!(store.run("no-such-run").unwrap().is_none());
+    let src = store.source("src-1").unwrap().unwrap();
+    assert_eq!(src.last_complete_full_run_id, uuid(2, 1));
+    assert_eq!(src.deletions_accepted_total, 0);
+}
