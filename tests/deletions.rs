@@ -317,6 +317,12 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
     assert_eq!(src.last_acceptance.as_ref(), Some(&acceptance));
     let (code, out, _) = cli(&["readiness", "hr", "--grpc-addr", &gl.addr]);
     assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "note: hr's last run {run_id} is COMPLETE because its deletions were accepted by alice"
+        )),
+        "{out}"
+    );
     // The accepted run is evidence of absence: the groups are removed.
     for gid in &groups {
         let (p, why) = presence(&gl, EntityType::Group, gid).await;

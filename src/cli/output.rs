@@ -299,6 +299,21 @@ pub fn readiness(r: &CheckReadinessResponse) -> String {
     for b in &r.blockers {
         out.push_str(&format!("  - {} [{}] {}\n", b.source_id, b.code, b.message));
     }
+    for st in &r.sources {
+        let Some(s) = &st.state else { continue };
+        if let Some(a) = s
+            .last_acceptance
+            .as_ref()
+            .filter(|_| last_finished_accepted(s))
+        {
+            out.push_str(&format!(
+                "  note: {}'s last run {} is COMPLETE because its deletions were {}\n",
+                st.source_id,
+                a.run_id,
+                acceptance_line(a)
+            ));
+        }
+    }
     out
 }
 
