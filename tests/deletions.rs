@@ -327,7 +327,13 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
     for gid in &groups {
         let (p, why) = presence(&gl, EntityType::Group, gid).await;
         assert_eq!(p, PresenceStatus::RemovedAtSource, "group {gid}: {why}");
-        assert!(why.contains(&run_id), "{why}");
+        assert!(
+            why.starts_with(&format!(
+                "not observed by complete full run {run_id} (complete because its deletions \
+                 were accepted by alice under ticket {TICKET}: \"{REASON}\")"
+            )),
+            "{why}"
+        );
     }
 
     // The evidence bundle of the source holds the acceptance event, and its

@@ -442,10 +442,23 @@ pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStat
         && identity.last_observed_run_id != t.run_id
         && t.first_seq > identity.last_observed_seq
     {
+        // A run COMPLETE by an acceptance of its deletions names it.
+        let accepted = source
+            .last_acceptance
+            .as_ref()
+            .filter(|a| a.run_id == t.run_id)
+            .and_then(|a| a.accepted.as_ref())
+            .map(|a| {
+                format!(
+                    " (complete because its deletions were accepted by {} under ticket {}: {:?})",
+                    a.accepted_by, a.ticket, a.reason
+                )
+            })
+            .unwrap_or_default();
         return (
             PresenceStatus::RemovedAtSource,
             format!(
-                "not observed by complete full run {}, which read {types} and started after its last observation",
+                "not observed by complete full run {}{accepted}, which read {types} and started after its last observation",
                 t.run_id
             ),
         );
