@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use govledger::{
-    cli::{actions, args::Cli, args::Cmd, audit, client::NotOk, server, status},
+    cli::{actions, args::Cli, args::Cmd, audit, client::NotOk, deletions, server, status},
     config::ConfigError,
     serve::ServeError,
 };
@@ -40,6 +40,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Readiness(a) => status::readiness(a).await,
         Cmd::Runs(a) => status::runs(a).await,
         Cmd::Run(a) => status::run(a).await,
+        Cmd::AcceptDeletions(a) => deletions::accept_deletions(a).await,
         Cmd::Identity(a) => status::identity(a).await,
         Cmd::Source(a) => status::source(a).await,
         Cmd::Act(a) => actions::act(a).await,

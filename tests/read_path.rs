@@ -572,7 +572,7 @@ async fn r8_memberships_that_vanish_are_a_count_drop() {
     assert_eq!(
         r.reasons[0].message,
         "memberships: 15 records disappeared since the last complete run (15 → 0, −100.0%), \
-         past the deletion threshold (20%): confirm the deletions before trusting this run"
+         past the deletion threshold (20%): confirm the deletions before trusting this run (govledger accept-deletions)"
     );
     assert_eq!(r.run.unwrap().records_unique, 505);
 }
@@ -621,7 +621,7 @@ async fn r8_per_type_thresholds_from_config() {
     assert_eq!(
         r.reasons[0].message,
         "users: 4 records disappeared since the last complete run (100 → 96, −4.0%), \
-         past the deletion threshold (20% or 3 records): confirm the deletions before trusting this run"
+         past the deletion threshold (20% or 3 records): confirm the deletions before trusting this run (govledger accept-deletions)"
     );
 }
 

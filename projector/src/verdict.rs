@@ -2,7 +2,9 @@
 //! with reasons. No I/O, no clock: "now" is an argument.
 //!
 //! Architecture Invariant: COMPLETE is only returned when nothing argues against
-//! it. Every rule that can fail adds a reason; any reason rules COMPLETE out.
+//! it. Every rule that can fail adds a reason; any reason rules COMPLETE out,
+//! except count drops an operator accepted, which stay named as
+//! DELETIONS_ACCEPTED reasons of the COMPLETE run.
 
 use govledger_proto::v1::{
     EngineOutcome, EntityCounts, EntityType, ErrorClass, IdentityState, PresenceStatus, Reason,
@@ -43,7 +45,9 @@ pub fn plural(n: u64, one: &str, many: &str) -> String {
 /// how the engine ended, pages that failed, counts against the declared total,
 /// paging defects, record defects, late events; then a changed declared total
 /// and a count drop of any entity type ([`crate::deletion_guard`]) can still
-/// make an otherwise clean run SUSPECT.
+/// make an otherwise clean run SUSPECT — unless an operator accepted exactly
+/// those drops (`RunState.acceptance`): then it is COMPLETE and its reasons
+/// are the drops as DELETIONS_ACCEPTED, naming the acceptance.
 pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     let mut reasons = Vec::new();
     if let Some(v) = engine_ending(run, &mut reasons) {
@@ -71,11 +75,27 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     if run.declared_total_changed {
         return (Verdict::Suspect, vec![declared_changed(run)]);
     }
-    let drops = crate::deletion_guard::count_drops(run);
-    if !drops.is_empty() {
-        return (Verdict::Suspect, drops);
+    let drops = crate::deletion_guard::drops(run);
+    if drops.is_empty() {
+        return (Verdict::Complete, reasons);
     }
-    (Verdict::Complete, reasons)
+    // An operator accepted exactly these drops: COMPLETE, the drops named
+    // with the acceptance (DELETIONS_ACCEPTED), never hidden.
+    if let Some(a) = &run.acceptance
+        && crate::deletion_guard::covers(a, &drops)
+    {
+        return (
+            Verdict::Complete,
+            crate::deletion_guard::accepted_reasons(&drops, a),
+        );
+    }
+    (
+        Verdict::Suspect,
+        drops
+            .iter()
+            .map(crate::deletion_guard::CountDrop::reason)
+            .collect(),
+    )
 }
 
 /// How the engine said the sync ended. ABANDONED, or FAILED before any page,
@@ -422,10 +442,23 @@ pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStat
         && identity.last_observed_run_id != t.run_id
         && t.first_seq > identity.last_observed_seq
     {
+        // A run COMPLETE by an acceptance of its deletions names it.
+        let accepted = source
+            .last_acceptance
+            .as_ref()
+            .filter(|a| a.run_id == t.run_id)
+            .and_then(|a| a.accepted.as_ref())
+            .map(|a| {
+                format!(
+                    " (complete because its deletions were accepted by {} under ticket {}: {:?})",
+                    a.accepted_by, a.ticket, a.reason
+                )
+            })
+            .unwrap_or_default();
         return (
             PresenceStatus::RemovedAtSource,
             format!(
-                "not observed by complete full run {}, which read {types} and started after its last observation",
+                "not observed by complete full run {}{accepted}, which read {types} and started after its last observation",
                 t.run_id
             ),
         );

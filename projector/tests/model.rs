@@ -23,9 +23,10 @@ use govledger_projector::{
     store::digest_of_working,
 };
 use govledger_proto::v1::{
-    ActionAttempted, ActionConcluded, ActionKind, ActionRequested, ActionVerified, EngineOutcome,
-    EntityType, ErrorClass, Event, LedgerMeta, PageFailed, PageFetched, ReasonCode, RecordObserved,
-    RecordRejected, RejectReason, SyncMode, SyncRunFinished, SyncRunStarted, Verdict, event::Body,
+    AcceptedDrop, ActionAttempted, ActionConcluded, ActionKind, ActionRequested, ActionVerified,
+    DeletionsAccepted, EngineOutcome, EntityType, ErrorClass, Event, LedgerMeta, PageFailed,
+    PageFetched, ReasonCode, RecordObserved, RecordRejected, RejectReason, SyncMode,
+    SyncRunFinished, SyncRunStarted, Verdict, event::Body,
 };
 use prost::Message as _;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -68,6 +69,7 @@ fn started(declared_total: Option<u64>, mode: SyncMode) -> Body {
         page_size: PAGE as u32,
         paging: "scim-index".into(),
         entity_types: vec![EntityType::User as i32, EntityType::Group as i32],
+        deletion_threshold_pct: 25,
         ..Default::default()
     })
 }
@@ -146,6 +148,7 @@ fn subject(payload: &[u8]) -> String {
         Body::ActionAttempted(_) => "write.action_attempted",
         Body::ActionVerified(_) => "write.action_verified",
         Body::ActionConcluded(_) => "write.action_concluded",
+        Body::DeletionsAccepted(_) => "read.deletions_accepted",
     };
     format!("govledger.v1.{source_id}.{kind}")
 }
@@ -379,7 +382,18 @@ fn history(seed: u64, target: usize) -> Vec<OwnedMsg> {
     // Up to three scripts in flight at once; the tail of the last ones may be cut.
     let mut active: Vec<VecDeque<Event>> = Vec::new();
     let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut accepted = false;
     while out.len() < target {
+        if !accepted && out.len() >= target / 2 {
+            // Halfway: operators accept the drops of the SUSPECT runs so far
+            // (and now and then a drop that is not the run's, or twice).
+            accepted = true;
+            for e in acceptances(&mut g, &out) {
+                let mut e = e;
+                e.event_id = styled_id(seed, out.len() as u64);
+                out.push(e.encode_to_vec());
+            }
+        }
         while active.len() < 3
             && let Some(s) = scripts.pop_front()
         {
@@ -407,6 +421,38 @@ fn history(seed: u64, target: usize) -> Vec<OwnedMsg> {
         }
     }
     msgs_of(&out)
+}
+
+/// DeletionsAccepted events for the runs the reference fold of `out` decided
+/// SUSPECT by the deletion guard alone: most name the run's drops, some a
+/// drop that is not the run's, some come twice; one names a run not decided.
+fn acceptances(g: &mut Gen, out: &[Vec<u8>]) -> Vec<Event> {
+    let w = reference(&msgs_of(out));
+    let mut evs = Vec::new();
+    for (id, run) in w.runs.iter() {
+        let drops = match govledger_projector::deletion_guard::acceptable(run) {
+            Ok(d) if g.rng.random_bool(0.85) => d,
+            Ok(_) => vec![AcceptedDrop {
+                entity_type: EntityType::User as i32,
+                baseline: 1,
+                now: 0,
+            }],
+            Err(_) if !run.decided && evs.is_empty() => Vec::new(),
+            Err(_) => continue,
+        };
+        let a = DeletionsAccepted {
+            accepted_by: "alice".into(),
+            reason: "reorganisation".into(),
+            ticket: format!("CHG-{}", g.n),
+            drops,
+        };
+        let times = if g.rng.random_bool(0.2) { 2 } else { 1 };
+        for _ in 0..times {
+            let body = Body::DeletionsAccepted(a.clone());
+            evs.push(g.ev(&run.source_id, id, "", body));
+        }
+    }
+    evs
 }
 
 /// Event ids in the forms producers send, one form per seed (`n` is unique
@@ -443,6 +489,8 @@ struct Coverage {
     history_chunks: u64,
     /// Run-seen records written because runs of one source interleaved.
     spills: u64,
+    /// Runs COMPLETE because an acceptance named their drops.
+    accepted: u64,
 }
 
 /// Checks that do not trust the fold: counts recomputed from the messages.
@@ -488,8 +536,17 @@ fn check_model(seed: u64, msgs: &[OwnedMsg], w: &Working) {
             "seed {seed}: run {id}"
         );
         if run.verdict == Verdict::Complete as i32 {
+            // A COMPLETE run's only reasons are count drops an acceptance named.
+            let accepted = run
+                .reasons
+                .iter()
+                .all(|r| r.code == ReasonCode::DeletionsAccepted as i32);
             assert!(
-                run.reasons.is_empty() && run.pages_failed_final == 0 && run.duplicates == 0,
+                accepted == run.acceptance.is_some() || run.reasons.is_empty(),
+                "seed {seed}: complete run {id}: {run:?}"
+            );
+            assert!(
+                accepted && run.pages_failed_final == 0 && run.duplicates == 0,
                 "seed {seed}: complete run {id} with defects: {run:?}"
             );
         }
@@ -732,6 +789,7 @@ async fn simulate(seed: u64) -> Coverage {
             .and_modify(|c| *c += 1)
             .or_insert(1);
         cov.unfinished += u64::from(!run.finished);
+        cov.accepted += u64::from(govledger_projector::deletion_guard::accepted(run));
         cov.refetched += u64::from(run.pages_failed_final == 0 && run.page_failures > 0);
     }
     for (id, s) in want.sources.iter() {
@@ -802,6 +860,7 @@ async fn simulated_histories_match_the_reference_fold() {
             total.refetched += c.refetched;
             total.history_chunks += c.history_chunks;
             total.spills += c.spills;
+            total.accepted += c.accepted;
             for (v, n) in c.verdicts {
                 *total.verdicts.entry(v).or_default() += n;
             }
@@ -831,7 +890,8 @@ async fn simulated_histories_match_the_reference_fold() {
             && total.unfinished > 0
             && total.refetched > 0
             && total.history_chunks > 0
-            && total.spills > 0,
+            && total.spills > 0
+            && total.accepted > 0,
         "generator coverage: {total:?}"
     );
 }
@@ -1045,4 +1105,115 @@ async fn event_id_blocks_overflow_into_records() {
         let r = store.run(&run).unwrap().unwrap();
         assert_eq!((r.records_observed, r.duplicates), (n, 0), "split {split}");
     }
+}
+
+/// Two runs of `src-1` (25 then 12 records, so users, groups and memberships
+/// drop past the 25% guard), with `accept` events for the second inserted
+/// before its finish (`before`) or after it.
+fn drop_history(accept: &[(&str, Vec<AcceptedDrop>)], before: bool) -> (String, Vec<Vec<u8>>) {
+    let (r1, r2) = (uuid(2, 1), uuid(2, 2));
+    let mut n = 0;
+    let mut out = Vec::new();
+    let mut push = |run: &str, b: Body| {
+        n += 1;
+        out.push(ev(n, "src-1", run, "", b).encode_to_vec());
+    };
+    for b in three_pages(25, false, false) {
+        push(&r1, b);
+    }
+    let mut second = three_pages(12, false, false);
+    let finish = second.pop().unwrap();
+    for b in second {
+        push(&r2, b);
+    }
+    let acceptances: Vec<(String, Body)> = accept
+        .iter()
+        .map(|(run, drops)| {
+            let a = DeletionsAccepted {
+                accepted_by: "alice".into(),
+                reason: "reorganisation".into(),
+                ticket: "CHG-1".into(),
+                drops: drops.clone(),
+            };
+            ((*run).to_owned(), Body::DeletionsAccepted(a))
+        })
+        .collect();
+    if before {
+        for (run, a) in acceptances.clone() {
+            push(&run, a);
+        }
+    }
+    push(&r2, finish);
+    if !before {
+        for (run, a) in acceptances {
+            push(&run, a);
+        }
+    }
+    (r2, out)
+}
+
+fn drop_of(t: EntityType, baseline: u64, now: u64) -> AcceptedDrop {
+    AcceptedDrop {
+        entity_type: t as i32,
+        baseline,
+        now,
+    }
+}
+
+#[tokio::test]
+async fn an_acceptance_applies_whenever_it_is_folded_and_only_to_the_drops_decided() {
+    let right = vec![
+        drop_of(EntityType::User, 22, 11),
+        drop_of(EntityType::Group, 3, 1),
+        drop_of(EntityType::Membership, 22, 11),
+    ];
+    let wrong = vec![drop_of(EntityType::User, 22, 12)];
+    // Not accepted: SUSPECT, the three drops named.
+    let (r2, payloads) = drop_history(&[], true);
+    let (_dir, store) = fold_store(&payloads, 30).await;
+    let r = store.run(&r2).unwrap().unwrap();
+    assert_eq!(r.verdict, Verdict::Suspect as i32, "{:?}", r.reasons);
+    assert_eq!(
+        govledger_projector::deletion_guard::acceptable(&r).unwrap(),
+        right
+    );
+    // Accepted before or after the decision, in one batch or split anywhere:
+    // COMPLETE, the drops named as DELETIONS_ACCEPTED, the source's last
+    // complete run.
+    for before in [true, false] {
+        let (r2, payloads) = drop_history(&[(&r2, right.clone())], before);
+        for split in [1, 30, payloads.len() - 1] {
+            let (_dir, store) = fold_store(&payloads, split).await;
+            let r = store.run(&r2).unwrap().unwrap();
+            assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
+            assert_eq!(r.reasons.len(), 3);
+            assert!(
+                r.reasons
+                    .iter()
+                    .all(|x| x.code == ReasonCode::DeletionsAccepted as i32
+                        && x.message.contains("deletions accepted by alice"))
+            );
+            let src = store.source("src-1").unwrap().unwrap();
+            assert_eq!(src.last_complete_full_run_id, r2);
+            assert_eq!(src.last_finished_verdict, Verdict::Complete as i32);
+            assert_eq!(src.deletions_accepted_total, 1);
+            assert_eq!(src.last_acceptance, r.acceptance);
+        }
+    }
+    // A wrong drop first: kept, SUSPECT; the right one after it changes
+    // nothing (counted); an acceptance of a run the ledger never saw makes
+    // no run.
+    let (r2, payloads) = drop_history(
+        &[(&r2, wrong), (&r2, right), ("no-such-run", vec![])],
+        false,
+    );
+    let (_dir, store) = fold_store(&payloads, 30).await;
+    let r = store.run(&r2).unwrap().unwrap();
+    assert_eq!(r.verdict, Verdict::Suspect as i32, "{:?}", r.reasons);
+    assert_eq!(r.acceptances_ignored, 1);
+    assert!(r.acceptance.is_some());
+    assert!(store.run("no-such-run").unwrap().is_none());
+    let src = store.source("src-1").unwrap().unwrap();
+    assert_eq!(src.last_complete_full_run_id, uuid(2, 1));
+    assert_eq!(src.deletions_accepted_total, 0);
 }

@@ -165,6 +165,8 @@ impl Queries {
                     finished_at_us: run.finished_at_us,
                     records_unique: run.records_unique,
                     declared_total: run.declared_total_last.or(run.declared_total_at_start),
+                    deletions_accepted: v == Verdict::Complete
+                        && govledger_projector::deletion_guard::accepted(&run),
                 });
             }
         }

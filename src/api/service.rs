@@ -1,6 +1,7 @@
 //! The tonic adapter: `impl Ledger for LedgerApi`. Each RPC validates its
 //! request ([`super::validate`]), calls one query or domain function
-//! ([`super::queries`], the action and sync managers, `crate::audit`) and
+//! ([`super::queries`], the action and sync managers, the deletions desk,
+//! `crate::audit`) and
 //! maps the result; errors become statuses in one place ([`super::status`]).
 //! Nothing here writes to sled.
 
@@ -9,14 +10,14 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use govledger_projector::Store;
 use govledger_proto::v1::{
-    ActionAttempted, Alert, CheckReadinessRequest, CheckReadinessResponse, Checkpoint,
-    ConsistencyProof, CreateCheckpointRequest, EvidenceChunk, ExportEvidenceRequest,
-    GetActionRequest, GetActionResponse, GetConsistencyProofRequest, GetIdentityRequest,
-    GetIdentityResponse, GetInclusionProofRequest, GetLedgerStatusRequest, GetRunRequest,
-    GetRunResponse, GetSourceRequest, GetSourceResponse, InclusionProof, LedgerStatus,
-    ListActionsRequest, ListActionsResponse, ListCheckpointsRequest, ListCheckpointsResponse,
-    ListPoisonEventsRequest, ListPoisonEventsResponse, ListRunsRequest, ListRunsResponse,
-    ListSourcesRequest, ListSourcesResponse, ReplayItem, ReplayRequest,
+    AcceptDeletionsRequest, AcceptDeletionsResponse, ActionAttempted, Alert, CheckReadinessRequest,
+    CheckReadinessResponse, Checkpoint, ConsistencyProof, CreateCheckpointRequest, EvidenceChunk,
+    ExportEvidenceRequest, GetActionRequest, GetActionResponse, GetConsistencyProofRequest,
+    GetIdentityRequest, GetIdentityResponse, GetInclusionProofRequest, GetLedgerStatusRequest,
+    GetRunRequest, GetRunResponse, GetSourceRequest, GetSourceResponse, InclusionProof,
+    LedgerStatus, ListActionsRequest, ListActionsResponse, ListCheckpointsRequest,
+    ListCheckpointsResponse, ListPoisonEventsRequest, ListPoisonEventsResponse, ListRunsRequest,
+    ListRunsResponse, ListSourcesRequest, ListSourcesResponse, ReplayItem, ReplayRequest,
     ReportExternalAttemptRequest, ReportExternalAttemptResponse, SubmitActionRequest,
     SubmitActionResponse, TriggerSyncRequest, TriggerSyncResponse, VerifyRangeRequest,
     VerifyRangeResponse, WatchAlertsRequest, ledger_server::Ledger,
@@ -32,6 +33,7 @@ use crate::{
         replay,
     },
     workers::action_intake::ActionManager,
+    workers::deletions::DeletionsDesk,
     workers::scheduler::SyncManager,
 };
 
@@ -49,6 +51,7 @@ pub const LIST_CHECKPOINTS_DEFAULT: u32 = 20;
 pub struct LedgerApi {
     q: Queries,
     actions: ActionManager,
+    deletions: DeletionsDesk,
     alerts: tokio::sync::broadcast::Sender<Alert>,
 }
 
@@ -60,6 +63,7 @@ pub struct ApiParts {
     pub abandon_after_ms: u64,
     pub syncs: SyncManager,
     pub actions: ActionManager,
+    pub deletions: DeletionsDesk,
     pub alerts: tokio::sync::broadcast::Sender<Alert>,
     pub checkpointer: Arc<Checkpointer>,
     /// Scratch space of point-in-time source answers (inside the data folder).
@@ -86,6 +90,7 @@ impl LedgerApi {
                 checkpointer: p.checkpointer,
             },
             actions: p.actions,
+            deletions: p.deletions,
             alerts: p.alerts,
         }
     }
@@ -354,6 +359,15 @@ impl Ledger for LedgerApi {
         let to = self.q.verify_end(r.to_seq)?;
         let (from, stream) = validate::verify_range(&r, to, &self.q.stream)?;
         Ok(Response::new(self.q.verify_range(stream, from, to).await?))
+    }
+
+    async fn accept_deletions(
+        &self,
+        req: Request<AcceptDeletionsRequest>,
+    ) -> Result<Response<AcceptDeletionsResponse>, Status> {
+        let r = req.into_inner();
+        validate::accept_deletions(&r)?;
+        Ok(Response::new(self.deletions.accept(r).await?))
     }
 
     async fn check_readiness(

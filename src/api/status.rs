@@ -11,6 +11,7 @@ use super::{queries::QueryError, validate::Invalid};
 use crate::{
     audit::{asof::AsOfError, evidence::ExportError, replay::ReplayError},
     workers::action_intake::SubmitError,
+    workers::deletions::AcceptError,
     workers::scheduler::TriggerError,
 };
 
@@ -112,6 +113,18 @@ impl From<SubmitError> for Status {
                 Status::failed_precondition(e.to_string())
             }
             SubmitError::Busy(_) | SubmitError::Publish(_) => Status::unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<AcceptError> for Status {
+    fn from(e: AcceptError) -> Self {
+        let m = e.to_string();
+        match e {
+            AcceptError::NoRun(_) => Status::not_found(m),
+            AcceptError::NotAcceptable(_) => Status::failed_precondition(m),
+            AcceptError::Store(_) => Status::internal(m),
+            AcceptError::Publish(_) => Status::unavailable(m),
         }
     }
 }

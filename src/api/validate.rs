@@ -4,8 +4,8 @@
 //! message says what to send instead.
 
 use govledger_proto::v1::{
-    ActionOutcome, ActionRequested, AsOf, EntityType, ExportEvidenceRequest, ReplayRequest,
-    SyncMode, VerifyRangeRequest, as_of,
+    AcceptDeletionsRequest, ActionOutcome, ActionRequested, AsOf, EntityType,
+    ExportEvidenceRequest, ReplayRequest, SyncMode, VerifyRangeRequest, as_of,
 };
 
 use crate::audit::{asof::PointAt, verify::VERIFY_MESSAGES_MAX};
@@ -30,6 +30,56 @@ pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Invalid> {
     } else {
         Ok(value)
     }
+}
+
+/// Longest `accepted_by` and `ticket` of an acceptance, in characters.
+pub const ACCEPT_NAME_CHARS_MAX: usize = 200;
+/// Longest `reason` of an acceptance, in characters.
+pub const ACCEPT_REASON_CHARS_MAX: usize = 1_000;
+
+/// An acceptance of a run's deletions names the run, who accepts, why and
+/// under which ticket; each within its bound, names on one line.
+pub fn accept_deletions(r: &AcceptDeletionsRequest) -> Result<(), Invalid> {
+    required("run_id", &r.run_id)?;
+    let fields = [
+        (
+            "accepted_by",
+            &r.accepted_by,
+            ACCEPT_NAME_CHARS_MAX,
+            "who accepts the deletions",
+        ),
+        (
+            "reason",
+            &r.reason,
+            ACCEPT_REASON_CHARS_MAX,
+            "why the deletions are real",
+        ),
+        (
+            "ticket",
+            &r.ticket,
+            ACCEPT_NAME_CHARS_MAX,
+            "the change or incident ticket that covers them",
+        ),
+    ];
+    for (field, value, max, what) in fields {
+        if value.trim().is_empty() {
+            return Err(Invalid(format!(
+                "{field} is required: {what} (got an empty string)"
+            )));
+        }
+        let chars = value.chars().count();
+        if chars > max {
+            return Err(Invalid(format!(
+                "{field} is {chars} characters, over the maximum {max}"
+            )));
+        }
+        if field != "reason" && value.chars().any(char::is_control) {
+            return Err(Invalid(format!(
+                "{field} must be one line without control characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A submitted action names its request.
@@ -208,6 +258,34 @@ mod tests {
             page_limit(1_001, 20, 1_000).unwrap_err().0,
             "limit 1001 is over the maximum 1000"
         );
+    }
+
+    #[test]
+    fn acceptances_name_run_who_why_and_ticket() {
+        let ok = AcceptDeletionsRequest {
+            run_id: "r1".into(),
+            accepted_by: "alice".into(),
+            reason: "HR reorg".into(),
+            ticket: "CHG-1".into(),
+        };
+        assert_eq!(accept_deletions(&ok), Ok(()));
+        let bad = |f: fn(&mut AcceptDeletionsRequest)| {
+            let mut r = ok.clone();
+            f(&mut r);
+            accept_deletions(&r).unwrap_err().0
+        };
+        assert_eq!(
+            bad(|r| r.reason = " ".into()),
+            "reason is required: why the deletions are real (got an empty string)"
+        );
+        assert!(bad(|r| r.ticket.clear()).starts_with("ticket is required"));
+        assert!(bad(|r| r.accepted_by.clear()).starts_with("accepted_by is required"));
+        assert!(bad(|r| r.run_id.clear()).starts_with("run_id is required"));
+        assert_eq!(
+            bad(|r| r.reason = "x".repeat(1_001)),
+            "reason is 1001 characters, over the maximum 1000"
+        );
+        assert!(bad(|r| r.ticket = "CHG-1\nCHG-2".into()).contains("one line"));
     }
 
     #[test]

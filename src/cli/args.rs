@@ -107,6 +107,12 @@ pub enum Cmd {
     Runs(RunsArgs),
     /// One run: verdict, reasons, counts.
     Run(RunArgs),
+    /// Accept the count drops of a run the deletion guard made SUSPECT: records
+    /// who accepted which drop, why and under which ticket; the run then counts
+    /// as COMPLETE with the acceptance named. Exit code 0 when the run is
+    /// COMPLETE afterwards, 3 when not, 1 when the ledger refuses (the run is
+    /// unknown or not SUSPECT for count drops only).
+    AcceptDeletions(AcceptDeletionsArgs),
     /// One identity's last observation at a source.
     Identity(IdentityArgs),
     /// One source: freshness and last verdict, now or as of a past point.
@@ -211,6 +217,24 @@ pub struct RunsArgs {
 #[derive(Args)]
 pub struct RunArgs {
     pub run_id: String,
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+// The arguments of `govledger accept-deletions`.
+#[derive(Args)]
+pub struct AcceptDeletionsArgs {
+    /// The SUSPECT run whose count drops are accepted.
+    pub run_id: String,
+    /// Why the deletions are real (required).
+    #[arg(long)]
+    pub reason: String,
+    /// The change or incident ticket that covers them (required).
+    #[arg(long)]
+    pub ticket: String,
+    /// Who accepts (default: the OS user, from $USER or $LOGNAME).
+    #[arg(long)]
+    pub by: Option<String>,
     #[command(flatten)]
     pub client: ClientFlags,
 }

@@ -9,6 +9,7 @@
 //! - [`server`]: `serve`, `project`, `simulate`, `rebuild` (and config loading);
 //! - [`status`]: `status`, `sync`, `readiness`, `runs`, `run`, `identity`, `source`;
 //! - [`actions`]: `act`, `actions`, `action`;
+//! - [`deletions`]: the `accept-deletions` command;
 //! - [`audit`]: `ledger`, `poison`, `replay`, `verify`, `export`, `verify-bundle`;
 //! - [`output`]: human-readable output (pure formatting).
 
@@ -16,6 +17,7 @@ pub mod actions;
 pub mod args;
 pub mod audit;
 pub mod client;
+pub mod deletions;
 pub mod output;
 pub mod server;
 pub mod status;

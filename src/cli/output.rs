@@ -1,5 +1,6 @@
 //! Human-readable output of the client commands (`status`, `runs`, `run`,
-//! `identity`, `poison`). Formatting only: pure functions from API answers to text.
+//! `identity`, `poison`, `accept-deletions`). Formatting only: pure functions
+//! from API answers to text.
 
 use govledger_projector::verdict;
 use govledger_projector::verdict::{plural, thousands};
@@ -82,7 +83,14 @@ pub fn sources_table(sources: &[SourceStatus]) -> String {
                     format!("{} ago", verdict::human_ms(st.last_complete_age_ms))
                 },
                 verdict::human_ms(st.freshness_objective_ms as i64),
-                verdict_name(s.last_finished_verdict).into(),
+                if last_finished_accepted(&s) {
+                    format!(
+                        "{} (deletions accepted)",
+                        verdict_name(s.last_finished_verdict)
+                    )
+                } else {
+                    verdict_name(s.last_finished_verdict).into()
+                },
                 s.runs_total.to_string(),
                 s.consecutive_failures.to_string(),
                 if st.running_run_id.is_empty() {
@@ -105,6 +113,59 @@ pub fn sources_table(sources: &[SourceStatus]) -> String {
             "RUNNING",
         ],
         &rows,
+    )
+}
+
+/// The source's last finished run is COMPLETE by an acceptance of its drops.
+fn last_finished_accepted(s: &govledger_proto::v1::SourceState) -> bool {
+    s.last_finished_verdict == Verdict::Complete as i32
+        && s.last_acceptance
+            .as_ref()
+            .is_some_and(|a| a.run_id == s.last_finished_run_id)
+}
+
+/// `accepted by alice at 2026-01-01 00:00:00Z under ticket CHG-1: "why" (stream sequence 42)`.
+fn acceptance_line(a: &govledger_proto::v1::Acceptance) -> String {
+    let d = a.accepted.clone().unwrap_or_default();
+    format!(
+        "accepted by {} at {} under ticket {}: {:?} (stream sequence {})",
+        d.accepted_by,
+        time_us(a.accepted_at_us),
+        d.ticket,
+        d.reason,
+        a.seq
+    )
+}
+
+/// What `accept-deletions` recorded (or found recorded before).
+pub fn acceptance(r: &govledger_proto::v1::AcceptDeletionsResponse) -> String {
+    let Some(a) = &r.acceptance else {
+        return "empty answer\n".into();
+    };
+    let drops: Vec<String> = a
+        .accepted
+        .as_ref()
+        .map(|d| d.drops.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            let label = match govledger_projector::keys::entity_label(d.entity_type) {
+                "entity" => "records".to_owned(),
+                l => format!("{l}s"),
+            };
+            format!("{label} {} → {}", thousands(d.baseline), thousands(d.now))
+        })
+        .collect();
+    format!(
+        "{} of run {}: {}\n  {}\n",
+        if r.created {
+            "deletions accepted"
+        } else {
+            "already accepted before; this is that acceptance, unchanged"
+        },
+        a.run_id,
+        drops.join(", "),
+        acceptance_line(a)
     )
 }
 
@@ -238,6 +299,21 @@ pub fn readiness(r: &CheckReadinessResponse) -> String {
     for b in &r.blockers {
         out.push_str(&format!("  - {} [{}] {}\n", b.source_id, b.code, b.message));
     }
+    for st in &r.sources {
+        let Some(s) = &st.state else { continue };
+        if let Some(a) = s
+            .last_acceptance
+            .as_ref()
+            .filter(|_| last_finished_accepted(s))
+        {
+            out.push_str(&format!(
+                "  note: {}'s last run {} is COMPLETE because its deletions were {}\n",
+                st.source_id,
+                a.run_id,
+                acceptance_line(a)
+            ));
+        }
+    }
     out
 }
 
@@ -247,7 +323,11 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
         .map(|r| {
             vec![
                 r.run_id.clone(),
-                verdict_name(r.verdict).into(),
+                if r.deletions_accepted {
+                    format!("{} (deletions accepted)", verdict_name(r.verdict))
+                } else {
+                    verdict_name(r.verdict).into()
+                },
                 time_us(r.started_at_us),
                 thousands(r.records_unique),
                 r.declared_total
@@ -289,6 +369,7 @@ pub fn run_detail(r: &GetRunResponse) -> String {
             .unwrap_or_else(|_| reason.code.to_string());
         out.push_str(&format!("  - [{code}] {}\n", reason.message));
     }
+    out.push_str(&acceptance_detail(r));
     out.push_str(&format!(
         "started {}, finished {}\npages fetched {}, pages failed {} ({})\n\
          records: {} observed, {} unique, {} duplicates, {} rejected; declared {}\n",
@@ -307,6 +388,39 @@ pub fn run_detail(r: &GetRunResponse) -> String {
             .unwrap_or_else(|| "nothing".into()),
     ));
     out
+}
+
+/// What a run's detail says about accepting its deletions: the acceptance
+/// that made it COMPLETE, one recorded that does not apply, or how to accept.
+fn acceptance_detail(r: &GetRunResponse) -> String {
+    let Some(run) = &r.run else {
+        return String::new();
+    };
+    let accepted = r
+        .reasons
+        .iter()
+        .any(|x| x.code == ReasonCode::DeletionsAccepted as i32);
+    match &run.acceptance {
+        Some(a) if accepted && r.verdict == Verdict::Complete as i32 => {
+            format!("deletions accepted: {}\n", acceptance_line(a))
+        }
+        Some(a) => format!(
+            "an acceptance is recorded but does not apply (it does not name this run's drops, or the run is not SUSPECT for them alone): {}\n",
+            acceptance_line(a)
+        ),
+        None if r.verdict == Verdict::Suspect as i32
+            && !r.reasons.is_empty()
+            && r.reasons
+                .iter()
+                .all(|x| x.code == ReasonCode::CountDrop as i32) =>
+        {
+            format!(
+                "if the deletions are real: govledger accept-deletions {} --reason \"…\" --ticket \"…\"\n",
+                run.run_id
+            )
+        }
+        None => String::new(),
+    }
 }
 
 /// Parses `--as-of`: a stream sequence (digits) or an RFC 3339 time.
@@ -354,6 +468,13 @@ pub fn source_detail(r: &govledger_proto::v1::GetSourceResponse) -> String {
             verdict_name(r.last_run_verdict),
             time_us(run.started_at_us),
             thousands(run.records_unique)
+        ));
+    }
+    if let Some(a) = r.source.as_ref().and_then(|s| s.last_acceptance.as_ref()) {
+        out.push_str(&format!(
+            "last acceptance of deletions: run {}, {}\n",
+            a.run_id,
+            acceptance_line(a)
         ));
     }
     out

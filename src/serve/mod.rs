@@ -150,6 +150,7 @@ async fn serve_with(
         abandon_after_ms: cfg.api.abandon_after_ms,
         syncs: handles.syncs,
         actions: handles.actions,
+        deletions: handles.deletions,
         alerts: projector.alerts.clone(),
         checkpointer: handles.checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),

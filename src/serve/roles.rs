@@ -21,7 +21,8 @@ use crate::{
     audit::checkpoints::{self, Checkpointer},
     config::Resolved,
     workers::{
-        action_intake::ActionManager, clock_alerts, deps::WorkerDeps, scheduler::SyncManager,
+        action_intake::ActionManager, clock_alerts, deletions::DeletionsDesk, deps::WorkerDeps,
+        scheduler::SyncManager,
     },
 };
 
@@ -63,6 +64,7 @@ pub fn start_projector(
 pub struct Handles {
     pub syncs: SyncManager,
     pub actions: ActionManager,
+    pub deletions: DeletionsDesk,
     pub checkpointer: Arc<Checkpointer>,
 }
 
@@ -101,6 +103,12 @@ pub async fn start_workers(
         stream_last_seq_at_start: conn.info.state.last_sequence,
         cancel: shutdown.clone(),
     };
+    let deletions = DeletionsDesk {
+        publisher: deps.publisher.clone(),
+        producer: deps.producer.clone(),
+        store: store.clone(),
+        applied: deps.applied.clone(),
+    };
     let (syncs, mut tasks) = SyncManager::start(&resolved.sources, deps.clone())?;
     let (actions, action_tasks) = ActionManager::start(&resolved.sources, deps)?;
     tasks.extend(action_tasks);
@@ -115,6 +123,7 @@ pub async fn start_workers(
         Handles {
             syncs,
             actions,
+            deletions,
             checkpointer,
         },
         Workers {

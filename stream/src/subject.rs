@@ -55,6 +55,7 @@ pub fn body_path(body: &Body) -> (&'static str, &'static str) {
         Body::RecordObserved(_) => ("read", "record_observed"),
         Body::RecordRejected(_) => ("read", "record_rejected"),
         Body::SyncRunFinished(_) => ("read", "run_finished"),
+        Body::DeletionsAccepted(_) => ("read", "deletions_accepted"),
         Body::ActionRequested(_) => ("write", "action_requested"),
         Body::ActionAttempted(_) => ("write", "action_attempted"),
         Body::ActionVerified(_) => ("write", "action_verified"),

@@ -4,7 +4,7 @@
 use govledger_proto::v1::{Event, PoisonEvent, SourceState, event::Body};
 use sha2::{Digest as _, Sha256};
 
-use super::{Working, read, read::after_run_event, write};
+use super::{Working, accept, read, read::after_run_event, write};
 
 /// One stream message as the fold sees it.
 #[derive(Debug, Clone)]
@@ -140,7 +140,8 @@ pub(super) fn is_read_path(body: &Body) -> bool {
 }
 
 /// Counts the event at its source, then folds its body: one function per kind
-/// ([`read`] for the sync events, [`write`] for the action events).
+/// ([`read`] for the sync events, [`write`] for the action events, [`accept`]
+/// for an acceptance of a run's deletions).
 fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
     let at = ev.occurred_at_us;
     {
@@ -164,6 +165,7 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
         Body::ActionAttempted(t) => write::action_attempted(w, seq, ev, &t),
         Body::ActionVerified(v) => write::action_verified(w, seq, ev, &v),
         Body::ActionConcluded(c) => write::conclude_action(w, ev, seq, at, &c),
+        Body::DeletionsAccepted(a) => accept::deletions_accepted(w, seq, ev, a),
     }
 }
 

@@ -17,8 +17,10 @@
 //! - `apply`: [`apply`], one message: leaf, poison, duplicate, body dispatch;
 //! - `read`: the sync events, one function per body, and the run's decision;
 //! - `write`: the action events, one function per body, and drift;
+//! - `accept`: accept-deletions, an operator's acceptance of a run's count drops;
 //! - `records`: the source, run, action and identity records an event touches.
 
+mod accept;
 mod apply;
 mod needs;
 mod read;

@@ -33,7 +33,11 @@ pub fn decode(msg: &StreamMsg<'_>) -> Result<Event, String> {
     if read_path && ev.run_id.is_empty() {
         return Err("read-path event without run_id".into());
     }
-    if !read_path && ev.action_id.is_empty() {
+    if let Body::DeletionsAccepted(_) = body {
+        if ev.run_id.is_empty() {
+            return Err("DeletionsAccepted without run_id (the run it accepts)".into());
+        }
+    } else if !read_path && ev.action_id.is_empty() {
         return Err("write-path event without action_id".into());
     }
     if let Body::RecordObserved(r) = body
@@ -73,7 +77,10 @@ pub fn needs<'e>(ev: &'e Event, last: &mut LastPushed<'e>, out: &mut Vec<Key>) {
     };
     let Some(body) = &ev.body else { return };
     match body {
-        Body::SyncRunStarted(_) | Body::RecordRejected(_) | Body::SyncRunFinished(_) => {
+        Body::SyncRunStarted(_)
+        | Body::RecordRejected(_)
+        | Body::SyncRunFinished(_)
+        | Body::DeletionsAccepted(_) => {
             push_run(out);
         }
         Body::PageFetched(p) => {
@@ -115,7 +122,8 @@ pub fn needs<'e>(ev: &'e Event, last: &mut LastPushed<'e>, out: &mut Vec<Key>) {
 /// [`needs`] named: the run that last observed each identity (is it still
 /// open?), for a run with spilled run-seen records the identity's record of
 /// it, the own records of ids whose block is full, each source's last
-/// COMPLETE full run (the deletion guard's per-type baseline), and the
+/// COMPLETE full run of each entity type (the deletion guard's per-type
+/// baseline), and the
 /// UNCONFIRMED actions watched on each identity (an observation may confirm
 /// them late). Call with the
 /// [`needs`] keys loaded. Keys that change inside the batch are covered: a run
@@ -154,13 +162,15 @@ pub fn needs_after_load<'e>(
             }
         }
     }
-    // The deletion guard's baseline: a run decided in this batch is judged
-    // against its source's last COMPLETE full run, type by type.
+    // The deletion guard's baseline: a run decided in this batch is judged,
+    // type by type, against its source's last COMPLETE full run that read
+    // the type.
     for s in w.sources.values() {
-        if !s.last_complete_full_run_id.is_empty()
-            && !w.runs.is_loaded(&s.last_complete_full_run_id)
-        {
-            out.push(Key::Run(s.last_complete_full_run_id.clone()));
+        let by_type = s.last_complete_full_by_type.iter().map(|t| &t.run_id);
+        for run_id in by_type {
+            if !run_id.is_empty() && !w.runs.is_loaded(run_id) {
+                out.push(Key::Run(run_id.clone()));
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn run_started(w: &mut Working, seq: u64, ev: &Event, s: &SyncRunStar
     run.deletion_threshold_pct = s.deletion_threshold_pct;
     run.deletion_threshold_abs = s.deletion_threshold_abs;
     run.deletion_thresholds.clone_from(&s.deletion_thresholds);
+    run.entity_types.clone_from(&s.entity_types);
     if run.declared_total_at_start.is_none() {
         run.declared_total_at_start = s.declared_total;
     }
@@ -242,7 +243,11 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
             run.duplicates += 1;
         } else {
             run.records_unique += 1;
-            run.membership_refs += r.memberships.len() as u64;
+            let refs = r.memberships.len() as u64;
+            run.membership_refs += refs;
+            if refs > 0 {
+                refs_mut(run, r.entity_type).unique += refs;
+            }
             entity_mut(run, r.entity_type).unique += 1;
         }
     }
@@ -325,6 +330,25 @@ pub(super) fn run_finished(w: &mut Working, seq: u64, ev: &Event, f: &SyncRunFin
     }
 }
 
+/// The membership references counted on a run's records of one entity type.
+fn refs_mut(run: &mut RunState, entity_type: i32) -> &mut EntityTotal {
+    let i = match run
+        .membership_refs_by_type
+        .iter()
+        .position(|e| e.entity_type == entity_type)
+    {
+        Some(i) => i,
+        None => {
+            run.membership_refs_by_type.push(EntityTotal {
+                entity_type,
+                unique: 0,
+            });
+            run.membership_refs_by_type.len() - 1
+        }
+    };
+    &mut run.membership_refs_by_type[i]
+}
+
 fn entity_mut(run: &mut RunState, entity_type: i32) -> &mut EntityCounts {
     let i = match run
         .entities
@@ -381,13 +405,11 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
     run.decided = true;
     if !was_decided {
         run.decided_seq = run.last_seq;
-        let (prev, prev_full_run) = w
+        let prev = w
             .sources
             .get(&ev.source_id)
-            .map_or((0, String::new()), |s| {
-                (s.last_complete_unique, s.last_complete_full_run_id.clone())
-            });
-        let prev_entities = complete_full_run_entities(w, &prev_full_run);
+            .map_or(0, |s| s.last_complete_unique);
+        let prev_entities = guard_baseline(w, ev);
         if let Some(run) = w.runs.get_mut(&ev.run_id) {
             run.previous_complete_unique = prev;
             run.previous_complete_entities = prev_entities;
@@ -420,8 +442,12 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
         run.first_seq,
         run.records_unique,
     );
-    // The types this run read: it declared a total for them or observed one of their records.
-    let read_types: Vec<i32> = run.entities.iter().map(|e| e.entity_type).collect();
+    // The types this run read: it set out to read them, declared a total for
+    // them or observed one of their records.
+    let read_types = crate::deletion_guard::types_read(run);
+    let acceptance = crate::deletion_guard::accepted(run)
+        .then(|| run.acceptance.clone())
+        .flatten();
     w.alerts.push(alert);
     let src = source_mut(w, ev);
     if was_decided {
@@ -452,6 +478,9 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
         src.last_complete_run_id = run_id.clone();
         src.last_complete_at_us = finished_at;
         src.consecutive_failures = 0;
+        if let Some(a) = acceptance {
+            super::accept::note_acceptance(src, a);
+        }
         if full {
             // The deletion guard compares full runs with full runs only.
             src.last_complete_unique = unique;
@@ -467,7 +496,12 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
 }
 
 /// Records `run_id` as the last COMPLETE full run that read `entity_type`.
-fn note_type_read(src: &mut SourceState, entity_type: i32, run_id: &str, first_seq: u64) {
+pub(super) fn note_type_read(
+    src: &mut SourceState,
+    entity_type: i32,
+    run_id: &str,
+    first_seq: u64,
+) {
     let entry = TypeCompleteRun {
         entity_type,
         run_id: run_id.to_string(),
@@ -483,15 +517,19 @@ fn note_type_read(src: &mut SourceState, entity_type: i32, run_id: &str, first_s
     }
 }
 
-/// The deletion guard's per-type baseline: unique records per entity type of
-/// the source's last COMPLETE full run (`run_id`; empty when there is none).
-fn complete_full_run_entities(w: &Working, run_id: &str) -> Vec<EntityTotal> {
-    if run_id.is_empty() {
+/// The deletion guard's baseline for the run of `ev`, type by type: each
+/// entity type it read against the source's last COMPLETE full run that read
+/// that type ([`crate::deletion_guard::baseline_for`]).
+fn guard_baseline(w: &Working, ev: &Event) -> Vec<EntityTotal> {
+    let (Some(run), Some(src)) = (w.runs.get(&ev.run_id), w.sources.get(&ev.source_id)) else {
         return Vec::new();
-    }
-    w.runs
-        .get(run_id)
-        .map_or_else(Vec::new, crate::deletion_guard::baseline_of)
+    };
+    crate::deletion_guard::baseline_for(run, |t| {
+        src.last_complete_full_by_type
+            .iter()
+            .find(|c| c.entity_type == t && !c.run_id.is_empty())
+            .and_then(|c| w.runs.get(&c.run_id))
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,9 @@ pub struct ScimConfig {
     pub bearer_token: Option<String>,
     /// Larger `count`s are capped to this (RFC 7644 §3.4.2.4).
     pub max_page_size: usize,
+    /// Users carry their groups (`groups`, RFC 7643 §4.1.2, read-only), as
+    /// most real servers show them.
+    pub user_groups: bool,
 }
 
 impl Default for ScimConfig {
@@ -25,6 +28,7 @@ impl Default for ScimConfig {
             groups: 0,
             bearer_token: None,
             max_page_size: 1000,
+            user_groups: false,
         }
     }
 }

@@ -183,6 +183,21 @@ impl Inner {
         if let Some(t) = &u.title {
             v["title"] = json!(t);
         }
+        if self.cfg.user_groups {
+            let groups: Vec<Value> = self
+                .groups
+                .values()
+                .filter(|g| g.members.contains(&u.id))
+                .map(|g| {
+                    json!({
+                        "value": g.id,
+                        "display": g.display_name,
+                        "$ref": format!("{}/Groups/{}", self.base_url, g.id),
+                    })
+                })
+                .collect();
+            v["groups"] = json!(groups);
+        }
         v
     }
 
