@@ -456,7 +456,9 @@ pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStat
 }
 
 /// An action's outcome as of `now_us`: its concluded outcome (DRIFTED when a
-/// watched identity later showed it undone), OVERDUE past its deadline, else PENDING.
+/// watched identity later showed it undone; OVERDUE when it concluded
+/// UNVERIFIED, never read back, and its deadline passed before an
+/// observation confirmed it), OVERDUE past its deadline, else PENDING.
 pub fn action_outcome(
     a: &govledger_proto::v1::ActionState,
     drift: Option<&govledger_proto::v1::WatchedIntent>,
@@ -471,6 +473,17 @@ pub fn action_outcome(
             return (
                 ActionOutcome::Drifted,
                 format!("confirmed, then undone: {}", d.drift_detail),
+            );
+        }
+        let deadline = a.request.as_ref().map_or(0, |r| r.deadline_us);
+        if o == ActionOutcome::Unverified && deadline > 0 && now_us > deadline {
+            return (
+                ActionOutcome::Overdue,
+                format!(
+                    "not verified by its deadline ({} ago): no read-back or observation has shown it in effect; {}",
+                    human_ms((now_us - deadline) / 1_000),
+                    a.outcome_detail
+                ),
             );
         }
         return (o, a.outcome_detail.clone());

@@ -547,7 +547,8 @@ impl Queries {
         })
     }
 
-    /// Blocking actions of a source (UNCONFIRMED, FAILED, OVERDUE, DRIFTED).
+    /// Blocking actions of a source: every outcome but CONFIRMED and PENDING
+    /// (UNCONFIRMED, FAILED, OVERDUE, DRIFTED, UNVERIFIED, UNVERIFIABLE).
     fn action_blockers(
         &self,
         source_id: &str,
@@ -575,6 +576,8 @@ impl Queries {
                     | ActionOutcome::Failed
                     | ActionOutcome::Overdue
                     | ActionOutcome::Drifted
+                    | ActionOutcome::Unverified
+                    | ActionOutcome::Unverifiable
             ) {
                 out.push(Blocker {
                     source_id: source_id.to_owned(),

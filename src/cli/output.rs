@@ -117,6 +117,8 @@ pub fn outcome_name(o: i32) -> &'static str {
         ActionOutcome::Overdue => "OVERDUE",
         ActionOutcome::Drifted => "DRIFTED",
         ActionOutcome::Pending => "PENDING",
+        ActionOutcome::Unverifiable => "UNVERIFIABLE",
+        ActionOutcome::Unverified => "UNVERIFIED",
     }
 }
 

@@ -37,6 +37,8 @@ pub(super) struct Counters {
     pub(super) mutation_done: bool,
     /// `write_fail` entries consumed, keyed by index in the Vec.
     pub(super) write_hits: HashMap<usize, u32>,
+    /// W10: a write was applied while `down_after_write` was set.
+    pub(super) down: bool,
     /// `RestQuirks::rate_window`: (requests used, the window's end in epoch seconds).
     pub(super) rate_window: Option<(usize, u64)>,
 }
@@ -182,6 +184,22 @@ impl Inner {
         }
         if let Some(t) = &u.title {
             v["title"] = json!(t);
+        }
+        if self.faults.user_groups {
+            let groups: Vec<Value> = self
+                .groups
+                .values()
+                .filter(|g| g.members.contains(&u.id))
+                .map(|g| {
+                    json!({
+                        "value": g.id,
+                        "display": g.display_name,
+                        "$ref": format!("{}/Groups/{}", self.base_url, g.id),
+                        "type": "direct",
+                    })
+                })
+                .collect();
+            v["groups"] = json!(groups);
         }
         v
     }
