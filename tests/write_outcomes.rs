@@ -180,6 +180,8 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
         assert!(r.outcome_detail.contains(tried), "{tried}: {}", r.outcome_detail);
     }
     assert!(patches_to(&scim, &g) > 0, "not written");
+    let a = r.action.as_ref().unwrap();
+    assert!(a.verified && a.read_back_unknown && a.verified_steps.is_empty());
     assert!(blockers(&gl).await.contains(&"ACTION_UNVERIFIABLE".to_owned()));
 
     // A filter that ignores the member clause (501 elsewhere) proves nothing

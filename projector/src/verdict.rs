@@ -562,6 +562,46 @@ mod tests {
         r
     }
 
+    #[test]
+    fn an_unverified_action_is_overdue_once_its_deadline_passes_unconfirmed() {
+        use govledger_proto::v1::{ActionOutcome, ActionRequested, ActionState};
+        let action = |outcome: ActionOutcome, deadline_us: i64| ActionState {
+            request: Some(ActionRequested {
+                deadline_us,
+                ..Default::default()
+            }),
+            outcome: outcome as i32,
+            outcome_detail: "step 1 deactivate u1: the target could not be read back".into(),
+            concluded_seq: 7,
+            ..Default::default()
+        };
+        let a = action(ActionOutcome::Unverified, 1_000_000);
+        // Judged at the point's time: before the deadline it is UNVERIFIED.
+        assert_eq!(action_outcome(&a, None, 999_999).0, ActionOutcome::Unverified);
+        let (o, why) = action_outcome(&a, None, 61_000_000);
+        assert_eq!(o, ActionOutcome::Overdue);
+        assert!(
+            why.starts_with("not verified by its deadline (1m 0s ago)")
+                && why.ends_with("could not be read back"),
+            "{why}"
+        );
+        // Without a deadline it stays UNVERIFIED; what a read-back did show
+        // (UNVERIFIABLE, UNCONFIRMED) is not turned OVERDUE, nor is a late
+        // confirmation.
+        assert_eq!(
+            action_outcome(&action(ActionOutcome::Unverified, 0), None, i64::MAX).0,
+            ActionOutcome::Unverified
+        );
+        for o in [
+            ActionOutcome::Unverifiable,
+            ActionOutcome::Unconfirmed,
+            ActionOutcome::Confirmed,
+            ActionOutcome::Failed,
+        ] {
+            assert_eq!(action_outcome(&action(o, 1_000_000), None, i64::MAX).0, o);
+        }
+    }
+
     fn check(run: RunState, verdict: Verdict, codes: &[ReasonCode]) {
         let (v, reasons) = decide_finished(&run);
         let got: Vec<ReasonCode> = reasons

@@ -47,6 +47,7 @@ pub(super) fn action_verified(w: &mut Working, seq: u64, ev: &Event, v: &ActionV
     let a = action_mut(w, ev, seq);
     a.verified = true;
     a.in_effect = v.in_effect;
+    a.read_back_unknown = v.unknown;
     a.target_absent = v.target_absent;
     if v.in_effect && !a.verified_steps.contains(&v.step) {
         a.verified_steps.push(v.step);
@@ -310,6 +311,17 @@ mod tests {
         ];
         assert!(check_late(&mut w, Some(false), &[], 11).is_empty());
         assert!(w.iter().all(|wi| wi.awaiting));
+    }
+
+    #[test]
+    fn every_outcome_that_showed_nothing_against_the_intent_awaits_an_observation() {
+        use ActionOutcome::*;
+        for o in [Unconfirmed, Unverified, Unverifiable] {
+            assert!(awaits_late_confirmation(o), "{o:?}");
+        }
+        for o in [Confirmed, Failed, Overdue, Drifted, Pending, Unspecified] {
+            assert!(!awaits_late_confirmation(o), "{o:?}");
+        }
     }
 
     #[test]
