@@ -1582,15 +1582,23 @@ fn member_filter(g: &str, u: &str) -> Req {
 async fn w9_the_membership_filter_in_each_mode() {
     let s = server!(users: 6, groups: 2);
     // g0000000 has u0..u2, g0000001 u3..u5.
-    let (member, stranger) = (member_filter("g0000000", "u0000001"), member_filter("g0000000", "u0000005"));
+    let (member, stranger) = (
+        member_filter("g0000000", "u0000001"),
+        member_filter("g0000000", "u0000005"),
+    );
     rows!(&s;
         member.clone() => ScimType(400, "invalidFilter"),
         get("/Groups?filter=displayName%20eq%20%22group0%22") => ScimType(400, "invalidFilter"),
     );
-    s.set_faults(faults!(member_filter: MemberFilter::Supported, members_shown: MembersShown::Never));
+    s.set_faults(
+        faults!(member_filter: MemberFilter::Supported, members_shown: MembersShown::Never),
+    );
     let hit = check(&s, member.clone(), Total(1)).await.json();
     has!(hit["Resources"][0], {"id": "g0000000", "displayName": "group0"});
-    assert!(hit["Resources"][0].get("members").is_none(), "members shown: {hit}");
+    assert!(
+        hit["Resources"][0].get("members").is_none(),
+        "members shown: {hit}"
+    );
     rows!(&s;
         stranger.clone() => Total(0),
         member_filter("g9999999", "u0000001") => Total(0),
@@ -1607,7 +1615,12 @@ async fn w9_the_membership_filter_in_each_mode() {
 #[tokio::test]
 async fn w9_users_carry_groups_only_when_asked_to() {
     let s = server!(users: 7, groups: 2);
-    assert!(ok_json(&s, get("/Users/u0000001")).await.get("groups").is_none());
+    assert!(
+        ok_json(&s, get("/Users/u0000001"))
+            .await
+            .get("groups")
+            .is_none()
+    );
     s.set_faults(faults!(user_groups: true));
     let u = ok_json(&s, get("/Users/u0000001")).await;
     has!(u["groups"][0], {"value": "g0000000", "display": "group0", "type": "direct"});
@@ -1629,7 +1642,11 @@ async fn w10_down_after_the_first_applied_write() {
         get("/Users?count=10") => Scim(503),
         deactivate("/Users/u0000001") => Scim(503),
     );
-    assert_eq!(s.user_state("u0000000"), Some((false, 2)), "the write landed");
+    assert_eq!(
+        s.user_state("u0000000"),
+        Some((false, 2)),
+        "the write landed"
+    );
     s.set_faults(Faults::default());
     rows!(&s; get("/Users/u0000000") => OK);
 }

@@ -260,8 +260,16 @@ async fn a_real_scim_server_answers_the_membership_filter() {
         .filter_map(|m| m["value"].as_str().map(str::to_owned))
         .collect();
     let outsider = users.iter().find(|u| !members.contains(u)).unwrap();
-    let ask = |member: &str| format!("/Groups?filter={}", percent_encode(&member_filter(g, member)));
-    assert_eq!(filter_shows(g, &scim.get(&ask(&members[0])).await), Ok(true));
+    let ask = |member: &str| {
+        format!(
+            "/Groups?filter={}",
+            percent_encode(&member_filter(g, member))
+        )
+    };
+    assert_eq!(
+        filter_shows(g, &scim.get(&ask(&members[0])).await),
+        Ok(true)
+    );
     assert_eq!(filter_shows(g, &scim.get(&ask(outsider)).await), Ok(false));
     assert_eq!(
         filter_shows(g, &scim.get(&ask("govledger-control-no-such-member")).await),

@@ -120,7 +120,11 @@ async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() 
     });
     let g = scim.group_ids()[0].clone();
     let members = scim.group_members(&g);
-    let r = act(&gl, request(ActionKind::RemoveMembership, &members[0], &g, "f1")).await;
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &members[0], &g, "f1"),
+    )
+    .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("not a member (a filtered list"),
@@ -132,7 +136,11 @@ async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() 
 
     // Already in effect (not a member): proved by the filter, nothing written.
     let before = patches_to(&scim, &g);
-    let r = act(&gl, request(ActionKind::RemoveMembership, &members[0], &g, "f2")).await;
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &members[0], &g, "f2"),
+    )
+    .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("already in effect (not a member"),
@@ -149,7 +157,11 @@ async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() 
         write_noop: true,
         ..Default::default()
     });
-    let r = act(&gl, request(ActionKind::RemoveMembership, &members[1], &g, "f3")).await;
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &members[1], &g, "f3"),
+    )
+    .await;
     assert_outcome(&r, ActionOutcome::Unconfirmed);
     assert!(
         r.outcome_detail
@@ -169,7 +181,11 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
     });
     let g = scim.group_ids()[0].clone();
     let member = scim.group_members(&g)[0].clone();
-    let r = act(&gl, request(ActionKind::RemoveMembership, &member, &g, "n1")).await;
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &member, &g, "n1"),
+    )
+    .await;
     assert_outcome(&r, ActionOutcome::Unverifiable);
     for tried in [
         "the group left out members",
@@ -177,12 +193,20 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
         "a filtered list (filter members.value eq): refused it (HTTP 400",
         "the user has no groups attribute",
     ] {
-        assert!(r.outcome_detail.contains(tried), "{tried}: {}", r.outcome_detail);
+        assert!(
+            r.outcome_detail.contains(tried),
+            "{tried}: {}",
+            r.outcome_detail
+        );
     }
     assert!(patches_to(&scim, &g) > 0, "not written");
     let a = r.action.as_ref().unwrap();
     assert!(a.verified && a.read_back_unknown && a.verified_steps.is_empty());
-    assert!(blockers(&gl).await.contains(&"ACTION_UNVERIFIABLE".to_owned()));
+    assert!(
+        blockers(&gl)
+            .await
+            .contains(&"ACTION_UNVERIFIABLE".to_owned())
+    );
 
     // A filter that ignores the member clause (501 elsewhere) proves nothing
     // either: the control query catches it, so a pretended add is not CONFIRMED.
@@ -195,10 +219,15 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
         write_noop: true,
         ..Default::default()
     });
-    let r = act(&gl, request(ActionKind::AddMembership, &outsider, &g2, "n2")).await;
+    let r = act(
+        &gl,
+        request(ActionKind::AddMembership, &outsider, &g2, "n2"),
+    )
+    .await;
     assert_outcome(&r, ActionOutcome::Unverifiable);
     assert!(
-        r.outcome_detail.contains("the target ignores the member clause"),
+        r.outcome_detail
+            .contains("the target ignores the member clause"),
         "{}",
         r.outcome_detail
     );
@@ -211,11 +240,18 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
         ..Default::default()
     });
     let id = gl
-        .submit_action("hr", request(ActionKind::AddMembership, &outsider, &g2, "n3"))
+        .submit_action(
+            "hr",
+            request(ActionKind::AddMembership, &outsider, &g2, "n3"),
+        )
         .await;
     let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await;
     assert_outcome(&r, ActionOutcome::Unverifiable);
-    assert!(r.outcome_detail.contains("HTTP 501"), "{}", r.outcome_detail);
+    assert!(
+        r.outcome_detail.contains("HTTP 501"),
+        "{}",
+        r.outcome_detail
+    );
     assert!(scim.group_members(&g2).contains(&outsider));
     let s = gl.sync("hr").await;
     assert_eq!(s.verdict, Verdict::Complete as i32, "{:?}", s.reasons);
@@ -253,10 +289,15 @@ async fn add_membership_is_verified_by_the_users_groups() {
     );
     assert!(scim.group_members(&g).contains(&outsider));
     // And the removal, the same way.
-    let r = act(&gl, request(ActionKind::RemoveMembership, &outsider, &g, "u2")).await;
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &outsider, &g, "u2"),
+    )
+    .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
-        r.outcome_detail.contains("not a member (the user's groups)"),
+        r.outcome_detail
+            .contains("not a member (the user's groups)"),
         "{}",
         r.outcome_detail
     );
@@ -283,7 +324,8 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
     // Never FAILED: no read-back showed the intent not in effect.
     assert_outcome(&r, ActionOutcome::Unverified);
     assert!(
-        r.outcome_detail.contains("the target could not be read back")
+        r.outcome_detail
+            .contains("the target could not be read back")
             && r.outcome_detail.contains("none answered"),
         "{}",
         r.outcome_detail
@@ -291,7 +333,11 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
     // (the conclusion is in the stream and applied: as of now it is there)
     let seen_at = chrono::Utc::now().timestamp_micros();
     assert_eq!(scim.user_state(&u).map(|s| s.0), Some(false), "it landed");
-    assert!(blockers(&gl).await.contains(&"ACTION_UNVERIFIED".to_owned()));
+    assert!(
+        blockers(&gl)
+            .await
+            .contains(&"ACTION_UNVERIFIED".to_owned())
+    );
 
     // Its deadline passes with nothing showing it: OVERDUE, and the clock says so.
     let r = wait_until(&gl, &id, |r| r.outcome == ActionOutcome::Overdue as i32).await;

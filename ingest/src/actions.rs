@@ -537,7 +537,10 @@ pub fn after_failure(
         ),
         Some(rb) if rb.shown == Shown::NotInEffect => (
             ActionOutcome::Failed,
-            format!("{label}: {message} after {tries}; read-back: {}", rb.observed),
+            format!(
+                "{label}: {message} after {tries}; read-back: {}",
+                rb.observed
+            ),
         ),
         Some(rb) => (
             ActionOutcome::Unverifiable,
@@ -613,7 +616,10 @@ mod tests {
         // It answered, but cannot show it.
         let (o, d) = f(window(Some((Shown::Unknown, "no members"))));
         assert_eq!(o, ActionOutcome::Unverifiable, "{d}");
-        assert!(d.contains("no read-back can show whether it is in effect: no members"), "{d}");
+        assert!(
+            d.contains("no read-back can show whether it is in effect: no members"),
+            "{d}"
+        );
         // An earlier read-back showed it not in effect, later ones went
         // unanswered: the last answer stands.
         let (o, d) = f(Window {
@@ -637,7 +643,10 @@ mod tests {
         let s = step(ActionKind::RemoveMembership);
         let (o, d) = after_success(&s, 204, &window(Some((Shown::Unknown, "no members"))));
         assert_eq!(o, ActionOutcome::Unverifiable);
-        assert!(d.contains("no read-back can show whether it is in effect"), "{d}");
+        assert!(
+            d.contains("no read-back can show whether it is in effect"),
+            "{d}"
+        );
         let (o, d) = after_success(&s, 204, &window(Some((Shown::NotInEffect, "a member"))));
         assert_eq!(o, ActionOutcome::Unconfirmed);
         assert!(

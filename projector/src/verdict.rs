@@ -577,7 +577,10 @@ mod tests {
         };
         let a = action(ActionOutcome::Unverified, 1_000_000);
         // Judged at the point's time: before the deadline it is UNVERIFIED.
-        assert_eq!(action_outcome(&a, None, 999_999).0, ActionOutcome::Unverified);
+        assert_eq!(
+            action_outcome(&a, None, 999_999).0,
+            ActionOutcome::Unverified
+        );
         let (o, why) = action_outcome(&a, None, 61_000_000);
         assert_eq!(o, ActionOutcome::Overdue);
         assert!(

@@ -81,7 +81,9 @@ impl Executor<'_> {
                 None => tried.push("asked for by name (?attributes=members), left them out".into()),
             },
             Ok((None, _, _)) => tried.push("asked for by name, answered 404".into()),
-            Err(f) if cannot_answer(&f) => tried.push(format!("asked for by name, {}", refused(&f))),
+            Err(f) if cannot_answer(&f) => {
+                tried.push(format!("asked for by name, {}", refused(&f)))
+            }
             Err(f) => return Err(f),
         }
 
@@ -90,7 +92,10 @@ impl Executor<'_> {
             Ok(Ok(true)) => match self.filtered(step, CONTROL_MEMBER).await {
                 Ok(Ok(false)) => {
                     let how = "a filtered list: id and members.value matched";
-                    return Ok((shown(super::readback::membership(step, true, how), 200), etag));
+                    return Ok((
+                        shown(super::readback::membership(step, true, how), 200),
+                        etag,
+                    ));
                 }
                 Ok(Ok(true)) => tried.push(
                     "a filtered list (members.value eq) matched a member that does not exist: \
@@ -98,15 +103,23 @@ impl Executor<'_> {
                         .into(),
                 ),
                 Ok(Err(why)) => tried.push(format!("a filtered list: {why}")),
-                Err(f) if cannot_answer(&f) => tried.push(format!("a filtered list: {}", refused(&f))),
+                Err(f) if cannot_answer(&f) => {
+                    tried.push(format!("a filtered list: {}", refused(&f)))
+                }
                 Err(f) => return Err(f),
             },
             Ok(Ok(false)) => {
                 let how = "a filtered list: id and members.value matched no group";
-                return Ok((shown(super::readback::membership(step, false, how), 200), etag));
+                return Ok((
+                    shown(super::readback::membership(step, false, how), 200),
+                    etag,
+                ));
             }
             Ok(Err(why)) => tried.push(format!("a filtered list: {why}")),
-            Err(f) if cannot_answer(&f) => tried.push(format!("a filtered list (filter members.value eq): {}", refused(&f))),
+            Err(f) if cannot_answer(&f) => tried.push(format!(
+                "a filtered list (filter members.value eq): {}",
+                refused(&f)
+            )),
             Err(f) => return Err(f),
         }
 
@@ -121,8 +134,13 @@ impl Executor<'_> {
                 Some(s) => return Ok((shown(s, st), etag)),
                 None => tried.push("the user has no groups attribute".into()),
             },
-            Ok((None, _, _)) => tried.push("the user answered 404 (not proof: some targets keep a deleted user in its groups)".into()),
-            Err(f) if cannot_answer(&f) => tried.push(format!("the user's groups: {}", refused(&f))),
+            Ok((None, _, _)) => tried.push(
+                "the user answered 404 (not proof: some targets keep a deleted user in its groups)"
+                    .into(),
+            ),
+            Err(f) if cannot_answer(&f) => {
+                tried.push(format!("the user's groups: {}", refused(&f)))
+            }
             Err(f) => return Err(f),
         }
         Ok((

@@ -51,14 +51,13 @@ pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
             None => (Shown::NotInEffect, "no active attribute".into()),
         },
         ActionKind::Delete => (Shown::NotInEffect, "still exists".into()),
-        ActionKind::RemoveMembership | ActionKind::AddMembership => {
-            members_show(step, b).unwrap_or_else(|| {
+        ActionKind::RemoveMembership | ActionKind::AddMembership => members_show(step, b)
+            .unwrap_or_else(|| {
                 (
                     Shown::Unknown,
                     "the target does not show group memberships (no members attribute)".into(),
                 )
-            })
-        }
+            }),
         ActionKind::SetAttribute => {
             let got = b.get(&step.attribute);
             let ok = match got {

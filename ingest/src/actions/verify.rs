@@ -48,7 +48,10 @@ impl Executor<'_> {
     /// with. A membership is read by the queries that can prove it
     /// (`membership`); anything else by a GET of the user. `Err` when the
     /// target could not be read.
-    pub(super) async fn read(&mut self, step: &Step) -> Result<(ReadBack, Option<String>), Failure> {
+    pub(super) async fn read(
+        &mut self,
+        step: &Step,
+    ) -> Result<(ReadBack, Option<String>), Failure> {
         if matches!(
             step.kind,
             ActionKind::RemoveMembership | ActionKind::AddMembership
@@ -69,7 +72,10 @@ impl Executor<'_> {
         ))
     }
 
-    pub(super) async fn get(&mut self, url: &str) -> Result<(Option<Value>, Option<String>, u16), Failure> {
+    pub(super) async fn get(
+        &mut self,
+        url: &str,
+    ) -> Result<(Option<Value>, Option<String>, u16), Failure> {
         self.limiter.acquire().await;
         match self.target.http.get(url).await {
             Ok(f) => {

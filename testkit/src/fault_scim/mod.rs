@@ -128,7 +128,8 @@ mod writes;
 
 pub use self::{faults::*, responses::http_date_in};
 use self::{
-    groups::*, member_query::*, model::*, page_faults::*, paging::*, responses::*, rest::*, router::*, writes::*,
+    groups::*, member_query::*, model::*, page_faults::*, paging::*, responses::*, rest::*,
+    router::*, writes::*,
 };
 
 use std::{
