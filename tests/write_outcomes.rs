@@ -380,9 +380,22 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
         "{}",
         r.outcome_detail
     );
+    let a = r.action.unwrap();
+    assert_eq!(a.confirmed_late_from, ActionOutcome::Unverified as i32);
+    // Its step reads as the action does.
+    assert_eq!(a.steps.len(), 1);
     assert_eq!(
-        r.action.unwrap().confirmed_late_from,
-        ActionOutcome::Unverified as i32
+        a.steps[0].outcome,
+        ActionOutcome::Confirmed as i32,
+        "{:?}",
+        a.steps
+    );
+    assert!(
+        a.steps[0]
+            .detail
+            .ends_with("; confirmed late by a later observation"),
+        "{:?}",
+        a.steps
     );
     assert!(!blockers(&gl).await.iter().any(|b| b.starts_with("ACTION_")));
 }

@@ -7,7 +7,7 @@
 
 use govledger_proto::v1::{
     ActionAttempted, ActionConcluded, ActionKind, ActionOutcome, ActionRequested, ActionVerified,
-    Alert, Event, WatchedIntent, alert,
+    Alert, Event, StepOutcome, WatchedIntent, alert,
 };
 
 use super::{
@@ -136,6 +136,23 @@ pub fn awaits_late_confirmation(o: ActionOutcome) -> bool {
     )
 }
 
+/// Whether observations can confirm every step not yet CONFIRMED: each must
+/// be of a kind a watch follows (deactivate, delete, memberships); a
+/// set-attribute step no read-back showed stays unproved whatever a sync
+/// shows of the others.
+pub fn late_confirmable(steps: &[StepOutcome]) -> bool {
+    steps.iter().all(|s| {
+        s.outcome == ActionOutcome::Confirmed as i32
+            || matches!(
+                ActionKind::try_from(s.kind).unwrap_or_default(),
+                ActionKind::Deactivate
+                    | ActionKind::Delete
+                    | ActionKind::RemoveMembership
+                    | ActionKind::AddMembership
+            )
+    })
+}
+
 /// Confirmed intents kept per identity for drift checks (oldest dropped first).
 pub const WATCHED_PER_IDENTITY_MAX: usize = 16;
 
@@ -228,7 +245,7 @@ pub(super) fn late_confirmed(
         return;
     };
     let before = ActionOutcome::try_from(a.outcome).unwrap_or_default();
-    if !awaits_late_confirmation(before) {
+    if !awaits_late_confirmation(before) || !late_confirmable(&a.steps) {
         return;
     }
     // The observation is evidence of this action: it joins its history, so
@@ -322,6 +339,27 @@ mod tests {
         for o in [Confirmed, Failed, Overdue, Drifted, Pending, Unspecified] {
             assert!(!awaits_late_confirmation(o), "{o:?}");
         }
+    }
+
+    #[test]
+    fn a_step_no_watch_follows_keeps_an_action_from_being_confirmed_late() {
+        let step = |kind: ActionKind, outcome: ActionOutcome| StepOutcome {
+            step: 1,
+            kind: kind as i32,
+            outcome: outcome as i32,
+            detail: String::new(),
+        };
+        use ActionKind::*;
+        use ActionOutcome::*;
+        assert!(late_confirmable(&[
+            step(Deactivate, Unverified),
+            step(AddMembership, Unverifiable),
+            step(SetAttribute, Confirmed),
+        ]));
+        assert!(!late_confirmable(&[
+            step(Deactivate, Unverified),
+            step(SetAttribute, Unverified),
+        ]));
     }
 
     #[test]
