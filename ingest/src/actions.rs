@@ -88,7 +88,8 @@ pub struct Target {
     pub rate_per_s: f64,
     pub burst: u32,
     /// How long read-backs may wait for a write to show before the step is
-    /// UNCONFIRMED (backoff between them).
+    /// UNCONFIRMED, or UNVERIFIED when none was answered (backoff between
+    /// them).
     pub verify_window_ms: u64,
 }
 
