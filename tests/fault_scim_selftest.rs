@@ -1560,3 +1560,93 @@ async fn drift_helpers_set_active_and_group_members() {
     assert_eq!(s.write_requests().len(), 2);
     assert!(s.requests().len() > 2);
 }
+
+// ---------------------------------------------------------------------------
+// W9 (memberships shown by a filter or the user's `groups`) and W10 (down
+// after the write).
+
+/// `GET /v2/Groups?filter=id eq "G" and members.value eq "U"`, encoded.
+fn member_filter(g: &str, u: &str) -> Req {
+    let f = format!("id eq \"{g}\" and members.value eq \"{u}\"");
+    let enc: String = f
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    get(&format!("/Groups?filter={enc}"))
+}
+
+#[tokio::test]
+async fn w9_the_membership_filter_in_each_mode() {
+    let s = server!(users: 6, groups: 2);
+    // g0000000 has u0..u2, g0000001 u3..u5.
+    let (member, stranger) = (
+        member_filter("g0000000", "u0000001"),
+        member_filter("g0000000", "u0000005"),
+    );
+    rows!(&s;
+        member.clone() => ScimType(400, "invalidFilter"),
+        get("/Groups?filter=displayName%20eq%20%22group0%22") => ScimType(400, "invalidFilter"),
+    );
+    s.set_faults(
+        faults!(member_filter: MemberFilter::Supported, members_shown: MembersShown::Never),
+    );
+    let hit = check(&s, member.clone(), Total(1)).await.json();
+    has!(hit["Resources"][0], {"id": "g0000000", "displayName": "group0"});
+    assert!(
+        hit["Resources"][0].get("members").is_none(),
+        "members shown: {hit}"
+    );
+    rows!(&s;
+        stranger.clone() => Total(0),
+        member_filter("g9999999", "u0000001") => Total(0),
+        get("/Groups?filter=displayName%20eq%20%22group0%22") => ScimType(400, "invalidFilter"),
+    );
+    s.set_faults(faults!(member_filter: MemberFilter::NotImplemented));
+    rows!(&s; member.clone() => Scim(501));
+    s.set_faults(faults!(member_filter: MemberFilter::IgnoresMembers));
+    rows!(&s; stranger.clone() => Total(1));
+    s.set_faults(faults!(member_filter: MemberFilter::Ignored));
+    rows!(&s; stranger => Total(2));
+}
+
+#[tokio::test]
+async fn w9_users_carry_groups_only_when_asked_to() {
+    let s = server!(users: 7, groups: 2);
+    assert!(
+        ok_json(&s, get("/Users/u0000001"))
+            .await
+            .get("groups")
+            .is_none()
+    );
+    s.set_faults(faults!(user_groups: true));
+    let u = ok_json(&s, get("/Users/u0000001")).await;
+    has!(u["groups"][0], {"value": "g0000000", "display": "group0", "type": "direct"});
+    assert_eq!(u["groups"].as_array().unwrap().len(), 1);
+    let lonely = ok_json(&s, get("/Users/u0000006")).await;
+    assert_eq!(lonely["groups"], json!([]));
+    let page = ok_json(&s, get("/Users?count=10")).await;
+    assert!(page["Resources"][0]["groups"].is_array(), "{page}");
+}
+
+#[tokio::test]
+async fn w10_down_after_the_first_applied_write() {
+    let s = server!(users: 3);
+    s.set_faults(faults!(down_after_write: true));
+    rows!(&s;
+        get("/Users/u0000000") => OK,
+        deactivate("/Users/u0000000") => DONE,
+        get("/Users/u0000000") => Scim(503),
+        get("/Users?count=10") => Scim(503),
+        deactivate("/Users/u0000001") => Scim(503),
+    );
+    assert_eq!(
+        s.user_state("u0000000"),
+        Some((false, 2)),
+        "the write landed"
+    );
+    s.set_faults(Faults::default());
+    rows!(&s; get("/Users/u0000000") => OK);
+}

@@ -236,3 +236,44 @@ async fn lifecycle_actions_on_a_real_scim_server_are_confirmed_by_read_back() {
         .unwrap_or_default();
     assert!(!members.contains(&member));
 }
+
+/// The membership read-back queries against the real server: the filtered
+/// list `id eq "G" and members.value eq "U"` proves membership (1 = a member,
+/// 0 = not, and the control member that cannot exist matches nothing), and
+/// users carry no `groups` there — so a target that hid `members` would still
+/// be verifiable through the filter. The filter is built and read by the
+/// executor's own functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_scim_server_answers_the_membership_filter() {
+    use govledger_ingest::{
+        actions::{filter_shows, member_filter},
+        http::percent_encode,
+    };
+    let scim = Scim2Server::start();
+    let users = scim.seed_users(6).await;
+    let groups = scim.seed_groups(1, 3, &users).await;
+    let g = &groups[0];
+    let members: Vec<String> = scim.get_group(g).await["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["value"].as_str().map(str::to_owned))
+        .collect();
+    let outsider = users.iter().find(|u| !members.contains(u)).unwrap();
+    let ask = |member: &str| {
+        format!(
+            "/Groups?filter={}",
+            percent_encode(&member_filter(g, member))
+        )
+    };
+    assert_eq!(
+        filter_shows(g, &scim.get(&ask(&members[0])).await),
+        Ok(true)
+    );
+    assert_eq!(filter_shows(g, &scim.get(&ask(outsider)).await), Ok(false));
+    assert_eq!(
+        filter_shows(g, &scim.get(&ask("govledger-control-no-such-member")).await),
+        Ok(false)
+    );
+    assert!(scim.get_user(&members[0]).await.get("groups").is_none());
+}

@@ -3,7 +3,8 @@
 //! never empty (W8); a target that applies writes late gets a bounded
 //! verification window, and a later sync that shows the intent upgrades an
 //! UNCONFIRMED action to CONFIRMED (W7); a write whose target stays down is
-//! never FAILED without a read-back that showed the intent not in effect.
+//! UNVERIFIED, never FAILED without a read-back that showed the intent not in
+//! effect.
 
 use std::time::{Duration, Instant};
 
@@ -98,7 +99,10 @@ async fn remove_membership_on_a_group_that_never_shows_members_is_not_confirmed(
         request(ActionKind::RemoveMembership, &member, &g, "m1"),
     )
     .await;
-    assert_outcome(&r, ActionOutcome::Unconfirmed);
+    // Nothing the target supports shows memberships (no filter, no user
+    // `groups`): UNVERIFIABLE, not the UNCONFIRMED of a read-back that showed
+    // no change.
+    assert_outcome(&r, ActionOutcome::Unverifiable);
     assert!(
         r.outcome_detail.contains("does not show group memberships"),
         "{}",
@@ -212,7 +216,9 @@ async fn a_write_whose_target_stays_down_is_not_failed_without_a_read_back() {
     let u = scim.user_ids()[4].clone();
     drop(scim); // the target is down: every request is refused
     let r = act(&gl, request(ActionKind::Deactivate, &u, "", "f1")).await;
-    assert_outcome(&r, ActionOutcome::Unconfirmed);
+    // Never read back: UNVERIFIED (not FAILED, and not the UNCONFIRMED of a
+    // read-back that showed no change).
+    assert_outcome(&r, ActionOutcome::Unverified);
     assert!(
         r.outcome_detail
             .contains("no read-back showed whether it is in effect"),

@@ -7,20 +7,35 @@
 //! first; if the intent is already in effect the step is CONFIRMED and no second
 //! write is sent (W2). Every attempt and every read-back is an event.
 //!
-//! Outcomes per step: CONFIRMED (a read-back shows the intent; a 404 on a
-//! deactivate/delete means "already absent"), UNCONFIRMED (2xx but no read-back
-//! within the source's `verify_window_ms` showed the change, W1; or the target
-//! cannot show it, e.g. a group without `members`; or the write failed and no
-//! read-back showed either way), FAILED (attempts exhausted and a read-back
-//! shows it not in effect). The action concludes with the worst step outcome
-//! and every step's outcome (W6); a CONFIRMED or UNCONFIRMED one carries its
-//! watches (the ledger confirms an UNCONFIRMED one late when a sync shows it).
+//! Outcomes per step, each saying only what the evidence shows:
+//! - CONFIRMED: a read-back shows the intent (a 404 on a deactivate/delete
+//!   means "already absent");
+//! - UNCONFIRMED (W1): the write answered 2xx but the read-backs within the
+//!   source's `verify_window_ms` show no change;
+//! - FAILED: attempts exhausted and the last answered read-back shows it not
+//!   in effect;
+//! - UNVERIFIABLE: the target answered, but no query it supports can show
+//!   whether the intent is in effect (memberships shown by no means, see
+//!   `membership`); the detail names what was tried;
+//! - UNVERIFIED: the target could not be read back at all within the window
+//!   (down, timeouts), whether the write was accepted or failed ambiguously.
+//!
+//! The action concludes with the worst step outcome, in the order an auditor
+//! must look at them: FAILED (refused, and shown not in effect) > UNCONFIRMED
+//! (accepted, and shown not in effect: the target's word is false) >
+//! UNVERIFIED (nothing known; OVERDUE at its deadline) > UNVERIFIABLE (the
+//! target cannot show it; someone must check by other means) > CONFIRMED,
+//! with every step's outcome (W6). A CONFIRMED action carries its watches for
+//! drift; an UNCONFIRMED, UNVERIFIED or UNVERIFIABLE one carries them too, so
+//! the ledger confirms it late when a sync shows the intent.
 //!
 //! Layout:
 //! - `readback`: what a read-back shows (in effect, not, unknown), pure;
+//! - `membership`: the queries that can prove a membership, in order;
+//! - `outcome`: a step's outcome from its write and read-backs, and the
+//!   severity order, pure;
 //! - `verify`: the GETs, one published read-back, the verification window;
-//! - here: [`Target`], [`Step`], the [`Executor`] (steps, writes, the run) and
-//!   the pure step outcomes [`after_success`] / [`after_failure`].
+//! - here: [`Target`], [`Step`], the [`Executor`] (steps, writes, the run).
 
 use std::sync::Arc;
 
@@ -31,11 +46,14 @@ use govledger_proto::v1::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
+mod membership;
+mod outcome;
 mod readback;
 mod verify;
 
 pub use self::{
-    readback::{Shown, in_effect, needs_members},
+    outcome::{after_failure, after_success, severity},
+    readback::{Shown, filter_shows, in_effect, member_filter, members_show, user_groups_show},
     verify::{VERIFY_BACKOFF_MAX_MS, VERIFY_BACKOFF_MIN_MS, Window},
 };
 use tokio::time::Instant;
@@ -70,7 +88,8 @@ pub struct Target {
     pub rate_per_s: f64,
     pub burst: u32,
     /// How long read-backs may wait for a write to show before the step is
-    /// UNCONFIRMED (backoff between them).
+    /// UNCONFIRMED, or UNVERIFIED when none was answered (backoff between
+    /// them).
     pub verify_window_ms: u64,
 }
 
@@ -207,17 +226,17 @@ impl<'a> Executor<'a> {
         // Current state first: nothing to write if the intent already holds.
         // Only a read that shows it counts; "unknown" is written.
         let mut etag = match self.read(step).await {
-            Ok((body, etag, _)) => {
-                let (shown, observed) = in_effect(step, body.as_ref());
-                if shown == Shown::InEffect
+            Ok((first, etag)) => {
+                if first.shown == Shown::InEffect
                     && let Some(rb) = self.verify(step_no, step).await?
                     && rb.shown == Shown::InEffect
                 {
                     return Ok(out(
                         ActionOutcome::Confirmed,
                         format!(
-                            "{}: already in effect ({observed}); nothing written",
-                            step.label()
+                            "{}: already in effect ({}); nothing written",
+                            step.label(),
+                            rb.observed
                         ),
                     ));
                 }
@@ -259,7 +278,7 @@ impl<'a> Executor<'a> {
             }
             if f.http_status == 412 {
                 // Stale ETag: take the current one and try again (counts as an attempt).
-                etag = self.read(step).await.ok().and_then(|(_, e, _)| e);
+                etag = self.read(step).await.ok().and_then(|(_, e)| e);
             }
             let retriable = retry::retriable(f.class) || f.http_status == 412;
             let decision = if retriable {
@@ -289,6 +308,7 @@ impl<'a> Executor<'a> {
                         self.verify_window(step_no, step).await?
                     } else {
                         Window {
+                            unanswered: u32::from(rb.is_none()),
                             last: rb,
                             reads: 1,
                             elapsed_ms: 0,
@@ -419,15 +439,22 @@ impl<'a> Executor<'a> {
             .iter()
             .map(|o| ActionOutcome::try_from(o.outcome).unwrap_or_default())
             .max_by_key(|o| severity(*o))
-            .unwrap_or(ActionOutcome::Unconfirmed);
+            .unwrap_or(ActionOutcome::Unverified);
         let detail = outcomes
             .iter()
             .map(|o| format!("step {} {}", o.step, o.detail))
             .collect::<Vec<_>>()
             .join("; ");
-        // An UNCONFIRMED action is watched too: a later observation showing
-        // the intent confirms it late (the ledger's fold decides).
-        let watch = if matches!(worst, ActionOutcome::Confirmed | ActionOutcome::Unconfirmed) {
+        // An action not shown in effect (and not shown failed) is watched
+        // too: a later observation showing the intent confirms it late (the
+        // ledger's fold decides).
+        let watch = if matches!(
+            worst,
+            ActionOutcome::Confirmed
+                | ActionOutcome::Unconfirmed
+                | ActionOutcome::Unverified
+                | ActionOutcome::Unverifiable
+        ) {
             steps.iter().filter_map(Step::watch).collect()
         } else {
             Vec::new()
@@ -446,155 +473,10 @@ impl<'a> Executor<'a> {
     }
 }
 
-/// The outcome of a step whose write the target accepted (`status`, 0 =
-/// not ours: an external write or a restart): CONFIRMED only on a read-back
-/// showing the intent. Pure.
-pub fn after_success(step: &Step, status: u16, w: &Window) -> (ActionOutcome, String) {
-    let label = step.label();
-    let answered = if status == 0 {
-        String::new()
-    } else {
-        format!("the target answered HTTP {status} but ")
-    };
-    match &w.last {
-        Some(rb) if rb.shown == Shown::InEffect => (
-            ActionOutcome::Confirmed,
-            format!("{label}: confirmed by read-back ({})", rb.observed),
-        ),
-        Some(rb) if rb.shown == Shown::Unknown => (
-            ActionOutcome::Unconfirmed,
-            format!(
-                "{label}: {answered}the read-back cannot show whether it is in effect: {}",
-                rb.observed
-            ),
-        ),
-        Some(rb) => (
-            ActionOutcome::Unconfirmed,
-            format!(
-                "{label}: {answered}the read-back shows no change ({}) after {}",
-                rb.observed,
-                w.span()
-            ),
-        ),
-        None => (
-            ActionOutcome::Unconfirmed,
-            format!(
-                "{label}: {answered}the target could not be read back ({})",
-                w.span()
-            ),
-        ),
-    }
-}
-
-/// The outcome of a step whose write attempts all failed (`message`, the
-/// last failure): FAILED only when a read-back showed the intent not in
-/// effect; otherwise nothing is known and the step stays UNCONFIRMED. Pure.
-pub fn after_failure(
-    step: &Step,
-    message: &str,
-    attempts: u32,
-    w: &Window,
-) -> (ActionOutcome, String) {
-    let label = step.label();
-    match &w.last {
-        Some(rb) if rb.shown == Shown::InEffect => (
-            ActionOutcome::Confirmed,
-            format!(
-                "{label}: confirmed by read-back after {message} ({})",
-                rb.observed
-            ),
-        ),
-        Some(rb) if rb.shown == Shown::NotInEffect => (
-            ActionOutcome::Failed,
-            format!(
-                "{label}: {message} after {attempts} attempt(s); read-back: {}",
-                rb.observed
-            ),
-        ),
-        Some(rb) => (
-            ActionOutcome::Unconfirmed,
-            format!(
-                "{label}: {message} after {attempts} attempt(s); no read-back showed whether it is in effect ({})",
-                rb.observed
-            ),
-        ),
-        None => (
-            ActionOutcome::Unconfirmed,
-            format!(
-                "{label}: {message} after {attempts} attempt(s); no read-back showed whether it is in effect (the target could not be read back, {})",
-                w.span()
-            ),
-        ),
-    }
-}
-
-fn severity(o: ActionOutcome) -> u8 {
-    match o {
-        ActionOutcome::Confirmed => 0,
-        ActionOutcome::Unconfirmed => 1,
-        ActionOutcome::Failed => 2,
-        _ => 3,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::actions::readback::tests::step;
-
-    fn window(shown: Option<(Shown, &str)>) -> Window {
-        Window {
-            last: shown.map(|(shown, observed)| ReadBack {
-                shown,
-                absent: false,
-                http_status: 200,
-                observed: observed.into(),
-            }),
-            reads: 3,
-            elapsed_ms: 700,
-        }
-    }
-
-    #[test]
-    fn failed_only_when_a_read_back_showed_it_not_in_effect() {
-        let s = step(ActionKind::Deactivate);
-        let f = |w| after_failure(&s, "HTTP 503", 3, &w);
-        assert_eq!(
-            f(window(Some((Shown::NotInEffect, "active=true")))).0,
-            ActionOutcome::Failed
-        );
-        assert_eq!(
-            f(window(Some((Shown::InEffect, "active=false")))).0,
-            ActionOutcome::Confirmed
-        );
-        for w in [window(None), window(Some((Shown::Unknown, "no members")))] {
-            let (o, d) = f(w);
-            assert_eq!(o, ActionOutcome::Unconfirmed, "{d}");
-            assert!(
-                d.contains("no read-back showed whether it is in effect"),
-                "{d}"
-            );
-        }
-    }
-
-    #[test]
-    fn success_is_confirmed_only_by_a_read_back_showing_it() {
-        let s = step(ActionKind::RemoveMembership);
-        let (o, d) = after_success(&s, 204, &window(Some((Shown::Unknown, "no members"))));
-        assert_eq!(o, ActionOutcome::Unconfirmed);
-        assert!(d.contains("cannot show whether it is in effect"), "{d}");
-        let (o, d) = after_success(&s, 204, &window(Some((Shown::NotInEffect, "a member"))));
-        assert_eq!(o, ActionOutcome::Unconfirmed);
-        assert!(
-            d.contains("HTTP 204 but the read-back shows no change (a member) after 3 read-back(s) over 700 ms"),
-            "{d}"
-        );
-        let (o, _) = after_success(&s, 0, &window(Some((Shown::InEffect, "not a member"))));
-        assert_eq!(o, ActionOutcome::Confirmed);
-        let (o, d) = after_success(&s, 0, &window(None));
-        assert_eq!(o, ActionOutcome::Unconfirmed);
-        assert!(d.contains("could not be read back"), "{d}");
-    }
 
     #[test]
     fn watches_follow_the_intent() {

@@ -74,8 +74,9 @@ pub enum Key {
     Poison(u64),
     /// Index: actions of a source, ordered by action id.
     SourceAction(String, String),
-    /// Index: actions of a source not concluded yet (what recovery and the
-    /// OVERDUE scan look at, without reading every action ever submitted).
+    /// Index: actions of a source not concluded yet, or concluded UNVERIFIED
+    /// and not confirmed late (what recovery and the OVERDUE scan look at,
+    /// without reading every action ever submitted).
     OpenAction(String, String),
     /// A chunk of an identity's history: the stream sequences (packed u64 BE)
     /// that moved out of `IdentityState.recent_seqs`, keyed by the first one.

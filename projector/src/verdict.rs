@@ -489,7 +489,9 @@ pub fn presence(identity: &IdentityState, source: &SourceState) -> (PresenceStat
 }
 
 /// An action's outcome as of `now_us`: its concluded outcome (DRIFTED when a
-/// watched identity later showed it undone), OVERDUE past its deadline, else PENDING.
+/// watched identity later showed it undone; OVERDUE when it concluded
+/// UNVERIFIED, never read back, and its deadline passed before an
+/// observation confirmed it), OVERDUE past its deadline, else PENDING.
 pub fn action_outcome(
     a: &govledger_proto::v1::ActionState,
     drift: Option<&govledger_proto::v1::WatchedIntent>,
@@ -504,6 +506,17 @@ pub fn action_outcome(
             return (
                 ActionOutcome::Drifted,
                 format!("confirmed, then undone: {}", d.drift_detail),
+            );
+        }
+        let deadline = a.request.as_ref().map_or(0, |r| r.deadline_us);
+        if o == ActionOutcome::Unverified && deadline > 0 && now_us > deadline {
+            return (
+                ActionOutcome::Overdue,
+                format!(
+                    "not verified by its deadline ({} ago): no read-back or observation has shown it in effect; {}",
+                    human_ms((now_us - deadline) / 1_000),
+                    a.outcome_detail
+                ),
             );
         }
         return (o, a.outcome_detail.clone());
@@ -580,6 +593,49 @@ mod tests {
         };
         f(&mut r);
         r
+    }
+
+    #[test]
+    fn an_unverified_action_is_overdue_once_its_deadline_passes_unconfirmed() {
+        use govledger_proto::v1::{ActionOutcome, ActionRequested, ActionState};
+        let action = |outcome: ActionOutcome, deadline_us: i64| ActionState {
+            request: Some(ActionRequested {
+                deadline_us,
+                ..Default::default()
+            }),
+            outcome: outcome as i32,
+            outcome_detail: "step 1 deactivate u1: the target could not be read back".into(),
+            concluded_seq: 7,
+            ..Default::default()
+        };
+        let a = action(ActionOutcome::Unverified, 1_000_000);
+        // Judged at the point's time: before the deadline it is UNVERIFIED.
+        assert_eq!(
+            action_outcome(&a, None, 999_999).0,
+            ActionOutcome::Unverified
+        );
+        let (o, why) = action_outcome(&a, None, 61_000_000);
+        assert_eq!(o, ActionOutcome::Overdue);
+        assert!(
+            why.starts_with("not verified by its deadline (1m 0s ago)")
+                && why.ends_with("could not be read back"),
+            "{why}"
+        );
+        // Without a deadline it stays UNVERIFIED; what a read-back did show
+        // (UNVERIFIABLE, UNCONFIRMED) is not turned OVERDUE, nor is a late
+        // confirmation.
+        assert_eq!(
+            action_outcome(&action(ActionOutcome::Unverified, 0), None, i64::MAX).0,
+            ActionOutcome::Unverified
+        );
+        for o in [
+            ActionOutcome::Unverifiable,
+            ActionOutcome::Unconfirmed,
+            ActionOutcome::Confirmed,
+            ActionOutcome::Failed,
+        ] {
+            assert_eq!(action_outcome(&action(o, 1_000_000), None, i64::MAX).0, o);
+        }
     }
 
     fn check(run: RunState, verdict: Verdict, codes: &[ReasonCode]) {

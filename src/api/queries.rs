@@ -549,7 +549,8 @@ impl Queries {
         })
     }
 
-    /// Blocking actions of a source (UNCONFIRMED, FAILED, OVERDUE, DRIFTED).
+    /// Blocking actions of a source: every outcome but CONFIRMED and PENDING
+    /// (UNCONFIRMED, FAILED, OVERDUE, DRIFTED, UNVERIFIED, UNVERIFIABLE).
     fn action_blockers(
         &self,
         source_id: &str,
@@ -577,6 +578,8 @@ impl Queries {
                     | ActionOutcome::Failed
                     | ActionOutcome::Overdue
                     | ActionOutcome::Drifted
+                    | ActionOutcome::Unverified
+                    | ActionOutcome::Unverifiable
             ) {
                 out.push(Blocker {
                     source_id: source_id.to_owned(),
@@ -627,11 +630,29 @@ impl Queries {
     }
 }
 
-/// A DRIFTED action's view: confirmed, then undone, so its confirmed steps say
-/// DRIFTED as its outcome does (`; since undone` added to their detail). The
-/// stored action and its events are unchanged. A point-in-time answer is this
-/// view of a fold of the prefix.
+/// The steps as the action's outcome reads: an action confirmed late has
+/// the steps that awaited an observation (UNCONFIRMED, UNVERIFIED,
+/// UNVERIFIABLE) read CONFIRMED (`; confirmed late by a later observation`
+/// added); a DRIFTED action, confirmed then undone, has its confirmed steps
+/// read DRIFTED (`; since undone` added). The stored action and its events
+/// are unchanged. A point-in-time answer is this view of a fold of the prefix.
 pub fn drifted_steps(mut a: ActionState, outcome: ActionOutcome) -> ActionState {
+    if a.late_confirmed_seq != 0
+        && matches!(outcome, ActionOutcome::Confirmed | ActionOutcome::Drifted)
+    {
+        for s in &mut a.steps {
+            let awaited = matches!(
+                ActionOutcome::try_from(s.outcome).unwrap_or_default(),
+                ActionOutcome::Unconfirmed
+                    | ActionOutcome::Unverified
+                    | ActionOutcome::Unverifiable
+            );
+            if awaited {
+                s.outcome = ActionOutcome::Confirmed as i32;
+                s.detail.push_str("; confirmed late by a later observation");
+            }
+        }
+    }
     if outcome == ActionOutcome::Drifted {
         for s in &mut a.steps {
             if s.outcome == ActionOutcome::Confirmed as i32 {

@@ -178,6 +178,8 @@ pub fn outcome_name(o: i32) -> &'static str {
         ActionOutcome::Overdue => "OVERDUE",
         ActionOutcome::Drifted => "DRIFTED",
         ActionOutcome::Pending => "PENDING",
+        ActionOutcome::Unverifiable => "UNVERIFIABLE",
+        ActionOutcome::Unverified => "UNVERIFIED",
     }
 }
 
@@ -266,6 +268,7 @@ pub fn action_detail(v: &GetActionResponse) -> String {
             (false, _) => "none",
             (true, true) if drifted => "in effect when confirmed, undone since",
             (true, true) => "in effect",
+            (true, false) if a.read_back_unknown => "cannot show whether it is in effect",
             (true, false) => "NOT in effect",
         },
         if a.target_absent {
@@ -699,6 +702,30 @@ mod tests {
             out.contains(": DRIFTED — read-back shows active=false\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn an_unverifiable_action_does_not_read_not_in_effect() {
+        use govledger_proto::v1::ActionState;
+        let v = GetActionResponse {
+            action: Some(ActionState {
+                action_id: "a2".into(),
+                verified: true,
+                read_back_unknown: true,
+                ..Default::default()
+            }),
+            outcome: ActionOutcome::Unverifiable as i32,
+            outcome_detail: "no read-back can show whether it is in effect".into(),
+            as_of: None,
+        };
+        let out = action_detail(&v);
+        assert!(out.contains("outcome: UNVERIFIABLE — "), "{out}");
+        assert!(!out.contains("NOT in effect"), "{out}");
+        assert!(
+            out.contains("read-back: cannot show whether it is in effect\n"),
+            "{out}"
+        );
+        assert_eq!(outcome_name(ActionOutcome::Unverified as i32), "UNVERIFIED");
     }
 
     #[test]

@@ -134,7 +134,8 @@ pub struct SourceConfig {
     #[serde(default)]
     pub member_removal: MemberRemovalSetting,
     /// How long an action's read-backs may wait for a write to show before
-    /// the step is UNCONFIRMED, in milliseconds (backoff between them).
+    /// the step is UNCONFIRMED (or UNVERIFIED when the target never
+    /// answered), in milliseconds (backoff between them).
     #[serde(default = "default_verify_window_ms")]
     pub verify_window_ms: u64,
 }

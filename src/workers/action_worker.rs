@@ -40,6 +40,9 @@ async fn worker(target: Target, deps: WorkerDeps, mut rx: mpsc::Receiver<Job>) {
         .unwrap_or_default();
     for a in open {
         let Some(req) = &a.request else { continue };
+        if a.concluded_seq != 0 {
+            continue; // concluded UNVERIFIED: open only for its deadline
+        }
         if req.external && a.attempts == 0 {
             continue; // waiting for the other system's report
         }

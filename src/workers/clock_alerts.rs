@@ -1,5 +1,5 @@
-//! Decisions the clock makes: an action passing its deadline unconcluded
-//! (OVERDUE) and a source whose last COMPLETE run falls outside its freshness
+//! Decisions the clock makes: an action passing its deadline unconcluded,
+//! or concluded UNVERIFIED and not confirmed since (OVERDUE) and a source whose last COMPLETE run falls outside its freshness
 //! objective (STALE). A bounded scan on a fixed cadence turns each transition into
 //! one alert for WatchAlerts subscribers; the ledger itself computes both at query
 //! time, so nothing here is state.

@@ -1,7 +1,10 @@
 //! What a read-back shows, decided from the target's answer alone (pure): the
 //! intent in effect, not in effect, or *unknown*. An attribute the target
 //! leaves out is unknown, never empty: a group answered without `members`
-//! proves nothing about a membership.
+//! proves nothing about a membership. A membership is proved by the group's
+//! `members` ([`members_show`]), a filtered list of groups ([`filter_shows`],
+//! RFC 7644 §3.4.2.2) or the user's `groups` ([`user_groups_show`], RFC 7643
+//! §4.1.2); each says `None` / `Err` when its answer cannot tell.
 
 use govledger_proto::v1::ActionKind;
 use serde_json::Value;
@@ -27,15 +30,6 @@ impl Shown {
     }
 }
 
-/// Whether a membership step needs the group read again asking for `members`
-/// by name (`?attributes=members`): the answer left the attribute out.
-pub fn needs_members(step: &Step, body: Option<&Value>) -> bool {
-    matches!(
-        step.kind,
-        ActionKind::RemoveMembership | ActionKind::AddMembership
-    ) && body.is_some_and(|b| b.get("members").is_none())
-}
-
 /// Decides from a read-back body (`None` = 404) whether `step` is in effect,
 /// with what the body showed (secret-free).
 pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
@@ -57,24 +51,13 @@ pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
             None => (Shown::NotInEffect, "no active attribute".into()),
         },
         ActionKind::Delete => (Shown::NotInEffect, "still exists".into()),
-        ActionKind::RemoveMembership | ActionKind::AddMembership => {
-            let Some(members) = b.get("members").and_then(Value::as_array) else {
-                return (
+        ActionKind::RemoveMembership | ActionKind::AddMembership => members_show(step, b)
+            .unwrap_or_else(|| {
+                (
                     Shown::Unknown,
-                    "the target does not show group memberships (no members attribute, \
-                     even when asked for by name)"
-                        .into(),
-                );
-            };
-            let is = members
-                .iter()
-                .any(|m| m.get("value").and_then(Value::as_str) == Some(step.user_id.as_str()));
-            let want = step.kind == ActionKind::AddMembership;
-            (
-                Shown::from(is == want),
-                if is { "a member" } else { "not a member" }.into(),
-            )
-        }
+                    "the target does not show group memberships (no members attribute)".into(),
+                )
+            }),
         ActionKind::SetAttribute => {
             let got = b.get(&step.attribute);
             let ok = match got {
@@ -93,6 +76,76 @@ pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
             )
         }
         ActionKind::Unspecified => (Shown::NotInEffect, "nothing to check".into()),
+    }
+}
+
+/// A membership step's outcome from whether the user `is` a member, shown
+/// by `how`.
+pub fn membership(step: &Step, is: bool, how: &str) -> (Shown, String) {
+    let want = step.kind == ActionKind::AddMembership;
+    let what = if is { "a member" } else { "not a member" };
+    (Shown::from(is == want), format!("{what} ({how})"))
+}
+
+/// What a group resource shows about a membership step: `None` when it
+/// leaves `members` out (or it is not a list): unknown, never empty.
+pub fn members_show(step: &Step, group: &Value) -> Option<(Shown, String)> {
+    let members = group.get("members")?.as_array()?;
+    let is = members
+        .iter()
+        .any(|m| m.get("value").and_then(Value::as_str) == Some(step.user_id.as_str()));
+    Some(membership(step, is, "the group's members"))
+}
+
+/// What a user resource's `groups` attribute (read-only, RFC 7643 §4.1.2)
+/// shows about a membership step: `None` when the user has no `groups`
+/// attribute (or it is not a list).
+pub fn user_groups_show(step: &Step, user: &Value) -> Option<(Shown, String)> {
+    let groups = user.get("groups")?.as_array()?;
+    let is = groups
+        .iter()
+        .any(|g| g.get("value").and_then(Value::as_str) == Some(step.group_id.as_str()));
+    Some(membership(step, is, "the user's groups"))
+}
+
+/// A filter that matches group `group_id` only if `member` is one of its
+/// members (RFC 7644 §3.4.2.2), string values escaped as JSON strings are.
+pub fn member_filter(group_id: &str, member: &str) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""));
+    format!(
+        "id eq {} and members.value eq {}",
+        quote(group_id),
+        quote(member)
+    )
+}
+
+/// What a `ListResponse` answering [`member_filter`] for `group_id` shows:
+/// `Ok(true)` the group matched (the member is in it), `Ok(false)` nothing
+/// matched; `Err(why)` when the answer cannot tell (no `totalResults`, more
+/// than one group, or a group other than the one asked for: the target did
+/// not apply the filter).
+pub fn filter_shows(group_id: &str, list: &Value) -> Result<bool, String> {
+    let Some(total) = list.get("totalResults").and_then(Value::as_u64) else {
+        return Err("its answer has no totalResults".into());
+    };
+    let resources = list
+        .get("Resources")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    match total {
+        0 if resources.is_empty() => Ok(false),
+        0 => Err(format!(
+            "its answer says totalResults 0 but lists {} resource(s)",
+            resources.len()
+        )),
+        1 => match resources {
+            [g] if g.get("id").and_then(Value::as_str) == Some(group_id) => Ok(true),
+            [] => Err("its answer says totalResults 1 but lists no resource".into()),
+            _ => Err("its answer lists another group: the filter was not applied".into()),
+        },
+        n => Err(format!(
+            "{n} groups matched one id: the filter was not applied"
+        )),
     }
 }
 
@@ -157,26 +210,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_user_without_groups_and_a_filter_not_applied_prove_nothing() {
+        let add = step(ActionKind::AddMembership);
+        let rm = step(ActionKind::RemoveMembership);
+        assert_eq!(user_groups_show(&add, &json!({"id": "u1"})), None);
+        let shows = json!({"groups": [{"value": "g1"}]});
+        assert_eq!(user_groups_show(&add, &shows).unwrap().0, Shown::InEffect);
+        assert_eq!(user_groups_show(&rm, &shows).unwrap().0, Shown::NotInEffect);
+        let other = json!({"groups": [{"value": "g2"}]});
+        assert_eq!(user_groups_show(&rm, &other).unwrap().0, Shown::InEffect);
+
+        assert_eq!(
+            member_filter("g\"1", "u1"),
+            r#"id eq "g\"1" and members.value eq "u1""#
+        );
+        let list = |total: u64, ids: &[&str]| {
+            json!({"totalResults": total,
+                   "Resources": ids.iter().map(|i| json!({"id": i})).collect::<Vec<_>>()})
+        };
+        assert_eq!(filter_shows("g1", &list(1, &["g1"])), Ok(true));
+        assert_eq!(filter_shows("g1", &list(0, &[])), Ok(false));
+        assert_eq!(filter_shows("g1", &json!({"totalResults": 0})), Ok(false));
+        for bad in [
+            list(1, &["g2"]),
+            list(3, &["g1", "g2", "g3"]),
+            list(0, &["g1"]),
+            list(1, &[]),
+            json!({"Resources": []}),
+        ] {
+            assert!(filter_shows("g1", &bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn an_absent_members_attribute_is_unknown_never_empty() {
         for kind in [ActionKind::RemoveMembership, ActionKind::AddMembership] {
             let body = json!({"id": "g1", "displayName": "Admins"});
             let (got, why) = in_effect(&step(kind), Some(&body));
             assert_eq!(got, Shown::Unknown, "{kind:?}: {why}");
             assert!(why.contains("does not show group memberships"), "{why}");
-            assert!(needs_members(&step(kind), Some(&body)));
+            assert!(members_show(&step(kind), &body).is_none());
             // A non-list members value proves nothing either.
             let odd = json!({"members": "u1"});
             assert_eq!(in_effect(&step(kind), Some(&odd)).0, Shown::Unknown);
         }
-        let shown = json!({"members": []});
-        assert!(!needs_members(
-            &step(ActionKind::RemoveMembership),
-            Some(&shown)
-        ));
-        assert!(!needs_members(
-            &step(ActionKind::Deactivate),
-            Some(&json!({}))
-        ));
-        assert!(!needs_members(&step(ActionKind::RemoveMembership), None));
     }
 }

@@ -1,60 +1,81 @@
-//! Read-backs: the GET of a step's target (a group asked again for `members`
-//! by name when its answer left them out), one read-back published as
+//! Read-backs: the GET of a step's target (a membership by the queries that
+//! can prove it, `membership`), one read-back published as
 //! `ActionVerified`, and the bounded verification window: read-backs with
 //! backoff until the intent shows or `verify_window_ms` has passed, so a
 //! target that applies writes after a short delay is not UNCONFIRMED.
 
 use std::time::Duration;
 
-use govledger_proto::v1::{ActionVerified, ErrorClass, event::Body};
+use govledger_proto::v1::{ActionKind, ActionVerified, ErrorClass, event::Body};
 use govledger_stream::backoff::Backoff;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{ExecError, Executor, ReadBack, Shown, Step, in_effect, needs_members};
+use super::{ExecError, Executor, ReadBack, Shown, Step, in_effect};
 use crate::retry::{self, Decision, Failure};
 
 /// Backoff between the read-backs of one verification window.
 pub const VERIFY_BACKOFF_MIN_MS: u64 = 100;
 pub const VERIFY_BACKOFF_MAX_MS: u64 = 1_000;
 
-/// The read-backs of one verification window: the last one (`None` = the
-/// target could not be read back) and how many were published.
+/// The read-backs of one verification window: the last one the target
+/// answered (`None` = it could not be read back at all), how many were
+/// tried and how many of them the target did not answer.
 pub struct Window {
     pub last: Option<ReadBack>,
     pub reads: u32,
+    pub unanswered: u32,
     pub elapsed_ms: u64,
 }
 
 impl Window {
-    /// `n read-back(s) over T ms`, for reason texts.
+    /// `n read-back(s) over T ms` (`, k unanswered`), for reason texts.
     pub fn span(&self) -> String {
-        format!("{} read-back(s) over {} ms", self.reads, self.elapsed_ms)
+        let unanswered = match self.unanswered {
+            0 => String::new(),
+            k if k == self.reads => ", none answered".to_owned(),
+            k => format!(", {k} unanswered"),
+        };
+        format!(
+            "{} read-back(s) over {} ms{unanswered}",
+            self.reads, self.elapsed_ms
+        )
     }
 }
 
 impl Executor<'_> {
-    /// GET the step's target: `Ok(None)` on 404. A group answered without
-    /// `members` is read again with `?attributes=members`; if that answer
-    /// has none either, the first one stands (and shows nothing).
+    /// Reads the step's target back: what it shows, with the ETag to write
+    /// with. A membership is read by the queries that can prove it
+    /// (`membership`); anything else by a GET of the user. `Err` when the
+    /// target could not be read.
     pub(super) async fn read(
         &mut self,
         step: &Step,
-    ) -> Result<(Option<Value>, Option<String>, u16), Failure> {
+    ) -> Result<(ReadBack, Option<String>), Failure> {
+        if matches!(
+            step.kind,
+            ActionKind::RemoveMembership | ActionKind::AddMembership
+        ) {
+            return self.read_membership(step).await;
+        }
         let url = self.url(step);
         let (body, etag, status) = self.get(&url).await?;
-        if needs_members(step, body.as_ref()) {
-            let by_name = format!("{url}?attributes=members");
-            if let Ok((Some(v), _, st)) = self.get(&by_name).await
-                && v.get("members").is_some()
-            {
-                return Ok((Some(v), etag, st));
-            }
-        }
-        Ok((body, etag, status))
+        let (shown, observed) = in_effect(step, body.as_ref());
+        Ok((
+            ReadBack {
+                shown,
+                absent: body.is_none(),
+                http_status: status,
+                observed,
+            },
+            etag,
+        ))
     }
 
-    async fn get(&mut self, url: &str) -> Result<(Option<Value>, Option<String>, u16), Failure> {
+    pub(super) async fn get(
+        &mut self,
+        url: &str,
+    ) -> Result<(Option<Value>, Option<String>, u16), Failure> {
         self.limiter.acquire().await;
         match self.target.http.get(url).await {
             Ok(f) => {
@@ -94,21 +115,14 @@ impl Executor<'_> {
         loop {
             attempt += 1;
             match self.read(step).await {
-                Ok((body, _, status)) => {
-                    let (shown, observed) = in_effect(step, body.as_ref());
-                    let rb = ReadBack {
-                        shown,
-                        absent: body.is_none(),
-                        http_status: status,
-                        observed,
-                    };
+                Ok((rb, _)) => {
                     self.emit(
                         attempt,
                         Body::ActionVerified(ActionVerified {
                             step: step_no,
                             in_effect: rb.shown == Shown::InEffect,
                             target_absent: rb.absent,
-                            http_status: u32::from(status),
+                            http_status: u32::from(rb.http_status),
                             observed: rb.observed.clone(),
                             unknown: rb.shown == Shown::Unknown,
                         }),
@@ -148,17 +162,26 @@ impl Executor<'_> {
         )
         .unwrap_or_default();
         let mut reads: u32 = 0;
+        let mut unanswered: u32 = 0;
+        let mut last = None;
         loop {
-            let last = self.verify(step_no, step).await?;
+            let this = self.verify(step_no, step).await?;
             reads += 1;
-            let settled = last
+            // Settled when it shows the intent, or shows the target cannot
+            // tell (asking again will not help).
+            let settled = this
                 .as_ref()
                 .is_some_and(|rb| rb.shown != Shown::NotInEffect);
+            match this {
+                Some(rb) => last = Some(rb),
+                None => unanswered += 1,
+            }
             let left = window.saturating_sub(began.elapsed());
             if settled || left.is_zero() {
                 return Ok(Window {
                     last,
                     reads,
+                    unanswered,
                     elapsed_ms: began.elapsed().as_millis().min(u128::from(u64::MAX)) as u64,
                 });
             }

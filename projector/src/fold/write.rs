@@ -1,11 +1,13 @@
 //! The write path: one function per action event body (requested, attempted,
 //! verified, concluded), the drift check that holds a confirmed action's
 //! intent against later observations, and the late confirmation of an
-//! UNCONFIRMED action that a later observation shows in effect.
+//! UNCONFIRMED, UNVERIFIED or UNVERIFIABLE action that a later observation
+//! shows in effect. An UNVERIFIED action stays in the open-actions index
+//! (the clock turns it OVERDUE at its deadline) until it is confirmed late.
 
 use govledger_proto::v1::{
     ActionAttempted, ActionConcluded, ActionKind, ActionOutcome, ActionRequested, ActionVerified,
-    Alert, Event, WatchedIntent, alert,
+    Alert, Event, StepOutcome, WatchedIntent, alert,
 };
 
 use super::{
@@ -45,6 +47,7 @@ pub(super) fn action_verified(w: &mut Working, seq: u64, ev: &Event, v: &ActionV
     let a = action_mut(w, ev, seq);
     a.verified = true;
     a.in_effect = v.in_effect;
+    a.read_back_unknown = v.unknown;
     a.target_absent = v.target_absent;
     if v.in_effect && !a.verified_steps.contains(&v.step) {
         a.verified_steps.push(v.step);
@@ -77,8 +80,12 @@ pub(super) fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c:
     a.concluded_seq = seq;
     a.steps = c.steps.clone();
     a.watch = c.watch.clone();
-    w.open_actions
-        .remove(&(ev.source_id.clone(), ev.action_id.clone()));
+    // Concluded: no longer open, unless nothing is known yet (UNVERIFIED:
+    // its deadline still matters, see `verdict::action_outcome`).
+    if outcome != ActionOutcome::Unverified {
+        w.open_actions
+            .remove(&(ev.source_id.clone(), ev.action_id.clone()));
+    }
     w.alerts.push(Alert {
         kind: alert::Kind::ActionConcluded as i32,
         source_id: ev.source_id.clone(),
@@ -88,11 +95,12 @@ pub(super) fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c:
         seq,
         ..Default::default()
     });
-    // A confirmed intent is watched for drift; an UNCONFIRMED one for a
-    // later observation that shows it in effect (confirmed late).
+    // A confirmed intent is watched for drift; one not shown in effect (and
+    // not shown failed) for a later observation that shows it in effect
+    // (confirmed late).
     let awaiting = match outcome {
         ActionOutcome::Confirmed => false,
-        ActionOutcome::Unconfirmed => true,
+        o if awaits_late_confirmation(o) => true,
         _ => return,
     };
     for wi in &c.watch {
@@ -116,6 +124,33 @@ pub(super) fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c:
             w.identity_history.insert((key.clone(), chunk.0), chunk.1);
         }
     }
+}
+
+/// The outcomes a later observation showing the intent in effect turns
+/// into CONFIRMED (late): nothing showed the intent, but nothing showed the
+/// write refused either.
+pub fn awaits_late_confirmation(o: ActionOutcome) -> bool {
+    matches!(
+        o,
+        ActionOutcome::Unconfirmed | ActionOutcome::Unverified | ActionOutcome::Unverifiable
+    )
+}
+
+/// Whether observations can confirm every step not yet CONFIRMED: each must
+/// be of a kind a watch follows (deactivate, delete, memberships); a
+/// set-attribute step no read-back showed stays unproved whatever a sync
+/// shows of the others.
+pub fn late_confirmable(steps: &[StepOutcome]) -> bool {
+    steps.iter().all(|s| {
+        s.outcome == ActionOutcome::Confirmed as i32
+            || matches!(
+                ActionKind::try_from(s.kind).unwrap_or_default(),
+                ActionKind::Deactivate
+                    | ActionKind::Delete
+                    | ActionKind::RemoveMembership
+                    | ActionKind::AddMembership
+            )
+    })
 }
 
 /// Confirmed intents kept per identity for drift checks (oldest dropped first).
@@ -160,8 +195,8 @@ pub(super) fn check_drift(
     drifted
 }
 
-/// Does this observation show an UNCONFIRMED action's watched intent in
-/// effect? Only what an observation can prove counts: `active=false` for a
+/// Does this observation show an awaiting (UNCONFIRMED, UNVERIFIED or
+/// UNVERIFIABLE) action's watched intent in effect? Only what an observation can prove counts: `active=false` for a
 /// deactivation, the member listed for an added membership. An absence (a
 /// removed membership, a deletion) is not proof: a list may leave members
 /// out or cap them. Returns (action id, evidence) per intent shown; those
@@ -194,8 +229,9 @@ pub(super) fn check_late(
 }
 
 /// An observation (sync run `run_id`, at `seq`) showed one watched intent of
-/// an UNCONFIRMED action in effect; once all its watches are shown, the
-/// action is CONFIRMED (late), its old reason kept, and an alert raised.
+/// an awaiting action in effect; once all its watches are shown, the action
+/// is CONFIRMED (late), its old outcome and reason kept, its open-actions
+/// entry (an UNVERIFIED one's) removed, and an alert raised.
 pub(super) fn late_confirmed(
     w: &mut Working,
     source_id: &str,
@@ -208,7 +244,8 @@ pub(super) fn late_confirmed(
     let Some(a) = w.actions.get_mut(&key) else {
         return;
     };
-    if a.outcome != ActionOutcome::Unconfirmed as i32 {
+    let before = ActionOutcome::try_from(a.outcome).unwrap_or_default();
+    if !awaits_late_confirmation(before) || !late_confirmable(&a.steps) {
         return;
     }
     // The observation is evidence of this action: it joins its history, so
@@ -225,12 +262,16 @@ pub(super) fn late_confirmed(
     }
     a.unconfirmed_detail = std::mem::take(&mut a.outcome_detail);
     a.outcome = ActionOutcome::Confirmed as i32;
+    a.confirmed_late_from = before as i32;
     a.outcome_detail = format!(
-        "confirmed late: sync run {run_id} observed it in effect ({evidence}); before: {}",
+        "confirmed late: sync run {run_id} observed it in effect ({evidence}); before, {}: {}",
+        before.as_str_name().trim_start_matches("ACTION_OUTCOME_"),
         a.unconfirmed_detail
     );
     a.late_confirmed_seq = seq;
     let message = a.outcome_detail.clone();
+    w.open_actions
+        .remove(&(source_id.to_owned(), action_id.to_owned()));
     w.alerts.push(Alert {
         kind: alert::Kind::ActionConcluded as i32,
         source_id: source_id.to_owned(),
@@ -287,6 +328,38 @@ mod tests {
         ];
         assert!(check_late(&mut w, Some(false), &[], 11).is_empty());
         assert!(w.iter().all(|wi| wi.awaiting));
+    }
+
+    #[test]
+    fn every_outcome_that_showed_nothing_against_the_intent_awaits_an_observation() {
+        use ActionOutcome::*;
+        for o in [Unconfirmed, Unverified, Unverifiable] {
+            assert!(awaits_late_confirmation(o), "{o:?}");
+        }
+        for o in [Confirmed, Failed, Overdue, Drifted, Pending, Unspecified] {
+            assert!(!awaits_late_confirmation(o), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn a_step_no_watch_follows_keeps_an_action_from_being_confirmed_late() {
+        let step = |kind: ActionKind, outcome: ActionOutcome| StepOutcome {
+            step: 1,
+            kind: kind as i32,
+            outcome: outcome as i32,
+            detail: String::new(),
+        };
+        use ActionKind::*;
+        use ActionOutcome::*;
+        assert!(late_confirmable(&[
+            step(Deactivate, Unverified),
+            step(AddMembership, Unverifiable),
+            step(SetAttribute, Confirmed),
+        ]));
+        assert!(!late_confirmable(&[
+            step(Deactivate, Unverified),
+            step(SetAttribute, Unverified),
+        ]));
     }
 
     #[test]

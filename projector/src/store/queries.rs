@@ -69,8 +69,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Every action of a source that has not concluded (at most `limit`), read
-    /// through the open-action index: the cost follows the open actions only.
+    /// Every action of a source that has not concluded, or concluded
+    /// UNVERIFIED and not confirmed since (its deadline still matters), at
+    /// most `limit`, read through the open-action index: the cost follows
+    /// the open actions only.
     pub fn open_actions(&self, source_id: &str, limit: usize) -> Result<Vec<ActionState>> {
         let p = keys::prefix(keys::TAG_OPEN_ACTION, &[source_id]);
         let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! The fault catalogue: how the server is seeded ([`ScimConfig`]) and every way
 //! it can bend the protocol ([`Faults`]: page faults R1..R13, write faults
-//! W1..W3, W7, W8), plus the request log's record ([`RequestRecord`]).
+//! W1..W3, W7..W10), plus the request log's record ([`RequestRecord`]).
 
 use super::*;
 
@@ -17,7 +17,8 @@ pub struct ScimConfig {
     /// Larger `count`s are capped to this (RFC 7644 §3.4.2.4).
     pub max_page_size: usize,
     /// Users carry their groups (`groups`, RFC 7643 §4.1.2, read-only), as
-    /// most real servers show them.
+    /// most real servers show them, from the start (the same as
+    /// [`Faults::user_groups`], which can also switch it on later).
     pub user_groups: bool,
 }
 
@@ -218,6 +219,19 @@ pub struct Faults {
     /// W8 (memberships not shown): whether a single-group GET carries
     /// `members` (see [`MembersShown`]). Lists are not affected.
     pub members_shown: MembersShown,
+    /// W9 (memberships shown by other means): how `GET /v2/Groups` answers
+    /// the membership filter `id eq "G" and members.value eq "U"` (see
+    /// [`MemberFilter`]; every other filter stays a 400 `invalidFilter`).
+    pub member_filter: MemberFilter,
+    /// W9: users carry the read-only `groups` attribute (RFC 7643 §4.1.2,
+    /// `[{"value":GID,"display":NAME,"$ref":URL,"type":"direct"}]`) in every
+    /// answer (single GETs and lists). Off by default, as on `scim2-server`.
+    pub user_groups: bool,
+    /// W10 (down after the write): once a write is applied (and answered),
+    /// every later request, reads and writes alike, answers 503 until the
+    /// next [`FaultScim::set_faults`]: the target went down between the write
+    /// and its read-back.
+    pub down_after_write: bool,
     /// How the REST API answers where real APIs differ from the plain form
     /// (GitHub-style `Link` lines, relative links, pages past the end, rate
     /// limits); SCIM is unaffected.
@@ -235,6 +249,27 @@ pub enum MembersShown {
     OnRequest,
     /// Never: the attribute is always left out.
     Never,
+}
+
+/// W9: how `GET /v2/Groups?filter=id eq "G" and members.value eq "U"`
+/// (RFC 7644 §3.4.2.2) is answered. Filters of any other form are a 400
+/// `invalidFilter` in every mode (as without this fault).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemberFilter {
+    /// 400 `invalidFilter`: filtering is not supported (the default).
+    #[default]
+    Refused,
+    /// Applied: a `ListResponse` with the group (`totalResults` 1) when `U`
+    /// is one of its members, else none (`totalResults` 0). The group is
+    /// shown as a single GET shows it ([`Faults::members_shown`]).
+    Supported,
+    /// 501 Not Implemented with a SCIM error body.
+    NotImplemented,
+    /// Only the `id eq` clause is applied (the member clause is ignored): the
+    /// group matches whoever is asked about — a server a client must catch.
+    IgnoresMembers,
+    /// The filter is ignored altogether: the plain listing of every group.
+    Ignored,
 }
 
 /// REST API behaviours of real APIs (each legal, each one a client must read).

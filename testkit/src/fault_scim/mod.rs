@@ -6,7 +6,9 @@
 //! resources with `meta.version` and `ETag`, PATCH and DELETE, SCIM error bodies
 //! and bearer authentication. [`Faults`] then bends it in each of the ways a
 //! sync can fail silently (R1..R13, see each field), and each of the ways a
-//! lifecycle action (a write) can fail or lie (W1..W3, W7 slow to apply, W8 memberships not shown; W4, drift after a
+//! lifecycle action (a write) can fail or lie (W1..W3, W7 slow to apply, W8 memberships not shown, W9
+//! memberships shown only by a filter or the user's `groups`, W10 down after
+//! the write; W4, drift after a
 //! confirmed action, is done by hand with [`FaultScim::set_active`] and
 //! [`FaultScim::set_group_members`]).
 //!
@@ -66,8 +68,12 @@
 //!
 //! The write path (what a lifecycle-action executor uses), `{id}` a user or
 //! group id:
+//! - `GET /v2/Groups?filter=id eq "G" and members.value eq "U"`: the
+//!   membership filter, answered as [`Faults::member_filter`] says (a 400
+//!   `invalidFilter` by default, like every other filter).
 //! - `GET /v2/Users/{id}`, `GET /v2/Groups/{id}` (`?attributes=members` asks for
-//!   `members` by name, see [`MembersShown`]): 200 with the resource and
+//!   `members` by name, see [`MembersShown`]; users carry `groups` only with
+//!   [`Faults::user_groups`]): 200 with the resource and
 //!   `ETag: W/"N"`, where `W/"N"` is also its `meta.version`; `N` starts at 1
 //!   and goes up by one on every change (a write that changes nothing keeps
 //!   it). A user has `id`, `userName`, `active`, and `displayName` / `title`
@@ -105,7 +111,8 @@
 //!   [`RequestRecord`], [`FaultScim::write_requests`]).
 //!
 //! Layout (split by role and fault family):
-//! - `faults`: the seed config and the fault catalogue (R1..R13, W1..W3, W7, W8);
+//! - `faults`: the seed config and the fault catalogue (R1..R13, W1..W3, W7..W10);
+//! - `member_query`: the membership filter on `/v2/Groups` (W9);
 //! - `model`: users, groups, counters and the request log;
 //! - `page_faults`: which page faults fire for one list request;
 //! - `paging`: SCIM index and cursor paging;
@@ -118,6 +125,7 @@
 
 mod faults;
 mod groups;
+mod member_query;
 mod model;
 mod page_faults;
 mod paging;
@@ -128,7 +136,8 @@ mod writes;
 
 pub use self::{faults::*, responses::http_date_in};
 use self::{
-    groups::*, model::*, page_faults::*, paging::*, responses::*, rest::*, router::*, writes::*,
+    groups::*, member_query::*, model::*, page_faults::*, paging::*, responses::*, rest::*,
+    router::*, writes::*,
 };
 
 use std::{

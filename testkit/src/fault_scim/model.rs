@@ -37,6 +37,8 @@ pub(super) struct Counters {
     pub(super) mutation_done: bool,
     /// `write_fail` entries consumed, keyed by index in the Vec.
     pub(super) write_hits: HashMap<usize, u32>,
+    /// W10: a write was applied while `down_after_write` was set.
+    pub(super) down: bool,
     /// `RestQuirks::rate_window`: (requests used, the window's end in epoch seconds).
     pub(super) rate_window: Option<(usize, u64)>,
 }
@@ -183,7 +185,7 @@ impl Inner {
         if let Some(t) = &u.title {
             v["title"] = json!(t);
         }
-        if self.cfg.user_groups {
+        if self.cfg.user_groups || self.faults.user_groups {
             let groups: Vec<Value> = self
                 .groups
                 .values()
@@ -193,6 +195,7 @@ impl Inner {
                         "value": g.id,
                         "display": g.display_name,
                         "$ref": format!("{}/Groups/{}", self.base_url, g.id),
+                        "type": "direct",
                     })
                 })
                 .collect();

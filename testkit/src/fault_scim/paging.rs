@@ -131,7 +131,10 @@ pub(super) async fn list_groups(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list(s, ResourceType::Groups, q).await
+    match member_filter_answer(&s, q) {
+        Ok(answer) => answer,
+        Err(q) => list(s, ResourceType::Groups, q).await,
+    }
 }
 
 pub(super) async fn list(s: Shared, kind: ResourceType, q: HashMap<String, String>) -> Response {

@@ -1,5 +1,6 @@
 //! The axum router: the routes, the tracking middleware (request log,
-//! latency, bearer auth and its expiry, due mutations, the write log) and the
+//! latency, bearer auth and its expiry, due mutations, the write log, W10's
+//! outage after a write) and the
 //! `ServiceProviderConfig` discovery document.
 
 use super::*;
@@ -82,7 +83,7 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let (token_ok, expired) = {
+    let (token_ok, expired, down) = {
         let mut g = lock(&s);
         g.maybe_mutate();
         let token_ok = match &g.cfg.bearer_token {
@@ -93,9 +94,15 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
                 })
             }),
         };
-        (token_ok, g.auth_expired())
+        (token_ok, g.auth_expired(), g.c.down)
     };
-    let resp = if !token_ok && rest {
+    let resp = if down {
+        scim_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "the service is down (injected)",
+        )
+    } else if !token_ok && rest {
         rest_unauthorized("missing or wrong bearer token", false)
     } else if !token_ok {
         unauthorized("missing or wrong bearer token", false)
@@ -114,6 +121,9 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
             r.status = resp.status().as_u16();
             r.page_no = page_no;
             r.applied = write.then(|| info.is_some_and(|w| w.applied));
+        }
+        if g.faults.down_after_write && info.is_some_and(|w| w.applied) {
+            g.c.down = true;
         }
     }
     if let Some(ms) = info.map(|w| w.delay_ms).filter(|&ms| ms > 0) {
