@@ -353,3 +353,75 @@ async fn a_capped_server_without_totals_is_read_to_the_end() {
         r.reasons
     );
 }
+
+/// Three full syncs in a row, each COMPLETE without a reason; returns the last.
+async fn three_clean_runs(gl: &Govledger, source: &str) -> govledger_proto::v1::GetRunResponse {
+    let mut last = None;
+    for i in 0..3 {
+        let r = gl.sync(source).await;
+        assert_eq!(
+            (r.verdict, codes(&r)),
+            (Verdict::Complete as i32, vec![]),
+            "{source} run {i}: {:?}",
+            r.reasons
+        );
+        last = Some(r);
+    }
+    last.unwrap()
+}
+
+fn scim2_toml(base_url: &str) -> String {
+    format!(
+        "[[sources]]\nid = \"scim2\"\nbase_url = \"{base_url}\"\nresources = [\"Users\", \"Groups\"]\npage_size = 100\n"
+    )
+}
+
+/// Clean sources stay COMPLETE run after run, with no new false alarm: the
+/// real scim2-server by index (its groups all of one size, so read one by
+/// one each run) and capped at 40 per page (negotiated from its
+/// ServiceProviderConfig), the fault server by cursor, and the fault server
+/// capping member lists (read in full, a member added beyond the cap never
+/// DRIFTED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_runs_stay_complete_run_after_run() {
+    let nats = NatsServer::start().await;
+    for (max_results, negotiated) in [(None, 100), (Some(40), 40)] {
+        let scim = match max_results {
+            None => govledger_testkit::scim2::Scim2Server::start(),
+            Some(n) => govledger_testkit::scim2::Scim2Server::start_with_max_results(n),
+        };
+        let users = scim.seed_users(300).await;
+        scim.seed_groups(6, 20, &users).await;
+        let gl = Govledger::serve_with_config(&nats.url(), &scim2_toml(&scim.base_url));
+        let run = three_clean_runs(&gl, "scim2").await.run.unwrap();
+        assert_eq!(run.records_unique, 306);
+        assert_eq!(run.negotiated_page_size, negotiated);
+        assert_eq!(
+            run.server_max_page_size,
+            Some(max_results.unwrap_or(1000) as u32)
+        );
+        assert_eq!(run.member_reads, 6, "six groups of 20: each read once");
+    }
+
+    let (_n, scim, gl) = setup(&format!("{GROUPS}\npaging = \"cursor\"")).await;
+    let run = three_clean_runs(&gl, "hr").await.run.unwrap();
+    assert_eq!(run.records_unique, USERS as u64 + 5);
+
+    let (_n, scim2, gl2) = setup(GROUPS).await;
+    let groups = size_groups(&scim2, SIZES);
+    scim2.set_faults(Faults {
+        members_capped: Some(MembersCapped {
+            list: 4,
+            single: None,
+            ranged: false,
+        }),
+        ..Default::default()
+    });
+    three_clean_runs(&gl2, "hr").await;
+    let user = scim2.user_ids()[200].clone();
+    let id = add_member(&gl2, &user, &groups[1]).await;
+    three_clean_runs(&gl2, "hr").await;
+    assert_outcome(&action(&gl2, &id).await, ActionOutcome::Confirmed);
+    assert_eq!(group(&gl2, &groups[1]).await.memberships.len(), 7);
+    drop(scim);
+}
