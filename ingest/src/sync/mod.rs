@@ -12,7 +12,7 @@
 //! next worker ([`abandon_run`]).
 //!
 //! A SCIM run first reads `/ServiceProviderConfig` and asks for pages of
-//! min(configured, the server's declared maximum) ([`Run::negotiate_page_size`]);
+//! min(configured, the server's declared maximum) (`paging`);
 //! an answer that fails or declares none keeps the configured size.
 //!
 //! Layout: this module runs a sync and fetches, parses and publishes one page
