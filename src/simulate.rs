@@ -109,6 +109,7 @@ pub fn run_events(producer: &ProducerId, sim: &SimRun) -> Vec<Event> {
                 requested_count: sim.page_size as u32,
                 offset: Some(start),
                 role: 0,
+                ..Default::default()
             }),
         ));
         ok += 1;
@@ -127,6 +128,7 @@ pub fn run_events(producer: &ProducerId, sim: &SimRun) -> Vec<Event> {
                     version: format!("W/\"{n}\""),
                     page_key: page_key.clone(),
                     display_name: format!("user{n}@example.test"),
+                    ..Default::default()
                 }),
             ));
         }

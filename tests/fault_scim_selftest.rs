@@ -449,6 +449,76 @@ async fn groups_page_with_members() {
     assert_eq!(last.page_no, Some(3), "Groups list #3");
 }
 
+#[tokio::test]
+async fn capped_member_lists_ranged_lists_and_capped_single_reads() {
+    let s = server!(users: 10, groups: 2);
+    s.set_group_members("g0000000", uids(0..6));
+    let members = |v: &Value, key: &str| v[key].as_array().map_or(0, Vec::len);
+    s.set_faults(Faults {
+        members_capped: Some(MembersCapped {
+            list: 4,
+            single: None,
+            ranged: false,
+        }),
+        ..Default::default()
+    });
+    let page = ok_json(&s, get("/Groups?startIndex=1&count=5")).await;
+    assert_eq!(members(&page["Resources"][0], "members"), 4);
+    assert_eq!(
+        members(&page["Resources"][1], "members"),
+        3,
+        "under the cap"
+    );
+    assert_eq!(
+        members(&ok_json(&s, get("/Groups/g0000000")).await, "members"),
+        6
+    );
+    s.set_faults(Faults {
+        members_capped: Some(MembersCapped {
+            list: 4,
+            single: Some(5),
+            ranged: true,
+        }),
+        ..Default::default()
+    });
+    let page = ok_json(&s, get("/Groups?startIndex=1&count=5")).await;
+    let g0 = &page["Resources"][0];
+    assert!(g0.get("members").is_none());
+    assert_eq!(members(g0, "members;range=0-3"), 4);
+    assert_eq!(members(&page["Resources"][1], "members"), 3);
+    let single = ok_json(&s, get("/Groups/g0000000?attributes=members")).await;
+    assert_eq!(members(&single, "members"), 5, "capped too, never ranged");
+}
+
+#[tokio::test]
+async fn service_provider_config_answers_and_absent_totals() {
+    let s = server!(users: 10);
+    s.set_faults(Faults {
+        spc: SpcAnswer::MaxResults(40),
+        total_results: TotalResults::Absent,
+        ..Default::default()
+    });
+    let spc = ok_json(&s, get("/ServiceProviderConfig")).await;
+    assert_eq!(spc["filter"]["maxResults"], 40);
+    assert!(spc.get("pagination").is_none());
+    let page = ok_json(&s, get("/Users?startIndex=1&count=5")).await;
+    assert!(page.get("totalResults").is_none());
+    assert_eq!(ids(&page).len(), 5);
+    let probe = ok_json(&s, get("/Users?count=0")).await;
+    assert!(probe.get("totalResults").is_none());
+    s.set_faults(Faults {
+        spc: SpcAnswer::Omitted,
+        ..Default::default()
+    });
+    let spc = ok_json(&s, get("/ServiceProviderConfig")).await;
+    assert!(spc["filter"].get("maxResults").is_none() && spc.get("pagination").is_none());
+    s.set_faults(Faults {
+        spc: SpcAnswer::Fails(503),
+        ..Default::default()
+    });
+    rows!(&s; get("/ServiceProviderConfig") => Scim(503));
+}
+
 /// `(has_authorization, status)` of every logged request.
 fn auth_log(s: &FaultScim) -> Vec<(bool, u16)> {
     s.requests()

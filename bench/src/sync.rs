@@ -71,6 +71,8 @@ pub async fn bench(
         deletion_threshold_abs: 0,
         deletion_thresholds: Vec::new(),
         rest: None,
+        member_list_cap: None,
+        member_fetch_max: govledger_ingest::sync::DEFAULT_MEMBER_FETCH_MAX,
     };
     let mut best = SyncResult {
         users,

@@ -299,6 +299,7 @@ fn item(r: &Value, shape: &RestShape, page_key: &str, index: u32) -> Item {
         version: String::new(),
         page_key: page_key.to_owned(),
         display_name,
+        ..Default::default()
     })
 }
 

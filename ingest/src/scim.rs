@@ -158,12 +158,10 @@ pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) 
     } else {
         "groups"
     };
-    let memberships = match o.get(members_key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
+    let (memberships, memberships_incomplete) = if entity_type == EntityType::Group {
+        group_members(o)
+    } else {
+        (member_values(o.get(members_key)), false)
     };
     Item::Observed(RecordObserved {
         entity_type: entity_type as i32,
@@ -174,6 +172,81 @@ pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) 
         version,
         page_key: page_key.to_owned(),
         display_name: label,
+        memberships_incomplete,
+    })
+}
+
+/// The `value`s of a multi-valued attribute (`[{"value": id}, ..]`).
+fn member_values(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A group's members, and whether the list is obviously partial: ranged
+/// (`"members;range=0-1499": [..]`, as directories that page members send
+/// them) or an object instead of a list (`{"values": [..], "next": ..}`).
+/// The members shown are kept either way. An absent `members` is what it
+/// was before (no members listed; see the fold and the executor).
+fn group_members(o: &serde_json::Map<String, Value>) -> (Vec<String>, bool) {
+    let ranged: Vec<&Value> = o
+        .iter()
+        .filter(|(k, _)| {
+            k.len() > "members;".len() && k[.."members;".len()].eq_ignore_ascii_case("members;")
+        })
+        .map(|(_, v)| v)
+        .collect();
+    let mut members = member_values(o.get("members"));
+    let mut partial = !ranged.is_empty();
+    for v in ranged {
+        members.extend(member_values(Some(v)));
+    }
+    if let Some(Value::Object(m)) = o.get("members") {
+        partial = true;
+        for v in m.values() {
+            members.extend(member_values(Some(v)));
+        }
+    }
+    (members, partial)
+}
+
+/// The largest page size a `/ServiceProviderConfig` answer (RFC 7643 §5)
+/// declares: RFC 9865's `pagination.maxPageSize`, else `filter.maxResults`.
+/// `Ok(None)` when it declares neither (or 0); an error when the body is
+/// not a JSON object.
+pub fn parse_service_provider_config(body: &[u8]) -> Result<Option<u32>, ParseError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    if !v.is_object() {
+        return Err(ParseError::NotList(
+            "ServiceProviderConfig is not an object".into(),
+        ));
+    }
+    let positive = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    Ok(positive("/pagination/maxPageSize").or_else(|| positive("/filter/maxResults")))
+}
+
+/// One resource (`GET /Groups/{id}`) as a page of one item.
+pub fn parse_resource(
+    body: &[u8],
+    entity_type: EntityType,
+    page_key: &str,
+) -> Result<ListPage, ParseError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| ParseError::NotJson(e.to_string()))?;
+    Ok(ListPage {
+        total_results: None,
+        items_per_page: None,
+        start_index: None,
+        next_cursor: None,
+        items: vec![resource(&v, entity_type, page_key, 0)],
     })
 }
 
@@ -272,6 +345,53 @@ mod tests {
                 RejectReason::BadType as i32
             ]
         );
+    }
+
+    #[test]
+    fn ranged_or_object_member_lists_are_partial() {
+        let group = |body: &str| {
+            let p = parse_list(body.as_bytes(), EntityType::Group, "k").unwrap();
+            let Item::Observed(g) = p.items[0].clone() else {
+                panic!("{body}")
+            };
+            (g.memberships, g.memberships_incomplete)
+        };
+        let (m, partial) =
+            group(r#"{"Resources":[{"id":"g","members":[{"value":"a"},{"value":"b"}]}]}"#);
+        assert_eq!((m, partial), (vec!["a".to_owned(), "b".to_owned()], false));
+        let (m, partial) = group(
+            r#"{"Resources":[{"id":"g","members;range=0-1":[{"value":"a"},{"value":"b"}]}]}"#,
+        );
+        assert_eq!((m, partial), (vec!["a".to_owned(), "b".to_owned()], true));
+        let (m, partial) = group(
+            r#"{"Resources":[{"id":"g","members":{"values":[{"value":"a"}],"next":"/Groups/g?range=1"}}]}"#,
+        );
+        assert_eq!((m, partial), (vec!["a".to_owned()], true));
+        assert_eq!(group(r#"{"Resources":[{"id":"g"}]}"#), (vec![], false));
+        // A user's `groups` is read as it is, never judged.
+        let p = parse(r#"{"Resources":[{"id":"u","groups":{"values":[]}}]}"#).unwrap();
+        let Item::Observed(u) = &p.items[0] else {
+            panic!()
+        };
+        assert!(!u.memberships_incomplete);
+    }
+
+    #[test]
+    fn service_provider_config_page_sizes() {
+        let spc = |b: &str| parse_service_provider_config(b.as_bytes());
+        assert_eq!(
+            spc(r#"{"filter":{"supported":true,"maxResults":200}}"#),
+            Ok(Some(200))
+        );
+        assert_eq!(
+            spc(r#"{"filter":{"maxResults":200},"pagination":{"maxPageSize":50}}"#),
+            Ok(Some(50))
+        );
+        assert_eq!(spc(r#"{"filter":{"supported":false}}"#), Ok(None));
+        assert_eq!(spc(r#"{"filter":{"maxResults":0}}"#), Ok(None));
+        assert_eq!(spc(r#"{"filter":{"maxResults":"many"}}"#), Ok(None));
+        assert!(spc("<html>").is_err());
+        assert!(spc("[1]").is_err());
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     let count_over = count_mismatches(run, &mut reasons);
     paging_defects(run, count_over, &mut reasons);
     record_defects(run, &mut reasons);
+    membership_defects(run, &mut reasons);
     if run.late_events > 0 {
         reasons.push(reason(
             ReasonCode::LateEvents,
@@ -313,6 +314,25 @@ fn record_defects(run: &RunState, reasons: &mut Vec<Reason>) {
             ),
         ));
     }
+}
+
+/// MEMBERSHIP_INCOMPLETE: groups whose member lists were capped or ranged
+/// and could not be read in full (named, up to the kept ids).
+fn membership_defects(run: &RunState, reasons: &mut Vec<Reason>) {
+    let n = run.memberships_incomplete_groups;
+    if n == 0 {
+        return;
+    }
+    reasons.push(reason(
+        ReasonCode::MembershipIncomplete,
+        format!(
+            "{} capped or ranged and could not be read in full ({}): members not listed are unknown; \
+             raise member_fetch_max (groups read one by one per run) or the server's member list cap, \
+             then sync again",
+            plural(n, "group's member list was", "groups' member lists were"),
+            key_list(&run.memberships_incomplete_ids, n)
+        ),
+    ));
 }
 
 /// Adds COUNT_SHORT / COUNT_OVER when `unique` differs from `declared`; true when over.
@@ -661,6 +681,39 @@ mod tests {
             }),
             Verdict::Complete,
             &[],
+        );
+    }
+
+    #[test]
+    fn capped_member_lists_are_incomplete_and_named_in_the_right_number() {
+        let run = finished(|r| {
+            r.memberships_incomplete_groups = 1;
+            r.memberships_incomplete_ids = vec!["g7".into()];
+        });
+        let (v, reasons) = decide_finished(&run);
+        assert_eq!(v, Verdict::Incomplete);
+        assert_eq!(
+            reasons[0].message,
+            "1 group's member list was capped or ranged and could not be read in full (g7): \
+             members not listed are unknown; raise member_fetch_max (groups read one by one per \
+             run) or the server's member list cap, then sync again"
+        );
+        let run = finished(|r| {
+            r.memberships_incomplete_groups = 20;
+            r.memberships_incomplete_ids = (0..16).map(|i| format!("g{i}")).collect();
+        });
+        let (_, reasons) = decide_finished(&run);
+        assert!(
+            reasons[0]
+                .message
+                .starts_with("20 groups' member lists were capped or ranged")
+                && reasons[0].message.contains("g14, g15, …)"),
+            "{reasons:?}"
+        );
+        check(
+            run,
+            Verdict::Incomplete,
+            &[ReasonCode::MembershipIncomplete],
         );
     }
 

@@ -117,6 +117,7 @@ fn observed(j: u64) -> Body {
         version: format!("W/\"{j}\""),
         page_key: page_key(j / PAGE),
         display_name: format!("identity {j}"),
+        ..Default::default()
     })
 }
 

@@ -390,6 +390,14 @@ pub fn run_detail(r: &GetRunResponse) -> String {
             .map(thousands)
             .unwrap_or_else(|| "nothing".into()),
     ));
+    out.push_str(&page_size_line(run));
+    if run.member_reads > 0 || run.memberships_incomplete_groups > 0 {
+        out.push_str(&format!(
+            "member lists: {} read one by one, {} incomplete\n",
+            plural(run.member_reads, "group", "groups"),
+            thousands(run.memberships_incomplete_groups),
+        ));
+    }
     out
 }
 
@@ -424,6 +432,27 @@ fn acceptance_detail(r: &GetRunResponse) -> String {
         }
         None => String::new(),
     }
+}
+
+/// The page size a SCIM run asked for, as negotiated from the server's
+/// `/ServiceProviderConfig` ("" when the run did not negotiate).
+fn page_size_line(run: &govledger_proto::v1::RunState) -> String {
+    if run.negotiated_page_size == 0 {
+        return String::new();
+    }
+    let server = match run.server_max_page_size {
+        Some(max) => format!("the server's maximum {}", thousands(u64::from(max))),
+        None => "the server declared no maximum".to_owned(),
+    };
+    let note = if run.page_size_note.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", run.page_size_note)
+    };
+    format!(
+        "page size asked: {} ({server}){note}\n",
+        thousands(u64::from(run.negotiated_page_size))
+    )
 }
 
 /// Parses `--as-of`: a stream sequence (digits) or an RFC 3339 time.
@@ -520,7 +549,22 @@ pub fn identity_detail(r: &GetIdentityResponse) -> String {
         i.last_observed_run_id,
         i.last_observed_seq,
         i.observations,
-    )
+    ) + &memberships_line(i)
+}
+
+/// How many memberships an identity shows, and whether its last member
+/// list was capped ("" when it has none and nothing is in doubt).
+fn memberships_line(i: &govledger_proto::v1::IdentityState) -> String {
+    if i.memberships_incomplete {
+        format!(
+            "memberships: {} known; the last member list was capped: members not listed are unknown\n",
+            thousands(i.memberships.len() as u64)
+        )
+    } else if i.memberships.is_empty() {
+        String::new()
+    } else {
+        format!("memberships: {}\n", thousands(i.memberships.len() as u64))
+    }
 }
 
 pub fn ledger_status(s: &LedgerStatus) -> String {
@@ -668,6 +712,40 @@ mod tests {
         );
         assert!(run_detail(&one(2)).contains("(2 failed attempts)\n"));
         assert!(run_detail(&one(0)).contains("(0 failed attempts)\n"));
+    }
+
+    #[test]
+    fn the_negotiated_page_size_is_shown() {
+        use govledger_proto::v1::RunState;
+        let shown = |run: RunState| {
+            run_detail(&GetRunResponse {
+                run: Some(run),
+                ..Default::default()
+            })
+        };
+        let out = shown(RunState {
+            negotiated_page_size: 40,
+            server_max_page_size: Some(40),
+            member_reads: 1,
+            ..Default::default()
+        });
+        assert!(
+            out.contains("page size asked: 40 (the server's maximum 40)\n")
+                && out.contains("member lists: 1 group read one by one, 0 incomplete\n"),
+            "{out}"
+        );
+        let out = shown(RunState {
+            negotiated_page_size: 100,
+            page_size_note:
+                "/ServiceProviderConfig declares no maximum page size: asked for the configured 100"
+                    .into(),
+            ..Default::default()
+        });
+        assert!(
+            out.contains("page size asked: 100 (the server declared no maximum) (/ServiceProviderConfig declares no maximum page size: asked for the configured 100)\n"),
+            "{out}"
+        );
+        assert!(!shown(RunState::default()).contains("page size"));
     }
 
     #[test]

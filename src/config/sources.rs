@@ -138,6 +138,21 @@ pub struct SourceConfig {
     /// answered), in milliseconds (backoff between them).
     #[serde(default = "default_verify_window_ms")]
     pub verify_window_ms: u64,
+    /// SCIM: the server's cap on `members` in group lists, if known; groups
+    /// listed with this many members are read individually. Absent: detected
+    /// (the largest member count shared by several groups).
+    pub member_list_cap: Option<u32>,
+    /// SCIM: groups read individually for their members per run at most
+    /// (0 = none: a capped group is then INCOMPLETE at once).
+    #[serde(default = "default_member_fetch_max")]
+    pub member_fetch_max: u32,
+}
+
+/// The most groups a run may read individually for their members.
+pub const MEMBER_FETCH_MAX_MAX: u32 = 1_000_000;
+
+fn default_member_fetch_max() -> u32 {
+    govledger_ingest::sync::DEFAULT_MEMBER_FETCH_MAX
 }
 
 /// The longest verification window: an action's worker is busy meanwhile.
@@ -271,6 +286,8 @@ impl SourceConfig {
                 deletion_threshold_abs: self.deletion_threshold_abs,
                 deletion_thresholds,
                 rest,
+                member_list_cap: self.member_list_cap,
+                member_fetch_max: self.member_fetch_max,
             },
             auth,
             timeout: Duration::from_millis(self.timeout_ms),
@@ -386,6 +403,18 @@ impl SourceConfig {
                 "must be within 0..=100",
             ));
         }
+        if self.member_list_cap == Some(0) {
+            return Err(invalid(
+                k("member_list_cap"),
+                "must be at least 1 (leave it out to detect the cap)",
+            ));
+        }
+        if self.member_fetch_max > MEMBER_FETCH_MAX_MAX {
+            return Err(invalid(
+                k("member_fetch_max"),
+                format!("must be within 0..={MEMBER_FETCH_MAX_MAX}"),
+            ));
+        }
         if self.verify_window_ms > VERIFY_WINDOW_MAX_MS {
             return Err(invalid(
                 k("verify_window_ms"),
@@ -483,6 +512,21 @@ mod tests {
         );
         assert!(s.writable());
         assert!(s.schedule_interval.is_none());
+        assert_eq!(s.spec.member_list_cap, None);
+        assert_eq!(
+            s.spec.member_fetch_max,
+            govledger_ingest::sync::DEFAULT_MEMBER_FETCH_MAX
+        );
+        let s = source(
+            "member_list_cap = 1500
+member_fetch_max = 0",
+            &Env(vec![]),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.spec.member_list_cap, s.spec.member_fetch_max),
+            (Some(1500), 0)
+        );
     }
 
     #[test]
@@ -506,6 +550,8 @@ mod tests {
                 "sources[0].auth.username",
             ),
             ("[retry]\nattempts_max = 0", "sources[0].retry.attempts_max"),
+            ("member_list_cap = 0", "sources[0].member_list_cap"),
+            ("member_fetch_max = 1000001", "sources[0].member_fetch_max"),
         ] {
             let e = err(lines);
             assert!(e.contains(&format!("`{key}`")), "{lines}: {e}");

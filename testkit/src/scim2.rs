@@ -118,20 +118,59 @@ impl Scim2Server {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts an open server announcing (and applying) `filter.maxResults`
+    /// = `max_results`: the server then serves at most that many resources
+    /// per page, and says so in `/ServiceProviderConfig` (without RFC 9865's
+    /// `pagination` block, as its default one).
+    pub fn start_with_max_results(max_results: usize) -> Self {
+        let spc = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": {"supported": true},
+            "bulk": {"supported": true, "maxOperations": 1000, "maxPayloadSize": 1_048_576},
+            "filter": {"supported": true, "maxResults": max_results},
+            "changePassword": {"supported": true},
+            "sort": {"supported": true},
+            "etag": {"supported": true},
+            "authenticationSchemes": [],
+        });
+        scim2_server_bin()
+            .and_then(|bin| Self::try_start_with(&bin, None, Some(&spc)))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Starts `bin` (demanding `token` if given) on a free port and waits
     /// until it accepts connections. Blocking; call it from the thread that
     /// owns the server (see the `pdeathsig` note in `spawn`).
     pub fn try_start(bin: &Path, token: Option<String>) -> Result<Self, Error> {
+        Self::try_start_with(bin, token, None)
+    }
+
+    /// [`Self::try_start`], announcing `spc` as its `/ServiceProviderConfig`
+    /// (`--service-provider-config`) when given.
+    pub fn try_start_with(
+        bin: &Path,
+        token: Option<String>,
+        spc: Option<&Value>,
+    ) -> Result<Self, Error> {
         let http = http_client()?;
         let dir = tempfile::Builder::new()
             .prefix("govledger-scim2-")
             .tempdir()
             .map_err(Error::io("creating the scim2-server folder"))?;
         let log = dir.path().join("scim2-server.log");
+        let spc_file = match spc {
+            Some(v) => {
+                let f = dir.path().join("service-provider-config.json");
+                std::fs::write(&f, v.to_string())
+                    .map_err(Error::io(format!("writing {}", f.display())))?;
+                Some(f)
+            }
+            None => None,
+        };
         // A free port can be taken between the probe and the bind: retry.
         for _ in 0..START_TRIES {
             let port = net::try_free_port()?;
-            let mut child = spawn(bin, port, token.as_deref(), &log)?;
+            let mut child = spawn(bin, port, token.as_deref(), spc_file.as_deref(), &log)?;
             let ready = net::wait_port(port, READY_TIMEOUT_MS, || {
                 matches!(child.try_wait(), Ok(None))
             });
@@ -470,7 +509,13 @@ impl Drop for Scim2Server {
 
 /// Spawns `bin` on `port` (demanding `token` if given), its output into `log`.
 #[allow(unsafe_code)]
-fn spawn(bin: &Path, port: u16, token: Option<&str>, log: &Path) -> Result<Child, Error> {
+fn spawn(
+    bin: &Path,
+    port: u16,
+    token: Option<&str>,
+    spc: Option<&Path>,
+    log: &Path,
+) -> Result<Child, Error> {
     let out =
         std::fs::File::create(log).map_err(Error::io(format!("creating {}", log.display())))?;
     let err = out
@@ -480,6 +525,9 @@ fn spawn(bin: &Path, port: u16, token: Option<&str>, log: &Path) -> Result<Child
     cmd.args(["--hostname", "127.0.0.1", "--port", &port.to_string()]);
     if let Some(t) = token {
         cmd.args(["--bearer-token", t]);
+    }
+    if let Some(f) = spc {
+        cmd.arg("--service-provider-config").arg(f);
     }
     // The server dies with the test even when the test is SIGKILLed
     // (strictly: with the spawning thread, so start it from the test's

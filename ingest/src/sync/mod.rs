@@ -11,10 +11,15 @@
 //! `SyncRunFinished(ABANDONED)`; a run cut short by a crash is abandoned by the
 //! next worker ([`abandon_run`]).
 //!
+//! A SCIM run first reads `/ServiceProviderConfig` and asks for pages of
+//! min(configured, the server's declared maximum) (`paging`);
+//! an answer that fails or declares none keeps the configured size.
+//!
 //! Layout: this module runs a sync and fetches, parses and publishes one page
 //! with retries; `paging` (private) walks a resource's pages: by index, or
 //! along a chain of cursors or links; `rest_paging` (private) walks a REST
-//! listing by page number or offset.
+//! listing by page number or offset; `members` holds back and reads
+//! individually the groups whose member lists look capped.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -23,7 +28,7 @@ use std::{
 
 use govledger_proto::v1::{
     EngineOutcome, EntityThreshold, EntityType, ErrorClass, Event, PageFailed, PageFetched,
-    PageRole, SyncMode, SyncRunFinished, SyncRunStarted, event::Body,
+    PageRole, RecordObserved, SyncMode, SyncRunFinished, SyncRunStarted, event::Body,
 };
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -44,8 +49,11 @@ pub const PAGES_MAX: u64 = 1_000_000;
 /// Publishes awaited lazily: at most this many unconfirmed before the engine waits.
 const UNCONFIRMED_MAX: usize = 8_192;
 
+mod members;
 mod paging;
 mod rest_paging;
+
+pub use members::DEFAULT_MEMBER_FETCH_MAX;
 
 /// How pages are addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +113,11 @@ pub struct SyncSpec {
     pub deletion_thresholds: Vec<EntityThreshold>,
     /// A generic REST source instead of SCIM `resources`.
     pub rest: Option<RestShape>,
+    /// SCIM: the server's cap on listed `members`, if known (groups listed
+    /// with this many are read individually); `None` = detect it.
+    pub member_list_cap: Option<u32>,
+    /// SCIM: groups read individually for their members per run at most.
+    pub member_fetch_max: u32,
 }
 
 /// Live progress of a run, for progress bars and the API.
@@ -163,6 +176,9 @@ struct PageReq {
     count: u32,
     /// How to name the next page from the cursor/link the page hands out.
     next_prefix: Option<String>,
+    /// An individual group read for its members (`PageFetched.member_read`):
+    /// one resource, not a list; its record is published by `members`.
+    member_read: bool,
 }
 
 /// Why paging of one resource stopped early.
@@ -187,6 +203,12 @@ struct Run<'a> {
     /// The last page read brought no new records (REST): every record on it
     /// was already observed in this run; see [`Run::fetch_page`].
     repeated: bool,
+    /// The page size asked for (SCIM: negotiated with the server).
+    page_size: u32,
+    /// While a SCIM resource of groups is listed: the capped-list detector.
+    members: Option<members::MemberCap>,
+    /// Groups read individually so far (against `member_fetch_max`).
+    member_reads: u32,
 }
 
 /// Runs one sync of `spec` as run `run_id` and publishes every event of it.
@@ -226,6 +248,9 @@ pub async fn run_sync(
         declared: None,
         jitter: rand::rngs::StdRng::from_os_rng(),
         repeated: false,
+        page_size: spec.page_size.max(1),
+        members: None,
+        member_reads: 0,
     };
     if let Some(until) = ctx.http.held_until() {
         // A pause the server asked for in an earlier run still holds.
@@ -259,6 +284,9 @@ pub async fn run_sync(
     .await?;
 
     let mut stopped: Option<Stop> = None;
+    if spec.rest.is_none() {
+        run.page_size = run.negotiate_page_size().await?;
+    }
     if let Some(shape) = &spec.rest {
         stopped = run.read_rest(shape).await?.err();
     }
@@ -384,11 +412,13 @@ impl Run<'_> {
             offset: None,
             count: 0,
             next_prefix: None,
+            member_read: false,
         }
     }
 
     fn parse(&self, f: &Fetched, req: &PageReq) -> Result<ListPage, Failure> {
         let parsed = match &self.spec.rest {
+            None if req.member_read => scim::parse_resource(&f.body, req.entity_type, &req.key),
             None => scim::parse_list(&f.body, req.entity_type, &req.key),
             Some(shape) => {
                 let header = |name: &str| f.headers.get(name).and_then(|v| v.to_str().ok());
@@ -559,6 +589,9 @@ impl Run<'_> {
             (Some(prefix), Some(c)) => format!("{prefix}{c}"),
             _ => String::new(),
         };
+        if req.member_read {
+            return self.publish_member_read(req, fetched, page, attempt).await;
+        }
         let role = req.role;
         let data = role != PageRole::CountProbe;
         self.emit(
@@ -576,6 +609,7 @@ impl Run<'_> {
                 requested_count: if data { req.count } else { 0 },
                 offset: req.offset,
                 role: role as i32,
+                ..Default::default()
             }),
         )
         .await?;
@@ -585,15 +619,7 @@ impl Run<'_> {
         let items: &[Item] = if self.repeated { &[] } else { &page.items };
         for item in items {
             match item {
-                Item::Observed(r) => {
-                    self.report.observed += 1;
-                    if self.seen.insert((r.entity_type, r.external_id.clone())) {
-                        self.report.unique += 1;
-                    } else {
-                        self.report.duplicates += 1;
-                    }
-                    self.emit(1, Body::RecordObserved(r.clone())).await?;
-                }
+                Item::Observed(r) => self.observe_listed(r.clone()).await?,
                 Item::Rejected(r) => {
                     self.report.rejected += 1;
                     self.emit(1, Body::RecordRejected(r.clone())).await?;
@@ -606,6 +632,31 @@ impl Run<'_> {
         }
         p.records = self.report.unique;
         self.ctx.progress.send_replace(p);
+        Ok(())
+    }
+
+    /// Publishes one observed record: counted (unique or duplicate) and emitted.
+    async fn observe(&mut self, r: RecordObserved) -> Result<(), SyncError> {
+        self.report.observed += 1;
+        if self.seen.insert((r.entity_type, r.external_id.clone())) {
+            self.report.unique += 1;
+        } else {
+            self.report.duplicates += 1;
+        }
+        self.emit(1, Body::RecordObserved(r)).await
+    }
+
+    /// A record from a list page: a group goes through the capped-list
+    /// detector while one is active (it may be held back), others are
+    /// published at once.
+    async fn observe_listed(&mut self, r: RecordObserved) -> Result<(), SyncError> {
+        let now = match self.members.as_mut() {
+            Some(cap) if r.entity_type == EntityType::Group as i32 => cap.offer(r),
+            _ => vec![r],
+        };
+        for r in now {
+            self.observe(r).await?;
+        }
         Ok(())
     }
 }

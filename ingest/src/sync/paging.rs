@@ -1,11 +1,12 @@
 //! Walking a resource's pages: by `startIndex` (SCIM), or along a chain where
 //! each page names the next (SCIM cursors, REST `Link` headers or next links
 //! in the body, REST cursors in the body); with the count probes and the
-//! probe past the last page. REST page numbers and offsets: `rest_paging`.
+//! probe past the last page; and the SCIM page size negotiated from
+//! `/ServiceProviderConfig`. REST page numbers and offsets: `rest_paging`.
 
 use std::collections::HashSet;
 
-use govledger_proto::v1::{EntityType, ErrorClass, PageRole};
+use govledger_proto::v1::{EntityType, ErrorClass, PageFetched, PageRole, event::Body};
 
 use super::{PAGES_MAX, PageReq, Paging, Resource, Run, Stop, SyncError};
 
@@ -13,7 +14,7 @@ use super::{PAGES_MAX, PageReq, Paging, Resource, Run, Stop, SyncError};
 /// REST chain stops (it does not advance; a cursor that changes forever
 /// would otherwise run to [`PAGES_MAX`]).
 pub(super) const EMPTY_PAGES_IN_A_ROW_MAX: u32 = 3;
-use crate::{http::percent_encode, rest::RestShape};
+use crate::{http::percent_encode, rest::RestShape, scim};
 
 /// A chain of pages where each page names the next one.
 #[derive(Clone, Copy)]
@@ -76,13 +77,79 @@ pub(super) enum Flow {
     Stop(Stop),
 }
 
+/// The page size to ask for: min(configured, declared), and why the
+/// configured size is kept when the server declared none (`""` otherwise).
+pub(super) fn negotiated(configured: u32, declared: Result<Option<u32>, String>) -> (u32, String) {
+    let configured = configured.max(1);
+    match declared {
+        Ok(Some(d)) => (d.min(configured), String::new()),
+        Ok(None) => (
+            configured,
+            format!(
+                "/ServiceProviderConfig declares no maximum page size: asked for the configured {configured}"
+            ),
+        ),
+        Err(why) => (
+            configured,
+            format!(
+                "/ServiceProviderConfig could not be read ({why}): asked for the configured {configured}"
+            ),
+        ),
+    }
+}
+
 impl Run<'_> {
+    /// Reads `/ServiceProviderConfig` once (RFC 7643 §5; RFC 9865
+    /// `pagination.maxPageSize`, else `filter.maxResults`) and returns the
+    /// page size to ask for. Its answer is one `PageFetched`
+    /// (`service_provider_config`); a failure or an answer without a
+    /// maximum keeps the configured size and is no error of the run.
+    pub(super) async fn negotiate_page_size(&mut self) -> Result<u32, SyncError> {
+        let url = format!(
+            "{}/ServiceProviderConfig",
+            self.spec.base_url.trim_end_matches('/')
+        );
+        tokio::select! {
+            _ = self.limiter.acquire() => {}
+            _ = self.ctx.cancel.cancelled() => return Ok(self.page_size),
+        }
+        let got = tokio::select! {
+            r = self.ctx.http.get(&url) => r,
+            _ = self.ctx.cancel.cancelled() => return Ok(self.page_size),
+        };
+        let (status, latency_ms, declared) = match got {
+            Ok(f) => (
+                f.status,
+                f.latency_ms,
+                scim::parse_service_provider_config(&f.body).map_err(|e| e.to_string()),
+            ),
+            Err(e) => (e.http_status, 0, Err(e.message)),
+        };
+        let server_max = declared.clone().ok().flatten();
+        let (size, note) = negotiated(self.spec.page_size, declared);
+        self.emit(
+            1,
+            Body::PageFetched(PageFetched {
+                page_key: "ServiceProviderConfig".into(),
+                http_status: u32::from(status),
+                latency_ms,
+                service_provider_config: true,
+                server_max_page_size: server_max,
+                negotiated_page_size: size,
+                negotiation_note: note,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        Ok(size)
+    }
+
     /// Reads one SCIM resource completely. `Ok(Err(stop))`: the run must stop.
     pub(super) async fn read_resource(
         &mut self,
         res: &Resource,
     ) -> Result<Result<(), Stop>, SyncError> {
-        let count = self.spec.page_size.max(1);
+        let count = self.page_size.max(1);
         let (name, et) = (res.endpoint.as_str(), res.entity_type);
         // Count probe before: what the source says it holds.
         let mut probe = self.page_req(name, "count=0", format!("{name}:count-before"), et);
@@ -91,10 +158,12 @@ impl Run<'_> {
             Ok(page) => self.add_declared(page.total_results),
             Err(stop) => return Ok(Err(stop)),
         }
+        self.start_member_check(et);
         let r = match self.spec.paging {
             Paging::Cursor => self.follow_chain(Chain::Cursor { name, et }, count).await?,
             _ => self.page_by_index(name, et, count).await?,
         };
+        self.settle_members(name, r.is_err()).await?;
         if let Err(stop) = r {
             return Ok(Err(stop));
         }
@@ -176,7 +245,10 @@ impl Run<'_> {
                     if n == 0 {
                         break;
                     }
-                    if start == 1 && n < served && declared.is_some_and(|d| n < d) {
+                    // Without a declared total a short first page is the
+                    // whole listing or the cap: the next page tells (an
+                    // empty one ends the listing).
+                    if start == 1 && n < served && declared.is_none_or(|d| n < d) {
                         served = n;
                     }
                     // Progress by the records received, not the count asked.
@@ -263,6 +335,7 @@ impl Run<'_> {
                 offset: None,
                 count,
                 next_prefix: Some(format!("{name}:{kind}=")),
+                member_read: false,
             };
             let page = match self.fetch_page(req).await? {
                 Ok(p) => p,
@@ -321,5 +394,32 @@ impl Run<'_> {
             ErrorClass::Other,
             format!("more than {PAGES_MAX} pages"),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_size_is_the_smaller_of_configured_and_declared() {
+        assert_eq!(negotiated(100, Ok(Some(40))), (40, String::new()));
+        assert_eq!(negotiated(100, Ok(Some(1000))), (100, String::new()));
+        assert_eq!(
+            negotiated(100, Ok(None)),
+            (
+                100,
+                "/ServiceProviderConfig declares no maximum page size: asked for the configured 100"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            negotiated(100, Err("HTTP 404".into())),
+            (
+                100,
+                "/ServiceProviderConfig could not be read (HTTP 404): asked for the configured 100"
+                    .to_owned()
+            )
+        );
     }
 }

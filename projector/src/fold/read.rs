@@ -17,6 +17,8 @@ use crate::verdict;
 
 /// Page keys kept in `RunState.failed_page_keys` for reason texts.
 pub const FAILED_PAGES_KEPT_MAX: usize = 64;
+/// Group ids kept in `RunState.memberships_incomplete_ids` for reason texts.
+pub const MEMBERSHIP_GROUPS_KEPT_MAX: usize = 16;
 
 /// A run starts: its mode and thresholds; the first start counts a run at its source.
 pub(super) fn run_started(w: &mut Working, seq: u64, ev: &Event, s: &SyncRunStarted) {
@@ -45,6 +47,18 @@ pub(super) fn run_started(w: &mut Working, seq: u64, ev: &Event, s: &SyncRunStar
 
 /// A page was read: page and run counters, paging cycles, declared totals, short pages.
 pub(super) fn page_fetched(w: &mut Working, seq: u64, ev: &Event, p: &PageFetched) {
+    // Neither the negotiation nor a group's individual read is a page of the listing.
+    if p.service_provider_config {
+        let run = run_mut(w, ev, seq);
+        run.negotiated_page_size = p.negotiated_page_size;
+        run.server_max_page_size = p.server_max_page_size;
+        run.page_size_note.clone_from(&p.negotiation_note);
+        return;
+    }
+    if p.member_read {
+        run_mut(w, ev, seq).member_reads += 1;
+        return;
+    }
     let role = PageRole::try_from(p.role).unwrap_or_default();
     if matches!(role, PageRole::CountProbe) {
         let run = run_mut(w, ev, seq);
@@ -249,6 +263,12 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
                 refs_mut(run, r.entity_type).unique += refs;
             }
             entity_mut(run, r.entity_type).unique += 1;
+            if r.memberships_incomplete {
+                run.memberships_incomplete_groups += 1;
+                if run.memberships_incomplete_ids.len() < MEMBERSHIP_GROUPS_KEPT_MAX {
+                    run.memberships_incomplete_ids.push(ikey.2.clone());
+                }
+            }
         }
     }
     if let Some(last_run) = spill_into
@@ -265,7 +285,24 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
     ident.active = r.active;
     ident.attribute_digest = std::mem::take(&mut r.attribute_digest);
     ident.version = std::mem::take(&mut r.version);
-    ident.memberships = std::mem::take(&mut r.memberships);
+    // A capped list: each member shown is one, the earlier ones are unknown
+    // (kept); drift and late checks look only at the members shown.
+    let members_complete = !r.memberships_incomplete;
+    let shown = std::mem::take(&mut r.memberships);
+    let incomplete_shown = if members_complete {
+        ident.memberships = shown;
+        None
+    } else {
+        let known: std::collections::HashSet<&String> = ident.memberships.iter().collect();
+        let new: Vec<String> = shown
+            .iter()
+            .filter(|m| !known.contains(m))
+            .cloned()
+            .collect();
+        ident.memberships.extend(new);
+        Some(shown)
+    };
+    ident.memberships_incomplete = !members_complete;
     ident.last_observed_at_us = at;
     ident.last_observed_run_id.clone_from(&ev.run_id);
     ident.last_observed_seq = seq;
@@ -274,7 +311,8 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
         w.identity_history.insert((ikey.clone(), chunk.0), chunk.1);
     }
     let late = if ident.watched.iter().any(|wi| wi.awaiting) {
-        check_late(&mut ident.watched, r.active, &ident.memberships, seq)
+        let shown = incomplete_shown.as_ref().unwrap_or(&ident.memberships);
+        check_late(&mut ident.watched, r.active, shown, seq)
     } else {
         Vec::new()
     };
@@ -282,7 +320,8 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
         for (action_id, why) in check_drift(
             &mut ident.watched,
             r.active,
-            &ident.memberships,
+            incomplete_shown.as_ref().unwrap_or(&ident.memberships),
+            members_complete,
             &ev.run_id,
             seq,
         ) {

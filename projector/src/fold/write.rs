@@ -157,11 +157,14 @@ pub fn late_confirmable(steps: &[StepOutcome]) -> bool {
 pub const WATCHED_PER_IDENTITY_MAX: usize = 16;
 
 /// W4: does this observation (its `active` flag and memberships) undo a
-/// confirmed intent watched on the identity?
+/// confirmed intent watched on the identity? A member listed is evidence of
+/// membership; a member missing is evidence of removal only from a complete
+/// member list (`members_complete`: not capped or ranged past reading).
 pub(super) fn check_drift(
     watched: &mut [WatchedIntent],
     active: Option<bool>,
     memberships: &[String],
+    members_complete: bool,
     run_id: &str,
     seq: u64,
 ) -> Vec<(String, String)> {
@@ -180,8 +183,9 @@ pub(super) fn check_drift(
             ActionKind::RemoveMembership => memberships
                 .contains(&wi.member_external_id)
                 .then(|| format!("{} is a member again", wi.member_external_id)),
-            ActionKind::AddMembership => (!memberships.contains(&wi.member_external_id))
-                .then(|| format!("{} is no longer a member", wi.member_external_id)),
+            ActionKind::AddMembership => (members_complete
+                && !memberships.contains(&wi.member_external_id))
+            .then(|| format!("{} is no longer a member", wi.member_external_id)),
             _ => None,
         };
         if let Some(why) = undone {
@@ -315,7 +319,7 @@ mod tests {
         assert_eq!(w[0].confirmed_seq, 12);
         // From then on it is a drift watch, not confirmed again.
         assert!(check_late(&mut w, Some(false), &[], 13).is_empty());
-        assert_eq!(check_drift(&mut w, Some(true), &[], "r", 13).len(), 1);
+        assert_eq!(check_drift(&mut w, Some(true), &[], true, "r", 13).len(), 1);
 
         let mut w = [awaiting(ActionKind::AddMembership, "u1")];
         assert!(check_late(&mut w, None, &["u2".into()], 11).is_empty());
@@ -363,9 +367,30 @@ mod tests {
     }
 
     #[test]
+    fn a_member_missing_from_an_incomplete_list_is_no_drift() {
+        let confirmed = |kind, member: &str| WatchedIntent {
+            awaiting: false,
+            ..awaiting(kind, member)
+        };
+        let mut w = [confirmed(ActionKind::AddMembership, "u9")];
+        assert!(check_drift(&mut w, None, &["u1".into()], false, "r", 11).is_empty());
+        assert!(!w[0].drifted);
+        assert_eq!(
+            check_drift(&mut w, None, &["u1".into()], true, "r", 12).len(),
+            1
+        );
+        // A member shown is evidence even in an incomplete list.
+        let mut w = [confirmed(ActionKind::RemoveMembership, "u1")];
+        assert_eq!(
+            check_drift(&mut w, None, &["u1".into()], false, "r", 11).len(),
+            1
+        );
+    }
+
+    #[test]
     fn an_awaiting_intent_never_drifts() {
         let mut w = [awaiting(ActionKind::Deactivate, "")];
-        assert!(check_drift(&mut w, Some(true), &[], "r", 11).is_empty());
+        assert!(check_drift(&mut w, Some(true), &[], true, "r", 11).is_empty());
         assert!(!w[0].drifted);
     }
 }

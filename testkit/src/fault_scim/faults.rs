@@ -103,6 +103,10 @@ pub enum TotalResults {
     /// plus `offset`. A probe is honest while fewer than `requests` list
     /// requests have been served.
     ChangeAfter { requests: usize, offset: i64 },
+    /// SCIM only: no `totalResults` at all, on pages and `count=0` probes
+    /// (RFC 7644 makes it REQUIRED, yet some servers leave it out). REST
+    /// answers keep their honest total.
+    Absent,
 }
 
 /// R4 (offset drift between pages): once `after_requests` list requests have
@@ -232,10 +236,44 @@ pub struct Faults {
     /// next [`FaultScim::set_faults`]: the target went down between the write
     /// and its read-back.
     pub down_after_write: bool,
+    /// Capped member lists (large directories): see [`MembersCapped`].
+    /// Applies regardless of [`Faults::only`].
+    pub members_capped: Option<MembersCapped>,
+    /// What `GET /v2/ServiceProviderConfig` answers (see [`SpcAnswer`]).
+    pub spc: SpcAnswer,
     /// How the REST API answers where real APIs differ from the plain form
     /// (GitHub-style `Link` lines, relative links, pages past the end, rate
     /// limits); SCIM is unaffected.
     pub rest: RestQuirks,
+}
+
+/// Member lists capped as large directories do: a group in a list answer
+/// (`/v2/Groups?..`) shows only its first `list` members; a single-group GET
+/// shows them all, or only the first `single` when set (capped too). With
+/// `ranged`, a list answer whose group has more than `list` members names
+/// them `"members;range=0-<list-1>"` instead of `"members"` (as directories
+/// that page member attributes do); smaller groups keep `"members"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MembersCapped {
+    pub list: usize,
+    pub single: Option<usize>,
+    pub ranged: bool,
+}
+
+/// What `GET /v2/ServiceProviderConfig` answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SpcAnswer {
+    /// RFC 7643 §5 with `filter.maxResults` and RFC 9865's
+    /// `pagination.maxPageSize`, both the server's real `max_page_size`.
+    #[default]
+    Honest,
+    /// `filter.maxResults` says this (whatever the real cap), and there is
+    /// no `pagination` block (as the real scim2-server answers).
+    MaxResults(usize),
+    /// Neither `filter.maxResults` nor `pagination`.
+    Omitted,
+    /// An error answer with this status (a SCIM error body).
+    Fails(u16),
 }
 
 /// W8: when a single-group GET (`/v2/Groups/{id}`) shows `members`.

@@ -49,6 +49,16 @@
 //! `{"status":N,"error":"<reason phrase>","message":"..."}`; a REST 401 carries
 //! the same `WWW-Authenticate` as a SCIM one. Both REST endpoints list Users.
 //!
+//! Discovery and reads that directories bend:
+//! - `GET /v2/ServiceProviderConfig`: RFC 7643 §5 with `filter.maxResults`
+//!   and RFC 9865's `pagination.maxPageSize`, both the real `max_page_size`;
+//!   [`Faults::spc`] ([`SpcAnswer`]) declares another `maxResults` without
+//!   `pagination` (as scim2-server does), declares none, or fails;
+//! - [`Faults::members_capped`] ([`MembersCapped`]): groups in list answers
+//!   show only their first N members (optionally ranged,
+//!   `members;range=0-<N-1>`); single-group GETs show all, or are capped too;
+//! - [`TotalResults::Absent`]: no `totalResults` on SCIM pages and probes.
+//!
 //! Counting rules, used by several faults:
 //! - a *list request* is a GET on `/v2/Users` or `/v2/Groups` with `count > 0`
 //!   (a `count=0` probe is not a list request), or any answered GET on

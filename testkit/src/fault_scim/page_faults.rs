@@ -77,6 +77,11 @@ impl Inner {
         } else {
             self.slice(kind, offset, count)
         };
+        if let (ResourceType::Groups, false, Some(mc)) = (kind, rest, f.members_capped) {
+            for item in &mut items {
+                cap_members(item, mc.list, mc.ranged);
+            }
+        }
         if pf {
             if f.short_page == Some(start_index) {
                 items.truncate(items.len() / 2);
@@ -101,6 +106,7 @@ impl Inner {
                 TotalResults::Honest => true_total as u64,
                 TotalResults::Fixed(n) => n,
                 TotalResults::Offset(o) => shifted(o),
+                TotalResults::Absent => true_total as u64,
                 TotalResults::EqualsPageSize if probe => true_total as u64,
                 TotalResults::EqualsPageSize => count as u64,
                 TotalResults::ChangeAfter { requests, offset } => {
@@ -154,6 +160,24 @@ impl Inner {
                 .map(|g| self.group_json(g))
                 .collect(),
         }
+    }
+}
+
+/// Keeps the first `n` of a group's `members`; `ranged` renames a cut list
+/// `members;range=0-<n-1>`.
+pub(super) fn cap_members(group: &mut Value, n: usize, ranged: bool) {
+    let Some(o) = group.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Array(members)) = o.get_mut("members") else {
+        return;
+    };
+    if members.len() <= n {
+        return;
+    }
+    members.truncate(n);
+    if ranged && let Some(list) = o.remove("members") {
+        o.insert(format!("members;range=0-{}", n.saturating_sub(1)), list);
     }
 }
 

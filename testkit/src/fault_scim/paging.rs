@@ -166,6 +166,12 @@ pub(super) async fn list(s: Shared, kind: ResourceType, q: HashMap<String, Strin
                     "itemsPerPage": pg.items.len(),
                     "Resources": pg.items,
                 });
+                if g.applies(kind)
+                    && g.faults.total_results == TotalResults::Absent
+                    && let Some(o) = body.as_object_mut()
+                {
+                    o.remove("totalResults");
+                }
                 if p.cursor_mode {
                     let next = match g.faults.cursor_cycle {
                         Some((a, b)) if pg.pf && p.offset / p.count + 1 == a => {

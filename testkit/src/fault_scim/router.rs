@@ -132,10 +132,11 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
     resp
 }
 
-/// RFC 7643 §5, with the RFC 9865 `pagination` block.
+/// RFC 7643 §5, with the RFC 9865 `pagination` block, or as
+/// [`Faults::spc`] bends it.
 pub(super) async fn service_provider_config(State(s): State<Shared>) -> Response {
     let g = lock(&s);
-    let body = json!({
+    let mut body = json!({
         "schemas": [SPC_SCHEMA],
         "patch": {"supported": true},
         "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
@@ -161,5 +162,26 @@ pub(super) async fn service_provider_config(State(s): State<Shared>) -> Response
             "location": format!("{}/ServiceProviderConfig", g.base_url),
         },
     });
+    match g.faults.spc {
+        SpcAnswer::Honest => {}
+        SpcAnswer::MaxResults(n) => {
+            body["filter"]["maxResults"] = json!(n);
+            if let Some(o) = body.as_object_mut() {
+                o.remove("pagination");
+            }
+        }
+        SpcAnswer::Omitted => {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("pagination");
+            }
+            if let Some(f) = body["filter"].as_object_mut() {
+                f.remove("maxResults");
+            }
+        }
+        SpcAnswer::Fails(status) => {
+            let st = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return scim_error(st, None, "injected ServiceProviderConfig failure");
+        }
+    }
     scim_json(StatusCode::OK, &body)
 }

@@ -37,7 +37,11 @@ pub(super) async fn get_group(
         MembersShown::OnRequest => asked,
         MembersShown::Never => false,
     };
+    let single_cap = g.faults.members_capped.and_then(|m| m.single);
     let shown = |mut v: Value| {
+        if let Some(n) = single_cap {
+            cap_members(&mut v, n, false);
+        }
         if !show && let Some(o) = v.as_object_mut() {
             o.remove("members");
         }
