@@ -16,7 +16,7 @@ use govledger_proto::v1::{
 };
 use govledger_testkit::{
     Govledger, NatsServer,
-    fault_scim::{FaultScim, Faults, MemberFilter, MembersShown, ScimConfig},
+    fault_scim::{FaultScim, Faults, MemberFilter, MembersCapped, MembersShown, ScimConfig},
     govledger::scim_source_toml,
     runs::assert_outcome,
 };
@@ -398,4 +398,58 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
         a.steps
     );
     assert!(!blockers(&gl).await.iter().any(|b| b.starts_with("ACTION_")));
+}
+
+/// A group read that caps `members` (large directories do, on single reads
+/// too) is no proof that a user beyond the cap is not a member: with the
+/// source's `member_list_cap`, absence from a list that long proves nothing
+/// and the next query (the filter) decides. Old code: "already in effect
+/// (not a member (the group's members)); nothing written" while the user
+/// was still a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_member_list_is_no_proof_that_a_user_beyond_the_cap_is_not_a_member() {
+    let (_nats, scim, gl) = setup("member_list_cap = 2").await;
+    let g = scim.group_ids()[0].clone();
+    let users = scim.user_ids();
+    scim.set_group_members(&g, users[..6].to_vec());
+    scim.set_faults(Faults {
+        members_capped: Some(MembersCapped {
+            list: 2,
+            single: Some(2),
+            ranged: false,
+        }),
+        member_filter: MemberFilter::Supported,
+        ..Default::default()
+    });
+    let beyond = users[5].clone();
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &beyond, &g, "cap1"),
+    )
+    .await;
+    assert_outcome(&r, ActionOutcome::Confirmed);
+    assert!(
+        !r.outcome_detail.contains("already in effect"),
+        "{}",
+        r.outcome_detail
+    );
+    assert!(
+        r.outcome_detail.contains("a filtered list"),
+        "{}",
+        r.outcome_detail
+    );
+    assert!(
+        !scim.group_members(&g).contains(&beyond),
+        "the user is still a member"
+    );
+    // A user the capped list does show is proof either way: removing one is
+    // confirmed by the list itself.
+    let shown = users[0].clone();
+    let r = act(
+        &gl,
+        request(ActionKind::RemoveMembership, &shown, &g, "cap2"),
+    )
+    .await;
+    assert_outcome(&r, ActionOutcome::Confirmed);
+    assert!(!scim.group_members(&g).contains(&shown));
 }

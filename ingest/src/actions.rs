@@ -91,6 +91,9 @@ pub struct Target {
     /// UNCONFIRMED, or UNVERIFIED when none was answered (backoff between
     /// them).
     pub verify_window_ms: u64,
+    /// The source's `member_list_cap`: a group member list this long may be
+    /// capped, so a user it does not show is not proved a non-member.
+    pub member_list_cap: Option<u32>,
 }
 
 /// The default verification window.

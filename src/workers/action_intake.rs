@@ -117,6 +117,7 @@ impl ActionManager {
                 rate_per_s: spec.rate_per_s,
                 burst: spec.burst,
                 verify_window_ms: source.verify_window_ms,
+                member_list_cap: spec.member_list_cap,
             };
             let (tx, join) = action_worker::spawn(target, deps.clone());
             joins.push(join);

@@ -37,6 +37,24 @@ fn cannot_answer(f: &Failure) -> bool {
             && !matches!(f.http_status, 401 | 408 | 429))
 }
 
+/// What a group answer that could not prove the membership did, for the
+/// list of what was tried: left `members` out, or showed a list that may be
+/// capped without the user.
+fn left_out(what: &str, group: &serde_json::Value, cap: Option<u32>) -> String {
+    match group.get("members").and_then(serde_json::Value::as_array) {
+        Some(list) => format!(
+            "{what} showed {} member(s), a list that may be capped ({}), without the user",
+            list.len(),
+            match cap {
+                Some(c) if list.len() >= c as usize => format!("member_list_cap = {c}"),
+                _ => "ranged".to_owned(),
+            }
+        ),
+        None if what == "the group" => "the group left out members".to_owned(),
+        None => format!("{what}, left them out"),
+    }
+}
+
 /// `HTTP 400 (…)` for the list of what was tried.
 fn refused(f: &Failure) -> String {
     format!("refused it ({})", f.message)
@@ -69,16 +87,17 @@ impl Executor<'_> {
                 None,
             ));
         };
-        if let Some(s) = members_show(step, &group) {
+        let cap = self.target.member_list_cap;
+        if let Some(s) = members_show(step, &group, cap) {
             return Ok((shown(s, status), etag));
         }
-        let mut tried = vec!["the group left out members".to_owned()];
+        let mut tried = vec![left_out("the group", &group, cap)];
 
         // 2. asked for by name.
         match self.get(&format!("{group_url}?attributes=members")).await {
-            Ok((Some(v), _, st)) => match members_show(step, &v) {
+            Ok((Some(v), _, st)) => match members_show(step, &v, cap) {
                 Some(s) => return Ok((shown(s, st), etag)),
-                None => tried.push("asked for by name (?attributes=members), left them out".into()),
+                None => tried.push(left_out("asked for by name (?attributes=members)", &v, cap)),
             },
             Ok((None, _, _)) => tried.push("asked for by name, answered 404".into()),
             Err(f) if cannot_answer(&f) => {

@@ -51,7 +51,7 @@ pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
             None => (Shown::NotInEffect, "no active attribute".into()),
         },
         ActionKind::Delete => (Shown::NotInEffect, "still exists".into()),
-        ActionKind::RemoveMembership | ActionKind::AddMembership => members_show(step, b)
+        ActionKind::RemoveMembership | ActionKind::AddMembership => members_show(step, b, None)
             .unwrap_or_else(|| {
                 (
                     Shown::Unknown,
@@ -88,13 +88,31 @@ pub fn membership(step: &Step, is: bool, how: &str) -> (Shown, String) {
 }
 
 /// What a group resource shows about a membership step: `None` when it
-/// leaves `members` out (or it is not a list): unknown, never empty.
-pub fn members_show(step: &Step, group: &Value) -> Option<(Shown, String)> {
+/// leaves `members` out (or it is not a list): unknown, never empty. A user
+/// the list shows is a member whatever else; a user it does not show is not
+/// a member only when the list can be the whole: not when the group also
+/// carries a ranged member attribute (`members;range=…`), nor when the list
+/// is as long as the source's `member_list_cap` (a capped list, see
+/// [`list_may_be_capped`]). Then `None` too: the next query decides.
+pub fn members_show(step: &Step, group: &Value, cap: Option<u32>) -> Option<(Shown, String)> {
     let members = group.get("members")?.as_array()?;
     let is = members
         .iter()
         .any(|m| m.get("value").and_then(Value::as_str) == Some(step.user_id.as_str()));
+    if !is && list_may_be_capped(group, members.len(), cap) {
+        return None;
+    }
     Some(membership(step, is, "the group's members"))
+}
+
+/// Whether a group's `members` list of `len` may be cut short: a ranged
+/// member attribute beside it, or `len` at least the configured cap.
+pub fn list_may_be_capped(group: &Value, len: usize, cap: Option<u32>) -> bool {
+    let ranged = group.as_object().is_some_and(|o| {
+        o.keys()
+            .any(|k| k.len() > "members;".len() && k[..8].eq_ignore_ascii_case("members;"))
+    });
+    ranged || cap.is_some_and(|c| len >= c as usize)
 }
 
 /// What a user resource's `groups` attribute (read-only, RFC 7643 §4.1.2)
@@ -243,13 +261,41 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_capped_or_ranged_list_proves_only_the_members_it_shows() {
+        let remove = step(ActionKind::RemoveMembership);
+        let group = |ids: &[&str]| json!({"id": "g1", "members": ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>()});
+        // Below the cap (or none configured) the list is the whole.
+        let short = group(&["u2"]);
+        assert_eq!(
+            members_show(&remove, &short, Some(2)).map(|s| s.0),
+            Some(Shown::InEffect)
+        );
+        let full = group(&["u2", "u3"]);
+        assert_eq!(
+            members_show(&remove, &full, None).map(|s| s.0),
+            Some(Shown::InEffect)
+        );
+        // At the cap, absence proves nothing; presence still does.
+        assert!(members_show(&remove, &full, Some(2)).is_none());
+        let with_user = group(&["u1", "u3"]);
+        assert_eq!(
+            members_show(&remove, &with_user, Some(2)).map(|s| s.0),
+            Some(Shown::NotInEffect)
+        );
+        // A ranged member attribute beside the list: absence proves nothing.
+        let mut ranged = group(&["u2"]);
+        ranged["members;range=0-0"] = json!([{"value": "u2"}]);
+        assert!(members_show(&remove, &ranged, None).is_none());
+    }
+
+    #[test]
     fn an_absent_members_attribute_is_unknown_never_empty() {
         for kind in [ActionKind::RemoveMembership, ActionKind::AddMembership] {
             let body = json!({"id": "g1", "displayName": "Admins"});
             let (got, why) = in_effect(&step(kind), Some(&body));
             assert_eq!(got, Shown::Unknown, "{kind:?}: {why}");
             assert!(why.contains("does not show group memberships"), "{why}");
-            assert!(members_show(&step(kind), &body).is_none());
+            assert!(members_show(&step(kind), &body, None).is_none());
             // A non-list members value proves nothing either.
             let odd = json!({"members": "u1"});
             assert_eq!(in_effect(&step(kind), Some(&odd)).0, Shown::Unknown);
