@@ -8,49 +8,18 @@
 //!   OVERDUE once its deadline passes, and CONFIRMED late when a sync shows
 //!   the intent (W10).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use govledger_proto::v1::{
-    ActionKind, ActionOutcome, ActionRequested, AsOf, CheckReadinessRequest, GetActionRequest,
-    GetActionResponse, Verdict, alert, as_of,
+    ActionKind, ActionOutcome, AsOf, CheckReadinessRequest, GetActionRequest, GetActionResponse,
+    Verdict, alert, as_of,
 };
 use govledger_testkit::{
-    Govledger, NatsServer,
-    fault_scim::{FaultScim, Faults, MemberFilter, MembersCapped, MembersShown, ScimConfig},
-    govledger::scim_source_toml,
+    Govledger,
+    fault_scim::{FaultScim, Faults, MemberFilter, MembersCapped, MembersShown},
+    govledger::{action_request, serve_fault_scim},
     runs::assert_outcome,
 };
-
-async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 12,
-        groups: 3,
-        ..Default::default()
-    })
-    .await;
-    let toml = scim_source_toml(
-        &scim.base_url,
-        &format!("resources = [\"Users\", \"Groups\"]\n{extra}"),
-    );
-    let gl = Govledger::serve_with_config(&nats.url(), &toml);
-    let r = gl.sync("hr").await;
-    assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
-    (nats, scim, gl)
-}
-
-fn request(kind: ActionKind, user: &str, group: &str, key: &str) -> ActionRequested {
-    ActionRequested {
-        kind: kind as i32,
-        identity_external_id: user.into(),
-        group_external_id: group.into(),
-        requested_by: "alice@corp".into(),
-        reason: "leaver".into(),
-        ticket: "HR-3".into(),
-        idempotency_key: key.into(),
-        ..Default::default()
-    }
-}
 
 async fn get(gl: &Govledger, id: &str, as_of: Option<AsOf>) -> Option<GetActionResponse> {
     let r = gl
@@ -62,33 +31,6 @@ async fn get(gl: &Govledger, id: &str, as_of: Option<AsOf>) -> Option<GetActionR
         })
         .await;
     r.ok().map(|r| r.into_inner())
-}
-
-/// Waits until `done` holds for the action (60 s at most).
-async fn wait_until(
-    gl: &Govledger,
-    id: &str,
-    done: impl Fn(&GetActionResponse) -> bool,
-) -> GetActionResponse {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(r) = get(gl, id, None).await
-            && done(&r)
-        {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "action {id} never reached the state:\n{}",
-            gl.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn act(gl: &Govledger, r: ActionRequested) -> GetActionResponse {
-    let id = gl.submit_action("hr", r).await;
-    wait_until(gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await
 }
 
 /// The readiness blocker codes.
@@ -112,7 +54,7 @@ fn patches_to(scim: &FaultScim, group: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     scim.set_faults(Faults {
         members_shown: MembersShown::Never,
         member_filter: MemberFilter::Supported,
@@ -120,11 +62,12 @@ async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() 
     });
     let g = scim.group_ids()[0].clone();
     let members = scim.group_members(&g);
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &members[0], &g, "f1"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &members[0], &g, "f1", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("not a member (a filtered list"),
@@ -136,11 +79,12 @@ async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() 
 
     // Already in effect (not a member): proved by the filter, nothing written.
     let before = patches_to(&scim, &g);
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &members[0], &g, "f2"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &members[0], &g, "f2", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("already in effect (not a member"),
@@ -157,11 +101,12 @@ async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() 
         write_noop: true,
         ..Default::default()
     });
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &members[1], &g, "f3"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &members[1], &g, "f3", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Unconfirmed);
     assert!(
         r.outcome_detail
@@ -174,18 +119,19 @@ async fn membership_where_only_a_filter_shows_members_is_proved_by_the_filter() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     scim.set_faults(Faults {
         members_shown: MembersShown::Never,
         ..Default::default()
     });
     let g = scim.group_ids()[0].clone();
     let member = scim.group_members(&g)[0].clone();
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &member, &g, "n1"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &member, &g, "n1", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Unverifiable);
     for tried in [
         "the group left out members",
@@ -219,11 +165,12 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
         write_noop: true,
         ..Default::default()
     });
-    let r = act(
-        &gl,
-        request(ActionKind::AddMembership, &outsider, &g2, "n2"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::AddMembership, &outsider, &g2, "n2", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Unverifiable);
     assert!(
         r.outcome_detail
@@ -242,10 +189,12 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
     let id = gl
         .submit_action(
             "hr",
-            request(ActionKind::AddMembership, &outsider, &g2, "n3"),
+            action_request(ActionKind::AddMembership, &outsider, &g2, "n3", "HR-3"),
         )
         .await;
-    let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome != ActionOutcome::Pending as i32)
+        .await;
     assert_outcome(&r, ActionOutcome::Unverifiable);
     assert!(
         r.outcome_detail.contains("HTTP 501"),
@@ -255,7 +204,9 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
     assert!(scim.group_members(&g2).contains(&outsider));
     let s = gl.sync("hr").await;
     assert_eq!(s.verdict, Verdict::Complete as i32, "{:?}", s.reasons);
-    let r = wait_until(&gl, &id, |r| r.outcome == ActionOutcome::Confirmed as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome == ActionOutcome::Confirmed as i32)
+        .await;
     assert!(
         r.outcome_detail.contains("confirmed late")
             && r.outcome_detail.contains("before, UNVERIFIABLE"),
@@ -270,7 +221,7 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_membership_is_verified_by_the_users_groups() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     scim.set_faults(Faults {
         members_shown: MembersShown::Never,
         member_filter: MemberFilter::NotImplemented,
@@ -280,7 +231,12 @@ async fn add_membership_is_verified_by_the_users_groups() {
     let g = scim.group_ids()[1].clone();
     let outsider = scim.user_ids()[10].clone();
     assert!(!scim.group_members(&g).contains(&outsider));
-    let r = act(&gl, request(ActionKind::AddMembership, &outsider, &g, "u1")).await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::AddMembership, &outsider, &g, "u1", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("a member (the user's groups)"),
@@ -289,11 +245,12 @@ async fn add_membership_is_verified_by_the_users_groups() {
     );
     assert!(scim.group_members(&g).contains(&outsider));
     // And the removal, the same way.
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &outsider, &g, "u2"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &outsider, &g, "u2", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail
@@ -305,18 +262,20 @@ async fn add_membership_is_verified_by_the_users_groups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed_late() {
-    let (_nats, scim, gl) = setup("verify_window_ms = 1000").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "verify_window_ms = 1000").await;
     let mut watch = gl.watch_alerts().await;
     scim.set_faults(Faults {
         down_after_write: true,
         ..Default::default()
     });
     let u = scim.user_ids()[3].clone();
-    let mut req = request(ActionKind::Deactivate, &u, "", "d1");
+    let mut req = action_request(ActionKind::Deactivate, &u, "", "d1", "HR-3");
     let deadline_us = chrono::Utc::now().timestamp_micros() + 8_000_000;
     req.deadline_us = deadline_us;
     let id = gl.submit_action("hr", req).await;
-    let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome != ActionOutcome::Pending as i32)
+        .await;
     assert!(
         chrono::Utc::now().timestamp_micros() < deadline_us,
         "concluded too late for this test"
@@ -340,7 +299,9 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
     );
 
     // Its deadline passes with nothing showing it: OVERDUE, and the clock says so.
-    let r = wait_until(&gl, &id, |r| r.outcome == ActionOutcome::Overdue as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome == ActionOutcome::Overdue as i32)
+        .await;
     assert!(
         r.outcome_detail.contains("not verified by its deadline"),
         "{}",
@@ -372,7 +333,9 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
     scim.set_faults(Faults::default());
     let s = gl.sync("hr").await;
     assert_eq!(s.verdict, Verdict::Complete as i32, "{:?}", s.reasons);
-    let r = wait_until(&gl, &id, |r| r.outcome == ActionOutcome::Confirmed as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome == ActionOutcome::Confirmed as i32)
+        .await;
     assert!(
         r.outcome_detail.contains("confirmed late")
             && r.outcome_detail.contains("active=false")
@@ -408,7 +371,7 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
 /// was still a member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_member_list_is_no_proof_that_a_user_beyond_the_cap_is_not_a_member() {
-    let (_nats, scim, gl) = setup("member_list_cap = 2").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "member_list_cap = 2").await;
     let g = scim.group_ids()[0].clone();
     let users = scim.user_ids();
     scim.set_group_members(&g, users[..6].to_vec());
@@ -422,11 +385,12 @@ async fn a_capped_member_list_is_no_proof_that_a_user_beyond_the_cap_is_not_a_me
         ..Default::default()
     });
     let beyond = users[5].clone();
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &beyond, &g, "cap1"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &beyond, &g, "cap1", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         !r.outcome_detail.contains("already in effect"),
@@ -445,11 +409,12 @@ async fn a_capped_member_list_is_no_proof_that_a_user_beyond_the_cap_is_not_a_me
     // A user the capped list does show is proof either way: removing one is
     // confirmed by the list itself.
     let shown = users[0].clone();
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &shown, &g, "cap2"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &shown, &g, "cap2", "HR-3"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(!scim.group_members(&g).contains(&shown));
 }

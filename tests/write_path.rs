@@ -12,7 +12,7 @@ use govledger_proto::v1::{
 use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{FaultScim, Faults, ScimConfig, WriteFault},
-    govledger::scim_source_toml,
+    govledger::{action_request, scim_source_toml, serve_fault_scim},
     runs::{assert_outcome, outcome},
 };
 use tonic::Code;
@@ -23,67 +23,14 @@ fn config(base_url: &str, extra: &str) -> String {
     scim_source_toml(base_url, &format!("{resources}\n{extra}"))
 }
 
-async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 30,
-        groups: 3,
-        ..Default::default()
-    })
-    .await;
-    let gl = Govledger::serve_with_config(&nats.url(), &config(&scim.base_url, extra));
-    // The ledger must know the identities before actions can name them.
-    let r = gl.sync("hr").await;
-    assert_eq!(
-        r.verdict,
-        govledger_proto::v1::Verdict::Complete as i32,
-        "{:?}",
-        r.reasons
-    );
-    (nats, scim, gl)
-}
-
 fn request(kind: ActionKind, user: &str, key: &str) -> ActionRequested {
-    ActionRequested {
-        kind: kind as i32,
-        identity_external_id: user.into(),
-        requested_by: "alice@corp".into(),
-        reason: "leaver".into(),
-        ticket: "HR-1".into(),
-        idempotency_key: key.into(),
-        ..Default::default()
-    }
-}
-
-/// Waits until the action is no longer PENDING.
-async fn wait_action(gl: &Govledger, id: &str) -> GetActionResponse {
-    let mut c = gl.client().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = c
-            .get_action(GetActionRequest {
-                as_of: None,
-                action_id: id.into(),
-            })
-            .await
-        {
-            let r = r.into_inner();
-            if r.outcome != ActionOutcome::Pending as i32 {
-                return r;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "action {id} never concluded:\n{}",
-            gl.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    action_request(kind, user, "", key, "HR-1")
 }
 
 /// Submits a one-step action and waits until the ledger concludes it.
 async fn act(gl: &Govledger, kind: ActionKind, user: &str, key: &str) -> GetActionResponse {
-    wait_action(gl, &gl.submit_action("hr", request(kind, user, key)).await).await
+    gl.wait_action(&gl.submit_action("hr", request(kind, user, key)).await)
+        .await
 }
 
 fn user(scim: &FaultScim, i: usize) -> String {
@@ -92,7 +39,7 @@ fn user(scim: &FaultScim, i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let u1 = user(&scim, 1);
     let r = act(&gl, ActionKind::Deactivate, &u1, "k1").await;
     assert_outcome(&r, ActionOutcome::Confirmed);
@@ -114,20 +61,20 @@ async fn deactivate_delete_and_memberships_are_confirmed_by_read_back() {
     let member = scim.group_members(&g)[0].clone();
     let mut rm = request(ActionKind::RemoveMembership, &member, "k3");
     rm.group_external_id = g.clone();
-    let r = wait_action(&gl, &gl.submit_action("hr", rm).await).await;
+    let r = gl.wait_action(&gl.submit_action("hr", rm).await).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(!scim.group_members(&g).contains(&member));
 
     let mut add = request(ActionKind::AddMembership, &member, "k4");
     add.group_external_id = g.clone();
-    let r = wait_action(&gl, &gl.submit_action("hr", add).await).await;
+    let r = gl.wait_action(&gl.submit_action("hr", add).await).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(scim.group_members(&g).contains(&member));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w1_success_answer_without_effect_is_unconfirmed() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     scim.set_faults(Faults {
         write_noop: true,
         ..Default::default()
@@ -161,7 +108,7 @@ async fn w1_success_answer_without_effect_is_unconfirmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w2_503_then_success_is_confirmed_after_a_retry_with_both_attempts_recorded() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let u = user(&scim, 4);
     scim.set_faults(Faults {
         write_fail: vec![WriteFault {
@@ -179,7 +126,7 @@ async fn w2_503_then_success_is_confirmed_after_a_retry_with_both_attempts_recor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w2_timeout_where_the_write_landed_is_confirmed_without_a_second_write() {
-    let (_nats, scim, gl) = setup("timeout_ms = 300").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "timeout_ms = 300").await;
     let u = user(&scim, 5);
     scim.set_faults(Faults {
         write_applied_then_slow: Some(1_500),
@@ -198,7 +145,7 @@ async fn w2_timeout_where_the_write_landed_is_confirmed_without_a_second_write()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w3_target_404_is_confirmed_already_absent() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     scim.set_faults(Faults {
         write_not_found: true,
         ..Default::default()
@@ -212,19 +159,19 @@ async fn w3_target_404_is_confirmed_already_absent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let mut watch = gl.watch_alerts().await;
     let u = user(&scim, 7);
     let id = gl
         .submit_action("hr", request(ActionKind::Deactivate, &u, "w4"))
         .await;
     assert_eq!(
-        outcome(&wait_action(&gl, &id).await),
+        outcome(&gl.wait_action(&id).await),
         ActionOutcome::Confirmed
     );
     scim.set_active(&u, true);
     gl.sync("hr").await;
-    let r = wait_action(&gl, &id).await;
+    let r = gl.wait_action(&id).await;
     assert_outcome(&r, ActionOutcome::Drifted);
     assert!(
         r.outcome_detail.contains("active again"),
@@ -277,7 +224,7 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let mut watch = gl.watch_alerts().await;
     let u = user(&scim, 8);
     let mut r = request(ActionKind::Deactivate, &u, "w5");
@@ -285,7 +232,7 @@ async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
     r.deadline_us = chrono::Utc::now().timestamp_micros() + 700_000;
     let id = gl.submit_action("hr", r).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let r = wait_action(&gl, &id).await;
+    let r = gl.wait_action(&id).await;
     assert_outcome(&r, ActionOutcome::Overdue);
     assert!(
         scim.write_requests().is_empty(),
@@ -306,7 +253,7 @@ async fn w5_external_action_never_reported_by_its_deadline_is_overdue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_attempt_is_verified_by_read_back() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let u = user(&scim, 9);
     let mut r = request(ActionKind::Deactivate, &u, "ext");
     r.external = true;
@@ -334,14 +281,14 @@ async fn external_attempt_is_verified_by_read_back() {
             Err(e) => panic!("{e}"),
         }
     }
-    let r = wait_action(&gl, &id).await;
+    let r = gl.wait_action(&id).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(scim.write_requests().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn w6_three_step_action_with_one_failed_step_reports_each_step() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let groups = scim.group_ids();
     let u = scim.group_members(&groups[0])[0].clone();
     scim.set_faults(Faults {
@@ -370,7 +317,7 @@ async fn w6_three_step_action_with_one_failed_step_reports_each_step() {
             ..Default::default()
         },
     ];
-    let r = wait_action(&gl, &gl.submit_action("hr", r).await).await;
+    let r = gl.wait_action(&gl.submit_action("hr", r).await).await;
     assert_outcome(&r, ActionOutcome::Failed);
     let steps: Vec<i32> = r.action.unwrap().steps.iter().map(|s| s.outcome).collect();
     assert_eq!(
@@ -385,7 +332,7 @@ async fn w6_three_step_action_with_one_failed_step_reports_each_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_key_submitted_concurrently_is_one_action_executed_once() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let u = user(&scim, 10);
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -412,7 +359,7 @@ async fn the_same_key_submitted_concurrently_is_one_action_executed_once() {
     assert_eq!(created, 1);
     let id = ids.into_iter().next().unwrap();
     assert_eq!(
-        outcome(&wait_action(&gl, &id).await),
+        outcome(&gl.wait_action(&id).await),
         ActionOutcome::Confirmed
     );
     let writes = scim
@@ -425,7 +372,7 @@ async fn the_same_key_submitted_concurrently_is_one_action_executed_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_action_requests_get_actionable_errors() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "").await;
     let mut c = gl.client().await;
     let call = |source: &str, r: ActionRequested| SubmitActionRequest {
         source_id: source.into(),
@@ -500,7 +447,7 @@ async fn executor_killed_between_write_and_read_back_verifies_on_restart() {
     drop(gl);
 
     let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg]);
-    let r = wait_action(&gl, &id).await;
+    let r = gl.wait_action(&id).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     let a = r.action.unwrap();
     assert_eq!(a.attempts, 1, "re-executed instead of verified");
@@ -520,12 +467,12 @@ async fn executor_killed_between_write_and_read_back_verifies_on_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_removal_in_the_value_list_form_when_configured() {
-    let (_nats, scim, gl) = setup("member_removal = \"value-list\"").await;
+    let (_nats, scim, gl) = serve_fault_scim(30, 3, "member_removal = \"value-list\"").await;
     let g = scim.group_ids()[1].clone();
     let member = scim.group_members(&g)[0].clone();
     let mut rm = request(ActionKind::RemoveMembership, &member, "vl");
     rm.group_external_id = g.clone();
-    let r = wait_action(&gl, &gl.submit_action("hr", rm).await).await;
+    let r = gl.wait_action(&gl.submit_action("hr", rm).await).await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     let w = scim.write_requests();
     let body = &w.last().unwrap().body;

@@ -6,99 +6,28 @@
 //! UNVERIFIED, never FAILED without a read-back that showed the intent not in
 //! effect.
 
-use std::time::{Duration, Instant};
-
-use govledger_proto::v1::{
-    ActionKind, ActionOutcome, ActionRequested, AsOf, GetActionRequest, GetActionResponse, Verdict,
-    as_of,
-};
+use govledger_proto::v1::{ActionKind, ActionOutcome, AsOf, GetActionRequest, Verdict, as_of};
 use govledger_testkit::{
-    Govledger, NatsServer,
-    fault_scim::{FaultScim, Faults, MembersShown, ScimConfig, WriteFault},
-    govledger::scim_source_toml,
+    fault_scim::{Faults, MembersShown, WriteFault},
+    govledger::{action_request, serve_fault_scim},
     runs::assert_outcome,
 };
 
-async fn setup(extra: &str) -> (NatsServer, FaultScim, Govledger) {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 12,
-        groups: 3,
-        ..Default::default()
-    })
-    .await;
-    let toml = scim_source_toml(
-        &scim.base_url,
-        &format!("resources = [\"Users\", \"Groups\"]\n{extra}"),
-    );
-    let gl = Govledger::serve_with_config(&nats.url(), &toml);
-    let r = gl.sync("hr").await;
-    assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
-    (nats, scim, gl)
-}
-
-fn request(kind: ActionKind, user: &str, group: &str, key: &str) -> ActionRequested {
-    ActionRequested {
-        kind: kind as i32,
-        identity_external_id: user.into(),
-        group_external_id: group.into(),
-        requested_by: "alice@corp".into(),
-        reason: "leaver".into(),
-        ticket: "HR-2".into(),
-        idempotency_key: key.into(),
-        ..Default::default()
-    }
-}
-
-/// Waits until `done` holds for the action (60 s at most).
-async fn wait_until(
-    gl: &Govledger,
-    id: &str,
-    done: impl Fn(&GetActionResponse) -> bool,
-) -> GetActionResponse {
-    let mut c = gl.client().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = c
-            .get_action(GetActionRequest {
-                as_of: None,
-                action_id: id.into(),
-            })
-            .await
-        {
-            let r = r.into_inner();
-            if done(&r) {
-                return r;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "action {id} never reached the state:\n{}",
-            gl.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn act(gl: &Govledger, r: ActionRequested) -> GetActionResponse {
-    let id = gl.submit_action("hr", r).await;
-    wait_until(gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_membership_on_a_group_that_never_shows_members_is_not_confirmed() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     scim.set_faults(Faults {
         members_shown: MembersShown::Never,
         ..Default::default()
     });
     let g = scim.group_ids()[0].clone();
     let member = scim.group_members(&g)[0].clone();
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &member, &g, "m1"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &member, &g, "m1", "HR-2"),
+        )
+        .await;
     // Nothing the target supports shows memberships (no filter, no user
     // `groups`): UNVERIFIABLE, not the UNCONFIRMED of a read-back that showed
     // no change.
@@ -119,18 +48,19 @@ async fn remove_membership_on_a_group_that_never_shows_members_is_not_confirmed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memberships_shown_only_on_request_are_read_back_by_name() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     scim.set_faults(Faults {
         members_shown: MembersShown::OnRequest,
         ..Default::default()
     });
     let g = scim.group_ids()[1].clone();
     let member = scim.group_members(&g)[0].clone();
-    let r = act(
-        &gl,
-        request(ActionKind::RemoveMembership, &member, &g, "m2"),
-    )
-    .await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::RemoveMembership, &member, &g, "m2", "HR-2"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(!scim.group_members(&g).contains(&member));
     assert!(
@@ -138,20 +68,30 @@ async fn memberships_shown_only_on_request_are_read_back_by_name() {
         "{}",
         r.outcome_detail
     );
-    let r = act(&gl, request(ActionKind::AddMembership, &member, &g, "m3")).await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::AddMembership, &member, &g, "m3", "HR-2"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(scim.group_members(&g).contains(&member));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_applied_after_a_short_delay_is_confirmed_within_the_window() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     scim.set_faults(Faults {
         read_lag_ms: Some(1_500),
         ..Default::default()
     });
     let u = scim.user_ids()[2].clone();
-    let r = act(&gl, request(ActionKind::Deactivate, &u, "", "d1")).await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::Deactivate, &u, "", "d1", "HR-2"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("active=false"),
@@ -163,7 +103,7 @@ async fn a_write_applied_after_a_short_delay_is_confirmed_within_the_window() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unconfirmed_action_becomes_confirmed_late_when_a_sync_shows_the_intent() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     // Longer than the default window (5 s): the executor gives up first.
     scim.set_faults(Faults {
         read_lag_ms: Some(600_000),
@@ -171,14 +111,21 @@ async fn unconfirmed_action_becomes_confirmed_late_when_a_sync_shows_the_intent(
     });
     let u = scim.user_ids()[3].clone();
     let id = gl
-        .submit_action("hr", request(ActionKind::Deactivate, &u, "", "d2"))
+        .submit_action(
+            "hr",
+            action_request(ActionKind::Deactivate, &u, "", "d2", "HR-2"),
+        )
         .await;
-    let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Pending as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome != ActionOutcome::Pending as i32)
+        .await;
     assert_outcome(&r, ActionOutcome::Unconfirmed);
     // Lists show the change at once: the next sync observes it.
     let s = gl.sync("hr").await;
     assert_eq!(s.verdict, Verdict::Complete as i32, "{:?}", s.reasons);
-    let r = wait_until(&gl, &id, |r| r.outcome != ActionOutcome::Unconfirmed as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome != ActionOutcome::Unconfirmed as i32)
+        .await;
     assert_outcome(&r, ActionOutcome::Confirmed);
     assert!(
         r.outcome_detail.contains("confirmed late") && r.outcome_detail.contains("active=false"),
@@ -206,16 +153,23 @@ async fn unconfirmed_action_becomes_confirmed_late_when_a_sync_shows_the_intent(
     scim.set_faults(Faults::default());
     scim.set_active(&u, true);
     gl.sync("hr").await;
-    let r = wait_until(&gl, &id, |r| r.outcome == ActionOutcome::Drifted as i32).await;
+    let r = gl
+        .wait_action_until(&id, |r| r.outcome == ActionOutcome::Drifted as i32)
+        .await;
     assert_outcome(&r, ActionOutcome::Drifted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_target_stays_down_is_not_failed_without_a_read_back() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     let u = scim.user_ids()[4].clone();
     drop(scim); // the target is down: every request is refused
-    let r = act(&gl, request(ActionKind::Deactivate, &u, "", "f1")).await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::Deactivate, &u, "", "f1", "HR-2"),
+        )
+        .await;
     // Never read back: UNVERIFIED (not FAILED, and not the UNCONFIRMED of a
     // read-back that showed no change).
     assert_outcome(&r, ActionOutcome::Unverified);
@@ -229,7 +183,7 @@ async fn a_write_whose_target_stays_down_is_not_failed_without_a_read_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_refused_while_the_read_back_shows_it_not_in_effect_is_failed() {
-    let (_nats, scim, gl) = setup("").await;
+    let (_nats, scim, gl) = serve_fault_scim(12, 3, "").await;
     scim.set_faults(Faults {
         write_fail: vec![WriteFault {
             status: 503,
@@ -239,7 +193,12 @@ async fn a_write_refused_while_the_read_back_shows_it_not_in_effect_is_failed() 
         ..Default::default()
     });
     let u = scim.user_ids()[5].clone();
-    let r = act(&gl, request(ActionKind::Deactivate, &u, "", "f2")).await;
+    let r = gl
+        .act(
+            "hr",
+            action_request(ActionKind::Deactivate, &u, "", "f2", "HR-2"),
+        )
+        .await;
     assert_outcome(&r, ActionOutcome::Failed);
     assert!(
         r.outcome_detail.contains("active=true"),

@@ -250,6 +250,54 @@ impl Govledger {
             .action_id
     }
 
+    /// Polls `GetAction` until `done` holds for the action (60 s at most,
+    /// then panics with the ledger's log).
+    pub async fn wait_action_until(
+        &self,
+        id: &str,
+        done: impl Fn(&govledger_proto::v1::GetActionResponse) -> bool,
+    ) -> govledger_proto::v1::GetActionResponse {
+        let mut c = self.client().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = c
+                .get_action(govledger_proto::v1::GetActionRequest {
+                    as_of: None,
+                    action_id: id.into(),
+                })
+                .await
+            {
+                let r = r.into_inner();
+                if done(&r) {
+                    return r;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "action {id} never reached the state:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the action is no longer PENDING.
+    pub async fn wait_action(&self, id: &str) -> govledger_proto::v1::GetActionResponse {
+        let pending = govledger_proto::v1::ActionOutcome::Pending as i32;
+        self.wait_action_until(id, |r| r.outcome != pending).await
+    }
+
+    /// Submits `request` on `source` and waits until it is concluded (no
+    /// longer PENDING).
+    pub async fn act(
+        &self,
+        source: &str,
+        request: govledger_proto::v1::ActionRequested,
+    ) -> govledger_proto::v1::GetActionResponse {
+        let id = self.submit_action(source, request).await;
+        self.wait_action(&id).await
+    }
+
     /// `WatchAlerts` for every source, live once this returns (the server
     /// subscribed before it answered).
     pub async fn watch_alerts(&self) -> tonic::Streaming<govledger_proto::v1::Alert> {
@@ -357,6 +405,59 @@ backoff_min_ms = 10
 backoff_max_ms = 50
 "#
     )
+}
+
+/// A lifecycle action on `user` (and `group`, for memberships; "" for
+/// none) with idempotency key `key`, requested by `alice@corp` for a leaver
+/// under ticket `ticket`.
+pub fn action_request(
+    kind: govledger_proto::v1::ActionKind,
+    user: &str,
+    group: &str,
+    key: &str,
+    ticket: &str,
+) -> govledger_proto::v1::ActionRequested {
+    govledger_proto::v1::ActionRequested {
+        kind: kind as i32,
+        identity_external_id: user.into(),
+        group_external_id: group.into(),
+        requested_by: "alice@corp".into(),
+        reason: "leaver".into(),
+        ticket: ticket.into(),
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+/// A NATS server, a fault SCIM server with `users` users and `groups`
+/// groups, and govledger serving source `hr` (Users and Groups, `extra`
+/// appended to its config) after one COMPLETE sync, so actions can name
+/// the identities: the write-path tests' ground.
+pub async fn serve_fault_scim(
+    users: usize,
+    groups: usize,
+    extra: &str,
+) -> (crate::NatsServer, crate::fault_scim::FaultScim, Govledger) {
+    let nats = crate::NatsServer::start().await;
+    let scim = crate::fault_scim::FaultScim::start_with(crate::fault_scim::ScimConfig {
+        users,
+        groups,
+        ..Default::default()
+    })
+    .await;
+    let toml = scim_source_toml(
+        &scim.base_url,
+        &format!("resources = [\"Users\", \"Groups\"]\n{extra}"),
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &toml);
+    let r = gl.sync("hr").await;
+    assert_eq!(
+        r.verdict,
+        govledger_proto::v1::Verdict::Complete as i32,
+        "{:?}",
+        r.reasons
+    );
+    (nats, scim, gl)
 }
 
 /// Runs the binary to completion with `args`; returns (status, stderr).
