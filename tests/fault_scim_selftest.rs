@@ -491,6 +491,26 @@ async fn capped_member_lists_ranged_lists_and_capped_single_reads() {
 }
 
 #[tokio::test]
+async fn member_lists_left_out_of_list_answers() {
+    let s = server!(users: 10, groups: 2);
+    s.set_group_members("g0000000", uids(0..6));
+    s.set_faults(Faults {
+        members_left_out_of_lists: true,
+        members_shown: MembersShown::OnRequest,
+        ..Default::default()
+    });
+    let page = ok_json(&s, get("/Groups?startIndex=1&count=5")).await;
+    for g in page["Resources"].as_array().unwrap() {
+        assert!(g.get("members").is_none(), "{g}");
+        assert!(g["displayName"].is_string());
+    }
+    let single = ok_json(&s, get("/Groups/g0000000")).await;
+    assert!(single.get("members").is_none(), "OnRequest: not asked");
+    let single = ok_json(&s, get("/Groups/g0000000?attributes=members")).await;
+    assert_eq!(single["members"].as_array().unwrap().len(), 6);
+}
+
+#[tokio::test]
 async fn service_provider_config_answers_and_absent_totals() {
     let s = server!(users: 10);
     s.set_faults(Faults {

@@ -12,7 +12,9 @@ use govledger_proto::v1::{
 };
 use govledger_testkit::{
     Govledger, NatsServer,
-    fault_scim::{FaultScim, Faults, MembersCapped, ScimConfig, SpcAnswer, TotalResults},
+    fault_scim::{
+        FaultScim, Faults, MembersCapped, MembersShown, ScimConfig, SpcAnswer, TotalResults,
+    },
     govledger::scim_source_toml,
     runs::{assert_outcome, assert_run, codes},
 };
@@ -59,11 +61,15 @@ fn size_groups(scim: &FaultScim, sizes: [usize; 5]) -> Vec<String> {
 }
 
 async fn group(gl: &Govledger, gid: &str) -> IdentityState {
+    group_of(gl, "hr", gid).await
+}
+
+async fn group_of(gl: &Govledger, source: &str, gid: &str) -> IdentityState {
     gl.client()
         .await
         .get_identity(GetIdentityRequest {
             as_of: None,
-            source_id: "hr".into(),
+            source_id: source.into(),
             entity_type: EntityType::Group as i32,
             external_id: gid.into(),
         })
@@ -179,8 +185,8 @@ async fn member_lists_capped_on_every_read_are_incomplete_never_drifted() {
     assert_eq!(
         r.reasons[0].message,
         format!(
-            "3 groups' member lists were capped or ranged and could not be read in full ({}, {}, {}): \
-             members not listed are unknown; raise member_fetch_max (groups read one by one per run) \
+            "3 groups' member lists were capped, ranged or left out of the listing and could not \
+             be read in full ({}, {}, {}): members not listed are unknown; raise member_fetch_max (groups read one by one per run) \
              or the server's member list cap, then sync again",
             groups[0], groups[1], groups[3]
         )
@@ -213,7 +219,8 @@ async fn the_member_fetch_bound_leaves_the_rest_incomplete() {
     assert_eq!(codes(&r), vec![ReasonCode::MembershipIncomplete]);
     assert!(
         r.reasons[0].message.starts_with(&format!(
-            "2 groups' member lists were capped or ranged and could not be read in full ({}, {})",
+            "2 groups' member lists were capped, ranged or left out of the listing and could not \
+             be read in full ({}, {})",
             groups[1], groups[3]
         )),
         "{:?}",
@@ -249,12 +256,97 @@ async fn ranged_member_lists_are_read_again_or_incomplete() {
     assert_eq!(codes(&r), vec![ReasonCode::MembershipIncomplete]);
     assert!(
         r.reasons[0].message.starts_with(&format!(
-            "2 groups' member lists were capped or ranged and could not be read in full ({}, {})",
+            "2 groups' member lists were capped, ranged or left out of the listing and could not \
+             be read in full ({}, {})",
             groups[0], groups[1]
         )),
         "{:?}",
         r.reasons
     );
+}
+
+/// List answers leave `members` out of every group (Entra ID-style); single
+/// GETs show them (always, or only asked for by name). No listed group
+/// shows members, so none is taken as empty: each is read one by one, the
+/// run is COMPLETE with every membership (the empty group, empty on both
+/// single answers, is empty), and a CONFIRMED add-membership is no drift.
+/// (On the old code every group was stored without members, the run still
+/// COMPLETE, and the action turned DRIFTED on the next sync.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_lists_left_out_of_every_listed_group_are_read_one_by_one() {
+    let sizes = [10, 6, 0, 4, 3];
+    for shown in [MembersShown::Always, MembersShown::OnRequest] {
+        let (_nats, scim, gl) = setup(GROUPS).await;
+        let groups = size_groups(&scim, sizes);
+        scim.set_faults(Faults {
+            members_left_out_of_lists: true,
+            members_shown: shown,
+            ..Default::default()
+        });
+        let first = gl.sync("hr").await;
+        assert_run(&first, Verdict::Complete, &[]);
+        for (g, n) in groups.iter().zip(sizes) {
+            let got = group(&gl, g).await;
+            assert_eq!(got.memberships.len(), n, "{shown:?} {g}");
+            assert!(!got.memberships_incomplete, "{shown:?} {g}");
+        }
+        let run = first.run.unwrap();
+        // Every group read once; a second time (`?attributes=members`) where
+        // the first answer showed no members: the empty group, or every
+        // group when members are shown only on request.
+        let reads = if shown == MembersShown::Always { 6 } else { 10 };
+        assert_eq!(run.member_reads, reads, "{shown:?}");
+        let single_gets = scim
+            .requests()
+            .iter()
+            .filter(|q| q.path_and_query.starts_with("/v2/Groups/"))
+            .count();
+        assert_eq!(single_gets as u64, reads, "{shown:?}");
+        assert_eq!(run.memberships_incomplete_groups, 0);
+        let user = scim.user_ids()[100].clone();
+        let id = add_member(&gl, &user, &groups[3]).await;
+        for _ in 0..2 {
+            let r = gl.sync("hr").await;
+            assert_run(&r, Verdict::Complete, &[]);
+            assert_outcome(&action(&gl, &id).await, ActionOutcome::Confirmed);
+            assert!(group(&gl, &groups[3]).await.memberships.contains(&user));
+        }
+    }
+}
+
+/// Members left out of every listed group and `member_fetch_max` smaller
+/// than the group count: the groups past the bound are INCOMPLETE, named,
+/// their members of earlier runs kept as unknown (never taken as removed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_lists_left_out_past_the_fetch_bound_are_incomplete() {
+    let (_nats, scim, gl) = setup(&format!("{GROUPS}\nmember_fetch_max = 2")).await;
+    let groups = size_groups(&scim, SIZES);
+    assert_run(&gl.sync("hr").await, Verdict::Complete, &[]);
+    scim.set_faults(Faults {
+        members_left_out_of_lists: true,
+        ..Default::default()
+    });
+    let r = gl.sync("hr").await;
+    assert_run(&r, Verdict::Incomplete, &[ReasonCode::MembershipIncomplete]);
+    assert_eq!(codes(&r), vec![ReasonCode::MembershipIncomplete]);
+    assert!(
+        r.reasons[0].message.starts_with(&format!(
+            "3 groups' member lists were capped, ranged or left out of the listing and could not \
+             be read in full ({}, {}, {})",
+            groups[2], groups[3], groups[4]
+        )),
+        "{:?}",
+        r.reasons
+    );
+    let run = r.run.unwrap();
+    assert_eq!(run.member_reads, 2);
+    assert_eq!(run.memberships_incomplete_groups, 3);
+    for (g, n) in groups.iter().zip(SIZES) {
+        let got = group(&gl, g).await;
+        assert_eq!(got.memberships.len(), n, "{g}: read, or kept from before");
+    }
+    assert!(!group(&gl, &groups[0]).await.memberships_incomplete);
+    assert!(group(&gl, &groups[4]).await.memberships_incomplete);
 }
 
 /// A server serving 40 per page declares it in /ServiceProviderConfig: the
@@ -424,4 +516,47 @@ async fn clean_runs_stay_complete_run_after_run() {
     assert_outcome(&action(&gl2, &id).await, ActionOutcome::Confirmed);
     assert_eq!(group(&gl2, &groups[1]).await.memberships.len(), 7);
     drop(scim);
+}
+
+/// The real scim2-server leaves `members` out of an empty group (RFC 7643
+/// §2.5: unassigned is empty). While another group shows members, the
+/// empty ones are empty and nothing is read one by one; run after run
+/// COMPLETE. Once every group is empty, no listed group shows members:
+/// each is read one by one, both answers show none, and they are empty
+/// (still COMPLETE, no membership left behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_groups_of_the_real_server_are_empty() {
+    let nats = NatsServer::start().await;
+    let scim = govledger_testkit::scim2::Scim2Server::start();
+    let users = scim.seed_users(40).await;
+    let groups = scim.seed_groups(4, 0, &users).await;
+    scim.patch_members(&groups[1], &users[..5], &[]).await;
+    scim.patch_members(&groups[3], &users[5..8], &[]).await;
+    assert!(
+        scim.get_group(&groups[0]).await.get("members").is_none(),
+        "scim2-server omits an empty member list"
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &scim2_toml(&scim.base_url));
+    let run = three_clean_runs(&gl, "scim2").await.run.unwrap();
+    assert_eq!(
+        run.member_reads, 0,
+        "one group at the largest count: no suspect"
+    );
+    for (g, n) in groups.iter().zip([0, 5, 0, 3]) {
+        let got = group_of(&gl, "scim2", g).await;
+        assert_eq!(got.memberships.len(), n, "{g}");
+        assert!(!got.memberships_incomplete, "{g}");
+    }
+    scim.patch_members(&groups[1], &[], &users[..5]).await;
+    scim.patch_members(&groups[3], &[], &users[5..8]).await;
+    let run = three_clean_runs(&gl, "scim2").await.run.unwrap();
+    assert_eq!(
+        run.member_reads, 8,
+        "each group, twice (plain, then members by name)"
+    );
+    for g in &groups {
+        let got = group_of(&gl, "scim2", g).await;
+        assert!(got.memberships.is_empty(), "{g}: {:?}", got.memberships);
+        assert!(!got.memberships_incomplete, "{g}");
+    }
 }

@@ -240,6 +240,7 @@ pub fn parse_page(
             .enumerate()
             .map(|(i, r)| item(r, shape, page_key, i as u32))
             .collect(),
+        members_left_out: Vec::new(),
     })
 }
 

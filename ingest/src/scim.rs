@@ -19,6 +19,10 @@ pub struct ListPage {
     /// RFC 9865 cursor paging.
     pub next_cursor: Option<String>,
     pub items: Vec<Item>,
+    /// Indices into `items` of the groups listed without `members` at all
+    /// (no `members`, `null`, nor a ranged form): no members, or members a
+    /// server leaves out of list answers (see `sync::members`).
+    pub members_left_out: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,12 +86,23 @@ pub fn parse_list(
         .enumerate()
         .map(|(i, r)| resource(r, entity_type, page_key, i as u32))
         .collect();
+    let members_left_out = if entity_type == EntityType::Group {
+        resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.as_object().is_some_and(|o| !shows_members(o)))
+            .map(|(i, _)| i as u32)
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(ListPage {
         total_results,
         items_per_page,
         start_index,
         next_cursor,
         items,
+        members_left_out,
     })
 }
 
@@ -187,6 +202,18 @@ fn member_values(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Whether a group resource carries `members` in any form (a list, even
+/// empty, an object, or ranged `members;range=..`), as [`group_members`]
+/// reads it; `null` is unassigned.
+fn shows_members(o: &serde_json::Map<String, Value>) -> bool {
+    o.iter().any(|(k, v)| {
+        !v.is_null()
+            && (k == "members"
+                || (k.len() > "members;".len()
+                    && k[.."members;".len()].eq_ignore_ascii_case("members;")))
+    })
+}
+
 /// A group's members, and whether the list is obviously partial: ranged
 /// (`"members;range=0-1499": [..]`, as directories that page members send
 /// them) or an object instead of a list (`{"values": [..], "next": ..}`).
@@ -247,6 +274,7 @@ pub fn parse_resource(
         start_index: None,
         next_cursor: None,
         items: vec![resource(&v, entity_type, page_key, 0)],
+        members_left_out: Vec::new(),
     })
 }
 
@@ -374,6 +402,25 @@ mod tests {
             panic!()
         };
         assert!(!u.memberships_incomplete);
+    }
+
+    #[test]
+    fn groups_listed_without_members_are_named() {
+        let p = parse_list(
+            br#"{"Resources":[{"id":"a"},{"id":"b","members":[]},{"id":"c","members":null},
+                {"id":"d","members;range=0-0":[{"value":"u"}]},{"displayName":"no id"},
+                {"id":"f","members":{"values":[]}}]}"#,
+            EntityType::Group,
+            "k",
+        )
+        .unwrap();
+        assert_eq!(p.members_left_out, vec![0, 2, 4]);
+        assert!(
+            parse(r#"{"Resources":[{"id":"u"}]}"#)
+                .unwrap()
+                .members_left_out
+                .is_empty()
+        );
     }
 
     #[test]

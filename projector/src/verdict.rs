@@ -316,8 +316,9 @@ fn record_defects(run: &RunState, reasons: &mut Vec<Reason>) {
     }
 }
 
-/// MEMBERSHIP_INCOMPLETE: groups whose member lists were capped or ranged
-/// and could not be read in full (named, up to the kept ids).
+/// MEMBERSHIP_INCOMPLETE: groups whose member lists were capped, ranged or
+/// left out of the listing and could not be read in full (named, up to the
+/// kept ids).
 fn membership_defects(run: &RunState, reasons: &mut Vec<Reason>) {
     let n = run.memberships_incomplete_groups;
     if n == 0 {
@@ -326,8 +327,8 @@ fn membership_defects(run: &RunState, reasons: &mut Vec<Reason>) {
     reasons.push(reason(
         ReasonCode::MembershipIncomplete,
         format!(
-            "{} capped or ranged and could not be read in full ({}): members not listed are unknown; \
-             raise member_fetch_max (groups read one by one per run) or the server's member list cap, \
+            "{} capped, ranged or left out of the listing and could not be read in full ({}): \
+             members not listed are unknown; raise member_fetch_max (groups read one by one per run) or the server's member list cap, \
              then sync again",
             plural(n, "group's member list was", "groups' member lists were"),
             key_list(&run.memberships_incomplete_ids, n)
@@ -694,8 +695,8 @@ mod tests {
         assert_eq!(v, Verdict::Incomplete);
         assert_eq!(
             reasons[0].message,
-            "1 group's member list was capped or ranged and could not be read in full (g7): \
-             members not listed are unknown; raise member_fetch_max (groups read one by one per \
+            "1 group's member list was capped, ranged or left out of the listing and could not \
+             be read in full (g7): members not listed are unknown; raise member_fetch_max (groups read one by one per \
              run) or the server's member list cap, then sync again"
         );
         let run = finished(|r| {
@@ -706,7 +707,7 @@ mod tests {
         assert!(
             reasons[0]
                 .message
-                .starts_with("20 groups' member lists were capped or ranged")
+                .starts_with("20 groups' member lists were capped, ranged or left out")
                 && reasons[0].message.contains("g14, g15, …)"),
             "{reasons:?}"
         );

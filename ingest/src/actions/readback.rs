@@ -93,7 +93,7 @@ pub fn membership(step: &Step, is: bool, how: &str) -> (Shown, String) {
 /// a member only when the list can be the whole: not when the group also
 /// carries a ranged member attribute (`members;range=…`), nor when the list
 /// is as long as the source's `member_list_cap` (a capped list, see
-/// [`list_may_be_capped`]). Then `None` too: the next query decides.
+/// `list_may_be_capped`). Then `None` too: the next query decides.
 pub fn members_show(step: &Step, group: &Value, cap: Option<u32>) -> Option<(Shown, String)> {
     let members = group.get("members")?.as_array()?;
     let is = members

@@ -1,4 +1,5 @@
-//! Membership completeness: group member lists a source capped or ranged.
+//! Membership completeness: group member lists a source capped, ranged or
+//! left out of its listing.
 //!
 //! Large directories cap `members` in list answers at some N. A capped list
 //! taken as the whole membership loses members silently, so while a
@@ -18,6 +19,16 @@
 //! ranged too, or came back with the same count at the configured cap
 //! (capped too). Without a configured cap, a group whose individual read
 //! agrees with its listed count has that many members: both answers say so.
+//!
+//! Some servers leave `members` out of list answers by design (shown only
+//! on a single GET or asked for by name). A group listed without `members`
+//! is taken as having none (RFC 7643 §2.5; scim2-server omits an empty
+//! list) only once the listing has shown `members` on some group; until
+//! then [`MemberCap`] holds such groups back. A listing that shows `members`
+//! on no group at all left them out: its groups are suspects
+//! ([`Suspicion::LeftOut`]), read individually under the same bound; a group
+//! whose two individual answers both show no members has none (the answers
+//! agree), one that could not be read stays incomplete.
 
 use govledger_proto::v1::{EntityType, PageFetched, PageRole, RecordObserved, event::Body};
 
@@ -47,6 +58,10 @@ pub struct MemberCap {
     at_max: Vec<RecordObserved>,
     /// Groups suspect on their own (ranged, or at the configured cap).
     definite: Vec<RecordObserved>,
+    /// Whether some group of this listing carried `members` (in any form).
+    shown: bool,
+    /// Groups listed without `members` while no group has shown any.
+    left_out: Vec<RecordObserved>,
 }
 
 /// Why a group is read individually.
@@ -58,6 +73,9 @@ pub enum Suspicion {
     AtConfiguredCap,
     /// Its count is the largest of the listing, shared with other groups.
     SharedMaximum,
+    /// No group of the listing carried `members`: the server leaves them
+    /// out of list answers.
+    LeftOut,
 }
 
 impl MemberCap {
@@ -69,11 +87,35 @@ impl MemberCap {
     }
 
     fn held(&self) -> usize {
-        self.at_max.len() + self.definite.len()
+        self.at_max.len() + self.definite.len() + self.left_out.len()
     }
 
-    /// Takes one listed group; returns the groups that can be published now.
-    pub fn offer(&mut self, r: RecordObserved) -> Vec<RecordObserved> {
+    /// Takes one listed group (`members_shown`: it carried `members` in
+    /// some form); returns the groups that can be published now.
+    pub fn offer(&mut self, r: RecordObserved, members_shown: bool) -> Vec<RecordObserved> {
+        if !members_shown {
+            if self.shown {
+                // The listing shows members: this group has none.
+                return vec![r];
+            }
+            if self.held() >= HELD_MAX {
+                return vec![mark_incomplete(r)];
+            }
+            self.left_out.push(r);
+            return Vec::new();
+        }
+        let mut now = Vec::new();
+        if !self.shown {
+            // Members are shown in lists: the groups without them have none.
+            self.shown = true;
+            now = std::mem::take(&mut self.left_out);
+        }
+        now.extend(self.offer_shown(r));
+        now
+    }
+
+    /// [`MemberCap::offer`] for a group that carried `members`.
+    fn offer_shown(&mut self, r: RecordObserved) -> Vec<RecordObserved> {
         let n = r.memberships.len();
         let at_cap = self.configured.is_some_and(|c| n == c as usize);
         if r.memberships_incomplete || at_cap {
@@ -102,18 +144,20 @@ impl MemberCap {
     /// The listing ended: the groups to publish as they are, and the
     /// suspects to read individually (in listing order per kind).
     pub fn finish(self) -> (Vec<RecordObserved>, Vec<(RecordObserved, Suspicion)>) {
+        // Non-empty only while no group showed members (then nothing else is held).
         let mut suspects: Vec<(RecordObserved, Suspicion)> = self
-            .definite
+            .left_out
             .into_iter()
-            .map(|r| {
-                let why = if r.memberships_incomplete {
-                    Suspicion::Ranged
-                } else {
-                    Suspicion::AtConfiguredCap
-                };
-                (r, why)
-            })
+            .map(|r| (r, Suspicion::LeftOut))
             .collect();
+        suspects.extend(self.definite.into_iter().map(|r| {
+            let why = if r.memberships_incomplete {
+                Suspicion::Ranged
+            } else {
+                Suspicion::AtConfiguredCap
+            };
+            (r, why)
+        }));
         if self.at_max.len() >= 2 {
             suspects.extend(
                 self.at_max
@@ -138,19 +182,25 @@ pub fn mark_incomplete(mut r: RecordObserved) -> RecordObserved {
 pub enum Reread {
     /// Its member list (and whether that was ranged too).
     Members(Vec<String>, bool),
-    /// No usable answer: the bound was spent, the read failed, or the group
-    /// has no `members` even asked for by name.
+    /// Both individual answers showed no members (not even asked for by
+    /// name): empty for a group whose listing left them out, no evidence for
+    /// a group listed with members.
+    NoneShown,
+    /// No usable answer: the bound was spent or the read failed.
     Unavailable,
 }
 
 /// The group to publish for a suspect: the longer of the two lists, and
 /// incomplete unless the individual read settled it (module doc).
 pub fn settle(listed: RecordObserved, why: Suspicion, reread: Reread) -> RecordObserved {
-    let Reread::Members(members, ranged) = reread else {
-        return mark_incomplete(listed);
+    let (members, ranged) = match reread {
+        Reread::Members(members, ranged) => (members, ranged),
+        Reread::NoneShown if why == Suspicion::LeftOut => (Vec::new(), false),
+        Reread::NoneShown | Reread::Unavailable => return mark_incomplete(listed),
     };
     let longer = members.len() > listed.memberships.len();
-    let complete = !ranged && (longer || why == Suspicion::SharedMaximum);
+    let agree = matches!(why, Suspicion::SharedMaximum | Suspicion::LeftOut);
+    let complete = !ranged && (longer || agree);
     let mut r = listed;
     if longer {
         r.memberships = members;
@@ -234,7 +284,7 @@ impl Run<'_> {
                 )));
             }
         }
-        Ok(Some(Reread::Unavailable))
+        Ok(Some(Reread::NoneShown))
     }
 
     /// The `PageFetched` of an individual group read (its record is
@@ -285,10 +335,10 @@ mod tests {
     #[test]
     fn only_groups_at_the_shared_maximum_are_suspects() {
         let mut d = MemberCap::new(None);
-        assert!(d.offer(group("a", 3)).is_empty());
-        assert_eq!(ids(&d.offer(group("b", 1))), vec!["b"]);
-        assert!(d.offer(group("c", 3)).is_empty());
-        assert_eq!(ids(&d.offer(group("e", 0))), vec!["e"]);
+        assert!(d.offer(group("a", 3), true).is_empty());
+        assert_eq!(ids(&d.offer(group("b", 1), true)), vec!["b"]);
+        assert!(d.offer(group("c", 3), true).is_empty());
+        assert_eq!(ids(&d.offer(group("e", 0), true)), vec!["e"]);
         let (now, suspects) = d.finish();
         assert!(now.is_empty());
         let s: Vec<_> = suspects
@@ -307,9 +357,9 @@ mod tests {
     #[test]
     fn a_larger_group_releases_the_held_ones() {
         let mut d = MemberCap::new(None);
-        assert!(d.offer(group("a", 2)).is_empty());
-        assert!(d.offer(group("b", 2)).is_empty());
-        assert_eq!(ids(&d.offer(group("c", 5))), vec!["a", "b"]);
+        assert!(d.offer(group("a", 2), true).is_empty());
+        assert!(d.offer(group("b", 2), true).is_empty());
+        assert_eq!(ids(&d.offer(group("c", 5), true)), vec!["a", "b"]);
         let (now, suspects) = d.finish();
         assert_eq!(
             ids(&now),
@@ -322,12 +372,12 @@ mod tests {
     #[test]
     fn the_configured_cap_and_ranged_lists_make_suspects_on_their_own() {
         let mut d = MemberCap::new(Some(4));
-        assert!(d.offer(group("a", 4)).is_empty());
+        assert!(d.offer(group("a", 4), true).is_empty());
         let mut r = group("b", 1);
         r.memberships_incomplete = true;
-        assert!(d.offer(r).is_empty());
+        assert!(d.offer(r, true).is_empty());
         assert_eq!(
-            ids(&d.offer(group("c", 2))),
+            ids(&d.offer(group("c", 2), true)),
             Vec::<&str>::new(),
             "held at max 2"
         );
@@ -335,6 +385,77 @@ mod tests {
         assert_eq!(ids(&now), vec!["c"]);
         let s: Vec<_> = suspects.iter().map(|(_, w)| *w).collect();
         assert_eq!(s, vec![Suspicion::AtConfiguredCap, Suspicion::Ranged]);
+    }
+
+    #[test]
+    fn groups_without_members_wait_for_a_group_that_shows_some() {
+        let mut d = MemberCap::new(None);
+        assert!(d.offer(group("a", 0), false).is_empty());
+        assert!(d.offer(group("b", 0), false).is_empty());
+        // Members shown in lists: the groups without them have none.
+        assert_eq!(ids(&d.offer(group("c", 0), true)), vec!["a", "b", "c"]);
+        assert_eq!(ids(&d.offer(group("d", 0), false)), vec!["d"]);
+        let (now, suspects) = d.finish();
+        assert!(now.is_empty() && suspects.is_empty());
+        // A ranged list shows members too (and is a suspect on its own).
+        let mut d = MemberCap::new(None);
+        assert!(d.offer(group("a", 0), false).is_empty());
+        let mut r = group("r", 2);
+        r.memberships_incomplete = true;
+        assert_eq!(ids(&d.offer(r, true)), vec!["a"]);
+    }
+
+    #[test]
+    fn a_listing_that_shows_no_members_makes_every_group_a_suspect() {
+        let mut d = MemberCap::new(Some(3));
+        for id in ["a", "b", "c"] {
+            assert!(d.offer(group(id, 0), false).is_empty());
+        }
+        let (now, suspects) = d.finish();
+        assert!(now.is_empty());
+        let s: Vec<_> = suspects
+            .iter()
+            .map(|(r, w)| (r.external_id.as_str(), *w))
+            .collect();
+        assert_eq!(
+            s,
+            vec![
+                ("a", Suspicion::LeftOut),
+                ("b", Suspicion::LeftOut),
+                ("c", Suspicion::LeftOut)
+            ]
+        );
+    }
+
+    #[test]
+    fn groups_left_out_past_the_hold_bound_are_published_incomplete() {
+        let mut d = MemberCap::new(None);
+        for i in 0..HELD_MAX {
+            assert!(d.offer(group(&format!("g{i}"), 0), false).is_empty());
+        }
+        let past = d.offer(group("last", 0), false);
+        assert_eq!(ids(&past), vec!["last"]);
+        assert!(past[0].memberships_incomplete);
+        let (_, suspects) = d.finish();
+        assert_eq!(suspects.len(), HELD_MAX);
+    }
+
+    #[test]
+    fn settling_a_group_left_out_of_the_listing() {
+        let read = Reread::Members(group("x", 3).memberships, false);
+        let r = settle(group("g", 0), Suspicion::LeftOut, read);
+        assert_eq!((r.memberships.len(), r.memberships_incomplete), (3, false));
+        // Both individual answers show none: the group is empty.
+        let r = settle(group("g", 0), Suspicion::LeftOut, Reread::NoneShown);
+        assert_eq!((r.memberships.len(), r.memberships_incomplete), (0, false));
+        // Not read (the bound, a failure) or ranged: unknown.
+        let r = settle(group("g", 0), Suspicion::LeftOut, Reread::Unavailable);
+        assert!(r.memberships_incomplete);
+        let ranged = Reread::Members(group("x", 2).memberships, true);
+        assert!(settle(group("g", 0), Suspicion::LeftOut, ranged).memberships_incomplete);
+        // A group listed with members whose single reads show none: no evidence.
+        let r = settle(group("g", 3), Suspicion::SharedMaximum, Reread::NoneShown);
+        assert_eq!((r.memberships.len(), r.memberships_incomplete), (3, true));
     }
 
     #[test]

@@ -617,9 +617,12 @@ impl Run<'_> {
             self.report.pages_ok += 1;
         }
         let items: &[Item] = if self.repeated { &[] } else { &page.items };
-        for item in items {
+        for (i, item) in items.iter().enumerate() {
             match item {
-                Item::Observed(r) => self.observe_listed(r.clone()).await?,
+                Item::Observed(r) => {
+                    let left_out = page.members_left_out.binary_search(&(i as u32)).is_ok();
+                    self.observe_listed(r.clone(), !left_out).await?;
+                }
                 Item::Rejected(r) => {
                     self.report.rejected += 1;
                     self.emit(1, Body::RecordRejected(r.clone())).await?;
@@ -646,12 +649,17 @@ impl Run<'_> {
         self.emit(1, Body::RecordObserved(r)).await
     }
 
-    /// A record from a list page: a group goes through the capped-list
-    /// detector while one is active (it may be held back), others are
-    /// published at once.
-    async fn observe_listed(&mut self, r: RecordObserved) -> Result<(), SyncError> {
+    /// A record from a list page (`members_shown`: not a group listed
+    /// without `members`): a group goes through the member-list detector
+    /// while one is active (it may be held back), others are published at
+    /// once.
+    async fn observe_listed(
+        &mut self,
+        r: RecordObserved,
+        members_shown: bool,
+    ) -> Result<(), SyncError> {
         let now = match self.members.as_mut() {
-            Some(cap) if r.entity_type == EntityType::Group as i32 => cap.offer(r),
+            Some(cap) if r.entity_type == EntityType::Group as i32 => cap.offer(r, members_shown),
             _ => vec![r],
         };
         for r in now {

@@ -221,7 +221,8 @@ pub struct Faults {
     /// DELETE) for this many ms. Lists show the change at once.
     pub read_lag_ms: Option<u64>,
     /// W8 (memberships not shown): whether a single-group GET carries
-    /// `members` (see [`MembersShown`]). Lists are not affected.
+    /// `members` (see [`MembersShown`]). Lists are not affected (see
+    /// [`Faults::members_left_out_of_lists`] for those).
     pub members_shown: MembersShown,
     /// W9 (memberships shown by other means): how `GET /v2/Groups` answers
     /// the membership filter `id eq "G" and members.value eq "U"` (see
@@ -239,6 +240,11 @@ pub struct Faults {
     /// Capped member lists (large directories): see [`MembersCapped`].
     /// Applies regardless of [`Faults::only`].
     pub members_capped: Option<MembersCapped>,
+    /// Member lists left out of list answers by design (Entra ID-style):
+    /// every group in a list answer (`/v2/Groups?..`) comes without
+    /// `members`, whatever its size; single-group GETs show them as
+    /// [`Faults::members_shown`] says. Applies regardless of [`Faults::only`].
+    pub members_left_out_of_lists: bool,
     /// What `GET /v2/ServiceProviderConfig` answers (see [`SpcAnswer`]).
     pub spc: SpcAnswer,
     /// How the REST API answers where real APIs differ from the plain form

@@ -57,6 +57,8 @@
 //! - [`Faults::members_capped`] ([`MembersCapped`]): groups in list answers
 //!   show only their first N members (optionally ranged,
 //!   `members;range=0-<N-1>`); single-group GETs show all, or are capped too;
+//! - [`Faults::members_left_out_of_lists`]: groups in list answers come
+//!   without `members` (Entra ID-style); single-group GETs show them;
 //! - [`TotalResults::Absent`]: no `totalResults` on SCIM pages and probes.
 //!
 //! Counting rules, used by several faults:

@@ -82,6 +82,13 @@ impl Inner {
                 cap_members(item, mc.list, mc.ranged);
             }
         }
+        if kind == ResourceType::Groups && !rest && f.members_left_out_of_lists {
+            for item in &mut items {
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("members");
+                }
+            }
+        }
         if pf {
             if f.short_page == Some(start_index) {
                 items.truncate(items.len() / 2);
