@@ -192,9 +192,7 @@ async fn membership_that_nothing_shows_is_unverifiable_and_names_what_was_tried(
             action_request(ActionKind::AddMembership, &outsider, &g2, "n3", "HR-3"),
         )
         .await;
-    let r = gl
-        .wait_action_until(&id, |r| r.outcome != ActionOutcome::Pending as i32)
-        .await;
+    let r = gl.wait_action(&id).await;
     assert_outcome(&r, ActionOutcome::Unverifiable);
     assert!(
         r.outcome_detail.contains("HTTP 501"),
@@ -273,9 +271,7 @@ async fn a_target_down_after_the_write_is_unverified_then_overdue_then_confirmed
     let deadline_us = chrono::Utc::now().timestamp_micros() + 8_000_000;
     req.deadline_us = deadline_us;
     let id = gl.submit_action("hr", req).await;
-    let r = gl
-        .wait_action_until(&id, |r| r.outcome != ActionOutcome::Pending as i32)
-        .await;
+    let r = gl.wait_action(&id).await;
     assert!(
         chrono::Utc::now().timestamp_micros() < deadline_us,
         "concluded too late for this test"
