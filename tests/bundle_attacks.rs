@@ -188,6 +188,11 @@ async fn an_edited_or_forged_bundle_never_verifies() {
     let mut b = original.clone();
     b.created_at_us += 1;
     edits.push(("created_at_us", b));
+    // A field added to the file (a note a person would read) is no evidence.
+    let mut v = serde_json::to_value(&original).unwrap();
+    v["events"][i]["note"] = "approved by the CISO".into();
+    let r = verify_bundle(&serde_json::to_vec(&v).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("never writes"), "{r:?}");
     for (what, b) in &edits {
         let r = check(b);
         assert!(!r.ok, "{what}: edited and still verified: {r:?}");

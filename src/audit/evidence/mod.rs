@@ -20,7 +20,8 @@
 //! manifest or a checkpoint — each event's `in_range` flag (from the signed
 //! scope and time), its readable JSON (decoded from its proven bytes) and the
 //! readable state (decoded from the signed state bytes) — the verifier computes
-//! itself and a bundle whose copy differs is TAMPERED.
+//! itself and a bundle whose copy differs is TAMPERED. A field no govledger
+//! writes (added to the file after export) makes it TAMPERED too.
 //!
 //! [`verify_bundle`] is pure: it checks the format and size, the key (strict
 //! ed25519, no weak key, `key_id` derived from it, pinned or not), the chain
@@ -61,6 +62,7 @@ pub const EXPORT_EVENTS_MAX: usize = 100_000;
 pub const CHUNK_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scope {
     pub source_id: String,
     /// `EntityType` number; 0 with an empty `external_id` = the whole source.
@@ -72,6 +74,7 @@ pub struct Scope {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleEvent {
     pub seq: u64,
     /// When the stream stored it (signed in the manifest).
@@ -92,6 +95,7 @@ pub struct BundleEvent {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleState {
     /// The state holds as of this stream sequence (the end of the range).
     pub as_of_seq: u64,
@@ -112,6 +116,7 @@ pub struct BundleState {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub format: String,
     pub created_at_us: i64,

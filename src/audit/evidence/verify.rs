@@ -125,6 +125,12 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
     }
     let b: Bundle = match serde_json::from_slice(json) {
         Ok(b) => b,
+        Err(e) if e.to_string().starts_with("unknown field") => {
+            return r.fail(
+                None,
+                format!("the bundle holds a field govledger never writes, added after export: {e}"),
+            );
+        }
         Err(e) => return r.reject(format!("not a govledger evidence bundle: {e}")),
     };
     verify_parsed(&b, trusted_key, r)
