@@ -7,8 +7,8 @@ use govledger_proto::v1::{AsOfPoint, Checkpoint, ExportEvidenceRequest};
 use prost::Message as _;
 
 use super::{
-    BUNDLE_FORMAT, Bundle, BundleEvent, BundleState, EXPORT_EVENTS_MAX, Scope, chunks, descriptors,
-    in_range, manifest, proofs, readable, readable_state,
+    BUNDLE_BYTES_MAX, BUNDLE_FORMAT, Bundle, BundleEvent, BundleState, EXPORT_EVENTS_MAX, Scope,
+    chunks, descriptors, in_range, manifest, proofs, readable, readable_state,
 };
 use crate::audit::{
     asof::{AsOfError, AsOfReader, PointAt},
@@ -68,6 +68,12 @@ pub enum ExportError {
     /// The anchor just published is not readable from the audit stream yet.
     #[error("the anchor checkpoint is not in the audit stream yet; retry")]
     AnchorNotInStream,
+    /// The encoded bundle is over [`BUNDLE_BYTES_MAX`], which `verify-bundle` refuses.
+    #[error(
+        "the bundle would hold {bytes} bytes, over the {} MiB verify-bundle accepts; export a shorter time range",
+        BUNDLE_BYTES_MAX >> 20
+    )]
+    BundleTooLarge { bytes: u64 },
     /// The bundle could not be encoded as JSON.
     #[error("cannot encode the bundle: {0}")]
     Encode(String),
@@ -121,9 +127,15 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     Ok(b)
 }
 
-/// The bundle as pretty JSON, in `EvidenceChunk`-sized pieces.
+/// The bundle as pretty JSON, in `EvidenceChunk`-sized pieces; at most
+/// [`BUNDLE_BYTES_MAX`], what `verify-bundle` reads.
 pub fn encode(b: &Bundle) -> Result<Vec<Vec<u8>>, ExportError> {
     let bytes = serde_json::to_vec_pretty(b).map_err(|e| ExportError::Encode(e.to_string()))?;
+    if bytes.len() as u64 > BUNDLE_BYTES_MAX {
+        return Err(ExportError::BundleTooLarge {
+            bytes: bytes.len() as u64,
+        });
+    }
     Ok(chunks(bytes))
 }
 
