@@ -230,8 +230,8 @@ async fn an_edited_or_forged_bundle_never_verifies() {
     let r = verify_bundle(&serde_json::to_vec(&b).unwrap(), Some(&hex(&weak_pk)));
     assert!(!r.ok && r.problem.contains("weak"), "{r:?}");
     let (code, out) = verify_cli(&write(dir.path(), "weak.json", &b), None);
-    assert_ne!(code, Some(0), "{out}");
-    assert!(!out.contains("VERIFIED"), "{out}");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("TAMPERED") && out.contains("weak"), "{out}");
 
     // 5. A re-signed forgery (an edited subject, signed with the forger's own
     // key): unpinned it is UNPINNED, never exit 0; pinned it is rejected.
@@ -258,6 +258,16 @@ async fn an_edited_or_forged_bundle_never_verifies() {
         out.contains("UNPINNED") && !out.contains("VERIFIED"),
         "{out}"
     );
+
+    // A --public-key that is no key (or a weak one) is refused as such.
+    for bad in ["xyz", &hex(&weak_pk)] {
+        let (code, out) = verify_cli(&path, Some(bad));
+        assert_eq!(code, Some(3), "{out}");
+        assert!(
+            out.contains("REJECTED: the key given with --public-key"),
+            "{out}"
+        );
+    }
 
     // An old-format bundle: a clear error, not VERIFIED.
     let mut b = original.clone();

@@ -98,6 +98,11 @@ struct Head {
 /// without it the verdict is at best [`Verdict::Unpinned`].
 pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
     let r = BundleReport::default();
+    if let Some(Err(p)) = trusted_key.map(checkpoints::parse_public_key) {
+        return r.reject(format!(
+            "the key given with --public-key is {p}; pass the ledger's checkpoint key as its operator published it"
+        ));
+    }
     if json.len() as u64 > BUNDLE_BYTES_MAX {
         return BundleReport::too_large(json.len() as u64);
     }
@@ -209,6 +214,10 @@ fn checked_key(b: &Bundle, trusted_key: Option<&str>, r: &mut BundleReport) -> R
     r.public_key = b.public_key.to_ascii_lowercase();
     r.key_id = derived;
     let Some(trusted) = trusted_key else {
+        r.checked.push(format!(
+            "key {}: a strong ed25519 key, its key_id derived from it — but NOT pinned (no --public-key)",
+            r.key_id
+        ));
         return Ok(());
     };
     let trusted_vk = checkpoints::parse_public_key(trusted)
@@ -221,6 +230,10 @@ fn checked_key(b: &Bundle, trusted_key: Option<&str>, r: &mut BundleReport) -> R
             checkpoints::key_id(&trusted_vk)
         ));
     }
+    r.checked.push(format!(
+        "key {}: the pinned key, a strong ed25519 key, its key_id derived from it",
+        r.key_id
+    ));
     Ok(())
 }
 
