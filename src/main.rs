@@ -7,7 +7,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use govledger::{
-    cli::{actions, args::Cli, args::Cmd, audit, client::NotOk, deletions, server, status},
+    cli::{
+        actions,
+        args::Cli,
+        args::Cmd,
+        audit,
+        client::{NotOk, Unpinned},
+        deletions, server, status,
+    },
     config::ConfigError,
     serve::ServeError,
 };
@@ -78,6 +85,7 @@ async fn main() -> ExitCode {
     match dispatch(cli.cmd).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<NotOk>().is_some() => ExitCode::from(3),
+        Err(e) if e.downcast_ref::<Unpinned>().is_some() => ExitCode::from(4),
         Err(e) => exit_code_of(&e),
     }
 }

@@ -361,8 +361,15 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
         "no acceptance event in the bundle"
     );
     assert!(bundle.state.readable.to_string().contains(REASON));
-    let (code, out, err) = cli(&["verify-bundle", path.to_str().unwrap()]);
+    let key = gl.ledger_status().await.checkpoint_public_key;
+    let (code, out, err) = cli(&[
+        "verify-bundle",
+        path.to_str().unwrap(),
+        "--public-key",
+        &key,
+    ]);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("VERIFIED"), "{out}");
 
     // The next run is judged against the accepted run's counts: no groups, no drop.
     let next = gl.sync("hr").await;

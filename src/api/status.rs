@@ -66,7 +66,8 @@ impl From<ExportError> for Status {
             | ExportError::AnchorNotInStream => Status::unavailable(m),
             ExportError::SourceRangeTooLong { .. }
             | ExportError::IdentityHistoryTooLong
-            | ExportError::TreeTooLarge { .. } => Status::failed_precondition(m),
+            | ExportError::TreeTooLarge { .. }
+            | ExportError::BundleTooLarge { .. } => Status::failed_precondition(m),
             ExportError::NoLeaf { .. }
             | ExportError::RootMismatch
             | ExportError::LeafMismatch { .. } => Status::data_loss(m),

@@ -10,7 +10,7 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use govledger_projector::{Store, fold::hex, merkle};
 use govledger_proto::v1::Checkpoint;
 use prost::Message as _;
@@ -68,6 +68,10 @@ pub enum CheckpointError {
     #[error("checkpoint of size {0}: malformed key or signature")]
     Malformed(u64),
     #[error(
+        "checkpoint of size {0} is signed by a weak (small-order) ed25519 key: it proves nothing"
+    )]
+    WeakKey(u64),
+    #[error(
         "checkpoint of size {size} names previous {found}, but the one before it hashes to {expected}"
     )]
     BrokenChain {
@@ -107,7 +111,42 @@ fn nats(e: impl std::fmt::Display) -> AuditStreamError {
     AuditStreamError::Nats(e.to_string())
 }
 
-/// Checks a checkpoint against the ledger's trusted public key (hex).
+/// Why a public key (hex) cannot verify anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// Not 64 hex characters of a valid curve point.
+    #[error("not an ed25519 public key (64 hex characters of a curve point)")]
+    Malformed,
+    /// A small-order point: signatures under it prove nothing.
+    #[error(
+        "a weak (small-order) ed25519 public key, under which trivial signatures verify any text"
+    )]
+    Weak,
+}
+
+/// A public key (hex) fit to verify with: a valid point, not of small order.
+pub fn parse_public_key(h: &str) -> Result<VerifyingKey, KeyProblem> {
+    let key = unhex(h)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or(KeyProblem::Malformed)?;
+    if key.is_weak() {
+        return Err(KeyProblem::Weak);
+    }
+    Ok(key)
+}
+
+/// Whether `signature` (hex) is `key`'s strict ed25519 signature of `msg`:
+/// canonical `s`, `R` not of small order (`verify_strict`).
+fn strict(key: &VerifyingKey, msg: &[u8], signature: &str) -> Option<bool> {
+    let sig = unhex(signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))?;
+    Some(key.verify_strict(msg, &sig).is_ok())
+}
+
+/// Checks a checkpoint against the ledger's trusted public key (hex): the
+/// same key, not weak, its key id derived from it, a strict signature.
 pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), CheckpointError> {
     if !cp.public_key.eq_ignore_ascii_case(trusted_public_key) {
         let trusted = unhex(trusted_public_key)
@@ -121,36 +160,27 @@ pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), Checkpoin
             trusted,
         });
     }
-    let key = unhex(&cp.public_key)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or(CheckpointError::Malformed(cp.tree_size))?;
+    let key = parse_public_key(&cp.public_key).map_err(|p| match p {
+        KeyProblem::Malformed => CheckpointError::Malformed(cp.tree_size),
+        KeyProblem::Weak => CheckpointError::WeakKey(cp.tree_size),
+    })?;
     if key_id(&key) != cp.key_id {
         return Err(CheckpointError::BadSignature(cp.tree_size));
     }
-    let sig = unhex(&cp.signature)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-        .ok_or(CheckpointError::Malformed(cp.tree_size))?;
-    key.verify(statement(cp).as_bytes(), &sig)
-        .map_err(|_| CheckpointError::BadSignature(cp.tree_size))
+    match strict(&key, statement(cp).as_bytes(), &cp.signature) {
+        None => Err(CheckpointError::Malformed(cp.tree_size)),
+        Some(false) => Err(CheckpointError::BadSignature(cp.tree_size)),
+        Some(true) => Ok(()),
+    }
 }
 
-/// Whether `signature` (hex) is `public_key`'s (hex) ed25519 signature of `text`.
-pub fn verify_text(public_key: &str, text: &str, signature: &str) -> bool {
-    let Some(key) = unhex(public_key)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-    else {
-        return false;
-    };
-    let Some(sig) = unhex(signature)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))
-    else {
-        return false;
-    };
-    key.verify(text.as_bytes(), &sig).is_ok()
+/// Whether `signature` (hex) is `public_key`'s (hex) strict ed25519 signature
+/// of `msg`; a weak or malformed key verifies nothing.
+pub fn verify_bytes(public_key: &str, msg: &[u8], signature: &str) -> bool {
+    parse_public_key(public_key)
+        .ok()
+        .and_then(|k| strict(&k, msg, signature))
+        .unwrap_or(false)
 }
 
 /// Checks signatures and the chain of checkpoints given oldest first.
@@ -320,9 +350,9 @@ impl Checkpointer {
         key_id(&self.key.verifying_key())
     }
 
-    /// Hex ed25519 signature of `text` with the ledger's key (evidence manifests).
-    pub fn sign_text(&self, text: &str) -> String {
-        hex(&self.key.sign(text.as_bytes()).to_bytes())
+    /// Hex ed25519 signature of `msg` with the ledger's key (evidence manifests).
+    pub fn sign_bytes(&self, msg: &[u8]) -> String {
+        hex(&self.key.sign(msg).to_bytes())
     }
 
     /// Signs the projector's current root, publishes and returns the checkpoint.
@@ -442,6 +472,43 @@ mod tests {
             verify_chain(&[a, stray], &pk),
             Err(CheckpointError::BrokenChain { .. })
         ));
+    }
+
+    #[test]
+    fn weak_keys_and_non_canonical_signatures_verify_nothing() {
+        // The identity point (small order) with R = identity, s = 0: a lax
+        // check accepts this for any text.
+        let mut weak = [0u8; 32];
+        weak[0] = 1;
+        let mut trivial = [0u8; 64];
+        trivial[0] = 1;
+        let mut cp = Checkpoint {
+            stream: "GOVLEDGER".into(),
+            tree_size: 3,
+            public_key: hex(&weak),
+            signature: hex(&trivial),
+            ..Default::default()
+        };
+        cp.key_id = key_id(&VerifyingKey::from_bytes(&weak).unwrap());
+        assert_eq!(verify(&cp, &hex(&weak)), Err(CheckpointError::WeakKey(3)));
+        assert!(!verify_bytes(&hex(&weak), b"anything", &hex(&trivial)));
+        assert_eq!(parse_public_key(&hex(&weak)), Err(KeyProblem::Weak));
+        // A genuine signature with s + l (the group order) in place of s.
+        let k = key(7);
+        let pk = hex(k.verifying_key().as_bytes());
+        let mut sig = k.sign(b"text").to_bytes();
+        assert!(verify_bytes(&pk, b"text", &hex(&sig)));
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (i, l) in L.iter().enumerate() {
+            let v = u16::from(sig[32 + i]) + u16::from(*l) + carry;
+            sig[32 + i] = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+        assert!(!verify_bytes(&pk, b"text", &hex(&sig)));
     }
 
     #[test]

@@ -419,8 +419,9 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct VerifyBundleArgs {
     pub bundle: PathBuf,
-    /// The ledger's public key (hex) as its operator published it; without
-    /// it the bundle's own key is used and the report says so.
+    /// The ledger's checkpoint key (hex) as its operator published it, got
+    /// through another channel than the bundle; without it the verdict is
+    /// UNPINNED (exit 4), never VERIFIED.
     #[arg(long)]
     pub public_key: Option<String>,
 }

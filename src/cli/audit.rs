@@ -9,7 +9,7 @@ use govledger_proto::v1::{
 
 use super::{
     args::{ExportArgs, LedgerArgs, PoisonArgs, ReplayArgs, VerifyArgs, VerifyBundleArgs},
-    client::{NotOk, connect, status_err, time_arg},
+    client::{NotOk, Unpinned, connect, status_err, time_arg},
     output,
 };
 use crate::audit::evidence;
@@ -154,14 +154,29 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `govledger verify-bundle`: checks a bundle offline (exit 3 unless it holds).
+/// `govledger verify-bundle`: checks a bundle offline. Exit 0 VERIFIED, 3
+/// TAMPERED or REJECTED, 4 UNPINNED (no `--public-key`).
 pub fn verify_bundle(a: VerifyBundleArgs) -> anyhow::Result<()> {
-    let data =
-        std::fs::read(&a.bundle).with_context(|| format!("cannot read {}", a.bundle.display()))?;
-    let r = evidence::verify_bundle(&data, a.public_key.as_deref());
+    use std::io::Read as _;
+    let cannot_read = || format!("cannot read {}", a.bundle.display());
+    let len = std::fs::metadata(&a.bundle)
+        .with_context(cannot_read)?
+        .len();
+    let r = if len > evidence::BUNDLE_BYTES_MAX {
+        evidence::BundleReport::too_large(len)
+    } else {
+        let mut data = Vec::new();
+        std::fs::File::open(&a.bundle)
+            .with_context(cannot_read)?
+            .take(evidence::BUNDLE_BYTES_MAX + 1)
+            .read_to_end(&mut data)
+            .with_context(cannot_read)?;
+        evidence::verify_bundle(&data, a.public_key.as_deref())
+    };
     print!("{}", output::bundle_report(&r));
-    if !r.ok {
-        return Err(NotOk.into());
+    match r.verdict {
+        evidence::Verdict::Verified => Ok(()),
+        evidence::Verdict::Unpinned => Err(Unpinned.into()),
+        evidence::Verdict::Tampered | evidence::Verdict::Rejected => Err(NotOk.into()),
     }
-    Ok(())
 }

@@ -24,6 +24,19 @@ impl std::fmt::Display for NotOk {
 
 impl std::error::Error for NotOk {}
 
+/// `verify-bundle` without a pinned key: the bundle holds together under its
+/// own key, which proves nothing about who signed it. Exit code 4.
+#[derive(Debug)]
+pub struct Unpinned;
+
+impl std::fmt::Display for Unpinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unpinned: no --public-key given")
+    }
+}
+
+impl std::error::Error for Unpinned {}
+
 /// Connects to the govledger at `--grpc-addr`.
 pub async fn connect(f: &ClientFlags) -> anyhow::Result<LedgerClient<Channel>> {
     let url = format!("http://{}", f.grpc_addr);

@@ -648,7 +648,7 @@ pub fn verify_report(r: &govledger_proto::v1::VerifyRangeResponse) -> String {
 pub fn export_summary(b: &crate::audit::evidence::Bundle, path: &std::path::Path) -> String {
     let in_range = b.events.iter().filter(|e| e.in_range).count();
     format!(
-        "wrote {}: {} event(s) ({} in the range), state as of sequence {} (stored {}), {} signed checkpoint(s)\nledger key id {} — public key {}\ncheck it anywhere with: govledger verify-bundle {} --public-key {}\n",
+        "wrote {}: {} event(s) ({} in the range), state as of sequence {} (stored {}), {} signed checkpoint(s)\nsigned by ledger key id {}\ncheck it anywhere with: govledger verify-bundle {} --public-key <the ledger's checkpoint key>\n  the auditor gets that key from the ledger's operator (the \"checkpoint key:\" line of `govledger ledger`) through another channel than this file; the key inside the bundle proves nothing by itself\n",
         path.display(),
         b.events.len(),
         in_range,
@@ -656,14 +656,13 @@ pub fn export_summary(b: &crate::audit::evidence::Bundle, path: &std::path::Path
         time_us(b.state.as_of_stored_at_us),
         b.checkpoints.len(),
         b.key_id,
-        b.public_key,
         path.display(),
-        b.public_key
     )
 }
 
 /// The outcome of `govledger verify-bundle`.
 pub fn bundle_report(r: &crate::audit::evidence::BundleReport) -> String {
+    use crate::audit::evidence::Verdict;
     let mut out = String::new();
     for c in &r.checked {
         out.push_str(&format!("  ok  {c}\n"));
@@ -671,16 +670,26 @@ pub fn bundle_report(r: &crate::audit::evidence::BundleReport) -> String {
     for n in &r.notes {
         out.push_str(&format!("  note  {n}\n"));
     }
-    if r.ok {
-        out.push_str("VERIFIED: the bundle is intact and signed by the ledger\n");
-    } else {
-        out.push_str(&format!(
+    if !r.scope.is_empty() {
+        out.push_str(&format!("  scope  {}\n", r.scope));
+    }
+    match r.verdict {
+        Verdict::Verified => out.push_str(&format!(
+            "VERIFIED: the bundle is intact and signed by the pinned ledger key {}: {}\n",
+            r.key_id, r.scope
+        )),
+        Verdict::Unpinned => out.push_str(&format!(
+            "UNPINNED: the bundle is internally consistent, but signed by key {} (id {}) that you did not pin, and anyone can make such a bundle with a key of their own; get the ledger's checkpoint key from its operator through another channel than this file (the \"checkpoint key:\" line of `govledger ledger`) and run again with --public-key\n",
+            r.public_key, r.key_id
+        )),
+        Verdict::Tampered => out.push_str(&format!(
             "TAMPERED: {}{}\n",
             r.first_bad_seq
                 .map(|s| format!("first bad sequence {s} — "))
                 .unwrap_or_default(),
             r.problem
-        ));
+        )),
+        Verdict::Rejected => out.push_str(&format!("REJECTED: {}\n", r.problem)),
     }
     out
 }

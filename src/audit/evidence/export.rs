@@ -7,8 +7,8 @@ use govledger_proto::v1::{AsOfPoint, Checkpoint, ExportEvidenceRequest};
 use prost::Message as _;
 
 use super::{
-    BUNDLE_FORMAT, Bundle, BundleEvent, BundleState, EXPORT_EVENTS_MAX, Scope, chunks, manifest,
-    proofs,
+    BUNDLE_BYTES_MAX, BUNDLE_FORMAT, Bundle, BundleEvent, BundleState, EXPORT_EVENTS_MAX, Scope,
+    chunks, descriptors, in_range, manifest, proofs, readable, readable_state,
 };
 use crate::audit::{
     asof::{AsOfError, AsOfReader, PointAt},
@@ -68,22 +68,20 @@ pub enum ExportError {
     /// The anchor just published is not readable from the audit stream yet.
     #[error("the anchor checkpoint is not in the audit stream yet; retry")]
     AnchorNotInStream,
+    /// The encoded bundle is over [`BUNDLE_BYTES_MAX`], which `verify-bundle` refuses.
+    #[error(
+        "the bundle would hold {bytes} bytes, over the {} MiB verify-bundle accepts; export a shorter time range",
+        BUNDLE_BYTES_MAX >> 20
+    )]
+    BundleTooLarge { bytes: u64 },
     /// The bundle could not be encoded as JSON.
     #[error("cannot encode the bundle: {0}")]
     Encode(String),
 }
 
-fn readable(pool: &prost_reflect::DescriptorPool, name: &str, bytes: &[u8]) -> serde_json::Value {
-    pool.get_message_by_name(name)
-        .and_then(|d| prost_reflect::DynamicMessage::decode(d, bytes).ok())
-        .and_then(|m| serde_json::to_value(&m).ok())
-        .unwrap_or(serde_json::Value::Null)
-}
-
 /// Builds the bundle for `req` (validated by the caller).
 pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bundle, ExportError> {
-    let pool = prost_reflect::DescriptorPool::decode(govledger_proto::FILE_DESCRIPTOR_SET)
-        .map_err(|e| ExportError::Descriptors(e.to_string()))?;
+    let pool = descriptors().map_err(ExportError::Descriptors)?;
     // The end of the range, then a checkpoint that covers it (the anchor).
     let end = end_of_range(&d, req).await?;
     let anchor = d
@@ -91,30 +89,32 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         .checkpoint()
         .await
         .map_err(ExportError::AnchorNotSigned)?;
-    let (state, msgs) = if req.external_id.is_empty() {
-        source_state(&d, &pool, req, &end).await?
+    let (mut state, msgs) = if req.external_id.is_empty() {
+        source_state(&d, req, &end).await?
     } else {
-        identity_state(&d, &pool, req, &end).await?
+        identity_state(&d, req, &end).await?
     };
+    state.readable = readable_state(&pool, &state);
     if msgs.len() > EXPORT_EVENTS_MAX {
         return Err(ExportError::IdentityHistoryTooLong);
     }
     let leaves = anchor_leaves(&d, &anchor)?;
     let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
-    let events = proven_events(&pool, req, &msgs, &seqs, &leaves)?;
+    let scope = Scope {
+        source_id: req.source_id.clone(),
+        entity_type: req.entity_type,
+        external_id: req.external_id.clone(),
+        from_us: req.from_us,
+        to_us: req.to_us,
+    };
+    let events = proven_events(&pool, &scope, &msgs, &seqs, &leaves)?;
     let first_seq = seqs.first().copied().unwrap_or(end.seq);
     let chain = checkpoint_chain(&d, &anchor, first_seq).await?;
     let mut b = Bundle {
         format: BUNDLE_FORMAT.to_owned(),
         created_at_us: chrono::Utc::now().timestamp_micros(),
         stream: d.stream.to_owned(),
-        scope: Scope {
-            source_id: req.source_id.clone(),
-            entity_type: req.entity_type,
-            external_id: req.external_id.clone(),
-            from_us: req.from_us,
-            to_us: req.to_us,
-        },
+        scope,
         public_key: d.checkpointer.public_key_hex(),
         key_id: d.checkpointer.key_id(),
         checkpoints: chain,
@@ -123,13 +123,19 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         state,
         manifest_signature: String::new(),
     };
-    b.manifest_signature = d.checkpointer.sign_text(&manifest(&b, &anchor));
+    b.manifest_signature = d.checkpointer.sign_bytes(&manifest(&b, &anchor));
     Ok(b)
 }
 
-/// The bundle as pretty JSON, in `EvidenceChunk`-sized pieces.
+/// The bundle as pretty JSON, in `EvidenceChunk`-sized pieces; at most
+/// [`BUNDLE_BYTES_MAX`], what `verify-bundle` reads.
 pub fn encode(b: &Bundle) -> Result<Vec<Vec<u8>>, ExportError> {
     let bytes = serde_json::to_vec_pretty(b).map_err(|e| ExportError::Encode(e.to_string()))?;
+    if bytes.len() as u64 > BUNDLE_BYTES_MAX {
+        return Err(ExportError::BundleTooLarge {
+            bytes: bytes.len() as u64,
+        });
+    }
     Ok(chunks(bytes))
 }
 
@@ -155,7 +161,6 @@ async fn end_of_range(
 /// its whole history up to `end`.
 async fn identity_state(
     d: &ExportDeps<'_>,
-    pool: &prost_reflect::DescriptorPool,
     req: &ExportEvidenceRequest,
     end: &AsOfPoint,
 ) -> Result<(BundleState, Vec<OwnedMsg>), ExportError> {
@@ -172,18 +177,10 @@ async fn identity_state(
     // One read and one fold: the identity's history holds every event of the
     // actions on it, so the same fold gives their states as of the end.
     let (ident, w, msgs) = d.reader.identity_fold(&key, end).await?;
-    let mut readable_actions = Vec::new();
     for (_, st) in w.actions.iter() {
-        let bytes = st.encode_to_vec();
-        readable_actions.push(readable(pool, "govledger.v1.ActionState", &bytes));
-        state.actions.push(fold::hex(&bytes));
+        state.actions.push(fold::hex(&st.encode_to_vec()));
     }
-    let bytes = ident.encode_to_vec();
-    state.readable = serde_json::json!({
-        "identity": readable(pool, "govledger.v1.IdentityState", &bytes),
-        "actions": readable_actions,
-    });
-    state.identity = Some(fold::hex(&bytes));
+    state.identity = Some(fold::hex(&ident.encode_to_vec()));
     Ok((state, msgs))
 }
 
@@ -191,7 +188,6 @@ async fn identity_state(
 /// (at most [`EXPORT_EVENTS_MAX`]).
 async fn source_state(
     d: &ExportDeps<'_>,
-    pool: &prost_reflect::DescriptorPool,
     req: &ExportEvidenceRequest,
     end: &AsOfPoint,
 ) -> Result<(BundleState, Vec<OwnedMsg>), ExportError> {
@@ -201,11 +197,7 @@ async fn source_state(
         ..Default::default()
     };
     let (src, _) = d.reader.source(&req.source_id, end).await?;
-    let bytes = src.encode_to_vec();
-    state.readable = serde_json::json!({
-        "source": readable(pool, "govledger.v1.SourceState", &bytes),
-    });
-    state.source = Some(fold::hex(&bytes));
+    state.source = Some(fold::hex(&src.encode_to_vec()));
     let mut msgs = Vec::new();
     let mut over = false;
     d.reader
@@ -251,7 +243,7 @@ fn anchor_leaves(
 /// bytes must give its recorded leaf.
 fn proven_events(
     pool: &prost_reflect::DescriptorPool,
-    req: &ExportEvidenceRequest,
+    scope: &Scope,
     msgs: &[OwnedMsg],
     seqs: &[u64],
     leaves: &[merkle::Hash],
@@ -268,8 +260,7 @@ fn proven_events(
             subject: m.subject.clone(),
             raw: fold::hex(&m.payload),
             proof,
-            in_range: m.stored_at_us >= req.from_us
-                && (req.to_us == 0 || m.stored_at_us <= req.to_us),
+            in_range: in_range(scope, m.stored_at_us),
             event: readable(pool, "govledger.v1.Event", &m.payload),
         });
     }

@@ -10,16 +10,29 @@
 //! - the signed checkpoints from before the first event up to the anchor (a
 //!   checkpoint made for the export), chained;
 //! - the state as of the end of the range (protobuf bytes);
-//! - a manifest signed with the ledger's key: scope, anchor, the list of
-//!   sequences and the state digest, so nothing can be dropped or swapped.
+//! - a manifest signed with the ledger's key: format, stream, export time, key,
+//!   scope, anchor, the list of sequences, each event's sequence, stored time and
+//!   subject, and the state digest, so nothing can be dropped, swapped or
+//!   re-dated. The manifest is a length-prefixed binary encoding ([`manifest`]),
+//!   so no field's content can pass for another field.
 //!
-//! [`verify_bundle`] is pure: it checks the chain and signatures, every event
-//! against its proof (naming the first bad sequence), the manifest, and folds
-//! the events again with the projector's fold to compare the state.
+//! Everything a bundle shows is signed or recomputed: what is not in the
+//! manifest or a checkpoint — each event's `in_range` flag (from the signed
+//! scope and time), its readable JSON (decoded from its proven bytes) and the
+//! readable state (decoded from the signed state bytes) — the verifier computes
+//! itself and a bundle whose copy differs is TAMPERED. A field no govledger
+//! writes (added to the file after export) makes it TAMPERED too.
+//!
+//! [`verify_bundle`] is pure: it checks the format and size, the key (strict
+//! ed25519, no weak key, `key_id` derived from it, pinned or not), the chain
+//! and signatures, every event against its proof (naming the first bad
+//! sequence), the manifest, the recomputed parts, and folds the events again
+//! with the projector's fold to compare the state.
 //!
 //! Layout:
 //! - here: the bundle format ([`Bundle`] and its parts), the signed
-//!   [`manifest`] text, proofs and chunks;
+//!   [`manifest`] bytes, what both sides recompute ([`in_range`],
+//!   [`readable`], [`readable_state`]), proofs and chunks;
 //! - [`export`](mod@export): building a bundle from the stream and the ledger;
 //! - [`verify`]: the offline check of a bundle.
 
@@ -31,16 +44,25 @@ use govledger_proto::v1::Checkpoint;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-pub use export::{ExportDeps, ExportError, export};
-pub use verify::{BundleReport, verify_bundle};
+use crate::audit::checkpoints;
 
-pub const BUNDLE_FORMAT: &str = "govledger-evidence/1";
+pub use export::{ExportDeps, ExportError, export};
+pub use verify::{BundleReport, Verdict, verify_bundle};
+
+/// The bundle format this version writes and checks. Version 1 did not sign
+/// event times, subjects or the readable parts; it is refused with a message.
+pub const BUNDLE_FORMAT: &str = "govledger-evidence/2";
+/// The prefix every bundle format carries.
+pub const BUNDLE_FORMAT_PREFIX: &str = "govledger-evidence/";
+/// Bytes a bundle file may hold at most (checked before it is read).
+pub const BUNDLE_BYTES_MAX: u64 = 256 << 20;
 /// Events one bundle holds at most.
 pub const EXPORT_EVENTS_MAX: usize = 100_000;
 /// Bytes per `EvidenceChunk`.
 pub const CHUNK_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scope {
     pub source_id: String,
     /// `EntityType` number; 0 with an empty `external_id` = the whole source.
@@ -52,22 +74,28 @@ pub struct Scope {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleEvent {
     pub seq: u64,
+    /// When the stream stored it (signed in the manifest).
     pub stored_at_us: i64,
+    /// The subject it was stored on (signed in the manifest).
     pub subject: String,
     /// Hex of the exact stored bytes (what the leaf hash covers).
     pub raw: String,
     /// Hex audit path, leaf to root, in the anchor tree.
     pub proof: Vec<String>,
-    /// Inside the asked time range (else: earlier history the state needs).
+    /// Inside the asked time range (else: earlier history the state needs);
+    /// recomputed by the verifier from the signed scope and time.
     pub in_range: bool,
-    /// The decoded event for people (protobuf JSON mapping); not verified.
+    /// The decoded event for people (protobuf JSON mapping); the verifier
+    /// decodes the proven bytes again and refuses a bundle whose copy differs.
     #[serde(default)]
     pub event: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleState {
     /// The state holds as of this stream sequence (the end of the range).
     pub as_of_seq: u64,
@@ -81,12 +109,14 @@ pub struct BundleState {
     /// Hex protobuf `SourceState` (source scope).
     #[serde(default)]
     pub source: Option<String>,
-    /// The same, readable; not verified.
+    /// The same, readable; the verifier decodes the signed bytes again and
+    /// refuses a bundle whose copy differs.
     #[serde(default)]
     pub readable: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub format: String,
     pub created_at_us: i64,
@@ -101,7 +131,7 @@ pub struct Bundle {
     pub manifest_seqs: Vec<u64>,
     pub events: Vec<BundleEvent>,
     pub state: BundleState,
-    /// Hex ed25519 signature of [`manifest`].
+    /// Hex ed25519 signature of [`manifest`] (strictly verified).
     pub manifest_signature: String,
 }
 
@@ -127,26 +157,97 @@ fn state_digest(s: &BundleState) -> String {
     sha_hex(&refs)
 }
 
-/// The text the manifest signature covers.
-pub fn manifest(b: &Bundle, anchor: &Checkpoint) -> String {
-    format!(
-        "govledger evidence v1\nformat={}\nstream={}\nscope.source_id={}\nscope.entity_type={}\nscope.external_id={}\nscope.from_us={}\nscope.to_us={}\nanchor.size={}\nanchor.root={}\nstate={}\nseqs={}\n",
-        b.format,
-        b.stream,
-        b.scope.source_id,
-        b.scope.entity_type,
-        b.scope.external_id,
-        b.scope.from_us,
-        b.scope.to_us,
-        anchor.tree_size,
-        anchor.root,
-        state_digest(&b.state),
-        b.manifest_seqs
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    )
+/// The bytes the manifest signature covers: a domain tag, then every field as
+/// an 8-byte big-endian length and its bytes (numbers as 8 big-endian bytes),
+/// lists preceded by their count — so no content can pass for another field.
+pub fn manifest(b: &Bundle, anchor: &Checkpoint) -> Vec<u8> {
+    let mut m = ManifestWriter::default();
+    m.text("govledger evidence manifest v2");
+    m.text(&b.format);
+    m.text(&b.stream);
+    m.num(b.created_at_us as u64);
+    m.text(&b.public_key.to_ascii_lowercase());
+    m.text(&b.key_id);
+    m.text(&b.scope.source_id);
+    m.num(i64::from(b.scope.entity_type) as u64);
+    m.text(&b.scope.external_id);
+    m.num(b.scope.from_us as u64);
+    m.num(b.scope.to_us as u64);
+    m.num(anchor.tree_size);
+    m.text(&anchor.root);
+    m.text(&state_digest(&b.state));
+    m.num(b.manifest_seqs.len() as u64);
+    for s in &b.manifest_seqs {
+        m.num(*s);
+    }
+    m.num(b.events.len() as u64);
+    for e in &b.events {
+        m.num(e.seq);
+        m.num(e.stored_at_us as u64);
+        m.text(&e.subject);
+    }
+    m.0
+}
+
+/// The length-prefixed encoding of [`manifest`].
+#[derive(Default)]
+struct ManifestWriter(Vec<u8>);
+
+impl ManifestWriter {
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(&(b.len() as u64).to_be_bytes());
+        self.0.extend_from_slice(b);
+    }
+    fn text(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn num(&mut self, n: u64) {
+        self.bytes(&n.to_be_bytes());
+    }
+}
+
+/// Whether an event stored at `stored_at_us` falls inside the scope's range
+/// (both ends inclusive, 0 = open).
+pub fn in_range(scope: &Scope, stored_at_us: i64) -> bool {
+    stored_at_us >= scope.from_us && (scope.to_us == 0 || stored_at_us <= scope.to_us)
+}
+
+/// The compiled-in protobuf descriptors (to make bytes readable).
+pub fn descriptors() -> Result<prost_reflect::DescriptorPool, String> {
+    prost_reflect::DescriptorPool::decode(govledger_proto::FILE_DESCRIPTOR_SET)
+        .map_err(|e| e.to_string())
+}
+
+/// `bytes` as message `name`, in the protobuf JSON mapping (null when they do
+/// not decode).
+pub fn readable(
+    pool: &prost_reflect::DescriptorPool,
+    name: &str,
+    bytes: &[u8],
+) -> serde_json::Value {
+    pool.get_message_by_name(name)
+        .and_then(|d| prost_reflect::DynamicMessage::decode(d, bytes).ok())
+        .and_then(|m| serde_json::to_value(&m).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The readable state, decoded from the state's (signed) hex bytes: what the
+/// exporter writes and the verifier recomputes.
+pub fn readable_state(pool: &prost_reflect::DescriptorPool, s: &BundleState) -> serde_json::Value {
+    let dec = |name: &str, h: &str| match checkpoints::unhex(h) {
+        Some(bytes) => readable(pool, name, &bytes),
+        None => serde_json::Value::Null,
+    };
+    match (&s.identity, &s.source) {
+        (Some(i), _) => serde_json::json!({
+            "identity": dec("govledger.v1.IdentityState", i),
+            "actions": s.actions.iter().map(|a| dec("govledger.v1.ActionState", a)).collect::<Vec<_>>(),
+        }),
+        (None, Some(src)) => serde_json::json!({
+            "source": dec("govledger.v1.SourceState", src),
+        }),
+        (None, None) => serde_json::Value::Null,
+    }
 }
 
 /// Inclusion proofs of `seqs` (ascending) in the tree of `leaves` (all leaves

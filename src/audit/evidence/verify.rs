@@ -1,32 +1,83 @@
 //! The offline check of an evidence bundle: pure, needs no NATS and no sled.
+//!
+//! Order: size and format (else REJECTED: not a bundle, or an older format),
+//! the key (strict, not weak, its `key_id` derived from it, the pinned one when
+//! given), the checkpoint chain, every event's proof, the signed manifest
+//! (which covers every event's time and subject), what the verifier recomputes
+//! (each `in_range` flag, each readable event, the readable state), the state
+//! folded again. All held: VERIFIED with a pinned key, else UNPINNED.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use govledger_projector::{OwnedMsg, fold, fold_in_memory, merkle};
-use govledger_proto::v1::{ActionState, Checkpoint, IdentityState, SourceState};
+use govledger_proto::v1::{ActionState, Checkpoint, EntityType, IdentityState, SourceState};
 
-use super::{BUNDLE_FORMAT, Bundle, BundleEvent, manifest};
+use super::{
+    BUNDLE_BYTES_MAX, BUNDLE_FORMAT, BUNDLE_FORMAT_PREFIX, Bundle, BundleEvent, descriptors,
+    in_range, manifest, readable, readable_state,
+};
 use crate::audit::checkpoints::{self, unhex};
+
+/// The outcome of [`verify_bundle`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check held and the bundle is signed by the pinned key.
+    Verified,
+    /// Every check held, but no key was pinned: the bundle is consistent
+    /// under its own key, which anyone could have made.
+    Unpinned,
+    /// A check failed: the bundle was altered (or forged).
+    #[default]
+    Tampered,
+    /// Not a govledger evidence bundle this version checks (other JSON,
+    /// garbage, over the size cap, an older format).
+    Rejected,
+}
 
 /// What [`verify_bundle`] found.
 #[derive(Debug, Clone, Default)]
 pub struct BundleReport {
+    /// The verdict is [`Verdict::Verified`] (intact and signed by the pinned key).
     pub ok: bool,
+    pub verdict: Verdict,
     /// The first bad sequence, when the problem is tied to one.
     pub first_bad_seq: Option<u64>,
     pub problem: String,
     /// What was checked, for the auditor's record.
     pub checked: Vec<String>,
-    /// Things to know that are not failures (an unpinned key, say).
+    /// Things to know that are not failures.
     pub notes: Vec<String>,
+    /// The scope verified, in words: identity or source, range, as-of
+    /// sequence, anchor checkpoint (empty until the checks held).
+    pub scope: String,
+    /// The bundle's public key (hex) and its id, once the key checked out.
+    pub public_key: String,
+    pub key_id: String,
 }
 
 impl BundleReport {
     fn fail(mut self, seq: Option<u64>, problem: String) -> Self {
         self.ok = false;
+        self.verdict = Verdict::Tampered;
         self.first_bad_seq = seq;
         self.problem = problem;
         self
+    }
+
+    fn reject(mut self, problem: String) -> Self {
+        self.ok = false;
+        self.verdict = Verdict::Rejected;
+        self.problem = problem;
+        self
+    }
+
+    /// The report on a file of `len` bytes, over [`BUNDLE_BYTES_MAX`] (the CLI
+    /// checks the size before it reads the file).
+    pub fn too_large(len: u64) -> Self {
+        Self::default().reject(format!(
+            "the file holds {len} bytes, over the {} MiB a bundle may hold: not a govledger evidence bundle",
+            BUNDLE_BYTES_MAX >> 20
+        ))
     }
 }
 
@@ -35,14 +86,57 @@ fn decode_hex<M: prost::Message + Default>(what: &str, h: &str) -> Result<M, Str
     M::decode(bytes.as_slice()).map_err(|e| format!("{what} does not decode: {e}"))
 }
 
+/// The part of a bundle read first, to tell a bundle from other JSON.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    format: Option<serde_json::Value>,
+}
+
 /// Checks a bundle offline (see the module doc). `trusted_key`: the ledger's
-/// public key as the auditor knows it (hex); without it the bundle's own key is
-/// used and the report says so.
+/// public key as the auditor knows it (hex), obtained apart from the bundle;
+/// without it the verdict is at best [`Verdict::Unpinned`].
 pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
     let r = BundleReport::default();
+    if let Some(Err(p)) = trusted_key.map(checkpoints::parse_public_key) {
+        return r.reject(format!(
+            "the key given with --public-key is {p}; pass the ledger's checkpoint key as its operator published it"
+        ));
+    }
+    if json.len() as u64 > BUNDLE_BYTES_MAX {
+        return BundleReport::too_large(json.len() as u64);
+    }
+    let format = match serde_json::from_slice::<Head>(json) {
+        Ok(Head {
+            format: Some(serde_json::Value::String(f)),
+        }) if f.starts_with(BUNDLE_FORMAT_PREFIX) => f,
+        Ok(_) => {
+            return r.reject(
+                "not a govledger evidence bundle: no \"format\": \"govledger-evidence/…\" field"
+                    .into(),
+            );
+        }
+        Err(e) => return r.reject(format!("not a govledger evidence bundle: {e}")),
+    };
+    if format == "govledger-evidence/1" {
+        return r.reject(format!(
+            "bundle format {format} is from an older govledger: it does not sign its events' times and subjects or its readable parts; export it again with this version ({BUNDLE_FORMAT})"
+        ));
+    }
+    if format != BUNDLE_FORMAT {
+        return r.reject(format!(
+            "bundle format {format:?} is not {BUNDLE_FORMAT:?}; use the govledger that wrote it"
+        ));
+    }
     let b: Bundle = match serde_json::from_slice(json) {
         Ok(b) => b,
-        Err(e) => return r.fail(None, format!("not a govledger evidence bundle: {e}")),
+        Err(e) if e.to_string().starts_with("unknown field") => {
+            return r.fail(
+                None,
+                format!("the bundle holds a field govledger never writes, added after export: {e}"),
+            );
+        }
+        Err(e) => return r.reject(format!("not a govledger evidence bundle: {e}")),
     };
     verify_parsed(&b, trusted_key, r)
 }
@@ -51,10 +145,10 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
 type Failure = (Option<u64>, String);
 
 fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> BundleReport {
-    let key = match checked_key(b, trusted_key, &mut r) {
-        Ok(k) => k,
-        Err(problem) => return r.fail(None, problem),
-    };
+    if let Err(problem) = checked_key(b, trusted_key, &mut r) {
+        return r.fail(None, problem);
+    }
+    let key = b.public_key.clone();
     // 1. The checkpoints: signatures and chain.
     let (anchor, anchor_root) = match anchor(b, &key, &mut r) {
         Ok(a) => a,
@@ -69,16 +163,25 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
         "{} event(s), each proven included at its sequence",
         msgs.len()
     ));
-    // 3. The manifest: scope, anchor, sequence list and state digest are the ledger's.
-    if !checkpoints::verify_text(&key, &manifest(b, &anchor), &b.manifest_signature) {
+    // 3. The manifest: scope, anchor, sequences, times, subjects, state digest.
+    if !checkpoints::verify_bytes(&key, &manifest(b, &anchor), &b.manifest_signature) {
         return r.fail(
             None,
-            "the manifest signature does not match: the scope, the list of sequences or the state was changed after export".into(),
+            "the manifest signature does not match: the scope, the export time, an event's sequence, time or subject, or the state was changed after export".into(),
         );
     }
-    r.checked
-        .push("manifest (scope, sequences, state) signed by the ledger's key".into());
-    // 4. The state folds again from the events.
+    r.checked.push(
+        "manifest (scope, export time, every event's sequence, time and subject, state) signed by the ledger's key"
+            .into(),
+    );
+    // 4. What the bundle shows beside the signed data is what it decodes to.
+    if let Err((seq, problem)) = recomputed(b, &msgs) {
+        return r.fail(seq, problem);
+    }
+    r.checked.push(
+        "in-range flags, readable events and readable state equal what the verifier computed from the signed data".into(),
+    );
+    // 5. The state folds again from the events.
     match check_state(b, &msgs) {
         Ok(Some(what)) => r.checked.push(what),
         Ok(None) => r.notes.push(
@@ -86,38 +189,141 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
         ),
         Err(e) => return r.fail(None, e),
     }
-    r.ok = true;
+    r.scope = scope_text(b, &anchor);
+    r.verdict = if trusted_key.is_some() {
+        Verdict::Verified
+    } else {
+        Verdict::Unpinned
+    };
+    r.ok = r.verdict == Verdict::Verified;
     r
 }
 
-/// The bundle's format is this one's, and the key to check it with: the
-/// trusted key when given (it must be the bundle's), else the bundle's own
-/// (noted in the report).
-fn checked_key(
-    b: &Bundle,
-    trusted_key: Option<&str>,
-    r: &mut BundleReport,
-) -> Result<String, String> {
-    if b.format != BUNDLE_FORMAT {
+/// The bundle's format is this one's, its key is a strong one with the key id
+/// it names, and it is the trusted key when one is given.
+fn checked_key(b: &Bundle, trusted_key: Option<&str>, r: &mut BundleReport) -> Result<(), String> {
+    let key = checkpoints::parse_public_key(&b.public_key)
+        .map_err(|p| format!("the bundle's public key is {p}; nothing it signs is evidence"))?;
+    let derived = checkpoints::key_id(&key);
+    if b.key_id != derived {
         return Err(format!(
-            "bundle format {:?} is not {BUNDLE_FORMAT:?}; use the govledger that wrote it",
-            b.format
+            "the bundle's key_id {:?} is not the id of its public key ({derived}): the key id was edited",
+            b.key_id
         ));
     }
-    match trusted_key {
-        Some(k) if !k.eq_ignore_ascii_case(&b.public_key) => Err(format!(
-            "the bundle is signed by key {} ({}), not the trusted key given",
-            b.key_id, b.public_key
-        )),
-        Some(k) => Ok(k.to_owned()),
-        None => {
-            r.notes.push(format!(
-                "key not pinned: checked against the bundle's own key {} (id {}); pass --public-key with the key the ledger's operator published to pin it",
-                b.public_key, b.key_id
+    r.public_key = b.public_key.to_ascii_lowercase();
+    r.key_id = derived;
+    let Some(trusted) = trusted_key else {
+        r.checked.push(format!(
+            "key {}: a strong ed25519 key, its key_id derived from it — but NOT pinned (no --public-key)",
+            r.key_id
+        ));
+        return Ok(());
+    };
+    let trusted_vk = checkpoints::parse_public_key(trusted)
+        .map_err(|p| format!("the key given with --public-key is {p}"))?;
+    if trusted_vk != key {
+        return Err(format!(
+            "the bundle is signed by key {} ({}), not the trusted key given ({})",
+            b.key_id,
+            b.public_key,
+            checkpoints::key_id(&trusted_vk)
+        ));
+    }
+    r.checked.push(format!(
+        "key {}: the pinned key, a strong ed25519 key, its key_id derived from it",
+        r.key_id
+    ));
+    Ok(())
+}
+
+/// The parts of the bundle that are not signed, recomputed from signed data:
+/// each event's `in_range` (from the signed scope and time), its readable
+/// JSON (from its proven bytes), and the readable state (from the signed
+/// state bytes).
+fn recomputed(b: &Bundle, msgs: &[OwnedMsg]) -> Result<(), Failure> {
+    let pool = descriptors().map_err(|e| (None, format!("cannot decode events: {e}")))?;
+    let by_seq: BTreeMap<u64, &BundleEvent> = b.events.iter().map(|e| (e.seq, e)).collect();
+    for m in msgs {
+        let Some(e) = by_seq.get(&m.seq) else {
+            continue;
+        };
+        let inside = in_range(&b.scope, e.stored_at_us);
+        if e.in_range != inside {
+            return Err((
+                Some(m.seq),
+                format!(
+                    "sequence {}: in_range says {}, but its signed time {} is {} the signed range",
+                    m.seq,
+                    e.in_range,
+                    time_text(e.stored_at_us),
+                    if inside { "inside" } else { "outside" }
+                ),
             ));
-            Ok(b.public_key.clone())
+        }
+        if e.event != readable(&pool, "govledger.v1.Event", &m.payload) {
+            return Err((
+                Some(m.seq),
+                format!(
+                    "sequence {}: the readable event is not what its stored bytes decode to",
+                    m.seq
+                ),
+            ));
         }
     }
+    if b.state.readable != readable_state(&pool, &b.state) {
+        return Err((
+            None,
+            "the readable state is not what the signed state bytes decode to".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time (UTC) of Unix microseconds.
+fn time_text(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| format!("{us} µs"))
+}
+
+/// The scope a verified bundle covers, in words.
+fn scope_text(b: &Bundle, anchor: &Checkpoint) -> String {
+    let s = &b.scope;
+    let who = if s.external_id.is_empty() {
+        format!("the whole source {}", s.source_id)
+    } else {
+        let kind = EntityType::try_from(s.entity_type)
+            .map(|t| {
+                t.as_str_name()
+                    .trim_start_matches("ENTITY_TYPE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|_| format!("entity type {}", s.entity_type));
+        format!(
+            "identity {} ({kind}) of source {}",
+            s.external_id, s.source_id
+        )
+    };
+    let from = if s.from_us == 0 {
+        "the beginning".to_owned()
+    } else {
+        time_text(s.from_us)
+    };
+    let to = if s.to_us == 0 {
+        "the ledger's end at export".to_owned()
+    } else {
+        time_text(s.to_us)
+    };
+    format!(
+        "{who}; range from {from} to {to}; state as of sequence {} (stored {}); anchor checkpoint of size {} root {} (key id {}); exported {}",
+        b.state.as_of_seq,
+        time_text(b.state.as_of_stored_at_us),
+        anchor.tree_size,
+        anchor.root,
+        anchor.key_id,
+        time_text(b.created_at_us)
+    )
 }
 
 /// The bundle's checkpoints verify and chain under `key`; the last one (the

@@ -1,0 +1,336 @@
+//! Evidence bundles that cannot be edited: a real bundle exported from a real
+//! run, attacked as an auditor's adversary would — every field a bundle shows
+//! edited with the real key pinned, a re-signed forgery, a small-order key, a
+//! wrong key id, an old format, an oversized file and other JSON — and the
+//! manifest's encoding held against ids that hold newlines.
+
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use govledger::audit::checkpoints::{self, unhex};
+use govledger::audit::evidence::{Bundle, Scope, manifest, verify_bundle};
+use govledger_projector::fold::hex;
+use govledger_proto::v1::{ActionKind, ActionRequested, Checkpoint, SubmitActionRequest};
+use govledger_testkit::fault_scim::{FaultScim, ScimConfig};
+use govledger_testkit::{Govledger, NatsServer, read_stream};
+use prost::Message as _;
+
+/// `govledger verify-bundle FILE [--public-key K]`: exit code and stdout + stderr.
+fn verify_cli(path: &std::path::Path, key: Option<&str>) -> (Option<i32>, String) {
+    let mut args = vec!["verify-bundle", path.to_str().unwrap()];
+    if let Some(k) = key {
+        args.extend(["--public-key", k]);
+    }
+    let o = std::process::Command::new(govledger_testkit::govledger_bin())
+        .args(&args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+fn write(dir: &std::path::Path, name: &str, b: &Bundle) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec_pretty(b).unwrap()).unwrap();
+    p
+}
+
+fn checkpoints_of(b: &Bundle) -> Vec<Checkpoint> {
+    b.checkpoints
+        .iter()
+        .map(|h| Checkpoint::decode(unhex(h).unwrap().as_slice()).unwrap())
+        .collect()
+}
+
+/// Signs the bundle again as a forger would: every checkpoint (re-chained) and
+/// the manifest with `sign`, the bundle naming `public` and its key id.
+fn resign(b: &mut Bundle, public: [u8; 32], sign: &dyn Fn(&[u8]) -> [u8; 64]) {
+    let vk = VerifyingKey::from_bytes(&public).unwrap();
+    let mut cps = checkpoints_of(b);
+    let mut prev: Option<String> = None;
+    for cp in &mut cps {
+        cp.public_key = hex(&public);
+        cp.key_id = checkpoints::key_id(&vk);
+        if let Some(p) = prev {
+            cp.previous = p;
+        }
+        cp.signature = hex(&sign(checkpoints::statement(cp).as_bytes()));
+        prev = Some(checkpoints::checkpoint_hash(cp));
+    }
+    b.checkpoints = cps.iter().map(|c| hex(&c.encode_to_vec())).collect();
+    b.public_key = hex(&public);
+    b.key_id = checkpoints::key_id(&vk);
+    let anchor = cps.last().unwrap().clone();
+    let m = manifest(b, &anchor);
+    let bytes: &[u8] = m.as_ref();
+    b.manifest_signature = hex(&sign(bytes));
+}
+
+/// Changes the first string value found in `v` (depth first); whether one was.
+fn edit_first_string(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => {
+            s.push_str("-edited");
+            true
+        }
+        serde_json::Value::Array(a) => a.iter_mut().any(edit_first_string),
+        serde_json::Value::Object(o) => o.values_mut().any(edit_first_string),
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_or_forged_bundle_never_verifies() {
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 12,
+        groups: 2,
+        ..Default::default()
+    })
+    .await;
+    let cfg = format!(
+        "[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\nresources = [\"Users\", \"Groups\"]\n",
+        scim.base_url
+    );
+    let mut gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let mut c = gl.client().await;
+    gl.sync("hr").await;
+    let who = scim.user_ids()[2].clone();
+    c.submit_action(SubmitActionRequest {
+        source_id: "hr".into(),
+        request: Some(ActionRequested {
+            kind: ActionKind::Deactivate as i32,
+            identity_external_id: who.clone(),
+            idempotency_key: "attack-1".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    gl.sync("hr").await;
+    let stored = read_stream(&nats.client().await).await;
+    gl.wait_applied(stored.last().unwrap().seq).await;
+    let key = gl.ledger_status().await.checkpoint_public_key;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.json");
+    let o = std::process::Command::new(govledger_testkit::govledger_bin())
+        .args(["export", "--grpc-addr", &gl.addr, "--source", "hr"])
+        .args(["--identity", &who, "--out", path.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{text}");
+    // The hint does not tell the auditor to pin the key the bundle itself carries.
+    assert!(
+        !text.contains(&format!("--public-key {key}")),
+        "circular hint: {text}"
+    );
+    assert!(text.contains("govledger ledger"), "{text}");
+    gl.stop();
+
+    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(original.events.len() >= 4, "{}", original.events.len());
+    let check = |b: &Bundle| verify_bundle(&serde_json::to_vec(b).unwrap(), Some(&key));
+    assert!(check(&original).ok, "{:?}", check(&original));
+
+    // The genuine bundle, pinned: VERIFIED, naming the scope it verified.
+    let (code, out) = verify_cli(&path, Some(&key));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("VERIFIED"), "{out}");
+    let anchor = checkpoints_of(&original).last().unwrap().clone();
+    for want in [
+        format!("identity {who}"),
+        "source hr".to_owned(),
+        format!("as of sequence {}", original.state.as_of_seq),
+        format!("anchor checkpoint of size {}", anchor.tree_size),
+        anchor.root.clone(),
+        "range from the beginning to".to_owned(),
+    ] {
+        assert!(out.contains(&want), "{want:?} not in: {out}");
+    }
+
+    // 1. Every field a person reads, edited with the real key pinned: TAMPERED.
+    let i = original.events.len() / 2;
+    let target = original.events[i].seq;
+    let mut edits: Vec<(&str, Bundle)> = Vec::new();
+    let mut b = original.clone();
+    b.events[i].stored_at_us -= 86_400_000_000;
+    edits.push(("stored_at_us", b));
+    let mut b = original.clone();
+    b.events[i].subject = b.events[i].subject.replace("hr", "payroll");
+    edits.push(("subject", b));
+    let mut b = original.clone();
+    b.events[i].in_range = !b.events[i].in_range;
+    edits.push(("in_range", b));
+    let mut b = original.clone();
+    assert!(
+        edit_first_string(&mut b.events[i].event),
+        "{:?}",
+        b.events[i].event
+    );
+    edits.push(("readable event", b));
+    let mut b = original.clone();
+    b.events[i].event = serde_json::json!({"note": "nothing happened"});
+    edits.push(("readable event replaced", b));
+    let mut b = original.clone();
+    let st = b.state.readable.to_string();
+    assert!(st.contains(&who), "{st}");
+    b.state.readable = serde_json::from_str(&st.replace(&who, "someone-else")).unwrap();
+    edits.push(("readable state", b));
+    let mut b = original.clone();
+    b.state.readable = serde_json::json!({});
+    edits.push(("readable state emptied", b));
+    let mut b = original.clone();
+    b.created_at_us += 1;
+    edits.push(("created_at_us", b));
+    // A field added to the file (a note a person would read) is no evidence.
+    let mut v = serde_json::to_value(&original).unwrap();
+    v["events"][i]["note"] = "approved by the CISO".into();
+    let r = verify_bundle(&serde_json::to_vec(&v).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("never writes"), "{r:?}");
+    for (what, b) in &edits {
+        let r = check(b);
+        assert!(!r.ok, "{what}: edited and still verified: {r:?}");
+        let (code, out) = verify_cli(&write(dir.path(), "edited.json", b), Some(&key));
+        assert_eq!(code, Some(3), "{what}: {out}");
+        assert!(
+            out.contains("TAMPERED") && !out.contains("VERIFIED"),
+            "{what}: {out}"
+        );
+    }
+    // A time or subject is signed in the manifest; a flag or a readable part
+    // that disagrees with the signed data names its sequence.
+    let r = check(&edits[0].1);
+    assert!(r.problem.contains("time"), "{r:?}");
+    for (what, b) in &edits[2..5] {
+        let r = check(b);
+        assert_eq!(r.first_bad_seq, Some(target), "{what}: {r:?}");
+    }
+
+    // 4. A key_id that is not the key's: rejected with a clear message.
+    let mut b = original.clone();
+    b.key_id = "0123456789abcdef".into();
+    let r = check(&b);
+    assert!(!r.ok && r.problem.contains("key_id"), "{r:?}");
+
+    // 3. A small-order public key with the trivial signature (R = identity,
+    // s = 0) "verifies" any message under a lax check: rejected.
+    let mut weak_pk = [0u8; 32];
+    weak_pk[0] = 1;
+    let mut trivial = [0u8; 64];
+    trivial[0] = 1;
+    let mut b = original.clone();
+    b.state.readable = serde_json::json!({"forged": true});
+    resign(&mut b, weak_pk, &|_| trivial);
+    let r = verify_bundle(&serde_json::to_vec(&b).unwrap(), Some(&hex(&weak_pk)));
+    assert!(!r.ok && r.problem.contains("weak"), "{r:?}");
+    let (code, out) = verify_cli(&write(dir.path(), "weak.json", &b), None);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("TAMPERED") && out.contains("weak"), "{out}");
+
+    // 5. A re-signed forgery (an edited subject, signed with the forger's own
+    // key): unpinned it is UNPINNED, never exit 0; pinned it is rejected.
+    let forger = SigningKey::from_bytes(&[7u8; 32]);
+    let mut b = original.clone();
+    b.events[i].subject = b.events[i].subject.replace("hr", "payroll");
+    resign(&mut b, forger.verifying_key().to_bytes(), &|m| {
+        forger.sign(m).to_bytes()
+    });
+    let forged = write(dir.path(), "forged.json", &b);
+    let (code, out) = verify_cli(&forged, None);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("UNPINNED") && !out.contains("VERIFIED"),
+        "{out}"
+    );
+    let (code, out) = verify_cli(&forged, Some(&key));
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("not the trusted key"), "{out}");
+    // The genuine bundle unpinned: UNPINNED too, exit 4.
+    let (code, out) = verify_cli(&path, None);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(
+        out.contains("UNPINNED") && !out.contains("VERIFIED"),
+        "{out}"
+    );
+
+    // A --public-key that is no key (or a weak one) is refused as such.
+    for bad in ["xyz", &hex(&weak_pk)] {
+        let (code, out) = verify_cli(&path, Some(bad));
+        assert_eq!(code, Some(3), "{out}");
+        assert!(
+            out.contains("REJECTED: the key given with --public-key"),
+            "{out}"
+        );
+    }
+
+    // An old-format bundle: a clear error, not VERIFIED.
+    let mut b = original.clone();
+    b.format = "govledger-evidence/1".into();
+    let r = check(&b);
+    assert!(!r.ok && r.problem.contains("export it again"), "{r:?}");
+
+    // 7. Other JSON and garbage: "not a govledger evidence bundle"; a file past
+    // the size cap is refused before it is read.
+    for (name, data) in [
+        ("other.json", b"{\"hello\": 1}".to_vec()),
+        ("array.json", b"[1, 2, 3]".to_vec()),
+        ("garbage.bin", vec![0xff, 0x00, 0x13, 0x37]),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        let (code, out) = verify_cli(&p, Some(&key));
+        assert_ne!(code, Some(0), "{name}: {out}");
+        assert!(
+            out.contains("not a govledger evidence bundle"),
+            "{name}: {out}"
+        );
+    }
+    let huge = dir.path().join("huge.json");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(257 << 20)
+        .unwrap();
+    let (code, out) = verify_cli(&huge, Some(&key));
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("256 MiB"), "{out}");
+}
+
+/// Two scopes whose fields differ only in where a newline splits them must not
+/// sign the same manifest.
+#[test]
+fn the_manifest_is_unambiguous_for_ids_with_newlines() {
+    let anchor = Checkpoint {
+        tree_size: 10,
+        root: "ab".repeat(32),
+        ..Default::default()
+    };
+    let bundle = |scope: Scope| Bundle {
+        scope,
+        ..Default::default()
+    };
+    let a = bundle(Scope {
+        source_id: "a\nscope.entity_type=1\nscope.external_id=b".into(),
+        entity_type: 1,
+        external_id: "c".into(),
+        ..Default::default()
+    });
+    let b = bundle(Scope {
+        source_id: "a".into(),
+        entity_type: 1,
+        external_id: "b\nscope.entity_type=1\nscope.external_id=c".into(),
+        ..Default::default()
+    });
+    assert_ne!(manifest(&a, &anchor), manifest(&b, &anchor));
+    // The sequence list cannot be shifted into another field either.
+    let mut c = bundle(Scope::default());
+    c.manifest_seqs = vec![1, 2];
+    let mut d = bundle(Scope::default());
+    d.manifest_seqs = vec![12];
+    assert_ne!(manifest(&c, &anchor), manifest(&d, &anchor));
+}
