@@ -294,7 +294,11 @@ fn excerpt(body: &[u8]) -> String {
     if cut.len() < text.len() {
         cut.push('…');
     }
-    format!(": {}", cut.replace('\n', " "))
+    // A server's error body may echo a URL with its userinfo.
+    format!(
+        ": {}",
+        govledger_stream::redact_url(&cut.replace('\n', " "))
+    )
 }
 
 /// `name: value` as a request header, or why it is not one.
