@@ -12,30 +12,7 @@ use tokio::sync::Mutex;
 
 use crate::{ratelimit, retry::Failure};
 
-/// A secret value: never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use govledger_stream::Secret;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
@@ -317,7 +294,11 @@ fn excerpt(body: &[u8]) -> String {
     if cut.len() < text.len() {
         cut.push('…');
     }
-    format!(": {}", cut.replace('\n', " "))
+    // A server's error body may echo a URL with its userinfo.
+    format!(
+        ": {}",
+        govledger_stream::redact_url(&cut.replace('\n', " "))
+    )
 }
 
 /// `name: value` as a request header, or why it is not one.

@@ -5,6 +5,7 @@
 use anyhow::Context as _;
 use govledger_ingest::{Publisher, event::ProducerId};
 use govledger_proto::v1::GetLedgerStatusRequest;
+use govledger_stream::connect::ConnectSpec;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -34,19 +35,21 @@ fn settings(f: &ServerFlags) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
-/// The validated config of a command that needs no source (no secret is read).
-fn load_config(f: &ServerFlags) -> Result<Config, ConfigError> {
+/// The validated config of a command that needs no source (no source's
+/// secret is read), with how it connects to NATS (the NATS credential read once).
+fn load_config(f: &ServerFlags) -> Result<(Config, ConnectSpec), ConfigError> {
     let cfg = settings(f)?;
     cfg.validate()?;
-    Ok(cfg)
+    let spec = cfg.nats.connect_spec(&ProcessEnv)?;
+    Ok((cfg, spec))
 }
 
-/// The URL of the NATS a running govledger uses: `nats.url` (or `--nats-url`),
+/// The URL of the NATS a running govledger uses: `nats.url` / `nats.urls` (or `--nats-url`),
 /// else the one its embedded server wrote to `<data_dir>/nats.url`. `hint` ends
 /// the error when neither is there.
 fn running_nats_url(cfg: &Config, hint: &str) -> anyhow::Result<String> {
-    if let Some(url) = &cfg.nats.url {
-        return Ok(url.clone());
+    if let Some(url) = cfg.nats.external_url() {
+        return Ok(url);
     }
     let f = cfg.data_dir().join("nats.url");
     let url = std::fs::read_to_string(&f)
@@ -72,8 +75,8 @@ pub async fn serve(f: ServerFlags) -> anyhow::Result<()> {
 
 /// `govledger project`: only the projector.
 pub async fn project(a: ProjectArgs) -> anyhow::Result<()> {
-    let cfg = load_config(&a.server)?;
-    serve::project(cfg, a.exit_at_end, shutdown_on_signals()).await?;
+    let (cfg, spec) = load_config(&a.server)?;
+    serve::project(cfg, &spec, a.exit_at_end, shutdown_on_signals()).await?;
     Ok(())
 }
 
@@ -81,9 +84,9 @@ pub async fn project(a: ProjectArgs) -> anyhow::Result<()> {
 pub async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     govledger_stream::subject::validate_source_id(&a.source)
         .context("--source is not a valid source id")?;
-    let cfg = load_config(&a.server)?;
+    let (cfg, spec) = load_config(&a.server)?;
     let url = running_nats_url(&cfg, "; start `govledger serve` first")?;
-    let nats = serve::connect(&cfg, &url).await?;
+    let nats = serve::connect(&spec, &url).await?;
     let shutdown = shutdown_on_signals();
     let js = async_nats::jetstream::new(nats.clone());
     govledger_stream::ensure_stream(&js, &cfg.stream_spec()).await?;
@@ -111,7 +114,7 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
 
 /// `govledger rebuild`: folds the stream again and compares digests (exit 3 on a mismatch).
 pub async fn rebuild(a: RebuildArgs) -> anyhow::Result<()> {
-    let cfg = load_config(&ServerFlags {
+    let (cfg, spec) = load_config(&ServerFlags {
         config: a.config,
         data_dir: a.data_dir,
         grpc_addr: None,
@@ -128,7 +131,7 @@ pub async fn rebuild(a: RebuildArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = a.keep.unwrap_or_else(|| tmp.path().join("sled"));
     println!("rebuilding sequences 1..={seq} into {}", dir.display());
-    let r = serve::rebuild(&cfg, &url, (seq, live.state_digest), &dir).await?;
+    let r = serve::rebuild(&cfg, &spec, &url, (seq, live.state_digest), &dir).await?;
     println!(
         "folded {} events up to seq {} in {:.1?} ({:.0} events/s)",
         r.events,

@@ -9,6 +9,7 @@
 //! Layout:
 //! - this file: [`Config`] (the file's shape, its checks) and [`Resolved`];
 //! - [`sources`]: `[[sources]]`, typed, resolved into a [`sources::Source`] each;
+//! - [`nats`]: `[nats]`, the server(s), the stream, credentials and TLS;
 //! - [`rest`]: `[sources.rest]`, a generic JSON API's shape and paging keys;
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
 //! - [`thresholds`]: `[sources.deletion_thresholds]`, the deletion guard per entity type;
@@ -23,6 +24,7 @@ use std::{
 use serde::Deserialize;
 
 pub mod error;
+pub mod nats;
 pub mod rest;
 pub mod secrets;
 pub mod sources;
@@ -30,6 +32,7 @@ pub mod thresholds;
 
 pub use error::ConfigError;
 use error::invalid;
+pub use nats::NatsConfig;
 use secrets::SecretSource;
 use sources::Source;
 
@@ -75,41 +78,6 @@ impl Default for AuditConfig {
 pub struct GrpcConfig {
     /// Listen address, `HOST:PORT` (port 0 picks a free port; the log says which).
     pub addr: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsConfig {
-    /// `nats://host:port` of an existing server. Absent: govledger starts its own
-    /// `nats-server -js` as a child process with its store in the data folder.
-    pub url: Option<String>,
-    /// JetStream stream name.
-    pub stream: String,
-    /// Duplicate window of the stream, in milliseconds.
-    pub duplicate_window_ms: u64,
-    /// Path of the `nats-server` binary for the embedded server. Default: the
-    /// project's `.tools/venv/bin/nats-server`, then `PATH`.
-    pub server_bin: Option<PathBuf>,
-    /// Port of the embedded server (0 = a free port).
-    pub embedded_port: u16,
-    /// A NATS credentials file (`.creds`). Its content is never logged.
-    pub credentials_file: Option<PathBuf>,
-    /// How long to wait for the first connection, in milliseconds.
-    pub connect_timeout_ms: u64,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            stream: govledger_stream::contract::DEFAULT_STREAM_NAME.to_owned(),
-            duplicate_window_ms: govledger_stream::contract::DEFAULT_DUPLICATE_WINDOW_MS,
-            server_bin: None,
-            embedded_port: 0,
-            credentials_file: None,
-            connect_timeout_ms: govledger_stream::connect::DEFAULT_CONNECT_TIMEOUT_MS,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +145,8 @@ pub struct Resolved {
     pub config: Config,
     /// One per `[[sources]]` entry, in file order.
     pub sources: Vec<Source>,
+    /// How every role connects to NATS (its credential read).
+    pub nats: govledger_stream::connect::ConnectSpec,
 }
 
 impl Config {
@@ -227,18 +197,7 @@ impl Config {
     /// Checks every value; the first problem is returned, naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.grpc_addr()?;
-        if let Some(url) = &self.nats.url {
-            let ok = ["nats://", "tls://", "ws://", "wss://"]
-                .iter()
-                .any(|p| url.starts_with(p))
-                || !url.contains("://");
-            if !ok || url.trim().is_empty() {
-                return Err(invalid(
-                    "nats.url",
-                    format!("{url:?} is not a NATS URL (e.g. nats://127.0.0.1:4222)"),
-                ));
-            }
-        }
+        self.nats.validate()?;
         let s = &self.nats.stream;
         if s.is_empty()
             || !s
@@ -258,14 +217,6 @@ impl Config {
         }
         if self.nats.connect_timeout_ms == 0 {
             return Err(invalid("nats.connect_timeout_ms", "must be > 0"));
-        }
-        if let Some(c) = &self.nats.credentials_file
-            && !c.is_file()
-        {
-            return Err(invalid(
-                "nats.credentials_file",
-                format!("{} is not a readable file", c.display()),
-            ));
         }
         let d = &self.projector.durable;
         if d.is_empty()
@@ -336,19 +287,12 @@ impl Config {
             .enumerate()
             .map(|(i, s)| s.resolve(i, env))
             .collect::<Result<_, _>>()?;
+        let nats = self.nats.connect_spec(env)?;
         Ok(Resolved {
             config: self,
             sources,
+            nats,
         })
-    }
-
-    /// How every role of this process connects to NATS.
-    pub fn connect_spec(&self) -> govledger_stream::connect::ConnectSpec {
-        govledger_stream::connect::ConnectSpec {
-            client_name: govledger_stream::connect::DEFAULT_CLIENT_NAME.to_owned(),
-            connect_timeout_ms: self.nats.connect_timeout_ms,
-            credentials_file: self.nats.credentials_file.clone(),
-        }
     }
 
     pub fn stream_spec(&self) -> govledger_stream::StreamSpec {

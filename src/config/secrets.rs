@@ -95,7 +95,7 @@ impl AuthConfig {
 }
 
 /// Reads the secret `key` from its environment variable or its file (exactly one).
-fn secret(
+pub(crate) fn secret(
     key: &str,
     env_name: &Option<String>,
     file: &Option<PathBuf>,

@@ -318,14 +318,13 @@ impl SourceConfig {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(
                 k("base_url"),
-                format!("{url:?} is not an http(s) URL"),
+                format!(
+                    "{:?} is not an http(s) URL",
+                    govledger_stream::redact_url(url)
+                ),
             ));
         }
-        if url
-            .split("://")
-            .nth(1)
-            .is_some_and(|rest| rest.split('/').next().unwrap_or("").contains('@'))
-        {
+        if govledger_stream::redact::has_userinfo(url) {
             return Err(invalid(
                 k("base_url"),
                 "must not contain credentials; use [sources.auth]",

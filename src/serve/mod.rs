@@ -128,7 +128,7 @@ async fn serve_with(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let cfg = &resolved.config;
-    let conn = nats::reach_stream(cfg, url).await?;
+    let conn = nats::reach_stream(cfg, &resolved.nats, url).await?;
     tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
     let projector = roles::start_projector(resolved, &conn, &store, &shutdown);
     let (handles, workers) =

@@ -2,7 +2,7 @@
 //! the configured credentials, and the stream contract checked.
 
 use async_nats::jetstream;
-use govledger_stream::contract::ensure_stream;
+use govledger_stream::{connect::ConnectSpec, contract::ensure_stream};
 
 use super::{
     ServeError,
@@ -10,9 +10,10 @@ use super::{
 };
 use crate::config::Config;
 
-/// Connects to NATS with the configured credentials, bounded by `connect_timeout_ms`.
-pub async fn connect(cfg: &Config, url: &str) -> Result<async_nats::Client, ServeError> {
-    Ok(govledger_stream::connect::connect(&cfg.connect_spec(), url).await?)
+/// Connects to NATS at `url` (one or several, comma-separated) with the
+/// configured credentials, bounded by `connect_timeout_ms`.
+pub async fn connect(spec: &ConnectSpec, url: &str) -> Result<async_nats::Client, ServeError> {
+    Ok(govledger_stream::connect::connect(spec, url).await?)
 }
 
 /// Where NATS comes from for this process.
@@ -21,12 +22,12 @@ pub struct NatsHandle {
     pub embedded: Option<EmbeddedNats>,
 }
 
-/// Uses `nats.url`, or starts the embedded server in `<data_dir>/nats` and writes
+/// Uses `nats.url` (or `nats.urls`), or starts the embedded server in `<data_dir>/nats` and writes
 /// its URL to `<data_dir>/nats.url` for local tools (`govledger simulate`).
 pub async fn nats_for(cfg: &Config) -> Result<NatsHandle, ServeError> {
-    if let Some(url) = &cfg.nats.url {
+    if let Some(url) = cfg.nats.external_url() {
         return Ok(NatsHandle {
-            url: url.clone(),
+            url,
             embedded: None,
         });
     }
@@ -53,9 +54,13 @@ pub struct StreamConn {
     pub info: jetstream::stream::Info,
 }
 
-/// Connects to `url` and checks (or creates) the configured stream.
-pub async fn reach_stream(cfg: &Config, url: &str) -> Result<StreamConn, ServeError> {
-    let client = connect(cfg, url).await?;
+/// Connects to `url` as `spec` says and checks (or creates) the configured stream.
+pub async fn reach_stream(
+    cfg: &Config,
+    spec: &ConnectSpec,
+    url: &str,
+) -> Result<StreamConn, ServeError> {
+    let client = connect(spec, url).await?;
     let js = jetstream::new(client.clone());
     let info = ensure_stream(&js, &cfg.stream_spec()).await?;
     Ok(StreamConn { client, js, info })

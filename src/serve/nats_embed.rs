@@ -97,6 +97,18 @@ pub struct EmbeddedNats {
 impl EmbeddedNats {
     /// Starts `bin -js` with its store in `dir` and waits until it accepts connections.
     pub async fn start(bin: &Path, dir: &Path, port: u16) -> Result<Self, EmbedError> {
+        Self::start_with_config(bin, dir, port, None).await
+    }
+
+    /// [`Self::start`] with a nats-server config file (`-c`), e.g. one that
+    /// requires a credential; the command line's address, port, store, pid file
+    /// and log still apply.
+    pub async fn start_with_config(
+        bin: &Path,
+        dir: &Path,
+        port: u16,
+        config: Option<&Path>,
+    ) -> Result<Self, EmbedError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| EmbedError::Io { path, source }
@@ -111,7 +123,11 @@ impl EmbeddedNats {
         };
         let log = dir.join("nats-server.log");
         let store = dir.join("store");
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(c) = config {
+            cmd.arg("-c").arg(c);
+        }
+        let child = cmd
             .arg("-a")
             .arg("127.0.0.1")
             .arg("-p")

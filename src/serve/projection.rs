@@ -4,6 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use govledger_projector::{Store, runner};
+use govledger_stream::connect::ConnectSpec;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -28,11 +29,12 @@ pub struct RebuildReport {
 /// `live` is (last applied seq, digest) as the running govledger reported them.
 pub async fn rebuild(
     cfg: &Config,
+    spec: &ConnectSpec,
     nats_url: &str,
     live: (u64, String),
     dir: &std::path::Path,
 ) -> Result<RebuildReport, ServeError> {
-    let conn = nats::reach_stream(cfg, nats_url).await?;
+    let conn = nats::reach_stream(cfg, spec, nats_url).await?;
     let store = Arc::new(Store::open(dir, cfg.projector.cache_capacity_bytes)?);
     let mut rc = cfg.runner_config();
     rc.stop_at_seq = Some(live.0);
@@ -61,12 +63,13 @@ pub async fn rebuild(
 /// (a catch-up or rebuild run).
 pub async fn project(
     cfg: Config,
+    spec: &ConnectSpec,
     exit_at_end: bool,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let store = open_storage(&cfg)?;
     let nats = nats_for(&cfg).await?;
-    let conn = nats::reach_stream(&cfg, &nats.url).await?;
+    let conn = nats::reach_stream(&cfg, spec, &nats.url).await?;
     let mut runner_cfg = cfg.runner_config();
     if exit_at_end {
         runner_cfg.stop_at_seq = Some(conn.info.state.last_sequence);

@@ -4,7 +4,9 @@
 //! - [`contract`]: the JetStream stream contract (immutable, discard-new, no max age),
 //!   [`ensure_stream`] and the check that refuses a weaker existing stream;
 //! - [`subject`]: source-id validation and the subject each event is published on;
-//! - [`connect`]: the bounded NATS connection (client name, timeout, credentials);
+//! - [`connect`]: the bounded NATS connection (client name, timeout, credentials, TLS);
+//! - [`redact`]: [`redact_url`], the one way a URL that may carry userinfo is printed;
+//! - [`secret`]: [`Secret`], a value whose `Debug` and `Display` print `***`;
 //! - [`backoff`]: the one jittered exponential backoff every retry loop uses;
 //! - [`failpoint`]: crash-test hooks that abort the process at a named point.
 #![forbid(unsafe_code)]
@@ -13,6 +15,10 @@ pub mod backoff;
 pub mod connect;
 pub mod contract;
 pub mod failpoint;
+pub mod redact;
+pub mod secret;
 pub mod subject;
 
 pub use contract::{StreamSpec, ensure_stream};
+pub use redact::redact_url;
+pub use secret::Secret;

@@ -29,6 +29,8 @@ pub struct NatsServer {
     /// Holds the store, the log and the pid file (`EmbeddedNats`'s layout).
     pub store: tempfile::TempDir,
     bin: PathBuf,
+    /// The nats-server config file it was started with, if any.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -45,21 +47,44 @@ impl NatsServer {
     /// Starts `bin` on a free port with a fresh store and waits until it
     /// accepts connections.
     pub async fn try_start_with(bin: &Path) -> Result<Self, Error> {
+        Self::try_start_configured(bin, None).await
+    }
+
+    /// Starts a server whose nats-server config is `config_text` (e.g.
+    /// `authorization { token: "…" }`: a server that requires a credential).
+    /// The default [`Self::start`] stays unauthenticated.
+    pub async fn start_with_config(config_text: &str) -> Self {
+        let run =
+            async { Self::try_start_configured(&nats_server_bin()?, Some(config_text)).await };
+        run.await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_start_configured(bin: &Path, config_text: Option<&str>) -> Result<Self, Error> {
         let bin = bin.to_path_buf();
         let store = tempfile::Builder::new()
             .prefix("govledger-nats-")
             .tempdir()
             .map_err(Error::io("creating the nats-server store folder"))?;
+        let config = match config_text {
+            Some(text) => {
+                let path = store.path().join("server.conf");
+                std::fs::write(&path, text).map_err(Error::io("writing the nats-server config"))?;
+                Some(path)
+            }
+            None => None,
+        };
         let mut last = None;
         for _ in 0..START_TRIES {
             let port = net::try_free_port()?;
-            match EmbeddedNats::start(&bin, store.path(), port).await {
+            match EmbeddedNats::start_with_config(&bin, store.path(), port, config.as_deref()).await
+            {
                 Ok(server) => {
                     return Ok(Self {
                         server: Some(server),
                         port,
                         store,
                         bin,
+                        config,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -97,9 +122,14 @@ impl NatsServer {
     /// Starts again on the same port and store (SIGKILLing a running one).
     pub async fn restart(&mut self) {
         self.kill9();
-        let server = EmbeddedNats::start(&self.bin, self.store.path(), self.port)
-            .await
-            .unwrap_or_else(|e| panic!("restarting nats-server on port {}: {e}", self.port));
+        let server = EmbeddedNats::start_with_config(
+            &self.bin,
+            self.store.path(),
+            self.port,
+            self.config.as_deref(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("restarting nats-server on port {}: {e}", self.port));
         self.server = Some(server);
     }
 
