@@ -286,3 +286,57 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
         }
     }
 }
+
+/// A CA and a server certificate for 127.0.0.1 / localhost, signed by it,
+/// written into `dir`: (CA PEM path, server cert path, server key path).
+fn tls_files(dir: &std::path::Path) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let write = |name: &str, pem: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("server.pem", cert.pem()),
+        write("server-key.pem", key.serialize_pem()),
+    )
+}
+
+/// TLS to an external NATS: with the CA named in `nats.tls_ca_file` serve
+/// connects over TLS and applies events; without it (the server's
+/// certificate is not trusted) serve refuses at start, naming the TLS keys.
+#[tokio::test]
+async fn serve_connects_over_tls_with_the_configured_ca_and_refuses_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let nats = NatsServer::start_with_config(&format!(
+        "tls {{\n  cert_file: {cert:?}\n  key_file: {key:?}\n}}\n"
+    ))
+    .await;
+    // The server speaks TLS only: a plaintext client is refused.
+    assert!(nats.try_client().await.is_err());
+    let toml = format!("[nats]\ntls_ca_file = {ca:?}\ntls_required = true\n");
+    let gl = serves_with(&nats, &toml, &[]).await;
+    let sync = gl.ledger_status().await;
+    assert!(sync.meta.is_some(), "{sync:?}");
+    drop(gl);
+
+    let e = serve_refused(&nats.url(), "", &[], "never-a-secret");
+    // The certificate problem is named, with the keys that fix it (not
+    // "start a server": one is running).
+    assert!(
+        e.contains("certificate")
+            && e.contains("nats.tls_ca_file")
+            && !e.contains("Start a server"),
+        "{e}"
+    );
+}

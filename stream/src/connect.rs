@@ -116,12 +116,16 @@ impl ConnectError {
     }
 }
 
-/// The hint for a refused connection of this kind.
-fn hint_for(kind: async_nats::ConnectErrorKind) -> &'static str {
+/// The hint for a refused connection of this kind whose client error reads
+/// `error`: a certificate the client rejected surfaces as an I/O error
+/// ("invalid peer certificate"), yet it is a TLS problem, not a missing server.
+fn hint_for(kind: async_nats::ConnectErrorKind, error: &str) -> &'static str {
     use async_nats::ConnectErrorKind as K;
+    let lower = error.to_ascii_lowercase();
     match kind {
         K::AuthorizationViolation | K::Authentication => HINT_AUTH,
         K::Tls => HINT_TLS,
+        _ if lower.contains("certificate") || lower.contains("tls") => HINT_TLS,
         _ => HINT_START,
     }
 }
@@ -170,12 +174,15 @@ pub async fn connect(spec: &ConnectSpec, url: &str) -> Result<async_nats::Client
     }
     match tokio::time::timeout(timeout, opts.connect(servers(url))).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(ConnectError::Refused {
-            url: shown,
-            error: redact_url(&error.to_string()),
-            kind: error.kind(),
-            hint: hint_for(error.kind()),
-        }),
+        Ok(Err(error)) => {
+            let text = redact_url(&error.to_string());
+            Err(ConnectError::Refused {
+                url: shown,
+                hint: hint_for(error.kind(), &text),
+                error: text,
+                kind: error.kind(),
+            })
+        }
         Err(_) => Err(ConnectError::Timeout {
             url: shown,
             timeout_ms: spec.connect_timeout_ms,
