@@ -276,15 +276,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    struct Env(Vec<(&'static str, &'static str)>);
-    impl SecretSource for Env {
-        fn env(&self, name: &str) -> Option<String> {
-            self.0
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use crate::config::secrets::TestEnv as Env;
 
     fn nats(toml: &str) -> Result<NatsConfig, ConfigError> {
         let c = Config::from_toml(&format!("[nats]\n{toml}"), "t.toml")?;

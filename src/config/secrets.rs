@@ -24,6 +24,20 @@ impl SecretSource for ProcessEnv {
     }
 }
 
+/// A fixed environment of (name, value) pairs, for tests.
+#[cfg(test)]
+pub(crate) struct TestEnv(pub Vec<(&'static str, &'static str)>);
+
+#[cfg(test)]
+impl SecretSource for TestEnv {
+    fn env(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
 /// How a source authenticates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

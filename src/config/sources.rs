@@ -465,15 +465,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    struct Env(Vec<(&'static str, &'static str)>);
-    impl SecretSource for Env {
-        fn env(&self, name: &str) -> Option<String> {
-            self.0
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::config::secrets::TestEnv as Env;
 
     /// One `[[sources]]` entry with `lines` (its sub-tables as `[auth]`, `[retry]`,
     /// `[rest]`), parsed and resolved as the whole file would be.

@@ -10,10 +10,14 @@
 //! worker emitted, and it is never LATE_EVENTS.
 
 use govledger_proto::v1::{
-    Acceptance, Alert, DeletionsAccepted, Event, SourceState, SyncMode, Verdict, alert,
+    Acceptance, DeletionsAccepted, Event, SourceState, SyncMode, Verdict, alert,
 };
 
-use super::{Working, read::note_type_read, records::source_mut};
+use super::{
+    Working,
+    read::{note_type_read, run_alert},
+    records::source_mut,
+};
 use crate::verdict;
 
 /// A run's deletions were accepted. An acceptance for a run the ledger does
@@ -49,20 +53,8 @@ pub(super) fn deletions_accepted(w: &mut Working, seq: u64, ev: &Event, a: Delet
     run.verdict = v as i32;
     run.reasons = reasons;
     let run = run.clone();
-    w.alerts.push(Alert {
-        kind: alert::Kind::DeletionsAccepted as i32,
-        source_id: ev.source_id.clone(),
-        run_id: run.run_id.clone(),
-        verdict: v as i32,
-        message: run
-            .reasons
-            .iter()
-            .map(|r| r.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
-        seq,
-        ..Default::default()
-    });
+    w.alerts
+        .push(run_alert(alert::Kind::DeletionsAccepted, &run, seq));
     let src = source_mut(w, ev);
     promote(src, &run);
 }

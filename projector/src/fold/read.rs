@@ -342,6 +342,25 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
     }
 }
 
+/// The alert of a run's decision (`kind`) at `seq`: its verdict, and its
+/// reasons joined as the message.
+pub(super) fn run_alert(kind: alert::Kind, run: &RunState, seq: u64) -> Alert {
+    Alert {
+        kind: kind as i32,
+        source_id: run.source_id.clone(),
+        run_id: run.run_id.clone(),
+        verdict: run.verdict,
+        message: run
+            .reasons
+            .iter()
+            .map(|r| r.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        seq,
+        ..Default::default()
+    }
+}
+
 /// A record the worker could not use: counted for its run.
 pub(super) fn record_rejected(w: &mut Working, seq: u64, ev: &Event) {
     run_mut(w, ev, seq).rejected += 1;
@@ -460,20 +479,7 @@ pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
     let (v, reasons) = verdict::decide_finished(run);
     run.verdict = v as i32;
     run.reasons = reasons;
-    let alert = Alert {
-        kind: alert::Kind::RunDecided as i32,
-        source_id: ev.source_id.clone(),
-        run_id: run.run_id.clone(),
-        verdict: v as i32,
-        message: run
-            .reasons
-            .iter()
-            .map(|r| r.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
-        seq: run.last_seq,
-        ..Default::default()
-    };
+    let alert = run_alert(alert::Kind::RunDecided, run, run.last_seq);
     let run_id = run.run_id.clone();
     let finished_at = run.finished_at_us;
     let (full, first_seq, unique) = (
