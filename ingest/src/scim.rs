@@ -202,16 +202,18 @@ fn member_values(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Whether `key` is a ranged member attribute (`members;range=0-1499`, as
+/// directories that page members send them), case-insensitively.
+pub fn is_ranged_members_key(key: &str) -> bool {
+    key.len() > "members;".len() && key[.."members;".len()].eq_ignore_ascii_case("members;")
+}
+
 /// Whether a group resource carries `members` in any form (a list, even
 /// empty, an object, or ranged `members;range=..`), as [`group_members`]
 /// reads it; `null` is unassigned.
 fn shows_members(o: &serde_json::Map<String, Value>) -> bool {
-    o.iter().any(|(k, v)| {
-        !v.is_null()
-            && (k == "members"
-                || (k.len() > "members;".len()
-                    && k[.."members;".len()].eq_ignore_ascii_case("members;")))
-    })
+    o.iter()
+        .any(|(k, v)| !v.is_null() && (k == "members" || is_ranged_members_key(k)))
 }
 
 /// A group's members, and whether the list is obviously partial: ranged
@@ -222,9 +224,7 @@ fn shows_members(o: &serde_json::Map<String, Value>) -> bool {
 fn group_members(o: &serde_json::Map<String, Value>) -> (Vec<String>, bool) {
     let ranged: Vec<&Value> = o
         .iter()
-        .filter(|(k, _)| {
-            k.len() > "members;".len() && k[.."members;".len()].eq_ignore_ascii_case("members;")
-        })
+        .filter(|(k, _)| is_ranged_members_key(k))
         .map(|(_, v)| v)
         .collect();
     let mut members = member_values(o.get("members"));

@@ -108,10 +108,9 @@ pub fn members_show(step: &Step, group: &Value, cap: Option<u32>) -> Option<(Sho
 /// Whether a group's `members` list of `len` may be cut short: a ranged
 /// member attribute beside it, or `len` at least the configured cap.
 pub fn list_may_be_capped(group: &Value, len: usize, cap: Option<u32>) -> bool {
-    let ranged = group.as_object().is_some_and(|o| {
-        o.keys()
-            .any(|k| k.len() > "members;".len() && k[..8].eq_ignore_ascii_case("members;"))
-    });
+    let ranged = group
+        .as_object()
+        .is_some_and(|o| o.keys().any(|k| crate::scim::is_ranged_members_key(k)));
     ranged || cap.is_some_and(|c| len >= c as usize)
 }
 
