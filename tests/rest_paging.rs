@@ -12,38 +12,11 @@ use govledger_proto::v1::{GetRunResponse, ReasonCode, Verdict};
 use govledger_testkit::{
     Govledger, NatsServer,
     fault_scim::{FaultScim, Faults, PageFault, RestQuirks, ScimConfig, TotalResults},
+    govledger::rest_source_toml,
     runs::{assert_run, assert_verdict, codes},
 };
 
 const USERS: usize = 250;
-
-/// A source on the fault server's REST endpoint `path` with `paging` and
-/// `shape` (the `[sources.rest]` lines besides path and fields).
-fn config(api_base: &str, paging: &str, path: &str, shape: &str, page_size: u32) -> String {
-    format!(
-        r#"
-[[sources]]
-id = "app"
-kind = "rest"
-base_url = "{api_base}"
-paging = "{paging}"
-page_size = {page_size}
-
-[sources.rest]
-path = "{path}"
-id_field = "id"
-active_field = "active"
-label_field = "email"
-{shape}
-
-[sources.retry]
-attempts_max = 3
-backoff_min_ms = 10
-backoff_max_ms = 20
-budget_ms = 10000
-"#
-    )
-}
 
 async fn start(
     paging: &str,
@@ -61,8 +34,10 @@ async fn start(
     .await;
     scim.set_faults(faults);
     let api = scim.base_url.trim_end_matches("/v2").to_owned() + "/api";
-    let gl =
-        Govledger::serve_with_config(&nats.url(), &config(&api, paging, path, shape, page_size));
+    let gl = Govledger::serve_with_config(
+        &nats.url(),
+        &rest_source_toml(&api, paging, path, shape, page_size),
+    );
     (nats, scim, gl)
 }
 

@@ -12,39 +12,14 @@ use govledger_testkit::{
         FaultScim, Faults, PageFault, RateLimitFault, RateWindow, RestQuirks, RetryAfter,
         ScimConfig, TotalResults,
     },
+    govledger::rest_source_toml,
     runs::{assert_run, assert_verdict, codes},
 };
 
 const USERS: usize = 250;
 
 fn config(api_base: &str, paging: &str, path: &str, shape: &str) -> String {
-    config_sized(api_base, paging, path, shape, 100)
-}
-
-fn config_sized(api_base: &str, paging: &str, path: &str, shape: &str, page_size: u32) -> String {
-    format!(
-        r#"
-[[sources]]
-id = "app"
-kind = "rest"
-base_url = "{api_base}"
-paging = "{paging}"
-page_size = {page_size}
-
-[sources.rest]
-path = "{path}"
-id_field = "id"
-active_field = "active"
-label_field = "email"
-{shape}
-
-[sources.retry]
-attempts_max = 3
-backoff_min_ms = 10
-backoff_max_ms = 20
-budget_ms = 10000
-"#
-    )
+    rest_source_toml(api_base, paging, path, shape, 100)
 }
 
 async fn setup(paging: &str) -> (NatsServer, FaultScim, Govledger) {
@@ -147,7 +122,7 @@ async fn start(
     } else {
         "users"
     };
-    let cfg = config_sized(&api, paging, path, shape, page_size);
+    let cfg = rest_source_toml(&api, paging, path, shape, page_size);
     let gl = Govledger::serve_with_config(&nats.url(), &cfg);
     (nats, scim, gl)
 }

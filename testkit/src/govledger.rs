@@ -407,6 +407,41 @@ backoff_max_ms = 50
     )
 }
 
+/// A source `app` on a REST API at `api_base`: endpoint `path`, `paging`,
+/// `page_size`, fields `id` / `active` / `email`, and `shape` (the other
+/// `[sources.rest]` lines); quick retries.
+pub fn rest_source_toml(
+    api_base: &str,
+    paging: &str,
+    path: &str,
+    shape: &str,
+    page_size: u32,
+) -> String {
+    format!(
+        r#"
+[[sources]]
+id = "app"
+kind = "rest"
+base_url = "{api_base}"
+paging = "{paging}"
+page_size = {page_size}
+
+[sources.rest]
+path = "{path}"
+id_field = "id"
+active_field = "active"
+label_field = "email"
+{shape}
+
+[sources.retry]
+attempts_max = 3
+backoff_min_ms = 10
+backoff_max_ms = 20
+budget_ms = 10000
+"#
+    )
+}
+
 /// A lifecycle action on `user` (and `group`, for memberships; "" for
 /// none) with idempotency key `key`, requested by `alice@corp` for a leaver
 /// under ticket `ticket`.
