@@ -11,12 +11,14 @@
 //!   - [`serve`]: wiring the roles, the embedded `nats-server` child, one shutdown path;
 //!   - [`workers`]: the sync scheduler, the action workers, the clock's alerts;
 //!   - [`api`]: the gRPC API: the tonic adapter and the queries it answers from;
+//!   - [`auth`]: who may call what: principals, roles, the RPC → roles table, the guard;
 //!   - [`audit`]: as-of answers, replay, proofs, checkpoints, verification, evidence;
 //!   - [`simulate`]: synthetic runs for the demo, tests and benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod serve;

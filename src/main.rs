@@ -64,10 +64,12 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
 
 /// Exit code 2 for a bad config, 1 for any other error (the message is printed).
 fn exit_code_of(e: &anyhow::Error) -> ExitCode {
-    let usage = e
-        .downcast_ref::<ServeError>()
-        .is_some_and(|s| matches!(s, ServeError::Config(_)))
-        || e.downcast_ref::<ConfigError>().is_some();
+    let usage = e.downcast_ref::<ServeError>().is_some_and(|s| {
+        matches!(
+            s,
+            ServeError::Config(_) | ServeError::Tls { .. } | ServeError::Plaintext { .. }
+        )
+    }) || e.downcast_ref::<ConfigError>().is_some();
     eprintln!("govledger: error: {e:#}");
     if usage {
         ExitCode::from(2)

@@ -159,6 +159,8 @@ async fn replay_filters_and_commits_to_the_stored_bytes() {
             &a.run_id,
             "--grpc-addr",
             &gl.addr,
+            "--token-file",
+            &gl.token_path(),
             "--out",
             out.to_str().unwrap(),
         ],
@@ -280,6 +282,8 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
                 &nats.url(),
                 "--grpc-addr",
                 &gl.addr,
+                "--token-file",
+                &gl.token_path(),
             ])
             .output()
             .unwrap();
@@ -584,6 +588,7 @@ async fn signed_checkpoints_chain_cover_empty_periods_and_reject_other_keys() {
         &on_demand.root,
         on_demand.created_at_us,
         &on_demand.previous,
+        &on_demand.requested_by,
     );
     assert!(matches!(
         checkpoints::verify(&forged, &pk),

@@ -117,7 +117,15 @@ async fn an_edited_or_forged_bundle_never_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("evidence.json");
     let o = std::process::Command::new(govledger_testkit::govledger_bin())
-        .args(["export", "--grpc-addr", &gl.addr, "--source", "hr"])
+        .args([
+            "export",
+            "--grpc-addr",
+            &gl.addr,
+            "--token-file",
+            &gl.token_path(),
+            "--source",
+            "hr",
+        ])
         .args(["--identity", &who, "--out", path.to_str().unwrap()])
         .env("NO_COLOR", "1")
         .output()

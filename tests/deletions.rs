@@ -18,7 +18,23 @@ use govledger_testkit::{
 /// The source `hr`, with runs abandoned only after ten minutes.
 fn config(base_url: &str, extra: &str) -> String {
     let api = "\n[api]\nabandon_after_ms = 600000\n";
-    format!("{api}{}", scim_source_toml(base_url, extra))
+    // alice accepts with her own operator token; the harness keeps the local
+    // admin token for its own calls.
+    let auth = format!(
+        "\n[auth]\nlocal_admin_token = true\n[[auth.tokens]]\nprincipal = \"alice\"\nsha256 = \"{}\"\nroles = [\"operator\"]\n",
+        govledger::auth::identify::token_sha256_hex(ALICE_TOKEN)
+    );
+    format!("{api}{auth}{}", scim_source_toml(base_url, extra))
+}
+
+/// alice's bearer token (its SHA-256 is in the config).
+const ALICE_TOKEN: &str = "glt_alice-accepts-deletions";
+
+/// A file holding alice's token, for the CLI's --token-file.
+fn alice_token_file() -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), ALICE_TOKEN).unwrap();
+    f
 }
 
 /// Restarts `gl` on its data folder with the source's extra lines `extra`.
@@ -177,7 +193,14 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
     );
     let drops: Vec<String> = r.reasons.iter().map(|x| x.message.clone()).collect();
     let run_id = r.run.unwrap().run_id;
-    let (code, out, _) = cli(&["run", &run_id, "--grpc-addr", &gl.addr]);
+    let (code, out, _) = cli(&[
+        "run",
+        &run_id,
+        "--grpc-addr",
+        &gl.addr,
+        "--token-file",
+        &gl.token_path(),
+    ]);
     assert_eq!(code, Some(0));
     assert!(
         out.contains(&format!("govledger accept-deletions {run_id}")),
@@ -211,7 +234,8 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
     let (code, _, err) = cli(&["accept-deletions", &run_id, "--ticket", TICKET]);
     assert_eq!(code, Some(2), "{err}");
 
-    // Accept with the CLI, watching the alerts.
+    // Accept with the CLI (alice's token: the ledger records her), watching the alerts.
+    let alice = alice_token_file();
     let mut alerts = gl.watch_alerts().await;
     let (code, out, err) = cli(&[
         "accept-deletions",
@@ -220,10 +244,10 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
         REASON,
         "--ticket",
         TICKET,
-        "--by",
-        "alice",
         "--grpc-addr",
         &gl.addr,
+        "--token-file",
+        alice.path().to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
@@ -296,26 +320,53 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
     assert_eq!(again.acceptance.as_ref(), Some(&acceptance));
 
     // Every answer shows it.
-    let (_, out, _) = cli(&["run", &run_id, "--grpc-addr", &gl.addr]);
+    let (_, out, _) = cli(&[
+        "run",
+        &run_id,
+        "--grpc-addr",
+        &gl.addr,
+        "--token-file",
+        &gl.token_path(),
+    ]);
     assert!(
         out.contains("[DELETIONS_ACCEPTED] groups: 5 records disappeared")
             && out.contains("deletions accepted: accepted by alice at "),
         "{out}"
     );
-    let (_, out, _) = cli(&["runs", "hr", "--grpc-addr", &gl.addr]);
+    let (_, out, _) = cli(&[
+        "runs",
+        "hr",
+        "--grpc-addr",
+        &gl.addr,
+        "--token-file",
+        &gl.token_path(),
+    ]);
     assert!(
         out.lines()
             .any(|l| l.starts_with(&run_id) && l.contains("COMPLETE (deletions accepted)")),
         "{out}"
     );
-    let (_, out, _) = cli(&["status", "--grpc-addr", &gl.addr]);
+    let (_, out, _) = cli(&[
+        "status",
+        "--grpc-addr",
+        &gl.addr,
+        "--token-file",
+        &gl.token_path(),
+    ]);
     assert!(out.contains("COMPLETE (deletions accepted)"), "{out}");
     let src = gl.source("hr").await.source.unwrap();
     assert_eq!(src.last_complete_run_id, run_id);
     assert_eq!(src.last_complete_full_run_id, run_id);
     assert_eq!(src.deletions_accepted_total, 1);
     assert_eq!(src.last_acceptance.as_ref(), Some(&acceptance));
-    let (code, out, _) = cli(&["readiness", "hr", "--grpc-addr", &gl.addr]);
+    let (code, out, _) = cli(&[
+        "readiness",
+        "hr",
+        "--grpc-addr",
+        &gl.addr,
+        "--token-file",
+        &gl.token_path(),
+    ]);
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains(&format!(
@@ -344,6 +395,8 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
         "export",
         "--grpc-addr",
         &gl.addr,
+        "--token-file",
+        &gl.token_path(),
         "--source",
         "hr",
         "--out",
@@ -390,6 +443,8 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
         &nats.url(),
         "--grpc-addr",
         &gl.addr,
+        "--token-file",
+        &gl.token_path(),
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
@@ -440,6 +495,7 @@ async fn runs_not_suspect_for_count_drops_alone_are_refused() {
                 .contains("an acceptance covers count drops (COUNT_DROP) only"),
         "{e:?}"
     );
+    let alice = alice_token_file();
     let (code, _, err) = cli(&[
         "accept-deletions",
         &run_id,
@@ -447,10 +503,10 @@ async fn runs_not_suspect_for_count_drops_alone_are_refused() {
         REASON,
         "--ticket",
         TICKET,
-        "--by",
-        "alice",
         "--grpc-addr",
         &gl.addr,
+        "--token-file",
+        alice.path().to_str().unwrap(),
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not SUSPECT"), "{err}");

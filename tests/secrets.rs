@@ -238,6 +238,8 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
             "hr",
             "--grpc-addr",
             &gl.addr,
+            "--token-file",
+            &gl.token_path(),
             "--out",
             out.to_str().unwrap(),
         ],

@@ -47,7 +47,8 @@ async fn copy_stream(client: &async_nats::Client, name: &str, msgs: &[OwnedMsg])
 }
 
 fn verify(gl: &Govledger, stream: Option<&str>) -> (bool, String) {
-    let mut args = vec!["verify", "--grpc-addr", &gl.addr];
+    let token = gl.token_path();
+    let mut args = vec!["verify", "--grpc-addr", &gl.addr, "--token-file", &token];
     if let Some(s) = stream {
         args.extend(["--stream", s]);
     }
@@ -152,7 +153,16 @@ async fn verify_and_verify_bundle_name_the_first_bad_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("evidence.json");
     let export = |extra: &[&str], out: &std::path::Path| {
-        let mut args = vec!["export", "--grpc-addr", &gl.addr, "--source", "hr"];
+        let token = gl.token_path();
+        let mut args = vec![
+            "export",
+            "--grpc-addr",
+            &gl.addr,
+            "--token-file",
+            &token,
+            "--source",
+            "hr",
+        ];
         args.extend_from_slice(extra);
         args.extend(["--out", out.to_str().unwrap()]);
         let (status, text) = run_govledger(&args, &[]);

@@ -99,6 +99,11 @@ pub async fn bench(
     let mut serve =
         procs::start_serve(govledger_bin, &args, &scaled.dir.path().join("serve.log")).await?;
     crate::progress(format!("  govledger serve on {}", serve.addr));
+    // The local admin token serve wrote (no [auth] in the bench config): every
+    // call carries it, as every real client's does.
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .context("reading the local admin token of govledger serve")?;
+    let token = govledger::cli::client::BearerToken::new(&token)?;
     let targets = Arc::new(Targets {
         sources: (0..events::SOURCES).map(events::source_id).collect(),
         runs: scaled
@@ -112,13 +117,13 @@ pub async fn bench(
     let result = async {
         // Warm-up: connections, sled's cache for the keys asked about.
         for rpc in Rpc::ALL {
-            phase(&serve.addr, rpc, (calls / 10).max(TASKS), &targets).await?;
+            phase(&serve.addr, &token, rpc, (calls / 10).max(TASKS), &targets).await?;
         }
         let mut rounds = Vec::with_capacity(ROUNDS);
         for round in 0..ROUNDS {
             let mut this = Vec::with_capacity(Rpc::ALL.len());
             for rpc in Rpc::ALL {
-                let l = phase(&serve.addr, rpc, calls, &targets).await?;
+                let l = phase(&serve.addr, &token, rpc, calls, &targets).await?;
                 crate::progress(format!(
                     "  {} round {}: p50 {:.3} ms, p99 {:.3} ms ({} calls)",
                     rpc.name(),
@@ -143,18 +148,25 @@ pub fn ms(d: Duration) -> f64 {
 }
 
 /// `calls` calls of `rpc` from [`TASKS`] concurrent clients; per-call latency.
-async fn phase(addr: &str, rpc: Rpc, calls: usize, targets: &Arc<Targets>) -> Result<Latency> {
+async fn phase(
+    addr: &str,
+    token: &govledger::cli::client::BearerToken,
+    rpc: Rpc,
+    calls: usize,
+    targets: &Arc<Targets>,
+) -> Result<Latency> {
     let per_task = calls.div_ceil(TASKS);
     let mut tasks = Vec::with_capacity(TASKS);
     for t in 0..TASKS {
         let endpoint = format!("http://{addr}");
         let targets = targets.clone();
+        let token = token.clone();
         tasks.push(tokio::spawn(async move {
             let channel = Channel::from_shared(endpoint)?
                 .connect()
                 .await
                 .context("connecting to govledger serve")?;
-            let mut ledger = LedgerClient::new(channel.clone());
+            let mut ledger = LedgerClient::with_interceptor(channel.clone(), token);
             let mut health = HealthClient::new(channel);
             let mut took = Vec::with_capacity(per_task);
             for i in 0..per_task {
@@ -227,7 +239,7 @@ async fn call(
     rpc: Rpc,
     k: usize,
     t: &Targets,
-    ledger: &mut LedgerClient<Channel>,
+    ledger: &mut govledger::cli::client::Client,
     health: &mut HealthClient<Channel>,
 ) -> Result<()> {
     let source = || t.sources[k % t.sources.len()].clone();

@@ -91,7 +91,7 @@ pub async fn bench(
         };
         let run_id = uuid_v7();
         let started = Instant::now();
-        let report = run_sync(&spec, &ctx, &run_id, SyncMode::Full, None).await?;
+        let report = run_sync(&spec, &ctx, &run_id, SyncMode::Full, None, "bench").await?;
         let took = started.elapsed();
         if report.outcome != EngineOutcome::Succeeded as i32 || report.unique != users as u64 {
             bail!(

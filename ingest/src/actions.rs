@@ -357,6 +357,7 @@ impl<'a> Executor<'a> {
                 error_class: class as i32,
                 latency_ms,
                 external: false,
+                reported_by: String::new(),
             }),
         )
         .await?;

@@ -409,9 +409,9 @@ impl Queries {
     }
 
     /// Signs and publishes a checkpoint of the projector's root now.
-    pub async fn checkpoint(&self) -> Result<Checkpoint, QueryError> {
+    pub async fn checkpoint(&self, requested_by: &str) -> Result<Checkpoint, QueryError> {
         self.checkpointer
-            .checkpoint()
+            .checkpoint(requested_by)
             .await
             .map_err(QueryError::CheckpointPublish)
     }

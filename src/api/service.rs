@@ -32,6 +32,7 @@ use crate::{
         evidence::{self, ExportDeps},
         replay,
     },
+    auth::guard::{log_call, principal},
     workers::action_intake::ActionManager,
     workers::deletions::DeletionsDesk,
     workers::scheduler::SyncManager,
@@ -173,22 +174,45 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<TriggerSyncRequest>,
     ) -> Result<Response<TriggerSyncResponse>, Status> {
+        let p = principal(&req)?;
         let r = req.get_ref();
-        let id = validate::required("source_id", &r.source_id)?;
-        let mode = validate::sync_mode(r.mode)?;
-        let run_id = self.q.syncs.trigger(id, mode).await?;
-        Ok(Response::new(TriggerSyncResponse { run_id }))
+        let result = async {
+            let id = validate::required("source_id", &r.source_id)?;
+            let mode = validate::sync_mode(r.mode)?;
+            let run_id = self.q.syncs.trigger(id, mode, &p.name).await?;
+            Ok(Response::new(TriggerSyncResponse { run_id }))
+        }
+        .await;
+        log_call(&p, "TriggerSync", &r.source_id, &result);
+        result
     }
 
     async fn submit_action(
         &self,
         req: Request<SubmitActionRequest>,
     ) -> Result<Response<SubmitActionResponse>, Status> {
-        let r = req.into_inner();
-        let source = validate::required("source_id", &r.source_id)?.to_owned();
-        let request = validate::action_request(r.request)?;
-        let (action_id, created) = self.actions.submit(&self.q.store, &source, request).await?;
-        Ok(Response::new(SubmitActionResponse { action_id, created }))
+        let p = principal(&req)?;
+        let mut r = req.into_inner();
+        let target = format!(
+            "{}/{}",
+            r.source_id,
+            r.request
+                .as_ref()
+                .map_or("", |a| a.identity_external_id.as_str())
+        );
+        let result = async {
+            let source = validate::required("source_id", &r.source_id)?.to_owned();
+            // Who asked is who authenticated, never what the client wrote.
+            if let Some(a) = r.request.as_mut() {
+                a.requested_by = p.name.clone();
+            }
+            let request = validate::action_request(r.request)?;
+            let (action_id, created) = self.actions.submit(&self.q.store, &source, request).await?;
+            Ok(Response::new(SubmitActionResponse { action_id, created }))
+        }
+        .await;
+        log_call(&p, "SubmitAction", &target, &result);
+        result
     }
 
     async fn get_action(
@@ -217,22 +241,30 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<ReportExternalAttemptRequest>,
     ) -> Result<Response<ReportExternalAttemptResponse>, Status> {
+        let p = principal(&req)?;
         let r = req.into_inner();
-        let id = validate::required("action_id", &r.action_id)?.to_owned();
-        let a = self.q.action_open_for_report(&id)?;
-        let class = crate::workers::action_intake::error_class(r.error_class)?;
-        let attempt = ActionAttempted {
-            step: r.step.max(1),
-            request_summary: r.request_summary,
-            http_status: r.http_status,
-            error_class: class,
-            latency_ms: r.latency_ms,
-            external: true,
-        };
-        self.actions
-            .report_external(&self.q.store, &a, attempt)
-            .await?;
-        Ok(Response::new(ReportExternalAttemptResponse {}))
+        let target = r.action_id.clone();
+        let result = async {
+            let id = validate::required("action_id", &r.action_id)?.to_owned();
+            let a = self.q.action_open_for_report(&id)?;
+            let class = crate::workers::action_intake::error_class(r.error_class)?;
+            let attempt = ActionAttempted {
+                step: r.step.max(1),
+                request_summary: r.request_summary,
+                http_status: r.http_status,
+                error_class: class,
+                latency_ms: r.latency_ms,
+                external: true,
+                reported_by: p.name.clone(),
+            };
+            self.actions
+                .report_external(&self.q.store, &a, attempt)
+                .await?;
+            Ok(Response::new(ReportExternalAttemptResponse {}))
+        }
+        .await;
+        log_call(&p, "ReportExternalAttempt", &target, &result);
+        result
     }
 
     type WatchAlertsStream =
@@ -303,9 +335,12 @@ impl Ledger for LedgerApi {
 
     async fn create_checkpoint(
         &self,
-        _req: Request<CreateCheckpointRequest>,
+        req: Request<CreateCheckpointRequest>,
     ) -> Result<Response<Checkpoint>, Status> {
-        Ok(Response::new(self.q.checkpoint().await?))
+        let p = principal(&req)?;
+        let result = async { Ok(Response::new(self.q.checkpoint(&p.name).await?)) }.await;
+        log_call(&p, "CreateCheckpoint", &self.q.stream, &result);
+        result
     }
 
     async fn list_checkpoints(
@@ -328,9 +363,11 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<ExportEvidenceRequest>,
     ) -> Result<Response<Self::ExportEvidenceStream>, Status> {
+        let p = principal(&req)?;
         let mut r = req.into_inner();
         validate::export(&mut r)?;
         let deps = ExportDeps {
+            requested_by: &p.name,
             store: &self.q.store,
             reader: &self.q.asof,
             checkpointer: &self.q.checkpointer,
@@ -365,9 +402,18 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<AcceptDeletionsRequest>,
     ) -> Result<Response<AcceptDeletionsResponse>, Status> {
-        let r = req.into_inner();
-        validate::accept_deletions(&r)?;
-        Ok(Response::new(self.deletions.accept(r).await?))
+        let p = principal(&req)?;
+        let mut r = req.into_inner();
+        // Who accepts is who authenticated, never what the client wrote.
+        r.accepted_by = p.name.clone();
+        let target = r.run_id.clone();
+        let result = async {
+            validate::accept_deletions(&r)?;
+            Ok(Response::new(self.deletions.accept(r).await?))
+        }
+        .await;
+        log_call(&p, "AcceptDeletions", &target, &result);
+        result
     }
 
     async fn check_readiness(

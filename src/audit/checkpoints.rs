@@ -36,13 +36,25 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The text a checkpoint's signature covers.
+/// The text a checkpoint's signature covers. Who requested it is a last line
+/// when known (checkpoints made before it was recorded verify as they were).
 pub fn statement(cp: &Checkpoint) -> String {
-    format!(
+    let mut s = format!(
         "govledger checkpoint v1\nstream={}\nsize={}\nroot={}\ncreated_at_us={}\nprevious={}\nkey_id={}\n",
         cp.stream, cp.tree_size, cp.root, cp.created_at_us, cp.previous, cp.key_id
-    )
+    );
+    if !cp.requested_by.is_empty() {
+        // Principals are printable (no line breaks): config validation.
+        s.push_str(&format!(
+            "requested_by={}\n",
+            cp.requested_by.replace(['\n', '\r'], " ")
+        ));
+    }
+    s
 }
+
+/// Who a checkpoint made on the cadence names as its requester.
+pub const INTERVAL_PRINCIPAL: &str = "interval";
 
 /// Hex SHA-256 of a checkpoint's statement: what the next checkpoint names.
 pub fn checkpoint_hash(cp: &Checkpoint) -> String {
@@ -244,6 +256,7 @@ pub fn sign(
     root: &str,
     created_at_us: i64,
     previous: &str,
+    requested_by: &str,
 ) -> Checkpoint {
     let public = key.verifying_key();
     let mut cp = Checkpoint {
@@ -255,6 +268,7 @@ pub fn sign(
         key_id: key_id(&public),
         public_key: hex(public.as_bytes()),
         signature: String::new(),
+        requested_by: requested_by.to_owned(),
     };
     cp.signature = hex(&key.sign(statement(&cp).as_bytes()).to_bytes());
     cp
@@ -356,7 +370,8 @@ impl Checkpointer {
     }
 
     /// Signs the projector's current root, publishes and returns the checkpoint.
-    pub async fn checkpoint(&self) -> Result<Checkpoint, AuditStreamError> {
+    /// `requested_by` (the principal, or `interval`) is part of what is signed.
+    pub async fn checkpoint(&self, requested_by: &str) -> Result<Checkpoint, AuditStreamError> {
         let meta = self
             .store
             .meta()
@@ -371,6 +386,7 @@ impl Checkpointer {
             &merkle::hex(&tree.root()),
             chrono::Utc::now().timestamp_micros(),
             &previous,
+            requested_by,
         );
         let msg = jetstream::message::PublishMessage::build()
             .payload(cp.encode_to_vec().into())
@@ -417,7 +433,7 @@ impl Checkpointer {
                 _ = tick.tick() => {}
                 _ = cancel.cancelled() => return,
             }
-            if let Err(e) = self.checkpoint().await {
+            if let Err(e) = self.checkpoint(INTERVAL_PRINCIPAL).await {
                 tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
             }
         }
@@ -436,7 +452,7 @@ mod tests {
     fn signed_checkpoints_verify_and_chain() {
         let k = key(7);
         let pk = hex(k.verifying_key().as_bytes());
-        let a = sign(&k, "GOVLEDGER", 10, &"ab".repeat(32), 1, "");
+        let a = sign(&k, "GOVLEDGER", 10, &"ab".repeat(32), 1, "", "");
         let b = sign(
             &k,
             "GOVLEDGER",
@@ -444,6 +460,7 @@ mod tests {
             &"cd".repeat(32),
             2,
             &checkpoint_hash(&a),
+            "alice",
         );
         verify_chain(&[a.clone(), b.clone()], &pk).unwrap();
         // Another key is rejected, naming both keys.
@@ -454,6 +471,7 @@ mod tests {
             &"cd".repeat(32),
             2,
             &checkpoint_hash(&a),
+            "alice",
         );
         assert!(matches!(
             verify(&other, &pk),
@@ -466,8 +484,15 @@ mod tests {
             verify(&altered, &pk),
             Err(CheckpointError::BadSignature(12))
         );
+        // Who requested it is signed: another name breaks the signature.
+        let mut renamed = b.clone();
+        renamed.requested_by = "mallory".into();
+        assert_eq!(
+            verify(&renamed, &pk),
+            Err(CheckpointError::BadSignature(12))
+        );
         // A checkpoint that does not name its predecessor breaks the chain.
-        let stray = sign(&k, "GOVLEDGER", 12, &"cd".repeat(32), 2, "00");
+        let stray = sign(&k, "GOVLEDGER", 12, &"cd".repeat(32), 2, "00", "");
         assert!(matches!(
             verify_chain(&[a, stray], &pk),
             Err(CheckpointError::BrokenChain { .. })

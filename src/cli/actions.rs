@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, ActionRequested, GetActionRequest, GetActionResponse,
-    ListActionsRequest, SubmitActionRequest, ledger_client::LedgerClient,
+    ListActionsRequest, SubmitActionRequest,
 };
-use tonic::transport::Channel;
 
 use super::{
     args::{ActArgs, ActionArgs, ActionsArgs},
@@ -37,7 +36,8 @@ pub async fn act(a: ActArgs) -> anyhow::Result<()> {
                 group_external_id: a.group.unwrap_or_default(),
                 attribute: a.attribute.unwrap_or_default(),
                 value: a.value.unwrap_or_default(),
-                requested_by: a.requested_by,
+                // The ledger records the authenticated principal (the token's).
+                requested_by: String::new(),
                 reason: a.reason,
                 ticket: a.ticket,
                 deadline_us,
@@ -69,7 +69,7 @@ pub async fn act(a: ActArgs) -> anyhow::Result<()> {
 
 /// Polls an action until it is no longer PENDING.
 async fn follow_action(
-    c: &mut LedgerClient<Channel>,
+    c: &mut crate::cli::client::Client,
     action_id: &str,
 ) -> anyhow::Result<GetActionResponse> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(FOLLOW_TIMEOUT_MS);

@@ -63,6 +63,16 @@ pub struct Cli {
 }
 
 #[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub server: ServerFlags,
+    /// Serve gRPC without TLS on a non-loopback address (only behind a proxy
+    /// that terminates TLS; logged as INSECURE).
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+}
+
+#[derive(Args, Clone)]
 pub struct ServerFlags {
     /// TOML config file (every key optional; see README "Configuration").
     #[arg(long)]
@@ -83,12 +93,28 @@ pub struct ClientFlags {
     /// Address of a running govledger.
     #[arg(long, default_value = DEFAULT_GRPC_ADDR)]
     pub grpc_addr: String,
+    /// File holding the bearer token (else GOVLEDGER_TOKEN_FILE, GOVLEDGER_TOKEN,
+    /// then ./govledger-data/admin.token, the local admin token of a serve here).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA of the server's certificate: connect over TLS.
+    #[arg(long, env = "GOVLEDGER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mTLS (with --tls-key and --tls-ca).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM client key for mTLS.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The name to check in the server's certificate (default: the host of --grpc-addr).
+    #[arg(long)]
+    pub tls_domain: Option<String>,
 }
 
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Run every role (projector, gRPC API) in one process; NATS embedded unless --nats-url.
-    Serve(ServerFlags),
+    Serve(ServeArgs),
     /// Run only the projector (stream → sled).
     Project(ProjectArgs),
     /// Publish synthetic sync runs (the demo source): one clean run and, with
@@ -232,9 +258,6 @@ pub struct AcceptDeletionsArgs {
     /// The change or incident ticket that covers them (required).
     #[arg(long)]
     pub ticket: String,
-    /// Who accepts (default: the OS user, from $USER or $LOGNAME).
-    #[arg(long)]
-    pub by: Option<String>,
     #[command(flatten)]
     pub client: ClientFlags,
 }
@@ -285,8 +308,6 @@ pub struct ActArgs {
     /// The same key always means the same action (default: a new UUID).
     #[arg(long)]
     pub idempotency_key: Option<String>,
-    #[arg(long, default_value = "cli")]
-    pub requested_by: String,
     #[arg(long, default_value = "")]
     pub reason: String,
     #[arg(long, default_value = "")]

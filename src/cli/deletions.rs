@@ -18,19 +18,12 @@ const FOLLOW_POLL_MS: u64 = 100;
 /// `govledger accept-deletions`: records the acceptance, then shows the run
 /// (exit 3 unless it is COMPLETE afterwards).
 pub async fn accept_deletions(a: AcceptDeletionsArgs) -> anyhow::Result<()> {
-    let accepted_by = match a.by {
-        Some(by) => by,
-        None => os_user().ok_or_else(|| {
-            anyhow::anyhow!(
-                "cannot tell who you are ($USER and $LOGNAME are unset): pass --by NAME"
-            )
-        })?,
-    };
     let mut c = connect(&a.client).await?;
     let r = c
         .accept_deletions(AcceptDeletionsRequest {
             run_id: a.run_id.clone(),
-            accepted_by,
+            // The ledger records the authenticated principal (the token's).
+            accepted_by: String::new(),
             reason: a.reason,
             ticket: a.ticket,
         })
@@ -46,18 +39,10 @@ pub async fn accept_deletions(a: AcceptDeletionsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The OS user, as the environment names it.
-fn os_user() -> Option<String> {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|v| !v.trim().is_empty())
-}
-
 /// Polls the run until the ledger shows an acceptance at or after `seq`'s
 /// (bounded); then its answer.
 async fn follow(
-    c: &mut govledger_proto::v1::ledger_client::LedgerClient<tonic::transport::Channel>,
+    c: &mut crate::cli::client::Client,
     run_id: &str,
     seq: u64,
 ) -> anyhow::Result<GetRunResponse> {

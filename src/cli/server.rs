@@ -9,7 +9,7 @@ use govledger_stream::connect::ConnectSpec;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    args::{ProjectArgs, RebuildArgs, ServerFlags, SimulateArgs},
+    args::{ProjectArgs, RebuildArgs, ServeArgs, ServerFlags, SimulateArgs},
     client::{NotOk, connect, status_err},
 };
 use crate::{
@@ -66,8 +66,10 @@ fn shutdown_on_signals() -> CancellationToken {
 
 /// `govledger serve`: the config resolved once (sources built, secrets read),
 /// the gRPC address bound, then every role until a signal.
-pub async fn serve(f: ServerFlags) -> anyhow::Result<()> {
-    let resolved = settings(&f)?.resolve(&ProcessEnv)?;
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = settings(&a.server)?;
+    cfg.grpc.insecure_plaintext = a.insecure_plaintext;
+    let resolved = cfg.resolve(&ProcessEnv)?;
     let listener = serve::bind(&resolved.config).await?;
     serve::serve(resolved, listener, shutdown_on_signals()).await?;
     Ok(())

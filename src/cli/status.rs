@@ -7,9 +7,7 @@ use govledger_projector::verdict::plural;
 use govledger_proto::v1::{
     CheckReadinessRequest, GetIdentityRequest, GetRunRequest, GetRunResponse, GetSourceRequest,
     ListRunsRequest, ListSourcesRequest, SyncMode, TriggerSyncRequest, Verdict,
-    ledger_client::LedgerClient,
 };
-use tonic::transport::Channel;
 
 use super::{
     args::{ClientFlags, IdentityArgs, ReadinessArgs, RunArgs, RunsArgs, SourceArgs, SyncArgs},
@@ -59,7 +57,7 @@ pub async fn sync(a: SyncArgs) -> anyhow::Result<()> {
 /// Polls a run until the ledger has decided its verdict, with a progress bar
 /// (records seen of records declared) on a terminal.
 async fn follow_run(
-    c: &mut LedgerClient<Channel>,
+    c: &mut crate::cli::client::Client,
     run_id: &str,
     timeout: Duration,
 ) -> anyhow::Result<GetRunResponse> {

@@ -27,6 +27,7 @@ pub mod error;
 pub mod nats;
 pub mod rest;
 pub mod secrets;
+pub mod security;
 pub mod sources;
 pub mod thresholds;
 
@@ -45,6 +46,10 @@ pub struct Config {
     /// Folder for the sled projections and, when NATS is embedded, its store.
     pub data_dir: Option<PathBuf>,
     pub grpc: GrpcConfig,
+    /// `[tls]`: gRPC over TLS, and mTLS.
+    pub tls: security::TlsConfig,
+    /// `[auth]`: bearer token hashes and client certificate subjects, with roles.
+    pub auth: security::AuthConfig,
     pub nats: NatsConfig,
     pub projector: ProjectorConfig,
     pub publisher: PublisherConfig,
@@ -78,6 +83,9 @@ impl Default for AuditConfig {
 pub struct GrpcConfig {
     /// Listen address, `HOST:PORT` (port 0 picks a free port; the log says which).
     pub addr: Option<String>,
+    /// `serve --insecure-plaintext`: plaintext beyond loopback (not a file key).
+    #[serde(skip)]
+    pub insecure_plaintext: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -197,6 +205,7 @@ impl Config {
     /// Checks every value; the first problem is returned, naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.grpc_addr()?;
+        security::validate(&self.tls, &self.auth)?;
         self.nats.validate()?;
         let s = &self.nats.stream;
         if s.is_empty()

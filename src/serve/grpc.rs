@@ -1,17 +1,29 @@
-//! The gRPC endpoint: the ledger service with health and reflection, served on
-//! a listener the caller bound.
+//! The gRPC endpoint: the ledger service (behind the auth guard) with health
+//! and reflection (open), over TLS when configured, served on a listener the
+//! caller bound.
+
+use std::sync::Arc;
 
 use govledger_proto::v1::ledger_server::LedgerServer;
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::Router;
 use tonic_health::server::HealthReporter;
 
 use super::ServeError;
-use crate::api::LedgerApi;
+use crate::{
+    api::LedgerApi,
+    auth::{guard::Guarded, identify::Authenticator},
+};
 
 /// The tonic router of `api` plus the health service (reporting it SERVING) and
 /// reflection v1 and v1alpha, with the health reporter (kept for as long as the
 /// router serves). `addr` names the endpoint in errors.
-pub async fn router(api: LedgerApi, addr: &str) -> Result<(Router, HealthReporter), ServeError> {
+pub async fn router(
+    api: LedgerApi,
+    auth: Arc<Authenticator>,
+    tls: Option<ServerTlsConfig>,
+    addr: &str,
+) -> Result<(Router, HealthReporter), ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<LedgerServer<LedgerApi>>()
@@ -23,11 +35,21 @@ pub async fn router(api: LedgerApi, addr: &str) -> Result<(Router, HealthReporte
     };
     let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(|e| ServeError::Tls {
+            key: "tls.cert_file".into(),
+            message: format!(
+                "the certificate and key (tls.cert_file, tls.key_file) or tls.client_ca_file cannot be used: {e}"
+            ),
+        })?;
+    }
+    let router = builder
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(LedgerServer::new(api));
+        // Health and reflection stay open; the ledger is behind the guard.
+        .add_service(Guarded::new(LedgerServer::new(api), auth));
     Ok((router, health_reporter))
 }
 

@@ -17,6 +17,7 @@
 //! - [`roles`]: starting the projector, the workers, the checkpointer, the clock's alerts;
 //! - [`grpc`]: the gRPC router (ledger, health, reflection);
 //! - [`shutdown`]: the signals and the drain after them;
+//! - [`tls`]: the listener's TLS, the plaintext-beyond-loopback refusal, who may call;
 //! - [`projection`]: the projector alone: `govledger project` and `govledger rebuild`.
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub mod nats_embed;
 pub mod projection;
 pub mod roles;
 pub mod shutdown;
+pub mod tls;
 
 pub use nats::connect;
 use nats_embed::EmbedError;
@@ -70,6 +72,13 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("config key `{key}`: {message}")]
+    Tls { key: String, message: String },
+    #[error(
+        "refusing to serve gRPC in plaintext on {addr}, which is not a loopback address: set tls.cert_file and \
+         tls.key_file (README: Security), or pass --insecure-plaintext when a TLS proxy in front terminates TLS"
+    )]
+    Plaintext { addr: String },
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("checkpoints: {0}")]
@@ -82,6 +91,7 @@ pub const ALERTS_BUFFER: usize = 1_024;
 /// Binds the gRPC listener on `grpc.addr` (port 0 picks a free port).
 pub async fn bind(cfg: &Config) -> Result<TcpListener, ServeError> {
     let addr = cfg.grpc_addr()?;
+    tls::check_plaintext(cfg, addr)?;
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind {
@@ -109,9 +119,22 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    // Who may call, and the TLS files: checked before anything starts.
+    let guard = Guard {
+        auth: tls::authenticator(&resolved.config)?,
+        tls: tls::server_tls(&resolved.config)?,
+    };
     let store = open_storage(&resolved.config)?;
     let nats = nats::nats_for(&resolved.config).await?;
-    let result = serve_with(&resolved, listener, store, &nats.url, shutdown.clone()).await;
+    let result = serve_with(
+        &resolved,
+        listener,
+        guard,
+        store,
+        &nats.url,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     if let Some(n) = nats.embedded {
         n.stop().await;
@@ -120,9 +143,16 @@ pub async fn serve(
     result
 }
 
+/// The listener's trust settings, read at start.
+struct Guard {
+    auth: Arc<crate::auth::identify::Authenticator>,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
 async fn serve_with(
     resolved: &Resolved,
     listener: TcpListener,
+    guard: Guard,
     store: Arc<Store>,
     url: &str,
     shutdown: CancellationToken,
@@ -155,8 +185,14 @@ async fn serve_with(
         checkpointer: handles.checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),
     });
-    let (router, _health) = grpc::router(api, &addr).await?;
-    tracing::info!("gRPC listening on {bound}");
+    let (router, _health) = grpc::router(api, guard.auth, guard.tls, &addr).await?;
+    // "gRPC listening on ADDR" ends the line: tests and scripts read the address from it.
+    let scheme = if cfg.tls.enabled() {
+        "TLS"
+    } else {
+        "plaintext"
+    };
+    tracing::info!("{scheme} gRPC listening on {bound}");
     let served = router
         .serve_with_incoming_shutdown(
             // TCP_NODELAY: without it small responses can wait ~40 ms on Nagle

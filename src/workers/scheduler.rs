@@ -37,8 +37,13 @@ pub enum TriggerError {
     NoBaseline(String),
 }
 
+/// Who a run on the source's interval names as its trigger.
+pub const SCHEDULE_PRINCIPAL: &str = "schedule";
+
 struct Trigger {
     mode: SyncMode,
+    /// The authenticated principal that asked.
+    by: String,
     reply: oneshot::Sender<Result<String, TriggerError>>,
 }
 
@@ -102,7 +107,14 @@ impl SyncManager {
     }
 
     /// Starts a sync of `source_id` now; returns its run id.
-    pub async fn trigger(&self, source_id: &str, mode: SyncMode) -> Result<String, TriggerError> {
+    /// Starts a run of `source_id` now, recorded as triggered by `by` (the
+    /// authenticated principal).
+    pub async fn trigger(
+        &self,
+        source_id: &str,
+        mode: SyncMode,
+        by: &str,
+    ) -> Result<String, TriggerError> {
         let h = self
             .sources
             .get(source_id)
@@ -125,14 +137,18 @@ impl SyncManager {
             }
         }
         let (reply, rx) = oneshot::channel();
-        h.tx.try_send(Trigger { mode, reply })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => TriggerError::AlreadyRunning {
-                    source_id: source_id.to_owned(),
-                    run_id: "queued".into(),
-                },
-                mpsc::error::TrySendError::Closed(_) => TriggerError::Stopped(source_id.to_owned()),
-            })?;
+        h.tx.try_send(Trigger {
+            mode,
+            by: by.to_owned(),
+            reply,
+        })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => TriggerError::AlreadyRunning {
+                source_id: source_id.to_owned(),
+                run_id: "queued".into(),
+            },
+            mpsc::error::TrySendError::Closed(_) => TriggerError::Stopped(source_id.to_owned()),
+        })?;
         rx.await
             .map_err(|_| TriggerError::Stopped(source_id.to_owned()))?
     }
@@ -192,6 +208,9 @@ impl Worker {
                 next_scheduled = Some(tokio::time::Instant::now() + iv);
             }
             let mode = trigger.as_ref().map_or(SyncMode::Full, |t| t.mode);
+            let by = trigger
+                .as_ref()
+                .map_or_else(|| SCHEDULE_PRINCIPAL.to_owned(), |t| t.by.clone());
             let since = if mode == SyncMode::Delta {
                 match self.delta_baseline() {
                     Some(us) => Some(us),
@@ -218,7 +237,7 @@ impl Worker {
                 progress: self.progress.clone(),
                 cancel: self.deps.cancel.clone(),
             };
-            match run_sync(&self.spec, &ctx, &run_id, mode, since).await {
+            match run_sync(&self.spec, &ctx, &run_id, mode, since, &by).await {
                 Ok(r) => tracing::info!(
                     source = %source, run_id = %run_id, unique = r.unique, pages = r.pages_ok,
                     pages_failed = r.pages_failed, events = r.events,

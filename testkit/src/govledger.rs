@@ -226,10 +226,43 @@ impl Govledger {
         self.data.path().join("data")
     }
 
-    pub async fn client(&self) -> LedgerClient<tonic::transport::Channel> {
-        LedgerClient::connect(format!("http://{}", self.addr))
-            .await
+    /// The local admin token `serve` wrote (no `[auth]` configured).
+    pub fn token_file(&self) -> PathBuf {
+        self.data_dir().join("admin.token")
+    }
+
+    /// [`Self::token_file`] as text, for `--token-file`.
+    pub fn token_path(&self) -> String {
+        self.token_file().display().to_string()
+    }
+
+    /// The environment that lets a CLI command run here use the local admin token.
+    pub fn token_env(&self) -> (&'static str, String) {
+        (
+            "GOVLEDGER_TOKEN_FILE",
+            self.token_file().display().to_string(),
+        )
+    }
+
+    /// A client with the local admin token (when the config has no `[auth]`).
+    pub async fn client(&self) -> govledger::cli::client::Client {
+        let token = std::fs::read_to_string(self.token_file()).unwrap_or_default();
+        self.client_with(token.trim()).await
+    }
+
+    /// A plaintext client that sends `token` ("" = none).
+    pub async fn client_with(&self, token: &str) -> govledger::cli::client::Client {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
             .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let auth = if token.is_empty() {
+            govledger::cli::client::BearerToken::none()
+        } else {
+            govledger::cli::client::BearerToken::new(token).unwrap()
+        };
+        LedgerClient::with_interceptor(ch, auth)
     }
 
     /// `SubmitAction` of `request` on `source`; the action id.

@@ -219,6 +219,7 @@ pub async fn run_sync(
     run_id: &str,
     mode: SyncMode,
     delta_since_us: Option<i64>,
+    triggered_by: &str,
 ) -> Result<SyncReport, SyncError> {
     use rand::SeedableRng as _;
     let filter = match (mode, delta_since_us) {
@@ -279,6 +280,7 @@ pub async fn run_sync(
             deletion_threshold_abs: spec.deletion_threshold_abs,
             deletion_thresholds: spec.deletion_thresholds.clone(),
             delta_filter: filter,
+            triggered_by: triggered_by.to_owned(),
         }),
     )
     .await?;

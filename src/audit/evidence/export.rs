@@ -23,6 +23,8 @@ pub struct ExportDeps<'a> {
     pub reader: &'a AsOfReader,
     pub checkpointer: &'a checkpoints::Checkpointer,
     pub stream: &'a str,
+    /// Who asked for the bundle: recorded in the anchor checkpoint.
+    pub requested_by: &'a str,
 }
 
 /// Why a bundle could not be exported.
@@ -86,7 +88,7 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     let end = end_of_range(&d, req).await?;
     let anchor = d
         .checkpointer
-        .checkpoint()
+        .checkpoint(&format!("export by {}", d.requested_by))
         .await
         .map_err(ExportError::AnchorNotSigned)?;
     let (mut state, msgs) = if req.external_id.is_empty() {
