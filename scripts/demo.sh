@@ -92,6 +92,10 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 grep "gRPC listening on" "$LOG" | sed 's/.*INFO //'
+# With no [auth] in its config, serve made a local admin token (mode 0600) in
+# the data folder: the demo's dev credential. The CLI below sends it.
+export GOVLEDGER_TOKEN_FILE="$DATA/admin.token"
+echo "dev credential: the local admin token in $GOVLEDGER_TOKEN_FILE (README: Security, for TLS, roles and tokens)"
 
 say "govledger sync hr  (the SCIM server, read directly)"
 "$BIN" sync hr --grpc-addr "$ADDR" || true

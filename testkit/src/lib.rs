@@ -14,6 +14,7 @@
 //!   assertions on them that print the evidence;
 //! - [`fault_scim`]: the in-process fault-injecting SCIM/REST server, split by
 //!   fault family;
+//! - [`tls`]: test certificates (CA, server, client) made with rcgen;
 //! - [`saas`]: test servers that behave like the GitHub, Okta, Microsoft
 //!   Graph and Slack users APIs (the worked examples' servers).
 //!
@@ -31,6 +32,7 @@ pub mod runs;
 pub mod saas;
 pub mod scim2;
 pub mod stream;
+pub mod tls;
 
 pub use govledger::{Govledger, govledger_bin, run_govledger};
 pub use nats::NatsServer;
