@@ -13,7 +13,7 @@ use govledger::{
         args::Cmd,
         audit,
         client::{NotOk, Unpinned},
-        deletions, server, status,
+        credentials, deletions, server, status,
     },
     config::ConfigError,
     serve::ServeError,
@@ -59,6 +59,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Verify(a) => audit::verify(a).await,
         Cmd::Export(a) => audit::export(a).await,
         Cmd::VerifyBundle(a) => audit::verify_bundle(a),
+        Cmd::Credentials(a) => credentials::credentials(a),
     }
 }
 

@@ -172,6 +172,31 @@ pub enum Cmd {
     /// checkpoints, every event's inclusion proof, the signed manifest, and the
     /// state folded again from the events. Exit code 0 when it holds, 3 when not.
     VerifyBundle(VerifyBundleArgs),
+    /// Print (or write with --out, mode 0600) the read-only SIEM user's
+    /// credential for the embedded NATS server: URL, user, password.
+    Credentials(CredentialsArgs),
+}
+
+/// Whose credential `govledger credentials` hands out.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CredentialUserArg {
+    /// The read-only user: subscribe and read the ledger's stream, nothing else.
+    Siem,
+}
+
+// The arguments of `govledger credentials`.
+#[derive(Args)]
+pub struct CredentialsArgs {
+    #[arg(value_enum)]
+    pub user: CredentialUserArg,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The data folder of the govledger whose embedded NATS the SIEM reads.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Write the credential to this file (mode 0600) instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 // The arguments of `govledger project`.

@@ -11,12 +11,14 @@
 //! - [`actions`]: `act`, `actions`, `action`;
 //! - [`deletions`]: the `accept-deletions` command;
 //! - [`audit`]: `ledger`, `poison`, `replay`, `verify`, `export`, `verify-bundle`;
+//! - [`credentials`]: `credentials siem` (the embedded NATS's read-only user);
 //! - [`output`]: human-readable output (pure formatting).
 
 pub mod actions;
 pub mod args;
 pub mod audit;
 pub mod client;
+pub mod credentials;
 pub mod deletions;
 pub mod output;
 pub mod server;

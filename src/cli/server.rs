@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// The config file (or the embedded default) with the flags applied, not yet validated.
-fn settings(f: &ServerFlags) -> Result<Config, ConfigError> {
+pub(super) fn settings(f: &ServerFlags) -> Result<Config, ConfigError> {
     let mut cfg = match &f.config {
         Some(p) => Config::load(p)?,
         None => Config::default(),
@@ -47,7 +47,7 @@ fn load_config(f: &ServerFlags) -> Result<(Config, ConnectSpec), ConfigError> {
 /// The URL of the NATS a running govledger uses: `nats.url` / `nats.urls` (or `--nats-url`),
 /// else the one its embedded server wrote to `<data_dir>/nats.url`. `hint` ends
 /// the error when neither is there.
-fn running_nats_url(cfg: &Config, hint: &str) -> anyhow::Result<String> {
+pub(super) fn running_nats_url(cfg: &Config, hint: &str) -> anyhow::Result<String> {
     if let Some(url) = cfg.nats.external_url() {
         return Ok(url);
     }
@@ -88,7 +88,7 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
         .context("--source is not a valid source id")?;
     let (cfg, spec) = load_config(&a.server)?;
     let url = running_nats_url(&cfg, "; start `govledger serve` first")?;
-    let nats = serve::connect(&spec, &url).await?;
+    let nats = serve::connect(&serve::nats::local_spec(&cfg, &spec)?, &url).await?;
     let shutdown = shutdown_on_signals();
     let js = async_nats::jetstream::new(nats.clone());
     govledger_stream::ensure_stream(&js, &cfg.stream_spec()).await?;

@@ -1,8 +1,15 @@
 //! Reaching NATS: the configured server or the embedded one, a connection with
-//! the configured credentials, and the stream contract checked.
+//! the configured credentials (or, for the embedded server, the `govledger`
+//! user's password from the data folder: [`local_spec`]), and the stream
+//! contract checked.
+
+use std::path::PathBuf;
 
 use async_nats::jetstream;
-use govledger_stream::{connect::ConnectSpec, contract::ensure_stream};
+use govledger_stream::{
+    connect::{ConnectSpec, NatsAuth},
+    contract::ensure_stream,
+};
 
 use super::{
     ServeError,
@@ -22,8 +29,33 @@ pub struct NatsHandle {
     pub embedded: Option<EmbeddedNats>,
 }
 
-/// Uses `nats.url` (or `nats.urls`), or starts the embedded server in `<data_dir>/nats` and writes
-/// its URL to `<data_dir>/nats.url` for local tools (`govledger simulate`).
+/// The embedded server's folder: its store, log, config and users' passwords.
+pub fn embedded_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir().join("nats")
+}
+
+/// How a local process connects: `spec` (the `[nats]` credential) for an
+/// external server; for the embedded one (no `nats.url`), the
+/// [`nats_embed::GOVLEDGER_USER`] with its password from the data folder,
+/// written by `govledger serve` ([`nats_for`]).
+pub fn local_spec(cfg: &Config, spec: &ConnectSpec) -> Result<ConnectSpec, ServeError> {
+    if cfg.nats.external_url().is_some() {
+        return Ok(spec.clone());
+    }
+    let password = nats_embed::read_password(&embedded_dir(cfg), nats_embed::GOVLEDGER_USER)?;
+    Ok(ConnectSpec {
+        auth: NatsAuth::UserPassword {
+            user: nats_embed::GOVLEDGER_USER.to_owned(),
+            password,
+        },
+        ..spec.clone()
+    })
+}
+
+/// Uses `nats.url` (or `nats.urls`), or starts the embedded server in
+/// `<data_dir>/nats` with its generated auth config (users and passwords:
+/// [`nats_embed::prepare_auth`]) and writes its URL to `<data_dir>/nats.url`
+/// for local tools (`govledger simulate`, `govledger credentials siem`).
 pub async fn nats_for(cfg: &Config) -> Result<NatsHandle, ServeError> {
     if let Some(url) = cfg.nats.external_url() {
         return Ok(NatsHandle {
@@ -32,14 +64,28 @@ pub async fn nats_for(cfg: &Config) -> Result<NatsHandle, ServeError> {
         });
     }
     let bin = nats_embed::find_binary(cfg.nats.server_bin.as_deref())?;
-    let dir = cfg.data_dir().join("nats");
-    let nats = EmbeddedNats::start(&bin, &dir, cfg.nats.embedded_port).await?;
+    let dir = embedded_dir(cfg);
+    let scope = nats_embed::AuthScope {
+        stream: cfg.nats.stream.clone(),
+        projector_durable: cfg.projector.durable.clone(),
+    };
+    let auth = nats_embed::prepare_auth(&dir, &scope)?;
+    let nats =
+        EmbeddedNats::start_with_config(&bin, &dir, cfg.nats.embedded_port, Some(&auth.config))
+            .await?;
     let url_file = cfg.data_dir().join("nats.url");
     std::fs::write(&url_file, format!("{}\n", nats.url)).map_err(|source| ServeError::DataDir {
         path: url_file.display().to_string(),
         source,
     })?;
-    tracing::info!(url = %nats.url, bin = %bin.display(), store = %dir.display(), "embedded nats-server started");
+    tracing::info!(
+        url = %nats.url,
+        bin = %bin.display(),
+        store = %dir.display(),
+        config = %auth.config.display(),
+        users = "govledger, siem (read-only)",
+        "embedded nats-server started; unauthenticated connections are refused"
+    );
     Ok(NatsHandle {
         url: nats.url.clone(),
         embedded: Some(nats),
@@ -54,13 +100,14 @@ pub struct StreamConn {
     pub info: jetstream::stream::Info,
 }
 
-/// Connects to `url` as `spec` says and checks (or creates) the configured stream.
+/// Connects to `url` as `spec` says (as the `govledger` user for the
+/// embedded server: [`local_spec`]) and checks (or creates) the configured stream.
 pub async fn reach_stream(
     cfg: &Config,
     spec: &ConnectSpec,
     url: &str,
 ) -> Result<StreamConn, ServeError> {
-    let client = connect(spec, url).await?;
+    let client = connect(&local_spec(cfg, spec)?, url).await?;
     let js = jetstream::new(client.clone());
     let info = ensure_stream(&js, &cfg.stream_spec()).await?;
     Ok(StreamConn { client, js, info })

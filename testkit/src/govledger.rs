@@ -64,11 +64,49 @@ impl Govledger {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_serve(data, Some(nats_url), extra, envs)
+    }
+
+    /// `govledger serve` WITHOUT `--nats-url`: it runs its embedded
+    /// nats-server (with its generated users and passwords) in `data_dir()/nats`.
+    pub fn serve_embedded(data: tempfile::TempDir, extra: &[&str]) -> Self {
+        Self::spawn_serve(data, None, extra, &[])
+    }
+
+    /// The embedded server's URL, as `serve` wrote it to `data_dir()/nats.url`.
+    pub fn embedded_nats_url(&self) -> String {
+        let f = self.data_dir().join("nats.url");
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .trim()
+            .to_owned()
+    }
+
+    /// The embedded server's password of `user` (`govledger` or `siem`).
+    pub fn embedded_password(&self, user: &str) -> String {
+        let f = self
+            .data_dir()
+            .join("nats")
+            .join(format!("{user}.password"));
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            .trim()
+            .to_owned()
+    }
+
+    fn spawn_serve(
+        data: tempfile::TempDir,
+        nats_url: Option<&str>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let log = data.path().join("serve.log");
-        let mut child = Command::new(govledger_bin())
-            .arg("serve")
-            .arg("--nats-url")
-            .arg(nats_url)
+        let mut cmd = Command::new(govledger_bin());
+        cmd.arg("serve");
+        if let Some(url) = nats_url {
+            cmd.arg("--nats-url").arg(url);
+        }
+        let mut child = cmd
             .arg("--grpc-addr")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
