@@ -222,7 +222,8 @@ async fn the_govledger_credential_cannot_delete_or_purge_the_stream() {
 
     assert_eq!(stream_messages(&client).await, before);
     // The ledger still reads its stream whole.
-    let (st, err) = run_govledger(&["verify", "--grpc-addr", &gl.addr], &[]);
+    let token = gl.token_env();
+    let (st, err) = run_govledger(&["verify", "--grpc-addr", &gl.addr], &[(token.0, &token.1)]);
     assert!(st.success(), "{err}");
 }
 
@@ -247,11 +248,13 @@ async fn a_restart_reuses_the_credentials_and_no_password_reaches_a_log() {
     let (st, err) = run_govledger(&["simulate", "--data-dir", data, "--users", "20"], &[]);
     assert!(st.success(), "{err}");
     let mut logs = vec![err];
+    let token = gl.token_env();
+    let token = [(token.0, token.1.as_str())];
     for args in [
         vec!["verify", "--grpc-addr", &gl.addr],
         vec!["rebuild", "--data-dir", data, "--grpc-addr", &gl.addr],
     ] {
-        let (st, err) = run_govledger(&args, &[]);
+        let (st, err) = run_govledger(&args, &token);
         assert!(st.success(), "{args:?}: {err}");
         logs.push(err);
     }
@@ -266,7 +269,7 @@ async fn a_restart_reuses_the_credentials_and_no_password_reaches_a_log() {
             "--grpc-addr",
             &gl.addr,
         ],
-        &[],
+        &token,
     );
     assert!(st.success(), "{err}");
     logs.push(err);
