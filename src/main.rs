@@ -13,7 +13,7 @@ use govledger::{
         args::Cmd,
         audit,
         client::{NotOk, Unpinned},
-        credentials, deletions, server, status,
+        credentials, deletions, server, status, token,
     },
     config::ConfigError,
     serve::ServeError,
@@ -60,6 +60,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Export(a) => audit::export(a).await,
         Cmd::VerifyBundle(a) => audit::verify_bundle(a),
         Cmd::Credentials(a) => credentials::credentials(a),
+        Cmd::Token(a) => token::token(a),
     }
 }
 

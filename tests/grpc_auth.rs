@@ -676,3 +676,52 @@ async fn plaintext_beyond_loopback_is_refused_unless_the_operator_insists() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_token_made_by_token_new_authenticates_as_its_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("alice.token");
+    let o = Command::new(govledger_bin())
+        .args(["token", "new", "alice", "--roles", "auditor", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let entry = String::from_utf8(o.stdout).unwrap();
+    let token = std::fs::read_to_string(&out).unwrap();
+    assert!(token.starts_with("glt_"));
+    assert!(
+        !entry.contains(token.trim()),
+        "the entry holds the token: {entry}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let nats = NatsServer::start().await;
+    let gl = Govledger::serve_with_config(&nats.url(), &entry);
+    let cp = gl
+        .client_with(token.trim())
+        .await
+        .create_checkpoint(pb::CreateCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cp.requested_by, "alice");
+    // An existing file is never overwritten.
+    let (status, err) = run_govledger(
+        &[
+            "token",
+            "new",
+            "bob",
+            "--roles",
+            "admin",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), token);
+}

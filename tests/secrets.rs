@@ -178,6 +178,8 @@ async fn serve_authenticates_with_an_nkey_seed_file() {
 async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
     const NATS_PW: &str = "NatsPW-distinct-7e1f";
     const SRC_TOKEN: &str = "SrcTok-distinct-9c4a";
+    const API_TOKEN: &str = "glt_ApiTok-distinct-5d2b";
+    const API_WRONG: &str = "glt_ApiTok-wrong-8f3c";
     let nats = NatsServer::start_with_config(&format!(
         "authorization {{ user: \"gov\", password: \"{NATS_PW}\" }}\n"
     ))
@@ -190,8 +192,11 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
     })
     .await;
     let toml = format!(
-        "[nats]\nuser = \"gov\"\npassword_env = \"GL_TEST_NATS_PW\"\n{}\n[sources.auth]\n\
+        "[nats]\nuser = \"gov\"\npassword_env = \"GL_TEST_NATS_PW\"\n\
+         [auth]\nlocal_admin_token = true\n[[auth.tokens]]\nprincipal = \"ops\"\n\
+         sha256 = \"{}\"\nroles = [\"admin\"]\n{}\n[sources.auth]\n\
          kind = \"bearer\"\ntoken_env = \"GL_TEST_SRC_TOKEN\"\n",
+        govledger::auth::identify::token_sha256_hex(API_TOKEN),
         scim_source_toml(&scim.base_url, "resources = [\"Users\", \"Groups\"]")
     );
     let env = [
@@ -207,12 +212,24 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
     assert_eq!(run.verdict, Verdict::Complete as i32, "{:?}", run.reasons);
     seen.push(format!("{run:?}"));
     let u = scim.user_ids()[1].clone();
+    // The action goes in with the API token (principal ops).
     let id = gl
-        .submit_action(
-            "hr",
-            action_request(ActionKind::Deactivate, &u, "", "k1", "SEC-1"),
-        )
-        .await;
+        .client_with(API_TOKEN)
+        .await
+        .submit_action(govledger_proto::v1::SubmitActionRequest {
+            source_id: "hr".into(),
+            request: Some(action_request(
+                ActionKind::Deactivate,
+                &u,
+                "",
+                "k1",
+                "SEC-1",
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .action_id;
     let action = gl.wait_action(&id).await;
     assert_eq!(outcome(&action), ActionOutcome::Confirmed, "{action:?}");
     seen.push(format!("{action:?}"));
@@ -238,12 +255,10 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
             "hr",
             "--grpc-addr",
             &gl.addr,
-            "--token-file",
-            &gl.token_path(),
             "--out",
             out.to_str().unwrap(),
         ],
-        &[],
+        &[("GOVLEDGER_TOKEN", API_TOKEN)],
     );
     assert!(status.success(), "{stderr}");
     let replayed = std::fs::read_to_string(&out).unwrap();
@@ -254,6 +269,32 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
     );
     seen.push(stderr);
     seen.push(replayed);
+    // An evidence bundle, exported with the API token.
+    let bundle = dir.path().join("bundle.json");
+    let (status, stderr) = run_govledger(
+        &[
+            "export",
+            "--source",
+            "hr",
+            "--grpc-addr",
+            &gl.addr,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &[("GOVLEDGER_TOKEN", API_TOKEN)],
+    );
+    assert!(status.success(), "{stderr}");
+    seen.push(stderr);
+    seen.push(std::fs::read_to_string(&bundle).unwrap());
+    // A wrong API token: refused, and neither token is echoed.
+    let (status, stderr) = run_govledger(
+        &["status", "--grpc-addr", &gl.addr],
+        &[("GOVLEDGER_TOKEN", API_WRONG)],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not one this ledger knows"), "{stderr}");
+    assert_eq!(stderr.matches(API_WRONG).count(), 0, "{stderr}");
+    seen.push(stderr);
     // An error output of the CLI with the secrets configured: `simulate`
     // with a wrong NATS password is refused, naming the key, showing neither.
     let (status, stderr) = run_govledger(
@@ -279,7 +320,7 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
     seen.push(stderr);
     seen.push(gl.log_text());
     for (i, text) in seen.iter().enumerate() {
-        for secret in [NATS_PW, SRC_TOKEN] {
+        for secret in [NATS_PW, SRC_TOKEN, API_TOKEN, API_WRONG] {
             assert_eq!(
                 text.matches(secret).count(),
                 0,

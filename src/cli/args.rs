@@ -175,6 +175,40 @@ pub enum Cmd {
     /// Print (or write with --out, mode 0600) the read-only SIEM user's
     /// credential for the embedded NATS server: URL, user, password.
     Credentials(CredentialsArgs),
+    /// Make a new API bearer token: writes it to --out (mode 0600) and prints
+    /// the `[[auth.tokens]]` entry (its SHA-256, never the token) for the config.
+    Token(TokenArgs),
+}
+
+// The arguments of `govledger token new`.
+#[derive(Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub cmd: TokenCmd,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// A new random token for PRINCIPAL with ROLES (reader, operator, auditor, admin).
+    New {
+        /// The name the ledger records for calls with this token.
+        principal: String,
+        /// Comma-separated roles: reader, operator, auditor, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        roles: Vec<RoleArg>,
+        /// The file the token is written to (mode 0600; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// A role of `govledger token new --roles`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Reader,
+    Operator,
+    Auditor,
+    Admin,
 }
 
 /// Whose credential `govledger credentials` hands out.

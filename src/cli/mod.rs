@@ -12,6 +12,7 @@
 //! - [`deletions`]: the `accept-deletions` command;
 //! - [`audit`]: `ledger`, `poison`, `replay`, `verify`, `export`, `verify-bundle`;
 //! - [`credentials`]: `credentials siem` (the embedded NATS's read-only user);
+//! - [`token`]: `token new` (an API bearer token and its config entry);
 //! - [`output`]: human-readable output (pure formatting).
 
 pub mod actions;
@@ -23,3 +24,4 @@ pub mod deletions;
 pub mod output;
 pub mod server;
 pub mod status;
+pub mod token;

@@ -13,6 +13,7 @@
 //! - [`rest`]: `[sources.rest]`, a generic JSON API's shape and paging keys;
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
 //! - [`thresholds`]: `[sources.deletion_thresholds]`, the deletion guard per entity type;
+//! - [`security`]: `[tls]` and `[auth]`, the gRPC listener's trust settings;
 //! - [`error`]: the one error type, [`ConfigError`].
 
 use std::{

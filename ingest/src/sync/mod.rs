@@ -211,6 +211,18 @@ struct Run<'a> {
     member_reads: u32,
 }
 
+/// The entity types a run of `spec` sets out to read.
+fn entity_types(spec: &SyncSpec) -> Vec<i32> {
+    match &spec.rest {
+        Some(shape) => vec![shape.entity_type as i32],
+        None => spec
+            .resources
+            .iter()
+            .map(|r| r.entity_type as i32)
+            .collect(),
+    }
+}
+
 /// Runs one sync of `spec` as run `run_id` and publishes every event of it.
 /// Returns the engine's own report once every event is stored.
 pub async fn run_sync(
@@ -268,14 +280,7 @@ pub async fn run_sync(
             declared_total: None,
             page_size: spec.page_size,
             paging: spec.paging.name().to_owned(),
-            entity_types: match &spec.rest {
-                Some(shape) => vec![shape.entity_type as i32],
-                None => spec
-                    .resources
-                    .iter()
-                    .map(|r| r.entity_type as i32)
-                    .collect(),
-            },
+            entity_types: entity_types(spec),
             deletion_threshold_pct: spec.deletion_threshold_pct,
             deletion_threshold_abs: spec.deletion_threshold_abs,
             deletion_thresholds: spec.deletion_thresholds.clone(),
