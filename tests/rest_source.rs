@@ -178,6 +178,40 @@ async fn relative_link_targets_resolve_against_the_request_uri() {
     assert_eq!(r.run.unwrap().records_unique, USERS as u64);
 }
 
+/// A server that puts credentials in its next links: they are followed, and
+/// no event, page key or log line holds them (the userinfo shows as `***`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_a_server_puts_in_its_next_links_never_reach_events_or_logs() {
+    const PW: &str = "LinkPw-distinct-41c7";
+    let q = RestQuirks {
+        link_userinfo: Some(format!("robot:{PW}")),
+        ..Default::default()
+    };
+    let shape = "total_header = \"X-Total-Count\"";
+    let (nats, _scim, gl) = start("link", shape, 100, ScimConfig::default(), quirks(q)).await;
+    let r = gl.sync("app").await;
+    assert_verdict(&r, Verdict::Complete);
+    let msgs = govledger_testkit::read_stream(&nats.client().await).await;
+    let mut keys = Vec::new();
+    for m in &msgs {
+        assert!(
+            !String::from_utf8_lossy(&m.payload).contains(PW),
+            "an event holds the password"
+        );
+        use prost::Message as _;
+        if let Ok(ev) = govledger_proto::v1::Event::decode(m.payload.as_ref())
+            && let Some(govledger_proto::v1::event::Body::PageFetched(p)) = ev.body
+        {
+            keys.push(p.next_page_key);
+        }
+    }
+    assert!(
+        keys.iter().any(|k| k.contains("://***@127.0.0.1")),
+        "{keys:?}"
+    );
+    assert!(!gl.log_text().contains(PW));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_past_the_end_that_repeats_the_last_page_ends_the_listing() {
     let q = RestQuirks {

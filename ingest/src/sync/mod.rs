@@ -211,6 +211,17 @@ struct Run<'a> {
     member_reads: u32,
 }
 
+/// A cursor or next link as events and logs show it: a URL's userinfo (a
+/// password a server put in its next link) replaced by `***`; other cursors
+/// unchanged (an opaque cursor may hold an `@`).
+pub(crate) fn shown_link(cursor: &str) -> String {
+    if cursor.contains("://") {
+        govledger_stream::redact_url(cursor)
+    } else {
+        cursor.to_owned()
+    }
+}
+
 /// The entity types a run of `spec` sets out to read.
 fn entity_types(spec: &SyncSpec) -> Vec<i32> {
     match &spec.rest {
@@ -593,7 +604,7 @@ impl Run<'_> {
         attempt: u32,
     ) -> Result<(), SyncError> {
         let next_page_key = match (&req.next_prefix, &page.next_cursor) {
-            (Some(prefix), Some(c)) => format!("{prefix}{c}"),
+            (Some(prefix), Some(c)) => format!("{prefix}{}", shown_link(c)),
             _ => String::new(),
         };
         if req.member_read {

@@ -310,7 +310,8 @@ impl Run<'_> {
         let mut received: u64 = 0;
         let mut empty_in_a_row: u32 = 0;
         for page_index in 0..PAGES_MAX {
-            let key = format!("{name}:{kind}={at}");
+            // A next link may carry userinfo: the key (events, logs) never does.
+            let key = format!("{name}:{kind}={}", super::shown_link(&at));
             seen.insert(at.clone());
             let url = match chain {
                 Chain::Cursor { .. } => self.url(
@@ -384,7 +385,7 @@ impl Run<'_> {
                 Some(next) if seen.contains(&next) => {
                     return Ok(Err(Stop::Abort(
                         ErrorClass::Other,
-                        chain.cycle_message(&key, &next),
+                        chain.cycle_message(&key, &super::shown_link(&next)),
                     )));
                 }
                 Some(next) => at = next,

@@ -327,6 +327,10 @@ pub struct RestQuirks {
     /// (`users-link?after=TOKEN&per_page=N`), to be resolved against the
     /// request URI (RFC 8288 §3.2).
     pub link_relative: bool,
+    /// `Link` mode: absolute link targets carry this userinfo
+    /// (`http://USERINFO@127.0.0.1:PORT/...`), as a server that echoes
+    /// credentials into its next links does.
+    pub link_userinfo: Option<String>,
     /// `Link` mode: no `Link` header; the body is
     /// `{"users":[..],"links":{"next":URL or null}}` (a next link in the body).
     pub next_in_body: bool,

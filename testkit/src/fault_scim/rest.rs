@@ -300,7 +300,10 @@ pub(super) async fn rest_list(s: Shared, p: RestParams, mode: RestMode) -> Respo
                     }
                 }
                 None if mode == RestMode::Link => {
-                    let origin = g.base_url.trim_end_matches("/v2").to_owned();
+                    let mut origin = g.base_url.trim_end_matches("/v2").to_owned();
+                    if let Some(ui) = &g.faults.rest.link_userinfo {
+                        origin = origin.replacen("://", &format!("://{ui}@"), 1);
+                    }
                     let ordinal = p.offset / p.per_page + 1;
                     let next = match g.faults.link_cycle {
                         Some((a, b)) if pg.pf && ordinal == a => {
