@@ -69,6 +69,11 @@ pub enum QueryError {
     /// An external attempt names an action that was never submitted.
     #[error("no action {id:?}: submit it with external=true first (SubmitAction)")]
     NoActionToReport { id: String },
+    /// `VerifyRange` names a stream the NATS server does not have.
+    #[error(
+        "no stream {name:?} on the ledger's NATS server: name the stream that holds the copy (or leave stream empty to verify the ledger's own)"
+    )]
+    NoStream { name: String },
     /// An external attempt names a concluded action.
     #[error(
         "action {id} is already concluded; submit a new action (new idempotency key) for a new write"
@@ -443,6 +448,29 @@ impl Queries {
         from: u64,
         to: u64,
     ) -> Result<VerifyRangeResponse, QueryError> {
+        if stream != self.stream {
+            // A copy named by the client must exist: a missing one is not a
+            // tampered ledger.
+            match self.js.get_stream(&stream).await {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
+                            if j.error_code()
+                                == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+                    ) =>
+                {
+                    return Err(QueryError::NoStream { name: stream });
+                }
+                Err(e) => {
+                    return Err(QueryError::StreamUnreachable {
+                        stream,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
         let mut cps = self
             .checkpointer
             .all(verify::VERIFY_CHECKPOINTS_MAX)

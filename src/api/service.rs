@@ -206,7 +206,8 @@ impl Ledger for LedgerApi {
             if let Some(a) = r.request.as_mut() {
                 a.requested_by = p.name.clone();
             }
-            let request = validate::action_request(r.request)?;
+            let now_us = chrono::Utc::now().timestamp_micros();
+            let request = validate::action_request(r.request, now_us)?;
             let (action_id, created) = self.actions.submit(&self.q.store, &source, request).await?;
             Ok(Response::new(SubmitActionResponse { action_id, created }))
         }
@@ -247,9 +248,14 @@ impl Ledger for LedgerApi {
         let result = async {
             let id = validate::required("action_id", &r.action_id)?.to_owned();
             let a = self.q.action_open_for_report(&id)?;
+            let steps = a
+                .request
+                .as_ref()
+                .map_or(1, |q| crate::workers::action_intake::steps_of(q).len());
+            validate::external_attempt(r.step, steps, r.http_status, &r.request_summary)?;
             let class = crate::workers::action_intake::error_class(r.error_class)?;
             let attempt = ActionAttempted {
-                step: r.step.max(1),
+                step: r.step,
                 request_summary: r.request_summary,
                 http_status: r.http_status,
                 error_class: class,
@@ -275,6 +281,7 @@ impl Ledger for LedgerApi {
         req: Request<WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         let sources = req.into_inner().source_ids;
+        validate::id_list("source_ids", &sources)?;
         let rx = self.alerts.subscribe();
         let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
             let keep = match &r {
@@ -422,6 +429,7 @@ impl Ledger for LedgerApi {
     ) -> Result<Response<CheckReadinessResponse>, Status> {
         let req = req.into_inner();
         validate::readiness_scope(&req.source_ids, LIST_RUNS_MAX)?;
+        validate::id_list("identity_external_ids", &req.identity_external_ids)?;
         let answer = self
             .q
             .readiness(req.source_ids, &req.identity_external_ids)

@@ -90,7 +90,8 @@ impl From<QueryError> for Status {
             | QueryError::NoRun { .. }
             | QueryError::NeverReported { .. }
             | QueryError::NoAction { .. }
-            | QueryError::NoActionToReport { .. } => Status::not_found(m),
+            | QueryError::NoActionToReport { .. }
+            | QueryError::NoStream { .. } => Status::not_found(m),
             QueryError::ActionConcluded { .. } | QueryError::PastApplied { .. } => {
                 Status::failed_precondition(m)
             }

@@ -21,15 +21,95 @@ impl Invalid {
     }
 }
 
-/// `value` is not blank.
+/// Longest id a request may carry (source, run, action, identity, group,
+/// idempotency key, stream), in bytes.
+pub const ID_BYTES_MAX: usize = 1_024;
+/// Longest stream name `VerifyRange` reads, in characters.
+pub const STREAM_NAME_CHARS_MAX: usize = 128;
+/// Longest action `reason` and external `request_summary`, in characters.
+pub const REASON_CHARS_MAX: usize = 1_000;
+/// Longest action `ticket`, in characters.
+pub const TICKET_CHARS_MAX: usize = 200;
+/// Longest attribute name of SET_ATTRIBUTE, in bytes.
+pub const ATTRIBUTE_BYTES_MAX: usize = 256;
+/// Longest attribute value of SET_ATTRIBUTE, in bytes.
+pub const VALUE_BYTES_MAX: usize = 4_096;
+/// Most steps of one action's plan.
+pub const PLAN_STEPS_MAX: usize = 16;
+/// Most ids in one list field (readiness scopes, alert filters).
+pub const IDS_MAX: usize = 1_000;
+/// How far ahead an action's deadline may be, in microseconds (one year).
+pub const DEADLINE_AHEAD_US_MAX: i64 = 366 * 24 * 3_600 * 1_000_000;
+/// Characters of a client's value an error message quotes, at most.
+pub const EXCERPT_CHARS_MAX: usize = 48;
+
+/// A client's value as an error quotes it: escaped, and cut to
+/// [`EXCERPT_CHARS_MAX`] characters with its full length named.
+pub fn excerpt(value: &str) -> String {
+    let n = value.chars().count();
+    if n <= EXCERPT_CHARS_MAX {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(EXCERPT_CHARS_MAX).collect();
+    format!("{head:?}… ({} bytes)", value.len())
+}
+
+/// `value` is at most `max` bytes.
+fn bounded<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str, Invalid> {
+    if value.len() > max {
+        return Err(Invalid(format!(
+            "{field} is {} bytes, over the maximum {max}",
+            value.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// `value` is at most `max` characters and, unless `multiline`, one line.
+fn text<'a>(field: &str, value: &'a str, max: usize, multiline: bool) -> Result<&'a str, Invalid> {
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(Invalid(format!(
+            "{field} is {chars} characters, over the maximum {max}"
+        )));
+    }
+    let control = |c: char| c.is_control() && !(multiline && matches!(c, '\n' | '\t'));
+    if value.chars().any(control) {
+        return Err(Invalid(format!(
+            "{field} must be text without control characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// `value` is not blank and at most [`ID_BYTES_MAX`] bytes.
 pub fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Invalid> {
     if value.trim().is_empty() {
         Err(Invalid(format!(
             "{field} is required (got an empty string)"
         )))
     } else {
-        Ok(value)
+        bounded(field, value, ID_BYTES_MAX)
     }
+}
+
+/// An optional id: empty, or at most [`ID_BYTES_MAX`] bytes.
+pub fn optional_id<'a>(field: &str, value: &'a str) -> Result<&'a str, Invalid> {
+    bounded(field, value, ID_BYTES_MAX)
+}
+
+/// A list of ids: at most [`IDS_MAX`], none blank or over [`ID_BYTES_MAX`].
+pub fn id_list(field: &str, ids: &[String]) -> Result<(), Invalid> {
+    if ids.len() > IDS_MAX {
+        return Err(Invalid(format!(
+            "{field} holds {} ids, over the maximum {IDS_MAX}",
+            ids.len()
+        )));
+    }
+    for id in ids {
+        required(field, id)?;
+    }
+    Ok(())
 }
 
 /// Longest `accepted_by` and `ticket` of an acceptance, in characters.
@@ -82,9 +162,106 @@ pub fn accept_deletions(r: &AcceptDeletionsRequest) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// A submitted action names its request.
-pub fn action_request(r: Option<ActionRequested>) -> Result<ActionRequested, Invalid> {
-    r.ok_or_else(|| Invalid::new("request is required (an ActionRequested)"))
+/// A submitted action: its request present and every field within its bound
+/// (`now_us` judges the deadline). `steps` is the ledger's to set: a client
+/// value other than 0 or the plan's length is refused.
+pub fn action_request(r: Option<ActionRequested>, now_us: i64) -> Result<ActionRequested, Invalid> {
+    let r = r.ok_or_else(|| Invalid::new("request is required (an ActionRequested)"))?;
+    required("request.identity_external_id", &r.identity_external_id)?;
+    required("request.idempotency_key", &r.idempotency_key)?;
+    optional_id("request.group_external_id", &r.group_external_id)?;
+    bounded("request.attribute", &r.attribute, ATTRIBUTE_BYTES_MAX)?;
+    bounded("request.value", &r.value, VALUE_BYTES_MAX)?;
+    text("request.reason", &r.reason, REASON_CHARS_MAX, true)?;
+    text("request.ticket", &r.ticket, TICKET_CHARS_MAX, false)?;
+    entity_type(r.entity_type).map_err(|e| Invalid(format!("request.{e}")))?;
+    let kind_ok = |k: i32| {
+        matches!(
+            govledger_proto::v1::ActionKind::try_from(k),
+            Ok(k) if k != govledger_proto::v1::ActionKind::Unspecified
+        )
+    };
+    if r.plan.len() > PLAN_STEPS_MAX {
+        return Err(Invalid(format!(
+            "request.plan has {} steps, over the maximum {PLAN_STEPS_MAX}",
+            r.plan.len()
+        )));
+    }
+    let steps = r.plan.len().max(1);
+    if r.steps != 0 && r.steps as usize != steps {
+        return Err(Invalid(format!(
+            "request.steps is {}: the ledger counts the steps itself; leave it 0",
+            r.steps
+        )));
+    }
+    if r.plan.is_empty() {
+        if !kind_ok(r.kind) {
+            return Err(Invalid(format!(
+                "request.kind {} is not an action: DEACTIVATE=1, DELETE=2, REMOVE_MEMBERSHIP=3, ADD_MEMBERSHIP=4, SET_ATTRIBUTE=5",
+                r.kind
+            )));
+        }
+    } else {
+        for (i, s) in r.plan.iter().enumerate() {
+            if !kind_ok(s.kind) {
+                return Err(Invalid(format!(
+                    "request.plan[{i}].kind {} is not an action: DEACTIVATE=1, DELETE=2, REMOVE_MEMBERSHIP=3, ADD_MEMBERSHIP=4, SET_ATTRIBUTE=5",
+                    s.kind
+                )));
+            }
+            optional_id(
+                &format!("request.plan[{i}].group_external_id"),
+                &s.group_external_id,
+            )?;
+            bounded(
+                &format!("request.plan[{i}].attribute"),
+                &s.attribute,
+                ATTRIBUTE_BYTES_MAX,
+            )?;
+            bounded(
+                &format!("request.plan[{i}].value"),
+                &s.value,
+                VALUE_BYTES_MAX,
+            )?;
+        }
+    }
+    if r.deadline_us < 0 {
+        return Err(Invalid::new(
+            "request.deadline_us must be 0 (no deadline) or a time in microseconds since the epoch",
+        ));
+    }
+    if r.deadline_us > 0 && r.deadline_us < now_us {
+        return Err(Invalid::new(
+            "request.deadline_us is in the past: give a future time (or 0 for no deadline)",
+        ));
+    }
+    if r.deadline_us > now_us.saturating_add(DEADLINE_AHEAD_US_MAX) {
+        return Err(Invalid::new(
+            "request.deadline_us is more than a year ahead: give a nearer deadline (or 0 for none)",
+        ));
+    }
+    Ok(r)
+}
+
+/// An external attempt: its step within the action's `steps`, its texts bounded.
+pub fn external_attempt(
+    step: u32,
+    steps: usize,
+    http_status: u32,
+    summary: &str,
+) -> Result<(), Invalid> {
+    if step == 0 || step as usize > steps {
+        return Err(Invalid(format!(
+            "step {step} is not a step of this action: it has {steps} (steps count from 1)"
+        )));
+    }
+    if http_status > 599 {
+        return Err(Invalid(format!(
+            "http_status {http_status} is not an HTTP status (0 = none, 100..=599)"
+        )));
+    }
+    text("request_summary", summary, REASON_CHARS_MAX, true)?;
+    Ok(())
 }
 
 /// A page size: at most `max`; 0 means `default`.
@@ -157,7 +334,7 @@ pub fn readiness_scope(ids: &[String], max: u32) -> Result<(), Invalid> {
     if ids.iter().any(|i| i.trim().is_empty()) {
         return Err(Invalid::new("source_ids must not contain empty ids"));
     }
-    Ok(())
+    id_list("source_ids", ids)
 }
 
 /// A replay's ranges are in order and its source id is valid.
@@ -173,6 +350,13 @@ pub fn replay(r: &ReplayRequest) -> Result<(), Invalid> {
     }
     if !r.source_id.is_empty() {
         source_id(&r.source_id)?;
+    }
+    for (field, v) in [
+        ("run_id", &r.run_id),
+        ("action_id", &r.action_id),
+        ("identity_external_id", &r.identity_external_id),
+    ] {
+        optional_id(field, v)?;
     }
     Ok(())
 }
@@ -237,10 +421,15 @@ pub fn verify_range(
     if r.stream.is_empty() {
         return Ok((from, default_stream.to_owned()));
     }
-    if r.stream.contains(['.', '*', '>', ' ', '/', '\\']) {
+    if r.stream.chars().count() > STREAM_NAME_CHARS_MAX
+        || !r
+            .stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(Invalid(format!(
-            "stream {:?} is not a valid JetStream stream name",
-            r.stream
+            "stream {} is not a stream name this ledger reads: letters, digits, '-' and '_', at most {STREAM_NAME_CHARS_MAX}",
+            excerpt(&r.stream)
         )));
     }
     Ok((from, r.stream.clone()))
