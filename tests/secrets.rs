@@ -236,8 +236,10 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
 
     // Errors: the source refuses the token mid-run (R11), so the run's reasons
     // and the events carry the failures' texts.
+    // The target echoes the credential in its 401 body (header, bare, base64).
     scim.set_faults(Faults {
         auth_expire_after_requests: Some(1),
+        echo_credentials_in_errors: true,
         ..Default::default()
     });
     let failed = gl.sync("hr").await;
@@ -320,7 +322,14 @@ async fn a_sync_and_an_action_leave_no_secret_in_logs_events_or_errors() {
     seen.push(stderr);
     seen.push(gl.log_text());
     for (i, text) in seen.iter().enumerate() {
-        for secret in [NATS_PW, SRC_TOKEN, API_TOKEN, API_WRONG] {
+        // The source token as base64 too (the target echoes that form).
+        for secret in [
+            NATS_PW,
+            SRC_TOKEN,
+            "U3JjVG9rLWRpc3RpbmN0LTljNGE",
+            API_TOKEN,
+            API_WRONG,
+        ] {
             assert_eq!(
                 text.matches(secret).count(),
                 0,

@@ -58,6 +58,30 @@ pub struct HttpSource {
     /// the source, across runs (a run that starts right after another one
     /// used the window up waits too).
     server_pause: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Removes this source's secrets (and credential-shaped text) from every
+    /// text a failure carries into the ledger.
+    scrubber: govledger_stream::Scrubber,
+}
+
+/// The secret values of `auth`, for the scrubber (a Basic credential also as
+/// `user:password`, which the scrubber matches in base64 as sent).
+fn secrets_of(auth: &Auth) -> Vec<String> {
+    match auth {
+        Auth::None => Vec::new(),
+        Auth::Bearer(t) => vec![t.expose().to_owned()],
+        Auth::Basic { username, password } => vec![
+            password.expose().to_owned(),
+            format!("{username}:{}", password.expose()),
+        ],
+        Auth::OAuth2 {
+            client_id,
+            client_secret,
+            ..
+        } => vec![
+            client_secret.expose().to_owned(),
+            format!("{client_id}:{}", client_secret.expose()),
+        ],
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +101,10 @@ impl HttpSource {
             .user_agent(concat!("govledger/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HttpError::Client(e.to_string()))?;
+        let scrubber =
+            govledger_stream::Scrubber::new(secrets_of(&auth).iter().map(String::as_str));
         Ok(Self {
+            scrubber,
             client,
             auth,
             token: Mutex::new(None),
@@ -144,10 +171,16 @@ impl HttpSource {
         }
         req = self.authorize(req).await?;
         let started = Instant::now();
-        let resp = req.send().await.map_err(transport_failure)?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Err(self.scrubbed(transport_failure(e)).await),
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport_failure)?;
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Err(self.scrubbed(transport_failure(e)).await),
+        };
         let latency_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
         if (200..300).contains(&status) {
             return Ok(Fetched {
@@ -166,12 +199,25 @@ impl HttpSource {
             _ => ErrorClass::ServerError,
         };
         let retry_after = ratelimit::wait_hint(&headers, chrono::Utc::now());
-        Err(Failure {
-            class,
-            http_status: status,
-            retry_after,
-            message: format!("HTTP {status}{}", excerpt(&body)),
-        })
+        Err(self
+            .scrubbed(Failure {
+                class,
+                http_status: status,
+                retry_after,
+                message: format!("HTTP {status}{}", excerpt(&body)),
+            })
+            .await)
+    }
+
+    /// `f` with its message scrubbed of this source's secrets, the cached
+    /// OAuth2 token included: what reaches the ledger.
+    async fn scrubbed(&self, mut f: Failure) -> Failure {
+        let mut m = self.scrubber.scrub(&f.message);
+        if let Some((t, _)) = self.token.lock().await.as_ref() {
+            m = govledger_stream::Scrubber::new([t.expose()]).scrub(&m);
+        }
+        f.message = m;
+        f
     }
 
     async fn authorize(

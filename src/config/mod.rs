@@ -163,9 +163,20 @@ impl Config {
     /// setting's fixed set (`kind = "ldap"`) is reported as the key it is at,
     /// with serde's list of the allowed values.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        // The position and what is wrong, never the offending line: it may
+        // hold a value someone pasted inline (a token).
         let parse_err = |e: toml::de::Error| ConfigError::Parse {
             path: origin.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {column}: {}", e.message().trim_end())
+                }
+                None => e.message().trim_end().to_owned(),
+            }
+            .replace('\n', " "),
         };
         let de = toml::Deserializer::parse(text).map_err(parse_err)?;
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -174,7 +185,15 @@ impl Config {
             if e.message().starts_with("unknown variant") {
                 invalid(key, e.message())
             } else {
-                parse_err(e)
+                match parse_err(e) {
+                    ConfigError::Parse { path, message } if key != "." && !key.is_empty() => {
+                        ConfigError::Parse {
+                            path,
+                            message: format!("key `{key}`: {message}"),
+                        }
+                    }
+                    other => other,
+                }
             }
         })
     }
@@ -351,6 +370,20 @@ mod tests {
         assert!(c.nats.url.is_none());
         assert_eq!(c.data_dir(), PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(c.grpc_addr().unwrap().to_string(), DEFAULT_GRPC_ADDR);
+    }
+
+    /// A parse error names the line and column, never the line's text: it may
+    /// hold a token pasted inline.
+    #[test]
+    fn a_parse_error_never_echoes_the_offending_line() {
+        let toml = "[[sources]]\nid = \"hr\"\n[sources.auth]\nkind = \"bearer\"\ntoken = \"Inl1ne-S3cret-token\n";
+        let e = Config::from_toml(toml, "g.toml").unwrap_err().to_string();
+        assert!(!e.contains("Inl1ne-S3cret"), "{e}");
+        assert!(e.starts_with("config file g.toml: line 5, column"), "{e}");
+        let e = Config::from_toml("[grpc]\naddr = 5 x\n", "g.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
     }
 
     #[test]

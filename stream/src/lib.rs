@@ -16,9 +16,11 @@ pub mod connect;
 pub mod contract;
 pub mod failpoint;
 pub mod redact;
+pub mod scrub;
 pub mod secret;
 pub mod subject;
 
 pub use contract::{StreamSpec, ensure_stream};
 pub use redact::redact_url;
+pub use scrub::Scrubber;
 pub use secret::Secret;

@@ -181,6 +181,10 @@ pub struct Faults {
     /// (lists, single resources, writes) gets 401 with `error="invalid_token"`.
     /// Applies regardless of `only`.
     pub auth_expire_after_requests: Option<usize>,
+    /// A 401 body echoes the credential the request carried, as a careless
+    /// target does: the `Authorization` header, the bare token and the
+    /// token's base64 ("token rejected: Bearer …").
+    pub echo_credentials_in_errors: bool,
     /// R12: `(a, b)`, in cursor mode the page with ordinal `a` (1-based, by
     /// offset / count) hands out the cursor of the earlier page `b` as its
     /// `nextCursor`, so a client walks 1..a, b..a, b..a, ... forever.

@@ -83,7 +83,7 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let (token_ok, expired, down) = {
+    let (token_ok, expired, down, echo) = {
         let mut g = lock(&s);
         g.maybe_mutate();
         let token_ok = match &g.cfg.bearer_token {
@@ -94,7 +94,24 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
                 })
             }),
         };
-        (token_ok, g.auth_expired(), g.c.down)
+        let echo = match (&auth, g.faults.echo_credentials_in_errors) {
+            (Some(a), true) => {
+                let tok = a.split_once(' ').map_or(a.as_str(), |(_, t)| t.trim());
+                format!(
+                    "token rejected: {a}; raw {tok}; encoded {}",
+                    base64_std(tok.as_bytes())
+                )
+            }
+            _ => String::new(),
+        };
+        (token_ok, g.auth_expired(), g.c.down, echo)
+    };
+    let detail = |d: &'static str| -> String {
+        if echo.is_empty() {
+            d.to_owned()
+        } else {
+            format!("{echo}: {d}")
+        }
     };
     let resp = if down {
         scim_error(
@@ -103,13 +120,13 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
             "the service is down (injected)",
         )
     } else if !token_ok && rest {
-        rest_unauthorized("missing or wrong bearer token", false)
+        rest_unauthorized(&detail("missing or wrong bearer token"), false)
     } else if !token_ok {
-        unauthorized("missing or wrong bearer token", false)
+        unauthorized(&detail("missing or wrong bearer token"), false)
     } else if expired && rest {
-        rest_unauthorized("the access token expired", true)
+        rest_unauthorized(&detail("the access token expired"), true)
     } else if expired {
-        unauthorized("the access token expired", true)
+        unauthorized(&detail("the access token expired"), true)
     } else {
         next.run(req).await
     };
@@ -184,4 +201,23 @@ pub(super) async fn service_provider_config(State(s): State<Shared>) -> Response
         }
     }
     scim_json(StatusCode::OK, &body)
+}
+
+/// Standard base64 (what a careless target echoes of a credential).
+fn base64_std(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                char::from(A[((n >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    out
 }
