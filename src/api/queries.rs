@@ -86,7 +86,7 @@ pub enum QueryError {
     #[error("cannot read stream {stream} from NATS: {reason}; is NATS reachable?")]
     StreamUnreachable { stream: String, reason: String },
     /// The stream's info cannot be read.
-    #[error("cannot read stream {stream} info: {reason}")]
+    #[error("cannot read stream {stream} info from NATS: {reason}; is NATS reachable?")]
     StreamInfo { stream: String, reason: String },
     /// The stored Merkle frontier does not decode.
     #[error("the stored Merkle frontier is inconsistent; rebuild the projection")]
@@ -487,7 +487,9 @@ impl Queries {
                 ..Default::default()
             });
         }
-        Ok(verify::verify_range(&self.js, &self.store, cps, &stream, from, to).await)
+        verify::verify_range(&self.js, &self.store, cps, &stream, from, to)
+            .await
+            .map_err(|reason| QueryError::StreamUnreachable { stream, reason })
     }
 
     /// An action with its outcome as it stood at a past point (a deadline is

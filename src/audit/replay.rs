@@ -100,7 +100,16 @@ async fn run<E>(
         let m = match next {
             Ok(Some(Ok(m))) => m,
             Ok(Some(Err(e))) => return Err(unavailable(e.to_string())),
-            Ok(None) | Err(_) => return Ok(()),
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                // Silence: nothing more matches the filter, or NATS stopped
+                // answering; a replay cut short must not read as complete.
+                let mut s = stream.clone();
+                return match s.info().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(unavailable(format!("NATS does not answer: {e}"))),
+                };
+            }
         };
         let info = m.info().map_err(|e| unavailable(e.to_string()))?;
         let seq = info.stream_sequence;

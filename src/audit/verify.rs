@@ -22,6 +22,20 @@ pub const VERIFY_MESSAGES_MAX: u64 = 50_000_000;
 pub const VERIFY_CHECKPOINTS_MAX: usize = 1_000_000;
 const READ_IDLE_MS: u64 = 5_000;
 
+/// Why a verification stopped: a finding, or the stream could not be read
+/// (NATS unreachable or silent) — which proves nothing either way and is never
+/// reported as tampering.
+enum Stop {
+    Found(Finding),
+    Unreadable(String),
+}
+
+impl From<Finding> for Stop {
+    fn from(f: Finding) -> Self {
+        Stop::Found(f)
+    }
+}
+
 /// The first problem found, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -139,7 +153,7 @@ pub async fn verify_range(
     stream_name: &str,
     from: u64,
     to: u64,
-) -> VerifyRangeResponse {
+) -> Result<VerifyRangeResponse, String> {
     let mut resp = VerifyRangeResponse {
         stream: stream_name.to_owned(),
         from_seq: from,
@@ -152,12 +166,13 @@ pub async fn verify_range(
     resp.checkpoints_checked = check.checkpoints_checked;
     match out {
         Ok(()) => resp.ok = true,
-        Err(f) => {
+        Err(Stop::Found(f)) => {
             resp.first_bad_seq = f.seq;
             resp.problem = f.problem;
         }
+        Err(Stop::Unreadable(why)) => return Err(why),
     }
-    resp
+    Ok(resp)
 }
 
 async fn run(
@@ -167,11 +182,11 @@ async fn run(
     stream_name: &str,
     from: u64,
     to: u64,
-) -> Result<(), Finding> {
-    let fail = |problem: String| Finding { seq: 0, problem };
+) -> Result<(), Stop> {
+    let fail = Stop::Unreadable;
     // One leaf block (256 leaves) is read at a time, not once per sequence.
     let mut block: Option<(u64, Vec<u8>)> = None;
-    let mut recorded = |seq: u64| -> Result<Option<merkle::Hash>, Finding> {
+    let mut recorded = |seq: u64| -> Result<Option<merkle::Hash>, Stop> {
         let (b, at) = govledger_projector::keys::leaf_slot(seq);
         if block.as_ref().is_none_or(|(n, _)| *n != b) {
             let bytes = store
@@ -212,12 +227,23 @@ async fn run(
             Ok(Some(Ok(m))) => m,
             Ok(Some(Err(e))) => return Err(fail(format!("reading {stream_name}: {e}"))),
             Ok(None) | Err(_) => {
-                return Err(Finding {
-                    seq: next,
-                    problem: format!(
-                        "the stream {stream_name} ends before sequence {next} (the range goes to {to})"
-                    ),
-                });
+                // Silence: the stream ends here, or NATS stopped answering.
+                // Only the stream's own last sequence tells which.
+                let mut s = stream.clone();
+                return match s.info().await {
+                    Ok(i) if i.state.last_sequence < next => Err(Finding {
+                        seq: next,
+                        problem: format!(
+                            "the stream {stream_name} ends before sequence {next} (the range goes to {to})"
+                        ),
+                    }
+                    .into()),
+                    Ok(i) => Err(fail(format!(
+                        "NATS stopped delivering {stream_name} at sequence {next} although it holds {} (no message in {READ_IDLE_MS} ms)",
+                        i.state.last_sequence
+                    ))),
+                    Err(e) => Err(fail(format!("NATS does not answer for {stream_name}: {e}"))),
+                };
             }
         };
         let seq = m
