@@ -333,7 +333,10 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
     };
     let (mut identities_checked, mut absent_checked, mut actions_checked) = (0, 0, 0);
     for &point in &points {
-        let mut reference = Working::default();
+        let mut reference = Working {
+            trust: govledger_testkit::stream::test_trust(),
+            ..Default::default()
+        };
         fold_in_memory(&mut reference, &stored[..point as usize]);
         for u in &watched {
             let key = ("hr".to_owned(), EntityType::User as i32, u.clone());
@@ -396,7 +399,10 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
     );
     // The source as of a few points (each folds the source's slice again).
     for point in [last / 3, 2 * last / 3, last] {
-        let mut reference = Working::default();
+        let mut reference = Working {
+            trust: govledger_testkit::stream::test_trust(),
+            ..Default::default()
+        };
         fold_in_memory(&mut reference, &stored[..point as usize]);
         let got = c
             .get_source(GetSourceRequest {

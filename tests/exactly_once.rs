@@ -101,7 +101,10 @@ fn project_cmd(nats_url: &str, data: &Path, cfg: &Path) -> Command {
 async fn model_digest(nats: &NatsServer) -> (String, Working) {
     let client = nats.client().await;
     let msgs: Vec<OwnedMsg> = read_stream(&client).await;
-    let mut w = Working::default();
+    let mut w = Working {
+        trust: govledger_testkit::stream::test_trust(),
+        ..Default::default()
+    };
     fold_in_memory(&mut w, &msgs);
     (digest_of_working(&w).unwrap(), w)
 }

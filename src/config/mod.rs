@@ -13,6 +13,7 @@
 //! - [`rest`]: `[sources.rest]`, a generic JSON API's shape and paging keys;
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
 //! - [`thresholds`]: `[sources.deletion_thresholds]`, the deletion guard per entity type;
+//! - [`provenance`]: `[provenance]`, the producer key and the trusted producer keys;
 //! - [`error`]: the one error type, [`ConfigError`].
 
 use std::{
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 pub mod error;
 pub mod nats;
+pub mod provenance;
 pub mod rest;
 pub mod secrets;
 pub mod sources;
@@ -52,6 +54,7 @@ pub struct Config {
     /// The sources govledger syncs (`[[sources]]`).
     pub sources: Vec<sources::SourceConfig>,
     pub audit: AuditConfig,
+    pub provenance: provenance::ProvenanceConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +201,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.grpc_addr()?;
         self.nats.validate()?;
+        self.provenance.validate()?;
         let s = &self.nats.stream;
         if s.is_empty()
             || !s

@@ -90,9 +90,13 @@ pub async fn start_workers(
     // The publisher outlives the sync workers: on shutdown they end their runs
     // (ABANDONED) and those events are flushed before the publisher stops.
     let publisher_stop = CancellationToken::new();
+    // Everything this process publishes is sealed with its producer key.
     let publisher = Publisher::new(
         conn.client.clone(),
-        cfg.publisher_config(),
+        govledger_ingest::PublisherConfig {
+            seal_key: Some(crate::config::provenance::load(cfg)?.key),
+            ..cfg.publisher_config()
+        },
         publisher_stop.clone(),
     );
     let deps = WorkerDeps {

@@ -65,6 +65,17 @@ impl Govledger {
         envs: &[(&str, &str)],
     ) -> Self {
         let log = data.path().join("serve.log");
+        // The tests' producer key is the ledger's own (trusted) key, unless the
+        // folder already holds one (a restart) or the test wrote another.
+        let key = data.path().join("data").join("producer.key");
+        if !key.exists() {
+            std::fs::create_dir_all(data.path().join("data")).unwrap();
+            let hex: String = crate::stream::TEST_PRODUCER_SEED
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            std::fs::write(&key, hex).unwrap();
+        }
         let mut child = Command::new(govledger_bin())
             .arg("serve")
             .arg("--nats-url")
