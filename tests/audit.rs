@@ -280,6 +280,9 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
                 &nats.url(),
                 "--grpc-addr",
                 &gl.addr,
+                // serve's data folder: the rebuild trusts the same producer key.
+                "--data-dir",
+                &gl.data_dir().display().to_string(),
             ])
             .output()
             .unwrap();

@@ -81,6 +81,8 @@ fn write_config(dir: &Path, batch: usize) -> std::path::PathBuf {
 }
 
 fn project_cmd(nats_url: &str, data: &Path, cfg: &Path) -> Command {
+    // The projector trusts the tests' producer key, as the reference fold does.
+    govledger_testkit::govledger::install_test_producer_key(data);
     let mut c = Command::new(govledger_bin());
     c.arg("project")
         .arg("--exit-at-end")

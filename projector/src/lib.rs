@@ -403,7 +403,12 @@ mod order_tests {
         // so such a run is never COMPLETE.
         let (w, r) = run_of(&[start.clone(), page.clone(), rec(3), finish.clone(), rec(4)]);
         assert!(r.decided);
-        assert_eq!(r.verdict, Verdict::UnverifiedProducer as i32, "{:?}", r.reasons);
+        assert_eq!(
+            r.verdict,
+            Verdict::UnverifiedProducer as i32,
+            "{:?}",
+            r.reasons
+        );
         let src = w.sources.get(&"hr".to_owned()).unwrap();
         assert!(src.last_complete_run_id.is_empty());
 
@@ -418,26 +423,38 @@ mod order_tests {
 
     fn clean_run() -> Vec<Event> {
         vec![
-            ev(1, Body::SyncRunStarted(SyncRunStarted {
-                mode: SyncMode::Full as i32,
-                declared_total: Some(1),
-                ..Default::default()
-            })),
-            ev(2, Body::PageFetched(PageFetched {
-                page_key: "p1".into(),
-                declared_total: Some(1),
-                item_count: 1,
-                ..Default::default()
-            })),
-            ev(3, Body::RecordObserved(RecordObserved {
-                external_id: "u1".into(),
-                ..Default::default()
-            })),
-            ev(9, Body::SyncRunFinished(SyncRunFinished {
-                engine_outcome: EngineOutcome::Succeeded as i32,
-                events_emitted: 3,
-                ..Default::default()
-            })),
+            ev(
+                1,
+                Body::SyncRunStarted(SyncRunStarted {
+                    mode: SyncMode::Full as i32,
+                    declared_total: Some(1),
+                    ..Default::default()
+                }),
+            ),
+            ev(
+                2,
+                Body::PageFetched(PageFetched {
+                    page_key: "p1".into(),
+                    declared_total: Some(1),
+                    item_count: 1,
+                    ..Default::default()
+                }),
+            ),
+            ev(
+                3,
+                Body::RecordObserved(RecordObserved {
+                    external_id: "u1".into(),
+                    ..Default::default()
+                }),
+            ),
+            ev(
+                9,
+                Body::SyncRunFinished(SyncRunFinished {
+                    engine_outcome: EngineOutcome::Succeeded as i32,
+                    events_emitted: 3,
+                    ..Default::default()
+                }),
+            ),
         ]
     }
 
@@ -480,10 +497,16 @@ mod order_tests {
 
         // One event injected before the finish (the worker's count unchanged).
         let mut injected = sealed(&clean_run());
-        injected.insert(3, ev(4, Body::RecordObserved(RecordObserved {
-            external_id: "u1".into(),
-            ..Default::default()
-        })));
+        injected.insert(
+            3,
+            ev(
+                4,
+                Body::RecordObserved(RecordObserved {
+                    external_id: "u1".into(),
+                    ..Default::default()
+                }),
+            ),
+        );
         let r = fold_raw(&injected);
         assert_eq!(r.seal_status, SealStatus::EventsDiffer as i32);
         assert_ne!(r.verdict, Verdict::Complete as i32);
@@ -498,10 +521,13 @@ mod order_tests {
 
         // An event injected after the seal: late, never an upgrade.
         let mut after = sealed(&clean_run());
-        after.push(ev(5, Body::RecordObserved(RecordObserved {
-            external_id: "u9".into(),
-            ..Default::default()
-        })));
+        after.push(ev(
+            5,
+            Body::RecordObserved(RecordObserved {
+                external_id: "u9".into(),
+                ..Default::default()
+            }),
+        ));
         let r = fold_raw(&after);
         assert_eq!(r.verdict, Verdict::Incomplete as i32);
         assert_eq!(r.late_events, 1);

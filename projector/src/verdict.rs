@@ -58,7 +58,10 @@ pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
     let (v, mut reasons) = decide_from_events(run);
     let status = govledger_proto::v1::SealStatus::try_from(run.seal_status).unwrap_or_default();
     if status == govledger_proto::v1::SealStatus::Verified
-        || !matches!(v, Verdict::Complete | Verdict::Incomplete | Verdict::Suspect)
+        || !matches!(
+            v,
+            Verdict::Complete | Verdict::Incomplete | Verdict::Suspect
+        )
     {
         return (v, reasons);
     }
@@ -666,13 +669,23 @@ mod tests {
             let (v, reasons) = decide_finished(&run);
             assert_eq!(v, Verdict::UnverifiedProducer, "{status:?}");
             assert_eq!(reasons[0].code, ReasonCode::UnverifiedProducer as i32);
-            assert!(reasons[0].message.contains("not sealed by a trusted producer"), "{}", reasons[0].message);
+            assert!(
+                reasons[0]
+                    .message
+                    .contains("not sealed by a trusted producer"),
+                "{}",
+                reasons[0].message
+            );
         }
         let untrusted = finished(|r| {
             r.seal_status = SealStatus::UntrustedKey as i32;
             r.seal_key_id = "abcd".into();
         });
-        assert!(decide_finished(&untrusted).1[0].message.contains("provenance.trusted_keys"));
+        assert!(
+            decide_finished(&untrusted).1[0]
+                .message
+                .contains("provenance.trusted_keys")
+        );
         // Other reasons stay named after the producer problem.
         let failed_page = finished(|r| {
             r.seal_status = SealStatus::Missing as i32;

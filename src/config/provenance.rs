@@ -70,7 +70,26 @@ pub fn key_path(cfg: &Config) -> PathBuf {
 /// Loads (or creates) the producer key and builds the trusted set: the
 /// configured keys and the process's own.
 pub fn load(cfg: &Config) -> Result<Provenance, ConfigError> {
+    load_with(cfg, true)
+}
+
+/// Like [`load`], for a fold that must trust what the live ledger trusts
+/// (`rebuild`): the key must exist already, none is created.
+pub fn load_existing(cfg: &Config) -> Result<Provenance, ConfigError> {
+    load_with(cfg, false)
+}
+
+fn load_with(cfg: &Config, create: bool) -> Result<Provenance, ConfigError> {
     let path = key_path(cfg);
+    if !create && !path.exists() {
+        return Err(invalid(
+            "provenance.key_file",
+            format!(
+                "no producer key at {}: a rebuild trusts what the live ledger trusts; run it with serve's --config and --data-dir",
+                path.display()
+            ),
+        ));
+    }
     let key = ProducerKey::load_or_create(&path)
         .map_err(|e| invalid("provenance.key_file", e.to_string()))?;
     let mut keys = cfg.provenance.trusted()?;
@@ -88,16 +107,17 @@ mod tests {
 
     #[test]
     fn a_malformed_trusted_key_is_named_with_its_index() {
-        let c = Config::from_toml(
-            "[provenance]\ntrusted_keys = [\"00\", \"zz\"]\n",
-            "t.toml",
-        )
-        .unwrap();
+        let c =
+            Config::from_toml("[provenance]\ntrusted_keys = [\"00\", \"zz\"]\n", "t.toml").unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("provenance.trusted_keys[0]"), "{e}");
         assert!(e.contains("\"00\""), "{e}");
         let weak = format!("[provenance]\ntrusted_keys = [\"{}\"]\n", "00".repeat(32));
-        let e = Config::from_toml(&weak, "t.toml").unwrap().validate().unwrap_err().to_string();
+        let e = Config::from_toml(&weak, "t.toml")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("weak"), "{e}");
     }
 
@@ -119,6 +139,17 @@ mod tests {
         assert!(dir.path().join(PRODUCER_KEY_FILE).exists());
         assert!(p.trust.trusts(p.key.public_key().as_bytes()));
         assert!(p.trust.trusts(other.public_key().as_bytes()));
-        assert_eq!(load(&c).unwrap().key.public_hex(), p.key.public_hex(), "the same key on every start");
+        assert_eq!(
+            load(&c).unwrap().key.public_hex(),
+            p.key.public_hex(),
+            "the same key on every start"
+        );
+        std::fs::remove_file(dir.path().join(PRODUCER_KEY_FILE)).unwrap();
+        let e = load_existing(&c).unwrap_err().to_string();
+        assert!(e.contains("--data-dir"), "{e}");
+        assert!(
+            !dir.path().join(PRODUCER_KEY_FILE).exists(),
+            "a rebuild creates no key"
+        );
     }
 }

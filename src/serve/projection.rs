@@ -36,7 +36,7 @@ pub async fn rebuild(
 ) -> Result<RebuildReport, ServeError> {
     let conn = nats::reach_stream(cfg, spec, nats_url).await?;
     // The same trust as the live projection: its own producer key and the configured ones.
-    let trust = crate::config::provenance::load(cfg)?.trust;
+    let trust = crate::config::provenance::load_existing(cfg)?.trust;
     let store = Arc::new(Store::open(dir, cfg.projector.cache_capacity_bytes)?.with_trust(trust));
     let mut rc = cfg.runner_config();
     rc.stop_at_seq = Some(live.0);

@@ -105,13 +105,17 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, KeyProblem> {
 /// Why a producer key file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("cannot read or create the producer key {path}: {source}; check the folder's permissions (config provenance.key_file)")]
+    #[error(
+        "cannot read or create the producer key {path}: {source}; check the folder's permissions (config provenance.key_file)"
+    )]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("producer key {0} must hold 64 hex characters (a 32-byte ed25519 seed); move it away and a new one is created (config provenance.key_file)")]
+    #[error(
+        "producer key {0} must hold 64 hex characters (a 32-byte ed25519 seed); move it away and a new one is created (config provenance.key_file)"
+    )]
     Format(String),
 }
 
@@ -155,7 +159,9 @@ impl ProducerKey {
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             match opts.open(path) {
-                Ok(mut f) => std::io::Write::write_all(&mut f, hex(&seed).as_bytes()).map_err(io)?,
+                Ok(mut f) => {
+                    std::io::Write::write_all(&mut f, hex(&seed).as_bytes()).map_err(io)?
+                }
                 // Another process created it first: read that one.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io(e)),
@@ -347,24 +353,49 @@ mod tests {
     fn a_run_seal_verifies_only_with_its_key_its_events_and_its_bytes() {
         let k = ProducerKey::from_seed([7; 32]);
         let chain = chain_of(vec![(3, leaf(3, b"b")), (1, leaf(1, b"a"))]);
-        assert_eq!(chain, chain_step(&chain_step(&CHAIN_START, &leaf(1, b"a")), &leaf(3, b"b")));
+        assert_eq!(
+            chain,
+            chain_step(&chain_step(&CHAIN_START, &leaf(1, b"a")), &leaf(3, b"b"))
+        );
         let mut ev = finish();
         k.seal_run(&mut ev, 2, chain);
         let trust = Trust::new([k.public_key()]);
         assert_eq!(trust.check_run(&ev, 2, &chain).status, SealStatus::Verified);
-        assert_eq!(trust.check_run(&ev, 3, &chain).status, SealStatus::EventsDiffer);
-        assert_eq!(trust.check_run(&ev, 2, &CHAIN_START).status, SealStatus::EventsDiffer);
-        assert_eq!(Trust::default().check_run(&ev, 2, &chain).status, SealStatus::UntrustedKey);
+        assert_eq!(
+            trust.check_run(&ev, 3, &chain).status,
+            SealStatus::EventsDiffer
+        );
+        assert_eq!(
+            trust.check_run(&ev, 2, &CHAIN_START).status,
+            SealStatus::EventsDiffer
+        );
+        assert_eq!(
+            Trust::default().check_run(&ev, 2, &chain).status,
+            SealStatus::UntrustedKey
+        );
         let mut altered = ev.clone();
         altered.run_id = "other".into();
-        assert_eq!(trust.check_run(&altered, 2, &chain).status, SealStatus::BadSignature);
+        assert_eq!(
+            trust.check_run(&altered, 2, &chain).status,
+            SealStatus::BadSignature
+        );
         let mut forged_count = ev.clone();
         if let Some(s) = forged_count.seal.as_mut() {
             s.events = 3;
         }
-        assert_eq!(trust.check_run(&forged_count, 3, &chain).status, SealStatus::BadSignature);
-        assert_eq!(trust.check_event(&ev).status, SealStatus::BadSignature, "a run seal is no event seal");
-        assert_eq!(trust.check_run(&finish(), 2, &chain).status, SealStatus::Missing);
+        assert_eq!(
+            trust.check_run(&forged_count, 3, &chain).status,
+            SealStatus::BadSignature
+        );
+        assert_eq!(
+            trust.check_event(&ev).status,
+            SealStatus::BadSignature,
+            "a run seal is no event seal"
+        );
+        assert_eq!(
+            trust.check_run(&finish(), 2, &chain).status,
+            SealStatus::Missing
+        );
     }
 
     #[test]
@@ -378,7 +409,10 @@ mod tests {
         let mut edited = back.clone();
         edited.occurred_at_us += 1;
         assert_eq!(trust.check_event(&edited).status, SealStatus::BadSignature);
-        assert!(!format!("{k:?}").contains(&hex(&[9; 32])), "Debug shows no seed");
+        assert!(
+            !format!("{k:?}").contains(&hex(&[9; 32])),
+            "Debug shows no seed"
+        );
     }
 
     #[test]
@@ -395,9 +429,15 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         std::fs::write(&path, "nope").unwrap();
-        assert!(matches!(ProducerKey::load_or_create(&path), Err(KeyFileError::Format(_))));
+        assert!(matches!(
+            ProducerKey::load_or_create(&path),
+            Err(KeyFileError::Format(_))
+        ));
         assert_eq!(parse_public_key("zz").unwrap_err(), KeyProblem::Malformed);
-        assert_eq!(parse_public_key(&hex(&[0u8; 32])).unwrap_err(), KeyProblem::Weak);
+        assert_eq!(
+            parse_public_key(&hex(&[0u8; 32])).unwrap_err(),
+            KeyProblem::Weak
+        );
         assert!(parse_public_key(&a.public_hex()).is_ok());
     }
 }

@@ -135,7 +135,6 @@ fn fold_event(w: &mut Working, seq: u64, mut ev: Event, leaf: &crate::merkle::Ha
     }
 }
 
-
 pub(super) fn is_read_path(body: &Body) -> bool {
     matches!(
         body,
