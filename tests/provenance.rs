@@ -357,3 +357,96 @@ async fn govledger_simulate_cannot_make_a_configured_source_complete() {
     assert_verdict(&r, Verdict::UnverifiedProducer);
     assert_eq!(r.run.unwrap().seal_status, SealStatus::Missing as i32);
 }
+
+/// `govledger verify-bundle FILE --public-key KEY`: exit code and output.
+fn verify_bundle_cli(path: &std::path::Path, key: &str) -> (Option<i32>, String) {
+    let o = Command::new(govledger_bin())
+        .arg("verify-bundle")
+        .arg(path)
+        .args(["--public-key", key])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_bundle_shows_and_checks_the_seals() {
+    use govledger::audit::evidence::{Bundle, verify_bundle};
+    let (nats, _scim, gl) = govledger_testkit::govledger::serve_fault_scim(8, 1, "").await;
+    let sealed_run = gl.source("hr").await.source.unwrap().last_complete_run_id;
+    let bare = SimRun::new("hr", 10, 10);
+    publish_raw(&nats, &gl, &run_events(&ProducerId::new("x"), &bare)).await;
+    let key = gl.ledger_status().await.checkpoint_public_key;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.json");
+    let o = Command::new(govledger_bin())
+        .args(["export", "--grpc-addr", &gl.addr, "--source", "hr"])
+        .arg("--out")
+        .arg(&path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (code, out) = verify_bundle_cli(&path, &key);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("VERIFIED"), "{out}");
+    let own = govledger_testkit::stream::test_producer_key().key_id();
+    assert!(
+        out.contains(&format!(
+            "provenance: run {sealed_run}: sealed by producer key {own}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "provenance: run {}: not sealed by a trusted producer (no seal)",
+            bare.run_id
+        )),
+        "{out}"
+    );
+
+    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        original.producer_keys,
+        vec![govledger_testkit::stream::test_producer_key().public_hex()]
+    );
+    let check = |b: &Bundle| verify_bundle(&serde_json::to_vec(b).unwrap(), Some(&key));
+    assert!(check(&original).ok);
+
+    // The seal of the sealed run's finish, edited in the event's bytes: TAMPERED.
+    let i = original
+        .events
+        .iter()
+        .position(|e| {
+            let raw = govledger::audit::checkpoints::unhex(&e.raw).unwrap();
+            let ev = Event::decode(raw.as_slice()).unwrap();
+            ev.run_id == sealed_run && ev.seal.is_some()
+        })
+        .expect("the sealed finish is in the bundle");
+    let mut b = original.clone();
+    let raw = govledger::audit::checkpoints::unhex(&b.events[i].raw).unwrap();
+    let mut ev = Event::decode(raw.as_slice()).unwrap();
+    if let Some(s) = ev.seal.as_mut() {
+        s.signature[0] ^= 1;
+    }
+    b.events[i].raw = govledger_projector::fold::hex(&ev.encode_to_vec());
+    let r = check(&b);
+    assert!(!r.ok, "{r:?}");
+    assert_eq!(r.first_bad_seq, Some(b.events[i].seq), "{r:?}");
+
+    // A forger's key added to the producer keys (so its runs would look
+    // sealed): the manifest no longer verifies.
+    let mut b = original.clone();
+    b.producer_keys.push(forger_key().public_hex());
+    let r = check(&b);
+    assert!(!r.ok && r.problem.contains("manifest"), "{r:?}");
+    let mut b = original.clone();
+    b.producer_keys.clear();
+    assert!(!check(&b).ok);
+}

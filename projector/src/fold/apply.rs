@@ -135,7 +135,9 @@ fn fold_event(w: &mut Working, seq: u64, mut ev: Event, leaf: &crate::merkle::Ha
     }
 }
 
-pub(super) fn is_read_path(body: &Body) -> bool {
+/// Whether `body` is a sync (read-path) event: the events a run's seal covers
+/// (all but its `SyncRunFinished`).
+pub fn is_read_path(body: &Body) -> bool {
     matches!(
         body,
         Body::SyncRunStarted(_)
