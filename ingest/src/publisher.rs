@@ -524,3 +524,23 @@ async fn head_ack(window: &mut VecDeque<Inflight>) -> HeadDone {
         Err(e) => HeadDone::Failed(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_chains_are_bounded_and_taken_once() {
+        let mut c = RunChains::default();
+        for i in 0..OPEN_RUNS_MAX + 1 {
+            c.note(&format!("r{i}"), i as u64 + 1, [0; 32]);
+        }
+        assert_eq!(c.runs.len(), OPEN_RUNS_MAX);
+        assert!(c.take("r0").is_none(), "the oldest run's chain was dropped");
+        c.note("r1", 9_999, [1; 32]);
+        let r1 = c.take("r1").unwrap();
+        assert_eq!(r1.len(), 2);
+        assert!(c.take("r1").is_none(), "taken once");
+        assert_eq!(c.order.len(), OPEN_RUNS_MAX - 1);
+    }
+}

@@ -532,4 +532,62 @@ mod order_tests {
         assert_eq!(r.verdict, Verdict::Incomplete as i32);
         assert_eq!(r.late_events, 1);
     }
+
+    /// Provenance: a conclusion no trusted key sealed neither counts first nor
+    /// confirms; a sealed conclusion folded after it decides the action.
+    #[test]
+    fn only_a_sealed_conclusion_decides_an_action() {
+        use govledger_proto::v1::{
+            ActionConcluded, ActionOutcome, ActionRequested, ActionVerified, SealStatus,
+        };
+        let act = |n: u64, body: Body| Event {
+            run_id: String::new(),
+            action_id: "a-1".into(),
+            ..ev(n, body)
+        };
+        let concluded = |n: u64, outcome: ActionOutcome| {
+            act(
+                n,
+                Body::ActionConcluded(ActionConcluded {
+                    outcome: outcome as i32,
+                    ..Default::default()
+                }),
+            )
+        };
+        let mut sealed_unconfirmed = concluded(5, ActionOutcome::Unconfirmed);
+        key().seal_event(&mut sealed_unconfirmed);
+        let mut by_stranger = concluded(4, ActionOutcome::Confirmed);
+        govledger_stream::seal::ProducerKey::from_seed([8; 32]).seal_event(&mut by_stranger);
+        let events = [
+            act(1, Body::ActionRequested(ActionRequested::default())),
+            act(
+                2,
+                Body::ActionVerified(ActionVerified {
+                    step: 1,
+                    in_effect: true,
+                    ..Default::default()
+                }),
+            ),
+            concluded(3, ActionOutcome::Confirmed),
+            by_stranger,
+        ];
+        let mut w = trusting();
+        fold_in_memory(&mut w, &msgs(&events));
+        let a = w.actions.get(&"a-1".to_owned()).cloned().unwrap();
+        assert_eq!(a.outcome, ActionOutcome::UnverifiedProducer as i32);
+        assert_eq!(a.unsealed_conclusions, 2);
+        assert_eq!(a.concluded_seq, 0, "no conclusion counted");
+        assert_eq!(a.seal_status, SealStatus::UntrustedKey as i32);
+        let (o, detail) = verdict::action_outcome(&a, None, i64::MAX);
+        assert_eq!(o, ActionOutcome::UnverifiedProducer, "{detail}");
+
+        let mut all = events.to_vec();
+        all.push(sealed_unconfirmed);
+        let mut w = trusting();
+        fold_in_memory(&mut w, &msgs(&all));
+        let a = w.actions.get(&"a-1".to_owned()).cloned().unwrap();
+        assert_eq!(a.outcome, ActionOutcome::Unconfirmed as i32);
+        assert_eq!(a.seal_status, SealStatus::Verified as i32);
+        assert_eq!(a.concluded_seq, 5);
+    }
 }
