@@ -320,6 +320,37 @@ async fn a_real_sync_and_action_stay_complete_and_confirmed_and_a_rebuild_agrees
         out.contains("MATCH: the live projection is exactly the fold of the stream"),
         "{out}"
     );
+    // serve logs its producer key (what other ledgers list in trusted_keys).
+    let own = govledger_testkit::stream::test_producer_key().public_hex();
+    assert!(gl.log_text().contains(&own), "no producer key in the log");
+
+    // Without serve's data folder a rebuild does not guess (nor create) a key.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = Command::new(govledger_bin())
+        .args([
+            "rebuild",
+            "--nats-url",
+            &nats.url(),
+            "--grpc-addr",
+            &gl.addr,
+        ])
+        .current_dir(elsewhere.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("provenance.key_file") && out.contains("--data-dir"),
+        "{out}"
+    );
+    assert!(
+        !elsewhere
+            .path()
+            .join("govledger-data/producer.key")
+            .exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,7 +94,6 @@ fn load_with(cfg: &Config, create: bool) -> Result<Provenance, ConfigError> {
         .map_err(|e| invalid("provenance.key_file", e.to_string()))?;
     let mut keys = cfg.provenance.trusted()?;
     keys.push(key.public_key());
-    tracing::info!(producer_key = %key.public_hex(), key_id = %key.key_id(), "producer key (list it in other ledgers' provenance.trusted_keys to trust this process)");
     Ok(Provenance {
         key: Arc::new(key),
         trust: Arc::new(Trust::new(keys)),

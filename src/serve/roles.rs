@@ -91,10 +91,13 @@ pub async fn start_workers(
     // (ABANDONED) and those events are flushed before the publisher stops.
     let publisher_stop = CancellationToken::new();
     // Everything this process publishes is sealed with its producer key.
+    let seal_key = crate::config::provenance::load(cfg)?.key;
+    tracing::info!(producer_key = %seal_key.public_hex(), key_id = %seal_key.key_id(),
+        "producer key (list it in another ledger's provenance.trusted_keys to trust this process)");
     let publisher = Publisher::new(
         conn.client.clone(),
         govledger_ingest::PublisherConfig {
-            seal_key: Some(crate::config::provenance::load(cfg)?.key),
+            seal_key: Some(seal_key),
             ..cfg.publisher_config()
         },
         publisher_stop.clone(),
