@@ -323,6 +323,11 @@ async fn a_real_sync_and_action_stay_complete_and_confirmed_and_a_rebuild_agrees
     // serve logs its producer key (what other ledgers list in trusted_keys).
     let own = govledger_testkit::stream::test_producer_key().public_hex();
     assert!(gl.log_text().contains(&own), "no producer key in the log");
+    let seed = "5e".repeat(32); // the tests' producer seed: a secret
+    assert!(
+        !gl.log_text().contains(&seed),
+        "the producer seed reached the log"
+    );
 
     // Without serve's data folder a rebuild does not guess (nor create) a key.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -442,7 +447,12 @@ async fn verify_bundle_shows_and_checks_the_seals() {
         "{out}"
     );
 
-    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains(&"5e".repeat(32)),
+        "the producer seed reached the bundle"
+    );
+    let original: Bundle = serde_json::from_slice(text.as_bytes()).unwrap();
     assert_eq!(
         original.producer_keys,
         vec![govledger_testkit::stream::test_producer_key().public_hex()]
