@@ -6,6 +6,12 @@
 //! attempts for pages told to fail (retried, then given up), and `SyncRunFinished`
 //! with the engine's own (optimistic) view. The ledger, not the simulator, decides
 //! the verdict.
+//!
+//! Provenance: a run is sealed by the publisher it goes through (its
+//! `seal_key`, see `govledger_ingest::publisher`); [`publish_all`] publishes the
+//! finish last, so a sealing publisher seals it over the run's stored events.
+//! The tests pass a key their ledger trusts; `govledger simulate` has none, so
+//! its runs are UNVERIFIED_PRODUCER.
 
 use govledger_ingest::{
     Publisher,

@@ -284,6 +284,9 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
                 &gl.addr,
                 "--token-file",
                 &gl.token_path(),
+                // serve's data folder: the rebuild trusts the same producer key.
+                "--data-dir",
+                &gl.data_dir().display().to_string(),
             ])
             .output()
             .unwrap();
@@ -337,7 +340,10 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
     };
     let (mut identities_checked, mut absent_checked, mut actions_checked) = (0, 0, 0);
     for &point in &points {
-        let mut reference = Working::default();
+        let mut reference = Working {
+            trust: govledger_testkit::stream::test_trust(),
+            ..Default::default()
+        };
         fold_in_memory(&mut reference, &stored[..point as usize]);
         for u in &watched {
             let key = ("hr".to_owned(), EntityType::User as i32, u.clone());
@@ -400,7 +406,10 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
     );
     // The source as of a few points (each folds the source's slice again).
     for point in [last / 3, 2 * last / 3, last] {
-        let mut reference = Working::default();
+        let mut reference = Working {
+            trust: govledger_testkit::stream::test_trust(),
+            ..Default::default()
+        };
         fold_in_memory(&mut reference, &stored[..point as usize]);
         let got = c
             .get_source(GetSourceRequest {

@@ -437,6 +437,8 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
     );
 
     // A rebuild from the stream gives the same state, byte for byte.
+    // With serve's data folder: the rebuild trusts the same producer key.
+    let data_dir = gl.data_dir().display().to_string();
     let (code, out, err) = cli(&[
         "rebuild",
         "--nats-url",
@@ -445,6 +447,8 @@ async fn accepting_a_suspect_runs_drops_makes_it_complete_with_the_acceptance_na
         &gl.addr,
         "--token-file",
         &gl.token_path(),
+        "--data-dir",
+        &data_dir,
     ]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(

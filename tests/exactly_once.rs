@@ -81,6 +81,8 @@ fn write_config(dir: &Path, batch: usize) -> std::path::PathBuf {
 }
 
 fn project_cmd(nats_url: &str, data: &Path, cfg: &Path) -> Command {
+    // The projector trusts the tests' producer key, as the reference fold does.
+    govledger_testkit::govledger::install_test_producer_key(data);
     let mut c = Command::new(govledger_bin());
     c.arg("project")
         .arg("--exit-at-end")
@@ -101,7 +103,10 @@ fn project_cmd(nats_url: &str, data: &Path, cfg: &Path) -> Command {
 async fn model_digest(nats: &NatsServer) -> (String, Working) {
     let client = nats.client().await;
     let msgs: Vec<OwnedMsg> = read_stream(&client).await;
-    let mut w = Working::default();
+    let mut w = Working {
+        trust: govledger_testkit::stream::test_trust(),
+        ..Default::default()
+    };
     fold_in_memory(&mut w, &msgs);
     (digest_of_working(&w).unwrap(), w)
 }

@@ -88,7 +88,10 @@ async fn nats_killed_and_restarted_mid_publish_loses_and_duplicates_nothing() {
     let stored = read_stream(&client).await;
     assert_stored_exactly_once(&stored, &events);
     // Every run is still judged COMPLETE from what the stream holds.
-    let mut w = govledger_projector::fold::Working::default();
+    let mut w = govledger_projector::fold::Working {
+        trust: govledger_testkit::stream::test_trust(),
+        ..Default::default()
+    };
     govledger_projector::fold_in_memory(&mut w, &stored);
     for run_id in &run_ids {
         let run = w.runs.get(run_id).expect("run missing from the fold");

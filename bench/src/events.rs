@@ -21,6 +21,27 @@ pub fn source_id(i: u64) -> String {
     format!("bench-{i:02}")
 }
 
+/// The benchmark's producer key: its publishers seal as production does
+/// (provenance), and its projections trust it.
+pub fn producer_key() -> std::sync::Arc<govledger_stream::seal::ProducerKey> {
+    std::sync::Arc::new(govledger_stream::seal::ProducerKey::from_seed([0xbe; 32]))
+}
+
+/// A publisher config that seals with [`producer_key`].
+pub fn sealing() -> govledger_ingest::PublisherConfig {
+    govledger_ingest::PublisherConfig {
+        seal_key: Some(producer_key()),
+        ..Default::default()
+    }
+}
+
+/// The trust of the benchmark's projections: [`producer_key`].
+pub fn trust() -> std::sync::Arc<govledger_stream::seal::Trust> {
+    std::sync::Arc::new(govledger_stream::seal::Trust::new([
+        producer_key().public_key()
+    ]))
+}
+
 pub fn producer() -> ProducerId {
     ProducerId::new(format!("govledger-bench-{}", std::process::id()))
 }

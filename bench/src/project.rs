@@ -135,7 +135,8 @@ async fn project_in_process(
     last_seq: u64,
     round: usize,
 ) -> Result<Duration> {
-    let store = Arc::new(Store::open(sled, CACHE_CAPACITY_BYTES)?);
+    let store =
+        Arc::new(Store::open(sled, CACHE_CAPACITY_BYTES)?.with_trust(crate::events::trust()));
     let cfg = RunnerConfig {
         stream: stream.to_owned(),
         durable: format!("bench-projector-{round}"),

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::{StreamExt as _, stream::FuturesUnordered};
-use govledger_ingest::{Publisher, PublisherConfig, publisher::encode};
+use govledger_ingest::{Publisher, publisher::encode};
 use govledger_proto::v1::Event;
 use govledger_stream::{StreamSpec, ensure_stream};
 use tokio_util::sync::CancellationToken;
@@ -96,7 +96,7 @@ pub async fn bench(nats: &NatsServer, events: &[Event], rounds: usize) -> Result
 async fn govledger_publish(nats: &NatsServer, events: &[Event]) -> Result<Duration> {
     let client = nats.client().await?;
     let stop = CancellationToken::new();
-    let publisher = Publisher::new(client, PublisherConfig::default(), stop.clone());
+    let publisher = Publisher::new(client, crate::events::sealing(), stop.clone());
     let started = Instant::now();
     let mut pending = Vec::with_capacity(events.len());
     for ev in events {

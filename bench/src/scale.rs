@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use govledger_ingest::{Publisher, PublisherConfig};
+use govledger_ingest::Publisher;
 use govledger_stream::{StreamSpec, ensure_stream};
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +110,7 @@ pub async fn measure(
     ensure_stream(&js, &spec).await?;
 
     let stop = CancellationToken::new();
-    let publisher = Publisher::new(client.clone(), PublisherConfig::default(), stop.clone());
+    let publisher = Publisher::new(client.clone(), crate::events::sealing(), stop.clone());
     let started = Instant::now();
     let published = events::publish_plan(&publisher, plan).await?;
     let ingest = started.elapsed();

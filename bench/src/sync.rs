@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use govledger_ingest::{
-    Publisher, PublisherConfig,
+    Publisher,
     http::{Auth, HttpSource},
     retry::RetryPolicy,
     sync::{Paging, Resource, SyncContext, SyncProgress, SyncSpec, run_sync},
@@ -48,7 +48,7 @@ pub async fn bench(
     )
     .await?;
     let stop = CancellationToken::new();
-    let publisher = Publisher::new(client, PublisherConfig::default(), stop.clone());
+    let publisher = Publisher::new(client, crate::events::sealing(), stop.clone());
     let http = Arc::new(HttpSource::new(Auth::None, Duration::from_secs(30))?);
     govledger_ingest::http::install_crypto_provider();
     let bare_client = reqwest::Client::builder()

@@ -68,6 +68,7 @@ pub fn stamp(producer: &ProducerId, scope: &Scope, attempt: u32, body: Body) -> 
         }),
         attempt: attempt.max(1),
         schema_version: govledger_proto::SCHEMA_VERSION,
+        seal: None,
         body: Some(body),
     }
 }

@@ -13,6 +13,12 @@
 //! - When NATS is unreachable the retries continue with jittered exponential backoff
 //!   until the ack arrives or the publisher is shut down; only shutdown (or an event
 //!   that can never be stored, e.g. too large) ends them with an error.
+//! - Provenance (issue 21): with a `seal_key`, the publisher seals what it
+//!   publishes. Write-path events and `DeletionsAccepted` get an event seal each;
+//!   a run's read-path events are chained as their acks arrive (the ack names
+//!   the stream sequence, a retried publish's dedup ack the original one), and
+//!   the run's `SyncRunFinished` waits until everything queued before it is
+//!   stored, then carries the run seal over that chain. One signature per run.
 
 use std::{
     sync::{
@@ -24,8 +30,12 @@ use std::{
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
 use bytes::Bytes;
-use govledger_proto::v1::Event;
-use govledger_stream::{backoff::Backoff, subject};
+use govledger_proto::v1::{Event, event::Body};
+use govledger_stream::{
+    backoff::Backoff,
+    seal::{self, ProducerKey},
+    subject,
+};
 use prost::Message as _;
 use std::collections::VecDeque;
 
@@ -34,6 +44,9 @@ use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_INFLIGHT_MAX: usize = 4_096;
 pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 5_000;
+/// Runs whose chains one publisher keeps at once; the oldest is dropped past
+/// it (its finish is then sealed over fewer events: never COMPLETE).
+pub const OPEN_RUNS_MAX: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct PublisherConfig {
@@ -42,6 +55,9 @@ pub struct PublisherConfig {
     /// How long one attempt waits for its ack before it is retried.
     pub ack_timeout: Duration,
     pub backoff: Backoff,
+    /// The producer key that seals runs and write-path events (None: nothing
+    /// is sealed, and the ledger decides such runs UNVERIFIED_PRODUCER).
+    pub seal_key: Option<Arc<ProducerKey>>,
 }
 
 impl Default for PublisherConfig {
@@ -50,6 +66,7 @@ impl Default for PublisherConfig {
             inflight_max: DEFAULT_INFLIGHT_MAX,
             ack_timeout: Duration::from_millis(DEFAULT_ACK_TIMEOUT_MS),
             backoff: Backoff::default(),
+            seal_key: None,
         }
     }
 }
@@ -110,6 +127,39 @@ pub struct Publisher {
     tx: mpsc::Sender<Command>,
     stats: Arc<PublisherStats>,
     shutdown: CancellationToken,
+    seal_key: Option<Arc<ProducerKey>>,
+    chains: Arc<std::sync::Mutex<RunChains>>,
+}
+
+/// The stored leaves of each open run, by run id (insertion order kept for
+/// the bound [`OPEN_RUNS_MAX`]).
+#[derive(Default)]
+struct RunChains {
+    runs: std::collections::HashMap<String, Vec<(u64, seal::Hash)>>,
+    order: VecDeque<String>,
+}
+
+impl RunChains {
+    fn note(&mut self, run_id: &str, seq: u64, leaf: seal::Hash) {
+        if let Some(v) = self.runs.get_mut(run_id) {
+            v.push((seq, leaf));
+            return;
+        }
+        if self.order.len() >= OPEN_RUNS_MAX
+            && let Some(old) = self.order.pop_front()
+        {
+            tracing::warn!(run_id = %old, "more than {OPEN_RUNS_MAX} open runs on one publisher; the oldest run's chain is dropped (its seal will not verify)");
+            self.runs.remove(&old);
+        }
+        self.order.push_back(run_id.to_owned());
+        self.runs.insert(run_id.to_owned(), vec![(seq, leaf)]);
+    }
+
+    fn take(&mut self, run_id: &str) -> Option<Vec<(u64, seal::Hash)>> {
+        let v = self.runs.remove(run_id)?;
+        self.order.retain(|r| r != run_id);
+        Some(v)
+    }
 }
 
 enum Command {
@@ -122,6 +172,8 @@ struct Outgoing {
     subject: String,
     event_id: String,
     payload: Bytes,
+    /// A read-path event of this run, to be chained once stored (sealing only).
+    run: Option<String>,
     reply: oneshot::Sender<Result<Receipt, PublishError>>,
 }
 
@@ -144,6 +196,8 @@ impl Publisher {
             .build(client);
         let (tx, rx) = mpsc::channel(inflight_max);
         let stats = Arc::new(PublisherStats::default());
+        let chains = Arc::new(std::sync::Mutex::new(RunChains::default()));
+        let seal_key = cfg.seal_key.clone();
         let pipeline = Pipeline {
             js,
             cfg: PublisherConfig {
@@ -152,12 +206,56 @@ impl Publisher {
             },
             stats: stats.clone(),
             shutdown: shutdown.clone(),
+            chains: chains.clone(),
         };
         tokio::spawn(pipeline.run(rx));
         Self {
             tx,
             stats,
             shutdown,
+            seal_key,
+            chains,
+        }
+    }
+
+    /// The key this publisher seals with, if any.
+    pub fn seal_key(&self) -> Option<&Arc<ProducerKey>> {
+        self.seal_key.as_ref()
+    }
+
+    /// `event` sealed as this publisher's key seals it (see the module doc);
+    /// `None` when it is published as it is. A run's finish first waits until
+    /// everything queued before it is stored.
+    async fn sealed(&self, event: &Event) -> Option<Event> {
+        let key = self.seal_key.as_ref()?;
+        if event.seal.is_some() {
+            return None;
+        }
+        match event.body.as_ref()? {
+            Body::SyncRunFinished(_) if !event.run_id.is_empty() => {
+                self.flush().await;
+                let leaves = self
+                    .chains
+                    .lock()
+                    .map(|mut c| c.take(&event.run_id))
+                    .unwrap_or_default()?;
+                // No chain: this publisher did not publish the run's events
+                // (e.g. a predecessor's run ended ABANDONED): left unsealed.
+                let mut e = event.clone();
+                let n = leaves.len() as u64;
+                key.seal_run(&mut e, n, seal::chain_of(leaves));
+                Some(e)
+            }
+            Body::ActionRequested(_)
+            | Body::ActionAttempted(_)
+            | Body::ActionVerified(_)
+            | Body::ActionConcluded(_)
+            | Body::DeletionsAccepted(_) => {
+                let mut e = event.clone();
+                key.seal_event(&mut e);
+                Some(e)
+            }
+            _ => None,
         }
     }
 
@@ -169,7 +267,17 @@ impl Publisher {
     /// before it (waiting while the window is full: back-pressure). Await the
     /// returned [`Pending`] to know it is stored.
     pub async fn publish(&self, event: &Event) -> Result<Pending, PublishError> {
+        let sealed = self.sealed(event).await;
+        let event = sealed.as_ref().unwrap_or(event);
         let (subject, payload) = encode(event)?;
+        // A run's read-path event is chained once stored (the finish is not).
+        let run = (self.seal_key.is_some()
+            && !event.run_id.is_empty()
+            && event.body.as_ref().is_some_and(|b| {
+                !matches!(b, Body::SyncRunFinished(_) | Body::DeletionsAccepted(_))
+                    && !is_write_path(b)
+            }))
+        .then(|| event.run_id.clone());
         let (reply, rx) = oneshot::channel();
         let shut = || PublishError::ShuttingDown {
             event_id: event.event_id.clone(),
@@ -179,6 +287,7 @@ impl Publisher {
             subject,
             event_id: event.event_id.clone(),
             payload,
+            run,
             reply,
         });
         tokio::select! {
@@ -203,6 +312,16 @@ impl Publisher {
             let _ = rx.await;
         }
     }
+}
+
+fn is_write_path(b: &Body) -> bool {
+    matches!(
+        b,
+        Body::ActionRequested(_)
+            | Body::ActionAttempted(_)
+            | Body::ActionVerified(_)
+            | Body::ActionConcluded(_)
+    )
 }
 
 /// Checks an event and returns its subject and encoded bytes.
@@ -255,6 +374,7 @@ struct Pipeline {
     cfg: PublisherConfig,
     stats: Arc<PublisherStats>,
     shutdown: CancellationToken,
+    chains: Arc<std::sync::Mutex<RunChains>>,
 }
 
 impl Pipeline {
@@ -291,6 +411,11 @@ impl Pipeline {
                                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                             }
                             if let Some(out) = head.out.take() {
+                                if let Some(run) = &out.run
+                                    && let Ok(mut c) = self.chains.lock()
+                                {
+                                    c.note(run, ack.sequence, seal::leaf(ack.sequence, &out.payload));
+                                }
                                 let _ = out.reply.send(Ok(Receipt {
                                     seq: ack.sequence, duplicate: ack.duplicate, attempts: head.attempts }));
                             }
@@ -397,5 +522,25 @@ async fn head_ack(window: &mut VecDeque<Inflight>) -> HeadDone {
     match r {
         Ok(ack) => HeadDone::Stored(ack),
         Err(e) => HeadDone::Failed(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_chains_are_bounded_and_taken_once() {
+        let mut c = RunChains::default();
+        for i in 0..OPEN_RUNS_MAX + 1 {
+            c.note(&format!("r{i}"), i as u64 + 1, [0; 32]);
+        }
+        assert_eq!(c.runs.len(), OPEN_RUNS_MAX);
+        assert!(c.take("r0").is_none(), "the oldest run's chain was dropped");
+        c.note("r1", 9_999, [1; 32]);
+        let r1 = c.take("r1").unwrap();
+        assert_eq!(r1.len(), 2);
+        assert!(c.take("r1").is_none(), "taken once");
+        assert_eq!(c.order.len(), OPEN_RUNS_MAX - 1);
     }
 }

@@ -139,6 +139,7 @@ pub fn fold_batch(
         fold::needs_seq(m.seq, &mut needs);
     }
     let mut w = fold::Working::continuing(meta);
+    w.trust = store.trust().clone();
     store.load_into(&mut w, needs)?;
     let mut more = Vec::new();
     fold::needs_after_load(&w, decoded.iter().flatten(), &mut more);
@@ -307,9 +308,45 @@ mod order_tests {
             .collect()
     }
 
+    /// The tests' producer key and a working set that trusts it.
+    fn key() -> govledger_stream::seal::ProducerKey {
+        govledger_stream::seal::ProducerKey::from_seed([3; 32])
+    }
+
+    fn trusting() -> fold::Working {
+        fold::Working {
+            trust: std::sync::Arc::new(govledger_stream::seal::Trust::new([key().public_key()])),
+            ..Default::default()
+        }
+    }
+
+    /// `events` with each finish sealed, as a producer sees them stored in
+    /// this order: over the run's events stored before it.
+    fn sealed(events: &[Event]) -> Vec<Event> {
+        let mut out: Vec<Event> = Vec::new();
+        for e in events {
+            let mut e = e.clone();
+            if matches!(e.body, Some(Body::SyncRunFinished(_))) {
+                let leaves = out
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| !matches!(p.body, Some(Body::SyncRunFinished(_))))
+                    .map(|(i, p)| {
+                        let seq = i as u64 + 1;
+                        (seq, govledger_stream::seal::leaf(seq, &p.encode_to_vec()))
+                    })
+                    .collect::<Vec<_>>();
+                let n = leaves.len() as u64;
+                key().seal_run(&mut e, n, govledger_stream::seal::chain_of(leaves));
+            }
+            out.push(e);
+        }
+        out
+    }
+
     fn run_of(events: &[Event]) -> (fold::Working, govledger_proto::v1::RunState) {
-        let mut w = fold::Working::default();
-        fold_in_memory(&mut w, &msgs(events));
+        let mut w = trusting();
+        fold_in_memory(&mut w, &msgs(&sealed(events)));
         let r = w.runs.get(&"run-1".to_owned()).cloned().unwrap();
         (w, r)
     }
@@ -361,11 +398,19 @@ mod order_tests {
         let (v, _) = verdict::current(&r, 10, i64::MAX);
         assert_eq!(v, Verdict::Running);
 
+        // Decided once the missing event arrives; but a seal cannot cover an
+        // event stored after it (a sealing producer stores the finish last),
+        // so such a run is never COMPLETE.
         let (w, r) = run_of(&[start.clone(), page.clone(), rec(3), finish.clone(), rec(4)]);
         assert!(r.decided);
-        assert_eq!(r.verdict, Verdict::Complete as i32, "{:?}", r.reasons);
+        assert_eq!(
+            r.verdict,
+            Verdict::UnverifiedProducer as i32,
+            "{:?}",
+            r.reasons
+        );
         let src = w.sources.get(&"hr".to_owned()).unwrap();
-        assert_eq!(src.last_complete_run_id, "run-1");
+        assert!(src.last_complete_run_id.is_empty());
 
         // One event more than the worker reported: late, so not COMPLETE, and the
         // source no longer claims this run as its last complete one.
@@ -374,5 +419,175 @@ mod order_tests {
         assert_eq!(r.late_events, 1);
         let src = w.sources.get(&"hr".to_owned()).unwrap();
         assert!(src.last_complete_run_id.is_empty());
+    }
+
+    fn clean_run() -> Vec<Event> {
+        vec![
+            ev(
+                1,
+                Body::SyncRunStarted(SyncRunStarted {
+                    mode: SyncMode::Full as i32,
+                    declared_total: Some(1),
+                    ..Default::default()
+                }),
+            ),
+            ev(
+                2,
+                Body::PageFetched(PageFetched {
+                    page_key: "p1".into(),
+                    declared_total: Some(1),
+                    item_count: 1,
+                    ..Default::default()
+                }),
+            ),
+            ev(
+                3,
+                Body::RecordObserved(RecordObserved {
+                    external_id: "u1".into(),
+                    ..Default::default()
+                }),
+            ),
+            ev(
+                9,
+                Body::SyncRunFinished(SyncRunFinished {
+                    engine_outcome: EngineOutcome::Succeeded as i32,
+                    events_emitted: 3,
+                    ..Default::default()
+                }),
+            ),
+        ]
+    }
+
+    fn fold_raw(events: &[Event]) -> govledger_proto::v1::RunState {
+        let mut w = trusting();
+        fold_in_memory(&mut w, &msgs(events));
+        w.runs.get(&"run-1".to_owned()).cloned().unwrap()
+    }
+
+    /// Provenance (issue 21): a run is COMPLETE only when its finish carries
+    /// a valid seal of a trusted key over exactly the run's events in the stream.
+    #[test]
+    fn a_run_is_complete_only_with_a_trusted_seal_over_its_events() {
+        use govledger_proto::v1::{ReasonCode, SealStatus};
+        let ok = fold_raw(&sealed(&clean_run()));
+        assert_eq!(ok.verdict, Verdict::Complete as i32, "{:?}", ok.reasons);
+        assert_eq!(ok.seal_status, SealStatus::Verified as i32);
+
+        // No seal.
+        let r = fold_raw(&clean_run());
+        assert_eq!(r.verdict, Verdict::UnverifiedProducer as i32);
+        assert_eq!(r.seal_status, SealStatus::Missing as i32);
+        assert_eq!(r.reasons[0].code, ReasonCode::UnverifiedProducer as i32);
+
+        // An untrusted key, otherwise a perfect seal.
+        let mut w = fold::Working::default();
+        fold_in_memory(&mut w, &msgs(&sealed(&clean_run())));
+        let r = w.runs.get(&"run-1".to_owned()).cloned().unwrap();
+        assert_eq!(r.verdict, Verdict::UnverifiedProducer as i32);
+        assert_eq!(r.seal_status, SealStatus::UntrustedKey as i32);
+
+        // One event altered after sealing.
+        let mut altered = sealed(&clean_run());
+        if let Some(Body::RecordObserved(o)) = altered[2].body.as_mut() {
+            o.active = Some(true);
+        }
+        let r = fold_raw(&altered);
+        assert_eq!(r.seal_status, SealStatus::EventsDiffer as i32);
+        assert_eq!(r.verdict, Verdict::UnverifiedProducer as i32);
+
+        // One event injected before the finish (the worker's count unchanged).
+        let mut injected = sealed(&clean_run());
+        injected.insert(
+            3,
+            ev(
+                4,
+                Body::RecordObserved(RecordObserved {
+                    external_id: "u1".into(),
+                    ..Default::default()
+                }),
+            ),
+        );
+        let r = fold_raw(&injected);
+        assert_eq!(r.seal_status, SealStatus::EventsDiffer as i32);
+        assert_ne!(r.verdict, Verdict::Complete as i32);
+
+        // The finish itself altered (its counts): the signature breaks.
+        let mut forged = sealed(&clean_run());
+        if let Some(Body::SyncRunFinished(f)) = forged[3].body.as_mut() {
+            f.message = "edited".into();
+        }
+        let r = fold_raw(&forged);
+        assert_eq!(r.seal_status, SealStatus::BadSignature as i32);
+
+        // An event injected after the seal: late, never an upgrade.
+        let mut after = sealed(&clean_run());
+        after.push(ev(
+            5,
+            Body::RecordObserved(RecordObserved {
+                external_id: "u9".into(),
+                ..Default::default()
+            }),
+        ));
+        let r = fold_raw(&after);
+        assert_eq!(r.verdict, Verdict::Incomplete as i32);
+        assert_eq!(r.late_events, 1);
+    }
+
+    /// Provenance: a conclusion no trusted key sealed neither counts first nor
+    /// confirms; a sealed conclusion folded after it decides the action.
+    #[test]
+    fn only_a_sealed_conclusion_decides_an_action() {
+        use govledger_proto::v1::{
+            ActionConcluded, ActionOutcome, ActionRequested, ActionVerified, SealStatus,
+        };
+        let act = |n: u64, body: Body| Event {
+            run_id: String::new(),
+            action_id: "a-1".into(),
+            ..ev(n, body)
+        };
+        let concluded = |n: u64, outcome: ActionOutcome| {
+            act(
+                n,
+                Body::ActionConcluded(ActionConcluded {
+                    outcome: outcome as i32,
+                    ..Default::default()
+                }),
+            )
+        };
+        let mut sealed_unconfirmed = concluded(5, ActionOutcome::Unconfirmed);
+        key().seal_event(&mut sealed_unconfirmed);
+        let mut by_stranger = concluded(4, ActionOutcome::Confirmed);
+        govledger_stream::seal::ProducerKey::from_seed([8; 32]).seal_event(&mut by_stranger);
+        let events = [
+            act(1, Body::ActionRequested(ActionRequested::default())),
+            act(
+                2,
+                Body::ActionVerified(ActionVerified {
+                    step: 1,
+                    in_effect: true,
+                    ..Default::default()
+                }),
+            ),
+            concluded(3, ActionOutcome::Confirmed),
+            by_stranger,
+        ];
+        let mut w = trusting();
+        fold_in_memory(&mut w, &msgs(&events));
+        let a = w.actions.get(&"a-1".to_owned()).cloned().unwrap();
+        assert_eq!(a.outcome, ActionOutcome::UnverifiedProducer as i32);
+        assert_eq!(a.unsealed_conclusions, 2);
+        assert_eq!(a.concluded_seq, 0, "no conclusion counted");
+        assert_eq!(a.seal_status, SealStatus::UntrustedKey as i32);
+        let (o, detail) = verdict::action_outcome(&a, None, i64::MAX);
+        assert_eq!(o, ActionOutcome::UnverifiedProducer, "{detail}");
+
+        let mut all = events.to_vec();
+        all.push(sealed_unconfirmed);
+        let mut w = trusting();
+        fold_in_memory(&mut w, &msgs(&all));
+        let a = w.actions.get(&"a-1".to_owned()).cloned().unwrap();
+        assert_eq!(a.outcome, ActionOutcome::Unconfirmed as i32);
+        assert_eq!(a.seal_status, SealStatus::Verified as i32);
+        assert_eq!(a.concluded_seq, 5);
     }
 }

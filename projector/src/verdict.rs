@@ -48,7 +48,39 @@ pub fn plural(n: u64, one: &str, many: &str) -> String {
 /// make an otherwise clean run SUSPECT — unless an operator accepted exactly
 /// those drops (`RunState.acceptance`): then it is COMPLETE and its reasons
 /// are the drops as DELETIONS_ACCEPTED, naming the acceptance.
+///
+/// Provenance comes first: a run whose finish carries no valid seal of a
+/// trusted producer (`RunState.seal_status`) is never COMPLETE — what the
+/// events would have made COMPLETE, INCOMPLETE or SUSPECT is
+/// UNVERIFIED_PRODUCER, the producer problem first among its reasons. FAILED
+/// and ABANDONED claim nothing and stay as they are.
 pub fn decide_finished(run: &RunState) -> (Verdict, Vec<Reason>) {
+    let (v, mut reasons) = decide_from_events(run);
+    let status = govledger_proto::v1::SealStatus::try_from(run.seal_status).unwrap_or_default();
+    if status == govledger_proto::v1::SealStatus::Verified
+        || !matches!(
+            v,
+            Verdict::Complete | Verdict::Incomplete | Verdict::Suspect
+        )
+    {
+        return (v, reasons);
+    }
+    reasons.insert(
+        0,
+        reason(
+            ReasonCode::UnverifiedProducer,
+            format!(
+                "run {}: {}",
+                run.run_id,
+                govledger_stream::seal::explain(status, &run.seal_key_id)
+            ),
+        ),
+    );
+    (Verdict::UnverifiedProducer, reasons)
+}
+
+/// The verdict the run's events alone support (see [`decide_finished`]).
+fn decide_from_events(run: &RunState) -> (Verdict, Vec<Reason>) {
     let mut reasons = Vec::new();
     if let Some(v) = engine_ending(run, &mut reasons) {
         return (v, reasons);
@@ -519,6 +551,10 @@ pub fn action_outcome(
     now_us: i64,
 ) -> (govledger_proto::v1::ActionOutcome, String) {
     use govledger_proto::v1::ActionOutcome;
+    if a.concluded_seq == 0 && a.outcome == ActionOutcome::UnverifiedProducer as i32 {
+        // Only unsealed conclusions so far: the ledger does not take their word.
+        return (ActionOutcome::UnverifiedProducer, a.outcome_detail.clone());
+    }
     if a.concluded_seq != 0 {
         let o = ActionOutcome::try_from(a.outcome).unwrap_or_default();
         if o == ActionOutcome::Confirmed
@@ -610,10 +646,63 @@ mod tests {
                 engine_outcome: EngineOutcome::Succeeded as i32,
                 ..Default::default()
             }),
+            seal_status: govledger_proto::v1::SealStatus::Verified as i32,
             ..Default::default()
         };
         f(&mut r);
         r
+    }
+
+    #[test]
+    fn a_run_not_sealed_by_a_trusted_producer_is_never_complete() {
+        use govledger_proto::v1::SealStatus;
+        for status in [
+            SealStatus::Missing,
+            SealStatus::UntrustedKey,
+            SealStatus::BadSignature,
+            SealStatus::EventsDiffer,
+        ] {
+            let run = finished(|r| {
+                r.seal_status = status as i32;
+                r.seal_key_id = "abcd".into();
+            });
+            let (v, reasons) = decide_finished(&run);
+            assert_eq!(v, Verdict::UnverifiedProducer, "{status:?}");
+            assert_eq!(reasons[0].code, ReasonCode::UnverifiedProducer as i32);
+            assert!(
+                reasons[0]
+                    .message
+                    .contains("not sealed by a trusted producer"),
+                "{}",
+                reasons[0].message
+            );
+        }
+        let untrusted = finished(|r| {
+            r.seal_status = SealStatus::UntrustedKey as i32;
+            r.seal_key_id = "abcd".into();
+        });
+        assert!(
+            decide_finished(&untrusted).1[0]
+                .message
+                .contains("provenance.trusted_keys")
+        );
+        // Other reasons stay named after the producer problem.
+        let failed_page = finished(|r| {
+            r.seal_status = SealStatus::Missing as i32;
+            r.pages_failed_final = 1;
+        });
+        let (v, reasons) = decide_finished(&failed_page);
+        assert_eq!(v, Verdict::UnverifiedProducer);
+        assert_eq!(reasons[1].code, ReasonCode::PagesFailed as i32);
+        // ABANDONED claims nothing: it stays ABANDONED.
+        let abandoned = finished(|r| {
+            r.seal_status = SealStatus::Missing as i32;
+            r.engine_report = Some(SyncRunFinished {
+                engine_outcome: EngineOutcome::Abandoned as i32,
+                ..Default::default()
+            });
+        });
+        assert_eq!(decide_finished(&abandoned).0, Verdict::Abandoned);
     }
 
     #[test]

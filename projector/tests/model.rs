@@ -157,9 +157,14 @@ fn subject(payload: &[u8]) -> String {
 /// Stream messages with sequences 1..=N in order. Every other one carries its
 /// leaf hash already (as the runner's fetch task makes them), the rest leave
 /// it to the fold: both must give the same tree.
+///
+/// The payloads are sealed first as a trusted producer seals what it stores
+/// (provenance): each finish over its run's events stored before it (each
+/// event id once), each conclusion and acceptance on its own.
 fn msgs_of(payloads: &[Vec<u8>]) -> Vec<OwnedMsg> {
+    let payloads = seal_payloads(payloads);
     (1..)
-        .zip(payloads)
+        .zip(&payloads)
         .map(|(seq, p)| OwnedMsg {
             seq,
             subject: subject(p),
@@ -170,8 +175,76 @@ fn msgs_of(payloads: &[Vec<u8>]) -> Vec<OwnedMsg> {
         .collect()
 }
 
+/// The model's producer key.
+fn key() -> govledger_stream::seal::ProducerKey {
+    govledger_stream::seal::ProducerKey::from_seed([4; 32])
+}
+
+/// A working set that trusts the model's producer key.
+fn trusting() -> Working {
+    Working {
+        trust: std::sync::Arc::new(govledger_stream::seal::Trust::new([key().public_key()])),
+        ..Default::default()
+    }
+}
+
+/// A sled store whose fold trusts the model's producer key.
+fn open_store(dir: &std::path::Path) -> Result<Store, govledger_projector::store::StoreError> {
+    Ok(Store::open(dir, CACHE)?.with_trust(trusting().trust))
+}
+
+/// See [`msgs_of`]: payloads at sequences 1..=N, sealed.
+fn seal_payloads(payloads: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    use govledger_stream::seal;
+    let k = key();
+    let mut runs: BTreeMap<String, Vec<(u64, seal::Hash)>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::with_capacity(payloads.len());
+    for (seq, p) in (1u64..).zip(payloads) {
+        let sm = fold::StreamMsg {
+            seq,
+            subject: "",
+            stored_at_us: 0,
+            payload: p,
+            leaf: None,
+        };
+        let Ok(mut e) = fold::decode(&sm) else {
+            out.push(p.clone());
+            continue;
+        };
+        if !seen.insert(e.event_id.clone()) {
+            out.push(p.clone());
+            continue;
+        }
+        match &e.body {
+            Some(Body::SyncRunFinished(_)) => {
+                let leaves = runs.remove(&e.run_id).unwrap_or_default();
+                let n = leaves.len() as u64;
+                k.seal_run(&mut e, n, seal::chain_of(leaves));
+                out.push(e.encode_to_vec());
+            }
+            Some(Body::ActionConcluded(_) | Body::DeletionsAccepted(_)) => {
+                k.seal_event(&mut e);
+                out.push(e.encode_to_vec());
+            }
+            Some(Body::ActionRequested(_) | Body::ActionAttempted(_) | Body::ActionVerified(_)) => {
+                out.push(p.clone());
+            }
+            _ => {
+                if !e.run_id.is_empty() {
+                    runs.entry(e.run_id.clone())
+                        .or_default()
+                        .push((seq, seal::leaf(seq, p)));
+                }
+                out.push(p.clone());
+            }
+        }
+    }
+    out
+}
+
 fn reference(msgs: &[OwnedMsg]) -> Working {
-    let mut w = Working::default();
+    let mut w = trusting();
     fold_in_memory(&mut w, msgs);
     w
 }
@@ -638,7 +711,7 @@ fn check_model(seed: u64, msgs: &[OwnedMsg], w: &Working) {
             seqs.extend(history(chunks, &recent));
         }
         let slice: Vec<OwnedMsg> = seqs.iter().map(|s| by_seq[s].clone()).collect();
-        let mut part = Working::default();
+        let mut part = trusting();
         fold_in_memory(&mut part, &slice);
         assert_eq!(part.identities.get(key), Some(want), "seed {seed}: {key:?}");
     }
@@ -653,7 +726,7 @@ async fn reopen(store: Store, dir: &TempDir, flush: bool) -> Store {
     }
     drop(store);
     for _ in 0..2_000 {
-        match Store::open(dir.path(), CACHE) {
+        match open_store(dir.path()) {
             Err(e) if e.to_string().contains("could not acquire lock") => {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
@@ -680,10 +753,10 @@ async fn simulate(seed: u64) -> Coverage {
         ..Default::default()
     };
     let mut dir = TempDir::new().unwrap();
-    let mut store = Store::open(dir.path(), CACHE).unwrap();
+    let mut store = open_store(dir.path()).unwrap();
     let mut meta = store.meta().unwrap();
     let mut sums = LedgerMeta::default(); // what the batch outcomes reported
-    let mut model = Working::default(); // the reference, folded up to the store's last commit
+    let mut model = trusting(); // the reference, folded up to the store's last commit
     let mut next = 0usize; // index of the next message delivered (seq = next + 1)
     while next < msgs.len() {
         let size = if rng.random_bool(0.15) {
@@ -758,11 +831,11 @@ async fn simulate(seed: u64) -> Coverage {
             cov.rebuilds += 1;
             drop(store);
             dir = TempDir::new().unwrap();
-            store = Store::open(dir.path(), CACHE).unwrap();
+            store = open_store(dir.path()).unwrap();
             meta = store.meta().unwrap();
             assert_eq!(meta, LedgerMeta::default(), "seed {seed}: fresh store");
             sums = LedgerMeta::default();
-            model = Working::default();
+            model = trusting();
             next = 0;
         }
     }
@@ -914,7 +987,7 @@ fn one_run(run: &str, bodies: Vec<Body>) -> Vec<Vec<u8>> {
 async fn fold_store(payloads: &[Vec<u8>], split: usize) -> (TempDir, Store) {
     let msgs = msgs_of(payloads);
     let dir = TempDir::new().unwrap();
-    let store = Store::open(dir.path(), CACHE).unwrap();
+    let store = open_store(dir.path()).unwrap();
     let mut meta = store.meta().unwrap();
     let split = split.min(msgs.len());
     for batch in [&msgs[..split], &msgs[split..]] {

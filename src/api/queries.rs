@@ -610,6 +610,7 @@ impl Queries {
                     | ActionOutcome::Drifted
                     | ActionOutcome::Unverified
                     | ActionOutcome::Unverifiable
+                    | ActionOutcome::UnverifiedProducer
             ) {
                 out.push(Blocker {
                     source_id: source_id.to_owned(),

@@ -323,7 +323,10 @@ impl AsOfReader {
         p: &AsOfPoint,
     ) -> Result<(IdentityState, fold::Working, Vec<OwnedMsg>), AsOfError> {
         let msgs = self.identity_msgs(key, p.seq).await?;
-        let mut w = fold::Working::default();
+        let mut w = fold::Working {
+            trust: self.store.trust().clone(),
+            ..Default::default()
+        };
         fold_in_memory(&mut w, &msgs);
         match w.identities.get(key).cloned() {
             Some(i) => Ok((i, w, msgs)),
@@ -372,7 +375,10 @@ impl AsOfReader {
             )));
         }
         let msgs = self.fetch(&self.stream().await?, seqs).await?;
-        let mut w = fold::Working::default();
+        let mut w = fold::Working {
+            trust: self.store.trust().clone(),
+            ..Default::default()
+        };
         fold_in_memory(&mut w, &msgs);
         w.actions
             .get(&action_id.to_owned())
@@ -412,7 +418,9 @@ impl AsOfReader {
         source_id: &str,
         p: &AsOfPoint,
     ) -> Result<(SourceState, Option<RunState>), AsOfError> {
-        let store = Store::open(dir, SCRATCH_CACHE_BYTES).map_err(internal)?;
+        let store = Store::open(dir, SCRATCH_CACHE_BYTES)
+            .map_err(internal)?
+            .with_trust(self.store.trust().clone());
         let mut meta = LedgerMeta::default();
         let mut batch = Vec::with_capacity(SCRATCH_BATCH_EVENTS);
         let found = self

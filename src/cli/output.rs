@@ -19,6 +19,7 @@ pub fn verdict_name(v: i32) -> &'static str {
         Verdict::Suspect => "SUSPECT",
         Verdict::Failed => "FAILED",
         Verdict::Abandoned => "ABANDONED",
+        Verdict::UnverifiedProducer => "UNVERIFIED_PRODUCER",
     }
 }
 
@@ -180,6 +181,7 @@ pub fn outcome_name(o: i32) -> &'static str {
         ActionOutcome::Pending => "PENDING",
         ActionOutcome::Unverifiable => "UNVERIFIABLE",
         ActionOutcome::Unverified => "UNVERIFIED",
+        ActionOutcome::UnverifiedProducer => "UNVERIFIED_PRODUCER",
     }
 }
 

@@ -92,6 +92,8 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signals();
     let js = async_nats::jetstream::new(nats.clone());
     govledger_stream::ensure_stream(&js, &cfg.stream_spec()).await?;
+    // A demo tool: it has no trusted producer key, so it seals nothing and
+    // the ledger decides its runs UNVERIFIED_PRODUCER (never COMPLETE).
     let publisher = Publisher::new(nats, cfg.publisher_config(), shutdown);
     let producer = ProducerId::new("simulate");
     let mut sims = vec![simulate::SimRun::new(&a.source, a.users, a.page_size)];
@@ -111,6 +113,9 @@ pub async fn simulate(a: SimulateArgs) -> anyhow::Result<()> {
             events.len()
         );
     }
+    println!(
+        "note: simulated runs are not sealed by a trusted producer; the ledger decides them UNVERIFIED_PRODUCER (a demo never makes a source COMPLETE)"
+    );
     Ok(())
 }
 

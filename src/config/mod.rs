@@ -14,6 +14,7 @@
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
 //! - [`thresholds`]: `[sources.deletion_thresholds]`, the deletion guard per entity type;
 //! - [`security`]: `[tls]` and `[auth]`, the gRPC listener's trust settings;
+//! - [`provenance`]: `[provenance]`, the producer key and the trusted producer keys;
 //! - [`error`]: the one error type, [`ConfigError`].
 
 use std::{
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub mod error;
 pub mod nats;
+pub mod provenance;
 pub mod rest;
 pub mod secrets;
 pub mod security;
@@ -58,6 +60,7 @@ pub struct Config {
     /// The sources govledger syncs (`[[sources]]`).
     pub sources: Vec<sources::SourceConfig>,
     pub audit: AuditConfig,
+    pub provenance: provenance::ProvenanceConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,6 +230,7 @@ impl Config {
         self.grpc_addr()?;
         security::validate(&self.tls, &self.auth)?;
         self.nats.validate()?;
+        self.provenance.validate()?;
         let s = &self.nats.stream;
         if s.is_empty()
             || !s

@@ -107,10 +107,10 @@ pub(crate) fn open_storage(cfg: &Config) -> Result<Arc<Store>, ServeError> {
         path: dir.display().to_string(),
         source,
     })?;
-    Ok(Arc::new(Store::open(
-        &dir.join("sled"),
-        cfg.projector.cache_capacity_bytes,
-    )?))
+    let trust = crate::config::provenance::load(cfg)?.trust;
+    Ok(Arc::new(
+        Store::open(&dir.join("sled"), cfg.projector.cache_capacity_bytes)?.with_trust(trust),
+    ))
 }
 
 /// Runs every role in this process, gRPC on `listener`, until `shutdown`.

@@ -35,7 +35,9 @@ pub async fn rebuild(
     dir: &std::path::Path,
 ) -> Result<RebuildReport, ServeError> {
     let conn = nats::reach_stream(cfg, spec, nats_url).await?;
-    let store = Arc::new(Store::open(dir, cfg.projector.cache_capacity_bytes)?);
+    // The same trust as the live projection: its own producer key and the configured ones.
+    let trust = crate::config::provenance::load_existing(cfg)?.trust;
+    let store = Arc::new(Store::open(dir, cfg.projector.cache_capacity_bytes)?.with_trust(trust));
     let mut rc = cfg.runner_config();
     rc.stop_at_seq = Some(live.0);
     // Its own durable consumer, so the live projector's is never touched.

@@ -90,9 +90,16 @@ pub async fn start_workers(
     // The publisher outlives the sync workers: on shutdown they end their runs
     // (ABANDONED) and those events are flushed before the publisher stops.
     let publisher_stop = CancellationToken::new();
+    // Everything this process publishes is sealed with its producer key.
+    let seal_key = crate::config::provenance::load(cfg)?.key;
+    tracing::info!(producer_key = %seal_key.public_hex(), key_id = %seal_key.key_id(),
+        "producer key (list it in another ledger's provenance.trusted_keys to trust this process)");
     let publisher = Publisher::new(
         conn.client.clone(),
-        cfg.publisher_config(),
+        govledger_ingest::PublisherConfig {
+            seal_key: Some(seal_key),
+            ..cfg.publisher_config()
+        },
         publisher_stop.clone(),
     );
     let deps = WorkerDeps {

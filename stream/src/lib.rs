@@ -8,7 +8,8 @@
 //! - [`redact`]: [`redact_url`], the one way a URL that may carry userinfo is printed;
 //! - [`secret`]: [`Secret`], a value whose `Debug` and `Display` print `***`;
 //! - [`backoff`]: the one jittered exponential backoff every retry loop uses;
-//! - [`failpoint`]: crash-test hooks that abort the process at a named point.
+//! - [`failpoint`]: crash-test hooks that abort the process at a named point;
+//! - [`seal`]: producer seals (provenance): signing keys, the trusted set, run chains.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod contract;
 pub mod failpoint;
 pub mod redact;
 pub mod scrub;
+pub mod seal;
 pub mod secret;
 pub mod subject;
 

@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -101,6 +101,9 @@ impl Govledger {
         envs: &[(&str, &str)],
     ) -> Self {
         let log = data.path().join("serve.log");
+        // The tests' producer key is the ledger's own (trusted) key, unless the
+        // folder already holds one (a restart) or the test wrote another.
+        install_test_producer_key(&data.path().join("data"));
         let mut cmd = Command::new(govledger_bin());
         cmd.arg("serve");
         if let Some(url) = nats_url {
@@ -455,6 +458,20 @@ impl Drop for Govledger {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Makes the tests' producer key ([`crate::stream::TEST_PRODUCER_SEED`]) the
+/// producer key of a ledger using `data_dir`, unless it holds one already.
+pub fn install_test_producer_key(data_dir: &Path) {
+    let key = data_dir.join("producer.key");
+    if !key.exists() {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let hex: String = crate::stream::TEST_PRODUCER_SEED
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(&key, hex).unwrap();
     }
 }
 

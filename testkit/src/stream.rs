@@ -7,12 +7,42 @@ use std::{path::Path, time::Duration};
 use govledger_ingest::{Publisher, PublisherConfig};
 use tokio_util::sync::CancellationToken;
 
-/// A publisher on `client` that keeps retrying until the test ends.
+/// The seed of the tests' producer key. [`crate::govledger::Govledger`]
+/// starts `serve` with it as its own producer key (`<data>/producer.key`), so
+/// runs the tests publish through [`publisher`] are sealed by a trusted key.
+pub const TEST_PRODUCER_SEED: [u8; 32] = [0x5e; 32];
+
+/// The tests' producer key (see [`TEST_PRODUCER_SEED`]).
+pub fn test_producer_key() -> std::sync::Arc<govledger_stream::seal::ProducerKey> {
+    std::sync::Arc::new(govledger_stream::seal::ProducerKey::from_seed(
+        TEST_PRODUCER_SEED,
+    ))
+}
+
+/// The trust of a ledger started by the testkit: the tests' producer key.
+pub fn test_trust() -> std::sync::Arc<govledger_stream::seal::Trust> {
+    std::sync::Arc::new(govledger_stream::seal::Trust::new([
+        test_producer_key().public_key()
+    ]))
+}
+
+/// A publisher on `client` that keeps retrying until the test ends and
+/// seals with the tests' producer key (trusted by a testkit-started ledger).
 pub fn publisher(client: async_nats::Client, ack_timeout_ms: u64) -> Publisher {
+    publisher_sealed_by(client, ack_timeout_ms, Some(test_producer_key()))
+}
+
+/// A publisher like [`publisher`] that seals with `key` (None: nothing is sealed).
+pub fn publisher_sealed_by(
+    client: async_nats::Client,
+    ack_timeout_ms: u64,
+    key: Option<std::sync::Arc<govledger_stream::seal::ProducerKey>>,
+) -> Publisher {
     Publisher::new(
         client,
         PublisherConfig {
             ack_timeout: Duration::from_millis(ack_timeout_ms),
+            seal_key: key,
             ..Default::default()
         },
         CancellationToken::new(),

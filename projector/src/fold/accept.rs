@@ -22,15 +22,22 @@ use crate::verdict;
 
 /// A run's deletions were accepted. An acceptance for a run the ledger does
 /// not hold, or of another source, changes nothing (it stays in the stream);
-/// a second one of the same run is counted and changes nothing else.
-pub(super) fn deletions_accepted(w: &mut Working, seq: u64, ev: &Event, a: DeletionsAccepted) {
+/// a second one of the same run is counted and changes nothing else, and so
+/// is one not sealed by a trusted producer (provenance, issue 21).
+pub(super) fn deletions_accepted(
+    w: &mut Working,
+    seq: u64,
+    ev: &Event,
+    a: DeletionsAccepted,
+    seal: govledger_stream::seal::SealCheck,
+) {
     let Some(run) = w.runs.get_mut(&ev.run_id) else {
         return;
     };
     if run.source_id != ev.source_id {
         return;
     }
-    if run.acceptance.is_some() {
+    if run.acceptance.is_some() || seal.status != govledger_proto::v1::SealStatus::Verified {
         run.acceptances_ignored += 1;
         return;
     }

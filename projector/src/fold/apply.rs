@@ -74,7 +74,7 @@ pub fn apply(w: &mut Working, msg: &StreamMsg<'_>, decoded: Result<Event, String
         return Applied::DuplicateEventId;
     }
     w.meta.events_applied += 1;
-    fold_event(w, msg.seq, ev);
+    fold_event(w, msg.seq, ev, &leaf);
     Applied::Event
 }
 
@@ -118,16 +118,26 @@ fn record_event_id(w: &mut Working, id: &str, seq: u64) -> bool {
     true
 }
 
-fn fold_event(w: &mut Working, seq: u64, mut ev: Event) {
+fn fold_event(w: &mut Working, seq: u64, mut ev: Event, leaf: &crate::merkle::Hash) {
+    // Seals are checked on the full event, before its body moves out.
+    let seal = match ev.body.as_ref() {
+        Some(Body::SyncRunFinished(_)) => Some(read::run_seal(w, &ev)),
+        Some(Body::ActionConcluded(_) | Body::DeletionsAccepted(_)) => {
+            Some(w.trust.check_event(&ev))
+        }
+        _ => None,
+    };
     let Some(body) = ev.body.take() else { return };
     let read_path = is_read_path(&body);
-    fold_body(w, seq, &ev, body);
+    fold_body(w, seq, &ev, body, seal.unwrap_or_default());
     if !ev.run_id.is_empty() && read_path {
-        after_run_event(w, &ev);
+        after_run_event(w, &ev, leaf);
     }
 }
 
-pub(super) fn is_read_path(body: &Body) -> bool {
+/// Whether `body` is a sync (read-path) event: the events a run's seal covers
+/// (all but its `SyncRunFinished`).
+pub fn is_read_path(body: &Body) -> bool {
     matches!(
         body,
         Body::SyncRunStarted(_)
@@ -139,10 +149,17 @@ pub(super) fn is_read_path(body: &Body) -> bool {
     )
 }
 
-/// Counts the event at its source, then folds its body: one function per kind
+/// Counts the event at its source, then folds its body (with what its seal
+/// check found, for the bodies whose seal decides something): one function per kind
 /// ([`read`] for the sync events, [`write`] for the action events, [`accept`]
 /// for an acceptance of a run's deletions).
-fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
+fn fold_body(
+    w: &mut Working,
+    seq: u64,
+    ev: &Event,
+    body: Body,
+    seal: govledger_stream::seal::SealCheck,
+) {
     let at = ev.occurred_at_us;
     {
         let src = w.sources.get_or_insert_with(&ev.source_id, || SourceState {
@@ -160,12 +177,16 @@ fn fold_body(w: &mut Working, seq: u64, ev: &Event, body: Body) {
         Body::PageFailed(p) => read::page_failed(w, seq, ev, &p),
         Body::RecordObserved(r) => read::record_observed(w, seq, ev, r),
         Body::RecordRejected(_) => read::record_rejected(w, seq, ev),
-        Body::SyncRunFinished(f) => read::run_finished(w, seq, ev, &f),
+        Body::SyncRunFinished(f) => read::run_finished(w, seq, ev, &f, seal),
         Body::ActionRequested(r) => write::action_requested(w, seq, ev, &r),
         Body::ActionAttempted(t) => write::action_attempted(w, seq, ev, &t),
         Body::ActionVerified(v) => write::action_verified(w, seq, ev, &v),
-        Body::ActionConcluded(c) => write::conclude_action(w, ev, seq, at, &c),
-        Body::DeletionsAccepted(a) => accept::deletions_accepted(w, seq, ev, a),
+        Body::ActionConcluded(c) => {
+            write::conclude_action(w, ev, seq, at, &c, seal);
+        }
+        Body::DeletionsAccepted(a) => {
+            accept::deletions_accepted(w, seq, ev, a, seal);
+        }
     }
 }
 

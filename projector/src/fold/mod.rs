@@ -28,7 +28,7 @@ mod records;
 mod working;
 mod write;
 
-pub use apply::{Applied, StreamMsg, apply, hex};
+pub use apply::{Applied, StreamMsg, apply, hex, is_read_path};
 pub use needs::{LastPushed, decode, needs, needs_after_load, needs_seq};
 pub use read::FAILED_PAGES_KEPT_MAX;
 pub use records::HISTORY_INLINE_MAX;

@@ -14,6 +14,7 @@ use super::{
     write::{check_drift, check_late, late_confirmed},
 };
 use crate::verdict;
+use govledger_stream::seal::{CHAIN_START, SealCheck, chain_step};
 
 /// Page keys kept in `RunState.failed_page_keys` for reason texts.
 pub const FAILED_PAGES_KEPT_MAX: usize = 64;
@@ -366,8 +367,27 @@ pub(super) fn record_rejected(w: &mut Working, seq: u64, ev: &Event) {
     run_mut(w, ev, seq).rejected += 1;
 }
 
-/// The worker's report that a run finished (the first report counts).
-pub(super) fn run_finished(w: &mut Working, seq: u64, ev: &Event, f: &SyncRunFinished) {
+/// The run seal on a finish event, checked against what the fold chained of
+/// the run so far (nothing yet: an empty chain).
+pub(super) fn run_seal(w: &Working, ev: &Event) -> SealCheck {
+    let (events, chain) = w.runs.get(&ev.run_id).map_or((0, CHAIN_START), |r| {
+        (
+            r.seal_events,
+            <[u8; 32]>::try_from(r.seal_chain.as_slice()).unwrap_or(CHAIN_START),
+        )
+    });
+    w.trust.check_run(ev, events, &chain)
+}
+
+/// The worker's report that a run finished (the first report counts, with
+/// what its seal check found).
+pub(super) fn run_finished(
+    w: &mut Working,
+    seq: u64,
+    ev: &Event,
+    f: &SyncRunFinished,
+    seal: SealCheck,
+) {
     let at = ev.occurred_at_us;
     let run = run_mut(w, ev, seq);
     if run.finished {
@@ -376,6 +396,8 @@ pub(super) fn run_finished(w: &mut Working, seq: u64, ev: &Event, f: &SyncRunFin
     } else {
         run.finished = true;
         run.finished_at_us = at;
+        run.seal_status = seal.status as i32;
+        run.seal_key_id = seal.key_id;
         run.engine_report = Some(f.clone());
         run.events_expected = if f.events_emitted > 0 {
             f.events_emitted + 1
@@ -447,11 +469,18 @@ fn note_declared(run: &mut RunState, entity_type: i32, declared: Option<u64>) {
 /// After every read-path event: count it for its run, and decide the verdict once
 /// the run is finished and holds every event its worker said it emitted. An
 /// event arriving after the decision makes the run INCOMPLETE (LATE_EVENTS).
-pub(super) fn after_run_event(w: &mut Working, ev: &Event) {
+pub(super) fn after_run_event(w: &mut Working, ev: &Event, leaf: &crate::merkle::Hash) {
     let Some(run) = w.runs.get_mut(&ev.run_id) else {
         return;
     };
     run.events_folded += 1;
+    if !run.finished {
+        // What the run's seal must cover: its events before the finish, in
+        // stream order (O(1): a count and a chain).
+        let chain = <[u8; 32]>::try_from(run.seal_chain.as_slice()).unwrap_or(CHAIN_START);
+        run.seal_chain = chain_step(&chain, leaf).to_vec();
+        run.seal_events += 1;
+    }
     if run.decided {
         run.late_events += 1;
     } else if !(run.finished

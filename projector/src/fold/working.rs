@@ -185,6 +185,9 @@ pub struct Working {
     pub alerts: Vec<Alert>,
     /// The Merkle tree over every applied message; stored inside the meta record.
     pub merkle: crate::merkle::Frontier,
+    /// The producer keys whose seals count (an input of the fold, like the
+    /// bytes: the same messages and the same trust give the same state).
+    pub trust: std::sync::Arc<govledger_stream::seal::Trust>,
 }
 
 impl Working {

@@ -10,6 +10,9 @@ use govledger_proto::v1::{
     Alert, Event, StepOutcome, WatchedIntent, alert,
 };
 
+use govledger_proto::v1::SealStatus;
+use govledger_stream::seal::SealCheck;
+
 use super::{
     Working,
     records::{action_mut, new_identity, note_history},
@@ -58,11 +61,50 @@ pub(super) fn action_verified(w: &mut Working, seq: u64, ev: &Event, v: &ActionV
 
 /// Records an action's conclusion. The ledger keeps CONFIRMED only when every
 /// step has a read-back in effect; a claim without that evidence is UNCONFIRMED.
-pub(super) fn conclude_action(w: &mut Working, ev: &Event, seq: u64, at: i64, c: &ActionConcluded) {
+///
+/// Provenance: only a conclusion sealed by a trusted producer counts. One
+/// without (no seal, an untrusted key, a bad signature) is counted
+/// (`unsealed_conclusions`) and leaves the action UNVERIFIED_PRODUCER until a
+/// sealed conclusion is folded; it never confirms, watches or closes it.
+pub(super) fn conclude_action(
+    w: &mut Working,
+    ev: &Event,
+    seq: u64,
+    at: i64,
+    c: &ActionConcluded,
+    seal: SealCheck,
+) {
     let a = action_mut(w, ev, seq);
     if a.concluded_seq != 0 {
         return; // the first conclusion counts
     }
+    if seal.status != SealStatus::Verified {
+        a.unsealed_conclusions += 1;
+        a.outcome = ActionOutcome::UnverifiedProducer as i32;
+        a.seal_status = seal.status as i32;
+        a.seal_key_id.clone_from(&seal.key_id);
+        a.outcome_detail = format!(
+            "a conclusion claiming {} was ignored: {}",
+            ActionOutcome::try_from(c.outcome)
+                .unwrap_or_default()
+                .as_str_name()
+                .trim_start_matches("ACTION_OUTCOME_"),
+            govledger_stream::seal::explain(seal.status, &seal.key_id)
+        );
+        let message = a.outcome_detail.clone();
+        w.alerts.push(Alert {
+            kind: alert::Kind::ActionConcluded as i32,
+            source_id: ev.source_id.clone(),
+            action_id: ev.action_id.clone(),
+            outcome: ActionOutcome::UnverifiedProducer as i32,
+            message,
+            seq,
+            ..Default::default()
+        });
+        return;
+    }
+    a.seal_status = seal.status as i32;
+    a.seal_key_id = seal.key_id;
     let steps = a.request.as_ref().map_or(1, |r| r.plan.len().max(1));
     let mut outcome = ActionOutcome::try_from(c.outcome).unwrap_or_default();
     let mut detail = c.detail.clone();

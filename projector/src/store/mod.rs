@@ -41,7 +41,7 @@ use load::not_a_page;
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 9;
+pub const STORE_FORMAT_VERSION: u32 = 10;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -92,6 +92,8 @@ pub struct Store {
     /// writes over them without reading them again. Only commits write
     /// pages, and each commit empties this, so it holds what sled holds.
     pages_read: std::sync::Mutex<std::collections::HashMap<Vec<u8>, sled::IVec>>,
+    /// The producer keys whose seals the fold of this store's batches trusts.
+    trust: std::sync::Arc<govledger_stream::seal::Trust>,
 }
 
 impl Store {
@@ -125,7 +127,19 @@ impl Store {
             tree,
             commit_lock: std::sync::RwLock::new(()),
             pages_read: Default::default(),
+            trust: Default::default(),
         })
+    }
+
+    /// This store with the producer keys the fold trusts (provenance): the
+    /// same trust for the live projection and every rebuild of it.
+    pub fn with_trust(mut self, trust: std::sync::Arc<govledger_stream::seal::Trust>) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    pub fn trust(&self) -> &std::sync::Arc<govledger_stream::seal::Trust> {
+        &self.trust
     }
 
     pub fn meta(&self) -> Result<LedgerMeta> {

@@ -121,6 +121,7 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         key_id: d.checkpointer.key_id(),
         checkpoints: chain,
         manifest_seqs: seqs,
+        producer_keys: d.store.trust().keys_hex(),
         events,
         state,
         manifest_signature: String::new(),

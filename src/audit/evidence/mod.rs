@@ -12,8 +12,12 @@
 //! - the state as of the end of the range (protobuf bytes);
 //! - a manifest signed with the ledger's key: format, stream, export time, key,
 //!   scope, anchor, the list of sequences, each event's sequence, stored time and
-//!   subject, and the state digest, so nothing can be dropped, swapped or
-//!   re-dated. The manifest is a length-prefixed binary encoding ([`manifest`]),
+//!   subject, the producer keys the ledger trusts, and the state digest, so
+//!   nothing can be dropped, swapped or re-dated;
+//! - the producer keys (provenance, issue 21): the events carry their producer
+//!   seals in their proven bytes, and the verifier checks every seal it can
+//!   (each run finish in the bundle over the run's events in the bundle, each
+//!   action conclusion on its own) against these keys, and folds with them. The manifest is a length-prefixed binary encoding ([`manifest`]),
 //!   so no field's content can pass for another field.
 //!
 //! Everything a bundle shows is signed or recomputed: what is not in the
@@ -50,8 +54,9 @@ pub use export::{ExportDeps, ExportError, export};
 pub use verify::{BundleReport, Verdict, verify_bundle};
 
 /// The bundle format this version writes and checks. Version 1 did not sign
-/// event times, subjects or the readable parts; it is refused with a message.
-pub const BUNDLE_FORMAT: &str = "govledger-evidence/2";
+/// event times, subjects or the readable parts, version 2 carried no producer
+/// keys (provenance); both are refused with a message.
+pub const BUNDLE_FORMAT: &str = "govledger-evidence/3";
 /// The prefix every bundle format carries.
 pub const BUNDLE_FORMAT_PREFIX: &str = "govledger-evidence/";
 /// Bytes a bundle file may hold at most (checked before it is read).
@@ -129,6 +134,10 @@ pub struct Bundle {
     pub checkpoints: Vec<String>,
     /// Sequences the ledger put in this bundle (signed in the manifest).
     pub manifest_seqs: Vec<u64>,
+    /// Hex ed25519 public keys of the producers whose seals the ledger
+    /// trusts, sorted (signed in the manifest): the verifier checks the
+    /// events' seals against them and folds with them.
+    pub producer_keys: Vec<String>,
     pub events: Vec<BundleEvent>,
     pub state: BundleState,
     /// Hex ed25519 signature of [`manifest`] (strictly verified).
@@ -162,7 +171,7 @@ fn state_digest(s: &BundleState) -> String {
 /// lists preceded by their count — so no content can pass for another field.
 pub fn manifest(b: &Bundle, anchor: &Checkpoint) -> Vec<u8> {
     let mut m = ManifestWriter::default();
-    m.text("govledger evidence manifest v2");
+    m.text("govledger evidence manifest v3");
     m.text(&b.format);
     m.text(&b.stream);
     m.num(b.created_at_us as u64);
@@ -176,6 +185,10 @@ pub fn manifest(b: &Bundle, anchor: &Checkpoint) -> Vec<u8> {
     m.num(anchor.tree_size);
     m.text(&anchor.root);
     m.text(&state_digest(&b.state));
+    m.num(b.producer_keys.len() as u64);
+    for k in &b.producer_keys {
+        m.text(&k.to_ascii_lowercase());
+    }
     m.num(b.manifest_seqs.len() as u64);
     for s in &b.manifest_seqs {
         m.num(*s);

@@ -3,14 +3,20 @@
 //! Order: size and format (else REJECTED: not a bundle, or an older format),
 //! the key (strict, not weak, its `key_id` derived from it, the pinned one when
 //! given), the checkpoint chain, every event's proof, the signed manifest
-//! (which covers every event's time and subject), what the verifier recomputes
-//! (each `in_range` flag, each readable event, the readable state), the state
-//! folded again. All held: VERIFIED with a pinned key, else UNPINNED.
+//! (which covers every event's time and subject, and the producer keys), what
+//! the verifier recomputes (each `in_range` flag, each readable event, the
+//! readable state), the producer seals (provenance: reported, not failures —
+//! an unsealed run is a fact the bundle proves, decided UNVERIFIED_PRODUCER by
+//! the ledger), the state folded again with the same producer keys. All held:
+//! VERIFIED with a pinned key, else UNPINNED.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use govledger_projector::{OwnedMsg, fold, fold_in_memory, merkle};
-use govledger_proto::v1::{ActionState, Checkpoint, EntityType, IdentityState, SourceState};
+use govledger_proto::v1::{
+    ActionState, Checkpoint, EntityType, IdentityState, SealStatus, SourceState, event::Body,
+};
+use govledger_stream::seal::{self, Trust};
 
 use super::{
     BUNDLE_BYTES_MAX, BUNDLE_FORMAT, BUNDLE_FORMAT_PREFIX, Bundle, BundleEvent, descriptors,
@@ -123,6 +129,11 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
             "bundle format {format} is from an older govledger: it does not sign its events' times and subjects or its readable parts; export it again with this version ({BUNDLE_FORMAT})"
         ));
     }
+    if format == "govledger-evidence/2" {
+        return r.reject(format!(
+            "bundle format {format} is from an older govledger: it carries no producer keys, so its seals (provenance) cannot be checked; export it again with this version ({BUNDLE_FORMAT})"
+        ));
+    }
     if format != BUNDLE_FORMAT {
         return r.reject(format!(
             "bundle format {format:?} is not {BUNDLE_FORMAT:?}; use the govledger that wrote it"
@@ -181,8 +192,14 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
     r.checked.push(
         "in-range flags, readable events and readable state equal what the verifier computed from the signed data".into(),
     );
-    // 5. The state folds again from the events.
-    match check_state(b, &msgs) {
+    // 5. Provenance: the producer seals the bundle's events carry.
+    let trust = match producer_trust(b) {
+        Ok(t) => t,
+        Err(problem) => return r.fail(None, problem),
+    };
+    provenance(&msgs, &trust, &mut r);
+    // 6. The state folds again from the events, trusting the same producers.
+    match check_state(b, &msgs, &trust) {
         Ok(Some(what)) => r.checked.push(what),
         Ok(None) => r.notes.push(
             "source state not folded again: the bundle starts after the source's first event (export with no start time to check it)".into(),
@@ -436,15 +453,111 @@ fn proven_events(
     Ok(msgs)
 }
 
+/// The producer keys the bundle names (signed in the manifest), as a trust.
+fn producer_trust(b: &Bundle) -> Result<std::sync::Arc<Trust>, String> {
+    let keys = b
+        .producer_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            seal::parse_public_key(k)
+                .map_err(|p| format!("producer_keys[{i}] is {p}; nothing it seals is evidence"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(std::sync::Arc::new(Trust::new(keys)))
+}
+
+/// Checks every seal the bundle can show: each run finish over the run's
+/// events in the bundle (in stream order, each event id once), each action
+/// conclusion on its own. Verified seals are `checked` lines; a missing,
+/// untrusted or broken seal, or one over events the bundle does not hold, a
+/// note (the bundle proves the stream holds it; the ledger decided it
+/// UNVERIFIED_PRODUCER, never COMPLETE or CONFIRMED).
+fn provenance(msgs: &[OwnedMsg], trust: &Trust, r: &mut BundleReport) {
+    let mut chains: BTreeMap<String, (u64, seal::Hash)> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    let (mut verified, mut other) = (Vec::new(), Vec::new());
+    for m in msgs {
+        let Ok(ev) = fold::decode(&m.as_stream_msg()) else {
+            continue;
+        };
+        if !seen.insert(ev.event_id.clone()) {
+            continue;
+        }
+        match &ev.body {
+            Some(Body::SyncRunFinished(_)) => {
+                let (n, chain) = chains.remove(&ev.run_id).unwrap_or((0, seal::CHAIN_START));
+                let c = trust.check_run(&ev, n, &chain);
+                let covers = ev.seal.as_ref().map_or(0, |s| s.events);
+                let line = match c.status {
+                    SealStatus::Verified => format!(
+                        "run {}: sealed by producer key {} over its {n} event(s) in the bundle",
+                        ev.run_id, c.key_id
+                    ),
+                    SealStatus::EventsDiffer if covers > n => format!(
+                        "run {}: sealed by producer key {} over {covers} event(s), the bundle holds {n} of them: the seal is not checkable from this bundle (export with no start time)",
+                        ev.run_id, c.key_id
+                    ),
+                    s => format!("run {}: {}", ev.run_id, seal::explain(s, &c.key_id)),
+                };
+                if c.status == SealStatus::Verified {
+                    verified.push(line);
+                } else {
+                    other.push(line);
+                }
+            }
+            Some(Body::ActionConcluded(_)) => {
+                let c = trust.check_event(&ev);
+                if c.status == SealStatus::Verified {
+                    verified.push(format!(
+                        "action {}: its conclusion is sealed by producer key {}",
+                        ev.action_id, c.key_id
+                    ));
+                } else {
+                    other.push(format!(
+                        "action {}: {}",
+                        ev.action_id,
+                        seal::explain(c.status, &c.key_id)
+                    ));
+                }
+            }
+            Some(b) if !ev.run_id.is_empty() && fold::is_read_path(b) => {
+                let e = chains
+                    .entry(ev.run_id.clone())
+                    .or_insert((0, seal::CHAIN_START));
+                let leaf = merkle::leaf_hash(m.seq, &m.payload);
+                *e = (e.0 + 1, seal::chain_step(&e.1, &leaf));
+            }
+            _ => {}
+        }
+    }
+    r.checked.push(format!(
+        "provenance: {} seal(s) of trusted producers verified, {} not",
+        verified.len(),
+        other.len()
+    ));
+    r.checked
+        .extend(verified.into_iter().map(|l| format!("provenance: {l}")));
+    r.notes
+        .extend(other.into_iter().map(|l| format!("provenance: {l}")));
+}
+
 /// Folds the bundle's events and compares the state they give with the
 /// bundle's state. `Ok(None)`: not checkable from this bundle.
-fn check_state(b: &Bundle, msgs: &[OwnedMsg]) -> Result<Option<String>, String> {
+fn check_state(
+    b: &Bundle,
+    msgs: &[OwnedMsg],
+    trust: &std::sync::Arc<Trust>,
+) -> Result<Option<String>, String> {
     let upto: Vec<OwnedMsg> = msgs
         .iter()
         .filter(|m| m.seq <= b.state.as_of_seq)
         .cloned()
         .collect();
-    let mut w = fold::Working::default();
+    let mut w = fold::Working {
+        trust: trust.clone(),
+        ..Default::default()
+    };
     fold_in_memory(&mut w, &upto);
     if let Some(h) = &b.state.identity {
         let want: IdentityState = decode_hex("state.identity", h)?;
