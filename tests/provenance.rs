@@ -311,6 +311,7 @@ async fn a_real_sync_and_action_stay_complete_and_confirmed_and_a_rebuild_agrees
         .arg("--data-dir")
         .arg(gl.data_dir())
         .env("NO_COLOR", "1")
+        .env("GOVLEDGER_TOKEN_FILE", gl.token_file())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -341,6 +342,7 @@ async fn a_real_sync_and_action_stay_complete_and_confirmed_and_a_rebuild_agrees
         ])
         .current_dir(elsewhere.path())
         .env("NO_COLOR", "1")
+        .env("GOVLEDGER_TOKEN_FILE", gl.token_file())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -376,6 +378,7 @@ async fn govledger_simulate_cannot_make_a_configured_source_complete() {
         .arg("--config")
         .arg(&cfg)
         .env("NO_COLOR", "1")
+        .env("GOVLEDGER_TOKEN_FILE", gl.token_file())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -426,6 +429,7 @@ async fn verify_bundle_shows_and_checks_the_seals() {
         .arg("--out")
         .arg(&path)
         .env("NO_COLOR", "1")
+        .env("GOVLEDGER_TOKEN_FILE", gl.token_file())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

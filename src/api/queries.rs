@@ -92,10 +92,10 @@ pub enum QueryError {
     #[error("the stored Merkle frontier is inconsistent; rebuild the projection")]
     FrontierInconsistent,
     /// A checkpoint could not be signed and published.
-    #[error("could not publish the checkpoint: {0}")]
+    #[error("could not publish the checkpoint to NATS: {0}")]
     CheckpointPublish(AuditStreamError),
     /// The audit stream's checkpoints could not be read.
-    #[error("cannot read checkpoints: {0}")]
+    #[error("cannot read checkpoints from NATS: {0}; is NATS reachable?")]
     CheckpointRead(AuditStreamError),
     /// A verification asks for more than the projector has applied.
     #[error(

@@ -16,6 +16,7 @@
 //! - [`nats_embed`]: the embedded `nats-server` child process;
 //! - [`roles`]: starting the projector, the workers, the checkpointer, the clock's alerts;
 //! - [`grpc`]: the gRPC router (ledger, health, reflection);
+//! - [`health`]: the NATS watch: health NOT_SERVING and an alert while NATS does not answer;
 //! - [`shutdown`]: the signals and the drain after them;
 //! - [`tls`]: the listener's TLS, the plaintext-beyond-loopback refusal, who may call;
 //! - [`projection`]: the projector alone: `govledger project` and `govledger rebuild`.
@@ -33,6 +34,7 @@ use crate::{
 };
 
 pub mod grpc;
+pub mod health;
 pub mod nats;
 pub mod nats_embed;
 pub mod projection;
@@ -126,6 +128,12 @@ pub async fn serve(
     };
     let store = open_storage(&resolved.config)?;
     let nats = nats::nats_for(&resolved.config).await?;
+    // The embedded server is kept running (restarted when it dies) until
+    // everything that needs it has drained, then stopped last.
+    let nats_stop = CancellationToken::new();
+    let supervisor = nats
+        .embedded
+        .map(|n| nats_embed::supervise(n, nats_stop.clone()));
     let result = serve_with(
         &resolved,
         listener,
@@ -136,9 +144,15 @@ pub async fn serve(
     )
     .await;
     shutdown.cancel();
-    if let Some(n) = nats.embedded {
-        n.stop().await;
-        tracing::info!("embedded nats-server stopped");
+    nats_stop.cancel();
+    if let Some(s) = supervisor {
+        let bound = std::time::Duration::from_millis(nats_embed::STOP_GRACE_MS + 2_000);
+        if tokio::time::timeout(bound, s).await.is_err() {
+            tracing::warn!(
+                "the embedded nats-server did not stop within {} ms",
+                bound.as_millis()
+            );
+        }
     }
     result
 }
@@ -185,7 +199,14 @@ async fn serve_with(
         checkpointer: handles.checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),
     });
-    let (router, _health) = grpc::router(api, guard.auth, guard.tls, &addr).await?;
+    let (router, health) = grpc::router(api, guard.auth, guard.tls, &addr).await?;
+    let watch = tokio::spawn(health::watch_nats(
+        conn.js.clone(),
+        cfg.nats.stream.clone(),
+        health,
+        projector.alerts.clone(),
+        shutdown.clone(),
+    ));
     // "gRPC listening on ADDR" ends the line: tests and scripts read the address from it.
     let scheme = if cfg.tls.enabled() {
         "TLS"
@@ -193,15 +214,30 @@ async fn serve_with(
         "plaintext"
     };
     tracing::info!("{scheme} gRPC listening on {bound}");
-    let served = router
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY: without it small responses can wait ~40 ms on Nagle
-            // and delayed ACKs (measured: GetSource p50 44 ms before, see BENCHMARKS.md).
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
-        )
-        .await;
+    let server = router.serve_with_incoming_shutdown(
+        // TCP_NODELAY: without it small responses can wait ~40 ms on Nagle
+        // and delayed ACKs (measured: GetSource p50 44 ms before, see BENCHMARKS.md).
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        shutdown.clone().cancelled_owned(),
+    );
+    tokio::pin!(server);
+    // Open calls (a WatchAlerts stream, a call waiting on NATS) get a bounded
+    // time to finish once shutdown begins; then they are closed.
+    let served = tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_millis(shutdown::GRPC_DRAIN_MS)).await;
+        } => {
+            tracing::warn!(
+                "gRPC calls still open {} ms after shutdown began; closing them",
+                shutdown::GRPC_DRAIN_MS
+            );
+            Ok(())
+        }
+    };
     shutdown.cancel();
+    watch.abort();
     let projected = shutdown::drain(workers, projector, &store).await;
     served?;
     projected?;

@@ -92,6 +92,9 @@ pub async fn nats_for(cfg: &Config) -> Result<NatsHandle, ServeError> {
     })
 }
 
+/// How long one JetStream API request may take before it fails.
+pub const NATS_REQUEST_TIMEOUT_MS: u64 = 4_000;
+
 /// A connection to the stream, checked against its contract.
 pub struct StreamConn {
     pub client: async_nats::Client,
@@ -109,6 +112,11 @@ pub async fn reach_stream(
 ) -> Result<StreamConn, ServeError> {
     let client = connect(&local_spec(cfg, spec)?, url).await?;
     let js = jetstream::new(client.clone());
+    let mut js = js;
     let info = ensure_stream(&js, &cfg.stream_spec()).await?;
+    // Every JetStream API request after the check (stream info, consumers,
+    // message reads of the API and the audit) is bounded: a silent NATS makes
+    // a call fail with UNAVAILABLE, not hang to the client's deadline.
+    js.set_timeout(std::time::Duration::from_millis(NATS_REQUEST_TIMEOUT_MS));
     Ok(StreamConn { client, js, info })
 }

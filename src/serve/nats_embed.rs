@@ -121,6 +121,77 @@ pub struct EmbeddedNats {
     pub url: String,
     pub port: u16,
     pid_file: PathBuf,
+    /// How it was started, to start it again the same way (same port, store,
+    /// config) when it dies.
+    bin: PathBuf,
+    dir: PathBuf,
+    config: Option<PathBuf>,
+}
+
+/// First wait before restarting a nats-server that died; doubled per failed
+/// start up to [`RESTART_BACKOFF_MAX_MS`].
+pub const RESTART_BACKOFF_MIN_MS: u64 = 250;
+pub const RESTART_BACKOFF_MAX_MS: u64 = 10_000;
+
+/// Keeps the embedded server running until `shutdown`: when the child exits
+/// by itself it is reported (an error line; health and the alert follow from
+/// the NATS watch of `serve`) and started again on the same port, store and config, with backoff; on
+/// `shutdown` it is stopped (SIGTERM, then SIGKILL after [`STOP_GRACE_MS`]).
+pub fn supervise(
+    mut nats: EmbeddedNats,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let status = tokio::select! {
+                _ = shutdown.cancelled() => {
+                    nats.stop().await;
+                    tracing::info!("embedded nats-server stopped");
+                    return;
+                }
+                st = nats.child.wait() => st,
+            };
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            let log = nats.dir.join("nats-server.log");
+            tracing::error!(
+                "embedded nats-server exited by itself ({status}); restarting it on port {} (its log: {})",
+                nats.port,
+                log.display()
+            );
+            let mut delay = Duration::from_millis(RESTART_BACKOFF_MIN_MS);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                match EmbeddedNats::start_with_config(
+                    &nats.bin,
+                    &nats.dir,
+                    nats.port,
+                    nats.config.as_deref(),
+                )
+                .await
+                {
+                    Ok(next) => {
+                        tracing::info!(
+                            pid = next.pid().unwrap_or_default(),
+                            "embedded nats-server restarted on port {}",
+                            next.port
+                        );
+                        nats = next;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "embedded nats-server did not start again: {e}; next try in {} ms",
+                            delay.as_millis()
+                        );
+                        delay = (delay * 2).min(Duration::from_millis(RESTART_BACKOFF_MAX_MS));
+                    }
+                }
+            }
+        }
+    })
 }
 
 impl EmbeddedNats {
@@ -182,6 +253,9 @@ impl EmbeddedNats {
             url: format!("nats://127.0.0.1:{port}"),
             port,
             pid_file,
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            config: config.map(Path::to_path_buf),
         };
         let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
         loop {

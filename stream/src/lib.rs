@@ -6,6 +6,7 @@
 //! - [`subject`]: source-id validation and the subject each event is published on;
 //! - [`connect`]: the bounded NATS connection (client name, timeout, credentials, TLS);
 //! - [`redact`]: [`redact_url`], the one way a URL that may carry userinfo is printed;
+//! - [`scrub`]: [`Scrubber`], the one scrubber of secrets in texts a connector stores;
 //! - [`secret`]: [`Secret`], a value whose `Debug` and `Display` print `***`;
 //! - [`backoff`]: the one jittered exponential backoff every retry loop uses;
 //! - [`failpoint`]: crash-test hooks that abort the process at a named point;

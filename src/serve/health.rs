@@ -1,0 +1,82 @@
+//! The NATS watch: `serve` asks NATS every [`NATS_PROBE_INTERVAL_MS`] whether
+//! it answers (the ledger stream's info: a JetStream round trip the
+//! `govledger` user may make, bounded by [`NATS_PROBE_TIMEOUT_MS`]).
+//! While it does not, gRPC health says NOT_SERVING (the ledger service and the
+//! overall status), one warning is logged and one alert sent; when it answers
+//! again, SERVING, a log line and an alert. Nothing here waits on NATS longer
+//! than the probe's bound.
+
+use std::time::Duration;
+
+use govledger_proto::v1::{Alert, alert, ledger_server::LedgerServer};
+use tokio_util::sync::CancellationToken;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::api::LedgerApi;
+
+/// How often NATS is asked.
+pub const NATS_PROBE_INTERVAL_MS: u64 = 1_000;
+/// How long an answer may take before NATS counts as not answering.
+pub const NATS_PROBE_TIMEOUT_MS: u64 = 2_000;
+
+/// Runs until `shutdown`; see the module doc.
+pub async fn watch_nats(
+    js: async_nats::jetstream::Context,
+    stream: String,
+    health: HealthReporter,
+    alerts: tokio::sync::broadcast::Sender<Alert>,
+    shutdown: CancellationToken,
+) {
+    let mut up = true;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(NATS_PROBE_INTERVAL_MS)) => {}
+        }
+        let answer = tokio::time::timeout(
+            Duration::from_millis(NATS_PROBE_TIMEOUT_MS),
+            js.get_stream(&stream),
+        )
+        .await;
+        let why = match answer {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no answer within {NATS_PROBE_TIMEOUT_MS} ms")),
+        };
+        match (up, why) {
+            (true, Some(why)) => {
+                up = false;
+                let message = format!(
+                    "NATS does not answer ({why}): health is NOT_SERVING; calls that need the stream answer UNAVAILABLE; \
+                     nothing is lost (unacknowledged events are sent again)"
+                );
+                tracing::warn!("{message}");
+                set(&health, ServingStatus::NotServing).await;
+                let _ = alerts.send(Alert {
+                    kind: alert::Kind::NatsUnavailable as i32,
+                    message,
+                    ..Default::default()
+                });
+            }
+            (false, None) => {
+                up = true;
+                tracing::info!("NATS answers again: health is SERVING");
+                set(&health, ServingStatus::Serving).await;
+                let _ = alerts.send(Alert {
+                    kind: alert::Kind::NatsRecovered as i32,
+                    message: "NATS answers again".into(),
+                    ..Default::default()
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn set(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    match status {
+        ServingStatus::Serving => health.set_serving::<LedgerServer<LedgerApi>>().await,
+        _ => health.set_not_serving::<LedgerServer<LedgerApi>>().await,
+    }
+}
