@@ -17,8 +17,10 @@
 //!   publishes. Write-path events and `DeletionsAccepted` get an event seal each;
 //!   a run's read-path events are chained as their acks arrive (the ack names
 //!   the stream sequence, a retried publish's dedup ack the original one), and
-//!   the run's `SyncRunFinished` waits until everything queued before it is
-//!   stored, then carries the run seal over that chain. One signature per run.
+//!   the run's `SyncRunFinished` is sealed by the pipeline over that chain when
+//!   it reaches the head of the window (everything queued before it stored),
+//!   then sent: neither the caller nor the events queued after it wait for
+//!   that. One signature per run.
 
 use std::{
     sync::{
@@ -128,7 +130,8 @@ pub struct Publisher {
     stats: Arc<PublisherStats>,
     shutdown: CancellationToken,
     seal_key: Option<Arc<ProducerKey>>,
-    chains: Arc<std::sync::Mutex<RunChains>>,
+    /// The run id of the last run event published (see [`Self::run_name`]).
+    last_run: Arc<std::sync::Mutex<Option<Arc<str>>>>,
 }
 
 /// The stored leaves of each open run, by run id (insertion order kept for
@@ -173,7 +176,12 @@ struct Outgoing {
     event_id: String,
     payload: Bytes,
     /// A read-path event of this run, to be chained once stored (sealing only).
-    run: Option<String>,
+    run: Option<Arc<str>>,
+    /// A run's finish, sealed by the pipeline when it reaches the head of the
+    /// window (everything queued before it, its run's events included, is then
+    /// stored and chained) and only then sent. The caller does not wait for
+    /// that, and events queued after it keep flowing.
+    seal_at_head: Option<(Box<Event>, Arc<ProducerKey>)>,
     reply: oneshot::Sender<Result<Receipt, PublishError>>,
 }
 
@@ -196,7 +204,7 @@ impl Publisher {
             .build(client);
         let (tx, rx) = mpsc::channel(inflight_max);
         let stats = Arc::new(PublisherStats::default());
-        let chains = Arc::new(std::sync::Mutex::new(RunChains::default()));
+        let chains = Chainer::spawn(inflight_max);
         let seal_key = cfg.seal_key.clone();
         let pipeline = Pipeline {
             js,
@@ -206,7 +214,7 @@ impl Publisher {
             },
             stats: stats.clone(),
             shutdown: shutdown.clone(),
-            chains: chains.clone(),
+            chains,
         };
         tokio::spawn(pipeline.run(rx));
         Self {
@@ -214,7 +222,21 @@ impl Publisher {
             stats,
             shutdown,
             seal_key,
-            chains,
+            last_run: Default::default(),
+        }
+    }
+
+    /// `run_id` as a shared name: the last one is reused (a run's events come
+    /// in a row), so chaining costs no allocation per event.
+    fn run_name(&self, run_id: &str) -> Arc<str> {
+        let mut last = self.last_run.lock().unwrap_or_else(|e| e.into_inner());
+        match last.as_ref() {
+            Some(r) if &**r == run_id => r.clone(),
+            _ => {
+                let r: Arc<str> = Arc::from(run_id);
+                *last = Some(r.clone());
+                r
+            }
         }
     }
 
@@ -226,26 +248,14 @@ impl Publisher {
     /// `event` sealed as this publisher's key seals it (see the module doc);
     /// `None` when it is published as it is. A run's finish first waits until
     /// everything queued before it is stored.
-    async fn sealed(&self, event: &Event) -> Option<Event> {
+    fn sealed(&self, event: &Event) -> Option<Event> {
         let key = self.seal_key.as_ref()?;
         if event.seal.is_some() {
             return None;
         }
         match event.body.as_ref()? {
-            Body::SyncRunFinished(_) if !event.run_id.is_empty() => {
-                self.flush().await;
-                let leaves = self
-                    .chains
-                    .lock()
-                    .map(|mut c| c.take(&event.run_id))
-                    .unwrap_or_default()?;
-                // No chain: this publisher did not publish the run's events
-                // (e.g. a predecessor's run ended ABANDONED): left unsealed.
-                let mut e = event.clone();
-                let n = leaves.len() as u64;
-                key.seal_run(&mut e, n, seal::chain_of(leaves));
-                Some(e)
-            }
+            // A run's finish is sealed by the pipeline ([`Outgoing::seal_at_head`]).
+            Body::SyncRunFinished(_) => None,
             Body::ActionRequested(_)
             | Body::ActionAttempted(_)
             | Body::ActionVerified(_)
@@ -267,9 +277,17 @@ impl Publisher {
     /// before it (waiting while the window is full: back-pressure). Await the
     /// returned [`Pending`] to know it is stored.
     pub async fn publish(&self, event: &Event) -> Result<Pending, PublishError> {
-        let sealed = self.sealed(event).await;
+        let sealed = self.sealed(event);
         let event = sealed.as_ref().unwrap_or(event);
         let (subject, payload) = encode(event)?;
+        let seal_at_head = match (&self.seal_key, event.body.as_ref()) {
+            (Some(key), Some(Body::SyncRunFinished(_)))
+                if !event.run_id.is_empty() && event.seal.is_none() =>
+            {
+                Some((Box::new(event.clone()), key.clone()))
+            }
+            _ => None,
+        };
         // A run's read-path event is chained once stored (the finish is not).
         let run = (self.seal_key.is_some()
             && !event.run_id.is_empty()
@@ -277,7 +295,7 @@ impl Publisher {
                 !matches!(b, Body::SyncRunFinished(_) | Body::DeletionsAccepted(_))
                     && !is_write_path(b)
             }))
-        .then(|| event.run_id.clone());
+        .then(|| self.run_name(&event.run_id));
         let (reply, rx) = oneshot::channel();
         let shut = || PublishError::ShuttingDown {
             event_id: event.event_id.clone(),
@@ -288,6 +306,7 @@ impl Publisher {
             event_id: event.event_id.clone(),
             payload,
             run,
+            seal_at_head,
             reply,
         });
         tokio::select! {
@@ -374,7 +393,66 @@ struct Pipeline {
     cfg: PublisherConfig,
     stats: Arc<PublisherStats>,
     shutdown: CancellationToken,
-    chains: Arc<std::sync::Mutex<RunChains>>,
+    chains: Chainer,
+}
+
+/// Stored run events handed to the chainer at once (fewer wake-ups).
+const NOTE_BATCH: usize = 256;
+
+/// What the chainer task is asked.
+enum ChainCmd {
+    /// Runs' events stored at these sequences with these bytes, in order.
+    Notes(Vec<(Arc<str>, u64, Bytes)>),
+    /// The run's stored leaves, taken (after every note sent before).
+    Take(String, oneshot::Sender<Option<Vec<(u64, seal::Hash)>>>),
+}
+
+/// Hashes stored run events into their runs' chains on its own task, so the
+/// pipeline (the publish path) spends one channel send per event on sealing.
+/// FIFO: a `Take` sees every `Note` sent before it.
+struct Chainer {
+    tx: mpsc::Sender<ChainCmd>,
+}
+
+impl Chainer {
+    /// `capacity`: notes queued at most before the pipeline waits for the
+    /// hashing to catch up (back-pressure, nothing dropped).
+    fn spawn(capacity: usize) -> Self {
+        let (tx, mut rx) = mpsc::channel::<ChainCmd>(capacity.max(1));
+        tokio::spawn(async move {
+            let mut chains = RunChains::default();
+            while let Some(cmd) = rx.recv().await {
+                match cmd {
+                    ChainCmd::Notes(notes) => {
+                        for (run, seq, payload) in notes {
+                            chains.note(&run, seq, seal::leaf(seq, &payload));
+                        }
+                    }
+                    ChainCmd::Take(run, reply) => {
+                        let _ = reply.send(chains.take(&run));
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Hands `notes` (emptied) to the chainer.
+    async fn notes(&self, notes: &mut Vec<(Arc<str>, u64, Bytes)>) {
+        if !notes.is_empty() {
+            let batch = std::mem::replace(notes, Vec::with_capacity(NOTE_BATCH));
+            let _ = self.tx.send(ChainCmd::Notes(batch)).await;
+        }
+    }
+
+    async fn take(&self, run: &str) -> Option<Vec<(u64, seal::Hash)>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ChainCmd::Take(run.to_owned(), reply))
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
 }
 
 impl Pipeline {
@@ -382,6 +460,8 @@ impl Pipeline {
         let mut window: VecDeque<Inflight> = VecDeque::with_capacity(self.cfg.inflight_max);
         let mut closed = false;
         let mut failures: u32 = 0;
+        // Stored run events not yet handed to the chainer.
+        let mut notes: Vec<(Arc<str>, u64, Bytes)> = Vec::with_capacity(NOTE_BATCH);
         loop {
             if closed && window.is_empty() {
                 return;
@@ -401,6 +481,14 @@ impl Pipeline {
                 done = head_ack(&mut window) => {
                     let Some(mut head) = window.pop_front() else { continue };
                     match done {
+                        HeadDone::SealNow => {
+                            self.chains.notes(&mut notes).await;
+                            if let Some(out) = head.out.as_mut() {
+                                self.seal_finish(out).await;
+                            }
+                            window.push_front(head);
+                            self.send(&mut window, 0).await;
+                        }
                         HeadDone::Flush => {
                             if let Some(f) = head.flush.take() { let _ = f.send(()); }
                         }
@@ -411,10 +499,11 @@ impl Pipeline {
                                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                             }
                             if let Some(out) = head.out.take() {
-                                if let Some(run) = &out.run
-                                    && let Ok(mut c) = self.chains.lock()
-                                {
-                                    c.note(run, ack.sequence, seal::leaf(ack.sequence, &out.payload));
+                                if let Some(run) = &out.run {
+                                    notes.push((run.clone(), ack.sequence, out.payload.clone()));
+                                    if notes.len() >= NOTE_BATCH {
+                                        self.chains.notes(&mut notes).await;
+                                    }
                                 }
                                 let _ = out.reply.send(Ok(Receipt {
                                     seq: ack.sequence, duplicate: ack.duplicate, attempts: head.attempts }));
@@ -462,11 +551,30 @@ impl Pipeline {
         }
     }
 
+    /// Seals a run's finish at the head of the window: every event queued
+    /// before it is stored, so its run's chain is whole. A run this publisher
+    /// holds no chain of (a predecessor's run, ended ABANDONED) stays unsealed.
+    async fn seal_finish(&self, out: &mut Outgoing) {
+        let Some((mut event, key)) = out.seal_at_head.take() else {
+            return;
+        };
+        let leaves = self.chains.take(&event.run_id).await;
+        if let Some(leaves) = leaves {
+            let n = leaves.len() as u64;
+            key.seal_run(&mut event, n, seal::chain_of(leaves));
+            out.payload = Bytes::from(event.encode_to_vec());
+        }
+    }
+
     /// Sends entry `i`. Returns false when the entry was removed (it can never be
     /// stored, e.g. too large); its caller got the error.
     async fn send(&self, window: &mut VecDeque<Inflight>, i: usize) -> bool {
         let e = &mut window[i];
         let Some(out) = &e.out else { return true };
+        if out.seal_at_head.is_some() {
+            // Sent once sealed, at the head.
+            return true;
+        }
         e.attempts += 1;
         let msg = jetstream::message::PublishMessage::build()
             .payload(out.payload.clone())
@@ -501,6 +609,8 @@ impl Pipeline {
 
 enum HeadDone {
     Flush,
+    /// The head is a run's finish still to be sealed and sent.
+    SealNow,
     Stored(jetstream::publish::PublishAck),
     Failed(String),
 }
@@ -512,6 +622,9 @@ async fn head_ack(window: &mut VecDeque<Inflight>) -> HeadDone {
     };
     if head.flush.is_some() {
         return HeadDone::Flush;
+    }
+    if head.out.as_ref().is_some_and(|o| o.seal_at_head.is_some()) {
+        return HeadDone::SealNow;
     }
     // Polled in place, so a `select!` that picks another branch loses nothing.
     let Some(fut) = head.ack.as_mut() else {
