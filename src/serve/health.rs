@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::api::LedgerApi;
+use govledger_projector::store::identity::{StreamIdentity, StreamMismatch};
 
 /// How often NATS is asked.
 pub const NATS_PROBE_INTERVAL_MS: u64 = 1_000;
@@ -20,24 +21,46 @@ pub const NATS_PROBE_INTERVAL_MS: u64 = 1_000;
 pub const NATS_PROBE_TIMEOUT_MS: u64 = 2_000;
 
 /// Runs until `shutdown`; see the module doc.
+/// Ends early only when the stream became another one (deleted and created
+/// again): then it reports that, cancels `shutdown` and returns the mismatch,
+/// so `serve` stops instead of folding a second history onto the first.
 pub async fn watch_nats(
     js: async_nats::jetstream::Context,
-    stream: String,
+    folded: StreamIdentity,
     health: HealthReporter,
     alerts: tokio::sync::broadcast::Sender<Alert>,
     shutdown: CancellationToken,
-) {
+) -> Option<StreamMismatch> {
     let mut up = true;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(Duration::from_millis(NATS_PROBE_INTERVAL_MS)) => {}
         }
         let answer = tokio::time::timeout(
             Duration::from_millis(NATS_PROBE_TIMEOUT_MS),
-            js.get_stream(&stream),
+            js.get_stream(&folded.name),
         )
         .await;
+        if let Ok(Ok(s)) = &answer {
+            let found = super::nats::identity_of(s.cached_info());
+            if found.created_us != folded.created_us {
+                let m = StreamMismatch::Replaced {
+                    name: folded.name.clone(),
+                    recorded_us: folded.created_us,
+                    found_us: found.created_us,
+                };
+                tracing::error!("{m}; stopping");
+                set(&health, ServingStatus::NotServing).await;
+                let _ = alerts.send(Alert {
+                    kind: alert::Kind::NatsUnavailable as i32,
+                    message: m.to_string(),
+                    ..Default::default()
+                });
+                shutdown.cancel();
+                return Some(m);
+            }
+        }
         let why = match answer {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e.to_string()),

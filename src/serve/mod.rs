@@ -55,6 +55,9 @@ pub enum ServeError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Stream(#[from] StreamError),
+    /// The stream is not the one the projection folded.
+    #[error(transparent)]
+    NotTheStream(#[from] govledger_projector::store::identity::StreamMismatch),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -173,6 +176,7 @@ async fn serve_with(
 ) -> Result<(), ServeError> {
     let cfg = &resolved.config;
     let conn = nats::reach_stream(cfg, &resolved.nats, url).await?;
+    nats::check_identity(&store, &conn.info)?;
     tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
     let projector = roles::start_projector(resolved, &conn, &store, &shutdown);
     let (handles, workers) =
@@ -202,7 +206,7 @@ async fn serve_with(
     let (router, health) = grpc::router(api, guard.auth, guard.tls, &addr).await?;
     let watch = tokio::spawn(health::watch_nats(
         conn.js.clone(),
-        cfg.nats.stream.clone(),
+        nats::identity_of(&conn.info),
         health,
         projector.alerts.clone(),
         shutdown.clone(),
@@ -237,8 +241,21 @@ async fn serve_with(
         }
     };
     shutdown.cancel();
-    watch.abort();
+    // The watch ends at once on shutdown (or has ended, having found the
+    // stream replaced): its answer says which.
+    let replaced = match tokio::time::timeout(
+        std::time::Duration::from_millis(health::NATS_PROBE_TIMEOUT_MS + 1_000),
+        watch,
+    )
+    .await
+    {
+        Ok(Ok(m)) => m,
+        _ => None,
+    };
     let projected = shutdown::drain(workers, projector, &store).await;
+    if let Some(m) = replaced {
+        return Err(m.into());
+    }
     served?;
     projected?;
     tracing::info!("stopped");

@@ -16,6 +16,7 @@ use super::{
     nats_embed::{self, EmbeddedNats},
 };
 use crate::config::Config;
+use govledger_projector::store::identity::{self, StreamIdentity};
 
 /// Connects to NATS at `url` (one or several, comma-separated) with the
 /// configured credentials, bounded by `connect_timeout_ms`.
@@ -90,6 +91,30 @@ pub async fn nats_for(cfg: &Config) -> Result<NatsHandle, ServeError> {
         url: nats.url.clone(),
         embedded: Some(nats),
     })
+}
+
+/// The identity of the stream `info` describes.
+pub fn identity_of(info: &jetstream::stream::Info) -> StreamIdentity {
+    StreamIdentity {
+        name: info.config.name.clone(),
+        created_us: (info.created.unix_timestamp_nanos() / 1_000) as i64,
+    }
+}
+
+/// Refuses a stream that is not the one `store` folded (recreated, or
+/// holding fewer messages than were applied); records it on first use.
+pub fn check_identity(
+    store: &govledger_projector::Store,
+    info: &jetstream::stream::Info,
+) -> Result<(), ServeError> {
+    let found = identity_of(info);
+    let applied = store.meta()?.last_applied_seq;
+    let recorded = store.stream_identity()?;
+    identity::check(recorded.as_ref(), applied, &found, info.state.last_sequence)?;
+    if recorded.as_ref() != Some(&found) {
+        store.set_stream_identity(&found)?;
+    }
+    Ok(())
 }
 
 /// How long one JetStream API request may take before it fails.

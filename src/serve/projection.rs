@@ -72,6 +72,7 @@ pub async fn project(
     let store = open_storage(&cfg)?;
     let nats = nats_for(&cfg).await?;
     let conn = nats::reach_stream(&cfg, spec, &nats.url).await?;
+    nats::check_identity(&store, &conn.info)?;
     let mut runner_cfg = cfg.runner_config();
     if exit_at_end {
         runner_cfg.stop_at_seq = Some(conn.info.state.last_sequence);

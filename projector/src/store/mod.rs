@@ -17,7 +17,9 @@
 //!   identities page by page;
 //! - `index`: the identity index (identity key → page number), read and kept up to date;
 //! - `queries`: the reads the API serves (sources, runs, identities,
-//!   actions, history, leaves, poison events).
+//!   actions, history, leaves, poison events);
+//! - [`identity`]: which stream this projection folded (name, creation time),
+//!   and the pure check that refuses another.
 
 use std::path::Path;
 
@@ -31,6 +33,7 @@ use crate::{
     keys::Key,
 };
 
+pub mod identity;
 mod index;
 mod load;
 mod queries;
