@@ -610,71 +610,47 @@ async fn plaintext_beyond_loopback_is_refused_unless_the_operator_insists() {
         "{log}"
     );
 
-    // A config that names only one TLS file is refused naming the other key.
-    let cfg = data.path().join("half.toml");
-    std::fs::write(&cfg, "[tls]\ncert_file = \"/nonexistent.pem\"\n").unwrap();
-    let (status, err) = run_govledger(
-        &[
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--nats-url",
-            &url,
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    assert_eq!(status.code(), Some(2), "{err}");
-    assert!(err.contains("tls.key_file"), "{err}");
-    // A certificate file that is not there is named by its key.
-    std::fs::write(
-        &cfg,
-        "[tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent-key.pem\"\n",
-    )
-    .unwrap();
-    let (status, err) = run_govledger(
-        &[
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--nats-url",
-            &url,
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.path().to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("tls.cert_file") && err.contains("/nonexistent.pem"),
-        "{err}"
-    );
-    // A token hash that is the token itself (or anything but 64 hex) is refused.
-    std::fs::write(
-        &cfg,
-        "[[auth.tokens]]\nprincipal = \"x\"\nsha256 = \"glt_my-secret-token\"\nroles = [\"admin\"]\n",
-    )
-    .unwrap();
-    let (status, err) = run_govledger(
-        &[
-            "serve",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--nats-url",
-            &url,
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
-    assert_eq!(status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("auth.tokens[0].sha256") && !err.contains("glt_my-secret-token"),
-        "{err}"
-    );
+    // Config errors name the key (exit 2) and never echo a token.
+    let data_dir = data.path().to_str().unwrap();
+    let cfg = data.path().join("bad.toml");
+    for (toml, named, never) in [
+        // One TLS file without the other.
+        (
+            "[tls]\ncert_file = \"/nonexistent.pem\"\n",
+            "tls.key_file",
+            "-",
+        ),
+        // A certificate file that is not there.
+        (
+            "[tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent-key.pem\"\n",
+            "tls.cert_file",
+            "-",
+        ),
+        // A token where its hash belongs.
+        (
+            "[[auth.tokens]]\nprincipal = \"x\"\nsha256 = \"glt_my-secret-token\"\nroles = [\"admin\"]\n",
+            "auth.tokens[0].sha256",
+            "glt_my-secret-token",
+        ),
+    ] {
+        std::fs::write(&cfg, toml).unwrap();
+        let (status, err) = run_govledger(
+            &[
+                "serve",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--nats-url",
+                &url,
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+                data_dir,
+            ],
+            &[],
+        );
+        assert_eq!(status.code(), Some(2), "{toml}: {err}");
+        assert!(err.contains(named) && !err.contains(never), "{toml}: {err}");
+    }
 }
 
 #[tokio::test]
