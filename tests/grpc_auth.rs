@@ -618,13 +618,13 @@ async fn plaintext_beyond_loopback_is_refused_unless_the_operator_insists() {
         (
             "[tls]\ncert_file = \"/nonexistent.pem\"\n",
             "tls.key_file",
-            "-",
+            "\u{0}",
         ),
         // A certificate file that is not there.
         (
             "[tls]\ncert_file = \"/nonexistent.pem\"\nkey_file = \"/nonexistent-key.pem\"\n",
             "tls.cert_file",
-            "-",
+            "\u{0}",
         ),
         // A token where its hash belongs.
         (
