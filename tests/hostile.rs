@@ -256,3 +256,69 @@ fn an_excerpt_is_short_and_escaped() {
     assert!(e.chars().count() < EXCERPT_CHARS_MAX + 30, "{e}");
     assert!(e.ends_with("(20000 bytes)"), "{e}");
 }
+
+/// Two external reports in a row (both accepted before the first conclusion is
+/// folded) conclude the action once: the stream holds one `ActionConcluded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reports_in_a_row_conclude_an_action_once() {
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 3,
+        ..Default::default()
+    })
+    .await;
+    let gl = Govledger::serve_with_config(&nats.url(), &scim_source_toml(&scim.base_url, ""));
+    gl.sync("hr").await;
+    let user = scim.user_ids()[0].clone();
+    let mut ext = action_request(ActionKind::Deactivate, &user, "", "twice", "T-3");
+    ext.external = true;
+    let mut c = gl.client().await;
+    let action_id = c
+        .submit_action(pb::SubmitActionRequest {
+            source_id: "hr".into(),
+            request: Some(ext),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .action_id;
+    gl.wait_action_until(&action_id, |a| a.action.is_some())
+        .await;
+    // The other system really deactivated the user, then reported twice.
+    scim.set_active(&user, false);
+    let report = || pb::ReportExternalAttemptRequest {
+        action_id: action_id.clone(),
+        step: 1,
+        http_status: 204,
+        ..Default::default()
+    };
+    let mut c2 = gl.client().await;
+    let (a, b) = tokio::join!(
+        c.report_external_attempt(report()),
+        c2.report_external_attempt(report())
+    );
+    assert!(a.is_ok() || b.is_ok(), "{a:?} {b:?}");
+    let done = gl.wait_action(&action_id).await;
+    assert_eq!(
+        done.outcome,
+        pb::ActionOutcome::Confirmed as i32,
+        "{done:?}"
+    );
+    // Give a second job every chance to run, then count the conclusions.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let conclusions = govledger_testkit::read_stream(&nats.client().await)
+        .await
+        .iter()
+        .filter_map(|m| {
+            use prost::Message as _;
+            pb::Event::decode(m.payload.as_ref()).ok()
+        })
+        .filter(|e| {
+            e.action_id == action_id && matches!(e.body, Some(pb::event::Body::ActionConcluded(_)))
+        })
+        .count();
+    assert_eq!(
+        conclusions, 1,
+        "the action was concluded {conclusions} times"
+    );
+}

@@ -6,6 +6,8 @@
 //! worker re-examines its source's open actions: one with attempts recorded is
 //! read back first (never re-executed blindly); one without attempts is executed.
 
+use std::collections::HashSet;
+
 use govledger_ingest::actions::{Executor, Step, Target};
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -60,24 +62,56 @@ async fn worker(target: Target, deps: WorkerDeps, mut rx: mpsc::Receiver<Job>) {
         )
         .await;
     }
+    // Actions this worker concluded: a job queued for one of them before its
+    // conclusion was folded (two external reports in a row) is not run again,
+    // so an action is concluded once.
+    let mut concluded: HashSet<String> = HashSet::new();
     loop {
         let job = tokio::select! {
             j = rx.recv() => match j { Some(j) => j, None => return },
             _ = deps.cancel.cancelled() => return,
         };
-        run_job(&target, &deps, job).await;
+        let folded = deps
+            .store
+            .action(&job.action_id)
+            .ok()
+            .flatten()
+            .is_some_and(|a| a.concluded_seq != 0);
+        if folded || concluded.contains(&job.action_id) {
+            tracing::info!(action = %job.action_id,
+                "action already concluded; a second conclusion is refused (submit a new action for a new write)");
+            continue;
+        }
+        let id = job.action_id.clone();
+        if run_job(&target, &deps, job).await {
+            if concluded.len() >= CONCLUDED_REMEMBERED_MAX {
+                // The projection holds older conclusions by now.
+                concluded.clear();
+            }
+            concluded.insert(id);
+        }
     }
 }
 
-async fn run_job(target: &Target, deps: &WorkerDeps, job: Job) {
+/// Conclusions a worker remembers itself (beyond them the projection answers).
+const CONCLUDED_REMEMBERED_MAX: usize = 10_000;
+
+/// Runs one job; whether it concluded the action.
+async fn run_job(target: &Target, deps: &WorkerDeps, job: Job) -> bool {
     let mut ex = Executor::new(target, &deps.publisher, &deps.producer, &job.action_id);
     let r = tokio::select! {
         r = ex.run(&job.steps, job.verify_only) => r,
-        _ = deps.cancel.cancelled() => return,
+        _ = deps.cancel.cancelled() => return false,
     };
     match r {
-        Ok(outcome) => tracing::info!(action = %job.action_id, ?outcome, "action concluded"),
-        Err(e) => tracing::warn!(action = %job.action_id, error = %e,
-            "action not concluded; the next start verifies it"),
+        Ok(outcome) => {
+            tracing::info!(action = %job.action_id, ?outcome, "action concluded");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(action = %job.action_id, error = %e,
+                "action not concluded; the next start verifies it");
+            false
+        }
     }
 }
