@@ -11,7 +11,9 @@ use std::{
 use sha2::{Digest as _, Sha256};
 
 use super::{Principal, Role, Via};
+use crate::audit::checkpoints::unhex;
 use crate::config::security::AuthConfig;
+use govledger_stream::seal::hex;
 
 /// The file name of the local admin token in the data folder.
 pub const LOCAL_ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -34,20 +36,9 @@ pub fn token_sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.trim().as_bytes()).into()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
+/// A configured hash as 32 bytes (`None` unless 64 hex characters).
 fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    unhex(s.trim())?.try_into().ok()
 }
 
 /// Constant time in the length of `a` (both are 32 bytes).

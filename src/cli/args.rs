@@ -211,6 +211,17 @@ pub enum RoleArg {
     Admin,
 }
 
+impl From<RoleArg> for crate::auth::Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Reader => Self::Reader,
+            RoleArg::Operator => Self::Operator,
+            RoleArg::Auditor => Self::Auditor,
+            RoleArg::Admin => Self::Admin,
+        }
+    }
+}
+
 /// Whose credential `govledger credentials` hands out.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum CredentialUserArg {

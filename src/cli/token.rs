@@ -4,7 +4,7 @@
 
 use anyhow::Context as _;
 
-use super::args::{RoleArg, TokenArgs, TokenCmd};
+use super::args::{TokenArgs, TokenCmd};
 use crate::auth::identify::{new_token, token_sha256_hex, write_private};
 
 pub fn token(a: TokenArgs) -> anyhow::Result<()> {
@@ -22,17 +22,7 @@ pub fn token(a: TokenArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
             let roles: Vec<String> = roles
                 .iter()
-                .map(|r| {
-                    format!(
-                        "{:?}",
-                        match r {
-                            RoleArg::Reader => "reader",
-                            RoleArg::Operator => "operator",
-                            RoleArg::Auditor => "auditor",
-                            RoleArg::Admin => "admin",
-                        }
-                    )
-                })
+                .map(|r| format!("{:?}", crate::auth::Role::from(*r).name()))
                 .collect();
             eprintln!(
                 "token written to {} (mode 0600); give it to {principal} only",

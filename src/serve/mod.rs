@@ -105,14 +105,17 @@ pub async fn bind(cfg: &Config) -> Result<TcpListener, ServeError> {
         })
 }
 
-/// Creates the data folder and opens the sled projection in it.
-pub(crate) fn open_storage(cfg: &Config) -> Result<Arc<Store>, ServeError> {
+/// Creates the data folder and opens the sled projection in it, folding with
+/// `trust` (the producer keys whose seals count).
+pub(crate) fn open_storage(
+    cfg: &Config,
+    trust: Arc<govledger_stream::seal::Trust>,
+) -> Result<Arc<Store>, ServeError> {
     let dir = cfg.data_dir();
     std::fs::create_dir_all(&dir).map_err(|source| ServeError::DataDir {
         path: dir.display().to_string(),
         source,
     })?;
-    let trust = crate::config::provenance::load(cfg)?.trust;
     Ok(Arc::new(
         Store::open(&dir.join("sled"), cfg.projector.cache_capacity_bytes)?.with_trust(trust),
     ))
@@ -129,7 +132,10 @@ pub async fn serve(
         auth: tls::authenticator(&resolved.config)?,
         tls: tls::server_tls(&resolved.config)?,
     };
-    let store = open_storage(&resolved.config)?;
+    // The producer key, read (or made) once: the fold trusts it, the
+    // publisher seals with it.
+    let provenance = crate::config::provenance::load(&resolved.config)?;
+    let store = open_storage(&resolved.config, provenance.trust.clone())?;
     let nats = nats::nats_for(&resolved.config).await?;
     // The embedded server is kept running (restarted when it dies) until
     // everything that needs it has drained, then stopped last.
@@ -142,6 +148,7 @@ pub async fn serve(
         listener,
         guard,
         store,
+        provenance.key,
         &nats.url,
         shutdown.clone(),
     )
@@ -171,6 +178,7 @@ async fn serve_with(
     listener: TcpListener,
     guard: Guard,
     store: Arc<Store>,
+    seal_key: Arc<govledger_stream::seal::ProducerKey>,
     url: &str,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
@@ -180,7 +188,7 @@ async fn serve_with(
     tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
     let projector = roles::start_projector(resolved, &conn, &store, &shutdown);
     let (handles, workers) =
-        roles::start_workers(resolved, &conn, &store, &projector, &shutdown).await?;
+        roles::start_workers(resolved, &conn, &store, seal_key, &projector, &shutdown).await?;
 
     let addr = cfg
         .grpc

@@ -69,7 +69,7 @@ pub async fn project(
     exit_at_end: bool,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let store = open_storage(&cfg)?;
+    let store = open_storage(&cfg, crate::config::provenance::load(&cfg)?.trust)?;
     let nats = nats_for(&cfg).await?;
     let conn = nats::reach_stream(&cfg, spec, &nats.url).await?;
     nats::check_identity(&store, &conn.info)?;

@@ -83,6 +83,7 @@ pub async fn start_workers(
     resolved: &Resolved,
     conn: &StreamConn,
     store: &Arc<Store>,
+    seal_key: Arc<govledger_stream::seal::ProducerKey>,
     projector: &Projector,
     shutdown: &CancellationToken,
 ) -> Result<(Handles, Workers), ServeError> {
@@ -91,7 +92,6 @@ pub async fn start_workers(
     // (ABANDONED) and those events are flushed before the publisher stops.
     let publisher_stop = CancellationToken::new();
     // Everything this process publishes is sealed with its producer key.
-    let seal_key = crate::config::provenance::load(cfg)?.key;
     tracing::info!(producer_key = %seal_key.public_hex(), key_id = %seal_key.key_id(),
         "producer key (list it in another ledger's provenance.trusted_keys to trust this process)");
     let publisher = Publisher::new(

@@ -13,11 +13,19 @@ use crate::{
     config::Config,
 };
 
-fn read(key: &str, path: &Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|e| ServeError::Tls {
+/// The PEM file of config key `key`, which must hold a `what` block
+/// (`CERTIFICATE`, `PRIVATE KEY`); errors name the key and the file.
+fn read_pem(key: &str, path: &Path, what: &str) -> Result<Vec<u8>, ServeError> {
+    let fail = |message: String| ServeError::Tls {
         key: key.to_owned(),
-        message: format!("cannot read {}: {e}", path.display()),
-    })
+        message,
+    };
+    let pem =
+        std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    if !String::from_utf8_lossy(&pem).contains(&format!("{what}-----")) {
+        return Err(fail(format!("{} holds no PEM {what}", path.display())));
+    }
+    Ok(pem)
 }
 
 /// `[tls]` as tonic wants it, or `None` for plaintext.
@@ -25,42 +33,14 @@ pub fn server_tls(cfg: &Config) -> Result<Option<ServerTlsConfig>, ServeError> {
     let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) else {
         return Ok(None);
     };
-    let cert_pem = read("tls.cert_file", cert)?;
-    let key_pem = read("tls.key_file", key)?;
-    for (k, pem, what) in [
-        ("tls.cert_file", &cert_pem, "CERTIFICATE"),
-        ("tls.key_file", &key_pem, "PRIVATE KEY"),
-    ] {
-        if !String::from_utf8_lossy(pem).contains(&format!("{what}-----")) {
-            return Err(ServeError::Tls {
-                key: k.to_owned(),
-                message: format!("{} holds no PEM {what}", cfg_path(cfg, k)),
-            });
-        }
-    }
+    let cert_pem = read_pem("tls.cert_file", cert, "CERTIFICATE")?;
+    let key_pem = read_pem("tls.key_file", key, "PRIVATE KEY")?;
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
     if let Some(ca) = &cfg.tls.client_ca_file {
-        let ca_pem = read("tls.client_ca_file", ca)?;
-        if !String::from_utf8_lossy(&ca_pem).contains("CERTIFICATE-----") {
-            return Err(ServeError::Tls {
-                key: "tls.client_ca_file".into(),
-                message: format!("{} holds no PEM CERTIFICATE", ca.display()),
-            });
-        }
+        let ca_pem = read_pem("tls.client_ca_file", ca, "CERTIFICATE")?;
         tls = tls.client_ca_root(Certificate::from_pem(ca_pem));
     }
     Ok(Some(tls))
-}
-
-fn cfg_path(cfg: &Config, key: &str) -> String {
-    let p = match key {
-        "tls.cert_file" => &cfg.tls.cert_file,
-        "tls.key_file" => &cfg.tls.key_file,
-        _ => &cfg.tls.client_ca_file,
-    };
-    p.as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
 }
 
 /// Plaintext gRPC is for loopback only, unless the operator says otherwise

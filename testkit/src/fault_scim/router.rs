@@ -99,7 +99,7 @@ pub(super) async fn track(State(s): State<Shared>, req: Request, next: Next) -> 
                 let tok = a.split_once(' ').map_or(a.as_str(), |(_, t)| t.trim());
                 format!(
                     "token rejected: {a}; raw {tok}; encoded {}",
-                    base64_std(tok.as_bytes())
+                    crate::saas::base64(tok.as_bytes())
                 )
             }
             _ => String::new(),
@@ -201,23 +201,4 @@ pub(super) async fn service_provider_config(State(s): State<Shared>) -> Response
         }
     }
     scim_json(StatusCode::OK, &body)
-}
-
-/// Standard base64 (what a careless target echoes of a credential).
-fn base64_std(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            out.push(if i <= c.len() {
-                char::from(A[((n >> (18 - 6 * i)) & 63) as usize])
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }

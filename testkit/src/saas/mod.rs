@@ -365,7 +365,7 @@ fn positive(
 
 /// `base64` (standard alphabet, padded): Slack's cursors and Graph's skip
 /// tokens carry `=`, `+` and `/`, which a client must percent-encode.
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in bytes.chunks(3) {
