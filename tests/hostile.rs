@@ -5,9 +5,7 @@
 
 use govledger_proto::v1::{self as pb, ActionKind};
 use govledger_testkit::{
-    Govledger, NatsServer,
-    fault_scim::{FaultScim, ScimConfig},
-    govledger::{action_request, scim_source_toml},
+    govledger::{action_request, serve_fault_scim},
     run_govledger,
 };
 use tonic::Code;
@@ -31,14 +29,7 @@ fn invalid<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>, needle: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_field_is_refused_with_a_short_actionable_message() {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 3,
-        ..Default::default()
-    })
-    .await;
-    let gl = Govledger::serve_with_config(&nats.url(), &scim_source_toml(&scim.base_url, ""));
-    gl.sync("hr").await;
+    let (_nats, scim, gl) = serve_fault_scim(3, 0, "").await;
     let user = scim.user_ids()[0].clone();
     let mut c = gl.client().await;
     let huge = "x".repeat(1_000_000);
@@ -261,14 +252,7 @@ fn an_excerpt_is_short_and_escaped() {
 /// folded) conclude the action once: the stream holds one `ActionConcluded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_reports_in_a_row_conclude_an_action_once() {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 3,
-        ..Default::default()
-    })
-    .await;
-    let gl = Govledger::serve_with_config(&nats.url(), &scim_source_toml(&scim.base_url, ""));
-    gl.sync("hr").await;
+    let (nats, scim, gl) = serve_fault_scim(3, 0, "").await;
     let user = scim.user_ids()[0].clone();
     let mut ext = action_request(ActionKind::Deactivate, &user, "", "twice", "T-3");
     ext.external = true;

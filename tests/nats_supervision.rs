@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use govledger_proto::v1 as pb;
 use govledger_testkit::{
-    Govledger, NatsServer,
+    Govledger,
     fault_scim::{FaultScim, ScimConfig},
-    govledger::scim_source_toml,
+    govledger::{scim_source_toml, serve_fault_scim},
     runs::assert_verdict,
 };
 use nix::{
@@ -40,14 +40,7 @@ async fn health(gl: &Govledger) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_nats_gets_unavailable_in_bounded_time_and_sigterm_still_stops_serve() {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 5,
-        ..Default::default()
-    })
-    .await;
-    let mut gl = Govledger::serve_with_config(&nats.url(), &scim_source_toml(&scim.base_url, ""));
-    assert_verdict(&gl.sync("hr").await, pb::Verdict::Complete);
+    let (nats, _scim, mut gl) = serve_fault_scim(5, 0, "").await;
     assert_eq!(health(&gl).await, 1, "SERVING");
 
     let mut alerts = gl.watch_alerts().await;

@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use govledger_proto::v1 as pb;
 use govledger_testkit::{
-    Govledger, NatsServer, ensure_stream,
-    fault_scim::{FaultScim, ScimConfig},
-    govledger::scim_source_toml,
-    run_govledger,
+    Govledger, NatsServer, ensure_stream, govledger::serve_fault_scim, run_govledger,
     runs::assert_verdict,
 };
 
@@ -21,15 +18,7 @@ async fn delete_stream(nats: &NatsServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_stream_is_refused_at_start_until_the_projection_is_rebuilt() {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 5,
-        ..Default::default()
-    })
-    .await;
-    let toml = scim_source_toml(&scim.base_url, "");
-    let mut gl = Govledger::serve_with_config(&nats.url(), &toml);
-    assert_verdict(&gl.sync("hr").await, pb::Verdict::Complete);
+    let (nats, _scim, mut gl) = serve_fault_scim(5, 0, "").await;
     gl.stop();
     let data = gl.take_data();
     delete_stream(&nats).await;
@@ -78,14 +67,7 @@ async fn a_recreated_stream_is_refused_at_start_until_the_projection_is_rebuilt(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_replaced_under_a_running_serve_stops_it() {
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 5,
-        ..Default::default()
-    })
-    .await;
-    let mut gl = Govledger::serve_with_config(&nats.url(), &scim_source_toml(&scim.base_url, ""));
-    assert_verdict(&gl.sync("hr").await, pb::Verdict::Complete);
+    let (nats, _scim, mut gl) = serve_fault_scim(5, 0, "").await;
     delete_stream(&nats).await;
     ensure_stream(&nats.client().await).await;
     let st = gl
