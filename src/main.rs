@@ -64,8 +64,20 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
-/// Exit code 2 for a bad config, 1 for any other error (the message is printed).
+/// Exit code 2 for a bad config, 3 for a verdict about the stream (a
+/// sequence missing: the projection cannot go on), 1 for any other error
+/// (the message is printed).
 fn exit_code_of(e: &anyhow::Error) -> ExitCode {
+    let gap = e.downcast_ref::<ServeError>().is_some_and(|s| {
+        matches!(
+            s,
+            ServeError::Projector(govledger_projector::runner::ProjectorError::Gap { .. })
+        )
+    });
+    if gap {
+        eprintln!("govledger: {e:#}");
+        return ExitCode::from(3);
+    }
     let usage = e.downcast_ref::<ServeError>().is_some_and(|s| {
         matches!(
             s,

@@ -77,7 +77,24 @@ pub enum ProjectorError {
     NoStream { stream: String },
     #[error("the flush task of a committed batch failed: {0}")]
     Flush(String),
+    /// A sequence the stream no longer holds (a damaged store lost it): the
+    /// projection cannot go past it without folding a history with a hole.
+    #[error(
+        "GAP: sequence {missing} is missing from stream {stream} (the next stored message is {next}); \
+         the projection stops at sequence {applied} and folds nothing after it. The stream's store lost a message: \
+         `govledger verify` names every damaged sequence; restore the stream from a backup, then rebuild \
+         (delete the data folder's sled and start again)",
+        applied = missing.saturating_sub(1)
+    )]
+    Gap {
+        stream: String,
+        missing: u64,
+        next: u64,
+    },
 }
+
+/// How long the projector waits for NATS to say whether a sequence is stored.
+pub const GAP_CHECK_TIMEOUT_MS: u64 = 4_000;
 
 /// Runs until `shutdown`. Publishes each committed `last_applied_seq` on `progress`.
 pub async fn run(
@@ -175,11 +192,28 @@ pub async fn run(
             }
             if usable < owned.len() {
                 finish(flushing.take(), &client, &cfg, &progress).await?;
+                let (expected, got) = (meta.last_applied_seq + 1, owned[usable].seq);
+                // Decided, not looped on: a sequence the stream does not hold
+                // stops the projector; one it holds (a delivery hiccup) is
+                // asked for again, after a backoff.
+                if stored(&js, &cfg.stream, expected).await == Some(false) {
+                    return Err(ProjectorError::Gap {
+                        stream: cfg.stream.clone(),
+                        missing: expected,
+                        next: got,
+                    });
+                }
+                failures = failures.saturating_add(1);
                 tracing::warn!(
-                    expected = meta.last_applied_seq + 1,
-                    got = owned[usable].seq,
-                    "sequence gap in delivery; reopening the consumer at the next expected sequence"
+                    expected,
+                    got,
+                    failures,
+                    "sequence gap in delivery, but the stream holds the sequence; reopening the consumer at it"
                 );
+                let d = backoff.delay(failures.min(20) - 1, &mut rand::rng());
+                if sleep_or_shutdown(d, &shutdown).await {
+                    return Ok(());
+                }
                 continue 'connect;
             }
         }
@@ -283,6 +317,25 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
     }
+}
+
+/// Whether the stream holds message `seq`: `Some(false)` only when NATS
+/// answers that it has no such message; `None` when NATS does not say.
+async fn stored(js: &jetstream::Context, stream: &str, seq: u64) -> Option<bool> {
+    let ask = async {
+        let stream = js.get_stream(stream).await.ok()?;
+        match stream.get_raw_message(seq).await {
+            Ok(_) => Some(true),
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
+                Some(false)
+            }
+            Err(_) => None,
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(GAP_CHECK_TIMEOUT_MS), ask)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {

@@ -113,6 +113,8 @@ pub struct Queries {
     pub syncs: SyncManager,
     pub asof: AsOfReader,
     pub checkpointer: Arc<Checkpointer>,
+    /// Why the projector stopped, once it has.
+    pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 /// Now, in Unix microseconds.
@@ -277,6 +279,7 @@ impl Queries {
             stream_last_seq,
             stream_messages,
             stream_name: self.stream.clone(),
+            projector_stopped: self.projector_stopped.borrow().clone().unwrap_or_default(),
         })
     }
 

@@ -69,6 +69,8 @@ pub struct ApiParts {
     pub checkpointer: Arc<Checkpointer>,
     /// Scratch space of point-in-time source answers (inside the data folder).
     pub scratch_dir: std::path::PathBuf,
+    /// Why the projector stopped, once it has (GetLedgerStatus says it).
+    pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl LedgerApi {
@@ -89,6 +91,7 @@ impl LedgerApi {
                 syncs: p.syncs,
                 asof,
                 checkpointer: p.checkpointer,
+                projector_stopped: p.projector_stopped,
             },
             actions: p.actions,
             deletions: p.deletions,
@@ -283,9 +286,27 @@ impl Ledger for LedgerApi {
         let sources = req.into_inner().source_ids;
         validate::id_list("source_ids", &sources)?;
         let rx = self.alerts.subscribe();
-        let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
+        // A standing condition is told at once to a watcher that connects
+        // after it began: the projector has stopped and will not fold again.
+        let standing: Vec<Result<Alert, Status>> = self
+            .q
+            .projector_stopped
+            .borrow()
+            .iter()
+            .map(|message| {
+                Ok(Alert {
+                    kind: govledger_proto::v1::alert::Kind::ProjectorStopped as i32,
+                    message: message.clone(),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
+            // Ledger-wide alerts (no source: NATS, the projector) reach every watcher.
             let keep = match &r {
-                Ok(a) => sources.is_empty() || sources.contains(&a.source_id),
+                Ok(a) => {
+                    sources.is_empty() || a.source_id.is_empty() || sources.contains(&a.source_id)
+                }
                 Err(_) => true,
             };
             let item = match r {
@@ -297,7 +318,9 @@ impl Ledger for LedgerApi {
             };
             futures::future::ready(keep.then_some(item))
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(
+            futures::stream::iter(standing).chain(live),
+        )))
     }
 
     type ReplayStream = tokio_stream::wrappers::ReceiverStream<Result<ReplayItem, Status>>;

@@ -594,6 +594,12 @@ pub fn ledger_status(s: &LedgerStatus) -> String {
     if !s.state_digest.is_empty() {
         out.push_str(&format!("state digest: {}\n", s.state_digest));
     }
+    if !s.projector_stopped.is_empty() {
+        out.push_str(&format!(
+            "PROJECTOR STOPPED: answers are as of seq {}: {}\n",
+            m.last_applied_seq, s.projector_stopped
+        ));
+    }
     out
 }
 

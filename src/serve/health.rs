@@ -24,18 +24,31 @@ pub const NATS_PROBE_TIMEOUT_MS: u64 = 2_000;
 /// Ends early only when the stream became another one (deleted and created
 /// again): then it reports that, cancels `shutdown` and returns the mismatch,
 /// so `serve` stops instead of folding a second history onto the first.
+/// A projector that stopped on its own (`projector_stopped` holds why) makes
+/// health NOT_SERVING for good: NATS answering again does not change that.
 pub async fn watch_nats(
     js: async_nats::jetstream::Context,
     folded: StreamIdentity,
     health: HealthReporter,
     alerts: tokio::sync::broadcast::Sender<Alert>,
+    mut projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
     shutdown: CancellationToken,
 ) -> Option<StreamMismatch> {
     let mut up = true;
+    // Whether the projector's channel can still change (its task may end).
+    let mut projector_live = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(Duration::from_millis(NATS_PROBE_INTERVAL_MS)) => {}
+            changed = projector_stopped.changed(), if projector_live => {
+                projector_live = changed.is_ok();
+            }
+        }
+        let stopped = projector_stopped.borrow().is_some();
+        if stopped {
+            // Idempotent: the reporter tells watchers only of changes.
+            set(&health, ServingStatus::NotServing).await;
         }
         let answer = tokio::time::timeout(
             Duration::from_millis(NATS_PROBE_TIMEOUT_MS),
@@ -83,8 +96,10 @@ pub async fn watch_nats(
             }
             (false, None) => {
                 up = true;
-                tracing::info!("NATS answers again: health is SERVING");
-                set(&health, ServingStatus::Serving).await;
+                tracing::info!("NATS answers again");
+                if !stopped {
+                    set(&health, ServingStatus::Serving).await;
+                }
                 let _ = alerts.send(Alert {
                     kind: alert::Kind::NatsRecovered as i32,
                     message: "NATS answers again".into(),

@@ -210,6 +210,7 @@ async fn serve_with(
         alerts: projector.alerts.clone(),
         checkpointer: handles.checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),
+        projector_stopped: projector.stopped.clone(),
     });
     let (router, health) = grpc::router(api, guard.auth, guard.tls, &addr).await?;
     let watch = tokio::spawn(health::watch_nats(
@@ -217,6 +218,7 @@ async fn serve_with(
         nats::identity_of(&conn.info),
         health,
         projector.alerts.clone(),
+        projector.stopped.clone(),
         shutdown.clone(),
     ));
     // "gRPC listening on ADDR" ends the line: tests and scripts read the address from it.

@@ -9,7 +9,7 @@ use govledger_projector::{
     Store,
     runner::{self, ProjectorError},
 };
-use govledger_proto::v1::Alert;
+use govledger_proto::v1::{Alert, alert};
 use tokio::{
     sync::{broadcast, watch},
     task::JoinHandle,
@@ -33,6 +33,9 @@ pub struct Projector {
     pub applied: watch::Receiver<u64>,
     /// The decisions it makes, for WatchAlerts.
     pub alerts: broadcast::Sender<Alert>,
+    /// `None` while it runs; why it stopped when it stopped on its own (a
+    /// sequence missing from the stream), for health and GetLedgerStatus.
+    pub stopped: watch::Receiver<Option<String>>,
 }
 
 /// Spawns the projector (stream -> sled) with its alerts channel.
@@ -46,17 +49,39 @@ pub fn start_projector(
     let (alerts, _) = broadcast::channel(ALERTS_BUFFER);
     let mut runner_cfg = resolved.config.runner_config();
     runner_cfg.alerts = Some(alerts.clone());
-    let task = tokio::spawn(runner::run(
+    let (stopped_tx, stopped) = watch::channel(None);
+    let run = runner::run(
         conn.client.clone(),
         store.clone(),
         runner_cfg,
         progress_tx,
         shutdown.clone(),
-    ));
+    );
+    let told = alerts.clone();
+    let task = tokio::spawn(async move {
+        let r = run.await;
+        if let Err(e) = &r {
+            // It will not fold again in this process: say so once, loudly.
+            let message = format!("the projector stopped: {e}");
+            tracing::error!("{message}");
+            let _ = told.send(Alert {
+                kind: alert::Kind::ProjectorStopped as i32,
+                message: message.clone(),
+                seq: match e {
+                    ProjectorError::Gap { missing, .. } => *missing,
+                    _ => 0,
+                },
+                ..Default::default()
+            });
+            stopped_tx.send_replace(Some(message));
+        }
+        r
+    });
     Projector {
         task,
         applied,
         alerts,
+        stopped,
     }
 }
 

@@ -133,6 +133,51 @@ impl NatsServer {
         self.server = Some(server);
     }
 
+    /// Damages the store so that stream `stream` loses message `seq`, as a
+    /// bad disk block does: the server is stopped, one byte of the message's
+    /// payload is flipped in its block file (its checksum no longer holds),
+    /// and the server is started again. NATS then delivers the messages
+    /// around it and answers "no message found" for it, while its stream
+    /// state still counts it.
+    pub async fn lose_message(&mut self, stream: &str, seq: u64) {
+        let client = self.client().await;
+        let js = async_nats::jetstream::new(client.clone());
+        let payload = js
+            .get_stream(stream)
+            .await
+            .unwrap()
+            .get_raw_message(seq)
+            .await
+            .unwrap_or_else(|e| panic!("message {seq} of {stream}: {e}"))
+            .payload;
+        drop(client);
+        self.stop().await;
+        let dir = self
+            .store
+            .path()
+            .join("store/jetstream/$G/streams")
+            .join(stream)
+            .join("msgs");
+        let mut flipped = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "blk") {
+                continue;
+            }
+            let mut bytes = std::fs::read(&path).unwrap();
+            if let Some(at) = bytes
+                .windows(payload.len())
+                .position(|w| w == payload.as_ref())
+            {
+                bytes[at + payload.len() / 2] ^= 0x5a;
+                std::fs::write(&path, bytes).unwrap();
+                flipped += 1;
+            }
+        }
+        assert_eq!(flipped, 1, "message {seq}'s payload in {}", dir.display());
+        self.restart().await;
+    }
+
     /// A client connected to this server.
     pub async fn try_client(&self) -> Result<async_nats::Client, Error> {
         let url = self.url();
