@@ -9,7 +9,8 @@
 //!
 //! Outcomes per step, each saying only what the evidence shows:
 //! - CONFIRMED: a read-back shows the intent (a 404 on a deactivate/delete
-//!   means "already absent");
+//!   means "already absent" only when a filtered list of the target agrees,
+//!   or the action accepts a 404 as proof: `readback::absence`);
 //! - UNCONFIRMED (W1): the write answered 2xx but the read-backs within the
 //!   source's `verify_window_ms` show no change;
 //! - FAILED: attempts exhausted and the last answered read-back shows it not
@@ -18,7 +19,8 @@
 //!   whether the intent is in effect (memberships shown by no means, see
 //!   `membership`); the detail names what was tried;
 //! - UNVERIFIED: the target could not be read back at all within the window
-//!   (down, timeouts), whether the write was accepted or failed ambiguously.
+//!   (down, timeouts), or answered a 404 no listing agrees with, whether the
+//!   write was accepted or failed ambiguously.
 //!
 //! The action concludes with the worst step outcome, in the order an auditor
 //! must look at them: FAILED (refused, and shown not in effect) > UNCONFIRMED
@@ -107,6 +109,9 @@ pub struct Step {
     pub group_id: String,
     pub attribute: String,
     pub value: String,
+    /// The action accepts a 404 of the single GET as proof of absence
+    /// (`ActionRequested.absent_is_proof`); otherwise a filtered list must agree.
+    pub absent_is_proof: bool,
 }
 
 impl Step {

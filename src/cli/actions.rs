@@ -44,6 +44,7 @@ pub async fn act(a: ActArgs) -> anyhow::Result<()> {
                 idempotency_key: a
                     .idempotency_key
                     .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                absent_is_proof: a.absent_is_proof,
                 ..Default::default()
             }),
         })

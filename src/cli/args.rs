@@ -385,6 +385,11 @@ pub struct ActArgs {
     /// Deadline, seconds from now (0 = none).
     #[arg(long, default_value_t = 0)]
     pub deadline_s: u64,
+    /// Accept the target's 404 as proof that a deactivate / delete is in
+    /// effect. Without it a 404 counts only when a filtered list of the
+    /// target agrees (a misrouted proxy or another tenant answers 404 too).
+    #[arg(long)]
+    pub absent_is_proof: bool,
     #[command(flatten)]
     pub client: ClientFlags,
 }

@@ -50,6 +50,7 @@ pub fn steps_of(r: &ActionRequested) -> Vec<Step> {
         group_id: group.to_owned(),
         attribute: attribute.to_owned(),
         value: value.to_owned(),
+        absent_is_proof: r.absent_is_proof,
     };
     if r.plan.is_empty() {
         vec![one(r.kind, &r.group_external_id, &r.attribute, &r.value)]

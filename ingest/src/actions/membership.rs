@@ -20,7 +20,7 @@
 use govledger_proto::v1::ErrorClass;
 
 use super::{
-    Executor, ReadBack, Shown, Step, in_effect,
+    Executor, ReadBack, Shown, Step,
     readback::{filter_shows, member_filter, members_show, user_groups_show},
 };
 use crate::{http::percent_encode, retry::Failure};
@@ -30,7 +30,7 @@ const CONTROL_MEMBER: &str = "govledger-control-no-such-member";
 
 /// Whether a failed query means "this target cannot answer this way" (as
 /// opposed to a transient failure or an authentication problem).
-fn cannot_answer(f: &Failure) -> bool {
+pub(super) fn cannot_answer(f: &Failure) -> bool {
     f.http_status == 501
         || (f.class == ErrorClass::Auth && f.http_status == 403)
         || (matches!(f.class, ErrorClass::ClientError | ErrorClass::NotFound)
@@ -76,16 +76,7 @@ impl Executor<'_> {
             observed,
         };
         let Some(group) = body else {
-            let (shown, observed) = in_effect(step, None);
-            return Ok((
-                ReadBack {
-                    shown,
-                    absent: true,
-                    http_status: 404,
-                    observed,
-                },
-                None,
-            ));
+            return Ok((self.not_found(step, &step.group_id.clone()).await?, None));
         };
         let cap = self.target.member_list_cap;
         if let Some(s) = members_show(step, &group, cap) {

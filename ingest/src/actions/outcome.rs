@@ -7,6 +7,11 @@ use govledger_proto::v1::ActionOutcome;
 
 use super::{Shown, Step, Window};
 
+/// What to do about an uncorroborated 404, for reason texts.
+const UNCORROBORATED_WAY_OUT: &str = "a later sync that shows it confirms it; check the source's base_url \
+     (a misrouted path answers 404 to everything), or submit the action again with absent_is_proof \
+     if the target's 404 is proof enough";
+
 /// The outcome of a step whose write the target accepted (`status`, 0 =
 /// not ours: an external write or a restart): CONFIRMED only on a read-back
 /// showing the intent; UNCONFIRMED when the read-backs show no change;
@@ -28,6 +33,13 @@ pub fn after_success(step: &Step, status: u16, w: &Window) -> (ActionOutcome, St
             ActionOutcome::Unverifiable,
             format!(
                 "{label}: {answered}no read-back can show whether it is in effect: {}; check it on the target by other means",
+                rb.observed
+            ),
+        ),
+        Some(rb) if rb.shown == Shown::Uncorroborated => (
+            ActionOutcome::Unverified,
+            format!(
+                "{label}: {answered}nothing shows whether it is in effect: {}; {UNCORROBORATED_WAY_OUT}",
                 rb.observed
             ),
         ),
@@ -70,6 +82,13 @@ pub fn after_failure(
             ActionOutcome::Confirmed,
             format!(
                 "{label}: confirmed by read-back after {message} ({})",
+                rb.observed
+            ),
+        ),
+        Some(rb) if rb.shown == Shown::Uncorroborated => (
+            ActionOutcome::Unverified,
+            format!(
+                "{label}: {message} after {tries}; nothing shows whether it is in effect: {}; {UNCORROBORATED_WAY_OUT}",
                 rb.observed
             ),
         ),
@@ -167,6 +186,22 @@ mod tests {
             ..window(Some((Shown::NotInEffect, "active=true")))
         });
         assert_eq!(o, ActionOutcome::Failed, "{d}");
+    }
+
+    #[test]
+    fn an_uncorroborated_404_is_unverified_with_its_reason() {
+        let s = step(ActionKind::Delete);
+        let w = window(Some((Shown::Uncorroborated, "no listing agrees")));
+        let (o, d) = after_success(&s, 204, &w);
+        assert_eq!(o, ActionOutcome::Unverified, "{d}");
+        assert!(
+            d.contains("nothing shows whether it is in effect: no listing agrees")
+                && d.contains("absent_is_proof"),
+            "{d}"
+        );
+        let (o, d) = after_failure(&s, "HTTP 404", 1, &w);
+        assert_eq!(o, ActionOutcome::Unverified, "{d}");
+        assert!(d.contains("HTTP 404 after 1 attempt; nothing shows"), "{d}");
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum Shown {
     NotInEffect,
     /// The answer cannot prove it either way (e.g. `members` left out).
     Unknown,
+    /// The single GET answered 404, which would show the intent, but no
+    /// listing of the target agrees (see [`absence`]): nothing is known.
+    Uncorroborated,
 }
 
 impl Shown {
@@ -30,8 +33,125 @@ impl Shown {
     }
 }
 
+/// Whether a 404 of the step's single GET would show its intent in effect
+/// (a deactivate / delete of a user, a removal from a group): such a 404
+/// needs a listing to agree before it counts (see [`absence`]).
+pub fn absence_confirms(step: &Step) -> bool {
+    matches!(
+        step.kind,
+        ActionKind::Deactivate | ActionKind::Delete | ActionKind::RemoveMembership
+    )
+}
+
+/// What a list answer to the plain id filter (`id eq "X"`, [`id_filter`])
+/// shows about resource X.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Listing {
+    /// Nothing matched: the target's own listing says X does not exist.
+    Empty,
+    /// X, as the listing shows it.
+    Shows(Value),
+    /// The answer cannot tell, and why (no list answer, the filter refused
+    /// or not applied).
+    CannotTell(String),
+}
+
+/// The filter that matches resource `id` only (RFC 7644 §3.4.2.2), the
+/// value escaped as JSON strings are.
+pub fn id_filter(id: &str) -> String {
+    format!("id eq {}", quote(id))
+}
+
+fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
+}
+
+/// What a `ListResponse` answering a filter that can match at most resource
+/// `id` shows (pure): nothing matched, `id` itself, or it cannot tell (no
+/// `totalResults`, more than one resource, or another resource: the target
+/// did not apply the filter). `what` names the resource kind for the reason.
+pub fn id_listing(id: &str, list: &Value, what: &str) -> Listing {
+    let Some(total) = list.get("totalResults").and_then(Value::as_u64) else {
+        return Listing::CannotTell("its answer has no totalResults".into());
+    };
+    let resources = list
+        .get("Resources")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    match total {
+        0 if resources.is_empty() => Listing::Empty,
+        0 => Listing::CannotTell(format!(
+            "its answer says totalResults 0 but lists {} resource(s)",
+            resources.len()
+        )),
+        1 => match resources {
+            [r] if r.get("id").and_then(Value::as_str) == Some(id) => Listing::Shows(r.clone()),
+            [] => {
+                Listing::CannotTell("its answer says totalResults 1 but lists no resource".into())
+            }
+            _ => Listing::CannotTell(format!(
+                "its answer lists another {what}: the filter was not applied"
+            )),
+        },
+        n => Listing::CannotTell(format!(
+            "{n} {what}s matched one id: the filter was not applied"
+        )),
+    }
+}
+
+/// What a 404 of the step's single GET shows once a filtered list of the
+/// target (`listing`) has been asked (pure), and whether the target is
+/// absent: in effect only when the listing agrees nothing matches; what the
+/// listing shows when it shows the resource (the GET's 404 was wrong);
+/// [`Shown::Uncorroborated`] when it cannot tell. `cap` as in
+/// [`members_show`].
+pub fn absence(step: &Step, listing: &Listing, cap: Option<u32>) -> (Shown, String, bool) {
+    let (what, id) = match step.kind {
+        ActionKind::RemoveMembership | ActionKind::AddMembership => ("group", &step.group_id),
+        _ => ("user", &step.user_id),
+    };
+    match listing {
+        Listing::Empty => {
+            let (shown, observed) = in_effect(step, None);
+            (
+                shown,
+                format!(
+                    "{observed}; a filtered list (id eq {}) agrees: no such {what}",
+                    quote(id)
+                ),
+                true,
+            )
+        }
+        Listing::Shows(body) => {
+            let (shown, observed) = match step.kind {
+                ActionKind::RemoveMembership | ActionKind::AddMembership => {
+                    members_show(step, body, cap).unwrap_or_else(|| {
+                        (Shown::Unknown, "the group's members are not shown".into())
+                    })
+                }
+                _ => in_effect(step, Some(body)),
+            };
+            (
+                shown,
+                format!("the {what}'s GET answered 404 but a filtered list shows it: {observed}"),
+                false,
+            )
+        }
+        Listing::CannotTell(why) => (
+            Shown::Uncorroborated,
+            format!(
+                "the {what}'s GET answered 404, but no listing agrees (a filtered list, id eq {}: {why}); \
+                 a 404 alone is not proof: a misrouted proxy or another tenant answers 404 too",
+                quote(id)
+            ),
+            true,
+        ),
+    }
+}
+
 /// Decides from a read-back body (`None` = 404) whether `step` is in effect,
-/// with what the body showed (secret-free).
+/// with what the body showed (secret-free). A 404 that shows the intent
+/// counts only when a listing agrees or the action accepts it ([`absence`]).
 pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
     let Some(b) = body else {
         return match step.kind {
@@ -128,7 +248,6 @@ pub fn user_groups_show(step: &Step, user: &Value) -> Option<(Shown, String)> {
 /// A filter that matches group `group_id` only if `member` is one of its
 /// members (RFC 7644 §3.4.2.2), string values escaped as JSON strings are.
 pub fn member_filter(group_id: &str, member: &str) -> String {
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""));
     format!(
         "id eq {} and members.value eq {}",
         quote(group_id),
@@ -142,27 +261,10 @@ pub fn member_filter(group_id: &str, member: &str) -> String {
 /// than one group, or a group other than the one asked for: the target did
 /// not apply the filter).
 pub fn filter_shows(group_id: &str, list: &Value) -> Result<bool, String> {
-    let Some(total) = list.get("totalResults").and_then(Value::as_u64) else {
-        return Err("its answer has no totalResults".into());
-    };
-    let resources = list
-        .get("Resources")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice);
-    match total {
-        0 if resources.is_empty() => Ok(false),
-        0 => Err(format!(
-            "its answer says totalResults 0 but lists {} resource(s)",
-            resources.len()
-        )),
-        1 => match resources {
-            [g] if g.get("id").and_then(Value::as_str) == Some(group_id) => Ok(true),
-            [] => Err("its answer says totalResults 1 but lists no resource".into()),
-            _ => Err("its answer lists another group: the filter was not applied".into()),
-        },
-        n => Err(format!(
-            "{n} groups matched one id: the filter was not applied"
-        )),
+    match id_listing(group_id, list, "group") {
+        Listing::Empty => Ok(false),
+        Listing::Shows(_) => Ok(true),
+        Listing::CannotTell(why) => Err(why),
     }
 }
 
@@ -181,7 +283,86 @@ pub(crate) mod tests {
             group_id: "g1".into(),
             attribute: "title".into(),
             value: "Engineer".into(),
+            absent_is_proof: false,
         }
+    }
+
+    #[test]
+    fn a_404_counts_only_when_the_listing_agrees() {
+        let cannot = Listing::CannotTell("it was refused (HTTP 400)".into());
+        for kind in [
+            ActionKind::Deactivate,
+            ActionKind::Delete,
+            ActionKind::RemoveMembership,
+        ] {
+            let s = step(kind);
+            assert!(absence_confirms(&s));
+            let (shown, observed, absent) = absence(&s, &Listing::Empty, None);
+            assert_eq!((shown, absent), (Shown::InEffect, true), "{kind:?}");
+            assert!(observed.contains("agrees: no such"), "{observed}");
+            let (shown, observed, absent) = absence(&s, &cannot, None);
+            assert_eq!((shown, absent), (Shown::Uncorroborated, true), "{kind:?}");
+            assert!(
+                observed.contains("no listing agrees") && observed.contains("HTTP 400"),
+                "{observed}"
+            );
+        }
+        // A 404 that would show the intent NOT in effect needs nothing.
+        for kind in [ActionKind::AddMembership, ActionKind::SetAttribute] {
+            assert!(!absence_confirms(&step(kind)), "{kind:?}");
+        }
+        // The listing shows the resource: read it from there.
+        let d = step(ActionKind::Deactivate);
+        let listed = |active: bool| Listing::Shows(json!({"id": "u1", "active": active}));
+        assert_eq!(absence(&d, &listed(true), None).0, Shown::NotInEffect);
+        let (shown, observed, absent) = absence(&d, &listed(false), None);
+        assert_eq!((shown, absent), (Shown::InEffect, false));
+        assert!(
+            observed.contains("a filtered list shows it: active=false"),
+            "{observed}"
+        );
+        assert_eq!(
+            absence(&step(ActionKind::Delete), &listed(false), None).0,
+            Shown::NotInEffect
+        );
+        let r = step(ActionKind::RemoveMembership);
+        let group = |members: Value| Listing::Shows(json!({"id": "g1", "members": members}));
+        assert_eq!(
+            absence(&r, &group(json!([{"value": "u1"}])), None).0,
+            Shown::NotInEffect
+        );
+        assert_eq!(absence(&r, &group(json!([])), None).0, Shown::InEffect);
+        assert_eq!(
+            absence(&r, &Listing::Shows(json!({"id": "g1"})), None).0,
+            Shown::Unknown
+        );
+    }
+
+    #[test]
+    fn an_id_listing_tells_only_when_the_filter_was_applied() {
+        let list = |total: u64, ids: &[&str]| {
+            json!({"totalResults": total,
+                   "Resources": ids.iter().map(|i| json!({"id": i})).collect::<Vec<_>>()})
+        };
+        assert_eq!(id_listing("u1", &list(0, &[]), "user"), Listing::Empty);
+        assert_eq!(
+            id_listing("u1", &list(1, &["u1"]), "user"),
+            Listing::Shows(json!({"id": "u1"}))
+        );
+        for bad in [
+            json!({"Resources": []}),
+            list(1, &["u2"]),
+            list(2, &["u1", "u2"]),
+            list(0, &["u1"]),
+            list(1, &[]),
+            json!("not a list"),
+        ] {
+            assert!(
+                matches!(id_listing("u1", &bad, "user"), Listing::CannotTell(_)),
+                "{bad}"
+            );
+        }
+        assert_eq!(id_filter("u\"1"), r#"id eq "u\"1""#);
     }
 
     #[test]

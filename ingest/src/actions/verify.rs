@@ -11,8 +11,14 @@ use govledger_stream::backoff::Backoff;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{ExecError, Executor, ReadBack, Shown, Step, in_effect};
-use crate::retry::{self, Decision, Failure};
+use super::{
+    ExecError, Executor, ReadBack, Shown, Step, in_effect,
+    readback::{Listing, absence, absence_confirms, id_filter, id_listing},
+};
+use crate::{
+    http::percent_encode,
+    retry::{self, Decision, Failure},
+};
 
 /// Backoff between the read-backs of one verification window.
 pub const VERIFY_BACKOFF_MIN_MS: u64 = 100;
@@ -60,16 +66,76 @@ impl Executor<'_> {
         }
         let url = self.url(step);
         let (body, etag, status) = self.get(&url).await?;
+        if body.is_none() {
+            return Ok((self.not_found(step, &step.user_id.clone()).await?, None));
+        }
         let (shown, observed) = in_effect(step, body.as_ref());
         Ok((
             ReadBack {
                 shown,
-                absent: body.is_none(),
+                absent: false,
                 http_status: status,
                 observed,
             },
             etag,
         ))
+    }
+
+    /// The read-back of a step whose single GET (of user or group `id`)
+    /// answered 404. A 404 that would show the intent counts only when a
+    /// filtered list of the target agrees, or the action accepts a 404 as
+    /// proof (`absent_is_proof`); see [`super::readback::absence`].
+    pub(super) async fn not_found(&mut self, step: &Step, id: &str) -> Result<ReadBack, Failure> {
+        let read_back = |(shown, observed, absent): (Shown, String, bool)| ReadBack {
+            shown,
+            absent,
+            http_status: 404,
+            observed,
+        };
+        if !absence_confirms(step) {
+            let (shown, observed) = in_effect(step, None);
+            return Ok(read_back((shown, observed, true)));
+        }
+        if step.absent_is_proof {
+            let (shown, observed) = in_effect(step, None);
+            return Ok(read_back((
+                shown,
+                format!("{observed}; the action accepts a 404 as proof"),
+                true,
+            )));
+        }
+        let listing = self.listed(step, id).await?;
+        Ok(read_back(absence(
+            step,
+            &listing,
+            self.target.member_list_cap,
+        )))
+    }
+
+    /// `GET /Users?filter=id eq "U"` (or `/Groups`, for a membership step):
+    /// what the target's own listing shows about `id`. `Err` only on a
+    /// transient failure (retried like any read-back).
+    async fn listed(&mut self, step: &Step, id: &str) -> Result<Listing, Failure> {
+        let (resource, what) = match step.kind {
+            ActionKind::RemoveMembership | ActionKind::AddMembership => ("Groups", "group"),
+            _ => ("Users", "user"),
+        };
+        let url = format!(
+            "{}/{resource}?filter={}",
+            self.target.base_url.trim_end_matches('/'),
+            percent_encode(&id_filter(id))
+        );
+        Ok(match self.get(&url).await {
+            Ok((Some(list), _, _)) => id_listing(id, &list, what),
+            Ok((None, _, _)) => Listing::CannotTell("it answered 404 too".into()),
+            Err(f) if super::membership::cannot_answer(&f) => {
+                Listing::CannotTell(format!("it was refused ({})", f.message))
+            }
+            Err(f) if f.class == ErrorClass::Parse => {
+                Listing::CannotTell("its answer is not JSON".into())
+            }
+            Err(f) => return Err(f),
+        })
     }
 
     pub(super) async fn get(
@@ -124,7 +190,7 @@ impl Executor<'_> {
                             target_absent: rb.absent,
                             http_status: u32::from(rb.http_status),
                             observed: rb.observed.clone(),
-                            unknown: rb.shown == Shown::Unknown,
+                            unknown: matches!(rb.shown, Shown::Unknown | Shown::Uncorroborated),
                         }),
                     )
                     .await?;

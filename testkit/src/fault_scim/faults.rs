@@ -232,6 +232,13 @@ pub struct Faults {
     /// the membership filter `id eq "G" and members.value eq "U"` (see
     /// [`MemberFilter`]; every other filter stays a 400 `invalidFilter`).
     pub member_filter: MemberFilter,
+    /// How `GET /v2/Users?filter=id eq "U"` and `GET /v2/Groups?filter=id eq
+    /// "G"` (RFC 7644 §3.4.2.2) are answered (see [`IdFilter`]).
+    pub id_filter: IdFilter,
+    /// A misrouted read path (a proxy rule, another tenant's route):
+    /// single-resource GETs (`/v2/Users/{id}`, `/v2/Groups/{id}`) answer 404
+    /// whatever exists. Lists and writes are unaffected.
+    pub single_gets_not_found: bool,
     /// W9: users carry the read-only `groups` attribute (RFC 7643 §4.1.2,
     /// `[{"value":GID,"display":NAME,"$ref":URL,"type":"direct"}]`) in every
     /// answer (single GETs and lists). Off by default, as on `scim2-server`.
@@ -318,6 +325,20 @@ pub enum MemberFilter {
     IgnoresMembers,
     /// The filter is ignored altogether: the plain listing of every group.
     Ignored,
+}
+
+/// How the plain id filter `id eq "X"` on `/v2/Users` and `/v2/Groups` is
+/// answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdFilter {
+    /// Applied, as SCIM servers do: a `ListResponse` with the resource
+    /// (`totalResults` 1) or none (`totalResults` 0).
+    #[default]
+    Supported,
+    /// 400 `invalidFilter`, like every other filter.
+    Refused,
+    /// 404, as a path that does not lead to a SCIM server answers.
+    NotFound,
 }
 
 /// REST API behaviours of real APIs (each legal, each one a client must read).

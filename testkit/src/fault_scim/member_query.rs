@@ -42,6 +42,61 @@ pub(super) fn parse_member_filter(f: &str) -> Option<(String, String)> {
     }
 }
 
+/// The id of a plain `id eq "X"` filter; `None` for any other filter.
+pub(super) fn parse_id_filter(f: &str) -> Option<String> {
+    let (attr, value, rest) = clause(f)?;
+    (attr.eq_ignore_ascii_case("id") && rest.trim().is_empty()).then_some(value)
+}
+
+/// The answer to a `/v2/Users` or `/v2/Groups` request that carries the
+/// plain id filter, as [`Faults::id_filter`] says, or `Err(query)` for the
+/// listing to answer (no filter, another filter, [`IdFilter::Refused`]).
+pub(super) fn id_filter_answer(
+    s: &Shared,
+    kind: ResourceType,
+    q: HashMap<String, String>,
+) -> Result<Response, HashMap<String, String>> {
+    let Some(id) = q
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("filter"))
+        .and_then(|(_, v)| parse_id_filter(v))
+    else {
+        return Err(q);
+    };
+    let g = lock(s);
+    match g.faults.id_filter {
+        IdFilter::Refused => return Err(q),
+        IdFilter::NotFound => {
+            return Ok(scim_error(StatusCode::NOT_FOUND, None, "no such resource"));
+        }
+        IdFilter::Supported => {}
+    }
+    let matched: Vec<Value> = match kind {
+        ResourceType::Users => g
+            .users
+            .get(&id)
+            .map(|u| g.user_json(u))
+            .into_iter()
+            .collect(),
+        ResourceType::Groups => g
+            .groups
+            .get(&id)
+            .map(|x| g.group_json(x))
+            .into_iter()
+            .collect(),
+    };
+    Ok(scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": [LIST_RESPONSE_SCHEMA],
+            "totalResults": matched.len(),
+            "startIndex": 1,
+            "itemsPerPage": matched.len(),
+            "Resources": matched,
+        }),
+    ))
+}
+
 /// The answer to a `/v2/Groups` request that carries a membership filter,
 /// or `Err(query)` for the listing to answer (no filter, another filter,
 /// [`MemberFilter::Refused`]; [`MemberFilter::Ignored`] drops the filter).

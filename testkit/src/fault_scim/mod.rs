@@ -83,6 +83,9 @@
 //! - `GET /v2/Groups?filter=id eq "G" and members.value eq "U"`: the
 //!   membership filter, answered as [`Faults::member_filter`] says (a 400
 //!   `invalidFilter` by default, like every other filter).
+//! - `GET /v2/Users?filter=id eq "U"`, `GET /v2/Groups?filter=id eq "G"`: the
+//!   plain id filter, applied by default (see [`Faults::id_filter`]); what an
+//!   executor asks to corroborate a 404 of a single GET.
 //! - `GET /v2/Users/{id}`, `GET /v2/Groups/{id}` (`?attributes=members` asks for
 //!   `members` by name, see [`MembersShown`]; users carry `groups` only with
 //!   [`Faults::user_groups`]): 200 with the resource and

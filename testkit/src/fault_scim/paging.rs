@@ -124,14 +124,21 @@ pub(super) async fn list_users(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    list(s, ResourceType::Users, q).await
+    match id_filter_answer(&s, ResourceType::Users, q) {
+        Ok(answer) => answer,
+        Err(q) => list(s, ResourceType::Users, q).await,
+    }
 }
 
 pub(super) async fn list_groups(
     State(s): State<Shared>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match member_filter_answer(&s, q) {
+    let q = match member_filter_answer(&s, q) {
+        Ok(answer) => return answer,
+        Err(q) => q,
+    };
+    match id_filter_answer(&s, ResourceType::Groups, q) {
         Ok(answer) => answer,
         Err(q) => list(s, ResourceType::Groups, q).await,
     }

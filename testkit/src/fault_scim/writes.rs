@@ -13,6 +13,9 @@ pub(super) fn with_etag(mut r: Response, version: u64) -> Response {
 
 pub(super) async fn get_user(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     let g = lock(&s);
+    if g.faults.single_gets_not_found {
+        return scim_error(StatusCode::NOT_FOUND, None, &format!("User {id} not found"));
+    }
     if let Some(r) = g.lagged_view(Target::User, &id) {
         return r;
     }
@@ -28,6 +31,13 @@ pub(super) async fn get_group(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let g = lock(&s);
+    if g.faults.single_gets_not_found {
+        return scim_error(
+            StatusCode::NOT_FOUND,
+            None,
+            &format!("Group {id} not found"),
+        );
+    }
     let asked = q.get("attributes").is_some_and(|a| {
         a.split(',')
             .any(|x| x.trim().eq_ignore_ascii_case("members"))
