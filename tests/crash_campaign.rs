@@ -423,7 +423,7 @@ impl Campaign {
     /// before its kill is no kill.
     async fn kill_replica(&mut self, fp: Option<&str>) -> bool {
         // Work for it: a whole sync it has not folded yet.
-        let _ = tokio::time::timeout(Duration::from_millis(RPC_MS * 4), self.sync_to_end()).await;
+        self.sync_to_end().await;
         let mut cmd = self.project_cmd(&self.replica);
         if let Some(fp) = fp {
             let st = cmd.env("GOVLEDGER_FAILPOINT", fp).status().unwrap();
@@ -438,9 +438,29 @@ impl Campaign {
         live
     }
 
-    async fn sync_to_end(&mut self) {
-        let r = self.gl().sync("hr").await;
-        self.triggered.push(r.run.unwrap_or_default().run_id);
+    /// A whole sync: triggered once the source's running one (a round
+    /// before may have left one going) is decided, then waited for.
+    async fn sync_to_end(&mut self) -> pb::GetRunResponse {
+        let deadline = Instant::now() + Duration::from_millis(RPC_MS * 4);
+        let run_id = loop {
+            let mut c = self.gl().client().await;
+            let req = TriggerSyncRequest {
+                source_id: "hr".into(),
+                mode: SyncMode::Full as i32,
+            };
+            match c.trigger_sync(req).await {
+                Ok(r) => break r.into_inner().run_id,
+                Err(e) => assert!(
+                    e.code() == tonic::Code::FailedPrecondition && Instant::now() < deadline,
+                    "TriggerSync: {e}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.triggered.push(run_id.clone());
+        self.gl()
+            .wait_decided(&run_id, Duration::from_millis(RPC_MS * 4))
+            .await
     }
 
     /// Waits until no submitted action is PENDING.
@@ -595,4 +615,39 @@ async fn check_actions(c: &Campaign, audit: &mut Audit) {
                 .push(format!("{} {o:?}", a.id));
         }
     }
+}
+
+/// Found by the campaign (a NATS kill while SubmitAction was publishing): the
+/// publisher's resend of an `ActionRequested` whose first ack was lost is
+/// acknowledged as a duplicate of its own first copy, and SubmitAction took
+/// that for a second submission of an action already queued: it answered OK
+/// and queued nothing, so the action stayed PENDING until the next restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_whose_request_was_resent_after_a_lost_ack_is_still_executed() {
+    use nix::{
+        sys::signal::{Signal, kill},
+        unistd::Pid,
+    };
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start(5).await;
+    let toml = format!(
+        "[publisher]\nack_timeout_ms = 200\n{}",
+        govledger_testkit::govledger::scim_source_toml(&scim.base_url, "")
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &toml);
+    assert_eq!(gl.sync("hr").await.verdict, Verdict::Complete as i32);
+    let user = scim.user_ids()[0].clone();
+    // NATS paused past several ack timeouts: the request is sent, then resent;
+    // resumed, it stores the first copy and answers the resends as duplicates.
+    let pid = Pid::from_raw(nats.pid().unwrap() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let resume = async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        kill(pid, Signal::SIGCONT).unwrap();
+    };
+    let req = action_request(ActionKind::Deactivate, &user, "", "resent-1", "T-1");
+    let (id, ()) = tokio::join!(gl.submit_action("hr", req), resume);
+    let r = gl.wait_action(&id).await;
+    assert_eq!(r.outcome, ActionOutcome::Confirmed as i32, "{r:?}");
+    assert_eq!(scim.user_state(&user), Some((false, 2)));
 }
