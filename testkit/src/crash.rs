@@ -149,7 +149,7 @@ impl Audit {
     pub fn summary(&self) -> String {
         format!(
             "runs {} by verdict {:?} (cut by a kill {}, finished twice {}, triggered but unrecorded {}); \
-             actions {} by outcome {:?} (in effect but not CONFIRMED {}, submissions unanswered {}); \
+             actions {} by outcome {:?} (in effect but not CONFIRMED {:?}, submissions unanswered {}); \
              events stored {}, duplicates {}, lost {}, digest equal {}",
             self.runs.len(),
             self.verdicts,
@@ -158,7 +158,7 @@ impl Audit {
             self.triggered_unrecorded,
             self.actions.len(),
             self.outcomes,
-            self.in_effect_not_confirmed.len(),
+            self.in_effect_not_confirmed,
             self.unacknowledged_actions,
             self.events,
             self.duplicates.len(),
