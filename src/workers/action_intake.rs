@@ -190,7 +190,12 @@ impl ActionManager {
         );
         ev.event_id = requested_event_id(&id);
         let receipt = self.publisher.publish_wait(&ev).await?;
-        if receipt.duplicate {
+        // A duplicate on the first try is another submission's copy (it
+        // queued the job). After a resend the first copy may be this call's
+        // own, its ack lost: queue the job, or nothing runs the action until
+        // the next start. The worker concludes an action once, so a second
+        // job for one a racing submission queued too is skipped.
+        if receipt.duplicate && receipt.attempts <= 1 {
             return Ok((id, false));
         }
         if !req.external {

@@ -14,6 +14,7 @@
 //!   assertions on them that print the evidence;
 //! - [`fault_scim`]: the in-process fault-injecting SCIM/REST server, split by
 //!   fault family;
+//! - [`crash`]: the crash campaign's audit of the stream after the kills;
 //! - [`tls`]: test certificates (CA, server, client) made with rcgen;
 //! - [`saas`]: test servers that behave like the GitHub, Okta, Microsoft
 //!   Graph and Slack users APIs (the worked examples' servers).
@@ -24,6 +25,7 @@
 // child server's life to the test's (`scim2::spawn`).
 #![deny(unsafe_code)]
 
+pub mod crash;
 pub mod fault_scim;
 pub mod govledger;
 pub mod nats;
