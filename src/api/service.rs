@@ -54,6 +54,20 @@ pub struct LedgerApi {
     actions: ActionManager,
     deletions: DeletionsDesk,
     alerts: tokio::sync::broadcast::Sender<Alert>,
+    storage_full: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+impl LedgerApi {
+    /// Back-pressure while a store's disk is full: a write is refused with
+    /// UNAVAILABLE (retry once space returns) instead of being taken and lost.
+    fn writable(&self) -> Result<(), Status> {
+        match self.storage_full.borrow().as_deref() {
+            Some(why) => Err(Status::unavailable(format!(
+                "{why}; this write is refused until space returns (retry then); nothing was recorded"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Everything the API answers from.
@@ -71,6 +85,8 @@ pub struct ApiParts {
     pub scratch_dir: std::path::PathBuf,
     /// Why the projector stopped, once it has (GetLedgerStatus says it).
     pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
+    /// `Some(why)` while a store's disk is full: writes are refused.
+    pub storage_full: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl LedgerApi {
@@ -96,6 +112,7 @@ impl LedgerApi {
             actions: p.actions,
             deletions: p.deletions,
             alerts: p.alerts,
+            storage_full: p.storage_full,
         }
     }
 }
@@ -177,6 +194,7 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<TriggerSyncRequest>,
     ) -> Result<Response<TriggerSyncResponse>, Status> {
+        self.writable()?;
         let p = principal(&req)?;
         let r = req.get_ref();
         let result = async {
@@ -194,6 +212,7 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<SubmitActionRequest>,
     ) -> Result<Response<SubmitActionResponse>, Status> {
+        self.writable()?;
         let p = principal(&req)?;
         let mut r = req.into_inner();
         let target = format!(
@@ -245,6 +264,7 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<ReportExternalAttemptRequest>,
     ) -> Result<Response<ReportExternalAttemptResponse>, Status> {
+        self.writable()?;
         let p = principal(&req)?;
         let r = req.into_inner();
         let target = r.action_id.clone();
@@ -432,6 +452,7 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<AcceptDeletionsRequest>,
     ) -> Result<Response<AcceptDeletionsResponse>, Status> {
+        self.writable()?;
         let p = principal(&req)?;
         let mut r = req.into_inner();
         // Who accepts is who authenticated, never what the client wrote.

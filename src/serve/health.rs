@@ -15,8 +15,41 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use crate::api::LedgerApi;
 use govledger_projector::store::identity::{StreamIdentity, StreamMismatch};
 
-/// How often NATS is asked.
+/// How often NATS is asked (and the stores' free space looked at).
 pub const NATS_PROBE_INTERVAL_MS: u64 = 1_000;
+/// Below this much free space on a store's disk (the data folder, the
+/// embedded NATS store), govledger counts the store as full: NATS cannot
+/// store events and sled cannot commit well before the last byte goes.
+pub const STORAGE_MIN_FREE_BYTES: u64 = 16 << 20;
+
+/// The stores whose disks the watch looks at, and what it tells.
+pub struct StorageWatch {
+    /// Folders on the stores' disks (statvfs of each).
+    pub paths: Vec<std::path::PathBuf>,
+    /// `Some(why)` while a disk is full: writes answer UNAVAILABLE with it.
+    pub full: tokio::sync::watch::Sender<Option<String>>,
+    /// Restarts the embedded nats-server (it keeps a store's write error
+    /// until it restarts); `None` for an external server.
+    pub restart_nats: Option<std::sync::Arc<tokio::sync::Notify>>,
+}
+
+/// The first of `paths` whose disk has less than [`STORAGE_MIN_FREE_BYTES`]
+/// free, as a sentence naming it; `None` when all have room (or cannot be
+/// looked at).
+pub fn full_disk(paths: &[std::path::PathBuf]) -> Option<String> {
+    paths.iter().find_map(|p| {
+        let s = nix::sys::statvfs::statvfs(p).ok()?;
+        let free = s.blocks_available().saturating_mul(s.fragment_size());
+        (free < STORAGE_MIN_FREE_BYTES).then(|| {
+            format!(
+                "storage full: {} has {} KiB free (govledger needs {} MiB)",
+                p.display(),
+                free >> 10,
+                STORAGE_MIN_FREE_BYTES >> 20
+            )
+        })
+    })
+}
 /// How long an answer may take before NATS counts as not answering.
 pub const NATS_PROBE_TIMEOUT_MS: u64 = 2_000;
 
@@ -32,9 +65,11 @@ pub async fn watch_nats(
     health: HealthReporter,
     alerts: tokio::sync::broadcast::Sender<Alert>,
     mut projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
+    storage: StorageWatch,
     shutdown: CancellationToken,
 ) -> Option<StreamMismatch> {
     let mut up = true;
+    let mut disk_ok = true;
     // Whether the projector's channel can still change (its task may end).
     let mut projector_live = true;
     loop {
@@ -49,6 +84,47 @@ pub async fn watch_nats(
         if stopped {
             // Idempotent: the reporter tells watchers only of changes.
             set(&health, ServingStatus::NotServing).await;
+        }
+        let full = full_disk(&storage.paths);
+        match (disk_ok, full) {
+            (true, Some(why)) => {
+                disk_ok = false;
+                let message = format!(
+                    "{why}: NATS cannot store events and sled cannot commit; health is NOT_SERVING and writes \
+                     answer UNAVAILABLE until space returns; nothing is dropped (unacknowledged events are kept \
+                     and sent again). Free space on that disk"
+                );
+                tracing::error!("{message}");
+                set(&health, ServingStatus::NotServing).await;
+                storage.full.send_replace(Some(message.clone()));
+                let _ = alerts.send(Alert {
+                    kind: alert::Kind::StorageFull as i32,
+                    message,
+                    ..Default::default()
+                });
+            }
+            (false, None) => {
+                disk_ok = true;
+                let restart = if let Some(r) = &storage.restart_nats {
+                    // Its store may hold a write error from the full disk.
+                    r.notify_one();
+                    "; the embedded nats-server is restarted to clear its store's write error"
+                } else {
+                    "; if the NATS server's store was full too, restart it (it keeps a write error until then)"
+                };
+                let message = format!("storage has room again{restart}");
+                tracing::info!("{message}");
+                storage.full.send_replace(None);
+                if up && !stopped {
+                    set(&health, ServingStatus::Serving).await;
+                }
+                let _ = alerts.send(Alert {
+                    kind: alert::Kind::StorageRecovered as i32,
+                    message,
+                    ..Default::default()
+                });
+            }
+            _ => {}
         }
         let answer = tokio::time::timeout(
             Duration::from_millis(NATS_PROBE_TIMEOUT_MS),
@@ -97,7 +173,7 @@ pub async fn watch_nats(
             (false, None) => {
                 up = true;
                 tracing::info!("NATS answers again");
-                if !stopped {
+                if !stopped && disk_ok {
                     set(&health, ServingStatus::Serving).await;
                 }
                 let _ = alerts.send(Alert {

@@ -140,16 +140,28 @@ pub async fn serve(
     // The embedded server is kept running (restarted when it dies) until
     // everything that needs it has drained, then stopped last.
     let nats_stop = CancellationToken::new();
-    let supervisor = nats
-        .embedded
-        .map(|n| nats_embed::supervise(n, nats_stop.clone()));
+    // The stores' disks: the data folder (sled), and the embedded server's
+    // store, which the watch may ask to be restarted.
+    let mut storage_paths = vec![resolved.config.data_dir()];
+    let restart_nats = nats.embedded.as_ref().map(|_| {
+        storage_paths.push(nats::embedded_dir(&resolved.config));
+        Arc::new(tokio::sync::Notify::new())
+    });
+    let supervisor = nats.embedded.map(|n| {
+        let restart = restart_nats.clone().unwrap_or_default();
+        nats_embed::supervise(n, restart, nats_stop.clone())
+    });
     let result = serve_with(
         &resolved,
         listener,
         guard,
         store,
         provenance.key,
-        &nats.url,
+        Reach {
+            url: nats.url,
+            storage_paths,
+            restart_nats,
+        },
         shutdown.clone(),
     )
     .await;
@@ -167,6 +179,15 @@ pub async fn serve(
     result
 }
 
+/// Where NATS is, and the stores' disks the health watch looks at.
+struct Reach {
+    url: String,
+    /// The data folder, and the embedded server's store (if embedded).
+    storage_paths: Vec<std::path::PathBuf>,
+    /// Restarts the embedded nats-server (`None`: an external one).
+    restart_nats: Option<Arc<tokio::sync::Notify>>,
+}
+
 /// The listener's trust settings, read at start.
 struct Guard {
     auth: Arc<crate::auth::identify::Authenticator>,
@@ -179,9 +200,15 @@ async fn serve_with(
     guard: Guard,
     store: Arc<Store>,
     seal_key: Arc<govledger_stream::seal::ProducerKey>,
-    url: &str,
+    reach: Reach,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let Reach {
+        url,
+        storage_paths,
+        restart_nats,
+    } = reach;
+    let url = url.as_str();
     let cfg = &resolved.config;
     let conn = nats::reach_stream(cfg, &resolved.nats, url).await?;
     nats::check_identity(&store, &conn.info)?;
@@ -199,6 +226,7 @@ async fn serve_with(
         addr: addr.clone(),
         source,
     })?;
+    let (storage_full, _) = tokio::sync::watch::channel(None);
     let api = LedgerApi::new(crate::api::ApiParts {
         store: store.clone(),
         js: conn.js.clone(),
@@ -211,6 +239,7 @@ async fn serve_with(
         checkpointer: handles.checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),
         projector_stopped: projector.stopped.clone(),
+        storage_full: storage_full.subscribe(),
     });
     let (router, health) = grpc::router(api, guard.auth, guard.tls, &addr).await?;
     let watch = tokio::spawn(health::watch_nats(
@@ -219,6 +248,11 @@ async fn serve_with(
         health,
         projector.alerts.clone(),
         projector.stopped.clone(),
+        health::StorageWatch {
+            paths: storage_paths,
+            full: storage_full,
+            restart_nats,
+        },
         shutdown.clone(),
     ));
     // "gRPC listening on ADDR" ends the line: tests and scripts read the address from it.

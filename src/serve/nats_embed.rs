@@ -139,6 +139,7 @@ pub const RESTART_BACKOFF_MAX_MS: u64 = 10_000;
 /// `shutdown` it is stopped (SIGTERM, then SIGKILL after [`STOP_GRACE_MS`]).
 pub fn supervise(
     mut nats: EmbeddedNats,
+    restart: std::sync::Arc<tokio::sync::Notify>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -149,12 +150,24 @@ pub fn supervise(
                     tracing::info!("embedded nats-server stopped");
                     return;
                 }
-                st = nats.child.wait() => st,
+                // Asked for (its store's disk was full: nats-server keeps a
+                // store's write error until it restarts).
+                _ = restart.notified() => {
+                    tracing::warn!("restarting the embedded nats-server to clear its store's write error");
+                    if let Some(pid) = nats.child.id() {
+                        let _ = signal::kill(Pid::from_raw(pid as i32), signal::Signal::SIGTERM);
+                    }
+                    let grace = Duration::from_millis(STOP_GRACE_MS);
+                    if tokio::time::timeout(grace, nats.child.wait()).await.is_err() {
+                        let _ = nats.child.kill().await;
+                    }
+                    "stopped by govledger to be restarted".to_owned()
+                }
+                st = nats.child.wait() => st.map_or_else(|e| e.to_string(), |s| s.to_string()),
             };
-            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             let log = nats.dir.join("nats-server.log");
             tracing::error!(
-                "embedded nats-server exited by itself ({status}); restarting it on port {} (its log: {})",
+                "embedded nats-server exited ({status}); restarting it on port {} (its log: {})",
                 nats.port,
                 log.display()
             );

@@ -243,8 +243,22 @@ impl Worker {
                     pages_failed = r.pages_failed, events = r.events,
                     "sync finished (engine's view; the ledger decides the verdict)"
                 ),
-                Err(e) => tracing::warn!(source = %source, run_id = %run_id, error = %e,
-                    "sync stopped before all its events were stored; the next start abandons it"),
+                Err(e) => {
+                    tracing::warn!(source = %source, run_id = %run_id, error = %e,
+                        "sync stopped before all its events were stored; recording it ABANDONED");
+                    // Decided now, not at the next start: a run never stays
+                    // RUNNING in a process that is still up.
+                    if !self.deps.cancel.is_cancelled()
+                        && !self
+                            .abandon_until_recorded(
+                                &run_id,
+                                "the sync stopped before all its events were stored; a new run is needed",
+                            )
+                            .await
+                    {
+                        return;
+                    }
+                }
             }
             *self.running.lock().await = None;
         }
@@ -282,18 +296,45 @@ impl Worker {
             && !run.finished
         {
             tracing::warn!(source = %source, run_id = %last, "abandoning a run a previous worker left unfinished");
-            if let Err(e) = abandon_run(
+            return self
+                .abandon_until_recorded(
+                    &last,
+                    "worker restarted mid-run: the run was not resumed; a new run is needed",
+                )
+                .await;
+        }
+        true
+    }
+
+    /// Records `run_id` ABANDONED, trying again (with backoff) until NATS
+    /// stores it: a run never stays RUNNING because NATS could not take its
+    /// end at the first try (down, its disk full). False on shutdown.
+    async fn abandon_until_recorded(&self, run_id: &str, why: &str) -> bool {
+        let source = &self.spec.source_id;
+        let backoff = govledger_stream::backoff::Backoff::default();
+        let mut failures: u32 = 0;
+        loop {
+            match abandon_run(
                 &self.deps.publisher,
                 &self.deps.producer,
                 source,
-                &last,
-                "worker restarted mid-run: the run was not resumed; a new run is needed",
+                run_id,
+                why,
             )
             .await
             {
-                tracing::error!(source = %source, run_id = %last, error = %e, "could not record the abandonment");
+                Ok(()) => return true,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::error!(source = %source, run_id = %run_id, error = %e, failures,
+                        "could not record the abandonment; trying again (no new sync of this source starts before it is recorded)");
+                    let d = backoff.delay(failures.min(20) - 1, &mut rand::rng());
+                    tokio::select! {
+                        _ = self.deps.cancel.cancelled() => return false,
+                        _ = tokio::time::sleep(d) => {}
+                    }
+                }
             }
         }
-        true
     }
 }

@@ -354,6 +354,9 @@ pub async fn run_sync(
 
 /// Ends a run a previous worker left unfinished (it crashed or was killed):
 /// publishes `SyncRunFinished(ABANDONED)` so it never looks complete.
+/// Namespace of abandonment event ids (UUID v5).
+const ABANDON_NS: uuid::Uuid = uuid::Uuid::from_u128(0x2b7c_41d0_8f3e_4a19_9c65_d1e2_f3a4_b5c6);
+
 pub async fn abandon_run(
     publisher: &Publisher,
     producer: &ProducerId,
@@ -361,7 +364,7 @@ pub async fn abandon_run(
     run_id: &str,
     why: &str,
 ) -> Result<(), PublishError> {
-    let ev = stamp(
+    let mut ev = stamp(
         producer,
         &Scope::run(source_id, run_id),
         1,
@@ -371,6 +374,13 @@ pub async fn abandon_run(
             ..Default::default()
         }),
     );
+    // One id per run's abandonment: a retry, or a second worker abandoning
+    // the same run, stores it once (JetStream's and the fold's dedup).
+    ev.event_id = uuid::Uuid::new_v5(
+        &ABANDON_NS,
+        format!("{source_id}\0{run_id}\0abandoned").as_bytes(),
+    )
+    .to_string();
     publisher.publish_wait(&ev).await.map(|_| ())
 }
 
