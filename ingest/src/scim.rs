@@ -188,6 +188,8 @@ pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) 
         page_key: page_key.to_owned(),
         display_name: label,
         memberships_incomplete,
+        // Set by the fetch that asked (it knows when).
+        read_at_us: 0,
     })
 }
 

@@ -493,13 +493,20 @@ impl Run<'_> {
                 _ = self.limiter.acquire() => {}
                 _ = self.ctx.cancel.cancelled() => continue,
             }
+            // The answer shows the target as it was at or after this time.
+            let asked_at_us = crate::event::now_us();
             let outcome = tokio::select! {
                 r = self.ctx.http.get(&req.url) => r,
                 _ = self.ctx.cancel.cancelled() => continue,
             };
             let parsed = outcome.and_then(|f| self.parse(&f, &req).map(|p| (f, p)));
             let failure = match parsed {
-                Ok((fetched, page)) => {
+                Ok((fetched, mut page)) => {
+                    for item in &mut page.items {
+                        if let Item::Observed(r) = item {
+                            r.read_at_us = asked_at_us;
+                        }
+                    }
                     self.repeated = self.spec.rest.is_some() && self.nothing_new(&page);
                     if self.repeated {
                         req.role = PageRole::Data;

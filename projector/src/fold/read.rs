@@ -278,6 +278,8 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
         prev.seen_spilled += 1;
         w.run_seen.insert((last_run, ikey.1, ikey.2.clone()), ());
     }
+    // When the record was read (events before `read_at_us`: their stamp).
+    let read_at_us = if r.read_at_us > 0 { r.read_at_us } else { at };
     let (sources, created) = (&mut w.sources, &mut w.identity_pages_of);
     let ident = w
         .identities
@@ -313,7 +315,7 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
     }
     let late = if ident.watched.iter().any(|wi| wi.awaiting) {
         let shown = incomplete_shown.as_ref().unwrap_or(&ident.memberships);
-        check_late(&mut ident.watched, r.active, shown, seq)
+        check_late(&mut ident.watched, r.active, shown, seq, read_at_us)
     } else {
         Vec::new()
     };
@@ -323,7 +325,7 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
             r.active,
             incomplete_shown.as_ref().unwrap_or(&ident.memberships),
             members_complete,
-            &ev.run_id,
+            (&ev.run_id, read_at_us),
             seq,
         ) {
             w.alerts.push(Alert {

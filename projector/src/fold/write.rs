@@ -156,6 +156,7 @@ pub(super) fn conclude_action(
             kind: wi.kind,
             member_external_id: wi.member_external_id.clone(),
             confirmed_seq: seq,
+            confirmed_at_us: ev.occurred_at_us,
             awaiting,
             ..Default::default()
         });
@@ -202,19 +203,25 @@ pub const WATCHED_PER_IDENTITY_MAX: usize = 16;
 /// confirmed intent watched on the identity? A member listed is evidence of
 /// membership; a member missing is evidence of removal only from a complete
 /// member list (`members_complete`: not capped or ranged past reading).
+/// Only an observation read after the intent was shown in effect
+/// (`read_at_us` > `confirmed_at_us`) counts: one read before may show the
+/// target as it was before the write, though its record is stored after the
+/// conclusion (a later read decides).
 pub(super) fn check_drift(
     watched: &mut [WatchedIntent],
     active: Option<bool>,
     memberships: &[String],
     members_complete: bool,
-    run_id: &str,
+    (run_id, read_at_us): (&str, i64),
     seq: u64,
 ) -> Vec<(String, String)> {
     let mut drifted = Vec::new();
-    for wi in watched
-        .iter_mut()
-        .filter(|wi| !wi.drifted && !wi.awaiting && seq > wi.confirmed_seq)
-    {
+    for wi in watched.iter_mut().filter(|wi| {
+        !wi.drifted
+            && !wi.awaiting
+            && seq > wi.confirmed_seq
+            && (wi.confirmed_at_us == 0 || read_at_us > wi.confirmed_at_us)
+    }) {
         let undone = match ActionKind::try_from(wi.kind).unwrap_or_default() {
             ActionKind::Deactivate => {
                 (active == Some(true)).then(|| "observed active again".to_owned())
@@ -252,6 +259,7 @@ pub(super) fn check_late(
     active: Option<bool>,
     memberships: &[String],
     seq: u64,
+    read_at_us: i64,
 ) -> Vec<(String, String)> {
     let mut shown = Vec::new();
     for wi in watched
@@ -268,6 +276,7 @@ pub(super) fn check_late(
         if let Some(e) = evidence {
             wi.awaiting = false;
             wi.confirmed_seq = seq;
+            wi.confirmed_at_us = read_at_us;
             shown.push((wi.action_id.clone(), e));
         }
     }
@@ -348,31 +357,34 @@ mod tests {
     #[test]
     fn only_an_observation_that_proves_the_intent_confirms_late() {
         let mut w = [awaiting(ActionKind::Deactivate, "")];
-        assert!(check_late(&mut w, Some(true), &[], 11).is_empty());
+        assert!(check_late(&mut w, Some(true), &[], 11, 0).is_empty());
         assert!(
-            check_late(&mut w, None, &[], 11).is_empty(),
+            check_late(&mut w, None, &[], 11, 0).is_empty(),
             "no active flag"
         );
         // An observation before the conclusion proves nothing.
-        assert!(check_late(&mut w, Some(false), &[], 9).is_empty());
-        let got = check_late(&mut w, Some(false), &[], 12);
+        assert!(check_late(&mut w, Some(false), &[], 9, 0).is_empty());
+        let got = check_late(&mut w, Some(false), &[], 12, 0);
         assert_eq!(got, vec![("a1".to_owned(), "active=false".to_owned())]);
         assert!(!w[0].awaiting);
         assert_eq!(w[0].confirmed_seq, 12);
         // From then on it is a drift watch, not confirmed again.
-        assert!(check_late(&mut w, Some(false), &[], 13).is_empty());
-        assert_eq!(check_drift(&mut w, Some(true), &[], true, "r", 13).len(), 1);
+        assert!(check_late(&mut w, Some(false), &[], 13, 0).is_empty());
+        assert_eq!(
+            check_drift(&mut w, Some(true), &[], true, ("r", 0), 13).len(),
+            1
+        );
 
         let mut w = [awaiting(ActionKind::AddMembership, "u1")];
-        assert!(check_late(&mut w, None, &["u2".into()], 11).is_empty());
-        assert_eq!(check_late(&mut w, None, &["u1".into()], 11).len(), 1);
+        assert!(check_late(&mut w, None, &["u2".into()], 11, 0).is_empty());
+        assert_eq!(check_late(&mut w, None, &["u1".into()], 11, 0).len(), 1);
 
         // Absence is no proof: a list may leave members out or cap them.
         let mut w = [
             awaiting(ActionKind::RemoveMembership, "u1"),
             awaiting(ActionKind::Delete, ""),
         ];
-        assert!(check_late(&mut w, Some(false), &[], 11).is_empty());
+        assert!(check_late(&mut w, Some(false), &[], 11, 0).is_empty());
         assert!(w.iter().all(|wi| wi.awaiting));
     }
 
@@ -409,22 +421,50 @@ mod tests {
     }
 
     #[test]
+    fn only_a_read_after_the_confirmation_shows_drift() {
+        // Confirmed at t=1000 (seq 10). A page read at t=900, before the
+        // write, whose record is stored after the conclusion (seq 11): not
+        // drift (found by the crash and load campaigns: a false DRIFTED). A
+        // read at t=1100 that sees it active: drift.
+        let mut w = [WatchedIntent {
+            awaiting: false,
+            confirmed_at_us: 1_000,
+            ..awaiting(ActionKind::Deactivate, "")
+        }];
+        assert!(check_drift(&mut w, Some(true), &[], true, ("old", 900), 11).is_empty());
+        assert!(check_drift(&mut w, Some(true), &[], true, ("same", 1_000), 12).is_empty());
+        assert!(!w[0].drifted);
+        let got = check_drift(&mut w, Some(true), &[], true, ("new", 1_100), 13);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1.contains("run new"), "{got:?}");
+        // A late confirmation starts the watch at the confirming observation.
+        let mut w = [awaiting(ActionKind::Deactivate, "")];
+        assert_eq!(check_late(&mut w, Some(false), &[], 11, 2_000).len(), 1);
+        assert_eq!(w[0].confirmed_at_us, 2_000);
+        assert!(check_drift(&mut w, Some(true), &[], true, ("r", 1_500), 12).is_empty());
+        assert_eq!(
+            check_drift(&mut w, Some(true), &[], true, ("r2", 2_500), 13).len(),
+            1
+        );
+    }
+
+    #[test]
     fn a_member_missing_from_an_incomplete_list_is_no_drift() {
         let confirmed = |kind, member: &str| WatchedIntent {
             awaiting: false,
             ..awaiting(kind, member)
         };
         let mut w = [confirmed(ActionKind::AddMembership, "u9")];
-        assert!(check_drift(&mut w, None, &["u1".into()], false, "r", 11).is_empty());
+        assert!(check_drift(&mut w, None, &["u1".into()], false, ("r", 0), 11).is_empty());
         assert!(!w[0].drifted);
         assert_eq!(
-            check_drift(&mut w, None, &["u1".into()], true, "r", 12).len(),
+            check_drift(&mut w, None, &["u1".into()], true, ("r", 0), 12).len(),
             1
         );
         // A member shown is evidence even in an incomplete list.
         let mut w = [confirmed(ActionKind::RemoveMembership, "u1")];
         assert_eq!(
-            check_drift(&mut w, None, &["u1".into()], false, "r", 11).len(),
+            check_drift(&mut w, None, &["u1".into()], false, ("r", 0), 11).len(),
             1
         );
     }
@@ -432,7 +472,7 @@ mod tests {
     #[test]
     fn an_awaiting_intent_never_drifts() {
         let mut w = [awaiting(ActionKind::Deactivate, "")];
-        assert!(check_drift(&mut w, Some(true), &[], true, "r", 11).is_empty());
+        assert!(check_drift(&mut w, Some(true), &[], true, ("r", 0), 11).is_empty());
         assert!(!w[0].drifted);
     }
 }

@@ -44,7 +44,7 @@ use load::not_a_page;
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 10;
+pub const STORE_FORMAT_VERSION: u32 = 11;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
