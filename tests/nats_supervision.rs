@@ -177,3 +177,77 @@ async fn the_embedded_nats_server_is_restarted_when_it_dies_and_it_is_reported()
     let after = gl.ledger_status().await.meta.unwrap().last_applied_seq;
     assert!(after > before, "{after} <= {before}");
 }
+
+/// A run id is a record, not a promise: TriggerSync answers with one only
+/// once the run's start is stored. While NATS is silent it answers
+/// UNAVAILABLE in bounded time (the old code answered at once with an id the
+/// ledger never heard of: a kill then left it unknown forever); the run goes
+/// on and is recorded when NATS answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_id_is_given_only_once_its_start_is_stored() {
+    let (nats, _scim, gl) = serve_fault_scim(5, 0, "").await;
+    let mut c = gl.client().await;
+    let runs_before = c
+        .list_runs(pb::ListRunsRequest {
+            source_id: "hr".into(),
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs
+        .len();
+    let pid = nats.pid().unwrap();
+    signal(pid, Signal::SIGSTOP);
+    let started = Instant::now();
+    let r = c
+        .trigger_sync(pb::TriggerSyncRequest {
+            source_id: "hr".into(),
+            ..Default::default()
+        })
+        .await;
+    let took = started.elapsed();
+    match r {
+        Ok(resp) => {
+            let run_id = resp.into_inner().run_id;
+            let known = c
+                .get_run(pb::GetRunRequest {
+                    run_id: run_id.clone(),
+                })
+                .await;
+            signal(pid, Signal::SIGCONT);
+            panic!("TriggerSync named run {run_id} while NATS stored nothing; GetRun: {known:?}");
+        }
+        Err(e) => {
+            signal(pid, Signal::SIGCONT);
+            assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+            assert!(e.message().contains("has not stored its start"), "{e:?}");
+            assert!(took < ANSWER_WITHIN, "answered after {took:?}");
+        }
+    }
+    // Recorded once NATS answers, and decided.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let runs = c
+            .list_runs(pb::ListRunsRequest {
+                source_id: "hr".into(),
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .runs;
+        if runs.len() > runs_before
+            && runs
+                .iter()
+                .all(|r| r.verdict != pb::Verdict::Running as i32)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run started while NATS was silent was never recorded and decided: {runs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -138,7 +138,9 @@ impl From<TriggerError> for Status {
             TriggerError::AlreadyRunning { .. } | TriggerError::NoBaseline(_) => {
                 Status::failed_precondition(e.to_string())
             }
-            TriggerError::Stopped(_) => Status::unavailable(e.to_string()),
+            TriggerError::Stopped(_) | TriggerError::NotRecorded(_) => {
+                Status::unavailable(e.to_string())
+            }
         }
     }
 }

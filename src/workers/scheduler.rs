@@ -35,7 +35,16 @@ pub enum TriggerError {
         "source {0} has no COMPLETE run yet: a delta sync needs one to start from; run a full sync first"
     )]
     NoBaseline(String),
+    #[error(
+        "a sync of {0} was started but NATS has not stored its start within {TRIGGER_RECORDED_TIMEOUT_MS} ms \
+         (NATS slow or down): it is recorded once NATS takes it; see `govledger runs {0}` before triggering again"
+    )]
+    NotRecorded(String),
 }
+
+/// How long TriggerSync waits for the run's start to be stored before it
+/// answers UNAVAILABLE (the run goes on and is recorded when NATS takes it).
+pub const TRIGGER_RECORDED_TIMEOUT_MS: u64 = 8_000;
 
 /// Who a run on the source's interval names as its trigger.
 pub const SCHEDULE_PRINCIPAL: &str = "schedule";
@@ -149,8 +158,10 @@ impl SyncManager {
             },
             mpsc::error::TrySendError::Closed(_) => TriggerError::Stopped(source_id.to_owned()),
         })?;
-        rx.await
-            .map_err(|_| TriggerError::Stopped(source_id.to_owned()))?
+        match tokio::time::timeout(Duration::from_millis(TRIGGER_RECORDED_TIMEOUT_MS), rx).await {
+            Ok(r) => r.map_err(|_| TriggerError::Stopped(source_id.to_owned()))?,
+            Err(_) => Err(TriggerError::NotRecorded(source_id.to_owned())),
+        }
     }
 
     pub fn is_configured(&self, source_id: &str) -> bool {
@@ -226,9 +237,9 @@ impl Worker {
             };
             let run_id = uuid::Uuid::now_v7().to_string();
             *self.running.lock().await = Some(run_id.clone());
-            if let Some(t) = trigger {
-                let _ = t.reply.send(Ok(run_id.clone()));
-            }
+            // Told once the run's start is stored (see `started_stored`).
+            let mut reply = trigger.map(|t| t.reply);
+            let mut progress = self.progress.subscribe();
             tracing::info!(source = %source, run_id = %run_id, "sync started");
             let ctx = SyncContext {
                 publisher: self.deps.publisher.clone(),
@@ -237,7 +248,31 @@ impl Worker {
                 progress: self.progress.clone(),
                 cancel: self.deps.cancel.clone(),
             };
-            match run_sync(&self.spec, &ctx, &run_id, mode, since, &by).await {
+            let sync = run_sync(&self.spec, &ctx, &run_id, mode, since, &by);
+            tokio::pin!(sync);
+            let result = loop {
+                tokio::select! {
+                    r = &mut sync => break r,
+                    changed = progress.changed(), if reply.is_some() => {
+                        let stored = {
+                            let p = progress.borrow_and_update();
+                            p.run_id == run_id && p.started_stored
+                        };
+                        if stored && let Some(tx) = reply.take() {
+                            let _ = tx.send(Ok(run_id.clone()));
+                        } else if changed.is_err() && let Some(tx) = reply.take() {
+                            // No more news of this run (cannot happen while
+                            // the worker holds the sender): do not wait on it.
+                            let _ = tx.send(Err(TriggerError::NotRecorded(source.clone())));
+                        }
+                    }
+                }
+            };
+            if let Some(tx) = reply.take() {
+                // Ended before its start was stored: it is no run to name.
+                let _ = tx.send(Err(TriggerError::NotRecorded(source.clone())));
+            }
+            match result {
                 Ok(r) => tracing::info!(
                     source = %source, run_id = %run_id, unique = r.unique, pages = r.pages_ok,
                     pages_failed = r.pages_failed, events = r.events,

@@ -128,6 +128,9 @@ pub struct SyncProgress {
     pub records: u64,
     pub declared: Option<u64>,
     pub done: bool,
+    /// The run's `SyncRunStarted` is stored (acknowledged by JetStream): the
+    /// run id names a run the ledger knows.
+    pub started_stored: bool,
 }
 
 /// The engine's own summary of a run (the ledger's verdict may differ).
@@ -300,6 +303,10 @@ pub async fn run_sync(
         }),
     )
     .await?;
+    // The run exists once its start is stored: whoever asked for it is told
+    // its id only then (a run id is a record, not a promise).
+    run.confirm_all().await?;
+    ctx.progress.send_modify(|p| p.started_stored = true);
 
     let mut stopped: Option<Stop> = None;
     if spec.rest.is_none() {
