@@ -203,3 +203,56 @@ async fn a_full_nats_disk_is_reported_refuses_writes_and_recovers_when_space_ret
     // And the ledger takes writes again: a new sync is COMPLETE.
     assert_eq!(gl.sync("hr").await.verdict, Verdict::Complete as i32);
 }
+
+/// sled's disk fills up (a tmpfs on `D/sled`) while events keep arriving:
+/// the projector pauses before it writes instead of meeting the full disk
+/// (sled keeps a write error for the life of the process: the old projector
+/// stopped for good), the events wait in the stream, and it catches up by
+/// itself when space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_sled_disk_pauses_the_projector_until_space_returns() {
+    let nats = govledger_testkit::NatsServer::start().await;
+    let client = nats.client().await;
+    let data = tempfile::tempdir().unwrap();
+    let sled_dir = data.path().join("data").join("sled");
+    let _tmpfs = Tmpfs::mount(&sled_dir, 48);
+    let gl = Govledger::serve_in(data, &nats.url(), &[]);
+    let sim = |users| govledger::simulate::SimRun::new("hr", users, 100);
+    let first = govledger_testkit::publish_sim(&client, "disk-test", &sim(500)).await;
+    gl.wait_applied(first).await;
+    let mut alerts = gl.watch_alerts().await;
+
+    let ballast = fill(&sled_dir);
+    let a = next_alert(&mut alerts, alert::Kind::StorageFull).await;
+    assert!(a.message.contains(&sled_dir.display().to_string()), "{a:?}");
+    // Events keep arriving (another producer): they wait in the stream.
+    let last = govledger_testkit::publish_sim(&client, "disk-test", &sim(2_000)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = gl.ledger_status().await;
+    let applied = s.meta.clone().unwrap_or_default().last_applied_seq;
+    assert!(
+        applied < last,
+        "folded onto a full disk: {applied} of {last}"
+    );
+    assert!(s.projector_stopped.is_empty(), "{}", s.projector_stopped);
+    assert!(
+        gl.log_text().contains("projector paused: storage full"),
+        "{}",
+        gl.log_text()
+    );
+
+    std::fs::remove_file(&ballast).unwrap();
+    next_alert(&mut alerts, alert::Kind::StorageRecovered).await;
+    gl.wait_applied(last).await;
+    let s = gl.ledger_status().await;
+    assert!(s.projector_stopped.is_empty(), "{}", s.projector_stopped);
+    wait_for("SERVING again", &gl, Duration::from_secs(10), async || {
+        health(&gl).await == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    })
+    .await;
+    assert!(
+        !gl.log_text().contains("No space left"),
+        "sled met the full disk:\n{}",
+        gl.log_text()
+    );
+}

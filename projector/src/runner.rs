@@ -54,6 +54,11 @@ pub struct RunnerConfig {
     pub stop_at_seq: Option<u64>,
     /// Where decisions go once committed (WatchAlerts); `None` = nowhere.
     pub alerts: Option<tokio::sync::broadcast::Sender<govledger_proto::v1::Alert>>,
+    /// Folders on sled's disk: while one has too little room
+    /// ([`govledger_stream::room`]), nothing is committed (the events wait
+    /// in the stream) instead of meeting a full disk, which sled does not
+    /// survive in-process. Empty: not checked.
+    pub storage_paths: Vec<std::path::PathBuf>,
 }
 
 impl Default for RunnerConfig {
@@ -65,6 +70,7 @@ impl Default for RunnerConfig {
             idle_wait: Duration::from_millis(DEFAULT_IDLE_WAIT_MS),
             stop_at_seq: None,
             alerts: None,
+            storage_paths: Vec::new(),
         }
     }
 }
@@ -169,6 +175,9 @@ pub async fn run(
             if let Some(stop) = cfg.stop_at_seq {
                 // A catch-up run ends exactly at `stop` (a rebuild compares digests there).
                 usable = owned[..usable].iter().take_while(|m| m.seq <= stop).count();
+            }
+            if !wait_for_room(&cfg.storage_paths, &shutdown).await {
+                return finish(flushing, &client, &cfg, &progress).await;
             }
             let outcome = blocking(|| process_batch(&store, &mut meta, &owned[..usable]))?;
             govledger_stream::failpoint::hit("projector-after-commit-before-flush");
@@ -336,6 +345,29 @@ async fn stored(js: &jetstream::Context, stream: &str, seq: u64) -> Option<bool>
         .await
         .ok()
         .flatten()
+}
+
+/// How often a paused projector looks at its disk again.
+pub const ROOM_RECHECK_MS: u64 = 1_000;
+
+/// Waits while sled's disk is full (see [`RunnerConfig::storage_paths`]).
+/// False on shutdown.
+async fn wait_for_room(paths: &[std::path::PathBuf], shutdown: &CancellationToken) -> bool {
+    let Some(why) = govledger_stream::room::full_disk(paths) else {
+        return true;
+    };
+    tracing::warn!(
+        "projector paused: {why}; nothing is folded until space returns (the events wait in the stream)"
+    );
+    loop {
+        if sleep_or_shutdown(Duration::from_millis(ROOM_RECHECK_MS), shutdown).await {
+            return false;
+        }
+        if govledger_stream::room::full_disk(paths).is_none() {
+            tracing::info!("projector resumes: its disk has room again");
+            return true;
+        }
+    }
 }
 
 async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {

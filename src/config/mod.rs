@@ -352,6 +352,8 @@ impl Config {
             idle_wait: Duration::from_millis(self.projector.idle_wait_ms),
             stop_at_seq: None,
             alerts: None,
+            // sled's disk: the projector pauses while it is full.
+            storage_paths: vec![self.data_dir().join("sled")],
         }
     }
 }

@@ -17,10 +17,8 @@ use govledger_projector::store::identity::{StreamIdentity, StreamMismatch};
 
 /// How often NATS is asked (and the stores' free space looked at).
 pub const NATS_PROBE_INTERVAL_MS: u64 = 1_000;
-/// Below this much free space on a store's disk (the data folder, the
-/// embedded NATS store), govledger counts the store as full: NATS cannot
-/// store events and sled cannot commit well before the last byte goes.
-pub const STORAGE_MIN_FREE_BYTES: u64 = 16 << 20;
+/// How long an answer may take before NATS counts as not answering.
+pub const NATS_PROBE_TIMEOUT_MS: u64 = 2_000;
 
 /// The stores whose disks the watch looks at, and what it tells.
 pub struct StorageWatch {
@@ -32,26 +30,6 @@ pub struct StorageWatch {
     /// until it restarts); `None` for an external server.
     pub restart_nats: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
-
-/// The first of `paths` whose disk has less than [`STORAGE_MIN_FREE_BYTES`]
-/// free, as a sentence naming it; `None` when all have room (or cannot be
-/// looked at).
-pub fn full_disk(paths: &[std::path::PathBuf]) -> Option<String> {
-    paths.iter().find_map(|p| {
-        let s = nix::sys::statvfs::statvfs(p).ok()?;
-        let free = s.blocks_available().saturating_mul(s.fragment_size());
-        (free < STORAGE_MIN_FREE_BYTES).then(|| {
-            format!(
-                "storage full: {} has {} KiB free (govledger needs {} MiB)",
-                p.display(),
-                free >> 10,
-                STORAGE_MIN_FREE_BYTES >> 20
-            )
-        })
-    })
-}
-/// How long an answer may take before NATS counts as not answering.
-pub const NATS_PROBE_TIMEOUT_MS: u64 = 2_000;
 
 /// Runs until `shutdown`; see the module doc.
 /// Ends early only when the stream became another one (deleted and created
@@ -85,7 +63,7 @@ pub async fn watch_nats(
             // Idempotent: the reporter tells watchers only of changes.
             set(&health, ServingStatus::NotServing).await;
         }
-        let full = full_disk(&storage.paths);
+        let full = govledger_stream::room::full_disk(&storage.paths);
         match (disk_ok, full) {
             (true, Some(why)) => {
                 disk_ok = false;

@@ -142,7 +142,7 @@ pub async fn serve(
     let nats_stop = CancellationToken::new();
     // The stores' disks: the data folder (sled), and the embedded server's
     // store, which the watch may ask to be restarted.
-    let mut storage_paths = vec![resolved.config.data_dir()];
+    let mut storage_paths = vec![resolved.config.data_dir().join("sled")];
     let restart_nats = nats.embedded.as_ref().map(|_| {
         storage_paths.push(nats::embedded_dir(&resolved.config));
         Arc::new(tokio::sync::Notify::new())
@@ -182,7 +182,7 @@ pub async fn serve(
 /// Where NATS is, and the stores' disks the health watch looks at.
 struct Reach {
     url: String,
-    /// The data folder, and the embedded server's store (if embedded).
+    /// sled's folder, and the embedded server's store (if embedded).
     storage_paths: Vec<std::path::PathBuf>,
     /// Restarts the embedded nats-server (`None`: an external one).
     restart_nats: Option<Arc<tokio::sync::Notify>>,

@@ -40,6 +40,7 @@ pub async fn rebuild(
     let store = Arc::new(Store::open(dir, cfg.projector.cache_capacity_bytes)?.with_trust(trust));
     let mut rc = cfg.runner_config();
     rc.stop_at_seq = Some(live.0);
+    rc.storage_paths = vec![dir.to_path_buf()];
     // Its own durable consumer, so the live projector's is never touched.
     rc.durable = format!("govledger-rebuild-{}", std::process::id());
     let durable = rc.durable.clone();

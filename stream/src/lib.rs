@@ -10,7 +10,8 @@
 //! - [`secret`]: [`Secret`], a value whose `Debug` and `Display` print `***`;
 //! - [`backoff`]: the one jittered exponential backoff every retry loop uses;
 //! - [`failpoint`]: crash-test hooks that abort the process at a named point;
-//! - [`seal`]: producer seals (provenance): signing keys, the trusted set, run chains.
+//! - [`seal`]: producer seals (provenance): signing keys, the trusted set, run chains;
+//! - [`room`]: free space on a store's disk, checked before writing.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -18,6 +19,7 @@ pub mod connect;
 pub mod contract;
 pub mod failpoint;
 pub mod redact;
+pub mod room;
 pub mod scrub;
 pub mod seal;
 pub mod secret;
