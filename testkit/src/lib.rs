@@ -15,6 +15,8 @@
 //! - [`fault_scim`]: the in-process fault-injecting SCIM/REST server, split by
 //!   fault family;
 //! - [`crash`]: the crash campaign's audit of the stream after the kills;
+//! - [`cut_proxy`]: a TCP proxy that cuts every n-th connection short (a
+//!   source whose network drops answers);
 //! - [`tls`]: test certificates (CA, server, client) made with rcgen;
 //! - [`saas`]: test servers that behave like the GitHub, Okta, Microsoft
 //!   Graph and Slack users APIs (the worked examples' servers).
@@ -26,6 +28,7 @@
 #![deny(unsafe_code)]
 
 pub mod crash;
+pub mod cut_proxy;
 pub mod fault_scim;
 pub mod govledger;
 pub mod nats;
