@@ -207,6 +207,22 @@ async fn w4_reenabled_after_confirmation_is_drifted_on_the_next_sync() {
     for s in &past.action.unwrap().steps {
         assert_eq!(s.outcome, ActionOutcome::Drifted as i32, "{s:?}");
     }
+    // A drifted action blocks readiness again (the blocking-action index).
+    let ready = gl
+        .client()
+        .await
+        .check_readiness(CheckReadinessRequest {
+            source_ids: vec!["hr".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !ready.ready && ready.blockers.iter().any(|b| b.code == "ACTION_DRIFTED"),
+        "{:?}",
+        ready.blockers
+    );
     // The decision was also pushed to watchers as it happened.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

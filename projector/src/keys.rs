@@ -31,6 +31,7 @@ pub const TAG_EVENT_BLOCK: u8 = b'V';
 pub const TAG_POISON: u8 = b'x';
 pub const TAG_SOURCE_ACTION: u8 = b'b';
 pub const TAG_OPEN_ACTION: u8 = b'o';
+pub const TAG_BLOCKING_ACTION: u8 = b'y';
 pub const TAG_HISTORY: u8 = b'h';
 pub const TAG_LEAVES: u8 = b'l';
 
@@ -78,6 +79,11 @@ pub enum Key {
     /// and not confirmed late (what recovery and the OVERDUE scan look at,
     /// without reading every action ever submitted).
     OpenAction(String, String),
+    /// Index: actions of a source that can block readiness: every action
+    /// not CONFIRMED, and every confirmed one a later observation showed
+    /// undone (DRIFTED). Readiness reads these only, whatever the number of
+    /// confirmed actions.
+    BlockingAction(String, String),
     /// A chunk of an identity's history: the stream sequences (packed u64 BE)
     /// that moved out of `IdentityState.recent_seqs`, keyed by the first one.
     IdentityHistory(IdentityKey, u64),
@@ -131,6 +137,7 @@ pub enum KeyRef<'a> {
     Poison(u64),
     SourceAction(&'a str, &'a str),
     OpenAction(&'a str, &'a str),
+    BlockingAction(&'a str, &'a str),
     IdentityHistory(&'a str, i32, &'a str, u64),
     ActionHistory(&'a str, u64),
     IdentityAction(&'a str, i32, &'a str, &'a str),
@@ -153,6 +160,7 @@ impl Key {
             Key::Poison(seq) => KeyRef::Poison(*seq),
             Key::SourceAction(s, a) => KeyRef::SourceAction(s, a),
             Key::OpenAction(s, a) => KeyRef::OpenAction(s, a),
+            Key::BlockingAction(s, a) => KeyRef::BlockingAction(s, a),
             Key::IdentityHistory((s, t, id), seq) => KeyRef::IdentityHistory(s, *t, id, *seq),
             Key::ActionHistory(a, seq) => KeyRef::ActionHistory(a, *seq),
             Key::IdentityAction((s, t, id), a) => KeyRef::IdentityAction(s, *t, id, a),
@@ -204,6 +212,7 @@ impl KeyRef<'_> {
             KeyRef::EventBlock(b) => tagged_u64(TAG_EVENT_BLOCK, b),
             KeyRef::SourceAction(s, a) => prefix(TAG_SOURCE_ACTION, &[s, a]),
             KeyRef::OpenAction(s, a) => prefix(TAG_OPEN_ACTION, &[s, a]),
+            KeyRef::BlockingAction(s, a) => prefix(TAG_BLOCKING_ACTION, &[s, a]),
             KeyRef::Poison(seq) => tagged_u64(TAG_POISON, seq),
             KeyRef::IdentityHistory(s, t, id, seq) => {
                 let mut k = identity_index_prefix(HISTORY_IDENTITY, s, t, id, 8);

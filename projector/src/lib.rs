@@ -533,6 +533,69 @@ mod order_tests {
         assert_eq!(r.late_events, 1);
     }
 
+    /// Readiness reads the blocking-action index only: an action is in it
+    /// until a sealed conclusion CONFIRMED takes it out; any other outcome,
+    /// no conclusion yet, or an unsealed one keeps it in.
+    #[test]
+    fn only_a_confirmed_action_leaves_the_blocking_index() {
+        use govledger_proto::v1::{
+            ActionConcluded, ActionOutcome, ActionRequested, ActionVerified,
+        };
+        let act = |id: &str, n: u64, body: Body| Event {
+            run_id: String::new(),
+            action_id: id.into(),
+            ..ev(n, body)
+        };
+        let concluded = |id: &str, n: u64, outcome: ActionOutcome, seal: bool| {
+            let mut e = act(
+                id,
+                n,
+                Body::ActionConcluded(ActionConcluded {
+                    outcome: outcome as i32,
+                    ..Default::default()
+                }),
+            );
+            if seal {
+                key().seal_event(&mut e);
+            }
+            e
+        };
+        let requested = |id: &str, n| act(id, n, Body::ActionRequested(ActionRequested::default()));
+        let verified = |id: &str, n| {
+            act(
+                id,
+                n,
+                Body::ActionVerified(ActionVerified {
+                    step: 1,
+                    in_effect: true,
+                    ..Default::default()
+                }),
+            )
+        };
+        let events = [
+            requested("confirmed", 1),
+            verified("confirmed", 2),
+            concluded("confirmed", 3, ActionOutcome::Confirmed, true),
+            requested("unconfirmed", 4),
+            concluded("unconfirmed", 5, ActionOutcome::Unconfirmed, true),
+            requested("pending", 6),
+            requested("forged", 7),
+            verified("forged", 8),
+            concluded("forged", 9, ActionOutcome::Confirmed, false),
+        ];
+        let mut w = trusting();
+        fold_in_memory(&mut w, &msgs(&events));
+        let blocking = |id: &str| {
+            w.blocking_actions
+                .get(&("hr".to_owned(), id.to_owned()))
+                .is_some()
+        };
+        assert!(!blocking("confirmed"));
+        assert!(blocking("unconfirmed"));
+        assert!(blocking("pending"));
+        assert!(blocking("forged"), "an unsealed CONFIRMED confirms nothing");
+    }
+
     /// Provenance: a conclusion no trusted key sealed neither counts first nor
     /// confirms; a sealed conclusion folded after it decides the action.
     #[test]

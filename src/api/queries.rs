@@ -313,7 +313,17 @@ impl Queries {
     ) -> Result<Vec<GetActionResponse>, QueryError> {
         let now = now_us();
         let mut actions = Vec::new();
-        for id in self.store.action_ids_of(source, READINESS_ACTIONS_MAX)? {
+        // Any outcome: the newest `limit`. CONFIRMED: a scan of the newest.
+        // Anything else: only actions that are not confirmed can have it
+        // (the blocking-action index), however many are confirmed.
+        let ids = match want {
+            ActionOutcome::Unspecified => self.store.action_ids_of(source, limit)?,
+            ActionOutcome::Confirmed => self.store.action_ids_of(source, READINESS_ACTIONS_MAX)?,
+            _ => self
+                .store
+                .blocking_action_ids(source, READINESS_ACTIONS_MAX)?,
+        };
+        for id in ids {
             if actions.len() >= limit {
                 break;
             }
@@ -591,7 +601,23 @@ impl Queries {
         now: i64,
     ) -> Result<Vec<Blocker>, QueryError> {
         let mut out = Vec::new();
-        for id in self.store.action_ids_of(source_id, READINESS_ACTIONS_MAX)? {
+        // Only actions that can block are read (the blocking-action index):
+        // the cost follows them, not the confirmed ones.
+        let ids = self
+            .store
+            .blocking_action_ids(source_id, READINESS_ACTIONS_MAX + 1)?;
+        if ids.len() > READINESS_ACTIONS_MAX {
+            // Never a silent cut: more than this many cannot all be read here.
+            out.push(Blocker {
+                source_id: source_id.to_owned(),
+                code: "ACTIONS_NOT_ALL_CHECKED".into(),
+                message: format!(
+                    "more than {READINESS_ACTIONS_MAX} actions of {source_id} are not confirmed; \
+                     only the first {READINESS_ACTIONS_MAX} were checked (list them: govledger actions {source_id})"
+                ),
+            });
+        }
+        for id in ids.into_iter().take(READINESS_ACTIONS_MAX) {
             let Some(a) = self.store.action(&id)? else {
                 continue;
             };

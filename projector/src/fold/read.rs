@@ -328,6 +328,9 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
             (&ev.run_id, read_at_us),
             seq,
         ) {
+            // Undone: it blocks readiness again.
+            w.blocking_actions
+                .insert((ev.source_id.clone(), action_id.clone()), ());
             w.alerts.push(Alert {
                 kind: alert::Kind::ActionDrifted as i32,
                 source_id: ev.source_id.clone(),

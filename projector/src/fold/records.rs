@@ -61,6 +61,7 @@ pub(super) fn action_mut<'w>(w: &'w mut Working, ev: &Event, seq: u64) -> &'w mu
         source_mut(w, ev).actions_total += 1;
         let key = (ev.source_id.clone(), ev.action_id.clone());
         w.source_actions.insert(key.clone(), ());
+        w.blocking_actions.insert(key.clone(), ());
         w.open_actions.insert(key, ());
     }
     let a = w.actions.get_or_insert_with(&ev.action_id, || ActionState {

@@ -170,6 +170,8 @@ pub struct Working {
     pub poison: Table<u64, PoisonEvent>,
     pub source_actions: Table<(String, String), ()>,
     pub open_actions: Table<(String, String), ()>,
+    /// Written, never read by the fold: see [`Key::BlockingAction`].
+    pub blocking_actions: Table<(String, String), ()>,
     /// Point-in-time indexes (written, never read by the fold): history chunks
     /// (packed sequences, keyed by their first) and the actions on an identity.
     pub identity_history: Table<(IdentityKey, u64), Vec<u8>>,
@@ -211,7 +213,10 @@ impl Working {
                 Key::OpenAction(a, b) => self.open_actions.load_absent(&(a.clone(), b.clone())),
                 Key::Leaves(b) => self.leaves.load_absent(b),
                 // Written only, never read by the fold.
-                Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
+                Key::IdentityHistory(..)
+                | Key::ActionHistory(..)
+                | Key::IdentityAction(..)
+                | Key::BlockingAction(..) => {}
             }
         }
     }
@@ -235,7 +240,10 @@ impl Working {
             Key::SourceAction(a, b) => self.source_actions.is_loaded(&pair(a, b)),
             Key::OpenAction(a, b) => self.open_actions.is_loaded(&pair(a, b)),
             Key::Leaves(b) => self.leaves.is_loaded(b),
-            Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => true,
+            Key::IdentityHistory(..)
+            | Key::ActionHistory(..)
+            | Key::IdentityAction(..)
+            | Key::BlockingAction(..) => true,
         }
     }
 
@@ -392,6 +400,9 @@ impl Working {
         }
         for ((s, a), v) in self.open_actions.entries(all) {
             out.push((K::OpenAction(s, a).encode(), empty(v)));
+        }
+        for ((s, a), v) in self.blocking_actions.entries(all) {
+            out.push((K::BlockingAction(s, a).encode(), empty(v)));
         }
         for (((s, t, id), seq), v) in self.identity_history.entries(all) {
             out.push((K::IdentityHistory(s, *t, id, *seq).encode(), v.cloned()));

@@ -128,6 +128,13 @@ pub(super) fn conclude_action(
         w.open_actions
             .remove(&(ev.source_id.clone(), ev.action_id.clone()));
     }
+    // Confirmed: it blocks nothing (until a drift); anything else may.
+    let key = (ev.source_id.clone(), ev.action_id.clone());
+    if outcome == ActionOutcome::Confirmed {
+        w.blocking_actions.remove(&key);
+    } else {
+        w.blocking_actions.insert(key, ());
+    }
     w.alerts.push(Alert {
         kind: alert::Kind::ActionConcluded as i32,
         source_id: ev.source_id.clone(),
@@ -326,6 +333,8 @@ pub(super) fn late_confirmed(
     a.late_confirmed_seq = seq;
     let message = a.outcome_detail.clone();
     w.open_actions
+        .remove(&(source_id.to_owned(), action_id.to_owned()));
+    w.blocking_actions
         .remove(&(source_id.to_owned(), action_id.to_owned()));
     w.alerts.push(Alert {
         kind: alert::Kind::ActionConcluded as i32,

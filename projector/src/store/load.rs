@@ -61,7 +61,10 @@ impl Store {
                 Key::Leaves(b) => w.leaves.load(b, self.tree.get(&enc)?.map(|v| v.to_vec())),
                 Key::Poison(k) => w.poison.load(k, self.get::<PoisonEvent>(&enc)?),
                 // Written only, never read by the fold.
-                Key::IdentityHistory(..) | Key::ActionHistory(..) | Key::IdentityAction(..) => {}
+                Key::IdentityHistory(..)
+                | Key::ActionHistory(..)
+                | Key::IdentityAction(..)
+                | Key::BlockingAction(..) => {}
             }
         }
         self.load_identities(w, identities)

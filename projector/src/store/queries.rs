@@ -87,6 +87,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Ids of a source's actions that can block readiness (not CONFIRMED,
+    /// or confirmed then drifted: [`crate::keys::Key::BlockingAction`]), at
+    /// most `limit`: the cost follows these, not every action ever submitted.
+    pub fn blocking_action_ids(&self, source_id: &str, limit: usize) -> Result<Vec<String>> {
+        let p = keys::prefix(keys::TAG_BLOCKING_ACTION, &[source_id]);
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(&p).take(limit) {
+            let (k, _) = kv?;
+            if let Some((id, _)) = keys::read_str(&k, p.len()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     /// Sequences (ascending, at most `limit`, all ≤ `upto_seq`) of the applied
     /// events that changed this identity: its history chunks, then the recent
     /// sequences in its record.
