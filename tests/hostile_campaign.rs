@@ -2061,7 +2061,8 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
     ]);
     // SubmitAction: hostile values in the action itself.
     let now_us = chrono_now_us();
-    let action_values: Vec<(&str, Code, Box<dyn Fn(&mut pb::ActionRequested)>)> = vec![
+    type Edit = Box<dyn Fn(&mut pb::ActionRequested)>;
+    let action_values: Vec<(&str, Code, Edit)> = vec![
         ("kind 99", ia, Box::new(|r| r.kind = 99)),
         ("kind -1", ia, Box::new(|r| r.kind = -1)),
         ("entity_type -7", ia, Box::new(|r| r.entity_type = -7)),

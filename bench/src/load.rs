@@ -748,7 +748,7 @@ async fn one_call(
             };
             // An action submitted a moment ago may not be projected yet: ask
             // about the settled ones (the first SEED_ACTIONS) half the time.
-            let id = if pick % 2 == 0 {
+            let id = if pick.is_multiple_of(2) {
                 pick_of_first(&t.actions, pick).unwrap_or(id)
             } else {
                 id
@@ -785,7 +785,7 @@ async fn one_call(
 
 fn pick_of_first(xs: &RwLock<Vec<String>>, pick: usize) -> Option<String> {
     let xs = xs.read().ok()?;
-    let n = xs.len().min(SEED_ACTIONS).max(1);
+    let n = xs.len().clamp(1, SEED_ACTIONS);
     xs.get(pick % n).cloned()
 }
 
