@@ -1002,6 +1002,16 @@ fn report(p: &LoadParams, c: &Campaign, load_before: Option<f64>, wall: Duration
             rss.len()
         )),
     }
+    if !rss.is_empty() {
+        // The shape: a plateau after warm-up, or a climb to the end.
+        let tenths: Vec<String> = (1..=10)
+            .map(|i| mib(rss[(rss.len() * i / 10).clamp(1, rss.len()) - 1]))
+            .collect();
+        s.push_str(&format!(
+            "  - RSS at each tenth of the load phase: {}\n",
+            tenths.join(", ")
+        ));
+    }
     let mut verdicts: BTreeMap<&str, u64> = BTreeMap::new();
     for r in &c.syncs {
         *verdicts.entry(r.verdict.as_str()).or_default() += 1;
@@ -1025,6 +1035,14 @@ fn report(p: &LoadParams, c: &Campaign, load_before: Option<f64>, wall: Duration
         percentile(&took, 50.0).as_secs_f64(),
         took.last().copied().unwrap_or_default().as_secs_f64(),
         c.first_sync.as_secs_f64()
+    ));
+    s.push_str(&format!(
+        "  - each sync, trigger to decided, in order: {} s\n",
+        c.syncs
+            .iter()
+            .map(|r| format!("{:.1}", r.took.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     s.push_str(&format!(
         "- actions: {} submitted (incl. {SEED_ACTIONS} before the idle phase); outcomes: {}\n",
