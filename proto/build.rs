@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // A request that does not decode is the client's fault: INVALID_ARGUMENT.
+        .codec_path("crate::codec::LedgerCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod events;
+mod load;
 mod procs;
 mod project;
 mod publish;
@@ -69,9 +70,25 @@ struct Cli {
     strict: bool,
     /// Run only these groups of rows (for profiling one part; the report then
     /// holds only them): `project` (rows 1 and 2), `sync` (row 3), `scale`
-    /// (rows 4, 5 and 6). Default: all.
+    /// (rows 4, 5 and 6). Default: all. `load` is the load campaign (issue 22
+    /// item 8, its own report on stdout, never BENCHMARKS.md), run alone.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Group>,
+    /// `--only load`: concurrent clients.
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// `--only load`: seconds of the loaded phase.
+    #[arg(long, default_value_t = 600)]
+    duration_s: u64,
+    /// `--only load`: users in the SCIM source synced again and again.
+    #[arg(long, default_value_t = 100_000)]
+    identities: usize,
+    /// `--only load`: seconds of the idle phase (the same clients, nothing else).
+    #[arg(long, default_value_t = 30)]
+    idle_s: u64,
+    /// `--only load`: actions submitted per second during the loaded phase.
+    #[arg(long, default_value_t = 2.0)]
+    actions_per_s: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,6 +96,7 @@ enum Group {
     Project,
     Sync,
     Scale,
+    Load,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +206,9 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if cli.only.contains(&Group::Load) {
+        return load_campaign(&cli).await;
+    }
     progress(format!("govledger-bench --scale {}", cli.scale.name()));
     let started = Instant::now();
     let outcome = tokio::select! {
@@ -243,6 +264,52 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// `--only load`: the load campaign alone, its report on stdout.
+async fn load_campaign(cli: &Cli) -> ExitCode {
+    if cli.only != [Group::Load] || cli.write.is_some() {
+        eprintln!(
+            "govledger-bench: --only load runs alone and prints its own report (no other group, no --write)"
+        );
+        return ExitCode::from(2);
+    }
+    if cli.clients == 0 || cli.identities == 0 || cli.duration_s == 0 || cli.actions_per_s <= 0.0 {
+        eprintln!(
+            "govledger-bench: --clients, --identities, --duration-s and --actions-per-s must be above 0"
+        );
+        return ExitCode::from(2);
+    }
+    let p = load::LoadParams {
+        clients: cli.clients,
+        duration: std::time::Duration::from_secs(cli.duration_s),
+        identities: cli.identities,
+        idle: std::time::Duration::from_secs(cli.idle_s.max(1)),
+        actions_per_s: cli.actions_per_s,
+    };
+    progress(format!("govledger-bench --only load: {p:?}"));
+    let run = async {
+        let nats = procs::nats_server_bin()?;
+        let bin = govledger_bin(cli)?;
+        load::run(&p, &nats, &bin).await
+    };
+    let outcome = tokio::select! {
+        r = run => r,
+        s = interrupted() => Err(anyhow!("interrupted by {s}; every child process was stopped")),
+    };
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            if cli.strict && !load::passed(&text) {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("govledger-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (dropping the benchmark stops its children).

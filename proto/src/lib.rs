@@ -3,6 +3,8 @@
 //! from `proto/govledger/v1/*.proto` (no system `protoc` needed).
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("govledger.v1");

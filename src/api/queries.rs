@@ -51,11 +51,12 @@ pub enum QueryError {
     SourceNotInLedger { id: String },
     /// No such run (yet).
     #[error(
-        "no run {id:?} in the ledger (it may not be projected yet; ListRuns(source_id) lists a source's runs)"
+        "no run {} in the ledger (it may not be projected yet; ListRuns(source_id) lists a source's runs)",
+        crate::api::validate::excerpt(.id)
     )]
     NoRun { id: String },
     /// The source never reported this identity.
-    #[error("source {source_id:?} never reported {label} {external_id:?}")]
+    #[error("source {source_id:?} never reported {label} {}", crate::api::validate::excerpt(.external_id))]
     NeverReported {
         source_id: String,
         label: &'static str,
@@ -63,15 +64,20 @@ pub enum QueryError {
     },
     /// No such action (yet).
     #[error(
-        "no action {id:?} in the ledger (it may not be projected yet; ListActions(source_id) lists a source's actions)"
+        "no action {} in the ledger (it may not be projected yet; ListActions(source_id) lists a source's actions)",
+        crate::api::validate::excerpt(.id)
     )]
     NoAction { id: String },
     /// An external attempt names an action that was never submitted.
-    #[error("no action {id:?}: submit it with external=true first (SubmitAction)")]
+    #[error(
+        "no action {}: submit it with external=true first (SubmitAction)",
+        crate::api::validate::excerpt(.id)
+    )]
     NoActionToReport { id: String },
     /// `VerifyRange` names a stream the NATS server does not have.
     #[error(
-        "no stream {name:?} on the ledger's NATS server: name the stream that holds the copy (or leave stream empty to verify the ledger's own)"
+        "no stream {} on the ledger's NATS server: name the stream that holds the copy (or leave stream empty to verify the ledger's own)",
+        crate::api::validate::excerpt(.name)
     )]
     NoStream { name: String },
     /// An external attempt names a concluded action.

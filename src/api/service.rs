@@ -132,7 +132,7 @@ impl Ledger for LedgerApi {
         req: Request<GetSourceRequest>,
     ) -> Result<Response<GetSourceResponse>, Status> {
         let r = req.get_ref();
-        let id = validate::required("source_id", &r.source_id)?;
+        let id = validate::source_id(&r.source_id)?;
         let at = validate::as_of_opt(r.as_of.as_ref())?;
         Ok(Response::new(self.q.source(id, at).await?))
     }
@@ -142,7 +142,7 @@ impl Ledger for LedgerApi {
         req: Request<ListRunsRequest>,
     ) -> Result<Response<ListRunsResponse>, Status> {
         let r = req.get_ref();
-        let id = validate::required("source_id", &r.source_id)?;
+        let id = validate::source_id(&r.source_id)?;
         let limit = validate::page_limit(r.limit, LIST_RUNS_DEFAULT, LIST_RUNS_MAX)?;
         let runs = self.q.runs(id, limit).await?;
         Ok(Response::new(ListRunsResponse { runs }))
@@ -161,7 +161,7 @@ impl Ledger for LedgerApi {
         req: Request<GetIdentityRequest>,
     ) -> Result<Response<GetIdentityResponse>, Status> {
         let r = req.get_ref();
-        let source_id = validate::required("source_id", &r.source_id)?;
+        let source_id = validate::source_id(&r.source_id)?;
         let external_id = validate::required("external_id", &r.external_id)?;
         let entity_type = validate::entity_type(r.entity_type)?;
         let at = validate::as_of_opt(r.as_of.as_ref())?;
@@ -198,7 +198,7 @@ impl Ledger for LedgerApi {
         let p = principal(&req)?;
         let r = req.get_ref();
         let result = async {
-            let id = validate::required("source_id", &r.source_id)?;
+            let id = validate::source_id(&r.source_id)?;
             let mode = validate::sync_mode(r.mode)?;
             let run_id = self.q.syncs.trigger(id, mode, &p.name).await?;
             Ok(Response::new(TriggerSyncResponse { run_id }))
@@ -223,7 +223,7 @@ impl Ledger for LedgerApi {
                 .map_or("", |a| a.identity_external_id.as_str())
         );
         let result = async {
-            let source = validate::required("source_id", &r.source_id)?.to_owned();
+            let source = validate::source_id(&r.source_id)?.to_owned();
             // Who asked is who authenticated, never what the client wrote.
             if let Some(a) = r.request.as_mut() {
                 a.requested_by = p.name.clone();
@@ -253,7 +253,7 @@ impl Ledger for LedgerApi {
         req: Request<ListActionsRequest>,
     ) -> Result<Response<ListActionsResponse>, Status> {
         let r = req.get_ref();
-        let source = validate::required("source_id", &r.source_id)?;
+        let source = validate::source_id(&r.source_id)?;
         let limit = validate::page_limit(r.limit, LIST_ACTIONS_DEFAULT, LIST_RUNS_MAX)?;
         let want = validate::action_outcome(r.outcome)?;
         let actions = self.q.actions(source, want, limit as usize)?;
@@ -304,7 +304,7 @@ impl Ledger for LedgerApi {
         req: Request<WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         let sources = req.into_inner().source_ids;
-        validate::id_list("source_ids", &sources)?;
+        validate::source_ids("source_ids", &sources, validate::IDS_MAX)?;
         let rx = self.alerts.subscribe();
         // A standing condition is told at once to a watcher that connects
         // after it began: the projector has stopped and will not fold again.

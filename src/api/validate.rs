@@ -301,11 +301,39 @@ pub fn as_of_opt(a: Option<&AsOf>) -> Result<Option<PointAt>, Invalid> {
     a.map(as_of).transpose()
 }
 
-/// A source id that can name stream subjects.
+/// A source id that can name stream subjects: one NATS subject token (no
+/// wildcard, dot, space or control character can reach a subject filter or a
+/// lookup). The message quotes at most an excerpt of the id.
 pub fn source_id(id: &str) -> Result<&str, Invalid> {
-    govledger_stream::subject::validate_source_id(id)
-        .map_err(|e| Invalid(format!("source_id: {e}")))?;
-    Ok(id)
+    use govledger_stream::subject::{SOURCE_ID_LEN_MAX, SourceIdError};
+    match govledger_stream::subject::validate_source_id(id) {
+        Ok(()) => Ok(id),
+        Err(SourceIdError::Empty) => {
+            Err(Invalid::new("source_id is required (got an empty string)"))
+        }
+        Err(SourceIdError::TooLong(_)) => Err(Invalid(format!(
+            "source_id is {} bytes, over the maximum {SOURCE_ID_LEN_MAX}",
+            id.len()
+        ))),
+        Err(SourceIdError::BadChar { ch, at, .. }) => Err(Invalid(format!(
+            "source_id {} holds {ch:?} at byte {at}: a source id is ASCII letters, digits, '-' and '_' (one NATS subject token)",
+            excerpt(id)
+        ))),
+    }
+}
+
+/// A list of source ids: at most `max`, each a [`source_id`].
+pub fn source_ids(field: &str, ids: &[String], max: usize) -> Result<(), Invalid> {
+    if ids.len() > max {
+        return Err(Invalid(format!(
+            "{field} holds {} ids, over the maximum {max}",
+            ids.len()
+        )));
+    }
+    for id in ids {
+        source_id(id).map_err(|e| Invalid(format!("{field}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// A `SyncMode` number; unspecified (0) means a full sync.
@@ -324,17 +352,14 @@ pub fn action_outcome(v: i32) -> Result<ActionOutcome, Invalid> {
     ActionOutcome::try_from(v).map_err(|_| Invalid(format!("outcome {v} is not an ActionOutcome")))
 }
 
-/// A readiness scope: at most `max` source ids, none blank.
+/// A readiness scope: at most `max` source ids, each a [`source_id`].
 pub fn readiness_scope(ids: &[String], max: u32) -> Result<(), Invalid> {
     if ids.len() > max as usize {
         return Err(Invalid(format!(
             "at most {max} sources per readiness check"
         )));
     }
-    if ids.iter().any(|i| i.trim().is_empty()) {
-        return Err(Invalid::new("source_ids must not contain empty ids"));
-    }
-    id_list("source_ids", ids)
+    source_ids("source_ids", ids, max as usize)
 }
 
 /// A replay's ranges are in order and its source id is valid.
@@ -384,7 +409,8 @@ pub fn consistency_sizes(size1: u64, size2: u64) -> Result<(), Invalid> {
 /// An export's scope and range; normalizes `entity_type` (unspecified = user)
 /// when an identity is named.
 pub fn export(r: &mut ExportEvidenceRequest) -> Result<(), Invalid> {
-    source_id(required("source_id", &r.source_id)?)?;
+    source_id(&r.source_id)?;
+    optional_id("external_id", &r.external_id)?;
     if r.external_id.is_empty() {
         if r.entity_type != 0 {
             return Err(Invalid::new(
@@ -475,6 +501,27 @@ mod tests {
             "reason is 1001 characters, over the maximum 1000"
         );
         assert!(bad(|r| r.ticket = "CHG-1\nCHG-2".into()).contains("one line"));
+    }
+
+    #[test]
+    fn a_source_id_is_one_subject_token_and_never_quoted_whole() {
+        assert_eq!(source_id("hr-eu_2"), Ok("hr-eu_2"));
+        for bad in ["", "*", ">", "hr.read", "h r", "hr\0", "é"] {
+            assert!(source_id(bad).is_err(), "{bad:?}");
+        }
+        let long = "s".repeat(ID_BYTES_MAX);
+        assert_eq!(
+            source_id(&long).unwrap_err().0,
+            "source_id is 1024 bytes, over the maximum 64"
+        );
+        let dotted = format!("{}.x", "d".repeat(60));
+        assert!(!source_id(&dotted).unwrap_err().0.contains(&dotted));
+        assert!(
+            source_ids("source_ids", &["hr".into(), "*".into()], 10)
+                .unwrap_err()
+                .0
+                .starts_with("source_ids: source_id \"*\" holds '*' at byte 0")
+        );
     }
 
     #[test]

@@ -336,11 +336,11 @@ impl AsOfReader {
                     .identity_history(&key.0, key.1, &key.2, u64::MAX, 1)
                     .map_err(internal)?;
                 Err(AsOfError::NotFound(format!(
-                    "as of {}, source {:?} had not reported {} {:?}{}",
+                    "as of {}, source {:?} had not reported {} {}{}",
                     describe(p),
                     key.0,
                     entity_label(key.1),
-                    key.2,
+                    crate::api::validate::excerpt(&key.2),
                     match first.first() {
                         Some(f) if *f > p.seq => format!("; its first event is at sequence {f}"),
                         Some(_) => String::new(),
@@ -366,8 +366,9 @@ impl AsOfReader {
                 .action_history(action_id, u64::MAX, 1)
                 .map_err(internal)?;
             return Err(AsOfError::NotFound(format!(
-                "as of {}, there was no action {action_id:?}{}",
+                "as of {}, there was no action {}{}",
                 describe(p),
+                crate::api::validate::excerpt(action_id),
                 match first.first() {
                     Some(f) => format!("; it was requested at sequence {f}"),
                     None => "; the ledger holds no event of it at all".to_owned(),

@@ -165,8 +165,8 @@ impl ActionManager {
             &req.identity_external_id,
         ) {
             return Err(SubmitError::NotFound(format!(
-                "source {source_id:?} never reported user {:?}; sync it first (govledger sync {source_id})",
-                req.identity_external_id
+                "source {source_id:?} never reported user {}; sync it first (govledger sync {source_id})",
+                crate::api::validate::excerpt(&req.identity_external_id)
             )));
         }
         for s in &steps {
@@ -176,8 +176,8 @@ impl ActionManager {
             ) && !known(govledger_proto::v1::EntityType::Group as i32, &s.group_id)
             {
                 return Err(SubmitError::NotFound(format!(
-                    "source {source_id:?} never reported group {:?}; sync its Groups first",
-                    s.group_id
+                    "source {source_id:?} never reported group {}; sync its Groups first",
+                    crate::api::validate::excerpt(&s.group_id)
                 )));
             }
         }

@@ -45,7 +45,8 @@ pub fn acceptance_event_id(run_id: &str) -> String {
 pub enum AcceptError {
     /// No such run in the ledger.
     #[error(
-        "no run {0:?} in the ledger (it may not be projected yet; govledger runs SOURCE lists a source's runs)"
+        "no run {} in the ledger (it may not be projected yet; govledger runs SOURCE lists a source's runs)",
+        crate::api::validate::excerpt(.0)
     )]
     NoRun(String),
     /// The run is not SUSPECT for count drops alone; the message says what it is.
