@@ -60,9 +60,12 @@ pub const NOW_US: i64 = 1_790_000_000_000_000;
 /// against (the API reads them from the store; any fixed one will do).
 pub const TREE_SIZE: u64 = 1_000;
 
+/// A fuzz body: any bytes, returns normally.
+pub type Body = fn(&[u8]);
+
 /// Every fuzz target: its name (the `fuzz/fuzz_targets/<name>.rs` file and
 /// the `fuzz/corpus/<name>/` folder) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Body)] = &[
     ("events", events),
     ("scim", scim),
     ("rest", rest),
@@ -388,7 +391,7 @@ pub fn grpc(data: &[u8]) {
         return;
     };
     // Each arm: decode, then the same `validate` calls as the RPC.
-    let _ = match usize::from(which) % GRPC_REQUESTS.len() {
+    let checked = match usize::from(which) % GRPC_REQUESTS.len() {
         0 => ListSourcesRequest::decode(b).map(|_| Ok(())),
         1 => GetSourceRequest::decode(b).map(|r| {
             validate::required("source_id", &r.source_id)?;
@@ -482,6 +485,10 @@ pub fn grpc(data: &[u8]) {
             validate::accept_deletions(&r)
         }),
     };
+    // A refusal reaches the client as the status the RPC's `?` makes of it.
+    if let Ok(Err(invalid)) = checked {
+        let _ = tonic::Status::from(invalid);
+    }
 }
 
 /// The bundle verifier (`govledger verify-bundle`): never panics, and says

@@ -75,7 +75,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-fn body_of(target: &str) -> fn(&[u8]) {
+fn body_of(target: &str) -> fuzzing::Body {
     TARGETS
         .iter()
         .find(|(n, _)| *n == target)
@@ -89,7 +89,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Runs `body` over `inputs` on a worker thread; a panic or an input over
 /// [`HANG_BOUND_MS`] fails with the input's hex.
-fn run_all(target: &str, body: fn(&[u8]), inputs: Vec<(String, Vec<u8>)>) {
+fn run_all(target: &str, body: fuzzing::Body, inputs: Vec<(String, Vec<u8>)>) {
     let n = inputs.len();
     type Outcome = (usize, Duration, Result<(), String>);
     let (tx, rx) = mpsc::channel::<Outcome>();
@@ -558,7 +558,7 @@ async fn live_inputs_reach_every_body() {
         pb::ListSourcesRequest {}.encode_to_vec(),
         pb::GetSourceRequest {
             source_id: "hr".into(),
-            as_of: as_of.clone(),
+            as_of,
         }
         .encode_to_vec(),
         pb::ListRunsRequest {
@@ -574,7 +574,7 @@ async fn live_inputs_reach_every_body() {
             source_id: "hr".into(),
             external_id: who.clone(),
             entity_type: pb::EntityType::User as i32,
-            as_of: as_of.clone(),
+            as_of,
         }
         .encode_to_vec(),
         pb::GetLedgerStatusRequest { with_digest: true }.encode_to_vec(),
@@ -603,7 +603,7 @@ async fn live_inputs_reach_every_body() {
         .encode_to_vec(),
         pb::GetActionRequest {
             action_id: "a-1".into(),
-            as_of: as_of.clone(),
+            as_of,
         }
         .encode_to_vec(),
         pb::ListActionsRequest {
