@@ -21,6 +21,8 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod serve;
 pub mod simulate;
 pub mod workers;

@@ -207,7 +207,10 @@ fn member_values(v: Option<&Value>) -> Vec<String> {
 /// Whether `key` is a ranged member attribute (`members;range=0-1499`, as
 /// directories that page members send them), case-insensitively.
 pub fn is_ranged_members_key(key: &str) -> bool {
-    key.len() > "members;".len() && key[.."members;".len()].eq_ignore_ascii_case("members;")
+    // Bytes, not `str` slicing: a key from the wire may hold a multi-byte
+    // character across the prefix's end (found by fuzzing).
+    let prefix = b"members;";
+    key.len() > prefix.len() && key.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 /// Whether a group resource carries `members` in any form (a list, even
@@ -375,6 +378,18 @@ mod tests {
                 RejectReason::BadType as i32
             ]
         );
+    }
+
+    #[test]
+    fn a_key_with_a_character_across_the_members_prefix_is_not_ranged() {
+        assert!(is_ranged_members_key("Members;range=0-1499"));
+        assert!(!is_ranged_members_key("members;"));
+        // The 8th byte inside a character: no panic, not a member key.
+        assert!(!is_ranged_members_key("abcdefg\u{3230}"));
+        assert!(!is_ranged_members_key("members\u{3230}x"));
+        let body = br#"{"id":"g1","displayName":"x","abcdefg\u3230":[]}"#;
+        let page = parse_resource(body, EntityType::Group, "k").unwrap();
+        assert!(matches!(page.items[0], Item::Observed(_)));
     }
 
     #[test]
