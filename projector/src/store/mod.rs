@@ -105,6 +105,11 @@ impl Store {
             .path(path)
             .cache_capacity(cache_capacity_bytes)
             .mode(sled::Mode::HighThroughput)
+            // No background flusher: sled writes the disk only when the
+            // runner flushes a committed batch (the durability point, before
+            // the ack), so a paused projector writes nothing to a full disk
+            // (sled keeps a write error for the life of the process).
+            .flush_every_ms(None)
             .open()
             .map_err(|source| StoreError::Open {
                 path: path.display().to_string(),
