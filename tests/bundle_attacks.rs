@@ -278,10 +278,19 @@ async fn an_edited_or_forged_bundle_never_verifies() {
     }
 
     // An old-format bundle: a clear error, not VERIFIED.
-    let mut b = original.clone();
-    b.format = "govledger-evidence/1".into();
-    let r = check(&b);
-    assert!(!r.ok && r.problem.contains("export it again"), "{r:?}");
+    for old in [
+        "govledger-evidence/1",
+        "govledger-evidence/2",
+        "govledger-evidence/3",
+    ] {
+        let mut b = original.clone();
+        b.format = old.into();
+        let r = check(&b);
+        assert!(
+            !r.ok && r.problem.contains("export it again"),
+            "{old}: {r:?}"
+        );
+    }
 
     // 7. Other JSON and garbage: "not a govledger evidence bundle"; a file past
     // the size cap is refused before it is read.

@@ -55,8 +55,10 @@ pub use verify::{BundleReport, Verdict, verify_bundle};
 
 /// The bundle format this version writes and checks. Version 1 did not sign
 /// event times, subjects or the readable parts, version 2 carried no producer
-/// keys (provenance); both are refused with a message.
-pub const BUNDLE_FORMAT: &str = "govledger-evidence/3";
+/// keys (provenance), version 3's state was folded by the older drift rule
+/// (stream order, not read time); all are refused with a message, never
+/// judged TAMPERED.
+pub const BUNDLE_FORMAT: &str = "govledger-evidence/4";
 /// The prefix every bundle format carries.
 pub const BUNDLE_FORMAT_PREFIX: &str = "govledger-evidence/";
 /// Bytes a bundle file may hold at most (checked before it is read).

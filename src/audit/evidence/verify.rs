@@ -134,6 +134,11 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
             "bundle format {format} is from an older govledger: it carries no producer keys, so its seals (provenance) cannot be checked; export it again with this version ({BUNDLE_FORMAT})"
         ));
     }
+    if format == "govledger-evidence/3" {
+        return r.reject(format!(
+            "bundle format {format} is from an older govledger: its state was folded by the older drift rule (stream order, not when a record was read), so this version cannot refold it to the same state; export it again with this version ({BUNDLE_FORMAT})"
+        ));
+    }
     if format != BUNDLE_FORMAT {
         return r.reject(format!(
             "bundle format {format:?} is not {BUNDLE_FORMAT:?}; use the govledger that wrote it"
