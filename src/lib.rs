@@ -13,7 +13,8 @@
 //!   - [`api`]: the gRPC API: the tonic adapter and the queries it answers from;
 //!   - [`auth`]: who may call what: principals, roles, the RPC → roles table, the guard;
 //!   - [`audit`]: as-of answers, replay, proofs, checkpoints, verification, evidence;
-//!   - [`simulate`]: synthetic runs for the demo, tests and benchmarks.
+//!   - [`simulate`]: synthetic runs for the demo, tests and benchmarks;
+//!   - `fuzzing` (hidden): the fuzz targets' bodies, shared by `fuzz/` and `tests/fuzz_smoke.rs`.
 #![forbid(unsafe_code)]
 
 pub mod api;

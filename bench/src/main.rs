@@ -15,7 +15,9 @@
 //! - [`storage`]: the storage-side baseline, raw sled writes of the same keys
 //!   (an informational ratio beside the projection rows);
 //! - [`events`]: the event histories measured; [`procs`]: the child processes
-//!   and how they are measured; [`report`]: the table and BENCHMARKS.md.
+//!   and how they are measured; [`report`]: the table and BENCHMARKS.md;
+//! - [`load`]: the load campaign (`--only load`, RELIABILITY.md), its own
+//!   report on stdout, never in BENCHMARKS.md's table.
 //!
 //! Everything runs locally: the benchmark starts (and always stops) its own
 //! `nats-server` and `scim2-server` on free ports, and runs the `govledger`

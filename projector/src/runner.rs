@@ -201,26 +201,9 @@ pub async fn run(
             }
             if usable < owned.len() {
                 finish(flushing.take(), &client, &cfg, &progress).await?;
-                let (expected, got) = (meta.last_applied_seq + 1, owned[usable].seq);
-                // Decided, not looped on: a sequence the stream does not hold
-                // stops the projector; one it holds (a delivery hiccup) is
-                // asked for again, after a backoff.
-                if stored(&js, &cfg.stream, expected).await == Some(false) {
-                    return Err(ProjectorError::Gap {
-                        stream: cfg.stream.clone(),
-                        missing: expected,
-                        next: got,
-                    });
-                }
+                let gap = (meta.last_applied_seq + 1, owned[usable].seq);
                 failures = failures.saturating_add(1);
-                tracing::warn!(
-                    expected,
-                    got,
-                    failures,
-                    "sequence gap in delivery, but the stream holds the sequence; reopening the consumer at it"
-                );
-                let d = backoff.delay(failures.min(20) - 1, &mut rand::rng());
-                if sleep_or_shutdown(d, &shutdown).await {
+                if decide_gap(&js, &cfg.stream, gap, failures, &shutdown).await? {
                     return Ok(());
                 }
                 continue 'connect;
@@ -326,6 +309,34 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
     }
+}
+
+/// A gap in delivery (`expected`, `got`), decided, not looped on: a
+/// sequence the stream does not hold stops the projector (`Err(Gap)`); one
+/// it holds (a delivery hiccup) is asked for again after a backoff (`Ok`:
+/// whether shutdown came meanwhile).
+async fn decide_gap(
+    js: &jetstream::Context,
+    stream: &str,
+    (expected, got): (u64, u64),
+    failures: u32,
+    shutdown: &CancellationToken,
+) -> Result<bool, ProjectorError> {
+    if stored(js, stream, expected).await == Some(false) {
+        return Err(ProjectorError::Gap {
+            stream: stream.to_owned(),
+            missing: expected,
+            next: got,
+        });
+    }
+    tracing::warn!(
+        expected,
+        got,
+        failures,
+        "sequence gap in delivery, but the stream holds the sequence; reopening the consumer at it"
+    );
+    let d = Backoff::default().delay(failures.clamp(1, 20) - 1, &mut rand::rng());
+    Ok(sleep_or_shutdown(d, shutdown).await)
 }
 
 /// Whether the stream holds message `seq`: `Some(false)` only when NATS

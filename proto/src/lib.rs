@@ -1,6 +1,11 @@
 //! The govledger wire contract: the protobuf events, the projection records and
 //! the gRPC API of package `govledger.v1`, generated at build time by prost/tonic
 //! from `proto/govledger/v1/*.proto` (no system `protoc` needed).
+//!
+//! Layout:
+//! - `v1`: the generated messages, enums and the `Ledger` client and server;
+//! - [`codec`]: the service's codec: tonic's prost codec with undecodable
+//!   requests answered INVALID_ARGUMENT instead of INTERNAL.
 #![forbid(unsafe_code)]
 
 pub mod codec;

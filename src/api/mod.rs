@@ -12,8 +12,11 @@
 //! - [`status`]: the one map from each domain error to a `tonic::Status`;
 //! - [`queries`]: the answers themselves (source status and readiness, runs,
 //!   identities, action views, ledger status, proofs), free of gRPC types;
-//! - [`readiness`]: the pure rules of why a scope of sources is not ready.
+//! - [`readiness`]: the pure rules of why a scope of sources is not ready;
+//! - [`blockers`]: the actions that block readiness, read through the
+//!   blocking-action index.
 
+pub mod blockers;
 pub mod queries;
 pub mod readiness;
 pub mod service;

@@ -26,7 +26,7 @@ pub async fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", output::ledger_status(&r.into_inner()));
+    print!("{}", ledger_status(&r.into_inner()));
     Ok(())
 }
 
@@ -179,4 +179,40 @@ pub fn verify_bundle(a: VerifyBundleArgs) -> anyhow::Result<()> {
         evidence::Verdict::Unpinned => Err(Unpinned.into()),
         evidence::Verdict::Tampered | evidence::Verdict::Rejected => Err(NotOk.into()),
     }
+}
+
+/// `govledger ledger`: the stream, the projection and its Merkle root.
+fn ledger_status(s: &govledger_proto::v1::LedgerStatus) -> String {
+    use govledger_projector::verdict::thousands;
+    let m = s.meta.clone().unwrap_or_default();
+    let mut out = format!(
+        "stream {}: {} messages, last seq {}\nprojection: last applied seq {}, {} events applied, {} duplicate ids skipped, {} poison\n",
+        s.stream_name,
+        thousands(s.stream_messages),
+        s.stream_last_seq,
+        m.last_applied_seq,
+        thousands(m.events_applied),
+        thousands(m.duplicate_events),
+        thousands(m.poison_events),
+    );
+    out.push_str(&format!(
+        "merkle root over seq 1..={}: {}\n",
+        s.merkle_size, s.merkle_root
+    ));
+    if !s.checkpoint_public_key.is_empty() {
+        out.push_str(&format!(
+            "checkpoint key: {} (publish it: auditors pin it with verify-bundle --public-key)\n",
+            s.checkpoint_public_key
+        ));
+    }
+    if !s.state_digest.is_empty() {
+        out.push_str(&format!("state digest: {}\n", s.state_digest));
+    }
+    if !s.projector_stopped.is_empty() {
+        out.push_str(&format!(
+            "PROJECTOR STOPPED: answers are as of seq {}: {}\n",
+            m.last_applied_seq, s.projector_stopped
+        ));
+    }
+    out
 }

@@ -6,8 +6,8 @@ use govledger_projector::verdict;
 use govledger_projector::verdict::{plural, thousands};
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, CheckReadinessResponse, Freshness, GetActionResponse,
-    GetIdentityResponse, GetRunResponse, LedgerStatus, PoisonEvent, PresenceStatus, ReasonCode,
-    RunSummary, SourceStatus, Verdict,
+    GetIdentityResponse, GetRunResponse, PoisonEvent, PresenceStatus, ReasonCode, RunSummary,
+    SourceStatus, Verdict,
 };
 
 pub fn verdict_name(v: i32) -> &'static str {
@@ -567,40 +567,6 @@ fn memberships_line(i: &govledger_proto::v1::IdentityState) -> String {
     } else {
         format!("memberships: {}\n", thousands(i.memberships.len() as u64))
     }
-}
-
-pub fn ledger_status(s: &LedgerStatus) -> String {
-    let m = s.meta.clone().unwrap_or_default();
-    let mut out = format!(
-        "stream {}: {} messages, last seq {}\nprojection: last applied seq {}, {} events applied, {} duplicate ids skipped, {} poison\n",
-        s.stream_name,
-        thousands(s.stream_messages),
-        s.stream_last_seq,
-        m.last_applied_seq,
-        thousands(m.events_applied),
-        thousands(m.duplicate_events),
-        thousands(m.poison_events),
-    );
-    out.push_str(&format!(
-        "merkle root over seq 1..={}: {}\n",
-        s.merkle_size, s.merkle_root
-    ));
-    if !s.checkpoint_public_key.is_empty() {
-        out.push_str(&format!(
-            "checkpoint key: {} (publish it: auditors pin it with verify-bundle --public-key)\n",
-            s.checkpoint_public_key
-        ));
-    }
-    if !s.state_digest.is_empty() {
-        out.push_str(&format!("state digest: {}\n", s.state_digest));
-    }
-    if !s.projector_stopped.is_empty() {
-        out.push_str(&format!(
-            "PROJECTOR STOPPED: answers are as of seq {}: {}\n",
-            m.last_applied_seq, s.projector_stopped
-        ));
-    }
-    out
 }
 
 pub fn poison_table(events: &[PoisonEvent]) -> String {

@@ -31,6 +31,61 @@ pub struct StorageWatch {
     pub restart_nats: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
+impl StorageWatch {
+    /// Looks at the stores' disks once; reports a change (log, alert,
+    /// health, the API's write refusal) and, when space returns, restarts
+    /// the embedded nats-server. `was_ok`: the disks had room last time;
+    /// `else_serving`: nothing else keeps health NOT_SERVING. Returns
+    /// whether they have room now.
+    async fn look(
+        &self,
+        was_ok: bool,
+        else_serving: bool,
+        health: &HealthReporter,
+        alerts: &tokio::sync::broadcast::Sender<Alert>,
+    ) -> bool {
+        match (was_ok, govledger_stream::room::full_disk(&self.paths)) {
+            (true, Some(why)) => {
+                let message = format!(
+                    "{why}: NATS cannot store events and sled cannot commit; health is NOT_SERVING and writes \
+                 answer UNAVAILABLE until space returns; nothing is dropped (unacknowledged events are kept \
+                 and sent again). Free space on that disk"
+                );
+                tracing::error!("{message}");
+                set(health, ServingStatus::NotServing).await;
+                self.full.send_replace(Some(message.clone()));
+                let _ = alerts.send(Alert {
+                    kind: alert::Kind::StorageFull as i32,
+                    message,
+                    ..Default::default()
+                });
+            }
+            (false, None) => {
+                let restart = if let Some(r) = &self.restart_nats {
+                    // Its store may hold a write error from the full disk.
+                    r.notify_one();
+                    "; the embedded nats-server is restarted to clear its store's write error"
+                } else {
+                    "; if the NATS server's store was full too, restart it (it keeps a write error until then)"
+                };
+                let message = format!("storage has room again{restart}");
+                tracing::info!("{message}");
+                self.full.send_replace(None);
+                if else_serving {
+                    set(health, ServingStatus::Serving).await;
+                }
+                let _ = alerts.send(Alert {
+                    kind: alert::Kind::StorageRecovered as i32,
+                    message,
+                    ..Default::default()
+                });
+            }
+            (ok, _) => return ok,
+        }
+        !was_ok
+    }
+}
+
 /// Runs until `shutdown`; see the module doc.
 /// Ends early only when the stream became another one (deleted and created
 /// again): then it reports that, cancels `shutdown` and returns the mismatch,
@@ -63,47 +118,9 @@ pub async fn watch_nats(
             // Idempotent: the reporter tells watchers only of changes.
             set(&health, ServingStatus::NotServing).await;
         }
-        let full = govledger_stream::room::full_disk(&storage.paths);
-        match (disk_ok, full) {
-            (true, Some(why)) => {
-                disk_ok = false;
-                let message = format!(
-                    "{why}: NATS cannot store events and sled cannot commit; health is NOT_SERVING and writes \
-                     answer UNAVAILABLE until space returns; nothing is dropped (unacknowledged events are kept \
-                     and sent again). Free space on that disk"
-                );
-                tracing::error!("{message}");
-                set(&health, ServingStatus::NotServing).await;
-                storage.full.send_replace(Some(message.clone()));
-                let _ = alerts.send(Alert {
-                    kind: alert::Kind::StorageFull as i32,
-                    message,
-                    ..Default::default()
-                });
-            }
-            (false, None) => {
-                disk_ok = true;
-                let restart = if let Some(r) = &storage.restart_nats {
-                    // Its store may hold a write error from the full disk.
-                    r.notify_one();
-                    "; the embedded nats-server is restarted to clear its store's write error"
-                } else {
-                    "; if the NATS server's store was full too, restart it (it keeps a write error until then)"
-                };
-                let message = format!("storage has room again{restart}");
-                tracing::info!("{message}");
-                storage.full.send_replace(None);
-                if up && !stopped {
-                    set(&health, ServingStatus::Serving).await;
-                }
-                let _ = alerts.send(Alert {
-                    kind: alert::Kind::StorageRecovered as i32,
-                    message,
-                    ..Default::default()
-                });
-            }
-            _ => {}
-        }
+        disk_ok = storage
+            .look(disk_ok, up && !stopped, &health, &alerts)
+            .await;
         let answer = tokio::time::timeout(
             Duration::from_millis(NATS_PROBE_TIMEOUT_MS),
             js.get_stream(&folded.name),

@@ -19,7 +19,7 @@ pub enum Shown {
     /// The answer cannot prove it either way (e.g. `members` left out).
     Unknown,
     /// The single GET answered 404, which would show the intent, but no
-    /// listing of the target agrees (see [`absence`]): nothing is known.
+    /// listing of the target agrees (see `absence`): nothing is known.
     Uncorroborated,
 }
 

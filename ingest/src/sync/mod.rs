@@ -19,7 +19,8 @@
 //! with retries; `paging` (private) walks a resource's pages: by index, or
 //! along a chain of cursors or links; `rest_paging` (private) walks a REST
 //! listing by page number or offset; `members` holds back and reads
-//! individually the groups whose member lists look capped.
+//! individually the groups whose member lists look capped; `abandon` ends a
+//! run explicitly ABANDONED ([`abandon_run`]).
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -49,10 +50,12 @@ pub const PAGES_MAX: u64 = 1_000_000;
 /// Publishes awaited lazily: at most this many unconfirmed before the engine waits.
 const UNCONFIRMED_MAX: usize = 8_192;
 
+mod abandon;
 mod members;
 mod paging;
 mod rest_paging;
 
+pub use abandon::abandon_run;
 pub use members::DEFAULT_MEMBER_FETCH_MAX;
 
 /// How pages are addressed.
@@ -357,38 +360,6 @@ pub async fn run_sync(
     p.done = true;
     run.ctx.progress.send_replace(p);
     Ok(run.report)
-}
-
-/// Ends a run a previous worker left unfinished (it crashed or was killed):
-/// publishes `SyncRunFinished(ABANDONED)` so it never looks complete.
-/// Namespace of abandonment event ids (UUID v5).
-const ABANDON_NS: uuid::Uuid = uuid::Uuid::from_u128(0x2b7c_41d0_8f3e_4a19_9c65_d1e2_f3a4_b5c6);
-
-pub async fn abandon_run(
-    publisher: &Publisher,
-    producer: &ProducerId,
-    source_id: &str,
-    run_id: &str,
-    why: &str,
-) -> Result<(), PublishError> {
-    let mut ev = stamp(
-        producer,
-        &Scope::run(source_id, run_id),
-        1,
-        Body::SyncRunFinished(SyncRunFinished {
-            engine_outcome: EngineOutcome::Abandoned as i32,
-            message: why.to_owned(),
-            ..Default::default()
-        }),
-    );
-    // One id per run's abandonment: a retry, or a second worker abandoning
-    // the same run, stores it once (JetStream's and the fold's dedup).
-    ev.event_id = uuid::Uuid::new_v5(
-        &ABANDON_NS,
-        format!("{source_id}\0{run_id}\0abandoned").as_bytes(),
-    )
-    .to_string();
-    publisher.publish_wait(&ev).await.map(|_| ())
 }
 
 impl Run<'_> {
