@@ -151,7 +151,7 @@ pub fn absence(step: &Step, listing: &Listing, cap: Option<u32>) -> (Shown, Stri
 
 /// Decides from a read-back body (`None` = 404) whether `step` is in effect,
 /// with what the body showed (secret-free). A 404 that shows the intent
-/// counts only when a listing agrees or the action accepts it ([`absence`]).
+/// counts only when a listing agrees or the action accepts it (`absence`).
 pub fn in_effect(step: &Step, body: Option<&Value>) -> (Shown, String) {
     let Some(b) = body else {
         return match step.kind {
