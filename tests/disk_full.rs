@@ -57,33 +57,8 @@ fn fill(dir: &Path) -> PathBuf {
     ballast
 }
 
-async fn health(gl: &Govledger) -> i32 {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", gl.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    tonic_health::pb::health_client::HealthClient::new(ch)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-}
-
-async fn wait_for(what: &str, gl: &Govledger, limit: Duration, mut ok: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} not within {limit:?}; log:\n{}",
-            gl.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
 
 async fn next_alert(alerts: &mut tonic::Streaming<pb::Alert>, kind: alert::Kind) -> pb::Alert {
     loop {
@@ -143,11 +118,7 @@ async fn a_full_nats_disk_is_reported_refuses_writes_and_recovers_when_space_ret
         a.message.contains("storage full") && a.message.contains(&nats_dir.display().to_string()),
         "{a:?}"
     );
-    wait_for("NOT_SERVING", &gl, Duration::from_secs(10), async || {
-        health(&gl).await
-            == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
-    })
-    .await;
+    gl.wait_health(NOT_SERVING, Duration::from_secs(10)).await;
     assert!(gl.log_text().contains("storage full"), "{}", gl.log_text());
     // Writes are refused with back-pressure: nothing is taken and lost.
     let refused = c
@@ -174,10 +145,7 @@ async fn a_full_nats_disk_is_reported_refuses_writes_and_recovers_when_space_ret
     std::fs::remove_file(&ballast).unwrap();
     let a = next_alert(&mut alerts, alert::Kind::StorageRecovered).await;
     assert!(a.message.contains("restarted"), "{a:?}");
-    wait_for("SERVING again", &gl, Duration::from_secs(30), async || {
-        health(&gl).await == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    })
-    .await;
+    gl.wait_health(SERVING, Duration::from_secs(30)).await;
     // The run caught by the full disk is decided: COMPLETE (its events were
     // held back and stored) or ABANDONED — never left RUNNING.
     let r = {
@@ -246,10 +214,7 @@ async fn a_full_sled_disk_pauses_the_projector_until_space_returns() {
     gl.wait_applied(last).await;
     let s = gl.ledger_status().await;
     assert!(s.projector_stopped.is_empty(), "{}", s.projector_stopped);
-    wait_for("SERVING again", &gl, Duration::from_secs(10), async || {
-        health(&gl).await == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    })
-    .await;
+    gl.wait_health(SERVING, Duration::from_secs(10)).await;
     assert!(
         !gl.log_text().contains("No space left"),
         "sled met the full disk:\n{}",

@@ -116,29 +116,12 @@ async fn serve_stops_its_projector_at_a_lost_message_and_says_so() {
     assert_eq!(status.meta.unwrap_or_default().last_applied_seq, lost - 1);
     assert_eq!(status.stream_last_seq, last);
 
-    // Health: NOT_SERVING, for the ledger and overall.
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", gl.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status;
-        if s == tonic_health::pb::health_check_response::ServingStatus::NotServing as i32 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "health stayed {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Health: NOT_SERVING.
+    gl.wait_health(
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32,
+        Duration::from_secs(10),
+    )
+    .await;
 
     // A watcher that connects after the stop is told at once.
     let mut alerts = gl.watch_alerts().await;

@@ -25,23 +25,10 @@ fn signal(pid: u32, s: Signal) {
     kill(Pid::from_raw(pid as i32), s).unwrap();
 }
 
-async fn health(gl: &Govledger) -> i32 {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", gl.addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    tonic_health::pb::health_client::HealthClient::new(ch)
-        .check(tonic_health::pb::HealthCheckRequest::default())
-        .await
-        .map(|r| r.into_inner().status)
-        .unwrap_or(-1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_nats_gets_unavailable_in_bounded_time_and_sigterm_still_stops_serve() {
     let (nats, _scim, mut gl) = serve_fault_scim(5, 0, "").await;
-    assert_eq!(health(&gl).await, 1, "SERVING");
+    assert_eq!(gl.health().await, 1, "SERVING");
 
     let mut alerts = gl.watch_alerts().await;
     // NATS stops answering (SIGSTOP: connections stay open, nothing answers).
@@ -90,7 +77,7 @@ async fn a_silent_nats_gets_unavailable_in_bounded_time_and_sigterm_still_stops_
     }
     // Health follows: NOT_SERVING while NATS is silent.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while health(&gl).await != 2 {
+    while gl.health().await != 2 {
         assert!(Instant::now() < deadline, "health never said NOT_SERVING");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -165,7 +152,7 @@ async fn the_embedded_nats_server_is_restarted_when_it_dies_and_it_is_reported()
         .unwrap();
     assert_ne!(new_pid, pid);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while health(&gl).await != 1 {
+    while gl.health().await != 1 {
         assert!(
             Instant::now() < deadline,
             "health never came back to SERVING"
@@ -187,16 +174,7 @@ async fn the_embedded_nats_server_is_restarted_when_it_dies_and_it_is_reported()
 async fn a_run_id_is_given_only_once_its_start_is_stored() {
     let (nats, _scim, gl) = serve_fault_scim(5, 0, "").await;
     let mut c = gl.client().await;
-    let runs_before = c
-        .list_runs(pb::ListRunsRequest {
-            source_id: "hr".into(),
-            limit: 100,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .runs
-        .len();
+    let runs_before = runs_of_hr(&mut c).await.len();
     let pid = nats.pid().unwrap();
     signal(pid, Signal::SIGSTOP);
     let started = Instant::now();
@@ -228,15 +206,7 @@ async fn a_run_id_is_given_only_once_its_start_is_stored() {
     // Recorded once NATS answers, and decided.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let runs = c
-            .list_runs(pb::ListRunsRequest {
-                source_id: "hr".into(),
-                limit: 100,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .runs;
+        let runs = runs_of_hr(&mut c).await;
         if runs.len() > runs_before
             && runs
                 .iter()
@@ -250,4 +220,16 @@ async fn a_run_id_is_given_only_once_its_start_is_stored() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Source `hr`'s runs (at most 100).
+async fn runs_of_hr(c: &mut govledger::cli::client::Client) -> Vec<pb::RunSummary> {
+    c.list_runs(pb::ListRunsRequest {
+        source_id: "hr".into(),
+        limit: 100,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .runs
 }

@@ -393,6 +393,39 @@ impl Govledger {
             .into_inner()
     }
 
+    /// The overall gRPC health status (`grpc.health.v1`: SERVING = 1,
+    /// NOT_SERVING = 2); -1 when the server does not answer.
+    pub async fn health(&self) -> i32 {
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+        else {
+            return -1;
+        };
+        let Ok(ch) = endpoint.connect().await else {
+            return -1;
+        };
+        tonic_health::pb::health_client::HealthClient::new(ch)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .map_or(-1, |r| r.into_inner().status)
+    }
+
+    /// Waits (bounded) until [`Self::health`] is `status`.
+    pub async fn wait_health(&self, status: i32, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let now = self.health().await;
+            if now == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "health {now}, not {status}, after {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -59,10 +59,19 @@ impl Store {
     /// Action ids of a source, newest first (UUID v7 / v5 ids: v7 sort by time), at most `limit`.
     pub fn action_ids_of(&self, source_id: &str, limit: usize) -> Result<Vec<String>> {
         let p = keys::prefix(keys::TAG_SOURCE_ACTION, &[source_id]);
+        self.ids_under(&p, self.tree.scan_prefix(&p).rev().take(limit))
+    }
+
+    /// The action ids of index keys `kvs` (all under `prefix`).
+    fn ids_under(
+        &self,
+        prefix: &[u8],
+        kvs: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    ) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(&p).rev().take(limit) {
+        for kv in kvs {
             let (k, _) = kv?;
-            if let Some((id, _)) = keys::read_str(&k, p.len()) {
+            if let Some((id, _)) = keys::read_str(&k, prefix.len()) {
                 out.push(id);
             }
         }
@@ -92,14 +101,7 @@ impl Store {
     /// most `limit`: the cost follows these, not every action ever submitted.
     pub fn blocking_action_ids(&self, source_id: &str, limit: usize) -> Result<Vec<String>> {
         let p = keys::prefix(keys::TAG_BLOCKING_ACTION, &[source_id]);
-        let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(&p).take(limit) {
-            let (k, _) = kv?;
-            if let Some((id, _)) = keys::read_str(&k, p.len()) {
-                out.push(id);
-            }
-        }
-        Ok(out)
+        self.ids_under(&p, self.tree.scan_prefix(&p).take(limit))
     }
 
     /// Sequences (ascending, at most `limit`, all ≤ `upto_seq`) of the applied

@@ -85,16 +85,7 @@ pub(super) fn id_filter_answer(
             .into_iter()
             .collect(),
     };
-    Ok(scim_json(
-        StatusCode::OK,
-        &json!({
-            "schemas": [LIST_RESPONSE_SCHEMA],
-            "totalResults": matched.len(),
-            "startIndex": 1,
-            "itemsPerPage": matched.len(),
-            "Resources": matched,
-        }),
-    ))
+    Ok(filtered_list(matched))
 }
 
 /// The answer to a `/v2/Groups` request that carries a membership filter,
@@ -148,7 +139,12 @@ pub(super) fn member_filter_answer(
         })
         .into_iter()
         .collect();
-    Ok(scim_json(
+    Ok(filtered_list(matched))
+}
+
+/// A 200 `ListResponse` of what a filter matched (one page, all of it).
+fn filtered_list(matched: Vec<Value>) -> Response {
+    scim_json(
         StatusCode::OK,
         &json!({
             "schemas": [LIST_RESPONSE_SCHEMA],
@@ -157,7 +153,7 @@ pub(super) fn member_filter_answer(
             "itemsPerPage": matched.len(),
             "Resources": matched,
         }),
-    ))
+    )
 }
 
 #[cfg(test)]
