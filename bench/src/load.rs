@@ -9,7 +9,6 @@
 
 use std::{
     collections::BTreeMap,
-    ffi::OsStr,
     path::Path,
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
@@ -197,19 +196,8 @@ pub async fn run(p: &LoadParams, nats_bin: &Path, govledger_bin: &Path) -> Resul
     let config = dir.path().join("govledger.toml");
     std::fs::write(&config, config_toml(&scim.base_url))?;
     let url = nats.url();
-    let args: Vec<&OsStr> = vec![
-        OsStr::new("serve"),
-        OsStr::new("--nats-url"),
-        OsStr::new(&url),
-        OsStr::new("--data-dir"),
-        data.as_os_str(),
-        OsStr::new("--config"),
-        config.as_os_str(),
-        OsStr::new("--grpc-addr"),
-        OsStr::new("127.0.0.1:0"),
-    ];
     let log = dir.path().join("serve.log");
-    let mut serve = procs::start_serve(govledger_bin, &args, &log).await?;
+    let mut serve = procs::start_serve(govledger_bin, &url, &data, &config, &log).await?;
     let pid = serve
         .guard
         .id()

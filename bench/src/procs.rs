@@ -267,11 +267,23 @@ pub struct Serve {
     pub addr: String,
 }
 
-/// Starts `bin args` (a `govledger serve`), copies its stderr into `log`, and
-/// waits for its `gRPC listening on ADDR` line.
-pub async fn start_serve(bin: &Path, args: &[&std::ffi::OsStr], log: &Path) -> Result<Serve> {
+/// Starts `bin serve` on the NATS at `nats_url` with `data` and `config`
+/// (gRPC on a free loopback port), copies its stderr into `log`, and waits
+/// for its `gRPC listening on ADDR` line.
+pub async fn start_serve(
+    bin: &Path,
+    nats_url: &str,
+    data: &Path,
+    config: &Path,
+    log: &Path,
+) -> Result<Serve> {
     let mut child = Command::new(bin)
-        .args(args)
+        .arg("serve")
+        .args(["--nats-url", nats_url, "--grpc-addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
         .env("RUST_LOG", "info,async_nats=warn,sled=warn")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())

@@ -8,7 +8,6 @@
 //! the median round counts, as in row 2.
 
 use std::{
-    ffi::OsStr,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
@@ -84,20 +83,15 @@ pub async fn bench(
     let url = scaled.nats.url();
     let data = scaled.data_dir();
     let config = scaled.config();
-    let args: Vec<&OsStr> = vec![
-        OsStr::new("serve"),
-        OsStr::new("--nats-url"),
-        OsStr::new(&url),
-        OsStr::new("--data-dir"),
-        data.as_os_str(),
-        OsStr::new("--config"),
-        config.as_os_str(),
-        OsStr::new("--grpc-addr"),
-        OsStr::new("127.0.0.1:0"),
-    ];
     procs::settle().await?;
-    let mut serve =
-        procs::start_serve(govledger_bin, &args, &scaled.dir.path().join("serve.log")).await?;
+    let mut serve = procs::start_serve(
+        govledger_bin,
+        &url,
+        &data,
+        &config,
+        &scaled.dir.path().join("serve.log"),
+    )
+    .await?;
     crate::progress(format!("  govledger serve on {}", serve.addr));
     // The local admin token serve wrote (no [auth] in the bench config): every
     // call carries it, as every real client's does.
