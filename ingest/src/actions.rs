@@ -115,6 +115,17 @@ pub struct Step {
 }
 
 impl Step {
+    /// The resource a step reads back and writes: (SCIM collection, what
+    /// it holds, id) — the group for a membership step, else the user.
+    pub fn resource(&self) -> (&'static str, &'static str, &str) {
+        match self.kind {
+            ActionKind::RemoveMembership | ActionKind::AddMembership => {
+                ("Groups", "group", &self.group_id)
+            }
+            _ => ("Users", "user", &self.user_id),
+        }
+    }
+
     pub fn label(&self) -> String {
         match self.kind {
             ActionKind::Deactivate => format!("deactivate {}", self.user_id),
@@ -215,12 +226,8 @@ impl<'a> Executor<'a> {
 
     fn url(&self, step: &Step) -> String {
         let base = self.target.base_url.trim_end_matches('/');
-        match step.kind {
-            ActionKind::RemoveMembership | ActionKind::AddMembership => {
-                format!("{base}/Groups/{}", percent_encode(&step.group_id))
-            }
-            _ => format!("{base}/Users/{}", percent_encode(&step.user_id)),
-        }
+        let (collection, _, id) = step.resource();
+        format!("{base}/{collection}/{}", percent_encode(id))
     }
 
     /// Performs one step: read, write (unless already in effect), read back.

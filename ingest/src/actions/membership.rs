@@ -76,7 +76,7 @@ impl Executor<'_> {
             observed,
         };
         let Some(group) = body else {
-            return Ok((self.not_found(step, &step.group_id.clone()).await?, None));
+            return Ok((self.not_found(step).await?, None));
         };
         let cap = self.target.member_list_cap;
         if let Some(s) = members_show(step, &group, cap) {

@@ -106,10 +106,7 @@ pub fn id_listing(id: &str, list: &Value, what: &str) -> Listing {
 /// [`Shown::Uncorroborated`] when it cannot tell. `cap` as in
 /// [`members_show`].
 pub fn absence(step: &Step, listing: &Listing, cap: Option<u32>) -> (Shown, String, bool) {
-    let (what, id) = match step.kind {
-        ActionKind::RemoveMembership | ActionKind::AddMembership => ("group", &step.group_id),
-        _ => ("user", &step.user_id),
-    };
+    let (_, what, id) = step.resource();
     match listing {
         Listing::Empty => {
             let (shown, observed) = in_effect(step, None);

@@ -67,7 +67,7 @@ impl Executor<'_> {
         let url = self.url(step);
         let (body, etag, status) = self.get(&url).await?;
         if body.is_none() {
-            return Ok((self.not_found(step, &step.user_id.clone()).await?, None));
+            return Ok((self.not_found(step).await?, None));
         }
         let (shown, observed) = in_effect(step, body.as_ref());
         Ok((
@@ -81,11 +81,11 @@ impl Executor<'_> {
         ))
     }
 
-    /// The read-back of a step whose single GET (of user or group `id`)
+    /// The read-back of a step whose single GET (of its user or group)
     /// answered 404. A 404 that would show the intent counts only when a
     /// filtered list of the target agrees, or the action accepts a 404 as
     /// proof (`absent_is_proof`); see [`super::readback::absence`].
-    pub(super) async fn not_found(&mut self, step: &Step, id: &str) -> Result<ReadBack, Failure> {
+    pub(super) async fn not_found(&mut self, step: &Step) -> Result<ReadBack, Failure> {
         let read_back = |(shown, observed, absent): (Shown, String, bool)| ReadBack {
             shown,
             absent,
@@ -104,7 +104,7 @@ impl Executor<'_> {
                 true,
             )));
         }
-        let listing = self.listed(step, id).await?;
+        let listing = self.listed(step).await?;
         Ok(read_back(absence(
             step,
             &listing,
@@ -115,11 +115,8 @@ impl Executor<'_> {
     /// `GET /Users?filter=id eq "U"` (or `/Groups`, for a membership step):
     /// what the target's own listing shows about `id`. `Err` only on a
     /// transient failure (retried like any read-back).
-    async fn listed(&mut self, step: &Step, id: &str) -> Result<Listing, Failure> {
-        let (resource, what) = match step.kind {
-            ActionKind::RemoveMembership | ActionKind::AddMembership => ("Groups", "group"),
-            _ => ("Users", "user"),
-        };
+    async fn listed(&mut self, step: &Step) -> Result<Listing, Failure> {
+        let (resource, what, id) = step.resource();
         let url = format!(
             "{}/{resource}?filter={}",
             self.target.base_url.trim_end_matches('/'),
