@@ -91,6 +91,11 @@ struct Cli {
     /// `--only load`: actions submitted per second during the loaded phase.
     #[arg(long, default_value_t = 2.0)]
     actions_per_s: f64,
+    /// `--only load`: calls per second each client makes, on a schedule
+    /// (latency counted from the scheduled time); 0 = call after call, as
+    /// fast as the server answers (a throughput test, not a latency one).
+    #[arg(long, default_value_t = 20.0)]
+    rate_per_client: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -276,9 +281,15 @@ async fn load_campaign(cli: &Cli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if cli.clients == 0 || cli.identities == 0 || cli.duration_s == 0 || cli.actions_per_s <= 0.0 {
+    if cli.clients == 0
+        || cli.identities == 0
+        || cli.duration_s == 0
+        || cli.actions_per_s <= 0.0
+        || !(cli.rate_per_client >= 0.0 && cli.rate_per_client <= 10_000.0)
+    {
         eprintln!(
-            "govledger-bench: --clients, --identities, --duration-s and --actions-per-s must be above 0"
+            "govledger-bench: --clients, --identities, --duration-s and --actions-per-s must be above 0, \
+             --rate-per-client between 0 (unpaced) and 10000"
         );
         return ExitCode::from(2);
     }
@@ -288,6 +299,7 @@ async fn load_campaign(cli: &Cli) -> ExitCode {
         identities: cli.identities,
         idle: std::time::Duration::from_secs(cli.idle_s.max(1)),
         actions_per_s: cli.actions_per_s,
+        rate_per_client: cli.rate_per_client,
     };
     progress(format!("govledger-bench --only load: {p:?}"));
     let run = async {

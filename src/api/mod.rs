@@ -14,13 +14,16 @@
 //!   identities, action views, ledger status, proofs), free of gRPC types;
 //! - [`readiness`]: the pure rules of why a scope of sources is not ready;
 //! - [`blockers`]: the actions that block readiness, read through the
-//!   blocking-action index.
+//!   blocking-action index;
+//! - [`stream_state`]: the stream's position for GetLedgerStatus, one NATS
+//!   reading at a time, shared by the callers it is fresh enough for.
 
 pub mod blockers;
 pub mod queries;
 pub mod readiness;
 pub mod service;
 pub mod status;
+pub mod stream_state;
 pub mod validate;
 
 pub use queries::READINESS_ACTIONS_MAX;

@@ -91,9 +91,6 @@ pub enum QueryError {
     /// The stream cannot be opened.
     #[error("cannot read stream {stream} from NATS: {reason}; is NATS reachable?")]
     StreamUnreachable { stream: String, reason: String },
-    /// The stream's info cannot be read.
-    #[error("cannot read stream {stream} info from NATS: {reason}; is NATS reachable?")]
-    StreamInfo { stream: String, reason: String },
     /// The stored Merkle frontier does not decode.
     #[error("the stored Merkle frontier is inconsistent; rebuild the projection")]
     FrontierInconsistent,
@@ -118,6 +115,8 @@ pub struct Queries {
     pub abandon_after_us: i64,
     pub syncs: SyncManager,
     pub asof: AsOfReader,
+    /// The stream's position, read at most once at a time.
+    pub stream_state: crate::api::stream_state::StreamState,
     pub checkpointer: Arc<Checkpointer>,
     /// Why the projector stopped, once it has.
     pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
@@ -261,19 +260,16 @@ impl Queries {
         } else {
             (self.store.meta()?, String::new())
         };
-        let mut stream =
-            self.js
-                .get_stream(&self.stream)
-                .await
-                .map_err(|e| QueryError::StreamUnreachable {
-                    stream: self.stream.clone(),
-                    reason: e.to_string(),
-                })?;
-        let info = stream.info().await.map_err(|e| QueryError::StreamInfo {
-            stream: self.stream.clone(),
-            reason: e.to_string(),
-        })?;
-        let (stream_last_seq, stream_messages) = (info.state.last_sequence, info.state.messages);
+        // Asked after the projection was read: the stream is never behind it.
+        let position = self
+            .stream_state
+            .position(std::time::Instant::now())
+            .await
+            .map_err(|reason| QueryError::StreamUnreachable {
+                stream: self.stream.clone(),
+                reason,
+            })?;
+        let (stream_last_seq, stream_messages) = (position.last_seq, position.messages);
         let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
             .ok_or(QueryError::FrontierInconsistent)?;
         Ok(LedgerStatus {

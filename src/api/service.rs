@@ -101,11 +101,15 @@ impl LedgerApi {
         Self {
             q: Queries {
                 store: p.store,
-                js: p.js,
-                stream: p.stream,
+                js: p.js.clone(),
+                stream: p.stream.clone(),
                 abandon_after_us: (p.abandon_after_ms as i64).saturating_mul(1_000),
                 syncs: p.syncs,
                 asof,
+                stream_state: crate::api::stream_state::StreamState::new(
+                    p.js.clone(),
+                    p.stream.clone(),
+                ),
                 checkpointer: p.checkpointer,
                 projector_stopped: p.projector_stopped,
             },

@@ -97,7 +97,6 @@ impl From<QueryError> for Status {
             }
             QueryError::DigestTask(_) | QueryError::FrontierInconsistent => Status::internal(m),
             QueryError::StreamUnreachable { .. }
-            | QueryError::StreamInfo { .. }
             | QueryError::CheckpointPublish(_)
             | QueryError::CheckpointRead(_) => Status::unavailable(m),
         }

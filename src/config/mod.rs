@@ -139,6 +139,10 @@ impl Default for PublisherConfig {
 pub struct ApiConfig {
     /// An unfinished run with no event for this long is ABANDONED, in milliseconds.
     pub abandon_after_ms: u64,
+    /// How much lower than the API's the CPU priority of the background work
+    /// (projector, syncs, actions) is, as a Unix nice increment, 0-19
+    /// (0 = the same): calls stay fast while a large sync folds.
+    pub background_nice: u8,
 }
 
 impl Default for ApiConfig {
@@ -146,6 +150,7 @@ impl Default for ApiConfig {
         Self {
             abandon_after_ms: (govledger_projector::verdict::DEFAULT_ABANDON_AFTER_US / 1_000)
                 as u64,
+            background_nice: crate::serve::background::DEFAULT_BACKGROUND_NICE,
         }
     }
 }
@@ -291,6 +296,12 @@ impl Config {
         }
         if self.api.abandon_after_ms < 1_000 {
             return Err(invalid("api.abandon_after_ms", "must be at least 1000"));
+        }
+        if self.api.background_nice > crate::serve::background::BACKGROUND_NICE_MAX {
+            return Err(invalid(
+                "api.background_nice",
+                "must be 0 (the API's priority) to 19 (the lowest)",
+            ));
         }
         if self.audit.checkpoint_interval_ms != 0 && self.audit.checkpoint_interval_ms < 100 {
             return Err(invalid(

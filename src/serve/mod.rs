@@ -15,6 +15,7 @@
 //! - [`nats`]: the NATS server to use, the connection, the stream check;
 //! - [`nats_embed`]: the embedded `nats-server` child process;
 //! - [`roles`]: starting the projector, the workers, the checkpointer, the clock's alerts;
+//! - [`background`]: the lower-priority threads (and NATS connection) those roles run on;
 //! - [`grpc`]: the gRPC router (ledger, health, reflection);
 //! - [`health`]: the NATS watch: health NOT_SERVING and an alert while NATS does not answer;
 //! - [`shutdown`]: the signals and the drain after them;
@@ -33,6 +34,7 @@ use crate::{
     config::{Config, ConfigError, DEFAULT_GRPC_ADDR, Resolved},
 };
 
+pub mod background;
 pub mod grpc;
 pub mod health;
 pub mod nats;
@@ -88,6 +90,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("checkpoints: {0}")]
     Audit(String),
+    #[error("cannot start the background threads: {0}")]
+    Background(std::io::Error),
 }
 
 /// Decisions buffered per WatchAlerts subscriber before it is told it lagged.
@@ -179,6 +183,34 @@ pub async fn serve(
     result
 }
 
+/// Starts the projector and the workers on `background`, connected to NATS
+/// from there (the connection's I/O runs on those threads too).
+async fn start_roles(
+    background: &background::Background,
+    resolved: &Resolved,
+    url: &str,
+    store: Arc<Store>,
+    seal_key: Arc<govledger_stream::seal::ProducerKey>,
+    shutdown: CancellationToken,
+) -> Result<(roles::Projector, roles::Handles, roles::Workers), ServeError> {
+    let Some(bg) = background.handle() else {
+        return Err(ServeError::Background(std::io::Error::other(
+            "the background runtime is gone",
+        )));
+    };
+    let resolved = resolved.clone();
+    let url = url.to_owned();
+    bg.spawn(async move {
+        let conn = nats::reach_stream(&resolved.config, &resolved.nats, &url).await?;
+        let projector = roles::start_projector(&resolved, &conn, &store, &shutdown);
+        let (handles, workers) =
+            roles::start_workers(&resolved, &conn, &store, seal_key, &projector, &shutdown).await?;
+        Ok((projector, handles, workers))
+    })
+    .await
+    .map_err(|e| ServeError::Background(std::io::Error::other(e.to_string())))?
+}
+
 /// Where NATS is, and the stores' disks the health watch looks at.
 struct Reach {
     url: String,
@@ -213,9 +245,19 @@ async fn serve_with(
     let conn = nats::reach_stream(cfg, &resolved.nats, url).await?;
     nats::check_identity(&store, &conn.info)?;
     tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
-    let projector = roles::start_projector(resolved, &conn, &store, &shutdown);
-    let (handles, workers) =
-        roles::start_workers(resolved, &conn, &store, seal_key, &projector, &shutdown).await?;
+    // The roles run on the background threads, below the API's priority, with
+    // a NATS connection of their own; `background` outlives their drain.
+    let background =
+        background::Background::start(cfg.api.background_nice).map_err(ServeError::Background)?;
+    let (projector, handles, workers) = start_roles(
+        &background,
+        resolved,
+        url,
+        store.clone(),
+        seal_key,
+        shutdown.clone(),
+    )
+    .await?;
 
     let addr = cfg
         .grpc

@@ -74,6 +74,11 @@ impl Govledger {
     }
 
     /// The embedded server's URL, as `serve` wrote it to `data_dir()/nats.url`.
+    /// The child's process id (`None` once it was stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn embedded_nats_url(&self) -> String {
         let f = self.data_dir().join("nats.url");
         std::fs::read_to_string(&f)

@@ -19,7 +19,9 @@
 //! - `queries`: the reads the API serves (sources, runs, identities,
 //!   actions, history, leaves, poison events);
 //! - [`identity`]: which stream this projection folded (name, creation time),
-//!   and the pure check that refuses another.
+//!   and the pure check that refuses another;
+//! - `writer`: the one thread that applies batches (sled's lock, held at the
+//!   readers' priority).
 
 use std::path::Path;
 
@@ -39,6 +41,7 @@ mod load;
 mod queries;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use load::not_a_page;
 
@@ -75,6 +78,10 @@ pub enum StoreError {
         "corrupt record at key {key:?}: not {what}; delete the folder (it is rebuilt from the stream)"
     )]
     Corrupt { key: Vec<u8>, what: &'static str },
+    #[error("cannot start the sled writer thread: {0}")]
+    WriterStart(std::io::Error),
+    #[error("the sled writer thread is gone (a projector bug; please report it)")]
+    WriterGone,
     #[error("corrupt record at key {key:?}: {source}")]
     Decode {
         key: Vec<u8>,
@@ -97,6 +104,8 @@ pub struct Store {
     pages_read: std::sync::Mutex<std::collections::HashMap<Vec<u8>, sled::IVec>>,
     /// The producer keys whose seals the fold of this store's batches trusts.
     trust: std::sync::Arc<govledger_stream::seal::Trust>,
+    /// Applies every batch, at the priority of the thread that opened the store.
+    writer: writer::Writer,
 }
 
 impl Store {
@@ -130,7 +139,9 @@ impl Store {
             });
         }
         let tree = db.open_tree(TREE)?;
+        let writer = writer::Writer::start(tree.clone()).map_err(StoreError::WriterStart)?;
         Ok(Self {
+            writer,
             db,
             tree,
             commit_lock: std::sync::RwLock::new(()),
@@ -169,7 +180,10 @@ impl Store {
     /// Writes every change in `w` (including `meta.last_applied_seq`) in one atomic batch.
     pub fn commit(&self, w: &Working) -> Result<()> {
         let mut batch = sled::Batch::default();
+        // For the writer's slow-apply log line (the index's few writes aside).
+        let mut writes = 0usize;
         for (k, v) in w.changes() {
+            writes += 1;
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
@@ -194,14 +208,14 @@ impl Store {
                 identity_page::PageError::Encode(e) => StoreError::Encode(e),
             })?;
             batch.insert(page_key, page);
+            writes += 1;
         }
         self.index_new_identities(&mut batch, &w.new_identities())?;
         let _guard = self
             .commit_lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        self.writer.apply(batch, writes)
     }
 
     /// The last applied sequence and the digest of the state at exactly that
