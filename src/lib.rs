@@ -15,9 +15,7 @@
 //!   - [`audit`]: as-of answers, replay, proofs, checkpoints, verification, evidence;
 //!   - [`simulate`]: synthetic runs for the demo, tests and benchmarks;
 //!   - `fuzzing` (hidden): the fuzz targets' bodies, shared by `fuzz/` and `tests/fuzz_smoke.rs`.
-// One exception, allowed where it stands: lowering a background thread's
-// CPU priority (`serve::background`), a system call no safe crate we use wraps.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;

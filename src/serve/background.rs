@@ -72,34 +72,19 @@ impl Drop for Background {
 
 /// The calling thread's nice value (Linux keeps it per thread).
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn thread_nice() -> std::io::Result<i32> {
-    // SAFETY: plain system calls about the calling thread's own id; they take
-    // and return integers and touch no memory of this process (errno is the
-    // calling thread's own). getpriority may return -1 as a value, so errno
-    // is cleared first and tells an error apart.
-    let now = unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        *libc::__errno_location() = 0;
-        libc::getpriority(libc::PRIO_PROCESS, tid)
-    };
-    let err = std::io::Error::last_os_error();
-    if now == -1 && err.raw_os_error().unwrap_or(0) != 0 {
-        return Err(err);
-    }
-    Ok(now)
+    Ok(rustix::process::getpriority_process(Some(
+        rustix::thread::gettid(),
+    ))?)
 }
 
 /// Sets the calling thread's nice value to `to`.
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
 fn set_thread_nice(to: i32) -> std::io::Result<()> {
-    // SAFETY: as in `thread_nice`.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, to) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(rustix::process::setpriority_process(
+        Some(rustix::thread::gettid()),
+        to,
+    )?)
 }
 
 #[cfg(not(target_os = "linux"))]

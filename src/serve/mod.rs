@@ -183,16 +183,24 @@ pub async fn serve(
     result
 }
 
-/// Starts the projector and the workers on `background`, connected to NATS
-/// from there (the connection's I/O runs on those threads too).
+/// Starts the background runtime, and the projector and the workers on it,
+/// connected to NATS from there (the connection's I/O runs on those threads
+/// too).
 async fn start_roles(
-    background: &background::Background,
     resolved: &Resolved,
     url: &str,
     store: Arc<Store>,
     seal_key: Arc<govledger_stream::seal::ProducerKey>,
     shutdown: CancellationToken,
-) -> Result<(roles::Projector, roles::Handles, roles::Workers), ServeError> {
+) -> Result<
+    (
+        background::Background,
+        (roles::Projector, roles::Handles, roles::Workers),
+    ),
+    ServeError,
+> {
+    let background = background::Background::start(resolved.config.api.background_nice)
+        .map_err(ServeError::Background)?;
     let Some(bg) = background.handle() else {
         return Err(ServeError::Background(std::io::Error::other(
             "the background runtime is gone",
@@ -200,15 +208,18 @@ async fn start_roles(
     };
     let resolved = resolved.clone();
     let url = url.to_owned();
-    bg.spawn(async move {
-        let conn = nats::reach_stream(&resolved.config, &resolved.nats, &url).await?;
-        let projector = roles::start_projector(&resolved, &conn, &store, &shutdown);
-        let (handles, workers) =
-            roles::start_workers(&resolved, &conn, &store, seal_key, &projector, &shutdown).await?;
-        Ok((projector, handles, workers))
-    })
-    .await
-    .map_err(|e| ServeError::Background(std::io::Error::other(e.to_string())))?
+    let roles = bg
+        .spawn(async move {
+            let conn = nats::reach_stream(&resolved.config, &resolved.nats, &url).await?;
+            let projector = roles::start_projector(&resolved, &conn, &store, &shutdown);
+            let (handles, workers) =
+                roles::start_workers(&resolved, &conn, &store, seal_key, &projector, &shutdown)
+                    .await?;
+            Ok::<_, ServeError>((projector, handles, workers))
+        })
+        .await
+        .map_err(|e| ServeError::Background(std::io::Error::other(e.to_string())))??;
+    Ok((background, roles))
 }
 
 /// Where NATS is, and the stores' disks the health watch looks at.
@@ -247,17 +258,8 @@ async fn serve_with(
     tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
     // The roles run on the background threads, below the API's priority, with
     // a NATS connection of their own; `background` outlives their drain.
-    let background =
-        background::Background::start(cfg.api.background_nice).map_err(ServeError::Background)?;
-    let (projector, handles, workers) = start_roles(
-        &background,
-        resolved,
-        url,
-        store.clone(),
-        seal_key,
-        shutdown.clone(),
-    )
-    .await?;
+    let (background, (projector, handles, workers)) =
+        start_roles(resolved, url, store.clone(), seal_key, shutdown.clone()).await?;
 
     let addr = cfg
         .grpc
@@ -339,6 +341,7 @@ async fn serve_with(
         _ => None,
     };
     let projected = shutdown::drain(workers, projector, &store).await;
+    drop(background); // after the drain: what is left on it is stopped, not awaited
     if let Some(m) = replaced {
         return Err(m.into());
     }
