@@ -75,7 +75,18 @@ pub fn process_batch(
     meta: &mut LedgerMeta,
     msgs: &[OwnedMsg],
 ) -> Result<BatchOutcome, store::StoreError> {
-    match fold_batch(store, meta, msgs)? {
+    let folded = fold_batch(store, meta, msgs)?;
+    commit_folded(store, meta, folded)
+}
+
+/// Commits what [`fold_batch`] made of a batch (nothing for redeliveries) and
+/// updates `meta` on success. Does not flush.
+pub fn commit_folded(
+    store: &Store,
+    meta: &mut LedgerMeta,
+    folded: Folded,
+) -> Result<BatchOutcome, store::StoreError> {
+    match folded {
         Folded::Nothing { skipped } => Ok(BatchOutcome {
             skipped,
             ..Default::default()

@@ -6,10 +6,12 @@
 //! flushed. A crash at any point leaves either the old state (the batch comes
 //! back) or the new one (the redelivered batch is skipped by sequence).
 //!
-//! A batch's flush runs while the next batch is folded and committed (one
-//! flush in flight at most); the batch is acked, and its alerts and progress
-//! published, once its flush is done, in batch order — at once when no next
-//! batch is waiting, so an idle ledger holds nothing back.
+//! A batch's flush runs while the next batch is folded (one flush in flight at
+//! most); the batch is acked, and its alerts and progress published, once its
+//! flush is done, in batch order — at once when no next batch is waiting, so
+//! an idle ledger holds nothing back. The next batch is committed only after
+//! that: a commit queued behind a flush would wait for the disk inside sled's
+//! store lock, and every API read with it.
 //!
 //! The fetch task keeps only what the fold reads of each message
 //! ([`OwnedMsg`]) and its reply subject (where its ack goes), and drops the
@@ -30,7 +32,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    BatchOutcome, OwnedMsg, process_batch,
+    BatchOutcome, OwnedMsg, commit_folded, fold_batch,
     store::{Store, StoreError},
 };
 
@@ -179,11 +181,14 @@ pub async fn run(
             if !wait_for_room(&cfg.storage_paths, &shutdown).await {
                 return finish(flushing, &client, &cfg, &progress).await;
             }
-            let outcome = blocking(|| process_batch(&store, &mut meta, &owned[..usable]))?;
-            govledger_stream::failpoint::hit("projector-after-commit-before-flush");
-            // The previous batch's flush ran while this one was folded; it is
-            // acked now, before this one's flush starts (acks stay in order).
+            // Fold while the previous batch's flush runs; commit only once it
+            // is done (and acked: acks stay in order). A commit behind a flush
+            // waits for the disk inside sled's store lock, and every read
+            // waits with it.
+            let folded = blocking(|| fold_batch(&store, &meta, &owned[..usable]))?;
             finish(flushing.take(), &client, &cfg, &progress).await?;
+            let outcome = blocking(|| commit_folded(&store, &mut meta, folded))?;
+            govledger_stream::failpoint::hit("projector-after-commit-before-flush");
             let flush_store = store.clone();
             flushing = Some(Flushing {
                 flush: tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
