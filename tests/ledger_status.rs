@@ -38,6 +38,24 @@ async fn stream_with(
     (nats, client, js)
 }
 
+/// `n` callers asking at once, each with the moment of its own call.
+async fn at_once(
+    state: &std::sync::Arc<StreamState>,
+    n: usize,
+) -> Vec<Result<govledger::api::stream_state::Position, String>> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let state = state.clone();
+            tokio::spawn(async move { state.position(Instant::now()).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for c in calls {
+        out.push(c.await.unwrap());
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_callers_at_once_share_a_few_readings() {
     let (_nats, client, js) = stream_with(5).await;
@@ -48,14 +66,8 @@ async fn fifty_callers_at_once_share_a_few_readings() {
         .unwrap();
     client.flush().await.unwrap();
     let state = std::sync::Arc::new(StreamState::new(js, STREAM.into()));
-    let calls: Vec<_> = (0..50)
-        .map(|_| {
-            let state = state.clone();
-            tokio::spawn(async move { state.position(Instant::now()).await })
-        })
-        .collect();
-    for c in calls {
-        let p = c.await.unwrap().unwrap();
+    for p in at_once(&state, 50).await {
+        let p = p.unwrap();
         assert_eq!((p.last_seq, p.messages), (5, 5));
     }
     let mut requests = 0;
@@ -95,14 +107,8 @@ async fn a_reading_is_never_older_than_the_call() {
 async fn an_unknown_stream_is_an_error_for_every_waiting_caller() {
     let (_nats, _client, js) = stream_with(1).await;
     let state = std::sync::Arc::new(StreamState::new(js, "NO_SUCH_STREAM".into()));
-    let calls: Vec<_> = (0..10)
-        .map(|_| {
-            let state = state.clone();
-            tokio::spawn(async move { state.position(Instant::now()).await })
-        })
-        .collect();
-    for c in calls {
-        let e = c.await.unwrap().unwrap_err();
+    for r in at_once(&state, 10).await {
+        let e = r.unwrap_err();
         assert!(e.contains("not found"), "{e}");
     }
 }

@@ -418,6 +418,7 @@ mod tests {
                 "projector.batch_events_max",
             ),
             ("[publisher]\ninflight_max = 0", "publisher.inflight_max"),
+            ("[api]\nbackground_nice = 20", "api.background_nice"),
             (
                 "[nats]\ncredentials_file = \"/nonexistent.creds\"",
                 "nats.credentials_file",
