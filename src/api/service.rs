@@ -98,18 +98,17 @@ impl LedgerApi {
             scratch_dir: p.scratch_dir,
             source_folds: tokio::sync::Semaphore::new(1),
         };
+        let stream_state =
+            crate::api::stream_state::StreamState::new(p.js.clone(), p.stream.clone());
         Self {
             q: Queries {
                 store: p.store,
-                js: p.js.clone(),
-                stream: p.stream.clone(),
+                js: p.js,
+                stream: p.stream,
                 abandon_after_us: (p.abandon_after_ms as i64).saturating_mul(1_000),
                 syncs: p.syncs,
                 asof,
-                stream_state: crate::api::stream_state::StreamState::new(
-                    p.js.clone(),
-                    p.stream.clone(),
-                ),
+                stream_state,
                 checkpointer: p.checkpointer,
                 projector_stopped: p.projector_stopped,
             },

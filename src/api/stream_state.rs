@@ -8,8 +8,9 @@
 //! call). Callers share a reading requested after their moment (its answer or
 //! its failure); the others wait for the next one. Under load this turns one
 //! JetStream round trip per call into about one per round trip's time,
-//! whatever the number of callers; a NATS that does not answer costs each
-//! waiting caller one bounded wait, not one per caller ahead of it.
+//! whatever the number of callers; a NATS that does not answer costs a
+//! caller at most two bounded waits (the reading under way, then its own),
+//! never one per caller ahead of it.
 
 use std::time::Instant;
 

@@ -21,7 +21,9 @@ pub const DEFAULT_BACKGROUND_NICE: u8 = 10;
 /// The background runtime. Dropping it (even inside another runtime, even on
 /// an early error) stops its threads without blocking.
 pub struct Background {
+    /// `None` only while being dropped.
     rt: Option<Runtime>,
+    handle: Handle,
 }
 
 impl Background {
@@ -51,12 +53,15 @@ impl Background {
                 }
             })
             .build()?;
-        Ok(Background { rt: Some(rt) })
+        Ok(Background {
+            handle: rt.handle().clone(),
+            rt: Some(rt),
+        })
     }
 
     /// Where background work is spawned.
-    pub fn handle(&self) -> Option<Handle> {
-        self.rt.as_ref().map(|rt| rt.handle().clone())
+    pub fn handle(&self) -> &Handle {
+        &self.handle
     }
 }
 
@@ -108,7 +113,7 @@ mod tests {
         let base = thread_nice().unwrap();
         let want = (base + 5).min(i32::from(BACKGROUND_NICE_MAX));
         let bg = Background::start(5).unwrap();
-        let h = bg.handle().unwrap();
+        let h = bg.handle();
         let (worker, blocking, nested) = h.block_on(async {
             let worker = tokio::spawn(async { thread_nice().unwrap() })
                 .await
@@ -143,7 +148,7 @@ mod tests {
     fn nice_zero_leaves_the_priority_alone() {
         let base = thread_nice().unwrap();
         let bg = Background::start(0).unwrap();
-        let got = bg.handle().unwrap().block_on(async {
+        let got = bg.handle().block_on(async {
             tokio::spawn(async { thread_nice().unwrap() })
                 .await
                 .unwrap()

@@ -185,10 +185,11 @@ pub async fn serve(
 
 /// Starts the background runtime, and the projector and the workers on it,
 /// connected to NATS from there (the connection's I/O runs on those threads
-/// too).
+/// too) to the stream `checked` describes.
 async fn start_roles(
     resolved: &Resolved,
     url: &str,
+    checked: &async_nats::jetstream::stream::Info,
     store: Arc<Store>,
     seal_key: Arc<govledger_stream::seal::ProducerKey>,
     shutdown: CancellationToken,
@@ -201,16 +202,12 @@ async fn start_roles(
 > {
     let background = background::Background::start(resolved.config.api.background_nice)
         .map_err(ServeError::Background)?;
-    let Some(bg) = background.handle() else {
-        return Err(ServeError::Background(std::io::Error::other(
-            "the background runtime is gone",
-        )));
-    };
-    let resolved = resolved.clone();
-    let url = url.to_owned();
-    let roles = bg
+    let (resolved, url, checked) = (resolved.clone(), url.to_owned(), checked.clone());
+    let roles = background
+        .handle()
         .spawn(async move {
-            let conn = nats::reach_stream(&resolved.config, &resolved.nats, &url).await?;
+            let conn =
+                nats::connect_again(&resolved.config, &resolved.nats, &url, &checked).await?;
             let projector = roles::start_projector(&resolved, &conn, &store, &shutdown);
             let (handles, workers) =
                 roles::start_workers(&resolved, &conn, &store, seal_key, &projector, &shutdown)
@@ -258,8 +255,15 @@ async fn serve_with(
     tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
     // The roles run on the background threads, below the API's priority, with
     // a NATS connection of their own; `background` outlives their drain.
-    let (background, (projector, handles, workers)) =
-        start_roles(resolved, url, store.clone(), seal_key, shutdown.clone()).await?;
+    let (background, (projector, handles, workers)) = start_roles(
+        resolved,
+        url,
+        &conn.info,
+        store.clone(),
+        seal_key,
+        shutdown.clone(),
+    )
+    .await?;
 
     let addr = cfg
         .grpc

@@ -136,12 +136,36 @@ pub async fn reach_stream(
     url: &str,
 ) -> Result<StreamConn, ServeError> {
     let client = connect(&local_spec(cfg, spec)?, url).await?;
-    let js = jetstream::new(client.clone());
-    let mut js = js;
-    let info = ensure_stream(&js, &cfg.stream_spec()).await?;
-    // Every JetStream API request after the check (stream info, consumers,
-    // message reads of the API and the audit) is bounded: a silent NATS makes
-    // a call fail with UNAVAILABLE, not hang to the client's deadline.
+    let info = ensure_stream(&jetstream::new(client.clone()), &cfg.stream_spec()).await?;
+    Ok(StreamConn {
+        js: bounded(&client),
+        client,
+        info,
+    })
+}
+
+/// A second connection to the stream `checked` reached (the same
+/// credentials and bounds), made on the calling runtime, whose threads then
+/// run its I/O. The stream is not checked again: `checked.info` is reused.
+pub async fn connect_again(
+    cfg: &Config,
+    spec: &ConnectSpec,
+    url: &str,
+    checked: &jetstream::stream::Info,
+) -> Result<StreamConn, ServeError> {
+    let client = connect(&local_spec(cfg, spec)?, url).await?;
+    Ok(StreamConn {
+        js: bounded(&client),
+        client,
+        info: checked.clone(),
+    })
+}
+
+/// JetStream on `client` with every API request (stream info, consumers,
+/// message reads of the API and the audit) bounded: a silent NATS makes a
+/// call fail with UNAVAILABLE, not hang to the client's deadline.
+fn bounded(client: &async_nats::Client) -> jetstream::Context {
+    let mut js = jetstream::new(client.clone());
     js.set_timeout(std::time::Duration::from_millis(NATS_REQUEST_TIMEOUT_MS));
-    Ok(StreamConn { client, js, info })
+    js
 }

@@ -14,10 +14,7 @@
 //! is as synchronous as before (the ack-after-commit invariant is unchanged).
 
 use std::{
-    sync::{
-        Mutex,
-        mpsc::{SyncSender, sync_channel},
-    },
+    sync::mpsc::{SyncSender, sync_channel},
     thread::JoinHandle,
 };
 
@@ -31,8 +28,8 @@ type Job = (sled::Batch, usize, SyncSender<sled::Result<()>>);
 pub const SLOW_APPLY_WARN_MS: u64 = 100;
 
 pub(crate) struct Writer {
-    /// `None` once the store is being dropped.
-    jobs: Mutex<Option<SyncSender<Job>>>,
+    /// `None` only while being dropped.
+    jobs: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -61,19 +58,14 @@ impl Writer {
                 }
             })?;
         Ok(Writer {
-            jobs: Mutex::new(Some(tx)),
+            jobs: Some(tx),
             thread: Some(thread),
         })
     }
 
     /// Applies `batch` atomically on the writer thread and returns its outcome.
     pub(crate) fn apply(&self, batch: sled::Batch, writes: usize) -> Result<(), StoreError> {
-        let jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::WriterGone)?;
+        let jobs = self.jobs.as_ref().ok_or(StoreError::WriterGone)?;
         let (answer, outcome) = sync_channel(1);
         jobs.send((batch, writes, answer))
             .map_err(|_| StoreError::WriterGone)?;
@@ -85,9 +77,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the channel ends the thread; joining it releases its handle
         // on the tree, so the folder can be opened again at once.
-        if let Ok(mut jobs) = self.jobs.lock() {
-            jobs.take();
-        }
+        self.jobs.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
