@@ -12,7 +12,7 @@ impl Store {
     /// the set of identities however they arrive.
     pub(super) fn index_new_identities(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut super::writer::WriteSet,
         new: &[(Vec<u8>, u64)],
     ) -> Result<()> {
         let mut i = 0;

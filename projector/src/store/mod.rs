@@ -179,11 +179,8 @@ impl Store {
 
     /// Writes every change in `w` (including `meta.last_applied_seq`) in one atomic batch.
     pub fn commit(&self, w: &Working) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        // For the writer's slow-apply log line (the index's few writes aside).
-        let mut writes = 0usize;
+        let mut batch = writer::WriteSet::default();
         for (k, v) in w.changes() {
-            writes += 1;
             match v {
                 Some(v) => batch.insert(k, v),
                 None => batch.remove(k),
@@ -208,14 +205,13 @@ impl Store {
                 identity_page::PageError::Encode(e) => StoreError::Encode(e),
             })?;
             batch.insert(page_key, page);
-            writes += 1;
         }
         self.index_new_identities(&mut batch, &w.new_identities())?;
         let _guard = self
             .commit_lock
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.writer.apply(batch, writes)
+        self.writer.apply(batch)
     }
 
     /// The last applied sequence and the digest of the state at exactly that

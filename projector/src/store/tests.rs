@@ -91,9 +91,9 @@ fn the_identity_index_is_the_same_however_identities_arrive() {
         for chunk in items.chunks(batch) {
             let mut sorted = chunk.to_vec();
             sorted.sort();
-            let mut b = sled::Batch::default();
+            let mut b = super::writer::WriteSet::default();
             store.index_new_identities(&mut b, &sorted).unwrap();
-            store.tree.apply_batch(b).unwrap();
+            store.tree.apply_batch(b.into_batch()).unwrap();
         }
         assert!(
             index_records(&store) == expected,
