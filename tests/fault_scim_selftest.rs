@@ -870,6 +870,23 @@ async fn latency_and_one_slow_page() {
     assert!(gave_up.is_err());
 }
 
+#[tokio::test]
+async fn page_latency_slows_every_listed_page_and_nothing_else() {
+    let s = FaultScim::start(250).await;
+    s.set_faults(faults!(page_latency_ms: 300));
+    for start in [1, 101, 201] {
+        let page = timed(&s, get(&format!("/Users?startIndex={start}&count=100")), OK).await;
+        assert!(page >= 300, "page at {start}: {page} ms");
+    }
+    // A single GET, a write and a count probe (`count=0`) answer at once.
+    let single = timed(&s, get("/Users/u0000001"), OK).await;
+    assert!(single < 300, "single GET {single} ms");
+    let probe = timed(&s, get("/Users?count=0"), OK).await;
+    assert!(probe < 300, "probe {probe} ms");
+    let write = timed(&s, deactivate("/Users/u0000002"), DONE).await;
+    assert!(write < 300, "write {write} ms");
+}
+
 /// Raw and blocking on purpose: a blocking client on this (current-thread)
 /// runtime's own thread, which no async client can be.
 #[tokio::test]

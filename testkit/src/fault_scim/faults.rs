@@ -202,6 +202,10 @@ pub struct Faults {
     pub latency_ms: u64,
     /// `(start_index, ms)`: that page answers after this extra delay (timeouts).
     pub slow: Option<(usize, u64)>,
+    /// Added to every page of a listing (of any resource type; not to single
+    /// GETs or writes): a hosted SCIM API, which answers a page in hundreds
+    /// of milliseconds, so a large sync lasts minutes.
+    pub page_latency_ms: u64,
     /// W1 (lying success): every PATCH / DELETE that would succeed answers 204
     /// but changes nothing (`meta.version` stays). Syntax errors, unknown ids
     /// and `If-Match` mismatches still answer honestly.

@@ -35,7 +35,7 @@ impl Inner {
         let delay = match f.slow {
             Some((si, ms)) if pf && si == start_index => ms,
             _ => 0,
-        };
+        } + if probe { 0 } else { f.page_latency_ms };
 
         let mut injected = None;
         let mut malformed = None;
