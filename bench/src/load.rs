@@ -22,7 +22,7 @@ use govledger_proto::v1::{
     ListActionsRequest, SubmitActionRequest, TriggerSyncRequest, Verdict,
     ledger_client::LedgerClient,
 };
-use govledger_testkit::fault_scim::{FaultScim, ScimConfig};
+use govledger_testkit::fault_scim::{FaultScim, Faults, ScimConfig};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -31,11 +31,11 @@ use crate::{procs, progress, query::percentile, report};
 /// The one source the campaign syncs.
 const SOURCE: &str = "hr";
 /// SCIM page size of its syncs (the fault server's cap).
-const PAGE_SIZE: u32 = 1_000;
 /// How often a sync's run is polled until decided, and RSS sampled.
 const POLL_MS: u64 = 200;
 const RSS_SAMPLE_MS: u64 = 1_000;
-/// Longest wait for one sync to be decided.
+/// Longest wait for one sync to be decided, beyond the source's own pace
+/// ([`sync_decided_ms_max`]).
 const SYNC_DECIDED_MS_MAX: u64 = 600_000;
 /// Longest wait, after the load, for the submitted actions to conclude.
 const ACTIONS_SETTLE_MS_MAX: u64 = 120_000;
@@ -62,6 +62,11 @@ pub struct LoadParams {
     pub actions_per_s: f64,
     /// Calls per second per client, on a schedule; 0 = unpaced (closed loop).
     pub rate_per_client: f64,
+    /// Users per page of the source's listing.
+    pub page_size: u32,
+    /// The source's answer time per listed page in the loaded phase (0 =
+    /// syncs at full speed, back to back).
+    pub page_latency_ms: u64,
 }
 
 /// The RPC mix every client cycles through.
@@ -112,6 +117,8 @@ struct Targets {
 #[derive(Default)]
 struct Tally {
     took: BTreeMap<Rpc, Vec<Duration>>,
+    /// Every answered call: (second of the phase it was due in, its latency).
+    timeline: Vec<(u32, Duration)>,
     /// (what, gRPC code) → count; `what` is an RPC of the mix or a driver call.
     errors: BTreeMap<(String, String), u64>,
     error_samples: Vec<String>,
@@ -144,6 +151,7 @@ impl Tally {
         for (rpc, xs) in other.took {
             self.took.entry(rpc).or_default().extend(xs);
         }
+        self.timeline.extend(other.timeline);
         for (k, n) in other.errors {
             *self.errors.entry(k).or_default() += n;
         }
@@ -176,6 +184,47 @@ struct SyncRun {
     took: Duration,
 }
 
+/// How many calls took longer than `over`, and the `top` seconds of the
+/// phase that held most of them (second, count), most first: slow calls
+/// spread evenly, or clustered in a few stalls.
+fn slow_seconds(
+    timeline: &[(u32, Duration)],
+    over: Duration,
+    top: usize,
+) -> (usize, Vec<(u32, usize)>) {
+    let mut by_second: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut slow = 0;
+    for (second, took) in timeline {
+        if *took > over {
+            slow += 1;
+            *by_second.entry(*second).or_default() += 1;
+        }
+    }
+    let mut worst: Vec<(u32, usize)> = by_second.into_iter().collect();
+    worst.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    worst.truncate(top);
+    (slow, worst)
+}
+
+/// The p99 latency of the calls due in each minute of a phase (a minute
+/// with under half the calls of the busiest, the phase's last few seconds,
+/// left out).
+fn per_minute_p99(timeline: &[(u32, Duration)]) -> Vec<Duration> {
+    let mut minutes: BTreeMap<u32, Vec<Duration>> = BTreeMap::new();
+    for (second, took) in timeline {
+        minutes.entry(second / 60).or_default().push(*took);
+    }
+    let most = minutes.values().map(Vec::len).max().unwrap_or(0);
+    minutes
+        .into_values()
+        .filter(|xs| xs.len() * 2 >= most)
+        .map(|mut xs| {
+            xs.sort_unstable();
+            percentile(&xs, 99.0)
+        })
+        .collect()
+}
+
 /// Runs the campaign and returns its report (markdown).
 pub async fn run(p: &LoadParams, nats_bin: &Path, govledger_bin: &Path) -> Result<String> {
     let started = Instant::now();
@@ -196,7 +245,7 @@ pub async fn run(p: &LoadParams, nats_bin: &Path, govledger_bin: &Path) -> Resul
         .context("creating the campaign's folder")?;
     let data = dir.path().join("data");
     let config = dir.path().join("govledger.toml");
-    std::fs::write(&config, config_toml(&scim.base_url))?;
+    std::fs::write(&config, config_toml(&scim.base_url, p.page_size))?;
     let url = nats.url();
     let log = dir.path().join("serve.log");
     let mut serve = procs::start_serve(govledger_bin, &url, &data, &config, &log).await?;
@@ -211,7 +260,7 @@ pub async fn run(p: &LoadParams, nats_bin: &Path, govledger_bin: &Path) -> Resul
     let token = std::fs::read_to_string(data.join("admin.token"))
         .context("reading the local admin token of govledger serve")?;
     let token = BearerToken::new(&token)?;
-    let outcome = campaign(p, &serve.addr, &token, pid, scim.user_ids()).await;
+    let outcome = campaign(p, &serve.addr, &token, pid, &scim).await;
     serve.guard.stop(Duration::from_secs(10)).await;
     let c = match outcome {
         Ok(c) => c,
@@ -230,7 +279,7 @@ fn keep_log(log: &Path) -> Option<String> {
     Some(to.display().to_string())
 }
 
-fn config_toml(base_url: &str) -> String {
+fn config_toml(base_url: &str, page_size: u32) -> String {
     format!(
         r#"[projector]
 cache_capacity_bytes = {cache}
@@ -239,7 +288,7 @@ cache_capacity_bytes = {cache}
 id = "{SOURCE}"
 base_url = "{base_url}"
 resources = ["Users"]
-page_size = {PAGE_SIZE}
+page_size = {page_size}
 
 [sources.retry]
 attempts_max = 3
@@ -263,6 +312,9 @@ struct Campaign {
     actions_submitted: usize,
     rss: Vec<(Duration, u64)>,
     loadavg_during: f64,
+    /// Share of CPU time the hypervisor took from this VM (`steal` in
+    /// `/proc/stat`): idle phase, load phase.
+    steal: (Option<f64>, Option<f64>),
 }
 
 async fn campaign(
@@ -270,13 +322,15 @@ async fn campaign(
     addr: &str,
     token: &BearerToken,
     pid: u32,
-    users: Vec<String>,
+    scim: &FaultScim,
 ) -> Result<Campaign> {
+    let users = scim.user_ids();
     let mut ctl = connect(addr, token).await?;
     let mut driver = Tally::default();
     // The first sync: everything the clients ask about exists once it is decided.
     let t = Instant::now();
-    let first = sync_once(&mut ctl, &mut driver).await?;
+    let decided_ms_max = sync_decided_ms_max(p);
+    let first = sync_once(&mut ctl, &mut driver, decided_ms_max).await?;
     let first_sync = t.elapsed();
     if first.verdict != Verdict::Complete.as_str_name()
         || first.records_unique != users.len() as u64
@@ -315,9 +369,16 @@ async fn campaign(
         p.clients,
         p.idle.as_secs()
     ));
+    let cpu0 = CpuTimes::now();
     let (idle, _) = clients_for(addr, token, p, p.idle, &targets).await?;
+    let steal_idle = CpuTimes::stolen_share(cpu0, CpuTimes::now());
 
-    // Loaded: the mix, syncs back to back, a stream of actions, RSS sampled.
+    // Loaded: the mix, syncs back to back (as slow as the source answers), a
+    // stream of actions, RSS sampled.
+    scim.set_faults(Faults {
+        page_latency_ms: p.page_latency_ms,
+        ..Default::default()
+    });
     progress(format!(
         "load: load phase, {} clients for {} s, syncs back to back, {} actions/s",
         p.clients,
@@ -340,7 +401,7 @@ async fn campaign(
             let mut c = connect(&addr, &token).await?;
             while !stop.is_cancelled() {
                 let mut t = Tally::default();
-                let r = sync_once(&mut c, &mut t).await;
+                let r = sync_once(&mut c, &mut t, decided_ms_max).await;
                 tally.lock().map_err(poisoned)?.merge(t);
                 let r = r?;
                 progress(format!(
@@ -414,7 +475,9 @@ async fn campaign(
         })
     };
     let t = Instant::now();
+    let cpu0 = CpuTimes::now();
     let (loaded, _) = clients_for(addr, token, p, p.duration, &targets).await?;
+    let steal_loaded = CpuTimes::stolen_share(cpu0, CpuTimes::now());
     let loaded_wall = t.elapsed();
     stop.cancel();
     let (rss, load) = rss_task.await.map_err(|e| anyhow!("RSS sampler: {e}"))?;
@@ -437,6 +500,7 @@ async fn campaign(
         actions,
         actions_submitted,
         rss,
+        steal: (steal_idle, steal_loaded),
         loadavg_during: if load.is_empty() {
             0.0
         } else {
@@ -466,7 +530,16 @@ struct Synced {
 }
 
 /// TriggerSync, then GetRun until the run is decided.
-async fn sync_once(c: &mut Client, tally: &mut Tally) -> Result<Synced> {
+/// How long a sync may take to be decided: [`SYNC_DECIDED_MS_MAX`] plus
+/// twice the time the source's pages take at `page_latency_ms` (the first
+/// sync, before the latency is set, counts it too: a longer wait, never a
+/// shorter one).
+fn sync_decided_ms_max(p: &LoadParams) -> u64 {
+    let pages = (p.identities as u64).div_ceil(u64::from(p.page_size.max(1)));
+    SYNC_DECIDED_MS_MAX.saturating_add(pages.saturating_mul(p.page_latency_ms).saturating_mul(2))
+}
+
+async fn sync_once(c: &mut Client, tally: &mut Tally, decided_ms_max: u64) -> Result<Synced> {
     let t = Instant::now();
     let run_id = match c
         .trigger_sync(TriggerSyncRequest {
@@ -481,7 +554,7 @@ async fn sync_once(c: &mut Client, tally: &mut Tally) -> Result<Synced> {
             bail!("TriggerSync: {s}");
         }
     };
-    let deadline = Instant::now() + Duration::from_millis(SYNC_DECIDED_MS_MAX);
+    let deadline = Instant::now() + Duration::from_millis(decided_ms_max);
     loop {
         match c
             .get_run(GetRunRequest {
@@ -513,7 +586,7 @@ async fn sync_once(c: &mut Client, tally: &mut Tally) -> Result<Synced> {
             Err(s) => tally.error("GetRun (driver)", &s),
         }
         if Instant::now() > deadline {
-            bail!("run {run_id} not decided within {SYNC_DECIDED_MS_MAX} ms");
+            bail!("run {run_id} not decided within {decided_ms_max} ms");
         }
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
     }
@@ -608,7 +681,7 @@ async fn clients_for(
             i,
             pace,
             targets.clone(),
-            warm.clone(),
+            (warm.clone(), Instant::now()),
         )));
     }
     tokio::time::sleep(Duration::from_millis(WARMUP_MS)).await;
@@ -618,16 +691,16 @@ async fn clients_for(
     }
     let stop = CancellationToken::new();
     let mut tasks = Vec::with_capacity(clients);
+    let t = Instant::now();
     for (i, c) in conns.into_iter().enumerate() {
         tasks.push(tokio::spawn(client(
             c,
             i,
             pace,
             targets.clone(),
-            stop.clone(),
+            (stop.clone(), t),
         )));
     }
-    let t = Instant::now();
     tokio::time::sleep(for_how_long).await;
     stop.cancel();
     let mut tally = Tally::default();
@@ -645,7 +718,7 @@ async fn client(
     i: usize,
     pace: Option<Duration>,
     t: Arc<Targets>,
-    stop: CancellationToken,
+    (stop, phase_start): (CancellationToken, Instant),
 ) -> Tally {
     let mut tally = Tally::default();
     let mut k = i;
@@ -671,10 +744,15 @@ async fn client(
         k += 1;
         let r = one_call(&mut c, rpc, pick, &t).await;
         let took = due.elapsed();
+        let second = due.saturating_duration_since(phase_start).as_secs() as u32;
         match r {
-            Ok(None) => tally.took.entry(rpc).or_default().push(took),
+            Ok(None) => {
+                tally.took.entry(rpc).or_default().push(took);
+                tally.timeline.push((second, took));
+            }
             Ok(Some(wrong)) => {
                 tally.took.entry(rpc).or_default().push(took);
+                tally.timeline.push((second, took));
                 tally.wrong(format!("{}: {wrong}", rpc.name()));
             }
             Err(s) => tally.error(rpc.name(), &s),
@@ -828,6 +906,45 @@ fn rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// The 1-minute load average.
+/// The machine's CPU time counters (`/proc/stat`, all CPUs, in ticks).
+#[derive(Debug, Clone, Copy)]
+struct CpuTimes {
+    steal: u64,
+    total: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<CpuTimes> {
+        CpuTimes::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// The first line: `cpu user nice system idle iowait irq softirq steal ...`.
+    fn parse(stat: &str) -> Option<CpuTimes> {
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        (fields.len() == 8).then(|| CpuTimes {
+            steal: fields[7],
+            total: fields.iter().sum(),
+        })
+    }
+
+    fn stolen_share(from: Option<CpuTimes>, to: Option<CpuTimes>) -> Option<f64> {
+        let (a, b) = (from?, to?);
+        let total = b.total.checked_sub(a.total).filter(|t| *t > 0)?;
+        Some(b.steal.checked_sub(a.steal)? as f64 / total as f64)
+    }
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or("?".into(), |s| format!("{:.1} %", s * 100.0))
+}
+
 fn loadavg() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
@@ -894,7 +1011,7 @@ fn report(p: &LoadParams, c: &Campaign, load_before: Option<f64>, wall: Duration
     let profile = crate::PROFILE;
     s.push_str("## Load campaign (issue 22 item 8)\n\n");
     s.push_str(&format!(
-        "- {} clients, {}; idle {} s, then {} s loaded ({:.0} s measured): syncs of {} users back to back (page {PAGE_SIZE}) and {} actions/s (DEACTIVATE, each its own user)\n",
+        "- {} clients, {}; idle {} s, then {} s loaded ({:.0} s measured): syncs of {} users back to back (page {}{}) and {} actions/s (DEACTIVATE, each its own user)\n",
         p.clients,
         if p.rate_per_client > 0.0 {
             format!(
@@ -908,6 +1025,12 @@ fn report(p: &LoadParams, c: &Campaign, load_before: Option<f64>, wall: Duration
         p.duration.as_secs(),
         c.loaded_wall.as_secs_f64(),
         p.identities,
+        p.page_size,
+        if p.page_latency_ms > 0 {
+            format!(", the source answering each page in {} ms", p.page_latency_ms)
+        } else {
+            ", at full speed".into()
+        },
         p.actions_per_s
     ));
     s.push_str(&format!(
@@ -918,10 +1041,12 @@ fn report(p: &LoadParams, c: &Campaign, load_before: Option<f64>, wall: Duration
         wall.as_secs_f64()
     ));
     s.push_str(&format!(
-        "- machine busy: 1-min loadavg {} before, {:.2} on average during the load phase, on {} cores (other builders share them)\n\n",
+        "- machine busy: 1-min loadavg {} before, {:.2} on average during the load phase, on {} cores (other builders share them); CPU time stolen by the hypervisor: {} of the idle phase, {} of the load phase\n\n",
         load_before.map_or("?".into(), |l| format!("{l:.2}")),
         c.loadavg_during,
-        machine.cores
+        machine.cores,
+        percent(c.steal.0),
+        percent(c.steal.1),
     ));
     s.push_str("| RPC | idle calls | idle p50 / p99 | loaded calls | loaded p50 / p99 / p99.9 / max | p99 loaded ÷ idle | target | errors |\n|---|---:|---|---:|---|---:|---|---:|\n");
     let mut all_idle = Vec::new();
@@ -1017,6 +1142,26 @@ fn report(p: &LoadParams, c: &Campaign, load_before: Option<f64>, wall: Duration
         } else {
             " FAIL"
         }
+    ));
+    s.push_str(&format!(
+        "- loaded p99 (all RPCs) per minute of the load phase: {}\n",
+        per_minute_p99(&c.loaded.timeline)
+            .iter()
+            .map(|d| ms(*d))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let over = percentile(&all_idle, 99.0).mul_f64(P99_RATIO_MAX);
+    let (slow, worst_seconds) = slow_seconds(&c.loaded.timeline, over, 8);
+    s.push_str(&format!(
+        "- calls over {P99_RATIO_MAX:.0}× idle p99 ({}): {slow} of {}; the seconds of the phase with the most: {}\n",
+        ms(over),
+        c.loaded.timeline.len(),
+        worst_seconds
+            .iter()
+            .map(|(sec, n)| format!("{sec} s ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     let rss: Vec<u64> = c.rss.iter().map(|(_, b)| *b).collect();
     match rss_verdict(&rss) {
@@ -1115,5 +1260,32 @@ mod tests {
         assert!(!v.flat, "{v:?}");
         assert_eq!(v.allowed, 16 * mib);
         assert!(rss_verdict(&climb[..5]).is_none());
+    }
+
+    #[test]
+    fn slow_calls_are_counted_by_second_and_p99_by_minute() {
+        let ms = Duration::from_millis;
+        let mut timeline: Vec<(u32, Duration)> = (0..180).map(|sec| (sec, ms(2))).collect();
+        timeline.extend([(61, ms(30)), (61, ms(40)), (5, ms(9)), (150, ms(8))]);
+        // The phase's last seconds: too few calls to be a minute of their own.
+        timeline.extend([(180, ms(1)), (181, ms(1))]);
+        let (slow, worst) = slow_seconds(&timeline, ms(8), 2);
+        assert_eq!(slow, 3, "over 8 ms, not at it");
+        assert_eq!(worst, vec![(61, 2), (5, 1)]);
+        // Minute 1 holds the two slow calls among 62: its p99 is the slowest.
+        assert_eq!(per_minute_p99(&timeline), vec![ms(9), ms(40), ms(8)]);
+        assert!(per_minute_p99(&[]).is_empty());
+    }
+
+    #[test]
+    fn stolen_cpu_is_read_from_the_first_line_of_proc_stat() {
+        let a = CpuTimes::parse("cpu  100 0 50 800 0 0 0 50 0 0\ncpu0 1 2 3\n").unwrap();
+        let b = CpuTimes::parse("cpu  200 0 50 850 0 0 0 100 0 0\n").unwrap();
+        assert_eq!((a.steal, a.total), (50, 1000));
+        let share = CpuTimes::stolen_share(Some(a), Some(b)).unwrap();
+        assert!((share - 0.25).abs() < 1e-9, "{share}");
+        assert!(CpuTimes::parse("cpu0 1 2 3 4 5 6 7 8").is_none());
+        assert!(CpuTimes::parse("cpu  1 2 3").is_none());
+        assert!(CpuTimes::stolen_share(Some(b), Some(a)).is_none());
     }
 }

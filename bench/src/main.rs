@@ -96,6 +96,17 @@ struct Cli {
     /// fast as the server answers (a throughput test, not a latency one).
     #[arg(long, default_value_t = 20.0)]
     rate_per_client: f64,
+    /// `--only load`: users per page of the source's listing.
+    #[arg(long, default_value_t = 100)]
+    page_size: u32,
+    /// `--only load`: how long the source takes to answer each page of a
+    /// listing in the loaded phase (a hosted SCIM API answers in hundreds of
+    /// ms, so a large sync lasts minutes). The default makes one sync of
+    /// 100,000 users in pages of 100 last the default 600 s. 0 = as fast as
+    /// it can: syncs back to back at full speed (the stress profile, with
+    /// `--page-size 1000`).
+    #[arg(long, default_value_t = 600)]
+    page_latency_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -286,10 +297,13 @@ async fn load_campaign(cli: &Cli) -> ExitCode {
         || cli.duration_s == 0
         || cli.actions_per_s <= 0.0
         || !(cli.rate_per_client >= 0.0 && cli.rate_per_client <= 10_000.0)
+        || !(1..=1_000).contains(&cli.page_size)
+        || cli.page_latency_ms > 60_000
     {
         eprintln!(
             "govledger-bench: --clients, --identities, --duration-s and --actions-per-s must be above 0, \
-             --rate-per-client between 0 (unpaced) and 10000"
+             --rate-per-client between 0 (unpaced) and 10000, --page-size between 1 and 1000, \
+             --page-latency-ms at most 60000"
         );
         return ExitCode::from(2);
     }
@@ -300,6 +314,8 @@ async fn load_campaign(cli: &Cli) -> ExitCode {
         idle: std::time::Duration::from_secs(cli.idle_s.max(1)),
         actions_per_s: cli.actions_per_s,
         rate_per_client: cli.rate_per_client,
+        page_size: cli.page_size,
+        page_latency_ms: cli.page_latency_ms,
     };
     progress(format!("govledger-bench --only load: {p:?}"));
     let run = async {
