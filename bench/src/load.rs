@@ -905,7 +905,6 @@ fn rss_bytes(pid: u32) -> Option<u64> {
         .map(|kib| kib * 1024)
 }
 
-/// The 1-minute load average.
 /// The machine's CPU time counters (`/proc/stat`, all CPUs, in ticks).
 #[derive(Debug, Clone, Copy)]
 struct CpuTimes {
@@ -945,6 +944,7 @@ fn percent(share: Option<f64>) -> String {
     share.map_or("?".into(), |s| format!("{:.1} %", s * 100.0))
 }
 
+/// The 1-minute load average.
 fn loadavg() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
