@@ -12,7 +12,7 @@ use govledger::{
         args::Cli,
         args::Cmd,
         audit,
-        client::{NotOk, Unpinned},
+        client::{NotOk, Unpinned, UsageError},
         credentials, deletions, server, status, token,
     },
     config::ConfigError,
@@ -83,7 +83,8 @@ fn exit_code_of(e: &anyhow::Error) -> ExitCode {
             s,
             ServeError::Config(_) | ServeError::Tls { .. } | ServeError::Plaintext { .. }
         )
-    }) || e.downcast_ref::<ConfigError>().is_some();
+    }) || e.downcast_ref::<ConfigError>().is_some()
+        || e.downcast_ref::<UsageError>().is_some();
     eprintln!("govledger: error: {e:#}");
     if usage {
         ExitCode::from(2)

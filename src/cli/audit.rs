@@ -51,6 +51,7 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
     let desc = pool
         .get_message_by_name("govledger.v1.ReplayItem")
         .context("descriptor of govledger.v1.ReplayItem missing")?;
+    crate::cli::client::check_seq_range(a.from_seq, a.to_seq)?;
     let mut c = connect(&a.client).await?;
     let mut stream = c
         .replay(ReplayRequest {
@@ -107,6 +108,7 @@ pub async fn replay(a: ReplayArgs) -> anyhow::Result<()> {
 
 /// `govledger verify`: reads a range of the stream again (exit 3 unless intact).
 pub async fn verify(a: VerifyArgs) -> anyhow::Result<()> {
+    crate::cli::client::check_seq_range(a.from_seq, a.to_seq)?;
     let mut c = connect(&a.client).await?;
     let r = c
         .verify_range(VerifyRangeRequest {

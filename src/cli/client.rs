@@ -20,6 +20,27 @@ use crate::{auth::identify::LOCAL_ADMIN_TOKEN_FILE, config::DEFAULT_DATA_DIR};
 /// How long connecting to a running govledger may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
+/// A flag's value is wrong (a malformed address, a file that cannot be read,
+/// flags that need each other): exit code 2, found before anything is
+/// reached. The message names the flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
+/// `--from-seq` .. `--to-seq` (0 = open) in order, or a usage error.
+pub fn check_seq_range(from_seq: u64, to_seq: u64) -> anyhow::Result<()> {
+    if to_seq > 0 && to_seq < from_seq {
+        return Err(usage(format!(
+            "--to-seq {to_seq} is below --from-seq {from_seq}: the range runs from --from-seq up to --to-seq"
+        )));
+    }
+    Ok(())
+}
+
 /// A negative answer (not COMPLETE, not ready): exit code 3, nothing more to print.
 #[derive(Debug)]
 pub struct NotOk;
@@ -95,10 +116,17 @@ pub fn token_of(f: &ClientFlags) -> anyhow::Result<BearerToken> {
         .clone()
         .or_else(|| std::env::var_os("GOVLEDGER_TOKEN_FILE").map(PathBuf::from));
     if let Some(path) = file {
-        let t = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let t = std::fs::read_to_string(&path).map_err(|e| {
+            usage(format!(
+                "cannot read the token file {} (--token-file or GOVLEDGER_TOKEN_FILE): {e}",
+                path.display()
+            ))
+        })?;
         if t.trim().is_empty() {
-            anyhow::bail!("the token file {} is empty", path.display());
+            return Err(usage(format!(
+                "the token file {} (--token-file or GOVLEDGER_TOKEN_FILE) is empty",
+                path.display()
+            )));
         }
         return BearerToken::new(&t);
     }
@@ -117,25 +145,23 @@ pub fn token_of(f: &ClientFlags) -> anyhow::Result<BearerToken> {
 /// Connects to the govledger at `--grpc-addr`: TLS when `--tls-ca` is given
 /// (with `--tls-cert`/`--tls-key` for mTLS), the bearer token of [`token_of`].
 pub async fn connect(f: &ClientFlags) -> anyhow::Result<Client> {
+    check_tls_flags(f)?;
     let token = token_of(f)?;
     let scheme = if f.tls_ca.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{}", f.grpc_addr);
-    let mut ep = tonic::transport::Endpoint::from_shared(url.clone())?
+    let mut ep = grpc_endpoint(&url, &f.grpc_addr)?
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS));
     if let Some(ca) = &f.tls_ca {
-        let pem =
-            std::fs::read(ca).with_context(|| format!("cannot read --tls-ca {}", ca.display()))?;
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
-        match (&f.tls_cert, &f.tls_key) {
-            (Some(c), Some(k)) => {
-                let cert = std::fs::read(c)
-                    .with_context(|| format!("cannot read --tls-cert {}", c.display()))?;
-                let key = std::fs::read(k)
-                    .with_context(|| format!("cannot read --tls-key {}", k.display()))?;
-                tls = tls.identity(Identity::from_pem(cert, key));
-            }
-            (None, None) => {}
-            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        let read = |flag: &str, p: &Path| {
+            std::fs::read(p).map_err(|e| usage(format!("cannot read {flag} {}: {e}", p.display())))
+        };
+        let mut tls =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--tls-ca", ca)?));
+        if let (Some(c), Some(k)) = (&f.tls_cert, &f.tls_key) {
+            tls = tls.identity(Identity::from_pem(
+                read("--tls-cert", c)?,
+                read("--tls-key", k)?,
+            ));
         }
         if let Some(d) = &f.tls_domain {
             tls = tls.domain_name(d.clone());
@@ -153,6 +179,63 @@ pub async fn connect(f: &ClientFlags) -> anyhow::Result<Client> {
         format!("cannot reach govledger at {url}; {hint}")
     })?;
     Ok(LedgerClient::with_interceptor(ch, token))
+}
+
+/// The TLS flags that need each other: a client certificate needs its key,
+/// and every TLS flag needs `--tls-ca` (without it the CLI would connect in
+/// plaintext and send the token in the clear).
+fn check_tls_flags(f: &ClientFlags) -> anyhow::Result<()> {
+    match (&f.tls_cert, &f.tls_key) {
+        (Some(_), None) => {
+            return Err(usage(
+                "--tls-cert needs --tls-key (the client certificate's key)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(usage("--tls-key needs --tls-cert (the client certificate)"));
+        }
+        _ => {}
+    }
+    if f.tls_ca.is_none() {
+        let given: Vec<&str> = [
+            (f.tls_cert.is_some(), "--tls-cert"),
+            (f.tls_key.is_some(), "--tls-key"),
+            (f.tls_domain.is_some(), "--tls-domain"),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect();
+        if !given.is_empty() {
+            return Err(usage(format!(
+                "{} need --tls-ca (the CA of the server's certificate): without it the connection is plaintext",
+                given.join(" and ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The endpoint for `url`, or a usage error naming `--grpc-addr` (`addr` as
+/// given, quoted short).
+fn grpc_endpoint(url: &str, addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+    let bad = || {
+        let shown: String = addr
+            .chars()
+            .take(64)
+            .flat_map(char::escape_default)
+            .collect();
+        usage(format!(
+            "--grpc-addr \"{shown}\" is not an address: give host:port (e.g. 127.0.0.1:50051), without a scheme or a path"
+        ))
+    };
+    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    let plain = uri
+        .path_and_query()
+        .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
+    if uri.host().is_none_or(str::is_empty) || !plain || addr.contains('/') {
+        return Err(bad());
+    }
+    tonic::transport::Endpoint::from_shared(url.to_owned()).map_err(|_| bad())
 }
 
 /// A gRPC error as the user reads it: `code: message`.
