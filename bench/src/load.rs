@@ -30,7 +30,6 @@ use crate::{procs, progress, query::percentile, report};
 
 /// The one source the campaign syncs.
 const SOURCE: &str = "hr";
-/// SCIM page size of its syncs (the fault server's cap).
 /// How often a sync's run is polled until decided, and RSS sampled.
 const POLL_MS: u64 = 200;
 const RSS_SAMPLE_MS: u64 = 1_000;
@@ -529,7 +528,6 @@ struct Synced {
     run: SyncRun,
 }
 
-/// TriggerSync, then GetRun until the run is decided.
 /// How long a sync may take to be decided: [`SYNC_DECIDED_MS_MAX`] plus
 /// twice the time the source's pages take at `page_latency_ms` (the first
 /// sync, before the latency is set, counts it too: a longer wait, never a
@@ -539,6 +537,7 @@ fn sync_decided_ms_max(p: &LoadParams) -> u64 {
     SYNC_DECIDED_MS_MAX.saturating_add(pages.saturating_mul(p.page_latency_ms).saturating_mul(2))
 }
 
+/// TriggerSync, then GetRun until the run is decided.
 async fn sync_once(c: &mut Client, tally: &mut Tally, decided_ms_max: u64) -> Result<Synced> {
     let t = Instant::now();
     let run_id = match c
@@ -746,14 +745,12 @@ async fn client(
         let took = due.elapsed();
         let second = due.saturating_duration_since(phase_start).as_secs() as u32;
         match r {
-            Ok(None) => {
+            Ok(wrong) => {
                 tally.took.entry(rpc).or_default().push(took);
                 tally.timeline.push((second, took));
-            }
-            Ok(Some(wrong)) => {
-                tally.took.entry(rpc).or_default().push(took);
-                tally.timeline.push((second, took));
-                tally.wrong(format!("{}: {wrong}", rpc.name()));
+                if let Some(wrong) = wrong {
+                    tally.wrong(format!("{}: {wrong}", rpc.name()));
+                }
             }
             Err(s) => tally.error(rpc.name(), &s),
         }

@@ -228,14 +228,15 @@ fn grpc_endpoint(url: &str, addr: &str) -> anyhow::Result<tonic::transport::Endp
             "--grpc-addr \"{shown}\" is not an address: give host:port (e.g. 127.0.0.1:50051), without a scheme or a path"
         ))
     };
-    let uri: http::Uri = url.parse().map_err(|_| bad())?;
+    let ep = tonic::transport::Endpoint::from_shared(url.to_owned()).map_err(|_| bad())?;
+    let uri = ep.uri();
     let plain = uri
         .path_and_query()
         .is_none_or(|p| p.as_str() == "/" || p.as_str().is_empty());
     if uri.host().is_none_or(str::is_empty) || !plain || addr.contains('/') {
         return Err(bad());
     }
-    tonic::transport::Endpoint::from_shared(url.to_owned()).map_err(|_| bad())
+    Ok(ep)
 }
 
 /// A gRPC error as the user reads it: `code: message`.

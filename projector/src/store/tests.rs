@@ -93,7 +93,7 @@ fn the_identity_index_is_the_same_however_identities_arrive() {
             sorted.sort();
             let mut b = super::writer::WriteSet::default();
             store.index_new_identities(&mut b, &sorted).unwrap();
-            store.tree.apply_batch(b.into_batch()).unwrap();
+            store.tree.apply_batch(b.batch).unwrap();
         }
         assert!(
             index_records(&store) == expected,

@@ -25,34 +25,23 @@ use std::{
 
 use super::StoreError;
 
-/// The writes of one commit, in order (a later write of a key wins).
+/// The writes of one commit (a later write of a key wins), and how many
+/// there are, for the slow-apply log line.
 #[derive(Default)]
 pub(crate) struct WriteSet {
-    ops: Vec<(sled::IVec, Option<sled::IVec>)>,
+    pub(super) batch: sled::Batch,
+    writes: usize,
 }
 
 impl WriteSet {
     pub(crate) fn insert(&mut self, k: impl Into<sled::IVec>, v: impl Into<sled::IVec>) {
-        self.ops.push((k.into(), Some(v.into())));
+        self.batch.insert(k, v);
+        self.writes += 1;
     }
 
     pub(crate) fn remove(&mut self, k: impl Into<sled::IVec>) {
-        self.ops.push((k.into(), None));
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.ops.len()
-    }
-
-    pub(crate) fn into_batch(self) -> sled::Batch {
-        let mut b = sled::Batch::default();
-        for (k, v) in self.ops {
-            match v {
-                Some(v) => b.insert(k, v),
-                None => b.remove(k),
-            }
-        }
-        b
+        self.batch.remove(k);
+        self.writes += 1;
     }
 }
 
@@ -77,15 +66,15 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("govledger-sled-writer".into())
             .spawn(move || {
-                for (set, answer) in rx {
-                    let writes = set.len();
-                    let batch = set.into_batch();
-                    let before = Schedstat::of_this_thread();
+                // Opened once, read again before and after each apply.
+                let schedstat = std::fs::File::open("/proc/thread-self/schedstat").ok();
+                for (WriteSet { batch, writes }, answer) in rx {
+                    let before = Schedstat::read(schedstat.as_ref());
                     let started = std::time::Instant::now();
                     let outcome = tree.apply_batch(batch);
                     let took = started.elapsed();
                     if took.as_millis() > u128::from(SLOW_APPLY_WARN_MS) {
-                        warn_slow(writes, took, before, Schedstat::of_this_thread());
+                        warn_slow(writes, took, before, Schedstat::read(schedstat.as_ref()));
                     }
                     // The committer may be gone (its thread stopped): nothing to tell.
                     let _ = answer.send(outcome);
@@ -116,8 +105,13 @@ struct Schedstat {
 }
 
 impl Schedstat {
-    fn of_this_thread() -> Option<Schedstat> {
-        Schedstat::parse(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
+    /// The counters now, from the thread's `schedstat` file opened once (a
+    /// read at offset 0 gives the kernel's current values).
+    fn read(file: Option<&std::fs::File>) -> Option<Schedstat> {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = [0u8; 128];
+        let n = file?.read_at(&mut buf, 0).ok()?;
+        Schedstat::parse(std::str::from_utf8(&buf[..n]).ok()?)
     }
 
     /// `"<on cpu ns> <waiting ns> <timeslices>"`.
@@ -210,6 +204,19 @@ mod tests {
         assert_eq!(Schedstat::parse(""), None);
         assert_eq!(Schedstat::parse("12"), None);
         assert_eq!(Schedstat::parse("x 1 2"), None);
+    }
+
+    #[test]
+    fn the_file_opened_once_gives_the_current_counters() {
+        let file = std::fs::File::open("/proc/thread-self/schedstat").unwrap();
+        let before = Schedstat::read(Some(&file)).unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(20) {
+            std::hint::black_box(0u64);
+        }
+        let after = Schedstat::read(Some(&file)).unwrap();
+        assert!(after.on_cpu_ns > before.on_cpu_ns, "{before:?} {after:?}");
+        assert_eq!(Schedstat::read(None), None);
     }
 
     #[test]
