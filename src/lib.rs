@@ -12,6 +12,8 @@
 //!   - [`workers`]: the sync scheduler, the action workers, the clock's alerts;
 //!   - [`api`]: the gRPC API: the tonic adapter and the queries it answers from;
 //!   - [`auth`]: who may call what: principals, roles, the RPC → roles table, the guard;
+//!   - [`observe`]: the metrics registry, the gRPC call counts;
+//!   - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, the status page;
 //!   - [`audit`]: as-of answers, replay, proofs, checkpoints, verification, evidence;
 //!   - [`simulate`]: synthetic runs for the demo, tests and benchmarks;
 //!   - `fuzzing` (hidden): the fuzz targets' bodies, shared by `fuzz/` and `tests/fuzz_smoke.rs`.
@@ -24,6 +26,8 @@ pub mod cli;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod http;
+pub mod observe;
 pub mod serve;
 pub mod simulate;
 pub mod workers;

@@ -61,6 +61,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::VerifyBundle(a) => audit::verify_bundle(a),
         Cmd::Credentials(a) => credentials::credentials(a),
         Cmd::Token(a) => token::token(a),
+        Cmd::Projector(a) => server::projector(a).await,
     }
 }
 

@@ -12,12 +12,14 @@
 //! - [`rest`]: the REST connector shape (paging, fields);
 //! - [`scim`]: the SCIM connector;
 //! - [`sync`]: the sync engine that turns a source's pages into events;
-//! - [`actions`]: the action executor (request, attempt, verify, conclude).
+//! - [`actions`]: the action executor (request, attempt, verify, conclude);
+//! - [`metrics`]: what the publisher counts for `/metrics` (page reads, publish latency).
 #![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod event;
 pub mod http;
+pub mod metrics;
 pub mod publisher;
 pub mod ratelimit;
 pub mod rest;

@@ -60,6 +60,8 @@ pub struct PublisherConfig {
     /// The producer key that seals runs and write-path events (None: nothing
     /// is sealed, and the ledger decides such runs UNVERIFIED_PRODUCER).
     pub seal_key: Option<Arc<ProducerKey>>,
+    /// What the publisher counts (page reads per source, publish latency).
+    pub metrics: crate::metrics::IngestMetrics,
 }
 
 impl Default for PublisherConfig {
@@ -69,6 +71,7 @@ impl Default for PublisherConfig {
             ack_timeout: Duration::from_millis(DEFAULT_ACK_TIMEOUT_MS),
             backoff: Backoff::default(),
             seal_key: None,
+            metrics: crate::metrics::IngestMetrics::default(),
         }
     }
 }
@@ -130,6 +133,7 @@ pub struct Publisher {
     stats: Arc<PublisherStats>,
     shutdown: CancellationToken,
     seal_key: Option<Arc<ProducerKey>>,
+    metrics: crate::metrics::IngestMetrics,
     /// The run id of the last run event published (see [`Self::run_name`]).
     last_run: Arc<std::sync::Mutex<Option<Arc<str>>>>,
 }
@@ -183,6 +187,8 @@ struct Outgoing {
     /// that, and events queued after it keep flowing.
     seal_at_head: Option<(Box<Event>, Arc<ProducerKey>)>,
     reply: oneshot::Sender<Result<Receipt, PublishError>>,
+    /// When it was queued (the publish latency is measured from here).
+    queued_at: std::time::Instant,
 }
 
 impl Publisher {
@@ -206,6 +212,7 @@ impl Publisher {
         let stats = Arc::new(PublisherStats::default());
         let chains = Chainer::spawn(inflight_max);
         let seal_key = cfg.seal_key.clone();
+        let metrics = cfg.metrics.clone();
         let pipeline = Pipeline {
             js,
             cfg: PublisherConfig {
@@ -222,6 +229,7 @@ impl Publisher {
             stats,
             shutdown,
             seal_key,
+            metrics,
             last_run: Default::default(),
         }
     }
@@ -280,6 +288,7 @@ impl Publisher {
         let sealed = self.sealed(event);
         let event = sealed.as_ref().unwrap_or(event);
         let (subject, payload) = encode(event)?;
+        self.metrics.event_queued(event);
         let seal_at_head = match (&self.seal_key, event.body.as_ref()) {
             (Some(key), Some(Body::SyncRunFinished(_)))
                 if !event.run_id.is_empty() && event.seal.is_none() =>
@@ -308,6 +317,7 @@ impl Publisher {
             run,
             seal_at_head,
             reply,
+            queued_at: std::time::Instant::now(),
         });
         tokio::select! {
             r = self.tx.send(cmd) => r.map_err(|_| shut())?,
@@ -505,6 +515,7 @@ impl Pipeline {
                                         self.chains.notes(&mut notes).await;
                                     }
                                 }
+                                self.cfg.metrics.publish_seconds.observe(out.queued_at.elapsed().as_secs_f64());
                                 let _ = out.reply.send(Ok(Receipt {
                                     seq: ack.sequence, duplicate: ack.duplicate, attempts: head.attempts }));
                             }

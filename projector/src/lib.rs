@@ -13,7 +13,8 @@
 //! - [`identity_index`]: the index from identity key to page number, kept in chunks (pure);
 //! - [`merkle`]: RFC 6962 Merkle trees over the stream: hashes, inclusion and consistency proofs (pure);
 //! - [`store`]: the sled store (atomic batch commit with the last applied sequence);
-//! - [`runner`]: the JetStream durable pull consumer loop (ack only after commit).
+//! - [`runner`]: the JetStream durable pull consumer loop (ack only after commit);
+//! - [`metrics`]: what the runner counts for `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod deletion_guard;
@@ -22,6 +23,7 @@ pub mod identity_index;
 pub mod identity_page;
 pub mod keys;
 pub mod merkle;
+pub mod metrics;
 pub mod runner;
 pub mod store;
 pub mod verdict;

@@ -61,6 +61,11 @@ pub struct RunnerConfig {
     /// in the stream) instead of meeting a full disk, which sled does not
     /// survive in-process. Empty: not checked.
     pub storage_paths: Vec<std::path::PathBuf>,
+    /// What the runner counts (events by kind, decisions, batch time).
+    pub metrics: crate::metrics::FoldMetrics,
+    /// While it holds `true`, no batch is folded (the events wait in the
+    /// stream, the lag grows); `None`: never paused.
+    pub paused: Option<watch::Receiver<bool>>,
 }
 
 impl Default for RunnerConfig {
@@ -73,6 +78,8 @@ impl Default for RunnerConfig {
             stop_at_seq: None,
             alerts: None,
             storage_paths: Vec::new(),
+            metrics: crate::metrics::FoldMetrics::default(),
+            paused: None,
         }
     }
 }
@@ -181,6 +188,22 @@ pub async fn run(
             if !wait_for_room(&cfg.storage_paths, &shutdown).await {
                 return finish(flushing, &client, &cfg, &progress).await;
             }
+            if let Some(paused) = &cfg.paused
+                && *paused.borrow()
+            {
+                // The last batch is made durable and acked before the pause.
+                finish(flushing.take(), &client, &cfg, &progress).await?;
+                if !wait_while_paused(paused.clone(), &shutdown).await {
+                    return Ok(());
+                }
+            }
+            let started = std::time::Instant::now();
+            let mut kinds = crate::metrics::KindTally::default();
+            for m in &owned[..usable] {
+                if m.seq > meta.last_applied_seq {
+                    kinds[crate::metrics::kind_slot(&m.subject)] += 1;
+                }
+            }
             // Fold while the previous batch's flush runs; commit only once it
             // is done (and acked: acks stay in order). A commit behind a flush
             // waits for the disk inside sled's store lock, and every read
@@ -188,6 +211,9 @@ pub async fn run(
             let folded = blocking(|| fold_batch(&store, &meta, &owned[..usable]))?;
             finish(flushing.take(), &client, &cfg, &progress).await?;
             let outcome = blocking(|| commit_folded(&store, &mut meta, folded))?;
+            cfg.metrics
+                .batch_seconds
+                .observe(started.elapsed().as_secs_f64());
             govledger_stream::failpoint::hit("projector-after-commit-before-flush");
             let flush_store = store.clone();
             flushing = Some(Flushing {
@@ -199,6 +225,7 @@ pub async fn run(
                     .and_then(|i| replies.get_mut(i))
                     .and_then(Option::take),
                 outcome,
+                kinds,
                 seq: meta.last_applied_seq,
             });
             if caught_up(&meta) {
@@ -255,6 +282,8 @@ struct Flushing {
     /// batch (`AckPolicy::All`).
     ack_to: Option<async_nats::Subject>,
     outcome: BatchOutcome,
+    /// Its applied events by kind, for the metrics.
+    kinds: crate::metrics::KindTally,
     /// The batch's last applied sequence.
     seq: u64,
 }
@@ -297,6 +326,8 @@ async fn published(
         tracing::error!(seq = p.seq, subject = %p.subject, error = %p.error,
             "poison event kept in the ledger: it cannot be folded (see ListPoisonEvents)");
     }
+    cfg.metrics
+        .batch_published(&f.kinds, f.outcome.poison.len(), &f.outcome.alerts);
     if let Some(tx) = &cfg.alerts {
         for a in f.outcome.alerts {
             // No subscriber is fine: alerts are also derivable from the ledger.
@@ -305,6 +336,27 @@ async fn published(
     }
     progress.send_replace(f.seq);
     Ok(())
+}
+
+/// Waits until `paused` holds `false` again; `false` when shutdown came
+/// first (or the pause can no longer change: it then stays paused until shutdown).
+async fn wait_while_paused(mut paused: watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
+    tracing::warn!("projector paused: nothing is folded until it is resumed (the events wait in the stream)");
+    loop {
+        if !*paused.borrow_and_update() {
+            tracing::info!("projector resumed");
+            return true;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            changed = paused.changed() => {
+                if changed.is_err() {
+                    shutdown.cancelled().await;
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Runs CPU- and disk-bound work on this thread, telling a multi-thread

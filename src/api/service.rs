@@ -20,7 +20,8 @@ use govledger_proto::v1::{
     ListRunsResponse, ListSourcesRequest, ListSourcesResponse, ReplayItem, ReplayRequest,
     ReportExternalAttemptRequest, ReportExternalAttemptResponse, SubmitActionRequest,
     SubmitActionResponse, TriggerSyncRequest, TriggerSyncResponse, VerifyRangeRequest,
-    VerifyRangeResponse, WatchAlertsRequest, ledger_server::Ledger,
+    SetProjectorPausedRequest, SetProjectorPausedResponse, VerifyRangeResponse,
+    WatchAlertsRequest, ledger_server::Ledger,
 };
 use tonic::{Request, Response, Status};
 
@@ -50,7 +51,9 @@ pub const LIST_CHECKPOINTS_DEFAULT: u32 = 20;
 
 /// The `govledger.v1.Ledger` service.
 pub struct LedgerApi {
-    q: Queries,
+    q: Arc<Queries>,
+    /// The projector's pause switch (SetProjectorPaused).
+    pause: tokio::sync::watch::Sender<bool>,
     actions: ActionManager,
     deletions: DeletionsDesk,
     alerts: tokio::sync::broadcast::Sender<Alert>,
@@ -87,6 +90,8 @@ pub struct ApiParts {
     pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
     /// `Some(why)` while a store's disk is full: writes are refused.
     pub storage_full: tokio::sync::watch::Receiver<Option<String>>,
+    /// The projector's pause switch.
+    pub pause: tokio::sync::watch::Sender<bool>,
 }
 
 impl LedgerApi {
@@ -101,7 +106,8 @@ impl LedgerApi {
         let stream_state =
             crate::api::stream_state::StreamState::new(p.js.clone(), p.stream.clone());
         Self {
-            q: Queries {
+            pause: p.pause,
+            q: Arc::new(Queries {
                 store: p.store,
                 js: p.js,
                 stream: p.stream,
@@ -111,7 +117,7 @@ impl LedgerApi {
                 stream_state,
                 checkpointer: p.checkpointer,
                 projector_stopped: p.projector_stopped,
-            },
+            }),
             actions: p.actions,
             deletions: p.deletions,
             alerts: p.alerts,
@@ -120,8 +126,35 @@ impl LedgerApi {
     }
 }
 
+impl LedgerApi {
+    /// The queries, shared with the HTTP listener.
+    pub fn queries(&self) -> Arc<Queries> {
+        self.q.clone()
+    }
+}
+
 #[tonic::async_trait]
 impl Ledger for LedgerApi {
+    async fn set_projector_paused(
+        &self,
+        req: Request<SetProjectorPausedRequest>,
+    ) -> Result<Response<SetProjectorPausedResponse>, Status> {
+        let p = principal(&req)?;
+        let r = req.get_ref();
+        let result = validate::reason(&r.reason).map_err(Status::from).map(|reason| {
+            self.pause.send_replace(r.paused);
+            let applied_seq = self.q.store.meta().map_or(0, |m| m.last_applied_seq);
+            tracing::warn!(principal = %p.name, paused = r.paused, reason, applied_seq,
+                "projector {} by an admin", if r.paused { "paused" } else { "resumed" });
+            Response::new(SetProjectorPausedResponse {
+                paused: r.paused,
+                applied_seq,
+            })
+        });
+        log_call(&p, "SetProjectorPaused", if r.paused { "pause" } else { "resume" }, &result);
+        result
+    }
+
     async fn list_sources(
         &self,
         _req: Request<ListSourcesRequest>,

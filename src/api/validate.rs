@@ -162,6 +162,23 @@ pub fn accept_deletions(r: &AcceptDeletionsRequest) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Why an admin pauses or resumes the projector: required, within
+/// [`ACCEPT_REASON_CHARS_MAX`] characters.
+pub fn reason(value: &str) -> Result<&str, Invalid> {
+    if value.trim().is_empty() {
+        return Err(Invalid(
+            "reason is required: say why the projector is paused or resumed (it is logged with who asked)".into(),
+        ));
+    }
+    let chars = value.chars().count();
+    if chars > ACCEPT_REASON_CHARS_MAX {
+        return Err(Invalid(format!(
+            "reason is {chars} characters, over the maximum {ACCEPT_REASON_CHARS_MAX}"
+        )));
+    }
+    Ok(value)
+}
+
 /// A submitted action: its request present and every field within its bound
 /// (`now_us` judges the deadline). `steps` is the ledger's to set: a client
 /// value other than 0 or the plan's length is refused.

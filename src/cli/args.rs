@@ -178,6 +178,35 @@ pub enum Cmd {
     /// Make a new API bearer token: writes it to --out (mode 0600) and prints
     /// the `[[auth.tokens]]` entry (its SHA-256, never the token) for the config.
     Token(TokenArgs),
+    /// Pause or resume the projector of a running govledger (admin): while
+    /// paused nothing is folded, events wait in the stream, and health says
+    /// NOT_SERVING once the lag passes projector.lag_bound_events.
+    Projector(ProjectorArgs),
+}
+
+/// The arguments of `govledger projector pause|resume`.
+#[derive(Args)]
+pub struct ProjectorArgs {
+    #[command(subcommand)]
+    pub cmd: ProjectorCmd,
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+#[derive(Subcommand)]
+pub enum ProjectorCmd {
+    /// Stop folding until `resume` (or a restart).
+    Pause {
+        /// Why (logged with who asked).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Fold again.
+    Resume {
+        /// Why (logged with who asked).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 // The arguments of `govledger token new`.

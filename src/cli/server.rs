@@ -169,3 +169,28 @@ pub async fn rebuild(a: RebuildArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `govledger projector pause|resume`: flips the projector's pause switch on
+/// a running govledger and says where it stands.
+pub async fn projector(a: super::args::ProjectorArgs) -> anyhow::Result<()> {
+    use super::args::ProjectorCmd;
+    let (paused, reason) = match a.cmd {
+        ProjectorCmd::Pause { reason } => (true, reason),
+        ProjectorCmd::Resume { reason } => (false, reason),
+    };
+    let mut c = super::client::connect(&a.client).await?;
+    let r = c
+        .set_projector_paused(govledger_proto::v1::SetProjectorPausedRequest { paused, reason })
+        .await
+        .map_err(super::client::status_err)?
+        .into_inner();
+    if r.paused {
+        println!(
+            "projector paused at stream sequence {}: nothing is folded until `govledger projector resume`",
+            r.applied_seq
+        );
+    } else {
+        println!("projector resumed (it had applied up to stream sequence {})", r.applied_seq);
+    }
+    Ok(())
+}

@@ -42,6 +42,9 @@ use sources::Source;
 
 pub const DEFAULT_DATA_DIR: &str = "./govledger-data";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+/// The default `projector.lag_bound_events`: a few seconds of a large sync's
+/// events (the projector applies tens of thousands a second).
+pub const DEFAULT_LAG_BOUND_EVENTS: u64 = 200_000;
 
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -49,6 +52,8 @@ pub struct Config {
     /// Folder for the sled projections and, when NATS is embedded, its store.
     pub data_dir: Option<PathBuf>,
     pub grpc: GrpcConfig,
+    /// `[http]`: `/metrics`, `/healthz`, `/readyz` and the status page (off unless `http.addr` is set).
+    pub http: HttpConfig,
     /// `[tls]`: gRPC over TLS, and mTLS.
     pub tls: security::TlsConfig,
     /// `[auth]`: bearer token hashes and client certificate subjects, with roles.
@@ -92,6 +97,15 @@ pub struct GrpcConfig {
     pub insecure_plaintext: bool,
 }
 
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address, `HOST:PORT` (port 0 picks a free port; the log says
+    /// which). Unset: no HTTP listener. Plaintext: a loopback address, or
+    /// behind a TLS proxy with `serve --insecure-plaintext`.
+    pub addr: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectorConfig {
@@ -103,6 +117,9 @@ pub struct ProjectorConfig {
     pub cache_capacity_bytes: u64,
     /// Durable consumer name.
     pub durable: String,
+    /// Events the projector may be behind the stream before health says
+    /// NOT_SERVING and `/readyz` 503 (0 = no bound).
+    pub lag_bound_events: u64,
 }
 
 impl Default for ProjectorConfig {
@@ -112,6 +129,7 @@ impl Default for ProjectorConfig {
             idle_wait_ms: govledger_projector::runner::DEFAULT_IDLE_WAIT_MS,
             cache_capacity_bytes: govledger_projector::store::DEFAULT_CACHE_CAPACITY_BYTES,
             durable: govledger_projector::runner::DEFAULT_DURABLE.to_owned(),
+            lag_bound_events: DEFAULT_LAG_BOUND_EVENTS,
         }
     }
 }
@@ -230,9 +248,23 @@ impl Config {
         })
     }
 
+    /// `http.addr` parsed (`None`: no HTTP listener).
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(s) = self.http.addr.as_deref() else {
+            return Ok(None);
+        };
+        s.parse().map(Some).map_err(|_| {
+            invalid(
+                "http.addr",
+                format!("{s:?} is not HOST:PORT with an IP host (e.g. 127.0.0.1:9464)"),
+            )
+        })
+    }
+
     /// Checks every value; the first problem is returned, naming its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.grpc_addr()?;
+        self.http_addr()?;
         security::validate(&self.tls, &self.auth)?;
         self.nats.validate()?;
         self.provenance.validate()?;
@@ -365,6 +397,7 @@ impl Config {
             alerts: None,
             // sled's disk: the projector pauses while it is full.
             storage_paths: vec![self.data_dir().join("sled")],
+            ..Default::default()
         }
     }
 }

@@ -22,6 +22,7 @@ pub async fn router(
     api: LedgerApi,
     auth: Arc<Authenticator>,
     tls: Option<ServerTlsConfig>,
+    calls: crate::observe::grpc::GrpcMetrics,
     addr: &str,
 ) -> Result<(Router, HealthReporter), ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -49,7 +50,10 @@ pub async fn router(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         // Health and reflection stay open; the ledger is behind the guard.
-        .add_service(Guarded::new(LedgerServer::new(api), auth));
+        .add_service(crate::observe::grpc::Metered::new(
+            Guarded::new(LedgerServer::new(api), auth),
+            calls,
+        ));
     Ok((router, health_reporter))
 }
 

@@ -1,10 +1,13 @@
-//! The NATS watch: `serve` asks NATS every [`NATS_PROBE_INTERVAL_MS`] whether
+//! The health watch: `serve` asks NATS every [`NATS_PROBE_INTERVAL_MS`] whether
 //! it answers (the ledger stream's info: a JetStream round trip the
-//! `govledger` user may make, bounded by [`NATS_PROBE_TIMEOUT_MS`]).
-//! While it does not, gRPC health says NOT_SERVING (the ledger service and the
-//! overall status), one warning is logged and one alert sent; when it answers
-//! again, SERVING, a log line and an alert. Nothing here waits on NATS longer
-//! than the probe's bound.
+//! `govledger` user may make, bounded by [`NATS_PROBE_TIMEOUT_MS`]), reads
+//! the stream's last sequence from that answer and compares it with the
+//! projector's last applied one. Each look yields a [`HealthState`]: gRPC
+//! health (the ledger service and the overall status) and `/readyz` say
+//! SERVING only while NATS answers, the disks have room, the projector runs
+//! and its lag is within `projector.lag_bound_events`. A change of NATS or
+//! disk is logged once and alerted once; the lag's crossing of its bound is
+//! logged. Nothing here waits on NATS longer than the probe's bound.
 
 use std::time::Duration;
 
@@ -20,6 +23,78 @@ pub const NATS_PROBE_INTERVAL_MS: u64 = 1_000;
 /// How long an answer may take before NATS counts as not answering.
 pub const NATS_PROBE_TIMEOUT_MS: u64 = 2_000;
 
+/// What the last look found: the one source of gRPC health, `/readyz`, the
+/// readiness gauges and the status page's health line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthState {
+    /// `Some(why)` while NATS does not answer.
+    pub nats_down: Option<String>,
+    /// `Some(why)` while a store's disk is full.
+    pub storage_full: Option<String>,
+    /// `Some(why)` once the projector stopped on its own.
+    pub projector_stopped: Option<String>,
+    /// The stream's last sequence at the last answer (`None`: none yet).
+    pub stream_last_seq: Option<u64>,
+    /// The projector's last applied sequence.
+    pub applied_seq: u64,
+    /// The lag past which the ledger is not ready (0 = no bound).
+    pub lag_bound_events: u64,
+    /// An admin paused the projector.
+    pub paused: bool,
+}
+
+impl HealthState {
+    /// Events stored but not yet applied (`None` before NATS first answered).
+    pub fn lag(&self) -> Option<u64> {
+        self.stream_last_seq
+            .map(|s| s.saturating_sub(self.applied_seq))
+    }
+
+    /// The lag, when it is past its bound.
+    pub fn lag_past_bound(&self) -> Option<u64> {
+        self.lag()
+            .filter(|l| self.lag_bound_events > 0 && *l > self.lag_bound_events)
+    }
+
+    /// Why the ledger is not ready, one sentence each; empty when it is.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(why) = &self.nats_down {
+            p.push(format!("NATS does not answer: {why}"));
+        }
+        if let Some(why) = &self.storage_full {
+            p.push(why.clone());
+        }
+        if let Some(why) = &self.projector_stopped {
+            p.push(why.clone());
+        }
+        if let Some(lag) = self.lag_past_bound() {
+            let paused = if self.paused {
+                " (an admin paused it: `govledger projector resume`)"
+            } else {
+                ""
+            };
+            p.push(format!(
+                "the projector is {lag} events behind the stream, past its bound of {} (projector.lag_bound_events); \
+                 answers are as of sequence {} of {}{paused}",
+                self.lag_bound_events,
+                self.applied_seq,
+                self.applied_seq + lag
+            ));
+        }
+        p
+    }
+}
+
+/// What the watch reads besides NATS: the projector's progress and pause,
+/// and where it tells what it found.
+pub struct Probes {
+    pub applied: tokio::sync::watch::Receiver<u64>,
+    pub paused: tokio::sync::watch::Receiver<bool>,
+    pub lag_bound_events: u64,
+    pub state: tokio::sync::watch::Sender<HealthState>,
+}
+
 /// The stores whose disks the watch looks at, and what it tells.
 pub struct StorageWatch {
     /// Folders on the stores' disks (statvfs of each).
@@ -32,18 +107,11 @@ pub struct StorageWatch {
 }
 
 impl StorageWatch {
-    /// Looks at the stores' disks once; reports a change (log, alert,
-    /// health, the API's write refusal) and, when space returns, restarts
-    /// the embedded nats-server. `was_ok`: the disks had room last time;
-    /// `else_serving`: nothing else keeps health NOT_SERVING. Returns
-    /// whether they have room now.
-    async fn look(
-        &self,
-        was_ok: bool,
-        else_serving: bool,
-        health: &HealthReporter,
-        alerts: &tokio::sync::broadcast::Sender<Alert>,
-    ) -> bool {
+    /// Looks at the stores' disks once; reports a change (log, alert, the
+    /// API's write refusal) and, when space returns, restarts the embedded
+    /// nats-server. `was_ok`: the disks had room last time. Returns whether
+    /// they have room now.
+    async fn look(&self, was_ok: bool, alerts: &tokio::sync::broadcast::Sender<Alert>) -> bool {
         match (was_ok, govledger_stream::room::full_disk(&self.paths)) {
             (true, Some(why)) => {
                 let message = format!(
@@ -52,7 +120,6 @@ impl StorageWatch {
                  and sent again). Free space on that disk"
                 );
                 tracing::error!("{message}");
-                set(health, ServingStatus::NotServing).await;
                 self.full.send_replace(Some(message.clone()));
                 let _ = alerts.send(Alert {
                     kind: alert::Kind::StorageFull as i32,
@@ -71,9 +138,6 @@ impl StorageWatch {
                 let message = format!("storage has room again{restart}");
                 tracing::info!("{message}");
                 self.full.send_replace(None);
-                if else_serving {
-                    set(health, ServingStatus::Serving).await;
-                }
                 let _ = alerts.send(Alert {
                     kind: alert::Kind::StorageRecovered as i32,
                     message,
@@ -99,10 +163,14 @@ pub async fn watch_nats(
     alerts: tokio::sync::broadcast::Sender<Alert>,
     mut projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
     storage: StorageWatch,
+    probes: Probes,
     shutdown: CancellationToken,
 ) -> Option<StreamMismatch> {
     let mut up = true;
     let mut disk_ok = true;
+    let mut serving = true;
+    let mut lagging = false;
+    let mut stream_last_seq = None;
     // Whether the projector's channel can still change (its task may end).
     let mut projector_live = true;
     loop {
@@ -113,20 +181,14 @@ pub async fn watch_nats(
                 projector_live = changed.is_ok();
             }
         }
-        let stopped = projector_stopped.borrow().is_some();
-        if stopped {
-            // Idempotent: the reporter tells watchers only of changes.
-            set(&health, ServingStatus::NotServing).await;
-        }
-        disk_ok = storage
-            .look(disk_ok, up && !stopped, &health, &alerts)
-            .await;
+        disk_ok = storage.look(disk_ok, &alerts).await;
         let answer = tokio::time::timeout(
             Duration::from_millis(NATS_PROBE_TIMEOUT_MS),
             js.get_stream(&folded.name),
         )
         .await;
         if let Ok(Ok(s)) = &answer {
+            stream_last_seq = Some(s.cached_info().state.last_sequence);
             let found = super::nats::identity_of(s.cached_info());
             if found.created_us != folded.created_us {
                 let m = StreamMismatch::Replaced {
@@ -145,7 +207,7 @@ pub async fn watch_nats(
                 return Some(m);
             }
         }
-        let why = match answer {
+        let why = match &answer {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some(format!("no answer within {NATS_PROBE_TIMEOUT_MS} ms")),
@@ -158,7 +220,6 @@ pub async fn watch_nats(
                      nothing is lost (unacknowledged events are sent again)"
                 );
                 tracing::warn!("{message}");
-                set(&health, ServingStatus::NotServing).await;
                 let _ = alerts.send(Alert {
                     kind: alert::Kind::NatsUnavailable as i32,
                     message,
@@ -168,9 +229,6 @@ pub async fn watch_nats(
             (false, None) => {
                 up = true;
                 tracing::info!("NATS answers again");
-                if !stopped && disk_ok {
-                    set(&health, ServingStatus::Serving).await;
-                }
                 let _ = alerts.send(Alert {
                     kind: alert::Kind::NatsRecovered as i32,
                     message: "NATS answers again".into(),
@@ -179,6 +237,42 @@ pub async fn watch_nats(
             }
             _ => {}
         }
+        let state = HealthState {
+            nats_down: match &answer {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {NATS_PROBE_TIMEOUT_MS} ms")),
+            },
+            storage_full: storage.full.borrow().clone(),
+            projector_stopped: projector_stopped.borrow().clone(),
+            stream_last_seq,
+            applied_seq: *probes.applied.borrow(),
+            lag_bound_events: probes.lag_bound_events,
+            paused: *probes.paused.borrow(),
+        };
+        match (lagging, state.lag_past_bound()) {
+            (false, Some(lag)) => {
+                lagging = true;
+                tracing::warn!(lag, bound = state.lag_bound_events, paused = state.paused,
+                    "the projector is behind the stream past its lag bound: health is NOT_SERVING and /readyz 503 until it catches up");
+            }
+            (true, None) => {
+                lagging = false;
+                tracing::info!("the projector is within its lag bound again");
+            }
+            _ => {}
+        }
+        let ok = state.problems().is_empty();
+        if ok != serving {
+            serving = ok;
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            set(&health, status).await;
+        }
+        probes.state.send_replace(state);
     }
 }
 

@@ -21,6 +21,9 @@
 //! - [`shutdown`]: the signals and the drain after them;
 //! - [`tls`]: the listener's TLS, the plaintext-beyond-loopback refusal, who may call;
 //! - [`projection`]: the projector alone: `govledger project` and `govledger rebuild`.
+//!
+//! The HTTP listener (`crate::http`) is bound with the gRPC one's checks and
+//! served beside it, from the same queries, health state and credentials.
 
 use std::sync::Arc;
 
@@ -86,6 +89,12 @@ pub enum ServeError {
          tls.key_file (README: Security), or pass --insecure-plaintext when a TLS proxy in front terminates TLS"
     )]
     Plaintext { addr: String },
+    #[error(
+        "refusing to serve HTTP in plaintext on {addr} (http.addr), which is not a loopback address: the HTTP \
+         listener has no TLS of its own; use a loopback address behind a TLS proxy, or pass --insecure-plaintext \
+         when a TLS proxy in front terminates TLS"
+    )]
+    HttpPlaintext { addr: String },
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("checkpoints: {0}")]
@@ -96,6 +105,26 @@ pub enum ServeError {
 
 /// Decisions buffered per WatchAlerts subscriber before it is told it lagged.
 pub const ALERTS_BUFFER: usize = 1_024;
+
+/// Binds the HTTP listener on `http.addr`, if set. It serves plaintext: on
+/// a loopback address, or elsewhere only with `--insecure-plaintext` (a TLS
+/// proxy in front).
+async fn bind_http(cfg: &Config) -> Result<Option<TcpListener>, ServeError> {
+    let Some(addr) = cfg.http_addr()? else {
+        return Ok(None);
+    };
+    if !addr.ip().is_loopback() {
+        if !cfg.grpc.insecure_plaintext {
+            return Err(ServeError::HttpPlaintext {
+                addr: addr.to_string(),
+            });
+        }
+        tracing::warn!(
+            "INSECURE: HTTP on {addr} is plaintext (--insecure-plaintext): tokens and ledger data cross the network unencrypted"
+        );
+    }
+    crate::http::bind(addr).await.map(Some)
+}
 
 /// Binds the gRPC listener on `grpc.addr` (port 0 picks a free port).
 pub async fn bind(cfg: &Config) -> Result<TcpListener, ServeError> {
@@ -135,6 +164,7 @@ pub async fn serve(
     let guard = Guard {
         auth: tls::authenticator(&resolved.config)?,
         tls: tls::server_tls(&resolved.config)?,
+        http: bind_http(&resolved.config).await?,
     };
     // The producer key, read (or made) once: the fold trusts it, the
     // publisher seals with it.
@@ -192,6 +222,7 @@ async fn start_roles(
     checked: &async_nats::jetstream::stream::Info,
     store: Arc<Store>,
     seal_key: Arc<govledger_stream::seal::ProducerKey>,
+    inst: roles::Instruments,
     shutdown: CancellationToken,
 ) -> Result<
     (
@@ -208,10 +239,11 @@ async fn start_roles(
         .spawn(async move {
             let conn =
                 nats::connect_again(&resolved.config, &resolved.nats, &url, &checked).await?;
-            let projector = roles::start_projector(&resolved, &conn, &store, &shutdown);
-            let (handles, workers) =
-                roles::start_workers(&resolved, &conn, &store, seal_key, &projector, &shutdown)
-                    .await?;
+            let projector = roles::start_projector(&resolved, &conn, &store, &inst, &shutdown);
+            let (handles, workers) = roles::start_workers(
+                &resolved, &conn, &store, seal_key, &projector, &inst, &shutdown,
+            )
+            .await?;
             Ok::<_, ServeError>((projector, handles, workers))
         })
         .await
@@ -232,6 +264,8 @@ struct Reach {
 struct Guard {
     auth: Arc<crate::auth::identify::Authenticator>,
     tls: Option<tonic::transport::ServerTlsConfig>,
+    /// The HTTP listener, when `http.addr` is set.
+    http: Option<TcpListener>,
 }
 
 async fn serve_with(
@@ -253,6 +287,9 @@ async fn serve_with(
     let conn = nats::reach_stream(cfg, &resolved.nats, url).await?;
     nats::check_identity(&store, &conn.info)?;
     tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
+    // What `/metrics` serves, and the projector's pause switch.
+    let metrics = Arc::new(crate::observe::Metrics::new());
+    let (pause, paused) = tokio::sync::watch::channel(false);
     // The roles run on the background threads, below the API's priority, with
     // a NATS connection of their own; `background` outlives their drain.
     let (background, (projector, handles, workers)) = start_roles(
@@ -261,6 +298,10 @@ async fn serve_with(
         &conn.info,
         store.clone(),
         seal_key,
+        roles::Instruments {
+            metrics: metrics.clone(),
+            paused: paused.clone(),
+        },
         shutdown.clone(),
     )
     .await?;
@@ -288,8 +329,21 @@ async fn serve_with(
         scratch_dir: cfg.data_dir().join("scratch"),
         projector_stopped: projector.stopped.clone(),
         storage_full: storage_full.subscribe(),
+        pause,
     });
-    let (router, health) = grpc::router(api, guard.auth, guard.tls, &addr).await?;
+    let queries = api.queries();
+    let (router, health) = grpc::router(
+        api,
+        guard.auth.clone(),
+        guard.tls,
+        metrics.grpc.clone(),
+        &addr,
+    )
+    .await?;
+    let (health_state, health_seen) = tokio::sync::watch::channel(health::HealthState {
+        lag_bound_events: cfg.projector.lag_bound_events,
+        ..Default::default()
+    });
     let watch = tokio::spawn(health::watch_nats(
         conn.js.clone(),
         nats::identity_of(&conn.info),
@@ -301,8 +355,37 @@ async fn serve_with(
             full: storage_full,
             restart_nats,
         },
+        health::Probes {
+            applied: projector.applied.clone(),
+            paused,
+            lag_bound_events: cfg.projector.lag_bound_events,
+            state: health_state,
+        },
         shutdown.clone(),
     ));
+    let http = match guard.http {
+        Some(listener) => {
+            let at = listener.local_addr().map_err(|source| ServeError::Bind {
+                addr: "http.addr".into(),
+                source,
+            })?;
+            // "HTTP listening on ADDR" ends the line, like gRPC's.
+            tracing::info!("status page, /metrics, /healthz and /readyz: HTTP listening on {at}");
+            let state = Arc::new(crate::http::HttpState {
+                queries,
+                health: health_seen,
+                metrics: metrics.clone(),
+                auth: guard.auth.clone(),
+                reading: tokio::sync::Mutex::new(()),
+            });
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                state,
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     // "gRPC listening on ADDR" ends the line: tests and scripts read the address from it.
     let scheme = if cfg.tls.enabled() {
         "TLS"
@@ -344,6 +427,14 @@ async fn serve_with(
         Ok(Ok(m)) => m,
         _ => None,
     };
+    if let Some(h) = http {
+        let bound = std::time::Duration::from_millis(shutdown::GRPC_DRAIN_MS);
+        match tokio::time::timeout(bound, h).await {
+            Ok(Ok(Err(e))) => tracing::warn!("the HTTP listener failed: {e}"),
+            Err(_) => tracing::warn!("HTTP requests still open {} ms after shutdown began; closing them", bound.as_millis()),
+            _ => {}
+        }
+    }
     let projected = shutdown::drain(workers, projector, &store).await;
     drop(background); // after the drain: what is left on it is stopped, not awaited
     if let Some(m) = replaced {

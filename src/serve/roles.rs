@@ -38,17 +38,27 @@ pub struct Projector {
     pub stopped: watch::Receiver<Option<String>>,
 }
 
+/// What the roles count into and obey besides their config.
+pub struct Instruments {
+    pub metrics: Arc<crate::observe::Metrics>,
+    /// The projector's pause switch (SetProjectorPaused).
+    pub paused: watch::Receiver<bool>,
+}
+
 /// Spawns the projector (stream -> sled) with its alerts channel.
 pub fn start_projector(
     resolved: &Resolved,
     conn: &StreamConn,
     store: &Arc<Store>,
+    inst: &Instruments,
     shutdown: &CancellationToken,
 ) -> Projector {
     let (progress_tx, applied) = watch::channel(0u64);
     let (alerts, _) = broadcast::channel(ALERTS_BUFFER);
     let mut runner_cfg = resolved.config.runner_config();
     runner_cfg.alerts = Some(alerts.clone());
+    runner_cfg.metrics = inst.metrics.fold.clone();
+    runner_cfg.paused = Some(inst.paused.clone());
     let (stopped_tx, stopped) = watch::channel(None);
     let run = runner::run(
         conn.client.clone(),
@@ -110,6 +120,7 @@ pub async fn start_workers(
     store: &Arc<Store>,
     seal_key: Arc<govledger_stream::seal::ProducerKey>,
     projector: &Projector,
+    inst: &Instruments,
     shutdown: &CancellationToken,
 ) -> Result<(Handles, Workers), ServeError> {
     let cfg = &resolved.config;
@@ -123,6 +134,7 @@ pub async fn start_workers(
         conn.client.clone(),
         govledger_ingest::PublisherConfig {
             seal_key: Some(seal_key),
+            metrics: inst.metrics.ingest.clone(),
             ..cfg.publisher_config()
         },
         publisher_stop.clone(),
