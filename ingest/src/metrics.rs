@@ -112,7 +112,9 @@ mod tests {
             ..Default::default()
         })));
         m.event_queued(&ev(Body::PageFailed(PageFailed::default())));
-        let hr = SourceLabel { source: "hr".into() };
+        let hr = SourceLabel {
+            source: "hr".into(),
+        };
         assert_eq!(m.page_attempts.get_or_create(&hr).get(), 3);
         assert_eq!(m.page_retries.get_or_create(&hr).get(), 1);
         assert_eq!(m.rate_limited.get_or_create(&hr).get(), 1);

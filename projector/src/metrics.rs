@@ -136,7 +136,9 @@ impl FoldMetrics {
         for (slot, n) in kinds.iter().enumerate() {
             if *n > 0 {
                 let kind = EVENT_KINDS.get(slot).copied().unwrap_or("other");
-                self.events_applied.get_or_create(&KindLabel { kind }).inc_by(*n);
+                self.events_applied
+                    .get_or_create(&KindLabel { kind })
+                    .inc_by(*n);
             }
         }
         self.poison_events.inc_by(poison as u64);
@@ -144,7 +146,10 @@ impl FoldMetrics {
             let source = a.source_id.clone();
             match Kind::try_from(a.kind) {
                 Ok(Kind::RunDecided) => {
-                    let verdict = label(Verdict::try_from(a.verdict).map(|v| v.as_str_name()), "VERDICT_");
+                    let verdict = label(
+                        Verdict::try_from(a.verdict).map(|v| v.as_str_name()),
+                        "VERDICT_",
+                    );
                     self.runs_decided
                         .get_or_create(&VerdictLabels { source, verdict })
                         .inc();
@@ -187,7 +192,10 @@ mod tests {
     fn kinds_come_from_the_subjects_last_token() {
         assert_eq!(kind_slot("govledger.v1.hr.read.page_fetched"), 1);
         assert_eq!(kind_slot("govledger.v1.hr.write.action_concluded"), 10);
-        assert_eq!(kind_slot("govledger.v1.hr.read.something_new"), EVENT_KINDS.len());
+        assert_eq!(
+            kind_slot("govledger.v1.hr.read.something_new"),
+            EVENT_KINDS.len()
+        );
         assert_eq!(kind_slot(""), EVENT_KINDS.len());
     }
 
@@ -205,7 +213,10 @@ mod tests {
         };
         m.batch_published(&kinds, 2, &[decided]);
         let get = |k| m.events_applied.get_or_create(&KindLabel { kind: k }).get();
-        assert_eq!((get("record_observed"), get("other"), get("page_fetched")), (3, 1, 0));
+        assert_eq!(
+            (get("record_observed"), get("other"), get("page_fetched")),
+            (3, 1, 0)
+        );
         assert_eq!(m.poison_events.get(), 2);
         let v = VerdictLabels {
             source: "hr".into(),

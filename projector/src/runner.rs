@@ -340,8 +340,13 @@ async fn published(
 
 /// Waits until `paused` holds `false` again; `false` when shutdown came
 /// first (or the pause can no longer change: it then stays paused until shutdown).
-async fn wait_while_paused(mut paused: watch::Receiver<bool>, shutdown: &CancellationToken) -> bool {
-    tracing::warn!("projector paused: nothing is folded until it is resumed (the events wait in the stream)");
+async fn wait_while_paused(
+    mut paused: watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+) -> bool {
+    tracing::warn!(
+        "projector paused: nothing is folded until it is resumed (the events wait in the stream)"
+    );
     loop {
         if !*paused.borrow_and_update() {
             tracing::info!("projector resumed");

@@ -347,7 +347,10 @@ impl Queries {
     ) -> Result<Vec<(ActionOutcome, u64)>, QueryError> {
         let now = now_us();
         let mut counts: std::collections::BTreeMap<i32, u64> = Default::default();
-        for id in self.store.blocking_action_ids(source, READINESS_ACTIONS_MAX)? {
+        for id in self
+            .store
+            .blocking_action_ids(source, READINESS_ACTIONS_MAX)?
+        {
             if let Some(a) = self.store.action(&id)? {
                 let v = self.action_view(a, now)?;
                 if v.outcome != ActionOutcome::Confirmed as i32 {

@@ -18,10 +18,10 @@ use govledger_proto::v1::{
     LedgerStatus, ListActionsRequest, ListActionsResponse, ListCheckpointsRequest,
     ListCheckpointsResponse, ListPoisonEventsRequest, ListPoisonEventsResponse, ListRunsRequest,
     ListRunsResponse, ListSourcesRequest, ListSourcesResponse, ReplayItem, ReplayRequest,
-    ReportExternalAttemptRequest, ReportExternalAttemptResponse, SubmitActionRequest,
-    SubmitActionResponse, TriggerSyncRequest, TriggerSyncResponse, VerifyRangeRequest,
-    SetProjectorPausedRequest, SetProjectorPausedResponse, VerifyRangeResponse,
-    WatchAlertsRequest, ledger_server::Ledger,
+    ReportExternalAttemptRequest, ReportExternalAttemptResponse, SetProjectorPausedRequest,
+    SetProjectorPausedResponse, SubmitActionRequest, SubmitActionResponse, TriggerSyncRequest,
+    TriggerSyncResponse, VerifyRangeRequest, VerifyRangeResponse, WatchAlertsRequest,
+    ledger_server::Ledger,
 };
 use tonic::{Request, Response, Status};
 
@@ -141,17 +141,24 @@ impl Ledger for LedgerApi {
     ) -> Result<Response<SetProjectorPausedResponse>, Status> {
         let p = principal(&req)?;
         let r = req.get_ref();
-        let result = validate::reason(&r.reason).map_err(Status::from).map(|reason| {
-            self.pause.send_replace(r.paused);
-            let applied_seq = self.q.store.meta().map_or(0, |m| m.last_applied_seq);
-            tracing::warn!(principal = %p.name, paused = r.paused, reason, applied_seq,
+        let result = validate::reason(&r.reason)
+            .map_err(Status::from)
+            .map(|reason| {
+                self.pause.send_replace(r.paused);
+                let applied_seq = self.q.store.meta().map_or(0, |m| m.last_applied_seq);
+                tracing::warn!(principal = %p.name, paused = r.paused, reason, applied_seq,
                 "projector {} by an admin", if r.paused { "paused" } else { "resumed" });
-            Response::new(SetProjectorPausedResponse {
-                paused: r.paused,
-                applied_seq,
-            })
-        });
-        log_call(&p, "SetProjectorPaused", if r.paused { "pause" } else { "resume" }, &result);
+                Response::new(SetProjectorPausedResponse {
+                    paused: r.paused,
+                    applied_seq,
+                })
+            });
+        log_call(
+            &p,
+            "SetProjectorPaused",
+            if r.paused { "pause" } else { "resume" },
+            &result,
+        );
         result
     }
 

@@ -189,8 +189,6 @@ pub enum Cmd {
 pub struct ProjectorArgs {
     #[command(subcommand)]
     pub cmd: ProjectorCmd,
-    #[command(flatten)]
-    pub client: ClientFlags,
 }
 
 #[derive(Subcommand)]
@@ -200,12 +198,16 @@ pub enum ProjectorCmd {
         /// Why (logged with who asked).
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        client: ClientFlags,
     },
     /// Fold again.
     Resume {
         /// Why (logged with who asked).
         #[arg(long)]
         reason: String,
+        #[command(flatten)]
+        client: ClientFlags,
     },
 }
 

@@ -174,11 +174,11 @@ pub async fn rebuild(a: RebuildArgs) -> anyhow::Result<()> {
 /// a running govledger and says where it stands.
 pub async fn projector(a: super::args::ProjectorArgs) -> anyhow::Result<()> {
     use super::args::ProjectorCmd;
-    let (paused, reason) = match a.cmd {
-        ProjectorCmd::Pause { reason } => (true, reason),
-        ProjectorCmd::Resume { reason } => (false, reason),
+    let (paused, reason, client) = match a.cmd {
+        ProjectorCmd::Pause { reason, client } => (true, reason, client),
+        ProjectorCmd::Resume { reason, client } => (false, reason, client),
     };
-    let mut c = super::client::connect(&a.client).await?;
+    let mut c = super::client::connect(&client).await?;
     let r = c
         .set_projector_paused(govledger_proto::v1::SetProjectorPausedRequest { paused, reason })
         .await
@@ -190,7 +190,10 @@ pub async fn projector(a: super::args::ProjectorArgs) -> anyhow::Result<()> {
             r.applied_seq
         );
     } else {
-        println!("projector resumed (it had applied up to stream sequence {})", r.applied_seq);
+        println!(
+            "projector resumed (it had applied up to stream sequence {})",
+            r.applied_seq
+        );
     }
     Ok(())
 }

@@ -88,7 +88,10 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
     let problems = h.problems();
     let position = match h.stream_last_seq {
         Some(last) => format!("projected sequence {} of {last}", h.applied_seq),
-        None => format!("projected sequence {}; NATS has not answered yet", h.applied_seq),
+        None => format!(
+            "projected sequence {}; NATS has not answered yet",
+            h.applied_seq
+        ),
     };
     if problems.is_empty() {
         (StatusCode::OK, format!("ready: {position}\n")).into_response()
@@ -105,7 +108,7 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
 
 async fn metrics(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&s.auth, &headers, auth::HTTP_METRICS) {
-        return r;
+        return *r;
     }
     let _turn = s.reading.lock().await;
     let reading = match read(&s).await {
@@ -115,13 +118,17 @@ async fn metrics(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Respons
     s.metrics.refresh(&reading);
     match s.metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, crate::observe::CONTENT_TYPE)], text).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics\n",
+        )
+            .into_response(),
     }
 }
 
 async fn status_page(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&s.auth, &headers, auth::HTTP_STATUS_PAGE) {
-        return r;
+        return *r;
     }
     let _turn = s.reading.lock().await;
     match page_data(&s).await {
@@ -157,8 +164,13 @@ async fn read(s: &HttpState) -> Result<Reading, String> {
         }
     }
     let meta = q.store.meta().map_err(|e| e.to_string())?;
+    let mut health = s.health.borrow().clone();
+    // The projection's position now (the watch's is up to a probe old); the
+    // stream is never behind it.
+    health.applied_seq = meta.last_applied_seq;
+    health.stream_last_seq = health.stream_last_seq.map(|l| l.max(meta.last_applied_seq));
     Ok(Reading {
-        health: s.health.borrow().clone(),
+        health,
         sources,
         open_actions,
         ledger_events: meta.events_applied,
@@ -200,8 +212,9 @@ async fn page_data(s: &HttpState) -> Result<page::PageData, String> {
     };
     for st in &readiness.sources {
         let state = st.state.clone().unwrap_or_default();
-        let freshness = Freshness::try_from(st.freshness)
-            .map_or("UNKNOWN".to_owned(), |f| short(f.as_str_name(), "FRESHNESS_"));
+        let freshness = Freshness::try_from(st.freshness).map_or("UNKNOWN".to_owned(), |f| {
+            short(f.as_str_name(), "FRESHNESS_")
+        });
         let (last_verdict, reasons) = if state.last_finished_run_id.is_empty() {
             (String::new(), Vec::new())
         } else {
@@ -213,7 +226,9 @@ async fn page_data(s: &HttpState) -> Result<page::PageData, String> {
                 .iter()
                 .map(|r| {
                     let code = govledger_proto::v1::ReasonCode::try_from(r.code)
-                        .map_or("UNKNOWN".to_owned(), |c| short(c.as_str_name(), "REASON_CODE_"));
+                        .map_or("UNKNOWN".to_owned(), |c| {
+                            short(c.as_str_name(), "REASON_CODE_")
+                        });
                     format!("{code}: {}", r.message)
                 })
                 .collect();
@@ -222,7 +237,8 @@ async fn page_data(s: &HttpState) -> Result<page::PageData, String> {
         d.sources.push(page::SourceRow {
             source_id: st.source_id.clone(),
             freshness,
-            last_complete_age_ms: (state.last_complete_at_us != 0).then_some(st.last_complete_age_ms),
+            last_complete_age_ms: (state.last_complete_at_us != 0)
+                .then_some(st.last_complete_age_ms),
             freshness_objective_ms: st.freshness_objective_ms,
             last_verdict,
             last_run_id: state.last_finished_run_id.clone(),
@@ -241,8 +257,9 @@ async fn page_data(s: &HttpState) -> Result<page::PageData, String> {
             .actions(&st.source_id, ActionOutcome::Unspecified, PAGE_ACTIONS_MAX)
             .map_err(e)?
         {
-            let o = ActionOutcome::try_from(a.outcome)
-                .map_or("UNKNOWN".to_owned(), |o| short(o.as_str_name(), "ACTION_OUTCOME_"));
+            let o = ActionOutcome::try_from(a.outcome).map_or("UNKNOWN".to_owned(), |o| {
+                short(o.as_str_name(), "ACTION_OUTCOME_")
+            });
             *by_outcome.entry(o).or_default() += 1;
         }
         for (outcome, count) in by_outcome {
@@ -277,7 +294,11 @@ async fn page_data(s: &HttpState) -> Result<page::PageData, String> {
 
 /// The caller of an HTTP data page, authorised for `page`; else the
 /// refusal to send (401 asking for credentials, 403 naming the role).
-fn authorize(auth: &Authenticator, headers: &HeaderMap, page: &str) -> Result<Principal, Response> {
+fn authorize(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    page: &str,
+) -> Result<Principal, Box<Response>> {
     let p = match token_of(headers) {
         Ok(token) => auth.by_token(&token).ok_or_else(|| {
             "the token is not one this ledger knows (its SHA-256 must be in auth.tokens)".to_owned()
@@ -293,12 +314,14 @@ fn authorize(auth: &Authenticator, headers: &HeaderMap, page: &str) -> Result<Pr
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"govledger\", charset=\"UTF-8\""),
             );
-            return Err(r);
+            return Err(Box::new(r));
         }
     };
     if let Err(denied) = auth::authorize(&p, page) {
         tracing::warn!(target: ACCESS_LOG, principal = %p.name, method = page, result = "PERMISSION_DENIED", "refused: {denied}");
-        return Err((StatusCode::FORBIDDEN, format!("{denied}\n")).into_response());
+        return Err(Box::new(
+            (StatusCode::FORBIDDEN, format!("{denied}\n")).into_response(),
+        ));
     }
     Ok(p)
 }
@@ -310,15 +333,24 @@ fn token_of(headers: &HeaderMap) -> Result<String, String> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         return Err("no credentials: send `Authorization: Bearer <token>`, or sign in with the token as the password".into());
     };
-    let v = v.to_str().map_err(|_| "the authorization header is not text".to_owned())?;
-    if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+    let v = v
+        .to_str()
+        .map_err(|_| "the authorization header is not text".to_owned())?;
+    if let Some(t) = v
+        .strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+    {
         return Ok(t.trim().to_owned());
     }
-    if let Some(b) = v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")) {
+    if let Some(b) = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))
+    {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b.trim())
             .map_err(|_| "the Basic credentials are not base64".to_owned())?;
-        let text = String::from_utf8(raw).map_err(|_| "the Basic credentials are not UTF-8".to_owned())?;
+        let text =
+            String::from_utf8(raw).map_err(|_| "the Basic credentials are not UTF-8".to_owned())?;
         return match text.split_once(':') {
             Some((_, password)) if !password.is_empty() => Ok(password.to_owned()),
             _ => Err("sign in with the token as the password".into()),
@@ -345,6 +377,10 @@ mod tests {
         // "reviewer:" has no password.
         assert!(token_of(&with("Basic cmV2aWV3ZXI6")).is_err());
         assert!(token_of(&with("Digest x")).is_err());
-        assert!(token_of(&HeaderMap::new()).unwrap_err().contains("no credentials"));
+        assert!(
+            token_of(&HeaderMap::new())
+                .unwrap_err()
+                .contains("no credentials")
+        );
     }
 }

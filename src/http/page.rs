@@ -450,14 +450,9 @@ fn actions_section(h: &mut String, d: &PageData) {
         }
     }
     let concluded_total: u64 = concluded.iter().map(|(_, n)| n).sum();
-    let _ = writeln!(
-        h,
-        "<h3>Recent actions by outcome ({concluded_total})</h3>"
-    );
+    let _ = writeln!(h, "<h3>Recent actions by outcome ({concluded_total})</h3>");
     if concluded.is_empty() {
-        h.push_str(
-            "<p id=\"concluded-actions\">No actions on record.</p>\n",
-        );
+        h.push_str("<p id=\"concluded-actions\">No actions on record.</p>\n");
     } else {
         h.push_str(
             "<table id=\"concluded-actions\">\n<thead><tr><th>Outcome</th><th>Count</th>\

@@ -79,7 +79,11 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 /// `unknown` (the label set stays bounded whatever a client sends).
 fn method_label(path: &str) -> String {
     let m = crate::auth::guard::method_of(path);
-    if crate::auth::ledger_methods().iter().any(|k| k == m) { m.to_owned() } else { "unknown".to_owned() }
+    if crate::auth::ledger_methods().iter().any(|k| k == m) {
+        m.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
 }
 
 fn status_of(headers: &http::HeaderMap) -> Option<tonic::Code> {
@@ -206,7 +210,10 @@ mod tests {
 
     #[test]
     fn unknown_paths_share_one_label() {
-        assert_eq!(method_label("/govledger.v1.Ledger/ListSources"), "ListSources");
+        assert_eq!(
+            method_label("/govledger.v1.Ledger/ListSources"),
+            "ListSources"
+        );
         assert_eq!(method_label("/govledger.v1.Ledger/NoSuchThing"), "unknown");
         assert_eq!(method_label("/x/y/z"), "unknown");
     }
@@ -214,6 +221,9 @@ mod tests {
     #[test]
     fn codes_have_canonical_names() {
         assert_eq!(code_name(tonic::Code::Ok), "OK");
-        assert_eq!(code_name(tonic::Code::PermissionDenied), "PERMISSION_DENIED");
+        assert_eq!(
+            code_name(tonic::Code::PermissionDenied),
+            "PERMISSION_DENIED"
+        );
     }
 }

@@ -89,6 +89,8 @@ impl HealthState {
 /// What the watch reads besides NATS: the projector's progress and pause,
 /// and where it tells what it found.
 pub struct Probes {
+    /// `Some(why)` once the projector stopped on its own.
+    pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
     pub applied: tokio::sync::watch::Receiver<u64>,
     pub paused: tokio::sync::watch::Receiver<bool>,
     pub lag_bound_events: u64,
@@ -161,9 +163,8 @@ pub async fn watch_nats(
     folded: StreamIdentity,
     health: HealthReporter,
     alerts: tokio::sync::broadcast::Sender<Alert>,
-    mut projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
     storage: StorageWatch,
-    probes: Probes,
+    mut probes: Probes,
     shutdown: CancellationToken,
 ) -> Option<StreamMismatch> {
     let mut up = true;
@@ -177,7 +178,7 @@ pub async fn watch_nats(
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(Duration::from_millis(NATS_PROBE_INTERVAL_MS)) => {}
-            changed = projector_stopped.changed(), if projector_live => {
+            changed = probes.projector_stopped.changed(), if projector_live => {
                 projector_live = changed.is_ok();
             }
         }
@@ -244,7 +245,7 @@ pub async fn watch_nats(
                 Err(_) => Some(format!("no answer within {NATS_PROBE_TIMEOUT_MS} ms")),
             },
             storage_full: storage.full.borrow().clone(),
-            projector_stopped: projector_stopped.borrow().clone(),
+            projector_stopped: probes.projector_stopped.borrow().clone(),
             stream_last_seq,
             applied_seq: *probes.applied.borrow(),
             lag_bound_events: probes.lag_bound_events,
@@ -253,8 +254,12 @@ pub async fn watch_nats(
         match (lagging, state.lag_past_bound()) {
             (false, Some(lag)) => {
                 lagging = true;
-                tracing::warn!(lag, bound = state.lag_bound_events, paused = state.paused,
-                    "the projector is behind the stream past its lag bound: health is NOT_SERVING and /readyz 503 until it catches up");
+                tracing::warn!(
+                    lag,
+                    bound = state.lag_bound_events,
+                    paused = state.paused,
+                    "the projector is behind the stream past its lag bound: health is NOT_SERVING and /readyz 503 until it catches up"
+                );
             }
             (true, None) => {
                 lagging = false;

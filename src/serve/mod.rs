@@ -349,13 +349,13 @@ async fn serve_with(
         nats::identity_of(&conn.info),
         health,
         projector.alerts.clone(),
-        projector.stopped.clone(),
         health::StorageWatch {
             paths: storage_paths,
             full: storage_full,
             restart_nats,
         },
         health::Probes {
+            projector_stopped: projector.stopped.clone(),
             applied: projector.applied.clone(),
             paused,
             lag_bound_events: cfg.projector.lag_bound_events,
@@ -431,7 +431,10 @@ async fn serve_with(
         let bound = std::time::Duration::from_millis(shutdown::GRPC_DRAIN_MS);
         match tokio::time::timeout(bound, h).await {
             Ok(Ok(Err(e))) => tracing::warn!("the HTTP listener failed: {e}"),
-            Err(_) => tracing::warn!("HTTP requests still open {} ms after shutdown began; closing them", bound.as_millis()),
+            Err(_) => tracing::warn!(
+                "HTTP requests still open {} ms after shutdown began; closing them",
+                bound.as_millis()
+            ),
             _ => {}
         }
     }

@@ -431,6 +431,18 @@ impl Govledger {
         }
     }
 
+    /// The HTTP listener's address (`http.addr` set), from its log line.
+    pub fn http_addr(&self) -> String {
+        let log = self.log_text();
+        let marker = "HTTP listening on ";
+        log.lines()
+            .find_map(|l| {
+                l.find(marker)
+                    .map(|i| l[i + marker.len()..].trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no \"{marker}\" line (is http.addr set?); log:\n{log}"))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
