@@ -16,6 +16,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 DATA="${GOVLEDGER_DEMO_DATA:-$ROOT/govledger-data}"
 ADDR="${GOVLEDGER_DEMO_ADDR:-127.0.0.1:50051}"
+HTTP_ADDR="${GOVLEDGER_DEMO_HTTP_ADDR:-127.0.0.1:9464}"
 USERS="${GOVLEDGER_DEMO_USERS:-1000}"
 BIN="$ROOT/target/debug/govledger"
 PY="$ROOT/.tools/venv/bin/python"
@@ -59,6 +60,10 @@ PIDS+=($!)
 
 cat >"$DATA/govledger.toml" <<TOML
 # Written by scripts/demo.sh
+# The status page, /metrics, /healthz and /readyz (off unless set).
+[http]
+addr = "$HTTP_ADDR"
+
 [[sources]]
 id = "hr"
 base_url = "http://127.0.0.1:$SCIM_PORT/v2"
@@ -133,6 +138,22 @@ if [[ -n "$KEY" ]]; then
 else
   "$BIN" verify-bundle "$DATA/evidence-${IDS[0]}.json" || true
 fi
+
+say "operations: /readyz, /metrics and the status page on http://$HTTP_ADDR"
+http_get() { # path -> body (the local admin token as a bearer token)
+  "$PY" - "http://$HTTP_ADDR$1" "$GOVLEDGER_TOKEN_FILE" <<'PYEOF'
+import sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + open(sys.argv[2]).read().strip()})
+try:
+    print(urllib.request.urlopen(req, timeout=10).read().decode(), end="")
+except urllib.error.HTTPError as e:
+    print(e.read().decode(), end="")
+PYEOF
+}
+http_get /readyz
+echo "a metrics excerpt (Prometheus text format):"
+http_get /metrics | grep -E '^govledger_(source_fresh|source_last_verdict|runs_decided_total|actions_concluded_total|projector_lag_events|ready)[ {]' || true
+echo "status page: open http://$HTTP_ADDR/ in a browser; sign in with any user name and the token in $GOVLEDGER_TOKEN_FILE as the password"
 
 if [[ -t 0 && -t 1 ]]; then
   say "govledger is serving on $ADDR (gRPC reflection on: grpcurl -plaintext $ADDR list)"

@@ -14,7 +14,7 @@ export GOVLEDGER_NATS_SERVER="$ROOT/.tools/venv/bin/nats-server"
 OUT="$(mktemp)"
 trap 'rm -f "$OUT"' EXIT
 set +e
-cargo test --workspace "$@" 2>&1 | tee "$OUT"
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$OUT"
 rc=${PIPESTATUS[0]}
 set -e
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }

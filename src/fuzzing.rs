@@ -31,8 +31,8 @@ use govledger_proto::v1::{
     ExportEvidenceRequest, GetActionRequest, GetConsistencyProofRequest, GetIdentityRequest,
     GetInclusionProofRequest, GetLedgerStatusRequest, GetRunRequest, GetSourceRequest, LedgerMeta,
     ListActionsRequest, ListCheckpointsRequest, ListPoisonEventsRequest, ListRunsRequest,
-    ListSourcesRequest, ReplayRequest, ReportExternalAttemptRequest, SubmitActionRequest,
-    TriggerSyncRequest, VerifyRangeRequest, WatchAlertsRequest,
+    ListSourcesRequest, ReplayRequest, ReportExternalAttemptRequest, SetProjectorPausedRequest,
+    SubmitActionRequest, TriggerSyncRequest, VerifyRangeRequest, WatchAlertsRequest,
 };
 use govledger_stream::seal::{ProducerKey, Trust};
 use prost::Message as _;
@@ -380,6 +380,7 @@ pub const GRPC_REQUESTS: &[&str] = &[
     "VerifyRange",
     "ExportEvidence",
     "AcceptDeletions",
+    "SetProjectorPaused",
 ];
 
 /// Every gRPC request decoder: the bytes decoded as the selected request
@@ -479,11 +480,12 @@ pub fn grpc(data: &[u8]) {
             validate::verify_range(&r, to, "GOVLEDGER").map(|_| ())
         }),
         20 => ExportEvidenceRequest::decode(b).map(|mut r| validate::export(&mut r)),
-        _ => AcceptDeletionsRequest::decode(b).map(|mut r| {
+        21 => AcceptDeletionsRequest::decode(b).map(|mut r| {
             // The RPC overwrites it with the caller's name.
             r.accepted_by = "fuzz".into();
             validate::accept_deletions(&r)
         }),
+        _ => SetProjectorPausedRequest::decode(b).map(|r| validate::reason(&r.reason).map(|_| ())),
     };
     // A refusal reaches the client as the status the RPC's `?` makes of it.
     if let Ok(Err(invalid)) = checked {

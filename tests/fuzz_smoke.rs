@@ -660,6 +660,11 @@ async fn live_inputs_reach_every_body() {
             ..Default::default()
         }
         .encode_to_vec(),
+        pb::SetProjectorPausedRequest {
+            paused: true,
+            reason: "copying the sled folder".into(),
+        }
+        .encode_to_vec(),
     ];
     assert_eq!(requests.len(), fuzzing::GRPC_REQUESTS.len());
     for (i, r) in requests.into_iter().enumerate() {

@@ -58,6 +58,7 @@ fn expected_roles(method: &str) -> &'static [&'static str] {
         | "CreateCheckpoint"
         | "VerifyRange"
         | "ExportEvidence" => &["auditor", "admin"],
+        "SetProjectorPaused" => &["admin"],
         other => panic!("{other}: a new RPC needs its row in the role matrix"),
     }
 }
@@ -153,6 +154,11 @@ async fn call(c: &mut Client, method: &str) -> Result<(), tonic::Status> {
             .accept_deletions(pb::AcceptDeletionsRequest::default())
             .await
             .map(drop),
+        // An empty reason: an admin gets InvalidArgument (nothing is paused).
+        "SetProjectorPaused" => c
+            .set_projector_paused(pb::SetProjectorPausedRequest::default())
+            .await
+            .map(drop),
         other => panic!("{other}: a new RPC needs a call in the role matrix"),
     }
 }
@@ -166,7 +172,7 @@ async fn the_role_matrix_every_rpc_for_every_kind_of_caller() {
         "no local admin token when [auth] says so"
     );
     let ms = methods();
-    assert_eq!(ms.len(), 22, "{ms:?}");
+    assert_eq!(ms.len(), 23, "{ms:?}");
     let mut callers: Vec<(String, Client)> = vec![
         ("no token".into(), gl.client_with("").await),
         (
@@ -207,7 +213,7 @@ async fn the_role_matrix_every_rpc_for_every_kind_of_caller() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 22 * 6);
+    assert_eq!(checked, 23 * 6);
     // Health and reflection stay open.
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", gl.addr))
         .unwrap()

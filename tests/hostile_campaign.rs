@@ -318,7 +318,7 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
     let nf = Code::NotFound;
 
     // ---- Batch 1: empty requests.
-    let empty = vec![
+    let mut empty = vec![
         case(
             "ListSources",
             "empty",
@@ -485,6 +485,16 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             unary!(cl, accept_deletions, pb::AcceptDeletionsRequest::default()),
         ),
     ];
+    empty.push(case(
+        "SetProjectorPaused",
+        "empty (no reason)",
+        ia,
+        unary!(
+            cl,
+            set_projector_paused,
+            pb::SetProjectorPausedRequest::default()
+        ),
+    ));
     run_batch("empty", empty, &mut tally, &mut failures).await;
     still_serving(&gl, &ch, &token).await;
 
@@ -1117,6 +1127,20 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             ),
         ));
     }
+    big.push(case_v(
+        "SetProjectorPaused",
+        "a 1 MB reason",
+        ia,
+        &huge,
+        unary!(
+            cl,
+            set_projector_paused,
+            pb::SetProjectorPausedRequest {
+                paused: true,
+                reason: huge.clone()
+            }
+        ),
+    ));
     run_batch("oversized", big, &mut tally, &mut failures).await;
     still_serving(&gl, &ch, &token).await;
 
@@ -2136,6 +2160,19 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             ),
         ));
     }
+    hostile.push(case(
+        "SetProjectorPaused",
+        "a reason with a NUL and a line break (log injection)",
+        ia,
+        unary!(
+            cl,
+            set_projector_paused,
+            pb::SetProjectorPausedRequest {
+                paused: true,
+                reason: "ok\u{0}\nFAKE LOG LINE".into()
+            }
+        ),
+    ));
     run_batch("hostile", hostile, &mut tally, &mut failures).await;
     still_serving(&gl, &ch, &token).await;
 

@@ -162,7 +162,7 @@ pub fn accept_deletions(r: &AcceptDeletionsRequest) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// Why an admin pauses or resumes the projector: required, within
+/// Why an admin pauses or resumes the projector: required, one line, within
 /// [`ACCEPT_REASON_CHARS_MAX`] characters.
 pub fn reason(value: &str) -> Result<&str, Invalid> {
     if value.trim().is_empty() {
@@ -175,6 +175,11 @@ pub fn reason(value: &str) -> Result<&str, Invalid> {
         return Err(Invalid(format!(
             "reason is {chars} characters, over the maximum {ACCEPT_REASON_CHARS_MAX}"
         )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Invalid(
+            "reason must be one line without control characters".into(),
+        ));
     }
     Ok(value)
 }
