@@ -12,6 +12,7 @@
 //!   - [`workers`]: the sync scheduler, the action workers, the clock's alerts;
 //!   - [`api`]: the gRPC API: the tonic adapter and the queries it answers from;
 //!   - [`auth`]: who may call what: principals, roles, the RPC → roles table, the guard;
+//!   - [`alerts`]: decided alerts stored once in their own stream, the outbox relay, resumable watching;
 //!   - [`observe`]: the metrics registry, the gRPC call counts;
 //!   - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, the status page;
 //!   - [`audit`]: as-of answers, replay, proofs, checkpoints, verification, evidence;
@@ -19,6 +20,7 @@
 //!   - `fuzzing` (hidden): the fuzz targets' bodies, shared by `fuzz/` and `tests/fuzz_smoke.rs`.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -623,6 +623,7 @@ async fn live_inputs_reach_every_body() {
         .encode_to_vec(),
         pb::WatchAlertsRequest {
             source_ids: vec!["hr".into()],
+            after_alert_seq: 0,
         }
         .encode_to_vec(),
         pb::ReplayRequest {

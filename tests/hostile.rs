@@ -75,6 +75,7 @@ async fn every_hostile_field_is_refused_with_a_short_actionable_message() {
         "WatchAlerts",
         c.watch_alerts(pb::WatchAlertsRequest {
             source_ids: (0..1_001).map(|i| format!("s{i}")).collect(),
+            after_alert_seq: 0,
         })
         .await,
         "source_ids holds 1001 ids, over the maximum 1000",

@@ -823,6 +823,7 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
                 cl,
                 watch_alerts,
                 pb::WatchAlertsRequest {
+                    after_alert_seq: 0,
                     source_ids: many.clone()
                 }
             ),
@@ -836,6 +837,7 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
                 cl,
                 watch_alerts,
                 pb::WatchAlertsRequest {
+                    after_alert_seq: 0,
                     source_ids: vec![huge.clone()]
                 }
             ),
@@ -1297,6 +1299,7 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
                     cl,
                     watch_alerts,
                     pb::WatchAlertsRequest {
+                        after_alert_seq: 0,
                         source_ids: vec![id.clone()]
                     }
                 ),
@@ -2160,6 +2163,19 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             ),
         ));
     }
+    hostile.push(case(
+        "WatchAlerts",
+        "after_alert_seq u64::MAX (past any alert: a watch that waits)",
+        Code::Ok,
+        unary!(
+            cl,
+            watch_alerts,
+            pb::WatchAlertsRequest {
+                after_alert_seq: u64::MAX,
+                source_ids: vec![]
+            }
+        ),
+    ));
     hostile.push(case(
         "SetProjectorPaused",
         "a reason with a NUL and a line break (log injection)",

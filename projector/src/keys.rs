@@ -34,6 +34,20 @@ pub const TAG_OPEN_ACTION: u8 = b'o';
 pub const TAG_BLOCKING_ACTION: u8 = b'y';
 pub const TAG_HISTORY: u8 = b'h';
 pub const TAG_LEAVES: u8 = b'l';
+/// Decided alerts waiting to be stored in the alerts stream (the outbox):
+/// `[TAG, seq u64 BE, index u32 BE]` → the `Alert`. Written in the batch
+/// that decided them, removed once stored; not a projection record (outside
+/// the state digest).
+pub const TAG_ALERT_OUTBOX: u8 = b'z';
+
+/// The outbox key of the `index`th alert decided by the batch whose event `seq` decided it.
+pub fn alert_outbox_key(seq: u64, index: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = TAG_ALERT_OUTBOX;
+    k[1..9].copy_from_slice(&seq.to_be_bytes());
+    k[9..].copy_from_slice(&index.to_be_bytes());
+    k
+}
 
 /// Sub-tags of [`TAG_HISTORY`].
 pub const HISTORY_IDENTITY: u8 = b'i';

@@ -94,7 +94,7 @@ pub fn commit_folded(
             ..Default::default()
         }),
         Folded::Batch(b) => {
-            store.commit(&b.working)?;
+            store.commit_with_alerts(&b.working, &b.outcome.alerts)?;
             *meta = b.meta;
             Ok(b.outcome)
         }
@@ -170,6 +170,18 @@ pub fn fold_batch(
         }
     }
     out.alerts = std::mem::take(&mut w.alerts);
+    // A poison event is a decision too: it is alerted (and stored) once.
+    for p in &out.poison {
+        out.alerts.push(govledger_proto::v1::Alert {
+            kind: govledger_proto::v1::alert::Kind::PoisonEvent as i32,
+            seq: p.seq,
+            message: format!(
+                "stream message {} on {} cannot be folded ({}); it is kept and listed by ListPoisonEvents",
+                p.seq, p.subject, p.error
+            ),
+            ..Default::default()
+        });
+    }
     Ok(Folded::Batch(Box::new(FoldedBatch {
         meta: w.meta_record(),
         working: w,

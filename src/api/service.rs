@@ -346,9 +346,17 @@ impl Ledger for LedgerApi {
         &self,
         req: Request<WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
-        let sources = req.into_inner().source_ids;
+        let r = req.into_inner();
+        let sources = r.source_ids;
         validate::source_ids("source_ids", &sources, validate::IDS_MAX)?;
+        // Operational alerts (NATS, storage, the projector) come live from
+        // this process; decisions from the alerts stream, where each is
+        // stored once (from `after_alert_seq` on, so a reconnecting client
+        // misses none).
         let rx = self.alerts.subscribe();
+        let stored = crate::alerts::watch(&self.q.js, r.after_alert_seq)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         // A standing condition is told at once to a watcher that connects
         // after it began: the projector has stopped and will not fold again.
         let standing: Vec<Result<Alert, Status>> = self
@@ -364,22 +372,31 @@ impl Ledger for LedgerApi {
                 })
             })
             .collect();
-        let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
-            // Ledger-wide alerts (no source: NATS, the projector) reach every watcher.
-            let keep = match &r {
+        let operational = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| {
+            let item = match r {
+                // Decisions reach watchers from the alerts stream.
+                Ok(a) if crate::alerts::alert_id(&a).is_some() => None,
+                Ok(a) => Some(Ok(a)),
+                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                    Some(Ok(Alert {
+                        message: format!(
+                            "{n} operational alerts skipped: this watcher fell behind"
+                        ),
+                        ..Default::default()
+                    }))
+                }
+            };
+            futures::future::ready(item)
+        });
+        let live = futures::stream::select(operational, stored.map(Ok)).filter(move |r| {
+            // Ledger-wide alerts (no source: NATS, the projector, poison) reach every watcher.
+            let keep = match r {
                 Ok(a) => {
                     sources.is_empty() || a.source_id.is_empty() || sources.contains(&a.source_id)
                 }
                 Err(_) => true,
             };
-            let item = match r {
-                Ok(a) => Ok(a),
-                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Ok(Alert {
-                    message: format!("{n} alerts skipped: this watcher fell behind; the ledger still holds every decision"),
-                    ..Default::default()
-                }),
-            };
-            futures::future::ready(keep.then_some(item))
+            futures::future::ready(keep)
         });
         Ok(Response::new(Box::pin(
             futures::stream::iter(standing).chain(live),

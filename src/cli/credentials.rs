@@ -19,14 +19,19 @@ pub fn credential_text(url: &str, user: &str, password: &str, stream: &str) -> S
     let subjects = govledger_stream::subject::stream_subjects().join(",");
     format!(
         "# NATS credential of the READ-ONLY user {user:?} of govledger's embedded server.\n\
-         # It may subscribe to the ledger's subjects and read stream {stream} with its own\n\
-         # consumers; it may not publish to a ledger subject, nor delete, purge or change\n\
-         # the stream. Keep it secret: anyone holding it reads every ledger event.\n\
+         # It may subscribe to the ledger's subjects and read stream {stream} (and the\n\
+         # decided alerts, stream {alerts_stream}) with its own consumers; it may not publish\n\
+         # to a ledger subject, nor delete, purge or change a stream. Keep it secret: anyone\n\
+         # holding it reads every ledger event.\n\
          url={url}\n\
          user={user}\n\
          password={password}\n\
          stream={stream}\n\
-         subjects={subjects}\n"
+         subjects={subjects}\n\
+         alerts_stream={alerts_stream}\n\
+         alert_subjects={alert_subjects}\n",
+        alerts_stream = crate::alerts::ALERTS_STREAM,
+        alert_subjects = crate::alerts::ALERT_SUBJECTS,
     )
 }
 

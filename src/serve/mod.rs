@@ -99,6 +99,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("checkpoints: {0}")]
     Audit(String),
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::AlertError),
     #[error("cannot start the background threads: {0}")]
     Background(std::io::Error),
 }

@@ -79,6 +79,15 @@ pub async fn project(
         runner_cfg.stop_at_seq = Some(conn.info.state.last_sequence);
     }
     let (tx, mut rx) = watch::channel(0u64);
+    // The decisions it folds are stored in the alerts stream from here too.
+    crate::alerts::ensure_stream(&conn.js).await?;
+    let relay_stop = shutdown.child_token();
+    let relay = tokio::spawn(crate::alerts::relay(
+        store.clone(),
+        conn.js.clone(),
+        tx.subscribe(),
+        relay_stop.clone(),
+    ));
     let progress = tokio::spawn(async move {
         let mut last_logged = 0u64;
         while rx.changed().await.is_ok() {
@@ -91,6 +100,13 @@ pub async fn project(
     });
     let r = runner::run(conn.client, store.clone(), runner_cfg, tx, shutdown.clone()).await;
     progress.abort();
+    // Its last pass stores what the last batch decided (bounded), then it stops.
+    relay_stop.cancel();
+    let _ = tokio::time::timeout(
+        Duration::from_millis(crate::alerts::PUBLISH_TIMEOUT_MS),
+        relay,
+    )
+    .await;
     store.flush().await?;
     tracing::info!("projector stopped: {}", runner::describe(&store.meta()?));
     if let Some(n) = nats.embedded {

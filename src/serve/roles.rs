@@ -157,10 +157,17 @@ pub async fn start_workers(
     let (actions, action_tasks) = ActionManager::start(&resolved.sources, deps)?;
     tasks.extend(action_tasks);
     let checkpointer = start_checkpointer(resolved, conn, store, shutdown, &mut tasks).await?;
+    crate::alerts::ensure_stream(&conn.js).await?;
+    tasks.push(tokio::spawn(crate::alerts::relay(
+        store.clone(),
+        conn.js.clone(),
+        projector.applied.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(clock_alerts::run(
         store.clone(),
         syncs.clone(),
-        projector.alerts.clone(),
+        conn.js.clone(),
         shutdown.clone(),
     )));
     Ok((

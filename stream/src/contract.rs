@@ -31,6 +31,10 @@ pub struct StreamSpec {
     pub max_messages: i64,
     /// Subjects the stream captures.
     pub subjects: Vec<String>,
+    /// At most one message per subject, a second refused (the alerts
+    /// stream: one subject per alert id, so a decision is stored once
+    /// however often it is published, inside the duplicate window or not).
+    pub one_per_subject: bool,
 }
 
 impl Default for StreamSpec {
@@ -41,6 +45,7 @@ impl Default for StreamSpec {
             max_bytes: -1,
             max_messages: -1,
             subjects: stream_subjects(),
+            one_per_subject: false,
         }
     }
 }
@@ -58,7 +63,8 @@ impl StreamSpec {
             max_age: Duration::ZERO,
             max_bytes: self.max_bytes,
             max_messages: self.max_messages,
-            max_messages_per_subject: -1,
+            max_messages_per_subject: if self.one_per_subject { 1 } else { -1 },
+            discard_new_per_subject: self.one_per_subject,
             duplicate_window: self.duplicate_window,
             deny_delete: true,
             deny_purge: true,
@@ -113,6 +119,18 @@ pub fn check(spec: &StreamSpec, found: &Config) -> Vec<Violation> {
             "true (the stream is never purged)",
         );
     }
+    if spec.one_per_subject
+        && (found.max_messages_per_subject != 1 || !found.discard_new_per_subject)
+    {
+        push(
+            "max_msgs_per_subject",
+            format!(
+                "{} (discard_new_per_subject {})",
+                found.max_messages_per_subject, found.discard_new_per_subject
+            ),
+            "1 with discard_new_per_subject (each alert is stored once)",
+        );
+    }
     if found.discard != DiscardPolicy::New {
         push(
             "discard",
@@ -135,7 +153,7 @@ pub fn check(spec: &StreamSpec, found: &Config) -> Vec<Violation> {
     if found.allow_message_ttl {
         push("allow_msg_ttl", "true".into(), "false");
     }
-    if found.max_messages_per_subject != -1 {
+    if !spec.one_per_subject && found.max_messages_per_subject != -1 {
         push(
             "max_msgs_per_subject",
             found.max_messages_per_subject.to_string(),
@@ -256,6 +274,21 @@ mod tests {
     fn own_config_passes() {
         let spec = StreamSpec::default();
         assert!(check(&spec, &spec.config()).is_empty());
+    }
+
+    #[test]
+    fn a_one_per_subject_stream_must_keep_one_and_refuse_the_second() {
+        let spec = StreamSpec {
+            one_per_subject: true,
+            ..Default::default()
+        };
+        assert!(check(&spec, &spec.config()).is_empty());
+        let mut c = spec.config();
+        c.discard_new_per_subject = false;
+        assert_eq!(settings(&check(&spec, &c)), ["max_msgs_per_subject"]);
+        let mut c = spec.config();
+        c.max_messages_per_subject = -1;
+        assert_eq!(settings(&check(&spec, &c)), ["max_msgs_per_subject"]);
     }
 
     #[test]

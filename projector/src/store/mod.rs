@@ -25,7 +25,7 @@
 
 use std::path::Path;
 
-use govledger_proto::v1::LedgerMeta;
+use govledger_proto::v1::{Alert, LedgerMeta};
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 
@@ -179,7 +179,22 @@ impl Store {
 
     /// Writes every change in `w` (including `meta.last_applied_seq`) in one atomic batch.
     pub fn commit(&self, w: &Working) -> Result<()> {
+        self.commit_with_alerts(w, &[])
+    }
+
+    /// [`Store::commit`], with the batch's decided `alerts` written to the
+    /// alerts outbox in the same atomic batch: a decision committed is a
+    /// decision that will be stored in the alerts stream (the relay empties
+    /// the outbox), whatever crashes in between.
+    pub fn commit_with_alerts(&self, w: &Working, alerts: &[Alert]) -> Result<()> {
         let mut batch = writer::WriteSet::default();
+        for (i, a) in alerts.iter().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            batch.insert(
+                &crate::keys::alert_outbox_key(a.seq, index)[..],
+                a.encode_to_vec(),
+            );
+        }
         for (k, v) in w.changes() {
             match v {
                 Some(v) => batch.insert(k, v),
@@ -224,6 +239,38 @@ impl Store {
         Ok((self.meta()?, self.digest()?))
     }
 
+    /// The oldest `limit` alerts of the outbox, with their keys.
+    pub fn alert_outbox(&self, limit: usize) -> Result<Vec<(sled::IVec, Alert)>> {
+        let mut out = Vec::new();
+        for kv in self
+            .tree
+            .scan_prefix([crate::keys::TAG_ALERT_OUTBOX])
+            .take(limit)
+        {
+            let (k, v) = kv?;
+            match Alert::decode(v.as_ref()) {
+                Ok(a) => out.push((k, a)),
+                // Written by this code from an Alert: unreadable means damaged.
+                Err(_) => {
+                    return Err(StoreError::Corrupt {
+                        key: k.to_vec(),
+                        what: "an alert",
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes alerts from the outbox once they are stored.
+    pub fn alert_outbox_remove(&self, keys: &[sled::IVec]) -> Result<()> {
+        let mut batch = writer::WriteSet::default();
+        for k in keys {
+            batch.remove(k.clone());
+        }
+        self.writer.apply(batch)
+    }
+
     /// Makes everything committed so far durable.
     pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
@@ -242,6 +289,10 @@ impl Store {
         let mut h = Sha256::new();
         for kv in self.tree.iter() {
             let (k, v) = kv?;
+            // The alerts outbox is delivery state, not a projection.
+            if k.first() == Some(&crate::keys::TAG_ALERT_OUTBOX) {
+                continue;
+            }
             digest_entry(&mut h, &k, &v);
         }
         Ok(hex(&h.finalize()))
