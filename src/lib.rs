@@ -13,6 +13,7 @@
 //!   - [`api`]: the gRPC API: the tonic adapter and the queries it answers from;
 //!   - [`auth`]: who may call what: principals, roles, the RPC → roles table, the guard;
 //!   - [`alerts`]: decided alerts stored once in their own stream, the outbox relay, resumable watching;
+//!   - [`ocsf`]: the OCSF feed: ledger events as OCSF 1.1 / 1.8 records for SIEMs;
 //!   - [`observe`]: the metrics registry, the gRPC call counts;
 //!   - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, the status page;
 //!   - [`audit`]: as-of answers, replay, proofs, checkpoints, verification, evidence;
@@ -30,6 +31,7 @@ pub mod config;
 pub mod fuzzing;
 pub mod http;
 pub mod observe;
+pub mod ocsf;
 pub mod serve;
 pub mod simulate;
 pub mod workers;

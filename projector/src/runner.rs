@@ -188,22 +188,11 @@ pub async fn run(
             if !wait_for_room(&cfg.storage_paths, &shutdown).await {
                 return finish(flushing, &client, &cfg, &progress).await;
             }
-            if let Some(paused) = &cfg.paused
-                && *paused.borrow()
-            {
-                // The last batch is made durable and acked before the pause.
-                finish(flushing.take(), &client, &cfg, &progress).await?;
-                if !wait_while_paused(paused.clone(), &shutdown).await {
-                    return Ok(());
-                }
+            if !hold_if_paused(&mut flushing, &client, &cfg, &progress, &shutdown).await? {
+                return Ok(());
             }
             let started = std::time::Instant::now();
-            let mut kinds = crate::metrics::KindTally::default();
-            for m in &owned[..usable] {
-                if m.seq > meta.last_applied_seq {
-                    kinds[crate::metrics::kind_slot(&m.subject)] += 1;
-                }
-            }
+            let kinds = tally(&owned[..usable], meta.last_applied_seq);
             // Fold while the previous batch's flush runs; commit only once it
             // is done (and acked: acks stay in order). A commit behind a flush
             // waits for the disk inside sled's store lock, and every read
@@ -336,6 +325,31 @@ async fn published(
     }
     progress.send_replace(f.seq);
     Ok(())
+}
+
+/// The messages after `last_applied` of a batch, by kind (for the metrics).
+fn tally(msgs: &[OwnedMsg], last_applied: u64) -> crate::metrics::KindTally {
+    let mut kinds = crate::metrics::KindTally::default();
+    for m in msgs.iter().filter(|m| m.seq > last_applied) {
+        kinds[crate::metrics::kind_slot(&m.subject)] += 1;
+    }
+    kinds
+}
+
+/// While an admin paused the projector, makes the last batch durable and
+/// acked, then waits for the resume; false when shutdown came first.
+async fn hold_if_paused(
+    flushing: &mut Option<Flushing>,
+    client: &async_nats::Client,
+    cfg: &RunnerConfig,
+    progress: &watch::Sender<u64>,
+    shutdown: &CancellationToken,
+) -> Result<bool, ProjectorError> {
+    let Some(paused) = cfg.paused.as_ref().filter(|p| *p.borrow()) else {
+        return Ok(true);
+    };
+    finish(flushing.take(), client, cfg, progress).await?;
+    Ok(wait_while_paused(paused.clone(), shutdown).await)
 }
 
 /// Waits until `paused` holds `false` again; `false` when shutdown came

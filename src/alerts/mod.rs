@@ -12,7 +12,7 @@
 //!   message per subject and refuses a second. So a decision is stored once
 //!   however often it is published: after a restart, a rebuild of the
 //!   projection from the stream, or the clock deciding it again.
-//! - `WatchAlerts` reads the stream ([`watch`]): a client that reconnects with
+//! - `WatchAlerts` reads the stream ([`watch()`]): a client that reconnects with
 //!   the last `alert_seq` it saw misses nothing and sees nothing twice.
 
 use std::{sync::Arc, time::Duration};

@@ -100,6 +100,7 @@ async fn follow_action(
 
 /// `govledger actions`: the actions of a source with their outcomes.
 pub async fn actions(a: ActionsArgs) -> anyhow::Result<()> {
+    let json = a.client.json;
     let mut c = connect(&a.client).await?;
     let r = c
         .list_actions(ListActionsRequest {
@@ -109,12 +110,18 @@ pub async fn actions(a: ActionsArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", output::actions_table(&r.into_inner().actions));
+    super::emit::emit(
+        json,
+        &r.into_inner(),
+        "govledger.v1.ListActionsResponse",
+        |r| output::actions_table(&r.actions),
+    )?;
     Ok(())
 }
 
 /// `govledger action`: one action's outcome, steps and evidence.
 pub async fn action(a: ActionArgs) -> anyhow::Result<()> {
+    let json = a.client.json;
     let as_of = as_of_arg(a.as_of.as_deref())?;
     let mut c = connect(&a.client).await?;
     let r = c
@@ -124,6 +131,11 @@ pub async fn action(a: ActionArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", output::action_detail(&r.into_inner()));
+    super::emit::emit(
+        json,
+        &r.into_inner(),
+        "govledger.v1.GetActionResponse",
+        output::action_detail,
+    )?;
     Ok(())
 }

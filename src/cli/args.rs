@@ -75,23 +75,23 @@ pub struct ServeArgs {
 #[derive(Args, Clone)]
 pub struct ServerFlags {
     /// TOML config file (every key optional; see README "Configuration").
-    #[arg(long)]
+    #[arg(long, env = "GOVLEDGER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data folder (sled projections; the embedded NATS store). Default ./govledger-data
-    #[arg(long)]
+    #[arg(long, env = "GOVLEDGER_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// gRPC listen address. Default 127.0.0.1:50051
-    #[arg(long)]
+    #[arg(long, env = "GOVLEDGER_GRPC_ADDR")]
     pub grpc_addr: Option<String>,
     /// Use this NATS server instead of starting an embedded one.
-    #[arg(long)]
+    #[arg(long, env = "GOVLEDGER_NATS_URL")]
     pub nats_url: Option<String>,
 }
 
 #[derive(Args, Clone)]
 pub struct ClientFlags {
     /// Address of a running govledger.
-    #[arg(long, default_value = DEFAULT_GRPC_ADDR)]
+    #[arg(long, env = "GOVLEDGER_GRPC_ADDR", default_value = DEFAULT_GRPC_ADDR)]
     pub grpc_addr: String,
     /// File holding the bearer token (else GOVLEDGER_TOKEN_FILE, GOVLEDGER_TOKEN,
     /// then ./govledger-data/admin.token, the local admin token of a serve here).
@@ -101,14 +101,19 @@ pub struct ClientFlags {
     #[arg(long, env = "GOVLEDGER_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
     /// PEM client certificate for mTLS (with --tls-key and --tls-ca).
-    #[arg(long)]
+    #[arg(long, env = "GOVLEDGER_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM client key for mTLS.
-    #[arg(long)]
+    #[arg(long, env = "GOVLEDGER_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// The name to check in the server's certificate (default: the host of --grpc-addr).
-    #[arg(long)]
+    #[arg(long, env = "GOVLEDGER_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
+    /// Print the answer as one JSON document (the API's protobuf JSON mapping:
+    /// the field names of the .proto files in lowerCamelCase, enums by name)
+    /// instead of a table. Exit codes are the same.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]

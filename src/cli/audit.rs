@@ -26,7 +26,12 @@ pub async fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", ledger_status(&r.into_inner()));
+    super::emit::emit(
+        a.client.json,
+        &r.into_inner(),
+        "govledger.v1.LedgerStatus",
+        ledger_status,
+    )?;
     Ok(())
 }
 
@@ -40,7 +45,12 @@ pub async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", output::poison_table(&r.into_inner().events));
+    super::emit::emit(
+        a.client.json,
+        &r.into_inner(),
+        "govledger.v1.ListPoisonEventsResponse",
+        |r| output::poison_table(&r.events),
+    )?;
     Ok(())
 }
 

@@ -20,7 +20,8 @@ pub fn credential_text(url: &str, user: &str, password: &str, stream: &str) -> S
     format!(
         "# NATS credential of the READ-ONLY user {user:?} of govledger's embedded server.\n\
          # It may subscribe to the ledger's subjects and read stream {stream} (and the\n\
-         # decided alerts, stream {alerts_stream}) with its own consumers; it may not publish\n\
+         # decided alerts, stream {alerts_stream}, and the OCSF feed, stream {ocsf_stream})\n\
+         # with its own consumers; it may not publish\n\
          # to a ledger subject, nor delete, purge or change a stream. Keep it secret: anyone\n\
          # holding it reads every ledger event.\n\
          url={url}\n\
@@ -29,9 +30,13 @@ pub fn credential_text(url: &str, user: &str, password: &str, stream: &str) -> S
          stream={stream}\n\
          subjects={subjects}\n\
          alerts_stream={alerts_stream}\n\
-         alert_subjects={alert_subjects}\n",
+         alert_subjects={alert_subjects}\n\
+         ocsf_stream={ocsf_stream}\n\
+         ocsf_subjects={ocsf_subjects}\n",
         alerts_stream = crate::alerts::ALERTS_STREAM,
         alert_subjects = crate::alerts::ALERT_SUBJECTS,
+        ocsf_stream = crate::ocsf::feed::OCSF_STREAM,
+        ocsf_subjects = crate::ocsf::feed::OCSF_SUBJECTS,
     )
 }
 

@@ -6,14 +6,15 @@
 //! Layout:
 //! - [`args`]: the clap types (subcommands, shared flags, typed values);
 //! - [`client`]: the gRPC connection, error text, `NotOk`, flag parsing;
-//! - [`server`]: `serve`, `project`, `simulate`, `rebuild` (and config loading);
+//! - [`server`]: `serve`, `project`, `simulate`, `rebuild`, `projector pause|resume` (and config loading);
 //! - [`status`]: `status`, `sync`, `readiness`, `runs`, `run`, `identity`, `source`;
 //! - [`actions`]: `act`, `actions`, `action`;
 //! - [`deletions`]: the `accept-deletions` command;
 //! - [`audit`]: `ledger`, `poison`, `replay`, `verify`, `export`, `verify-bundle`;
 //! - [`credentials`]: `credentials siem` (the embedded NATS's read-only user);
 //! - [`token`]: `token new` (an API bearer token and its config entry);
-//! - [`output`]: human-readable output (pure formatting).
+//! - [`output`]: human-readable output (pure formatting);
+//! - [`emit`]: printing an answer: `--json`, or the table, coloured on a terminal.
 
 pub mod actions;
 pub mod args;
@@ -21,6 +22,7 @@ pub mod audit;
 pub mod client;
 pub mod credentials;
 pub mod deletions;
+pub mod emit;
 pub mod output;
 pub mod server;
 pub mod status;

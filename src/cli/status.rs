@@ -25,7 +25,12 @@ pub async fn status(f: ClientFlags) -> anyhow::Result<()> {
         .list_sources(ListSourcesRequest {})
         .await
         .map_err(status_err)?;
-    print!("{}", output::sources_table(&r.into_inner().sources));
+    super::emit::emit(
+        f.json,
+        &r.into_inner(),
+        "govledger.v1.ListSourcesResponse",
+        |r| output::sources_table(&r.sources),
+    )?;
     Ok(())
 }
 
@@ -119,7 +124,12 @@ pub async fn readiness(a: ReadinessArgs) -> anyhow::Result<()> {
         .await
         .map_err(status_err)?
         .into_inner();
-    print!("{}", output::readiness(&r));
+    super::emit::emit(
+        a.client.json,
+        &r,
+        "govledger.v1.CheckReadinessResponse",
+        output::readiness,
+    )?;
     if !r.ready {
         return Err(NotOk.into());
     }
@@ -128,6 +138,7 @@ pub async fn readiness(a: ReadinessArgs) -> anyhow::Result<()> {
 
 /// `govledger runs`: the runs of one source, newest first.
 pub async fn runs(a: RunsArgs) -> anyhow::Result<()> {
+    let json = a.client.json;
     let mut c = connect(&a.client).await?;
     let r = c
         .list_runs(ListRunsRequest {
@@ -136,7 +147,12 @@ pub async fn runs(a: RunsArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", output::runs_table(&r.into_inner().runs));
+    super::emit::emit(
+        json,
+        &r.into_inner(),
+        "govledger.v1.ListRunsResponse",
+        |r| output::runs_table(&r.runs),
+    )?;
     Ok(())
 }
 
@@ -147,12 +163,18 @@ pub async fn run(a: RunArgs) -> anyhow::Result<()> {
         .get_run(GetRunRequest { run_id: a.run_id })
         .await
         .map_err(status_err)?;
-    print!("{}", output::run_detail(&r.into_inner()));
+    super::emit::emit(
+        a.client.json,
+        &r.into_inner(),
+        "govledger.v1.GetRunResponse",
+        output::run_detail,
+    )?;
     Ok(())
 }
 
 /// `govledger identity`: one identity's last observation (or as of a point).
 pub async fn identity(a: IdentityArgs) -> anyhow::Result<()> {
+    let json = a.client.json;
     let as_of = as_of_arg(a.as_of.as_deref())?;
     let entity_type: govledger_proto::v1::EntityType = a.r#type.into();
     let mut c = connect(&a.client).await?;
@@ -165,12 +187,18 @@ pub async fn identity(a: IdentityArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", output::identity_detail(&r.into_inner()));
+    super::emit::emit(
+        json,
+        &r.into_inner(),
+        "govledger.v1.GetIdentityResponse",
+        output::identity_detail,
+    )?;
     Ok(())
 }
 
 /// `govledger source`: one source's freshness and last verdict (or as of a point).
 pub async fn source(a: SourceArgs) -> anyhow::Result<()> {
+    let json = a.client.json;
     let as_of = as_of_arg(a.as_of.as_deref())?;
     let mut c = connect(&a.client).await?;
     let r = c
@@ -180,6 +208,11 @@ pub async fn source(a: SourceArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    print!("{}", output::source_detail(&r.into_inner()));
+    super::emit::emit(
+        json,
+        &r.into_inner(),
+        "govledger.v1.GetSourceResponse",
+        output::source_detail,
+    )?;
     Ok(())
 }

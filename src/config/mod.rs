@@ -54,6 +54,8 @@ pub struct Config {
     pub grpc: GrpcConfig,
     /// `[http]`: `/metrics`, `/healthz`, `/readyz` and the status page (off unless `http.addr` is set).
     pub http: HttpConfig,
+    /// `[ocsf]`: the OCSF feed for SIEMs (off unless `ocsf.enabled`).
+    pub ocsf: OcsfConfig,
     /// `[tls]`: gRPC over TLS, and mTLS.
     pub tls: security::TlsConfig,
     /// `[auth]`: bearer token hashes and client certificate subjects, with roles.
@@ -95,6 +97,16 @@ pub struct GrpcConfig {
     /// `serve --insecure-plaintext`: plaintext beyond loopback (not a file key).
     #[serde(skip)]
     pub insecure_plaintext: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct OcsfConfig {
+    /// Publish every read and write attempt and every lifecycle outcome as
+    /// OCSF JSON on `govledger.ocsf.v1.<class>` (stream GOVLEDGER_OCSF).
+    pub enabled: bool,
+    /// The OCSF version of the records: "1.1.0" (default) or "1.8.0".
+    pub version: crate::ocsf::Version,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

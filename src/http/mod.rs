@@ -12,6 +12,11 @@
 //! or, for a browser, HTTP Basic with the token as the password (any user
 //! name); the role needed is `reader`. Health answers are open, like gRPC
 //! health. Every refusal goes to the access log.
+//!
+//! Layout:
+//! - this file: the router, the handlers, the readings of the ledger they
+//!   render, the credentials check;
+//! - [`page`]: the status page's HTML and SVG from a `PageData` (pure).
 
 pub mod page;
 

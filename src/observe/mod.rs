@@ -6,6 +6,10 @@
 //! Names follow Prometheus conventions: `govledger_..._total` for counters,
 //! `_seconds` for durations, labels bounded by what is configured or known
 //! (sources, verdicts, outcomes, RPC methods).
+//!
+//! Layout:
+//! - this file: [`Metrics`] (the registry, the gauges, the scrape);
+//! - [`grpc`]: the tower wrapper counting gRPC calls by method and code.
 
 pub mod grpc;
 

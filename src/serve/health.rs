@@ -251,22 +251,7 @@ pub async fn watch_nats(
             lag_bound_events: probes.lag_bound_events,
             paused: *probes.paused.borrow(),
         };
-        match (lagging, state.lag_past_bound()) {
-            (false, Some(lag)) => {
-                lagging = true;
-                tracing::warn!(
-                    lag,
-                    bound = state.lag_bound_events,
-                    paused = state.paused,
-                    "the projector is behind the stream past its lag bound: health is NOT_SERVING and /readyz 503 until it catches up"
-                );
-            }
-            (true, None) => {
-                lagging = false;
-                tracing::info!("the projector is within its lag bound again");
-            }
-            _ => {}
-        }
+        lagging = log_lag(lagging, &state);
         let ok = state.problems().is_empty();
         if ok != serving {
             serving = ok;
@@ -278,6 +263,26 @@ pub async fn watch_nats(
             set(&health, status).await;
         }
         probes.state.send_replace(state);
+    }
+}
+
+/// Logs the lag's crossing of its bound (either way); whether it is past it now.
+fn log_lag(was_lagging: bool, state: &HealthState) -> bool {
+    match (was_lagging, state.lag_past_bound()) {
+        (false, Some(lag)) => {
+            tracing::warn!(
+                lag,
+                bound = state.lag_bound_events,
+                paused = state.paused,
+                "the projector is behind the stream past its lag bound: health is NOT_SERVING and /readyz 503 until it catches up"
+            );
+            true
+        }
+        (true, None) => {
+            tracing::info!("the projector is within its lag bound again");
+            false
+        }
+        (_, now) => now.is_some(),
     }
 }
 

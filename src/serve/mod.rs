@@ -101,6 +101,8 @@ pub enum ServeError {
     Audit(String),
     #[error(transparent)]
     Alerts(#[from] crate::alerts::AlertError),
+    #[error(transparent)]
+    Ocsf(#[from] crate::ocsf::feed::FeedError),
     #[error("cannot start the background threads: {0}")]
     Background(std::io::Error),
 }
@@ -253,6 +255,128 @@ async fn start_roles(
     Ok((background, roles))
 }
 
+/// Logs where gRPC listens. "gRPC listening on ADDR" ends the line: tests
+/// and scripts read the address from it.
+fn announce_grpc(cfg: &Config, bound: std::net::SocketAddr) {
+    let scheme = if cfg.tls.enabled() {
+        "TLS"
+    } else {
+        "plaintext"
+    };
+    tracing::info!("{scheme} gRPC listening on {bound}");
+}
+
+/// Serves gRPC on `listener` until `shutdown`; open calls (a WatchAlerts
+/// stream, a call waiting on NATS) get a bounded time to finish once
+/// shutdown begins, then they are closed.
+async fn serve_grpc(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    shutdown: &CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let server = router.serve_with_incoming_shutdown(
+        // TCP_NODELAY: without it small responses can wait ~40 ms on Nagle
+        // and delayed ACKs (measured: GetSource p50 44 ms before, see BENCHMARKS.md).
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        shutdown.clone().cancelled_owned(),
+    );
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_millis(shutdown::GRPC_DRAIN_MS)).await;
+        } => {
+            tracing::warn!(
+                "gRPC calls still open {} ms after shutdown began; closing them",
+                shutdown::GRPC_DRAIN_MS
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The ledger service over the store, the stream and the workers' handles.
+fn ledger_api(
+    cfg: &Config,
+    conn: &nats::StreamConn,
+    store: &Arc<Store>,
+    projector: &roles::Projector,
+    handles: roles::Handles,
+    storage_full: &tokio::sync::watch::Sender<Option<String>>,
+    pause: tokio::sync::watch::Sender<bool>,
+) -> LedgerApi {
+    LedgerApi::new(crate::api::ApiParts {
+        store: store.clone(),
+        js: conn.js.clone(),
+        stream: cfg.nats.stream.clone(),
+        abandon_after_ms: cfg.api.abandon_after_ms,
+        syncs: handles.syncs,
+        actions: handles.actions,
+        deletions: handles.deletions,
+        alerts: projector.alerts.clone(),
+        checkpointer: handles.checkpointer,
+        scratch_dir: cfg.data_dir().join("scratch"),
+        projector_stopped: projector.stopped.clone(),
+        storage_full: storage_full.subscribe(),
+        pause,
+    })
+}
+
+/// What the health watch reads besides NATS, and where it tells it.
+fn probes(
+    cfg: &Config,
+    projector: &roles::Projector,
+    paused: tokio::sync::watch::Receiver<bool>,
+    state: tokio::sync::watch::Sender<health::HealthState>,
+) -> health::Probes {
+    health::Probes {
+        projector_stopped: projector.stopped.clone(),
+        applied: projector.applied.clone(),
+        paused,
+        lag_bound_events: cfg.projector.lag_bound_events,
+        state,
+    }
+}
+
+/// Waits (bounded) for the HTTP listener to close after shutdown began.
+async fn close_http(http: Option<tokio::task::JoinHandle<std::io::Result<()>>>) {
+    let Some(h) = http else {
+        return;
+    };
+    let bound = std::time::Duration::from_millis(shutdown::GRPC_DRAIN_MS);
+    match tokio::time::timeout(bound, h).await {
+        Ok(Ok(Err(e))) => tracing::warn!("the HTTP listener failed: {e}"),
+        Err(_) => tracing::warn!(
+            "HTTP requests still open {} ms after shutdown began; closing them",
+            bound.as_millis()
+        ),
+        _ => {}
+    }
+}
+
+/// Serves the HTTP listener (when `http.addr` bound one) until `shutdown`.
+fn start_http(
+    listener: Option<TcpListener>,
+    state: crate::http::HttpState,
+    shutdown: &CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>, ServeError> {
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let at = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: "http.addr".into(),
+        source,
+    })?;
+    // "HTTP listening on ADDR" ends the line, like gRPC's.
+    tracing::info!("status page, /metrics, /healthz and /readyz: HTTP listening on {at}");
+    Ok(Some(tokio::spawn(crate::http::serve(
+        listener,
+        Arc::new(state),
+        shutdown.clone(),
+    ))))
+}
+
 /// Where NATS is, and the stores' disks the health watch looks at.
 struct Reach {
     url: String,
@@ -318,21 +442,15 @@ async fn serve_with(
         source,
     })?;
     let (storage_full, _) = tokio::sync::watch::channel(None);
-    let api = LedgerApi::new(crate::api::ApiParts {
-        store: store.clone(),
-        js: conn.js.clone(),
-        stream: cfg.nats.stream.clone(),
-        abandon_after_ms: cfg.api.abandon_after_ms,
-        syncs: handles.syncs,
-        actions: handles.actions,
-        deletions: handles.deletions,
-        alerts: projector.alerts.clone(),
-        checkpointer: handles.checkpointer,
-        scratch_dir: cfg.data_dir().join("scratch"),
-        projector_stopped: projector.stopped.clone(),
-        storage_full: storage_full.subscribe(),
+    let api = ledger_api(
+        cfg,
+        &conn,
+        &store,
+        &projector,
+        handles,
+        &storage_full,
         pause,
-    });
+    );
     let queries = api.queries();
     let (router, health) = grpc::router(
         api,
@@ -356,67 +474,22 @@ async fn serve_with(
             full: storage_full,
             restart_nats,
         },
-        health::Probes {
-            projector_stopped: projector.stopped.clone(),
-            applied: projector.applied.clone(),
-            paused,
-            lag_bound_events: cfg.projector.lag_bound_events,
-            state: health_state,
-        },
+        probes(cfg, &projector, paused, health_state),
         shutdown.clone(),
     ));
-    let http = match guard.http {
-        Some(listener) => {
-            let at = listener.local_addr().map_err(|source| ServeError::Bind {
-                addr: "http.addr".into(),
-                source,
-            })?;
-            // "HTTP listening on ADDR" ends the line, like gRPC's.
-            tracing::info!("status page, /metrics, /healthz and /readyz: HTTP listening on {at}");
-            let state = Arc::new(crate::http::HttpState {
-                queries,
-                health: health_seen,
-                metrics: metrics.clone(),
-                auth: guard.auth.clone(),
-                reading: tokio::sync::Mutex::new(()),
-            });
-            Some(tokio::spawn(crate::http::serve(
-                listener,
-                state,
-                shutdown.clone(),
-            )))
-        }
-        None => None,
-    };
-    // "gRPC listening on ADDR" ends the line: tests and scripts read the address from it.
-    let scheme = if cfg.tls.enabled() {
-        "TLS"
-    } else {
-        "plaintext"
-    };
-    tracing::info!("{scheme} gRPC listening on {bound}");
-    let server = router.serve_with_incoming_shutdown(
-        // TCP_NODELAY: without it small responses can wait ~40 ms on Nagle
-        // and delayed ACKs (measured: GetSource p50 44 ms before, see BENCHMARKS.md).
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-        shutdown.clone().cancelled_owned(),
-    );
-    tokio::pin!(server);
-    // Open calls (a WatchAlerts stream, a call waiting on NATS) get a bounded
-    // time to finish once shutdown begins; then they are closed.
-    let served = tokio::select! {
-        r = &mut server => r,
-        _ = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(std::time::Duration::from_millis(shutdown::GRPC_DRAIN_MS)).await;
-        } => {
-            tracing::warn!(
-                "gRPC calls still open {} ms after shutdown began; closing them",
-                shutdown::GRPC_DRAIN_MS
-            );
-            Ok(())
-        }
-    };
+    let http = start_http(
+        guard.http,
+        crate::http::HttpState {
+            queries,
+            health: health_seen,
+            metrics: metrics.clone(),
+            auth: guard.auth.clone(),
+            reading: tokio::sync::Mutex::new(()),
+        },
+        &shutdown,
+    )?;
+    announce_grpc(cfg, bound);
+    let served = serve_grpc(router, listener, &shutdown).await;
     shutdown.cancel();
     // The watch ends at once on shutdown (or has ended, having found the
     // stream replaced): its answer says which.
@@ -429,17 +502,7 @@ async fn serve_with(
         Ok(Ok(m)) => m,
         _ => None,
     };
-    if let Some(h) = http {
-        let bound = std::time::Duration::from_millis(shutdown::GRPC_DRAIN_MS);
-        match tokio::time::timeout(bound, h).await {
-            Ok(Ok(Err(e))) => tracing::warn!("the HTTP listener failed: {e}"),
-            Err(_) => tracing::warn!(
-                "HTTP requests still open {} ms after shutdown began; closing them",
-                bound.as_millis()
-            ),
-            _ => {}
-        }
-    }
+    close_http(http).await;
     let projected = shutdown::drain(workers, projector, &store).await;
     drop(background); // after the drain: what is left on it is stopped, not awaited
     if let Some(m) = replaced {

@@ -164,6 +164,23 @@ pub async fn start_workers(
         projector.applied.clone(),
         shutdown.clone(),
     )));
+    if cfg.ocsf.enabled {
+        crate::ocsf::feed::ensure_stream(&conn.js).await?;
+        let feed = crate::ocsf::feed::Feed {
+            js: conn.js.clone(),
+            stream: cfg.nats.stream.clone(),
+            store: store.clone(),
+            applied: projector.applied.clone(),
+            version: cfg.ocsf.version,
+        };
+        tracing::info!(
+            version = cfg.ocsf.version.as_str(),
+            subjects = crate::ocsf::feed::OCSF_SUBJECTS,
+            "OCSF feed on (stream {})",
+            crate::ocsf::feed::OCSF_STREAM
+        );
+        tasks.push(tokio::spawn(feed.run(shutdown.clone())));
+    }
     tasks.push(tokio::spawn(clock_alerts::run(
         store.clone(),
         syncs.clone(),

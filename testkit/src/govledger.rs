@@ -633,6 +633,25 @@ pub async fn serve_fault_scim(
     (nats, scim, gl)
 }
 
+/// Runs the binary to completion with `args`; returns (status, stdout, stderr).
+pub fn run_govledger_out(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(govledger_bin())
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs the binary to completion with `args`; returns (status, stderr).
 pub fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let out = Command::new(govledger_bin())
