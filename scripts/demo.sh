@@ -80,7 +80,14 @@ page_size = 100
 attempts_max = 3
 backoff_min_ms = 100
 backoff_max_ms = 500
+
+# Every read and write attempt and every lifecycle outcome as OCSF JSON for a SIEM.
+[ocsf]
+enabled = true
 TOML
+
+say "govledger config check --live  (the config, and each source's first page, read without writing)"
+"$BIN" config check --live --config "$DATA/govledger.toml" --data-dir "$DATA"
 
 say "starting govledger serve (embedded NATS, data in $DATA, gRPC on $ADDR)"
 LOG="$DATA/serve.log"

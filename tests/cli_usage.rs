@@ -154,3 +154,36 @@ fn a_missing_config_file_is_named_once() {
         "the cause once: {err}"
     );
 }
+
+/// `govledger completions SHELL` prints a script the shell itself accepts,
+/// naming the subcommands.
+#[test]
+fn completions_are_a_script_the_shell_parses() {
+    let (status, out, err) =
+        govledger_testkit::govledger::run_govledger_out(&["completions", "bash"], &[]);
+    assert!(status.success(), "{err}");
+    assert!(
+        out.contains("_govledger") && out.contains("readiness") && out.contains("verify-bundle"),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("govledger.bash");
+    std::fs::write(&f, &out).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let (status, _, err) =
+        govledger_testkit::govledger::run_govledger_out(&["completions", "tcsh"], &[]);
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "an unknown shell is a usage error: {err}"
+    );
+}

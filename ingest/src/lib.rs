@@ -13,13 +13,15 @@
 //! - [`scim`]: the SCIM connector;
 //! - [`sync`]: the sync engine that turns a source's pages into events;
 //! - [`actions`]: the action executor (request, attempt, verify, conclude);
-//! - [`metrics`]: what the publisher counts for `/metrics` (page reads, publish latency).
+//! - [`metrics`]: what the publisher counts for `/metrics` (page reads, publish latency);
+//! - [`probe`]: a source's first page read without writing (`config check --live`).
 #![forbid(unsafe_code)]
 
 pub mod actions;
 pub mod event;
 pub mod http;
 pub mod metrics;
+pub mod probe;
 pub mod publisher;
 pub mod ratelimit;
 pub mod rest;

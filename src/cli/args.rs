@@ -183,10 +183,39 @@ pub enum Cmd {
     /// Make a new API bearer token: writes it to --out (mode 0600) and prints
     /// the `[[auth.tokens]]` entry (its SHA-256, never the token) for the config.
     Token(TokenArgs),
+    /// Check a config file: every key (errors name it, exit 2) and every
+    /// secret it names; with --live also each source's first page, read
+    /// without writing anything (auth accepted, the page parses, the total the
+    /// source declares). Exit 3 when a live check fails.
+    Config(ConfigArgs),
+    /// Print the shell completion script for SHELL on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Pause or resume the projector of a running govledger (admin): while
     /// paused nothing is folded, events wait in the stream, and health says
     /// NOT_SERVING once the lag passes projector.lag_bound_events.
     Projector(ProjectorArgs),
+}
+
+/// The arguments of `govledger config check`.
+#[derive(Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub cmd: ConfigCmd,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// Validate the config (and with --live, probe each source).
+    Check {
+        #[command(flatten)]
+        server: ServerFlags,
+        /// Also read each source's first page (one record), writing nothing.
+        #[arg(long)]
+        live: bool,
+    },
 }
 
 /// The arguments of `govledger projector pause|resume`.
