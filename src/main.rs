@@ -63,6 +63,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Token(a) => token::token(a),
         Cmd::Projector(a) => server::projector(a).await,
         Cmd::Config(a) => server::config_check(a).await,
+        Cmd::Ocsf(a) => server::ocsf(a).await,
         Cmd::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(

@@ -20,7 +20,12 @@ async fn records(nats: &NatsServer, want: impl Fn(&[Value]) -> bool) -> Vec<Valu
     let js = async_nats::jetstream::new(nats.client().await);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let stream = js.get_stream("GOVLEDGER_OCSF").await.unwrap();
+        // A feed just started may not have made its stream yet.
+        let Ok(stream) = js.get_stream("GOVLEDGER_OCSF").await else {
+            assert!(tokio::time::Instant::now() < deadline, "no GOVLEDGER_OCSF stream");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
         let consumer = stream
             .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
             .await
@@ -88,7 +93,17 @@ fn lifecycle(records: &[Value], class_uid: u64, activity_id: u64) -> Vec<&Value>
         .collect()
 }
 
-async fn feed_validates(version: &str) {
+/// What a ledger did that the feed must show.
+struct Done {
+    leaver: String,
+    concluded_seq: u64,
+    group: String,
+    member: String,
+}
+
+/// A ledger (with `top` above its source) that synced, deactivated a
+/// leaver and removed a member from a group, all CONFIRMED.
+async fn a_ledger_that_acted(top: &str) -> (NatsServer, FaultScim, Govledger, Done) {
     let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
         users: 20,
@@ -97,7 +112,7 @@ async fn feed_validates(version: &str) {
     })
     .await;
     let toml = format!(
-        "[ocsf]\nenabled = true\nversion = \"{version}\"\n{}",
+        "{top}{}",
         scim_source_toml(&scim.base_url, "resources = [\"Users\", \"Groups\"]")
     );
     let gl = Govledger::serve_with_config(&nats.url(), &toml);
@@ -115,12 +130,12 @@ async fn feed_validates(version: &str) {
         "{}",
         a.outcome_detail
     );
-    let g = scim.group_ids()[0].clone();
-    let member = scim.group_members(&g)[0].clone();
+    let group = scim.group_ids()[0].clone();
+    let member = scim.group_members(&group)[0].clone();
     let m = gl
         .act(
             "hr",
-            action_request(ActionKind::RemoveMembership, &member, &g, "o-2", "HR-9"),
+            action_request(ActionKind::RemoveMembership, &member, &group, "o-2", "HR-9"),
         )
         .await;
     assert_eq!(
@@ -129,8 +144,23 @@ async fn feed_validates(version: &str) {
         "{}",
         m.outcome_detail
     );
+    let concluded_seq = a.action.as_ref().unwrap().concluded_seq;
+    (
+        nats,
+        scim,
+        gl,
+        Done {
+            leaver,
+            concluded_seq,
+            group,
+            member,
+        },
+    )
+}
 
-    let recs = records(&nats, |r| {
+/// The feed's records validate and show what the ledger did.
+async fn the_feed_shows(nats: &NatsServer, done: &Done, version: &str) {
+    let recs = records(nats, |r| {
         !lifecycle(r, 3001, 5).is_empty() && !lifecycle(r, 3006, 4).is_empty()
     })
     .await;
@@ -146,20 +176,20 @@ async fn feed_validates(version: &str) {
     assert_eq!(d.len(), 1, "{d:#?}");
     assert_eq!(d[0]["status_id"], 1);
     assert_eq!(d[0]["type_uid"], 300105);
-    assert_eq!(d[0]["user"]["uid"], leaver.as_str());
+    assert_eq!(d[0]["user"]["uid"], done.leaver.as_str());
     assert_eq!(d[0]["unmapped"]["outcome"], "CONFIRMED");
     assert_eq!(d[0]["unmapped"]["ticket"], "HR-9");
     assert_eq!(d[0]["metadata"]["product"]["name"], "govledger");
     assert_eq!(d[0]["metadata"]["version"], version);
     // Its metadata.uid is the conclusion's stream sequence.
-    let concluded_seq: u64 = d[0]["metadata"]["uid"].as_str().unwrap().parse().unwrap();
-    assert_eq!(concluded_seq, a.action.as_ref().unwrap().concluded_seq);
+    let uid: u64 = d[0]["metadata"]["uid"].as_str().unwrap().parse().unwrap();
+    assert_eq!(uid, done.concluded_seq);
     // The removal: Group Management / Remove User.
     let r = lifecycle(&recs, 3006, 4);
     assert_eq!(r.len(), 1, "{r:#?}");
     assert_eq!(r[0]["status_id"], 1);
-    assert_eq!(r[0]["group"]["uid"], g.as_str());
-    assert_eq!(r[0]["user"]["uid"], member.as_str());
+    assert_eq!(r[0]["group"]["uid"], done.group.as_str());
+    assert_eq!(r[0]["user"]["uid"], done.member.as_str());
     // Every page read and write attempt is API Activity.
     let reads = recs
         .iter()
@@ -170,6 +200,40 @@ async fn feed_validates(version: &str) {
         recs.iter()
             .any(|r| r["class_uid"] == 6003 && r["activity_id"] == 3),
         "no write attempt"
+    );
+}
+
+async fn feed_validates(version: &str) {
+    let top = format!("[ocsf]\nenabled = true\nversion = \"{version}\"\n");
+    let (nats, _scim, _gl, done) = a_ledger_that_acted(&top).await;
+    the_feed_shows(&nats, &done, version).await;
+}
+
+/// Scale-out: `govledger ocsf` alone, beside a serve without the feed,
+/// started after the facts, keeps its own request index and shows the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standalone_feed_shows_the_same_records() {
+    let (nats, _scim, _gl, done) = a_ledger_that_acted("").await;
+    let data = tempfile::tempdir().unwrap();
+    let mut feed = std::process::Command::new(govledger_testkit::govledger::govledger_bin())
+        .args(["ocsf", "--nats-url", &nats.url(), "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    the_feed_shows(&nats, &done, "1.1.0").await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(feed.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = feed.wait().unwrap();
+    assert!(status.success(), "govledger ocsf exited {status}");
+    assert!(
+        data.path().join("ocsf/requests").exists(),
+        "no request index"
     );
 }
 

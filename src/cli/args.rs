@@ -188,6 +188,10 @@ pub enum Cmd {
     /// without writing anything (auth accepted, the page parses, the total the
     /// source declares). Exit 3 when a live check fails.
     Config(ConfigArgs),
+    /// Run only the OCSF feed (scale-out: instead of `[ocsf] enabled` in
+    /// serve): every ledger event's OCSF records on govledger.ocsf.v1.<class>,
+    /// with its own index of action requests in <data_dir>/ocsf. Until SIGINT/SIGTERM.
+    Ocsf(OcsfArgs),
     /// Print the shell completion script for SHELL on stdout.
     Completions {
         #[arg(value_enum)]
@@ -197,6 +201,13 @@ pub enum Cmd {
     /// paused nothing is folded, events wait in the stream, and health says
     /// NOT_SERVING once the lag passes projector.lag_bound_events.
     Projector(ProjectorArgs),
+}
+
+/// The arguments of `govledger ocsf`.
+#[derive(Args)]
+pub struct OcsfArgs {
+    #[command(flatten)]
+    pub server: ServerFlags,
 }
 
 /// The arguments of `govledger config check`.

@@ -266,3 +266,36 @@ pub async fn config_check(a: super::args::ConfigArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `govledger ocsf`: the OCSF feed alone, keeping its own request index in
+/// `<data_dir>/ocsf`, until SIGINT/SIGTERM.
+pub async fn ocsf(a: super::args::OcsfArgs) -> anyhow::Result<()> {
+    let (cfg, spec) = load_config(&a.server)?;
+    let url = running_nats_url(&cfg, "; give --nats-url, or start `govledger serve` first")?;
+    let nats = serve::connect(&serve::nats::local_spec(&cfg, &spec)?, &url).await?;
+    let js = async_nats::jetstream::new(nats);
+    crate::ocsf::feed::ensure_stream(&js).await?;
+    let dir = cfg.data_dir().join("ocsf");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let db = sled::Config::new()
+        .path(dir.join("requests"))
+        .cache_capacity(8 * 1024 * 1024)
+        .open()
+        .with_context(|| format!("cannot open the request index in {}", dir.display()))?;
+    let tree = db.open_tree("requests")?;
+    tracing::info!(
+        version = cfg.ocsf.version.as_str(),
+        "OCSF feed (standalone): {} on {}",
+        crate::ocsf::feed::OCSF_SUBJECTS,
+        crate::ocsf::feed::OCSF_STREAM
+    );
+    let feed = crate::ocsf::feed::Feed {
+        js,
+        stream: cfg.nats.stream.clone(),
+        requests: crate::ocsf::feed::Requests::Own(tree),
+        version: cfg.ocsf.version,
+    };
+    feed.run(shutdown_on_signals()).await;
+    db.flush_async().await?;
+    Ok(())
+}

@@ -3,11 +3,16 @@
 //! stored in the `GOVLEDGER_OCSF` stream for SIEMs to read with the
 //! read-only credential.
 //!
-//! An event is handled once the projection has applied it (a conclusion's
-//! request is read from there), and acknowledged only once all its records
+//! A conclusion's record names the user and group of its action's request.
+//! In `serve` the request is read from the projection, so an event is
+//! handled once the projector has applied it ([`Requests::Projection`]);
+//! standalone (`govledger ocsf`, for scale-out) the feed keeps its own index
+//! of the requests it has read, in stream order, in a small sled folder
+//! ([`Requests::Own`]). An event is acknowledged only once all its records
 //! are stored: a crash or a NATS outage redelivers it, and the records'
 //! message ids (`ocsf-<seq>-<n>`) keep a redelivery within the duplicate
-//! window from storing them twice.
+//! window from storing them twice. Run the feed in one place: in `serve`
+//! (`ocsf.enabled`) or standalone, not both.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,7 +22,7 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt as _;
 use govledger_projector::Store;
-use govledger_proto::v1::Event;
+use govledger_proto::v1::{ActionRequested, Event, event::Body};
 use prost::Message as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -61,14 +66,26 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), FeedError> {
     Ok(())
 }
 
+/// Where the feed finds an action's request.
+pub enum Requests {
+    /// The projection of this process (`serve`), once it has applied the event.
+    Projection {
+        store: Arc<Store>,
+        /// The projector's last applied sequence.
+        applied: watch::Receiver<u64>,
+    },
+    /// Its own index of the requests it has read (standalone): action id →
+    /// the `ActionRequested` body. The stream holds every request before its
+    /// conclusion and the feed reads it in order, so the index has it.
+    Own(sled::Tree),
+}
+
 /// What the feed reads and where it publishes.
 pub struct Feed {
     pub js: jetstream::Context,
     /// The ledger stream's name.
     pub stream: String,
-    pub store: Arc<Store>,
-    /// The projector's last applied sequence.
-    pub applied: watch::Receiver<u64>,
+    pub requests: Requests,
     pub version: Version,
 }
 
@@ -159,19 +176,56 @@ impl Feed {
         }
     }
 
-    /// Waits until the projector has applied `seq`; false on shutdown.
+    /// Waits until the projector has applied `seq` (at once when the feed
+    /// keeps its own index); false on shutdown.
     async fn applied_up_to(&mut self, seq: u64, cancel: &CancellationToken) -> bool {
+        let Requests::Projection { applied, .. } = &mut self.requests else {
+            return true;
+        };
         loop {
-            if *self.applied.borrow_and_update() >= seq {
+            if *applied.borrow_and_update() >= seq {
                 return true;
             }
             tokio::select! {
                 _ = cancel.cancelled() => return false,
-                changed = self.applied.changed() => {
+                changed = applied.changed() => {
                     if changed.is_err() {
                         cancel.cancelled().await;
                         return false;
                     }
+                }
+            }
+        }
+    }
+
+    /// The request of the event's action (none for a read-path event). With
+    /// its own index, a request read now is stored (and made durable) first.
+    async fn request_of(&self, ev: &Event) -> Result<Option<ActionRequested>, String> {
+        if ev.action_id.is_empty() {
+            return Ok(None);
+        }
+        let id = ev.action_id.clone();
+        match &self.requests {
+            Requests::Projection { store, .. } => {
+                let store = store.clone();
+                let a = tokio::task::spawn_blocking(move || store.action(&id))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                Ok(a.and_then(|a| a.request))
+            }
+            Requests::Own(tree) => {
+                if let Some(Body::ActionRequested(r)) = &ev.body {
+                    tree.insert(id.as_bytes(), r.encode_to_vec())
+                        .map_err(|e| e.to_string())?;
+                    tree.flush_async().await.map_err(|e| e.to_string())?;
+                    return Ok(Some(r.clone()));
+                }
+                match tree.get(id.as_bytes()).map_err(|e| e.to_string())? {
+                    Some(v) => ActionRequested::decode(v.as_ref())
+                        .map(Some)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(None),
                 }
             }
         }
@@ -184,17 +238,12 @@ impl Feed {
             // Poison: the ledger lists it (ListPoisonEvents); nothing to map.
             return true;
         };
-        let request = if ev.action_id.is_empty() {
-            None
-        } else {
-            let store = self.store.clone();
-            let id = ev.action_id.clone();
-            tokio::task::spawn_blocking(move || store.action(&id))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten()
-                .and_then(|a| a.request)
+        let request = match self.request_of(&ev).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(seq = at.seq, error = %e, "OCSF feed: the request index failed; the event is handled again");
+                return false;
+            }
         };
         for (n, r) in records(&ev, at, request.as_ref(), self.version)
             .into_iter()

@@ -169,8 +169,10 @@ pub async fn start_workers(
         let feed = crate::ocsf::feed::Feed {
             js: conn.js.clone(),
             stream: cfg.nats.stream.clone(),
-            store: store.clone(),
-            applied: projector.applied.clone(),
+            requests: crate::ocsf::feed::Requests::Projection {
+                store: store.clone(),
+                applied: projector.applied.clone(),
+            },
             version: cfg.ocsf.version,
         };
         tracing::info!(
