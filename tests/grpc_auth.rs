@@ -342,8 +342,11 @@ async fn the_ledger_records_the_authenticated_principal_not_the_clients_words() 
 
 /// A CLI command against `addr`; (exit code, stdout + stderr).
 fn cli(args: &[&str]) -> (Option<i32>, String) {
+    // Away from any ./govledger-data/admin.token (a demo's) the CLI would send.
+    let here = tempfile::tempdir().unwrap();
     let o = Command::new(govledger_bin())
         .args(args)
+        .current_dir(here.path())
         .env("NO_COLOR", "1")
         .env_remove("GOVLEDGER_TOKEN")
         .env_remove("GOVLEDGER_TOKEN_FILE")

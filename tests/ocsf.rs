@@ -22,7 +22,10 @@ async fn records(nats: &NatsServer, want: impl Fn(&[Value]) -> bool) -> Vec<Valu
     loop {
         // A feed just started may not have made its stream yet.
         let Ok(stream) = js.get_stream("GOVLEDGER_OCSF").await else {
-            assert!(tokio::time::Instant::now() < deadline, "no GOVLEDGER_OCSF stream");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no GOVLEDGER_OCSF stream"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };

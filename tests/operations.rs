@@ -358,6 +358,27 @@ async fn readyz_and_health_flip_when_the_paused_projector_passes_its_lag_bound_a
             - s.value("govledger_projected_sequence", &[]),
         lag
     );
+    // A review gate asked now is told the answer is behind the stream.
+    let ready = gl
+        .client()
+        .await
+        .check_readiness(govledger_proto::v1::CheckReadinessRequest {
+            source_ids: vec!["hr".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ready.ready, "{ready:?}");
+    assert!(
+        ready.blockers.iter().any(|b| b.code == "PROJECTION_BEHIND"),
+        "{:?}",
+        ready.blockers
+    );
+    assert!(
+        ready.as_of_seq + LAG_BOUND < ready.stream_last_seq,
+        "{ready:?}"
+    );
     // Still paused: a moment later the lag has not shrunk.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let later = Scrape::of(&gl).await;
@@ -369,6 +390,21 @@ async fn readyz_and_health_flip_when_the_paused_projector_passes_its_lag_bound_a
     assert_eq!(health(&gl).await, ServingStatus::Serving);
     let s = Scrape::of(&gl).await;
     assert_eq!(s.value("govledger_projector_paused", &[]), 0.0);
+    let ready = gl
+        .client()
+        .await
+        .check_readiness(govledger_proto::v1::CheckReadinessRequest {
+            source_ids: vec!["hr".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !ready.blockers.iter().any(|b| b.code == "PROJECTION_BEHIND"),
+        "{:?}",
+        ready.blockers
+    );
     assert!(s.value("govledger_projector_lag_events", &[]) <= LAG_BOUND as f64);
 }
 

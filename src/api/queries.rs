@@ -120,6 +120,8 @@ pub struct Queries {
     pub checkpointer: Arc<Checkpointer>,
     /// Why the projector stopped, once it has.
     pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
+    /// What the health watch last found (the stream's position, the lag).
+    pub health: tokio::sync::watch::Receiver<crate::serve::health::HealthState>,
 }
 
 /// Now, in Unix microseconds.
@@ -406,10 +408,18 @@ impl Queries {
                 blockers.extend(self.action_blockers(id, identities, now)?);
             }
         }
+        // Where the answer stands: the projection read above, the stream as
+        // the health watch last saw it.
+        let as_of_seq = self.store.meta()?.last_applied_seq;
+        let mut health = self.health.borrow().clone();
+        health.applied_seq = as_of_seq;
+        blockers.extend(crate::api::readiness::projection_blockers(&health));
         Ok(CheckReadinessResponse {
             ready: blockers.is_empty(),
             blockers,
             sources: scope.into_iter().filter_map(|(_, s, _)| s).collect(),
+            as_of_seq,
+            stream_last_seq: health.stream_last_seq.unwrap_or(0).max(as_of_seq),
         })
     }
 

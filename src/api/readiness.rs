@@ -5,6 +5,36 @@
 use govledger_projector::verdict;
 use govledger_proto::v1::{Blocker, Freshness, RunState, SourceStatus, Verdict};
 
+/// Why no answer of the projection can close a review now: the projector
+/// stopped, or it is behind the stream past its lag bound. Pure.
+pub fn projection_blockers(h: &crate::serve::health::HealthState) -> Vec<Blocker> {
+    let mut out = Vec::new();
+    if let Some(why) = &h.projector_stopped {
+        out.push(Blocker {
+            source_id: String::new(),
+            code: "PROJECTOR_STOPPED".into(),
+            message: format!(
+                "the answer is as of stream sequence {} and nothing after it is folded: {why}",
+                h.applied_seq
+            ),
+        });
+    }
+    if let Some(lag) = h.lag_past_bound() {
+        out.push(Blocker {
+            source_id: String::new(),
+            code: "PROJECTION_BEHIND".into(),
+            message: format!(
+                "the answer is as of stream sequence {} but the stream holds {} ({lag} events not folded yet, \
+                 past projector.lag_bound_events {}): what happened since is not counted; ask again when /readyz is ready",
+                h.applied_seq,
+                h.applied_seq + lag,
+                h.lag_bound_events
+            ),
+        });
+    }
+    out
+}
+
 /// Why a scope is not ready: every blocking reason, in source order. Pure.
 pub fn readiness_blockers(
     scope: &[(String, Option<SourceStatus>, Option<RunState>)],

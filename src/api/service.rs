@@ -92,6 +92,8 @@ pub struct ApiParts {
     pub storage_full: tokio::sync::watch::Receiver<Option<String>>,
     /// The projector's pause switch.
     pub pause: tokio::sync::watch::Sender<bool>,
+    /// What the health watch last found (the stream's position, the lag).
+    pub health: tokio::sync::watch::Receiver<crate::serve::health::HealthState>,
 }
 
 impl LedgerApi {
@@ -117,6 +119,7 @@ impl LedgerApi {
                 stream_state,
                 checkpointer: p.checkpointer,
                 projector_stopped: p.projector_stopped,
+                health: p.health,
             }),
             actions: p.actions,
             deletions: p.deletions,

@@ -319,6 +319,12 @@ pub fn readiness(r: &CheckReadinessResponse) -> String {
             ));
         }
     }
+    if r.as_of_seq > 0 {
+        out.push_str(&format!(
+            "  (as of stream sequence {} of {})\n",
+            r.as_of_seq, r.stream_last_seq
+        ));
+    }
     out
 }
 

@@ -304,7 +304,10 @@ fn ledger_api(
     projector: &roles::Projector,
     handles: roles::Handles,
     storage_full: &tokio::sync::watch::Sender<Option<String>>,
-    pause: tokio::sync::watch::Sender<bool>,
+    (pause, health): (
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Receiver<health::HealthState>,
+    ),
 ) -> LedgerApi {
     LedgerApi::new(crate::api::ApiParts {
         store: store.clone(),
@@ -320,6 +323,7 @@ fn ledger_api(
         projector_stopped: projector.stopped.clone(),
         storage_full: storage_full.subscribe(),
         pause,
+        health,
     })
 }
 
@@ -442,6 +446,10 @@ async fn serve_with(
         source,
     })?;
     let (storage_full, _) = tokio::sync::watch::channel(None);
+    let (health_state, health_seen) = tokio::sync::watch::channel(health::HealthState {
+        lag_bound_events: cfg.projector.lag_bound_events,
+        ..Default::default()
+    });
     let api = ledger_api(
         cfg,
         &conn,
@@ -449,7 +457,7 @@ async fn serve_with(
         &projector,
         handles,
         &storage_full,
-        pause,
+        (pause, health_seen.clone()),
     );
     let queries = api.queries();
     let (router, health) = grpc::router(
@@ -460,10 +468,6 @@ async fn serve_with(
         &addr,
     )
     .await?;
-    let (health_state, health_seen) = tokio::sync::watch::channel(health::HealthState {
-        lag_bound_events: cfg.projector.lag_bound_events,
-        ..Default::default()
-    });
     let watch = tokio::spawn(health::watch_nats(
         conn.js.clone(),
         nats::identity_of(&conn.info),

@@ -110,7 +110,7 @@ impl Govledger {
         // folder already holds one (a restart) or the test wrote another.
         install_test_producer_key(&data.path().join("data"));
         let mut cmd = Command::new(govledger_bin());
-        cmd.arg("serve");
+        cmd.env_remove_all_flags().arg("serve");
         if let Some(url) = nats_url {
             cmd.arg("--nats-url").arg(url);
         }
@@ -633,6 +633,34 @@ pub async fn serve_fault_scim(
     (nats, scim, gl)
 }
 
+/// The environment variables that stand in for the CLI's flags: a test's
+/// command gets exactly the flags it names, whatever the shell around it set.
+pub const FLAG_ENV: [&str; 10] = [
+    "GOVLEDGER_CONFIG",
+    "GOVLEDGER_DATA_DIR",
+    "GOVLEDGER_GRPC_ADDR",
+    "GOVLEDGER_NATS_URL",
+    "GOVLEDGER_TLS_CA",
+    "GOVLEDGER_TLS_CERT",
+    "GOVLEDGER_TLS_KEY",
+    "GOVLEDGER_TLS_DOMAIN",
+    "GOVLEDGER_TOKEN",
+    "GOVLEDGER_TOKEN_FILE",
+];
+
+trait NoFlagEnv {
+    fn env_remove_all_flags(&mut self) -> &mut Self;
+}
+
+impl NoFlagEnv for Command {
+    fn env_remove_all_flags(&mut self) -> &mut Self {
+        for v in FLAG_ENV {
+            self.env_remove(v);
+        }
+        self
+    }
+}
+
 /// Runs the binary to completion with `args`; returns (status, stdout, stderr).
 pub fn run_govledger_out(
     args: &[&str],
@@ -640,6 +668,7 @@ pub fn run_govledger_out(
 ) -> (std::process::ExitStatus, String, String) {
     let out = Command::new(govledger_bin())
         .args(args)
+        .env_remove_all_flags()
         .envs(envs.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -656,6 +685,7 @@ pub fn run_govledger_out(
 pub fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let out = Command::new(govledger_bin())
         .args(args)
+        .env_remove_all_flags()
         .envs(envs.iter().copied())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
