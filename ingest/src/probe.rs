@@ -60,15 +60,7 @@ pub async fn probe(spec: &SyncSpec, http: &HttpSource) -> Vec<Probed> {
             );
             let got = http.get(&url).await;
             out.push(judge(&shape.path, got, |f| {
-                let header = |name: &str| f.headers.get(name).and_then(|v| v.to_str().ok());
-                let total = shape.total_header.as_deref().and_then(header);
-                let links: Vec<&str> = f
-                    .headers
-                    .get_all("link")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                rest::parse_page(&f.body, total, &links, &url, shape, "probe")
+                rest::parse_fetched(f, &url, shape, "probe")
             }));
         }
     }

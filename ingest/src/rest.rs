@@ -158,6 +158,25 @@ fn resolve(target: &str, request_url: &str) -> Result<String, ParseError> {
     Ok(resolved.to_string())
 }
 
+/// Parses one fetched page of a REST source (its total header and `Link`
+/// lines read from the answer's headers), asked for with `request_url`.
+pub fn parse_fetched(
+    f: &crate::http::Fetched,
+    request_url: &str,
+    shape: &RestShape,
+    page_key: &str,
+) -> Result<ListPage, ParseError> {
+    let header = |name: &str| f.headers.get(name).and_then(|v| v.to_str().ok());
+    let total = shape.total_header.as_deref().and_then(header);
+    let links: Vec<&str> = f
+        .headers
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    parse_page(&f.body, total, &links, request_url, shape, page_key)
+}
+
 /// Parses one page of a REST source: `link_headers` are its `Link` header
 /// lines, `request_url` the URI it was asked with.
 pub fn parse_page(

@@ -189,8 +189,8 @@ pub enum Cmd {
     /// source declares). Exit 3 when a live check fails.
     Config(ConfigArgs),
     /// Run only the OCSF feed (scale-out: instead of `[ocsf] enabled` in
-    /// serve): every ledger event's OCSF records on govledger.ocsf.v1.<class>,
-    /// with its own index of action requests in <data_dir>/ocsf. Until SIGINT/SIGTERM.
+    /// serve): every ledger event's OCSF records on `govledger.ocsf.v1.<class>`,
+    /// with its own index of action requests in `<data_dir>/ocsf`. Until SIGINT/SIGTERM.
     Ocsf(OcsfArgs),
     /// Print the shell completion script for SHELL on stdout.
     Completions {

@@ -683,16 +683,6 @@ pub fn run_govledger_out(
 
 /// Runs the binary to completion with `args`; returns (status, stderr).
 pub fn run_govledger(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let out = Command::new(govledger_bin())
-        .args(args)
-        .env_remove_all_flags()
-        .envs(envs.iter().copied())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (status, _, stderr) = run_govledger_out(args, envs);
+    (status, stderr)
 }

@@ -426,17 +426,7 @@ impl Run<'_> {
         let parsed = match &self.spec.rest {
             None if req.member_read => scim::parse_resource(&f.body, req.entity_type, &req.key),
             None => scim::parse_list(&f.body, req.entity_type, &req.key),
-            Some(shape) => {
-                let header = |name: &str| f.headers.get(name).and_then(|v| v.to_str().ok());
-                let total = shape.total_header.as_deref().and_then(header);
-                let links: Vec<&str> = f
-                    .headers
-                    .get_all("link")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                rest::parse_page(&f.body, total, &links, &req.url, shape, &req.key)
-            }
+            Some(shape) => rest::parse_fetched(f, &req.url, shape, &req.key),
         };
         parsed.map_err(|e| Failure {
             class: ErrorClass::Parse,
