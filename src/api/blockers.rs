@@ -1,13 +1,39 @@
 //! The actions that keep a readiness check from READY: read through the
 //! blocking-action index (every action not CONFIRMED, or confirmed and then
 //! drifted), so the cost follows the blockers, never every action ever
-//! confirmed; past [`READINESS_ACTIONS_MAX`] of them the check says so.
+//! confirmed; past [`READINESS_ACTIONS_MAX`] of them the check says so. The
+//! same index counts the open actions by outcome (`/metrics`, the status page).
 
 use govledger_proto::v1::{ActionOutcome, Blocker};
 
 use super::queries::{Queries, QueryError, READINESS_ACTIONS_MAX};
 
 impl Queries {
+    /// The actions of `source` that are not confirmed, counted by their
+    /// outcome now (at most [`READINESS_ACTIONS_MAX`] looked at).
+    pub fn open_action_outcomes(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(ActionOutcome, u64)>, QueryError> {
+        let now = super::queries::now_us();
+        let mut counts: std::collections::BTreeMap<i32, u64> = Default::default();
+        for id in self
+            .store
+            .blocking_action_ids(source, READINESS_ACTIONS_MAX)?
+        {
+            if let Some(a) = self.store.action(&id)? {
+                let v = self.action_view(a, now)?;
+                if v.outcome != ActionOutcome::Confirmed as i32 {
+                    *counts.entry(v.outcome).or_default() += 1;
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(o, n)| (ActionOutcome::try_from(o).unwrap_or_default(), n))
+            .collect())
+    }
+
     /// Blocking actions of a source: every outcome but CONFIRMED and PENDING
     /// (UNCONFIRMED, FAILED, OVERDUE, DRIFTED, UNVERIFIED, UNVERIFIABLE).
     pub(super) fn action_blockers(

@@ -341,31 +341,6 @@ impl Queries {
         Ok(actions)
     }
 
-    /// The actions of `source` that are not confirmed, counted by their
-    /// outcome now (at most [`READINESS_ACTIONS_MAX`] looked at).
-    pub fn open_action_outcomes(
-        &self,
-        source: &str,
-    ) -> Result<Vec<(ActionOutcome, u64)>, QueryError> {
-        let now = now_us();
-        let mut counts: std::collections::BTreeMap<i32, u64> = Default::default();
-        for id in self
-            .store
-            .blocking_action_ids(source, READINESS_ACTIONS_MAX)?
-        {
-            if let Some(a) = self.store.action(&id)? {
-                let v = self.action_view(a, now)?;
-                if v.outcome != ActionOutcome::Confirmed as i32 {
-                    *counts.entry(v.outcome).or_default() += 1;
-                }
-            }
-        }
-        Ok(counts
-            .into_iter()
-            .map(|(o, n)| (ActionOutcome::try_from(o).unwrap_or_default(), n))
-            .collect())
-    }
-
     /// The action an external attempt is reported for: it exists and has not
     /// concluded.
     pub fn action_open_for_report(&self, id: &str) -> Result<ActionState, QueryError> {
