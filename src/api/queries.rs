@@ -386,15 +386,14 @@ impl Queries {
         // Where the answer stands: the projection read above, the stream as
         // the health watch last saw it.
         let as_of_seq = self.store.meta()?.last_applied_seq;
-        let mut health = self.health.borrow().clone();
-        health.applied_seq = as_of_seq;
+        let health = self.health.borrow().clone().at_applied(as_of_seq);
         blockers.extend(crate::api::readiness::projection_blockers(&health));
         Ok(CheckReadinessResponse {
             ready: blockers.is_empty(),
             blockers,
             sources: scope.into_iter().filter_map(|(_, s, _)| s).collect(),
             as_of_seq,
-            stream_last_seq: health.stream_last_seq.unwrap_or(0).max(as_of_seq),
+            stream_last_seq: health.stream_last_seq.unwrap_or(as_of_seq),
         })
     }
 

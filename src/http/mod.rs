@@ -169,11 +169,8 @@ async fn read(s: &HttpState) -> Result<Reading, String> {
         }
     }
     let meta = q.store.meta().map_err(|e| e.to_string())?;
-    let mut health = s.health.borrow().clone();
-    // The projection's position now (the watch's is up to a probe old); the
-    // stream is never behind it.
-    health.applied_seq = meta.last_applied_seq;
-    health.stream_last_seq = health.stream_last_seq.map(|l| l.max(meta.last_applied_seq));
+    // The projection's position now (the watch's is up to a probe old).
+    let health = s.health.borrow().clone().at_applied(meta.last_applied_seq);
     Ok(Reading {
         health,
         sources,
@@ -194,14 +191,15 @@ async fn page_data(s: &HttpState) -> Result<page::PageData, String> {
     let e = |e: crate::api::queries::QueryError| e.to_string();
     let now_us = crate::api::queries::now_us();
     let h = s.health.borrow().clone();
+    let problems = h.problems();
     let readiness = q.readiness(Vec::new(), &[]).await.map_err(e)?;
     let mut d = page::PageData {
         now_us,
         stream: q.stream.clone(),
         stream_last_seq: h.stream_last_seq,
         applied_seq: h.applied_seq,
-        ready: h.problems().is_empty(),
-        health_problems: h.problems(),
+        ready: problems.is_empty(),
+        health_problems: problems,
         review_ready: readiness.ready,
         blockers: readiness
             .blockers

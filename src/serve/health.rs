@@ -44,6 +44,14 @@ pub struct HealthState {
 }
 
 impl HealthState {
+    /// This state as seen from a projection read at `applied` (fresher than
+    /// the probe's): the stream is never behind it.
+    pub fn at_applied(mut self, applied: u64) -> Self {
+        self.applied_seq = applied;
+        self.stream_last_seq = self.stream_last_seq.map(|l| l.max(applied));
+        self
+    }
+
     /// Events stored but not yet applied (`None` before NATS first answered).
     pub fn lag(&self) -> Option<u64> {
         self.stream_last_seq
@@ -213,7 +221,7 @@ pub async fn watch_nats(
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some(format!("no answer within {NATS_PROBE_TIMEOUT_MS} ms")),
         };
-        match (up, why) {
+        match (up, &why) {
             (true, Some(why)) => {
                 up = false;
                 let message = format!(
@@ -239,11 +247,7 @@ pub async fn watch_nats(
             _ => {}
         }
         let state = HealthState {
-            nats_down: match &answer {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!("no answer within {NATS_PROBE_TIMEOUT_MS} ms")),
-            },
+            nats_down: why,
             storage_full: storage.full.borrow().clone(),
             projector_stopped: probes.projector_stopped.borrow().clone(),
             stream_last_seq,
