@@ -133,13 +133,9 @@ pub fn subject(a: &Alert, id: &str) -> Option<String> {
 }
 
 fn descriptor() -> Option<prost_reflect::MessageDescriptor> {
-    static POOL: std::sync::OnceLock<Option<prost_reflect::DescriptorPool>> =
-        std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        prost_reflect::DescriptorPool::decode(govledger_proto::FILE_DESCRIPTOR_SET).ok()
-    })
-    .as_ref()?
-    .get_message_by_name("govledger.v1.Alert")
+    crate::audit::evidence::descriptors()
+        .ok()?
+        .get_message_by_name("govledger.v1.Alert")
 }
 
 /// The alert as protobuf JSON (what the stream stores).

@@ -112,16 +112,10 @@ pub fn is_mutating(method: &str) -> bool {
 pub fn ledger_methods() -> &'static [String] {
     static METHODS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     METHODS.get_or_init(|| {
-        use prost::Message as _;
-        prost_reflect::prost_types::FileDescriptorSet::decode(govledger_proto::FILE_DESCRIPTOR_SET)
-            .map(|fds| {
-                fds.file
-                    .iter()
-                    .flat_map(|f| f.service.iter())
-                    .filter(|s| s.name() == "Ledger")
-                    .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
-                    .collect()
-            })
+        crate::audit::evidence::descriptors()
+            .ok()
+            .and_then(|p| p.get_service_by_name(LEDGER_SERVICE))
+            .map(|s| s.methods().map(|m| m.name().to_owned()).collect())
             .unwrap_or_default()
     })
 }

@@ -32,7 +32,7 @@ pub fn emit<M: prost::Message>(
 
 /// `m` (the message named `full_name`) in the protobuf JSON mapping.
 pub fn json_of<M: prost::Message>(m: &M, full_name: &str) -> anyhow::Result<String> {
-    let pool = prost_reflect::DescriptorPool::decode(govledger_proto::FILE_DESCRIPTOR_SET)?;
+    let pool = crate::audit::evidence::descriptors().map_err(anyhow::Error::msg)?;
     let desc = pool
         .get_message_by_name(full_name)
         .ok_or_else(|| anyhow::anyhow!("no message {full_name} in the descriptor"))?;

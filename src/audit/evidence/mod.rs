@@ -227,10 +227,16 @@ pub fn in_range(scope: &Scope, stored_at_us: i64) -> bool {
     stored_at_us >= scope.from_us && (scope.to_us == 0 || stored_at_us <= scope.to_us)
 }
 
-/// The compiled-in protobuf descriptors (to make bytes readable).
+/// The compiled-in protobuf descriptors (to make bytes readable), decoded
+/// once per process (the pool is a shared handle: clones are cheap).
 pub fn descriptors() -> Result<prost_reflect::DescriptorPool, String> {
-    prost_reflect::DescriptorPool::decode(govledger_proto::FILE_DESCRIPTOR_SET)
-        .map_err(|e| e.to_string())
+    static POOL: std::sync::OnceLock<Result<prost_reflect::DescriptorPool, String>> =
+        std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(govledger_proto::FILE_DESCRIPTOR_SET)
+            .map_err(|e| e.to_string())
+    })
+    .clone()
 }
 
 /// `bytes` as message `name`, in the protobuf JSON mapping (null when they do
