@@ -76,6 +76,21 @@ fn token(name: &str, prefix: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Whether `a` is a decision (stored in the alerts stream), not an
+/// operational alert (NATS, storage, the projector).
+pub fn is_decision(a: &Alert) -> bool {
+    matches!(
+        Kind::try_from(a.kind),
+        Ok(Kind::RunDecided
+            | Kind::ActionConcluded
+            | Kind::ActionDrifted
+            | Kind::ActionOverdue
+            | Kind::SourceStale
+            | Kind::DeletionsAccepted
+            | Kind::PoisonEvent)
+    )
+}
+
 /// The kind token of a decided alert's subject (`run_incomplete`,
 /// `action_drifted`, ...); `None` for operational alerts, which are not stored.
 pub fn kind_token(a: &Alert) -> Option<String> {
@@ -167,7 +182,7 @@ pub enum Stored {
 
 /// Stores a decided alert (operational alerts are not stored: `Before`).
 pub async fn publish(js: &jetstream::Context, a: &Alert) -> Result<Stored, AlertError> {
-    let (Some(id), Some(_)) = (alert_id(a), kind_token(a)) else {
+    let Some(id) = alert_id(a) else {
         return Ok(Stored::Before);
     };
     let Some(subject) = subject(a, &id) else {
@@ -379,6 +394,18 @@ mod tests {
         ops.source_id.clear();
         assert_eq!(alert_id(&ops), None);
         assert_eq!(kind_token(&ops), None);
+        assert!(!is_decision(&ops) && is_decision(&a));
+    }
+
+    #[test]
+    fn decisions_are_exactly_the_kinds_with_a_subject() {
+        for k in 0..64 {
+            let a = Alert {
+                kind: k,
+                ..decided(Kind::RunDecided)
+            };
+            assert_eq!(is_decision(&a), kind_token(&a).is_some(), "kind {k}");
+        }
     }
 
     #[test]

@@ -378,7 +378,7 @@ impl Ledger for LedgerApi {
         let operational = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| {
             let item = match r {
                 // Decisions reach watchers from the alerts stream.
-                Ok(a) if crate::alerts::alert_id(&a).is_some() => None,
+                Ok(a) if crate::alerts::is_decision(&a) => None,
                 Ok(a) => Some(Ok(a)),
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
                     Some(Ok(Alert {
