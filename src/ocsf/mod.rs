@@ -196,28 +196,81 @@ pub fn records(ev: &Event, at: At, request: Option<&ActionRequested>, v: Version
     }
 }
 
-/// A page read: API Activity / Read, succeeded.
-fn page_fetched(ev: &Event, at: At, p: &govledger_proto::v1::PageFetched, v: Version) -> Record {
-    let op = format!("list {}", entity(p.entity_type));
+/// One API call, as its API Activity record describes it.
+struct Call<'a> {
+    activity: (u32, &'static str),
+    status: (u32, &'static str),
+    severity: (u32, &'static str),
+    /// `api.operation`.
+    op: String,
+    message: String,
+    /// The action's request (the actor's name), for write-path calls.
+    request: Option<&'a ActionRequested>,
+    /// `status_detail`, when the call failed with a reason.
+    detail: Option<String>,
+    /// `status_code`: the HTTP answer, when it is worth naming (0 = none).
+    status_code: u32,
+    /// What OCSF has no field for (`unmapped`, beside the event's ids).
+    extra: Value,
+}
+
+/// The API Activity record of `c`: the common fields, the call, who made it
+/// (govledger, for the requester when known), from where and to which source.
+fn api_record(ev: &Event, at: At, v: Version, c: Call<'_>) -> Record {
     let mut r = base(
         API_ACTIVITY,
-        (2, "Read"),
-        SUCCESS,
-        INFORMATIONAL,
+        c.activity,
+        c.status,
+        c.severity,
         ev,
         at,
         v,
-        format!(
-            "{op} at {}: page {} read, {} items",
-            ev.source_id, p.page_index, p.item_count
-        ),
+        c.message,
     );
-    api_fields(&mut r, ev, &op, None);
     r.insert(
-        "unmapped".into(),
-        unmapped(
-            ev,
-            json!({
+        "api".into(),
+        json!({ "operation": c.op, "service": { "name": ev.source_id } }),
+    );
+    r.insert("actor".into(), actor(c.request));
+    r.insert("src_endpoint".into(), govledger_endpoint());
+    r.insert(
+        "dst_endpoint".into(),
+        json!({ "svc_name": ev.source_id, "name": ev.source_id }),
+    );
+    if let Some(d) = c.detail {
+        r.insert("status_detail".into(), json!(d));
+    }
+    if c.status_code != 0 {
+        r.insert("status_code".into(), json!(c.status_code.to_string()));
+    }
+    r.insert("unmapped".into(), unmapped(ev, c.extra));
+    Record {
+        class: "api_activity",
+        json: Value::Object(r),
+    }
+}
+
+/// A page read: API Activity / Read, succeeded.
+fn page_fetched(ev: &Event, at: At, p: &govledger_proto::v1::PageFetched, v: Version) -> Record {
+    let op = format!("list {}", entity(p.entity_type));
+    let message = format!(
+        "{op} at {}: page {} read, {} items",
+        ev.source_id, p.page_index, p.item_count
+    );
+    api_record(
+        ev,
+        at,
+        v,
+        Call {
+            activity: (2, "Read"),
+            status: SUCCESS,
+            severity: INFORMATIONAL,
+            op,
+            message,
+            request: None,
+            detail: None,
+            status_code: 0,
+            extra: json!({
                 "page_key": p.page_key,
                 "page_index": p.page_index,
                 "http_status": p.http_status,
@@ -226,45 +279,36 @@ fn page_fetched(ev: &Event, at: At, p: &govledger_proto::v1::PageFetched, v: Ver
                 "latency_ms": p.latency_ms,
                 "last_page": p.last_page,
             }),
-        ),
-    );
-    api(r)
+        },
+    )
 }
 
 /// A page read that failed: API Activity / Read, failed (retried or given up).
 fn page_failed(ev: &Event, at: At, p: &govledger_proto::v1::PageFailed, v: Version) -> Record {
     let op = format!("list {}", entity(p.entity_type));
-    let severity = if p.will_retry { LOW } else { MEDIUM };
-    let mut r = base(
-        API_ACTIVITY,
-        (2, "Read"),
-        FAILURE,
-        severity,
+    let then = if p.will_retry {
+        "; retried"
+    } else {
+        "; given up"
+    };
+    let message = format!(
+        "{op} at {}: page {} failed ({}){then}",
+        ev.source_id, p.page_index, p.message
+    );
+    api_record(
         ev,
         at,
         v,
-        format!(
-            "{op} at {}: page {} failed ({}){}",
-            ev.source_id,
-            p.page_index,
-            p.message,
-            if p.will_retry {
-                "; retried"
-            } else {
-                "; given up"
-            }
-        ),
-    );
-    api_fields(&mut r, ev, &op, None);
-    r.insert("status_detail".into(), json!(p.message));
-    if p.http_status != 0 {
-        r.insert("status_code".into(), json!(p.http_status.to_string()));
-    }
-    r.insert(
-        "unmapped".into(),
-        unmapped(
-            ev,
-            json!({
+        Call {
+            activity: (2, "Read"),
+            status: FAILURE,
+            severity: if p.will_retry { LOW } else { MEDIUM },
+            op,
+            message,
+            request: None,
+            detail: Some(p.message.clone()),
+            status_code: p.http_status,
+            extra: json!({
                 "page_key": p.page_key,
                 "page_index": p.page_index,
                 "http_status": p.http_status,
@@ -276,9 +320,8 @@ fn page_failed(ev: &Event, at: At, p: &govledger_proto::v1::PageFailed, v: Versi
                 "retry_after_ms": p.retry_after_ms,
                 "will_retry": p.will_retry,
             }),
-        ),
-    );
-    api(r)
+        },
+    )
 }
 
 /// A write attempt: API Activity / Update (Delete for a delete), by its HTTP answer.
@@ -290,40 +333,34 @@ fn attempted(
     v: Version,
 ) -> Record {
     let kind = step_kind(request, a.step);
-    let activity = match kind {
-        ActionKind::Delete => (4, "Delete"),
-        _ => (3, "Update"),
-    };
     let ok = (200..300).contains(&a.http_status);
     let op = format!("{} {}", kind_name(kind), target(request));
-    let mut r = base(
-        API_ACTIVITY,
-        activity,
-        if ok { SUCCESS } else { FAILURE },
-        if ok { INFORMATIONAL } else { MEDIUM },
+    let answer = if a.http_status == 0 {
+        "nothing".to_owned()
+    } else {
+        format!("HTTP {}", a.http_status)
+    };
+    let message = format!(
+        "{op} at {}: write attempt {} answered {answer}",
+        ev.source_id, ev.attempt
+    );
+    api_record(
         ev,
         at,
         v,
-        format!(
-            "{op} at {}: write attempt {} answered {}",
-            ev.source_id,
-            ev.attempt,
-            if a.http_status == 0 {
-                "nothing".to_owned()
-            } else {
-                format!("HTTP {}", a.http_status)
-            }
-        ),
-    );
-    api_fields(&mut r, ev, &op, request);
-    if a.http_status != 0 {
-        r.insert("status_code".into(), json!(a.http_status.to_string()));
-    }
-    r.insert(
-        "unmapped".into(),
-        unmapped(
-            ev,
-            json!({
+        Call {
+            activity: match kind {
+                ActionKind::Delete => (4, "Delete"),
+                _ => (3, "Update"),
+            },
+            status: if ok { SUCCESS } else { FAILURE },
+            severity: if ok { INFORMATIONAL } else { MEDIUM },
+            op,
+            message,
+            request,
+            detail: None,
+            status_code: a.http_status,
+            extra: json!({
                 "step": a.step,
                 "request_summary": a.request_summary,
                 "http_status": a.http_status,
@@ -331,9 +368,8 @@ fn attempted(
                 "external": a.external,
                 "reported_by": a.reported_by,
             }),
-        ),
-    );
-    api(r)
+        },
+    )
 }
 
 /// A read-back: API Activity / Read; whether it shows the intent is in `unmapped`.
@@ -354,26 +390,25 @@ fn verified(
     } else {
         "shows it NOT in effect"
     };
-    let mut r = base(
-        API_ACTIVITY,
-        (2, "Read"),
-        if answered { SUCCESS } else { FAILURE },
-        if answered && a.in_effect {
-            INFORMATIONAL
-        } else {
-            MEDIUM
-        },
+    let message = format!("{op} at {}: the read-back {shows}", ev.source_id);
+    api_record(
         ev,
         at,
         v,
-        format!("{op} at {}: the read-back {shows}", ev.source_id),
-    );
-    api_fields(&mut r, ev, &op, request);
-    r.insert(
-        "unmapped".into(),
-        unmapped(
-            ev,
-            json!({
+        Call {
+            activity: (2, "Read"),
+            status: if answered { SUCCESS } else { FAILURE },
+            severity: if answered && a.in_effect {
+                INFORMATIONAL
+            } else {
+                MEDIUM
+            },
+            op,
+            message,
+            request,
+            detail: None,
+            status_code: 0,
+            extra: json!({
                 "step": a.step,
                 "in_effect": a.in_effect,
                 "target_absent": a.target_absent,
@@ -381,36 +416,8 @@ fn verified(
                 "http_status": a.http_status,
                 "observed": a.observed,
             }),
-        ),
-    );
-    api(r)
-}
-
-fn api(json: serde_json::Map<String, Value>) -> Record {
-    Record {
-        class: "api_activity",
-        json: Value::Object(json),
-    }
-}
-
-/// The API Activity fields: the call, who made it (govledger, for the
-/// requester when known), from where and to which source.
-fn api_fields(
-    r: &mut serde_json::Map<String, Value>,
-    ev: &Event,
-    op: &str,
-    request: Option<&ActionRequested>,
-) {
-    r.insert(
-        "api".into(),
-        json!({ "operation": op, "service": { "name": ev.source_id } }),
-    );
-    r.insert("actor".into(), actor(request));
-    r.insert("src_endpoint".into(), govledger_endpoint());
-    r.insert(
-        "dst_endpoint".into(),
-        json!({ "svc_name": ev.source_id, "name": ev.source_id }),
-    );
+        },
+    )
 }
 
 /// govledger acting for the requester (when known).
