@@ -162,6 +162,19 @@ async fn readyz_until(gl: &Govledger, want: u16) -> String {
     }
 }
 
+/// CheckReadiness over source `hr`.
+async fn readiness_of_hr(gl: &Govledger) -> govledger_proto::v1::CheckReadinessResponse {
+    gl.client()
+        .await
+        .check_readiness(govledger_proto::v1::CheckReadinessRequest {
+            source_ids: vec!["hr".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 fn projector_cli(gl: &Govledger, verb: &str) {
     let (k, v) = gl.token_env();
     let (status, err) = run_govledger(
@@ -359,16 +372,7 @@ async fn readyz_and_health_flip_when_the_paused_projector_passes_its_lag_bound_a
         lag
     );
     // A review gate asked now is told the answer is behind the stream.
-    let ready = gl
-        .client()
-        .await
-        .check_readiness(govledger_proto::v1::CheckReadinessRequest {
-            source_ids: vec!["hr".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ready = readiness_of_hr(&gl).await;
     assert!(!ready.ready, "{ready:?}");
     assert!(
         ready.blockers.iter().any(|b| b.code == "PROJECTION_BEHIND"),
@@ -390,16 +394,7 @@ async fn readyz_and_health_flip_when_the_paused_projector_passes_its_lag_bound_a
     assert_eq!(health(&gl).await, ServingStatus::Serving);
     let s = Scrape::of(&gl).await;
     assert_eq!(s.value("govledger_projector_paused", &[]), 0.0);
-    let ready = gl
-        .client()
-        .await
-        .check_readiness(govledger_proto::v1::CheckReadinessRequest {
-            source_ids: vec!["hr".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ready = readiness_of_hr(&gl).await;
     assert!(
         !ready.blockers.iter().any(|b| b.code == "PROJECTION_BEHIND"),
         "{:?}",
