@@ -8,6 +8,7 @@
 #   prometheus-client PyPI prometheus-client (Prometheus's own Python parser reads /metrics in the tests)
 #   ocsf-json-schema, jsonschema  PyPI (the official OCSF schemas as JSON Schema: the OCSF feed's records are validated with them)
 #   chromium     Debian's chromium (a real headless browser renders the status page in the tests)
+#   slapd, ldap-utils  Debian's OpenLDAP server and its ldapadd/ldapsearch (the LDAP connector tests run a real slapd)
 # Prints nothing but errors unless VERBOSE=1.
 set -euo pipefail
 
@@ -85,6 +86,22 @@ if [[ -z "${CHROMIUM:-}" ]] && ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "install-tools: chromium is missing; on Debian: sudo apt-get install -y chromium (or set CHROMIUM=/path/to/chrome)" >&2
+    exit 1
+  fi
+fi
+
+# Debian's slapd and ldap-utils, for the LDAP connector tests: the testkit starts
+# its own slapd per test (own config folder and port). no_configuration: the
+# package sets up no database and starts no daemon.
+if [[ ! -x /usr/sbin/slapd ]] || ! command -v ldapadd >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's slapd and ldap-utils"
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    # Another install may hold dpkg's lock: wait for it rather than fail.
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      -o DPkg::Lock::Timeout=300 slapd ldap-utils >/dev/null
+  else
+    echo "install-tools: slapd / ldap-utils are missing; on Debian: echo \"slapd slapd/no_configuration boolean true\" | sudo debconf-set-selections && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y slapd ldap-utils" >&2
     exit 1
   fi
 fi

@@ -73,6 +73,9 @@ pub async fn bench(
         rest: None,
         member_list_cap: None,
         member_fetch_max: govledger_ingest::sync::DEFAULT_MEMBER_FETCH_MAX,
+        ldap: None,
+        file: None,
+        keep: Vec::new(),
     };
     let mut best = SyncResult {
         users,

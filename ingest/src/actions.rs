@@ -37,6 +37,8 @@
 //! - `outcome`: a step's outcome from its write and read-backs, and the
 //!   severity order, pure;
 //! - `verify`: the GETs, one published read-back, the verification window;
+//! - `ldap`: the same writes and read-backs on a directory (a target with
+//!   [`Target::ldap`]);
 //! - here: [`Target`], [`Step`], the [`Executor`] (steps, writes, the run).
 
 use std::sync::Arc;
@@ -48,6 +50,7 @@ use govledger_proto::v1::{
 use reqwest::Method;
 use serde_json::{Value, json};
 
+mod ldap;
 mod membership;
 mod outcome;
 mod readback;
@@ -96,6 +99,8 @@ pub struct Target {
     /// The source's `member_list_cap`: a group member list this long may be
     /// capped, so a user it does not show is not proved a non-member.
     pub member_list_cap: Option<u32>,
+    /// A directory target: writes and read-backs go over LDAP, not HTTP.
+    pub ldap: Option<Arc<crate::ldap::LdapSpec>>,
 }
 
 /// The default verification window.
@@ -346,18 +351,25 @@ impl<'a> Executor<'a> {
         attempt: u32,
         etag: Option<&str>,
     ) -> Result<Result<u16, Failure>, ExecError> {
-        let (method, body) = self.request(step);
-        let summary = format!("{method} {} ({})", self.url(step), step.label());
-        self.limiter.acquire().await;
         let started = Instant::now();
-        let r = self
-            .target
-            .http
-            .send(method, &self.url(step), body, etag)
-            .await;
+        let (summary, r) = match self.target.ldap.clone() {
+            Some(spec) => self.ldap_write(&spec, step).await,
+            None => {
+                let (method, body) = self.request(step);
+                let summary = format!("{method} {} ({})", self.url(step), step.label());
+                self.limiter.acquire().await;
+                let r = self
+                    .target
+                    .http
+                    .send(method, &self.url(step), body, etag)
+                    .await
+                    .map(|f| f.status);
+                (summary, r)
+            }
+        };
         let latency_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
         let (status, class, failure) = match &r {
-            Ok(f) => (f.status, ErrorClass::Unspecified, None),
+            Ok(status) => (*status, ErrorClass::Unspecified, None),
             Err(f) => (f.http_status, f.class, Some(f.clone())),
         };
         self.emit(

@@ -14,12 +14,18 @@
 //! - [`sync`]: the sync engine that turns a source's pages into events;
 //! - [`actions`]: the action executor (request, attempt, verify, conclude);
 //! - [`metrics`]: what the publisher counts for `/metrics` (page reads, publish latency);
-//! - [`probe`]: a source's first page read without writing (`config check --live`).
+//! - [`probe`]: a source's first page read without writing (`config check --live`);
+//! - [`ldap`]: LDAP / Active Directory sources (connection, entries → records);
+//! - [`hrfile`]: HR file drops (CSV / JSON Lines exports and their row counts);
+//! - [`attributes`]: the attributes a SCIM or REST record keeps for correlation.
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod attributes;
 pub mod event;
+pub mod hrfile;
 pub mod http;
+pub mod ldap;
 pub mod metrics;
 pub mod probe;
 pub mod publisher;

@@ -28,6 +28,20 @@ pub struct Probed {
 
 /// The first page of every collection of `spec`, one record asked for.
 pub async fn probe(spec: &SyncSpec, http: &HttpSource) -> Vec<Probed> {
+    if let Some(l) = &spec.ldap {
+        return probe_ldap(l).await;
+    }
+    if let Some(f) = &spec.file {
+        let f = f.clone();
+        let r = tokio::task::spawn_blocking(move || probe_file(&f)).await;
+        return vec![r.unwrap_or_else(|e| Probed {
+            collection: "file".into(),
+            problem: Some((ErrorClass::Other, e.to_string())),
+            http_status: 0,
+            items: 0,
+            declared_total: None,
+        })];
+    }
     let base = spec.base_url.trim_end_matches('/');
     let mut out = Vec::new();
     match &spec.rest {
@@ -65,6 +79,101 @@ pub async fn probe(spec: &SyncSpec, http: &HttpSource) -> Vec<Probed> {
         }
     }
     out
+}
+
+/// A directory: bind, then one entry of each search asked for.
+async fn probe_ldap(spec: &crate::ldap::LdapSpec) -> Vec<Probed> {
+    let mut out = Vec::new();
+    let queries = [&spec.users, &spec.groups];
+    let mut conn = match crate::ldap::connect(spec).await {
+        Ok(c) => c,
+        Err(f) => {
+            return vec![Probed {
+                collection: spec.shown_url(),
+                problem: Some((f.class, f.message)),
+                http_status: 0,
+                items: 0,
+                declared_total: None,
+            }];
+        }
+    };
+    for q in queries.into_iter().flatten() {
+        let mut p = Probed {
+            collection: q.base_dn.clone(),
+            problem: None,
+            http_status: 0,
+            items: 0,
+            declared_total: None,
+        };
+        let r = conn
+            .with_controls(ldap3::controls::PagedResults {
+                size: 1,
+                cookie: Vec::new(),
+            })
+            .search(
+                &q.base_dn,
+                crate::ldap::scope(q),
+                &q.filter,
+                vec![spec.id_attribute.clone()],
+            )
+            .await;
+        match r {
+            Ok(ldap3::SearchResult(entries, res)) if res.rc == 0 || res.rc == 4 => {
+                p.items = entries.len();
+            }
+            Ok(ldap3::SearchResult(_, res)) => {
+                p.problem = Some((
+                    crate::ldap::classify(res.rc),
+                    crate::ldap::rc_text(res.rc, &res.text),
+                ));
+            }
+            Err(e) => {
+                let f = crate::ldap::client_failure(&e, spec);
+                p.problem = Some((f.class, f.message));
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// An HR drop folder: the file a run would read, parsed.
+fn probe_file(spec: &crate::hrfile::FileSpec) -> Probed {
+    let mut p = Probed {
+        collection: spec.dir.join(&spec.pattern).display().to_string(),
+        problem: None,
+        http_status: 0,
+        items: 0,
+        declared_total: None,
+    };
+    let picked = match crate::hrfile::pick(spec) {
+        Ok(x) => x,
+        Err(why) => {
+            p.problem = Some((ErrorClass::NotFound, why));
+            return p;
+        }
+    };
+    p.collection = picked.path.display().to_string();
+    let side = picked
+        .side
+        .as_deref()
+        .map(|s| crate::hrfile::read_side(spec, s));
+    let parsed = std::fs::File::open(&picked.path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| crate::hrfile::parse(spec, "probe", std::io::BufReader::new(f)));
+    match (parsed, side) {
+        (Err(why), _) | (_, Some(Err(why))) => p.problem = Some((ErrorClass::Parse, why)),
+        (Ok(parsed), side) => {
+            p.items = usize::try_from(parsed.data_rows).unwrap_or(usize::MAX);
+            p.declared_total = side
+                .and_then(Result::ok)
+                .or(parsed.declared.map(|(n, _)| n));
+            if let Some(t) = parsed.truncated {
+                p.problem = Some((ErrorClass::Limit, t));
+            }
+        }
+    }
+    p
 }
 
 fn judge(

@@ -190,6 +190,8 @@ pub fn resource(r: &Value, entity_type: EntityType, page_key: &str, index: u32) 
         memberships_incomplete,
         // Set by the fetch that asked (it knows when).
         read_at_us: 0,
+        // Set by the sync from the source's kept attributes.
+        attributes: Default::default(),
     })
 }
 

@@ -338,10 +338,20 @@ fn record_defects(run: &RunState, reasons: &mut Vec<Reason>) {
         ));
     }
     if run.rejected > 0 {
+        let named = if run.rejected_details.is_empty() {
+            String::new()
+        } else {
+            let more = if (run.rejected_details.len() as u64) < run.rejected {
+                "; …"
+            } else {
+                ""
+            };
+            format!(" ({}{more})", run.rejected_details.join("; "))
+        };
         reasons.push(reason(
             ReasonCode::RecordsRejected,
             format!(
-                "{} rejected as malformed",
+                "{} rejected as malformed{named}",
                 plural(run.rejected, "record was", "records were")
             ),
         ));

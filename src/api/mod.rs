@@ -15,10 +15,12 @@
 //! - [`readiness`]: the pure rules of why a scope of sources is not ready;
 //! - [`blockers`]: the actions that block readiness, read through the
 //!   blocking-action index;
+//! - [`leavers`]: the leaver check across sources (`[leavers]`), pure rules and the scans;
 //! - [`stream_state`]: the stream's position for GetLedgerStatus, one NATS
 //!   reading at a time, shared by the callers it is fresh enough for.
 
 pub mod blockers;
+pub mod leavers;
 pub mod queries;
 pub mod readiness;
 pub mod service;

@@ -122,6 +122,8 @@ pub struct Queries {
     pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
     /// What the health watch last found (the stream's position, the lag).
     pub health: tokio::sync::watch::Receiver<crate::serve::health::HealthState>,
+    /// The leaver check (`[leavers]`), if configured.
+    pub leavers: Option<crate::config::leavers::LeaverRule>,
 }
 
 /// Now, in Unix microseconds.
@@ -383,6 +385,8 @@ impl Queries {
                 blockers.extend(self.action_blockers(id, identities, now)?);
             }
         }
+        let in_scope: Vec<&str> = scope.iter().map(|(id, _, _)| id.as_str()).collect();
+        blockers.extend(self.leaver_blockers(&in_scope, now)?);
         // Where the answer stands: the projection read above, the stream as
         // the health watch last saw it.
         let as_of_seq = self.store.meta()?.last_applied_seq;

@@ -75,6 +75,8 @@ impl LedgerApi {
 
 /// Everything the API answers from.
 pub struct ApiParts {
+    /// The leaver check (`[leavers]`), if configured.
+    pub leavers: Option<crate::config::leavers::LeaverRule>,
     pub store: Arc<Store>,
     pub js: async_nats::jetstream::Context,
     pub stream: String,
@@ -120,6 +122,7 @@ impl LedgerApi {
                 checkpointer: p.checkpointer,
                 projector_stopped: p.projector_stopped,
                 health: p.health,
+                leavers: p.leavers,
             }),
             actions: p.actions,
             deletions: p.deletions,

@@ -224,15 +224,11 @@ pub async fn config_check(a: super::args::ConfigArgs) -> anyhow::Result<()> {
     );
     let mut failed = 0;
     for s in &resolved.sources {
-        let kind = if s.spec.rest.is_some() {
-            "rest"
-        } else {
-            "scim"
-        };
+        let kind = s.kind_name();
         println!(
             "source {} ({kind}, {}): {}",
             s.spec.source_id,
-            s.spec.paging.name(),
+            govledger_ingest::sync::paging_name(&s.spec),
             s.spec.base_url
         );
         if !live {

@@ -11,6 +11,8 @@
 //! - [`sources`]: `[[sources]]`, typed, resolved into a [`sources::Source`] each;
 //! - [`nats`]: `[nats]`, the server(s), the stream, credentials and TLS;
 //! - [`rest`]: `[sources.rest]`, a generic JSON API's shape and paging keys;
+//! - [`directory`]: `[sources.ldap]` and `[sources.file]`, a directory and an HR file drop;
+//! - [`leavers`]: `[leavers]`, the leaver check across sources;
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
 //! - [`thresholds`]: `[sources.deletion_thresholds]`, the deletion guard per entity type;
 //! - [`security`]: `[tls]` and `[auth]`, the gRPC listener's trust settings;
@@ -25,7 +27,9 @@ use std::{
 
 use serde::Deserialize;
 
+pub mod directory;
 pub mod error;
+pub mod leavers;
 pub mod nats;
 pub mod provenance;
 pub mod rest;
@@ -68,6 +72,8 @@ pub struct Config {
     pub sources: Vec<sources::SourceConfig>,
     pub audit: AuditConfig,
     pub provenance: provenance::ProvenanceConfig,
+    /// `[leavers]`: people gone in HR and still active in a target block readiness.
+    pub leavers: leavers::LeaversConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,6 +200,8 @@ pub struct Resolved {
     pub sources: Vec<Source>,
     /// How every role connects to NATS (its credential read).
     pub nats: govledger_stream::connect::ConnectSpec,
+    /// The leaver check, when `[leavers]` names an HR source.
+    pub leavers: Option<leavers::LeaverRule>,
 }
 
 impl Config {
@@ -376,10 +384,12 @@ impl Config {
             .map(|(i, s)| s.resolve(i, env))
             .collect::<Result<_, _>>()?;
         let nats = self.nats.connect_spec(env)?;
+        let leavers = self.leavers.resolve(&self.sources)?;
         Ok(Resolved {
             config: self,
             sources,
             nats,
+            leavers,
         })
     }
 

@@ -20,6 +20,7 @@ use govledger_stream::backoff::Backoff;
 use serde::Deserialize;
 
 use super::{
+    directory::{FileConfig, LdapConfig},
     error::{ConfigError, invalid},
     rest::RestConfig,
     secrets::{AuthConfig, SecretSource},
@@ -40,6 +41,10 @@ pub enum SourceKind {
     Scim,
     /// A JSON API, described by `[sources.rest]`.
     Rest,
+    /// An LDAP directory (OpenLDAP, Active Directory), `[sources.ldap]`.
+    Ldap,
+    /// An HR file drop folder (CSV, JSON Lines), `[sources.file]`.
+    File,
 }
 
 /// How pages are addressed, as the file says it (which ones a kind allows is
@@ -90,7 +95,9 @@ pub struct SourceConfig {
     /// Connector kind: `scim` (SCIM 2.0) or `rest` (a JSON API, see `[sources.rest]`).
     #[serde(default)]
     pub kind: SourceKind,
-    /// SCIM base URL, e.g. `https://idp.example/scim/v2`.
+    /// SCIM base URL, e.g. `https://idp.example/scim/v2`; for `kind =
+    /// "ldap"` the directory's `ldap://` or `ldaps://` URL; none for `file`.
+    #[serde(default)]
     pub base_url: String,
     /// SCIM endpoints to read: `Users`, `Groups`.
     #[serde(default = "default_resources")]
@@ -129,6 +136,15 @@ pub struct SourceConfig {
     pub auth: AuthConfig,
     /// For `kind = "rest"`: where the data is in the answers.
     pub rest: Option<RestConfig>,
+    /// For `kind = "ldap"`: where users and groups are, ids, disabling.
+    pub ldap: Option<LdapConfig>,
+    /// For `kind = "file"`: the folder, the file pattern, columns, the row count.
+    pub file: Option<FileConfig>,
+    /// Attributes kept on every record, for correlation across sources and
+    /// as evidence: ledger name = where it is (SCIM / REST: a name or JSON
+    /// pointer; LDAP: an attribute; file: a column).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
     /// How lifecycle actions remove a group member: `filter-path`
     /// (`members[value eq "id"]`, RFC 7644) or `value-list` (some servers require it).
     #[serde(default)]
@@ -232,9 +248,23 @@ pub struct Source {
 }
 
 impl Source {
-    /// True when lifecycle actions can write to it (SCIM; a REST connector only reads).
+    /// The connector, as the file names it.
+    pub fn kind_name(&self) -> &'static str {
+        if self.spec.ldap.is_some() {
+            "ldap"
+        } else if self.spec.file.is_some() {
+            "file"
+        } else if self.spec.rest.is_some() {
+            "rest"
+        } else {
+            "scim"
+        }
+    }
+
+    /// True when lifecycle actions can write to it (SCIM, LDAP; a REST
+    /// connector only reads, an HR file is read only).
     pub fn writable(&self) -> bool {
-        self.spec.rest.is_none()
+        self.spec.rest.is_none() && self.spec.file.is_none()
     }
 
     /// A new HTTP client of this source, with its auth and timeout (each role
@@ -255,17 +285,43 @@ impl SourceConfig {
         let k = |name: &str| format!("sources[{i}].{name}");
         govledger_stream::subject::validate_source_id(&self.id)
             .map_err(|e| invalid(k("id"), e.to_string()))?;
+        self.kind_tables(&k)?;
         let rest = self.rest_shape(&k)?;
-        let base_url = self.base_url(&k)?;
+        let base_url = match self.kind {
+            SourceKind::Scim | SourceKind::Rest => self.base_url(&k)?,
+            SourceKind::Ldap => self.base_url.trim().to_owned(),
+            SourceKind::File => String::new(),
+        };
         let resources = self.resources(&k)?;
         let paging = self.paging(rest.is_some(), &k)?;
         self.check_limits(&k)?;
+        let attributes = self.kept_attributes(&k)?;
         let retry = self.retry_policy(&k)?;
         let rl = &self.rate_limit;
         if !(rl.requests_per_s >= 0.0 && rl.requests_per_s.is_finite()) {
             return Err(invalid(k("rate_limit.requests_per_s"), "must be >= 0"));
         }
         let auth = self.auth.resolve(&k("auth"), env)?;
+        let ldap = match &self.ldap {
+            Some(l) => Some(l.spec(
+                &k,
+                &base_url,
+                &auth,
+                attributes.clone(),
+                self.page_size,
+                Duration::from_millis(self.timeout_ms),
+            )?),
+            None => None,
+        };
+        let file = match &self.file {
+            Some(f) => Some(f.spec(&k, attributes.clone())?),
+            None => None,
+        };
+        let keep = if ldap.is_some() || file.is_some() {
+            Vec::new()
+        } else {
+            attributes
+        };
         let deletion_thresholds = self.deletion_thresholds.resolve(
             self.deletion_threshold_pct,
             self.deletion_threshold_abs,
@@ -288,6 +344,9 @@ impl SourceConfig {
                 rest,
                 member_list_cap: self.member_list_cap,
                 member_fetch_max: self.member_fetch_max,
+                ldap,
+                file,
+                keep,
             },
             auth,
             timeout: Duration::from_millis(self.timeout_ms),
@@ -299,11 +358,72 @@ impl SourceConfig {
         })
     }
 
+    /// `[sources.ldap]` / `[sources.file]` are there exactly for their kind.
+    fn kind_tables(&self, k: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let own = |table: &str, is_kind: bool, present: bool| match (is_kind, present) {
+            (true, false) => Err(invalid(
+                k(table),
+                format!("required for kind = \"{table}\""),
+            )),
+            (false, true) => Err(invalid(k(table), format!("only for kind = \"{table}\""))),
+            _ => Ok(()),
+        };
+        own("ldap", self.kind == SourceKind::Ldap, self.ldap.is_some())?;
+        own("file", self.kind == SourceKind::File, self.file.is_some())?;
+        if matches!(self.kind, SourceKind::Ldap | SourceKind::File)
+            && self.paging != PagingSetting::Index
+        {
+            return Err(invalid(
+                k("paging"),
+                "not for a directory or a file (a directory pages with RFC 2696 paged results, page_size entries a page)",
+            ));
+        }
+        if self.kind == SourceKind::File && !self.base_url.trim().is_empty() {
+            return Err(invalid(
+                k("base_url"),
+                "not for kind = \"file\": say the folder as file.dir",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[sources.attributes]`: names the ledger keeps, each where it is.
+    fn kept_attributes(
+        &self,
+        k: &dyn Fn(&str) -> String,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        const RESERVED: [&str; 4] = ["status", "email", "manager", "end_date"];
+        let mut out = Vec::new();
+        for (name, at) in &self.attributes {
+            let key = k(&format!("attributes.{name}"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(key, "a name of letters, digits, '_' or '-'"));
+            }
+            if at.trim().is_empty() {
+                return Err(invalid(key, "say where the value is"));
+            }
+            if self.kind == SourceKind::File && RESERVED.contains(&name.as_str()) {
+                return Err(invalid(
+                    key,
+                    format!("{name:?} comes from [sources.file.columns]; choose another name"),
+                ));
+            }
+            out.push((name.clone(), at.trim().to_owned()));
+        }
+        Ok(out)
+    }
+
     /// `[sources.rest]` is there exactly when `kind = "rest"`.
     fn rest_shape(&self, k: &dyn Fn(&str) -> String) -> Result<Option<RestShape>, ConfigError> {
         match (self.kind, &self.rest) {
-            (SourceKind::Scim, None) => Ok(None),
-            (SourceKind::Scim, Some(_)) => Err(invalid(k("rest"), "only for kind = \"rest\"")),
+            (SourceKind::Scim | SourceKind::Ldap | SourceKind::File, None) => Ok(None),
+            (SourceKind::Scim | SourceKind::Ldap | SourceKind::File, Some(_)) => {
+                Err(invalid(k("rest"), "only for kind = \"rest\""))
+            }
             (SourceKind::Rest, None) => Err(invalid(
                 k("rest"),
                 "required for kind = \"rest\": say at least `path`",
@@ -526,7 +646,9 @@ member_fetch_max = 0",
             ("paging = \"offset\"", "sources[0].paging"),
             ("page_size = 0", "sources[0].page_size"),
             ("resources = [\"Roles\"]", "sources[0].resources"),
-            ("kind = \"ldap\"", "sources[0].kind"),
+            ("kind = \"ftp\"", "sources[0].kind"),
+            ("kind = \"ldap\"", "sources[0].ldap"),
+            ("kind = \"file\"", "sources[0].file"),
             (
                 "deletion_threshold_pct = 101",
                 "sources[0].deletion_threshold_pct",
@@ -571,9 +693,9 @@ member_fetch_max = 0",
     fn unknown_values_name_the_key_and_the_allowed_ones() {
         for (lines, key, allowed) in [
             (
-                "kind = \"ldap\"",
+                "kind = \"ftp\"",
                 "sources[0].kind",
-                ["scim", "rest"].as_slice(),
+                ["scim", "rest", "ldap", "file"].as_slice(),
             ),
             (
                 "paging = \"token\"",

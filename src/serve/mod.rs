@@ -324,6 +324,8 @@ fn ledger_api(
         storage_full: storage_full.subscribe(),
         pause,
         health,
+        // Checked when the config was resolved; resolving again is pure.
+        leavers: cfg.leavers.resolve(&cfg.sources).ok().flatten(),
     })
 }
 

@@ -119,6 +119,7 @@ impl ActionManager {
                 burst: spec.burst,
                 verify_window_ms: source.verify_window_ms,
                 member_list_cap: spec.member_list_cap,
+                ldap: spec.ldap.clone(),
             };
             let (tx, join) = action_worker::spawn(target, deps.clone());
             joins.push(join);

@@ -19,7 +19,11 @@
 //!   source whose network drops answers);
 //! - [`tls`]: test certificates (CA, server, client) made with rcgen;
 //! - [`saas`]: test servers that behave like the GitHub, Okta, Microsoft
-//!   Graph and Slack users APIs (the worked examples' servers).
+//!   Graph and Slack users APIs (the worked examples' servers);
+//! - [`slapd`]: a real OpenLDAP `slapd` on its own port and config folder,
+//!   seeded with LDIF through `ldapadd` (the LDAP connector's server);
+//! - [`ad_range_proxy`]: an LDAP proxy in front of slapd that returns `member`
+//!   in ranges (`member;range=0-1499`), as Active Directory does.
 //!
 //! Launchers come in two forms: `try_*` returning [`Error`] (the benchmark's),
 //! and the plain form that panics with the same message (the tests').
@@ -27,6 +31,7 @@
 // child server's life to the test's (`scim2::spawn`).
 #![deny(unsafe_code)]
 
+pub mod ad_range_proxy;
 pub mod crash;
 pub mod cut_proxy;
 pub mod fault_scim;
@@ -36,6 +41,7 @@ pub mod net;
 pub mod runs;
 pub mod saas;
 pub mod scim2;
+pub mod slapd;
 pub mod stream;
 pub mod tls;
 

@@ -58,6 +58,9 @@ impl Executor<'_> {
         &mut self,
         step: &Step,
     ) -> Result<(ReadBack, Option<String>), Failure> {
+        if let Some(spec) = self.target.ldap.clone() {
+            return self.ldap_read(&spec, step).await.map(|rb| (rb, None));
+        }
         if matches!(
             step.kind,
             ActionKind::RemoveMembership | ActionKind::AddMembership

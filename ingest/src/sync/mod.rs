@@ -20,7 +20,9 @@
 //! along a chain of cursors or links; `rest_paging` (private) walks a REST
 //! listing by page number or offset; `members` holds back and reads
 //! individually the groups whose member lists look capped; `abandon` ends a
-//! run explicitly ABANDONED ([`abandon_run`]).
+//! run explicitly ABANDONED ([`abandon_run`]); `ldap` reads a directory
+//! (paged results, ranged members); `file` reads an HR file drop; `spec`
+//! holds what a run reads ([`SyncSpec`], [`Paging`], [`Resource`]).
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -28,8 +30,8 @@ use std::{
 };
 
 use govledger_proto::v1::{
-    EngineOutcome, EntityThreshold, EntityType, ErrorClass, Event, PageFailed, PageFetched,
-    PageRole, RecordObserved, SyncMode, SyncRunFinished, SyncRunStarted, event::Body,
+    EngineOutcome, EntityType, ErrorClass, Event, PageFailed, PageFetched, PageRole,
+    RecordObserved, SyncMode, SyncRunFinished, SyncRunStarted, event::Body,
 };
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +42,8 @@ use crate::{
     http::{Fetched, HttpSource, percent_encode},
     publisher::{Pending, PublishError},
     ratelimit::{self, RateLimiter},
-    rest::{self, RestShape},
-    retry::{self, Decision, Failure, RetryPolicy},
+    rest,
+    retry::{self, Decision, Failure},
     scim::{self, Item, ListPage},
 };
 
@@ -51,77 +53,18 @@ pub const PAGES_MAX: u64 = 1_000_000;
 const UNCONFIRMED_MAX: usize = 8_192;
 
 mod abandon;
+mod file;
+mod ldap;
 mod members;
 mod paging;
 mod rest_paging;
+mod spec;
 
 pub use abandon::abandon_run;
+pub use ldap::UNKNOWN_DN_PREFIX;
 pub use members::DEFAULT_MEMBER_FETCH_MAX;
-
-/// How pages are addressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Paging {
-    /// SCIM `startIndex`/`count` (RFC 7644 §3.4.2.4).
-    Index,
-    /// SCIM cursors (RFC 9865): `cursor`/`nextCursor`.
-    Cursor,
-    /// REST page numbers (`page`/`per_page`), from `page_start` (0 or 1).
-    PageNumber,
-    /// REST pages chained by RFC 8288 `Link: <...>; rel="next"` headers, or
-    /// by a next URL in the body (`next_pointer`).
-    Link,
-    /// REST offsets (`offset`/`limit`), advanced by the records received.
-    Offset,
-    /// REST cursors found in the body by JSON pointer (`cursor_pointer`) and
-    /// sent back as a query parameter (`cursor_param`).
-    BodyCursor,
-}
-
-impl Paging {
-    pub fn name(self) -> &'static str {
-        match self {
-            Paging::Index => "scim-index",
-            Paging::Cursor => "scim-cursor",
-            Paging::PageNumber => "page-number",
-            Paging::Link => "link-header",
-            Paging::Offset => "offset",
-            Paging::BodyCursor => "body-cursor",
-        }
-    }
-}
-
-/// One collection to read: the SCIM endpoint (`Users`, `Groups`) and what it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resource {
-    pub endpoint: String,
-    pub entity_type: EntityType,
-}
-
-/// What to sync and the limits to do it within.
-#[derive(Debug, Clone)]
-pub struct SyncSpec {
-    pub source_id: String,
-    /// SCIM base URL, e.g. `https://idp.example/scim/v2` (no trailing slash needed).
-    pub base_url: String,
-    pub resources: Vec<Resource>,
-    pub paging: Paging,
-    pub page_size: u32,
-    pub retry: RetryPolicy,
-    /// Requests per second (0 = unlimited) and burst.
-    pub rate_per_s: f64,
-    pub burst: u32,
-    pub deletion_threshold_pct: u32,
-    pub deletion_threshold_abs: u64,
-    /// Per entity type overrides of the two above (types not listed use them).
-    pub deletion_thresholds: Vec<EntityThreshold>,
-    /// A generic REST source instead of SCIM `resources`.
-    pub rest: Option<RestShape>,
-    /// SCIM: the server's cap on listed `members`, if known (groups listed
-    /// with this many are read individually); `None` = detect it.
-    pub member_list_cap: Option<u32>,
-    /// SCIM: groups read individually for their members per run at most.
-    pub member_fetch_max: u32,
-}
+use spec::entity_types;
+pub use spec::{Paging, Resource, SyncSpec, paging_name};
 
 /// Live progress of a run, for progress bars and the API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -228,18 +171,6 @@ pub(crate) fn shown_link(cursor: &str) -> String {
     }
 }
 
-/// The entity types a run of `spec` sets out to read.
-fn entity_types(spec: &SyncSpec) -> Vec<i32> {
-    match &spec.rest {
-        Some(shape) => vec![shape.entity_type as i32],
-        None => spec
-            .resources
-            .iter()
-            .map(|r| r.entity_type as i32)
-            .collect(),
-    }
-}
-
 /// Runs one sync of `spec` as run `run_id` and publishes every event of it.
 /// Returns the engine's own report once every event is stored.
 pub async fn run_sync(
@@ -296,7 +227,7 @@ pub async fn run_sync(
             mode: mode as i32,
             declared_total: None,
             page_size: spec.page_size,
-            paging: spec.paging.name().to_owned(),
+            paging: paging_name(spec).to_owned(),
             entity_types: entity_types(spec),
             deletion_threshold_pct: spec.deletion_threshold_pct,
             deletion_threshold_abs: spec.deletion_threshold_abs,
@@ -311,20 +242,10 @@ pub async fn run_sync(
     run.confirm_all().await?;
     ctx.progress.send_modify(|p| p.started_stored = true);
 
-    let mut stopped: Option<Stop> = None;
-    if spec.rest.is_none() {
+    if spec.is_scim() {
         run.page_size = run.negotiate_page_size().await?;
     }
-    if let Some(shape) = &spec.rest {
-        stopped = run.read_rest(shape).await?.err();
-    }
-    for res in spec.resources.iter().filter(|_| spec.rest.is_none()) {
-        let r = run.read_resource(res).await?;
-        if let Err(stop) = r {
-            stopped = Some(stop);
-            break;
-        }
-    }
+    let stopped = run.read_source().await?;
     let (outcome, class, message) = match stopped {
         None => (
             EngineOutcome::Succeeded,
@@ -363,6 +284,26 @@ pub async fn run_sync(
 }
 
 impl Run<'_> {
+    /// Reads the whole source by its connector; `Some` when it stopped early.
+    async fn read_source(&mut self) -> Result<Option<Stop>, SyncError> {
+        let spec = self.spec;
+        if let Some(shape) = &spec.rest {
+            return Ok(self.read_rest(shape).await?.err());
+        }
+        if let Some(l) = &spec.ldap {
+            return self.read_ldap(l).await;
+        }
+        if let Some(f) = &spec.file {
+            return self.read_file(f).await;
+        }
+        for res in &spec.resources {
+            if let Err(stop) = self.read_resource(res).await? {
+                return Ok(Some(stop));
+            }
+        }
+        Ok(None)
+    }
+
     async fn emit(&mut self, attempt: u32, body: Body) -> Result<(), SyncError> {
         let ev: Event = stamp(&self.ctx.producer, &self.scope, attempt, body);
         let pending = self
@@ -427,6 +368,18 @@ impl Run<'_> {
             None if req.member_read => scim::parse_resource(&f.body, req.entity_type, &req.key),
             None => scim::parse_list(&f.body, req.entity_type, &req.key),
             Some(shape) => rest::parse_fetched(f, &req.url, shape, &req.key),
+        };
+        let parsed = match parsed {
+            Ok(mut page) if !self.spec.keep.is_empty() => {
+                let records = match &self.spec.rest {
+                    None if req.member_read => "",
+                    None => "/Resources",
+                    Some(shape) => shape.items_pointer.as_str(),
+                };
+                crate::attributes::attach(&f.body, records, &mut page.items, &self.spec.keep);
+                Ok(page)
+            }
+            other => other,
         };
         parsed.map_err(|e| Failure {
             class: ErrorClass::Parse,

@@ -176,7 +176,7 @@ fn fold_body(
         Body::PageFetched(p) => read::page_fetched(w, seq, ev, &p),
         Body::PageFailed(p) => read::page_failed(w, seq, ev, &p),
         Body::RecordObserved(r) => read::record_observed(w, seq, ev, r),
-        Body::RecordRejected(_) => read::record_rejected(w, seq, ev),
+        Body::RecordRejected(r) => read::record_rejected(w, seq, ev, &r),
         Body::SyncRunFinished(f) => read::run_finished(w, seq, ev, &f, seal),
         Body::ActionRequested(r) => write::action_requested(w, seq, ev, &r),
         Body::ActionAttempted(t) => write::action_attempted(w, seq, ev, &t),

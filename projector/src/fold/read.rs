@@ -4,8 +4,8 @@
 
 use govledger_proto::v1::{
     ActionOutcome, Alert, EntityCounts, EntityTotal, ErrorClass, Event, PageFailed, PageFetched,
-    PageRole, PageState, RecordObserved, RunState, ServedPageSize, SourceState, SyncMode,
-    SyncRunFinished, SyncRunStarted, TypeCompleteRun, Verdict, alert,
+    PageRole, PageState, RecordObserved, RecordRejected, RunState, ServedPageSize, SourceState,
+    SyncMode, SyncRunFinished, SyncRunStarted, TypeCompleteRun, Verdict, alert,
 };
 
 use super::{
@@ -288,6 +288,7 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
     ident.active = r.active;
     ident.attribute_digest = std::mem::take(&mut r.attribute_digest);
     ident.version = std::mem::take(&mut r.version);
+    ident.attributes = std::mem::take(&mut r.attributes);
     // A capped list: each member shown is one, the earlier ones are unknown
     // (kept); drift and late checks look only at the members shown.
     let members_complete = !r.memberships_incomplete;
@@ -367,9 +368,21 @@ pub(super) fn run_alert(kind: alert::Kind, run: &RunState, seq: u64) -> Alert {
     }
 }
 
-/// A record the worker could not use: counted for its run.
-pub(super) fn record_rejected(w: &mut Working, seq: u64, ev: &Event) {
-    run_mut(w, ev, seq).rejected += 1;
+/// Rejected records whose detail a run keeps for its verdict's reason.
+pub const REJECTED_DETAILS_KEPT_MAX: usize = 3;
+
+/// A record the worker could not use: counted for its run, the first few
+/// named (`page key: detail`, e.g. a file's line) for the verdict.
+pub(super) fn record_rejected(w: &mut Working, seq: u64, ev: &Event, r: &RecordRejected) {
+    let run = run_mut(w, ev, seq);
+    run.rejected += 1;
+    if !run.decided && run.rejected_details.len() < REJECTED_DETAILS_KEPT_MAX {
+        run.rejected_details.push(if r.page_key.is_empty() {
+            r.detail.clone()
+        } else {
+            format!("{}: {}", r.page_key, r.detail)
+        });
+    }
 }
 
 /// The run seal on a finish event, checked against what the fold chained of

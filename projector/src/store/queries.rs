@@ -52,6 +52,28 @@ impl Store {
         record_in(&page_entries(&page_key, &page)?, &key, &page_key).map(Some)
     }
 
+    /// Every identity of a source, page by page (the order the source first
+    /// showed them), each handed to `f`.
+    pub fn for_each_identity(
+        &self,
+        source_id: &str,
+        mut f: impl FnMut(IdentityState),
+    ) -> Result<()> {
+        let p = keys::prefix(keys::TAG_IDENTITY_PAGE, &[source_id]);
+        for kv in self.tree.scan_prefix(&p) {
+            let (page_key, page) = kv?;
+            for (key, value) in page_entries(&page_key, &page)? {
+                f(
+                    IdentityState::decode(value).map_err(|source| StoreError::Decode {
+                        key: key.to_vec(),
+                        source,
+                    })?,
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn action(&self, id: &str) -> Result<Option<ActionState>> {
         self.get(&KeyRef::Action(id).encode())
     }
