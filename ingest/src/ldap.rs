@@ -117,6 +117,7 @@ impl LdapSpec {
         let mut a = vec![self.id_attribute.clone(), self.name_attribute.clone()];
         if entity_type == EntityType::Group {
             a.push(self.member_attribute.clone());
+            a.push("cn".into());
         } else {
             a.push(self.disable.attribute().to_owned());
         }
@@ -503,8 +504,10 @@ pub fn record(
     } else {
         None
     };
+    // A group seldom has the users' name attribute: its `cn` then.
     let display_name = values(e, &spec.name_attribute)
         .into_iter()
+        .chain(values(e, "cn"))
         .next()
         .unwrap_or_else(|| e.dn.clone());
     let attributes = spec

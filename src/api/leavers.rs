@@ -11,7 +11,7 @@
 //! target; or one shown disabled that a group still lists as a member.
 //!
 //! The rules are pure ([`hr_leavers`], [`target_blockers`]); the scans of
-//! the sources' identities are in [`Queries::leaver_blockers`]. Cost: one
+//! the sources' identities are in `Queries::leaver_blockers`. Cost: one
 //! scan of the HR source's identities and one of each target's, per check
 //! (no index is kept yet).
 //!

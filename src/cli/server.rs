@@ -225,11 +225,14 @@ pub async fn config_check(a: super::args::ConfigArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     for s in &resolved.sources {
         let kind = s.kind_name();
+        let location = match &s.spec.file {
+            Some(f) => f.dir.join(&f.pattern).display().to_string(),
+            None => govledger_stream::redact_url(&s.spec.base_url),
+        };
         println!(
-            "source {} ({kind}, {}): {}",
+            "source {} ({kind}, {}): {location}",
             s.spec.source_id,
             govledger_ingest::sync::paging_name(&s.spec),
-            s.spec.base_url
         );
         if !live {
             continue;
@@ -238,9 +241,9 @@ pub async fn config_check(a: super::args::ConfigArgs) -> anyhow::Result<()> {
         for p in govledger_ingest::probe::probe(&s.spec, &http).await {
             match &p.problem {
                 None => println!(
-                    "  {}: OK: HTTP {}, {} record(s) on the first page, declared total {}",
+                    "  {}: OK: {}{} record(s) on the first page, declared total {}",
                     p.collection,
-                    p.http_status,
+                    http_part(p.http_status),
                     p.items,
                     p.declared_total
                         .map_or("none (the run is judged by its pages)".to_owned(), |t| t
@@ -249,10 +252,11 @@ pub async fn config_check(a: super::args::ConfigArgs) -> anyhow::Result<()> {
                 Some((class, why)) => {
                     failed += 1;
                     let class = class.as_str_name().trim_start_matches("ERROR_CLASS_");
-                    println!(
-                        "  {}: FAILED ({class}, HTTP {}): {why}",
-                        p.collection, p.http_status
-                    );
+                    let http = match p.http_status {
+                        0 => String::new(),
+                        n => format!(", HTTP {n}"),
+                    };
+                    println!("  {}: FAILED ({class}{http}): {why}", p.collection);
                 }
             }
         }
@@ -261,6 +265,14 @@ pub async fn config_check(a: super::args::ConfigArgs) -> anyhow::Result<()> {
         return Err(NotOk.into());
     }
     Ok(())
+}
+
+/// `HTTP 200, ` for an HTTP source's answer; nothing for a directory or a file.
+fn http_part(status: u16) -> String {
+    match status {
+        0 => String::new(),
+        n => format!("HTTP {n}, "),
+    }
 }
 
 /// `govledger ocsf`: the OCSF feed alone, keeping its own request index in

@@ -167,11 +167,17 @@ impl Govledger {
 
     /// `govledger serve` with a config file holding `toml` (e.g. `[[sources]]`).
     pub fn serve_with_config(nats_url: &str, toml: &str) -> Self {
+        Self::serve_with_config_env(nats_url, toml, &[])
+    }
+
+    /// Like `serve_with_config`, with extra environment (a secret a source's
+    /// `*_env` key names).
+    pub fn serve_with_config_env(nats_url: &str, toml: &str, envs: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let cfg = data.path().join("govledger.toml");
         std::fs::write(&cfg, toml).unwrap();
         let cfg = cfg.to_str().unwrap().to_owned();
-        Self::serve_in(data, nats_url, &["--config", &cfg])
+        Self::serve_in_env(data, nats_url, &["--config", &cfg], envs)
     }
 
     /// TriggerSync (full), then wait until the ledger has decided the run.
