@@ -39,6 +39,8 @@
 //! - `verify`: the GETs, one published read-back, the verification window;
 //! - `ldap`: the same writes and read-backs on a directory (a target with
 //!   [`Target::ldap`]);
+//! - `rest`: the same on a REST source, by its configured templates
+//!   ([`Target::rest_actions`]);
 //! - here: [`Target`], [`Step`], the [`Executor`] (steps, writes, the run).
 
 use std::sync::Arc;
@@ -54,11 +56,13 @@ mod ldap;
 mod membership;
 mod outcome;
 mod readback;
+mod rest;
 mod verify;
 
 pub use self::{
     outcome::{after_failure, after_success, severity},
     readback::{Shown, filter_shows, in_effect, member_filter, members_show, user_groups_show},
+    rest::{RestAction, RestActions, RestCheck},
     verify::{VERIFY_BACKOFF_MAX_MS, VERIFY_BACKOFF_MIN_MS, Window},
 };
 use tokio::time::Instant;
@@ -101,6 +105,8 @@ pub struct Target {
     pub member_list_cap: Option<u32>,
     /// A directory target: writes and read-backs go over LDAP, not HTTP.
     pub ldap: Option<Arc<crate::ldap::LdapSpec>>,
+    /// A REST target: writes and read-backs by these templates.
+    pub rest_actions: Option<Arc<RestActions>>,
 }
 
 /// The default verification window.
@@ -354,6 +360,7 @@ impl<'a> Executor<'a> {
         let started = Instant::now();
         let (summary, r) = match self.target.ldap.clone() {
             Some(spec) => self.ldap_write(&spec, step).await,
+            None if self.target.rest_actions.is_some() => self.rest_write(step).await,
             None => {
                 let (method, body) = self.request(step);
                 let summary = format!("{method} {} ({})", self.url(step), step.label());

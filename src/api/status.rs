@@ -110,9 +110,9 @@ impl From<SubmitError> for Status {
                 Status::not_found(e.to_string())
             }
             SubmitError::Invalid(_) => Status::invalid_argument(e.to_string()),
-            SubmitError::NotWritable(_) | SubmitError::NotExternal(_) => {
-                Status::failed_precondition(e.to_string())
-            }
+            SubmitError::NotWritable(_)
+            | SubmitError::NoTemplate { .. }
+            | SubmitError::NotExternal(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Busy(_) | SubmitError::Publish(_) => Status::unavailable(e.to_string()),
         }
     }

@@ -11,6 +11,7 @@
 //! - [`sources`]: `[[sources]]`, typed, resolved into a [`sources::Source`] each;
 //! - [`nats`]: `[nats]`, the server(s), the stream, credentials and TLS;
 //! - [`rest`]: `[sources.rest]`, a generic JSON API's shape and paging keys;
+//! - [`rest_actions`]: `[sources.rest.actions.<kind>]`, a REST source's write templates;
 //! - [`directory`]: `[sources.ldap]` and `[sources.file]`, a directory and an HR file drop;
 //! - [`leavers`]: `[leavers]`, the leaver check across sources;
 //! - [`secrets`]: `[sources.auth]` and where secrets are read from;
@@ -33,6 +34,7 @@ pub mod leavers;
 pub mod nats;
 pub mod provenance;
 pub mod rest;
+pub mod rest_actions;
 pub mod secrets;
 pub mod security;
 pub mod sources;

@@ -87,6 +87,10 @@ pub struct RestConfig {
     /// `Accept`); never credentials: those go in `[sources.auth]`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// `[sources.rest.actions.<kind>]`: the lifecycle writes this API
+    /// accepts, each with its read-back (none: the source is read only).
+    #[serde(default)]
+    pub actions: BTreeMap<String, super::rest_actions::RestActionConfig>,
 }
 
 fn default_id_field() -> String {

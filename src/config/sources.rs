@@ -245,6 +245,8 @@ pub struct Source {
     pub freshness_objective_ms: u64,
     pub member_removal: MemberRemoval,
     pub verify_window_ms: u64,
+    /// A REST source's write templates (`[sources.rest.actions]`), if any.
+    pub rest_actions: Option<Arc<govledger_ingest::actions::RestActions>>,
 }
 
 impl Source {
@@ -261,10 +263,15 @@ impl Source {
         }
     }
 
-    /// True when lifecycle actions can write to it (SCIM, LDAP; a REST
-    /// connector only reads, an HR file is read only).
+    /// True when lifecycle actions can write to it (SCIM, LDAP, a REST
+    /// source with write templates; an HR file is read only).
     pub fn writable(&self) -> bool {
-        self.spec.rest.is_none() && self.spec.file.is_none()
+        (self.spec.rest.is_none() || self.rest_actions.is_some()) && self.spec.file.is_none()
+    }
+
+    /// The action kinds it accepts: `None` = every kind (SCIM, LDAP).
+    pub fn action_kinds(&self) -> Option<Vec<govledger_proto::v1::ActionKind>> {
+        self.rest_actions.as_ref().map(|a| a.kinds())
     }
 
     /// A new HTTP client of this source, with its auth and timeout (each role
@@ -355,6 +362,10 @@ impl SourceConfig {
             freshness_objective_ms: self.freshness_objective_ms,
             member_removal: self.member_removal.into(),
             verify_window_ms: self.verify_window_ms,
+            rest_actions: match &self.rest {
+                Some(r) => super::rest_actions::resolve(&k("rest"), &r.actions)?,
+                None => None,
+            },
         })
     }
 

@@ -67,9 +67,18 @@ pub enum SubmitError {
     #[error("source {0:?} is not configured here; add it under [[sources]]")]
     NotConfigured(String),
     #[error(
-        "source {0:?} is a REST source: its connector cannot write; lifecycle actions need a SCIM source"
+        "source {0:?} is read only (an HR file, or a REST source without [sources.rest.actions] templates): \
+         lifecycle actions need a SCIM or LDAP source, or a REST source with templates"
     )]
     NotWritable(String),
+    #[error(
+        "source {source_id:?} has no [sources.rest.actions.{kind}] template; it accepts: {accepts}"
+    )]
+    NoTemplate {
+        source_id: String,
+        kind: &'static str,
+        accepts: String,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -82,13 +91,27 @@ pub enum SubmitError {
     Publish(#[from] PublishError),
 }
 
+/// An action kind as `[sources.rest.actions]` names it.
+fn template_name(k: ActionKind) -> &'static str {
+    match k {
+        ActionKind::Deactivate => "deactivate",
+        ActionKind::Delete => "delete",
+        ActionKind::RemoveMembership => "remove_member",
+        ActionKind::AddMembership => "add_member",
+        ActionKind::SetAttribute => "set_attribute",
+        ActionKind::Unspecified => "unspecified",
+    }
+}
+
 /// The submission side of the per-source action workers of one process.
 #[derive(Clone)]
 pub struct ActionManager {
     /// The job queue of each writable source's executor worker.
     queues: Arc<BTreeMap<String, mpsc::Sender<Job>>>,
-    /// Every configured source, and whether actions can write to it.
-    writable: Arc<BTreeMap<String, bool>>,
+    /// Every configured source, and whether actions can write to it:
+    /// `None` = no, `Some(None)` = every kind, `Some(Some(kinds))` = those
+    /// (a REST source's templates).
+    writable: Arc<BTreeMap<String, Option<Option<Vec<ActionKind>>>>>,
     publisher: Publisher,
     producer: ProducerId,
 }
@@ -105,7 +128,10 @@ impl ActionManager {
         let mut joins = Vec::new();
         for source in sources {
             let spec = &source.spec;
-            writable.insert(spec.source_id.clone(), source.writable());
+            writable.insert(
+                spec.source_id.clone(),
+                source.writable().then(|| source.action_kinds()),
+            );
             if !source.writable() {
                 continue;
             }
@@ -120,6 +146,7 @@ impl ActionManager {
                 verify_window_ms: source.verify_window_ms,
                 member_list_cap: spec.member_list_cap,
                 ldap: spec.ldap.clone(),
+                rest_actions: source.rest_actions.clone(),
             };
             let (tx, join) = action_worker::spawn(target, deps.clone());
             joins.push(join);
@@ -143,12 +170,25 @@ impl ActionManager {
         source_id: &str,
         mut req: ActionRequested,
     ) -> Result<(String, bool), SubmitError> {
-        match self.writable.get(source_id) {
+        let only = match self.writable.get(source_id) {
             None => return Err(SubmitError::NotConfigured(source_id.to_owned())),
-            Some(false) => return Err(SubmitError::NotWritable(source_id.to_owned())),
-            Some(true) => {}
-        }
+            Some(None) => return Err(SubmitError::NotWritable(source_id.to_owned())),
+            Some(Some(only)) => only.clone(),
+        };
         validate(&req)?;
+        if let Some(kinds) = &only
+            && let Some(s) = steps_of(&req).iter().find(|s| !kinds.contains(&s.kind))
+        {
+            return Err(SubmitError::NoTemplate {
+                source_id: source_id.to_owned(),
+                kind: template_name(s.kind),
+                accepts: kinds
+                    .iter()
+                    .map(|k| template_name(*k))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         let id = action_id(source_id, &req.idempotency_key);
         if store
             .action(&id)
@@ -170,7 +210,9 @@ impl ActionManager {
                 crate::api::validate::excerpt(&req.identity_external_id)
             )));
         }
-        for s in &steps {
+        // A REST source reads one collection (users): the groups its
+        // membership templates name need not be in the ledger.
+        for s in steps.iter().filter(|_| only.is_none()) {
             if matches!(
                 s.kind,
                 ActionKind::AddMembership | ActionKind::RemoveMembership

@@ -61,6 +61,9 @@ impl Executor<'_> {
         if let Some(spec) = self.target.ldap.clone() {
             return self.ldap_read(&spec, step).await.map(|rb| (rb, None));
         }
+        if self.target.rest_actions.is_some() {
+            return self.rest_read(step).await.map(|rb| (rb, None));
+        }
         if matches!(
             step.kind,
             ActionKind::RemoveMembership | ActionKind::AddMembership

@@ -132,6 +132,7 @@
 //! - `page_faults`: which page faults fire for one list request;
 //! - `paging`: SCIM index and cursor paging;
 //! - `rest`: the REST page-number and `Link` variants;
+//! - `rest_writes`: REST writes (`/api/users/{id}`, membership resources);
 //! - `writes`: single-resource reads, the write gate, DELETE, user PATCH;
 //! - `groups`: group PATCH;
 //! - `responses`: JSON, error, 401 and 429 answers;
@@ -146,13 +147,14 @@ mod page_faults;
 mod paging;
 mod responses;
 mod rest;
+mod rest_writes;
 mod router;
 mod writes;
 
 pub use self::{faults::*, responses::http_date_in};
 use self::{
     groups::*, member_query::*, model::*, page_faults::*, paging::*, responses::*, rest::*,
-    router::*, writes::*,
+    rest_writes::*, router::*, writes::*,
 };
 
 use std::{

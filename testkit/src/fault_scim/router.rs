@@ -22,6 +22,13 @@ pub(super) fn router(shared: Shared) -> Router {
         .route(REST_USERS_LINK_PATH, get(rest_users_link))
         .route(REST_USERS_OFFSET_PATH, get(rest_users_offset))
         .route(REST_USERS_CURSOR_PATH, get(rest_users_cursor))
+        .route("/api/users/{id}", get(rest_get_user).patch(rest_patch_user))
+        .route(
+            "/api/groups/{gid}/members/{uid}",
+            get(rest_get_member)
+                .delete(rest_write_member)
+                .put(rest_write_member),
+        )
         .fallback(|| async { scim_error(StatusCode::NOT_FOUND, None, "no such endpoint") })
         .layer(middleware::from_fn_with_state(shared.clone(), track))
         .with_state(shared)
