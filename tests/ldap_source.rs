@@ -4,7 +4,9 @@
 //! limit INCOMPLETE; a large group read by Active Directory's ranged
 //! retrieval (through a proxy that answers as AD does); disable, delete,
 //! remove member and add member CONFIRMED by read-back; a write the server
-//! rejects FAILED with the LDAP result code.
+//! rejects FAILED with the LDAP result code; `ldaps://` and StartTLS verifying the
+//! server against the configured CA (an unknown CA refused); a configured
+//! attribute (`employeeType: disabled`) as the disable rule.
 
 use std::process::Command;
 
@@ -15,7 +17,8 @@ use govledger_testkit::{
     Govledger, NatsServer,
     ad_range_proxy::AdRangeProxy,
     runs::{assert_run, assert_verdict},
-    slapd::{Slapd, SlapdOptions, user_password},
+    slapd::{Slapd, SlapdOptions, SlapdTls, user_password},
+    tls::TlsFiles,
 };
 
 const USERS: usize = 250;
@@ -34,6 +37,7 @@ verify_window_ms = 0
 [sources.ldap]
 users_base = "{people}"
 groups_base = "{groups}"
+{ldap_extra}
 [sources.auth]
 kind = "basic"
 username = "{bind_dn}"
@@ -45,6 +49,7 @@ email = "mail"
         people = slapd.people_dn(),
         groups = slapd.groups_dn(),
         pw = password_file(password),
+        ldap_extra = "",
     )
 }
 
@@ -304,4 +309,85 @@ async fn a_rejected_write_fails_with_the_result_code() {
     );
     assert!(!detail.contains(&user_password("u5")), "{detail}");
     assert!(read_attr(&slapd, &slapd.user_dn("u1"), "pwdAccountLockedTime").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_starttls_verify_the_server() {
+    let certs = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::new(certs.path(), "unused");
+    let slapd = seeded(&SlapdOptions {
+        tls: Some(SlapdTls {
+            cert: tls.server_cert.clone(),
+            key: tls.server_key.clone(),
+            ca: tls.ca.clone(),
+        }),
+        ..Default::default()
+    });
+    let ldaps = slapd.ldaps_url().unwrap().to_owned();
+    let source = |id: &str, url: &str, ldap_extra: &str| {
+        config(&slapd, url, slapd.admin_dn(), slapd.admin_password(), "")
+            .replace("id = \"dir\"", &format!("id = \"{id}\""))
+            .replace(
+                &format!("groups_base = \"{}\"\n", slapd.groups_dn()),
+                &format!("groups_base = \"{}\"\n{ldap_extra}\n", slapd.groups_dn()),
+            )
+    };
+    let cfg = [
+        source("ldaps", &ldaps, &format!("ca_file = \"{}\"", tls.ca)),
+        source(
+            "starttls",
+            slapd.url(),
+            &format!("starttls = true\nca_file = \"{}\"", tls.ca),
+        ),
+        // The system's roots do not know the test CA: refused, never read in clear.
+        source("untrusted", &ldaps, ""),
+    ]
+    .concat();
+    let nats = NatsServer::start().await;
+    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    for id in ["ldaps", "starttls"] {
+        let r = gl.sync(id).await;
+        assert_verdict(&r, Verdict::Complete);
+        assert_eq!(r.run.unwrap().records_unique, USERS as u64 + 2, "{id}");
+    }
+    let r = gl.sync("untrusted").await;
+    assert_eq!(r.verdict, Verdict::Failed as i32, "{:?}", r.reasons);
+    let why = &r.reasons[0].message;
+    assert!(why.to_lowercase().contains("certificate"), "{why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_attribute_disables_and_reads_back() {
+    let slapd = seeded(&SlapdOptions::default());
+    let nats = NatsServer::start().await;
+    let cfg = config(&slapd, slapd.url(), slapd.admin_dn(), slapd.admin_password(), "").replace(
+        &format!("groups_base = \"{}\"\n", slapd.groups_dn()),
+        &format!(
+            "groups_base = \"{}\"\ndisable = \"attribute\"\ndisable_attribute = \"employeeType\"\ndisable_value = \"disabled\"\n",
+            slapd.groups_dn()
+        ),
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    assert_verdict(&gl.sync("dir").await, Verdict::Complete);
+    let u9 = uuid(&slapd, &slapd.user_dn("u9"));
+    assert_eq!(
+        gl.user("dir", &u9).await.identity.unwrap().active,
+        Some(true)
+    );
+    let a = gl.act("dir", action(ActionKind::Deactivate, &u9, "")).await;
+    assert_eq!(a.outcome, ActionOutcome::Confirmed as i32, "{a:?}");
+    assert!(
+        a.outcome_detail.contains("employeeType=disabled"),
+        "{}",
+        a.outcome_detail
+    );
+    assert_eq!(
+        read_attr(&slapd, &slapd.user_dn("u9"), "employeeType"),
+        vec!["disabled"]
+    );
+    assert_verdict(&gl.sync("dir").await, Verdict::Complete);
+    assert_eq!(
+        gl.user("dir", &u9).await.identity.unwrap().active,
+        Some(false)
+    );
 }

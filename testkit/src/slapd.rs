@@ -101,6 +101,17 @@ pub struct SlapdOptions {
     /// With a `size_limit`, paged searches stop at it too
     /// (`size.prtotal=N`): the server's limit a paging connector meets.
     pub limit_paged: bool,
+    /// TLS: StartTLS on the `ldap://` port and a second `ldaps://` port,
+    /// with this certificate, key and CA (PEM paths).
+    pub tls: Option<SlapdTls>,
+}
+
+/// The PEM files slapd serves TLS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlapdTls {
+    pub cert: String,
+    pub key: String,
+    pub ca: String,
 }
 
 impl SlapdOptions {
@@ -121,6 +132,8 @@ impl SlapdOptions {
 pub struct Slapd {
     port: u16,
     url: String,
+    /// `ldaps://127.0.0.1:PORT` when started with TLS.
+    ldaps_url: Option<String>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
@@ -152,7 +165,11 @@ impl Slapd {
         // A free port can be taken between the probe and the bind: retry.
         for _ in 0..START_TRIES {
             let port = net::try_free_port()?;
-            let mut child = spawn(bin, dir.path(), port, &log)?;
+            let tls_port = match options.tls {
+                Some(_) => Some(net::try_free_port()?),
+                None => None,
+            };
+            let mut child = spawn(bin, dir.path(), (port, tls_port), &log)?;
             let ready = net::wait_port(port, READY_TIMEOUT_MS, || {
                 matches!(child.try_wait(), Ok(None))
             });
@@ -160,6 +177,7 @@ impl Slapd {
                 let server = Self {
                     port,
                     url: format!("ldap://127.0.0.1:{port}"),
+                    ldaps_url: tls_port.map(|p| format!("ldaps://127.0.0.1:{p}")),
                     child: Some(child),
                     dir,
                 };
@@ -184,6 +202,11 @@ impl Slapd {
     /// `ldap://127.0.0.1:PORT`
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `ldaps://127.0.0.1:PORT`, when started with [`SlapdOptions::tls`].
+    pub fn ldaps_url(&self) -> Option<&str> {
+        self.ldaps_url.as_deref()
     }
 
     /// The port slapd listens on (127.0.0.1).
@@ -422,8 +445,18 @@ fn config_ldif(data: &Path, options: &SlapdOptions) -> String {
             format!("olcSizeLimit: size.soft={n} size.hard={n} size.prtotal={prtotal}\n")
         })
         .unwrap_or_default();
+    let tls = options
+        .tls
+        .as_ref()
+        .map(|t| {
+            format!(
+                "olcTLSCertificateFile: {}\nolcTLSCertificateKeyFile: {}\nolcTLSCACertificateFile: {}\n",
+                t.cert, t.key, t.ca
+            )
+        })
+        .unwrap_or_default();
     let mut s = format!(
-        "dn: cn=config\nobjectClass: olcGlobal\ncn: config\n\n\
+        "dn: cn=config\nobjectClass: olcGlobal\ncn: config\n{tls}\n\
          dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\n\
          olcModulePath: {MODULE_PATH}\nolcModuleLoad: back_mdb\nolcModuleLoad: memberof\n\
          olcModuleLoad: refint\nolcModuleLoad: ppolicy\n\n\
@@ -486,7 +519,12 @@ fn base_ldif() -> String {
 /// `dir/slapd.d`, its output into `log`. Through `setpriv --pdeathsig KILL`
 /// (util-linux, on every Debian) when present: slapd then dies with the
 /// spawning thread even when the test is SIGKILLed, with no unsafe code here.
-fn spawn(bin: &Path, dir: &Path, port: u16, log: &Path) -> Result<Child, Error> {
+fn spawn(bin: &Path, dir: &Path, ports: (u16, Option<u16>), log: &Path) -> Result<Child, Error> {
+    let (port, tls_port) = ports;
+    let mut urls = format!("ldap://127.0.0.1:{port}/");
+    if let Some(p) = tls_port {
+        urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+    }
     let out =
         std::fs::File::create(log).map_err(Error::io(format!("creating {}", log.display())))?;
     let err = out
@@ -499,22 +537,16 @@ fn spawn(bin: &Path, dir: &Path, port: u16, log: &Path) -> Result<Child, Error> 
     } else {
         Command::new(bin)
     };
-    cmd.args([
-        "-d",
-        "none",
-        "-h",
-        &format!("ldap://127.0.0.1:{port}/"),
-        "-F",
-    ])
-    .arg(dir.join("slapd.d"))
-    .stdin(Stdio::null())
-    .stdout(out)
-    .stderr(err)
-    .spawn()
-    .map_err(Error::io(format!(
-        "cannot start {} (run scripts/install-tools.sh)",
-        bin.display()
-    )))
+    cmd.args(["-d", "none", "-h", &urls, "-F"])
+        .arg(dir.join("slapd.d"))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(Error::io(format!(
+            "cannot start {} (run scripts/install-tools.sh)",
+            bin.display()
+        )))
 }
 
 #[cfg(test)]
