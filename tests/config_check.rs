@@ -108,3 +108,66 @@ async fn a_live_check_of_a_rest_source_reads_its_total() {
         "{out}"
     );
 }
+
+/// A directory and an HR drop checked live: the bind and one entry of each
+/// base; the file a run would read, its rows and declared count. A wrong
+/// bind password fails (exit 3) and is never printed; a cut file is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_check_reads_a_directory_and_an_hr_drop() {
+    let slapd = govledger_testkit::slapd::Slapd::start();
+    slapd.add_users("u", 3);
+    let drop = tempfile::tempdir().unwrap();
+    std::fs::write(
+        drop.path().join("workers_1.csv"),
+        "employee_id,status\nE1,active\nE2,terminated\nTRAILER,2\n",
+    )
+    .unwrap();
+    let toml = format!(
+        "[[sources]]\nid = \"dir\"\nkind = \"ldap\"\nbase_url = \"{}\"\n[sources.ldap]\nusers_base = \"{}\"\n\
+         [sources.auth]\nkind = \"basic\"\nusername = \"{}\"\npassword_env = \"GL_CC_LDAP\"\n\
+         [[sources]]\nid = \"hr\"\nkind = \"file\"\n[sources.file]\ndir = \"{}\"\npattern = \"workers_*.csv\"\n\
+         [sources.file.columns]\nid = \"employee_id\"\nstatus = \"status\"\n",
+        slapd.url(),
+        slapd.people_dn(),
+        slapd.admin_dn(),
+        drop.path().display()
+    );
+    let (code, out, err) = check(&toml, &[("GL_CC_LDAP", slapd.admin_password())], true);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("source dir (ldap, ldap-paged-results)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{}: OK: 1 record(s) on the first page",
+            slapd.people_dn()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("workers_1.csv: OK: 2 record(s) on the first page, declared total 2"),
+        "{out}"
+    );
+
+    let wrong = "not-the-Passw0rd";
+    let (code, out, err) = check(&toml, &[("GL_CC_LDAP", wrong)], true);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        out.contains("FAILED (AUTH)") && out.contains("invalidCredentials"),
+        "{out}"
+    );
+    assert!(!out.contains(wrong) && !err.contains(wrong), "{out}{err}");
+
+    std::fs::write(
+        drop.path().join("workers_2.csv"),
+        "employee_id,status\nE1,act",
+    )
+    .unwrap();
+    let (code, out, _) = check(&toml, &[("GL_CC_LDAP", slapd.admin_password())], true);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("FAILED (LIMIT)") && out.contains("line 2") && out.contains("truncated"),
+        "{out}"
+    );
+}

@@ -25,6 +25,9 @@ use crate::{http::Secret, retry::Failure, scim::Item};
 /// `pwdAccountLockedTime` meaning "locked until an administrator unlocks it"
 /// (draft-behera-ldap-password-policy).
 pub const LOCKED_FOREVER: &str = "000001010000Z";
+/// The users' own list of their groups (AD; OpenLDAP's memberof overlay),
+/// read when the source reads no groups.
+pub const MEMBER_OF: &str = "memberOf";
 /// AD `userAccountControl` ACCOUNTDISABLE.
 pub const UAC_ACCOUNTDISABLE: u64 = 2;
 
@@ -120,6 +123,9 @@ impl LdapSpec {
             a.push("cn".into());
         } else {
             a.push(self.disable.attribute().to_owned());
+            if self.groups.is_none() {
+                a.push(MEMBER_OF.into());
+            }
         }
         a.extend(self.attributes.iter().map(|(_, attr)| attr.clone()));
         a.push("modifyTimestamp".into());
@@ -369,6 +375,21 @@ pub fn guid(b: &[u8]) -> Option<String> {
 /// The entry's stable id by `id_attribute`: a string `entryUUID`, or a binary
 /// `objectGUID` in GUID form.
 pub fn entry_id(e: &SearchEntry, id_attribute: &str) -> Option<String> {
+    if id_attribute.eq_ignore_ascii_case("objectGUID") {
+        // 16 bytes that happen to be UTF-8 arrive as text: the same bytes.
+        let text = e
+            .attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(id_attribute))
+            .and_then(|(_, v)| v.first())
+            .map(|s| s.as_bytes().to_vec());
+        let bin = e
+            .bin_attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(id_attribute))
+            .and_then(|(_, v)| v.first().cloned());
+        return bin.or(text).and_then(|b| guid(&b));
+    }
     if let Some((_, v)) = e
         .attrs
         .iter()
@@ -520,12 +541,21 @@ pub fn record(
                 .map(|v| (name.clone(), v))
         })
         .collect();
+    // Without groups read, a user's `memberOf` names its groups (by DN).
+    let memberships = if entity_type == EntityType::User && spec.groups.is_none() {
+        values(e, MEMBER_OF)
+            .into_iter()
+            .map(|dn| format!("dn:{dn}"))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Item::Observed(RecordObserved {
         entity_type: entity_type as i32,
         external_id: id,
         active,
         attribute_digest: raw.clone(),
-        memberships: Vec::new(),
+        memberships,
         version: values(e, "modifyTimestamp")
             .into_iter()
             .next()
@@ -687,6 +717,41 @@ mod tests {
             record(&bad, EntityType::User, &s, "p", 0),
             Item::Rejected(_)
         ));
+    }
+
+    #[test]
+    fn object_guids_read_as_bytes_whatever_form_they_arrive_in() {
+        let bytes: Vec<u8> = (0u8..16).collect();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let as_text = entry("cn=a", &[("objectGUID", &[text.as_str()])]);
+        let mut as_bin = entry("cn=a", &[]);
+        as_bin.bin_attrs.insert("objectGUID".into(), vec![bytes]);
+        let want = Some("03020100-0504-0706-0809-0a0b0c0d0e0f".to_owned());
+        assert_eq!(entry_id(&as_text, "objectGUID"), want);
+        assert_eq!(entry_id(&as_bin, "objectguid"), want);
+    }
+
+    #[test]
+    fn users_carry_member_of_when_no_groups_are_read() {
+        let mut s = spec(Disable::PwdAccountLockedTime);
+        let e = entry(
+            "uid=a,dc=x",
+            &[("entryUUID", &["u1"]), ("memberOf", &["cn=vpn,dc=x"])],
+        );
+        let Item::Observed(r) = record(&e, EntityType::User, &s, "p", 0) else {
+            panic!()
+        };
+        assert_eq!(r.memberships, vec!["dn:cn=vpn,dc=x".to_owned()]);
+        assert!(s.attrs(EntityType::User).contains(&"memberOf".to_owned()));
+        s.groups = Some(LdapQuery {
+            base_dn: "ou=g".into(),
+            filter: "(cn=*)".into(),
+            subtree: true,
+        });
+        let Item::Observed(r) = record(&e, EntityType::User, &s, "p", 0) else {
+            panic!()
+        };
+        assert!(r.memberships.is_empty());
     }
 
     #[test]

@@ -326,6 +326,8 @@ impl Run<'_> {
                 .member_dns
                 .iter()
                 .map(|dn| {
+                    // uniqueMember may carry an optional UID: `dn#'0101'B`.
+                    let dn = dn.split_once("#'").map_or(dn.as_str(), |(d, _)| d);
                     ids.get(&ldap::dn_key(dn))
                         .cloned()
                         .unwrap_or_else(|| format!("{UNKNOWN_DN_PREFIX}{dn}"))
