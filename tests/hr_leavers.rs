@@ -56,6 +56,15 @@ fn drop_file(dir: &Path, name: &str, text: &str, age_s: u64) {
         .unwrap();
 }
 
+/// Every reason's message of a run, in one line.
+fn reasons(r: &govledger_proto::v1::GetRunResponse) -> String {
+    r.reasons
+        .iter()
+        .map(|x| x.message.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hr_files_are_judged_by_their_own_counts() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,12 +97,7 @@ async fn hr_files_are_judged_by_their_own_counts() {
     );
     let r = gl.sync("hr").await;
     assert_run(&r, Verdict::Incomplete, &[ReasonCode::EngineFailed]);
-    let all: String = r
-        .reasons
-        .iter()
-        .map(|x| x.message.clone())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let all = reasons(&r);
     assert!(
         all.contains("workers_2.csv line 3") && all.contains("truncated"),
         "{all}"
@@ -108,12 +112,7 @@ async fn hr_files_are_judged_by_their_own_counts() {
     );
     let r = gl.sync("hr").await;
     assert_run(&r, Verdict::Incomplete, &[ReasonCode::RecordsRejected]);
-    let all: String = r
-        .reasons
-        .iter()
-        .map(|x| x.message.clone())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let all = reasons(&r);
     assert!(
         all.contains("workers_3.csv line 3: E2: status \"on leave\""),
         "{all}"
@@ -132,12 +131,7 @@ async fn hr_files_are_judged_by_their_own_counts() {
         Verdict::Incomplete,
         &[ReasonCode::CountShort, ReasonCode::EngineFailed],
     );
-    let all: String = r
-        .reasons
-        .iter()
-        .map(|x| x.message.clone())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let all = reasons(&r);
     assert!(
         all.contains("workers_4.csv line 3 (the trailer) declares 3 rows, the file holds 1"),
         "{all}"

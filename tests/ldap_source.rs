@@ -99,6 +99,20 @@ async fn group_members(gl: &Govledger, id: &str) -> Vec<String> {
     r.identity.unwrap().memberships
 }
 
+/// govledger serving the directory bound as its root DN (with its own NATS).
+async fn serve_admin(slapd: &Slapd) -> (NatsServer, Govledger) {
+    let nats = NatsServer::start().await;
+    let cfg = config(
+        slapd,
+        slapd.url(),
+        slapd.admin_dn(),
+        slapd.admin_password(),
+        "",
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    (nats, gl)
+}
+
 fn seeded(options: &SlapdOptions) -> Slapd {
     let slapd = Slapd::start_with(options);
     slapd.add_users("u", USERS);
@@ -111,15 +125,7 @@ fn seeded(options: &SlapdOptions) -> Slapd {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paged_full_sync_is_complete_with_exact_counts() {
     let slapd = seeded(&SlapdOptions::default());
-    let nats = NatsServer::start().await;
-    let cfg = config(
-        &slapd,
-        slapd.url(),
-        slapd.admin_dn(),
-        slapd.admin_password(),
-        "",
-    );
-    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let (_nats, gl) = serve_admin(&slapd).await;
     let r = gl.sync("dir").await;
     assert_verdict(&r, Verdict::Complete);
     let run = r.run.unwrap();
@@ -227,15 +233,7 @@ fn action(kind: ActionKind, user: &str, group: &str) -> ActionRequested {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_are_confirmed_by_read_back() {
     let slapd = seeded(&SlapdOptions::default());
-    let nats = NatsServer::start().await;
-    let cfg = config(
-        &slapd,
-        slapd.url(),
-        slapd.admin_dn(),
-        slapd.admin_password(),
-        "",
-    );
-    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let (_nats, gl) = serve_admin(&slapd).await;
     assert_verdict(&gl.sync("dir").await, Verdict::Complete);
     let (u1, u2, u3) = (
         uuid(&slapd, &slapd.user_dn("u1")),

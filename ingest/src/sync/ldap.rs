@@ -353,15 +353,8 @@ impl Run<'_> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            if self.ctx.cancel.is_cancelled() {
-                return Ok(Err(Stop::Abort(
-                    ErrorClass::Other,
-                    "govledger shut down mid-run".into(),
-                )));
-            }
-            tokio::select! {
-                _ = self.limiter.acquire() => {}
-                _ = self.ctx.cancel.cancelled() => continue,
+            if let Err(stop) = self.next_attempt().await {
+                return Ok(Err(stop));
             }
             let started = Instant::now();
             let r = tokio::select! {
@@ -403,12 +396,7 @@ impl Run<'_> {
             let will_retry = matches!(decision, Decision::Retry(_));
             self.page_failed(req, &f, will_retry, attempt).await?;
             match decision {
-                Decision::Retry(wait) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.ctx.cancel.cancelled() => {}
-                    }
-                }
+                Decision::Retry(wait) => self.pause(wait).await,
                 Decision::GiveUp => {
                     if !req.member_read {
                         self.report.pages_failed += 1;

@@ -404,15 +404,8 @@ impl Run<'_> {
         let mut refreshed = false;
         loop {
             attempt += 1;
-            if self.ctx.cancel.is_cancelled() {
-                return Ok(Err(Stop::Abort(
-                    ErrorClass::Other,
-                    "govledger shut down mid-run".into(),
-                )));
-            }
-            tokio::select! {
-                _ = self.limiter.acquire() => {}
-                _ = self.ctx.cancel.cancelled() => continue,
+            if let Err(stop) = self.next_attempt().await {
+                return Ok(Err(stop));
             }
             // The answer shows the target as it was at or after this time.
             let asked_at_us = crate::event::now_us();
@@ -464,10 +457,7 @@ impl Run<'_> {
                         // The server's pause holds for every request of this source.
                         self.server_pause(Instant::now() + hint);
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.ctx.cancel.cancelled() => {}
-                    }
+                    self.pause(wait).await;
                 }
                 Decision::GiveUp => {
                     self.report.pages_failed += 1;
@@ -480,6 +470,27 @@ impl Run<'_> {
                     )));
                 }
             }
+        }
+    }
+
+    /// The start of every request attempt of every connector: the rate
+    /// limit's turn, or the run's end when govledger shuts down.
+    async fn next_attempt(&mut self) -> Result<(), Stop> {
+        let shut_down = || Stop::Abort(ErrorClass::Other, "govledger shut down mid-run".into());
+        if self.ctx.cancel.is_cancelled() {
+            return Err(shut_down());
+        }
+        tokio::select! {
+            _ = self.limiter.acquire() => Ok(()),
+            _ = self.ctx.cancel.cancelled() => Err(shut_down()),
+        }
+    }
+
+    /// The retry engine's wait before the next attempt (cut short by shutdown).
+    async fn pause(&self, wait: std::time::Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.ctx.cancel.cancelled() => {}
         }
     }
 
