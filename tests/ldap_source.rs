@@ -6,7 +6,8 @@
 //! remove member and add member CONFIRMED by read-back; a write the server
 //! rejects FAILED with the LDAP result code; `ldaps://` and StartTLS verifying the
 //! server against the configured CA (an unknown CA refused); a configured
-//! attribute (`employeeType: disabled`) as the disable rule.
+//! attribute (`employeeType: disabled`) as the disable rule; a connection
+//! lost mid-listing INCOMPLETE.
 
 use std::process::Command;
 
@@ -387,5 +388,38 @@ async fn a_configured_attribute_disables_and_reads_back() {
     assert_eq!(
         gl.user("dir", &u9).await.identity.unwrap().active,
         Some(false)
+    );
+}
+
+/// The connection drops in the middle of the listing (a proxy resets it
+/// after ~25 KB, inside the second page): paged results cannot resume on a
+/// new connection, so the page is given up at once and the run is
+/// INCOMPLETE, naming why; never COMPLETE with the first page alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_mid_listing_is_incomplete() {
+    let slapd = seeded(&SlapdOptions::default());
+    let proxy =
+        govledger_testkit::cut_proxy::CutProxy::start(&slapd.addr().to_string(), 1, 25_000).await;
+    let url = proxy.base.replace("http://", "ldap://");
+    let nats = NatsServer::start().await;
+    let cfg = config(&slapd, &url, slapd.admin_dn(), slapd.admin_password(), "");
+    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let r = gl.sync("dir").await;
+    assert_run(
+        &r,
+        Verdict::Incomplete,
+        &[ReasonCode::PagesFailed, ReasonCode::EngineFailed],
+    );
+    let all: Vec<&str> = r.reasons.iter().map(|x| x.message.as_str()).collect();
+    assert!(
+        all.iter()
+            .any(|m| m.contains("paged results cannot resume")),
+        "{all:#?}"
+    );
+    assert!(proxy.cuts() >= 1);
+    let run = r.run.unwrap();
+    assert!(
+        run.records_unique >= 100 && run.records_unique < USERS as u64,
+        "{run:?}"
     );
 }
