@@ -77,14 +77,14 @@ impl Run<'_> {
                 .await?
             {
                 // What was read is published: the groups held so far too.
-                self.publish_groups(spec, held, &ids).await?;
+                self.publish_groups(held, &ids).await?;
                 return Ok(Some(stop));
             }
         }
         for g in &mut held {
             self.read_ranges(spec, &mut conn, g).await?;
         }
-        self.publish_groups(spec, held, &ids).await?;
+        self.publish_groups(held, &ids).await?;
         Ok(None)
     }
 
@@ -314,11 +314,9 @@ impl Run<'_> {
     /// Names the held groups' members by id and publishes the groups.
     async fn publish_groups(
         &mut self,
-        spec: &LdapSpec,
         held: Vec<Held>,
         ids: &HashMap<String, String>,
     ) -> Result<(), SyncError> {
-        let _ = spec;
         for g in held {
             let mut r = g.record;
             let mut seen = HashSet::new();
