@@ -15,7 +15,9 @@
 //! - [`config`]: the TOML text;
 //! - [`grpc`]: one request-type byte (index into [`GRPC_REQUESTS`]), then
 //!   the protobuf bytes of that request;
-//! - [`bundle`]: the bundle's JSON.
+//! - [`bundle`]: the bundle's JSON;
+//! - [`hrfile`]: one mode byte (CSV with a trailer, JSON Lines with a
+//!   trailer, CSV counted by a control file), then the file's bytes.
 
 use std::sync::{Arc, OnceLock};
 
@@ -72,6 +74,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("config", config),
     ("grpc", grpc),
     ("bundle", bundle),
+    ("hrfile", hrfile),
 ];
 
 fn trust() -> Arc<Trust> {
@@ -210,6 +213,57 @@ pub fn scim(data: &[u8]) {
         }
         _ => {
             let _ = scim::parse_service_provider_config(body);
+        }
+    }
+}
+
+/// An HR export as the file connector parses it (`hrfile::parse`): any
+/// bytes give records and rejections, never a panic, and what it says holds
+/// together: every record has an id, every rejection names its line, the
+/// rows counted are the records and the rejected rows before a trailer.
+pub fn hrfile(data: &[u8]) {
+    use govledger_ingest::hrfile::{Columns, Completeness, FileSpec, Format, parse};
+    let Some((&mode, body)) = data.split_first() else {
+        return;
+    };
+    let (format, completeness) = match mode % 3 {
+        0 => (Format::Csv, Completeness::Trailer("TRAILER".into())),
+        1 => (Format::JsonLines, Completeness::Trailer("TRAILER".into())),
+        _ => (Format::Csv, Completeness::ControlFile(".ctl".into())),
+    };
+    let spec = FileSpec {
+        dir: std::path::PathBuf::new(),
+        pattern: "*".into(),
+        format,
+        columns: Columns {
+            id: "employee_id".into(),
+            status: Some("status".into()),
+            email: Some("email".into()),
+            manager: Some("manager".into()),
+            end_date: Some("end_date".into()),
+            name: Some("name".into()),
+        },
+        status_words: govledger_ingest::rest::ActiveWords {
+            inverted: false,
+            active: vec!["active".into()],
+            inactive: vec!["terminated".into()],
+        },
+        completeness,
+        attributes: vec![("employee_id".into(), "employee_id".into())],
+        delimiter: b',',
+    };
+    let Ok(p) = parse(&spec, "f.csv", std::io::Cursor::new(body)) else {
+        return;
+    };
+    for item in &p.items {
+        match item {
+            scim::Item::Observed(r) => {
+                assert!(!r.external_id.trim().is_empty(), "a record without id")
+            }
+            scim::Item::Rejected(r) => assert!(
+                r.page_key.contains(" line "),
+                "a rejection names no line: {r:?}"
+            ),
         }
     }
 }

@@ -253,6 +253,11 @@ fn bundles_survive_their_corpus_and_mutations() {
     smoke("bundle");
 }
 
+#[test]
+fn hr_files_survive_their_corpus_and_mutations() {
+    smoke("hrfile");
+}
+
 /// Every body has its cargo-fuzz target, and every target a body.
 #[test]
 fn every_body_has_a_fuzz_target() {
