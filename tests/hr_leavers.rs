@@ -2,7 +2,8 @@
 //! not match, a file not landed yet), and the leaver check across an HR
 //! file, a real SCIM server (`scim2-server`) and a real directory (`slapd`):
 //! people HR shows gone who are still active in a target block readiness
-//! with LEAVER_STILL_ACTIVE, until the target shows them disabled.
+//! with LEAVER_STILL_ACTIVE, until the target shows them disabled; someone
+//! left out of an HR export is gone only when that export's run is COMPLETE.
 
 use std::path::Path;
 
@@ -347,4 +348,40 @@ match_on = "employee_id"
         "{dir_b:#?}"
     );
     assert_eq!(leaver_messages(&r, "app").len(), 1);
+
+    // Only a COMPLETE HR run is evidence of absence. An export that leaves
+    // E000001 out but is cut short (its trailer declares a row it lacks)
+    // proves nothing about E000001 ...
+    let rows = "E000002,u2@example.org,terminated,\nE000003,u3@example.org,active,2026-01-31\n";
+    drop_file(
+        dir.path(),
+        "workers_2.csv",
+        &format!("{HEAD}{rows}TRAILER,3\n"),
+        2,
+    );
+    assert_eq!(gl.sync("hr").await.verdict, Verdict::Incomplete as i32);
+    let r = readiness(&gl).await;
+    let all: Vec<&str> = r.blockers.iter().map(|b| b.message.as_str()).collect();
+    assert!(!all.iter().any(|m| m.contains("E000001")), "{all:#?}");
+    // ... a COMPLETE one that leaves E000001 out shows the person gone, and
+    // u1 (active in both targets) blocks, named as absent from HR.
+    drop_file(
+        dir.path(),
+        "workers_3.csv",
+        &format!("{HEAD}{rows}TRAILER,2\n"),
+        0,
+    );
+    assert_verdict(&gl.sync("hr").await, Verdict::Complete);
+    let r = readiness(&gl).await;
+    for target in ["dir", "app"] {
+        let gone: Vec<String> = leaver_messages(&r, target)
+            .into_iter()
+            .filter(|m| m.contains("E000001"))
+            .collect();
+        assert_eq!(gone.len(), 1, "{target}: {gone:#?}");
+        assert!(
+            gone[0].contains("absent from HR") && gone[0].contains("is still active"),
+            "{gone:#?}"
+        );
+    }
 }
