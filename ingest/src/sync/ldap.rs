@@ -323,13 +323,7 @@ impl Run<'_> {
             r.memberships = g
                 .member_dns
                 .iter()
-                .map(|dn| {
-                    // uniqueMember may carry an optional UID: `dn#'0101'B`.
-                    let dn = dn.split_once("#'").map_or(dn.as_str(), |(d, _)| d);
-                    ids.get(&ldap::dn_key(dn))
-                        .cloned()
-                        .unwrap_or_else(|| format!("{UNKNOWN_DN_PREFIX}{dn}"))
-                })
+                .map(|dn| member_id(dn, ids))
                 .filter(|id| seen.insert(id.clone()))
                 .collect();
             self.observe(r).await?;
@@ -414,6 +408,16 @@ impl Run<'_> {
     }
 }
 
+/// A member value as the record names it: the id of the entry the run read
+/// at that DN, else `dn:<DN>`. A `uniqueMember` value's optional UID
+/// (`dn#'0101'B`) is not part of the DN.
+fn member_id(value: &str, ids: &HashMap<String, String>) -> String {
+    let dn = value.split_once("#'").map_or(value, |(d, _)| d);
+    ids.get(&ldap::dn_key(dn))
+        .cloned()
+        .unwrap_or_else(|| format!("{UNKNOWN_DN_PREFIX}{dn}"))
+}
+
 /// A search to send: with `paged` = the cookie, it asks for one page.
 struct Search<'a> {
     base: &'a str,
@@ -480,4 +484,20 @@ fn incomplete_answer(key: &str, r: &LdapResult) -> Option<Stop> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_values_are_named_by_id() {
+        let ids = HashMap::from([("uid=ann,ou=people,dc=x".to_owned(), "id-ann".to_owned())]);
+        assert_eq!(member_id("uid=ann, ou=People,dc=x", &ids), "id-ann");
+        assert_eq!(member_id("uid=ann,ou=people,dc=x#'0101'B", &ids), "id-ann");
+        assert_eq!(
+            member_id("uid=bob,ou=people,dc=x", &ids),
+            "dn:uid=bob,ou=people,dc=x"
+        );
+    }
 }
