@@ -27,7 +27,7 @@ use std::{
     time::SystemTime,
 };
 
-use govledger_proto::v1::{EntityType, RecordObserved, RecordRejected, RejectReason};
+use govledger_proto::v1::{EntityType, ErrorClass, RecordObserved, RecordRejected, RejectReason};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -241,8 +241,8 @@ pub fn parse(spec: &FileSpec, name: &str, r: impl BufRead) -> Result<Parsed, Str
             ));
             continue;
         }
-        if !ended && let Some(n) = trailer_word.and_then(|w| trailer_count(&text, w, spec)) {
-            // A trailer without a final line break is whole.
+        // The trailer (whole even without a final line break).
+        if let Some(n) = trailer_word.and_then(|w| trailer_count(&text, w, spec)) {
             out.declared = Some((n, line));
             continue;
         }
@@ -256,28 +256,19 @@ pub fn parse(spec: &FileSpec, name: &str, r: impl BufRead) -> Result<Parsed, Str
             ));
             break;
         }
-        let row = match (&header, spec.format) {
-            (Some(h), _) => csv_row(h, &text, spec.delimiter),
-            (None, _) => json_row(&text),
+        out.data_rows += 1;
+        let row = match &header {
+            Some(h) => csv_row(h, &text, spec.delimiter),
+            None => json_row(&text),
         };
         let row = match row {
             Ok(r) => r,
             Err(why) => {
-                if let Some(n) = trailer_word.and_then(|w| trailer_count(&text, w, spec)) {
-                    out.declared = Some((n, line));
-                    continue;
-                }
-                out.data_rows += 1;
                 out.items
                     .push(reject(&key, RejectReason::SchemaViolation, why, line));
                 continue;
             }
         };
-        if let Some(n) = trailer_word.and_then(|w| trailer_count(&text, w, spec)) {
-            out.declared = Some((n, line));
-            continue;
-        }
-        out.data_rows += 1;
         out.items.push(record(spec, &key, &row, &text, line));
     }
     if trailer_word.is_some() && out.declared.is_none() && out.truncated.is_none() {
@@ -515,6 +506,45 @@ pub fn read_side(spec: &FileSpec, side: &Path) -> Result<u64, String> {
         .read_to_string(&mut text)
         .map_err(|e| format!("reading {}: {e}", side.display()))?;
     side_count(spec, &text).map_err(|e| format!("{}: {e}", side.display()))
+}
+
+/// The newest landed file, read: its path and name, what it holds, and its
+/// side file's count.
+#[derive(Debug)]
+pub struct Newest {
+    pub path: PathBuf,
+    pub name: String,
+    pub parsed: Parsed,
+    pub side_count: Option<u64>,
+}
+
+/// Picks the newest landed file of the folder, reads its side file and
+/// parses it (blocking I/O): what a run and `config check --live` read.
+pub fn read_newest(spec: &FileSpec) -> Result<Newest, (ErrorClass, String)> {
+    let picked = pick(spec).map_err(|why| (ErrorClass::NotFound, why))?;
+    let name = picked
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let side_count = match &picked.side {
+        Some(side) => Some(read_side(spec, side).map_err(|why| (ErrorClass::Parse, why))?),
+        None => None,
+    };
+    let f = std::fs::File::open(&picked.path).map_err(|e| {
+        (
+            ErrorClass::Other,
+            format!("opening {}: {e}", picked.path.display()),
+        )
+    })?;
+    let parsed = parse(spec, &name, std::io::BufReader::new(f))
+        .map_err(|why| (ErrorClass::Parse, format!("{name}: {why}")))?;
+    Ok(Newest {
+        path: picked.path,
+        name,
+        parsed,
+        side_count,
+    })
 }
 
 #[cfg(test)]

@@ -146,29 +146,13 @@ fn probe_file(spec: &crate::hrfile::FileSpec) -> Probed {
         items: 0,
         declared_total: None,
     };
-    let picked = match crate::hrfile::pick(spec) {
-        Ok(x) => x,
-        Err(why) => {
-            p.problem = Some((ErrorClass::NotFound, why));
-            return p;
-        }
-    };
-    p.collection = picked.path.display().to_string();
-    let side = picked
-        .side
-        .as_deref()
-        .map(|s| crate::hrfile::read_side(spec, s));
-    let parsed = std::fs::File::open(&picked.path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| crate::hrfile::parse(spec, "probe", std::io::BufReader::new(f)));
-    match (parsed, side) {
-        (Err(why), _) | (_, Some(Err(why))) => p.problem = Some((ErrorClass::Parse, why)),
-        (Ok(parsed), side) => {
-            p.items = usize::try_from(parsed.data_rows).unwrap_or(usize::MAX);
-            p.declared_total = side
-                .and_then(Result::ok)
-                .or(parsed.declared.map(|(n, _)| n));
-            if let Some(t) = parsed.truncated {
+    match crate::hrfile::read_newest(spec) {
+        Err((class, why)) => p.problem = Some((class, why)),
+        Ok(n) => {
+            p.collection = n.path.display().to_string();
+            p.items = usize::try_from(n.parsed.data_rows).unwrap_or(usize::MAX);
+            p.declared_total = n.side_count.or(n.parsed.declared.map(|(c, _)| c));
+            if let Some(t) = n.parsed.truncated {
                 p.problem = Some((ErrorClass::Limit, t));
             }
         }

@@ -39,10 +39,12 @@ pub struct Leaver {
 
 /// Why HR shows `p` gone as of `today` (`YYYY-MM-DD`), if it does.
 pub fn gone(p: &IdentityState, hr: &SourceState, today: &str) -> Option<String> {
-    let seen = format!(
-        "last observed by run {} at stream sequence {}",
-        p.last_observed_run_id, p.last_observed_seq
-    );
+    let seen = || {
+        format!(
+            "last observed by run {} at stream sequence {}",
+            p.last_observed_run_id, p.last_observed_seq
+        )
+    };
     let (presence, how) = verdict::presence(p, hr);
     if presence == PresenceStatus::RemovedAtSource {
         return Some(format!("absent from HR: {how}"));
@@ -52,12 +54,12 @@ pub fn gone(p: &IdentityState, hr: &SourceState, today: &str) -> Option<String> 
             .attributes
             .get("status")
             .map_or("inactive".to_owned(), |s| format!("status {s:?}"));
-        return Some(format!("marked {status} in HR ({seen})"));
+        return Some(format!("marked {status} in HR ({})", seen()));
     }
     if let Some(end) = p.attributes.get("end_date")
         && end.as_str() < today
     {
-        return Some(format!("end date {end} passed in HR ({seen})"));
+        return Some(format!("end date {end} passed in HR ({})", seen()));
     }
     None
 }

@@ -8,22 +8,32 @@
 //! FAILED in the engine's words naming the line — INCOMPLETE, never
 //! COMPLETE. A folder with no landed file is a run that could not run.
 
+use std::sync::Arc;
+
 use govledger_proto::v1::{EntityType, ErrorClass, PageFetched, PageRole, event::Body};
 use tokio::time::Instant;
 
 use super::{Run, Stop, SyncError};
 use crate::{
-    hrfile::{self, FileSpec, Parsed},
+    hrfile::{self, FileSpec},
     scim::Item,
 };
 
 impl Run<'_> {
     /// Reads the folder of `spec`; `Some(stop)` when the run is not whole.
-    pub(super) async fn read_file(&mut self, spec: &FileSpec) -> Result<Option<Stop>, SyncError> {
+    pub(super) async fn read_file(
+        &mut self,
+        spec: &Arc<FileSpec>,
+    ) -> Result<Option<Stop>, SyncError> {
         let began = Instant::now();
         let owned = spec.clone();
-        let read = tokio::task::spawn_blocking(move || read_blocking(&owned)).await;
-        let (picked_name, parsed, side_count) = match read {
+        let read = tokio::task::spawn_blocking(move || hrfile::read_newest(&owned)).await;
+        let hrfile::Newest {
+            name: picked_name,
+            parsed,
+            side_count,
+            ..
+        } = match read {
             Ok(Ok(r)) => r,
             Ok(Err((class, why))) => return Ok(Some(Stop::Abort(class, why))),
             Err(e) => {
@@ -92,29 +102,4 @@ fn side_name(spec: &FileSpec) -> &'static str {
         hrfile::Completeness::Manifest { .. } => "manifest",
         _ => "control file",
     }
-}
-
-/// The picked file's name, what it holds, and its side file's count.
-type Read = (String, Parsed, Option<u64>);
-
-fn read_blocking(spec: &FileSpec) -> Result<Read, (ErrorClass, String)> {
-    let picked = hrfile::pick(spec).map_err(|why| (ErrorClass::NotFound, why))?;
-    let name = picked
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let side_count = match &picked.side {
-        Some(side) => Some(hrfile::read_side(spec, side).map_err(|why| (ErrorClass::Parse, why))?),
-        None => None,
-    };
-    let f = std::fs::File::open(&picked.path).map_err(|e| {
-        (
-            ErrorClass::Other,
-            format!("opening {}: {e}", picked.path.display()),
-        )
-    })?;
-    let parsed = hrfile::parse(spec, &name, std::io::BufReader::new(f))
-        .map_err(|why| (ErrorClass::Parse, format!("{name}: {why}")))?;
-    Ok((name, parsed, side_count))
 }
