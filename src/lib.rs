@@ -10,6 +10,7 @@
 //!   - [`config`]: one TOML file, typed and validated once (sources, secrets);
 //!   - [`serve`]: wiring the roles, the embedded `nats-server` child, one shutdown path;
 //!   - [`workers`]: the sync scheduler, the action workers, the clock's alerts;
+//!   - [`cluster`]: several processes on one JetStream cluster: leases, triggers, read-your-writes;
 //!   - [`api`]: the gRPC API: the tonic adapter and the queries it answers from;
 //!   - [`auth`]: who may call what: principals, roles, the RPC → roles table, the guard;
 //!   - [`alerts`]: decided alerts stored once in their own stream, the outbox relay, resumable watching;
@@ -26,6 +27,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -38,7 +38,9 @@ fn init_logging() {
 /// Runs the function of `cmd`'s subcommand.
 async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Serve(f) => server::serve(f).await,
+        Cmd::Serve(f) => server::serve(f, govledger::serve::roles::Roles::ALL).await,
+        Cmd::Ingest(f) => server::serve(f, govledger::serve::roles::Roles::INGEST).await,
+        Cmd::Api(f) => server::serve(f, govledger::serve::roles::Roles::API).await,
         Cmd::Project(a) => server::project(a).await,
         Cmd::Simulate(a) => server::simulate(a).await,
         Cmd::Rebuild(a) => server::rebuild(a).await,

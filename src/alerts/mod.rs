@@ -58,13 +58,17 @@ pub enum AlertError {
 }
 
 /// Creates the alerts stream (or checks an existing one keeps one message per subject).
-pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), AlertError> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    replication: &govledger_stream::contract::Replication,
+) -> Result<(), AlertError> {
     let spec = govledger_stream::StreamSpec {
         name: ALERTS_STREAM.to_owned(),
         subjects: vec![ALERT_SUBJECTS.to_owned()],
         one_per_subject: true,
         ..Default::default()
-    };
+    }
+    .replicated(replication);
     govledger_stream::ensure_stream(js, &spec).await?;
     Ok(())
 }

@@ -249,8 +249,11 @@ impl Ledger for LedgerApi {
         let result = async {
             let id = validate::source_id(&r.source_id)?;
             let mode = validate::sync_mode(r.mode)?;
-            let run_id = self.q.syncs.trigger(id, mode, &p.name).await?;
-            Ok(Response::new(TriggerSyncResponse { run_id }))
+            let t = self.q.syncs.trigger(id, mode, &p.name).await?;
+            Ok(Response::new(TriggerSyncResponse {
+                run_id: t.run_id,
+                seq: t.seq,
+            }))
         }
         .await;
         log_call(&p, "TriggerSync", &r.source_id, &result);
@@ -279,8 +282,13 @@ impl Ledger for LedgerApi {
             }
             let now_us = chrono::Utc::now().timestamp_micros();
             let request = validate::action_request(r.request, now_us)?;
-            let (action_id, created) = self.actions.submit(&self.q.store, &source, request).await?;
-            Ok(Response::new(SubmitActionResponse { action_id, created }))
+            let (action_id, created, seq) =
+                self.actions.submit(&self.q.store, &source, request).await?;
+            Ok(Response::new(SubmitActionResponse {
+                action_id,
+                created,
+                seq,
+            }))
         }
         .await;
         log_call(&p, "SubmitAction", &target, &result);

@@ -137,7 +137,7 @@ impl From<TriggerError> for Status {
             TriggerError::AlreadyRunning { .. } | TriggerError::NoBaseline(_) => {
                 Status::failed_precondition(e.to_string())
             }
-            TriggerError::Stopped(_) | TriggerError::NotRecorded(_) => {
+            TriggerError::Stopped(_) | TriggerError::NotRecorded(_) | TriggerError::NoIngest(_) => {
                 Status::unavailable(e.to_string())
             }
         }

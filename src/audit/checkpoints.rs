@@ -328,13 +328,14 @@ impl Checkpointer {
         key: SigningKey,
         js: jetstream::Context,
         store: Arc<Store>,
-        stream: String,
+        (stream, replication): (String, &govledger_stream::contract::Replication),
     ) -> Result<Self, AuditStreamError> {
         let spec = govledger_stream::StreamSpec {
             name: AUDIT_STREAM.to_owned(),
             subjects: vec!["govledger.audit.>".to_owned()],
             ..Default::default()
-        };
+        }
+        .replicated(replication);
         govledger_stream::ensure_stream(&js, &spec)
             .await
             .map_err(nats)?;

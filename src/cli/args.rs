@@ -120,6 +120,14 @@ pub struct ClientFlags {
 pub enum Cmd {
     /// Run every role (projector, gRPC API) in one process; NATS embedded unless --nats-url.
     Serve(ServeArgs),
+    /// Cluster role: the sync workers and action executors (with the
+    /// projection they decide from), sharing sources with the other ingest
+    /// processes through leases. Needs [cluster] node and nats.urls.
+    Ingest(ServeArgs),
+    /// Cluster role: the gRPC (and HTTP) API over this node's own projection,
+    /// read-your-writes with `govledger-min-seq`; triggers and actions go to
+    /// the ingest processes. Needs [cluster] node and nats.urls.
+    Api(ServeArgs),
     /// Run only the projector (stream → sled).
     Project(ProjectArgs),
     /// Publish synthetic sync runs (the demo source): one clean run and, with

@@ -66,12 +66,12 @@ fn shutdown_on_signals() -> CancellationToken {
 
 /// `govledger serve`: the config resolved once (sources built, secrets read),
 /// the gRPC address bound, then every role until a signal.
-pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(a: ServeArgs, roles: serve::roles::Roles) -> anyhow::Result<()> {
     let mut cfg = settings(&a.server)?;
     cfg.grpc.insecure_plaintext = a.insecure_plaintext;
     let resolved = cfg.resolve(&ProcessEnv)?;
     let listener = serve::bind(&resolved.config).await?;
-    serve::serve(resolved, listener, shutdown_on_signals()).await?;
+    serve::serve_roles(resolved, roles, listener, shutdown_on_signals()).await?;
     Ok(())
 }
 
@@ -282,7 +282,7 @@ pub async fn ocsf(a: super::args::OcsfArgs) -> anyhow::Result<()> {
     let url = running_nats_url(&cfg, "; give --nats-url, or start `govledger serve` first")?;
     let nats = serve::connect(&serve::nats::local_spec(&cfg, &spec)?, &url).await?;
     let js = async_nats::jetstream::new(nats);
-    crate::ocsf::feed::ensure_stream(&js).await?;
+    crate::ocsf::feed::ensure_stream(&js, &cfg.replication()).await?;
     let dir = cfg.data_dir().join("ocsf");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let db = sled::Config::new()

@@ -10,6 +10,7 @@
 //! - this file: [`Config`] (the file's shape, its checks) and [`Resolved`];
 //! - [`sources`]: `[[sources]]`, typed, resolved into a [`sources::Source`] each;
 //! - [`nats`]: `[nats]`, the server(s), the stream, credentials and TLS;
+//! - [`cluster`]: `[cluster]` and `[stream]`, replicas, placement, this node's name and leases;
 //! - [`rest`]: `[sources.rest]`, a generic JSON API's shape and paging keys;
 //! - [`rest_actions`]: `[sources.rest.actions.<kind>]`, a REST source's write templates;
 //! - [`directory`]: `[sources.ldap]` and `[sources.file]`, a directory and an HR file drop;
@@ -28,6 +29,7 @@ use std::{
 
 use serde::Deserialize;
 
+pub mod cluster;
 pub mod directory;
 pub mod error;
 pub mod leavers;
@@ -67,6 +69,10 @@ pub struct Config {
     /// `[auth]`: bearer token hashes and client certificate subjects, with roles.
     pub auth: security::AuthConfig,
     pub nats: NatsConfig,
+    /// `[stream]`: replicas and placement of the streams govledger creates.
+    pub stream: cluster::StreamConfig,
+    /// `[cluster]`: this process's node name and its leases.
+    pub cluster: cluster::ClusterConfig,
     pub projector: ProjectorConfig,
     pub publisher: PublisherConfig,
     pub api: ApiConfig,
@@ -181,6 +187,9 @@ pub struct ApiConfig {
     /// (projector, syncs, actions) is, as a Unix nice increment, 0-19
     /// (0 = the same): calls stay fast while a large sync folds.
     pub background_nice: u8,
+    /// How long a call carrying `govledger-min-seq` waits for this node's
+    /// projection to reach it before answering UNAVAILABLE, in milliseconds.
+    pub min_seq_wait_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -189,6 +198,7 @@ impl Default for ApiConfig {
             abandon_after_ms: (govledger_projector::verdict::DEFAULT_ABANDON_AFTER_US / 1_000)
                 as u64,
             background_nice: crate::serve::background::DEFAULT_BACKGROUND_NICE,
+            min_seq_wait_ms: crate::cluster::consistency::DEFAULT_MIN_SEQ_WAIT_MS,
         }
     }
 }
@@ -289,6 +299,9 @@ impl Config {
         self.http_addr()?;
         security::validate(&self.tls, &self.auth)?;
         self.nats.validate()?;
+        let external = self.nats.external_url().is_some();
+        self.stream.validate(external)?;
+        self.cluster.validate(external)?;
         self.provenance.validate()?;
         let s = &self.nats.stream;
         if s.is_empty()
@@ -351,6 +364,12 @@ impl Config {
         if self.api.abandon_after_ms < 1_000 {
             return Err(invalid("api.abandon_after_ms", "must be at least 1000"));
         }
+        if self.api.min_seq_wait_ms > 60_000 {
+            return Err(invalid(
+                "api.min_seq_wait_ms",
+                "must be at most 60000 (a client retries or asks another node)",
+            ));
+        }
         if self.api.background_nice > crate::serve::background::BACKGROUND_NICE_MAX {
             return Err(invalid(
                 "api.background_nice",
@@ -399,8 +418,23 @@ impl Config {
         govledger_stream::StreamSpec {
             name: self.nats.stream.clone(),
             duplicate_window: Duration::from_millis(self.nats.duplicate_window_ms),
+            replicas: self.stream.replicas,
+            placement_tags: self.stream.placement_tags.clone(),
             ..Default::default()
         }
+    }
+
+    /// Replicas and placement of every stream govledger creates.
+    pub fn replication(&self) -> govledger_stream::contract::Replication {
+        govledger_stream::contract::Replication {
+            replicas: self.stream.replicas,
+            placement_tags: self.stream.placement_tags.clone(),
+        }
+    }
+
+    /// The projector's durable consumer (this node's own in a cluster).
+    pub fn projector_durable(&self) -> String {
+        self.cluster.durable(&self.projector.durable)
     }
 
     pub fn publisher_config(&self) -> govledger_ingest::PublisherConfig {
@@ -414,7 +448,7 @@ impl Config {
     pub fn runner_config(&self) -> govledger_projector::runner::RunnerConfig {
         govledger_projector::runner::RunnerConfig {
             stream: self.nats.stream.clone(),
-            durable: self.projector.durable.clone(),
+            durable: self.projector_durable(),
             batch_events_max: self.projector.batch_events_max,
             idle_wait: Duration::from_millis(self.projector.idle_wait_ms),
             stop_at_seq: None,

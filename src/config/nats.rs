@@ -90,13 +90,24 @@ impl Default for NatsConfig {
     }
 }
 
-/// Checks one configured URL at `key`: a NATS scheme (or none), no userinfo.
+/// Checks a configured URL at `key`, or a comma-separated list of a
+/// cluster's URLs (`--nats-url a,b,c`): each a NATS URL.
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    if url.contains(',') {
+        return url
+            .split(',')
+            .try_for_each(|u| check_one_url(key, u.trim()));
+    }
+    check_one_url(key, url)
+}
+
+/// Checks one URL at `key`: a NATS scheme (or none), no userinfo.
+fn check_one_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let ok = ["nats://", "tls://", "ws://", "wss://"]
         .iter()
         .any(|p| url.starts_with(p))
         || !url.contains("://");
-    if !ok || url.trim().is_empty() || url.contains(',') {
+    if !ok || url.trim().is_empty() {
         return Err(invalid(
             key,
             format!(
@@ -350,6 +361,25 @@ mod tests {
         );
         let e = err("url = \"nats://h:1\"\nurls = [\"nats://g:2\"]");
         assert!(e.contains("`nats.urls`"), "{e}");
+    }
+
+    #[test]
+    fn a_comma_list_of_a_clusters_urls_is_accepted_each_checked() {
+        let n = nats("url = \"nats://h:1,nats://g:2, nats://f:3\"").unwrap();
+        assert!(n.validate().is_ok());
+        assert_eq!(
+            n.external_url().as_deref(),
+            Some("nats://h:1,nats://g:2, nats://f:3")
+        );
+        let e = err("url = \"nats://h:1,http://g:2\"");
+        assert!(e.contains("`nats.url`") && e.contains("http://g:2"), "{e}");
+        let e = err("url = \"nats://h:1,\"");
+        assert!(e.contains("`nats.url`"), "{e}");
+        let e = err("url = \"nats://h:1,nats://bob:pw@g:2\"");
+        assert!(
+            e.contains("carries credentials") && !e.contains("pw"),
+            "{e}"
+        );
     }
 
     #[test]

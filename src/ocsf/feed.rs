@@ -53,14 +53,18 @@ pub enum FeedError {
 }
 
 /// Creates the OCSF stream (or checks an existing one).
-pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), FeedError> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    replication: &govledger_stream::contract::Replication,
+) -> Result<(), FeedError> {
     govledger_stream::ensure_stream(
         js,
         &govledger_stream::StreamSpec {
             name: OCSF_STREAM.to_owned(),
             subjects: vec![OCSF_SUBJECTS.to_owned()],
             ..Default::default()
-        },
+        }
+        .replicated(replication),
     )
     .await?;
     Ok(())

@@ -1,4 +1,5 @@
-//! The gRPC endpoint: the ledger service (behind the auth guard) with health
+//! The gRPC endpoint: the ledger service (behind the auth guard and the
+//! read-your-writes wait) with health
 //! and reflection (open), over TLS when configured, served on a listener the
 //! caller bound.
 
@@ -13,6 +14,7 @@ use super::ServeError;
 use crate::{
     api::LedgerApi,
     auth::{guard::Guarded, identify::Authenticator},
+    cluster::consistency::Consistent,
 };
 
 /// The tonic router of `api` plus the health service (reporting it SERVING) and
@@ -23,6 +25,7 @@ pub async fn router(
     auth: Arc<Authenticator>,
     tls: Option<ServerTlsConfig>,
     calls: crate::observe::grpc::GrpcMetrics,
+    (applied, min_seq_wait_ms): (tokio::sync::watch::Receiver<u64>, u64),
     addr: &str,
 ) -> Result<(Router, HealthReporter), ServeError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -49,9 +52,13 @@ pub async fn router(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        // Health and reflection stay open; the ledger is behind the guard.
+        // Health and reflection stay open; the ledger is behind the guard,
+        // then waits for the sequence a call names (read-your-writes).
         .add_service(crate::observe::grpc::Metered::new(
-            Guarded::new(LedgerServer::new(api), auth),
+            Guarded::new(
+                Consistent::new(LedgerServer::new(api), applied, min_seq_wait_ms),
+                auth,
+            ),
             calls,
         ));
     Ok((router, health_reporter))

@@ -105,6 +105,13 @@ pub enum ServeError {
     Ocsf(#[from] crate::ocsf::feed::FeedError),
     #[error("cannot start the background threads: {0}")]
     Background(std::io::Error),
+    #[error(transparent)]
+    Lease(#[from] crate::cluster::lease::LeaseError),
+    #[error(
+        "`govledger {role}` is one role of a cluster: set cluster.node (this process's name) and \
+         nats.urls (the cluster's servers) in the config, or run `govledger serve` for one process"
+    )]
+    NotClustered { role: &'static str },
 }
 
 /// Decisions buffered per WatchAlerts subscriber before it is told it lagged.
@@ -164,6 +171,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    serve_roles(resolved, roles::Roles::ALL, listener, shutdown).await
+}
+
+/// Runs `roles` in this process, gRPC on `listener`, until `shutdown`. A
+/// role alone (`ingest`, `api`) needs `[cluster] node`.
+pub async fn serve_roles(
+    resolved: Resolved,
+    roles: roles::Roles,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    if roles != roles::Roles::ALL && resolved.config.cluster.node.is_none() {
+        return Err(ServeError::NotClustered { role: roles.name() });
+    }
     // Who may call, and the TLS files: checked before anything starts.
     let guard = Guard {
         auth: tls::authenticator(&resolved.config)?,
@@ -190,7 +211,7 @@ pub async fn serve(
         nats_embed::supervise(n, restart, nats_stop.clone())
     });
     let result = serve_with(
-        &resolved,
+        (&resolved, roles),
         listener,
         guard,
         store,
@@ -221,7 +242,7 @@ pub async fn serve(
 /// connected to NATS from there (the connection's I/O runs on those threads
 /// too) to the stream `checked` describes.
 async fn start_roles(
-    resolved: &Resolved,
+    (resolved, which): (&Resolved, roles::Roles),
     url: &str,
     checked: &async_nats::jetstream::stream::Info,
     store: Arc<Store>,
@@ -245,7 +266,13 @@ async fn start_roles(
                 nats::connect_again(&resolved.config, &resolved.nats, &url, &checked).await?;
             let projector = roles::start_projector(&resolved, &conn, &store, &inst, &shutdown);
             let (handles, workers) = roles::start_workers(
-                &resolved, &conn, &store, seal_key, &projector, &inst, &shutdown,
+                (&resolved, which),
+                &conn,
+                &store,
+                seal_key,
+                &projector,
+                &inst,
+                &shutdown,
             )
             .await?;
             Ok::<_, ServeError>((projector, handles, workers))
@@ -253,6 +280,13 @@ async fn start_roles(
         .await
         .map_err(|e| ServeError::Background(std::io::Error::other(e.to_string())))??;
     Ok((background, roles))
+}
+
+/// Logs the stream checked and what this process runs on it.
+fn announce_stream(cfg: &Config, info: &async_nats::jetstream::stream::Info, which: roles::Roles) {
+    tracing::info!(stream = %info.config.name, messages = info.state.messages,
+        replicas = info.config.num_replicas, roles = which.name(), node = ?cfg.cluster.node,
+        "stream checked");
 }
 
 /// Logs where gRPC listens. "gRPC listening on ADDR" ends the line: tests
@@ -401,7 +435,7 @@ struct Guard {
 }
 
 async fn serve_with(
-    resolved: &Resolved,
+    (resolved, which): (&Resolved, roles::Roles),
     listener: TcpListener,
     guard: Guard,
     store: Arc<Store>,
@@ -418,14 +452,14 @@ async fn serve_with(
     let cfg = &resolved.config;
     let conn = nats::reach_stream(cfg, &resolved.nats, url).await?;
     nats::check_identity(&store, &conn.info)?;
-    tracing::info!(stream = %conn.info.config.name, messages = conn.info.state.messages, "stream checked");
+    announce_stream(cfg, &conn.info, which);
     // What `/metrics` serves, and the projector's pause switch.
     let metrics = Arc::new(crate::observe::Metrics::new());
     let (pause, paused) = tokio::sync::watch::channel(false);
     // The roles run on the background threads, below the API's priority, with
     // a NATS connection of their own; `background` outlives their drain.
     let (background, (projector, handles, workers)) = start_roles(
-        resolved,
+        (resolved, which),
         url,
         &conn.info,
         store.clone(),
@@ -467,6 +501,7 @@ async fn serve_with(
         guard.auth.clone(),
         guard.tls,
         metrics.grpc.clone(),
+        (projector.applied.clone(), cfg.api.min_seq_wait_ms),
         &addr,
     )
     .await?;

@@ -68,7 +68,7 @@ pub async fn nats_for(cfg: &Config) -> Result<NatsHandle, ServeError> {
     let dir = embedded_dir(cfg);
     let scope = nats_embed::AuthScope {
         stream: cfg.nats.stream.clone(),
-        projector_durable: cfg.projector.durable.clone(),
+        projector_durable: cfg.projector_durable(),
     };
     let auth = nats_embed::prepare_auth(&dir, &scope)?;
     let nats =

@@ -80,7 +80,7 @@ pub async fn project(
     }
     let (tx, mut rx) = watch::channel(0u64);
     // The decisions it folds are stored in the alerts stream from here too.
-    crate::alerts::ensure_stream(&conn.js).await?;
+    crate::alerts::ensure_stream(&conn.js, &cfg.replication()).await?;
     let relay_stop = shutdown.child_token();
     let relay = tokio::spawn(crate::alerts::relay(
         store.clone(),

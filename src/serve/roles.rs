@@ -1,6 +1,12 @@
 //! Starting the roles of `govledger serve` once storage and NATS are ready: the
 //! projector, the publisher with the sync and action workers, the checkpointer
 //! and the clock's alerts.
+//!
+//! Which of them run is [`Roles`]: `serve` runs all; `govledger ingest` the
+//! sync and action workers (and takes triggers from the cluster); `govledger
+//! api` none of them (its triggers go to the ingest processes, its submitted
+//! actions are recorded for them). Every process folds its own projection and
+//! answers gRPC (the API and health) from it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,6 +31,40 @@ use crate::{
         scheduler::SyncManager,
     },
 };
+
+/// The roles one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// Sync workers, action executors, and (in a cluster) the trigger queue.
+    pub ingest: bool,
+    /// The clock's alerts and the checkpoint cadence (the API itself is
+    /// served by every process).
+    pub api: bool,
+}
+
+impl Roles {
+    pub const ALL: Self = Self {
+        ingest: true,
+        api: true,
+    };
+    pub const INGEST: Self = Self {
+        ingest: true,
+        api: false,
+    };
+    pub const API: Self = Self {
+        ingest: false,
+        api: true,
+    };
+
+    /// The command that runs these roles.
+    pub fn name(self) -> &'static str {
+        match (self.ingest, self.api) {
+            (true, true) => "serve",
+            (true, false) => "ingest",
+            _ => "api",
+        }
+    }
+}
 
 /// The running projector and what it feeds.
 pub struct Projector {
@@ -115,7 +155,7 @@ pub struct Workers {
 /// Starts the publisher, a sync and an action worker per source, the
 /// checkpointer and the clock's alerts.
 pub async fn start_workers(
-    resolved: &Resolved,
+    (resolved, roles): (&Resolved, Roles),
     conn: &StreamConn,
     store: &Arc<Store>,
     seal_key: Arc<govledger_stream::seal::ProducerKey>,
@@ -139,13 +179,19 @@ pub async fn start_workers(
         },
         publisher_stop.clone(),
     );
+    let cluster = shared(resolved, conn).await?;
     let deps = WorkerDeps {
         publisher: publisher.clone(),
-        producer: ProducerId::new(format!("serve-{}", std::process::id())),
+        producer: ProducerId::new(format!(
+            "{}-{}",
+            cfg.cluster.node.as_deref().unwrap_or("serve"),
+            std::process::id()
+        )),
         store: store.clone(),
         applied: projector.applied.clone(),
         stream_last_seq_at_start: conn.info.state.last_sequence,
         cancel: shutdown.clone(),
+        cluster,
     };
     let deletions = DeletionsDesk {
         publisher: deps.publisher.clone(),
@@ -153,11 +199,32 @@ pub async fn start_workers(
         store: store.clone(),
         applied: deps.applied.clone(),
     };
-    let (syncs, mut tasks) = SyncManager::start(&resolved.sources, deps.clone())?;
-    let (actions, action_tasks) = ActionManager::start(&resolved.sources, deps)?;
+    let subject = crate::cluster::control::trigger_subject(&cfg.nats.stream);
+    let (syncs, mut tasks) = if roles.ingest {
+        SyncManager::start(&resolved.sources, deps.clone())?
+    } else {
+        let remote = crate::cluster::control::Remote {
+            client: conn.client.clone(),
+            subject: subject.clone(),
+        };
+        (
+            SyncManager::remote(&resolved.sources, store.clone(), remote),
+            Vec::new(),
+        )
+    };
+    if roles.ingest && deps.cluster.is_some() {
+        tasks.push(tokio::spawn(crate::cluster::control::serve_triggers(
+            conn.client.clone(),
+            subject,
+            syncs.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let (actions, action_tasks) = ActionManager::start(&resolved.sources, deps, roles.ingest)?;
     tasks.extend(action_tasks);
-    let checkpointer = start_checkpointer(resolved, conn, store, shutdown, &mut tasks).await?;
-    crate::alerts::ensure_stream(&conn.js).await?;
+    let checkpointer =
+        start_checkpointer((resolved, roles), conn, store, shutdown, &mut tasks).await?;
+    crate::alerts::ensure_stream(&conn.js, &cfg.replication()).await?;
     tasks.push(tokio::spawn(crate::alerts::relay(
         store.clone(),
         conn.js.clone(),
@@ -165,7 +232,7 @@ pub async fn start_workers(
         shutdown.clone(),
     )));
     if cfg.ocsf.enabled {
-        crate::ocsf::feed::ensure_stream(&conn.js).await?;
+        crate::ocsf::feed::ensure_stream(&conn.js, &cfg.replication()).await?;
         let feed = crate::ocsf::feed::Feed {
             js: conn.js.clone(),
             stream: cfg.nats.stream.clone(),
@@ -183,12 +250,14 @@ pub async fn start_workers(
         );
         tasks.push(tokio::spawn(feed.run(shutdown.clone())));
     }
-    tasks.push(tokio::spawn(clock_alerts::run(
-        store.clone(),
-        syncs.clone(),
-        conn.js.clone(),
-        shutdown.clone(),
-    )));
+    if roles.api {
+        tasks.push(tokio::spawn(clock_alerts::run(
+            store.clone(),
+            syncs.clone(),
+            conn.js.clone(),
+            shutdown.clone(),
+        )));
+    }
     Ok((
         Handles {
             syncs,
@@ -204,10 +273,36 @@ pub async fn start_workers(
     ))
 }
 
+/// In a cluster (`[cluster] node`), the lease bucket the workers share.
+async fn shared(
+    resolved: &Resolved,
+    conn: &StreamConn,
+) -> Result<Option<Arc<crate::workers::deps::Shared>>, ServeError> {
+    let cfg = &resolved.config;
+    let Some(node) = &cfg.cluster.node else {
+        return Ok(None);
+    };
+    let leases = crate::cluster::lease::Leases::open(
+        &conn.js,
+        &cfg.nats.stream,
+        &cfg.replication(),
+        node,
+        cfg.cluster.lease_ttl_ms,
+    )
+    .await?;
+    tracing::info!(node = %node, holder = %leases.holder, lease_ttl_ms = cfg.cluster.lease_ttl_ms,
+        "cluster node: syncs and actions run under leases");
+    Ok(Some(Arc::new(crate::workers::deps::Shared {
+        leases: Arc::new(leases),
+        js: conn.js.clone(),
+        stream: cfg.nats.stream.clone(),
+    })))
+}
+
 /// Loads (or creates) the signing key and starts the checkpointer; signs on the
 /// `[audit]` cadence unless it is 0.
 async fn start_checkpointer(
-    resolved: &Resolved,
+    (resolved, roles): (&Resolved, Roles),
     conn: &StreamConn,
     store: &Arc<Store>,
     shutdown: &CancellationToken,
@@ -222,11 +317,16 @@ async fn start_checkpointer(
     let key =
         checkpoints::load_or_create_key(&key_path).map_err(|e| ServeError::Audit(e.to_string()))?;
     let checkpointer = Arc::new(
-        Checkpointer::start(key, conn.js.clone(), store.clone(), cfg.nats.stream.clone())
-            .await
-            .map_err(|e| ServeError::Audit(e.to_string()))?,
+        Checkpointer::start(
+            key,
+            conn.js.clone(),
+            store.clone(),
+            (cfg.nats.stream.clone(), &cfg.replication()),
+        )
+        .await
+        .map_err(|e| ServeError::Audit(e.to_string()))?,
     );
-    if cfg.audit.checkpoint_interval_ms > 0 {
+    if cfg.audit.checkpoint_interval_ms > 0 && roles.api {
         tasks.push(tokio::spawn(checkpointer.clone().run(
             Duration::from_millis(cfg.audit.checkpoint_interval_ms),
             shutdown.clone(),

@@ -114,14 +114,20 @@ pub struct ActionManager {
     writable: Arc<BTreeMap<String, Option<Option<Vec<ActionKind>>>>>,
     publisher: Publisher,
     producer: ProducerId,
+    /// In a cluster the executors find their work in the projection: a
+    /// submission is recorded, never queued.
+    leased: bool,
 }
 
 impl ActionManager {
     /// Spawns an executor worker per writable source. Returns the manager and
     /// the join handles (awaited at shutdown).
+    /// Without `executors` (an `api` node) nothing runs here: the ingest
+    /// processes take the recorded requests.
     pub fn start(
         sources: &[Source],
         deps: WorkerDeps,
+        executors: bool,
     ) -> Result<(Self, Vec<tokio::task::JoinHandle<()>>), ConfigError> {
         let mut queues = BTreeMap::new();
         let mut writable = BTreeMap::new();
@@ -132,7 +138,7 @@ impl ActionManager {
                 spec.source_id.clone(),
                 source.writable().then(|| source.action_kinds()),
             );
-            if !source.writable() {
+            if !source.writable() || !executors {
                 continue;
             }
             let target = Target {
@@ -156,6 +162,7 @@ impl ActionManager {
             Self {
                 queues: Arc::new(queues),
                 writable: Arc::new(writable),
+                leased: deps.cluster.is_some(),
                 publisher: deps.publisher,
                 producer: deps.producer,
             },
@@ -163,13 +170,14 @@ impl ActionManager {
         ))
     }
 
-    /// Records the request and queues its execution. Returns (action id, created).
+    /// Records the request and queues its execution. Returns (action id,
+    /// created, the stream sequence of its request).
     pub async fn submit(
         &self,
         store: &Store,
         source_id: &str,
         mut req: ActionRequested,
-    ) -> Result<(String, bool), SubmitError> {
+    ) -> Result<(String, bool, u64), SubmitError> {
         let only = match self.writable.get(source_id) {
             None => return Err(SubmitError::NotConfigured(source_id.to_owned())),
             Some(None) => return Err(SubmitError::NotWritable(source_id.to_owned())),
@@ -190,12 +198,11 @@ impl ActionManager {
             });
         }
         let id = action_id(source_id, &req.idempotency_key);
-        if store
+        if let Some(a) = store
             .action(&id)
             .map_err(|e| SubmitError::Invalid(e.to_string()))?
-            .is_some()
         {
-            return Ok((id, false));
+            return Ok((id, false, a.first_seq));
         }
         // The identities the action names must be known to the ledger.
         let known =
@@ -239,9 +246,9 @@ impl ActionManager {
         // the next start. The worker concludes an action once, so a second
         // job for one a racing submission queued too is skipped.
         if receipt.duplicate && receipt.attempts <= 1 {
-            return Ok((id, false));
+            return Ok((id, false, receipt.seq));
         }
-        if !req.external {
+        if !req.external && !self.leased {
             self.enqueue(
                 source_id,
                 Job {
@@ -251,7 +258,7 @@ impl ActionManager {
                 },
             )?;
         }
-        Ok((id, true))
+        Ok((id, true, receipt.seq))
     }
 
     /// Another system wrote; record its attempt and verify by reading back.
@@ -275,6 +282,9 @@ impl ActionManager {
         );
         self.publisher.publish_wait(&ev).await?;
         let _ = store;
+        if self.leased {
+            return Ok(()); // the source's lease holder reads it back
+        }
         let steps = action.request.as_ref().map(steps_of).unwrap_or_default();
         self.enqueue(
             &action.source_id,

@@ -1,12 +1,14 @@
 //! What the workers of one process share: the publisher, the projection and
-//! its progress, and the shutdown token.
+//! its progress, the shutdown token, and (in a cluster) the leases.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use govledger_ingest::{Publisher, event::ProducerId};
 use govledger_projector::Store;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::cluster::lease::{Acquired, Holding, Leases};
 
 /// What a worker (sync or action) needs from the process.
 #[derive(Clone)]
@@ -19,17 +21,87 @@ pub struct WorkerDeps {
     /// The stream's last sequence when the process started.
     pub stream_last_seq_at_start: u64,
     pub cancel: CancellationToken,
+    /// In a cluster: the leases a worker takes before it runs anything, and
+    /// the stream whose tip it catches up with after taking one.
+    pub cluster: Option<Arc<Shared>>,
 }
+
+/// What the workers of several processes share: the lease bucket, the stream.
+pub struct Shared {
+    pub leases: Arc<Leases>,
+    pub js: async_nats::jetstream::Context,
+    pub stream: String,
+}
+
+/// Tries of reading the stream's tip before a lease holder gives up its turn.
+const TIP_TRIES: u32 = 5;
 
 impl WorkerDeps {
     /// Waits until the projection holds everything the stream held when the
     /// process started. False on shutdown.
     pub async fn caught_up(&self) -> bool {
+        self.caught_up_to(self.stream_last_seq_at_start).await
+    }
+
+    async fn caught_up_to(&self, target: u64) -> bool {
         let mut applied = self.applied.clone();
-        let target = self.stream_last_seq_at_start;
         tokio::select! {
             r = applied.wait_for(|s| *s >= target) => r.is_ok(),
             _ = self.cancel.cancelled() => false,
         }
+    }
+
+    /// Waits until the projection holds everything the stream holds now
+    /// (what another process published included). False on shutdown, or
+    /// when the stream's tip cannot be read (NATS down: try later).
+    pub async fn caught_up_now(&self) -> bool {
+        let Some(shared) = &self.cluster else {
+            return self.caught_up().await;
+        };
+        let backoff = govledger_stream::backoff::Backoff::default();
+        for attempt in 0..TIP_TRIES {
+            match shared.js.get_stream(&shared.stream).await {
+                Ok(mut s) => match s.info().await {
+                    Ok(info) => return self.caught_up_to(info.state.last_sequence).await,
+                    Err(e) => tracing::debug!(error = %e, "reading the stream's tip"),
+                },
+                Err(e) => tracing::debug!(error = %e, "reading the stream's tip"),
+            }
+            let d = backoff.delay(attempt, &mut rand::rng());
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                _ = tokio::time::sleep(d) => {}
+            }
+        }
+        false
+    }
+
+    /// In a cluster, takes the lease `key` (renewed until released; `lost`
+    /// cancelled if it is lost): `Ok(None)` outside a cluster (this process
+    /// owns everything), `Err(holder)` when another process holds it.
+    pub async fn lease(
+        &self,
+        key: &str,
+        lost: &CancellationToken,
+    ) -> Result<Option<Holding>, String> {
+        let Some(shared) = &self.cluster else {
+            return Ok(None);
+        };
+        match shared.leases.try_acquire(key).await {
+            Ok(Acquired::Held(lease)) => Ok(Some(Holding::start(
+                shared.leases.clone(),
+                lease,
+                lost.clone(),
+            ))),
+            Ok(Acquired::Busy { holder, .. }) => Err(holder),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// How often a cluster worker looks for work a dead holder left.
+    pub fn sweep_every(&self) -> Option<Duration> {
+        self.cluster
+            .as_ref()
+            .map(|s| Duration::from_millis(s.leases.ttl_ms.max(1_000)))
     }
 }

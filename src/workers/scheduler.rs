@@ -4,6 +4,17 @@
 //! At start, once the projection has caught up with the stream, a worker ends
 //! any run of its source that a previous worker left unfinished with an explicit
 //! `SyncRunFinished(ABANDONED)`: a crashed run never looks complete (R10).
+//!
+//! In a cluster (`[cluster] node`), every ingest process has a worker per
+//! source and they share them through the source's lease: a worker runs only
+//! while it holds `sync.<source>`. Having taken it, it first catches up with
+//! the stream's tip, then decides a run the previous holder left unfinished
+//! ABANDONED; a scheduled run starts only if none started within the
+//! interval (so N workers make one run per interval), and a worker whose
+//! lease is lost mid-run stops it. Every lease TTL a worker also looks for a
+//! run left unfinished by a dead holder and decides it. On an `api` node
+//! (no workers) a trigger is sent to the ingest processes
+//! ([`crate::cluster::control`]).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -16,7 +27,10 @@ use govledger_proto::v1::SyncMode;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::deps::WorkerDeps;
-use crate::config::{ConfigError, sources::Source};
+use crate::{
+    cluster::control::Remote,
+    config::{ConfigError, sources::Source},
+};
 
 /// Triggers queued per source at most (a trigger while one runs is refused).
 const TRIGGER_QUEUE_MAX: usize = 4;
@@ -40,6 +54,24 @@ pub enum TriggerError {
          (NATS slow or down): it is recorded once NATS takes it; see `govledger runs {0}` before triggering again"
     )]
     NotRecorded(String),
+    #[error(
+        "no ingest process answered the trigger of {0}: start `govledger ingest` (or `serve`) with this \
+         [cluster] config, or check that it reaches NATS"
+    )]
+    NoIngest(String),
+}
+
+/// A run started on request: its id and the stream sequence of its start
+/// (a reader that asks for at least that sequence sees the run).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Triggered {
+    pub run_id: String,
+    pub seq: u64,
+}
+
+/// The lease a source's syncs run under, in a cluster.
+pub fn lease_key(source_id: &str) -> String {
+    format!("sync.{source_id}")
 }
 
 /// How long TriggerSync waits for the run's start to be stored before it
@@ -53,11 +85,12 @@ struct Trigger {
     mode: SyncMode,
     /// The authenticated principal that asked.
     by: String,
-    reply: oneshot::Sender<Result<String, TriggerError>>,
+    reply: oneshot::Sender<Result<Triggered, TriggerError>>,
 }
 
 struct Handle {
-    tx: mpsc::Sender<Trigger>,
+    /// `None` on a node without workers (triggers go to [`SyncManager::remote`]).
+    tx: Option<mpsc::Sender<Trigger>>,
     running: Arc<Mutex<Option<String>>>,
     freshness_objective_ms: u64,
 }
@@ -69,6 +102,8 @@ pub struct SyncManager {
     /// The projection, to tell a run that is still running from one the
     /// ledger has decided while its worker wraps up.
     store: Arc<Store>,
+    /// Where triggers go when this process runs no sync workers.
+    remote: Option<Remote>,
 }
 
 impl SyncManager {
@@ -100,7 +135,7 @@ impl SyncManager {
             map.insert(
                 spec.source_id.clone(),
                 Handle {
-                    tx,
+                    tx: Some(tx),
                     running,
                     freshness_objective_ms: source.freshness_objective_ms,
                 },
@@ -110,24 +145,53 @@ impl SyncManager {
             Self {
                 sources: Arc::new(map),
                 store,
+                remote: None,
             },
             joins,
         ))
     }
 
-    /// Starts a sync of `source_id` now; returns its run id.
+    /// The sources of a node that runs no sync workers (`govledger api`):
+    /// triggers are sent to the ingest processes through `remote`.
+    pub fn remote(sources: &[Source], store: Arc<Store>, remote: Remote) -> Self {
+        let map = sources
+            .iter()
+            .map(|s| {
+                (
+                    s.spec.source_id.clone(),
+                    Handle {
+                        tx: None,
+                        running: Arc::new(Mutex::new(None)),
+                        freshness_objective_ms: s.freshness_objective_ms,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            sources: Arc::new(map),
+            store,
+            remote: Some(remote),
+        }
+    }
+
     /// Starts a run of `source_id` now, recorded as triggered by `by` (the
-    /// authenticated principal).
+    /// authenticated principal); answers once its start is stored.
     pub async fn trigger(
         &self,
         source_id: &str,
         mode: SyncMode,
         by: &str,
-    ) -> Result<String, TriggerError> {
+    ) -> Result<Triggered, TriggerError> {
         let h = self
             .sources
             .get(source_id)
             .ok_or_else(|| TriggerError::NotConfigured(source_id.to_owned()))?;
+        let Some(tx) = &h.tx else {
+            return match &self.remote {
+                Some(r) => r.trigger(source_id, mode, by).await,
+                None => Err(TriggerError::Stopped(source_id.to_owned())),
+            };
+        };
         if let Some(run_id) = h.running.lock().await.clone() {
             // A run the ledger has decided has published everything: its
             // worker is wrapping up and takes this trigger next (a client that
@@ -146,7 +210,7 @@ impl SyncManager {
             }
         }
         let (reply, rx) = oneshot::channel();
-        h.tx.try_send(Trigger {
+        tx.try_send(Trigger {
             mode,
             by: by.to_owned(),
             reply,
@@ -180,7 +244,34 @@ impl SyncManager {
 
     pub async fn running(&self, source_id: &str) -> Option<String> {
         let h = self.sources.get(source_id)?;
+        if h.tx.is_none() {
+            // No worker here: the projection's unfinished run, if any.
+            return unfinished_run(&self.store, source_id);
+        }
         h.running.lock().await.clone()
+    }
+}
+
+/// The source's last run, if the projection holds it unfinished.
+fn unfinished_run(store: &Store, source_id: &str) -> Option<String> {
+    let last = store.source(source_id).ok()??.last_run_id;
+    let run = store.run(&last).ok()??;
+    (!run.finished).then_some(last)
+}
+
+/// What woke a worker up.
+enum Why {
+    Trigger(Trigger),
+    Schedule,
+    /// In a cluster: time to look for a run a dead holder left unfinished.
+    Sweep,
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -195,108 +286,204 @@ struct Worker {
 
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Trigger>) {
-        let source = self.spec.source_id.clone();
-        if !self.abandon_leftover().await {
+        // Alone, this process owns the source: decide a leftover run now. In
+        // a cluster that is done under the lease, by whoever takes it.
+        if self.deps.cluster.is_none() && !self.abandon_leftover().await {
             return;
         }
-        let mut next_scheduled = self.interval.map(|_| tokio::time::Instant::now());
+        let now = tokio::time::Instant::now;
+        let mut next_scheduled = self.interval.map(|_| now());
+        let sweep = self.deps.sweep_every();
+        let mut next_sweep = sweep.map(|d| now() + d);
         loop {
-            let sleep_until = next_scheduled;
-            let trigger = tokio::select! {
+            let why = tokio::select! {
                 _ = self.deps.cancel.cancelled() => return,
                 t = rx.recv() => match t {
-                    Some(t) => Some(t),
+                    Some(t) => Why::Trigger(t),
                     None => return,
                 },
-                _ = async {
-                    match sleep_until {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => None,
+                _ = sleep_until(next_scheduled) => Why::Schedule,
+                _ = sleep_until(next_sweep) => Why::Sweep,
             };
-            if let (Some(iv), None) = (self.interval, &trigger) {
-                next_scheduled = Some(tokio::time::Instant::now() + iv);
+            match why {
+                Why::Schedule => next_scheduled = self.interval.map(|iv| now() + iv),
+                Why::Sweep => next_sweep = sweep.map(|d| now() + d),
+                Why::Trigger(_) => {}
             }
-            let mode = trigger.as_ref().map_or(SyncMode::Full, |t| t.mode);
-            let by = trigger
-                .as_ref()
-                .map_or_else(|| SCHEDULE_PRINCIPAL.to_owned(), |t| t.by.clone());
-            let since = if mode == SyncMode::Delta {
-                match self.delta_baseline() {
-                    Some(us) => Some(us),
-                    None => {
-                        if let Some(t) = trigger {
-                            let _ = t.reply.send(Err(TriggerError::NoBaseline(source.clone())));
-                        }
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let run_id = uuid::Uuid::now_v7().to_string();
-            *self.running.lock().await = Some(run_id.clone());
-            // Told once the run's start is stored (see `started_stored`).
-            let mut reply = trigger.map(|t| t.reply);
-            let mut progress = self.progress.subscribe();
-            tracing::info!(source = %source, run_id = %run_id, "sync started");
-            let ctx = SyncContext {
-                publisher: self.deps.publisher.clone(),
-                producer: self.deps.producer.clone(),
-                http: self.http.clone(),
-                progress: self.progress.clone(),
-                cancel: self.deps.cancel.clone(),
-            };
-            let sync = run_sync(&self.spec, &ctx, &run_id, mode, since, &by);
-            tokio::pin!(sync);
-            let result = loop {
-                tokio::select! {
-                    r = &mut sync => break r,
-                    changed = progress.changed(), if reply.is_some() => {
-                        let stored = {
-                            let p = progress.borrow_and_update();
-                            p.run_id == run_id && p.started_stored
-                        };
-                        if stored && let Some(tx) = reply.take() {
-                            let _ = tx.send(Ok(run_id.clone()));
-                        } else if changed.is_err() && let Some(tx) = reply.take() {
-                            // No more news of this run (cannot happen while
-                            // the worker holds the sender): do not wait on it.
-                            let _ = tx.send(Err(TriggerError::NotRecorded(source.clone())));
-                        }
-                    }
-                }
-            };
-            if let Some(tx) = reply.take() {
-                // Ended before its start was stored: it is no run to name.
-                let _ = tx.send(Err(TriggerError::NotRecorded(source.clone())));
+            if !self.turn(why).await {
+                return;
             }
-            match result {
-                Ok(r) => tracing::info!(
-                    source = %source, run_id = %run_id, unique = r.unique, pages = r.pages_ok,
-                    pages_failed = r.pages_failed, events = r.events,
-                    "sync finished (engine's view; the ledger decides the verdict)"
-                ),
-                Err(e) => {
-                    tracing::warn!(source = %source, run_id = %run_id, error = %e,
-                        "sync stopped before all its events were stored; recording it ABANDONED");
-                    // Decided now, not at the next start: a run never stays
-                    // RUNNING in a process that is still up.
-                    if !self.deps.cancel.is_cancelled()
-                        && !self
-                            .abandon_until_recorded(
-                                &run_id,
-                                "the sync stopped before all its events were stored; a new run is needed",
-                            )
-                            .await
-                    {
-                        return;
-                    }
-                }
-            }
-            *self.running.lock().await = None;
         }
+    }
+
+    /// One wake-up: under the source's lease in a cluster. False on shutdown.
+    async fn turn(&self, why: Why) -> bool {
+        let source = &self.spec.source_id;
+        if matches!(why, Why::Sweep) && unfinished_run(&self.deps.store, source).is_none() {
+            return true;
+        }
+        // Cancelled on shutdown, and when the lease is lost mid-run.
+        let lost = self.deps.cancel.child_token();
+        let holding = match self.deps.lease(&lease_key(source), &lost).await {
+            Ok(h) => h,
+            Err(holder) => {
+                if let Why::Trigger(t) = why {
+                    let run_id = unfinished_run(&self.deps.store, source)
+                        .unwrap_or_else(|| format!("held by {holder}"));
+                    let _ = t.reply.send(Err(TriggerError::AlreadyRunning {
+                        source_id: source.clone(),
+                        run_id,
+                    }));
+                }
+                return true;
+            }
+        };
+        let go = self.under_lease(why, &lost).await;
+        if let Some(h) = holding {
+            h.release().await;
+        }
+        go
+    }
+
+    /// In a cluster, with the lease: catch up, decide what a dead holder left,
+    /// then run if asked (or due). Alone: run. False on shutdown.
+    async fn under_lease(&self, why: Why, lost: &tokio_util::sync::CancellationToken) -> bool {
+        let source = &self.spec.source_id;
+        if self.deps.cluster.is_some() {
+            if !self.deps.caught_up_now().await {
+                if let Why::Trigger(t) = why {
+                    let _ = t.reply.send(Err(TriggerError::NotRecorded(source.clone())));
+                }
+                return !self.deps.cancel.is_cancelled();
+            }
+            if let Some(left) = unfinished_run(&self.deps.store, source) {
+                tracing::warn!(source = %source, run_id = %left,
+                    "deciding a run whose worker stopped renewing its lease (died or was cut off)");
+                if !self
+                    .abandon_until_recorded(
+                        &left,
+                        "the worker running it stopped renewing its lease (it died or lost NATS): \
+                         the run was not resumed; a new run is needed",
+                    )
+                    .await
+                {
+                    return false;
+                }
+            }
+            match &why {
+                Why::Sweep => return true,
+                Why::Schedule if !self.due() => return true,
+                _ => {}
+            }
+        }
+        let trigger = match why {
+            Why::Trigger(t) => Some(t),
+            _ => None,
+        };
+        self.one_run(trigger, lost).await
+    }
+
+    /// Whether a scheduled run is due: none started within the interval.
+    fn due(&self) -> bool {
+        let Some(iv) = self.interval else {
+            return false;
+        };
+        let Some(src) = self.deps.store.source(&self.spec.source_id).ok().flatten() else {
+            return true;
+        };
+        let Some(run) = self.deps.store.run(&src.last_run_id).ok().flatten() else {
+            return true;
+        };
+        let now_us = chrono::Utc::now().timestamp_micros();
+        now_us.saturating_sub(run.started_at_us) >= iv.as_micros() as i64
+    }
+
+    /// One run, on a trigger or the schedule; `cancel` stops it. False on shutdown.
+    async fn one_run(
+        &self,
+        trigger: Option<Trigger>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let source = self.spec.source_id.clone();
+        let mode = trigger.as_ref().map_or(SyncMode::Full, |t| t.mode);
+        let by = trigger
+            .as_ref()
+            .map_or_else(|| SCHEDULE_PRINCIPAL.to_owned(), |t| t.by.clone());
+        let since = if mode == SyncMode::Delta {
+            match self.delta_baseline() {
+                Some(us) => Some(us),
+                None => {
+                    if let Some(t) = trigger {
+                        let _ = t.reply.send(Err(TriggerError::NoBaseline(source.clone())));
+                    }
+                    return true;
+                }
+            }
+        } else {
+            None
+        };
+        let run_id = uuid::Uuid::now_v7().to_string();
+        *self.running.lock().await = Some(run_id.clone());
+        // Told once the run's start is stored (see `started_stored`).
+        let mut reply = trigger.map(|t| t.reply);
+        let mut progress = self.progress.subscribe();
+        tracing::info!(source = %source, run_id = %run_id, "sync started");
+        let ctx = SyncContext {
+            publisher: self.deps.publisher.clone(),
+            producer: self.deps.producer.clone(),
+            http: self.http.clone(),
+            progress: self.progress.clone(),
+            cancel: cancel.clone(),
+        };
+        let sync = run_sync(&self.spec, &ctx, &run_id, mode, since, &by);
+        tokio::pin!(sync);
+        let result = loop {
+            tokio::select! {
+                r = &mut sync => break r,
+                changed = progress.changed(), if reply.is_some() => {
+                    let stored = {
+                        let p = progress.borrow_and_update();
+                        (p.run_id == run_id && p.started_stored).then_some(p.started_seq)
+                    };
+                    if let Some(seq) = stored && let Some(tx) = reply.take() {
+                        let _ = tx.send(Ok(Triggered { run_id: run_id.clone(), seq }));
+                    } else if changed.is_err() && let Some(tx) = reply.take() {
+                        // No more news of this run (cannot happen while
+                        // the worker holds the sender): do not wait on it.
+                        let _ = tx.send(Err(TriggerError::NotRecorded(source.clone())));
+                    }
+                }
+            }
+        };
+        if let Some(tx) = reply.take() {
+            // Ended before its start was stored: it is no run to name.
+            let _ = tx.send(Err(TriggerError::NotRecorded(source.clone())));
+        }
+        match result {
+            Ok(r) => tracing::info!(
+                source = %source, run_id = %run_id, unique = r.unique, pages = r.pages_ok,
+                pages_failed = r.pages_failed, events = r.events,
+                "sync finished (engine's view; the ledger decides the verdict)"
+            ),
+            Err(e) => {
+                tracing::warn!(source = %source, run_id = %run_id, error = %e,
+                    "sync stopped before all its events were stored; recording it ABANDONED");
+                // Decided now, not at the next start: a run never stays
+                // RUNNING in a process that is still up.
+                if !self.deps.cancel.is_cancelled()
+                    && !self
+                        .abandon_until_recorded(
+                            &run_id,
+                            "the sync stopped before all its events were stored; a new run is needed",
+                        )
+                        .await
+                {
+                    return false;
+                }
+            }
+        }
+        *self.running.lock().await = None;
+        true
     }
 
     /// Start of the source's last COMPLETE run: what a delta sync reads from.

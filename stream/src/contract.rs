@@ -3,7 +3,8 @@
 //! The stream is the ledger's source of truth, so its settings are part of the
 //! contract: file storage, no max age, discard **new** (never old) at limits,
 //! delete and purge denied, no rollup, no per-message TTL, an explicit duplicate
-//! window. [`ensure_stream`] creates the stream with exactly these settings or
+//! window, at least the configured replicas (on the configured placement
+//! tags). [`ensure_stream`] creates the stream with exactly these settings or
 //! checks an existing one, and refuses (never silently changes) a weaker stream.
 
 use std::time::Duration;
@@ -20,6 +21,35 @@ pub const DEFAULT_STREAM_NAME: &str = "GOVLEDGER";
 /// Default duplicate window: a publish retried within it is stored once.
 pub const DEFAULT_DUPLICATE_WINDOW_MS: u64 = 120_000;
 
+/// How many copies of a stream JetStream keeps, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replication {
+    /// 1, 3 or 5.
+    pub replicas: usize,
+    /// Placement tags (empty: any server).
+    pub placement_tags: Vec<String>,
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            placement_tags: Vec::new(),
+        }
+    }
+}
+
+impl StreamSpec {
+    /// This spec placed as `r` says.
+    pub fn replicated(self, r: &Replication) -> Self {
+        Self {
+            replicas: r.replicas,
+            placement_tags: r.placement_tags.clone(),
+            ..self
+        }
+    }
+}
+
 /// What govledger requires of its stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
@@ -35,6 +65,10 @@ pub struct StreamSpec {
     /// stream: one subject per alert id, so a decision is stored once
     /// however often it is published, inside the duplicate window or not).
     pub one_per_subject: bool,
+    /// Copies JetStream keeps (1, 3 or 5); an existing stream with fewer is refused.
+    pub replicas: usize,
+    /// Placement tags its replicas must be on (empty: anywhere).
+    pub placement_tags: Vec<String>,
 }
 
 impl Default for StreamSpec {
@@ -46,6 +80,8 @@ impl Default for StreamSpec {
             max_messages: -1,
             subjects: stream_subjects(),
             one_per_subject: false,
+            replicas: 1,
+            placement_tags: Vec::new(),
         }
     }
 }
@@ -70,7 +106,11 @@ impl StreamSpec {
             deny_purge: true,
             allow_rollup: false,
             allow_message_ttl: false,
-            num_replicas: 1,
+            num_replicas: self.replicas.max(1),
+            placement: (!self.placement_tags.is_empty()).then(|| jetstream::stream::Placement {
+                tags: self.placement_tags.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -178,6 +218,28 @@ pub fn check(spec: &StreamSpec, found: &Config) -> Vec<Violation> {
     }
     if found.sealed {
         push("sealed", "true".into(), "false");
+    }
+    if found.num_replicas < spec.replicas {
+        push(
+            "replicas",
+            found.num_replicas.to_string(),
+            &format!(
+                ">= {} (stream.replicas: copies that survive the loss of a server)",
+                spec.replicas
+            ),
+        );
+    }
+    let tags = found
+        .placement
+        .as_ref()
+        .map(|p| p.tags.clone())
+        .unwrap_or_default();
+    if let Some(t) = spec.placement_tags.iter().find(|t| !tags.contains(t)) {
+        push(
+            "placement.tags",
+            format!("{tags:?}"),
+            &format!("to include {t:?} (stream.placement_tags)"),
+        );
     }
     v
 }
@@ -327,6 +389,29 @@ mod tests {
             let v = check(&spec, &c);
             assert!(settings(&v).contains(&name), "{name}: {v:?}");
         }
+    }
+
+    #[test]
+    fn fewer_replicas_or_other_placement_is_refused_more_is_fine() {
+        let spec = StreamSpec {
+            replicas: 3,
+            placement_tags: vec!["az:a".into()],
+            ..Default::default()
+        };
+        let own = spec.config();
+        assert_eq!(own.num_replicas, 3);
+        assert!(check(&spec, &own).is_empty());
+        let mut one = spec.config();
+        one.num_replicas = 1;
+        let v = check(&spec, &one);
+        assert_eq!(settings(&v), ["replicas"]);
+        assert!(v[0].to_string().contains("replicas is 1"), "{}", v[0]);
+        let mut five = spec.config();
+        five.num_replicas = 5;
+        assert!(check(&spec, &five).is_empty());
+        let mut untagged = spec.config();
+        untagged.placement = None;
+        assert_eq!(settings(&check(&spec, &untagged)), ["placement.tags"]);
     }
 
     #[test]

@@ -64,13 +64,31 @@ impl Govledger {
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
-        Self::spawn_serve(data, Some(nats_url), extra, envs)
+        Self::spawn_role("serve", data, Some(nats_url), extra, envs)
+    }
+
+    /// `govledger <role>` (`serve`, `ingest`, `api`) with a config file
+    /// holding `toml` (its `[nats]` naming the servers), its own data folder.
+    pub fn role_with_config(role: &str, toml: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let cfg = data.path().join("govledger.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let cfg = cfg.to_str().unwrap().to_owned();
+        Self::spawn_role(role, data, None, &["--config", &cfg], &[])
+    }
+
+    /// SIGKILL: the process dies mid-work, as a machine does.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// `govledger serve` WITHOUT `--nats-url`: it runs its embedded
     /// nats-server (with its generated users and passwords) in `data_dir()/nats`.
     pub fn serve_embedded(data: tempfile::TempDir, extra: &[&str]) -> Self {
-        Self::spawn_serve(data, None, extra, &[])
+        Self::spawn_role("serve", data, None, extra, &[])
     }
 
     /// The embedded server's URL, as `serve` wrote it to `data_dir()/nats.url`.
@@ -99,7 +117,8 @@ impl Govledger {
             .to_owned()
     }
 
-    fn spawn_serve(
+    fn spawn_role(
+        role: &str,
         data: tempfile::TempDir,
         nats_url: Option<&str>,
         extra: &[&str],
@@ -110,7 +129,7 @@ impl Govledger {
         // folder already holds one (a restart) or the test wrote another.
         install_test_producer_key(&data.path().join("data"));
         let mut cmd = Command::new(govledger_bin());
-        cmd.env_remove_all_flags().arg("serve");
+        cmd.env_remove_all_flags().arg(role);
         if let Some(url) = nats_url {
             cmd.arg("--nats-url").arg(url);
         }
@@ -152,7 +171,7 @@ impl Govledger {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "govledger serve did not start; log:\n{}",
+                    "govledger {role} did not start; log:\n{}",
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }

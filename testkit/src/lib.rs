@@ -6,6 +6,8 @@
 //! - [`net`]: the free-port probe and the one wait-for-port loop;
 //! - [`nats`]: a `nats-server -js` on its own port and store, a thin wrapper
 //!   over the production launcher `govledger::serve::nats_embed::EmbeddedNats`;
+//! - [`nats_cluster`]: three `nats-server -js` nodes routed into one JetStream
+//!   cluster on loopback, each killable and restartable;
 //! - [`scim2`]: the real third-party `scim2-server` and its HTTP client;
 //! - [`govledger`]: the `govledger` binary as a child (`serve`, one-shot runs);
 //! - [`stream`]: stream-side helpers (publisher, stream contract, publishing a
@@ -37,6 +39,7 @@ pub mod cut_proxy;
 pub mod fault_scim;
 pub mod govledger;
 pub mod nats;
+pub mod nats_cluster;
 pub mod net;
 pub mod runs;
 pub mod saas;

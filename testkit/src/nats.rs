@@ -59,6 +59,26 @@ impl NatsServer {
         run.await.unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts a server on `port` whose nats-server config is `config_text`
+    /// (one node of a cluster: its `cluster {}` block names the others).
+    pub async fn try_start_at(port: u16, config_text: &str) -> Result<Self, Error> {
+        let bin = nats_server_bin()?;
+        let store = tempfile::Builder::new()
+            .prefix("govledger-nats-node-")
+            .tempdir()
+            .map_err(Error::io("creating the nats-server store folder"))?;
+        let path = store.path().join("server.conf");
+        std::fs::write(&path, config_text).map_err(Error::io("writing the nats-server config"))?;
+        let server = EmbeddedNats::start_with_config(&bin, store.path(), port, Some(&path)).await?;
+        Ok(Self {
+            server: Some(server),
+            port,
+            store,
+            bin,
+            config: Some(path),
+        })
+    }
+
     async fn try_start_configured(bin: &Path, config_text: Option<&str>) -> Result<Self, Error> {
         let bin = bin.to_path_buf();
         let store = tempfile::Builder::new()

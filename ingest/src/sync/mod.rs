@@ -77,6 +77,9 @@ pub struct SyncProgress {
     /// The run's `SyncRunStarted` is stored (acknowledged by JetStream): the
     /// run id names a run the ledger knows.
     pub started_stored: bool,
+    /// The stream sequence of the run's `SyncRunStarted` once stored (0 before):
+    /// a reader that waits for it sees the run (read-your-writes).
+    pub started_seq: u64,
 }
 
 /// The engine's own summary of a run (the ledger's verdict may differ).
@@ -144,6 +147,8 @@ struct Run<'a> {
     scope: Scope,
     limiter: RateLimiter,
     unconfirmed: VecDeque<Pending>,
+    /// The highest stream sequence of this run's events stored so far.
+    confirmed_seq: u64,
     emitted: u64,
     seen: HashSet<(i32, String)>,
     report: SyncReport,
@@ -200,6 +205,7 @@ pub async fn run_sync(
         scope: Scope::run(&spec.source_id, run_id),
         limiter: RateLimiter::new(spec.rate_per_s, spec.burst),
         unconfirmed: VecDeque::new(),
+        confirmed_seq: 0,
         emitted: 0,
         seen: HashSet::new(),
         report: SyncReport {
@@ -240,7 +246,11 @@ pub async fn run_sync(
     // The run exists once its start is stored: whoever asked for it is told
     // its id only then (a run id is a record, not a promise).
     run.confirm_all().await?;
-    ctx.progress.send_modify(|p| p.started_stored = true);
+    let started_seq = run.confirmed_seq;
+    ctx.progress.send_modify(|p| {
+        p.started_stored = true;
+        p.started_seq = started_seq;
+    });
 
     if spec.is_scim() {
         run.page_size = run.negotiate_page_size().await?;
@@ -316,7 +326,8 @@ impl Run<'_> {
         self.unconfirmed.push_back(pending);
         while self.unconfirmed.len() > UNCONFIRMED_MAX {
             if let Some(p) = self.unconfirmed.pop_front() {
-                p.wait().await.map_err(|source| self.publish_err(source))?;
+                let r = p.wait().await.map_err(|source| self.publish_err(source))?;
+                self.confirmed_seq = self.confirmed_seq.max(r.seq);
             }
         }
         Ok(())
@@ -331,7 +342,8 @@ impl Run<'_> {
 
     async fn confirm_all(&mut self) -> Result<(), SyncError> {
         while let Some(p) = self.unconfirmed.pop_front() {
-            p.wait().await.map_err(|source| self.publish_err(source))?;
+            let r = p.wait().await.map_err(|source| self.publish_err(source))?;
+            self.confirmed_seq = self.confirmed_seq.max(r.seq);
         }
         Ok(())
     }
