@@ -513,3 +513,57 @@ fn rebuild_digest(cluster: &NatsCluster, node: &Govledger) -> String {
     });
     status.state_digest
 }
+
+#[tokio::test]
+async fn a_stream_with_fewer_replicas_than_configured_is_refused() {
+    let cluster = NatsCluster::start(3).await;
+    let js = async_nats::jetstream::new(cluster.client().await);
+    let one = govledger_stream::StreamSpec::default();
+    govledger_stream::ensure_stream(&js, &one).await.unwrap();
+    let three = govledger_stream::StreamSpec::default().replicated(&Replication {
+        replicas: 3,
+        placement_tags: vec![],
+    });
+    let e = govledger_stream::ensure_stream(&js, &three)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("replicas is 1") && e.contains("stream.replicas"),
+        "{e}"
+    );
+    // Created with three, it is kept by three servers.
+    let spec = govledger_stream::StreamSpec {
+        name: "GOVLEDGER_R3".into(),
+        subjects: vec!["r3.>".into()],
+        ..Default::default()
+    }
+    .replicated(&Replication {
+        replicas: 3,
+        placement_tags: vec![],
+    });
+    let info = govledger_stream::ensure_stream(&js, &spec).await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+}
+
+#[test]
+fn a_role_alone_needs_a_cluster_config_and_says_which_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["ingest", "api"] {
+        let (status, err) = govledger_testkit::run_govledger(
+            &[
+                role,
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+                &dir.path().display().to_string(),
+            ],
+            &[],
+        );
+        assert!(!status.success(), "{role} started without [cluster]");
+        assert!(
+            err.contains("cluster.node") && err.contains("nats.urls"),
+            "{role}: {err}"
+        );
+    }
+}
