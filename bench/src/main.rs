@@ -17,13 +17,16 @@
 //! - [`events`]: the event histories measured; [`procs`]: the child processes
 //!   and how they are measured; [`report`]: the table and BENCHMARKS.md;
 //! - [`load`]: the load campaign (`--only load`, RELIABILITY.md), its own
-//!   report on stdout, never in BENCHMARKS.md's table.
+//!   report on stdout, never in BENCHMARKS.md's table;
+//! - [`cluster`]: one vs two ingest workers and query nodes on a three-node
+//!   JetStream cluster (`--only cluster`), its own report on stdout.
 //!
 //! Everything runs locally: the benchmark starts (and always stops) its own
 //! `nats-server` and `scim2-server` on free ports, and runs the `govledger`
 //! binary built with the same profile as itself as child processes.
 #![forbid(unsafe_code)]
 
+mod cluster;
 mod events;
 mod load;
 mod procs;
@@ -107,6 +110,9 @@ struct Cli {
     /// `--page-size 1000`).
     #[arg(long, default_value_t = 600)]
     page_latency_ms: u64,
+    /// `--only cluster`: users each of the 4 sources lists.
+    #[arg(long, default_value_t = 20_000)]
+    cluster_users: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -115,6 +121,7 @@ enum Group {
     Sync,
     Scale,
     Load,
+    Cluster,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -227,6 +234,9 @@ async fn main() -> ExitCode {
     if cli.only.contains(&Group::Load) {
         return load_campaign(&cli).await;
     }
+    if cli.only.contains(&Group::Cluster) {
+        return cluster_campaign(&cli).await;
+    }
     progress(format!("govledger-bench --scale {}", cli.scale.name()));
     let started = Instant::now();
     let outcome = tokio::select! {
@@ -282,6 +292,42 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// `--only cluster`: one vs two ingest workers and query nodes, on stdout.
+async fn cluster_campaign(cli: &Cli) -> ExitCode {
+    if cli.only != [Group::Cluster]
+        || cli.cluster_users == 0
+        || !(1..=1_000).contains(&cli.page_size)
+    {
+        eprintln!(
+            "govledger-bench: --only cluster runs alone; --cluster-users above 0, --page-size 1 to 1000"
+        );
+        return ExitCode::from(2);
+    }
+    let run = async {
+        // The children are the binary next to this one (testkit's lookup).
+        govledger_bin(cli)?;
+        cluster::run(cluster::ClusterParams {
+            users: cli.cluster_users,
+            page_size: cli.page_size,
+        })
+        .await
+    };
+    let outcome = tokio::select! {
+        r = run => r,
+        s = interrupted() => Err(anyhow!("interrupted by {s}; every child process was stopped")),
+    };
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("govledger-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `--only load`: the load campaign alone, its report on stdout.

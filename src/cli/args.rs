@@ -122,11 +122,11 @@ pub enum Cmd {
     Serve(ServeArgs),
     /// Cluster role: the sync workers and action executors (with the
     /// projection they decide from), sharing sources with the other ingest
-    /// processes through leases. Needs [cluster] node and nats.urls.
+    /// processes through leases. Needs `[cluster] node` and `nats.urls`.
     Ingest(ServeArgs),
     /// Cluster role: the gRPC (and HTTP) API over this node's own projection,
     /// read-your-writes with `govledger-min-seq`; triggers and actions go to
-    /// the ingest processes. Needs [cluster] node and nats.urls.
+    /// the ingest processes. Needs `[cluster] node` and `nats.urls`.
     Api(ServeArgs),
     /// Run only the projector (stream → sled).
     Project(ProjectArgs),

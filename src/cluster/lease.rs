@@ -12,7 +12,13 @@
 //! [`decide`] is the pure rule; [`Leases`] does the I/O; [`Holding`] renews a
 //! held lease in the background and says when it was lost.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
@@ -251,7 +257,9 @@ impl Leases {
 /// cancelled when it is lost (taken over, or not renewed before it ran out):
 /// the work under it must stop.
 pub struct Holding {
-    pub lost: CancellationToken,
+    /// Set once the lease is lost (a shutdown that cancels the work under
+    /// it is not a loss: the lease is then released for the next holder).
+    lost: Arc<AtomicBool>,
     stop: CancellationToken,
     task: JoinHandle<Lease>,
     leases: Arc<Leases>,
@@ -261,16 +269,17 @@ impl Holding {
     /// Renews `lease` until released; cancels `lost` if it is lost.
     pub fn start(leases: Arc<Leases>, lease: Lease, lost: CancellationToken) -> Self {
         let stop = CancellationToken::new();
+        let flag = Arc::new(AtomicBool::new(false));
         let every = Duration::from_millis((leases.ttl_ms / 3).max(100));
         let task = tokio::spawn(renew_loop(
             leases.clone(),
             lease,
             every,
-            lost.clone(),
+            (lost, flag.clone()),
             stop.clone(),
         ));
         Self {
-            lost,
+            lost: flag,
             stop,
             task,
             leases,
@@ -281,7 +290,7 @@ impl Holding {
     pub async fn release(self) {
         self.stop.cancel();
         if let Ok(lease) = self.task.await
-            && !self.lost.is_cancelled()
+            && !self.lost.load(Ordering::SeqCst)
         {
             self.leases.release(&lease).await;
         }
@@ -292,9 +301,13 @@ async fn renew_loop(
     leases: Arc<Leases>,
     mut lease: Lease,
     every: Duration,
-    lost: CancellationToken,
+    (lost, flag): (CancellationToken, Arc<AtomicBool>),
     stop: CancellationToken,
 ) -> Lease {
+    let lose = || {
+        flag.store(true, Ordering::SeqCst);
+        lost.cancel();
+    };
     loop {
         tokio::select! {
             _ = stop.cancelled() => return lease,
@@ -304,7 +317,7 @@ async fn renew_loop(
             Ok(()) => {}
             Err(e @ LeaseError::Lost { .. }) => {
                 tracing::warn!(error = %e, "lease lost; stopping the work under it");
-                lost.cancel();
+                lose();
                 return lease;
             }
             Err(e) => {
@@ -313,7 +326,7 @@ async fn renew_loop(
                 if now_ms() + every.as_millis() as i64 >= lease.until_ms {
                     tracing::warn!(error = %e, key = %lease.key,
                         "lease not renewed before it ran out; stopping the work under it");
-                    lost.cancel();
+                    lose();
                     return lease;
                 }
                 tracing::debug!(error = %e, "lease renewal failed; trying again");

@@ -35,6 +35,10 @@ pub struct Shared {
 
 /// Tries of reading the stream's tip before a lease holder gives up its turn.
 const TIP_TRIES: u32 = 5;
+/// How long a lease holder waits for its projection to reach the stream's
+/// tip before it gives up its turn (and the lease): a paused or stuck
+/// projector must not hold a source's work hostage.
+pub const CATCH_UP_MAX_MS: u64 = 30_000;
 
 impl WorkerDeps {
     /// Waits until the projection holds everything the stream held when the
@@ -62,7 +66,21 @@ impl WorkerDeps {
         for attempt in 0..TIP_TRIES {
             match shared.js.get_stream(&shared.stream).await {
                 Ok(mut s) => match s.info().await {
-                    Ok(info) => return self.caught_up_to(info.state.last_sequence).await,
+                    Ok(info) => {
+                        let target = info.state.last_sequence;
+                        let bound = Duration::from_millis(CATCH_UP_MAX_MS);
+                        return match tokio::time::timeout(bound, self.caught_up_to(target)).await {
+                            Ok(r) => r,
+                            Err(_) => {
+                                tracing::warn!(
+                                    target,
+                                    applied = *self.applied.borrow(),
+                                    "the projection did not reach the stream's tip in {CATCH_UP_MAX_MS} ms; giving up this turn"
+                                );
+                                false
+                            }
+                        };
+                    }
                     Err(e) => tracing::debug!(error = %e, "reading the stream's tip"),
                 },
                 Err(e) => tracing::debug!(error = %e, "reading the stream's tip"),
