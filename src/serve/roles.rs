@@ -292,6 +292,14 @@ async fn shared(
     .await?;
     tracing::info!(node = %node, holder = %leases.holder, lease_ttl_ms = cfg.cluster.lease_ttl_ms,
         "cluster node: syncs and actions run under leases");
+    if cfg.provenance.key_file.is_none() && cfg.provenance.trusted_keys.is_empty() {
+        tracing::warn!(
+            "cluster node with its own producer key and no trusted_keys: the other nodes decide \
+             this node's runs UNVERIFIED_PRODUCER and it decides theirs so. Give every node the \
+             same provenance.key_file, or list each node's key in provenance.trusted_keys \
+             (README: Cluster)"
+        );
+    }
     Ok(Some(Arc::new(crate::workers::deps::Shared {
         leases: Arc::new(leases),
         js: conn.js.clone(),

@@ -33,6 +33,15 @@ pub struct Shared {
     pub stream: String,
 }
 
+/// Why a lease was not taken.
+#[derive(Debug)]
+pub enum NotTaken {
+    /// Another process holds it (its holder name).
+    Held(String),
+    /// The lease bucket did not answer (NATS slow or down).
+    Unreachable,
+}
+
 /// Tries of reading the stream's tip before a lease holder gives up its turn.
 const TIP_TRIES: u32 = 5;
 /// How long a lease holder waits for its projection to reach the stream's
@@ -96,12 +105,13 @@ impl WorkerDeps {
 
     /// In a cluster, takes the lease `key` (renewed until released; `lost`
     /// cancelled if it is lost): `Ok(None)` outside a cluster (this process
-    /// owns everything), `Err(holder)` when another process holds it.
+    /// owns everything), `Err` when another process holds it or the bucket
+    /// cannot be reached.
     pub async fn lease(
         &self,
         key: &str,
         lost: &CancellationToken,
-    ) -> Result<Option<Holding>, String> {
+    ) -> Result<Option<Holding>, NotTaken> {
         let Some(shared) = &self.cluster else {
             return Ok(None);
         };
@@ -111,8 +121,11 @@ impl WorkerDeps {
                 lease,
                 lost.clone(),
             ))),
-            Ok(Acquired::Busy { holder, .. }) => Err(holder),
-            Err(e) => Err(e.to_string()),
+            Ok(Acquired::Busy { holder, .. }) => Err(NotTaken::Held(holder)),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "cannot take a lease; trying at the next turn");
+                Err(NotTaken::Unreachable)
+            }
         }
     }
 

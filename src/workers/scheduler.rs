@@ -26,7 +26,7 @@ use govledger_projector::Store;
 use govledger_proto::v1::SyncMode;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
-use super::deps::WorkerDeps;
+use super::deps::{NotTaken, WorkerDeps};
 use crate::{
     cluster::control::Remote,
     config::{ConfigError, sources::Source},
@@ -326,14 +326,17 @@ impl Worker {
         let lost = self.deps.cancel.child_token();
         let holding = match self.deps.lease(&lease_key(source), &lost).await {
             Ok(h) => h,
-            Err(holder) => {
+            Err(not) => {
                 if let Why::Trigger(t) = why {
-                    let run_id = unfinished_run(&self.deps.store, source)
-                        .unwrap_or_else(|| format!("held by {holder}"));
-                    let _ = t.reply.send(Err(TriggerError::AlreadyRunning {
-                        source_id: source.clone(),
-                        run_id,
-                    }));
+                    let e = match not {
+                        NotTaken::Held(holder) => TriggerError::AlreadyRunning {
+                            source_id: source.clone(),
+                            run_id: unfinished_run(&self.deps.store, source)
+                                .unwrap_or_else(|| format!("held by {holder}")),
+                        },
+                        NotTaken::Unreachable => TriggerError::NotRecorded(source.clone()),
+                    };
+                    let _ = t.reply.send(Err(e));
                 }
                 return true;
             }
