@@ -213,6 +213,18 @@ async fn a_write_on_one_query_node_is_read_on_the_other_or_refused_with_the_lag(
     assert_eq!(run.run.unwrap_or_default().run_id, run_id);
     let done = b.wait_decided(&run_id, Duration::from_secs(60)).await;
     assert_eq!(done.verdict, Verdict::Complete as i32, "{:?}", done.reasons);
+    // The CLI's `sync` on an api node: the trigger travels to the ingest
+    // process, and the run is followed at its start's sequence.
+    let (k, v) = b.token_env();
+    let (status, out, err) = govledger_testkit::govledger::run_govledger_out(
+        &["sync", "hr", "--grpc-addr", &b.addr],
+        &[(k, v.as_str())],
+    );
+    assert!(
+        status.success(),
+        "govledger sync on an api node: {out}{err}"
+    );
+    assert!(out.contains("COMPLETE"), "{out}");
 
     // An action submitted on A is found on B at the sequence A answered.
     let submitted = a
@@ -358,7 +370,7 @@ async fn a_sync_and_actions_survive_a_nats_node_and_an_ingest_worker_killed_mid_
 
     // A slow second run, and a batch of actions, then the kills mid-run.
     scim.set_faults(Faults {
-        page_latency_ms: 80,
+        page_latency_ms: 150,
         ..Default::default()
     });
     let (second, _) = trigger(&a).await;
@@ -384,7 +396,16 @@ async fn a_sync_and_actions_survive_a_nats_node_and_an_ingest_worker_killed_mid_
             .into_inner();
         actions.push((r.action_id, u.clone()));
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Mid-run: a few pages stored, most still to come.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = a.run(&second).await;
+        if r.run.is_some_and(|r| r.pages_fetched >= 3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second run never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The ingest process running the sync dies, and so does a NATS node.
     let holder = sync_lease_holder(&cluster).await;
     let victim = if holder.starts_with("ingest-1/") {
@@ -435,13 +456,15 @@ async fn a_sync_and_actions_survive_a_nats_node_and_an_ingest_worker_killed_mid_
             );
         }
     }
-    if audit.runs[second.as_str()].users.len() < USERS {
-        assert_ne!(
-            cut.verdict,
-            Verdict::Complete as i32,
-            "a cut run reported COMPLETE"
-        );
-    }
+    // The run was cut (its worker never finished it) and is not COMPLETE.
+    let seen = &audit.runs[second.as_str()];
+    assert!(seen.cut, "the killed worker's run has its own finish");
+    assert!(seen.users.len() < USERS, "the cut run listed everything");
+    assert_ne!(
+        cut.verdict,
+        Verdict::Complete as i32,
+        "a cut run reported COMPLETE"
+    );
     // Both query nodes converge on the fold of the stream.
     let tip = msgs.last().map(|m| m.seq).unwrap_or(0);
     let (seq_a, digest_a) = digest_at(&a, tip).await;

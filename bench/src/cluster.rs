@@ -67,7 +67,7 @@ async fn ingest_once(
     scim: &FaultScim,
     p: ClusterParams,
     workers: usize,
-) -> Result<(Duration, u64)> {
+) -> Result<(Duration, u64, String)> {
     let stream = format!("GLBENCH_I{workers}");
     let ingest: Vec<Govledger> = (0..workers)
         .map(|i| {
@@ -112,8 +112,14 @@ async fn ingest_once(
         .context("stream info")?
         .state
         .messages;
+    // Which worker ran how many of the runs (each says so in its log).
+    let split = ingest
+        .iter()
+        .map(|g| g.log_text().matches("sync started").count().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ");
     drop((ingest, api));
-    Ok((took, events))
+    Ok((took, events, split))
 }
 
 /// Calls per second (and p99) of `TASKS` clients over `nodes`, round robin.
@@ -183,6 +189,11 @@ pub async fn run(p: ClusterParams) -> Result<String> {
     .await;
     crate::progress("cluster: one ingest worker");
     let one = ingest_once(&cluster, &scim, p, 1).await?;
+    // One stream at a time holds the ledger's subjects.
+    let js = async_nats::jetstream::new(cluster.client().await);
+    js.delete_stream("GLBENCH_I1")
+        .await
+        .map_err(|e| anyhow!("deleting the first phase's stream: {e}"))?;
     crate::progress("cluster: two ingest workers");
     let two = ingest_once(&cluster, &scim, p, 2).await?;
     // Query nodes over the stream the two workers wrote.
@@ -195,24 +206,26 @@ pub async fn run(p: ClusterParams) -> Result<String> {
     let q1 = query_once(&[&a], p.users).await?;
     crate::progress("cluster: queries on two api nodes");
     let q2 = query_once(&[&a, &b], p.users).await?;
-    let rate = |(d, n): (Duration, u64)| n as f64 / d.as_secs_f64();
+    let rate = |(d, n, _): &(Duration, u64, String)| *n as f64 / d.as_secs_f64();
     Ok(format!(
         "## Cluster throughput (3 nats-server nodes, R3, all on this machine's cores)\n\n\
          - sources: {SOURCES} × {users} users (fault SCIM server in the bench process, pages of {page}); \
          queries: {TASKS} clients for {qs} s, GetSource and GetIdentity alternating\n\n\
          | what | 1 | 2 | 2 ÷ 1 |\n|---|---:|---:|---:|\n\
-         | ingest workers: {SOURCES} full syncs, first trigger → last run decided | {d1:.1} s ({e1} events, {r1:.0} ev/s) | {d2:.1} s ({e2} events, {r2:.0} ev/s) | {x1:.2} |\n\
+         | ingest workers: {SOURCES} full syncs, first trigger → last run decided (runs per worker) | {d1:.1} s ({e1} events, {r1:.0} ev/s; {s1}) | {d2:.1} s ({e2} events, {r2:.0} ev/s; {s2}) | {x1:.2} |\n\
          | query nodes: calls/s (p99) | {c1:.0} ({p1:.1} ms) | {c2:.0} ({p2:.1} ms) | {x2:.2} |\n",
         users = p.users,
         page = p.page_size,
         qs = QUERY_PHASE.as_secs(),
         d1 = one.0.as_secs_f64(),
         e1 = one.1,
-        r1 = rate(one),
+        r1 = rate(&one),
+        s1 = one.2,
         d2 = two.0.as_secs_f64(),
         e2 = two.1,
-        r2 = rate(two),
-        x1 = rate(two) / rate(one),
+        r2 = rate(&two),
+        s2 = two.2,
+        x1 = rate(&two) / rate(&one),
         c1 = q1.0,
         p1 = q1.1.as_secs_f64() * 1e3,
         c2 = q2.0,

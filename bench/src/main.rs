@@ -111,7 +111,7 @@ struct Cli {
     #[arg(long, default_value_t = 600)]
     page_latency_ms: u64,
     /// `--only cluster`: users each of the 4 sources lists.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 50_000)]
     cluster_users: usize,
 }
 

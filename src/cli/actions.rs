@@ -60,7 +60,9 @@ pub async fn act(a: ActArgs) -> anyhow::Result<()> {
             "already existed (same idempotency key)"
         }
     );
-    let action = follow_action(&mut c, &r.action_id).await?;
+    // Followed at the sequence of its request: behind a load balancer, any
+    // node answers it (read-your-writes).
+    let action = follow_action(&mut c, &r.action_id, r.seq).await?;
     print!("{}", output::action_detail(&action));
     if action.outcome != ActionOutcome::Confirmed as i32 {
         return Err(NotOk.into());
@@ -72,21 +74,27 @@ pub async fn act(a: ActArgs) -> anyhow::Result<()> {
 async fn follow_action(
     c: &mut crate::cli::client::Client,
     action_id: &str,
+    seq: u64,
 ) -> anyhow::Result<GetActionResponse> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(FOLLOW_TIMEOUT_MS);
     loop {
         match c
-            .get_action(GetActionRequest {
-                action_id: action_id.to_owned(),
-                as_of: None,
-            })
+            .get_action(crate::cli::client::at_least(
+                GetActionRequest {
+                    action_id: action_id.to_owned(),
+                    as_of: None,
+                },
+                seq,
+            ))
             .await
         {
             Ok(a) if a.get_ref().outcome != ActionOutcome::Pending as i32 => {
                 return Ok(a.into_inner());
             }
             Ok(_) => {}
+            // Not folded here yet (a node behind: it said how far).
             Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) if seq > 0 && s.code() == tonic::Code::Unavailable => {}
             Err(s) => return Err(status_err(s)),
         }
         if tokio::time::Instant::now() > deadline {

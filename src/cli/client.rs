@@ -240,6 +240,19 @@ fn grpc_endpoint(url: &str, addr: &str) -> anyhow::Result<tonic::transport::Endp
 }
 
 /// A gRPC error as the user reads it: `code: message`.
+/// `msg` as a request that any node of a cluster answers only once it has
+/// applied stream sequence `seq` (`govledger-min-seq`; 0: no such wait).
+pub fn at_least<T>(msg: T, seq: u64) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if seq > 0
+        && let Ok(v) = seq.to_string().parse()
+    {
+        r.metadata_mut()
+            .insert(crate::cluster::consistency::MIN_SEQ_HEADER, v);
+    }
+    r
+}
+
 pub fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", s.code(), s.message())
 }

@@ -37,7 +37,7 @@ pub async fn status(f: ClientFlags) -> anyhow::Result<()> {
 /// `govledger sync`: triggers a run and follows it (exit 3 unless COMPLETE).
 pub async fn sync(a: SyncArgs) -> anyhow::Result<()> {
     let mut c = connect(&a.client).await?;
-    let run_id = c
+    let started = c
         .trigger_sync(TriggerSyncRequest {
             source_id: a.source.clone(),
             mode: if a.delta {
@@ -48,10 +48,11 @@ pub async fn sync(a: SyncArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?
-        .into_inner()
-        .run_id;
+        .into_inner();
+    let run_id = started.run_id;
     println!("sync of {} started: run {run_id}", a.source);
-    let run = follow_run(&mut c, &run_id, Duration::from_secs(a.timeout_s)).await?;
+    let follow = (Duration::from_secs(a.timeout_s), started.seq);
+    let run = follow_run(&mut c, &run_id, follow).await?;
     print!("{}", output::run_detail(&run));
     if run.verdict != Verdict::Complete as i32 {
         return Err(NotOk.into());
@@ -61,10 +62,12 @@ pub async fn sync(a: SyncArgs) -> anyhow::Result<()> {
 
 /// Polls a run until the ledger has decided its verdict, with a progress bar
 /// (records seen of records declared) on a terminal.
+/// `seq` is the run start's stream sequence: any node of a cluster answers
+/// once it has applied it.
 async fn follow_run(
     c: &mut crate::cli::client::Client,
     run_id: &str,
-    timeout: Duration,
+    (timeout, seq): (Duration, u64),
 ) -> anyhow::Result<GetRunResponse> {
     use indicatif::{ProgressBar, ProgressStyle};
     let bar = ProgressBar::new(0);
@@ -77,9 +80,12 @@ async fn follow_run(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match c
-            .get_run(GetRunRequest {
-                run_id: run_id.to_owned(),
-            })
+            .get_run(crate::cli::client::at_least(
+                GetRunRequest {
+                    run_id: run_id.to_owned(),
+                },
+                seq,
+            ))
             .await
         {
             Ok(r) => {
@@ -99,6 +105,7 @@ async fn follow_run(
                 }
             }
             Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) if seq > 0 && s.code() == tonic::Code::Unavailable => {}
             Err(s) => return Err(status_err(s)),
         }
         if tokio::time::Instant::now() > deadline {
