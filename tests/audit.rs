@@ -274,27 +274,7 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
     let last = read_stream(&client).await.last().unwrap().seq;
     gl.wait_applied(last).await;
 
-    let (status, out) = {
-        let o = std::process::Command::new(govledger_testkit::govledger_bin())
-            .args([
-                "rebuild",
-                "--nats-url",
-                &nats.url(),
-                "--grpc-addr",
-                &gl.addr,
-                "--token-file",
-                &gl.token_path(),
-                // serve's data folder: the rebuild trusts the same producer key.
-                "--data-dir",
-                &gl.data_dir().display().to_string(),
-            ])
-            .output()
-            .unwrap();
-        (
-            o.status,
-            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-        )
-    };
+    let (status, out) = gl.rebuild(&nats.url());
     assert!(status.success(), "{out}");
     assert!(
         out.contains("MATCH: the live projection is exactly the fold of the stream"),

@@ -15,7 +15,8 @@ use std::{
 use govledger::cluster::lease::{Acquired, Holding, LeaseError, Leases};
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, GetActionRequest, GetLedgerStatusRequest, GetRunRequest,
-    ListRunsRequest, SetProjectorPausedRequest, SubmitActionRequest, TriggerSyncRequest, Verdict,
+    ListRunsRequest, SetProjectorPausedRequest, SubmitActionRequest, SubmitActionResponse,
+    TriggerSyncRequest, Verdict,
 };
 use govledger_stream::contract::Replication;
 use govledger_testkit::{
@@ -79,6 +80,19 @@ async fn digest_at(node: &Govledger, seq: u64) -> (u64, String) {
         .unwrap()
         .into_inner();
     (s.meta.unwrap_or_default().last_applied_seq, s.state_digest)
+}
+
+/// `SubmitAction` on `node`: deactivate `user` under idempotency key `key`.
+async fn deactivate(node: &Govledger, user: &str, key: &str) -> SubmitActionResponse {
+    node.client()
+        .await
+        .submit_action(SubmitActionRequest {
+            source_id: "hr".into(),
+            request: Some(action_request(ActionKind::Deactivate, user, "", key, "T-1")),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("SubmitAction {key}: {s:?}"))
+        .into_inner()
 }
 
 /// A request carrying `govledger-min-seq: seq`.
@@ -227,22 +241,7 @@ async fn a_write_on_one_query_node_is_read_on_the_other_or_refused_with_the_lag(
     assert!(out.contains("COMPLETE"), "{out}");
 
     // An action submitted on A is found on B at the sequence A answered.
-    let submitted = a
-        .client()
-        .await
-        .submit_action(SubmitActionRequest {
-            source_id: "hr".into(),
-            request: Some(action_request(
-                ActionKind::Deactivate,
-                &scim.user_ids()[0],
-                "",
-                "ryw-1",
-                "T-1",
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let submitted = deactivate(&a, &scim.user_ids()[0], "ryw-1").await;
     assert!(submitted.created && submitted.seq > 0, "{submitted:?}");
     let found = b
         .client()
@@ -283,22 +282,7 @@ async fn a_write_on_one_query_node_is_read_on_the_other_or_refused_with_the_lag(
         })
         .await
         .unwrap();
-    let later = a
-        .client()
-        .await
-        .submit_action(SubmitActionRequest {
-            source_id: "hr".into(),
-            request: Some(action_request(
-                ActionKind::Deactivate,
-                &scim.user_ids()[1],
-                "",
-                "ryw-2",
-                "T-2",
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let later = deactivate(&a, &scim.user_ids()[1], "ryw-2").await;
     let refused = b
         .client()
         .await
@@ -378,22 +362,7 @@ async fn a_sync_and_actions_survive_a_nats_node_and_an_ingest_worker_killed_mid_
     let mut actions = Vec::new();
     for (i, u) in users.iter().take(ACTIONS).enumerate() {
         let node = if i % 2 == 0 { &a } else { &b };
-        let r = node
-            .client()
-            .await
-            .submit_action(SubmitActionRequest {
-                source_id: "hr".into(),
-                request: Some(action_request(
-                    ActionKind::Deactivate,
-                    u,
-                    "",
-                    &format!("chaos-{i}"),
-                    "T-9",
-                )),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let r = deactivate(node, u, &format!("chaos-{i}")).await;
         actions.push((r.action_id, u.clone()));
     }
     // Mid-run: a few pages stored, most still to come.
@@ -470,7 +439,7 @@ async fn a_sync_and_actions_survive_a_nats_node_and_an_ingest_worker_killed_mid_
     let (seq_a, digest_a) = digest_at(&a, tip).await;
     let (seq_b, digest_b) = digest_at(&b, tip).await;
     assert_eq!((seq_a, &digest_a), (seq_b, &digest_b), "query nodes differ");
-    let rebuilt = rebuild_digest(&cluster, &a);
+    let rebuilt = rebuild_digest(&cluster, &a).await;
     assert_eq!(rebuilt, digest_a, "a rebuild differs from the query nodes");
     let runs = b
         .client()
@@ -506,35 +475,17 @@ async fn sync_lease_holder(cluster: &NatsCluster) -> String {
 
 /// `govledger rebuild` against query node `node`: the digest of the stream
 /// folded again from sequence 1 (it must print MATCH).
-fn rebuild_digest(cluster: &NatsCluster, node: &Govledger) -> String {
-    let o = std::process::Command::new(govledger_testkit::govledger_bin())
-        .args([
-            "rebuild",
-            "--nats-url",
-            &cluster.urls().join(","),
-            "--grpc-addr",
-            &node.addr,
-            "--token-file",
-            &node.token_path(),
-            "--data-dir",
-            &node.data_dir().display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{out}");
+async fn rebuild_digest(cluster: &NatsCluster, node: &Govledger) -> String {
+    let (status, out) = node.rebuild(&cluster.urls().join(","));
+    assert!(status.success(), "{out}");
     assert!(out.contains("MATCH"), "{out}");
-    let status = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(async {
-            node.client()
-                .await
-                .get_ledger_status(GetLedgerStatusRequest { with_digest: true })
-                .await
-                .unwrap()
-                .into_inner()
-        })
-    });
-    status.state_digest
+    node.client()
+        .await
+        .get_ledger_status(GetLedgerStatusRequest { with_digest: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .state_digest
 }
 
 #[tokio::test]

@@ -314,6 +314,15 @@ async fn cluster_campaign(cli: &Cli) -> ExitCode {
         })
         .await
     };
+    report_stdout(run, |_| true).await
+}
+
+/// Runs a campaign until it ends or a signal stops it; its report on stdout.
+/// Exit code 1 on failure, or when `passed` says the report missed a target.
+async fn report_stdout(
+    run: impl std::future::Future<Output = Result<String>>,
+    passed: impl Fn(&str) -> bool,
+) -> ExitCode {
     let outcome = tokio::select! {
         r = run => r,
         s = interrupted() => Err(anyhow!("interrupted by {s}; every child process was stopped")),
@@ -321,7 +330,11 @@ async fn cluster_campaign(cli: &Cli) -> ExitCode {
     match outcome {
         Ok(text) => {
             println!("{text}");
-            ExitCode::SUCCESS
+            if passed(&text) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("govledger-bench: {e:#}");
@@ -369,23 +382,7 @@ async fn load_campaign(cli: &Cli) -> ExitCode {
         let bin = govledger_bin(cli)?;
         load::run(&p, &nats, &bin).await
     };
-    let outcome = tokio::select! {
-        r = run => r,
-        s = interrupted() => Err(anyhow!("interrupted by {s}; every child process was stopped")),
-    };
-    match outcome {
-        Ok(text) => {
-            println!("{text}");
-            if cli.strict && !load::passed(&text) {
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("govledger-bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    report_stdout(run, |text| !cli.strict || load::passed(text)).await
 }
 
 /// Resolves on SIGINT or SIGTERM (dropping the benchmark stops its children).

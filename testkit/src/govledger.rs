@@ -77,6 +77,22 @@ impl Govledger {
         Self::spawn_role(role, data, None, &["--config", &cfg], &[])
     }
 
+    /// `govledger rebuild` against this process (its token, and its data
+    /// folder: the rebuild trusts the same producer key), on `nats_url`;
+    /// the exit status and stdout + stderr.
+    pub fn rebuild(&self, nats_url: &str) -> (std::process::ExitStatus, String) {
+        let o = Command::new(govledger_bin())
+            .env_remove_all_flags()
+            .args(["rebuild", "--nats-url", nats_url, "--grpc-addr", &self.addr])
+            .args(["--token-file", &self.token_path()])
+            .args(["--data-dir", &self.data_dir().display().to_string()])
+            .output()
+            .unwrap();
+        let out =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        (o.status, out)
+    }
+
     /// SIGKILL: the process dies mid-work, as a machine does.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
