@@ -6,6 +6,11 @@
 //! The signed statement is plain text (so any tool can check it):
 //! `govledger checkpoint v1\nstream=S\nsize=N\nroot=HEX\ncreated_at_us=T\nprevious=HEX\nkey_id=K\n`.
 //! A checkpoint's hash (what the next one names) is SHA-256 of that statement.
+//!
+//! The same tree head is also a C2SP signed note ([`crate::audit::note`]):
+//! `<origin>\n<size>\n<base64 root>\n` signed by the same key, so tools we
+//! did not write verify it. A chain is also checked for forks (one size, two
+//! roots) and rollbacks (a size smaller than the one before it).
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -91,6 +96,31 @@ pub enum CheckpointError {
         found: String,
         expected: String,
     },
+    #[error("checkpoint of size {size}: its signed note does not hold: {problem}")]
+    BadNote {
+        size: u64,
+        problem: crate::audit::note::NoteProblem,
+    },
+    #[error(
+        "checkpoint of size {size}: its signed note says size {note_size} root {note_root}, not what the checkpoint says"
+    )]
+    NoteDiffers {
+        size: u64,
+        note_size: u64,
+        note_root: String,
+    },
+    #[error(
+        "fork: two checkpoints of size {size} with different roots ({first} and {second}): the log shows two histories"
+    )]
+    Fork {
+        size: u64,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "rollback: a checkpoint of size {size} follows one of size {previous}: a log only grows"
+    )]
+    Rollback { size: u64, previous: u64 },
 }
 
 /// Why the audit stream could not be read or written.
@@ -117,6 +147,12 @@ pub enum AuditStreamError {
     /// The projector's stored Merkle frontier does not decode.
     #[error("the stored Merkle frontier is inconsistent")]
     FrontierInconsistent,
+    /// This process's projection is behind the last checkpoint (another
+    /// process's): signing now would go back.
+    #[error(
+        "this node's projection holds {have} events, the last checkpoint {last}: try again once it caught up"
+    )]
+    Behind { have: u64, last: u64 },
 }
 
 fn nats(e: impl std::fmt::Display) -> AuditStreamError {
@@ -182,8 +218,54 @@ pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), Checkpoin
     match strict(&key, statement(cp).as_bytes(), &cp.signature) {
         None => Err(CheckpointError::Malformed(cp.tree_size)),
         Some(false) => Err(CheckpointError::BadSignature(cp.tree_size)),
-        Some(true) => Ok(()),
+        Some(true) => verify_note(cp, &key),
     }
+}
+
+/// The checkpoint's signed note (when it has one) opens under `key` with the
+/// origin it names, and says the same size and root as the checkpoint.
+fn verify_note(cp: &Checkpoint, key: &VerifyingKey) -> Result<(), CheckpointError> {
+    if cp.note.is_empty() {
+        return Ok(()); // made before notes: the statement's signature holds
+    }
+    let origin = cp.note.lines().next().unwrap_or_default();
+    let vkey = crate::audit::note::verifier_key(origin, key);
+    let opened = crate::audit::note::open(&cp.note, &vkey, &[]).map_err(|problem| {
+        CheckpointError::BadNote {
+            size: cp.tree_size,
+            problem,
+        }
+    })?;
+    if opened.size != cp.tree_size || !merkle::hex(&opened.root).eq_ignore_ascii_case(&cp.root) {
+        return Err(CheckpointError::NoteDiffers {
+            size: cp.tree_size,
+            note_size: opened.size,
+            note_root: merkle::hex(&opened.root),
+        });
+    }
+    Ok(())
+}
+
+/// Forks and rollbacks in checkpoints given in the order they were made:
+/// sizes never decrease, and one size has one root. Pure.
+pub fn check_history(cps: &[Checkpoint]) -> Result<(), CheckpointError> {
+    for w in cps.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if b.tree_size < a.tree_size {
+            return Err(CheckpointError::Rollback {
+                size: b.tree_size,
+                previous: a.tree_size,
+            });
+        }
+        if b.tree_size == a.tree_size && !a.root.eq_ignore_ascii_case(&b.root) {
+            return Err(CheckpointError::Fork {
+                size: a.tree_size,
+                first: a.root.clone(),
+                second: b.root.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `signature` (hex) is `public_key`'s (hex) strict ed25519 signature
@@ -195,8 +277,10 @@ pub fn verify_bytes(public_key: &str, msg: &[u8], signature: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Checks signatures and the chain of checkpoints given oldest first.
+/// Checks signatures, the chain, and forks and rollbacks of checkpoints
+/// given oldest first.
 pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), CheckpointError> {
+    check_history(cps)?;
     for (i, cp) in cps.iter().enumerate() {
         verify(cp, trusted_public_key)?;
         if i > 0 {
@@ -269,9 +353,24 @@ pub fn sign(
         public_key: hex(public.as_bytes()),
         signature: String::new(),
         requested_by: requested_by.to_owned(),
+        ..Default::default()
     };
     cp.signature = hex(&key.sign(statement(&cp).as_bytes()).to_bytes());
     cp
+}
+
+/// `cp` with its tree head also signed as a C2SP note under `origin`.
+pub fn with_note(
+    mut cp: Checkpoint,
+    key: &SigningKey,
+    origin: &str,
+) -> Result<Checkpoint, crate::audit::note::NoteProblem> {
+    let root = unhex(&cp.root)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| crate::audit::note::NoteProblem::Malformed("root is not a hash".into()))?;
+    cp.note = crate::audit::note::sign(key, origin, cp.tree_size, &root)?;
+    cp.verifier_key = crate::audit::note::verifier_key(origin, &key.verifying_key());
+    Ok(cp)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,13 +412,53 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, KeyError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// The process's checkpointer: one signer, one chain.
+/// Tries of appending a checkpoint when another process appended first.
+const APPEND_TRIES: u32 = 5;
+/// How long a checkpointer waits for its projection to reach the size of the
+/// last checkpoint (another process's) before it gives up signing.
+const CATCH_UP_MS: u64 = 10_000;
+
+/// The last checkpoint in the audit stream: its stream sequence (0: none)
+/// and its hash ("" when none).
+async fn last_checkpoint(
+    js: &jetstream::Context,
+) -> Result<(u64, Option<Checkpoint>), AuditStreamError> {
+    let stream = js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
+    match stream
+        .get_last_raw_message_by_subject(CHECKPOINT_SUBJECT)
+        .await
+    {
+        Ok(m) => Ok((
+            m.sequence,
+            Some(Checkpoint::decode(m.payload.as_ref()).map_err(AuditStreamError::NotACheckpoint)?),
+        )),
+        Err(e)
+            if matches!(
+                e.kind(),
+                jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+            ) =>
+        {
+            Ok((0, None))
+        }
+        Err(e) => Err(nats(e)),
+    }
+}
+
+/// The process's checkpointer: one signer. Every checkpoint names the last
+/// one in the audit stream (whichever process made it) and is appended only
+/// if that is still the last (JetStream's expected last subject sequence), so
+/// several processes sharing the signing key make one chain, never a fork or
+/// a rollback.
 pub struct Checkpointer {
     key: SigningKey,
+    /// The origin line of its signed notes (`audit.origin`, else
+    /// [`crate::audit::note::default_origin`]).
+    origin: String,
     js: jetstream::Context,
     store: Arc<Store>,
     stream: String,
-    previous: Mutex<String>,
+    /// One checkpoint at a time from this process.
+    signing: Mutex<()>,
 }
 
 impl Checkpointer {
@@ -329,7 +468,11 @@ impl Checkpointer {
         js: jetstream::Context,
         store: Arc<Store>,
         (stream, replication): (String, &govledger_stream::contract::Replication),
+        origin: Option<String>,
     ) -> Result<Self, AuditStreamError> {
+        let origin = origin.unwrap_or_else(|| {
+            crate::audit::note::default_origin(&stream, &key_id(&key.verifying_key()))
+        });
         let spec = govledger_stream::StreamSpec {
             name: AUDIT_STREAM.to_owned(),
             subjects: vec!["govledger.audit.>".to_owned()],
@@ -339,21 +482,13 @@ impl Checkpointer {
         govledger_stream::ensure_stream(&js, &spec)
             .await
             .map_err(nats)?;
-        let previous = match js.get_stream(AUDIT_STREAM).await {
-            Ok(s) => match s.get_last_raw_message_by_subject(CHECKPOINT_SUBJECT).await {
-                Ok(m) => Checkpoint::decode(m.payload.as_ref())
-                    .map(|cp| checkpoint_hash(&cp))
-                    .unwrap_or_default(),
-                Err(_) => String::new(),
-            },
-            Err(e) => return Err(nats(e)),
-        };
         Ok(Self {
             key,
+            origin,
             js,
             store,
             stream,
-            previous: Mutex::new(previous),
+            signing: Mutex::new(()),
         })
     }
 
@@ -365,41 +500,81 @@ impl Checkpointer {
         key_id(&self.key.verifying_key())
     }
 
+    /// The verifier key of its signed notes (what the operator publishes).
+    pub fn verifier_key(&self) -> String {
+        crate::audit::note::verifier_key(&self.origin, &self.key.verifying_key())
+    }
+
     /// Hex ed25519 signature of `msg` with the ledger's key (evidence manifests).
     pub fn sign_bytes(&self, msg: &[u8]) -> String {
         hex(&self.key.sign(msg).to_bytes())
     }
 
-    /// Signs the projector's current root, publishes and returns the checkpoint.
-    /// `requested_by` (the principal, or `interval`) is part of what is signed.
+    /// Signs the projector's current root after the last checkpoint in the
+    /// audit stream, appends it and returns it. `requested_by` (the
+    /// principal, or `interval`) is part of what is signed.
     pub async fn checkpoint(&self, requested_by: &str) -> Result<Checkpoint, AuditStreamError> {
-        let meta = self
-            .store
-            .meta()
-            .map_err(|e| AuditStreamError::Store(e.to_string()))?;
-        let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
-            .ok_or(AuditStreamError::FrontierInconsistent)?;
-        let mut previous = self.previous.lock().await;
-        let cp = sign(
-            &self.key,
-            &self.stream,
-            tree.size(),
-            &merkle::hex(&tree.root()),
-            chrono::Utc::now().timestamp_micros(),
-            &previous,
-            requested_by,
-        );
-        let msg = jetstream::message::PublishMessage::build()
-            .payload(cp.encode_to_vec().into())
-            .message_id(checkpoint_hash(&cp));
-        self.js
-            .send_publish(CHECKPOINT_SUBJECT, msg)
-            .await
-            .map_err(nats)?
-            .await
-            .map_err(nats)?;
-        *previous = checkpoint_hash(&cp);
-        Ok(cp)
+        let _one = self.signing.lock().await;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (last_seq, last) = last_checkpoint(&self.js).await?;
+            let tree = self
+                .tree_at_least(last.as_ref().map_or(0, |c| c.tree_size))
+                .await?;
+            let cp = sign(
+                &self.key,
+                &self.stream,
+                tree.size(),
+                &merkle::hex(&tree.root()),
+                chrono::Utc::now().timestamp_micros(),
+                &last.as_ref().map(checkpoint_hash).unwrap_or_default(),
+                requested_by,
+            );
+            let cp = with_note(cp, &self.key, &self.origin).map_err(|e| {
+                AuditStreamError::Store(format!("signing the checkpoint note: {e}"))
+            })?;
+            let msg = jetstream::message::PublishMessage::build()
+                .payload(cp.encode_to_vec().into())
+                .message_id(checkpoint_hash(&cp))
+                .expected_last_subject_sequence(last_seq);
+            let acked = match self.js.send_publish(CHECKPOINT_SUBJECT, msg).await {
+                Ok(ack) => ack.await,
+                Err(e) => return Err(nats(e)),
+            };
+            match acked {
+                Ok(_) => return Ok(cp),
+                // Another process appended first: sign again after it.
+                Err(e) if tries < APPEND_TRIES => {
+                    tracing::debug!(error = %e, "another checkpoint was appended first; signing again");
+                }
+                Err(e) => return Err(nats(e)),
+            }
+        }
+    }
+
+    /// The projector's tree, once it holds at least `size` leaves (the last
+    /// checkpoint's, maybe another process's): a checkpoint never goes back.
+    async fn tree_at_least(&self, size: u64) -> Result<merkle::Frontier, AuditStreamError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(CATCH_UP_MS);
+        loop {
+            let meta = self
+                .store
+                .meta()
+                .map_err(|e| AuditStreamError::Store(e.to_string()))?;
+            let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
+                .ok_or(AuditStreamError::FrontierInconsistent)?;
+            if tree.size() >= size {
+                return Ok(tree);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AuditStreamError::Behind {
+                    have: tree.size(),
+                    last: size,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The most recent checkpoints, newest first.
@@ -497,6 +672,57 @@ mod tests {
         assert!(matches!(
             verify_chain(&[a, stray], &pk),
             Err(CheckpointError::BrokenChain { .. })
+        ));
+    }
+
+    #[test]
+    fn forks_and_rollbacks_are_refused_and_a_note_must_say_what_the_checkpoint_says() {
+        let k = key(7);
+        let pk = hex(k.verifying_key().as_bytes());
+        let origin = "ledger.example/identity";
+        let a = with_note(sign(&k, "G", 10, &"ab".repeat(32), 1, "", ""), &k, origin).unwrap();
+        assert!(
+            a.note.starts_with("ledger.example/identity\n10\n"),
+            "{}",
+            a.note
+        );
+        assert!(a.verifier_key.starts_with("ledger.example/identity+"));
+        verify(&a, &pk).unwrap();
+        let chained = |size, root: &str| {
+            with_note(
+                sign(&k, "G", size, &root.repeat(32), 2, &checkpoint_hash(&a), ""),
+                &k,
+                origin,
+            )
+            .unwrap()
+        };
+        verify_chain(&[a.clone(), chained(12, "cd")], &pk).unwrap();
+        // One size, two roots: a fork, though each is well signed.
+        assert!(matches!(
+            verify_chain(&[a.clone(), chained(10, "cd")], &pk),
+            Err(CheckpointError::Fork { size: 10, .. })
+        ));
+        // A smaller size after a larger one: a rollback.
+        assert!(matches!(
+            verify_chain(&[a.clone(), chained(9, "cd")], &pk),
+            Err(CheckpointError::Rollback {
+                size: 9,
+                previous: 10
+            })
+        ));
+        // A well-signed note of another tree head does not vouch for this one.
+        let mut mixed = a.clone();
+        mixed.note = chained(12, "cd").note;
+        assert!(matches!(
+            verify(&mixed, &pk),
+            Err(CheckpointError::NoteDiffers { note_size: 12, .. })
+        ));
+        // An altered note is refused.
+        let mut altered = a.clone();
+        altered.note = a.note.replacen("\n10\n", "\n11\n", 1);
+        assert!(matches!(
+            verify(&altered, &pk),
+            Err(CheckpointError::BadNote { .. })
         ));
     }
 

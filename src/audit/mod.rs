@@ -9,6 +9,7 @@
 //! - [`verify`]: a range of the stream checked against the recorded leaves and
 //!   the signed checkpoint roots;
 //! - [`checkpoints`]: signed, chained checkpoints of the Merkle root;
+//! - [`note`]: the same checkpoints as C2SP signed notes, and witness cosignatures;
 //! - [`evidence`]: evidence bundles — their export and their offline check.
 //!
 //! Nothing here knows the gRPC layer: each module returns its own error enum,
@@ -17,5 +18,6 @@
 pub mod asof;
 pub mod checkpoints;
 pub mod evidence;
+pub mod note;
 pub mod replay;
 pub mod verify;

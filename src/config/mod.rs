@@ -92,6 +92,10 @@ pub struct AuditConfig {
     pub signing_key_file: Option<PathBuf>,
     /// Sign a checkpoint this often, in milliseconds (0 = only on demand).
     pub checkpoint_interval_ms: u64,
+    /// The origin line of the checkpoints' signed notes, unique per
+    /// deployment (e.g. `ledger.example.com/identity`). Default
+    /// `govledger/<stream>/<key id>`.
+    pub origin: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -99,6 +103,7 @@ impl Default for AuditConfig {
         Self {
             signing_key_file: None,
             checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
+            origin: None,
         }
     }
 }
@@ -374,6 +379,17 @@ impl Config {
             return Err(invalid(
                 "api.background_nice",
                 "must be 0 (the API's priority) to 19 (the lowest)",
+            ));
+        }
+        if let Some(o) = &self.audit.origin
+            && (!crate::audit::note::is_name(o) || o.len() > 256)
+        {
+            return Err(invalid(
+                "audit.origin",
+                format!(
+                    "{o:?} cannot name a signed note: use up to 256 characters without spaces or '+' \
+                     (e.g. ledger.example.com/identity)"
+                ),
             ));
         }
         if self.audit.checkpoint_interval_ms != 0 && self.audit.checkpoint_interval_ms < 100 {

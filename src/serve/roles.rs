@@ -330,10 +330,13 @@ async fn start_checkpointer(
             conn.js.clone(),
             store.clone(),
             (cfg.nats.stream.clone(), &cfg.replication()),
+            cfg.audit.origin.clone(),
         )
         .await
         .map_err(|e| ServeError::Audit(e.to_string()))?,
     );
+    tracing::info!(verifier_key = %checkpointer.verifier_key(),
+        "checkpoints are C2SP signed notes; publish this verifier key for auditors and witnesses");
     if cfg.audit.checkpoint_interval_ms > 0 && roles.api {
         tasks.push(tokio::spawn(checkpointer.clone().run(
             Duration::from_millis(cfg.audit.checkpoint_interval_ms),
