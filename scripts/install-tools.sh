@@ -9,6 +9,8 @@
 #   ocsf-json-schema, jsonschema  PyPI (the official OCSF schemas as JSON Schema: the OCSF feed's records are validated with them)
 #   chromium     Debian's chromium (a real headless browser renders the status page in the tests)
 #   slapd, ldap-utils  Debian's OpenLDAP server and its ldapadd/ldapsearch (the LDAP connector tests run a real slapd)
+#   golang-go, golang-golang-x-mod-dev  Debian's Go and golang.org/x/mod (sumdb/note, sumdb/tlog): the
+#                independent C2SP implementation that checks govledger's checkpoints and proofs in tests/c2sp.rs
 # Prints nothing but errors unless VERBOSE=1.
 set -euo pipefail
 
@@ -102,6 +104,20 @@ if [[ ! -x /usr/sbin/slapd ]] || ! command -v ldapadd >/dev/null 2>&1; then
       -o DPkg::Lock::Timeout=300 slapd ldap-utils >/dev/null
   else
     echo "install-tools: slapd / ldap-utils are missing; on Debian: echo \"slapd slapd/no_configuration boolean true\" | sudo debconf-set-selections && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y slapd ldap-utils" >&2
+    exit 1
+  fi
+fi
+
+# Debian's Go with golang.org/x/mod (sumdb/note, sumdb/tlog): an implementation
+# of the signed-note and tlog formats govledger did not write, built in GOPATH
+# mode from /usr/share/gocode by tests/c2sp.rs (no module download).
+if ! command -v go >/dev/null 2>&1 || [[ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note ]]; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing Debian's golang-go and golang-golang-x-mod-dev"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      -o DPkg::Lock::Timeout=300 golang-go golang-golang-x-mod-dev >/dev/null
+  else
+    echo "install-tools: Go and golang.org/x/mod are missing; on Debian: sudo apt-get install -y golang-go golang-golang-x-mod-dev" >&2
     exit 1
   fi
 fi

@@ -57,6 +57,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Action(a) => actions::action(a).await,
         Cmd::Ledger(a) => audit::ledger(a).await,
         Cmd::Poison(a) => audit::poison(a).await,
+        Cmd::Checkpoint(a) => audit::checkpoint(a).await,
         Cmd::Replay(a) => audit::replay(a).await,
         Cmd::Verify(a) => audit::verify(a).await,
         Cmd::Export(a) => audit::export(a).await,

@@ -173,6 +173,11 @@ pub enum Cmd {
     Ledger(LedgerArgs),
     /// Stream messages that could not be folded.
     Poison(PoisonArgs),
+    /// The newest signed checkpoint (or a new one with --new) as a C2SP
+    /// signed note: `<origin>`, tree size, base64 root, then the ledger's
+    /// Ed25519 signature line (and any witness cosignatures). Any signed-note
+    /// implementation verifies it with the verifier key (--verifier-key).
+    Checkpoint(CheckpointArgs),
     /// Read a range of the stream again and compare every event with what the
     /// ledger folded and with the signed checkpoints; names the first bad
     /// sequence. Exit code 0 when intact, 3 when not.
@@ -546,6 +551,20 @@ pub struct LedgerArgs {
     pub client: ClientFlags,
     #[arg(long)]
     pub digest: bool,
+}
+
+/// The arguments of `govledger checkpoint`.
+#[derive(Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub client: ClientFlags,
+    /// Sign a new checkpoint of the ledger as it is now (else: the newest one).
+    #[arg(long)]
+    pub new: bool,
+    /// Print only the note's verifier key (`<origin>+<key id>+<base64 key>`),
+    /// for auditors and witnesses to pin.
+    #[arg(long)]
+    pub verifier_key: bool,
 }
 
 // The arguments of `govledger poison`.

@@ -35,6 +35,42 @@ pub async fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `govledger checkpoint`: the newest (or a new) checkpoint as a signed note.
+pub async fn checkpoint(a: super::args::CheckpointArgs) -> anyhow::Result<()> {
+    let mut c = connect(&a.client).await?;
+    let cp = if a.new {
+        c.create_checkpoint(govledger_proto::v1::CreateCheckpointRequest {})
+            .await
+            .map_err(status_err)?
+            .into_inner()
+    } else {
+        c.list_checkpoints(govledger_proto::v1::ListCheckpointsRequest { limit: 1 })
+            .await
+            .map_err(status_err)?
+            .into_inner()
+            .checkpoints
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                anyhow::anyhow!("the ledger has signed no checkpoint yet; make one with --new")
+            })?
+    };
+    if cp.note.is_empty() {
+        anyhow::bail!(
+            "the newest checkpoint (size {}) predates signed notes; make one with --new",
+            cp.tree_size
+        );
+    }
+    if a.verifier_key {
+        println!("{}", cp.verifier_key);
+    } else if a.client.json {
+        super::emit::emit(true, &cp, "govledger.v1.Checkpoint", |_| String::new())?;
+    } else {
+        print!("{}", cp.note);
+    }
+    Ok(())
+}
+
 /// `govledger poison`: stream messages that could not be folded.
 pub async fn poison(a: PoisonArgs) -> anyhow::Result<()> {
     let mut c = connect(&a.client).await?;

@@ -1,0 +1,234 @@
+//! govledger's checkpoints and proofs checked by an implementation we did not
+//! write: Go's `golang.org/x/mod/sumdb/note` and `sumdb/tlog` (where the C2SP
+//! signed-note and tlog formats come from), from Debian's
+//! golang-golang-x-mod-dev, driven by `tests/go/c2sp_check.go`. A real
+//! `serve` over a real NATS signs two checkpoints around a second sync; the
+//! Go program verifies each note with the published verifier key, an event's
+//! inclusion (its leaf recomputed from the stored bytes) and the consistency
+//! of the two trees — and refuses a tampered note, a wrong record and a
+//! proof between the wrong sizes.
+
+use std::path::{Path, PathBuf};
+
+use govledger_proto::v1::{
+    Checkpoint, CreateCheckpointRequest, GetConsistencyProofRequest, GetInclusionProofRequest,
+};
+use govledger_testkit::govledger::serve_fault_scim;
+
+/// The Go checker, built once per test into `dir` (GOPATH mode: the x/mod
+/// sources Debian installs under /usr/share/gocode; nothing downloaded).
+fn build_checker(dir: &Path) -> PathBuf {
+    let go = which("go").unwrap_or_else(|| {
+        panic!("no `go` on PATH: run scripts/install-tools.sh (Debian's golang-go and golang-golang-x-mod-dev)")
+    });
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/c2sp_check.go");
+    let out = dir.join("c2sp_check");
+    let o = std::process::Command::new(go)
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOFLAGS", "")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "building the Go checker (needs golang-golang-x-mod-dev): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(bin))
+            .find(|f| f.is_file())
+    })
+}
+
+/// Runs the checker; (held, stdout + stderr).
+fn check(checker: &Path, args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new(checker)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+/// The base64 root line of a checkpoint's note.
+fn note_root(cp: &Checkpoint) -> String {
+    cp.note.lines().nth(2).unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_checkpoints_and_proofs_verify_with_gos_sumdb_note_and_tlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let checker = build_checker(dir.path());
+    let (nats, scim, gl) = serve_fault_scim(20, 2, "").await;
+    let mut c = gl.client().await;
+    let cp1 = c
+        .create_checkpoint(CreateCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    scim.set_active(&scim.user_ids()[0], false);
+    gl.sync("hr").await;
+    let cp2 = c
+        .create_checkpoint(CreateCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cp2.tree_size > cp1.tree_size, "{cp1:?} {cp2:?}");
+    // The verifier key the ledger logs at start, for operators to publish.
+    assert!(
+        gl.log_text().contains(&cp2.verifier_key),
+        "the verifier key is not in the log"
+    );
+
+    // 1. Each note verifies under the verifier key, and says size and root.
+    for cp in [&cp1, &cp2] {
+        let f = dir.path().join(format!("cp{}.note", cp.tree_size));
+        std::fs::write(&f, &cp.note).unwrap();
+        let (ok, out) = check(&checker, &["note", &cp.verifier_key, f.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], cp.tree_size.to_string(), "{out}");
+        let root = base64_decode(lines[2]);
+        assert_eq!(hex(&root), cp.root, "{out}");
+    }
+    // A note with its size changed is refused by Go.
+    let tampered = dir.path().join("tampered.note");
+    std::fs::write(
+        &tampered,
+        cp2.note.replacen(
+            &format!("\n{}\n", cp2.tree_size),
+            &format!("\n{}\n", cp2.tree_size + 1),
+            1,
+        ),
+    )
+    .unwrap();
+    let (ok, out) = check(
+        &checker,
+        &["note", &cp2.verifier_key, tampered.to_str().unwrap()],
+    );
+    assert!(!ok, "a tampered note verified: {out}");
+
+    // 2. An event's inclusion in the second tree: Go hashes the record
+    // (8-byte big-endian sequence, then the bytes the stream stored).
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream = js.get_stream("GOVLEDGER").await.unwrap();
+    let size2 = cp2.tree_size.to_string();
+    let root2 = note_root(&cp2);
+    for seq in [1, cp1.tree_size, cp2.tree_size] {
+        let stored = stream.get_raw_message(seq).await.unwrap().payload;
+        let record = [&seq.to_be_bytes()[..], stored.as_ref()].concat();
+        let f = dir.path().join(format!("record{seq}"));
+        std::fs::write(&f, &record).unwrap();
+        let p = c
+            .get_inclusion_proof(GetInclusionProofRequest {
+                seq,
+                tree_size: cp2.tree_size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let path = if p.path.is_empty() {
+            "-".to_owned()
+        } else {
+            p.path.join(",")
+        };
+        let index = (seq - 1).to_string();
+        let (ok, out) = check(
+            &checker,
+            &[
+                "inclusion",
+                &size2,
+                &root2,
+                &index,
+                f.to_str().unwrap(),
+                &path,
+            ],
+        );
+        assert!(ok, "sequence {seq}: {out}");
+        // One byte of the record changed: refused.
+        let mut wrong = record.clone();
+        let last = wrong.len() - 1;
+        wrong[last] ^= 1;
+        std::fs::write(&f, &wrong).unwrap();
+        let (ok, out) = check(
+            &checker,
+            &[
+                "inclusion",
+                &size2,
+                &root2,
+                &index,
+                f.to_str().unwrap(),
+                &path,
+            ],
+        );
+        assert!(!ok, "sequence {seq}: an altered record was included: {out}");
+    }
+
+    // 3. The second tree extends the first.
+    let p = c
+        .get_consistency_proof(GetConsistencyProofRequest {
+            size1: cp1.tree_size,
+            size2: cp2.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let args = [
+        "consistency".to_owned(),
+        cp1.tree_size.to_string(),
+        note_root(&cp1),
+        size2.clone(),
+        root2.clone(),
+        p.path.join(","),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out) = check(&checker, &args);
+    assert!(ok, "{out}");
+    // The same proof for another old size is refused.
+    let mut wrong = args.clone();
+    let other = (cp1.tree_size - 1).to_string();
+    wrong[1] = &other;
+    let (ok, out) = check(&checker, &wrong);
+    assert!(!ok, "a consistency proof for the wrong size held: {out}");
+
+    // 4. The auditor's way in: `govledger checkpoint` prints the note and
+    // `--verifier-key` the key; Go verifies what the CLI printed.
+    let (k, v) = gl.token_env();
+    let env = [(k, v.as_str())];
+    let (st, key, err) = govledger_testkit::govledger::run_govledger_out(
+        &["checkpoint", "--verifier-key", "--grpc-addr", &gl.addr],
+        &env,
+    );
+    assert!(st.success(), "{err}");
+    assert_eq!(key.trim(), cp2.verifier_key);
+    let (st, printed, err) = govledger_testkit::govledger::run_govledger_out(
+        &["checkpoint", "--new", "--grpc-addr", &gl.addr],
+        &env,
+    );
+    assert!(st.success(), "{err}");
+    let f = dir.path().join("printed.note");
+    std::fs::write(&f, &printed).unwrap();
+    let (ok, out) = check(&checker, &["note", key.trim(), f.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert_eq!(out.lines().nth(1), Some(cp2.tree_size.to_string().as_str()));
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
