@@ -12,11 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use govledger::cluster::lease::{Acquired, Holding, LeaseError, Leases};
+use govledger::{
+    audit::checkpoints,
+    cluster::lease::{Acquired, Holding, LeaseError, Leases},
+};
 use govledger_proto::v1::{
-    ActionKind, ActionOutcome, GetActionRequest, GetLedgerStatusRequest, GetRunRequest,
-    ListRunsRequest, SetProjectorPausedRequest, SubmitActionRequest, SubmitActionResponse,
-    TriggerSyncRequest, Verdict,
+    ActionKind, ActionOutcome, CreateCheckpointRequest, GetActionRequest, GetLedgerStatusRequest,
+    GetRunRequest, ListCheckpointsRequest, ListRunsRequest, SetProjectorPausedRequest,
+    SubmitActionRequest, SubmitActionResponse, TriggerSyncRequest, Verdict,
 };
 use govledger_stream::contract::Replication;
 use govledger_testkit::{
@@ -34,10 +37,21 @@ fn node_toml(cluster: &NatsCluster, node: &str, scim: &FaultScim) -> String {
     let urls: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
     format!(
         "[nats]\nurls = [{}]\n\n[stream]\nreplicas = 3\n\n[cluster]\nnode = \"{node}\"\nlease_ttl_ms = 5000\n\n\
-         [audit]\ncheckpoint_interval_ms = 0\n{}",
+         [audit]\ncheckpoint_interval_ms = 0\nsigning_key_file = {:?}\n{}",
         urls.join(", "),
+        checkpoint_key(cluster).display().to_string(),
         scim_source_toml(&scim.base_url, "resources = [\"Users\", \"Groups\"]")
     )
+}
+
+/// The cluster's one checkpoint signing key (as README "Cluster" says: one
+/// key, shared), written before any node starts.
+fn checkpoint_key(cluster: &NatsCluster) -> std::path::PathBuf {
+    let f = cluster.nodes[0].store.path().join("checkpoint.key");
+    if !f.exists() {
+        std::fs::write(&f, "42".repeat(32)).unwrap();
+    }
+    f
 }
 
 /// `TriggerSync` on `node`, retried while another run still holds the
@@ -271,6 +285,28 @@ async fn a_write_on_one_query_node_is_read_on_the_other_or_refused_with_the_lag(
         scim.user_state(&scim.user_ids()[0]).map(|s| s.0),
         Some(false)
     );
+
+    // Checkpoints made on either node form one chain under the shared key:
+    // each names the last one in the audit stream, whoever made it.
+    for node in [&a, &b, &a, &b] {
+        node.client()
+            .await
+            .create_checkpoint(CreateCheckpointRequest {})
+            .await
+            .unwrap();
+    }
+    let mut cps = a
+        .client()
+        .await
+        .list_checkpoints(ListCheckpointsRequest { limit: 10 })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoints;
+    cps.reverse();
+    assert_eq!(cps.len(), 4);
+    let key = cps[0].public_key.clone();
+    checkpoints::verify_chain(&cps, &key).unwrap_or_else(|e| panic!("{e}"));
 
     // B paused (its projection behind): a read at a later sequence is
     // refused with the lag, never answered stale.
