@@ -232,3 +232,81 @@ fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosignature_is_kept_shown_by_verify_and_a_forged_one_is_refused() {
+    use ed25519_dalek::SigningKey;
+    use govledger::audit::note;
+    use govledger_testkit::{
+        Govledger, NatsServer,
+        fault_scim::{FaultScim, ScimConfig},
+        govledger::{run_govledger_out, scim_source_toml},
+    };
+    let witness = SigningKey::from_bytes(&[31; 32]);
+    let wname = "witness.example/w1";
+    let wkey = note::witness_key(wname, &witness.verifying_key());
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 5,
+        ..Default::default()
+    })
+    .await;
+    let toml = format!(
+        "[audit]\nwitness_keys = [{wkey:?}]\n{}",
+        scim_source_toml(&scim.base_url, "")
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &toml);
+    gl.sync("hr").await;
+    let (k, v) = gl.token_env();
+    let env = [(k, v.as_str())];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--grpc-addr", &gl.addr]);
+        run_govledger_out(&all, &env)
+    };
+    let (st, signed, err) = run(&["checkpoint", "--new"]);
+    assert!(st.success(), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+
+    // The witness cosigns; the ledger keeps it; verify names the witness.
+    let cosigned = note::cosign(&signed, wname, &witness, 1_765_000_000).unwrap();
+    let f = dir.path().join("cosigned.note");
+    std::fs::write(&f, &cosigned).unwrap();
+    let (st, out, err) = run(&["checkpoint", "--add-cosignature", f.to_str().unwrap()]);
+    assert!(st.success(), "{out}{err}");
+    assert!(out.contains(&format!("cosigned by {wname}")), "{out}");
+    let (st, out, err) = run(&["verify"]);
+    assert!(st.success(), "{out}{err}");
+    let size = signed.lines().nth(1).unwrap();
+    assert!(
+        out.contains(&format!("witnessed: checkpoint of size {size}: {wname}")),
+        "{out}"
+    );
+
+    // A cosignature line under the witness's name and key id whose
+    // signature another key made: refused, nothing kept.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let sig_of = |n: &str| {
+        b64.decode(n.lines().last().unwrap().rsplit_once(' ').unwrap().1)
+            .unwrap()
+    };
+    let other = note::cosign(
+        &signed,
+        wname,
+        &SigningKey::from_bytes(&[32; 32]),
+        1_765_000_000,
+    )
+    .unwrap();
+    let spliced = [&sig_of(&cosigned)[..4], &sig_of(&other)[4..]].concat();
+    let forged = format!("{signed}— {wname} {}\n", b64.encode(spliced));
+    std::fs::write(&f, &forged).unwrap();
+    let (st, out, err) = run(&["checkpoint", "--add-cosignature", f.to_str().unwrap()]);
+    assert!(!st.success(), "a forged cosignature was kept: {out}");
+    assert!(err.contains("does not verify"), "{err}");
+    // A witness nobody configured: refused, saying what to configure.
+    let stranger = note::cosign(&signed, "elsewhere.example/w9", &witness, 1).unwrap();
+    std::fs::write(&f, &stranger).unwrap();
+    let (st, _, err) = run(&["checkpoint", "--add-cosignature", f.to_str().unwrap()]);
+    assert!(!st.success() && err.contains("audit.witness_keys"), "{err}");
+}

@@ -56,6 +56,7 @@ fn expected_roles(method: &str) -> &'static [&'static str] {
         | "GetInclusionProof"
         | "GetConsistencyProof"
         | "CreateCheckpoint"
+        | "AddCosignature"
         | "VerifyRange"
         | "ExportEvidence" => &["auditor", "admin"],
         "SetProjectorPaused" => &["admin"],
@@ -138,6 +139,11 @@ async fn call(c: &mut Client, method: &str) -> Result<(), tonic::Status> {
             .create_checkpoint(pb::CreateCheckpointRequest::default())
             .await
             .map(drop),
+        // An empty note: an auditor gets InvalidArgument (nothing is kept).
+        "AddCosignature" => c
+            .add_cosignature(pb::AddCosignatureRequest::default())
+            .await
+            .map(drop),
         "ListCheckpoints" => c
             .list_checkpoints(pb::ListCheckpointsRequest::default())
             .await
@@ -172,7 +178,7 @@ async fn the_role_matrix_every_rpc_for_every_kind_of_caller() {
         "no local admin token when [auth] says so"
     );
     let ms = methods();
-    assert_eq!(ms.len(), 23, "{ms:?}");
+    assert_eq!(ms.len(), 24, "{ms:?}");
     let mut callers: Vec<(String, Client)> = vec![
         ("no token".into(), gl.client_with("").await),
         (

@@ -18,7 +18,7 @@ use super::readiness::readiness_blockers;
 use crate::{
     audit::{
         asof::{self, AsOfError, AsOfReader, PointAt},
-        checkpoints::{self, AuditStreamError, Checkpointer},
+        checkpoints::{self, AuditStreamError, Checkpointer, CosignatureError},
         replay::{self, ReplayError},
         verify,
     },
@@ -97,6 +97,9 @@ pub enum QueryError {
     /// A checkpoint could not be signed and published.
     #[error("could not publish the checkpoint to NATS: {0}")]
     CheckpointPublish(AuditStreamError),
+    /// A cosigned note was refused (not ours, no configured witness, forged).
+    #[error("cosignature refused: {0}")]
+    Cosignature(crate::audit::witness::CosignError),
     /// The audit stream's checkpoints could not be read.
     #[error("cannot read checkpoints from NATS: {0}; is NATS reachable?")]
     CheckpointRead(AuditStreamError),
@@ -515,9 +518,46 @@ impl Queries {
                 ..Default::default()
             });
         }
-        verify::verify_range(&self.js, &self.store, cps, &stream, from, to)
+        let witnessed = match self
+            .checkpointer
+            .witnessed(verify::VERIFY_CHECKPOINTS_MAX)
             .await
-            .map_err(|reason| QueryError::StreamUnreachable { stream, reason })
+        {
+            Ok(w) => w,
+            Err(CosignatureError::Stream(e)) => return Err(QueryError::CheckpointRead(e)),
+            Err(CosignatureError::Refused(e)) => {
+                return Ok(VerifyRangeResponse {
+                    ok: false,
+                    problem: format!("a stored witness cosignature does not verify: {e}"),
+                    stream,
+                    from_seq: from,
+                    to_seq: to,
+                    ..Default::default()
+                });
+            }
+        };
+        let mut resp = verify::verify_range(&self.js, &self.store, cps, &stream, from, to)
+            .await
+            .map_err(|reason| QueryError::StreamUnreachable { stream, reason })?;
+        resp.witnessed = witnessed
+            .iter()
+            .map(|w| format!("size {}: {}", w.size, w.witnesses.join(", ")))
+            .collect();
+        Ok(resp)
+    }
+
+    /// Keeps a checkpoint note cosigned by configured witnesses.
+    pub async fn add_cosignature(
+        &self,
+        note: &str,
+    ) -> Result<crate::audit::witness::Witnessed, QueryError> {
+        self.checkpointer
+            .add_cosignature(note)
+            .await
+            .map_err(|e| match e {
+                CosignatureError::Refused(r) => QueryError::Cosignature(r),
+                CosignatureError::Stream(s) => QueryError::CheckpointPublish(s),
+            })
     }
 
     /// An action with its outcome as it stood at a past point (a deadline is

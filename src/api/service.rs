@@ -10,14 +10,15 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use govledger_projector::Store;
 use govledger_proto::v1::{
-    AcceptDeletionsRequest, AcceptDeletionsResponse, ActionAttempted, Alert, CheckReadinessRequest,
-    CheckReadinessResponse, Checkpoint, ConsistencyProof, CreateCheckpointRequest, EvidenceChunk,
-    ExportEvidenceRequest, GetActionRequest, GetActionResponse, GetConsistencyProofRequest,
-    GetIdentityRequest, GetIdentityResponse, GetInclusionProofRequest, GetLedgerStatusRequest,
-    GetRunRequest, GetRunResponse, GetSourceRequest, GetSourceResponse, InclusionProof,
-    LedgerStatus, ListActionsRequest, ListActionsResponse, ListCheckpointsRequest,
-    ListCheckpointsResponse, ListPoisonEventsRequest, ListPoisonEventsResponse, ListRunsRequest,
-    ListRunsResponse, ListSourcesRequest, ListSourcesResponse, ReplayItem, ReplayRequest,
+    AcceptDeletionsRequest, AcceptDeletionsResponse, ActionAttempted, AddCosignatureRequest,
+    AddCosignatureResponse, Alert, CheckReadinessRequest, CheckReadinessResponse, Checkpoint,
+    ConsistencyProof, CreateCheckpointRequest, EvidenceChunk, ExportEvidenceRequest,
+    GetActionRequest, GetActionResponse, GetConsistencyProofRequest, GetIdentityRequest,
+    GetIdentityResponse, GetInclusionProofRequest, GetLedgerStatusRequest, GetRunRequest,
+    GetRunResponse, GetSourceRequest, GetSourceResponse, InclusionProof, LedgerStatus,
+    ListActionsRequest, ListActionsResponse, ListCheckpointsRequest, ListCheckpointsResponse,
+    ListPoisonEventsRequest, ListPoisonEventsResponse, ListRunsRequest, ListRunsResponse,
+    ListSourcesRequest, ListSourcesResponse, ReplayItem, ReplayRequest,
     ReportExternalAttemptRequest, ReportExternalAttemptResponse, SetProjectorPausedRequest,
     SetProjectorPausedResponse, SubmitActionRequest, SubmitActionResponse, TriggerSyncRequest,
     TriggerSyncResponse, VerifyRangeRequest, VerifyRangeResponse, WatchAlertsRequest,
@@ -464,6 +465,30 @@ impl Ledger for LedgerApi {
         let p = principal(&req)?;
         let result = async { Ok(Response::new(self.q.checkpoint(&p.name).await?)) }.await;
         log_call(&p, "CreateCheckpoint", &self.q.stream, &result);
+        result
+    }
+
+    async fn add_cosignature(
+        &self,
+        req: Request<AddCosignatureRequest>,
+    ) -> Result<Response<AddCosignatureResponse>, Status> {
+        let p = principal(&req)?;
+        let note = &req.get_ref().note;
+        let result = async {
+            if note.is_empty() || note.len() > 64 * 1024 {
+                return Err(Status::invalid_argument(
+                    "note is required: the checkpoint's signed note with the witnesses' cosignature lines (at most 64 KiB)",
+                ));
+            }
+            let w = self.q.add_cosignature(note).await?;
+            Ok(Response::new(AddCosignatureResponse {
+                tree_size: w.size,
+                root: w.root,
+                witnesses: w.witnesses,
+            }))
+        }
+        .await;
+        log_call(&p, "AddCosignature", &self.q.stream, &result);
         result
     }
 

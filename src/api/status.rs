@@ -95,6 +95,7 @@ impl From<QueryError> for Status {
             QueryError::ActionConcluded { .. } | QueryError::PastApplied { .. } => {
                 Status::failed_precondition(m)
             }
+            QueryError::Cosignature(_) => Status::invalid_argument(m),
             QueryError::DigestTask(_) | QueryError::FrontierInconsistent => Status::internal(m),
             QueryError::StreamUnreachable { .. }
             | QueryError::CheckpointPublish(_)

@@ -123,6 +123,15 @@ pub enum CheckpointError {
     Rollback { size: u64, previous: u64 },
 }
 
+/// Why a cosignature was not kept, or the witnesses could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CosignatureError {
+    #[error(transparent)]
+    Refused(#[from] crate::audit::witness::CosignError),
+    #[error(transparent)]
+    Stream(#[from] AuditStreamError),
+}
+
 /// Why the audit stream could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditStreamError {
@@ -297,18 +306,33 @@ pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), 
     Ok(())
 }
 
-/// Every checkpoint in the audit stream (at most `max`), oldest first.
+/// Every checkpoint in the audit stream (at most `max` audit messages),
+/// oldest first.
 pub async fn read_all(
     js: &jetstream::Context,
     max: usize,
 ) -> Result<Vec<Checkpoint>, AuditStreamError> {
+    read_subject(js, CHECKPOINT_SUBJECT, max)
+        .await?
+        .iter()
+        .map(|b| Checkpoint::decode(b.as_ref()).map_err(AuditStreamError::NotACheckpoint))
+        .collect()
+}
+
+/// The payloads on `subject` of the audit stream, oldest first, reading at
+/// most `max` messages of the stream (all subjects count).
+pub async fn read_subject(
+    js: &jetstream::Context,
+    subject: &str,
+    max: usize,
+) -> Result<Vec<bytes::Bytes>, AuditStreamError> {
     use futures::StreamExt as _;
     let mut stream = js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
     let total = stream.info().await.map_err(nats)?.state.messages;
     if total as usize > max {
         return Err(AuditStreamError::TooMany { total, max });
     }
-    let mut out = Vec::with_capacity(total as usize);
+    let mut out = Vec::new();
     if total == 0 {
         return Ok(out);
     }
@@ -319,15 +343,17 @@ pub async fn read_all(
     )
     .await
     .map_err(nats)?;
-    while (out.len() as u64) < total {
+    let mut read = 0u64;
+    while read < total {
         let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
             .await
             .map_err(|_| AuditStreamError::Stalled)?
             .ok_or(AuditStreamError::EndedEarly)?
             .map_err(nats)?;
-        let cp =
-            Checkpoint::decode(m.payload.as_ref()).map_err(AuditStreamError::NotACheckpoint)?;
-        out.push(cp);
+        read += 1;
+        if m.subject.as_str() == subject {
+            out.push(m.payload.clone());
+        }
     }
     Ok(out)
 }
@@ -454,6 +480,8 @@ pub struct Checkpointer {
     /// The origin line of its signed notes (`audit.origin`, else
     /// [`crate::audit::note::default_origin`]).
     origin: String,
+    /// The witnesses whose cosignatures count (`audit.witness_keys`).
+    witness_keys: Vec<String>,
     js: jetstream::Context,
     store: Arc<Store>,
     stream: String,
@@ -468,7 +496,7 @@ impl Checkpointer {
         js: jetstream::Context,
         store: Arc<Store>,
         (stream, replication): (String, &govledger_stream::contract::Replication),
-        origin: Option<String>,
+        (origin, witness_keys): (Option<String>, Vec<String>),
     ) -> Result<Self, AuditStreamError> {
         let origin = origin.unwrap_or_else(|| {
             crate::audit::note::default_origin(&stream, &key_id(&key.verifying_key()))
@@ -485,6 +513,7 @@ impl Checkpointer {
         Ok(Self {
             key,
             origin,
+            witness_keys,
             js,
             store,
             stream,
@@ -577,6 +606,46 @@ impl Checkpointer {
         }
     }
 
+    /// Keeps `cosigned` (a checkpoint of ours with witness cosignatures)
+    /// once it holds ([`crate::audit::witness::accept`]).
+    pub async fn add_cosignature(
+        &self,
+        cosigned: &str,
+    ) -> Result<crate::audit::witness::Witnessed, CosignatureError> {
+        use crate::audit::witness;
+        let signed = self
+            .all(crate::audit::verify::VERIFY_CHECKPOINTS_MAX)
+            .await?;
+        let w = witness::accept(cosigned, &self.verifier_key(), &self.witness_keys, &signed)?;
+        let msg = jetstream::message::PublishMessage::build()
+            .payload(cosigned.as_bytes().to_vec().into())
+            .message_id(hex(&Sha256::digest(cosigned.as_bytes())));
+        self.js
+            .send_publish(witness::COSIGNATURE_SUBJECT, msg)
+            .await
+            .map_err(nats)?
+            .await
+            .map_err(nats)?;
+        Ok(w)
+    }
+
+    /// Which configured witnesses cosigned which checkpoint, from the stored
+    /// cosigned notes (at most `max` audit messages read).
+    pub async fn witnessed(
+        &self,
+        max: usize,
+    ) -> Result<Vec<crate::audit::witness::Witnessed>, CosignatureError> {
+        let notes = read_subject(&self.js, crate::audit::witness::COSIGNATURE_SUBJECT, max).await?;
+        let notes: Vec<String> = notes
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect();
+        Ok(
+            crate::audit::witness::summarize(&notes, &self.verifier_key(), &self.witness_keys)
+                .map_err(crate::audit::witness::CosignError::Note)?,
+        )
+    }
+
     /// The most recent checkpoints, newest first.
     pub async fn list(&self, limit: u32) -> Result<Vec<Checkpoint>, AuditStreamError> {
         let mut stream = self.js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
@@ -586,6 +655,7 @@ impl Checkpointer {
         let mut seq = last;
         while seq >= first.max(1) && out.len() < limit as usize {
             if let Ok(m) = stream.get_raw_message(seq).await
+                && m.subject.as_str() == CHECKPOINT_SUBJECT
                 && let Ok(cp) = Checkpoint::decode(m.payload.as_ref())
             {
                 out.push(cp);

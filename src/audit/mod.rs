@@ -10,6 +10,7 @@
 //!   the signed checkpoint roots;
 //! - [`checkpoints`]: signed, chained checkpoints of the Merkle root;
 //! - [`note`]: the same checkpoints as C2SP signed notes, and witness cosignatures;
+//! - [`witness`]: cosigned checkpoints handed in, checked, and who witnessed what;
 //! - [`evidence`]: evidence bundles — their export and their offline check.
 //!
 //! Nothing here knows the gRPC layer: each module returns its own error enum,
@@ -21,3 +22,4 @@ pub mod evidence;
 pub mod note;
 pub mod replay;
 pub mod verify;
+pub mod witness;

@@ -131,6 +131,11 @@ impl signed_note::Verifier for CosignatureVerifier {
     }
 }
 
+/// Checks a witness's verifier key (`audit.witness_keys`).
+pub fn check_witness_key(vkey: &str) -> Result<(), NoteProblem> {
+    cosignature_verifier(vkey).map(|_| ())
+}
+
 /// Parses a witness's verifier key (`name+id+base64(0x04 || key)`).
 fn cosignature_verifier(vkey: &str) -> Result<CosignatureVerifier, NoteProblem> {
     let bad = || NoteProblem::BadKey(vkey.to_owned());

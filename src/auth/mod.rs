@@ -88,6 +88,7 @@ pub fn allowed_roles(method: &str) -> &'static [Role] {
         | "GetInclusionProof"
         | "GetConsistencyProof"
         | "CreateCheckpoint"
+        | "AddCosignature"
         | "VerifyRange"
         | "ExportEvidence" => AUDIT,
         _ => ADMIN,
@@ -104,6 +105,7 @@ pub fn is_mutating(method: &str) -> bool {
             | "ReportExternalAttempt"
             | "AcceptDeletions"
             | "CreateCheckpoint"
+            | "AddCosignature"
             | "SetProjectorPaused"
     )
 }

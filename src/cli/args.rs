@@ -565,6 +565,10 @@ pub struct CheckpointArgs {
     /// for auditors and witnesses to pin.
     #[arg(long)]
     pub verifier_key: bool,
+    /// Hand the ledger this file: a checkpoint note cosigned by witnesses
+    /// (their keys in audit.witness_keys); prints who cosigned what.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["new", "verifier_key"])]
+    pub add_cosignature: Option<std::path::PathBuf>,
 }
 
 // The arguments of `govledger poison`.

@@ -38,6 +38,22 @@ pub async fn ledger(a: LedgerArgs) -> anyhow::Result<()> {
 /// `govledger checkpoint`: the newest (or a new) checkpoint as a signed note.
 pub async fn checkpoint(a: super::args::CheckpointArgs) -> anyhow::Result<()> {
     let mut c = connect(&a.client).await?;
+    if let Some(f) = &a.add_cosignature {
+        let note = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the cosigned note {}", f.display()))?;
+        let r = c
+            .add_cosignature(govledger_proto::v1::AddCosignatureRequest { note })
+            .await
+            .map_err(status_err)?
+            .into_inner();
+        println!(
+            "kept: checkpoint of size {} root {} cosigned by {}",
+            r.tree_size,
+            r.root,
+            r.witnesses.join(", ")
+        );
+        return Ok(());
+    }
     let cp = if a.new {
         c.create_checkpoint(govledger_proto::v1::CreateCheckpointRequest {})
             .await

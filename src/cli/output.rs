@@ -608,7 +608,11 @@ pub fn verify_report(r: &govledger_proto::v1::VerifyRangeResponse) -> String {
             } else {
                 ""
             }
-        )
+        ) + &r
+            .witnessed
+            .iter()
+            .map(|w| format!("  witnessed: checkpoint of {w}\n"))
+            .collect::<String>()
     } else {
         format!(
             "TAMPERED: {}{}\n  ({} messages and {} checkpoints matched before that)\n",

@@ -96,6 +96,9 @@ pub struct AuditConfig {
     /// deployment (e.g. `ledger.example.com/identity`). Default
     /// `govledger/<stream>/<key id>`.
     pub origin: Option<String>,
+    /// Verifier keys of the witnesses whose cosignatures count
+    /// (`name+id+base64`, c2sp.org/tlog-cosignature Ed25519).
+    pub witness_keys: Vec<String>,
 }
 
 impl Default for AuditConfig {
@@ -104,6 +107,7 @@ impl Default for AuditConfig {
             signing_key_file: None,
             checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
             origin: None,
+            witness_keys: Vec::new(),
         }
     }
 }
@@ -391,6 +395,15 @@ impl Config {
                      (e.g. ledger.example.com/identity)"
                 ),
             ));
+        }
+        for (i, k) in self.audit.witness_keys.iter().enumerate() {
+            crate::audit::note::check_witness_key(k).map_err(|_| {
+                invalid(
+                    format!("audit.witness_keys[{i}]"),
+                    "not a witness verifier key (`<name>+<8 hex id>+<base64 of 0x04 and the Ed25519 key>`, \
+                     as the witness publishes it)",
+                )
+            })?;
         }
         if self.audit.checkpoint_interval_ms != 0 && self.audit.checkpoint_interval_ms < 100 {
             return Err(invalid(

@@ -330,7 +330,7 @@ async fn start_checkpointer(
             conn.js.clone(),
             store.clone(),
             (cfg.nats.stream.clone(), &cfg.replication()),
-            cfg.audit.origin.clone(),
+            (cfg.audit.origin.clone(), cfg.audit.witness_keys.clone()),
         )
         .await
         .map_err(|e| ServeError::Audit(e.to_string()))?,
