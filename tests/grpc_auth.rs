@@ -219,7 +219,7 @@ async fn the_role_matrix_every_rpc_for_every_kind_of_caller() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 23 * 6);
+    assert_eq!(checked, 24 * 6);
     // Health and reflection stay open.
     let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", gl.addr))
         .unwrap()
