@@ -11,7 +11,8 @@
 //!   limits, enum numbers, as-of points, ranges);
 //! - [`status`]: the one map from each domain error to a `tonic::Status`;
 //! - [`queries`]: the answers themselves (source status and readiness, runs,
-//!   identities, action views, ledger status, proofs), free of gRPC types;
+//!   identities, action views, ledger status), free of gRPC types;
+//! - [`proofs`]: the audit answers (proofs, checkpoints, cosignatures, VerifyRange);
 //! - [`readiness`]: the pure rules of why a scope of sources is not ready;
 //! - [`blockers`]: the actions that block readiness, read through the
 //!   blocking-action index;
@@ -21,6 +22,7 @@
 
 pub mod blockers;
 pub mod leavers;
+pub mod proofs;
 pub mod queries;
 pub mod readiness;
 pub mod service;

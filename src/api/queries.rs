@@ -8,19 +8,17 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use govledger_projector::{Store, merkle, store::StoreError, verdict};
 use govledger_proto::v1::{
-    ActionOutcome, ActionState, AsOfPoint, CheckReadinessResponse, Checkpoint, ConsistencyProof,
-    EntityType, GetActionResponse, GetIdentityResponse, GetRunResponse, GetSourceResponse,
-    InclusionProof, LedgerStatus, PoisonEvent, RunSummary, SourceStatus, Verdict,
-    VerifyRangeResponse,
+    ActionOutcome, ActionState, AsOfPoint, CheckReadinessResponse, EntityType, GetActionResponse,
+    GetIdentityResponse, GetRunResponse, GetSourceResponse, LedgerStatus, PoisonEvent, RunSummary,
+    SourceStatus, Verdict,
 };
 
 use super::readiness::readiness_blockers;
 use crate::{
     audit::{
         asof::{self, AsOfError, AsOfReader, PointAt},
-        checkpoints::{self, AuditStreamError, Checkpointer, CosignatureError},
-        replay::{self, ReplayError},
-        verify,
+        checkpoints::{AuditStreamError, Checkpointer},
+        replay::ReplayError,
     },
     config::sources::DEFAULT_FRESHNESS_OBJECTIVE_MS,
     workers::scheduler::SyncManager,
@@ -402,162 +400,6 @@ impl Queries {
             as_of_seq,
             stream_last_seq: health.stream_last_seq.unwrap_or(as_of_seq),
         })
-    }
-
-    /// The size of the tree an inclusion proof is asked in (0 = the projector's now).
-    pub fn tree_size(&self, asked: u64) -> Result<u64, QueryError> {
-        if asked == 0 {
-            Ok(self.store.meta()?.merkle_size)
-        } else {
-            Ok(asked)
-        }
-    }
-
-    /// The inclusion proof of `seq` in the tree of `size` (both validated).
-    pub async fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, QueryError> {
-        let leaves = replay::leaves(&self.js, &self.stream, size).await?;
-        let m = (seq - 1) as usize;
-        let proof = merkle::inclusion_proof(m, &leaves);
-        Ok(InclusionProof {
-            seq,
-            tree_size: size,
-            leaf_hash: merkle::hex(&leaves[m]),
-            path: proof.iter().map(merkle::hex).collect(),
-            root: merkle::hex(&merkle::root(&leaves)),
-        })
-    }
-
-    /// The consistency proof of the tree of `size1` in that of `size2` (validated).
-    pub async fn consistency_proof(
-        &self,
-        size1: u64,
-        size2: u64,
-    ) -> Result<ConsistencyProof, QueryError> {
-        let leaves = replay::leaves(&self.js, &self.stream, size2).await?;
-        let proof = merkle::consistency_proof(size1 as usize, &leaves);
-        Ok(ConsistencyProof {
-            size1,
-            size2,
-            root1: merkle::hex(&merkle::root(&leaves[..size1 as usize])),
-            root2: merkle::hex(&merkle::root(&leaves)),
-            path: proof.iter().map(merkle::hex).collect(),
-        })
-    }
-
-    /// Signs and publishes a checkpoint of the projector's root now.
-    pub async fn checkpoint(&self, requested_by: &str) -> Result<Checkpoint, QueryError> {
-        self.checkpointer
-            .checkpoint(requested_by)
-            .await
-            .map_err(QueryError::CheckpointPublish)
-    }
-
-    /// The newest `limit` checkpoints, newest first.
-    pub async fn checkpoints(&self, limit: u32) -> Result<Vec<Checkpoint>, QueryError> {
-        self.checkpointer
-            .list(limit)
-            .await
-            .map_err(QueryError::CheckpointRead)
-    }
-
-    /// The last sequence a verification may read up to: `to_seq` (0 = the
-    /// last applied), not past what the projector has applied.
-    pub fn verify_end(&self, to_seq: u64) -> Result<u64, QueryError> {
-        let applied = self.store.meta()?.last_applied_seq;
-        let to = if to_seq == 0 { applied } else { to_seq };
-        if to > applied {
-            return Err(QueryError::PastApplied { to, applied });
-        }
-        Ok(to)
-    }
-
-    /// Verifies `from..=to` of `stream` against the recorded leaves and this
-    /// ledger's signed checkpoints (whose chain is checked first).
-    pub async fn verify_range(
-        &self,
-        stream: String,
-        from: u64,
-        to: u64,
-    ) -> Result<VerifyRangeResponse, QueryError> {
-        if stream != self.stream {
-            // A copy named by the client must exist: a missing one is not a
-            // tampered ledger.
-            match self.js.get_stream(&stream).await {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        async_nats::jetstream::context::GetStreamErrorKind::JetStream(j)
-                            if j.error_code()
-                                == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
-                    ) =>
-                {
-                    return Err(QueryError::NoStream { name: stream });
-                }
-                Err(e) => {
-                    return Err(QueryError::StreamUnreachable {
-                        stream,
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        let mut cps = self
-            .checkpointer
-            .all(verify::VERIFY_CHECKPOINTS_MAX)
-            .await
-            .map_err(QueryError::CheckpointRead)?;
-        cps.retain(|cp| cp.stream == self.stream);
-        if let Err(e) = checkpoints::verify_chain(&cps, &self.checkpointer.public_key_hex()) {
-            return Ok(VerifyRangeResponse {
-                ok: false,
-                problem: format!("the signed checkpoints do not verify: {e}"),
-                stream,
-                from_seq: from,
-                to_seq: to,
-                ..Default::default()
-            });
-        }
-        let witnessed = match self
-            .checkpointer
-            .witnessed(verify::VERIFY_CHECKPOINTS_MAX)
-            .await
-        {
-            Ok(w) => w,
-            Err(CosignatureError::Stream(e)) => return Err(QueryError::CheckpointRead(e)),
-            Err(CosignatureError::Refused(e)) => {
-                return Ok(VerifyRangeResponse {
-                    ok: false,
-                    problem: format!("a stored witness cosignature does not verify: {e}"),
-                    stream,
-                    from_seq: from,
-                    to_seq: to,
-                    ..Default::default()
-                });
-            }
-        };
-        let mut resp = verify::verify_range(&self.js, &self.store, cps, &stream, from, to)
-            .await
-            .map_err(|reason| QueryError::StreamUnreachable { stream, reason })?;
-        resp.witnessed = witnessed
-            .iter()
-            .map(|w| format!("size {}: {}", w.size, w.witnesses.join(", ")))
-            .collect();
-        Ok(resp)
-    }
-
-    /// Keeps a checkpoint note cosigned by configured witnesses.
-    pub async fn add_cosignature(
-        &self,
-        note: &str,
-    ) -> Result<crate::audit::witness::Witnessed, QueryError> {
-        self.checkpointer
-            .add_cosignature(note)
-            .await
-            .map_err(|e| match e {
-                CosignatureError::Refused(r) => QueryError::Cosignature(r),
-                CosignatureError::Stream(s) => QueryError::CheckpointPublish(s),
-            })
     }
 
     /// An action with its outcome as it stood at a past point (a deadline is
