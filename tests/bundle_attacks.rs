@@ -355,3 +355,94 @@ fn the_manifest_is_unambiguous_for_ids_with_newlines() {
     d.manifest_seqs = vec![12];
     assert_ne!(manifest(&c, &anchor), manifest(&d, &anchor));
 }
+
+/// The ledger's own checkpoint key, read from its data folder (what an
+/// equivocating ledger, or a thief of its key, signs with).
+fn ledger_key(gl: &Govledger) -> SigningKey {
+    let text = std::fs::read_to_string(gl.data_dir().join("audit/signing.key")).unwrap();
+    SigningKey::from_bytes(&unhex(text.trim()).unwrap().try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_cut_short_or_forked_is_caught() {
+    use govledger_proto::v1::CreateCheckpointRequest;
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 4,
+        ..Default::default()
+    })
+    .await;
+    let cfg = format!(
+        "[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\n",
+        scim.base_url
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let mut c = gl.client().await;
+    // A checkpoint before any event, one after the first sync, then more history.
+    c.create_checkpoint(CreateCheckpointRequest {})
+        .await
+        .unwrap();
+    gl.sync("hr").await;
+    c.create_checkpoint(CreateCheckpointRequest {})
+        .await
+        .unwrap();
+    scim.set_active(&scim.user_ids()[0], false);
+    gl.sync("hr").await;
+    let who = scim.user_ids()[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.json");
+    let o = std::process::Command::new(govledger_testkit::govledger_bin())
+        .args([
+            "export",
+            "--grpc-addr",
+            &gl.addr,
+            "--token-file",
+            &gl.token_path(),
+        ])
+        .args([
+            "--source",
+            "hr",
+            "--identity",
+            &who,
+            "--out",
+            path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let key = hex(ledger_key(&gl).verifying_key().as_bytes());
+    let cps = checkpoints_of(&original);
+    assert!(cps.len() >= 3, "{} checkpoints", cps.len());
+    assert!(verify_bundle(&serde_json::to_vec(&original).unwrap(), Some(&key)).ok);
+
+    // Cut down to the anchor: the chain no longer reaches back before the
+    // identity's first event, though every signature still holds.
+    let mut cut = original.clone();
+    cut.checkpoints = vec![original.checkpoints.last().unwrap().clone()];
+    let r = verify_bundle(&serde_json::to_vec(&cut).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("cut short"), "{r:?}");
+
+    // A fork signed with the ledger's own key (an equivocating ledger): a
+    // second checkpoint of the middle size with another root, chained in.
+    let k = ledger_key(&gl);
+    let mut forked = original.clone();
+    let mut chain = checkpoints_of(&forked);
+    let mid = chain[1].clone();
+    let twin = checkpoints::sign(
+        &k,
+        &mid.stream,
+        mid.tree_size,
+        &"ee".repeat(32),
+        mid.created_at_us + 1,
+        "",
+        "",
+    );
+    chain.insert(2, twin);
+    forked.checkpoints = chain.iter().map(|c| hex(&c.encode_to_vec())).collect();
+    resign(&mut forked, k.verifying_key().to_bytes(), &|m| {
+        k.sign(m).to_bytes()
+    });
+    let r = verify_bundle(&serde_json::to_vec(&forked).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("fork"), "{r:?}");
+}

@@ -360,6 +360,9 @@ fn anchor(
         cps.push(decode_hex::<Checkpoint>(&format!("checkpoint {i}"), h)?);
     }
     checkpoints::verify_chain(&cps, key).map_err(|e| format!("checkpoints: {e}"))?;
+    if let (Some(first), Some(first_event)) = (cps.first(), b.events.iter().map(|e| e.seq).min()) {
+        chain_reaches_back(first, first_event)?;
+    }
     let Some(anchor) = cps.last().cloned() else {
         return Err("the bundle holds no checkpoint to anchor its proofs".into());
     };
@@ -380,6 +383,21 @@ fn anchor(
         anchor.root
     ));
     Ok((anchor, anchor_root))
+}
+
+/// The chain starts before the bundle's first event (a checkpoint of a
+/// smaller size) or at the log's very first checkpoint: a chain cut down to
+/// what came after the events proves nothing about what the log held before
+/// them. Pure.
+fn chain_reaches_back(first: &Checkpoint, first_event_seq: u64) -> Result<(), String> {
+    if first.previous.is_empty() || first.tree_size < first_event_seq {
+        return Ok(());
+    }
+    Err(format!(
+        "the chain of checkpoints is cut short: it starts at a checkpoint of size {} (not before the \
+         first event, sequence {first_event_seq}) that is not the log's first; export the bundle again",
+        first.tree_size
+    ))
 }
 
 /// Every event, in sequence order, is listed in the manifest (and every listed
