@@ -168,6 +168,21 @@ async fn our_checkpoints_and_proofs_verify_with_gos_sumdb_note_and_tlog() {
         assert!(!ok, "sequence {seq}: an altered record was included: {out}");
     }
 
+    // A tree larger than the projection holds: refused, naming what it holds.
+    let past = c
+        .get_inclusion_proof(GetInclusionProofRequest {
+            seq: 1,
+            tree_size: cp2.tree_size + 1_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(past.code(), tonic::Code::FailedPrecondition, "{past:?}");
+    assert!(
+        past.message()
+            .contains("past what the projector has applied"),
+        "{past:?}"
+    );
+
     // 3. The second tree extends the first.
     let p = c
         .get_consistency_proof(GetConsistencyProofRequest {

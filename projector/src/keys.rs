@@ -40,6 +40,20 @@ pub const TAG_LEAVES: u8 = b'l';
 /// the state digest).
 pub const TAG_ALERT_OUTBOX: u8 = b'z';
 
+/// Merkle tiles of level ≥ 1 (`crate::tiles`): `[TAG, level, index u64 BE]` →
+/// the entries computed so far. Derived from the leaf blocks and kept as a
+/// cache of proofs: not a projection record (outside the state digest).
+pub const TAG_TILE: u8 = b'T';
+
+/// The key of tile (`level`, `index`).
+pub fn tile_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = TAG_TILE;
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
 /// The outbox key of the `index`th alert decided by the batch whose event `seq` decided it.
 pub fn alert_outbox_key(seq: u64, index: u32) -> [u8; 13] {
     let mut k = [0u8; 13];

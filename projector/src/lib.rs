@@ -12,6 +12,7 @@
 //! - [`identity_page`]: identity records kept several to a sled record (pure);
 //! - [`identity_index`]: the index from identity key to page number, kept in chunks (pure);
 //! - [`merkle`]: RFC 6962 Merkle trees over the stream: hashes, inclusion and consistency proofs (pure);
+//! - [`tiles`]: the same tree as tlog tiles kept in sled: proofs in O(log n) tile reads;
 //! - [`store`]: the sled store (atomic batch commit with the last applied sequence);
 //! - [`runner`]: the JetStream durable pull consumer loop (ack only after commit);
 //! - [`metrics`]: what the runner counts for `/metrics`.
@@ -26,6 +27,7 @@ pub mod merkle;
 pub mod metrics;
 pub mod runner;
 pub mod store;
+pub mod tiles;
 pub mod verdict;
 
 use bytes::Bytes;

@@ -1,13 +1,16 @@
 //! The audit answers of [`Queries`]: inclusion and consistency proofs,
 //! checkpoints (signed, listed, cosigned by witnesses) and VerifyRange.
 
-use govledger_projector::merkle;
+use govledger_projector::{
+    Store, merkle,
+    tiles::{TileError, Tiles},
+};
 use govledger_proto::v1::{Checkpoint, ConsistencyProof, InclusionProof, VerifyRangeResponse};
 
 use super::queries::{Queries, QueryError};
 use crate::audit::{
     checkpoints::{self, CosignatureError},
-    replay, verify,
+    verify,
 };
 
 impl Queries {
@@ -20,34 +23,66 @@ impl Queries {
         }
     }
 
-    /// The inclusion proof of `seq` in the tree of `size` (both validated).
+    /// Runs `f` over the projection's tiles on a blocking thread (tile
+    /// reads and the first writes of upper tiles go through sled), for a
+    /// tree of `size` leaves the projection holds.
+    async fn with_tiles<T: Send + 'static>(
+        &self,
+        size: u64,
+        f: impl FnOnce(&Tiles<'_, Store>) -> Result<T, TileError> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        let applied = self.store.meta()?.merkle_size;
+        if size > applied {
+            return Err(QueryError::TreePastApplied { size, applied });
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&Tiles::new(store.as_ref())))
+            .await
+            .map_err(|e| QueryError::DigestTask(e.to_string()))?
+            .map_err(QueryError::Tiles)
+    }
+
+    /// The inclusion proof of `seq` in the tree of `size` (both validated),
+    /// from the kept tiles: O(log size) tile reads.
     pub async fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, QueryError> {
-        let leaves = replay::leaves(&self.js, &self.stream, size).await?;
-        let m = (seq - 1) as usize;
-        let proof = merkle::inclusion_proof(m, &leaves);
+        let (leaf, path, root) = self
+            .with_tiles(size, move |t| {
+                let leaf = t.read(0, (seq - 1) / 256, (seq - 1) % 256 + 1)?;
+                let leaf: [u8; 32] = leaf[leaf.len() - 32..].try_into().unwrap_or([0; 32]);
+                Ok((leaf, t.inclusion_proof(seq - 1, size)?, t.root(size)?))
+            })
+            .await?;
         Ok(InclusionProof {
             seq,
             tree_size: size,
-            leaf_hash: merkle::hex(&leaves[m]),
-            path: proof.iter().map(merkle::hex).collect(),
-            root: merkle::hex(&merkle::root(&leaves)),
+            leaf_hash: merkle::hex(&leaf),
+            path: path.iter().map(merkle::hex).collect(),
+            root: merkle::hex(&root),
         })
     }
 
-    /// The consistency proof of the tree of `size1` in that of `size2` (validated).
+    /// The consistency proof of the tree of `size1` in that of `size2`
+    /// (validated), from the kept tiles.
     pub async fn consistency_proof(
         &self,
         size1: u64,
         size2: u64,
     ) -> Result<ConsistencyProof, QueryError> {
-        let leaves = replay::leaves(&self.js, &self.stream, size2).await?;
-        let proof = merkle::consistency_proof(size1 as usize, &leaves);
+        let (root1, root2, path) = self
+            .with_tiles(size2, move |t| {
+                Ok((
+                    t.root(size1)?,
+                    t.root(size2)?,
+                    t.consistency_proof(size1, size2)?,
+                ))
+            })
+            .await?;
         Ok(ConsistencyProof {
             size1,
             size2,
-            root1: merkle::hex(&merkle::root(&leaves[..size1 as usize])),
-            root2: merkle::hex(&merkle::root(&leaves)),
-            path: proof.iter().map(merkle::hex).collect(),
+            root1: merkle::hex(&root1),
+            root2: merkle::hex(&root2),
+            path: path.iter().map(merkle::hex).collect(),
         })
     }
 

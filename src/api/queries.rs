@@ -106,6 +106,14 @@ pub enum QueryError {
         "to_seq {to} is past what the projector has applied ({applied}); verify up to {applied} or retry later"
     )]
     PastApplied { to: u64, applied: u64 },
+    /// A proof asks for a tree larger than the projection holds.
+    #[error(
+        "tree size {size} is past what the projector has applied ({applied}); ask for a size up to {applied} or retry later"
+    )]
+    TreePastApplied { size: u64, applied: u64 },
+    /// The tiles a proof needs could not be read.
+    #[error("cannot build the proof from the tiles: {0}")]
+    Tiles(govledger_projector::tiles::TileError),
 }
 
 /// What the queries read: the projections, the stream and the configured sources.

@@ -92,11 +92,13 @@ impl From<QueryError> for Status {
             | QueryError::NoAction { .. }
             | QueryError::NoActionToReport { .. }
             | QueryError::NoStream { .. } => Status::not_found(m),
-            QueryError::ActionConcluded { .. } | QueryError::PastApplied { .. } => {
-                Status::failed_precondition(m)
-            }
+            QueryError::ActionConcluded { .. }
+            | QueryError::PastApplied { .. }
+            | QueryError::TreePastApplied { .. } => Status::failed_precondition(m),
             QueryError::Cosignature(_) => Status::invalid_argument(m),
-            QueryError::DigestTask(_) | QueryError::FrontierInconsistent => Status::internal(m),
+            QueryError::DigestTask(_) | QueryError::FrontierInconsistent | QueryError::Tiles(_) => {
+                Status::internal(m)
+            }
             QueryError::StreamUnreachable { .. }
             | QueryError::CheckpointPublish(_)
             | QueryError::CheckpointRead(_) => Status::unavailable(m),

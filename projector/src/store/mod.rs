@@ -262,6 +262,21 @@ impl Store {
         Ok(out)
     }
 
+    /// The upper tile (`level` ≥ 1, `index`) kept so far.
+    pub fn upper_tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tree
+            .get(crate::keys::tile_key(level, index))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Keeps an upper tile's entries (through the writer, like every write).
+    pub fn put_upper_tile(&self, level: u8, index: u64, entries: Vec<u8>) -> Result<()> {
+        let mut batch = writer::WriteSet::default();
+        batch.insert(&crate::keys::tile_key(level, index)[..], entries);
+        self.writer.apply(batch)
+    }
+
     /// Removes alerts from the outbox once they are stored.
     pub fn alert_outbox_remove(&self, keys: &[sled::IVec]) -> Result<()> {
         let mut batch = writer::WriteSet::default();
@@ -289,8 +304,12 @@ impl Store {
         let mut h = Sha256::new();
         for kv in self.tree.iter() {
             let (k, v) = kv?;
-            // The alerts outbox is delivery state, not a projection.
-            if k.first() == Some(&crate::keys::TAG_ALERT_OUTBOX) {
+            // The alerts outbox is delivery state, the upper tiles a cache
+            // derived from the leaves: neither is a projection.
+            if matches!(
+                k.first(),
+                Some(&crate::keys::TAG_ALERT_OUTBOX | &crate::keys::TAG_TILE)
+            ) {
                 continue;
             }
             digest_entry(&mut h, &k, &v);
@@ -331,4 +350,22 @@ fn full_changes(w: &Working) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             .map_err(|e| StoreError::PageUnknown(e.to_string()))?,
     );
     Ok(out)
+}
+
+/// The store's tiles: the leaf blocks (level 0) and the kept upper tiles.
+impl crate::tiles::TileSource for Store {
+    fn leaf_block(&self, n: u64) -> std::result::Result<Option<Vec<u8>>, String> {
+        Store::leaf_block(self, n).map_err(|e| e.to_string())
+    }
+    fn upper_tile(&self, level: u8, n: u64) -> std::result::Result<Option<Vec<u8>>, String> {
+        Store::upper_tile(self, level, n).map_err(|e| e.to_string())
+    }
+    fn put_upper_tile(
+        &self,
+        level: u8,
+        n: u64,
+        entries: Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        Store::put_upper_tile(self, level, n, entries).map_err(|e| e.to_string())
+    }
 }
