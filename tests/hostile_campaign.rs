@@ -486,6 +486,12 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
         ),
     ];
     empty.push(case(
+        "AddCosignature",
+        "empty (no note)",
+        ia,
+        unary!(cl, add_cosignature, pb::AddCosignatureRequest::default()),
+    ));
+    empty.push(case(
         "SetProjectorPaused",
         "empty (no reason)",
         ia,
@@ -1129,6 +1135,17 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             ),
         ));
     }
+    big.push(case_v(
+        "AddCosignature",
+        "a 1 MB note",
+        ia,
+        &huge,
+        unary!(
+            cl,
+            add_cosignature,
+            pb::AddCosignatureRequest { note: huge.clone() }
+        ),
+    ));
     big.push(case_v(
         "SetProjectorPaused",
         "a 1 MB reason",
@@ -2173,6 +2190,18 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             pb::WatchAlertsRequest {
                 after_alert_seq: u64::MAX,
                 source_ids: vec![]
+            }
+        ),
+    ));
+    hostile.push(case(
+        "AddCosignature",
+        "a note that is none (a NUL, line breaks, a fake signature line)",
+        ia,
+        unary!(
+            cl,
+            add_cosignature,
+            pb::AddCosignatureRequest {
+                note: "origin\u{0}\n1\nAAAA\n\n— origin AAAA\nFAKE LOG LINE\n".into()
             }
         ),
     ));

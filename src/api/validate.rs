@@ -409,7 +409,21 @@ pub fn replay(r: &ReplayRequest) -> Result<(), Invalid> {
 }
 
 /// An inclusion proof's sequence is inside the tree of `size` messages.
+/// The largest tree size a proof may name (2^53: past any stream's
+/// sequence, and exact in every JSON client).
+pub const TREE_SIZE_MAX: u64 = 1 << 53;
+
+fn tree_size(size: u64) -> Result<(), Invalid> {
+    if size > TREE_SIZE_MAX {
+        return Err(Invalid(format!(
+            "tree size {size} is not one a stream holds (at most 2^53); ask for at most the ledger's size (GetLedgerStatus)"
+        )));
+    }
+    Ok(())
+}
+
 pub fn inclusion_seq(seq: u64, size: u64) -> Result<(), Invalid> {
+    tree_size(size)?;
     if seq == 0 || seq > size {
         return Err(Invalid(format!(
             "seq {seq} is not within the tree of {size} messages (sequences start at 1)"
@@ -420,6 +434,7 @@ pub fn inclusion_seq(seq: u64, size: u64) -> Result<(), Invalid> {
 
 /// A consistency proof's sizes: `0 < size1 <= size2`.
 pub fn consistency_sizes(size1: u64, size2: u64) -> Result<(), Invalid> {
+    tree_size(size2)?;
     if size1 == 0 || size1 > size2 {
         return Err(Invalid(format!(
             "need 0 < size1 <= size2 (got {size1} and {size2})"
