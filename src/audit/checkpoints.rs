@@ -548,9 +548,12 @@ impl Checkpointer {
         loop {
             tries += 1;
             let (last_seq, last) = last_checkpoint(&self.js).await?;
-            let tree = self
-                .tree_at_least(last.as_ref().map_or(0, |c| c.tree_size))
-                .await?;
+            // Never below the last checkpoint of this ledger's own stream.
+            let floor = last
+                .as_ref()
+                .filter(|c| c.stream == self.stream)
+                .map_or(0, |c| c.tree_size);
+            let tree = self.tree_at_least(floor).await?;
             let cp = sign(
                 &self.key,
                 &self.stream,
