@@ -44,10 +44,7 @@ impl From<ReplayError> for Status {
         let m = e.to_string();
         match e {
             ReplayError::Unavailable { .. } => Status::unavailable(m),
-            ReplayError::FromOutOfRange | ReplayError::TreeTooLarge { .. } => {
-                Status::invalid_argument(m)
-            }
-            ReplayError::StreamShorterThanTree { .. } => Status::failed_precondition(m),
+            ReplayError::FromOutOfRange => Status::invalid_argument(m),
             ReplayError::SequenceMissing { .. } => Status::data_loss(m),
         }
     }

@@ -5,7 +5,6 @@
 //! - [`asof`]: point-in-time answers (an identity, an action, a source as it
 //!   stood at a past sequence or time), folded again from the stream;
 //! - [`replay`]: the events of the stream in order, filtered, with leaf hashes;
-//!   the leaves that inclusion and consistency proofs are computed from;
 //! - [`verify`]: a range of the stream checked against the recorded leaves and
 //!   the signed checkpoint roots;
 //! - [`checkpoints`]: signed, chained checkpoints of the Merkle root;

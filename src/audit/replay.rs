@@ -23,12 +23,6 @@ pub enum ReplayError {
     /// `from_us` is not a representable time.
     #[error("from_us is out of range")]
     FromOutOfRange,
-    /// A proof would read more leaves than [`PROOF_LEAVES_MAX`].
-    #[error("tree size {size} is over the {PROOF_LEAVES_MAX} messages a proof may read")]
-    TreeTooLarge { size: u64 },
-    /// The stream holds fewer messages than the tree asked for.
-    #[error("the stream holds {last} messages, fewer than the tree size {size}")]
-    StreamShorterThanTree { last: u64, size: u64 },
     /// A sequence is missing from the stream (it is not an immutable log).
     #[error(
         "stream sequence {missing} is missing (got {got}): the stream is not the immutable log govledger requires"
@@ -250,52 +244,4 @@ fn matches(
         }
     }
     true
-}
-
-/// Proof computations read at most this many stream messages.
-pub const PROOF_LEAVES_MAX: u64 = 5_000_000;
-
-/// Leaf hashes of stream messages 1..=size, read from the stream itself.
-pub async fn leaves(
-    js: &jetstream::Context,
-    stream_name: &str,
-    size: u64,
-) -> Result<Vec<merkle::Hash>, ReplayError> {
-    if size > PROOF_LEAVES_MAX {
-        return Err(ReplayError::TreeTooLarge { size });
-    }
-    let unavailable = |e: String| unavailable(stream_name, e);
-    let (stream, last) = open(js.clone(), stream_name).await?;
-    if size > last {
-        return Err(ReplayError::StreamShorterThanTree { last, size });
-    }
-    let mut out = Vec::with_capacity(size as usize);
-    if size == 0 {
-        return Ok(out);
-    }
-    let mut msgs = ordered_messages(&stream, DeliverPolicy::All, Vec::new())
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    while (out.len() as u64) < size {
-        let m = tokio::time::timeout(
-            std::time::Duration::from_millis(REPLAY_IDLE_MS),
-            msgs.next(),
-        )
-        .await
-        .map_err(|_| unavailable("stream read stalled".into()))?
-        .ok_or_else(|| unavailable("stream ended early".into()))?
-        .map_err(|e| unavailable(e.to_string()))?;
-        let seq = m
-            .info()
-            .map_err(|e| unavailable(e.to_string()))?
-            .stream_sequence;
-        if seq != out.len() as u64 + 1 {
-            return Err(ReplayError::SequenceMissing {
-                missing: out.len() as u64 + 1,
-                got: seq,
-            });
-        }
-        out.push(merkle::leaf_hash(seq, &m.payload));
-    }
-    Ok(out)
 }

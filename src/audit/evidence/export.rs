@@ -13,9 +13,11 @@ use super::{
 use crate::audit::{
     asof::{AsOfError, AsOfReader, PointAt},
     checkpoints::{self, AuditStreamError},
-    replay::PROOF_LEAVES_MAX,
     verify::VERIFY_CHECKPOINTS_MAX,
 };
+
+/// An export reads the anchor tree's recorded leaves, at most this many.
+pub const PROOF_LEAVES_MAX: u64 = 5_000_000;
 
 /// What an export reads from.
 pub struct ExportDeps<'a> {
