@@ -91,34 +91,30 @@ impl<'a, S: TileSource> Tiles<'a, S> {
         Ok(data)
     }
 
-    fn proof_err(e: TlogError) -> TileError {
-        TileError::Proof(e.to_string())
-    }
-
     /// The root of the tree of the first `size` leaves.
     pub fn root(&self, size: u64) -> Result<[u8; 32], TileError> {
         tlog_tiles::tlog::tree_hash(size, &Reader(self))
             .map(|h| h.0)
-            .map_err(|e| self.unwrap_missing(e))
+            .map_err(proof_err)
     }
 
     /// The audit path (leaf to root) of leaf `index` (0-based) in the tree of `size`.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<[u8; 32]>, TileError> {
         tlog_tiles::tlog::prove_record(size, index, &Reader(self))
             .map(|p| p.into_iter().map(|h| h.0).collect())
-            .map_err(|e| self.unwrap_missing(e))
+            .map_err(proof_err)
     }
 
     /// The proof that the tree of `size2` extends the tree of `size1`.
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<[u8; 32]>, TileError> {
         tlog_tiles::tlog::prove_tree(size2, size1, &Reader(self))
             .map(|p| p.into_iter().map(|h| h.0).collect())
-            .map_err(|e| self.unwrap_missing(e))
+            .map_err(proof_err)
     }
+}
 
-    fn unwrap_missing(&self, e: TlogError) -> TileError {
-        Self::proof_err(e)
-    }
+fn proof_err(e: TlogError) -> TileError {
+    TileError::Proof(e.to_string())
 }
 
 /// `tlog_tiles`' view of the tiles: the stored hashes by index.

@@ -144,11 +144,12 @@ impl Queries {
                 }
             }
         }
-        let mut cps = self
+        let log = self
             .checkpointer
-            .all(verify::VERIFY_CHECKPOINTS_MAX)
+            .log(verify::VERIFY_CHECKPOINTS_MAX)
             .await
             .map_err(QueryError::CheckpointRead)?;
+        let mut cps = log.checkpoints;
         cps.retain(|cp| cp.stream == self.stream);
         if let Err(e) = checkpoints::verify_chain(&cps, &self.checkpointer.public_key_hex()) {
             return Ok(VerifyRangeResponse {
@@ -160,14 +161,9 @@ impl Queries {
                 ..Default::default()
             });
         }
-        let witnessed = match self
-            .checkpointer
-            .witnessed(verify::VERIFY_CHECKPOINTS_MAX)
-            .await
-        {
+        let witnessed = match self.checkpointer.witnessed(&log.cosigned) {
             Ok(w) => w,
-            Err(CosignatureError::Stream(e)) => return Err(QueryError::CheckpointRead(e)),
-            Err(CosignatureError::Refused(e)) => {
+            Err(e) => {
                 return Ok(VerifyRangeResponse {
                     ok: false,
                     problem: format!("a stored witness cosignature does not verify: {e}"),

@@ -306,35 +306,35 @@ pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), 
     Ok(())
 }
 
+/// What the audit stream holds, oldest first: the checkpoints and the
+/// cosigned notes handed in ([`crate::audit::witness`]).
+#[derive(Debug, Default)]
+pub struct AuditLog {
+    pub checkpoints: Vec<Checkpoint>,
+    pub cosigned: Vec<String>,
+}
+
 /// Every checkpoint in the audit stream (at most `max` audit messages),
 /// oldest first.
 pub async fn read_all(
     js: &jetstream::Context,
     max: usize,
 ) -> Result<Vec<Checkpoint>, AuditStreamError> {
-    read_subject(js, CHECKPOINT_SUBJECT, max)
-        .await?
-        .iter()
-        .map(|b| Checkpoint::decode(b.as_ref()).map_err(AuditStreamError::NotACheckpoint))
-        .collect()
+    Ok(read_log(js, max).await?.checkpoints)
 }
 
-/// The payloads on `subject` of the audit stream, oldest first, reading at
-/// most `max` messages of the stream (all subjects count).
-pub async fn read_subject(
-    js: &jetstream::Context,
-    subject: &str,
-    max: usize,
-) -> Result<Vec<bytes::Bytes>, AuditStreamError> {
+/// The audit stream in one pass, reading at most `max` messages.
+pub async fn read_log(js: &jetstream::Context, max: usize) -> Result<AuditLog, AuditStreamError> {
     use futures::StreamExt as _;
-    let mut stream = js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
-    let total = stream.info().await.map_err(nats)?.state.messages;
+    // `get_stream` answers with the stream's info: its count needs no second request.
+    let stream = js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
+    let total = stream.cached_info().state.messages;
     if total as usize > max {
         return Err(AuditStreamError::TooMany { total, max });
     }
-    let mut out = Vec::new();
+    let mut log = AuditLog::default();
     if total == 0 {
-        return Ok(out);
+        return Ok(log);
     }
     let mut msgs = crate::audit::replay::ordered_messages(
         &stream,
@@ -343,19 +343,23 @@ pub async fn read_subject(
     )
     .await
     .map_err(nats)?;
-    let mut read = 0u64;
-    while read < total {
+    for _ in 0..total {
         let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
             .await
             .map_err(|_| AuditStreamError::Stalled)?
             .ok_or(AuditStreamError::EndedEarly)?
             .map_err(nats)?;
-        read += 1;
-        if m.subject.as_str() == subject {
-            out.push(m.payload.clone());
+        match m.subject.as_str() {
+            CHECKPOINT_SUBJECT => log.checkpoints.push(
+                Checkpoint::decode(m.payload.as_ref()).map_err(AuditStreamError::NotACheckpoint)?,
+            ),
+            crate::audit::witness::COSIGNATURE_SUBJECT => log
+                .cosigned
+                .push(String::from_utf8_lossy(&m.payload).into_owned()),
+            _ => {}
         }
     }
-    Ok(out)
+    Ok(log)
 }
 
 /// Signs a checkpoint of (size, root) after `previous`.
@@ -632,28 +636,21 @@ impl Checkpointer {
         Ok(w)
     }
 
-    /// Which configured witnesses cosigned which checkpoint, from the stored
-    /// cosigned notes (at most `max` audit messages read).
-    pub async fn witnessed(
+    /// Which configured witnesses cosigned which checkpoint, from the
+    /// cosigned notes of the audit log ([`read_log`]).
+    pub fn witnessed(
         &self,
-        max: usize,
-    ) -> Result<Vec<crate::audit::witness::Witnessed>, CosignatureError> {
-        let notes = read_subject(&self.js, crate::audit::witness::COSIGNATURE_SUBJECT, max).await?;
-        let notes: Vec<String> = notes
-            .into_iter()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .collect();
-        Ok(
-            crate::audit::witness::summarize(&notes, &self.verifier_key(), &self.witness_keys)
-                .map_err(crate::audit::witness::CosignError::Note)?,
-        )
+        cosigned: &[String],
+    ) -> Result<Vec<crate::audit::witness::Witnessed>, crate::audit::witness::CosignError> {
+        crate::audit::witness::summarize(cosigned, &self.verifier_key(), &self.witness_keys)
+            .map_err(crate::audit::witness::CosignError::Note)
     }
 
     /// The most recent checkpoints, newest first.
     pub async fn list(&self, limit: u32) -> Result<Vec<Checkpoint>, AuditStreamError> {
-        let mut stream = self.js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
-        let info = stream.info().await.map_err(nats)?;
-        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        let stream = self.js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
+        let state = &stream.cached_info().state;
+        let (first, last) = (state.first_sequence, state.last_sequence);
         let mut out = Vec::new();
         let mut seq = last;
         while seq >= first.max(1) && out.len() < limit as usize {
@@ -671,6 +668,11 @@ impl Checkpointer {
     /// Every checkpoint (at most `max`), oldest first, as the audit stream holds them.
     pub async fn all(&self, max: usize) -> Result<Vec<Checkpoint>, AuditStreamError> {
         read_all(&self.js, max).await
+    }
+
+    /// The whole audit log (at most `max` messages), in one pass.
+    pub async fn log(&self, max: usize) -> Result<AuditLog, AuditStreamError> {
+        read_log(&self.js, max).await
     }
 
     /// Checkpoints on a cadence until `cancel`.

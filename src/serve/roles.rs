@@ -179,7 +179,7 @@ pub async fn start_workers(
         },
         publisher_stop.clone(),
     );
-    let cluster = shared(resolved, conn).await?;
+    let cluster = shared((resolved, roles), conn).await?;
     let deps = WorkerDeps {
         publisher: publisher.clone(),
         producer: ProducerId::new(format!(
@@ -273,15 +273,28 @@ pub async fn start_workers(
     ))
 }
 
-/// In a cluster (`[cluster] node`), the lease bucket the workers share.
+/// In a cluster (`[cluster] node`), the lease bucket the workers share (an
+/// `api` node, which runs none, never opens it); a node whose producer key
+/// no other node trusts says so.
 async fn shared(
-    resolved: &Resolved,
+    (resolved, roles): (&Resolved, Roles),
     conn: &StreamConn,
 ) -> Result<Option<Arc<crate::workers::deps::Shared>>, ServeError> {
     let cfg = &resolved.config;
     let Some(node) = &cfg.cluster.node else {
         return Ok(None);
     };
+    if cfg.provenance.key_file.is_none() && cfg.provenance.trusted_keys.is_empty() {
+        tracing::warn!(
+            "cluster node with its own producer key and no trusted_keys: the other nodes decide \
+             this node's runs UNVERIFIED_PRODUCER and it decides theirs so. Give every node the \
+             same provenance.key_file, or list each node's key in provenance.trusted_keys \
+             (README: Cluster)"
+        );
+    }
+    if !roles.ingest {
+        return Ok(None);
+    }
     let leases = crate::cluster::lease::Leases::open(
         &conn.js,
         &cfg.nats.stream,
@@ -292,14 +305,6 @@ async fn shared(
     .await?;
     tracing::info!(node = %node, holder = %leases.holder, lease_ttl_ms = cfg.cluster.lease_ttl_ms,
         "cluster node: syncs and actions run under leases");
-    if cfg.provenance.key_file.is_none() && cfg.provenance.trusted_keys.is_empty() {
-        tracing::warn!(
-            "cluster node with its own producer key and no trusted_keys: the other nodes decide \
-             this node's runs UNVERIFIED_PRODUCER and it decides theirs so. Give every node the \
-             same provenance.key_file, or list each node's key in provenance.trusted_keys \
-             (README: Cluster)"
-        );
-    }
     Ok(Some(Arc::new(crate::workers::deps::Shared {
         leases: Arc::new(leases),
         js: conn.js.clone(),

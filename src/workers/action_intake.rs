@@ -114,8 +114,9 @@ pub struct ActionManager {
     writable: Arc<BTreeMap<String, Option<Option<Vec<ActionKind>>>>>,
     publisher: Publisher,
     producer: ProducerId,
-    /// In a cluster the executors find their work in the projection: a
-    /// submission is recorded, never queued.
+    /// In a cluster the executors find their work in the projection (and a
+    /// node without executors has none to queue to): a submission is
+    /// recorded, never queued.
     leased: bool,
 }
 
@@ -162,7 +163,8 @@ impl ActionManager {
             Self {
                 queues: Arc::new(queues),
                 writable: Arc::new(writable),
-                leased: deps.cluster.is_some(),
+                // Workers in a cluster, or none here: a submission is recorded only.
+                leased: deps.cluster.is_some() || !executors,
                 publisher: deps.publisher,
                 producer: deps.producer,
             },

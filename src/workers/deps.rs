@@ -66,41 +66,45 @@ impl WorkerDeps {
 
     /// Waits until the projection holds everything the stream holds now
     /// (what another process published included). False on shutdown, or
-    /// when the stream's tip cannot be read (NATS down: try later).
+    /// when the stream's tip cannot be read (NATS down: try later), or the
+    /// projection does not reach it within [`CATCH_UP_MAX_MS`].
     pub async fn caught_up_now(&self) -> bool {
         let Some(shared) = &self.cluster else {
             return self.caught_up().await;
         };
+        let Some(target) = self.stream_tip(shared).await else {
+            return false;
+        };
+        let bound = Duration::from_millis(CATCH_UP_MAX_MS);
+        match tokio::time::timeout(bound, self.caught_up_to(target)).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    target,
+                    applied = *self.applied.borrow(),
+                    "the projection did not reach the stream's tip in {CATCH_UP_MAX_MS} ms; giving up this turn"
+                );
+                false
+            }
+        }
+    }
+
+    /// The stream's last sequence, tried [`TIP_TRIES`] times with backoff
+    /// (`get_stream` answers with the stream's info: one request a try).
+    async fn stream_tip(&self, shared: &Shared) -> Option<u64> {
         let backoff = govledger_stream::backoff::Backoff::default();
         for attempt in 0..TIP_TRIES {
             match shared.js.get_stream(&shared.stream).await {
-                Ok(mut s) => match s.info().await {
-                    Ok(info) => {
-                        let target = info.state.last_sequence;
-                        let bound = Duration::from_millis(CATCH_UP_MAX_MS);
-                        return match tokio::time::timeout(bound, self.caught_up_to(target)).await {
-                            Ok(r) => r,
-                            Err(_) => {
-                                tracing::warn!(
-                                    target,
-                                    applied = *self.applied.borrow(),
-                                    "the projection did not reach the stream's tip in {CATCH_UP_MAX_MS} ms; giving up this turn"
-                                );
-                                false
-                            }
-                        };
-                    }
-                    Err(e) => tracing::debug!(error = %e, "reading the stream's tip"),
-                },
+                Ok(s) => return Some(s.cached_info().state.last_sequence),
                 Err(e) => tracing::debug!(error = %e, "reading the stream's tip"),
             }
             let d = backoff.delay(attempt, &mut rand::rng());
             tokio::select! {
-                _ = self.cancel.cancelled() => return false,
+                _ = self.cancel.cancelled() => return None,
                 _ = tokio::time::sleep(d) => {}
             }
         }
-        false
+        None
     }
 
     /// In a cluster, takes the lease `key` (renewed until released; `lost`
