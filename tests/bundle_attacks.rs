@@ -45,8 +45,16 @@ fn checkpoints_of(b: &Bundle) -> Vec<Checkpoint> {
 }
 
 /// Signs the bundle again as a forger would: every checkpoint (re-chained) and
-/// the manifest with `sign`, the bundle naming `public` and its key id.
-fn resign(b: &mut Bundle, public: [u8; 32], sign: &dyn Fn(&[u8]) -> [u8; 64]) {
+/// the manifest with `sign`, the bundle naming `public` and its key id. The
+/// checkpoints' signed notes are signed again with `note_key` (the same key)
+/// when the forger holds one, else stripped; every event's tlog-proof then
+/// ends with the new anchor's note.
+fn resign(
+    b: &mut Bundle,
+    public: [u8; 32],
+    sign: &dyn Fn(&[u8]) -> [u8; 64],
+    note_key: Option<&SigningKey>,
+) {
     let vk = VerifyingKey::from_bytes(&public).unwrap();
     let mut cps = checkpoints_of(b);
     let mut prev: Option<String> = None;
@@ -57,16 +65,27 @@ fn resign(b: &mut Bundle, public: [u8; 32], sign: &dyn Fn(&[u8]) -> [u8; 64]) {
             cp.previous = p;
         }
         cp.signature = hex(&sign(checkpoints::statement(cp).as_bytes()));
-        // The signed notes go too (the statement's signature is the same
-        // key's): a forger strips what it cannot re-sign.
+        let origin = cp
+            .note
+            .lines()
+            .next()
+            .unwrap_or("forged.example/log")
+            .to_owned();
         cp.note.clear();
         cp.verifier_key.clear();
+        if let Some(k) = note_key {
+            *cp = checkpoints::with_note(cp.clone(), k, &origin).unwrap();
+        }
         prev = Some(checkpoints::checkpoint_hash(cp));
     }
     b.checkpoints = cps.iter().map(|c| hex(&c.encode_to_vec())).collect();
     b.public_key = hex(&public);
     b.key_id = checkpoints::key_id(&vk);
     let anchor = cps.last().unwrap().clone();
+    for e in &mut b.events {
+        let (head, _) = e.tlog_proof.split_once("\n\n").unwrap();
+        e.tlog_proof = format!("{head}\n\n{}", anchor.note);
+    }
     let m = manifest(b, &anchor);
     let bytes: &[u8] = m.as_ref();
     b.manifest_signature = hex(&sign(bytes));
@@ -222,7 +241,7 @@ async fn an_edited_or_forged_bundle_never_verifies() {
     trivial[0] = 1;
     let mut b = original.clone();
     b.state.readable = serde_json::json!({"forged": true});
-    resign(&mut b, weak_pk, &|_| trivial);
+    resign(&mut b, weak_pk, &|_| trivial, None);
     let r = verify_bundle(&serde_json::to_vec(&b).unwrap(), Some(&hex(&weak_pk)));
     assert!(!r.ok && r.problem.contains("weak"), "{r:?}");
     let (code, out) = verify_cli(&write(dir.path(), "weak.json", &b), None);
@@ -234,9 +253,12 @@ async fn an_edited_or_forged_bundle_never_verifies() {
     let forger = SigningKey::from_bytes(&[7u8; 32]);
     let mut b = original.clone();
     b.events[i].subject = b.events[i].subject.replace("hr", "payroll");
-    resign(&mut b, forger.verifying_key().to_bytes(), &|m| {
-        forger.sign(m).to_bytes()
-    });
+    resign(
+        &mut b,
+        forger.verifying_key().to_bytes(),
+        &|m| forger.sign(m).to_bytes(),
+        Some(&forger),
+    );
     let forged = write(dir.path(), "forged.json", &b);
     let (code, out) = verify_cli(&forged, None);
     assert_eq!(code, Some(4), "{out}");
@@ -413,6 +435,7 @@ async fn a_chain_cut_short_or_forked_is_caught() {
     // identity's first event, though every signature still holds.
     let mut cut = original.clone();
     cut.checkpoints = vec![original.checkpoints.last().unwrap().clone()];
+    cut.consistency.clear();
     let r = verify_bundle(&serde_json::to_vec(&cut).unwrap(), Some(&key));
     assert!(!r.ok && r.problem.contains("cut short"), "{r:?}");
 
@@ -433,9 +456,61 @@ async fn a_chain_cut_short_or_forked_is_caught() {
     );
     chain.insert(2, twin);
     forked.checkpoints = chain.iter().map(|c| hex(&c.encode_to_vec())).collect();
-    resign(&mut forked, k.verifying_key().to_bytes(), &|m| {
-        k.sign(m).to_bytes()
-    });
+    resign(
+        &mut forked,
+        k.verifying_key().to_bytes(),
+        &|m| k.sign(m).to_bytes(),
+        Some(&k),
+    );
     let r = verify_bundle(&serde_json::to_vec(&forked).unwrap(), Some(&key));
     assert!(!r.ok && r.problem.contains("fork"), "{r:?}");
+
+    // A fork the hash chain cannot show: the middle checkpoint replaced by
+    // one of another tree (no twin of its size left), the chain re-signed
+    // with the ledger's own key. Only the consistency proofs catch it.
+    let mut swapped = original.clone();
+    let mut chain = checkpoints_of(&swapped);
+    chain[1] = checkpoints::sign(
+        &k,
+        &mid.stream,
+        mid.tree_size,
+        &"ee".repeat(32),
+        mid.created_at_us,
+        "",
+        "",
+    );
+    swapped.checkpoints = chain.iter().map(|c| hex(&c.encode_to_vec())).collect();
+    resign(
+        &mut swapped,
+        k.verifying_key().to_bytes(),
+        &|m| k.sign(m).to_bytes(),
+        Some(&k),
+    );
+    let r = verify_bundle(&serde_json::to_vec(&swapped).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("not proven to extend"), "{r:?}");
+    // An altered consistency proof, and a missing one.
+    let mut altered = original.clone();
+    let p = altered
+        .consistency
+        .iter_mut()
+        .find(|p| !p.is_empty())
+        .unwrap();
+    p[0] = "00".repeat(32);
+    let r = verify_bundle(&serde_json::to_vec(&altered).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("not proven to extend"), "{r:?}");
+    let mut short = original.clone();
+    short.consistency.pop();
+    let r = verify_bundle(&serde_json::to_vec(&short).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("one per pair"), "{r:?}");
+    // The anchor stripped of its signed note: its tlog-proofs end with
+    // nothing signed.
+    let mut stripped = original.clone();
+    resign(
+        &mut stripped,
+        k.verifying_key().to_bytes(),
+        &|m| k.sign(m).to_bytes(),
+        None,
+    );
+    let r = verify_bundle(&serde_json::to_vec(&stripped).unwrap(), Some(&key));
+    assert!(!r.ok && r.problem.contains("no signed note"), "{r:?}");
 }

@@ -230,6 +230,58 @@ async fn our_checkpoints_and_proofs_verify_with_gos_sumdb_note_and_tlog() {
     let (ok, out) = check(&checker, &["note", key.trim(), f.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert_eq!(out.lines().nth(1), Some(cp2.tree_size.to_string().as_str()));
+
+    // 5. An evidence bundle: Go checks every checkpoint note, the
+    // consistency of each tree with the next, and every event's tlog-proof.
+    let bundle = dir.path().join("evidence.json");
+    let who = scim.user_ids()[0].clone();
+    let (st, _, err) = govledger_testkit::govledger::run_govledger_out(
+        &[
+            "export",
+            "--grpc-addr",
+            &gl.addr,
+            "--source",
+            "hr",
+            "--identity",
+            &who,
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(st.success(), "{err}");
+    let bundle_check =
+        |path: &Path| check(&checker, &["bundle", key.trim(), path.to_str().unwrap()]);
+    let (ok, out) = bundle_check(&bundle);
+    assert!(ok, "{out}");
+    let b: govledger::audit::evidence::Bundle =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    assert!(b.checkpoints.len() >= 3 && b.events.len() >= 2, "{out}");
+    assert!(
+        out.contains(&format!("{} event(s) included", b.events.len())),
+        "{out}"
+    );
+    // One stored byte of an event changed: Go refuses its proof.
+    let mut bad = b.clone();
+    let raw = &mut bad.events[1].raw;
+    let flipped = if raw.ends_with('0') { '1' } else { '0' };
+    raw.pop();
+    raw.push(flipped);
+    let f = dir.path().join("bad-event.json");
+    std::fs::write(&f, serde_json::to_vec(&bad).unwrap()).unwrap();
+    let (ok, out) = bundle_check(&f);
+    assert!(
+        !ok && out.contains(&format!("sequence {}", bad.events[1].seq)),
+        "{out}"
+    );
+    // A consistency proof altered: Go refuses the chain.
+    let mut bad = b.clone();
+    let p = bad.consistency.iter_mut().find(|p| !p.is_empty()).unwrap();
+    p[0] = "00".repeat(32);
+    let f = dir.path().join("bad-consistency.json");
+    std::fs::write(&f, serde_json::to_vec(&bad).unwrap()).unwrap();
+    let (ok, out) = bundle_check(&f);
+    assert!(!ok && out.contains("checkpoints"), "{out}");
 }
 
 fn hex(b: &[u8]) -> String {

@@ -267,3 +267,108 @@ async fn verify_and_verify_bundle_name_the_first_bad_sequence() {
         "{out}"
     );
 }
+
+/// A proof is read from the kept tiles (O(log n)); a tile altered on disk is
+/// named by `govledger verify`, an export refuses to prove from it (the
+/// tiles no longer give the root the ledger signs), and a proof served from
+/// it does not verify against a signed checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_tile_is_named_by_verify_and_nothing_is_proven_from_it() {
+    use govledger_projector::merkle;
+    use govledger_proto::v1::GetInclusionProofRequest;
+    let nats = NatsServer::start().await;
+    // Over 256 events: one full leaf block, so a level-1 tile exists.
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 300,
+        ..Default::default()
+    })
+    .await;
+    let cfg = format!(
+        "[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\n",
+        scim.base_url
+    );
+    let mut gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    gl.sync("hr").await;
+    let mut c = gl.client().await;
+    let cp = c
+        .create_checkpoint(CreateCheckpointRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cp.tree_size > 256, "{}", cp.tree_size);
+    let (ok, out) = verify(&gl, None);
+    assert!(ok, "{out}");
+
+    // The projector derived the level-1 tile as it committed; alter it.
+    gl.stop();
+    let data = gl.take_data();
+    {
+        let sled = data.path().join("data/sled");
+        let store = govledger_projector::Store::open(&sled, 8 << 20).unwrap();
+        let mut tile = store.upper_tile(1, 0).unwrap().expect("tile (1, 0) kept");
+        assert_eq!(tile.len(), 32 * (cp.tree_size as usize / 256));
+        tile[0] ^= 1;
+        store.put_upper_tile(1, 0, tile).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let cfg_path = data.path().join("govledger.toml");
+    let cfg_path = cfg_path.to_str().unwrap().to_owned();
+    let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg_path]);
+    let mut c = gl.client().await;
+
+    let (ok, out) = verify(&gl, None);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("kept tile at level 1, index 0 (entry 0)"),
+        "{out}"
+    );
+    // A proof served from the altered tile does not lead to the signed root
+    // (the last event's path passes through the root of the first 256).
+    let p = c
+        .get_inclusion_proof(GetInclusionProofRequest {
+            seq: cp.tree_size,
+            tree_size: cp.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let h = |s: &str| -> merkle::Hash { unhex(s).try_into().unwrap() };
+    let path: Vec<merkle::Hash> = p.path.iter().map(|s| h(s)).collect();
+    assert!(!merkle::verify_inclusion(
+        cp.tree_size - 1,
+        cp.tree_size,
+        &h(&p.leaf_hash),
+        &path,
+        &h(&cp.root)
+    ));
+    // An export refuses to prove anything from it.
+    let token = gl.token_path();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("e.json");
+    let (status, out) = run_govledger(
+        &[
+            "export",
+            "--grpc-addr",
+            &gl.addr,
+            "--token-file",
+            &token,
+            "--source",
+            "hr",
+            "--identity",
+            &scim.user_ids()[0],
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("tiles do not give the root"), "{out}");
+    assert!(!out_path.exists());
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}

@@ -3,10 +3,13 @@
 //!
 //! Level 0 is the leaf blocks the fold already keeps (256 leaf hashes each).
 //! A tile of level L ≥ 1 holds the roots of 256 full tiles of level L − 1;
-//! its entries are computed once, the first time a proof needs them, and
-//! kept (`TAG_TILE`, outside the state digest: derived from the leaves,
-//! recomputable). Every entry is the root of a *full* lower tile, so a stored
-//! prefix never changes; a partial tile grows as the tree does.
+//! its entries are derived after each commit ([`Tiles::extend`], one hash of
+//! 256 leaves per 256 events) and kept (`TAG_TILE`, outside the state digest:
+//! derived from the leaves, recomputable). An entry missing (a ledger
+//! projected before tiles, or a crash between the commit and the derivation)
+//! is computed the first time a proof needs it. Every entry is the root of a
+//! *full* lower tile, so a stored prefix never changes; a partial tile grows
+//! as the tree does.
 //!
 //! The proofs themselves are `tlog_tiles`' (a port of Go's sumdb/tlog) over a
 //! [`HashReader`] that reads these tiles; [`TileSource`] is the storage they
@@ -89,6 +92,58 @@ impl<'a, S: TileSource> Tiles<'a, S> {
         }
         data.truncate(want);
         Ok(data)
+    }
+
+    /// Derives and keeps every upper-tile entry the tree of `size` leaves
+    /// has (the roots of its full tiles, at every level): after a commit,
+    /// only the entries of the tiles that filled since cost a hash; the rest
+    /// is one read per level.
+    pub fn extend(&self, size: u64) -> Result<(), TileError> {
+        let mut level: u8 = 1;
+        loop {
+            // Full tiles of level − 1 = entries level `level` holds.
+            let entries = size.checked_shr(u32::from(TILE_HEIGHT) * u32::from(level));
+            let Some(entries) = entries.filter(|&e| e > 0) else {
+                return Ok(());
+            };
+            self.read(level, (entries - 1) / WIDTH, (entries - 1) % WIDTH + 1)?;
+            level += 1;
+        }
+    }
+
+    /// Recomputes every kept upper-tile entry of the tree of `size` leaves
+    /// from the leaf blocks, level by level, and names the first one that
+    /// differs: `(level, tile index, entry index)`. Reads every leaf block
+    /// once; holds one hash per 256 leaves.
+    pub fn check(&self, size: u64) -> Result<Option<(u8, u64, u64)>, TileError> {
+        // The roots of the full tiles of the level below, in order.
+        let mut below: Vec<[u8; 32]> = (0..size / WIDTH)
+            .map(|n| self.read(0, n, WIDTH).map(|b| Tile::subtree_hash(&b).0))
+            .collect::<Result<_, _>>()?;
+        let mut level: u8 = 1;
+        while !below.is_empty() {
+            for (n, computed) in below.chunks(WIDTH as usize).enumerate() {
+                let n = n as u64;
+                let kept = self
+                    .src
+                    .upper_tile(level, n)
+                    .map_err(TileError::Store)?
+                    .unwrap_or_default();
+                let bad = kept
+                    .chunks(HASH)
+                    .zip(computed)
+                    .position(|(k, c)| k != c.as_slice());
+                if let Some(i) = bad {
+                    return Ok(Some((level, n, i as u64)));
+                }
+            }
+            below = below
+                .chunks_exact(WIDTH as usize)
+                .map(|c| Tile::subtree_hash(&c.concat()).0)
+                .collect();
+            level += 1;
+        }
+        Ok(None)
     }
 
     /// The root of the tree of the first `size` leaves.
@@ -206,6 +261,46 @@ mod tests {
         // The upper tiles were kept, and a second proof reuses them.
         assert!(m.upper.borrow().contains_key(&(1, 0)));
         assert!(m.upper.borrow().contains_key(&(2, 0)));
+    }
+
+    #[test]
+    fn extend_keeps_every_full_tiles_root_and_proofs_need_no_more() {
+        let m = mem(66_000);
+        let t = Tiles::new(&m);
+        // Grown in uneven steps, as commits do.
+        for size in [0u64, 1, 255, 256, 300, 65_535, 65_536, 66_000] {
+            t.extend(size).unwrap();
+            let level1 = m.upper.borrow().get(&(1, 0)).map_or(0, Vec::len) / HASH;
+            assert_eq!(level1 as u64, (size / 256).min(256), "level 1 at {size}");
+        }
+        assert_eq!(m.upper.borrow()[&(1, 1)].len(), HASH); // 66,000 leaves = 257 full blocks
+        assert_eq!(m.upper.borrow()[&(2, 0)].len(), HASH);
+        // Nothing is left to compute: a proof over the whole tree reads
+        // the kept tiles and writes none.
+        let kept = m.upper.borrow().clone();
+        assert_eq!(
+            t.inclusion_proof(0, 66_000).unwrap(),
+            merkle::inclusion_proof(0, &m.leaves)
+        );
+        assert_eq!(*m.upper.borrow(), kept);
+    }
+
+    #[test]
+    fn check_finds_a_tampered_upper_tile_and_passes_kept_ones() {
+        let m = mem(66_000);
+        let t = Tiles::new(&m);
+        t.extend(66_000).unwrap();
+        assert_eq!(t.check(66_000), Ok(None));
+        // An entry of a level-1 tile altered: named, and proofs through it
+        // no longer give the tree's root.
+        let root = merkle::root(&m.leaves[..600]);
+        m.upper.borrow_mut().get_mut(&(1, 0)).unwrap()[32] ^= 1;
+        assert_eq!(t.check(66_000), Ok(Some((1, 0, 1))));
+        assert_ne!(t.root(600).unwrap(), root);
+        m.upper.borrow_mut().get_mut(&(1, 0)).unwrap()[32] ^= 1;
+        // A level-2 entry altered.
+        m.upper.borrow_mut().get_mut(&(2, 0)).unwrap()[0] ^= 1;
+        assert_eq!(t.check(66_000), Ok(Some((2, 0, 0))));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the log is not what was recorded, `Internal` for the store) and the error's
 //! own message, which says what to do.
 
+use govledger_projector::tiles::TileError;
 use tonic::Status;
 
 use super::{queries::QueryError, validate::Invalid};
@@ -63,9 +64,9 @@ impl From<ExportError> for Status {
             | ExportError::AnchorNotInStream => Status::unavailable(m),
             ExportError::SourceRangeTooLong { .. }
             | ExportError::IdentityHistoryTooLong
-            | ExportError::TreeTooLarge { .. }
             | ExportError::BundleTooLarge { .. } => Status::failed_precondition(m),
-            ExportError::NoLeaf { .. }
+            ExportError::Tiles(TileError::Store(_) | TileError::Proof(_)) => Status::internal(m),
+            ExportError::Tiles(TileError::Missing(_))
             | ExportError::RootMismatch
             | ExportError::LeafMismatch { .. } => Status::data_loss(m),
         }

@@ -6,6 +6,9 @@
 //!   give the signed root; this also catches a ledger whose own records were
 //!   altered along with the stream).
 //!
+//! Once the leaves hold, the kept upper tiles (what proofs are read from) are
+//! recomputed from the recorded leaves and compared: a tampered tile is named.
+//!
 //! The comparison ([`RangeCheck`]) is pure; [`verify_range`] feeds it from
 //! JetStream and sled.
 
@@ -13,7 +16,7 @@ use std::{collections::VecDeque, time::Duration};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::StreamExt as _;
-use govledger_projector::{Store, merkle};
+use govledger_projector::{Store, merkle, tiles::Tiles};
 use govledger_proto::v1::{Checkpoint, VerifyRangeResponse};
 
 /// Messages one verification reads at most.
@@ -161,7 +164,10 @@ pub async fn verify_range(
         ..Default::default()
     };
     let mut check = RangeCheck::new(checkpoints);
-    let out = run(js, store, &mut check, stream_name, from, to).await;
+    let mut out = run(js, store, &mut check, stream_name, from, to).await;
+    if out.is_ok() {
+        out = tiles_hold(store, to);
+    }
     resp.messages_checked = check.messages_checked;
     resp.checkpoints_checked = check.checkpoints_checked;
     match out {
@@ -173,6 +179,22 @@ pub async fn verify_range(
         Err(Stop::Unreadable(why)) => return Err(why),
     }
     Ok(resp)
+}
+
+/// The kept upper tiles of the tree over `1..=size` equal what the recorded
+/// leaves (checked just before) give.
+fn tiles_hold(store: &Store, size: u64) -> Result<(), Stop> {
+    match Tiles::new(store).check(size) {
+        Ok(None) => Ok(()),
+        Ok(Some((level, n, i))) => Err(Finding {
+            seq: 0,
+            problem: format!(
+                "the kept tile at level {level}, index {n} (entry {i}) is not what the leaves under it give: the ledger's proofs would not match its checkpoints; rebuild the ledger (govledger rebuild)"
+            ),
+        }
+        .into()),
+        Err(e) => Err(Stop::Unreadable(format!("reading the tiles: {e}"))),
+    }
 }
 
 async fn run(

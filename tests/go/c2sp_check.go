@@ -9,13 +9,22 @@
 //	    checks that the record (its leaf hash computed here) is at INDEX in the tree.
 //	c2sp_check consistency SIZE1 ROOT1_B64 SIZE2 ROOT2_B64 PROOF_HEX[,...]
 //	    checks that the tree of SIZE2 extends the tree of SIZE1.
+//	c2sp_check bundle VKEY BUNDLE_JSON
+//	    checks a govledger evidence bundle's transparency-log parts: every
+//	    checkpoint's signed note under VKEY, each checkpoint's tree extending
+//	    the previous one (the bundle's consistency proofs), and every event's
+//	    c2sp.org/tlog-proof@v1 (its record = 8-byte big-endian sequence, then
+//	    the stored bytes) under a note signed by VKEY. The rest of a bundle
+//	    (manifest, state, seals) is govledger's own and not checked here.
 //
 // Exit 0 when the check holds, 1 with the reason on stderr when it does not.
 package main
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -103,7 +112,167 @@ func main() {
 			fail("consistency: %v", err)
 		}
 		fmt.Println("consistency ok")
+	case "bundle":
+		checkBundle(os.Args[2], os.Args[3])
 	default:
 		fail("unknown check %q", os.Args[1])
 	}
+}
+
+// tree is a checkpoint body: origin, size, root.
+type tree struct {
+	origin string
+	size   int64
+	root   tlog.Hash
+}
+
+// openCheckpoint verifies a signed checkpoint note under vkey and parses it.
+func openCheckpoint(vkey string, text string) tree {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		fail("verifier key: %v", err)
+	}
+	n, err := note.Open([]byte(text), note.VerifierList(v))
+	if err != nil {
+		fail("checkpoint note: %v", err)
+	}
+	lines := strings.SplitN(n.Text, "\n", 4)
+	if len(lines) < 4 {
+		fail("checkpoint note: not origin, size and root lines")
+	}
+	return tree{lines[0], num(lines[1]), rootHash(lines[2])}
+}
+
+// protoField returns the last length-delimited field `field` of a protobuf
+// message (proto3 wire format), or "".
+func protoField(msg []byte, field uint64) string {
+	out := ""
+	for len(msg) > 0 {
+		key, n := binary.Uvarint(msg)
+		if n <= 0 {
+			fail("checkpoint: not protobuf")
+		}
+		msg = msg[n:]
+		switch key & 7 {
+		case 0:
+			_, n = binary.Uvarint(msg)
+			if n <= 0 {
+				fail("checkpoint: not protobuf")
+			}
+			msg = msg[n:]
+		case 1:
+			msg = msg[8:]
+		case 5:
+			msg = msg[4:]
+		case 2:
+			l, n := binary.Uvarint(msg)
+			if n <= 0 || uint64(len(msg)-n) < l {
+				fail("checkpoint: not protobuf")
+			}
+			if key>>3 == field {
+				out = string(msg[n : n+int(l)])
+			}
+			msg = msg[n+int(l):]
+		default:
+			fail("checkpoint: wire type %d", key&7)
+		}
+	}
+	return out
+}
+
+// parseProof reads a c2sp.org/tlog-proof@v1.
+func parseProof(text string) (int64, tlog.RecordProof, string) {
+	head, checkpoint, ok := strings.Cut(text, "\n\n")
+	if !ok {
+		fail("tlog-proof: no blank line")
+	}
+	lines := strings.Split(head, "\n")
+	if lines[0] != "c2sp.org/tlog-proof@v1" {
+		fail("tlog-proof: header %q", lines[0])
+	}
+	lines = lines[1:]
+	if len(lines) > 0 && strings.HasPrefix(lines[0], "extra ") {
+		lines = lines[1:]
+	}
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "index ") {
+		fail("tlog-proof: no index line")
+	}
+	index := num(strings.TrimPrefix(lines[0], "index "))
+	var p tlog.RecordProof
+	for _, l := range lines[1:] {
+		p = append(p, rootHash(l))
+	}
+	return index, p, checkpoint
+}
+
+func checkBundle(vkey, path string) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		fail("%v", err)
+	}
+	var b struct {
+		Checkpoints []string   `json:"checkpoints"`
+		Consistency [][]string `json:"consistency"`
+		Events      []struct {
+			Seq       int64  `json:"seq"`
+			Raw       string `json:"raw"`
+			TlogProof string `json:"tlog_proof"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(raw, &b); err != nil {
+		fail("bundle: %v", err)
+	}
+	var trees []tree
+	for i, h := range b.Checkpoints {
+		msg, err := hex.DecodeString(h)
+		if err != nil {
+			fail("checkpoint %d: not hex", i)
+		}
+		text := protoField(msg, 10)
+		if text == "" {
+			fail("checkpoint %d carries no signed note", i)
+		}
+		trees = append(trees, openCheckpoint(vkey, text))
+	}
+	if len(trees) == 0 || len(b.Consistency) != len(trees)-1 {
+		fail("bundle: %d checkpoints, %d consistency proofs", len(trees), len(b.Consistency))
+	}
+	for i := 1; i < len(trees); i++ {
+		t1, t2 := trees[i-1], trees[i]
+		if t1.origin != t2.origin {
+			fail("checkpoints %d and %d: origins differ", i-1, i)
+		}
+		if t1.size == 0 {
+			continue
+		}
+		if t1.size == t2.size {
+			if t1.root != t2.root {
+				fail("checkpoints %d and %d: same size, different roots (a fork)", i-1, i)
+			}
+			continue
+		}
+		p := tlog.TreeProof(proof(strings.Join(b.Consistency[i-1], ",")))
+		if err := tlog.CheckTree(p, t2.size, t2.root, t1.size, t1.root); err != nil {
+			fail("checkpoints %d (size %d) and %d (size %d): %v", i-1, t1.size, i, t2.size, err)
+		}
+	}
+	for _, e := range b.Events {
+		index, p, checkpoint := parseProof(e.TlogProof)
+		t := openCheckpoint(vkey, checkpoint)
+		if index != e.Seq-1 {
+			fail("sequence %d: its tlog-proof is for index %d", e.Seq, index)
+		}
+		stored, err := hex.DecodeString(e.Raw)
+		if err != nil {
+			fail("sequence %d: raw is not hex", e.Seq)
+		}
+		record := make([]byte, 8, 8+len(stored))
+		binary.BigEndian.PutUint64(record, uint64(e.Seq))
+		record = append(record, stored...)
+		if err := tlog.CheckRecord(p, t.size, t.root, index, tlog.RecordHash(record)); err != nil {
+			fail("sequence %d: %v", e.Seq, err)
+		}
+	}
+	fmt.Printf("bundle ok: %d checkpoint(s) signed and consistent, %d event(s) included (origin %s, size %d)\n",
+		len(trees), len(b.Events), trees[len(trees)-1].origin, trees[len(trees)-1].size)
 }

@@ -1,23 +1,26 @@
 //! Exporting an evidence bundle: reads the stream (through the as-of reader)
-//! and the ledger's recorded leaves, signs an anchor checkpoint, and builds the
+//! and the ledger's tiles, signs an anchor checkpoint, and builds the
 //! [`Bundle`] the offline check in [`super::verify`] accepts.
+//!
+//! Cost: the events of the scope (at most [`EXPORT_EVENTS_MAX`]) and, per
+//! event and per checkpoint, O(log n) tile reads — never the whole tree.
 
-use govledger_projector::{OwnedMsg, fold, merkle};
+use govledger_projector::{
+    OwnedMsg, fold, merkle,
+    tiles::{TileError, Tiles},
+};
 use govledger_proto::v1::{AsOfPoint, Checkpoint, ExportEvidenceRequest};
 use prost::Message as _;
 
 use super::{
     BUNDLE_BYTES_MAX, BUNDLE_FORMAT, Bundle, BundleEvent, BundleState, EXPORT_EVENTS_MAX, Scope,
-    chunks, descriptors, in_range, manifest, proofs, readable, readable_state,
+    chunks, descriptors, in_range, manifest, readable, readable_state, tlog_proof,
 };
 use crate::audit::{
     asof::{AsOfError, AsOfReader, PointAt},
     checkpoints::{self, AuditStreamError},
     verify::VERIFY_CHECKPOINTS_MAX,
 };
-
-/// An export reads the anchor tree's recorded leaves, at most this many.
-pub const PROOF_LEAVES_MAX: u64 = 5_000_000;
 
 /// What an export reads from.
 pub struct ExportDeps<'a> {
@@ -52,16 +55,11 @@ pub enum ExportError {
     /// An identity history over [`EXPORT_EVENTS_MAX`] events.
     #[error("the identity's history holds more than {EXPORT_EVENTS_MAX} events")]
     IdentityHistoryTooLong,
-    /// The anchor's tree is over [`PROOF_LEAVES_MAX`] leaves.
-    #[error("the ledger holds {size} events, over the {PROOF_LEAVES_MAX} a proof may read")]
-    TreeTooLarge { size: u64 },
-    /// The ledger recorded no leaf for a sequence of the anchor's tree.
-    #[error("the ledger holds no leaf for sequence {seq}; rebuild it (govledger rebuild)")]
-    NoLeaf { seq: u64 },
-    /// The recorded leaves do not give the root just signed.
-    #[error(
-        "the ledger's recorded leaves do not give the root it just signed; run govledger verify"
-    )]
+    /// The ledger's tiles could not give a root or a proof.
+    #[error("the ledger's tiles: {0}; run govledger verify")]
+    Tiles(TileError),
+    /// The tiles do not give the root just signed.
+    #[error("the ledger's tiles do not give the root it just signed; run govledger verify")]
     RootMismatch,
     /// A stream message is not what the ledger folded at its sequence.
     #[error("stream sequence {seq} is not what the ledger folded; run govledger verify")]
@@ -102,7 +100,8 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     if msgs.len() > EXPORT_EVENTS_MAX {
         return Err(ExportError::IdentityHistoryTooLong);
     }
-    let leaves = anchor_leaves(&d, &anchor)?;
+    let tiles = Tiles::new(d.store);
+    anchor_root(&tiles, &anchor)?;
     let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
     let scope = Scope {
         source_id: req.source_id.clone(),
@@ -111,9 +110,10 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         from_us: req.from_us,
         to_us: req.to_us,
     };
-    let events = proven_events(&pool, &scope, &msgs, &seqs, &leaves)?;
+    let events = proven_events(&pool, &scope, &msgs, &tiles, &anchor)?;
     let first_seq = seqs.first().copied().unwrap_or(end.seq);
     let chain = checkpoint_chain(&d, &anchor, first_seq).await?;
+    let consistency = consistency_proofs(&tiles, &chain)?;
     let mut b = Bundle {
         format: BUNDLE_FORMAT.to_owned(),
         created_at_us: chrono::Utc::now().timestamp_micros(),
@@ -121,7 +121,11 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         scope,
         public_key: d.checkpointer.public_key_hex(),
         key_id: d.checkpointer.key_id(),
-        checkpoints: chain,
+        checkpoints: chain
+            .iter()
+            .map(|c| fold::hex(&c.encode_to_vec()))
+            .collect(),
+        consistency,
         manifest_seqs: seqs,
         producer_keys: d.store.trust().keys_hex(),
         events,
@@ -223,48 +227,45 @@ async fn source_state(
     Ok((state, msgs))
 }
 
-/// The anchor's leaves, as the projector recorded them; they must give the
-/// signed root.
-fn anchor_leaves(
-    d: &ExportDeps<'_>,
+/// The tiles give the anchor's signed root.
+fn anchor_root(
+    tiles: &Tiles<'_, govledger_projector::Store>,
     anchor: &Checkpoint,
-) -> Result<Vec<merkle::Hash>, ExportError> {
-    let size = anchor.tree_size;
-    if size > PROOF_LEAVES_MAX {
-        return Err(ExportError::TreeTooLarge { size });
-    }
-    let leaves = d
-        .store
-        .leaves_upto(size)
-        .map_err(|e| ExportError::Store(e.to_string()))?
-        .map_err(|seq| ExportError::NoLeaf { seq })?;
-    if merkle::hex(&merkle::root(&leaves)) != anchor.root {
+) -> Result<(), ExportError> {
+    let root = tiles.root(anchor.tree_size).map_err(ExportError::Tiles)?;
+    if merkle::hex(&root) != anchor.root {
         return Err(ExportError::RootMismatch);
     }
-    Ok(leaves)
+    Ok(())
 }
 
-/// The bundle's events with their inclusion proofs; every exported event's
-/// bytes must give its recorded leaf.
+/// The bundle's events, each with its `tlog-proof@v1` against the anchor;
+/// every exported event's bytes must give the leaf the ledger recorded.
 fn proven_events(
     pool: &prost_reflect::DescriptorPool,
     scope: &Scope,
     msgs: &[OwnedMsg],
-    seqs: &[u64],
-    leaves: &[merkle::Hash],
+    tiles: &Tiles<'_, govledger_projector::Store>,
+    anchor: &Checkpoint,
 ) -> Result<Vec<BundleEvent>, ExportError> {
-    let proofs = proofs(seqs, leaves);
     let mut events = Vec::with_capacity(msgs.len());
-    for (m, proof) in msgs.iter().zip(proofs) {
-        if merkle::leaf_hash(m.seq, &m.payload) != leaves[m.seq as usize - 1] {
+    for m in msgs {
+        let index = m.seq - 1;
+        let block = tiles
+            .read(0, index / 256, index % 256 + 1)
+            .map_err(ExportError::Tiles)?;
+        if block[block.len() - 32..] != merkle::leaf_hash(m.seq, &m.payload) {
             return Err(ExportError::LeafMismatch { seq: m.seq });
         }
+        let path = tiles
+            .inclusion_proof(index, anchor.tree_size)
+            .map_err(ExportError::Tiles)?;
         events.push(BundleEvent {
             seq: m.seq,
             stored_at_us: m.stored_at_us,
             subject: m.subject.clone(),
             raw: fold::hex(&m.payload),
-            proof,
+            tlog_proof: tlog_proof::format(index, &path, &anchor.note),
             in_range: in_range(scope, m.stored_at_us),
             event: readable(pool, "govledger.v1.Event", &m.payload),
         });
@@ -272,13 +273,32 @@ fn proven_events(
     Ok(events)
 }
 
-/// The chain from the last checkpoint before `first_seq` up to the anchor, as
-/// hex protobuf.
+/// The consistency proof of each checkpoint of `chain` in the next one.
+fn consistency_proofs(
+    tiles: &Tiles<'_, govledger_projector::Store>,
+    chain: &[Checkpoint],
+) -> Result<Vec<Vec<String>>, ExportError> {
+    chain
+        .windows(2)
+        .map(|w| {
+            let (old, new) = (w[0].tree_size, w[1].tree_size);
+            if old == 0 || old >= new {
+                return Ok(Vec::new()); // nothing to prove, or a rollback the verifier names
+            }
+            let path = tiles
+                .consistency_proof(old, new)
+                .map_err(ExportError::Tiles)?;
+            Ok(path.iter().map(merkle::hex).collect())
+        })
+        .collect()
+}
+
+/// The chain from the last checkpoint before `first_seq` up to the anchor.
 async fn checkpoint_chain(
     d: &ExportDeps<'_>,
     anchor: &Checkpoint,
     first_seq: u64,
-) -> Result<Vec<String>, ExportError> {
+) -> Result<Vec<Checkpoint>, ExportError> {
     let mut cps = checkpoints::read_all(&d.reader.js, VERIFY_CHECKPOINTS_MAX)
         .await
         .map_err(ExportError::Checkpoints)?;
@@ -293,8 +313,6 @@ async fn checkpoint_chain(
         .iter()
         .rposition(|c| c.tree_size < first_seq)
         .unwrap_or(0);
-    Ok(cps[start..]
-        .iter()
-        .map(|c| fold::hex(&c.encode_to_vec()))
-        .collect())
+    cps.drain(..start);
+    Ok(cps)
 }

@@ -4,11 +4,14 @@
 //! A bundle (one JSON file) holds, for one identity or one source over a time
 //! range:
 //! - the events, each as the exact bytes the stream stored, with its sequence
-//!   and an RFC 6962 inclusion proof against the anchor checkpoint's root (for an
-//!   identity: its whole history up to the end of the range, so its state can be
-//!   folded again; `in_range` marks the events inside the asked range);
+//!   and its proof of inclusion in the anchor checkpoint's tree as a C2SP
+//!   `tlog-proof@v1` ([`tlog_proof`]: index, RFC 6962 audit path, the anchor's
+//!   signed note), so any tlog-proof verifier checks it (for an identity: its
+//!   whole history up to the end of the range, so its state can be folded
+//!   again; `in_range` marks the events inside the asked range);
 //! - the signed checkpoints from before the first event up to the anchor (a
-//!   checkpoint made for the export), chained;
+//!   checkpoint made for the export), chained, with the consistency proof of
+//!   each in the next (no fork, no rollback between them);
 //! - the state as of the end of the range (protobuf bytes);
 //! - a manifest signed with the ledger's key: format, stream, export time, key,
 //!   scope, anchor, the list of sequences, each event's sequence, stored time and
@@ -36,14 +39,16 @@
 //! Layout:
 //! - here: the bundle format ([`Bundle`] and its parts), the signed
 //!   [`manifest`] bytes, what both sides recompute ([`in_range`],
-//!   [`readable`], [`readable_state`]), proofs and chunks;
+//!   [`readable`], [`readable_state`]) and chunks;
+//! - [`tlog_proof`]: the C2SP proof text, formatted and parsed;
 //! - [`export`](mod@export): building a bundle from the stream and the ledger;
 //! - [`verify`]: the offline check of a bundle.
 
 pub mod export;
+pub mod tlog_proof;
 pub mod verify;
 
-use govledger_projector::{fold, merkle};
+use govledger_projector::fold;
 use govledger_proto::v1::Checkpoint;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -56,9 +61,10 @@ pub use verify::{BundleReport, Verdict, verify_bundle};
 /// The bundle format this version writes and checks. Version 1 did not sign
 /// event times, subjects or the readable parts, version 2 carried no producer
 /// keys (provenance), version 3's state was folded by the older drift rule
-/// (stream order, not read time); all are refused with a message, never
-/// judged TAMPERED.
-pub const BUNDLE_FORMAT: &str = "govledger-evidence/4";
+/// (stream order, not read time), version 4's proofs were bare hex paths
+/// (no `tlog-proof`, no consistency proofs); all are refused with a message,
+/// never judged TAMPERED.
+pub const BUNDLE_FORMAT: &str = "govledger-evidence/5";
 /// The prefix every bundle format carries.
 pub const BUNDLE_FORMAT_PREFIX: &str = "govledger-evidence/";
 /// Bytes a bundle file may hold at most (checked before it is read).
@@ -90,8 +96,9 @@ pub struct BundleEvent {
     pub subject: String,
     /// Hex of the exact stored bytes (what the leaf hash covers).
     pub raw: String,
-    /// Hex audit path, leaf to root, in the anchor tree.
-    pub proof: Vec<String>,
+    /// Its inclusion in the anchor's tree, a C2SP `tlog-proof@v1`
+    /// ([`tlog_proof`]); the checkpoint it ends with is the anchor's note.
+    pub tlog_proof: String,
     /// Inside the asked time range (else: earlier history the state needs);
     /// recomputed by the verifier from the signed scope and time.
     pub in_range: bool,
@@ -134,6 +141,9 @@ pub struct Bundle {
     pub key_id: String,
     /// Hex protobuf `Checkpoint`s, oldest first; the last is the anchor.
     pub checkpoints: Vec<String>,
+    /// `consistency[i]`: the hex consistency proof of `checkpoints[i]`'s tree
+    /// in `checkpoints[i + 1]`'s (empty when the sizes are equal or the first is 0).
+    pub consistency: Vec<Vec<String>>,
     /// Sequences the ledger put in this bundle (signed in the manifest).
     pub manifest_seqs: Vec<u64>,
     /// Hex ed25519 public keys of the producers whose seals the ledger
@@ -269,16 +279,6 @@ pub fn readable_state(pool: &prost_reflect::DescriptorPool, s: &BundleState) -> 
         }),
         (None, None) => serde_json::Value::Null,
     }
-}
-
-/// Inclusion proofs of `seqs` (ascending) in the tree of `leaves` (all leaves
-/// of the anchor), computed together in one pass over the tree.
-pub fn proofs(seqs: &[u64], leaves: &[merkle::Hash]) -> Vec<Vec<String>> {
-    let targets: Vec<usize> = seqs.iter().map(|s| *s as usize - 1).collect();
-    merkle::inclusion_proofs(&targets, leaves)
-        .iter()
-        .map(|p| p.iter().map(merkle::hex).collect())
-        .collect()
 }
 
 /// `data` in chunks of [`CHUNK_BYTES`].

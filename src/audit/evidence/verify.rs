@@ -20,7 +20,7 @@ use govledger_stream::seal::{self, Trust};
 
 use super::{
     BUNDLE_BYTES_MAX, BUNDLE_FORMAT, BUNDLE_FORMAT_PREFIX, Bundle, BundleEvent, descriptors,
-    in_range, manifest, readable, readable_state,
+    in_range, manifest, readable, readable_state, tlog_proof,
 };
 use crate::audit::checkpoints::{self, unhex};
 
@@ -137,6 +137,11 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
     if format == "govledger-evidence/3" {
         return r.reject(format!(
             "bundle format {format} is from an older govledger: its state was folded by the older drift rule (stream order, not when a record was read), so this version cannot refold it to the same state; export it again with this version ({BUNDLE_FORMAT})"
+        ));
+    }
+    if format == "govledger-evidence/4" {
+        return r.reject(format!(
+            "bundle format {format} is from an older govledger: its proofs are bare hex paths, not C2SP tlog-proofs, and it holds no consistency proofs between its checkpoints; export it again with this version ({BUNDLE_FORMAT})"
         ));
     }
     if format != BUNDLE_FORMAT {
@@ -360,12 +365,18 @@ fn anchor(
         cps.push(decode_hex::<Checkpoint>(&format!("checkpoint {i}"), h)?);
     }
     checkpoints::verify_chain(&cps, key).map_err(|e| format!("checkpoints: {e}"))?;
+    consistent(&cps, &b.consistency)?;
     if let (Some(first), Some(first_event)) = (cps.first(), b.events.iter().map(|e| e.seq).min()) {
         chain_reaches_back(first, first_event)?;
     }
     let Some(anchor) = cps.last().cloned() else {
         return Err("the bundle holds no checkpoint to anchor its proofs".into());
     };
+    if anchor.note.is_empty() {
+        return Err(
+            "the anchor checkpoint carries no signed note: the events' tlog-proofs end with nothing signed".into(),
+        );
+    }
     if anchor.stream != b.stream {
         return Err(format!(
             "the anchor checkpoint is for stream {}, the bundle for {}",
@@ -376,13 +387,49 @@ fn anchor(
         return Err("the anchor checkpoint's root is not a hash".into());
     };
     r.checked.push(format!(
-        "{} signed checkpoint(s), chained, key {}; anchor: size {} root {}",
+        "{} signed checkpoint(s), chained, each tree proven consistent with the next, key {}; anchor: size {} root {}",
         cps.len(),
         anchor.key_id,
         anchor.tree_size,
         anchor.root
     ));
     Ok((anchor, anchor_root))
+}
+
+/// Each checkpoint's tree is proven a prefix of the next one's by its
+/// consistency proof (one per pair): no fork and no rollback between them,
+/// whatever the hash chain says. Pure.
+fn consistent(cps: &[Checkpoint], proofs: &[Vec<String>]) -> Result<(), String> {
+    if proofs.len() != cps.len().saturating_sub(1) {
+        return Err(format!(
+            "the bundle holds {} consistency proof(s) for {} checkpoint(s); it needs one per pair",
+            proofs.len(),
+            cps.len()
+        ));
+    }
+    let root = |c: &Checkpoint| unhex(&c.root).and_then(|v| merkle::Hash::try_from(v).ok());
+    for (i, (pair, proof)) in cps.windows(2).zip(proofs).enumerate() {
+        let (old, new) = (&pair[0], &pair[1]);
+        let path: Option<Vec<merkle::Hash>> = proof
+            .iter()
+            .map(|h| unhex(h).and_then(|v| merkle::Hash::try_from(v).ok()))
+            .collect();
+        let holds = match (root(old), root(new), path) {
+            (Some(r1), Some(r2), Some(p)) => {
+                merkle::verify_consistency(old.tree_size, new.tree_size, &r1, &r2, &p)
+            }
+            _ => false,
+        };
+        if !holds {
+            return Err(format!(
+                "checkpoints {i} (size {}) and {} (size {}): the tree of the second is not proven to extend the first's — a fork or a rollback of the log, or an altered proof",
+                old.tree_size,
+                i + 1,
+                new.tree_size
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The chain starts before the bundle's first event (a checkpoint of a
@@ -447,16 +494,24 @@ fn proven_events(
         let Some(raw) = unhex(&e.raw) else {
             return Err((Some(seq), format!("sequence {seq}: raw bytes are not hex")));
         };
-        let proof: Option<Vec<merkle::Hash>> = e
-            .proof
-            .iter()
-            .map(|p| unhex(p).and_then(|v| merkle::Hash::try_from(v).ok()))
-            .collect();
+        let proof = tlog_proof::parse(&e.tlog_proof).map_err(|p| {
+            (
+                Some(seq),
+                format!("sequence {seq}: its tlog-proof is malformed: {p}"),
+            )
+        })?;
+        if proof.index != seq - 1 || proof.checkpoint != anchor.note {
+            return Err((
+                Some(seq),
+                format!(
+                    "sequence {seq}: its tlog-proof is for index {} under another checkpoint than the anchor's note; it must prove index {} under the anchor",
+                    proof.index,
+                    seq - 1
+                ),
+            ));
+        }
         let leaf = merkle::leaf_hash(seq, &raw);
-        let proven = proof.is_some_and(|p| {
-            merkle::verify_inclusion(seq - 1, anchor.tree_size, &leaf, &p, anchor_root)
-        });
-        if !proven {
+        if !merkle::verify_inclusion(seq - 1, anchor.tree_size, &leaf, &proof.path, anchor_root) {
             return Err((
                 Some(seq),
                 format!(
