@@ -11,7 +11,8 @@
 //! Layout:
 //! - [`rows`]: which measurements run, in table order, and the rows each gives;
 //! - rows 1 publish ([`publish`]), 2 projection ([`project`]), 3 sync overhead
-//!   ([`sync`]), 4 scale and 6 growth ([`scale`]), 5 query latency ([`query`]);
+//!   ([`sync`]), 4 scale and 6 growth ([`scale`]), 5 query latency ([`query`]),
+//!   7 what a proof and an identity's export cost at each size ([`audit_cost`]);
 //! - [`storage`]: the storage-side baseline, raw sled writes of the same keys
 //!   (an informational ratio beside the projection rows);
 //! - [`events`]: the event histories measured; [`procs`]: the child processes
@@ -26,6 +27,7 @@
 //! binary built with the same profile as itself as child processes.
 #![forbid(unsafe_code)]
 
+mod audit_cost;
 mod cluster;
 mod events;
 mod load;

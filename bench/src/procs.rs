@@ -165,6 +165,17 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     hwm.max(rss).map(|k| k * 1024)
 }
 
+/// Resident memory of a process now (`VmRSS`), in bytes.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|k| k * 1024)
+}
+
 /// Space a folder takes on disk, like `du -s` (allocated blocks).
 pub fn disk_usage(path: &Path) -> Result<u64> {
     use std::os::unix::fs::MetadataExt as _;

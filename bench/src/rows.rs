@@ -9,8 +9,8 @@ use std::{
 use anyhow::{Result, anyhow};
 
 use crate::{
-    BEST_OF_ROUNDS, Cli, Group, Params, events, govledger_bin, procs, progress, project, publish,
-    query,
+    BEST_OF_ROUNDS, Cli, Group, Params, audit_cost, events, govledger_bin, procs, progress,
+    project, publish, query,
     report::{Row, rate, secs, short, thousands},
     scale, sync,
 };
@@ -183,10 +183,13 @@ async fn scale_query_growth(p: &Params, nats_bin: &Path, govledger: &Path) -> Re
     let mut rows = Vec::new();
     let per_identity = (p.events / p.identities.max(1)).max(1);
     let mut points = Vec::new();
+    let mut audits = Vec::new();
     for &g in p.growth.iter().filter(|&&g| g != p.identities) {
         progress(format!("row 6: growth at {} identities", short(g)));
         let s = scale::measure(nats_bin, govledger, g, g * per_identity).await?;
         points.push(s.point.clone());
+        progress(format!("row 7: audit cost at {} identities", short(g)));
+        audits.push(audit_cost::measure(&s, govledger).await?);
     }
     progress(format!(
         "row 4: scale {} identities / {} events",
@@ -203,11 +206,18 @@ async fn scale_query_growth(p: &Params, nats_bin: &Path, govledger: &Path) -> Re
         thousands(p.calls as u64)
     ));
     let lat = query::bench(&scaled, govledger, p.calls).await?;
+    progress(format!(
+        "row 7: audit cost at {} identities",
+        short(p.identities)
+    ));
+    audits.push(audit_cost::measure(&scaled, govledger).await?);
     drop(scaled);
     rows.extend(query_rows(&lat, &pt)?);
 
     points.sort_by_key(|x| x.identities);
     rows.extend(growth_rows(&points));
+    audits.sort_by_key(|a| a.identities);
+    rows.extend(audit_rows(&audits));
     let details = points.iter().map(point_detail).collect();
     Ok((rows, details))
 }
@@ -485,4 +495,97 @@ fn point_detail(p: &scale::Point) -> String {
         secs(p.raw_fetch),
         secs(p.raw_sled)
     )
+}
+
+/// Row 7: an inclusion proof and one identity's export at each size, against
+/// the way before tiles; and their growth across sizes, which must stay flat.
+fn audit_rows(points: &[audit_cost::AuditPoint]) -> Vec<Row> {
+    use audit_cost::{mib, ms};
+    let mut rows = Vec::new();
+    for a in points {
+        let at = format!(
+            "{} identities / {} events",
+            short(a.identities),
+            thousands(a.events)
+        );
+        let before = format!(
+            "{:.1} ms, {:.1} MiB of leaves held",
+            ms(a.before),
+            mib(a.before_bytes)
+        );
+        rows.push(
+            Row::new(
+                "7",
+                format!(
+                    "inclusion proof of the middle event at {at}: `GetInclusionProof` from the tiles (median of {} calls; the first call; serve's peak RSS above resident) vs before tiles: every recorded leaf read and held, root and proof computed (in process)",
+                    audit_cost::PROOF_CALLS
+                ),
+            )
+            .figures(
+                format!(
+                    "{:.3} ms (first {:.3} ms), +{:.1} MiB",
+                    ms(a.proof_p50),
+                    ms(a.proof_first),
+                    mib(a.proof_peak_bytes)
+                ),
+                before.clone(),
+            )
+            .informational(ms(a.proof_p50) / ms(a.before).max(1e-9)),
+        );
+        rows.push(
+            Row::new(
+                "7",
+                format!(
+                    "export of one identity ({} events, bundle {:.0} KiB) at {at}: `ExportEvidence` (anchor checkpoint signed, its history read from JetStream, proofs from the tiles; serve's peak RSS above resident) vs before tiles: the leaves the export read and held first",
+                    a.export_events,
+                    a.bundle_bytes as f64 / 1024.0
+                ),
+            )
+            .figures(
+                format!("{:.1} ms, +{:.1} MiB", ms(a.export), mib(a.export_peak_bytes)),
+                before,
+            )
+            .informational(ms(a.export) / ms(a.before).max(1e-9)),
+        );
+    }
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return rows;
+    };
+    if points.len() < 2 {
+        return rows;
+    }
+    let sizes = points
+        .iter()
+        .map(|a| short(a.identities))
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let list = |f: &dyn Fn(&audit_cost::AuditPoint) -> f64, unit: &str| {
+        points
+            .iter()
+            .map(|a| format!("{}: {:.2}", short(a.identities), f(a)))
+            .collect::<Vec<_>>()
+            .join(" · ")
+            + " "
+            + unit
+    };
+    let flat = |name: &str, f: &dyn Fn(&audit_cost::AuditPoint) -> f64, unit: &str| {
+        Row::new("7", format!("growth {sizes} identities: {name}"))
+            .figures(list(f, unit), "-")
+            .at_most(f(last) / f(first).max(1e-12), 1.5, " (independent of size)")
+    };
+    let proof = |a: &audit_cost::AuditPoint| ms(a.proof_p50);
+    let export = |a: &audit_cost::AuditPoint| ms(a.export);
+    let peak = |a: &audit_cost::AuditPoint| mib(a.proof_peak_bytes.max(a.export_peak_bytes));
+    let peak_ok = points.iter().all(|a| peak(a) <= 64.0);
+    rows.push(flat("inclusion proof time (median)", &proof, "ms"));
+    rows.push(flat("export time of one identity", &export, "ms"));
+    rows.push(
+        Row::new(
+            "7",
+            format!("growth {sizes} identities: serve's peak RSS above resident for a proof or an export (before tiles: 32 B per event, {:.1} MiB at the largest)", mib(last.before_bytes)),
+        )
+        .figures(list(&peak, "MiB"), "-")
+        .target("≤ 64 MiB at every size", peak_ok),
+    );
+    rows
 }

@@ -1,0 +1,172 @@
+//! Row 7: what an auditor's question costs, at each size of the scale run.
+//! An inclusion proof (`GetInclusionProof` of the middle event) and the
+//! export of one identity's evidence (`ExportEvidence`: anchor checkpoint
+//! signed, the identity's history read, every proof from the tiles) on a
+//! `govledger serve` child over the projected data — time, and the server's
+//! peak resident memory above where it stood (the kernel's high-water mark,
+//! reset before each measurement through `/proc/PID/clear_refs`). The
+//! baseline is the way proofs were made before tiles, measured in this
+//! process on the same sled folder: read every recorded leaf, hold them,
+//! compute the root and the proof.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use govledger::simulate::user_id;
+use govledger_projector::merkle;
+use govledger_proto::v1::{
+    EntityType, ExportEvidenceRequest, GetInclusionProofRequest, ledger_client::LedgerClient,
+};
+use tonic::transport::Channel;
+
+use crate::{events, procs, project::CACHE_CAPACITY_BYTES, scale::Scaled};
+
+/// Inclusion proofs asked per size (after one first, cold, call).
+pub const PROOF_CALLS: usize = 200;
+
+/// What one size gave.
+#[derive(Debug, Clone)]
+pub struct AuditPoint {
+    pub identities: u64,
+    pub events: u64,
+    /// The first proof (cold caches) and the median of the next [`PROOF_CALLS`].
+    pub proof_first: Duration,
+    pub proof_p50: Duration,
+    /// The server's peak RSS above its resident size, over all the proofs.
+    pub proof_peak_bytes: u64,
+    pub export: Duration,
+    pub export_peak_bytes: u64,
+    pub export_events: usize,
+    pub bundle_bytes: usize,
+    /// Before tiles: every leaf read and held, the root and one proof.
+    pub before: Duration,
+    pub before_bytes: u64,
+}
+
+/// Measures one size (the scale run's data, projected; no other child runs).
+pub async fn measure(s: &Scaled, govledger_bin: &Path) -> Result<AuditPoint> {
+    let sled = s.data_dir().join("sled");
+    let (before, before_bytes, size) = tokio::task::block_in_place(|| before_tiles(&sled))?;
+    procs::settle().await?;
+    let mut serve = procs::start_serve(
+        govledger_bin,
+        &s.nats.url(),
+        &s.data_dir(),
+        &s.config(),
+        &s.dir.path().join("serve-audit.log"),
+    )
+    .await?;
+    let result = async {
+        let pid = serve.guard.id().ok_or_else(|| anyhow!("serve is gone"))?;
+        let token = std::fs::read_to_string(s.data_dir().join("admin.token"))
+            .context("reading the local admin token of govledger serve")?;
+        let token = govledger::cli::client::BearerToken::new(&token)?;
+        let channel = Channel::from_shared(format!("http://{}", serve.addr))?
+            .connect()
+            .await?;
+        let mut c = LedgerClient::with_interceptor(channel, token);
+        let seq = (size / 2).max(1);
+        let ask = GetInclusionProofRequest { seq, tree_size: 0 };
+
+        let base = reset_peak(pid)?;
+        let started = Instant::now();
+        c.get_inclusion_proof(ask.clone()).await?;
+        let proof_first = started.elapsed();
+        let mut took = Vec::with_capacity(PROOF_CALLS);
+        for _ in 0..PROOF_CALLS {
+            let started = Instant::now();
+            c.get_inclusion_proof(ask.clone()).await?;
+            took.push(started.elapsed());
+        }
+        let proof_peak_bytes = peak_above(pid, base);
+        took.sort();
+        let proof_p50 = took[took.len() / 2];
+
+        let req = ExportEvidenceRequest {
+            source_id: events::source_id(0),
+            entity_type: EntityType::User as i32,
+            external_id: user_id(s.plan.users_per_source / 2),
+            from_us: 0,
+            to_us: 0,
+        };
+        let base = reset_peak(pid)?;
+        let started = Instant::now();
+        let mut chunks = c.export_evidence(req).await?.into_inner();
+        let mut bundle = Vec::new();
+        while let Some(chunk) = chunks.message().await? {
+            bundle.extend_from_slice(&chunk.data);
+        }
+        let export = started.elapsed();
+        let export_peak_bytes = peak_above(pid, base);
+        let b: govledger::audit::evidence::Bundle =
+            serde_json::from_slice(&bundle).context("the exported bundle")?;
+        Ok::<_, anyhow::Error>(AuditPoint {
+            identities: s.plan.identities(),
+            events: size,
+            proof_first,
+            proof_p50,
+            proof_peak_bytes,
+            export,
+            export_peak_bytes,
+            export_events: b.events.len(),
+            bundle_bytes: bundle.len(),
+            before,
+            before_bytes,
+        })
+    }
+    .await;
+    serve.guard.stop(Duration::from_secs(10)).await;
+    let p = result?;
+    crate::progress(format!(
+        "  audit cost: proof p50 {:.3} ms (first {:.3} ms, peak +{:.1} MiB); export of one identity ({} events) {:.1} ms, peak +{:.1} MiB; before tiles: {:.1} ms holding {:.1} MiB of leaves",
+        ms(p.proof_p50),
+        ms(p.proof_first),
+        mib(p.proof_peak_bytes),
+        p.export_events,
+        ms(p.export),
+        mib(p.export_peak_bytes),
+        ms(p.before),
+        mib(p.before_bytes)
+    ));
+    Ok(p)
+}
+
+/// The proof as it was made before tiles: every recorded leaf read and held,
+/// the root and the middle leaf's proof computed. (time, bytes held, size)
+fn before_tiles(sled: &Path) -> Result<(Duration, u64, u64)> {
+    let store = govledger_projector::Store::open(sled, CACHE_CAPACITY_BYTES)?;
+    let size = store.meta()?.merkle_size;
+    let started = Instant::now();
+    let leaves = store
+        .leaves_upto(size)?
+        .map_err(|seq| anyhow!("no leaf for sequence {seq}"))?;
+    let root = merkle::root(&leaves);
+    let proof = merkle::inclusion_proof((size / 2).saturating_sub(1) as usize, &leaves);
+    let took = started.elapsed();
+    anyhow::ensure!(!proof.is_empty() || size <= 1, "no proof");
+    std::hint::black_box(root);
+    Ok((took, (leaves.len() * 32) as u64, size))
+}
+
+/// Resets the process's peak RSS to its resident size; returns that size.
+fn reset_peak(pid: u32) -> Result<u64> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("resetting the peak RSS of process {pid}"))?;
+    Ok(procs::rss_bytes(pid).unwrap_or(0))
+}
+
+/// How far the process's peak RSS rose above `base` since [`reset_peak`].
+fn peak_above(pid: u32, base: u64) -> u64 {
+    procs::peak_rss_bytes(pid).unwrap_or(0).saturating_sub(base)
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
