@@ -10,7 +10,8 @@
 //! - [`checkpoints`]: signed, chained checkpoints of the Merkle root;
 //! - [`note`]: the same checkpoints as C2SP signed notes, and witness cosignatures;
 //! - [`witness`]: cosigned checkpoints handed in, checked, and who witnessed what;
-//! - [`evidence`]: evidence bundles — their export and their offline check.
+//! - [`evidence`]: evidence bundles — their export and their offline check;
+//! - [`report`]: the auditor's completeness report, rendered from a verified bundle.
 //!
 //! Nothing here knows the gRPC layer: each module returns its own error enum,
 //! and `crate::api` maps those to status codes.
@@ -20,5 +21,6 @@ pub mod checkpoints;
 pub mod evidence;
 pub mod note;
 pub mod replay;
+pub mod report;
 pub mod verify;
 pub mod witness;

@@ -190,6 +190,12 @@ pub enum Cmd {
     /// checkpoints, every event's inclusion proof, the signed manifest, and the
     /// state folded again from the events. Exit code 0 when it holds, 3 when not.
     VerifyBundle(VerifyBundleArgs),
+    /// The auditor's completeness report for one source as of a point: one
+    /// HTML page (population, how it was produced, actions and their
+    /// read-back, open exceptions, checkpoint and the commands to verify it),
+    /// rendered from a whole-source evidence bundle written beside it and
+    /// verified first. `--bundle` renders it again offline from a bundle.
+    Report(ReportArgs),
     /// Print (or write with --out, mode 0600) the read-only SIEM user's
     /// credential for the embedded NATS server: URL, user, password.
     Credentials(CredentialsArgs),
@@ -614,6 +620,30 @@ pub struct ExportArgs {
     /// The bundle file to write.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+// The arguments of `govledger report`.
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The source (asks the ledger; not with --bundle).
+    #[arg(long, required_unless_present = "bundle", conflicts_with = "bundle")]
+    pub source: Option<String>,
+    /// The point the report is as of, RFC 3339 (default: now).
+    #[arg(long, conflicts_with = "bundle")]
+    pub as_of: Option<String>,
+    /// Render from this bundle instead of asking the ledger (offline).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// The HTML file to write; the bundle is written beside it
+    /// (`<name>.bundle.json`) unless --bundle is given.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The ledger's checkpoint key (hex) as its operator published it. Without
+    /// it: the key the ledger serves (asked), or with --bundle, refused.
+    #[arg(long)]
+    pub public_key: Option<String>,
     #[command(flatten)]
     pub client: ClientFlags,
 }

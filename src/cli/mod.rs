@@ -11,6 +11,7 @@
 //! - [`actions`]: `act`, `actions`, `action`;
 //! - [`deletions`]: the `accept-deletions` command;
 //! - [`audit`]: `ledger`, `poison`, `replay`, `verify`, `export`, `verify-bundle`;
+//! - [`report`]: `report` (the auditor's completeness report, HTML);
 //! - [`credentials`]: `credentials siem` (the embedded NATS's read-only user);
 //! - [`token`]: `token new` (an API bearer token and its config entry);
 //! - [`output`]: human-readable output (pure formatting);
@@ -24,6 +25,7 @@ pub mod credentials;
 pub mod deletions;
 pub mod emit;
 pub mod output;
+pub mod report;
 pub mod server;
 pub mod status;
 pub mod token;

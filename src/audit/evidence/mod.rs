@@ -281,6 +281,31 @@ pub fn readable_state(pool: &prost_reflect::DescriptorPool, s: &BundleState) -> 
     }
 }
 
+/// The fold of a bundle's events up to its as-of sequence, trusting its
+/// producer keys: what the state was folded from (for a bundle
+/// [`verify_bundle`] accepted; the auditor's report reads it).
+pub fn fold_bundle(b: &Bundle) -> Result<govledger_projector::fold::Working, String> {
+    let trust = verify::producer_trust(b)?;
+    let mut msgs = Vec::with_capacity(b.events.len());
+    for e in b.events.iter().filter(|e| e.seq <= b.state.as_of_seq) {
+        let raw = checkpoints::unhex(&e.raw)
+            .ok_or_else(|| format!("sequence {}: raw is not hex", e.seq))?;
+        msgs.push(govledger_projector::OwnedMsg {
+            seq: e.seq,
+            subject: e.subject.clone(),
+            stored_at_us: e.stored_at_us,
+            payload: raw.into(),
+            leaf: None,
+        });
+    }
+    let mut w = govledger_projector::fold::Working {
+        trust,
+        ..Default::default()
+    };
+    govledger_projector::fold_in_memory(&mut w, &msgs);
+    Ok(w)
+}
+
 /// `data` in chunks of [`CHUNK_BYTES`].
 pub fn chunks(data: Vec<u8>) -> Vec<Vec<u8>> {
     data.chunks(CHUNK_BYTES).map(<[u8]>::to_vec).collect()

@@ -532,7 +532,7 @@ fn proven_events(
 }
 
 /// The producer keys the bundle names (signed in the manifest), as a trust.
-fn producer_trust(b: &Bundle) -> Result<std::sync::Arc<Trust>, String> {
+pub(super) fn producer_trust(b: &Bundle) -> Result<std::sync::Arc<Trust>, String> {
     let keys = b
         .producer_keys
         .iter()

@@ -1,0 +1,200 @@
+//! The auditor's completeness report (issue 26 item 4): `govledger report`
+//! against a real `serve` over a real NATS and a SCIM source, after two
+//! syncs and a deactivation. Its numbers equal the API's (GetSource, GetRun
+//! of the last complete full run, ListActions); it renders in headless
+//! Chromium (the screenshot is kept in target/test-artifacts/report.png,
+//! and a PDF printed from it beside it);
+//! rendering it again offline from the bundle gives the same bytes; a
+//! tampered bundle makes no report.
+
+use govledger_proto::v1::{
+    ActionKind, ActionOutcome, GetLedgerStatusRequest, GetRunRequest, GetSourceRequest,
+    ListActionsRequest,
+};
+use govledger_testkit::govledger::{action_request, run_govledger_out, serve_fault_scim};
+
+/// The number in the element carrying `data-k="key"`.
+fn number(page: &str, key: &str) -> u64 {
+    let at = page
+        .find(&format!("data-k=\"{key}\""))
+        .unwrap_or_else(|| panic!("no {key} in the report"));
+    let rest = &page[at..];
+    let text = &rest[rest.find('>').unwrap() + 1..];
+    text[..text.find('<').unwrap()]
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_renders_in_chromium_and_its_numbers_equal_the_apis() {
+    let (_nats, scim, gl) = serve_fault_scim(12, 2, "").await;
+    let leaver = scim.user_ids()[2].clone();
+    let a = gl
+        .act(
+            "hr",
+            action_request(ActionKind::Deactivate, &leaver, "", "report-1", "T-1"),
+        )
+        .await;
+    assert_eq!(a.outcome, ActionOutcome::Confirmed as i32, "{a:?}");
+    gl.sync("hr").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.html");
+    let (k, v) = gl.token_env();
+    let env = [(k, v.as_str())];
+    let (st, text, err) = run_govledger_out(
+        &[
+            "report",
+            "--grpc-addr",
+            &gl.addr,
+            "--source",
+            "hr",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(st.success(), "{text}{err}");
+    assert!(text.contains("report.bundle.json"), "{text}");
+    let page = std::fs::read_to_string(&out).unwrap();
+
+    // The numbers equal the API's.
+    let mut c = gl.client().await;
+    let src = c
+        .get_source(GetSourceRequest {
+            as_of: None,
+            source_id: "hr".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .source
+        .unwrap();
+    assert_eq!(number(&page, "identities"), src.identities_total, "{page}");
+    assert_eq!(number(&page, "identities"), 14);
+    let run = c
+        .get_run(GetRunRequest {
+            run_id: src.last_complete_full_run_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    assert!(page.contains(&src.last_complete_full_run_id));
+    assert_eq!(number(&page, "records_unique"), run.records_unique);
+    assert_eq!(
+        number(&page, "declared_total"),
+        run.declared_total_last.unwrap()
+    );
+    assert_eq!(number(&page, "pages_fetched"), run.pages_fetched);
+    assert_eq!(number(&page, "runs"), src.runs_total);
+    let actions = c
+        .list_actions(ListActionsRequest {
+            source_id: "hr".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .actions;
+    assert_eq!(number(&page, "actions") as usize, actions.len());
+    assert_eq!(number(&page, "exceptions"), 0, "{page}");
+    assert!(page.contains("COMPLETE") && page.contains(&leaver));
+    let status = c
+        .get_ledger_status(GetLedgerStatusRequest { with_digest: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(number(&page, "anchor_size") >= number(&page, "as_of_seq"));
+
+    // Rendered again offline from the bundle, pinned: the same bytes.
+    let bundle = dir.path().join("report.bundle.json");
+    let again = dir.path().join("again.html");
+    let (st, text, err) = run_govledger_out(
+        &[
+            "report",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            &status.checkpoint_public_key,
+            "--out",
+            again.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(st.success(), "{text}{err}");
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
+    // A tampered bundle makes no report.
+    let tampered = dir.path().join("tampered.json");
+    let mut b: govledger::audit::evidence::Bundle =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    b.state.as_of_seq -= 1;
+    std::fs::write(&tampered, serde_json::to_vec(&b).unwrap()).unwrap();
+    let (st, text, err) = run_govledger_out(
+        &[
+            "report",
+            "--bundle",
+            tampered.to_str().unwrap(),
+            "--public-key",
+            &status.checkpoint_public_key,
+            "--out",
+            dir.path().join("no.html").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(st.code(), Some(3), "{text}{err}");
+    assert!(err.contains("Tampered"), "{err}");
+    assert!(!dir.path().join("no.html").exists());
+
+    // Headless Chromium renders it; the screenshot is kept.
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let png = artifacts.join("report.png");
+    let _ = std::fs::remove_file(&png);
+    let profile = tempfile::tempdir().unwrap();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let url = format!("file://{}", out.display());
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .arg(&url)
+            .output()
+            .unwrap_or_else(|e| panic!("{chromium}: {e} (scripts/install-tools.sh installs it)"));
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let dom = run(&["--dump-dom"]);
+    assert!(
+        dom.contains("Completeness report") && dom.contains("data-k=\"identities\">14<"),
+        "{dom}"
+    );
+    run(&[
+        "--window-size=1280,2400",
+        &format!("--screenshot={}", png.display()),
+    ]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{} bytes",
+        bytes.len()
+    );
+    // And prints to PDF (the README's recipe).
+    let pdf = artifacts.join("report.pdf");
+    let _ = std::fs::remove_file(&pdf);
+    run(&[&format!("--print-to-pdf={}", pdf.display())]);
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
+    eprintln!(
+        "report screenshot: {}, PDF: {}",
+        png.display(),
+        pdf.display()
+    );
+}
