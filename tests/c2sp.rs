@@ -370,3 +370,118 @@ async fn a_witness_cosignature_is_kept_shown_by_verify_and_a_forged_one_is_refus
     let (st, _, err) = run(&["checkpoint", "--add-cosignature", f.to_str().unwrap()]);
     assert!(!st.success() && err.contains("audit.witness_keys"), "{err}");
 }
+
+/// The ledger's HTTP tlog-tiles API read by Go's tlog client: the served
+/// checkpoint verifies under the verifier key, `tlog.TileHashReader` checks
+/// every tile it fetches against the signed root and proves an event
+/// included; a tile altered on disk is refused by Go; the API needs the
+/// auditor role and names what it does not serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_tlog_client_verifies_the_served_tiles() {
+    use govledger_testkit::{
+        Govledger, NatsServer,
+        fault_scim::{FaultScim, ScimConfig},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let checker = build_checker(dir.path());
+    let nats = NatsServer::start().await;
+    // Over 512 events: full tiles at level 0 and entries at level 1.
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 600,
+        ..Default::default()
+    })
+    .await;
+    let cfg = format!(
+        "[http]\naddr = \"127.0.0.1:0\"\n[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\n",
+        scim.base_url
+    );
+    let mut gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    gl.sync("hr").await;
+    let (k, token_file) = gl.token_env();
+    let env = [(k, token_file.as_str())];
+    let token = std::fs::read_to_string(gl.token_file())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (st, printed, err) = govledger_testkit::govledger::run_govledger_out(
+        &["checkpoint", "--new", "--grpc-addr", &gl.addr],
+        &env,
+    );
+    assert!(st.success(), "{err}");
+    let size: u64 = printed.lines().nth(1).unwrap().parse().unwrap();
+    assert!(size > 512, "{size}");
+    let (_, vkey, _) = govledger_testkit::govledger::run_govledger_out(
+        &["checkpoint", "--verifier-key", "--grpc-addr", &gl.addr],
+        &env,
+    );
+    let vkey = vkey.trim().to_owned();
+    let js = async_nats::jetstream::new(nats.client().await);
+    let stream = js.get_stream("GOVLEDGER").await.unwrap();
+    let seq = size / 2;
+    let stored = stream.get_raw_message(seq).await.unwrap().payload;
+    let record = dir.path().join("record");
+    std::fs::write(&record, [&seq.to_be_bytes()[..], stored.as_ref()].concat()).unwrap();
+    let index = (seq - 1).to_string();
+    let tiles = |base: &str, token: &str| {
+        check(
+            &checker,
+            &[
+                "tiles",
+                base,
+                token,
+                &vkey,
+                &index,
+                record.to_str().unwrap(),
+            ],
+        )
+    };
+    let base = format!("http://{}", gl.http_addr());
+    let (ok, out) = tiles(&base, &token);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("tree of size {size} verified")),
+        "{out}"
+    );
+
+    // The API's refusals: no token, a path it does not serve, a tile past the tree.
+    let (ok, out) = tiles(&base, "not-a-token");
+    assert!(!ok && out.contains("401"), "{out}");
+    govledger_ingest::http::install_crypto_provider();
+    let http = reqwest::Client::new();
+    for (path, code, says) in [
+        ("/tile/entries/000", 404, "entry bundles are not served"),
+        ("/tile/0/x999/000", 404, "past the tree"),
+        ("/tile/9/000", 404, "level must be 0 to 7"),
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{path}: {body}");
+    }
+
+    // A level-1 tile altered on disk: Go's client refuses the tree.
+    gl.stop();
+    let data = gl.take_data();
+    {
+        let store =
+            govledger_projector::Store::open(&data.path().join("data/sled"), 8 << 20).unwrap();
+        let mut tile = store.upper_tile(1, 0).unwrap().expect("tile (1, 0)");
+        tile[5] ^= 1;
+        store.put_upper_tile(1, 0, tile).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let cfg_path = data.path().join("govledger.toml");
+    let cfg_path = cfg_path.to_str().unwrap().to_owned();
+    let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg_path]);
+    let base = format!("http://{}", gl.http_addr());
+    let (ok, out) = tiles(&base, &token);
+    assert!(
+        !ok && out.contains("inconsistent tile"),
+        "a tampered tile verified: {out}"
+    );
+}

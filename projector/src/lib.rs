@@ -98,12 +98,6 @@ pub fn commit_folded(
         Folded::Batch(b) => {
             store.commit_with_alerts(&b.working, &b.outcome.alerts)?;
             *meta = b.meta;
-            // The upper tiles are derived from the leaves just committed;
-            // one that fails to be kept is computed by the first proof that
-            // needs it (tiles.rs), so the commit stands either way.
-            if let Err(e) = tiles::Tiles::new(store).extend(meta.merkle_size) {
-                tracing::warn!(error = %e, "upper tiles not derived; the next proof computes them");
-            }
             Ok(b.outcome)
         }
     }

@@ -3,11 +3,11 @@
 //!
 //! Level 0 is the leaf blocks the fold already keeps (256 leaf hashes each).
 //! A tile of level L ≥ 1 holds the roots of 256 full tiles of level L − 1;
-//! its entries are derived after each commit ([`Tiles::extend`], one hash of
-//! 256 leaves per 256 events) and kept (`TAG_TILE`, outside the state digest:
-//! derived from the leaves, recomputable). An entry missing (a ledger
-//! projected before tiles, or a crash between the commit and the derivation)
-//! is computed the first time a proof needs it. Every entry is the root of a
+//! its entries are derived in each commit, in the same atomic write as the
+//! leaves ([`Tiles::extend`] over the commit's blocks: one hash of 256 leaves
+//! per 256 events) and kept (`TAG_TILE`, outside the state digest: derived
+//! from the leaves, recomputable). An entry missing (a ledger projected
+//! before tiles) is computed the first time a proof needs it. Every entry is the root of a
 //! *full* lower tile, so a stored prefix never changes; a partial tile grows
 //! as the tree does.
 //!

@@ -65,6 +65,8 @@ pub const LEDGER_SERVICE: &str = "govledger.v1.Ledger";
 /// The names the HTTP listener authorises its data pages under.
 pub const HTTP_METRICS: &str = "http:/metrics";
 pub const HTTP_STATUS_PAGE: &str = "http:/";
+/// The tlog-tiles read API (`/checkpoint`, `/tile/…`): the log's hashes, like the proofs.
+pub const HTTP_TILES: &str = "http:/tile";
 
 const READ: &[Role] = &[Role::Reader, Role::Operator, Role::Auditor, Role::Admin];
 const OPERATE: &[Role] = &[Role::Operator, Role::Admin];
@@ -90,7 +92,8 @@ pub fn allowed_roles(method: &str) -> &'static [Role] {
         | "CreateCheckpoint"
         | "AddCosignature"
         | "VerifyRange"
-        | "ExportEvidence" => AUDIT,
+        | "ExportEvidence"
+        | HTTP_TILES => AUDIT,
         _ => ADMIN,
     }
 }

@@ -5,7 +5,9 @@
 //! - `/readyz`: 200 while NATS answers, the disks have room, the projector
 //!   runs and is within its lag bound; else 503 naming each problem;
 //! - `/metrics`: Prometheus text format ([`crate::observe`]);
-//! - `/`: the read-only status page ([`page`]).
+//! - `/`: the read-only status page ([`page`]);
+//! - `/checkpoint`, `/tile/…`: the log as a tlog-tiles read API ([`tiles`]),
+//!   for standard tlog clients (role `auditor`).
 //!
 //! `/metrics` and the page expose ledger data, so they take the gRPC
 //! listener's credentials: a bearer token (`Authorization: Bearer <token>`),
@@ -16,15 +18,17 @@
 //! Layout:
 //! - this file: the router, the handlers, the readings of the ledger they
 //!   render, the credentials check;
-//! - [`page`]: the status page's HTML and SVG from a `PageData` (pure).
+//! - [`page`]: the status page's HTML and SVG from a `PageData` (pure);
+//! - [`tiles`]: tile paths (pure).
 
 pub mod page;
+pub mod tiles;
 
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     Router,
-    extract::State,
+    extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -78,6 +82,8 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/", get(status_page))
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*rest}", get(tile))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -143,6 +149,86 @@ async fn status_page(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Res
         )
             .into_response(),
         Err(e) => unavailable(&e),
+    }
+}
+
+/// The newest signed checkpoint note (tlog-tiles `/checkpoint`).
+async fn checkpoint(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&s.auth, &headers, auth::HTTP_TILES) {
+        return *r;
+    }
+    match s.queries.checkpoints(1).await {
+        Ok(cps) => match cps.into_iter().next().filter(|c| !c.note.is_empty()) {
+            Some(cp) => (
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                cp.note,
+            )
+                .into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                "no signed checkpoint yet: make one with `govledger checkpoint --new`\n",
+            )
+                .into_response(),
+        },
+        Err(e) => unavailable(&e.to_string()),
+    }
+}
+
+/// A tile's hashes (tlog-tiles `/tile/<L>/<N>[.p/<W>]`), read from the projector's tiles.
+async fn tile(
+    State(s): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    Path(rest): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&s.auth, &headers, auth::HTTP_TILES) {
+        return *r;
+    }
+    let req = match tiles::parse(&rest) {
+        Ok(r) => r,
+        Err(why) => return (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+    };
+    let size = match s.queries.store.meta() {
+        Ok(m) => m.merkle_size,
+        Err(e) => return unavailable(&e.to_string()),
+    };
+    if req.leaves_needed() > u128::from(size) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!(
+                "tile {}/{} of width {} is past the tree the ledger holds ({size} leaves)\n",
+                req.level,
+                tiles::encode_index(req.n),
+                req.width
+            ),
+        )
+            .into_response();
+    }
+    let store = s.queries.store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        govledger_projector::tiles::Tiles::new(store.as_ref()).read(req.level, req.n, req.width)
+    })
+    .await;
+    match read {
+        Ok(Ok(hashes)) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CACHE_CONTROL,
+                    if req.is_full() {
+                        "public, max-age=31536000, immutable"
+                    } else {
+                        "no-cache"
+                    },
+                ),
+            ],
+            hashes,
+        )
+            .into_response(),
+        Ok(Err(e)) => unavailable(&e.to_string()),
+        Err(e) => unavailable(&e.to_string()),
     }
 }
 

@@ -222,6 +222,7 @@ impl Store {
             batch.insert(page_key, page);
         }
         self.index_new_identities(&mut batch, &w.new_identities())?;
+        self.derive_tiles(&mut batch, w);
         let _guard = self
             .commit_lock
             .write()
@@ -350,6 +351,64 @@ fn full_changes(w: &Working) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
             .map_err(|e| StoreError::PageUnknown(e.to_string()))?,
     );
     Ok(out)
+}
+
+impl Store {
+    /// Adds to `batch` the upper-tile entries the leaf blocks of this commit
+    /// complete (`crate::tiles`): one hash of 256 leaves per 256 events, in
+    /// the same atomic write as the leaves. A tile that cannot be derived now
+    /// is computed by the first proof that needs it.
+    fn derive_tiles(&self, batch: &mut writer::WriteSet, w: &Working) {
+        let overlay = TileOverlay {
+            store: self,
+            leaves: &w.leaves,
+            pending: Default::default(),
+        };
+        match crate::tiles::Tiles::new(&overlay).extend(w.merkle.size()) {
+            Ok(()) => {
+                for ((level, n), entries) in overlay.pending.into_inner() {
+                    batch.insert(&crate::keys::tile_key(level, n)[..], entries);
+                }
+            }
+            // A fold of a filtered slice (point in time) holds no whole tree.
+            Err(crate::tiles::TileError::Missing(_)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "upper tiles not derived; the next proof computes them")
+            }
+        }
+    }
+}
+
+/// The tiles as this commit leaves them: its leaf blocks over the stored
+/// ones, and the upper-tile entries it derives (written with the commit).
+struct TileOverlay<'a> {
+    store: &'a Store,
+    leaves: &'a crate::fold::Table<u64, Vec<u8>>,
+    pending: std::cell::RefCell<std::collections::BTreeMap<(u8, u64), Vec<u8>>>,
+}
+
+impl crate::tiles::TileSource for TileOverlay<'_> {
+    fn leaf_block(&self, n: u64) -> std::result::Result<Option<Vec<u8>>, String> {
+        match self.leaves.get(&n) {
+            Some(b) => Ok(Some(b.clone())),
+            None => Store::leaf_block(self.store, n).map_err(|e| e.to_string()),
+        }
+    }
+    fn upper_tile(&self, level: u8, n: u64) -> std::result::Result<Option<Vec<u8>>, String> {
+        if let Some(t) = self.pending.borrow().get(&(level, n)) {
+            return Ok(Some(t.clone()));
+        }
+        Store::upper_tile(self.store, level, n).map_err(|e| e.to_string())
+    }
+    fn put_upper_tile(
+        &self,
+        level: u8,
+        n: u64,
+        entries: Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        self.pending.borrow_mut().insert((level, n), entries);
+        Ok(())
+    }
 }
 
 /// The store's tiles: the leaf blocks (level 0) and the kept upper tiles.
