@@ -79,12 +79,12 @@ pub async fn measure(s: &Scaled, govledger_bin: &Path) -> Result<AuditPoint> {
 
         let base = reset_peak(pid)?;
         let started = Instant::now();
-        c.get_inclusion_proof(ask.clone()).await?;
+        c.get_inclusion_proof(ask).await?;
         let proof_first = started.elapsed();
         let mut took = Vec::with_capacity(PROOF_CALLS);
         for _ in 0..PROOF_CALLS {
             let started = Instant::now();
-            c.get_inclusion_proof(ask.clone()).await?;
+            c.get_inclusion_proof(ask).await?;
             took.push(started.elapsed());
         }
         let proof_peak_bytes = peak_above(pid, base);
