@@ -7,6 +7,7 @@
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use govledger::audit::checkpoints::{self, unhex};
 use govledger::audit::evidence::{Bundle, Scope, manifest, verify_bundle};
+use govledger::audit::keys;
 use govledger_projector::fold::hex;
 use govledger_proto::v1::{ActionKind, ActionRequested, Checkpoint, SubmitActionRequest};
 use govledger_testkit::fault_scim::{FaultScim, ScimConfig};
@@ -48,7 +49,8 @@ fn checkpoints_of(b: &Bundle) -> Vec<Checkpoint> {
 /// the manifest with `sign`, the bundle naming `public` and its key id. The
 /// checkpoints' signed notes are signed again with `note_key` (the same key)
 /// when the forger holds one, else stripped; every event's tlog-proof then
-/// ends with the new anchor's note.
+/// ends with the new anchor's note. With `note_key` the manifest is signed by
+/// a manifest key of the forger's, endorsed by `note_key`.
 fn resign(
     b: &mut Bundle,
     public: [u8; 32],
@@ -82,13 +84,26 @@ fn resign(
     b.public_key = hex(&public);
     b.key_id = checkpoints::key_id(&vk);
     let anchor = cps.last().unwrap().clone();
+    // The forger's own manifest key, endorsed by its own checkpoint key.
+    let manifest_key = SigningKey::from_bytes(&[9u8; 32]);
+    if let Some(k) = note_key {
+        b.manifest_key = keys::endorse(k, &manifest_key.verifying_key(), b.created_at_us - 1, 1);
+    }
     for e in &mut b.events {
         let (head, _) = e.tlog_proof.split_once("\n\n").unwrap();
         e.tlog_proof = format!("{head}\n\n{}", anchor.note);
     }
     let m = manifest(b, &anchor);
     let bytes: &[u8] = m.as_ref();
-    b.manifest_signature = hex(&sign(bytes));
+    b.manifest_signature = match note_key {
+        Some(_) => hex(&manifest_key.sign(bytes).to_bytes()),
+        None => hex(&sign(bytes)),
+    };
+}
+
+/// The bundle's anchor: its last checkpoint.
+fn anchor_of(b: &Bundle) -> Checkpoint {
+    checkpoints_of(b).pop().unwrap()
 }
 
 /// Changes the first string value found in `v` (depth first); whether one was.
@@ -247,6 +262,39 @@ async fn an_edited_or_forged_bundle_never_verifies() {
     let (code, out) = verify_cli(&write(dir.path(), "weak.json", &b), None);
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("TAMPERED") && out.contains("weak"), "{out}");
+
+    // 6. The manifest key: the ledger's own checkpoint key signing the
+    // manifest directly, an endorsement by another key, and an export time
+    // outside the endorsed period are all refused (checked with the pinned key).
+    let k = ledger_key(&gl);
+    let mut b = original.clone();
+    b.manifest_key = keys::endorse(&k, &k.verifying_key(), b.created_at_us - 1, 1);
+    b.manifest_signature = hex(&k.sign(&manifest(&b, &anchor_of(&b))).to_bytes());
+    let r = check(&b);
+    assert!(!r.ok && r.problem.contains("two keys"), "{r:?}");
+    let mut b = original.clone();
+    let stranger = SigningKey::from_bytes(&[5u8; 32]);
+    let mk = SigningKey::from_bytes(&[6u8; 32]);
+    b.manifest_key = keys::endorse(&stranger, &mk.verifying_key(), b.created_at_us - 1, 1);
+    b.manifest_signature = hex(&mk.sign(&manifest(&b, &anchor_of(&b))).to_bytes());
+    let r = check(&b);
+    assert!(
+        !r.ok && r.problem.contains("not signed by the checkpoint key"),
+        "{r:?}"
+    );
+    let mut b = original.clone();
+    let day = 86_400_000_000;
+    b.manifest_key = keys::endorse(&k, &mk.verifying_key(), b.created_at_us - 3 * day, 1);
+    b.manifest_signature = hex(&mk.sign(&manifest(&b, &anchor_of(&b))).to_bytes());
+    let r = check(&b);
+    assert!(!r.ok && r.problem.contains("outside"), "{r:?}");
+    // The same, within the period: the ledger's checkpoint key endorses a
+    // new manifest key (a rotation) and the bundle verifies.
+    let mut b = original.clone();
+    b.manifest_key = keys::endorse(&k, &mk.verifying_key(), b.created_at_us - day, 2);
+    b.manifest_signature = hex(&mk.sign(&manifest(&b, &anchor_of(&b))).to_bytes());
+    let r = check(&b);
+    assert!(r.ok, "{r:?}");
 
     // 5. A re-signed forgery (an edited subject, signed with the forger's own
     // key): unpinned it is UNPINNED, never exit 0; pinned it is rejected.

@@ -12,7 +12,7 @@
 //! did not write verify it. A chain is also checked for forks (one size, two
 //! roots) and rollbacks (a size smaller than the one before it).
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
@@ -403,45 +403,6 @@ pub fn with_note(
     Ok(cp)
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read the checkpoint signing key {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("checkpoint signing key {0} must hold 64 hex characters (a 32-byte ed25519 seed)")]
-    Format(String),
-}
-
-/// Loads the signing key (64 hex chars), creating a new random one (mode 0600)
-/// when the file does not exist. The key never reaches logs or events.
-pub fn load_or_create_key(path: &Path) -> Result<SigningKey, KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    if !path.exists() {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut seed = [0u8; 32];
-        rand::Rng::fill(&mut rand::rng(), &mut seed);
-        std::fs::write(path, hex(&seed)).map_err(io)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-        }
-    }
-    let text = std::fs::read_to_string(path).map_err(io)?;
-    let seed = unhex(text.trim())
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| KeyError::Format(path.display().to_string()))?;
-    Ok(SigningKey::from_bytes(&seed))
-}
-
 /// Tries of appending a checkpoint when another process appended first.
 const APPEND_TRIES: u32 = 5;
 /// How long a checkpointer waits for its projection to reach the size of the
@@ -481,6 +442,8 @@ async fn last_checkpoint(
 /// a rollback.
 pub struct Checkpointer {
     key: SigningKey,
+    /// Signs bundle manifests; endorsed by `key` ([`crate::audit::keys`]).
+    manifest: crate::audit::keys::ManifestKey,
     /// The origin line of its signed notes (`audit.origin`, else
     /// [`crate::audit::note::default_origin`]).
     origin: String,
@@ -496,7 +459,7 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Ensures the audit stream and picks up the chain where it ended.
     pub async fn start(
-        key: SigningKey,
+        (key, manifest): (SigningKey, crate::audit::keys::ManifestKey),
         js: jetstream::Context,
         store: Arc<Store>,
         (stream, replication): (String, &govledger_stream::contract::Replication),
@@ -516,6 +479,7 @@ impl Checkpointer {
             .map_err(nats)?;
         Ok(Self {
             key,
+            manifest,
             origin,
             witness_keys,
             js,
@@ -539,8 +503,15 @@ impl Checkpointer {
     }
 
     /// Hex ed25519 signature of `msg` with the ledger's key (evidence manifests).
-    pub fn sign_bytes(&self, msg: &[u8]) -> String {
-        hex(&self.key.sign(msg).to_bytes())
+    /// The manifest key's endorsement that holds now (renewed when run out).
+    pub fn manifest_endorsement(&self) -> crate::audit::keys::Endorsement {
+        self.manifest
+            .endorsement(&self.key, chrono::Utc::now().timestamp_micros())
+    }
+
+    /// Hex signature of a bundle manifest by the manifest key.
+    pub fn sign_manifest(&self, msg: &[u8]) -> String {
+        self.manifest.sign(msg)
     }
 
     /// Signs the projector's current root after the last checkpoint in the
@@ -836,16 +807,5 @@ mod tests {
             carry = v >> 8;
         }
         assert!(!verify_bytes(&pk, b"text", &hex(&sig)));
-    }
-
-    #[test]
-    fn keys_are_created_once_and_reloaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("audit/signing.key");
-        let k1 = load_or_create_key(&p).unwrap();
-        let k2 = load_or_create_key(&p).unwrap();
-        assert_eq!(k1.to_bytes(), k2.to_bytes());
-        std::fs::write(&p, "nothex").unwrap();
-        assert!(matches!(load_or_create_key(&p), Err(KeyError::Format(_))));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`verify`]: a range of the stream checked against the recorded leaves and
 //!   the signed checkpoint roots;
 //! - [`checkpoints`]: signed, chained checkpoints of the Merkle root;
+//! - [`keys`]: the manifest key bundles are signed with, endorsed by the checkpoint key;
 //! - [`note`]: the same checkpoints as C2SP signed notes, and witness cosignatures;
 //! - [`witness`]: cosigned checkpoints handed in, checked, and who witnessed what;
 //! - [`evidence`]: evidence bundles — their export and their offline check;
@@ -19,6 +20,7 @@
 pub mod asof;
 pub mod checkpoints;
 pub mod evidence;
+pub mod keys;
 pub mod note;
 pub mod replay;
 pub mod report;

@@ -99,6 +99,13 @@ pub struct AuditConfig {
     /// Verifier keys of the witnesses whose cosignatures count
     /// (`name+id+base64`, c2sp.org/tlog-cosignature Ed25519).
     pub witness_keys: Vec<String>,
+    /// The ed25519 seed (64 hex chars) that signs evidence bundles'
+    /// manifests (a key apart from the checkpoint key, which endorses it).
+    /// Default: `<data_dir>/audit/manifest.key`, created on first start.
+    pub manifest_key_file: Option<PathBuf>,
+    /// How long each endorsement of the manifest key holds, in days (renewed
+    /// when it runs out; a bundle exported outside it proves nothing).
+    pub manifest_key_validity_days: u64,
 }
 
 impl Default for AuditConfig {
@@ -108,7 +115,53 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
             origin: None,
             witness_keys: Vec::new(),
+            manifest_key_file: None,
+            manifest_key_validity_days: crate::audit::keys::MANIFEST_KEY_VALIDITY_DAYS_DEFAULT,
         }
+    }
+}
+
+impl AuditConfig {
+    /// The `[audit]` keys; the error names the key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(o) = &self.origin
+            && (!crate::audit::note::is_name(o) || o.len() > 256)
+        {
+            return Err(invalid(
+                "audit.origin",
+                format!(
+                    "{o:?} cannot name a signed note: use up to 256 characters without spaces or '+' \
+                 (e.g. ledger.example.com/identity)"
+                ),
+            ));
+        }
+        for (i, k) in self.witness_keys.iter().enumerate() {
+            crate::audit::note::check_witness_key(k).map_err(|_| {
+            invalid(
+                format!("audit.witness_keys[{i}]"),
+                "not a witness verifier key (`<name>+<8 hex id>+<base64 of 0x04 and the Ed25519 key>`, \
+                 as the witness publishes it)",
+            )
+        })?;
+        }
+        if !(1..=crate::audit::keys::MANIFEST_KEY_VALIDITY_DAYS_MAX)
+            .contains(&self.manifest_key_validity_days)
+        {
+            return Err(invalid(
+                "audit.manifest_key_validity_days",
+                format!(
+                    "must be 1 to {} (days an endorsement of the manifest key holds)",
+                    crate::audit::keys::MANIFEST_KEY_VALIDITY_DAYS_MAX
+                ),
+            ));
+        }
+        if self.checkpoint_interval_ms != 0 && self.checkpoint_interval_ms < 100 {
+            return Err(invalid(
+                "audit.checkpoint_interval_ms",
+                "must be 0 (only on demand) or at least 100",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -312,6 +365,7 @@ impl Config {
         self.stream.validate(external)?;
         self.cluster.validate(external)?;
         self.provenance.validate()?;
+        self.audit.validate()?;
         let s = &self.nats.stream;
         if s.is_empty()
             || !s
@@ -383,32 +437,6 @@ impl Config {
             return Err(invalid(
                 "api.background_nice",
                 "must be 0 (the API's priority) to 19 (the lowest)",
-            ));
-        }
-        if let Some(o) = &self.audit.origin
-            && (!crate::audit::note::is_name(o) || o.len() > 256)
-        {
-            return Err(invalid(
-                "audit.origin",
-                format!(
-                    "{o:?} cannot name a signed note: use up to 256 characters without spaces or '+' \
-                     (e.g. ledger.example.com/identity)"
-                ),
-            ));
-        }
-        for (i, k) in self.audit.witness_keys.iter().enumerate() {
-            crate::audit::note::check_witness_key(k).map_err(|_| {
-                invalid(
-                    format!("audit.witness_keys[{i}]"),
-                    "not a witness verifier key (`<name>+<8 hex id>+<base64 of 0x04 and the Ed25519 key>`, \
-                     as the witness publishes it)",
-                )
-            })?;
-        }
-        if self.audit.checkpoint_interval_ms != 0 && self.audit.checkpoint_interval_ms < 100 {
-            return Err(invalid(
-                "audit.checkpoint_interval_ms",
-                "must be 0 (only on demand) or at least 100",
             ));
         }
         let mut ids = std::collections::HashSet::new();
@@ -529,6 +557,10 @@ mod tests {
             ("[grpc]\naddr = \"localhost\"", "grpc.addr"),
             ("[nats]\nurl = \"http://x\"", "nats.url"),
             ("[nats]\nstream = \"a.b\"", "nats.stream"),
+            (
+                "[audit]\nmanifest_key_validity_days = 0",
+                "audit.manifest_key_validity_days",
+            ),
             (
                 "[nats]\nduplicate_window_ms = 5",
                 "nats.duplicate_window_ms",

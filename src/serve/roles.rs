@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ALERTS_BUFFER, ServeError, nats::StreamConn};
 use crate::{
-    audit::checkpoints::{self, Checkpointer},
+    audit::checkpoints::Checkpointer,
     config::Resolved,
     workers::{
         action_intake::ActionManager, clock_alerts, deletions::DeletionsDesk, deps::WorkerDeps,
@@ -327,11 +327,30 @@ async fn start_checkpointer(
         .signing_key_file
         .clone()
         .unwrap_or_else(|| cfg.data_dir().join("audit").join("signing.key"));
-    let key =
-        checkpoints::load_or_create_key(&key_path).map_err(|e| ServeError::Audit(e.to_string()))?;
+    let key = crate::audit::keys::load_or_create_key(&key_path)
+        .map_err(|e| ServeError::Audit(e.to_string()))?;
+    let manifest_path = cfg
+        .audit
+        .manifest_key_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir().join("audit").join("manifest.key"));
+    let manifest = crate::audit::keys::load_or_create_key(&manifest_path)
+        .map_err(|e| ServeError::Audit(format!("the manifest key: {e}")))?;
+    if manifest.verifying_key() == key.verifying_key() {
+        return Err(ServeError::Audit(
+            "audit.manifest_key_file holds the checkpoint signing key: the two roles need two keys"
+                .into(),
+        ));
+    }
     let checkpointer = Arc::new(
         Checkpointer::start(
-            key,
+            (
+                key,
+                crate::audit::keys::ManifestKey::new(
+                    manifest,
+                    cfg.audit.manifest_key_validity_days,
+                ),
+            ),
             conn.js.clone(),
             store.clone(),
             (cfg.nats.stream.clone(), &cfg.replication()),

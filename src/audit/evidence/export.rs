@@ -114,9 +114,12 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     let first_seq = seqs.first().copied().unwrap_or(end.seq);
     let chain = checkpoint_chain(&d, &anchor, first_seq).await?;
     let consistency = consistency_proofs(&tiles, &chain)?;
+    // Endorsed before the export time it must cover.
+    let manifest_key = d.checkpointer.manifest_endorsement();
     let mut b = Bundle {
         format: BUNDLE_FORMAT.to_owned(),
         created_at_us: chrono::Utc::now().timestamp_micros(),
+        manifest_key,
         stream: d.stream.to_owned(),
         scope,
         public_key: d.checkpointer.public_key_hex(),
@@ -132,7 +135,7 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         state,
         manifest_signature: String::new(),
     };
-    b.manifest_signature = d.checkpointer.sign_bytes(&manifest(&b, &anchor));
+    b.manifest_signature = d.checkpointer.sign_manifest(&manifest(&b, &anchor));
     Ok(b)
 }
 

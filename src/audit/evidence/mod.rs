@@ -13,7 +13,8 @@
 //!   checkpoint made for the export), chained, with the consistency proof of
 //!   each in the next (no fork, no rollback between them);
 //! - the state as of the end of the range (protobuf bytes);
-//! - a manifest signed with the ledger's key: format, stream, export time, key,
+//! - a manifest signed with the ledger's manifest key (endorsed for a period
+//!   by its checkpoint key, [`crate::audit::keys`]): format, stream, export time, keys,
 //!   scope, anchor, the list of sequences, each event's sequence, stored time and
 //!   subject, the producer keys the ledger trusts, and the state digest, so
 //!   nothing can be dropped, swapped or re-dated;
@@ -62,9 +63,10 @@ pub use verify::{BundleReport, Verdict, verify_bundle};
 /// event times, subjects or the readable parts, version 2 carried no producer
 /// keys (provenance), version 3's state was folded by the older drift rule
 /// (stream order, not read time), version 4's proofs were bare hex paths
-/// (no `tlog-proof`, no consistency proofs); all are refused with a message,
-/// never judged TAMPERED.
-pub const BUNDLE_FORMAT: &str = "govledger-evidence/5";
+/// (no `tlog-proof`, no consistency proofs), version 5's manifest was signed
+/// by the checkpoint key itself (no manifest key); all are refused with a
+/// message, never judged TAMPERED.
+pub const BUNDLE_FORMAT: &str = "govledger-evidence/6";
 /// The prefix every bundle format carries.
 pub const BUNDLE_FORMAT_PREFIX: &str = "govledger-evidence/";
 /// Bytes a bundle file may hold at most (checked before it is read).
@@ -136,9 +138,12 @@ pub struct Bundle {
     pub created_at_us: i64,
     pub stream: String,
     pub scope: Scope,
-    /// Hex ed25519 public key of the ledger and its key id.
+    /// Hex ed25519 public key of the ledger (its checkpoint key) and its key id.
     pub public_key: String,
     pub key_id: String,
+    /// The key that signed the manifest, endorsed by the checkpoint key for
+    /// a period that holds the export time.
+    pub manifest_key: crate::audit::keys::Endorsement,
     /// Hex protobuf `Checkpoint`s, oldest first; the last is the anchor.
     pub checkpoints: Vec<String>,
     /// `consistency[i]`: the hex consistency proof of `checkpoints[i]`'s tree
@@ -152,7 +157,7 @@ pub struct Bundle {
     pub producer_keys: Vec<String>,
     pub events: Vec<BundleEvent>,
     pub state: BundleState,
-    /// Hex ed25519 signature of [`manifest`] (strictly verified).
+    /// Hex ed25519 signature of [`manifest`] by the manifest key (strictly verified).
     pub manifest_signature: String,
 }
 
@@ -183,12 +188,15 @@ fn state_digest(s: &BundleState) -> String {
 /// lists preceded by their count — so no content can pass for another field.
 pub fn manifest(b: &Bundle, anchor: &Checkpoint) -> Vec<u8> {
     let mut m = ManifestWriter::default();
-    m.text("govledger evidence manifest v3");
+    m.text("govledger evidence manifest v4");
     m.text(&b.format);
     m.text(&b.stream);
     m.num(b.created_at_us as u64);
     m.text(&b.public_key.to_ascii_lowercase());
     m.text(&b.key_id);
+    m.text(&b.manifest_key.manifest_key.to_ascii_lowercase());
+    m.num(b.manifest_key.not_before_us as u64);
+    m.num(b.manifest_key.not_after_us as u64);
     m.text(&b.scope.source_id);
     m.num(i64::from(b.scope.entity_type) as u64);
     m.text(&b.scope.external_id);

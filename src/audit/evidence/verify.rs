@@ -144,6 +144,11 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
             "bundle format {format} is from an older govledger: its proofs are bare hex paths, not C2SP tlog-proofs, and it holds no consistency proofs between its checkpoints; export it again with this version ({BUNDLE_FORMAT})"
         ));
     }
+    if format == "govledger-evidence/5" {
+        return r.reject(format!(
+            "bundle format {format} is from an older govledger: its manifest is signed by the checkpoint key itself, with no endorsed manifest key; export it again with this version ({BUNDLE_FORMAT})"
+        ));
+    }
     if format != BUNDLE_FORMAT {
         return r.reject(format!(
             "bundle format {format:?} is not {BUNDLE_FORMAT:?}; use the govledger that wrote it"
@@ -184,17 +189,25 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
         "{} event(s), each proven included at its sequence",
         msgs.len()
     ));
-    // 3. The manifest: scope, anchor, sequences, times, subjects, state digest.
-    if !checkpoints::verify_bytes(&key, &manifest(b, &anchor), &b.manifest_signature) {
+    // 3. The manifest: signed by the manifest key the checkpoint key endorsed
+    // for a period holding the export time; it covers scope, anchor,
+    // sequences, times, subjects, state digest.
+    let manifest_key = match crate::audit::keys::check(&b.manifest_key, &key, b.created_at_us) {
+        Ok(k) => k,
+        Err(problem) => return r.fail(None, problem),
+    };
+    let manifest_key_id = checkpoints::key_id(&manifest_key);
+    let manifest_key = fold::hex(manifest_key.as_bytes());
+    if !checkpoints::verify_bytes(&manifest_key, &manifest(b, &anchor), &b.manifest_signature) {
         return r.fail(
             None,
             "the manifest signature does not match: the scope, the export time, an event's sequence, time or subject, or the state was changed after export".into(),
         );
     }
-    r.checked.push(
-        "manifest (scope, export time, every event's sequence, time and subject, state) signed by the ledger's key"
-            .into(),
-    );
+    r.checked.push(format!(
+        "manifest (scope, export time, every event's sequence, time and subject, state) signed by the ledger's manifest key {}, endorsed by its checkpoint key for the export time",
+        manifest_key_id
+    ));
     // 4. What the bundle shows beside the signed data is what it decodes to.
     if let Err((seq, problem)) = recomputed(b, &msgs) {
         return r.fail(seq, problem);
