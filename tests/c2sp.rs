@@ -485,3 +485,103 @@ async fn a_standard_tlog_client_verifies_the_served_tiles() {
         "a tampered tile verified: {out}"
     );
 }
+
+/// The ledger asks a witness (c2sp.org/tlog-witness `add-checkpoint`) to
+/// cosign every checkpoint: the first from size 0, the next with a
+/// consistency proof the witness checks; a restarted ledger that no longer
+/// knows what the witness saw is told (409 Conflict) and asks again from
+/// there. `govledger verify` names the witness of each checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_asks_a_witness_to_cosign_each_checkpoint() {
+    use ed25519_dalek::SigningKey;
+    use govledger_testkit::{
+        Govledger, NatsServer,
+        fault_scim::{FaultScim, ScimConfig},
+        witness::Witness,
+    };
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 6,
+        ..Default::default()
+    })
+    .await;
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("checkpoint.key");
+    std::fs::write(&key_file, "11".repeat(32)).unwrap();
+    let origin = "ledger.test/witnessed";
+    let log_vkey = govledger::audit::note::verifier_key(
+        origin,
+        &SigningKey::from_bytes(&[0x11; 32]).verifying_key(),
+    );
+    let witness = Witness::start("witness.test/w1", &log_vkey).await;
+    let cfg = format!(
+        "[audit]\ncheckpoint_interval_ms = 0\norigin = \"{origin}\"\nsigning_key_file = {:?}\n\
+         [[audit.witnesses]]\nurl = \"{}\"\nkey = \"{}\"\n\n\
+         [[sources]]\nid = \"hr\"\nbase_url = \"{}\"\n",
+        key_file.display().to_string(),
+        witness.url,
+        witness.key,
+        scim.base_url
+    );
+    let mut gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let cosigned = |size: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while witness.latest_size() != Some(size) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the witness never cosigned size {size} (it holds {:?})",
+                witness.latest_size()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let checkpoint = |gl: &Govledger| {
+        let (k, v) = gl.token_env();
+        let (st, out, err) = govledger_testkit::govledger::run_govledger_out(
+            &["checkpoint", "--new", "--grpc-addr", &gl.addr],
+            &[(k, v.as_str())],
+        );
+        assert!(st.success(), "{err}");
+        out.lines().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    gl.sync("hr").await;
+    let size1 = checkpoint(&gl);
+    cosigned(size1);
+    assert_eq!(witness.proofs_checked(), 0);
+    scim.set_active(&scim.user_ids()[0], false);
+    gl.sync("hr").await;
+    let size2 = checkpoint(&gl);
+    assert!(size2 > size1);
+    cosigned(size2);
+    assert_eq!(witness.proofs_checked(), 1, "the second came with a proof");
+
+    // A restarted ledger starts from size 0: 409, then from the witness's size.
+    gl.stop();
+    let data = gl.take_data();
+    let cfg_path = data.path().join("govledger.toml").display().to_string();
+    let gl = Govledger::serve_in(data, &nats.url(), &["--config", &cfg_path]);
+    gl.sync("hr").await;
+    let size3 = checkpoint(&gl);
+    cosigned(size3);
+    assert_eq!(witness.proofs_checked(), 2);
+
+    // `verify` names the witness of each cosigned checkpoint.
+    let (k, v) = gl.token_env();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, out, _) = govledger_testkit::govledger::run_govledger_out(
+            &["verify", "--grpc-addr", &gl.addr],
+            &[(k, v.as_str())],
+        );
+        let named = [size1, size2, size3].iter().all(|s| {
+            out.contains(&format!(
+                "witnessed: checkpoint of size {s}: witness.test/w1"
+            ))
+        });
+        if named {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -454,6 +454,8 @@ pub struct Checkpointer {
     stream: String,
     /// One checkpoint at a time from this process.
     signing: Mutex<()>,
+    /// New checkpoints, for the witnesses to cosign (`[[audit.witnesses]]`).
+    pub witness_queue: Option<tokio::sync::mpsc::Sender<Checkpoint>>,
 }
 
 impl Checkpointer {
@@ -486,6 +488,7 @@ impl Checkpointer {
             store,
             stream,
             signing: Mutex::new(()),
+            witness_queue: None,
         })
     }
 
@@ -507,6 +510,14 @@ impl Checkpointer {
     pub fn manifest_endorsement(&self) -> crate::audit::keys::Endorsement {
         self.manifest
             .endorsement(&self.key, chrono::Utc::now().timestamp_micros())
+    }
+
+    /// The consistency proof of the tree of `old` leaves in the tree of `size`
+    /// (from the projector's tiles).
+    pub fn consistency_proof(&self, old: u64, size: u64) -> Result<Vec<merkle::Hash>, String> {
+        govledger_projector::tiles::Tiles::new(self.store.as_ref())
+            .consistency_proof(old, size)
+            .map_err(|e| e.to_string())
     }
 
     /// Hex signature of a bundle manifest by the manifest key.
@@ -550,7 +561,13 @@ impl Checkpointer {
                 Err(e) => return Err(nats(e)),
             };
             match acked {
-                Ok(_) => return Ok(cp),
+                Ok(_) => {
+                    if let Some(q) = &self.witness_queue {
+                        // Full: the witnesses are behind; the next checkpoint asks again.
+                        let _ = q.try_send(cp.clone());
+                    }
+                    return Ok(cp);
+                }
                 // Another process appended first: sign again after it.
                 Err(e) if tries < APPEND_TRIES => {
                     tracing::debug!(error = %e, "another checkpoint was appended first; signing again");

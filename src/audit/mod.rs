@@ -11,6 +11,7 @@
 //! - [`keys`]: the manifest key bundles are signed with, endorsed by the checkpoint key;
 //! - [`note`]: the same checkpoints as C2SP signed notes, and witness cosignatures;
 //! - [`witness`]: cosigned checkpoints handed in, checked, and who witnessed what;
+//! - [`witness_client`]: asking witnesses for cosignatures (tlog-witness `add-checkpoint`);
 //! - [`evidence`]: evidence bundles — their export and their offline check;
 //! - [`report`]: the auditor's completeness report, rendered from a verified bundle.
 //!
@@ -26,3 +27,4 @@ pub mod replay;
 pub mod report;
 pub mod verify;
 pub mod witness;
+pub mod witness_client;

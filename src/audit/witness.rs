@@ -1,9 +1,10 @@
 //! Witness cosignatures: the outside anchor of the ledger's checkpoints. A
 //! witness (c2sp.org/tlog-witness) that has checked a checkpoint's
 //! consistency with what it saw before returns it cosigned
-//! (c2sp.org/tlog-cosignature); the operator or an auditor hands that note to
-//! the ledger (`AddCosignature`, `govledger checkpoint --add-cosignature`),
-//! which keeps it once it holds: the ledger's own signature verifies, at least
+//! (c2sp.org/tlog-cosignature); the ledger asks its configured witnesses
+//! itself ([`crate::audit::witness_client`]), or the operator or an auditor
+//! hands such a note to the ledger (`AddCosignature`, `govledger checkpoint
+//! --add-cosignature`); either way it is kept once it holds: the ledger's own signature verifies, at least
 //! one cosignature by a configured witness key (`audit.witness_keys`) verifies,
 //! and the tree head is one the ledger signed. They are stored beside the
 //! checkpoints, on `govledger.audit.cosignature`, and `verify` names the

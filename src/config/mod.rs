@@ -99,6 +99,9 @@ pub struct AuditConfig {
     /// Verifier keys of the witnesses whose cosignatures count
     /// (`name+id+base64`, c2sp.org/tlog-cosignature Ed25519).
     pub witness_keys: Vec<String>,
+    /// Witnesses the ledger asks to cosign each checkpoint (tlog-witness
+    /// `add-checkpoint`); their keys count like `witness_keys`.
+    pub witnesses: Vec<crate::audit::witness_client::WitnessConfig>,
     /// The ed25519 seed (64 hex chars) that signs evidence bundles'
     /// manifests (a key apart from the checkpoint key, which endorses it).
     /// Default: `<data_dir>/audit/manifest.key`, created on first start.
@@ -115,6 +118,7 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
             origin: None,
             witness_keys: Vec::new(),
+            witnesses: Vec::new(),
             manifest_key_file: None,
             manifest_key_validity_days: crate::audit::keys::MANIFEST_KEY_VALIDITY_DAYS_DEFAULT,
         }
@@ -143,6 +147,33 @@ impl AuditConfig {
                  as the witness publishes it)",
             )
         })?;
+        }
+        if self.witnesses.len() > crate::audit::witness_client::WITNESSES_MAX {
+            return Err(invalid(
+                "audit.witnesses",
+                format!(
+                    "lists {} witnesses; at most {}",
+                    self.witnesses.len(),
+                    crate::audit::witness_client::WITNESSES_MAX
+                ),
+            ));
+        }
+        for (i, w) in self.witnesses.iter().enumerate() {
+            let ok_url = (w.url.starts_with("https://") || w.url.starts_with("http://"))
+                && w.url.len() <= 2048
+                && !w.url.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !ok_url {
+                return Err(invalid(
+                    format!("audit.witnesses[{i}].url"),
+                    "must be the witness's http(s) submission prefix (requests go to <url>/add-checkpoint)",
+                ));
+            }
+            crate::audit::note::check_witness_key(&w.key).map_err(|_| {
+                invalid(
+                    format!("audit.witnesses[{i}].key"),
+                    "not a witness verifier key (`<name>+<8 hex id>+<base64 of 0x04 and the Ed25519 key>`)",
+                )
+            })?;
         }
         if !(1..=crate::audit::keys::MANIFEST_KEY_VALIDITY_DAYS_MAX)
             .contains(&self.manifest_key_validity_days)
@@ -560,6 +591,14 @@ mod tests {
             (
                 "[audit]\nmanifest_key_validity_days = 0",
                 "audit.manifest_key_validity_days",
+            ),
+            (
+                "[[audit.witnesses]]\nurl = \"ftp://w\"\nkey = \"k\"",
+                "audit.witnesses[0].url",
+            ),
+            (
+                "[[audit.witnesses]]\nurl = \"https://w\"\nkey = \"k\"",
+                "audit.witnesses[0].key",
             ),
             (
                 "[nats]\nduplicate_window_ms = 5",

@@ -342,23 +342,44 @@ async fn start_checkpointer(
                 .into(),
         ));
     }
-    let checkpointer = Arc::new(
-        Checkpointer::start(
-            (
-                key,
-                crate::audit::keys::ManifestKey::new(
-                    manifest,
-                    cfg.audit.manifest_key_validity_days,
-                ),
-            ),
-            conn.js.clone(),
-            store.clone(),
-            (cfg.nats.stream.clone(), &cfg.replication()),
-            (cfg.audit.origin.clone(), cfg.audit.witness_keys.clone()),
-        )
-        .await
-        .map_err(|e| ServeError::Audit(e.to_string()))?,
-    );
+    let mut checkpointer = Checkpointer::start(
+        (
+            key,
+            crate::audit::keys::ManifestKey::new(manifest, cfg.audit.manifest_key_validity_days),
+        ),
+        conn.js.clone(),
+        store.clone(),
+        (cfg.nats.stream.clone(), &cfg.replication()),
+        (
+            cfg.audit.origin.clone(),
+            cfg.audit
+                .witness_keys
+                .iter()
+                .chain(cfg.audit.witnesses.iter().map(|w| &w.key))
+                .cloned()
+                .collect(),
+        ),
+    )
+    .await
+    .map_err(|e| ServeError::Audit(e.to_string()))?;
+    let witnesses = if cfg.audit.witnesses.is_empty() {
+        None
+    } else {
+        let client = crate::audit::witness_client::WitnessClient::new(cfg.audit.witnesses.clone())
+            .map_err(|e| ServeError::Audit(format!("the witness client: {e}")))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::audit::witness_client::WITNESS_QUEUE_MAX);
+        checkpointer.witness_queue = Some(tx);
+        Some((client, rx))
+    };
+    let checkpointer = Arc::new(checkpointer);
+    if let Some((client, rx)) = witnesses {
+        tasks.push(tokio::spawn(crate::audit::witness_client::run(
+            checkpointer.clone(),
+            client,
+            rx,
+            shutdown.clone(),
+        )));
+    }
     tracing::info!(verifier_key = %checkpointer.verifier_key(),
         "checkpoints are C2SP signed notes; publish this verifier key for auditors and witnesses");
     if cfg.audit.checkpoint_interval_ms > 0 && roles.api {

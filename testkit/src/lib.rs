@@ -25,7 +25,9 @@
 //! - [`slapd`]: a real OpenLDAP `slapd` on its own port and config folder,
 //!   seeded with LDIF through `ldapadd` (the LDAP connector's server);
 //! - [`ad_range_proxy`]: an LDAP proxy in front of slapd that returns `member`
-//!   in ranges (`member;range=0-1499`), as Active Directory does.
+//!   in ranges (`member;range=0-1499`), as Active Directory does;
+//! - [`witness`]: a transparency-log witness speaking tlog-witness
+//!   `add-checkpoint` (the ledger asks it to cosign checkpoints).
 //!
 //! Launchers come in two forms: `try_*` returning [`Error`] (the benchmark's),
 //! and the plain form that panics with the same message (the tests').
@@ -47,6 +49,7 @@ pub mod scim2;
 pub mod slapd;
 pub mod stream;
 pub mod tls;
+pub mod witness;
 
 pub use govledger::{Govledger, govledger_bin, run_govledger};
 pub use nats::NatsServer;
