@@ -427,40 +427,6 @@ async fn data_pages_want_a_readers_token_and_health_is_open() {
     );
 }
 
-/// The browser this test drives: `CHROMIUM`, else Debian's `chromium`
-/// (scripts/install-tools.sh installs it).
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
-}
-
-/// Runs headless chromium on `url` with `args`; its stdout.
-fn headless(url: &str, args: &[&str]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (scripts/install-tools.sh installs Debian's chromium)",
-                chromium()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The status page in a real browser: a reviewer signs in with the token
 /// (HTTP Basic, as the browser does with credentials in the address) and
 /// sees `hr` COMPLETE and fresh, `crm` INCOMPLETE with its reason, the
@@ -504,7 +470,7 @@ async fn the_status_page_shows_the_right_verdicts_in_a_real_browser() {
 
     let token = std::fs::read_to_string(gl.token_file()).unwrap();
     let url = format!("http://reviewer:{}@{}/", token.trim(), gl.http_addr());
-    let dom = headless(&url, &["--dump-dom"]);
+    let dom = govledger_testkit::browser::headless(&url, &["--dump-dom"]);
     let row = |id: &str| {
         let start = dom
             .find(&format!("id=\"source-{id}\""))
@@ -525,11 +491,9 @@ async fn the_status_page_shows_the_right_verdicts_in_a_real_browser() {
     assert!(dom.contains("Not ready for review"), "{dom}");
     assert!(dom.contains("<svg"), "the history chart is missing:\n{dom}");
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    let png = dir.join("status-page.png");
+    let png = govledger_testkit::browser::artifacts().join("status-page.png");
     let _ = std::fs::remove_file(&png);
-    headless(
+    govledger_testkit::browser::headless(
         &url,
         &[
             "--window-size=1280,1600",

@@ -149,29 +149,11 @@ async fn the_report_renders_in_chromium_and_its_numbers_equal_the_apis() {
     assert!(!dir.path().join("no.html").exists());
 
     // Headless Chromium renders it; the screenshot is kept.
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = govledger_testkit::browser::artifacts();
     let png = artifacts.join("report.png");
     let _ = std::fs::remove_file(&png);
-    let profile = tempfile::tempdir().unwrap();
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
     let url = format!("file://{}", out.display());
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(&chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--hide-scrollbars",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(args)
-            .arg(&url)
-            .output()
-            .unwrap_or_else(|e| panic!("{chromium}: {e} (scripts/install-tools.sh installs it)"));
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let run = |args: &[&str]| govledger_testkit::browser::headless(&url, args);
     let dom = run(&["--dump-dom"]);
     assert!(
         dom.contains("Completeness report") && dom.contains("data-k=\"identities\">14<"),

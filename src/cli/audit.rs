@@ -202,6 +202,19 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
         to_us: time_arg("--to", a.to.as_deref())?,
     };
     let mut c = connect(&a.client).await?;
+    let data = fetch_bundle(&mut c, req).await?;
+    let b: evidence::Bundle =
+        serde_json::from_slice(&data).context("the server sent a malformed bundle")?;
+    std::fs::write(&a.out, &data).with_context(|| format!("cannot write {}", a.out.display()))?;
+    print!("{}", output::export_summary(&b, &a.out));
+    Ok(())
+}
+
+/// The bundle `ExportEvidence` streams for `req`, whole.
+pub async fn fetch_bundle(
+    c: &mut super::client::Client,
+    req: ExportEvidenceRequest,
+) -> anyhow::Result<Vec<u8>> {
     let mut stream = c
         .export_evidence(req)
         .await
@@ -211,11 +224,7 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
     while let Some(chunk) = stream.message().await.map_err(status_err)? {
         data.extend_from_slice(&chunk.data);
     }
-    let b: evidence::Bundle =
-        serde_json::from_slice(&data).context("the server sent a malformed bundle")?;
-    std::fs::write(&a.out, &data).with_context(|| format!("cannot write {}", a.out.display()))?;
-    print!("{}", output::export_summary(&b, &a.out));
-    Ok(())
+    Ok(data)
 }
 
 /// `govledger verify-bundle`: checks a bundle offline. Exit 0 VERIFIED, 3

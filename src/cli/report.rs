@@ -51,15 +51,7 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<()> {
                 from_us: 0,
                 to_us: time_arg("--as-of", a.as_of.as_deref())?,
             };
-            let mut stream = c
-                .export_evidence(req)
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            let mut data = Vec::new();
-            while let Some(chunk) = stream.message().await.map_err(status_err)? {
-                data.extend_from_slice(&chunk.data);
-            }
+            let data = super::audit::fetch_bundle(&mut c, req).await?;
             let path = beside(&a.out);
             std::fs::write(&path, &data)
                 .with_context(|| format!("cannot write {}", path.display()))?;

@@ -4,6 +4,7 @@
 //!
 //! Layout:
 //! - [`net`]: the free-port probe and the one wait-for-port loop;
+//! - [`browser`]: headless Chromium (dump the DOM, screenshot, print to PDF);
 //! - [`nats`]: a `nats-server -js` on its own port and store, a thin wrapper
 //!   over the production launcher `govledger::serve::nats_embed::EmbeddedNats`;
 //! - [`nats_cluster`]: three `nats-server -js` nodes routed into one JetStream
@@ -36,6 +37,7 @@
 #![deny(unsafe_code)]
 
 pub mod ad_range_proxy;
+pub mod browser;
 pub mod crash;
 pub mod cut_proxy;
 pub mod fault_scim;

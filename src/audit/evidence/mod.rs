@@ -67,6 +67,30 @@ pub use verify::{BundleReport, Verdict, verify_bundle};
 /// by the checkpoint key itself (no manifest key); all are refused with a
 /// message, never judged TAMPERED.
 pub const BUNDLE_FORMAT: &str = "govledger-evidence/6";
+/// The formats older versions wrote, and why this one does not judge them.
+pub const OLDER_FORMATS: &[(&str, &str)] = &[
+    (
+        "govledger-evidence/1",
+        "it does not sign its events' times and subjects or its readable parts",
+    ),
+    (
+        "govledger-evidence/2",
+        "it carries no producer keys, so its seals (provenance) cannot be checked",
+    ),
+    (
+        "govledger-evidence/3",
+        "its state was folded by the older drift rule (stream order, not when a record was read), so this version cannot refold it to the same state",
+    ),
+    (
+        "govledger-evidence/4",
+        "its proofs are bare hex paths, not C2SP tlog-proofs, and it holds no consistency proofs between its checkpoints",
+    ),
+    (
+        "govledger-evidence/5",
+        "its manifest is signed by the checkpoint key itself, with no endorsed manifest key",
+    ),
+];
+
 /// The prefix every bundle format carries.
 pub const BUNDLE_FORMAT_PREFIX: &str = "govledger-evidence/";
 /// Bytes a bundle file may hold at most (checked before it is read).

@@ -124,29 +124,9 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
         }
         Err(e) => return r.reject(format!("not a govledger evidence bundle: {e}")),
     };
-    if format == "govledger-evidence/1" {
+    if let Some((_, why)) = super::OLDER_FORMATS.iter().find(|(f, _)| *f == format) {
         return r.reject(format!(
-            "bundle format {format} is from an older govledger: it does not sign its events' times and subjects or its readable parts; export it again with this version ({BUNDLE_FORMAT})"
-        ));
-    }
-    if format == "govledger-evidence/2" {
-        return r.reject(format!(
-            "bundle format {format} is from an older govledger: it carries no producer keys, so its seals (provenance) cannot be checked; export it again with this version ({BUNDLE_FORMAT})"
-        ));
-    }
-    if format == "govledger-evidence/3" {
-        return r.reject(format!(
-            "bundle format {format} is from an older govledger: its state was folded by the older drift rule (stream order, not when a record was read), so this version cannot refold it to the same state; export it again with this version ({BUNDLE_FORMAT})"
-        ));
-    }
-    if format == "govledger-evidence/4" {
-        return r.reject(format!(
-            "bundle format {format} is from an older govledger: its proofs are bare hex paths, not C2SP tlog-proofs, and it holds no consistency proofs between its checkpoints; export it again with this version ({BUNDLE_FORMAT})"
-        ));
-    }
-    if format == "govledger-evidence/5" {
-        return r.reject(format!(
-            "bundle format {format} is from an older govledger: its manifest is signed by the checkpoint key itself, with no endorsed manifest key; export it again with this version ({BUNDLE_FORMAT})"
+            "bundle format {format} is from an older govledger: {why}; export it again with this version ({BUNDLE_FORMAT})"
         ));
     }
     if format != BUNDLE_FORMAT {
