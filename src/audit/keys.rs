@@ -26,6 +26,8 @@ pub const MANIFEST_KEY_VALIDITY_DAYS_DEFAULT: u64 = 365;
 /// The longest validity `audit.manifest_key_validity_days` may set.
 pub const MANIFEST_KEY_VALIDITY_DAYS_MAX: u64 = 3_650;
 const DAY_US: i64 = 86_400 * 1_000_000;
+/// How far before its making an endorsement's period starts (5 minutes).
+const ENDORSEMENT_LEAD_US: i64 = 300 * 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -159,10 +161,12 @@ impl ManifestKey {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if e.signature.is_empty() || now_us < e.not_before_us || now_us > e.not_after_us {
+            // From a little before now: an export stamped just after, by a
+            // wall clock that stepped back, still falls inside.
             *e = endorse(
                 checkpoint,
                 &self.key.verifying_key(),
-                now_us,
+                now_us.saturating_sub(ENDORSEMENT_LEAD_US),
                 self.validity_days,
             );
         }
@@ -246,9 +250,11 @@ mod tests {
         let (cp, m) = keys();
         let mk = ManifestKey::new(m, 1);
         let first = mk.endorsement(&cp, 5);
-        assert_eq!(mk.endorsement(&cp, 5 + DAY_US), first);
-        let renewed = mk.endorsement(&cp, 6 + DAY_US);
-        assert_eq!(renewed.not_before_us, 6 + DAY_US);
+        assert_eq!(first.not_before_us, 5 - ENDORSEMENT_LEAD_US);
+        let end = first.not_after_us;
+        assert_eq!(mk.endorsement(&cp, end), first);
+        let renewed = mk.endorsement(&cp, end + 1);
+        assert_eq!(renewed.not_before_us, end + 1 - ENDORSEMENT_LEAD_US);
         assert_eq!(renewed.manifest_key, mk.public_key_hex());
     }
 }
