@@ -12,6 +12,8 @@
 #   - starts a real LDAP directory (Debian's slapd, 20 people) and drops an HR
 #     export (CSV with a trailer) in which one of them has left: the leaver check
 #     shows one LEAVER_STILL_ACTIVE blocker with both sides' evidence
+#   - exports and verifies one identity's evidence bundle, and writes the auditor's
+#     completeness report for "hr" (govledger-data/report-hr.html)
 # Interactive: keeps serving until Ctrl-C. Otherwise (CI, pipes): stops at the end.
 set -euo pipefail
 
@@ -215,6 +217,14 @@ if [[ -n "$KEY" ]]; then
 else
   "$BIN" verify-bundle "$DATA/evidence-${IDS[0]}.json" || true
 fi
+
+say "govledger report --source hr  (the auditor's completeness report: one HTML page from a verified bundle)"
+if [[ -n "$KEY" ]]; then
+  "$BIN" report --source hr --out "$DATA/report-hr.html" --public-key "$KEY" --grpc-addr "$ADDR" || true
+else
+  "$BIN" report --source hr --out "$DATA/report-hr.html" --grpc-addr "$ADDR" || true
+fi
+echo "open $DATA/report-hr.html in a browser"
 
 say "operations: /readyz, /metrics and the status page on http://$HTTP_ADDR"
 http_get() { # path -> body (the local admin token as a bearer token)

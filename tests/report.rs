@@ -1,6 +1,6 @@
 //! The auditor's completeness report (issue 26 item 4): `govledger report`
 //! against a real `serve` over a real NATS and a SCIM source, after two
-//! syncs and a deactivation. Its numbers equal the API's (GetSource, GetRun
+//! syncs, a deactivation and a user deleted at the source. Its numbers equal the API's (GetSource, GetRun
 //! of the last complete full run, ListActions); it renders in headless
 //! Chromium (the screenshot is kept in target/test-artifacts/report.png,
 //! and a PDF printed from it beside it);
@@ -8,8 +8,8 @@
 //! tampered bundle makes no report.
 
 use govledger_proto::v1::{
-    ActionKind, ActionOutcome, GetLedgerStatusRequest, GetRunRequest, GetSourceRequest,
-    ListActionsRequest,
+    ActionKind, ActionOutcome, EntityType, GetIdentityRequest, GetLedgerStatusRequest,
+    GetRunRequest, GetSourceRequest, ListActionsRequest, PresenceStatus,
 };
 use govledger_testkit::govledger::{action_request, run_govledger_out, serve_fault_scim};
 
@@ -37,6 +37,9 @@ async fn the_report_renders_in_chromium_and_its_numbers_equal_the_apis() {
         )
         .await;
     assert_eq!(a.outcome, ActionOutcome::Confirmed as i32, "{a:?}");
+    // One user leaves the source: the next complete full run proves it gone.
+    let gone = scim.user_ids()[5].clone();
+    scim.delete_user(&gone);
     gl.sync("hr").await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -71,8 +74,31 @@ async fn the_report_renders_in_chromium_and_its_numbers_equal_the_apis() {
         .into_inner()
         .source
         .unwrap();
-    assert_eq!(number(&page, "identities"), src.identities_total, "{page}");
-    assert_eq!(number(&page, "identities"), 14);
+    assert_eq!(
+        number(&page, "identities_known"),
+        src.identities_total,
+        "{page}"
+    );
+    assert_eq!(number(&page, "identities_known"), 14);
+    // Presence as the API decides it: the deleted user is removed at the source.
+    let removed = c
+        .get_identity(GetIdentityRequest {
+            as_of: None,
+            source_id: "hr".into(),
+            entity_type: EntityType::User as i32,
+            external_id: gone.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        removed.presence,
+        PresenceStatus::RemovedAtSource as i32,
+        "{removed:?}"
+    );
+    assert_eq!(number(&page, "removed"), 1, "{page}");
+    assert_eq!(number(&page, "present"), 13);
+    assert_eq!(number(&page, "presence_unknown"), 0);
     let run = c
         .get_run(GetRunRequest {
             run_id: src.last_complete_full_run_id.clone(),
@@ -156,7 +182,7 @@ async fn the_report_renders_in_chromium_and_its_numbers_equal_the_apis() {
     let run = |args: &[&str]| govledger_testkit::browser::headless(&url, args);
     let dom = run(&["--dump-dom"]);
     assert!(
-        dom.contains("Completeness report") && dom.contains("data-k=\"identities\">14<"),
+        dom.contains("Completeness report") && dom.contains("data-k=\"present\">13<"),
         "{dom}"
     );
     run(&[

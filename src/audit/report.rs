@@ -5,8 +5,9 @@
 //! (`govledger report --bundle`), and the page names the bundle's SHA-256
 //! and manifest signature: the report is bound to what the ledger signed.
 //!
-//! What it shows: the population (every identity of the source and its
-//! state), how it was produced (the last COMPLETE full run: its query, pages,
+//! What it shows: the population (every identity of the source the ledger
+//! knows, its state, and whether it is present at the source, removed, or
+//! unknown — decided as the API decides it), how it was produced (the last COMPLETE full run: its query, pages,
 //! the source's declared total against the unique count, and every
 //! cross-check behind its verdict; every run in the period), the actions in
 //! the period with their read-back evidence, the open exceptions, and the
@@ -17,10 +18,10 @@
 
 use std::fmt::Write as _;
 
-use govledger_projector::fold::Working;
+use govledger_projector::{fold::Working, verdict};
 use govledger_proto::v1::{
-    ActionKind, ActionOutcome, ActionState, Checkpoint, EntityType, IdentityState, RunState,
-    SyncMode, Verdict, event::Body,
+    ActionKind, ActionOutcome, ActionState, Checkpoint, EntityType, IdentityState, PresenceStatus,
+    RunState, SyncMode, Verdict, event::Body,
 };
 
 use crate::audit::{
@@ -122,11 +123,15 @@ fn source_runs<'w>(w: &'w Working, src: &str) -> Vec<&'w RunState> {
     runs
 }
 
-fn population<'w>(w: &'w Working, src: &str) -> Vec<&'w IdentityState> {
+/// Every identity of the source the ledger knows, with its presence at the
+/// source as the API decides it (absence is evidence only from a COMPLETE
+/// full run that read its type and started after its last observation).
+fn population<'w>(w: &'w Working, src: &str) -> Vec<(&'w IdentityState, PresenceStatus)> {
+    let source = w.sources.get(src).cloned().unwrap_or_default();
     w.identities
         .iter()
         .filter(|((s, _, _), _)| s == src)
-        .map(|(_, v)| v)
+        .map(|(_, v)| (v, verdict::presence(v, &source).0))
         .collect()
 }
 
@@ -138,9 +143,20 @@ fn last_complete_full<'r>(runs: &[&'r RunState]) -> Option<&'r RunState> {
         .copied()
 }
 
-fn summary(h: &mut String, i: &ReportInput<'_>, runs: &[&RunState], pop: &[&IdentityState]) {
-    let active = pop.iter().filter(|s| s.active == Some(true)).count();
-    let inactive = pop.iter().filter(|s| s.active == Some(false)).count();
+fn summary(
+    h: &mut String,
+    i: &ReportInput<'_>,
+    runs: &[&RunState],
+    pop: &[(&IdentityState, PresenceStatus)],
+) {
+    let count = |p: PresenceStatus| pop.iter().filter(|(_, q)| *q == p).count();
+    let present: Vec<&IdentityState> = pop
+        .iter()
+        .filter(|(_, p)| *p == PresenceStatus::Present)
+        .map(|(s, _)| *s)
+        .collect();
+    let active = present.iter().filter(|s| s.active == Some(true)).count();
+    let inactive = present.iter().filter(|s| s.active == Some(false)).count();
     let complete = last_complete_full(runs);
     let verdict = match complete {
         Some(r) => format!(
@@ -154,14 +170,20 @@ fn summary(h: &mut String, i: &ReportInput<'_>, runs: &[&RunState], pop: &[&Iden
         h,
         "<h2>Summary</h2><table>\
          <tr><th>Population complete?</th><td>{verdict}</td></tr>\
-         <tr><th>Identities</th><td><b data-k=\"identities\">{}</b> ({} active, {} inactive, {} unknown)</td></tr>\
+         <tr><th>Present at the source</th><td><b data-k=\"present\">{}</b> ({} active, {} inactive, {} without an active flag)</td></tr>\
+         <tr><th>Removed at the source</th><td data-k=\"removed\">{}</td></tr>\
+         <tr><th>Presence unknown</th><td data-k=\"presence_unknown\">{}</td></tr>\
+         <tr><th>Known to the ledger</th><td data-k=\"identities_known\">{}</td></tr>\
          <tr><th>Runs</th><td data-k=\"runs\">{}</td></tr>\
          <tr><th>Evidence</th><td>{} event(s), each proven included in the log; {}</td></tr>\
          </table>",
-        pop.len(),
+        present.len(),
         active,
         inactive,
-        pop.len() - active - inactive,
+        present.len() - active - inactive,
+        count(PresenceStatus::RemovedAtSource),
+        count(PresenceStatus::Unknown) + count(PresenceStatus::Unspecified),
+        pop.len(),
         runs.len(),
         i.bundle.events.len(),
         esc(&i.verification.scope),
@@ -302,23 +324,28 @@ fn run_started(b: &Bundle, run_id: &str) -> Option<govledger_proto::v1::SyncRunS
     })
 }
 
-fn population_table(h: &mut String, pop: &[&IdentityState]) {
+fn population_table(h: &mut String, pop: &[(&IdentityState, PresenceStatus)]) {
     let _ = write!(
         h,
-        "<h2>Population ({} identities)</h2><table><tr><th>Type</th><th>External id</th><th>Name</th><th>Active</th><th class=\"num\">Memberships</th><th>Last observed</th><th>In run</th></tr>",
+        "<h2>Population ({} identities known)</h2><table><tr><th>Type</th><th>External id</th><th>Name</th><th>At the source</th><th>Active</th><th class=\"num\">Memberships</th><th>Last observed</th><th>In run</th></tr>",
         pop.len()
     );
-    for s in pop.iter().take(POPULATION_ROWS_MAX) {
+    for (s, presence) in pop.iter().take(POPULATION_ROWS_MAX) {
+        let at_source = match presence {
+            PresenceStatus::Present => "present",
+            PresenceStatus::RemovedAtSource => "<span class=\"bad\">removed</span>",
+            _ => "unknown",
+        };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{at_source}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td><code>{}</code></td></tr>",
             entity(s.entity_type),
             esc(&s.external_id),
             esc(&s.display_name),
             match s.active {
                 Some(true) => "yes",
                 Some(false) => "no",
-                None => "unknown",
+                None => "-",
             },
             s.memberships.len(),
             time(s.last_observed_at_us),
@@ -603,6 +630,6 @@ mod tests {
             bundle_file: "b.json",
         })
         .unwrap();
-        assert!(page.contains("NOT COMPLETE") && page.contains("data-k=\"identities\">0<"));
+        assert!(page.contains("NOT COMPLETE") && page.contains("data-k=\"present\">0<"));
     }
 }
