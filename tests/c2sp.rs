@@ -100,7 +100,7 @@ async fn our_checkpoints_and_proofs_verify_with_gos_sumdb_note_and_tlog() {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[1], cp.tree_size.to_string(), "{out}");
         let root = base64_decode(lines[2]);
-        assert_eq!(hex(&root), cp.root, "{out}");
+        assert_eq!(govledger_projector::fold::hex(&root), cp.root, "{out}");
     }
     // A note with its size changed is refused by Go.
     let tampered = dir.path().join("tampered.note");
@@ -282,10 +282,6 @@ async fn our_checkpoints_and_proofs_verify_with_gos_sumdb_note_and_tlog() {
     std::fs::write(&f, serde_json::to_vec(&bad).unwrap()).unwrap();
     let (ok, out) = bundle_check(&f);
     assert!(!ok && out.contains("checkpoints"), "{out}");
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

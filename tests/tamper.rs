@@ -332,7 +332,12 @@ async fn a_tampered_tile_is_named_by_verify_and_nothing_is_proven_from_it() {
         .await
         .unwrap()
         .into_inner();
-    let h = |s: &str| -> merkle::Hash { unhex(s).try_into().unwrap() };
+    let h = |s: &str| -> merkle::Hash {
+        govledger::audit::checkpoints::unhex(s)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
     let path: Vec<merkle::Hash> = p.path.iter().map(|s| h(s)).collect();
     assert!(!merkle::verify_inclusion(
         cp.tree_size - 1,
@@ -364,11 +369,4 @@ async fn a_tampered_tile_is_named_by_verify_and_nothing_is_proven_from_it() {
     assert!(!status.success(), "{out}");
     assert!(out.contains("tiles do not give the root"), "{out}");
     assert!(!out_path.exists());
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }

@@ -24,7 +24,12 @@ use govledger_proto::v1::{
 };
 use tonic::transport::Channel;
 
-use crate::{events, procs, project::CACHE_CAPACITY_BYTES, scale::Scaled};
+use crate::{
+    events, procs,
+    project::CACHE_CAPACITY_BYTES,
+    query::ms,
+    scale::{Scaled, mib},
+};
 
 /// Inclusion proofs asked per size (after one first, cold, call).
 pub const PROOF_CALLS: usize = 200;
@@ -186,12 +191,4 @@ fn reset_peak(pid: u32) -> Result<u64> {
 /// How far the process's peak RSS rose above `base` since [`reset_peak`].
 fn peak_above(pid: u32, base: u64) -> u64 {
     procs::peak_rss_bytes(pid).unwrap_or(0).saturating_sub(base)
-}
-
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-pub fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }

@@ -152,28 +152,26 @@ pub fn rusage_cpu_seconds(who: nix::sys::resource::UsageWho) -> Result<f64> {
 /// Peak resident memory of a process so far: `VmHWM` (kernel-kept high-water
 /// mark) or `VmRSS`, whichever is larger, in bytes. `None` once it is gone.
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-    };
-    let hwm = kib("VmHWM:");
-    let rss = kib("VmRSS:");
+    let [hwm, rss] = status_kib(pid, ["VmHWM:", "VmRSS:"])?;
     hwm.max(rss).map(|k| k * 1024)
 }
 
 /// Resident memory of a process now (`VmRSS`), in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let [rss] = status_kib(pid, ["VmRSS:"])?;
+    rss.map(|k| k * 1024)
+}
+
+/// The kB figures of `keys` in `/proc/PID/status`; `None` once it is gone.
+fn status_kib<const N: usize>(pid: u32, keys: [&str; N]) -> Option<[Option<u64>; N]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .map(|k| k * 1024)
+    Some(keys.map(|key| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    }))
 }
 
 /// Space a folder takes on disk, like `du -s` (allocated blocks).

@@ -500,7 +500,7 @@ fn point_detail(p: &scale::Point) -> String {
 /// Row 7: an inclusion proof and one identity's export at each size, against
 /// the way before tiles; and their growth across sizes, which must stay flat.
 fn audit_rows(points: &[audit_cost::AuditPoint]) -> Vec<Row> {
-    use audit_cost::{mib, ms};
+    use crate::{query::ms, scale::mib};
     let mut rows = Vec::new();
     for a in points {
         let at = format!(

@@ -94,6 +94,14 @@ impl Queries {
             .map_err(QueryError::CheckpointPublish)
     }
 
+    /// This ledger's newest checkpoint that carries a signed note.
+    pub async fn newest_checkpoint(&self) -> Result<Option<Checkpoint>, QueryError> {
+        self.checkpointer
+            .newest_own()
+            .await
+            .map_err(QueryError::CheckpointRead)
+    }
+
     /// The newest `limit` checkpoints, newest first.
     pub async fn checkpoints(&self, limit: u32) -> Result<Vec<Checkpoint>, QueryError> {
         self.checkpointer

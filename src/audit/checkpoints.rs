@@ -15,13 +15,16 @@
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use govledger_projector::{Store, fold::hex, merkle};
 use govledger_proto::v1::Checkpoint;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+
+use crate::audit::keys::strict;
+pub use crate::audit::keys::{KeyProblem, key_id, parse_public_key, verify_bytes};
 
 /// The stream and subject checkpoints live on.
 pub const AUDIT_STREAM: &str = "GOVLEDGER_AUDIT";
@@ -64,10 +67,6 @@ pub const INTERVAL_PRINCIPAL: &str = "interval";
 /// Hex SHA-256 of a checkpoint's statement: what the next checkpoint names.
 pub fn checkpoint_hash(cp: &Checkpoint) -> String {
     hex(&Sha256::digest(statement(cp).as_bytes()))
-}
-
-pub fn key_id(public: &VerifyingKey) -> String {
-    hex(&Sha256::digest(public.as_bytes()))[..16].to_owned()
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -168,40 +167,6 @@ fn nats(e: impl std::fmt::Display) -> AuditStreamError {
     AuditStreamError::Nats(e.to_string())
 }
 
-/// Why a public key (hex) cannot verify anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum KeyProblem {
-    /// Not 64 hex characters of a valid curve point.
-    #[error("not an ed25519 public key (64 hex characters of a curve point)")]
-    Malformed,
-    /// A small-order point: signatures under it prove nothing.
-    #[error(
-        "a weak (small-order) ed25519 public key, under which trivial signatures verify any text"
-    )]
-    Weak,
-}
-
-/// A public key (hex) fit to verify with: a valid point, not of small order.
-pub fn parse_public_key(h: &str) -> Result<VerifyingKey, KeyProblem> {
-    let key = unhex(h)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or(KeyProblem::Malformed)?;
-    if key.is_weak() {
-        return Err(KeyProblem::Weak);
-    }
-    Ok(key)
-}
-
-/// Whether `signature` (hex) is `key`'s strict ed25519 signature of `msg`:
-/// canonical `s`, `R` not of small order (`verify_strict`).
-fn strict(key: &VerifyingKey, msg: &[u8], signature: &str) -> Option<bool> {
-    let sig = unhex(signature)
-        .and_then(|b| <[u8; 64]>::try_from(b).ok())
-        .map(|b| Signature::from_bytes(&b))?;
-    Some(key.verify_strict(msg, &sig).is_ok())
-}
-
 /// Checks a checkpoint against the ledger's trusted public key (hex): the
 /// same key, not weak, its key id derived from it, a strict signature.
 pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), CheckpointError> {
@@ -275,15 +240,6 @@ pub fn check_history(cps: &[Checkpoint]) -> Result<(), CheckpointError> {
         }
     }
     Ok(())
-}
-
-/// Whether `signature` (hex) is `public_key`'s (hex) strict ed25519 signature
-/// of `msg`; a weak or malformed key verifies nothing.
-pub fn verify_bytes(public_key: &str, msg: &[u8], signature: &str) -> bool {
-    parse_public_key(public_key)
-        .ok()
-        .and_then(|k| strict(&k, msg, signature))
-        .unwrap_or(false)
 }
 
 /// Checks signatures, the chain, and forks and rollbacks of checkpoints
@@ -607,11 +563,22 @@ impl Checkpointer {
         &self,
         cosigned: &str,
     ) -> Result<crate::audit::witness::Witnessed, CosignatureError> {
-        use crate::audit::witness;
         let signed = self
             .all(crate::audit::verify::VERIFY_CHECKPOINTS_MAX)
             .await?;
-        let w = witness::accept(cosigned, &self.verifier_key(), &self.witness_keys, &signed)?;
+        self.keep_cosigned(cosigned, &signed).await
+    }
+
+    /// [`Self::add_cosignature`] for a note of one of `signed` (the
+    /// checkpoints it may cosign, when the caller holds them: a witness
+    /// answering for the checkpoint just made).
+    pub async fn keep_cosigned(
+        &self,
+        cosigned: &str,
+        signed: &[Checkpoint],
+    ) -> Result<crate::audit::witness::Witnessed, CosignatureError> {
+        use crate::audit::witness;
+        let w = witness::accept(cosigned, &self.verifier_key(), &self.witness_keys, signed)?;
         let msg = jetstream::message::PublishMessage::build()
             .payload(cosigned.as_bytes().to_vec().into())
             .message_id(hex(&Sha256::digest(cosigned.as_bytes())));
@@ -636,6 +603,22 @@ impl Checkpointer {
 
     /// The most recent checkpoints, newest first.
     pub async fn list(&self, limit: u32) -> Result<Vec<Checkpoint>, AuditStreamError> {
+        self.newest_where(limit, |_| true).await
+    }
+
+    /// This ledger's newest checkpoint with a signed note (the audit stream
+    /// may hold other streams' checkpoints).
+    pub async fn newest_own(&self) -> Result<Option<Checkpoint>, AuditStreamError> {
+        let own = |c: &Checkpoint| c.stream == self.stream && !c.note.is_empty();
+        Ok(self.newest_where(1, own).await?.pop())
+    }
+
+    /// The newest `limit` checkpoints that `keep`, newest first.
+    async fn newest_where(
+        &self,
+        limit: u32,
+        keep: impl Fn(&Checkpoint) -> bool,
+    ) -> Result<Vec<Checkpoint>, AuditStreamError> {
         let stream = self.js.get_stream(AUDIT_STREAM).await.map_err(nats)?;
         let state = &stream.cached_info().state;
         let (first, last) = (state.first_sequence, state.last_sequence);
@@ -645,6 +628,7 @@ impl Checkpointer {
             if let Ok(m) = stream.get_raw_message(seq).await
                 && m.subject.as_str() == CHECKPOINT_SUBJECT
                 && let Ok(cp) = Checkpoint::decode(m.payload.as_ref())
+                && keep(&cp)
             {
                 out.push(cp);
             }

@@ -9,17 +9,20 @@
 //! The endorsement is an ed25519 signature by the checkpoint key over a
 //! domain-separated, length-prefixed statement (tag, checkpoint key, manifest
 //! key, not-before, not-after), so it cannot pass for a checkpoint or a
-//! manifest. Also here: loading (or creating) a key file. Pure otherwise,
+//! manifest. Also here: loading (or creating) a key file, and what every
+//! signature check rests on — a public key fit to verify with (valid, not of
+//! small order), its id, and strict ed25519 verification. Pure otherwise,
 //! apart from [`ManifestKey::endorsement`] reading the clock.
 
 use std::{path::Path, sync::Mutex};
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use govledger_projector::fold::hex;
 
-use crate::audit::checkpoints::{self, unhex};
+use crate::audit::checkpoints::unhex;
 
 /// How long an endorsement holds by default (`audit.manifest_key_validity_days`).
 pub const MANIFEST_KEY_VALIDITY_DAYS_DEFAULT: u64 = 365;
@@ -68,6 +71,54 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, KeyError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
+/// A key's id: the first 16 hex characters of its SHA-256.
+pub fn key_id(public: &VerifyingKey) -> String {
+    hex(&Sha256::digest(public.as_bytes()))[..16].to_owned()
+}
+
+/// Why a public key (hex) cannot verify anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// Not 64 hex characters of a valid curve point.
+    #[error("not an ed25519 public key (64 hex characters of a curve point)")]
+    Malformed,
+    /// A small-order point: signatures under it prove nothing.
+    #[error(
+        "a weak (small-order) ed25519 public key, under which trivial signatures verify any text"
+    )]
+    Weak,
+}
+
+/// A public key (hex) fit to verify with: a valid point, not of small order.
+pub fn parse_public_key(h: &str) -> Result<VerifyingKey, KeyProblem> {
+    let key = unhex(h)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+        .ok_or(KeyProblem::Malformed)?;
+    if key.is_weak() {
+        return Err(KeyProblem::Weak);
+    }
+    Ok(key)
+}
+
+/// Whether `signature` (hex) is `key`'s strict ed25519 signature of `msg`:
+/// canonical `s`, `R` not of small order (`verify_strict`).
+pub(crate) fn strict(key: &VerifyingKey, msg: &[u8], signature: &str) -> Option<bool> {
+    let sig = unhex(signature)
+        .and_then(|b| <[u8; 64]>::try_from(b).ok())
+        .map(|b| Signature::from_bytes(&b))?;
+    Some(key.verify_strict(msg, &sig).is_ok())
+}
+
+/// Whether `signature` (hex) is `public_key`'s (hex) strict ed25519 signature
+/// of `msg`; a weak or malformed key verifies nothing.
+pub fn verify_bytes(public_key: &str, msg: &[u8], signature: &str) -> bool {
+    parse_public_key(public_key)
+        .ok()
+        .and_then(|k| strict(&k, msg, signature))
+        .unwrap_or(false)
+}
+
 /// The checkpoint key's word that `manifest_key` signs manifests from
 /// `not_before_us` to `not_after_us` (Unix microseconds, inclusive).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,18 +134,13 @@ pub struct Endorsement {
 
 /// The bytes the endorsement signs.
 pub fn statement(checkpoint_key: &str, e: &Endorsement) -> Vec<u8> {
-    let mut out = Vec::new();
-    for part in [
-        b"govledger manifest key endorsement v1".as_slice(),
-        checkpoint_key.to_ascii_lowercase().as_bytes(),
-        e.manifest_key.to_ascii_lowercase().as_bytes(),
-        &e.not_before_us.to_be_bytes(),
-        &e.not_after_us.to_be_bytes(),
-    ] {
-        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        out.extend_from_slice(part);
-    }
-    out
+    let mut m = crate::audit::evidence::ManifestWriter::default();
+    m.text("govledger manifest key endorsement v1");
+    m.text(&checkpoint_key.to_ascii_lowercase());
+    m.text(&e.manifest_key.to_ascii_lowercase());
+    m.num(e.not_before_us as u64);
+    m.num(e.not_after_us as u64);
+    m.0
 }
 
 /// `manifest` endorsed by `checkpoint` from `not_before_us` for `validity_days`.
@@ -119,12 +165,11 @@ pub fn endorse(
 /// it is a strong key other than the checkpoint key, and `at_us` (the
 /// bundle's export time) lies in its period; else what is wrong.
 pub fn check(e: &Endorsement, checkpoint_key: &str, at_us: i64) -> Result<VerifyingKey, String> {
-    let key = checkpoints::parse_public_key(&e.manifest_key)
-        .map_err(|p| format!("the manifest key is {p}"))?;
+    let key = parse_public_key(&e.manifest_key).map_err(|p| format!("the manifest key is {p}"))?;
     if e.manifest_key.eq_ignore_ascii_case(checkpoint_key) {
         return Err("the manifest key is the checkpoint key: the two roles need two keys".into());
     }
-    if !checkpoints::verify_bytes(checkpoint_key, &statement(checkpoint_key, e), &e.signature) {
+    if !verify_bytes(checkpoint_key, &statement(checkpoint_key, e), &e.signature) {
         return Err("the manifest key's endorsement is not signed by the checkpoint key".into());
     }
     if at_us < e.not_before_us || at_us > e.not_after_us {

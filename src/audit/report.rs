@@ -502,21 +502,18 @@ fn evidence(h: &mut String, i: &ReportInput<'_>) {
     );
 }
 
+/// The status page's escaping, with control characters (but line breaks and
+/// tabs) shown as U+FFFD.
 fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            '\n' | '\t' => o.push(c),
-            c if c.is_control() => o.push('\u{fffd}'),
-            c => o.push(c),
-        }
-    }
-    o
+    let shown: String = s
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c,
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect();
+    crate::http::page::escape(&shown)
 }
 
 fn time(us: i64) -> String {

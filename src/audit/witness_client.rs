@@ -186,8 +186,9 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
             };
             let kept = match asked {
+                // Checked against the checkpoint just made, not the whole audit log.
                 Ok(lines) => checkpointer
-                    .add_cosignature(&format!("{}{lines}", cp.note))
+                    .keep_cosigned(&format!("{}{lines}", cp.note), std::slice::from_ref(&cp))
                     .await
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e),

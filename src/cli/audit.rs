@@ -227,10 +227,23 @@ pub async fn fetch_bundle(
     Ok(data)
 }
 
+/// A bundle file's bytes, at most one past [`evidence::BUNDLE_BYTES_MAX`]
+/// (what `verify_bundle` refuses as too large).
+pub fn read_bundle_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let cannot_read = || format!("cannot read {}", path.display());
+    let mut data = Vec::new();
+    std::fs::File::open(path)
+        .with_context(cannot_read)?
+        .take(evidence::BUNDLE_BYTES_MAX + 1)
+        .read_to_end(&mut data)
+        .with_context(cannot_read)?;
+    Ok(data)
+}
+
 /// `govledger verify-bundle`: checks a bundle offline. Exit 0 VERIFIED, 3
 /// TAMPERED or REJECTED, 4 UNPINNED (no `--public-key`).
 pub fn verify_bundle(a: VerifyBundleArgs) -> anyhow::Result<()> {
-    use std::io::Read as _;
     let cannot_read = || format!("cannot read {}", a.bundle.display());
     let len = std::fs::metadata(&a.bundle)
         .with_context(cannot_read)?
@@ -238,13 +251,7 @@ pub fn verify_bundle(a: VerifyBundleArgs) -> anyhow::Result<()> {
     let r = if len > evidence::BUNDLE_BYTES_MAX {
         evidence::BundleReport::too_large(len)
     } else {
-        let mut data = Vec::new();
-        std::fs::File::open(&a.bundle)
-            .with_context(cannot_read)?
-            .take(evidence::BUNDLE_BYTES_MAX + 1)
-            .read_to_end(&mut data)
-            .with_context(cannot_read)?;
-        evidence::verify_bundle(&data, a.public_key.as_deref())
+        evidence::verify_bundle(&read_bundle_file(&a.bundle)?, a.public_key.as_deref())
     };
     print!("{}", output::bundle_report(&r));
     match r.verdict {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+use govledger_projector::fold::hex;
 use govledger_proto::v1::{Checkpoint, ExportEvidenceRequest, GetLedgerStatusRequest};
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -29,7 +30,7 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<()> {
                     "--bundle needs --public-key: the ledger's checkpoint key as its operator published it (the report is made of verified evidence only)"
                 );
             };
-            (path.clone(), read_bundle(path)?, key)
+            (path.clone(), super::audit::read_bundle_file(path)?, key)
         }
         None => {
             let source = a.source.clone().unwrap_or_default();
@@ -113,19 +114,4 @@ fn beside(out: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report".into());
     out.with_file_name(format!("{stem}.bundle.json"))
-}
-
-fn read_bundle(path: &Path) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read as _;
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .take(evidence::BUNDLE_BYTES_MAX + 1)
-        .read_to_end(&mut data)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(data)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

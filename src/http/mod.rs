@@ -51,9 +51,6 @@ pub const HISTORY_RUNS_MAX: u32 = 500;
 /// Newest actions per source the page counts by outcome.
 pub const PAGE_ACTIONS_MAX: usize = 1_000;
 
-/// Newest checkpoints `/checkpoint` looks through for this ledger's own.
-const CHECKPOINTS_LOOKED_AT: u32 = 64;
-
 /// What the handlers read.
 pub struct HttpState {
     pub queries: Arc<Queries>,
@@ -160,12 +157,8 @@ async fn checkpoint(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Resp
     if let Err(r) = authorize(&s.auth, &headers, auth::HTTP_TILES) {
         return *r;
     }
-    // Newest first; another ledger's stream may share the audit stream.
-    match s.queries.checkpoints(CHECKPOINTS_LOOKED_AT).await {
-        Ok(cps) => match cps
-            .into_iter()
-            .find(|c| c.stream == s.queries.stream && !c.note.is_empty())
-        {
+    match s.queries.newest_checkpoint().await {
+        Ok(cp) => match cp {
             Some(cp) => (
                 [
                     (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

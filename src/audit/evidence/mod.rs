@@ -246,19 +246,21 @@ pub fn manifest(b: &Bundle, anchor: &Checkpoint) -> Vec<u8> {
     m.0
 }
 
-/// The length-prefixed encoding of [`manifest`].
+/// The length-prefixed encoding of [`manifest`] (and of the manifest key's
+/// endorsement, `crate::audit::keys`): every field an 8-byte big-endian
+/// length and its bytes, numbers as 8 big-endian bytes.
 #[derive(Default)]
-struct ManifestWriter(Vec<u8>);
+pub(crate) struct ManifestWriter(pub(crate) Vec<u8>);
 
 impl ManifestWriter {
     fn bytes(&mut self, b: &[u8]) {
         self.0.extend_from_slice(&(b.len() as u64).to_be_bytes());
         self.0.extend_from_slice(b);
     }
-    fn text(&mut self, s: &str) {
+    pub(crate) fn text(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
-    fn num(&mut self, n: u64) {
+    pub(crate) fn num(&mut self, n: u64) {
         self.bytes(&n.to_be_bytes());
     }
 }
@@ -319,7 +321,7 @@ pub fn readable_state(pool: &prost_reflect::DescriptorPool, s: &BundleState) -> 
 pub fn fold_bundle(b: &Bundle) -> Result<govledger_projector::fold::Working, String> {
     let trust = verify::producer_trust(b)?;
     let mut msgs = Vec::with_capacity(b.events.len());
-    for e in b.events.iter().filter(|e| e.seq <= b.state.as_of_seq) {
+    for e in &b.events {
         let raw = checkpoints::unhex(&e.raw)
             .ok_or_else(|| format!("sequence {}: raw is not hex", e.seq))?;
         msgs.push(govledger_projector::OwnedMsg {
@@ -330,12 +332,8 @@ pub fn fold_bundle(b: &Bundle) -> Result<govledger_projector::fold::Working, Str
             leaf: None,
         });
     }
-    let mut w = govledger_projector::fold::Working {
-        trust,
-        ..Default::default()
-    };
-    govledger_projector::fold_in_memory(&mut w, &msgs);
-    Ok(w)
+    msgs.sort_by_key(|m| m.seq);
+    Ok(verify::fold_upto(&msgs, b.state.as_of_seq, trust))
 }
 
 /// `data` in chunks of [`CHUNK_BYTES`].

@@ -613,6 +613,22 @@ fn provenance(msgs: &[OwnedMsg], trust: &Trust, r: &mut BundleReport) {
         .extend(other.into_iter().map(|l| format!("provenance: {l}")));
 }
 
+/// The fold of `msgs` (in sequence order) up to `as_of`, trusting `trust`:
+/// what a bundle's state is folded from.
+pub(super) fn fold_upto(
+    msgs: &[OwnedMsg],
+    as_of: u64,
+    trust: std::sync::Arc<Trust>,
+) -> fold::Working {
+    let end = msgs.partition_point(|m| m.seq <= as_of);
+    let mut w = fold::Working {
+        trust,
+        ..Default::default()
+    };
+    fold_in_memory(&mut w, &msgs[..end]);
+    w
+}
+
 /// Folds the bundle's events and compares the state they give with the
 /// bundle's state. `Ok(None)`: not checkable from this bundle.
 fn check_state(
@@ -620,16 +636,7 @@ fn check_state(
     msgs: &[OwnedMsg],
     trust: &std::sync::Arc<Trust>,
 ) -> Result<Option<String>, String> {
-    let upto: Vec<OwnedMsg> = msgs
-        .iter()
-        .filter(|m| m.seq <= b.state.as_of_seq)
-        .cloned()
-        .collect();
-    let mut w = fold::Working {
-        trust: trust.clone(),
-        ..Default::default()
-    };
-    fold_in_memory(&mut w, &upto);
+    let w = fold_upto(msgs, b.state.as_of_seq, trust.clone());
     if let Some(h) = &b.state.identity {
         let want: IdentityState = decode_hex("state.identity", h)?;
         let key = (
