@@ -564,3 +564,149 @@ async fn a_chain_cut_short_or_forked_is_caught() {
     let r = verify_bundle(&serde_json::to_vec(&stripped).unwrap(), Some(&key));
     assert!(!r.ok && r.problem.contains("no signed note"), "{r:?}");
 }
+
+/// A bundle that leaves out one earlier event of its identity, its state
+/// folded again from what is left and every signature made again with the
+/// ledger's own keys (a dishonest exporter), is caught: the identity map the
+/// anchor signed before the export commits to the identity's whole history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_omits_one_earlier_event_of_its_identity_is_caught() {
+    use govledger::audit::evidence::{descriptors, fold_bundle, readable_state};
+    let nats = NatsServer::start().await;
+    let scim = FaultScim::start_with(ScimConfig {
+        users: 3,
+        ..Default::default()
+    })
+    .await;
+    let cfg = format!(
+        "[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\n",
+        scim.base_url
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let who = scim.user_ids()[1].clone();
+    // Three observations of the identity; the middle one shows it disabled.
+    gl.sync("hr").await;
+    scim.set_active(&who, false);
+    gl.sync("hr").await;
+    scim.set_active(&who, true);
+    gl.sync("hr").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.json");
+    export_identity(&gl, &who, &path);
+    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let k = ledger_key(&gl);
+    let key = hex(k.verifying_key().as_bytes());
+    let r = verify_bundle(&serde_json::to_vec(&original).unwrap(), Some(&key));
+    assert!(r.ok, "{r:?}");
+    assert!(
+        r.checked
+            .iter()
+            .any(|c| c.contains("whole history: the 3 event(s)")),
+        "{:?}",
+        r.checked
+    );
+    // The identity's events: its three observations (the bundle also
+    // holds nothing else here, no action being on it).
+    let observed: Vec<u64> = original
+        .events
+        .iter()
+        .filter(|e| e.event.to_string().contains("recordObserved"))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(observed.len(), 3, "{:?}", original.events);
+
+    // Drop the middle observation (the one that showed it disabled), fold
+    // the state again from what is left, sign everything again.
+    let omit = observed[1];
+    let mut b = original.clone();
+    b.events.retain(|e| e.seq != omit);
+    b.manifest_seqs.retain(|s| *s != omit);
+    let w = fold_bundle(&b).unwrap();
+    let ident = w
+        .identities
+        .iter()
+        .map(|(_, i)| i.clone())
+        .find(|i| i.external_id == who)
+        .unwrap();
+    b.state.identity = Some(hex(&ident.encode_to_vec()));
+    b.state.readable = readable_state(&descriptors().unwrap(), &b.state);
+    let resigned = |b: &mut Bundle| {
+        resign(
+            b,
+            k.verifying_key().to_bytes(),
+            &|m| k.sign(m).to_bytes(),
+            Some(&k),
+        )
+    };
+    resigned(&mut b);
+    let r = verify_bundle(&serde_json::to_vec(&b).unwrap(), Some(&key));
+    assert!(
+        !r.ok
+            && r.problem
+                .contains("does not hold the identity's whole history"),
+        "{r:?}"
+    );
+    assert!(r.problem.contains("commits to 3 events"), "{}", r.problem);
+    // Also told by the command an auditor runs.
+    let (code, out) = verify_cli(&write(dir.path(), "omitted.json", &b), Some(&key));
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("TAMPERED") && out.contains("whole history"),
+        "{out}"
+    );
+
+    // The map's entry rewritten to match what is left: the page is no
+    // longer the one the signed map holds.
+    let mut entry_forged = b.clone();
+    let h = entry_forged.identity_history.as_mut().unwrap();
+    let key_hash = {
+        use sha2::Digest as _;
+        hex(&sha2::Sha256::digest(
+            govledger_projector::keys::identity_key("hr", ident.entity_type, &who),
+        ))
+    };
+    let e = h
+        .entries
+        .iter_mut()
+        .find(|e| e.starts_with(&key_hash))
+        .unwrap();
+    *e = format!(
+        "{key_hash} {} {}",
+        ident.history_count,
+        hex(&ident.history_head)
+    );
+    let r = verify_bundle(&serde_json::to_vec(&entry_forged).unwrap(), Some(&key));
+    assert!(
+        !r.ok && r.problem.contains("not in the identity map"),
+        "{r:?}"
+    );
+    // The proof removed, or the anchor's map dropped (the note re-signed):
+    // nothing proves the history whole, so the bundle is not evidence.
+    let mut no_proof = b.clone();
+    no_proof.identity_history = None;
+    let r = verify_bundle(&serde_json::to_vec(&no_proof).unwrap(), Some(&key));
+    assert!(
+        !r.ok
+            && r.problem
+                .contains("no proof of the identity's whole history"),
+        "{r:?}"
+    );
+    let mut no_map = b.clone();
+    let mut chain = checkpoints_of(&no_map);
+    for cp in &mut chain {
+        cp.identity_map.clear();
+    }
+    no_map.checkpoints = chain.iter().map(|c| hex(&c.encode_to_vec())).collect();
+    resigned(&mut no_map);
+    let r = verify_bundle(&serde_json::to_vec(&no_map).unwrap(), Some(&key));
+    assert!(
+        !r.ok && r.problem.contains("signs no identity map"),
+        "{r:?}"
+    );
+    // The honest bundle, re-signed the same way, still verifies: the
+    // catches above are the omission, not the re-signing.
+    let mut honest = original.clone();
+    resigned(&mut honest);
+    let r = verify_bundle(&serde_json::to_vec(&honest).unwrap(), Some(&key));
+    assert!(r.ok, "{r:?}");
+}

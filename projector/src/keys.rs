@@ -45,6 +45,31 @@ pub const TAG_ALERT_OUTBOX: u8 = b'z';
 /// cache of proofs: not a projection record (outside the state digest).
 pub const TAG_TILE: u8 = b'T';
 
+/// The identity map (`crate::identity_map`): a block of 256 page leaves of
+/// one source, `prefix(TAG, [source]) + block u64 BE` → 32 bytes per page.
+/// Derived from the identity pages in the commit that writes them.
+pub const TAG_IDMAP_BLOCK: u8 = b'M';
+/// The identity map's record of one source, `prefix(TAG, [source])` → its
+/// page count (u64 BE) and the root of each block of page leaves.
+pub const TAG_IDMAP_SOURCE: u8 = b'N';
+
+/// The key of the identity map's block `block` of `source`.
+pub fn idmap_block_key(source: &str, block: u64) -> Vec<u8> {
+    let mut k = prefix_with_room(&[TAG_IDMAP_BLOCK], &[source], 8);
+    k.extend_from_slice(&block.to_be_bytes());
+    k
+}
+
+/// (source, page number) of an identity page's key.
+pub fn parse_identity_page_key(k: &[u8]) -> Option<(&str, u64)> {
+    let rest = k.strip_prefix(&[TAG_IDENTITY_PAGE])?;
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    let source = std::str::from_utf8(rest.get(..len)?).ok()?;
+    let page = rest.get(len..)?;
+    Some((source, u64::from_be_bytes(page.try_into().ok()?)))
+}
+
 /// The key of tile (`level`, `index`).
 pub fn tile_key(level: u8, index: u64) -> [u8; 10] {
     let mut k = [0u8; 10];

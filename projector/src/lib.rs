@@ -11,6 +11,7 @@
 //! - [`keys`]: the key layout of the one sled tree;
 //! - [`identity_page`]: identity records kept several to a sled record (pure);
 //! - [`identity_index`]: the index from identity key to page number, kept in chunks (pure);
+//! - [`identity_map`]: the commitment to every identity's whole history, signed with each checkpoint (pure);
 //! - [`merkle`]: RFC 6962 Merkle trees over the stream: hashes, inclusion and consistency proofs (pure);
 //! - [`tiles`]: the same tree as tlog tiles kept in sled: proofs in O(log n) tile reads;
 //! - [`store`]: the sled store (atomic batch commit with the last applied sequence);
@@ -21,6 +22,7 @@
 pub mod deletion_guard;
 pub mod fold;
 pub mod identity_index;
+pub mod identity_map;
 pub mod identity_page;
 pub mod keys;
 pub mod merkle;

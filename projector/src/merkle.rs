@@ -141,14 +141,20 @@ fn subproof(m: usize, leaves: &[Hash], complete: bool) -> Vec<Hash> {
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2): leaf `index` of a tree of
 /// `size` leaves with root `root`.
 pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root: &Hash) -> bool {
+    root_from_inclusion(index, size, leaf, proof).is_some_and(|r| r == *root)
+}
+
+/// The root an inclusion proof of leaf `index` of a tree of `size` leaves
+/// leads to (RFC 9162 §2.1.3.2), or `None` when the proof has the wrong shape.
+pub fn root_from_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash]) -> Option<Hash> {
     if index >= size {
-        return false;
+        return None;
     }
     let (mut f_n, mut s_n) = (index, size - 1);
     let mut r = *leaf;
     for p in proof {
         if s_n == 0 {
-            return false;
+            return None;
         }
         if f_n & 1 == 1 || f_n == s_n {
             r = node_hash(p, &r);
@@ -164,7 +170,7 @@ pub fn verify_inclusion(index: u64, size: u64, leaf: &Hash, proof: &[Hash], root
         f_n >>= 1;
         s_n >>= 1;
     }
-    s_n == 0 && r == *root
+    (s_n == 0).then_some(r)
 }
 
 /// Verifies a consistency proof (RFC 9162 §2.1.4.2) between a tree of `size1`

@@ -311,23 +311,27 @@ impl AsOfReader {
         key: &IdentityKey,
         p: &AsOfPoint,
     ) -> Result<(IdentityState, Vec<u64>), AsOfError> {
-        let (identity, _, msgs) = self.identity_fold(key, p).await?;
+        let (identity, _, msgs) = self.identity_fold(key, p, p.seq).await?;
         Ok((identity, msgs.iter().map(|m| m.seq).collect()))
     }
 
     /// The identity as it stood at `p`, the fold it came from (which also holds
-    /// the states of the actions on it at `p`) and the messages folded.
+    /// the states of the actions on it at `p`) and its messages up to
+    /// `through` (at least `p`: an evidence bundle holds them up to its
+    /// anchor), of which those up to `p` were folded.
     pub async fn identity_fold(
         &self,
         key: &IdentityKey,
         p: &AsOfPoint,
+        through: u64,
     ) -> Result<(IdentityState, fold::Working, Vec<OwnedMsg>), AsOfError> {
-        let msgs = self.identity_msgs(key, p.seq).await?;
+        let msgs = self.identity_msgs(key, through.max(p.seq)).await?;
         let mut w = fold::Working {
             trust: self.store.trust().clone(),
             ..Default::default()
         };
-        fold_in_memory(&mut w, &msgs);
+        let upto = msgs.partition_point(|m| m.seq <= p.seq);
+        fold_in_memory(&mut w, &msgs[..upto]);
         match w.identities.get(key).cloned() {
             Some(i) => Ok((i, w, msgs)),
             None => {

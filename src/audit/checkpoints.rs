@@ -5,10 +5,14 @@
 //!
 //! The signed statement is plain text (so any tool can check it):
 //! `govledger checkpoint v1\nstream=S\nsize=N\nroot=HEX\ncreated_at_us=T\nprevious=HEX\nkey_id=K\n`.
-//! A checkpoint's hash (what the next one names) is SHA-256 of that statement.
+//! then `requested_by=P\n` and `identity_map=HEX\n` when set. A checkpoint's
+//! hash (what the next one names) is SHA-256 of that statement. The identity
+//! map (`govledger_projector::identity_map`) is the commitment to every
+//! identity's whole history at that size.
 //!
 //! The same tree head is also a C2SP signed note ([`crate::audit::note`]):
-//! `<origin>\n<size>\n<base64 root>\n` signed by the same key, so tools we
+//! `<origin>\n<size>\n<base64 root>\n` (then `identity-map <base64 root>\n`,
+//! a tlog-checkpoint extension line) signed by the same key, so tools we
 //! did not write verify it. A chain is also checked for forks (one size, two
 //! roots) and rollbacks (a size smaller than the one before it).
 
@@ -16,7 +20,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use govledger_projector::{Store, fold::hex, merkle};
+use govledger_projector::{Store, fold::hex, identity_map::HistoryProof, merkle};
 use govledger_proto::v1::Checkpoint;
 use prost::Message as _;
 use sha2::{Digest as _, Sha256};
@@ -58,7 +62,23 @@ pub fn statement(cp: &Checkpoint) -> String {
             cp.requested_by.replace(['\n', '\r'], " ")
         ));
     }
+    if !cp.identity_map.is_empty() {
+        s.push_str(&format!("identity_map={}\n", cp.identity_map));
+    }
     s
+}
+
+/// The note's extension lines for a checkpoint: `identity-map <base64
+/// root>` when it commits to the identity map, else none.
+pub fn note_extension(cp: &Checkpoint) -> String {
+    use base64::Engine as _;
+    match unhex(&cp.identity_map) {
+        Some(root) if !root.is_empty() => format!(
+            "identity-map {}\n",
+            base64::engine::general_purpose::STANDARD.encode(root)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Who a checkpoint made on the cadence names as its requester.
@@ -109,9 +129,21 @@ pub enum CheckpointError {
         note_root: String,
     },
     #[error(
+        "checkpoint of size {size}: its signed note's extension lines ({note:?}) do not say the identity map the checkpoint signs"
+    )]
+    NoteMapDiffers { size: u64, note: String },
+    #[error(
         "fork: two checkpoints of size {size} with different roots ({first} and {second}): the log shows two histories"
     )]
     Fork {
+        size: u64,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "fork: two checkpoints of size {size} sign different identity maps ({first} and {second}): one state cannot have two"
+    )]
+    MapFork {
         size: u64,
         first: String,
         second: String,
@@ -217,6 +249,12 @@ fn verify_note(cp: &Checkpoint, key: &VerifyingKey) -> Result<(), CheckpointErro
             note_root: merkle::hex(&opened.root),
         });
     }
+    if opened.extension != note_extension(cp) {
+        return Err(CheckpointError::NoteMapDiffers {
+            size: cp.tree_size,
+            note: opened.extension.trim_end().to_owned(),
+        });
+    }
     Ok(())
 }
 
@@ -236,6 +274,17 @@ pub fn check_history(cps: &[Checkpoint]) -> Result<(), CheckpointError> {
                 size: a.tree_size,
                 first: a.root.clone(),
                 second: b.root.clone(),
+            });
+        }
+        if b.tree_size == a.tree_size
+            && !a.identity_map.is_empty()
+            && !b.identity_map.is_empty()
+            && !a.identity_map.eq_ignore_ascii_case(&b.identity_map)
+        {
+            return Err(CheckpointError::MapFork {
+                size: a.tree_size,
+                first: a.identity_map.clone(),
+                second: b.identity_map.clone(),
             });
         }
     }
@@ -328,19 +377,26 @@ pub fn sign(
     previous: &str,
     requested_by: &str,
 ) -> Checkpoint {
+    sign_checkpoint(
+        key,
+        Checkpoint {
+            stream: stream.to_owned(),
+            tree_size,
+            root: root.to_owned(),
+            created_at_us,
+            previous: previous.to_owned(),
+            requested_by: requested_by.to_owned(),
+            ..Default::default()
+        },
+    )
+}
+
+/// `cp` (its stream, size, roots, time, previous and requester set) with
+/// the key's id and public key, signed.
+pub fn sign_checkpoint(key: &SigningKey, mut cp: Checkpoint) -> Checkpoint {
     let public = key.verifying_key();
-    let mut cp = Checkpoint {
-        stream: stream.to_owned(),
-        tree_size,
-        root: root.to_owned(),
-        created_at_us,
-        previous: previous.to_owned(),
-        key_id: key_id(&public),
-        public_key: hex(public.as_bytes()),
-        signature: String::new(),
-        requested_by: requested_by.to_owned(),
-        ..Default::default()
-    };
+    cp.key_id = key_id(&public);
+    cp.public_key = hex(public.as_bytes());
     cp.signature = hex(&key.sign(statement(&cp).as_bytes()).to_bytes());
     cp
 }
@@ -354,7 +410,7 @@ pub fn with_note(
     let root = unhex(&cp.root)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| crate::audit::note::NoteProblem::Malformed("root is not a hash".into()))?;
-    cp.note = crate::audit::note::sign(key, origin, cp.tree_size, &root)?;
+    cp.note = crate::audit::note::sign(key, origin, cp.tree_size, &root, &note_extension(&cp))?;
     cp.verifier_key = crate::audit::note::verifier_key(origin, &key.verifying_key());
     Ok(cp)
 }
@@ -485,6 +541,17 @@ impl Checkpointer {
     /// audit stream, appends it and returns it. `requested_by` (the
     /// principal, or `interval`) is part of what is signed.
     pub async fn checkpoint(&self, requested_by: &str) -> Result<Checkpoint, AuditStreamError> {
+        Ok(self.checkpoint_proving(requested_by, None).await?.0)
+    }
+
+    /// [`Self::checkpoint`], and the proof of `identity`'s history in the
+    /// identity map it signs (read from the same state; `None` when the
+    /// ledger has no such identity).
+    pub async fn checkpoint_proving(
+        &self,
+        requested_by: &str,
+        identity: Option<&govledger_projector::keys::IdentityKey>,
+    ) -> Result<(Checkpoint, Option<HistoryProof>), AuditStreamError> {
         let _one = self.signing.lock().await;
         let mut tries = 0;
         loop {
@@ -495,15 +562,19 @@ impl Checkpointer {
                 .as_ref()
                 .filter(|c| c.stream == self.stream)
                 .map_or(0, |c| c.tree_size);
-            let tree = self.tree_at_least(floor).await?;
-            let cp = sign(
+            let (tree, map, proof) = self.tree_at_least(floor, identity).await?;
+            let cp = sign_checkpoint(
                 &self.key,
-                &self.stream,
-                tree.size(),
-                &merkle::hex(&tree.root()),
-                chrono::Utc::now().timestamp_micros(),
-                &last.as_ref().map(checkpoint_hash).unwrap_or_default(),
-                requested_by,
+                Checkpoint {
+                    stream: self.stream.clone(),
+                    tree_size: tree.size(),
+                    root: merkle::hex(&tree.root()),
+                    created_at_us: chrono::Utc::now().timestamp_micros(),
+                    previous: last.as_ref().map(checkpoint_hash).unwrap_or_default(),
+                    requested_by: requested_by.to_owned(),
+                    identity_map: merkle::hex(&map),
+                    ..Default::default()
+                },
             );
             let cp = with_note(cp, &self.key, &self.origin).map_err(|e| {
                 AuditStreamError::Store(format!("signing the checkpoint note: {e}"))
@@ -522,7 +593,7 @@ impl Checkpointer {
                         // Full: the witnesses are behind; the next checkpoint asks again.
                         let _ = q.try_send(cp.clone());
                     }
-                    return Ok(cp);
+                    return Ok((cp, proof));
                 }
                 // Another process appended first: sign again after it.
                 Err(e) if tries < APPEND_TRIES => {
@@ -535,17 +606,26 @@ impl Checkpointer {
 
     /// The projector's tree, once it holds at least `size` leaves (the last
     /// checkpoint's, maybe another process's): a checkpoint never goes back.
-    async fn tree_at_least(&self, size: u64) -> Result<merkle::Frontier, AuditStreamError> {
+    /// With it, the identity map's root and `identity`'s proof in it, read
+    /// from the same state.
+    async fn tree_at_least(
+        &self,
+        size: u64,
+        identity: Option<&govledger_projector::keys::IdentityKey>,
+    ) -> Result<(merkle::Frontier, merkle::Hash, Option<HistoryProof>), AuditStreamError> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(CATCH_UP_MS);
         loop {
-            let meta = self
+            let (meta, map, proof) = self
                 .store
-                .meta()
+                .tree_head_with(|s| match identity {
+                    Some(k) => s.identity_history_proof(&k.0, k.1, &k.2),
+                    None => Ok(None),
+                })
                 .map_err(|e| AuditStreamError::Store(e.to_string()))?;
             let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
                 .ok_or(AuditStreamError::FrontierInconsistent)?;
             if tree.size() >= size {
-                return Ok(tree);
+                return Ok((tree, map, proof));
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(AuditStreamError::Behind {
@@ -771,6 +851,55 @@ mod tests {
             verify(&altered, &pk),
             Err(CheckpointError::BadNote { .. })
         ));
+    }
+
+    #[test]
+    fn the_identity_map_is_signed_in_the_statement_and_the_note() {
+        let k = key(7);
+        let pk = hex(k.verifying_key().as_bytes());
+        let with_map = |map: &str| {
+            let cp = sign_checkpoint(
+                &k,
+                Checkpoint {
+                    stream: "G".into(),
+                    tree_size: 10,
+                    root: "ab".repeat(32),
+                    identity_map: map.repeat(32),
+                    ..Default::default()
+                },
+            );
+            with_note(cp, &k, "ledger.example/identity").unwrap()
+        };
+        let a = with_map("0f");
+        assert!(statement(&a).ends_with(&format!("identity_map={}\n", "0f".repeat(32))));
+        let ext = format!(
+            "identity-map {}\n",
+            "Dw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8="
+        );
+        assert!(a.note.contains(&format!("\n{ext}\n")), "{}", a.note);
+        verify(&a, &pk).unwrap();
+        // The map changed after signing: the statement's signature fails.
+        let mut edited = a.clone();
+        edited.identity_map = "ee".repeat(32);
+        assert_eq!(verify(&edited, &pk), Err(CheckpointError::BadSignature(10)));
+        // A well-signed note of another map does not vouch for this one.
+        let mut mixed = a.clone();
+        mixed.note = with_map("ee").note;
+        assert!(matches!(
+            verify(&mixed, &pk),
+            Err(CheckpointError::NoteMapDiffers { size: 10, .. })
+        ));
+        // One size, one tree root, two maps: a fork.
+        let mut b = with_map("ee");
+        b.previous = checkpoint_hash(&a);
+        let b = with_note(sign_checkpoint(&k, b), &k, "ledger.example/identity").unwrap();
+        assert!(matches!(
+            check_history(&[a.clone(), b]),
+            Err(CheckpointError::MapFork { size: 10, .. })
+        ));
+        // The same map again is no fork; one made before maps is compared by root only.
+        check_history(&[a.clone(), a.clone()]).unwrap();
+        check_history(&[a.clone(), with_map("")]).unwrap();
     }
 
     #[test]

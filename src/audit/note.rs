@@ -76,14 +76,16 @@ pub fn verifier_key(origin: &str, public: &VerifyingKey) -> String {
     signed_note::new_ed25519_verifier_key(origin, public)
 }
 
-/// The checkpoint (origin, `size`, `root`) signed as a note by `key`.
+/// The checkpoint (origin, `size`, `root`, then the `extension` lines, each
+/// ending in a line break, or nothing) signed as a note by `key`.
 pub fn sign(
     key: &SigningKey,
     origin: &str,
     size: u64,
     root: &[u8; 32],
+    extension: &str,
 ) -> Result<String, NoteProblem> {
-    let body = Body::new(origin, size, TlogHash(*root), "")
+    let body = Body::new(origin, size, TlogHash(*root), extension)
         .map_err(|_| NoteProblem::Malformed(format!("origin {origin:?} is not a note name")))?;
     let public = [&[ALG_ED25519][..], key.verifying_key().as_bytes()].concat();
     let signer = KeySigner {
@@ -173,6 +175,8 @@ pub struct Opened {
     pub origin: String,
     pub size: u64,
     pub root: [u8; 32],
+    /// The extension lines after the root (each ending in a line break).
+    pub extension: String,
     /// The configured witnesses whose cosignatures verified.
     pub witnesses: Vec<String>,
     /// Signature lines by keys nobody configured (ignored, as the spec says).
@@ -217,6 +221,7 @@ pub fn open(note: &str, vkey: &str, witnesses: &[String]) -> Result<Opened, Note
         origin: body.origin().to_owned(),
         size: body.size(),
         root: body.hash().0,
+        extension: body.extension().to_owned(),
         witnesses: verified
             .iter()
             .filter(|s| !(s.name() == ledger_name && s.id() == ledger_id))
@@ -275,7 +280,7 @@ mod tests {
     #[test]
     fn a_signed_checkpoint_opens_with_its_key_and_says_what_was_signed() {
         let k = key(7);
-        let note = sign(&k, ORIGIN, 42, &[9; 32]).unwrap();
+        let note = sign(&k, ORIGIN, 42, &[9; 32], "").unwrap();
         let lines: Vec<&str> = note.lines().collect();
         assert_eq!(lines[0], ORIGIN);
         assert_eq!(lines[1], "42");
@@ -296,13 +301,13 @@ mod tests {
     fn an_altered_note_or_another_key_is_refused() {
         let k = key(7);
         let vkey = verifier_key(ORIGIN, &k.verifying_key());
-        let note = sign(&k, ORIGIN, 42, &[9; 32]).unwrap();
+        let note = sign(&k, ORIGIN, 42, &[9; 32], "").unwrap();
         let altered = note.replacen("\n42\n", "\n43\n", 1);
         assert!(matches!(
             open(&altered, &vkey, &[]),
             Err(NoteProblem::BadSignature { .. })
         ));
-        let other = sign(&key(8), ORIGIN, 42, &[9; 32]).unwrap();
+        let other = sign(&key(8), ORIGIN, 42, &[9; 32], "").unwrap();
         // Same name, another key: its id differs, so it is an unknown
         // signature, and the ledger's own is missing.
         assert!(matches!(
@@ -323,7 +328,7 @@ mod tests {
     fn witness_cosignatures_are_counted_and_a_forged_one_rejects_the_note() {
         let k = key(7);
         let vkey = verifier_key(ORIGIN, &k.verifying_key());
-        let note = sign(&k, ORIGIN, 42, &[9; 32]).unwrap();
+        let note = sign(&k, ORIGIN, 42, &[9; 32], "").unwrap();
         let w = key(20);
         let wkey = witness_key("witness.example/w1", &w.verifying_key());
         let cosigned = cosign(&note, "witness.example/w1", &w, 1_700_000_000).unwrap();

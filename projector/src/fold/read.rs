@@ -311,6 +311,7 @@ pub(super) fn record_observed(w: &mut Working, seq: u64, ev: &Event, mut r: Reco
     ident.last_observed_run_id.clone_from(&ev.run_id);
     ident.last_observed_seq = seq;
     ident.observations += 1;
+    crate::identity_map::note(ident, seq);
     if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
         w.identity_history.insert((ikey.clone(), chunk.0), chunk.1);
     }

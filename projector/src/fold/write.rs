@@ -170,6 +170,7 @@ pub(super) fn conclude_action(
         if ident.watched.len() > WATCHED_PER_IDENTITY_MAX {
             ident.watched.remove(0);
         }
+        crate::identity_map::note(ident, seq);
         if let Some(chunk) = note_history(&mut ident.recent_seqs, seq) {
             w.identity_history.insert((key.clone(), chunk.0), chunk.1);
         }

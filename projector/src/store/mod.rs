@@ -16,6 +16,8 @@
 //! - `load`: loading the records a batch needs into a [`Working`] set,
 //!   identities page by page;
 //! - `index`: the identity index (identity key → page number), read and kept up to date;
+//! - `map`: the identity map (`crate::identity_map`), derived in each commit
+//!   from the identity pages it writes, its root and proofs;
 //! - `queries`: the reads the API serves (sources, runs, identities,
 //!   actions, history, leaves, poison events);
 //! - [`identity`]: which stream this projection folded (name, creation time),
@@ -38,6 +40,7 @@ use crate::{
 pub mod identity;
 mod index;
 mod load;
+mod map;
 mod queries;
 #[cfg(test)]
 mod tests;
@@ -47,7 +50,7 @@ use load::not_a_page;
 
 /// The layout version this build writes. Bump it when keys or values change
 /// incompatibly; an older store is then rebuilt from the stream.
-pub const STORE_FORMAT_VERSION: u32 = 11;
+pub const STORE_FORMAT_VERSION: u32 = 12;
 /// Default sled page cache, in bytes.
 pub const DEFAULT_CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -210,6 +213,7 @@ impl Store {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        let mut written = Vec::with_capacity(pages.len());
         for (page_key, entries) in pages {
             let old = match pages_read.remove(&page_key) {
                 Some(old) => old,
@@ -219,6 +223,13 @@ impl Store {
                 identity_page::PageError::NotAPage => not_a_page(&page_key),
                 identity_page::PageError::Encode(e) => StoreError::Encode(e),
             })?;
+            written.push((page_key, sled::IVec::from(page)));
+        }
+        self.derive_identity_map(
+            &mut batch,
+            written.iter().map(|(k, v)| (k.as_slice(), v.as_ref())),
+        )?;
+        for (page_key, page) in written {
             batch.insert(page_key, page);
         }
         self.index_new_identities(&mut batch, &w.new_identities())?;

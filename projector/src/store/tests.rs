@@ -3,6 +3,7 @@
 use govledger_proto::v1::IdentityState;
 
 use super::{index::IndexReader, *};
+use crate::merkle;
 use crate::{
     identity_index,
     keys::{self, IdentityKey, KeyRef},
@@ -216,4 +217,88 @@ fn identities_load_the_same_by_page_scan_walk_or_get() {
             other => panic!("expected a corrupt-record error, got {other:?}"),
         }
     }
+}
+
+/// The identity map the commits keep equals the map computed from every
+/// page at once, across blocks, batches that touch old pages, and sources;
+/// each identity's proof verifies against that root.
+#[test]
+fn the_identity_map_kept_by_commits_is_the_map_of_every_page() {
+    use crate::identity_map::{self, BLOCK_PAGES, page_entries, page_leaf};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sled"), 8 << 20).unwrap();
+    assert_eq!(store.identity_map_root().unwrap(), merkle::empty_root());
+    // Source "b": 5,000 identities (313 pages, two blocks) in batches of
+    // 700; every batch also gives one earlier identity another event.
+    let mut states: std::collections::BTreeMap<IdentityKey, (u64, IdentityState)> =
+        Default::default();
+    let mut seq = 0u64;
+    for batch in 0..8u32 {
+        let mut w = Working::default();
+        let mut commit = |w: &mut Working, key: IdentityKey, nth: u64, s: &mut IdentityState| {
+            seq += 1;
+            identity_map::note(s, seq);
+            w.identities.insert(key.clone(), s.clone());
+            w.identity_pages_of
+                .insert(key, (crate::identity_page::page_of(nth), true));
+        };
+        for n in (batch * 700)..((batch + 1) * 700).min(5_000) {
+            let (k, mut s) = ident("b", n);
+            commit(&mut w, k.clone(), u64::from(n), &mut s);
+            states.insert(k, (u64::from(n), s));
+        }
+        if batch > 0 {
+            let (k, _) = ident("b", batch * 37);
+            let (nth, s) = states.get_mut(&k).unwrap();
+            let nth = *nth;
+            commit(&mut w, k, nth, s);
+        }
+        if batch == 3 {
+            let (k, mut s) = ident("a", 1);
+            commit(&mut w, k.clone(), 0, &mut s);
+            states.insert(k, (0, s));
+        }
+        store.commit(&w).unwrap();
+    }
+    // The map computed from the pages alone.
+    let mut leaves = Vec::new();
+    for source in ["a", "b"] {
+        let p = keys::prefix(keys::TAG_IDENTITY_PAGE, &[source]);
+        let pages: Vec<merkle::Hash> = store
+            .tree
+            .scan_prefix(&p)
+            .map(|kv| page_leaf(&page_entries(&kv.unwrap().1).unwrap()))
+            .collect();
+        leaves.push((source, pages));
+    }
+    assert_eq!(leaves[1].1.len() as u64, 5_000u64.div_ceil(16));
+    assert!(leaves[1].1.len() as u64 > BLOCK_PAGES);
+    let source_leaves: Vec<merkle::Hash> = leaves
+        .iter()
+        .map(|(s, pages)| identity_map::source_leaf(s, pages.len() as u64, &merkle::root(pages)))
+        .collect();
+    let root = identity_map::map_root(&source_leaves);
+    assert_eq!(store.identity_map_root().unwrap(), root);
+    for (key, (_, s)) in states.iter().step_by(97).chain(states.iter().take(1)) {
+        let proof = store
+            .identity_history_proof(&key.0, key.1, &key.2)
+            .unwrap()
+            .unwrap();
+        let kb = keys::identity_key(&key.0, key.1, &key.2);
+        proof
+            .verify(&kb, s.history_count, &s.history_head, &root)
+            .unwrap_or_else(|e| panic!("{key:?}: {e}"));
+        assert!(
+            proof
+                .verify(&kb, s.history_count - 1, &s.history_head, &root)
+                .is_err()
+        );
+    }
+    let (meta, head_root, ()) = store.tree_head_with(|_| Ok(())).unwrap();
+    assert_eq!(head_root, root);
+    assert_eq!(meta, store.meta().unwrap());
+    assert_eq!(
+        store.identity_history_proof("b", 1, "nobody").unwrap(),
+        None
+    );
 }

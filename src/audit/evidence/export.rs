@@ -86,15 +86,30 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     let pool = descriptors().map_err(ExportError::Descriptors)?;
     // The end of the range, then a checkpoint that covers it (the anchor).
     let end = end_of_range(&d, req).await?;
-    let anchor = d
+    let identity = (!req.external_id.is_empty()).then(|| {
+        (
+            req.source_id.clone(),
+            req.entity_type,
+            req.external_id.clone(),
+        )
+    });
+    // The anchor signs the identity map; the identity's page of it is read
+    // from the same state.
+    let (anchor, history) = d
         .checkpointer
-        .checkpoint(&format!("export by {}", d.requested_by))
+        .checkpoint_proving(&format!("export by {}", d.requested_by), identity.as_ref())
         .await
         .map_err(ExportError::AnchorNotSigned)?;
-    let (mut state, msgs) = if req.external_id.is_empty() {
-        source_state(&d, req, &end).await?
-    } else {
-        identity_state(&d, req, &end).await?
+    let (mut state, msgs) = match &identity {
+        None => source_state(&d, req, &end).await?,
+        Some(key) => {
+            if history.is_none() {
+                return Err(ExportError::Store(
+                    "the identity is not in the identity map the anchor signs; run govledger verify".into(),
+                ));
+            }
+            identity_state(&d, key, &end, anchor.tree_size).await?
+        }
     };
     state.readable = readable_state(&pool, &state);
     if msgs.len() > EXPORT_EVENTS_MAX {
@@ -133,6 +148,7 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         producer_keys: d.store.trust().keys_hex(),
         events,
         state,
+        identity_history: history.as_ref().map(Into::into),
         manifest_signature: String::new(),
     };
     b.manifest_signature = d.checkpointer.sign_manifest(&manifest(&b, &anchor));
@@ -170,17 +186,14 @@ async fn end_of_range(
 }
 
 /// The identity's state (and the states of the actions on it) as of `end`, and
-/// its whole history up to `end`.
+/// its whole history up to the anchor's size `through` (what the anchor's
+/// identity map answers for).
 async fn identity_state(
     d: &ExportDeps<'_>,
-    req: &ExportEvidenceRequest,
+    key: &govledger_projector::keys::IdentityKey,
     end: &AsOfPoint,
+    through: u64,
 ) -> Result<(BundleState, Vec<OwnedMsg>), ExportError> {
-    let key = (
-        req.source_id.clone(),
-        req.entity_type,
-        req.external_id.clone(),
-    );
     let mut state = BundleState {
         as_of_seq: end.seq,
         as_of_stored_at_us: end.stored_at_us,
@@ -188,7 +201,7 @@ async fn identity_state(
     };
     // One read and one fold: the identity's history holds every event of the
     // actions on it, so the same fold gives their states as of the end.
-    let (ident, w, msgs) = d.reader.identity_fold(&key, end).await?;
+    let (ident, w, msgs) = d.reader.identity_fold(key, end, through).await?;
     for (_, st) in w.actions.iter() {
         state.actions.push(fold::hex(&st.encode_to_vec()));
     }

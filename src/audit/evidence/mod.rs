@@ -13,6 +13,9 @@
 //!   checkpoint made for the export), chained, with the consistency proof of
 //!   each in the next (no fork, no rollback between them);
 //! - the state as of the end of the range (protobuf bytes);
+//! - for an identity: every one of its events up to the anchor, and its page
+//!   of the identity map the anchor signs ([`history`]), so the bundle proves
+//!   it leaves none of them out;
 //! - a manifest signed with the ledger's manifest key (endorsed for a period
 //!   by its checkpoint key, [`crate::audit::keys`]): format, stream, export time, keys,
 //!   scope, anchor, the list of sequences, each event's sequence, stored time and
@@ -42,10 +45,13 @@
 //!   [`manifest`] bytes, what both sides recompute ([`in_range`],
 //!   [`readable`], [`readable_state`]) and chunks;
 //! - [`tlog_proof`]: the C2SP proof text, formatted and parsed;
+//! - [`history`]: the proof that an identity bundle holds the identity's
+//!   whole history (its page of the identity map the anchor signs);
 //! - [`export`](mod@export): building a bundle from the stream and the ledger;
 //! - [`verify`]: the offline check of a bundle.
 
 pub mod export;
+pub mod history;
 pub mod tlog_proof;
 pub mod verify;
 
@@ -64,9 +70,10 @@ pub use verify::{BundleReport, Verdict, verify_bundle};
 /// keys (provenance), version 3's state was folded by the older drift rule
 /// (stream order, not read time), version 4's proofs were bare hex paths
 /// (no `tlog-proof`, no consistency proofs), version 5's manifest was signed
-/// by the checkpoint key itself (no manifest key); all are refused with a
-/// message, never judged TAMPERED.
-pub const BUNDLE_FORMAT: &str = "govledger-evidence/6";
+/// by the checkpoint key itself (no manifest key), version 6 did not prove an
+/// identity's whole history; all are refused with a message, never judged
+/// TAMPERED.
+pub const BUNDLE_FORMAT: &str = "govledger-evidence/7";
 /// The formats older versions wrote, and why this one does not judge them.
 pub const OLDER_FORMATS: &[(&str, &str)] = &[
     (
@@ -88,6 +95,10 @@ pub const OLDER_FORMATS: &[(&str, &str)] = &[
     (
         "govledger-evidence/5",
         "its manifest is signed by the checkpoint key itself, with no endorsed manifest key",
+    ),
+    (
+        "govledger-evidence/6",
+        "nothing in it proves it holds the identity's whole history (its anchor signs no identity map)",
     ),
 ];
 
@@ -181,6 +192,10 @@ pub struct Bundle {
     pub producer_keys: Vec<String>,
     pub events: Vec<BundleEvent>,
     pub state: BundleState,
+    /// For an identity: the proof that the events hold its whole history up
+    /// to the anchor ([`history`]; checked against the anchor's signed map).
+    #[serde(default)]
+    pub identity_history: Option<history::BundleHistory>,
     /// Hex ed25519 signature of [`manifest`] by the manifest key (strictly verified).
     pub manifest_signature: String,
 }

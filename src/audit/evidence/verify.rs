@@ -209,6 +209,12 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
         ),
         Err(e) => return r.fail(None, e),
     }
+    // 7. An identity's whole history: what the anchor's identity map holds.
+    match super::history::check(b, &anchor, &msgs, &trust) {
+        Ok(Some(what)) => r.checked.push(what),
+        Ok(None) => {}
+        Err(e) => return r.fail(None, e),
+    }
     r.scope = scope_text(b, &anchor);
     r.verdict = if trusted_key.is_some() {
         Verdict::Verified

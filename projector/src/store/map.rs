@@ -1,0 +1,219 @@
+//! The identity map as the store keeps it ([`crate::identity_map`]): per
+//! source, its page leaves in blocks of 256 and a record of its page count
+//! and block roots. A commit that writes identity pages rewrites their
+//! leaves, the blocks they sit in and their sources' records in the same
+//! atomic batch, so the map always answers for the last applied sequence.
+//! A root or a proof reads one source record per source and one block.
+
+use govledger_proto::v1::LedgerMeta;
+
+use super::{Result, Store, StoreError, index::IndexReader, writer::WriteSet};
+use crate::{
+    identity_map::{self, BLOCK_PAGES, HistoryProof},
+    keys::{self, KeyRef},
+    merkle::{self, Hash},
+};
+
+/// A source's record: its page count and the root of each block.
+#[derive(Debug, Default, Clone)]
+struct SourceRecord {
+    pages: u64,
+    block_roots: Vec<Hash>,
+}
+
+impl SourceRecord {
+    fn decode(v: &[u8]) -> Option<SourceRecord> {
+        let (pages, rest) = v.split_first_chunk::<8>()?;
+        let (roots, tail) = rest.as_chunks::<32>();
+        tail.is_empty().then(|| SourceRecord {
+            pages: u64::from_be_bytes(*pages),
+            block_roots: roots.to_vec(),
+        })
+    }
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + 32 * self.block_roots.len());
+        v.extend_from_slice(&self.pages.to_be_bytes());
+        for r in &self.block_roots {
+            v.extend_from_slice(r);
+        }
+        v
+    }
+    /// The source's root over all its pages.
+    fn root(&self) -> Hash {
+        identity_map::source_root(&self.block_roots)
+    }
+    /// Page leaves block `b` holds.
+    fn block_len(&self, b: u64) -> usize {
+        self.pages.saturating_sub(b * BLOCK_PAGES).min(BLOCK_PAGES) as usize
+    }
+}
+
+fn corrupt(key: &[u8], what: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_vec(),
+        what,
+    }
+}
+
+/// A block's page leaves, `len` of them (zero-padded).
+fn block_leaves(bytes: &[u8], len: usize) -> Vec<Hash> {
+    let (held, _) = bytes.as_chunks::<32>();
+    let mut leaves = held.to_vec();
+    leaves.resize(len, [0u8; 32]);
+    leaves
+}
+
+impl Store {
+    fn idmap_source(&self, source: &str) -> Result<SourceRecord> {
+        let k = keys::prefix(keys::TAG_IDMAP_SOURCE, &[source]);
+        match self.tree.get(&k)? {
+            None => Ok(SourceRecord::default()),
+            Some(v) => {
+                SourceRecord::decode(&v).ok_or_else(|| corrupt(&k, "an identity map record"))
+            }
+        }
+    }
+
+    /// Adds to `batch` the identity map's records for the identity pages
+    /// this commit writes (`pages`: key and new bytes).
+    pub(super) fn derive_identity_map<'p>(
+        &self,
+        batch: &mut WriteSet,
+        pages: impl Iterator<Item = (&'p [u8], &'p [u8])>,
+    ) -> Result<()> {
+        // source → page → leaf
+        let mut leaves: std::collections::BTreeMap<&str, std::collections::BTreeMap<u64, Hash>> =
+            Default::default();
+        for (k, bytes) in pages {
+            let (source, page) = keys::parse_identity_page_key(k)
+                .ok_or_else(|| corrupt(k, "an identity page key"))?;
+            let entries =
+                identity_map::page_entries(bytes).ok_or_else(|| super::load::not_a_page(k))?;
+            leaves
+                .entry(source)
+                .or_default()
+                .insert(page, identity_map::page_leaf(&entries));
+        }
+        for (source, pages) in leaves {
+            let mut rec = self.idmap_source(source)?;
+            let old_last = rec.pages.checked_sub(1).map(|p| p / BLOCK_PAGES);
+            if let Some(last) = pages.keys().next_back() {
+                rec.pages = rec.pages.max(last + 1);
+            }
+            let blocks = rec.pages.div_ceil(BLOCK_PAGES);
+            rec.block_roots.resize(blocks as usize, [0u8; 32]);
+            let mut touched: std::collections::BTreeMap<u64, Vec<(u64, Hash)>> = Default::default();
+            for (page, leaf) in pages {
+                touched
+                    .entry(page / BLOCK_PAGES)
+                    .or_default()
+                    .push((page % BLOCK_PAGES, leaf));
+            }
+            // The old last block may have grown without a page of it written.
+            if let Some(b) = old_last {
+                touched.entry(b).or_default();
+            }
+            for (b, set) in touched {
+                let key = keys::idmap_block_key(source, b);
+                let stored = self.tree.get(&key)?.unwrap_or_default();
+                let mut block = block_leaves(&stored, rec.block_len(b));
+                for (i, leaf) in set {
+                    block[i as usize] = leaf;
+                }
+                rec.block_roots[b as usize] = merkle::root(&block);
+                batch.insert(key, block.concat());
+            }
+            batch.insert(
+                keys::prefix(keys::TAG_IDMAP_SOURCE, &[source]),
+                rec.encode(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Every source of the map with its leaf, in key order.
+    fn idmap_sources(&self) -> Result<Vec<(String, Hash)>> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix([keys::TAG_IDMAP_SOURCE]) {
+            let (k, v) = kv?;
+            let source = k
+                .get(5..)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .ok_or_else(|| corrupt(&k, "an identity map key"))?
+                .to_owned();
+            let rec =
+                SourceRecord::decode(&v).ok_or_else(|| corrupt(&k, "an identity map record"))?;
+            let leaf = identity_map::source_leaf(&source, rec.pages, &rec.root());
+            out.push((source, leaf));
+        }
+        Ok(out)
+    }
+
+    /// The identity map's root now.
+    pub fn identity_map_root(&self) -> Result<Hash> {
+        let leaves: Vec<Hash> = self.idmap_sources()?.into_iter().map(|(_, l)| l).collect();
+        Ok(identity_map::map_root(&leaves))
+    }
+
+    /// The proof of identity `key`'s page in the map now; `None` when the
+    /// store has no such identity.
+    pub fn identity_history_proof(
+        &self,
+        source_id: &str,
+        entity_type: i32,
+        external_id: &str,
+    ) -> Result<Option<HistoryProof>> {
+        let key = keys::identity_key(source_id, entity_type, external_id);
+        let Some(page) = IndexReader::default().page_of(&self.tree, &key)? else {
+            return Ok(None);
+        };
+        let page_key = KeyRef::IdentityPage(source_id, page).encode();
+        let bytes = self.tree.get(&page_key)?.unwrap_or_default();
+        let entries =
+            identity_map::page_entries(&bytes).ok_or_else(|| super::load::not_a_page(&page_key))?;
+        let rec = self.idmap_source(source_id)?;
+        let b = page / BLOCK_PAGES;
+        let block_key = keys::idmap_block_key(source_id, b);
+        let block = block_leaves(
+            &self.tree.get(&block_key)?.unwrap_or_default(),
+            rec.block_len(b),
+        );
+        if page >= rec.pages
+            || identity_map::page_leaf(&entries) != block[(page % BLOCK_PAGES) as usize]
+        {
+            return Err(corrupt(&block_key, "the identity map of its pages"));
+        }
+        let mut page_path = merkle::inclusion_proof((page % BLOCK_PAGES) as usize, &block);
+        page_path.extend(merkle::inclusion_proof(b as usize, &rec.block_roots));
+        let sources = self.idmap_sources()?;
+        let source_index = sources
+            .iter()
+            .position(|(s, _)| s == source_id)
+            .ok_or_else(|| corrupt(&page_key, "an identity page the map holds"))?;
+        let leaves: Vec<Hash> = sources.iter().map(|(_, l)| *l).collect();
+        Ok(Some(HistoryProof {
+            source_id: source_id.to_owned(),
+            pages: rec.pages,
+            page,
+            entries,
+            page_path,
+            source_index: source_index as u64,
+            sources: leaves.len() as u64,
+            source_path: merkle::inclusion_proof(source_index, &leaves),
+        }))
+    }
+
+    /// The last applied state's meta and identity map root, and `f`'s answer,
+    /// read from one state (no commit can happen in between): what a
+    /// checkpoint signs, and a proof against exactly that map.
+    pub fn tree_head_with<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T>,
+    ) -> Result<(LedgerMeta, Hash, T)> {
+        let _guard = self
+            .commit_lock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok((self.meta()?, self.identity_map_root()?, f(self)?))
+    }
+}
