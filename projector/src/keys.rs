@@ -47,7 +47,8 @@ pub const TAG_TILE: u8 = b'T';
 
 /// The identity map (`crate::identity_map`): a block of 256 page leaves of
 /// one source, `prefix(TAG, [source]) + block u64 BE` → 32 bytes per page.
-/// Derived from the identity pages in the commit that writes them.
+/// Derived from the identity pages in the commit that writes them (outside
+/// the state digest, like the tiles: recomputable from the pages).
 pub const TAG_IDMAP_BLOCK: u8 = b'M';
 /// The identity map's record of one source, `prefix(TAG, [source])` → its
 /// page count (u64 BE) and the root of each block of page leaves.

@@ -15,11 +15,20 @@
 //! a tlog-checkpoint extension line) signed by the same key, so tools we
 //! did not write verify it. A chain is also checked for forks (one size, two
 //! roots) and rollbacks (a size smaller than the one before it).
+//!
+//! Layout:
+//! - here: the audit stream (reading it), and the [`Checkpointer`] that signs
+//!   and appends checkpoints;
+//! - [`signed`]: one checkpoint, pure — statement, note extension, hash,
+//!   signing, and the checks of a checkpoint and a chain (re-exported here).
+
+mod signed;
+pub use signed::*;
 
 use std::{sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use govledger_projector::{Store, fold::hex, identity_map::HistoryProof, merkle};
 use govledger_proto::v1::Checkpoint;
 use prost::Message as _;
@@ -27,7 +36,6 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::keys::strict;
 pub use crate::audit::keys::{KeyProblem, key_id, parse_public_key, verify_bytes};
 
 /// The stream and subject checkpoints live on.
@@ -37,122 +45,6 @@ pub const CHECKPOINT_SUBJECT: &str = "govledger.audit.checkpoint";
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 60_000;
 /// Checkpoints listed at most per call.
 pub const LIST_CHECKPOINTS_MAX: u32 = 1_000;
-
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// The text a checkpoint's signature covers. Who requested it is a last line
-/// when known (checkpoints made before it was recorded verify as they were).
-pub fn statement(cp: &Checkpoint) -> String {
-    let mut s = format!(
-        "govledger checkpoint v1\nstream={}\nsize={}\nroot={}\ncreated_at_us={}\nprevious={}\nkey_id={}\n",
-        cp.stream, cp.tree_size, cp.root, cp.created_at_us, cp.previous, cp.key_id
-    );
-    if !cp.requested_by.is_empty() {
-        // Principals are printable (no line breaks): config validation.
-        s.push_str(&format!(
-            "requested_by={}\n",
-            cp.requested_by.replace(['\n', '\r'], " ")
-        ));
-    }
-    if !cp.identity_map.is_empty() {
-        s.push_str(&format!("identity_map={}\n", cp.identity_map));
-    }
-    s
-}
-
-/// The note's extension lines for a checkpoint: `identity-map <base64
-/// root>` when it commits to the identity map, else none.
-pub fn note_extension(cp: &Checkpoint) -> String {
-    use base64::Engine as _;
-    match unhex(&cp.identity_map) {
-        Some(root) if !root.is_empty() => format!(
-            "identity-map {}\n",
-            base64::engine::general_purpose::STANDARD.encode(root)
-        ),
-        _ => String::new(),
-    }
-}
-
-/// Who a checkpoint made on the cadence names as its requester.
-pub const INTERVAL_PRINCIPAL: &str = "interval";
-
-/// Hex SHA-256 of a checkpoint's statement: what the next checkpoint names.
-pub fn checkpoint_hash(cp: &Checkpoint) -> String {
-    hex(&Sha256::digest(statement(cp).as_bytes()))
-}
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CheckpointError {
-    #[error("checkpoint of size {size} is signed by key {found}, not the trusted key {trusted}")]
-    OtherKey {
-        size: u64,
-        found: String,
-        trusted: String,
-    },
-    #[error(
-        "checkpoint of size {0}: the signature does not match its statement (altered or forged)"
-    )]
-    BadSignature(u64),
-    #[error("checkpoint of size {0}: malformed key or signature")]
-    Malformed(u64),
-    #[error(
-        "checkpoint of size {0} is signed by a weak (small-order) ed25519 key: it proves nothing"
-    )]
-    WeakKey(u64),
-    #[error(
-        "checkpoint of size {size} names previous {found}, but the one before it hashes to {expected}"
-    )]
-    BrokenChain {
-        size: u64,
-        found: String,
-        expected: String,
-    },
-    #[error("checkpoint of size {size}: its signed note does not hold: {problem}")]
-    BadNote {
-        size: u64,
-        problem: crate::audit::note::NoteProblem,
-    },
-    #[error(
-        "checkpoint of size {size}: its signed note says size {note_size} root {note_root}, not what the checkpoint says"
-    )]
-    NoteDiffers {
-        size: u64,
-        note_size: u64,
-        note_root: String,
-    },
-    #[error(
-        "checkpoint of size {size}: its signed note's extension lines ({note:?}) do not say the identity map the checkpoint signs"
-    )]
-    NoteMapDiffers { size: u64, note: String },
-    #[error(
-        "fork: two checkpoints of size {size} with different roots ({first} and {second}): the log shows two histories"
-    )]
-    Fork {
-        size: u64,
-        first: String,
-        second: String,
-    },
-    #[error(
-        "fork: two checkpoints of size {size} sign different identity maps ({first} and {second}): one state cannot have two"
-    )]
-    MapFork {
-        size: u64,
-        first: String,
-        second: String,
-    },
-    #[error(
-        "rollback: a checkpoint of size {size} follows one of size {previous}: a log only grows"
-    )]
-    Rollback { size: u64, previous: u64 },
-}
 
 /// Why a cosignature was not kept, or the witnesses could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -197,118 +89,6 @@ pub enum AuditStreamError {
 
 fn nats(e: impl std::fmt::Display) -> AuditStreamError {
     AuditStreamError::Nats(e.to_string())
-}
-
-/// Checks a checkpoint against the ledger's trusted public key (hex): the
-/// same key, not weak, its key id derived from it, a strict signature.
-pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), CheckpointError> {
-    if !cp.public_key.eq_ignore_ascii_case(trusted_public_key) {
-        let trusted = unhex(trusted_public_key)
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            .map(|k| key_id(&k))
-            .unwrap_or_else(|| "?".into());
-        return Err(CheckpointError::OtherKey {
-            size: cp.tree_size,
-            found: cp.key_id.clone(),
-            trusted,
-        });
-    }
-    let key = parse_public_key(&cp.public_key).map_err(|p| match p {
-        KeyProblem::Malformed => CheckpointError::Malformed(cp.tree_size),
-        KeyProblem::Weak => CheckpointError::WeakKey(cp.tree_size),
-    })?;
-    if key_id(&key) != cp.key_id {
-        return Err(CheckpointError::BadSignature(cp.tree_size));
-    }
-    match strict(&key, statement(cp).as_bytes(), &cp.signature) {
-        None => Err(CheckpointError::Malformed(cp.tree_size)),
-        Some(false) => Err(CheckpointError::BadSignature(cp.tree_size)),
-        Some(true) => verify_note(cp, &key),
-    }
-}
-
-/// The checkpoint's signed note (when it has one) opens under `key` with the
-/// origin it names, and says the same size and root as the checkpoint.
-fn verify_note(cp: &Checkpoint, key: &VerifyingKey) -> Result<(), CheckpointError> {
-    if cp.note.is_empty() {
-        return Ok(()); // made before notes: the statement's signature holds
-    }
-    let origin = cp.note.lines().next().unwrap_or_default();
-    let vkey = crate::audit::note::verifier_key(origin, key);
-    let opened = crate::audit::note::open(&cp.note, &vkey, &[]).map_err(|problem| {
-        CheckpointError::BadNote {
-            size: cp.tree_size,
-            problem,
-        }
-    })?;
-    if opened.size != cp.tree_size || !merkle::hex(&opened.root).eq_ignore_ascii_case(&cp.root) {
-        return Err(CheckpointError::NoteDiffers {
-            size: cp.tree_size,
-            note_size: opened.size,
-            note_root: merkle::hex(&opened.root),
-        });
-    }
-    if opened.extension != note_extension(cp) {
-        return Err(CheckpointError::NoteMapDiffers {
-            size: cp.tree_size,
-            note: opened.extension.trim_end().to_owned(),
-        });
-    }
-    Ok(())
-}
-
-/// Forks and rollbacks in checkpoints given in the order they were made:
-/// sizes never decrease, and one size has one root. Pure.
-pub fn check_history(cps: &[Checkpoint]) -> Result<(), CheckpointError> {
-    for w in cps.windows(2) {
-        let (a, b) = (&w[0], &w[1]);
-        if b.tree_size < a.tree_size {
-            return Err(CheckpointError::Rollback {
-                size: b.tree_size,
-                previous: a.tree_size,
-            });
-        }
-        if b.tree_size == a.tree_size && !a.root.eq_ignore_ascii_case(&b.root) {
-            return Err(CheckpointError::Fork {
-                size: a.tree_size,
-                first: a.root.clone(),
-                second: b.root.clone(),
-            });
-        }
-        if b.tree_size == a.tree_size
-            && !a.identity_map.is_empty()
-            && !b.identity_map.is_empty()
-            && !a.identity_map.eq_ignore_ascii_case(&b.identity_map)
-        {
-            return Err(CheckpointError::MapFork {
-                size: a.tree_size,
-                first: a.identity_map.clone(),
-                second: b.identity_map.clone(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Checks signatures, the chain, and forks and rollbacks of checkpoints
-/// given oldest first.
-pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), CheckpointError> {
-    check_history(cps)?;
-    for (i, cp) in cps.iter().enumerate() {
-        verify(cp, trusted_public_key)?;
-        if i > 0 {
-            let expected = checkpoint_hash(&cps[i - 1]);
-            if cp.previous != expected {
-                return Err(CheckpointError::BrokenChain {
-                    size: cp.tree_size,
-                    found: cp.previous.clone(),
-                    expected,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What the audit stream holds, oldest first: the checkpoints and the
@@ -365,54 +145,6 @@ pub async fn read_log(js: &jetstream::Context, max: usize) -> Result<AuditLog, A
         }
     }
     Ok(log)
-}
-
-/// Signs a checkpoint of (size, root) after `previous`.
-pub fn sign(
-    key: &SigningKey,
-    stream: &str,
-    tree_size: u64,
-    root: &str,
-    created_at_us: i64,
-    previous: &str,
-    requested_by: &str,
-) -> Checkpoint {
-    sign_checkpoint(
-        key,
-        Checkpoint {
-            stream: stream.to_owned(),
-            tree_size,
-            root: root.to_owned(),
-            created_at_us,
-            previous: previous.to_owned(),
-            requested_by: requested_by.to_owned(),
-            ..Default::default()
-        },
-    )
-}
-
-/// `cp` (its stream, size, roots, time, previous and requester set) with
-/// the key's id and public key, signed.
-pub fn sign_checkpoint(key: &SigningKey, mut cp: Checkpoint) -> Checkpoint {
-    let public = key.verifying_key();
-    cp.key_id = key_id(&public);
-    cp.public_key = hex(public.as_bytes());
-    cp.signature = hex(&key.sign(statement(&cp).as_bytes()).to_bytes());
-    cp
-}
-
-/// `cp` with its tree head also signed as a C2SP note under `origin`.
-pub fn with_note(
-    mut cp: Checkpoint,
-    key: &SigningKey,
-    origin: &str,
-) -> Result<Checkpoint, crate::audit::note::NoteProblem> {
-    let root = unhex(&cp.root)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| crate::audit::note::NoteProblem::Malformed("root is not a hash".into()))?;
-    cp.note = crate::audit::note::sign(key, origin, cp.tree_size, &root, &note_extension(&cp))?;
-    cp.verifier_key = crate::audit::note::verifier_key(origin, &key.verifying_key());
-    Ok(cp)
 }
 
 /// Tries of appending a checkpoint when another process appended first.
@@ -746,6 +478,7 @@ impl Checkpointer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::{Signer as _, VerifyingKey};
 
     fn key(b: u8) -> SigningKey {
         SigningKey::from_bytes(&[b; 32])

@@ -316,11 +316,17 @@ impl Store {
         let mut h = Sha256::new();
         for kv in self.tree.iter() {
             let (k, v) = kv?;
-            // The alerts outbox is delivery state, the upper tiles a cache
-            // derived from the leaves: neither is a projection.
+            // The alerts outbox is delivery state, the upper tiles and the
+            // identity map are derived from the leaves and the identity
+            // pages: none is a projection of its own.
             if matches!(
                 k.first(),
-                Some(&crate::keys::TAG_ALERT_OUTBOX | &crate::keys::TAG_TILE)
+                Some(
+                    &crate::keys::TAG_ALERT_OUTBOX
+                        | &crate::keys::TAG_TILE
+                        | &crate::keys::TAG_IDMAP_BLOCK
+                        | &crate::keys::TAG_IDMAP_SOURCE
+                )
             ) {
                 continue;
             }

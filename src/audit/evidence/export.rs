@@ -103,12 +103,14 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     let (mut state, msgs) = match &identity {
         None => source_state(&d, req, &end).await?,
         Some(key) => {
+            let found = identity_state(&d, key, &end, anchor.tree_size).await?;
+            // Known at the end of the range, so known to the map now.
             if history.is_none() {
                 return Err(ExportError::Store(
                     "the identity is not in the identity map the anchor signs; run govledger verify".into(),
                 ));
             }
-            identity_state(&d, key, &end, anchor.tree_size).await?
+            found
         }
     };
     state.readable = readable_state(&pool, &state);
