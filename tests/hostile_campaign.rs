@@ -2058,6 +2058,21 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             ),
         ),
         case(
+            "ExportEvidence",
+            "a report of one identity",
+            ia,
+            streaming!(
+                cl,
+                export_evidence,
+                pb::ExportEvidenceRequest {
+                    source_id: "hr".into(),
+                    external_id: "u1".into(),
+                    with_report: true,
+                    ..Default::default()
+                }
+            ),
+        ),
+        case(
             "AcceptDeletions",
             "a blank reason",
             ia,

@@ -4,8 +4,9 @@
 //! of the last complete full run, ListActions); it renders in headless
 //! Chromium (the screenshot is kept in target/test-artifacts/report.png,
 //! and a PDF printed from it beside it);
-//! rendering it again offline from the bundle gives the same bytes; a
-//! tampered bundle makes no report.
+//! rendering it again offline from the bundle gives the same bytes, whose
+//! SHA-256 the bundle carries signed by the ledger's manifest key; a
+//! tampered bundle or seal makes no report.
 
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, EntityType, GetIdentityRequest, GetLedgerStatusRequest,
@@ -152,6 +153,50 @@ async fn the_report_renders_in_chromium_and_its_numbers_equal_the_apis() {
     );
     assert!(st.success(), "{text}{err}");
     assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
+    // The bundle references the page by digest, signed by the ledger's
+    // manifest key after the manifest (which the page names).
+    let sealed: govledger::audit::evidence::Bundle =
+        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    let seal = sealed.report.clone().expect("the export sealed its report");
+    assert_eq!(seal.sha256, govledger::audit::report::page_sha256(&page));
+    assert!(page.contains(&sealed.manifest_signature));
+    assert!(
+        text.contains("the one the ledger's manifest key signed"),
+        "{text}"
+    );
+    let (st, text, err) = run_govledger_out(
+        &[
+            "verify-bundle",
+            bundle.to_str().unwrap(),
+            "--public-key",
+            &status.checkpoint_public_key,
+        ],
+        &[],
+    );
+    assert!(st.success(), "{text}{err}");
+    assert!(
+        text.contains(&format!("report page SHA-256 {} signed", seal.sha256)),
+        "{text}"
+    );
+    // Another page's digest put in the seal: the bundle is TAMPERED.
+    let mut other = sealed.clone();
+    other.report.as_mut().unwrap().sha256 = "ab".repeat(32);
+    let reseal = dir.path().join("resealed.json");
+    std::fs::write(&reseal, serde_json::to_vec(&other).unwrap()).unwrap();
+    let (st, text, err) = run_govledger_out(
+        &[
+            "report",
+            "--bundle",
+            reseal.to_str().unwrap(),
+            "--public-key",
+            &status.checkpoint_public_key,
+            "--out",
+            dir.path().join("no.html").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(st.code(), Some(3), "{text}{err}");
+    assert!(err.contains("report digest is not signed"), "{err}");
     // A tampered bundle makes no report.
     let tampered = dir.path().join("tampered.json");
     let mut b: govledger::audit::evidence::Bundle =

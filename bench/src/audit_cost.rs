@@ -112,6 +112,7 @@ pub async fn measure(s: &Scaled, govledger_bin: &Path) -> Result<AuditPoint> {
                 external_id: user_id((k * 7_919 + users / 2) % users),
                 from_us: 0,
                 to_us: 0,
+                with_report: false,
             };
             for took in [&mut cold, &mut warm] {
                 let base = reset_peak(pid)?;

@@ -522,7 +522,16 @@ impl Ledger for LedgerApi {
             checkpointer: &self.q.checkpointer,
             stream: &self.q.stream,
         };
-        let bundle = evidence::export(deps, &r).await?;
+        let mut bundle = evidence::export(deps, &r).await?;
+        if r.with_report {
+            // Signed after the manifest: the page names the manifest's signature.
+            let seal =
+                crate::audit::report::seal(&bundle, |m| self.q.checkpointer.sign_manifest(m))
+                    .map_err(|e| {
+                        Status::internal(format!("rendering the report to seal it: {e}"))
+                    })?;
+            bundle.report = Some(seal);
+        }
         let chunks = evidence::export::encode(&bundle)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {

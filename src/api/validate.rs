@@ -462,6 +462,11 @@ pub fn export(r: &mut ExportEvidenceRequest) -> Result<(), Invalid> {
             "from_us and to_us must be ≥ 0 and from_us ≤ to_us",
         ));
     }
+    if r.with_report && (!r.external_id.is_empty() || r.from_us != 0) {
+        return Err(Invalid::new(
+            "with_report needs a whole-source bundle from the source's first event: leave external_id and from_us empty",
+        ));
+    }
     Ok(())
 }
 

@@ -2,8 +2,10 @@
 //! source as of a point, rendered from a verified evidence bundle alone (the
 //! source's events from its first up to the point, their proofs, the signed
 //! state) — so anyone holding the bundle renders the same bytes again
-//! (`govledger report --bundle`), and the page names the bundle's SHA-256
-//! and manifest signature: the report is bound to what the ledger signed.
+//! (`govledger report --bundle`). The page names the bundle's manifest
+//! signature, and the ledger signs the page's SHA-256 with the manifest key
+//! after the manifest ([`seal`], the bundle's `report`): the report is
+//! referenced by digest in what the ledger signed, and bound to its bundle.
 //!
 //! What it shows: the population (every identity of the source the ledger
 //! knows, its state, and whether it is present at the source, removed, or
@@ -24,9 +26,11 @@ use govledger_proto::v1::{
     RunState, SyncMode, Verdict, event::Body,
 };
 
+use sha2::{Digest as _, Sha256};
+
 use crate::audit::{
     checkpoints::unhex,
-    evidence::{Bundle, BundleReport, Verdict as BundleVerdict},
+    evidence::{Bundle, BundleReport, ReportSeal, Verdict as BundleVerdict},
 };
 
 /// Identities listed at most (the rest are counted; the bundle holds them all).
@@ -41,21 +45,61 @@ pub enum ReportError {
     /// The bundle did not verify: no report is made of it.
     #[error("the bundle did not verify ({0}); no report is made of unverified evidence")]
     NotVerified(String),
+    /// The bundle's events do not fold (a bundle that verified always does).
+    #[error("the bundle's events do not fold: {0}")]
+    Fold(String),
 }
 
 /// What the page is made of.
 pub struct ReportInput<'a> {
     pub bundle: &'a Bundle,
-    /// SHA-256 (hex) of the bundle file's bytes.
-    pub bundle_sha256: &'a str,
     /// `verify_bundle`'s report on it, VERIFIED under `pinned_key`.
     pub verification: &'a BundleReport,
     /// The fold of the bundle's events ([`crate::audit::evidence::fold_bundle`]).
     pub folded: &'a Working,
     /// The C2SP verifier key of the anchor's note (what to pin for tools we did not write).
     pub verifier_key: &'a str,
-    /// The bundle file's name, for the commands shown.
-    pub bundle_file: &'a str,
+}
+
+/// The page of a bundle `verify_bundle` judged (`verification`): its fold,
+/// its anchor's verifier key, rendered — what `govledger report` writes and
+/// what the ledger signs the digest of.
+pub fn page(bundle: &Bundle, verification: &BundleReport) -> Result<String, ReportError> {
+    use prost::Message as _;
+    let folded = crate::audit::evidence::fold_bundle(bundle).map_err(ReportError::Fold)?;
+    let verifier_key = bundle
+        .checkpoints
+        .last()
+        .and_then(|c| unhex(c))
+        .and_then(|bytes| Checkpoint::decode(bytes.as_slice()).ok())
+        .map(|c| c.verifier_key)
+        .unwrap_or_default();
+    render(&ReportInput {
+        bundle,
+        verification,
+        folded: &folded,
+        verifier_key: &verifier_key,
+    })
+}
+
+/// Hex SHA-256 of a page.
+pub fn page_sha256(page: &str) -> String {
+    govledger_projector::fold::hex(&Sha256::digest(page.as_bytes()))
+}
+
+/// The ledger's seal of the report of `bundle` (just exported, its
+/// manifest signed, no seal yet): the bundle verified under its own key,
+/// the page rendered, its digest signed by `sign` (the manifest key) over
+/// [`crate::audit::evidence::report_statement`].
+pub fn seal(bundle: &Bundle, sign: impl Fn(&[u8]) -> String) -> Result<ReportSeal, ReportError> {
+    let bytes = serde_json::to_vec_pretty(bundle).map_err(|e| ReportError::Fold(e.to_string()))?;
+    let verification = crate::audit::evidence::verify_bundle(&bytes, Some(&bundle.public_key));
+    let sha256 = page_sha256(&page(bundle, &verification)?);
+    let signature = sign(&crate::audit::evidence::report_statement(
+        &bundle.manifest_signature,
+        &sha256,
+    ));
+    Ok(ReportSeal { sha256, signature })
 }
 
 /// Renders the report (see the module doc).
@@ -86,15 +130,14 @@ pub fn render(i: &ReportInput<'_>) -> Result<String, ReportError> {
         h,
         "<h1>Completeness report — source <code>{}</code></h1>\n\
          <p class=\"lead\">As of stream sequence <b data-k=\"as_of_seq\">{}</b> (stored {}). \
-         Generated from evidence bundle <code>{}</code>, SHA-256 <code data-k=\"bundle_sha256\">{}</code>, \
-         exported {}, manifest signed by ledger key id <code>{}</code> \
-         (signature <code class=\"wrap\">{}</code>). Everything below is read from that bundle: \
-         rendering it again gives this page byte for byte.</p>\n",
+         Generated from the evidence bundle exported {}, whose manifest is signed by the ledger's \
+         manifest key (checkpoint key id <code>{}</code>; manifest signature <code class=\"wrap\" \
+         data-k=\"manifest_signature\">{}</code>). Everything below is read from that bundle: \
+         rendering it again gives this page byte for byte, and the bundle carries this page's \
+         SHA-256 signed by the same key.</p>\n",
         esc(src),
         b.state.as_of_seq,
         time(b.state.as_of_stored_at_us),
-        esc(i.bundle_file),
-        esc(i.bundle_sha256),
         time(b.created_at_us),
         esc(&b.key_id),
         esc(&b.manifest_signature),
@@ -477,7 +520,7 @@ fn evidence(h: &mut String, i: &ReportInput<'_>) {
         .and_then(|c| unhex(c))
         .and_then(|b| Checkpoint::decode(b.as_slice()).ok())
         .unwrap_or_default();
-    let f = esc(i.bundle_file);
+    let f = "&lt;bundle file&gt;";
     let _ = write!(
         h,
         "<h2>Checkpoint and proofs</h2><p>Anchor checkpoint: tree size <b data-k=\"anchor_size\">{}</b>, root <code class=\"wrap\">{}</code>; \
@@ -589,11 +632,9 @@ mod tests {
         let input = |b: &Bundle, v: &BundleReport| {
             render(&ReportInput {
                 bundle: b,
-                bundle_sha256: "",
                 verification: v,
                 folded: &w,
                 verifier_key: "",
-                bundle_file: "b.json",
             })
             .map(|_| ())
         };
@@ -620,11 +661,9 @@ mod tests {
         ));
         let page = render(&ReportInput {
             bundle: &b,
-            bundle_sha256: "ab",
             verification: &verified,
             folded: &w,
             verifier_key: "k",
-            bundle_file: "b.json",
         })
         .unwrap();
         assert!(page.contains("NOT COMPLETE") && page.contains("data-k=\"present\">0<"));

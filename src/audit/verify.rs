@@ -163,10 +163,19 @@ pub async fn verify_range(
         to_seq: to,
         ..Default::default()
     };
+    // The checkpoint of the ledger's own applied size, if one was signed.
+    let applied = store.meta().map_err(|e| e.to_string())?.last_applied_seq;
+    let at_applied = checkpoints
+        .iter()
+        .rfind(|c| c.tree_size == applied && !c.identity_map.is_empty())
+        .map(|c| c.identity_map.clone());
     let mut check = RangeCheck::new(checkpoints);
     let mut out = run(js, store, &mut check, stream_name, from, to).await;
     if out.is_ok() {
         out = tiles_hold(store, to);
+    }
+    if out.is_ok() {
+        out = map_holds(store, at_applied.as_deref());
     }
     resp.messages_checked = check.messages_checked;
     resp.checkpoints_checked = check.checkpoints_checked;
@@ -195,6 +204,34 @@ fn tiles_hold(store: &Store, size: u64) -> Result<(), Stop> {
         .into()),
         Err(e) => Err(Stop::Unreadable(format!("reading the tiles: {e}"))),
     }
+}
+
+/// The kept identity map is what the identity pages give, and (when a
+/// checkpoint was signed at the applied size) the map that checkpoint signs.
+fn map_holds(store: &Store, signed_at_applied: Option<&str>) -> Result<(), Stop> {
+    let found = |problem: String| Stop::Found(Finding { seq: 0, problem });
+    match store.check_identity_map() {
+        Ok(None) => {}
+        Ok(Some(p)) => {
+            return Err(found(format!(
+                "{p}: the identity map's proofs would not match its checkpoints; rebuild the ledger (govledger rebuild)"
+            )));
+        }
+        Err(e) => return Err(Stop::Unreadable(format!("reading the identity map: {e}"))),
+    }
+    let Some(signed) = signed_at_applied else {
+        return Ok(());
+    };
+    let root = store
+        .identity_map_root()
+        .map_err(|e| Stop::Unreadable(format!("reading the identity map: {e}")))?;
+    if !merkle::hex(&root).eq_ignore_ascii_case(signed) {
+        return Err(found(format!(
+            "the identity map is {}, but the checkpoint signed at this size says {signed}: the identity records were rewritten after it was signed",
+            merkle::hex(&root)
+        )));
+    }
+    Ok(())
 }
 
 async fn run(
@@ -282,6 +319,33 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `verify` holds the kept identity map to the one the checkpoint of the
+    /// applied size signs.
+    #[test]
+    fn the_identity_map_must_be_the_one_signed_at_the_applied_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        let mut w = govledger_projector::fold::Working::default();
+        let key = ("hr".to_owned(), 1, "alice".to_owned());
+        let mut ident = govledger_proto::v1::IdentityState::default();
+        govledger_projector::identity_map::note(&mut ident, 1);
+        w.identities.insert(key.clone(), ident);
+        w.identity_pages_of.insert(key, (0, true));
+        store.commit(&w).unwrap();
+        let root = merkle::hex(&store.identity_map_root().unwrap());
+        assert!(map_holds(&store, None).is_ok());
+        assert!(map_holds(&store, Some(&root)).is_ok());
+        match map_holds(&store, Some(&"ee".repeat(32))) {
+            Err(Stop::Found(f)) => assert!(
+                f.problem
+                    .contains("the checkpoint signed at this size says"),
+                "{}",
+                f.problem
+            ),
+            _ => panic!("a map other than the signed one passed"),
+        }
+    }
 
     fn leaves(n: u64) -> Vec<merkle::Hash> {
         (1..=n)

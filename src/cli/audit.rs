@@ -200,6 +200,7 @@ pub async fn export(a: ExportArgs) -> anyhow::Result<()> {
         external_id: a.identity.unwrap_or_default(),
         from_us: time_arg("--from", a.from.as_deref())?,
         to_us: time_arg("--to", a.to.as_deref())?,
+        with_report: false,
     };
     let mut c = connect(&a.client).await?;
     let data = fetch_bundle(&mut c, req).await?;

@@ -651,6 +651,12 @@ pub fn bundle_report(r: &crate::audit::evidence::BundleReport) -> String {
     for c in &r.checked {
         out.push_str(&format!("  ok  {c}\n"));
     }
+    if !r.report_sha256.is_empty() {
+        out.push_str(&format!(
+            "  ok  report page SHA-256 {} signed by the manifest key (`govledger report --bundle` renders it; sha256sum the page)\n",
+            r.report_sha256
+        ));
+    }
     for n in &r.notes {
         out.push_str(&format!("  note  {n}\n"));
     }

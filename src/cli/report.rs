@@ -1,24 +1,22 @@
 //! `govledger report`: the auditor's completeness report. Online it exports
-//! the source's whole-history bundle as of the point (written beside the
-//! page), verifies it, and renders [`crate::audit::report`] from it;
-//! `--bundle` renders again offline from a bundle (the same bytes).
+//! the source's whole-history bundle as of the point with the ledger's seal
+//! of its report (written beside the page), verifies it, renders
+//! [`crate::audit::report`] from it and checks the page is the one whose
+//! digest the ledger signed; `--bundle` renders again offline from a bundle
+//! (the same bytes, checked against the same signed digest).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use govledger_projector::fold::hex;
-use govledger_proto::v1::{Checkpoint, ExportEvidenceRequest, GetLedgerStatusRequest};
-use prost::Message as _;
-use sha2::{Digest as _, Sha256};
+use govledger_proto::v1::{ExportEvidenceRequest, GetLedgerStatusRequest};
 
 use super::{
     args::ReportArgs,
     client::{NotOk, connect, status_err, time_arg},
 };
 use crate::audit::{
-    checkpoints::unhex,
-    evidence::{self, fold_bundle},
-    report::{ReportInput, render},
+    evidence,
+    report::{page, page_sha256},
 };
 
 /// `govledger report` (see the module doc).
@@ -51,6 +49,7 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<()> {
                 external_id: String::new(),
                 from_us: 0,
                 to_us: time_arg("--as-of", a.as_of.as_deref())?,
+                with_report: true,
             };
             let data = super::audit::fetch_bundle(&mut c, req).await?;
             let path = beside(&a.out);
@@ -70,35 +69,31 @@ pub async fn report(a: ReportArgs) -> anyhow::Result<()> {
         return Err(NotOk.into());
     }
     let b: evidence::Bundle = serde_json::from_slice(&data).context("the bundle")?;
-    let folded = fold_bundle(&b).map_err(anyhow::Error::msg)?;
-    let verifier_key = b
-        .checkpoints
-        .last()
-        .and_then(|c| unhex(c))
-        .and_then(|bytes| Checkpoint::decode(bytes.as_slice()).ok())
-        .map(|c| c.verifier_key)
-        .unwrap_or_default();
-    let sha = hex(&Sha256::digest(&data));
-    let file = bundle_path
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let page = render(&ReportInput {
-        bundle: &b,
-        bundle_sha256: &sha,
-        verification: &verification,
-        folded: &folded,
-        verifier_key: &verifier_key,
-        bundle_file: &file,
-    })?;
+    let page = page(&b, &verification)?;
+    let sha = page_sha256(&page);
+    // verify_bundle checked the seal's signature; the page must be the one sealed.
+    if !verification.report_sha256.is_empty() && verification.report_sha256 != sha {
+        eprintln!(
+            "{}: the page rendered here (SHA-256 {sha}) is not the one the ledger signed for this bundle (SHA-256 {}): use the govledger version that exported it",
+            bundle_path.display(),
+            verification.report_sha256
+        );
+        return Err(NotOk.into());
+    }
     std::fs::write(&a.out, &page).with_context(|| format!("cannot write {}", a.out.display()))?;
     println!(
-        "wrote {} (SHA-256 {}) from bundle {} (SHA-256 {sha}), verified under key {}",
+        "wrote {} (SHA-256 {sha}) from bundle {}, verified under key {}",
         a.out.display(),
-        hex(&Sha256::digest(page.as_bytes())),
         bundle_path.display(),
         verification.key_id
     );
+    if verification.report_sha256.is_empty() {
+        println!(
+            "  the bundle carries no signed report digest (exported without with_report): the page is bound to it only by rendering it again"
+        );
+    } else {
+        println!("  the page's SHA-256 is the one the ledger's manifest key signed in the bundle");
+    }
     if a.public_key.is_none() && a.bundle.is_none() {
         println!(
             "  the key was the one the ledger serves: pin the key its operator published with --public-key"

@@ -203,6 +203,82 @@ impl Store {
         }))
     }
 
+    /// Recomputes the identity map from every identity page and names the
+    /// first kept record that differs (a block, a source record, or a
+    /// source the map holds without pages). Reads every page once; holds
+    /// one source's page leaves at a time.
+    pub fn check_identity_map(&self) -> Result<Option<String>> {
+        let mut kept: std::collections::BTreeSet<String> =
+            self.idmap_sources()?.into_iter().map(|(s, _)| s).collect();
+        let mut source: Option<(String, Vec<Hash>)> = None;
+        let mut scan = self.tree.scan_prefix([keys::TAG_IDENTITY_PAGE]);
+        loop {
+            let next = scan.next().transpose()?;
+            let parsed = match &next {
+                Some((k, v)) => {
+                    let (s, page) = keys::parse_identity_page_key(k)
+                        .ok_or_else(|| corrupt(k, "an identity page key"))?;
+                    let entries =
+                        identity_map::page_entries(v).ok_or_else(|| super::load::not_a_page(k))?;
+                    Some((s.to_owned(), page, identity_map::page_leaf(&entries)))
+                }
+                None => None,
+            };
+            let same = matches!((&source, &parsed), (Some((a, _)), Some((b, _, _))) if a == b);
+            if !same && let Some((s, leaves)) = source.take() {
+                kept.remove(&s);
+                if let Some(problem) = self.source_differs(&s, &leaves)? {
+                    return Ok(Some(problem));
+                }
+            }
+            let Some((s, page, leaf)) = parsed else { break };
+            let leaves = &mut source.get_or_insert_with(|| (s, Vec::new())).1;
+            if page != leaves.len() as u64 {
+                leaves.resize(page as usize, [0u8; 32]);
+            }
+            leaves.push(leaf);
+        }
+        Ok(kept
+            .into_iter()
+            .next()
+            .map(|s| format!("the identity map holds source {s:?}, which has no identity pages")))
+    }
+
+    /// How the kept map of `source` differs from its page `leaves`, if it does.
+    fn source_differs(&self, source: &str, leaves: &[Hash]) -> Result<Option<String>> {
+        let rec = self.idmap_source(source)?;
+        for (b, computed) in leaves.chunks(BLOCK_PAGES as usize).enumerate() {
+            let stored = self
+                .tree
+                .get(keys::idmap_block_key(source, b as u64))?
+                .unwrap_or_default();
+            if let Some(i) = (0..computed.len())
+                .find(|&i| stored.get(i * 32..i * 32 + 32) != Some(&computed[i][..]))
+            {
+                return Ok(Some(format!(
+                    "the identity map's leaf of page {} of source {source:?} is not what the page gives",
+                    b * BLOCK_PAGES as usize + i
+                )));
+            }
+            if rec.block_roots.get(b) != Some(&merkle::root(computed)) {
+                return Ok(Some(format!(
+                    "the identity map's root of pages {}.. of source {source:?} is not what the pages give",
+                    b * BLOCK_PAGES as usize
+                )));
+            }
+        }
+        if rec.pages != leaves.len() as u64
+            || rec.block_roots.len() != leaves.len().div_ceil(BLOCK_PAGES as usize)
+        {
+            return Ok(Some(format!(
+                "the identity map says source {source:?} has {} pages, it has {}",
+                rec.pages,
+                leaves.len()
+            )));
+        }
+        Ok(None)
+    }
+
     /// The last applied state's meta and identity map root, and `f`'s answer,
     /// read from one state (no commit can happen in between): what a
     /// checkpoint signs, and a proof against exactly that map.

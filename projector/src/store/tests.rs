@@ -301,4 +301,31 @@ fn the_identity_map_kept_by_commits_is_the_map_of_every_page() {
         store.identity_history_proof("b", 1, "nobody").unwrap(),
         None
     );
+
+    // `verify`'s check: the kept map is what the pages give; a leaf or a
+    // source record altered on disk is named.
+    assert_eq!(store.check_identity_map().unwrap(), None);
+    let block = keys::idmap_block_key("b", 1);
+    let good = store.tree.get(&block).unwrap().unwrap();
+    let mut bad = good.to_vec();
+    bad[32 * 3] ^= 1;
+    store.tree.insert(&block, bad).unwrap();
+    let found = store.check_identity_map().unwrap().unwrap();
+    assert!(
+        found.contains("leaf of page 259 of source \"b\""),
+        "{found}"
+    );
+    store.tree.insert(&block, good).unwrap();
+    let rec_key = keys::prefix(keys::TAG_IDMAP_SOURCE, &["a"]);
+    let rec = store.tree.get(&rec_key).unwrap().unwrap();
+    let mut bad = rec.to_vec();
+    bad[7] += 1;
+    store.tree.insert(&rec_key, bad).unwrap();
+    let found = store.check_identity_map().unwrap().unwrap();
+    assert!(
+        found.contains("source \"a\" has 2 pages, it has 1"),
+        "{found}"
+    );
+    store.tree.insert(&rec_key, rec).unwrap();
+    assert_eq!(store.check_identity_map().unwrap(), None);
 }

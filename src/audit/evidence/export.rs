@@ -152,6 +152,7 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         state,
         identity_history: history.as_ref().map(Into::into),
         manifest_signature: String::new(),
+        report: None,
     };
     b.manifest_signature = d.checkpointer.sign_manifest(&manifest(&b, &anchor));
     Ok(b)

@@ -198,6 +198,50 @@ pub struct Bundle {
     pub identity_history: Option<history::BundleHistory>,
     /// Hex ed25519 signature of [`manifest`] by the manifest key (strictly verified).
     pub manifest_signature: String,
+    /// The auditor's report rendered from this bundle, referenced by digest
+    /// and signed by the manifest key after the manifest (when the export
+    /// asked for it: `with_report`).
+    #[serde(default)]
+    pub report: Option<ReportSeal>,
+}
+
+/// The digest of the report page rendered from a bundle, signed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSeal {
+    /// Hex SHA-256 of the page's bytes.
+    pub sha256: String,
+    /// Hex ed25519 signature of [`report_statement`] by the manifest key.
+    pub signature: String,
+}
+
+/// The bytes a report seal signs: a domain tag, the bundle's manifest
+/// signature (so the page belongs to this bundle) and the page's digest.
+pub fn report_statement(manifest_signature: &str, sha256: &str) -> Vec<u8> {
+    let mut m = ManifestWriter::default();
+    m.text("govledger report v1");
+    m.text(&manifest_signature.to_ascii_lowercase());
+    m.text(&sha256.to_ascii_lowercase());
+    m.0
+}
+
+/// The report seal of `b`, checked under the manifest key (hex): its digest
+/// when there is one.
+fn report_sealed(b: &Bundle, manifest_key: &str) -> Result<Option<String>, String> {
+    let Some(seal) = &b.report else {
+        return Ok(None);
+    };
+    let sha_ok = seal.sha256.len() == 64 && checkpoints::unhex(&seal.sha256).is_some();
+    if !sha_ok
+        || !checkpoints::verify_bytes(
+            manifest_key,
+            &report_statement(&b.manifest_signature, &seal.sha256),
+            &seal.signature,
+        )
+    {
+        return Err("the report digest is not signed by the bundle's manifest key: it was changed after export".into());
+    }
+    Ok(Some(seal.sha256.to_ascii_lowercase()))
 }
 
 fn sha_hex(parts: &[&[u8]]) -> String {

@@ -59,6 +59,10 @@ pub struct BundleReport {
     /// The bundle's public key (hex) and its id, once the key checked out.
     pub public_key: String,
     pub key_id: String,
+    /// The SHA-256 of the report page the manifest key signed for this
+    /// bundle (empty: none), checked; not among `checked`, so the report
+    /// rendered before the seal and after it is the same page.
+    pub report_sha256: String,
 }
 
 impl BundleReport {
@@ -188,6 +192,10 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
         "manifest (scope, export time, every event's sequence, time and subject, state) signed by the ledger's manifest key {}, endorsed by its checkpoint key for the export time",
         manifest_key_id
     ));
+    match super::report_sealed(b, &manifest_key) {
+        Ok(sha) => r.report_sha256 = sha.unwrap_or_default(),
+        Err(problem) => return r.fail(None, problem),
+    }
     // 4. What the bundle shows beside the signed data is what it decodes to.
     if let Err((seq, problem)) = recomputed(b, &msgs) {
         return r.fail(seq, problem);
