@@ -710,3 +710,96 @@ async fn a_bundle_that_omits_one_earlier_event_of_its_identity_is_caught() {
     let r = verify_bundle(&serde_json::to_vec(&honest).unwrap(), Some(&key));
     assert!(r.ok, "{r:?}");
 }
+
+/// The identity's history holds every event of the actions requested on it:
+/// a bundle that leaves out a deactivation (all its events and its state),
+/// folded again and re-signed with the ledger's own keys, is caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_omits_an_action_on_its_identity_is_caught() {
+    use govledger::audit::evidence::{descriptors, fold_bundle, readable_state};
+    use govledger_proto::v1::ActionOutcome;
+    let (_nats, scim, gl) = govledger_testkit::govledger::serve_fault_scim(3, 0, "").await;
+    let who = scim.user_ids()[1].clone();
+    gl.sync("hr").await;
+    let a = gl
+        .act(
+            "hr",
+            govledger_testkit::govledger::action_request(
+                ActionKind::Deactivate,
+                &who,
+                "",
+                "omit-1",
+                "T-1",
+            ),
+        )
+        .await;
+    assert_eq!(a.outcome, ActionOutcome::Confirmed as i32, "{a:?}");
+    gl.sync("hr").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.json");
+    export_identity(&gl, &who, &path);
+    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let k = ledger_key(&gl);
+    let key = hex(k.verifying_key().as_bytes());
+    let r = verify_bundle(&serde_json::to_vec(&original).unwrap(), Some(&key));
+    assert!(r.ok, "{r:?}");
+    // Its observations (one per sync) and the action's events (request,
+    // attempt, read-back, conclusion), each once.
+    let of_action: Vec<u64> = original
+        .events
+        .iter()
+        .filter(|e| e.event["actionId"] == a.action.as_ref().unwrap().action_id.as_str())
+        .map(|e| e.seq)
+        .collect();
+    assert!(of_action.len() >= 3, "{:?}", original.events);
+    let observed = original
+        .events
+        .iter()
+        .filter(|e| e.event.get("recordObserved").is_some())
+        .count();
+    assert!(observed >= 2, "{:?}", original.events);
+    let whole = format!("whole history: the {} event(s)", observed + of_action.len());
+    assert!(
+        r.checked.iter().any(|c| c.contains(&whole)),
+        "{whole}: {:?}",
+        r.checked
+    );
+
+    let mut b = original.clone();
+    b.events.retain(|e| !of_action.contains(&e.seq));
+    b.manifest_seqs.retain(|s| !of_action.contains(s));
+    let w = fold_bundle(&b).unwrap();
+    let ident = w
+        .identities
+        .iter()
+        .map(|(_, i)| i.clone())
+        .find(|i| i.external_id == who)
+        .unwrap();
+    b.state.identity = Some(hex(&ident.encode_to_vec()));
+    b.state.actions = w
+        .actions
+        .iter()
+        .map(|(_, s)| hex(&s.encode_to_vec()))
+        .collect();
+    assert!(b.state.actions.is_empty());
+    b.state.readable = readable_state(&descriptors().unwrap(), &b.state);
+    resign(
+        &mut b,
+        k.verifying_key().to_bytes(),
+        &|m| k.sign(m).to_bytes(),
+        Some(&k),
+    );
+    let r = verify_bundle(&serde_json::to_vec(&b).unwrap(), Some(&key));
+    assert!(
+        !r.ok
+            && r.problem
+                .contains("does not hold the identity's whole history"),
+        "{r:?}"
+    );
+    assert!(
+        r.problem
+            .contains(&format!("commits to {} events", observed + of_action.len())),
+        "{}",
+        r.problem
+    );
+}

@@ -5,7 +5,8 @@
 //!
 //! - Each identity record carries its history's count and a hash chain over
 //!   the sequences of its events ([`note`]): the events `recent_seqs` ever
-//!   held (observations, and confirmations that watch it).
+//!   held (observations, and confirmations that watch it) and every event of
+//!   the actions requested on it, from when the ledger knows the identity.
 //! - An identity page ([`crate::identity_page`], 16 identities) gives one
 //!   leaf: `SHA-256(0x00 || "govledger identity page v1" || entries)`, each
 //!   entry `SHA-256(identity key) || count (8 bytes BE) || head (32 bytes)` in
@@ -49,10 +50,15 @@ pub fn chain(head: &[u8], seq: u64) -> Hash {
     h.finalize().into()
 }
 
-/// Records `seq` in the identity's committed history.
+/// Records `seq` in the identity's committed history (once: an event that
+/// concerns the identity in two ways is one event of its history).
 pub fn note(ident: &mut IdentityState, seq: u64) {
+    if seq <= ident.history_last_seq {
+        return;
+    }
     ident.history_head = chain(&ident.history_head, seq).to_vec();
     ident.history_count += 1;
+    ident.history_last_seq = seq;
 }
 
 /// The two fields of an [`IdentityState`] the map reads, decoded alone

@@ -260,6 +260,70 @@ mod tests {
         check(&[1, 1, 2], 0, 3); // a repeated delivery is below `next` the second time
     }
 
+    /// An action requested with no entity type targets the user (as the
+    /// API reads it): it is indexed on that identity, and each of its events
+    /// is chained into the identity's committed history, once.
+    #[test]
+    fn an_actions_events_join_its_target_users_history() {
+        use govledger_proto::v1::{
+            ActionAttempted, ActionRequested, EntityType, Event, RecordObserved, event::Body,
+        };
+        use prost::Message as _;
+        let ev = |n: u32, body: Body| Event {
+            event_id: format!("00000000-0000-7000-8000-{n:012}"),
+            source_id: "hr".into(),
+            run_id: "r1".into(),
+            action_id: if n > 1 { "a1".into() } else { String::new() },
+            body: Some(body),
+            ..Default::default()
+        };
+        let events = [
+            ev(
+                1,
+                Body::RecordObserved(RecordObserved {
+                    entity_type: EntityType::User as i32,
+                    external_id: "u1".into(),
+                    ..Default::default()
+                }),
+            ),
+            ev(
+                2,
+                Body::ActionRequested(ActionRequested {
+                    identity_external_id: "u1".into(),
+                    ..Default::default()
+                }),
+            ),
+            ev(3, Body::ActionAttempted(ActionAttempted::default())),
+        ];
+        let msgs: Vec<OwnedMsg> = events
+            .iter()
+            .zip(1u64..)
+            .map(|(e, seq)| OwnedMsg {
+                seq,
+                subject: String::new(),
+                stored_at_us: 0,
+                payload: e.encode_to_vec().into(),
+                leaf: None,
+            })
+            .collect();
+        let mut w = fold::Working::default();
+        fold_in_memory(&mut w, &msgs);
+        let key = ("hr".to_owned(), EntityType::User as i32, "u1".to_owned());
+        assert!(
+            w.identity_actions
+                .get(&(key.clone(), "a1".into()))
+                .is_some()
+        );
+        let u1 = w.identities.get(&key).unwrap();
+        assert_eq!((u1.history_count, u1.history_last_seq), (3, 3));
+        let mut want = govledger_proto::v1::IdentityState::default();
+        for seq in 1..=3 {
+            crate::identity_map::note(&mut want, seq);
+            crate::identity_map::note(&mut want, seq); // once only
+        }
+        assert_eq!(u1.history_head, want.history_head);
+    }
+
     #[test]
     fn needs_names_a_batchs_shared_source_and_run_once() {
         use crate::keys::Key;

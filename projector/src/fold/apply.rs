@@ -178,11 +178,21 @@ fn fold_body(
         Body::RecordObserved(r) => read::record_observed(w, seq, ev, r),
         Body::RecordRejected(r) => read::record_rejected(w, seq, ev, &r),
         Body::SyncRunFinished(f) => read::run_finished(w, seq, ev, &f, seal),
-        Body::ActionRequested(r) => write::action_requested(w, seq, ev, &r),
-        Body::ActionAttempted(t) => write::action_attempted(w, seq, ev, &t),
-        Body::ActionVerified(v) => write::action_verified(w, seq, ev, &v),
+        Body::ActionRequested(r) => {
+            write::action_requested(w, seq, ev, &r);
+            write::note_on_target(w, ev, seq);
+        }
+        Body::ActionAttempted(t) => {
+            write::action_attempted(w, seq, ev, &t);
+            write::note_on_target(w, ev, seq);
+        }
+        Body::ActionVerified(v) => {
+            write::action_verified(w, seq, ev, &v);
+            write::note_on_target(w, ev, seq);
+        }
         Body::ActionConcluded(c) => {
             write::conclude_action(w, ev, seq, at, &c, seal);
+            write::note_on_target(w, ev, seq);
         }
         Body::DeletionsAccepted(a) => {
             accept::deletions_accepted(w, seq, ev, a, seal);

@@ -102,7 +102,14 @@ pub fn needs<'e>(ev: &'e Event, last: &mut LastPushed<'e>, out: &mut Vec<Key>) {
                 r.external_id.clone(),
             )));
         }
-        Body::ActionRequested(_) | Body::ActionAttempted(_) | Body::ActionVerified(_) => {
+        Body::ActionRequested(r) => {
+            action_keys(ev, out);
+            // Its events are chained into the identity's history.
+            if let Some(key) = super::write::target_of(&ev.source_id, r) {
+                out.push(Key::Identity(key));
+            }
+        }
+        Body::ActionAttempted(_) | Body::ActionVerified(_) => {
             action_keys(ev, out);
         }
         Body::ActionConcluded(c) => {
@@ -125,7 +132,8 @@ pub fn needs<'e>(ev: &'e Event, last: &mut LastPushed<'e>, out: &mut Vec<Key>) {
 /// COMPLETE full run of each entity type (the deletion guard's per-type
 /// baseline), and the
 /// UNCONFIRMED actions watched on each identity (an observation may confirm
-/// them late). Call with the
+/// them late), and the identity an action requested before the batch is
+/// chained into. Call with the
 /// [`needs`] keys loaded. Keys that change inside the batch are covered: a run
 /// that last observed an identity earlier in the batch is loaded through
 /// [`needs`], and run-seen records spilled in the batch are in the working set.
@@ -140,6 +148,19 @@ pub fn needs_after_load<'e>(
             && w.event_blocks.get(&block).is_some_and(|b| block_full(b))
         {
             out.push(Key::EventId(ev.event_id.clone()));
+        }
+        // The identity an earlier-requested action's event is chained into.
+        if matches!(
+            &ev.body,
+            Some(Body::ActionAttempted(_) | Body::ActionVerified(_) | Body::ActionConcluded(_))
+        ) && let Some(key) = w
+            .actions
+            .get(&ev.action_id)
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| super::write::target_of(&ev.source_id, r))
+            && !w.identities.is_loaded(&key)
+        {
+            out.push(Key::Identity(key));
         }
         if let Some(Body::RecordObserved(r)) = &ev.body
             && w.runs.get(&ev.run_id).is_some_and(|r| r.seen_spilled > 0)

@@ -18,15 +18,23 @@ use super::{
     records::{action_mut, new_identity, note_history},
 };
 
+/// The identity an action of `source` requested as `r` targets: an
+/// unspecified entity type is a user, as the API reads a request.
+pub(crate) fn target_of(source: &str, r: &ActionRequested) -> Option<crate::keys::IdentityKey> {
+    if r.identity_external_id.is_empty() {
+        return None;
+    }
+    let t = match r.entity_type {
+        0 => govledger_proto::v1::EntityType::User as i32,
+        t => t,
+    };
+    Some((source.to_owned(), t, r.identity_external_id.clone()))
+}
+
 /// An action was requested (the first request counts), indexed on its identity.
 pub(super) fn action_requested(w: &mut Working, seq: u64, ev: &Event, r: &ActionRequested) {
     let at = ev.occurred_at_us;
-    if !r.identity_external_id.is_empty() {
-        let ikey = (
-            ev.source_id.clone(),
-            r.entity_type,
-            r.identity_external_id.clone(),
-        );
+    if let Some(ikey) = target_of(&ev.source_id, r) {
         w.identity_actions.insert((ikey, ev.action_id.clone()), ());
     }
     let a = action_mut(w, ev, seq);
@@ -34,6 +42,24 @@ pub(super) fn action_requested(w: &mut Working, seq: u64, ev: &Event, r: &Action
         a.request = Some(r.clone());
         a.requested_at_us = at;
         a.external = r.external;
+    }
+}
+
+/// Records an action's event in the committed history of the identity its
+/// request names (`identity_map::note`), when the ledger knows that
+/// identity: an identity's bundle holds every event of the actions on it,
+/// and the map commits to them.
+pub(super) fn note_on_target(w: &mut Working, ev: &Event, seq: u64) {
+    let Some(key) = w
+        .actions
+        .get(&ev.action_id)
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| target_of(&ev.source_id, r))
+    else {
+        return;
+    };
+    if let Some(ident) = w.identities.get_mut(&key) {
+        crate::identity_map::note(ident, seq);
     }
 }
 
