@@ -446,12 +446,11 @@ fn ledger_key(gl: &Govledger) -> SigningKey {
     SigningKey::from_bytes(&unhex(text.trim()).unwrap().try_into().unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chain_cut_short_or_forked_is_caught() {
-    use govledger_proto::v1::CreateCheckpointRequest;
+/// A NATS, a SCIM source of `users` users and govledger serving it as `hr`.
+async fn serve_hr(users: usize) -> (NatsServer, FaultScim, Govledger) {
     let nats = NatsServer::start().await;
     let scim = FaultScim::start_with(ScimConfig {
-        users: 4,
+        users,
         ..Default::default()
     })
     .await;
@@ -460,6 +459,13 @@ async fn a_chain_cut_short_or_forked_is_caught() {
         scim.base_url
     );
     let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    (nats, scim, gl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_cut_short_or_forked_is_caught() {
+    use govledger_proto::v1::CreateCheckpointRequest;
+    let (_nats, scim, gl) = serve_hr(4).await;
     let mut c = gl.client().await;
     // A checkpoint before any event, one after the first sync, then more history.
     c.create_checkpoint(CreateCheckpointRequest {})
@@ -565,24 +571,50 @@ async fn a_chain_cut_short_or_forked_is_caught() {
     assert!(!r.ok && r.problem.contains("no signed note"), "{r:?}");
 }
 
+/// `original` without the events at `seqs`, as a dishonest exporter would
+/// make it: the identity's and its actions' states folded again from what is
+/// left, everything signed again with the ledger's own key `k`; and the
+/// identity's state in it.
+fn omitted(
+    original: &Bundle,
+    seqs: &[u64],
+    who: &str,
+    k: &SigningKey,
+) -> (Bundle, govledger_proto::v1::IdentityState) {
+    use govledger::audit::evidence::{descriptors, fold_bundle, readable_state};
+    let mut b = original.clone();
+    b.events.retain(|e| !seqs.contains(&e.seq));
+    b.manifest_seqs.retain(|s| !seqs.contains(s));
+    let w = fold_bundle(&b).unwrap();
+    let ident = w
+        .identities
+        .iter()
+        .map(|(_, i)| i.clone())
+        .find(|i| i.external_id == who)
+        .unwrap();
+    b.state.identity = Some(hex(&ident.encode_to_vec()));
+    b.state.actions = w
+        .actions
+        .iter()
+        .map(|(_, s)| hex(&s.encode_to_vec()))
+        .collect();
+    b.state.readable = readable_state(&descriptors().unwrap(), &b.state);
+    resign(
+        &mut b,
+        k.verifying_key().to_bytes(),
+        &|m| k.sign(m).to_bytes(),
+        Some(k),
+    );
+    (b, ident)
+}
+
 /// A bundle that leaves out one earlier event of its identity, its state
 /// folded again from what is left and every signature made again with the
 /// ledger's own keys (a dishonest exporter), is caught: the identity map the
 /// anchor signed before the export commits to the identity's whole history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_that_omits_one_earlier_event_of_its_identity_is_caught() {
-    use govledger::audit::evidence::{descriptors, fold_bundle, readable_state};
-    let nats = NatsServer::start().await;
-    let scim = FaultScim::start_with(ScimConfig {
-        users: 3,
-        ..Default::default()
-    })
-    .await;
-    let cfg = format!(
-        "[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\n",
-        scim.base_url
-    );
-    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    let (_nats, scim, gl) = serve_hr(3).await;
     let who = scim.user_ids()[1].clone();
     // Three observations of the identity; the middle one shows it disabled.
     gl.sync("hr").await;
@@ -617,19 +649,7 @@ async fn a_bundle_that_omits_one_earlier_event_of_its_identity_is_caught() {
 
     // Drop the middle observation (the one that showed it disabled), fold
     // the state again from what is left, sign everything again.
-    let omit = observed[1];
-    let mut b = original.clone();
-    b.events.retain(|e| e.seq != omit);
-    b.manifest_seqs.retain(|s| *s != omit);
-    let w = fold_bundle(&b).unwrap();
-    let ident = w
-        .identities
-        .iter()
-        .map(|(_, i)| i.clone())
-        .find(|i| i.external_id == who)
-        .unwrap();
-    b.state.identity = Some(hex(&ident.encode_to_vec()));
-    b.state.readable = readable_state(&descriptors().unwrap(), &b.state);
+    let (b, ident) = omitted(&original, &[observed[1]], &who, &k);
     let resigned = |b: &mut Bundle| {
         resign(
             b,
@@ -638,7 +658,6 @@ async fn a_bundle_that_omits_one_earlier_event_of_its_identity_is_caught() {
             Some(&k),
         )
     };
-    resigned(&mut b);
     let r = verify_bundle(&serde_json::to_vec(&b).unwrap(), Some(&key));
     assert!(
         !r.ok
@@ -716,7 +735,6 @@ async fn a_bundle_that_omits_one_earlier_event_of_its_identity_is_caught() {
 /// folded again and re-signed with the ledger's own keys, is caught.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_that_omits_an_action_on_its_identity_is_caught() {
-    use govledger::audit::evidence::{descriptors, fold_bundle, readable_state};
     use govledger_proto::v1::ActionOutcome;
     let (_nats, scim, gl) = govledger_testkit::govledger::serve_fault_scim(3, 0, "").await;
     let who = scim.user_ids()[1].clone();
@@ -765,30 +783,8 @@ async fn a_bundle_that_omits_an_action_on_its_identity_is_caught() {
         r.checked
     );
 
-    let mut b = original.clone();
-    b.events.retain(|e| !of_action.contains(&e.seq));
-    b.manifest_seqs.retain(|s| !of_action.contains(s));
-    let w = fold_bundle(&b).unwrap();
-    let ident = w
-        .identities
-        .iter()
-        .map(|(_, i)| i.clone())
-        .find(|i| i.external_id == who)
-        .unwrap();
-    b.state.identity = Some(hex(&ident.encode_to_vec()));
-    b.state.actions = w
-        .actions
-        .iter()
-        .map(|(_, s)| hex(&s.encode_to_vec()))
-        .collect();
+    let (b, _) = omitted(&original, &of_action, &who, &k);
     assert!(b.state.actions.is_empty());
-    b.state.readable = readable_state(&descriptors().unwrap(), &b.state);
-    resign(
-        &mut b,
-        k.verifying_key().to_bytes(),
-        &|m| k.sign(m).to_bytes(),
-        Some(&k),
-    );
     let r = verify_bundle(&serde_json::to_vec(&b).unwrap(), Some(&key));
     assert!(
         !r.ok

@@ -178,46 +178,35 @@ async fn the_report_renders_in_chromium_and_its_numbers_equal_the_apis() {
         text.contains(&format!("report page SHA-256 {} signed", seal.sha256)),
         "{text}"
     );
-    // Another page's digest put in the seal: the bundle is TAMPERED.
-    let mut other = sealed.clone();
-    other.report.as_mut().unwrap().sha256 = "ab".repeat(32);
-    let reseal = dir.path().join("resealed.json");
-    std::fs::write(&reseal, serde_json::to_vec(&other).unwrap()).unwrap();
-    let (st, text, err) = run_govledger_out(
-        &[
-            "report",
-            "--bundle",
-            reseal.to_str().unwrap(),
-            "--public-key",
-            &status.checkpoint_public_key,
-            "--out",
-            dir.path().join("no.html").to_str().unwrap(),
-        ],
-        &[],
+    // An edited bundle makes no report (exit 3), and says why.
+    let refused = |edit: &dyn Fn(&mut govledger::audit::evidence::Bundle), why: &str| {
+        let mut b = sealed.clone();
+        edit(&mut b);
+        let edited = dir.path().join("edited.json");
+        std::fs::write(&edited, serde_json::to_vec(&b).unwrap()).unwrap();
+        let (st, text, err) = run_govledger_out(
+            &[
+                "report",
+                "--bundle",
+                edited.to_str().unwrap(),
+                "--public-key",
+                &status.checkpoint_public_key,
+                "--out",
+                dir.path().join("no.html").to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(st.code(), Some(3), "{text}{err}");
+        assert!(err.contains(why), "{why}: {err}");
+        assert!(!dir.path().join("no.html").exists());
+    };
+    // Another page's digest put in the seal.
+    refused(
+        &|b| b.report.as_mut().unwrap().sha256 = "ab".repeat(32),
+        "report digest is not signed",
     );
-    assert_eq!(st.code(), Some(3), "{text}{err}");
-    assert!(err.contains("report digest is not signed"), "{err}");
-    // A tampered bundle makes no report.
-    let tampered = dir.path().join("tampered.json");
-    let mut b: govledger::audit::evidence::Bundle =
-        serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
-    b.state.as_of_seq -= 1;
-    std::fs::write(&tampered, serde_json::to_vec(&b).unwrap()).unwrap();
-    let (st, text, err) = run_govledger_out(
-        &[
-            "report",
-            "--bundle",
-            tampered.to_str().unwrap(),
-            "--public-key",
-            &status.checkpoint_public_key,
-            "--out",
-            dir.path().join("no.html").to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(st.code(), Some(3), "{text}{err}");
-    assert!(err.contains("Tampered"), "{err}");
-    assert!(!dir.path().join("no.html").exists());
+    // The bundle itself tampered with.
+    refused(&|b| b.state.as_of_seq -= 1, "Tampered");
 
     // Headless Chromium renders it; the screenshot is kept.
     let artifacts = govledger_testkit::browser::artifacts();
