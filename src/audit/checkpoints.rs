@@ -19,7 +19,7 @@
 //! Layout:
 //! - here: the audit stream (reading it), and the [`Checkpointer`] that signs
 //!   and appends checkpoints;
-//! - [`signed`]: one checkpoint, pure — statement, note extension, hash,
+//! - `signed`: one checkpoint, pure — statement, note extension, hash,
 //!   signing, and the checks of a checkpoint and a chain (re-exported here).
 
 mod signed;
