@@ -215,6 +215,19 @@ async fn projector_killed_mid_batch_ends_identical_to_an_uninterrupted_run() {
     assert_eq!(w.meta.last_applied_seq, last);
     assert_eq!(w.meta.poison_events, 1);
     assert!(w.meta.duplicate_events > 0);
+    // The identity map (derived, outside the digest) was committed with the
+    // pages at every crash: it is the map of the pages, and the clean run's.
+    let map_of = |dir: &std::path::Path| {
+        let store = govledger_projector::Store::open(&dir.join("sled"), 8 << 20).unwrap();
+        assert_eq!(
+            store.check_identity_map().unwrap(),
+            None,
+            "{}",
+            dir.display()
+        );
+        store.identity_map_root().unwrap()
+    };
+    assert_eq!(map_of(&crashy), map_of(&clean), "identity maps differ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
