@@ -571,6 +571,28 @@ async fn a_chain_cut_short_or_forked_is_caught() {
     assert!(!r.ok && r.problem.contains("no signed note"), "{r:?}");
 }
 
+/// Identity `who`'s bundle as `govledger export` writes it into `dir`, the
+/// ledger's key (and its hex), and the bundle's verification (VERIFIED).
+fn exported(
+    gl: &Govledger,
+    who: &str,
+    dir: &std::path::Path,
+) -> (
+    Bundle,
+    SigningKey,
+    String,
+    govledger::audit::evidence::BundleReport,
+) {
+    let path = dir.join("evidence.json");
+    export_identity(gl, who, &path);
+    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let k = ledger_key(gl);
+    let key = hex(k.verifying_key().as_bytes());
+    let r = verify_bundle(&serde_json::to_vec(&original).unwrap(), Some(&key));
+    assert!(r.ok, "{r:?}");
+    (original, k, key, r)
+}
+
 /// `original` without the events at `seqs`, as a dishonest exporter would
 /// make it: the identity's and its actions' states folded again from what is
 /// left, everything signed again with the ledger's own key `k`; and the
@@ -623,13 +645,7 @@ async fn a_bundle_that_omits_one_earlier_event_of_its_identity_is_caught() {
     scim.set_active(&who, true);
     gl.sync("hr").await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("evidence.json");
-    export_identity(&gl, &who, &path);
-    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let k = ledger_key(&gl);
-    let key = hex(k.verifying_key().as_bytes());
-    let r = verify_bundle(&serde_json::to_vec(&original).unwrap(), Some(&key));
-    assert!(r.ok, "{r:?}");
+    let (original, k, key, r) = exported(&gl, &who, dir.path());
     assert!(
         r.checked
             .iter()
@@ -754,13 +770,7 @@ async fn a_bundle_that_omits_an_action_on_its_identity_is_caught() {
     assert_eq!(a.outcome, ActionOutcome::Confirmed as i32, "{a:?}");
     gl.sync("hr").await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("evidence.json");
-    export_identity(&gl, &who, &path);
-    let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let k = ledger_key(&gl);
-    let key = hex(k.verifying_key().as_bytes());
-    let r = verify_bundle(&serde_json::to_vec(&original).unwrap(), Some(&key));
-    assert!(r.ok, "{r:?}");
+    let (original, k, key, r) = exported(&gl, &who, dir.path());
     // Its observations (one per sync) and the action's events (request,
     // attempt, read-back, conclusion), each once.
     let of_action: Vec<u64> = original
