@@ -349,10 +349,7 @@ impl Checkpointer {
         loop {
             let (meta, map, proof) = self
                 .store
-                .tree_head_with(|s| match identity {
-                    Some(k) => s.identity_history_proof(&k.0, k.1, &k.2),
-                    None => Ok(None),
-                })
+                .tree_head(identity)
                 .map_err(|e| AuditStreamError::Store(e.to_string()))?;
             let tree = merkle::Frontier::from_parts(meta.merkle_size, &meta.merkle_peaks)
                 .ok_or(AuditStreamError::FrontierInconsistent)?;

@@ -76,29 +76,17 @@ pub fn key_id(public: &VerifyingKey) -> String {
     hex(&Sha256::digest(public.as_bytes()))[..16].to_owned()
 }
 
-/// Why a public key (hex) cannot verify anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum KeyProblem {
-    /// Not 64 hex characters of a valid curve point.
-    #[error("not an ed25519 public key (64 hex characters of a curve point)")]
-    Malformed,
-    /// A small-order point: signatures under it prove nothing.
-    #[error(
-        "a weak (small-order) ed25519 public key, under which trivial signatures verify any text"
-    )]
-    Weak,
-}
+/// Why a public key (hex) cannot verify anything: the producer keys' reasons.
+pub use govledger_stream::seal::KeyProblem;
 
-/// A public key (hex) fit to verify with: a valid point, not of small order.
+/// A public key (hex) fit to verify with: a valid point, not of small order
+/// (the producer keys' check, without its tolerance of whitespace around a
+/// key file's text: a key in a bundle or an argument is exactly its hex).
 pub fn parse_public_key(h: &str) -> Result<VerifyingKey, KeyProblem> {
-    let key = unhex(h)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-        .ok_or(KeyProblem::Malformed)?;
-    if key.is_weak() {
-        return Err(KeyProblem::Weak);
+    if h.trim() != h {
+        return Err(KeyProblem::Malformed);
     }
-    Ok(key)
+    govledger_stream::seal::parse_public_key(h)
 }
 
 /// Whether `signature` (hex) is `key`'s strict ed25519 signature of `msg`:

@@ -10,7 +10,7 @@ use govledger_proto::v1::LedgerMeta;
 use super::{Result, Store, StoreError, index::IndexReader, writer::WriteSet};
 use crate::{
     identity_map::{self, BLOCK_PAGES, HistoryProof},
-    keys::{self, KeyRef},
+    keys::{self, IdentityKey, KeyRef},
     merkle::{self, Hash},
 };
 
@@ -131,8 +131,8 @@ impl Store {
         Ok(())
     }
 
-    /// Every source of the map with its leaf, in key order.
-    fn idmap_sources(&self) -> Result<Vec<(String, Hash)>> {
+    /// Every source of the map with its record and leaf, in key order.
+    fn idmap_sources(&self) -> Result<Vec<(String, SourceRecord, Hash)>> {
         let mut out = Vec::new();
         for kv in self.tree.scan_prefix([keys::TAG_IDMAP_SOURCE]) {
             let (k, v) = kv?;
@@ -144,15 +144,29 @@ impl Store {
             let rec =
                 SourceRecord::decode(&v).ok_or_else(|| corrupt(&k, "an identity map record"))?;
             let leaf = identity_map::source_leaf(&source, rec.pages, &rec.root());
-            out.push((source, leaf));
+            out.push((source, rec, leaf));
         }
         Ok(out)
     }
 
+    /// The map's root and, for `identity`, the proof of its page (`None`
+    /// when the store has no such identity), from one read of the sources.
+    fn identity_map_head(
+        &self,
+        identity: Option<&IdentityKey>,
+    ) -> Result<(Hash, Option<HistoryProof>)> {
+        let sources = self.idmap_sources()?;
+        let leaves: Vec<Hash> = sources.iter().map(|(_, _, l)| *l).collect();
+        let proof = match identity {
+            Some(key) => self.page_proof(key, &sources, &leaves)?,
+            None => None,
+        };
+        Ok((identity_map::map_root(&leaves), proof))
+    }
+
     /// The identity map's root now.
     pub fn identity_map_root(&self) -> Result<Hash> {
-        let leaves: Vec<Hash> = self.idmap_sources()?.into_iter().map(|(_, l)| l).collect();
-        Ok(identity_map::map_root(&leaves))
+        Ok(self.identity_map_head(None)?.0)
     }
 
     /// The proof of identity `key`'s page in the map now; `None` when the
@@ -163,7 +177,19 @@ impl Store {
         entity_type: i32,
         external_id: &str,
     ) -> Result<Option<HistoryProof>> {
-        let key = keys::identity_key(source_id, entity_type, external_id);
+        let key = (source_id.to_owned(), entity_type, external_id.to_owned());
+        Ok(self.identity_map_head(Some(&key))?.1)
+    }
+
+    /// The proof of `identity`'s page among the map's `sources` (their
+    /// `leaves`).
+    fn page_proof(
+        &self,
+        (source_id, entity_type, external_id): &IdentityKey,
+        sources: &[(String, SourceRecord, Hash)],
+        leaves: &[Hash],
+    ) -> Result<Option<HistoryProof>> {
+        let key = keys::identity_key(source_id, *entity_type, external_id);
         let Some(page) = IndexReader::default().page_of(&self.tree, &key)? else {
             return Ok(None);
         };
@@ -171,7 +197,11 @@ impl Store {
         let bytes = self.tree.get(&page_key)?.unwrap_or_default();
         let entries =
             identity_map::page_entries(&bytes).ok_or_else(|| super::load::not_a_page(&page_key))?;
-        let rec = self.idmap_source(source_id)?;
+        let source_index = sources
+            .iter()
+            .position(|(s, _, _)| s == source_id)
+            .ok_or_else(|| corrupt(&page_key, "an identity page the map holds"))?;
+        let rec = &sources[source_index].1;
         let b = page / BLOCK_PAGES;
         let block_key = keys::idmap_block_key(source_id, b);
         let block = block_leaves(
@@ -185,21 +215,15 @@ impl Store {
         }
         let mut page_path = merkle::inclusion_proof((page % BLOCK_PAGES) as usize, &block);
         page_path.extend(merkle::inclusion_proof(b as usize, &rec.block_roots));
-        let sources = self.idmap_sources()?;
-        let source_index = sources
-            .iter()
-            .position(|(s, _)| s == source_id)
-            .ok_or_else(|| corrupt(&page_key, "an identity page the map holds"))?;
-        let leaves: Vec<Hash> = sources.iter().map(|(_, l)| *l).collect();
         Ok(Some(HistoryProof {
-            source_id: source_id.to_owned(),
+            source_id: source_id.clone(),
             pages: rec.pages,
             page,
             entries,
             page_path,
             source_index: source_index as u64,
             sources: leaves.len() as u64,
-            source_path: merkle::inclusion_proof(source_index, &leaves),
+            source_path: merkle::inclusion_proof(source_index, leaves),
         }))
     }
 
@@ -208,8 +232,11 @@ impl Store {
     /// source the map holds without pages). Reads every page once; holds
     /// one source's page leaves at a time.
     pub fn check_identity_map(&self) -> Result<Option<String>> {
-        let mut kept: std::collections::BTreeSet<String> =
-            self.idmap_sources()?.into_iter().map(|(s, _)| s).collect();
+        let mut kept: std::collections::BTreeSet<String> = self
+            .idmap_sources()?
+            .into_iter()
+            .map(|(s, _, _)| s)
+            .collect();
         let mut source: Option<(String, Vec<Hash>)> = None;
         let mut scan = self.tree.scan_prefix([keys::TAG_IDENTITY_PAGE]);
         loop {
@@ -279,17 +306,19 @@ impl Store {
         Ok(None)
     }
 
-    /// The last applied state's meta and identity map root, and `f`'s answer,
-    /// read from one state (no commit can happen in between): what a
-    /// checkpoint signs, and a proof against exactly that map.
-    pub fn tree_head_with<T>(
+    /// The last applied state's meta, its identity map's root and, for
+    /// `identity`, the proof of its page, read from one state (no commit can
+    /// happen in between): what a checkpoint signs, and a proof against
+    /// exactly that map.
+    pub fn tree_head(
         &self,
-        f: impl FnOnce(&Store) -> Result<T>,
-    ) -> Result<(LedgerMeta, Hash, T)> {
+        identity: Option<&IdentityKey>,
+    ) -> Result<(LedgerMeta, Hash, Option<HistoryProof>)> {
         let _guard = self
             .commit_lock
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok((self.meta()?, self.identity_map_root()?, f(self)?))
+        let (root, proof) = self.identity_map_head(identity)?;
+        Ok((self.meta()?, root, proof))
     }
 }

@@ -294,7 +294,8 @@ fn the_identity_map_kept_by_commits_is_the_map_of_every_page() {
                 .is_err()
         );
     }
-    let (meta, head_root, ()) = store.tree_head_with(|_| Ok(())).unwrap();
+    let (meta, head_root, none) = store.tree_head(None).unwrap();
+    assert_eq!(none, None);
     assert_eq!(head_root, root);
     assert_eq!(meta, store.meta().unwrap());
     assert_eq!(

@@ -18,6 +18,11 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// A SHA-256 hash (32 bytes) from its hex.
+pub fn unhex_hash(s: &str) -> Option<merkle::Hash> {
+    unhex(s).and_then(|b| merkle::Hash::try_from(b).ok())
+}
+
 /// The text a checkpoint's signature covers. Who requested it is a last line
 /// when known (checkpoints made before it was recorded verify as they were).
 pub fn statement(cp: &Checkpoint) -> String {
@@ -276,8 +281,7 @@ pub fn with_note(
     key: &SigningKey,
     origin: &str,
 ) -> Result<Checkpoint, crate::audit::note::NoteProblem> {
-    let root = unhex(&cp.root)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    let root = unhex_hash(&cp.root)
         .ok_or_else(|| crate::audit::note::NoteProblem::Malformed("root is not a hash".into()))?;
     cp.note = crate::audit::note::sign(key, origin, cp.tree_size, &root, &note_extension(&cp))?;
     cp.verifier_key = crate::audit::note::verifier_key(origin, &key.verifying_key());

@@ -64,8 +64,7 @@ impl From<&HistoryProof> for BundleHistory {
 }
 
 fn hash(what: &str, h: &str) -> Result<merkle::Hash, String> {
-    checkpoints::unhex(h)
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+    checkpoints::unhex_hash(h)
         .ok_or_else(|| format!("identity_history: {what} {h:?} is not a SHA-256 hash in hex"))
 }
 
@@ -131,9 +130,7 @@ pub fn check(
     let Some(h) = &b.identity_history else {
         return Err("the bundle carries no proof of the identity's whole history (identity_history): it was removed after export".into());
     };
-    let map_root = checkpoints::unhex(&anchor.identity_map)
-        .and_then(|r| <[u8; 32]>::try_from(r).ok())
-        .ok_or("the anchor checkpoint signs no identity map, so nothing proves the bundle holds the identity's whole history")?;
+    let map_root = checkpoints::unhex_hash(&anchor.identity_map).ok_or("the anchor checkpoint signs no identity map, so nothing proves the bundle holds the identity's whole history")?;
     if h.source_id != s.source_id {
         return Err(format!(
             "identity_history proves source {:?}, the bundle is about source {:?}",

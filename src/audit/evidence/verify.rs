@@ -390,7 +390,7 @@ fn anchor(
             anchor.stream, b.stream
         ));
     }
-    let Some(anchor_root) = unhex(&anchor.root).and_then(|v| merkle::Hash::try_from(v).ok()) else {
+    let Some(anchor_root) = checkpoints::unhex_hash(&anchor.root) else {
         return Err("the anchor checkpoint's root is not a hash".into());
     };
     r.checked.push(format!(
@@ -414,13 +414,11 @@ fn consistent(cps: &[Checkpoint], proofs: &[Vec<String>]) -> Result<(), String> 
             cps.len()
         ));
     }
-    let root = |c: &Checkpoint| unhex(&c.root).and_then(|v| merkle::Hash::try_from(v).ok());
     for (i, (pair, proof)) in cps.windows(2).zip(proofs).enumerate() {
         let (old, new) = (&pair[0], &pair[1]);
-        let path: Option<Vec<merkle::Hash>> = proof
-            .iter()
-            .map(|h| unhex(h).and_then(|v| merkle::Hash::try_from(v).ok()))
-            .collect();
+        let path: Option<Vec<merkle::Hash>> =
+            proof.iter().map(|h| checkpoints::unhex_hash(h)).collect();
+        let root = |c: &Checkpoint| checkpoints::unhex_hash(&c.root);
         let holds = match (root(old), root(new), path) {
             (Some(r1), Some(r2), Some(p)) => {
                 merkle::verify_consistency(old.tree_size, new.tree_size, &r1, &r2, &p)
