@@ -543,7 +543,10 @@ async fn signed_checkpoints_chain_cover_empty_periods_and_reject_other_keys() {
         .unwrap()
         .into_inner();
     let mut cps = c
-        .list_checkpoints(ListCheckpointsRequest { limit: 100 })
+        .list_checkpoints(ListCheckpointsRequest {
+            limit: 100,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

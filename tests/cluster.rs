@@ -298,7 +298,10 @@ async fn a_write_on_one_query_node_is_read_on_the_other_or_refused_with_the_lag(
     let mut cps = a
         .client()
         .await
-        .list_checkpoints(ListCheckpointsRequest { limit: 10 })
+        .list_checkpoints(ListCheckpointsRequest {
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()

@@ -645,7 +645,11 @@ async fn live_inputs_reach_every_body() {
         .encode_to_vec(),
         pb::GetConsistencyProofRequest { size1: 3, size2: 9 }.encode_to_vec(),
         pb::CreateCheckpointRequest {}.encode_to_vec(),
-        pb::ListCheckpointsRequest { limit: 3 }.encode_to_vec(),
+        pb::ListCheckpointsRequest {
+            limit: 3,
+            ..Default::default()
+        }
+        .encode_to_vec(),
         pb::VerifyRangeRequest {
             from_seq: 1,
             to_seq: 9,

@@ -949,7 +949,10 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             unary!(
                 cl,
                 list_checkpoints,
-                pb::ListCheckpointsRequest { limit: 1_001 }
+                pb::ListCheckpointsRequest {
+                    limit: 1_001,
+                    ..Default::default()
+                }
             ),
         ),
         case(
@@ -959,7 +962,10 @@ async fn every_rpc_answers_hostile_requests_with_the_right_code() {
             unary!(
                 cl,
                 list_checkpoints,
-                pb::ListCheckpointsRequest { limit: u32::MAX }
+                pb::ListCheckpointsRequest {
+                    limit: u32::MAX,
+                    ..Default::default()
+                }
             ),
         ),
         case(

@@ -110,6 +110,25 @@ impl Queries {
             .map_err(QueryError::CheckpointRead)
     }
 
+    /// This ledger's handover checkpoints (at most `limit`), oldest first,
+    /// then its newest checkpoint.
+    pub async fn key_handovers(&self, limit: u32) -> Result<Vec<Checkpoint>, QueryError> {
+        let mut cps = self
+            .checkpointer
+            .all(verify::VERIFY_CHECKPOINTS_MAX)
+            .await
+            .map_err(QueryError::CheckpointRead)?;
+        cps.retain(|c| c.stream == self.stream);
+        let newest = cps.pop();
+        let mut out: Vec<Checkpoint> = cps
+            .into_iter()
+            .filter(|c| !c.next_public_key.is_empty())
+            .take(limit as usize)
+            .collect();
+        out.extend(newest);
+        Ok(out)
+    }
+
     /// The last sequence a verification may read up to: `to_seq` (0 = the
     /// last applied), not past what the projector has applied.
     pub fn verify_end(&self, to_seq: u64) -> Result<u64, QueryError> {
@@ -159,17 +178,25 @@ impl Queries {
             .map_err(QueryError::CheckpointRead)?;
         let mut cps = log.checkpoints;
         cps.retain(|cp| cp.stream == self.stream);
-        if let Err(e) = checkpoints::verify_chain(&cps, &self.checkpointer.public_key_hex()) {
-            return Ok(VerifyRangeResponse {
-                ok: false,
-                problem: format!("the signed checkpoints do not verify: {e}"),
-                stream,
-                from_seq: from,
-                to_seq: to,
-                ..Default::default()
-            });
-        }
-        let witnessed = match self.checkpointer.witnessed(&log.cosigned) {
+        let sequence = checkpoints::key_sequence(&cps).and_then(|s| {
+            let first = cps.first().map_or(0, |c| c.tree_size);
+            checkpoints::pinned(&s, &[self.checkpointer.public_key_hex()], first)?;
+            Ok(s)
+        });
+        let sequence = match sequence {
+            Ok(s) => s,
+            Err(e) => {
+                return Ok(VerifyRangeResponse {
+                    ok: false,
+                    problem: format!("the signed checkpoints do not verify: {e}"),
+                    stream,
+                    from_seq: from,
+                    to_seq: to,
+                    ..Default::default()
+                });
+            }
+        };
+        let witnessed = match self.checkpointer.witnessed(&log.cosigned, &sequence) {
             Ok(w) => w,
             Err(e) => {
                 return Ok(VerifyRangeResponse {

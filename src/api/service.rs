@@ -501,7 +501,11 @@ impl Ledger for LedgerApi {
             LIST_CHECKPOINTS_DEFAULT,
             LIST_CHECKPOINTS_MAX,
         )?;
-        let checkpoints = self.q.checkpoints(limit).await?;
+        let checkpoints = if req.get_ref().key_handovers {
+            self.q.key_handovers(limit).await?
+        } else {
+            self.q.checkpoints(limit).await?
+        };
         Ok(Response::new(ListCheckpointsResponse { checkpoints }))
     }
 

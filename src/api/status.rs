@@ -10,7 +10,9 @@ use tonic::Status;
 
 use super::{queries::QueryError, validate::Invalid};
 use crate::{
-    audit::{asof::AsOfError, evidence::ExportError, replay::ReplayError},
+    audit::{
+        asof::AsOfError, checkpoints::AuditStreamError, evidence::ExportError, replay::ReplayError,
+    },
     workers::action_intake::SubmitError,
     workers::deletions::AcceptError,
     workers::scheduler::TriggerError,
@@ -59,6 +61,9 @@ impl From<ExportError> for Status {
             ExportError::Descriptors(_) | ExportError::Store(_) | ExportError::Encode(_) => {
                 Status::internal(m)
             }
+            ExportError::AnchorNotSigned(AuditStreamError::KeyRetired { .. }) => {
+                Status::failed_precondition(m)
+            }
             ExportError::AnchorNotSigned(_)
             | ExportError::Checkpoints(_)
             | ExportError::AnchorNotInStream => Status::unavailable(m),
@@ -90,6 +95,9 @@ impl From<QueryError> for Status {
             | QueryError::NoAction { .. }
             | QueryError::NoActionToReport { .. }
             | QueryError::NoStream { .. } => Status::not_found(m),
+            QueryError::CheckpointPublish(AuditStreamError::KeyRetired { .. }) => {
+                Status::failed_precondition(m)
+            }
             QueryError::ActionConcluded { .. }
             | QueryError::PastApplied { .. }
             | QueryError::TreePastApplied { .. } => Status::failed_precondition(m),

@@ -20,9 +20,13 @@
 //! - here: the audit stream (reading it), and the [`Checkpointer`] that signs
 //!   and appends checkpoints;
 //! - `signed`: one checkpoint, pure — statement, note extension, hash,
-//!   signing, and the checks of a checkpoint and a chain (re-exported here).
+//!   signing, and the checks of a checkpoint and a chain (re-exported here);
+//! - `rotation`: key handovers, pure — the key sequence a chain proves, each
+//!   key's period, and pinning (re-exported here).
 
+mod rotation;
 mod signed;
+pub use rotation::*;
 pub use signed::*;
 
 use std::{sync::Arc, time::Duration};
@@ -85,6 +89,16 @@ pub enum AuditStreamError {
         "this node's projection holds {have} events, the last checkpoint {last}: try again once it caught up"
     )]
     Behind { have: u64, last: u64 },
+    /// The chain has handed over from this node's signing key (or to another
+    /// key): what it signed would be refused.
+    #[error(
+        "the checkpoint chain's key is {chain} (since its handover at size {at}), but audit.signing_key_file holds key {ours}: give this node the current key"
+    )]
+    KeyRetired {
+        ours: String,
+        chain: String,
+        at: u64,
+    },
 }
 
 fn nats(e: impl std::fmt::Display) -> AuditStreamError {
@@ -186,11 +200,14 @@ async fn last_checkpoint(
 /// a rollback.
 pub struct Checkpointer {
     key: SigningKey,
+    /// The key `key` replaces (`audit.previous_signing_key_file`): while the
+    /// chain's last checkpoint is its, the next one is the handover to `key`.
+    previous_key: Option<SigningKey>,
     /// Signs bundle manifests; endorsed by `key` ([`crate::audit::keys`]).
     manifest: crate::audit::keys::ManifestKey,
-    /// The origin line of its signed notes (`audit.origin`, else
-    /// [`crate::audit::note::default_origin`]).
-    origin: String,
+    /// `audit.origin`: the origin line of its signed notes (else
+    /// [`crate::audit::note::default_origin`] of the signing key).
+    configured_origin: Option<String>,
     /// The witnesses whose cosignatures count (`audit.witness_keys`).
     witness_keys: Vec<String>,
     js: jetstream::Context,
@@ -209,11 +226,8 @@ impl Checkpointer {
         js: jetstream::Context,
         store: Arc<Store>,
         (stream, replication): (String, &govledger_stream::contract::Replication),
-        (origin, witness_keys): (Option<String>, Vec<String>),
+        (configured_origin, witness_keys): (Option<String>, Vec<String>),
     ) -> Result<Self, AuditStreamError> {
-        let origin = origin.unwrap_or_else(|| {
-            crate::audit::note::default_origin(&stream, &key_id(&key.verifying_key()))
-        });
         let spec = govledger_stream::StreamSpec {
             name: AUDIT_STREAM.to_owned(),
             subjects: vec!["govledger.audit.>".to_owned()],
@@ -225,14 +239,28 @@ impl Checkpointer {
             .map_err(nats)?;
         Ok(Self {
             key,
+            previous_key: None,
             manifest,
-            origin,
+            configured_origin,
             witness_keys,
             js,
             store,
             stream,
             signing: Mutex::new(()),
             witness_queue: None,
+        })
+    }
+
+    /// The key this one replaces: the first checkpoint it signs hands over.
+    pub fn with_previous_key(mut self, previous: Option<SigningKey>) -> Self {
+        self.previous_key = previous;
+        self
+    }
+
+    /// The origin of the notes `key` signs.
+    fn origin_of(&self, key: &SigningKey) -> String {
+        self.configured_origin.clone().unwrap_or_else(|| {
+            crate::audit::note::default_origin(&self.stream, &key_id(&key.verifying_key()))
         })
     }
 
@@ -246,7 +274,7 @@ impl Checkpointer {
 
     /// The verifier key of its signed notes (what the operator publishes).
     pub fn verifier_key(&self) -> String {
-        crate::audit::note::verifier_key(&self.origin, &self.key.verifying_key())
+        crate::audit::note::verifier_key(&self.origin_of(&self.key), &self.key.verifying_key())
     }
 
     /// Hex ed25519 signature of `msg` with the ledger's key (evidence manifests).
@@ -289,26 +317,26 @@ impl Checkpointer {
         loop {
             tries += 1;
             let (last_seq, last) = last_checkpoint(&self.js).await?;
+            let own = last.as_ref().filter(|c| c.stream == self.stream);
             // Never below the last checkpoint of this ledger's own stream.
-            let floor = last
-                .as_ref()
-                .filter(|c| c.stream == self.stream)
-                .map_or(0, |c| c.tree_size);
+            let floor = own.map_or(0, |c| c.tree_size);
+            let handing = self.handing_over_after(own).await?;
             let (tree, map, proof) = self.tree_at_least(floor, identity).await?;
-            let cp = sign_checkpoint(
-                &self.key,
-                Checkpoint {
-                    stream: self.stream.clone(),
-                    tree_size: tree.size(),
-                    root: merkle::hex(&tree.root()),
-                    created_at_us: chrono::Utc::now().timestamp_micros(),
-                    previous: last.as_ref().map(checkpoint_hash).unwrap_or_default(),
-                    requested_by: requested_by.to_owned(),
-                    identity_map: merkle::hex(&map),
-                    ..Default::default()
-                },
-            );
-            let cp = with_note(cp, &self.key, &self.origin).map_err(|e| {
+            let body = Checkpoint {
+                stream: self.stream.clone(),
+                tree_size: tree.size(),
+                root: merkle::hex(&tree.root()),
+                created_at_us: chrono::Utc::now().timestamp_micros(),
+                previous: last.as_ref().map(checkpoint_hash).unwrap_or_default(),
+                requested_by: requested_by.to_owned(),
+                identity_map: merkle::hex(&map),
+                ..Default::default()
+            };
+            let (cp, signer) = match handing {
+                Some(old) => (hand_over(old, &self.key, body), old),
+                None => (sign_checkpoint(&self.key, body), &self.key),
+            };
+            let cp = with_note(cp, signer, &self.origin_of(signer)).map_err(|e| {
                 AuditStreamError::Store(format!("signing the checkpoint note: {e}"))
             })?;
             let msg = jetstream::message::PublishMessage::build()
@@ -325,6 +353,13 @@ impl Checkpointer {
                         // Full: the witnesses are behind; the next checkpoint asks again.
                         let _ = q.try_send(cp.clone());
                     }
+                    if handing.is_some() {
+                        // Handed over: what is asked for is signed by the new key.
+                        tracing::info!(size = cp.tree_size, from = %cp.key_id, to = %self.key_id(),
+                            "checkpoint key handed over; audit.previous_signing_key_file may be removed");
+                        tries = 0;
+                        continue;
+                    }
                     return Ok((cp, proof));
                 }
                 // Another process appended first: sign again after it.
@@ -332,6 +367,64 @@ impl Checkpointer {
                     tracing::debug!(error = %e, "another checkpoint was appended first; signing again");
                 }
                 Err(e) => return Err(nats(e)),
+            }
+        }
+    }
+
+    /// The previous key when the chain's last checkpoint (`own`, this
+    /// stream's) is its and hands over nothing yet: the next checkpoint is
+    /// its handover to this node's key. Refuses to sign when the chain has
+    /// handed over to another key.
+    async fn handing_over_after(
+        &self,
+        own: Option<&Checkpoint>,
+    ) -> Result<Option<&SigningKey>, AuditStreamError> {
+        let Some(last) = own else { return Ok(None) };
+        let ours = self.public_key_hex();
+        if !last.next_public_key.is_empty() {
+            if last.next_public_key.eq_ignore_ascii_case(&ours) {
+                return Ok(None);
+            }
+            return Err(AuditStreamError::KeyRetired {
+                ours: self.key_id(),
+                chain: parse_public_key(&last.next_public_key)
+                    .map(|k| key_id(&k))
+                    .unwrap_or_else(|_| last.next_public_key.clone()),
+                at: last.tree_size,
+            });
+        }
+        if last.public_key.eq_ignore_ascii_case(&ours) {
+            return Ok(None);
+        }
+        match &self.previous_key {
+            Some(prev)
+                if last
+                    .public_key
+                    .eq_ignore_ascii_case(&hex(prev.verifying_key().as_bytes())) =>
+            {
+                Ok(Some(prev))
+            }
+            _ => {
+                // Ours handed over earlier (a stale node): refuse. Read only
+                // in this odd case.
+                let cps = self
+                    .all(crate::audit::verify::VERIFY_CHECKPOINTS_MAX)
+                    .await?;
+                if let Some(h) = cps.iter().rev().find(|c| {
+                    c.stream == self.stream
+                        && c.public_key.eq_ignore_ascii_case(&ours)
+                        && !c.next_public_key.is_empty()
+                }) {
+                    return Err(AuditStreamError::KeyRetired {
+                        ours: self.key_id(),
+                        chain: last.key_id.clone(),
+                        at: h.tree_size,
+                    });
+                }
+                tracing::warn!(chain_key = %last.key_id, ours = %self.key_id(),
+                    "the last checkpoint is signed by another key and this node's key is not its announced successor: \
+                     checkpoints it signs will not verify as one chain; to rotate, set audit.previous_signing_key_file to that key's file");
+                Ok(None)
             }
         }
     }
@@ -401,12 +494,20 @@ impl Checkpointer {
     }
 
     /// Which configured witnesses cosigned which checkpoint, from the
-    /// cosigned notes of the audit log ([`read_log`]).
+    /// cosigned notes of the audit log ([`read_log`]); notes of the keys of
+    /// `sequence` (the chain's, retired ones too) open under their key.
     pub fn witnessed(
         &self,
         cosigned: &[String],
+        sequence: &[KeyPeriod],
     ) -> Result<Vec<crate::audit::witness::Witnessed>, crate::audit::witness::CosignError> {
-        crate::audit::witness::summarize(cosigned, &self.verifier_key(), &self.witness_keys)
+        let mut vkeys: Vec<String> = sequence
+            .iter()
+            .map(|p| p.verifier_key.clone())
+            .filter(|k| !k.is_empty())
+            .collect();
+        vkeys.push(self.verifier_key());
+        crate::audit::witness::summarize(cosigned, &vkeys, &self.witness_keys)
             .map_err(crate::audit::witness::CosignError::Note)
     }
 

@@ -64,11 +64,19 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, KeyError> {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
         }
     }
-    let text = std::fs::read_to_string(path).map_err(io)?;
-    let seed = unhex(text.trim())
+    load_key(path)
+}
+
+/// Loads a signing key that must exist (64 hex chars): a key being retired.
+pub fn load_key(path: &Path) -> Result<SigningKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    unhex(text.trim())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| KeyError::Format(path.display().to_string()))?;
-    Ok(SigningKey::from_bytes(&seed))
+        .map(|seed| SigningKey::from_bytes(&seed))
+        .ok_or_else(|| KeyError::Format(path.display().to_string()))
 }
 
 /// A key's id: the first 16 hex characters of its SHA-256.

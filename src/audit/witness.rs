@@ -75,15 +75,25 @@ pub fn accept(
 
 /// The witnesses of each checkpoint, from the stored cosigned notes (a note
 /// that no longer verifies — the stream was altered — is an error: a forged
-/// cosignature is never counted). Sorted by size; one entry per size.
+/// cosignature is never counted). Sorted by size; one entry per size. A note
+/// opens under the one of `vkeys` (the ledger's keys, old and current) whose
+/// name is its origin and whose signature it carries.
 pub fn summarize(
     notes: &[String],
-    vkey: &str,
+    vkeys: &[String],
     witness_keys: &[String],
 ) -> Result<Vec<Witnessed>, NoteProblem> {
     let mut by_size: std::collections::BTreeMap<(u64, String), Vec<String>> = Default::default();
     for n in notes {
-        let o = note::open(n, vkey, witness_keys)?;
+        let origin = n.lines().next().unwrap_or_default();
+        let mut opened = Err(NoteProblem::Unsigned(origin.to_owned()));
+        for vkey in vkeys.iter().filter(|k| k.split('+').next() == Some(origin)) {
+            opened = note::open(n, vkey, witness_keys);
+            if !matches!(opened, Err(NoteProblem::Unsigned(_))) {
+                break;
+            }
+        }
+        let o = opened?;
         let w = by_size
             .entry((o.size, govledger_projector::merkle::hex(&o.root)))
             .or_default();
@@ -156,7 +166,12 @@ mod tests {
             ),
             Err(CosignError::NotOurs { size: 10, .. })
         ));
-        let s = summarize(&[cosigned.clone(), cosigned], &cp.verifier_key, &keys).unwrap();
+        let s = summarize(
+            &[cosigned.clone(), cosigned],
+            std::slice::from_ref(&cp.verifier_key),
+            &keys,
+        )
+        .unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].witnesses, ["witness.example/w1"]);
     }

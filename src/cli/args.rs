@@ -575,6 +575,11 @@ pub struct CheckpointArgs {
     /// (their keys in audit.witness_keys); prints who cosigned what.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["new", "verifier_key"])]
     pub add_cosignature: Option<std::path::PathBuf>,
+    /// Print the published key set: every checkpoint key of the chain,
+    /// oldest first, as a signed-note verifier key with its validity period
+    /// (from the handover that brought it in to the one that retired it).
+    #[arg(long, conflicts_with_all = ["new", "verifier_key", "add_cosignature"])]
+    pub keys: bool,
 }
 
 // The arguments of `govledger poison`.
@@ -652,9 +657,10 @@ pub struct ReportArgs {
 #[derive(Args)]
 pub struct VerifyBundleArgs {
     pub bundle: PathBuf,
-    /// The ledger's checkpoint key (hex) as its operator published it, got
-    /// through another channel than the bundle; without it the verdict is
-    /// UNPINNED (exit 4), never VERIFIED.
+    /// The ledger's checkpoint key as its operator published it (hex, or
+    /// its signed-note verifier key from `govledger checkpoint --keys`), got
+    /// through another channel than the bundle; any key of the ledger's key
+    /// sequence pins it. Without it the verdict is UNPINNED (exit 4).
     #[arg(long)]
     pub public_key: Option<String>,
 }

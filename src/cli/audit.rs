@@ -54,22 +54,43 @@ pub async fn checkpoint(a: super::args::CheckpointArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    if a.keys {
+        let mut cps = c
+            .list_checkpoints(govledger_proto::v1::ListCheckpointsRequest {
+                limit: crate::audit::checkpoints::LIST_CHECKPOINTS_MAX,
+                key_handovers: true,
+            })
+            .await
+            .map_err(status_err)?
+            .into_inner()
+            .checkpoints;
+        let newest = cps.pop().ok_or_else(|| {
+            anyhow::anyhow!("the ledger has signed no checkpoint yet; make one with --new")
+        })?;
+        let keys = crate::audit::checkpoints::key_sequence_after(&cps, &[newest])
+            .context("the ledger's key handovers do not verify")?;
+        print!("{}", crate::audit::checkpoints::published_key_set(&keys));
+        return Ok(());
+    }
     let cp = if a.new {
         c.create_checkpoint(govledger_proto::v1::CreateCheckpointRequest {})
             .await
             .map_err(status_err)?
             .into_inner()
     } else {
-        c.list_checkpoints(govledger_proto::v1::ListCheckpointsRequest { limit: 1 })
-            .await
-            .map_err(status_err)?
-            .into_inner()
-            .checkpoints
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                anyhow::anyhow!("the ledger has signed no checkpoint yet; make one with --new")
-            })?
+        c.list_checkpoints(govledger_proto::v1::ListCheckpointsRequest {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(status_err)?
+        .into_inner()
+        .checkpoints
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            anyhow::anyhow!("the ledger has signed no checkpoint yet; make one with --new")
+        })?
     };
     if cp.note.is_empty() {
         anyhow::bail!(

@@ -90,6 +90,11 @@ pub struct AuditConfig {
     /// The ed25519 seed (64 hex chars) that signs checkpoints. Default:
     /// `<data_dir>/audit/signing.key`, created on first start (mode 0600).
     pub signing_key_file: Option<PathBuf>,
+    /// Key rotation: the seed file of the checkpoint key `signing_key_file`
+    /// replaces. While the chain's last checkpoint is that key's, the next
+    /// one hands over (signed by it, naming the new key, countersigned by
+    /// the new key); from then on the old key is retired. Must exist.
+    pub previous_signing_key_file: Option<PathBuf>,
     /// Sign a checkpoint this often, in milliseconds (0 = only on demand).
     pub checkpoint_interval_ms: u64,
     /// The origin line of the checkpoints' signed notes, unique per
@@ -115,6 +120,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             signing_key_file: None,
+            previous_signing_key_file: None,
             checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
             origin: None,
             witness_keys: Vec::new(),

@@ -336,6 +336,22 @@ async fn start_checkpointer(
         .unwrap_or_else(|| cfg.data_dir().join("audit").join("manifest.key"));
     let manifest = crate::audit::keys::load_or_create_key(&manifest_path)
         .map_err(|e| ServeError::Audit(format!("the manifest key: {e}")))?;
+    let previous = match &cfg.audit.previous_signing_key_file {
+        None => None,
+        Some(p) => Some(
+            crate::audit::keys::load_key(p)
+                .map_err(|e| ServeError::Audit(format!("audit.previous_signing_key_file: {e}")))?,
+        ),
+    };
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.verifying_key() == key.verifying_key())
+    {
+        return Err(ServeError::Audit(
+            "audit.previous_signing_key_file holds the same key as audit.signing_key_file: a rotation needs a new key"
+                .into(),
+        ));
+    }
     if manifest.verifying_key() == key.verifying_key() {
         return Err(ServeError::Audit(
             "audit.manifest_key_file holds the checkpoint signing key: the two roles need two keys"
@@ -361,7 +377,8 @@ async fn start_checkpointer(
         ),
     )
     .await
-    .map_err(|e| ServeError::Audit(e.to_string()))?;
+    .map_err(|e| ServeError::Audit(e.to_string()))?
+    .with_previous_key(previous);
     let witnesses = if cfg.audit.witnesses.is_empty() {
         None
     } else {

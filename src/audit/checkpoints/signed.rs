@@ -40,6 +40,9 @@ pub fn statement(cp: &Checkpoint) -> String {
     if !cp.identity_map.is_empty() {
         s.push_str(&format!("identity_map={}\n", cp.identity_map));
     }
+    if !cp.next_public_key.is_empty() {
+        s.push_str(&format!("next_key={}\n", cp.next_public_key));
+    }
     s
 }
 
@@ -127,6 +130,24 @@ pub enum CheckpointError {
         "rollback: a checkpoint of size {size} follows one of size {previous}: a log only grows"
     )]
     Rollback { size: u64, previous: u64 },
+    #[error(
+        "checkpoint of size {size} is signed by key {key_id}, which handed over to its successor at size {retired_at}: a retired key signs nothing (a stale node, or a stolen old key)"
+    )]
+    RetiredKey {
+        size: u64,
+        key_id: String,
+        retired_at: u64,
+    },
+    #[error(
+        "checkpoint of size {size} is signed by key {found}, but the chain's key is {expected} and no handover checkpoint names {found} (rotate keys with audit.previous_signing_key_file)"
+    )]
+    UnannouncedKey {
+        size: u64,
+        found: String,
+        expected: String,
+    },
+    #[error("checkpoint of size {size} hands over to a next key, but {problem}")]
+    BadHandover { size: u64, problem: String },
 }
 
 /// Checks a checkpoint against the ledger's trusted public key (hex): the
@@ -144,6 +165,12 @@ pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), Checkpoin
             trusted,
         });
     }
+    verify_signed(cp).map(|_| ())
+}
+
+/// Checks a checkpoint's own signature, whoever's key it names: not weak,
+/// its key id derived from it, a strict signature, its note. Returns the key.
+pub fn verify_signed(cp: &Checkpoint) -> Result<VerifyingKey, CheckpointError> {
     let key = parse_public_key(&cp.public_key).map_err(|p| match p {
         KeyProblem::Malformed => CheckpointError::Malformed(cp.tree_size),
         KeyProblem::Weak => CheckpointError::WeakKey(cp.tree_size),
@@ -154,7 +181,7 @@ pub fn verify(cp: &Checkpoint, trusted_public_key: &str) -> Result<(), Checkpoin
     match strict(&key, statement(cp).as_bytes(), &cp.signature) {
         None => Err(CheckpointError::Malformed(cp.tree_size)),
         Some(false) => Err(CheckpointError::BadSignature(cp.tree_size)),
-        Some(true) => verify_note(cp, &key),
+        Some(true) => verify_note(cp, &key).map(|()| key),
     }
 }
 
@@ -221,24 +248,13 @@ pub fn check_history(cps: &[Checkpoint]) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-/// Checks signatures, the chain, and forks and rollbacks of checkpoints
-/// given oldest first.
+/// Checks signatures, the chain, forks and rollbacks, and key handovers of
+/// checkpoints given oldest first; the trusted key must be one of the
+/// chain's keys ([`super::rotation`]).
 pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), CheckpointError> {
-    check_history(cps)?;
-    for (i, cp) in cps.iter().enumerate() {
-        verify(cp, trusted_public_key)?;
-        if i > 0 {
-            let expected = checkpoint_hash(&cps[i - 1]);
-            if cp.previous != expected {
-                return Err(CheckpointError::BrokenChain {
-                    size: cp.tree_size,
-                    found: cp.previous.clone(),
-                    expected,
-                });
-            }
-        }
-    }
-    Ok(())
+    let sequence = super::rotation::key_sequence(cps)?;
+    let first = cps.first().map_or(0, |c| c.tree_size);
+    super::rotation::pinned(&sequence, &[trusted_public_key.to_owned()], first)
 }
 
 /// Signs a checkpoint of (size, root) after `previous`.

@@ -129,7 +129,7 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
     };
     let events = proven_events(&pool, &scope, &msgs, &tiles, &anchor)?;
     let first_seq = seqs.first().copied().unwrap_or(end.seq);
-    let chain = checkpoint_chain(&d, &anchor, first_seq).await?;
+    let (key_history, chain) = checkpoint_chain(&d, &anchor, first_seq).await?;
     let consistency = consistency_proofs(&tiles, &chain)?;
     // Endorsed before the export time it must cover.
     let manifest_key = d.checkpointer.manifest_endorsement();
@@ -142,6 +142,10 @@ pub async fn export(d: ExportDeps<'_>, req: &ExportEvidenceRequest) -> Result<Bu
         public_key: d.checkpointer.public_key_hex(),
         key_id: d.checkpointer.key_id(),
         checkpoints: chain
+            .iter()
+            .map(|c| fold::hex(&c.encode_to_vec()))
+            .collect(),
+        key_history: key_history
             .iter()
             .map(|c| fold::hex(&c.encode_to_vec()))
             .collect(),
@@ -312,12 +316,13 @@ fn consistency_proofs(
         .collect()
 }
 
-/// The chain from the last checkpoint before `first_seq` up to the anchor.
+/// The chain from the last checkpoint before `first_seq` up to the anchor,
+/// and the key handovers before it (the key history).
 async fn checkpoint_chain(
     d: &ExportDeps<'_>,
     anchor: &Checkpoint,
     first_seq: u64,
-) -> Result<Vec<Checkpoint>, ExportError> {
+) -> Result<(Vec<Checkpoint>, Vec<Checkpoint>), ExportError> {
     let mut cps = checkpoints::read_all(&d.reader.js, VERIFY_CHECKPOINTS_MAX)
         .await
         .map_err(ExportError::Checkpoints)?;
@@ -332,6 +337,9 @@ async fn checkpoint_chain(
         .iter()
         .rposition(|c| c.tree_size < first_seq)
         .unwrap_or(0);
-    cps.drain(..start);
-    Ok(cps)
+    let key_history = cps
+        .drain(..start)
+        .filter(|c| !c.next_public_key.is_empty())
+        .collect();
+    Ok((key_history, cps))
 }

@@ -11,7 +11,9 @@
 //!   again; `in_range` marks the events inside the asked range);
 //! - the signed checkpoints from before the first event up to the anchor (a
 //!   checkpoint made for the export), chained, with the consistency proof of
-//!   each in the next (no fork, no rollback between them);
+//!   each in the next (no fork, no rollback between them), and the key
+//!   handovers made before them (`key_history`: a key pinned before a
+//!   rotation reaches the one that signs the bundle);
 //! - the state as of the end of the range (protobuf bytes);
 //! - for an identity: every one of its events up to the anchor, and its page
 //!   of the identity map the anchor signs ([`history`]), so the bundle proves
@@ -48,8 +50,10 @@
 //! - [`history`]: the proof that an identity bundle holds the identity's
 //!   whole history (its page of the identity map the anchor signs);
 //! - [`export`](mod@export): building a bundle from the stream and the ledger;
-//! - [`verify`]: the offline check of a bundle.
+//! - [`verify`]: the offline check of a bundle;
+//! - `chain`: its checkpoints, key history and consistency proofs, checked.
 
+mod chain;
 pub mod export;
 pub mod history;
 pub mod tlog_proof;
@@ -173,7 +177,8 @@ pub struct Bundle {
     pub created_at_us: i64,
     pub stream: String,
     pub scope: Scope,
-    /// Hex ed25519 public key of the ledger (its checkpoint key) and its key id.
+    /// Hex ed25519 public key of the ledger (its checkpoint key, the anchor's
+    /// signer) and its key id.
     pub public_key: String,
     pub key_id: String,
     /// The key that signed the manifest, endorsed by the checkpoint key for
@@ -181,6 +186,11 @@ pub struct Bundle {
     pub manifest_key: crate::audit::keys::Endorsement,
     /// Hex protobuf `Checkpoint`s, oldest first; the last is the anchor.
     pub checkpoints: Vec<String>,
+    /// Key rotation: the handover checkpoints made before `checkpoints` (hex
+    /// protobuf, oldest first), so a checkpoint key pinned before a rotation
+    /// reaches the one that signs this bundle. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_history: Vec<String>,
     /// `consistency[i]`: the hex consistency proof of `checkpoints[i]`'s tree
     /// in `checkpoints[i + 1]`'s (empty when the sizes are equal or the first is 0).
     pub consistency: Vec<Vec<String>>,

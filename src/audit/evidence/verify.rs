@@ -91,7 +91,7 @@ impl BundleReport {
     }
 }
 
-fn decode_hex<M: prost::Message + Default>(what: &str, h: &str) -> Result<M, String> {
+pub(super) fn decode_hex<M: prost::Message + Default>(what: &str, h: &str) -> Result<M, String> {
     let bytes = unhex(h).ok_or_else(|| format!("{what} is not hex"))?;
     M::decode(bytes.as_slice()).map_err(|e| format!("{what} does not decode: {e}"))
 }
@@ -104,15 +104,20 @@ struct Head {
 }
 
 /// Checks a bundle offline (see the module doc). `trusted_key`: the ledger's
-/// public key as the auditor knows it (hex), obtained apart from the bundle;
-/// without it the verdict is at best [`Verdict::Unpinned`].
+/// public key as the auditor knows it (hex, or the signed-note verifier key
+/// of the published key set), obtained apart from the bundle; without it the
+/// verdict is at best [`Verdict::Unpinned`].
 pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
     let r = BundleReport::default();
-    if let Some(Err(p)) = trusted_key.map(checkpoints::parse_public_key) {
-        return r.reject(format!(
-            "the key given with --public-key is {p}; pass the ledger's checkpoint key as its operator published it"
-        ));
-    }
+    let pin = match trusted_key.map(checkpoints::pin).transpose() {
+        Ok(pin) => pin,
+        Err(p) => {
+            return r.reject(format!(
+                "the key given with --public-key is not usable: {p}; pass the ledger's checkpoint key as its operator published it"
+            ));
+        }
+    };
+    let trusted_key = pin.as_deref();
     if json.len() as u64 > BUNDLE_BYTES_MAX {
         return BundleReport::too_large(json.len() as u64);
     }
@@ -155,12 +160,13 @@ pub fn verify_bundle(json: &[u8], trusted_key: Option<&str>) -> BundleReport {
 type Failure = (Option<u64>, String);
 
 fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> BundleReport {
-    if let Err(problem) = checked_key(b, trusted_key, &mut r) {
-        return r.fail(None, problem);
-    }
+    let pin = match checked_key(b, trusted_key, &mut r) {
+        Ok(pin) => pin,
+        Err(problem) => return r.fail(None, problem),
+    };
     let key = b.public_key.clone();
-    // 1. The checkpoints: signatures and chain.
-    let (anchor, anchor_root) = match anchor(b, &key, &mut r) {
+    // 1. The checkpoints: signatures, chain, key handovers, the pinned key.
+    let (anchor, anchor_root) = match super::chain::anchor(b, pin.as_deref(), &mut r) {
         Ok(a) => a,
         Err(problem) => return r.fail(None, problem),
     };
@@ -233,9 +239,14 @@ fn verify_parsed(b: &Bundle, trusted_key: Option<&str>, mut r: BundleReport) -> 
     r
 }
 
-/// The bundle's format is this one's, its key is a strong one with the key id
-/// it names, and it is the trusted key when one is given.
-fn checked_key(b: &Bundle, trusted_key: Option<&str>, r: &mut BundleReport) -> Result<(), String> {
+/// The bundle's key is a strong one with the key id it names; the pinned key
+/// (hex, as [`verify_bundle`] parsed it), when one is given. Whether
+/// the pin is the bundle's key or one it handed over from is `chain`'s.
+fn checked_key(
+    b: &Bundle,
+    trusted_key: Option<&str>,
+    r: &mut BundleReport,
+) -> Result<Option<String>, String> {
     let key = checkpoints::parse_public_key(&b.public_key)
         .map_err(|p| format!("the bundle's public key is {p}; nothing it signs is evidence"))?;
     let derived = checkpoints::key_id(&key);
@@ -252,23 +263,16 @@ fn checked_key(b: &Bundle, trusted_key: Option<&str>, r: &mut BundleReport) -> R
             "key {}: a strong ed25519 key, its key_id derived from it — but NOT pinned (no --public-key)",
             r.key_id
         ));
-        return Ok(());
+        return Ok(None);
     };
-    let trusted_vk = checkpoints::parse_public_key(trusted)
-        .map_err(|p| format!("the key given with --public-key is {p}"))?;
-    if trusted_vk != key {
-        return Err(format!(
-            "the bundle is signed by key {} ({}), not the trusted key given ({})",
-            b.key_id,
-            b.public_key,
-            checkpoints::key_id(&trusted_vk)
+    let pin = trusted.to_ascii_lowercase();
+    if pin.eq_ignore_ascii_case(&b.public_key) {
+        r.checked.push(format!(
+            "key {}: the pinned key, a strong ed25519 key, its key_id derived from it",
+            r.key_id
         ));
     }
-    r.checked.push(format!(
-        "key {}: the pinned key, a strong ed25519 key, its key_id derived from it",
-        r.key_id
-    ));
-    Ok(())
+    Ok(Some(pin))
 }
 
 /// The parts of the bundle that are not signed, recomputed from signed data:
@@ -358,98 +362,6 @@ fn scope_text(b: &Bundle, anchor: &Checkpoint) -> String {
         anchor.key_id,
         time_text(b.created_at_us)
     )
-}
-
-/// The bundle's checkpoints verify and chain under `key`; the last one (the
-/// anchor) and its root.
-fn anchor(
-    b: &Bundle,
-    key: &str,
-    r: &mut BundleReport,
-) -> Result<(Checkpoint, merkle::Hash), String> {
-    let mut cps = Vec::with_capacity(b.checkpoints.len());
-    for (i, h) in b.checkpoints.iter().enumerate() {
-        cps.push(decode_hex::<Checkpoint>(&format!("checkpoint {i}"), h)?);
-    }
-    checkpoints::verify_chain(&cps, key).map_err(|e| format!("checkpoints: {e}"))?;
-    consistent(&cps, &b.consistency)?;
-    if let (Some(first), Some(first_event)) = (cps.first(), b.events.iter().map(|e| e.seq).min()) {
-        chain_reaches_back(first, first_event)?;
-    }
-    let Some(anchor) = cps.last().cloned() else {
-        return Err("the bundle holds no checkpoint to anchor its proofs".into());
-    };
-    if anchor.note.is_empty() {
-        return Err(
-            "the anchor checkpoint carries no signed note: the events' tlog-proofs end with nothing signed".into(),
-        );
-    }
-    if anchor.stream != b.stream {
-        return Err(format!(
-            "the anchor checkpoint is for stream {}, the bundle for {}",
-            anchor.stream, b.stream
-        ));
-    }
-    let Some(anchor_root) = checkpoints::unhex_hash(&anchor.root) else {
-        return Err("the anchor checkpoint's root is not a hash".into());
-    };
-    r.checked.push(format!(
-        "{} signed checkpoint(s), chained, each tree proven consistent with the next, key {}; anchor: size {} root {}",
-        cps.len(),
-        anchor.key_id,
-        anchor.tree_size,
-        anchor.root
-    ));
-    Ok((anchor, anchor_root))
-}
-
-/// Each checkpoint's tree is proven a prefix of the next one's by its
-/// consistency proof (one per pair): no fork and no rollback between them,
-/// whatever the hash chain says. Pure.
-fn consistent(cps: &[Checkpoint], proofs: &[Vec<String>]) -> Result<(), String> {
-    if proofs.len() != cps.len().saturating_sub(1) {
-        return Err(format!(
-            "the bundle holds {} consistency proof(s) for {} checkpoint(s); it needs one per pair",
-            proofs.len(),
-            cps.len()
-        ));
-    }
-    for (i, (pair, proof)) in cps.windows(2).zip(proofs).enumerate() {
-        let (old, new) = (&pair[0], &pair[1]);
-        let path: Option<Vec<merkle::Hash>> =
-            proof.iter().map(|h| checkpoints::unhex_hash(h)).collect();
-        let root = |c: &Checkpoint| checkpoints::unhex_hash(&c.root);
-        let holds = match (root(old), root(new), path) {
-            (Some(r1), Some(r2), Some(p)) => {
-                merkle::verify_consistency(old.tree_size, new.tree_size, &r1, &r2, &p)
-            }
-            _ => false,
-        };
-        if !holds {
-            return Err(format!(
-                "checkpoints {i} (size {}) and {} (size {}): the tree of the second is not proven to extend the first's — a fork or a rollback of the log, or an altered proof",
-                old.tree_size,
-                i + 1,
-                new.tree_size
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The chain starts before the bundle's first event (a checkpoint of a
-/// smaller size) or at the log's very first checkpoint: a chain cut down to
-/// what came after the events proves nothing about what the log held before
-/// them. Pure.
-fn chain_reaches_back(first: &Checkpoint, first_event_seq: u64) -> Result<(), String> {
-    if first.previous.is_empty() || first.tree_size < first_event_seq {
-        return Ok(());
-    }
-    Err(format!(
-        "the chain of checkpoints is cut short: it starts at a checkpoint of size {} (not before the \
-         first event, sequence {first_event_seq}) that is not the log's first; export the bundle again",
-        first.tree_size
-    ))
 }
 
 /// Every event, in sequence order, is listed in the manifest (and every listed
