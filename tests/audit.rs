@@ -407,6 +407,43 @@ async fn mixed_history_rebuild_matches_and_as_of_answers_equal_a_fold_of_the_pre
         let want_run = reference.runs.get(&got.source.unwrap().last_run_id);
         assert_eq!(got.last_run.as_ref(), want_run);
     }
+    // Each answer after the first folded on from the one before it (a kept,
+    // checked snapshot) — and gave the reference's state all the same.
+    let log = gl.log_text();
+    assert!(
+        log.contains(&format!("snapshot_seq={}", last / 3))
+            && log.contains(&format!("snapshot_seq={}", 2 * last / 3)),
+        "{log}"
+    );
+    // A snapshot altered on disk is discarded, never trusted: the answer is
+    // folded from the start and is still the reference's.
+    let snaps = gl.data_dir().join("scratch/source-snapshots");
+    let mut altered = 0;
+    for source in std::fs::read_dir(&snaps).unwrap() {
+        for snap in std::fs::read_dir(source.unwrap().path()).unwrap() {
+            let record = snap.unwrap().path().join("snapshot.txt");
+            let text = std::fs::read_to_string(&record).unwrap();
+            let text = text.replace("digest=", "digest=00");
+            std::fs::write(&record, text).unwrap();
+            altered += 1;
+        }
+    }
+    assert!(altered >= 2, "{altered} snapshots kept");
+    let mut reference = Working {
+        trust: govledger_testkit::stream::test_trust(),
+        ..Default::default()
+    };
+    fold_in_memory(&mut reference, &stored[..(last - 1) as usize]);
+    let got = c
+        .get_source(GetSourceRequest {
+            source_id: "hr".into(),
+            as_of: Some(at_seq(last - 1)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.source.as_ref(), reference.sources.get(&"hr".to_owned()));
+    assert!(gl.log_text().contains("does not hold"), "{}", gl.log_text());
     // A time names the last event stored at or before it.
     let mid = &stored[stored.len() / 2];
     let want_seq = stored

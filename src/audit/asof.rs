@@ -8,8 +8,12 @@
 //!   actions requested on it, the confirmations that watch it) plus the events of
 //!   those actions — the cost follows that identity's history, not the log;
 //! - an action: its own history index;
-//! - a source: every event on the source's subjects up to the point, folded into
-//!   a scratch sled folder that is removed afterwards (cost: the source's history).
+//! - a source: the events on the source's subjects up to the point, folded into
+//!   a scratch sled folder — from a copy of the nearest earlier snapshot when
+//!   one holds ([`crate::audit::source_snapshots`]: the folder of an earlier
+//!   answer, its digest and the log's root at its sequence checked), so the
+//!   cost is the source's events since then; the folder is then kept as the
+//!   next snapshot.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -21,12 +25,15 @@ use std::{
 use async_nats::jetstream::{self, consumer::DeliverPolicy};
 use futures::StreamExt as _;
 use govledger_projector::{
-    OwnedMsg, Store, fold, fold_in_memory,
+    OwnedMsg, Store, fold,
+    fold::hex,
+    fold_in_memory,
     keys::{IdentityKey, entity_label},
 };
-use govledger_proto::v1::{
-    ActionState, AsOfPoint, IdentityState, LedgerMeta, RunState, SourceState,
-};
+use govledger_proto::v1::{ActionState, AsOfPoint, IdentityState, RunState, SourceState};
+
+/// A source as it stood at a point, and its last run then.
+type SourcedAnswer = (SourceState, Option<RunState>);
 
 /// Events one point-in-time identity or action answer may fold, at most.
 pub const HISTORY_EVENTS_MAX: usize = 100_000;
@@ -44,8 +51,15 @@ pub struct AsOfReader {
     pub stream: String,
     /// Where scratch folds of a source live while they run.
     pub scratch_dir: PathBuf,
-    /// One source fold at a time (each reads a source's whole history).
+    /// One source fold at a time (each may read a source's whole history).
     pub source_folds: tokio::sync::Semaphore,
+}
+
+/// Where the source snapshots of a scratch folder live.
+fn snapshots_in(scratch_dir: &Path) -> crate::audit::source_snapshots::Snapshots {
+    crate::audit::source_snapshots::Snapshots {
+        dir: scratch_dir.join("source-snapshots"),
+    }
 }
 
 /// A validated point of an `AsOf`: a stream sequence (≥ 1) or a time.
@@ -409,6 +423,16 @@ impl AsOfReader {
             .scratch_dir
             .join(format!("asof-{}", uuid::Uuid::now_v7()));
         let out = self.source_in(&dir, source_id, p).await;
+        let out = match out {
+            Ok((answer, Some(record))) => {
+                if let Err(e) = snapshots_in(&self.scratch_dir).keep(&dir, &record) {
+                    tracing::warn!(error = %e, "cannot keep a source snapshot; the next answer folds from the start");
+                }
+                Ok(answer)
+            }
+            Ok((answer, None)) => Ok(answer),
+            Err(e) => Err(e),
+        };
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -417,19 +441,25 @@ impl AsOfReader {
         out
     }
 
+    /// The answer, and the record to keep `dir` as a snapshot under (when
+    /// it folded anything new).
     async fn source_in(
         &self,
         dir: &Path,
         source_id: &str,
         p: &AsOfPoint,
-    ) -> Result<(SourceState, Option<RunState>), AsOfError> {
-        let store = Store::open(dir, SCRATCH_CACHE_BYTES)
-            .map_err(internal)?
-            .with_trust(self.store.trust().clone());
-        let mut meta = LedgerMeta::default();
+    ) -> Result<
+        (
+            SourcedAnswer,
+            Option<crate::audit::source_snapshots::Record>,
+        ),
+        AsOfError,
+    > {
+        let (store, after) = self.scratch_from_snapshot(dir, source_id, p)?;
+        let mut meta = store.meta().map_err(internal)?;
         let mut batch = Vec::with_capacity(SCRATCH_BATCH_EVENTS);
         let found = self
-            .source_slice(source_id, 0, p.seq, |m, last| {
+            .source_slice(source_id, (0, after), p.seq, |m, last| {
                 batch.push(m);
                 if batch.len() >= SCRATCH_BATCH_EVENTS || last {
                     govledger_projector::process_batch(&store, &mut meta, &batch)
@@ -440,8 +470,8 @@ impl AsOfReader {
             })
             .await?;
         let src = match store.source(source_id).map_err(internal)? {
-            Some(src) if found > 0 => src,
-            _ => {
+            Some(src) => src,
+            None => {
                 return Err(AsOfError::NotFound(format!(
                     "as of {}, the ledger held no event of source {source_id:?}",
                     describe(p)
@@ -453,16 +483,75 @@ impl AsOfReader {
         } else {
             store.run(&src.last_run_id).map_err(internal)?
         };
-        Ok((src, run))
+        tracing::info!(source = %source_id, seq = p.seq, snapshot_seq = after, events_folded = found,
+            "source answered as of a past point");
+        let record = if found > 0 {
+            let root = govledger_projector::tiles::Tiles::new(self.store.as_ref())
+                .root(p.seq)
+                .map_err(internal)?;
+            store.flush_blocking().map_err(internal)?;
+            Some(crate::audit::source_snapshots::Record {
+                stream: self.stream.clone(),
+                source_id: source_id.to_owned(),
+                seq: p.seq,
+                root: hex(&root),
+                digest: store.digest().map_err(internal)?,
+                fold: crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex()),
+            })
+        } else {
+            None
+        };
+        drop(store);
+        Ok(((src, run), record))
+    }
+
+    /// A scratch store in `dir`: a copy of the nearest snapshot at or before
+    /// `p` that still holds (same log, fold and digest), and its sequence; or
+    /// an empty one and 0. A snapshot that does not hold is discarded.
+    fn scratch_from_snapshot(
+        &self,
+        dir: &Path,
+        source_id: &str,
+        p: &AsOfPoint,
+    ) -> Result<(Store, u64), AsOfError> {
+        let open = |dir: &Path| {
+            Store::open(dir, SCRATCH_CACHE_BYTES)
+                .map(|s| s.with_trust(self.store.trust().clone()))
+                .map_err(internal)
+        };
+        let snaps = snapshots_in(&self.scratch_dir);
+        let Some((record, at)) = snaps.nearest(source_id, p.seq) else {
+            return Ok((open(dir)?, 0));
+        };
+        let root = govledger_projector::tiles::Tiles::new(self.store.as_ref())
+            .root(record.seq)
+            .map(|r| hex(&r));
+        let fits = record.stream == self.stream
+            && record.source_id == source_id
+            && record.fold
+                == crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex())
+            && root.is_ok_and(|r| r == record.root);
+        if fits && snaps.copy_out(&at, dir).is_ok() {
+            let store = open(dir)?;
+            if store.digest().map_err(internal)? == record.digest {
+                return Ok((store, record.seq));
+            }
+            drop(store);
+        }
+        tracing::warn!(snapshot = %at.display(), "a source snapshot does not hold (altered, or of another log or build): discarded, folding from the start");
+        snaps.discard(&at);
+        let _ = std::fs::remove_dir_all(dir);
+        Ok((open(dir)?, 0))
     }
 
     /// Visits, in order, every message on the source's subjects stored at or
-    /// after `from_us` (0 = from the start) with a sequence up to `upto`; the
-    /// visitor is told which one is the last. Returns how many were visited.
+    /// after `from_us` (0 = from the start) and after sequence `after` (0 =
+    /// from the first) with a sequence up to `upto`; the visitor is told
+    /// which one is the last. Returns how many were visited.
     pub async fn source_slice(
         &self,
         source_id: &str,
-        from_us: i64,
+        (from_us, after): (i64, u64),
         upto: u64,
         mut visit: impl FnMut(OwnedMsg, bool) -> Result<(), AsOfError>,
     ) -> Result<u64, AsOfError> {
@@ -475,14 +564,18 @@ impl AsOfReader {
         );
         // An ordered consumer over an empty slice would only time out.
         let first = stream
-            .get_first_raw_message_by_subject(&any, 1)
+            .get_first_raw_message_by_subject(&any, after + 1)
             .await
             .ok()
             .map(|m| m.sequence);
         if first.is_none_or(|f| f > upto) {
             return Ok(0);
         }
-        let deliver_policy = if from_us > 0 {
+        let deliver_policy = if after > 0 {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: after + 1,
+            }
+        } else if from_us > 0 {
             DeliverPolicy::ByStartTime {
                 start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
                     i128::from(from_us) * 1_000,
@@ -501,7 +594,7 @@ impl AsOfReader {
             let next = tokio::time::timeout(Duration::from_millis(READ_IDLE_MS), msgs.next()).await;
             let m = match next {
                 // Nothing after the start time: nothing to visit.
-                Err(_) if held.is_none() && from_us > 0 => break,
+                Err(_) if held.is_none() && (from_us > 0 || after > 0) => break,
                 Err(_) => return Err(unavailable(&self.stream, "stream read stalled")),
                 Ok(None) => break,
                 Ok(Some(m)) => m.map_err(|e| unavailable(&self.stream, e))?,

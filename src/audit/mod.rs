@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`asof`]: point-in-time answers (an identity, an action, a source as it
 //!   stood at a past sequence or time), folded again from the stream;
+//! - [`source_snapshots`]: earlier source answers kept, checked, and folded on from;
 //! - [`replay`]: the events of the stream in order, filtered, with leaf hashes;
 //! - [`verify`]: a range of the stream checked against the recorded leaves and
 //!   the signed checkpoint roots;
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod note;
 pub mod replay;
 pub mod report;
+pub mod source_snapshots;
 pub mod verify;
 pub mod witness;
 pub mod witness_client;

@@ -250,7 +250,7 @@ pub fn check_history(cps: &[Checkpoint]) -> Result<(), CheckpointError> {
 
 /// Checks signatures, the chain, forks and rollbacks, and key handovers of
 /// checkpoints given oldest first; the trusted key must be one of the
-/// chain's keys ([`super::rotation`]).
+/// chain's keys ([`super::key_sequence`]).
 pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), CheckpointError> {
     let sequence = super::rotation::key_sequence(cps)?;
     let first = cps.first().map_or(0, |c| c.tree_size);

@@ -233,7 +233,7 @@ async fn source_state(
     let mut msgs = Vec::new();
     let mut over = false;
     d.reader
-        .source_slice(&req.source_id, req.from_us, end.seq, |m, _| {
+        .source_slice(&req.source_id, (req.from_us, 0), end.seq, |m, _| {
             if msgs.len() >= EXPORT_EVENTS_MAX {
                 over = true;
             } else {
