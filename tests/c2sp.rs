@@ -8,58 +8,11 @@
 //! of the two trees — and refuses a tampered note, a wrong record and a
 //! proof between the wrong sizes.
 
-use std::path::{Path, PathBuf};
-
 use govledger_proto::v1::{
     Checkpoint, CreateCheckpointRequest, GetConsistencyProofRequest, GetInclusionProofRequest,
 };
+use govledger_testkit::go_c2sp::{build_checker, check};
 use govledger_testkit::govledger::serve_fault_scim;
-
-/// The Go checker, built once per test into `dir` (GOPATH mode: the x/mod
-/// sources Debian installs under /usr/share/gocode; nothing downloaded).
-fn build_checker(dir: &Path) -> PathBuf {
-    let go = which("go").unwrap_or_else(|| {
-        panic!("no `go` on PATH: run scripts/install-tools.sh (Debian's golang-go and golang-golang-x-mod-dev)")
-    });
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/c2sp_check.go");
-    let out = dir.join("c2sp_check");
-    let o = std::process::Command::new(go)
-        .args(["build", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOFLAGS", "")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "building the Go checker (needs golang-golang-x-mod-dev): {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
-
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(bin))
-            .find(|f| f.is_file())
-    })
-}
-
-/// Runs the checker; (held, stdout + stderr).
-fn check(checker: &Path, args: &[&str]) -> (bool, String) {
-    let o = std::process::Command::new(checker)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-    )
-}
 
 /// The base64 root line of a checkpoint's note.
 fn note_root(cp: &Checkpoint) -> String {
@@ -251,7 +204,7 @@ async fn our_checkpoints_and_proofs_verify_with_gos_sumdb_note_and_tlog() {
     );
     assert!(st.success(), "{err}");
     let bundle_check =
-        |path: &Path| check(&checker, &["bundle", key.trim(), path.to_str().unwrap()]);
+        |path: &std::path::Path| check(&checker, &["bundle", key.trim(), path.to_str().unwrap()]);
     let (ok, out) = bundle_check(&bundle);
     assert!(ok, "{out}");
     let b: govledger::audit::evidence::Bundle =

@@ -193,6 +193,22 @@ async fn a_rotated_key_hands_over_and_bundles_verify_under_either_pin() {
         let (code, text) = verify(path, &"11".repeat(32));
         assert_eq!(code, Some(3), "{text}");
     }
+    // A tool we did not write (Go's sumdb/note and tlog) checks the bundle
+    // whose chain crosses the handover with the published key set.
+    let go = tempfile::tempdir().unwrap();
+    let checker = govledger_testkit::go_c2sp::build_checker(go.path());
+    let both = format!("{},{}", pins[0], pins[1]);
+    let (held, text) = govledger_testkit::go_c2sp::check(
+        &checker,
+        &["bundle", &both, old_after.to_str().unwrap()],
+    );
+    assert!(held && text.contains("bundle ok"), "{text}");
+    // With today's key alone, the older checkpoints' notes do not open.
+    let (held, text) = govledger_testkit::go_c2sp::check(
+        &checker,
+        &["bundle", &pins[1], old_after.to_str().unwrap()],
+    );
+    assert!(!held, "{text}");
     // Without its key history, the old pin no longer reaches the bundle's key.
     let mut cut = fresh.clone();
     cut.key_history.clear();

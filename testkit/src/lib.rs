@@ -28,7 +28,8 @@
 //! - [`ad_range_proxy`]: an LDAP proxy in front of slapd that returns `member`
 //!   in ranges (`member;range=0-1499`), as Active Directory does;
 //! - [`witness`]: a transparency-log witness speaking tlog-witness
-//!   `add-checkpoint` (the ledger asks it to cosign checkpoints).
+//!   `add-checkpoint` (the ledger asks it to cosign checkpoints);
+//! - [`go_c2sp`]: the independent C2SP checker over Go's sumdb/note and tlog.
 //!
 //! Launchers come in two forms: `try_*` returning [`Error`] (the benchmark's),
 //! and the plain form that panics with the same message (the tests').
@@ -41,6 +42,7 @@ pub mod browser;
 pub mod crash;
 pub mod cut_proxy;
 pub mod fault_scim;
+pub mod go_c2sp;
 pub mod govledger;
 pub mod nats;
 pub mod nats_cluster;
