@@ -624,3 +624,68 @@ async fn signed_checkpoints_chain_cover_empty_periods_and_reject_other_keys() {
         Err(CheckpointError::OtherKey { .. })
     ));
 }
+
+/// The newest source snapshot's sequence in a ledger's data folder.
+fn newest_snapshot(gl: &Govledger, source: &str) -> Option<u64> {
+    let hex: String = source.bytes().map(|b| format!("{b:02x}")).collect();
+    std::fs::read_dir(gl.data_dir().join("scratch/source-snapshots").join(hex))
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+}
+
+/// Waits (at most 20 s) for a snapshot of `source` at or after `seq`.
+async fn wait_snapshot(gl: &Govledger, source: &str, seq: u64) -> u64 {
+    for _ in 0..200 {
+        if let Some(n) = newest_snapshot(gl, source).filter(|n| *n >= seq) {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no snapshot of {source} at or after {seq}:\n{}",
+        gl.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_keeps_each_source_snapshot_fresh_and_answers_fold_on_from_it() {
+    let nats = NatsServer::start().await;
+    let scim = govledger_testkit::fault_scim::FaultScim::start(5).await;
+    let cfg = format!(
+        "[[sources]]\nid = \"hr\"\nbase_url = \"{}\"\n\n[audit]\nsource_snapshot_interval_ms = 1000\n",
+        scim.base_url
+    );
+    let gl = Govledger::serve_with_config(&nats.url(), &cfg);
+    gl.sync("hr").await;
+    let now = gl.source("hr").await.source.unwrap();
+    // The ledger answers the source as of its head on its own, and keeps it.
+    let snap = wait_snapshot(&gl, "hr", now.last_seq).await;
+    // A question as of that point folds nothing: the snapshot is the answer.
+    let got = gl
+        .client()
+        .await
+        .get_source(GetSourceRequest {
+            source_id: "hr".into(),
+            as_of: Some(AsOf {
+                point: Some(as_of::Point::Seq(snap)),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.source.as_ref(), Some(&now));
+    let log = gl.log_text();
+    assert!(
+        log.contains(&format!("snapshot_seq={snap} events_folded=0")),
+        "{log}"
+    );
+    // More history: the next snapshot folds on from it; both are kept.
+    scim.set_active(&scim.user_ids()[0], false);
+    gl.sync("hr").await;
+    let later = gl.source("hr").await.source.unwrap();
+    let next = wait_snapshot(&gl, "hr", later.last_seq).await;
+    assert!(next > snap);
+    let log = gl.log_text();
+    assert!(log.contains(&format!("snapshot_seq={snap} ")), "{log}");
+}

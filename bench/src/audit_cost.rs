@@ -10,6 +10,11 @@
 //! baseline is the way proofs were made before tiles, measured in this
 //! process on the same sled folder: read every recorded leaf, hold them,
 //! compute the root and the proof.
+//!
+//! Also a point-in-time source answer (`GetSource` with `as_of`): one at half
+//! the stream (the source's history folded), then one at three quarters —
+//! folded on from the first answer's snapshot — against the same question
+//! with the snapshots removed (the source's history up to it folded again).
 
 use std::{
     path::Path,
@@ -20,7 +25,8 @@ use anyhow::{Context as _, Result, anyhow};
 use govledger::simulate::user_id;
 use govledger_projector::merkle;
 use govledger_proto::v1::{
-    EntityType, ExportEvidenceRequest, GetInclusionProofRequest, ledger_client::LedgerClient,
+    AsOf, EntityType, ExportEvidenceRequest, GetInclusionProofRequest, GetSourceRequest, as_of,
+    ledger_client::LedgerClient,
 };
 use tonic::transport::Channel;
 
@@ -57,6 +63,12 @@ pub struct AuditPoint {
     /// Before tiles: every leaf read and held, the root and one proof.
     pub before: Duration,
     pub before_bytes: u64,
+    /// `GetSource` as of half the stream (no snapshot: the source's history
+    /// folded), then as of three quarters from that answer's snapshot, and
+    /// as of three quarters again with the snapshots removed.
+    pub pit_first: Duration,
+    pub pit_next: Duration,
+    pub pit_full: Duration,
 }
 
 /// Measures one size (the scale run's data, projected; no other child runs).
@@ -126,6 +138,7 @@ pub async fn measure(s: &Scaled, govledger_bin: &Path) -> Result<AuditPoint> {
                 export_peak_bytes = export_peak_bytes.max(peak_above(pid, base));
             }
         }
+        let (pit_first, pit_next, pit_full) = point_in_time(&mut c, s, size).await?;
         cold.sort();
         warm.sort();
         let export = warm[warm.len() / 2];
@@ -145,6 +158,9 @@ pub async fn measure(s: &Scaled, govledger_bin: &Path) -> Result<AuditPoint> {
             bundle_bytes: bundle.len(),
             before,
             before_bytes,
+            pit_first,
+            pit_next,
+            pit_full,
         })
     }
     .await;
@@ -162,7 +178,44 @@ pub async fn measure(s: &Scaled, govledger_bin: &Path) -> Result<AuditPoint> {
         ms(p.before),
         mib(p.before_bytes)
     ));
+    crate::progress(format!(
+        "  source as of: 1/2 of the stream {:.0} ms (folded from the start); 3/4 from that snapshot {:.0} ms, from the start {:.0} ms",
+        ms(p.pit_first),
+        ms(p.pit_next),
+        ms(p.pit_full)
+    ));
     Ok(p)
+}
+
+/// The three point-in-time source answers of [`AuditPoint`].
+async fn point_in_time(
+    c: &mut LedgerClient<
+        tonic::service::interceptor::InterceptedService<
+            Channel,
+            govledger::cli::client::BearerToken,
+        >,
+    >,
+    s: &Scaled,
+    size: u64,
+) -> Result<(Duration, Duration, Duration)> {
+    let snapshots = s.data_dir().join("scratch/source-snapshots");
+    let _ = std::fs::remove_dir_all(&snapshots);
+    let mut ask = async |seq: u64| -> Result<Duration> {
+        let started = Instant::now();
+        c.get_source(GetSourceRequest {
+            source_id: events::source_id(0),
+            as_of: Some(AsOf {
+                point: Some(as_of::Point::Seq(seq.max(1))),
+            }),
+        })
+        .await?;
+        Ok(started.elapsed())
+    };
+    let first = ask(size / 2).await?;
+    let next = ask(3 * size / 4).await?;
+    std::fs::remove_dir_all(&snapshots).context("removing the source snapshots")?;
+    let full = ask(3 * size / 4).await?;
+    Ok((first, next, full))
 }
 
 /// The proof as it was made before tiles: every recorded leaf read and held,

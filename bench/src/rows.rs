@@ -497,6 +497,28 @@ fn point_detail(p: &scale::Point) -> String {
     )
 }
 
+/// Row 7: a point-in-time source answer folded on from an earlier answer's
+/// snapshot, against the same answer folded from the start.
+fn point_in_time_row(a: &audit_cost::AuditPoint, at: &str) -> Row {
+    use crate::query::ms;
+    Row::new(
+        "7",
+        format!(
+            "point-in-time source answer at {at}: `GetSource` as of 3/4 of the stream after one as of 1/2 (folded on from that answer's checked snapshot: a third of the source's events up to the point; the first answer took {:.0} ms) vs the same question with no snapshot (the source's history up to the point folded)",
+            ms(a.pit_first)
+        ),
+    )
+    .figures(
+        format!("{:.0} ms", ms(a.pit_next)),
+        format!("{:.0} ms", ms(a.pit_full)),
+    )
+    .at_most(
+        ms(a.pit_next) / ms(a.pit_full).max(1e-9),
+        0.75,
+        " of the fold from the start",
+    )
+}
+
 /// Row 7: an inclusion proof and one identity's export at each size, against
 /// the way before tiles; and their growth across sizes, which must stay flat.
 fn audit_rows(points: &[audit_cost::AuditPoint]) -> Vec<Row> {
@@ -553,6 +575,7 @@ fn audit_rows(points: &[audit_cost::AuditPoint]) -> Vec<Row> {
             )
             .informational(ms(a.export) / ms(a.before).max(1e-9)),
         );
+        rows.push(point_in_time_row(a, &at));
     }
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return rows;

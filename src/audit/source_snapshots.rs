@@ -6,7 +6,12 @@
 //! source as it stood at the point; instead of deleting it, it is kept as a
 //! snapshot (at most [`SNAPSHOTS_PER_SOURCE_MAX`] per source, the newest).
 //! The next answer at a later point starts from a copy of the nearest
-//! earlier snapshot and folds only the source's events after it.
+//! earlier snapshot and folds only the source's events after it. Beyond the
+//! limit, the snapshot whose removal leaves the smallest gap goes (the
+//! oldest and the newest stay), so the kept ones spread over the history.
+//! On a cadence (`audit.source_snapshot_interval_ms`, [`keep_fresh`]) the
+//! ledger answers each source as of its head itself, so a question costs at
+//! most the source's events of one interval (once a snapshot precedes it).
 //!
 //! A snapshot is used only when its record still holds: the same stream,
 //! source, store format, build and producer keys, the log's Merkle root at
@@ -15,14 +20,24 @@
 //! snapshot altered on disk, or one of another log, is discarded (and the
 //! answer folded from the start), never trusted.
 
-use std::path::{Path, PathBuf};
+use std::{
+    num::NonZeroU64,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use tokio_util::sync::CancellationToken;
 
 use sha2::{Digest as _, Sha256};
 
 use govledger_projector::fold::hex;
 
-/// Snapshots kept per source (the newest by sequence).
+/// Snapshots kept per source (spread over its history: see the module doc).
 pub const SNAPSHOTS_PER_SOURCE_MAX: usize = 4;
+/// The default of `audit.source_snapshot_interval_ms`: one day.
+pub const DEFAULT_SNAPSHOT_INTERVAL_MS: u64 = 86_400_000;
+/// The shortest `audit.source_snapshot_interval_ms` other than 0 (off).
+pub const SNAPSHOT_INTERVAL_MIN_MS: u64 = 1_000;
 /// Files copied out of one snapshot at most (a sled folder holds a few).
 const SNAPSHOT_FILES_MAX: usize = 1_000;
 const RECORD_FILE: &str = "snapshot.txt";
@@ -133,8 +148,14 @@ impl Snapshots {
         copy_dir(&snapshot.join(DB_DIR), to, &mut 0)
     }
 
+    /// The sequence of the newest snapshot of `source_id`, if any.
+    pub fn newest(&self, source_id: &str) -> Option<u64> {
+        self.list(source_id).last().map(|(s, _)| *s)
+    }
+
     /// Keeps `store_dir` (a closed scratch store) as the snapshot `record`
-    /// describes; drops the oldest beyond [`SNAPSHOTS_PER_SOURCE_MAX`].
+    /// describes; beyond [`SNAPSHOTS_PER_SOURCE_MAX`], drops the one whose
+    /// removal leaves the smallest gap (never the oldest or the newest).
     pub fn keep(&self, store_dir: &Path, record: &Record) -> std::io::Result<()> {
         let dir = self.source_dir(&record.source_id);
         let at = dir.join(format!("{:020}", record.seq));
@@ -146,12 +167,13 @@ impl Snapshots {
         std::fs::rename(store_dir, staging.join(DB_DIR))?;
         std::fs::write(staging.join(RECORD_FILE), record.text())?;
         std::fs::rename(&staging, &at)?;
-        let kept = self.list(&record.source_id);
-        for (_, old) in kept
-            .iter()
-            .take(kept.len().saturating_sub(SNAPSHOTS_PER_SOURCE_MAX))
-        {
-            std::fs::remove_dir_all(old)?;
+        let mut kept = self.list(&record.source_id);
+        while kept.len() > SNAPSHOTS_PER_SOURCE_MAX {
+            let i = (1..kept.len() - 1)
+                .min_by_key(|&i| kept[i + 1].0 - kept[i - 1].0)
+                .unwrap_or(0);
+            std::fs::remove_dir_all(&kept[i].1)?;
+            kept.remove(i);
         }
         Ok(())
     }
@@ -160,6 +182,70 @@ impl Snapshots {
     pub fn discard(&self, snapshot: &Path) {
         if let Err(e) = std::fs::remove_dir_all(snapshot) {
             tracing::warn!(dir = %snapshot.display(), error = %e, "cannot remove a source snapshot");
+        }
+    }
+}
+
+/// Every `interval` until `cancel`, answers each source whose events went
+/// past its newest snapshot as of the last applied sequence, which keeps
+/// that answer as its newest snapshot (folded on from the one before).
+pub async fn keep_fresh(
+    reader: &crate::audit::asof::AsOfReader,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    let snaps = Snapshots {
+        dir: reader.scratch_dir.join("source-snapshots"),
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; start after one interval
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        let (applied, sources) = match (reader.store.meta(), reader.store.sources()) {
+            (Ok(m), Ok(s)) => (m.last_applied_seq, s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "source snapshots: cannot read the store; trying at the next interval");
+                continue;
+            }
+        };
+        let Some(at) = NonZeroU64::new(applied) else {
+            continue;
+        };
+        for s in sources {
+            if snaps.newest(&s.source_id).is_some_and(|n| n >= s.last_seq) {
+                continue; // nothing new since its newest snapshot
+            }
+            let answer = async {
+                let p = reader.resolve(crate::audit::asof::PointAt::Seq(at)).await?;
+                reader.source(&s.source_id, &p).await
+            };
+            let answered = tokio::select! {
+                a = answer => a,
+                _ = cancel.cancelled() => return,
+            };
+            if let Err(e) = answered {
+                tracing::warn!(source = %s.source_id, error = %e,
+                    "source snapshot not made; trying at the next interval");
+            }
+        }
+    }
+}
+
+/// Removes the scratch folds an earlier process left when it stopped in the
+/// middle of an answer (`asof-*` under `scratch_dir`; the snapshots stay).
+pub fn remove_interrupted(scratch_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch_dir) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        if e.file_name().to_string_lossy().starts_with("asof-")
+            && let Err(err) = std::fs::remove_dir_all(e.path())
+        {
+            tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove an interrupted scratch fold");
         }
     }
 }
@@ -208,22 +294,26 @@ mod tests {
     }
 
     #[test]
-    fn the_nearest_earlier_snapshot_is_found_and_the_oldest_dropped() {
+    fn the_nearest_earlier_snapshot_is_found_and_the_kept_ones_spread() {
         let dir = tempfile::tempdir().unwrap();
         let snaps = Snapshots {
             dir: dir.path().join("snaps"),
         };
-        for seq in [10, 30, 20, 40, 50] {
+        let keep = |seq: u64| {
             let store = dir.path().join(format!("store-{seq}"));
             std::fs::create_dir_all(store.join("blobs")).unwrap();
             std::fs::write(store.join("blobs/db"), seq.to_string()).unwrap();
             snaps.keep(&store, &record(seq)).unwrap();
+        };
+        for seq in [10, 30, 20, 40, 50] {
+            keep(seq);
         }
-        assert!(
-            snaps.nearest("hr", 15).is_none(),
-            "10 was the oldest: dropped"
-        );
-        assert_eq!(snaps.nearest("hr", 29).unwrap().0.seq, 20);
+        // Five kept at most four: the one whose removal leaves the smallest
+        // gap went (a tie: the earliest), the oldest and the newest stayed.
+        assert_eq!(snaps.newest("hr"), Some(50));
+        assert_eq!(snaps.nearest("hr", 29).unwrap().0.seq, 10);
+        assert_eq!(snaps.nearest("hr", 35).unwrap().0.seq, 30);
+        assert!(snaps.nearest("hr", 9).is_none());
         assert_eq!(snaps.nearest("hr", 1_000).unwrap().0.seq, 50);
         assert!(snaps.nearest("other", 1_000).is_none());
         let (_, at) = snaps.nearest("hr", 45).unwrap();
@@ -232,5 +322,12 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join("blobs/db")).unwrap(), "40");
         snaps.discard(&at);
         assert_eq!(snaps.nearest("hr", 45).unwrap().0.seq, 30);
+        // The newest always stays: one more at the head evicts an older one.
+        keep(45);
+        keep(60);
+        assert_eq!(snaps.newest("hr"), Some(60));
+        assert_eq!(snaps.list("hr").len(), SNAPSHOTS_PER_SOURCE_MAX);
+        assert_eq!(snaps.nearest("hr", 9), None);
+        assert_eq!(snaps.nearest("hr", 11).unwrap().0.seq, 10);
     }
 }

@@ -97,6 +97,10 @@ pub struct AuditConfig {
     pub previous_signing_key_file: Option<PathBuf>,
     /// Sign a checkpoint this often, in milliseconds (0 = only on demand).
     pub checkpoint_interval_ms: u64,
+    /// Answer each source as of the ledger's head this often, in
+    /// milliseconds, keeping the answer as a snapshot point-in-time source
+    /// answers fold on from (0 = only the snapshots questions leave).
+    pub source_snapshot_interval_ms: u64,
     /// The origin line of the checkpoints' signed notes, unique per
     /// deployment (e.g. `ledger.example.com/identity`). Default
     /// `govledger/<stream>/<key id>`.
@@ -122,6 +126,8 @@ impl Default for AuditConfig {
             signing_key_file: None,
             previous_signing_key_file: None,
             checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
+            source_snapshot_interval_ms:
+                crate::audit::source_snapshots::DEFAULT_SNAPSHOT_INTERVAL_MS,
             origin: None,
             witness_keys: Vec::new(),
             witnesses: Vec::new(),
@@ -134,6 +140,16 @@ impl Default for AuditConfig {
 impl AuditConfig {
     /// The `[audit]` keys; the error names the key.
     fn validate(&self) -> Result<(), ConfigError> {
+        let every = self.source_snapshot_interval_ms;
+        if every != 0 && every < crate::audit::source_snapshots::SNAPSHOT_INTERVAL_MIN_MS {
+            return Err(invalid(
+                "audit.source_snapshot_interval_ms",
+                format!(
+                    "{every} ms is too often: use 0 (off) or at least {} ms",
+                    crate::audit::source_snapshots::SNAPSHOT_INTERVAL_MIN_MS
+                ),
+            ));
+        }
         if let Some(o) = &self.origin
             && (!crate::audit::note::is_name(o) || o.len() > 256)
         {

@@ -330,6 +330,30 @@ async fn serve_grpc(
     }
 }
 
+/// Clears scratch folds an earlier process left, and keeps each source's
+/// snapshot fresh on the `[audit]` cadence, below the API's priority, over
+/// `queries` (given back).
+fn keep_source_snapshots(
+    cfg: &Config,
+    background: &background::Background,
+    queries: Arc<crate::api::queries::Queries>,
+    shutdown: &CancellationToken,
+) -> Arc<crate::api::queries::Queries> {
+    crate::audit::source_snapshots::remove_interrupted(&cfg.data_dir().join("scratch"));
+    if cfg.audit.source_snapshot_interval_ms == 0 {
+        return queries;
+    }
+    let (q, every, stop) = (
+        queries.clone(),
+        std::time::Duration::from_millis(cfg.audit.source_snapshot_interval_ms),
+        shutdown.clone(),
+    );
+    background.handle().spawn(async move {
+        crate::audit::source_snapshots::keep_fresh(&q.asof, every, stop).await;
+    });
+    queries
+}
+
 /// The ledger service over the store, the stream and the workers' handles.
 fn ledger_api(
     cfg: &Config,
@@ -495,7 +519,7 @@ async fn serve_with(
         &storage_full,
         (pause, health_seen.clone()),
     );
-    let queries = api.queries();
+    let queries = keep_source_snapshots(cfg, &background, api.queries(), &shutdown);
     let (router, health) = grpc::router(
         api,
         guard.auth.clone(),
