@@ -407,8 +407,9 @@ impl AsOfReader {
             })
     }
 
-    /// The source (and its last run) as it stood at `p`: every event on the
-    /// source's subjects up to `p` folded into a scratch sled folder.
+    /// The source (and its last run) as it stood at `p`: the source's events
+    /// up to `p` folded into a scratch sled folder, from the nearest earlier
+    /// snapshot that holds; the folder is then kept as a snapshot.
     pub async fn source(
         &self,
         source_id: &str,
@@ -455,7 +456,9 @@ impl AsOfReader {
         ),
         AsOfError,
     > {
-        let (store, after) = self.scratch_from_snapshot(dir, source_id, p)?;
+        // Copying and checking a snapshot is blocking file work.
+        let (store, after) =
+            tokio::task::block_in_place(|| self.scratch_from_snapshot(dir, source_id, p))?;
         let mut meta = store.meta().map_err(internal)?;
         let mut batch = Vec::with_capacity(SCRATCH_BATCH_EVENTS);
         let found = self
@@ -486,23 +489,35 @@ impl AsOfReader {
         tracing::info!(source = %source_id, seq = p.seq, snapshot_seq = after, events_folded = found,
             "source answered as of a past point");
         let record = if found > 0 {
-            let root = govledger_projector::tiles::Tiles::new(self.store.as_ref())
-                .root(p.seq)
-                .map_err(internal)?;
-            store.flush_blocking().map_err(internal)?;
-            Some(crate::audit::source_snapshots::Record {
-                stream: self.stream.clone(),
-                source_id: source_id.to_owned(),
-                seq: p.seq,
-                root: hex(&root),
-                digest: store.digest().map_err(internal)?,
-                fold: crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex()),
-            })
+            Some(tokio::task::block_in_place(|| {
+                self.snapshot_record(&store, source_id, p.seq)
+            })?)
         } else {
             None
         };
         drop(store);
         Ok(((src, run), record))
+    }
+
+    /// What keeps `store` (the source folded up to `seq`) as a snapshot.
+    fn snapshot_record(
+        &self,
+        store: &Store,
+        source_id: &str,
+        seq: u64,
+    ) -> Result<crate::audit::source_snapshots::Record, AsOfError> {
+        let root = govledger_projector::tiles::Tiles::new(self.store.as_ref())
+            .root(seq)
+            .map_err(internal)?;
+        store.flush_blocking().map_err(internal)?;
+        Ok(crate::audit::source_snapshots::Record {
+            stream: self.stream.clone(),
+            source_id: source_id.to_owned(),
+            seq,
+            root: hex(&root),
+            digest: store.digest().map_err(internal)?,
+            fold: crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex()),
+        })
     }
 
     /// A scratch store in `dir`: a copy of the nearest snapshot at or before
@@ -531,9 +546,11 @@ impl AsOfReader {
             && record.fold
                 == crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex())
             && root.is_ok_and(|r| r == record.root);
-        if fits && snaps.copy_out(&at, dir).is_ok() {
-            let store = open(dir)?;
-            if store.digest().map_err(internal)? == record.digest {
+        if fits
+            && snaps.copy_out(&at, dir).is_ok()
+            && let Ok(store) = open(dir)
+        {
+            if store.digest().is_ok_and(|d| d == record.digest) {
                 return Ok((store, record.seq));
             }
             drop(store);

@@ -480,7 +480,18 @@ impl Checkpointer {
         signed: &[Checkpoint],
     ) -> Result<crate::audit::witness::Witnessed, CosignatureError> {
         use crate::audit::witness;
-        let w = witness::accept(cosigned, &self.verifier_key(), &self.witness_keys, signed)?;
+        // Ours: by the current key, or the handover by the previous one.
+        let mut w = witness::accept(cosigned, &self.verifier_key(), &self.witness_keys, signed);
+        if w.is_err()
+            && let Some(prev) = &self.previous_key
+        {
+            let vkey =
+                crate::audit::note::verifier_key(&self.origin_of(prev), &prev.verifying_key());
+            if let Ok(by_prev) = witness::accept(cosigned, &vkey, &self.witness_keys, signed) {
+                w = Ok(by_prev);
+            }
+        }
+        let w = w?;
         let msg = jetstream::message::PublishMessage::build()
             .payload(cosigned.as_bytes().to_vec().into())
             .message_id(hex(&Sha256::digest(cosigned.as_bytes())));
