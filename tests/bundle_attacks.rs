@@ -154,7 +154,7 @@ async fn an_edited_or_forged_bundle_never_verifies() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("evidence.json");
-    let text = export_identity(&gl, &who, &path);
+    let text = gl.export_identity("hr", &who, &path);
     // The hint does not tell the auditor to pin the key the bundle itself carries.
     assert!(
         !text.contains(&format!("--public-key {key}")),
@@ -412,33 +412,6 @@ fn the_manifest_is_unambiguous_for_ids_with_newlines() {
     assert_ne!(manifest(&c, &anchor), manifest(&d, &anchor));
 }
 
-/// `govledger export` of identity `who` of source `hr` to `path`; its output.
-fn export_identity(gl: &Govledger, who: &str, path: &std::path::Path) -> String {
-    let o = std::process::Command::new(govledger_testkit::govledger_bin())
-        .args([
-            "export",
-            "--grpc-addr",
-            &gl.addr,
-            "--token-file",
-            &gl.token_path(),
-        ])
-        .args([
-            "--source",
-            "hr",
-            "--identity",
-            who,
-            "--out",
-            path.to_str().unwrap(),
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{text}");
-    text
-}
-
 /// The ledger's own checkpoint key, read from its data folder (what an
 /// equivocating ledger, or a thief of its key, signs with).
 fn ledger_key(gl: &Govledger) -> SigningKey {
@@ -480,7 +453,7 @@ async fn a_chain_cut_short_or_forked_is_caught() {
     let who = scim.user_ids()[0].clone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("evidence.json");
-    export_identity(&gl, &who, &path);
+    gl.export_identity("hr", &who, &path);
     let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let key = hex(ledger_key(&gl).verifying_key().as_bytes());
     let cps = checkpoints_of(&original);
@@ -584,7 +557,7 @@ fn exported(
     govledger::audit::evidence::BundleReport,
 ) {
     let path = dir.join("evidence.json");
-    export_identity(gl, who, &path);
+    gl.export_identity("hr", who, &path);
     let original: Bundle = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let k = ledger_key(gl);
     let key = hex(k.verifying_key().as_bytes());

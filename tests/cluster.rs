@@ -18,8 +18,8 @@ use govledger::{
 };
 use govledger_proto::v1::{
     ActionKind, ActionOutcome, CreateCheckpointRequest, GetActionRequest, GetLedgerStatusRequest,
-    GetRunRequest, ListCheckpointsRequest, ListRunsRequest, SetProjectorPausedRequest,
-    SubmitActionRequest, SubmitActionResponse, TriggerSyncRequest, Verdict,
+    GetRunRequest, ListRunsRequest, SetProjectorPausedRequest, SubmitActionRequest,
+    SubmitActionResponse, TriggerSyncRequest, Verdict,
 };
 use govledger_stream::contract::Replication;
 use govledger_testkit::{
@@ -295,18 +295,7 @@ async fn a_write_on_one_query_node_is_read_on_the_other_or_refused_with_the_lag(
             .await
             .unwrap();
     }
-    let mut cps = a
-        .client()
-        .await
-        .list_checkpoints(ListCheckpointsRequest {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoints;
-    cps.reverse();
+    let cps = a.checkpoints().await;
     assert_eq!(cps.len(), 4);
     let key = cps[0].public_key.clone();
     checkpoints::verify_chain(&cps, &key).unwrap_or_else(|e| panic!("{e}"));

@@ -5,7 +5,7 @@
 
 use govledger::audit::checkpoints;
 use govledger::audit::evidence::Bundle;
-use govledger_proto::v1::{Checkpoint, CreateCheckpointRequest, ListCheckpointsRequest};
+use govledger_proto::v1::{Checkpoint, CreateCheckpointRequest};
 use govledger_testkit::fault_scim::FaultScim;
 use govledger_testkit::govledger::run_govledger_out;
 use govledger_testkit::{Govledger, NatsServer};
@@ -53,36 +53,8 @@ fn verify(path: &std::path::Path, key: &str) -> (Option<i32>, String) {
 }
 
 fn export(gl: &Govledger, who: &str, path: &std::path::Path) -> Bundle {
-    let (ok, out) = cli(
-        gl,
-        &[
-            "export",
-            "--source",
-            "hr",
-            "--identity",
-            who,
-            "--out",
-            path.to_str().unwrap(),
-        ],
-    );
-    assert!(ok, "{out}");
+    gl.export_identity("hr", who, path);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-async fn all_checkpoints(gl: &Govledger) -> Vec<Checkpoint> {
-    let mut cps = gl
-        .client()
-        .await
-        .list_checkpoints(ListCheckpointsRequest {
-            limit: 1_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .checkpoints;
-    cps.reverse();
-    cps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +100,7 @@ async fn a_rotated_key_hands_over_and_bundles_verify_under_either_pin() {
         cp.public_key, b_pk,
         "what is asked for after a handover is signed by the new key"
     );
-    let cps = all_checkpoints(&gl).await;
+    let cps = gl.checkpoints().await;
     let handovers: Vec<&Checkpoint> = cps
         .iter()
         .filter(|c| !c.next_public_key.is_empty())
@@ -239,6 +211,6 @@ async fn a_rotated_key_hands_over_and_bundles_verify_under_either_pin() {
             && e.message().contains(&format!("size {}", h.tree_size)),
         "{e:?}"
     );
-    let cps = all_checkpoints(&gl).await;
+    let cps = gl.checkpoints().await;
     checkpoints::verify_chain(&cps, &a_pk).unwrap();
 }

@@ -213,7 +213,12 @@ async fn point_in_time(
     };
     let first = ask(size / 2).await?;
     let next = ask(3 * size / 4).await?;
-    std::fs::remove_dir_all(&snapshots).context("removing the source snapshots")?;
+    match std::fs::remove_dir_all(&snapshots) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).context("removing the source snapshots");
+        }
+        _ => {}
+    }
     let full = ask(3 * size / 4).await?;
     Ok((first, next, full))
 }

@@ -89,6 +89,8 @@ pub struct ApiParts {
     pub checkpointer: Arc<Checkpointer>,
     /// Scratch space of point-in-time source answers (inside the data folder).
     pub scratch_dir: std::path::PathBuf,
+    /// `audit.source_snapshots_kept`.
+    pub source_snapshots_kept: usize,
     /// Why the projector stopped, once it has (GetLedgerStatus says it).
     pub projector_stopped: tokio::sync::watch::Receiver<Option<String>>,
     /// `Some(why)` while a store's disk is full: writes are refused.
@@ -105,6 +107,10 @@ impl LedgerApi {
             store: p.store.clone(),
             js: p.js.clone(),
             stream: p.stream.clone(),
+            snapshots: crate::audit::source_snapshots::Snapshots {
+                dir: p.scratch_dir.join("source-snapshots"),
+                kept: p.source_snapshots_kept,
+            },
             scratch_dir: p.scratch_dir,
             source_folds: tokio::sync::Semaphore::new(1),
         };

@@ -53,13 +53,8 @@ pub struct AsOfReader {
     pub scratch_dir: PathBuf,
     /// One source fold at a time (each may read a source's whole history).
     pub source_folds: tokio::sync::Semaphore,
-}
-
-/// Where the source snapshots of a scratch folder live.
-fn snapshots_in(scratch_dir: &Path) -> crate::audit::source_snapshots::Snapshots {
-    crate::audit::source_snapshots::Snapshots {
-        dir: scratch_dir.join("source-snapshots"),
-    }
+    /// The kept source answers later ones fold on from.
+    pub snapshots: crate::audit::source_snapshots::Snapshots,
 }
 
 /// A validated point of an `AsOf`: a stream sequence (≥ 1) or a time.
@@ -426,7 +421,7 @@ impl AsOfReader {
         let out = self.source_in(&dir, source_id, p).await;
         let out = match out {
             Ok((answer, Some(record))) => {
-                if let Err(e) = snapshots_in(&self.scratch_dir).keep(&dir, &record) {
+                if let Err(e) = self.snapshots.keep(&dir, &record) {
                     tracing::warn!(error = %e, "cannot keep a source snapshot; the next answer folds from the start");
                 }
                 Ok(answer)
@@ -534,7 +529,7 @@ impl AsOfReader {
                 .map(|s| s.with_trust(self.store.trust().clone()))
                 .map_err(internal)
         };
-        let snaps = snapshots_in(&self.scratch_dir);
+        let snaps = &self.snapshots;
         let Some((record, at)) = snaps.nearest(source_id, p.seq) else {
             return Ok((open(dir)?, 0));
         };

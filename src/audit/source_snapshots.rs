@@ -4,14 +4,17 @@
 //! A point-in-time source answer folds the source's events up to the point
 //! into a scratch sled folder ([`crate::audit::asof`]). That folder is the
 //! source as it stood at the point; instead of deleting it, it is kept as a
-//! snapshot (at most [`SNAPSHOTS_PER_SOURCE_MAX`] per source, the newest).
+//! snapshot (`audit.source_snapshots_kept` per source, default
+//! [`DEFAULT_SNAPSHOTS_KEPT`]).
 //! The next answer at a later point starts from a copy of the nearest
 //! earlier snapshot and folds only the source's events after it. Beyond the
 //! limit, the snapshot whose removal leaves the smallest gap goes (the
 //! oldest and the newest stay), so the kept ones spread over the history.
 //! On a cadence (`audit.source_snapshot_interval_ms`, [`keep_fresh`]) the
-//! ledger answers each source as of its head itself, so a question costs at
-//! most the source's events of one interval (once a snapshot precedes it).
+//! ledger answers each source as of its head itself, so the newest snapshot
+//! is at most one interval old. A question costs the source's events
+//! between the nearest earlier snapshot and its point, plus copying and
+//! checking that snapshot (the size of the source's state).
 //!
 //! A snapshot is used only when its record still holds: the same stream,
 //! source, store format, build and producer keys, the log's Merkle root at
@@ -32,8 +35,11 @@ use sha2::{Digest as _, Sha256};
 
 use govledger_projector::fold::hex;
 
-/// Snapshots kept per source (spread over its history: see the module doc).
-pub const SNAPSHOTS_PER_SOURCE_MAX: usize = 4;
+/// Snapshots kept per source by default (spread over its history: see the
+/// module doc), and the bounds of `audit.source_snapshots_kept`.
+pub const DEFAULT_SNAPSHOTS_KEPT: usize = 4;
+pub const SNAPSHOTS_KEPT_MIN: usize = 2;
+pub const SNAPSHOTS_KEPT_MAX: usize = 64;
 /// The default of `audit.source_snapshot_interval_ms`: one day.
 pub const DEFAULT_SNAPSHOT_INTERVAL_MS: u64 = 86_400_000;
 /// The shortest `audit.source_snapshot_interval_ms` other than 0 (off).
@@ -109,6 +115,8 @@ pub fn fold_identity(trusted_keys: &[String]) -> String {
 #[derive(Debug, Clone)]
 pub struct Snapshots {
     pub dir: PathBuf,
+    /// Snapshots kept per source (at least 2: the oldest and the newest).
+    pub kept: usize,
 }
 
 impl Snapshots {
@@ -154,7 +162,7 @@ impl Snapshots {
     }
 
     /// Keeps `store_dir` (a closed scratch store) as the snapshot `record`
-    /// describes; beyond [`SNAPSHOTS_PER_SOURCE_MAX`], drops the one whose
+    /// describes; beyond `kept`, drops the one whose
     /// removal leaves the smallest gap (never the oldest or the newest).
     pub fn keep(&self, store_dir: &Path, record: &Record) -> std::io::Result<()> {
         let dir = self.source_dir(&record.source_id);
@@ -168,7 +176,7 @@ impl Snapshots {
         std::fs::write(staging.join(RECORD_FILE), record.text())?;
         std::fs::rename(&staging, &at)?;
         let mut kept = self.list(&record.source_id);
-        while kept.len() > SNAPSHOTS_PER_SOURCE_MAX {
+        while kept.len() > self.kept.max(SNAPSHOTS_KEPT_MIN) {
             let i = (1..kept.len() - 1)
                 .min_by_key(|&i| kept[i + 1].0 - kept[i - 1].0)
                 .unwrap_or(0);
@@ -194,9 +202,7 @@ pub async fn keep_fresh(
     interval: Duration,
     cancel: CancellationToken,
 ) {
-    let snaps = Snapshots {
-        dir: reader.scratch_dir.join("source-snapshots"),
-    };
+    let snaps = &reader.snapshots;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; start after one interval
@@ -298,6 +304,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snaps = Snapshots {
             dir: dir.path().join("snaps"),
+            kept: DEFAULT_SNAPSHOTS_KEPT,
         };
         let keep = |seq: u64| {
             let store = dir.path().join(format!("store-{seq}"));
@@ -326,7 +333,7 @@ mod tests {
         keep(45);
         keep(60);
         assert_eq!(snaps.newest("hr"), Some(60));
-        assert_eq!(snaps.list("hr").len(), SNAPSHOTS_PER_SOURCE_MAX);
+        assert_eq!(snaps.list("hr").len(), DEFAULT_SNAPSHOTS_KEPT);
         assert_eq!(snaps.nearest("hr", 9), None);
         assert_eq!(snaps.nearest("hr", 11).unwrap().0.seq, 10);
     }

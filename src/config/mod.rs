@@ -101,6 +101,10 @@ pub struct AuditConfig {
     /// milliseconds, keeping the answer as a snapshot point-in-time source
     /// answers fold on from (0 = only the snapshots questions leave).
     pub source_snapshot_interval_ms: u64,
+    /// Source snapshots kept per source (2..=64), spread over its history:
+    /// more cost disk (each about the source's state) and narrow the gaps a
+    /// point-in-time answer folds across.
+    pub source_snapshots_kept: usize,
     /// The origin line of the checkpoints' signed notes, unique per
     /// deployment (e.g. `ledger.example.com/identity`). Default
     /// `govledger/<stream>/<key id>`.
@@ -128,6 +132,7 @@ impl Default for AuditConfig {
             checkpoint_interval_ms: crate::audit::checkpoints::DEFAULT_CHECKPOINT_INTERVAL_MS,
             source_snapshot_interval_ms:
                 crate::audit::source_snapshots::DEFAULT_SNAPSHOT_INTERVAL_MS,
+            source_snapshots_kept: crate::audit::source_snapshots::DEFAULT_SNAPSHOTS_KEPT,
             origin: None,
             witness_keys: Vec::new(),
             witnesses: Vec::new(),
@@ -147,6 +152,16 @@ impl AuditConfig {
                 format!(
                     "{every} ms is too often: use 0 (off) or at least {} ms",
                     crate::audit::source_snapshots::SNAPSHOT_INTERVAL_MIN_MS
+                ),
+            ));
+        }
+        use crate::audit::source_snapshots::{SNAPSHOTS_KEPT_MAX, SNAPSHOTS_KEPT_MIN};
+        if !(SNAPSHOTS_KEPT_MIN..=SNAPSHOTS_KEPT_MAX).contains(&self.source_snapshots_kept) {
+            return Err(invalid(
+                "audit.source_snapshots_kept",
+                format!(
+                    "{} is out of range: keep {SNAPSHOTS_KEPT_MIN} to {SNAPSHOTS_KEPT_MAX} snapshots per source",
+                    self.source_snapshots_kept
                 ),
             ));
         }

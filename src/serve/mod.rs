@@ -378,6 +378,7 @@ fn ledger_api(
         alerts: projector.alerts.clone(),
         checkpointer: handles.checkpointer,
         scratch_dir: cfg.data_dir().join("scratch"),
+        source_snapshots_kept: cfg.audit.source_snapshots_kept,
         projector_stopped: projector.stopped.clone(),
         storage_full: storage_full.subscribe(),
         pause,

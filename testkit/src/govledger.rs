@@ -439,6 +439,48 @@ impl Govledger {
             .into_inner()
     }
 
+    /// Every signed checkpoint (at most 1,000), oldest first.
+    pub async fn checkpoints(&self) -> Vec<govledger_proto::v1::Checkpoint> {
+        let mut cps = self
+            .client()
+            .await
+            .list_checkpoints(govledger_proto::v1::ListCheckpointsRequest {
+                limit: 1_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .checkpoints;
+        cps.reverse();
+        cps
+    }
+
+    /// `govledger export` of identity `who` of `source` to `path`, which
+    /// must succeed; its output.
+    pub fn export_identity(&self, source: &str, who: &str, path: &Path) -> String {
+        let token = self.token_path();
+        let (status, out, err) = run_govledger_out(
+            &[
+                "export",
+                "--grpc-addr",
+                &self.addr,
+                "--token-file",
+                &token,
+                "--source",
+                source,
+                "--identity",
+                who,
+                "--out",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let text = out + &err;
+        assert!(status.success(), "{text}");
+        text
+    }
+
     /// The overall gRPC health status (`grpc.health.v1`: SERVING = 1,
     /// NOT_SERVING = 2); -1 when the server does not answer.
     pub async fn health(&self) -> i32 {
