@@ -178,12 +178,7 @@ impl Queries {
             .map_err(QueryError::CheckpointRead)?;
         let mut cps = log.checkpoints;
         cps.retain(|cp| cp.stream == self.stream);
-        let sequence = checkpoints::key_sequence(&cps).and_then(|s| {
-            let first = cps.first().map_or(0, |c| c.tree_size);
-            checkpoints::pinned(&s, &[self.checkpointer.public_key_hex()], first)?;
-            Ok(s)
-        });
-        let sequence = match sequence {
+        let sequence = match checkpoints::verify_chain(&cps, &self.checkpointer.public_key_hex()) {
             Ok(s) => s,
             Err(e) => {
                 return Ok(VerifyRangeResponse {

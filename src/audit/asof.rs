@@ -418,17 +418,14 @@ impl AsOfReader {
         let dir = self
             .scratch_dir
             .join(format!("asof-{}", uuid::Uuid::now_v7()));
-        let out = self.source_in(&dir, source_id, p).await;
-        let out = match out {
-            Ok((answer, Some(record))) => {
-                if let Err(e) = self.snapshots.keep(&dir, &record) {
-                    tracing::warn!(error = %e, "cannot keep a source snapshot; the next answer folds from the start");
-                }
-                Ok(answer)
+        let out = self.source_in(&dir, source_id, p).await.map(|(answer, record)| {
+            if let Some(record) = record
+                && let Err(e) = self.snapshots.keep(&dir, &record)
+            {
+                tracing::warn!(error = %e, "cannot keep a source snapshot; the next answer folds from the start");
             }
-            Ok((answer, None)) => Ok(answer),
-            Err(e) => Err(e),
-        };
+            answer
+        });
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -511,8 +508,14 @@ impl AsOfReader {
             seq,
             root: hex(&root),
             digest: store.digest().map_err(internal)?,
-            fold: crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex()),
+            fold: self.snapshot_fold(),
         })
+    }
+
+    /// What this ledger's folds depend on besides the events (a snapshot
+    /// made under another is not used).
+    fn snapshot_fold(&self) -> String {
+        crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex())
     }
 
     /// A scratch store in `dir`: a copy of the nearest snapshot at or before
@@ -538,8 +541,7 @@ impl AsOfReader {
             .map(|r| hex(&r));
         let fits = record.stream == self.stream
             && record.source_id == source_id
-            && record.fold
-                == crate::audit::source_snapshots::fold_identity(&self.store.trust().keys_hex())
+            && record.fold == self.snapshot_fold()
             && root.is_ok_and(|r| r == record.root);
         if fits
             && snaps.copy_out(&at, dir).is_ok()

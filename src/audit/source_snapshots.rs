@@ -221,13 +221,20 @@ pub async fn keep_fresh(
         let Some(at) = NonZeroU64::new(applied) else {
             continue;
         };
+        // The head, resolved once per round (when a source needs it).
+        let mut head = None;
         for s in sources {
             if snaps.newest(&s.source_id).is_some_and(|n| n >= s.last_seq) {
                 continue; // nothing new since its newest snapshot
             }
             let answer = async {
-                let p = reader.resolve(crate::audit::asof::PointAt::Seq(at)).await?;
-                reader.source(&s.source_id, &p).await
+                let p = match &head {
+                    Some(p) => p,
+                    None => {
+                        head.insert(reader.resolve(crate::audit::asof::PointAt::Seq(at)).await?)
+                    }
+                };
+                reader.source(&s.source_id, p).await
             };
             let answered = tokio::select! {
                 a = answer => a,

@@ -250,11 +250,15 @@ pub fn check_history(cps: &[Checkpoint]) -> Result<(), CheckpointError> {
 
 /// Checks signatures, the chain, forks and rollbacks, and key handovers of
 /// checkpoints given oldest first; the trusted key must be one of the
-/// chain's keys ([`super::key_sequence`]).
-pub fn verify_chain(cps: &[Checkpoint], trusted_public_key: &str) -> Result<(), CheckpointError> {
+/// chain's keys ([`super::key_sequence`]). Returns the key sequence.
+pub fn verify_chain(
+    cps: &[Checkpoint],
+    trusted_public_key: &str,
+) -> Result<Vec<super::KeyPeriod>, CheckpointError> {
     let sequence = super::rotation::key_sequence(cps)?;
     let first = cps.first().map_or(0, |c| c.tree_size);
-    super::rotation::pinned(&sequence, &[trusted_public_key.to_owned()], first)
+    super::rotation::pinned(&sequence, &[trusted_public_key.to_owned()], first)?;
+    Ok(sequence)
 }
 
 /// Signs a checkpoint of (size, root) after `previous`.
